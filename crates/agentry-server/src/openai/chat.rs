@@ -1,0 +1,249 @@
+//! `POST /v1/chat/completions`, plain JSON or SSE (`stream: true`), in
+//! OpenAI's exact shapes: `chat.completion` objects, `chat.completion.chunk`
+//! events, an optional usage chunk (`stream_options.include_usage`), and
+//! `data: [DONE]`. A failure after the stream started is sent as a final
+//! `data: {"error": …}` event, which the SDKs raise as an API error.
+
+use std::convert::Infallible;
+
+use agentry_core::CallContext;
+use agentry_llm::{ChatRequest, ChatStream, LlmError, StreamEvent};
+use agentry_types::{ChatMessage, FinishReason, Usage};
+use axum::Json;
+use axum::extract::{Extension, State};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::unix_now;
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::middleware::RequestId;
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+pub struct ChatCompletionRequest {
+    model: String,
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    temperature: Option<f32>,
+    #[serde(default)]
+    top_p: Option<f32>,
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    n: Option<u32>,
+    #[serde(default)]
+    stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(default)]
+    user: Option<String>,
+    #[serde(default)]
+    tools: Option<Value>,
+    #[serde(default)]
+    tool_choice: Option<Value>,
+    #[serde(default)]
+    response_format: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize, Default)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// A validated request: the public model name, the model-layer request, and how to answer.
+struct Parsed {
+    model: String,
+    request: ChatRequest,
+    stream: bool,
+    include_usage: bool,
+}
+
+fn in_range(value: Option<f32>, low: f32, high: f32, param: &str) -> Result<(), ApiError> {
+    match value {
+        Some(v) if !(low..=high).contains(&v) => {
+            Err(ApiError::bad_request(format!("'{param}' must be between {low} and {high}, got {v}"), param))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl ChatCompletionRequest {
+    fn parse(self) -> Result<Parsed, ApiError> {
+        if self.model.trim().is_empty() {
+            return Err(ApiError::bad_request("'model' must not be empty", "model"));
+        }
+        if self.messages.is_empty() {
+            return Err(ApiError::bad_request("'messages' must contain at least one message", "messages"));
+        }
+        if self.n.is_some_and(|n| n != 1) {
+            return Err(ApiError::bad_request("only n=1 is supported", "n"));
+        }
+        in_range(self.temperature, 0.0, 2.0, "temperature")?;
+        in_range(self.top_p, 0.0, 1.0, "top_p")?;
+        let max_tokens = self.max_completion_tokens.or(self.max_tokens);
+        if max_tokens == Some(0) {
+            return Err(ApiError::bad_request("'max_tokens' must be at least 1", "max_tokens"));
+        }
+        let stop = match self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s],
+            Some(Stop::Many(v)) => v,
+        };
+        if stop.len() > 4 || stop.iter().any(String::is_empty) {
+            return Err(ApiError::bad_request("'stop' takes up to 4 non-empty strings", "stop"));
+        }
+        let stream = self.stream.unwrap_or(false);
+        let include_usage = stream && self.stream_options.unwrap_or_default().include_usage.unwrap_or(false);
+        Ok(Parsed {
+            model: self.model,
+            request: ChatRequest {
+                model: String::new(),
+                messages: self.messages,
+                temperature: self.temperature,
+                top_p: self.top_p,
+                max_tokens,
+                stop,
+                seed: self.seed,
+                user: self.user,
+                tools: self.tools,
+                tool_choice: self.tool_choice,
+                response_format: self.response_format,
+            },
+            stream,
+            include_usage,
+        })
+    }
+}
+
+fn finish_str(reason: FinishReason) -> &'static str {
+    match reason {
+        FinishReason::Stop => "stop",
+        FinishReason::Length => "length",
+        FinishReason::ToolCalls => "tool_calls",
+        FinishReason::ContentFilter => "content_filter",
+    }
+}
+
+fn usage_json(usage: &Usage) -> Value {
+    json!({
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    })
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let parsed = body.parse()?;
+    let ctx = CallContext { request_id: request_id.0, endpoint: "/v1/chat/completions" };
+    let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    if parsed.stream {
+        let routed = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
+        let chunks = ChunkWriter { id, created: unix_now(), model: routed.model, include_usage: parsed.include_usage };
+        return Ok(Sse::new(chunks.events(routed.value)).into_response());
+    }
+    let routed = state.gateway.chat(&ctx, &parsed.model, parsed.request).await?;
+    let answer = routed.value;
+    let mut message = json!({ "role": "assistant", "content": answer.content, "refusal": null });
+    if let Some(calls) = answer.tool_calls {
+        message["tool_calls"] = calls;
+    }
+    Ok(Json(json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": routed.model,
+        "system_fingerprint": null,
+        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish_str(answer.finish_reason) }],
+        "usage": usage_json(&answer.usage),
+    }))
+    .into_response())
+}
+
+/// Shapes model-layer stream events into `chat.completion.chunk` SSE events.
+struct ChunkWriter {
+    id: String,
+    created: u64,
+    model: String,
+    include_usage: bool,
+}
+
+impl ChunkWriter {
+    fn chunk(&self, choices: Value, usage: Option<&Usage>) -> Event {
+        let mut chunk = json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "system_fingerprint": null,
+            "choices": choices,
+        });
+        if self.include_usage {
+            chunk["usage"] = usage.map_or(Value::Null, usage_json);
+        }
+        Event::default().data(chunk.to_string())
+    }
+
+    fn delta(&self, delta: Value, finish: Option<FinishReason>) -> Event {
+        let choice = json!({ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish.map(finish_str) });
+        self.chunk(json!([choice]), None)
+    }
+
+    /// The SSE events for a model stream: a role chunk, content chunks, the
+    /// finish chunk, the usage chunk (if asked), then `[DONE]` — or an error event.
+    fn events(self, stream: ChatStream) -> impl futures::Stream<Item = Result<Event, Infallible>> + Send {
+        let head = self.delta(json!({ "role": "assistant", "content": "" }), None);
+        let body = futures::stream::unfold(Some((self, stream)), |state| async move {
+            let (writer, mut stream) = state?;
+            match stream.next().await {
+                None => Some((Some(Event::default().data("[DONE]")), None)),
+                Some(Err(error)) => Some((stream_error(error), None)),
+                Some(Ok(event)) => {
+                    let sse = match event {
+                        StreamEvent::Delta { content, tool_calls } => {
+                            let mut delta = json!({});
+                            if let Some(content) = content {
+                                delta["content"] = Value::from(content);
+                            }
+                            if let Some(calls) = tool_calls {
+                                delta["tool_calls"] = calls;
+                            }
+                            Some(writer.delta(delta, None))
+                        }
+                        StreamEvent::Finish(reason) => Some(writer.delta(json!({}), Some(reason))),
+                        StreamEvent::Usage(usage) => writer.include_usage.then(|| writer.chunk(json!([]), Some(&usage))),
+                    };
+                    Some((sse, Some((writer, stream))))
+                }
+            }
+        })
+        .filter_map(futures::future::ready);
+        futures::stream::once(futures::future::ready(head)).chain(body).map(Ok)
+    }
+}
+
+fn stream_error(error: LlmError) -> Option<Event> {
+    let api = ApiError::from(error);
+    Some(Event::default().data(json!({ "error": api.body(None)["error"] }).to_string()))
+}

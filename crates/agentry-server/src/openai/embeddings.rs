@@ -1,0 +1,117 @@
+//! `POST /v1/embeddings`: string or array-of-strings input, `float` or
+//! `base64` (little-endian f32, what the official SDKs ask for by default).
+
+use agentry_core::CallContext;
+use axum::Json;
+use axum::extract::{Extension, State};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::middleware::RequestId;
+use crate::state::AppState;
+
+/// Most inputs accepted in one request (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+
+#[derive(Deserialize)]
+pub struct EmbeddingsRequest {
+    model: String,
+    input: EmbeddingInput,
+    #[serde(default)]
+    encoding_format: Option<EncodingFormat>,
+    #[serde(default)]
+    dimensions: Option<u32>,
+    #[serde(default, rename = "user")]
+    _user: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EmbeddingInput {
+    One(String),
+    Many(Vec<String>),
+    Other(serde::de::IgnoredAny),
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[serde(rename_all = "lowercase")]
+enum EncodingFormat {
+    Float,
+    Base64,
+}
+
+impl EmbeddingsRequest {
+    fn inputs(self) -> Result<(String, Vec<String>, EncodingFormat, Option<u32>), ApiError> {
+        let inputs = match self.input {
+            EmbeddingInput::One(text) => vec![text],
+            EmbeddingInput::Many(texts) => texts,
+            EmbeddingInput::Other(_) => {
+                return Err(ApiError::bad_request("'input' must be a string or an array of strings (token arrays are not supported)", "input"));
+            }
+        };
+        if inputs.is_empty() {
+            return Err(ApiError::bad_request("'input' must not be empty", "input"));
+        }
+        if inputs.len() > MAX_INPUTS {
+            return Err(ApiError::bad_request(format!("'input' has {} items; at most {MAX_INPUTS} are allowed", inputs.len()), "input"));
+        }
+        if let Some(i) = inputs.iter().position(|s| s.is_empty()) {
+            return Err(ApiError::bad_request(format!("input[{i}] is an empty string"), "input"));
+        }
+        if self.dimensions == Some(0) {
+            return Err(ApiError::bad_request("'dimensions' must be at least 1", "dimensions"));
+        }
+        Ok((self.model, inputs, self.encoding_format.unwrap_or(EncodingFormat::Float), self.dimensions))
+    }
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(request): ApiJson<EmbeddingsRequest>,
+) -> Result<Json<Value>, ApiError> {
+    let (model, inputs, format, dimensions) = request.inputs()?;
+    let ctx = CallContext { request_id: request_id.0, endpoint: "/v1/embeddings" };
+    let routed = state.gateway.embed(&ctx, &model, inputs).await?;
+    let response = routed.value;
+    let data = response
+        .vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, vector)| {
+            let vector = shorten(vector, dimensions)?;
+            let embedding = match format {
+                EncodingFormat::Float => json!(vector),
+                EncodingFormat::Base64 => {
+                    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+                    Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+                }
+            };
+            Ok(json!({ "object": "embedding", "index": index, "embedding": embedding }))
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Json(json!({
+        "object": "list",
+        "data": data,
+        "model": routed.model,
+        "usage": { "prompt_tokens": response.prompt_tokens, "total_tokens": response.prompt_tokens },
+    })))
+}
+
+/// OpenAI's `dimensions`: keep the first `n` components and re-normalise.
+fn shorten(vector: Vec<f32>, dimensions: Option<u32>) -> Result<Vec<f32>, ApiError> {
+    let Some(n) = dimensions.map(|d| d as usize) else { return Ok(vector) };
+    if n > vector.len() {
+        return Err(ApiError::bad_request(format!("this model has {} dimensions; 'dimensions' cannot exceed it", vector.len()), "dimensions"));
+    }
+    let mut vector = vector;
+    vector.truncate(n);
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        vector.iter_mut().for_each(|x| *x /= norm);
+    }
+    Ok(vector)
+}

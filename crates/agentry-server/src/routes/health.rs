@@ -1,0 +1,44 @@
+//! `/health` (alive), `/ready` (database answers, local models loaded) and
+//! `/metrics` (Prometheus text).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// Unauthenticated probes.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health)).route("/ready", get(ready))
+}
+
+/// Routes behind the master key.
+pub fn protected_router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    let database = state.db.ping().await;
+    let ok = database.is_ok();
+    let body = json!({
+        "status": if ok { "ready" } else { "not_ready" },
+        "checks": {
+            "database": match &database { Ok(()) => "ok".to_owned(), Err(e) => { tracing::warn!(error = %e, "readiness: database"); "unavailable".to_owned() } },
+            "local_models": *state.local_models,
+        },
+    });
+    let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}

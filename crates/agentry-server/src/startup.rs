@@ -1,0 +1,164 @@
+//! Building and running the application: data dir, master key, database and
+//! migrations, local models, the model registry and router, the HTTP stack,
+//! and graceful shutdown (stop accepting, let in-flight requests and streams
+//! finish within the grace period, flush the call log, close the pool).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentry_core::Gateway;
+use agentry_db::{CallLogConfig, CallLogWriter, Db};
+use agentry_llm::{ModelRegistry, ModelRouter};
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::configuration::Settings;
+use crate::error::ApiError;
+use crate::master_key::{self, MasterKey};
+use crate::middleware;
+use crate::state::AppState;
+use crate::telemetry;
+
+/// A built, bound, not yet serving application.
+pub struct Application {
+    listener: TcpListener,
+    app: Router,
+    port: u16,
+    shutdown: CancellationToken,
+    grace: Duration,
+    db: Db,
+    call_log_task: JoinHandle<()>,
+    generated_master_key: Option<SecretString>,
+}
+
+impl Application {
+    /// Prepare everything and bind the listener (`listen` port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        std::fs::create_dir_all(&settings.data_dir)
+            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
+        let master_key = master_key::resolve(settings.master_key.as_ref(), &settings.data_dir)?;
+        let db = connect_and_migrate(&settings).await?;
+        let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let builtins = crate::local_models::load(&settings, show_progress).await?;
+        let local_models: Vec<String> = builtins.iter().map(|e| e.name.clone()).collect();
+        let registry = ModelRegistry::build(&settings.providers, &settings.models, builtins)
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let router = Arc::new(ModelRouter::new(registry, settings.router_config()));
+
+        let shutdown = CancellationToken::new();
+        let (call_log, call_log_task) = CallLogWriter::start(db.clone(), CallLogConfig::default(), shutdown.child_token());
+        let state = AppState {
+            gateway: Gateway::new(router, call_log),
+            db: db.clone(),
+            master_key: Arc::new(master_key.secret().clone()),
+            metrics: telemetry::metrics_handle(),
+            local_models: Arc::new(local_models),
+        };
+        let app = http_stack(state, settings.max_body_bytes);
+
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let port = listener.local_addr()?.port();
+        let generated_master_key = match master_key {
+            MasterKey::Generated(key) => Some(key),
+            MasterKey::Configured(_) | MasterKey::Stored(_) => None,
+        };
+        Ok(Self { listener, app, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, generated_master_key })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The master key when this start generated it (to be shown once).
+    pub fn generated_master_key(&self) -> Option<&str> {
+        self.generated_master_key.as_ref().map(|k| k.expose_secret())
+    }
+
+    /// Cancel to begin a graceful shutdown (signals do the same).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Serve until SIGTERM/Ctrl-C or the shutdown token, then drain.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        let Self { listener, app, shutdown, grace, db, call_log_task, .. } = self;
+        tokio::spawn(cancel_on_signal(shutdown.clone()));
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        let stopping = shutdown.clone();
+        let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move { stopping.cancelled().await });
+        let deadline = async {
+            shutdown.cancelled().await;
+            tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections, waiting for in-flight requests");
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serve => result?,
+            () = deadline => tracing::warn!("grace period over; closing remaining connections"),
+        }
+        shutdown.cancel();
+        if let Err(error) = call_log_task.await {
+            tracing::error!(%error, "call-log writer ended abnormally");
+        }
+        db.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Connect to the configured database and apply migrations.
+pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
+    let url = settings.database_url();
+    let db = Db::connect(&url).await.map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// The router with every layer, outermost last.
+fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
+    let protected = crate::openai::router()
+        .merge(crate::routes::health::protected_router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_master_key));
+    Router::new()
+        .merge(protected)
+        .merge(crate::routes::health::router())
+        .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
+        .fallback(|| async { ApiError::not_found("no route matches this path") })
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(axum::middleware::from_fn(middleware::error_envelope))
+        .layer(axum::middleware::from_fn(middleware::http_metrics))
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .with_state(state)
+}
+
+async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+        () = token.cancelled() => return,
+    }
+    token.cancel();
+}

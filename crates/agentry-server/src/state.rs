@@ -1,0 +1,19 @@
+//! Shared application state handed to every handler. Holds handles only
+//! (all cheap to clone); owns no logic.
+
+use std::sync::Arc;
+
+use agentry_core::Gateway;
+use agentry_db::Db;
+use metrics_exporter_prometheus::PrometheusHandle;
+use secrecy::SecretString;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub gateway: Gateway,
+    pub db: Db,
+    pub master_key: Arc<SecretString>,
+    pub metrics: PrometheusHandle,
+    /// Names of the local models that loaded, for `/ready`.
+    pub local_models: Arc<Vec<String>>,
+}

@@ -1,0 +1,184 @@
+//! `spawn_app()` → [`TestApp`]: a running server with its own temp data dir,
+//! wired to a fresh [`MockUpstream`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use agentry_server::{Application, Settings};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::mock_upstream::MockUpstream;
+
+pub const MASTER_KEY: &str = "sk-test-master-key-0123456789";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub upstream: MockUpstream,
+    pub _data_dir: tempfile::TempDir,
+    pub shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub database_url: String,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct TestOptions {
+    pub local_models: bool,
+    pub postgres_url: Option<String>,
+    pub router_timeout_secs: f64,
+    pub max_body_bytes: usize,
+    pub grace_secs: u64,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        Self { local_models: false, postgres_url: None, router_timeout_secs: 0.5, max_body_bytes: 64 * 1024, grace_secs: 5 }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestOptions::default()).await
+}
+
+/// The providers and models every test app has: a healthy upstream, a broken
+/// one (same mock server, its own circuit breaker) and an Anthropic one.
+fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
+    let providers = json!([
+        { "type": "openai_compat", "name": "healthy", "base_url": format!("{}/v1", upstream.url), "api_key": "sk-upstream" },
+        { "type": "openai_compat", "name": "broken", "base_url": format!("{}/v1", upstream.url) },
+        { "type": "openai_compat", "name": "limited", "base_url": format!("{}/v1", upstream.url) },
+        { "type": "anthropic", "name": "claude", "base_url": format!("{}/anthropic", upstream.url), "api_key": "sk-ant" },
+        { "type": "mock", "name": "mock" },
+    ]);
+    let models = json!([
+        { "name": "gpt-4o", "provider": "healthy", "upstream_model": "gpt-ok" },
+        { "name": "gpt-ok", "provider": "healthy" },
+        { "name": "echo-params", "provider": "healthy" },
+        { "name": "stream-hang", "provider": "healthy" },
+        { "name": "stream-then-fail", "provider": "healthy", "fallbacks": ["gpt-ok"] },
+        { "name": "embed-ok", "provider": "healthy", "kind": "embedding" },
+        { "name": "fail-500", "provider": "broken", "fallbacks": ["gpt-ok"] },
+        { "name": "always-500", "provider": "broken" },
+        { "name": "slow", "provider": "broken", "fallbacks": ["gpt-ok"] },
+        { "name": "flaky", "provider": "broken" },
+        { "name": "rate-limited", "provider": "limited" },
+        { "name": "claude-ok", "provider": "claude", "upstream_model": "claude-test" },
+        { "name": "mock-echo", "provider": "mock" },
+    ]);
+    (providers, models)
+}
+
+pub async fn spawn_app_with(options: TestOptions) -> TestApp {
+    let upstream = MockUpstream::start().await;
+    let data_dir = tempfile::tempdir().expect("temp dir");
+    let (providers, models) = provider_config(&upstream);
+    let mut settings: Settings = serde_json::from_value(json!({
+        "providers": providers,
+        "models": models,
+    }))
+    .expect("test settings parse");
+    settings.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.data_dir = data_dir.path().to_path_buf();
+    settings.master_key = Some(SecretString::from(MASTER_KEY));
+    settings.database_url = options.postgres_url.clone();
+    settings.max_body_bytes = options.max_body_bytes;
+    settings.shutdown_grace_secs = options.grace_secs;
+    settings.offline = true;
+    settings.router.timeout_secs = options.router_timeout_secs;
+    settings.router.backoff_base_ms = 10;
+    settings.router.backoff_max_ms = 50;
+    settings.router.max_retries = 2;
+    settings.router.max_retry_after_secs = 3.0;
+    settings.router.breaker_failure_threshold = 3;
+    settings.router.breaker_open_secs = 0.5;
+    settings.local.enabled = options.local_models;
+    if options.local_models {
+        settings.local.models_dir = Some(test_models_dir());
+    }
+    let database_url = settings.database_url();
+    let app = Application::build(settings).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let shutdown = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+    TestApp { address, client: reqwest::Client::new(), upstream, _data_dir: data_dir, shutdown, server, database_url }
+}
+
+/// Where the test suite keeps pulled model files (`scripts/test` pulls them first).
+pub fn test_models_dir() -> PathBuf {
+    std::env::var_os("AGENTRY_TEST_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dirs_home().join(".cache/agentry-test-data/models"))
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/root"))
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(MASTER_KEY)
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(MASTER_KEY)
+    }
+
+    pub async fn chat(&self, body: Value) -> reqwest::Response {
+        self.post("/v1/chat/completions").json(&body).send().await.expect("request sent")
+    }
+
+    /// Records the gateway wrote, after waiting for the batch writer.
+    pub async fn model_calls(&self, expected: usize) -> Vec<agentry_db::ModelCallRecord> {
+        let db = agentry_db::Db::connect(&self.database_url).await.expect("db");
+        let mut calls = Vec::new();
+        for _ in 0..100 {
+            calls = db.recent_model_calls(100).await.expect("query");
+            if calls.len() >= expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        calls
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics").send().await.expect("metrics").text().await.expect("text")
+    }
+}
+
+pub fn user_message(text: &str) -> Value {
+    json!([{ "role": "user", "content": text }])
+}
+
+/// The `data:` payloads of an SSE body, in order.
+pub fn sse_data(body: &str) -> Vec<String> {
+    body.split("\n\n")
+        .filter(|frame| !frame.trim().is_empty())
+        .map(|frame| {
+            frame
+                .lines()
+                .filter_map(|line| line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect()
+}
+
+/// Assert an error response's status and envelope; returns the error object.
+pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let request_id = response.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = response.json().await.expect("json error body");
+    assert_eq!(body["error"]["code"], code, "{body}");
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(body["error"]["type"].is_string(), "{body}");
+    assert!(body["error"].get("param").is_some(), "{body}");
+    assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "request id in body matches header");
+    body["error"].clone()
+}

@@ -1,0 +1,94 @@
+//! The embedded default: real answers from the local GGUF chat model and
+//! real embeddings from MiniLM, through the running server.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestOptions, TestApp, spawn_app_with, sse_data, user_message};
+
+async fn local_app() -> TestApp {
+    spawn_app_with(TestOptions { local_models: true, router_timeout_secs: 120.0, ..TestOptions::default() }).await
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[tokio::test]
+async fn local_chat_answers_plain_and_streamed() {
+    let app = local_app().await;
+    let request = json!({
+        "model": "local-chat",
+        "messages": user_message("What is the capital of France? Answer in one word."),
+        "max_tokens": 24,
+        "temperature": 0,
+    });
+    let body: Value = app.chat(request.clone()).await.json().await.unwrap();
+    let content = body["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
+    assert!(!content.trim().is_empty(), "{body}");
+    assert!(content.contains("Paris"), "SmolLM2 knows this one: {content:?}");
+    let usage = &body["usage"];
+    assert!(usage["prompt_tokens"].as_u64().unwrap() > 10, "{usage}");
+    assert!(usage["completion_tokens"].as_u64().unwrap() <= 24);
+    assert!(["stop", "length"].contains(&body["choices"][0]["finish_reason"].as_str().unwrap()));
+
+    let mut streamed = request;
+    streamed["stream"] = json!(true);
+    streamed["stream_options"] = json!({ "include_usage": true });
+    let text = app.chat(streamed).await.text().await.unwrap();
+    let frames = sse_data(&text);
+    assert_eq!(frames.last().unwrap(), "[DONE]");
+    let chunks: Vec<Value> = frames[..frames.len() - 1].iter().map(|f| serde_json::from_str(f).unwrap()).collect();
+    let streamed_content: String = chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect();
+    assert_eq!(streamed_content, content, "greedy decoding streams the same text");
+    assert_eq!(chunks.last().unwrap()["usage"], body["usage"]);
+}
+
+#[tokio::test]
+async fn local_chat_refuses_tools_and_images_clearly() {
+    let app = local_app().await;
+    let tools = json!([{ "type": "function", "function": { "name": "f", "parameters": { "type": "object" } } }]);
+    let response = app.chat(json!({ "model": "local-chat", "messages": user_message("hi"), "tools": tools })).await;
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "tools");
+}
+
+#[tokio::test]
+async fn local_embeddings_are_real_sentence_vectors() {
+    let app = local_app().await;
+    let inputs = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."];
+    let body: Value = app
+        .post("/v1/embeddings")
+        .json(&json!({ "model": "local-embed", "input": inputs }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let vectors: Vec<Vec<f64>> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+        .collect();
+    assert_eq!(vectors.len(), 3);
+    for v in &vectors {
+        assert_eq!(v.len(), 384);
+        let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4, "unit norm: {norm}");
+    }
+    let paraphrase = cosine(&vectors[0], &vectors[1]);
+    let unrelated = cosine(&vectors[0], &vectors[2]);
+    assert!(paraphrase > unrelated + 0.2, "paraphrase {paraphrase} vs unrelated {unrelated}");
+    assert!(body["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
+}
+
+#[tokio::test]
+async fn ready_reports_local_models() {
+    let app = local_app().await;
+    let ready: Value = app.client.get(app.url("/ready")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["checks"]["local_models"], json!(["local-chat", "local-embed"]));
+    let models: Value = app.get("/v1/models").send().await.unwrap().json().await.unwrap();
+    assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "local-chat"));
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real server on port 0 with a fresh data dir, against
+//! an in-test upstream that speaks OpenAI's and Anthropic's wire formats.
+
+mod errors_and_auth;
+mod gateway;
+mod helpers;
+mod local_models;
+mod mock_upstream;
+mod resilience;
+mod server;
