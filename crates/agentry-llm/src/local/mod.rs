@@ -58,4 +58,5 @@ pub(crate) fn thread_pool(threads: Option<usize>, name: &'static str) -> Result<
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests;

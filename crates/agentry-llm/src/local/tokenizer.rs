@@ -114,12 +114,10 @@ impl ChatTokenizer {
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, LlmError> {
         let encoding = self.tokenizer.encode_fast(text, false).map_err(tok_err)?;
         let mut ids = encoding.get_ids().to_vec();
-        if self.add_bos {
-            if let Some(bos) = self.bos_id {
-                if ids.first() != Some(&bos) {
-                    ids.insert(0, bos);
-                }
-            }
+        if let Some(bos) = self.bos_id.filter(|_| self.add_bos)
+            && ids.first() != Some(&bos)
+        {
+            ids.insert(0, bos);
         }
         Ok(ids)
     }

@@ -112,6 +112,7 @@ pub(crate) fn q4_1_to_q8_0(src: &Path, dst: &Path) -> Result<ConvertStats, Model
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use candle_core::Tensor;
 

@@ -266,6 +266,7 @@ fn progress_bar(spec: &WheelSpec, position: u64) -> indicatif::ProgressBar {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::sync::{Arc, Mutex};
 

@@ -373,6 +373,7 @@ pub fn list_default_models(models_dir: &Path) -> Vec<ModelFileStatus> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 

@@ -142,6 +142,7 @@ pub(crate) fn extract_member(wheel: &Path, member: &Member, dir: &Path) -> Resul
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use std::path::PathBuf;
 

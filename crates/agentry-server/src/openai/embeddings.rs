@@ -5,8 +5,7 @@ use agentry_core::CallContext;
 use axum::Json;
 use axum::extract::{Extension, State};
 use base64::Engine;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
 use crate::extractors::ApiJson;
@@ -72,7 +71,7 @@ pub async fn create(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     ApiJson(request): ApiJson<EmbeddingsRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EmbeddingsResponse>, ApiError> {
     let (model, inputs, format, dimensions) = request.inputs()?;
     let ctx = CallContext { request_id: request_id.0, endpoint: "/v1/embeddings" };
     let routed = state.gateway.embed(&ctx, &model, inputs).await?;
@@ -84,21 +83,50 @@ pub async fn create(
         .map(|(index, vector)| {
             let vector = shorten(vector, dimensions)?;
             let embedding = match format {
-                EncodingFormat::Float => json!(vector),
+                EncodingFormat::Float => Embedding::Float(vector),
                 EncodingFormat::Base64 => {
                     let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    Value::from(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    Embedding::Base64(base64::engine::general_purpose::STANDARD.encode(bytes))
                 }
             };
-            Ok(json!({ "object": "embedding", "index": index, "embedding": embedding }))
+            Ok(EmbeddingObject { object: "embedding", index, embedding })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "model": routed.model,
-        "usage": { "prompt_tokens": response.prompt_tokens, "total_tokens": response.prompt_tokens },
-    })))
+    Ok(Json(EmbeddingsResponse {
+        object: "list",
+        data,
+        model: routed.model,
+        usage: EmbeddingUsage { prompt_tokens: response.prompt_tokens, total_tokens: response.prompt_tokens },
+    }))
+}
+
+/// Typed so that `f32` components serialise in their shortest form (`0.6`, not `0.6000000238418579`).
+#[derive(Serialize)]
+pub struct EmbeddingsResponse {
+    object: &'static str,
+    data: Vec<EmbeddingObject>,
+    model: String,
+    usage: EmbeddingUsage,
+}
+
+#[derive(Serialize)]
+struct EmbeddingObject {
+    object: &'static str,
+    index: usize,
+    embedding: Embedding,
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Embedding {
+    Float(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Serialize)]
+struct EmbeddingUsage {
+    prompt_tokens: u32,
+    total_tokens: u32,
 }
 
 /// OpenAI's `dimensions`: keep the first `n` components and re-normalise.

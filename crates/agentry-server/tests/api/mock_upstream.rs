@@ -111,7 +111,11 @@ fn sse_response(recorded: Arc<Recorded>, frames: Vec<String>, then: Tail) -> Res
                 futures::future::pending::<()>().await;
                 Ok(Bytes::new())
             }
-            Tail::Fail => Err(std::io::Error::other("upstream cut the stream")),
+            Tail::Fail => {
+                // Let the frames before the cut reach the client first.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Err(std::io::Error::other("upstream cut the stream"))
+            }
         }
     });
     use futures::StreamExt;
