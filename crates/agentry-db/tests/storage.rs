@@ -1,5 +1,7 @@
 //! The storage suite, run against SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agentry_db::model_calls::CallLogConfig;
 use agentry_db::{CallLogWriter, Db, ModelCallRecord};
 use std::time::Duration;

@@ -162,15 +162,15 @@ impl Settings {
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let fail = |key, message: &str| Err(InvalidSetting { key, message: message.to_owned() });
-        if let Some(url) = &self.database_url {
-            if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-                return fail("database_url", "must start with sqlite:, postgres:// or postgresql://");
-            }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return fail("database_url", "must start with sqlite:, postgres:// or postgresql://");
         }
-        if let Some(key) = &self.master_key {
-            if key.expose_secret().len() < 16 {
-                return fail("master_key", "must be at least 16 characters");
-            }
+        if let Some(key) = &self.master_key
+            && key.expose_secret().len() < 16
+        {
+            return fail("master_key", "must be at least 16 characters");
         }
         if self.max_body_bytes < 1024 {
             return fail("max_body_bytes", "must be at least 1024");

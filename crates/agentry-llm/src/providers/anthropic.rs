@@ -71,13 +71,13 @@ impl Anthropic {
     }
 
     fn body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
-        if let Some(format) = &request.response_format {
-            if format.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(LlmError::Unsupported {
-                    message: "response_format is not supported by Anthropic models".into(),
-                    param: Some("response_format".into()),
-                });
-            }
+        if let Some(format) = &request.response_format
+            && format.get("type").and_then(Value::as_str) != Some("text")
+        {
+            return Err(LlmError::Unsupported {
+                message: "response_format is not supported by Anthropic models".into(),
+                param: Some("response_format".into()),
+            });
         }
         let (system, messages) = convert_messages(&request.messages)?;
         let mut body = json!({

@@ -231,10 +231,10 @@ impl ChatModel for OpenAiCompat {
 fn chunk_events(chunk: WireChunk) -> Vec<Result<StreamEvent, LlmError>> {
     let mut out = Vec::new();
     for choice in chunk.choices {
-        if let Some(delta) = choice.delta {
-            if delta.content.as_deref().is_some_and(|c| !c.is_empty()) || delta.tool_calls.is_some() {
-                out.push(Ok(StreamEvent::Delta { content: delta.content.filter(|c| !c.is_empty()), tool_calls: delta.tool_calls }));
-            }
+        if let Some(delta) = choice.delta
+            && (delta.content.as_deref().is_some_and(|c| !c.is_empty()) || delta.tool_calls.is_some())
+        {
+            out.push(Ok(StreamEvent::Delta { content: delta.content.filter(|c| !c.is_empty()), tool_calls: delta.tool_calls }));
         }
         if let Some(reason) = choice.finish_reason {
             out.push(Ok(StreamEvent::Finish(finish_reason(&reason))));

@@ -1,6 +1,8 @@
 //! Integration tests: the real server on port 0 with a fresh data dir, against
 //! an in-test upstream that speaks OpenAI's and Anthropic's wire formats.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod errors_and_auth;
 mod gateway;
 mod helpers;
