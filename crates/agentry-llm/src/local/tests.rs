@@ -287,3 +287,13 @@ async fn batching_keeps_input_order_and_padding_does_not_leak() {
     let out = model.embed("m", &long).await.unwrap();
     assert_eq!(out.prompt_tokens, 256);
 }
+
+#[tokio::test]
+#[ignore = "debugging aid: AGENTRY_DEBUG_GGUF=path"]
+async fn debug_generate() {
+    let path = PathBuf::from(std::env::var("AGENTRY_DEBUG_GGUF").unwrap());
+    let model = tokio::task::spawn_blocking(move || LocalChatModel::load(&path, &LocalChatOptions::default())).await.unwrap().unwrap();
+    let t = std::time::Instant::now();
+    let r = model.complete(&ChatRequest { max_tokens: Some(64), ..ask("What is the capital of France?") }).await.unwrap();
+    eprintln!("{:?} {:?} in {:?}", r.content, r.usage, t.elapsed());
+}

@@ -9,4 +9,5 @@ mod helpers;
 mod local_models;
 mod mock_upstream;
 mod resilience;
+mod sdk_clients;
 mod server;

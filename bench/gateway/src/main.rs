@@ -1,0 +1,251 @@
+//! Gateway overhead benchmark. Starts a mock OpenAI upstream with a fixed tiny
+//! latency (this same binary, `mock` mode, in its own process), starts the
+//! release `agentry` binary pointed at it, and drives both with `oha` at fixed
+//! rates — direct to the mock and through Agentry, in the same run — for
+//! non-streamed and streamed chat completions. Prints a table of p50/p99
+//! added latency, max RPS and server RSS, and appends it to
+//! `bench/results/gateway.md`.
+//!
+//! Usage: `cargo run --release -p bench-gateway [-- --seconds 10 --rates 500,1000,2000]`
+//! Needs `oha` on PATH (`cargo install oha`).
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+const MASTER_KEY: &str = "sk-bench-master-key-0123456789";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("mock") {
+        let port: u16 = args.get(2).context("mock PORT LATENCY_MS")?.parse()?;
+        let latency_ms: u64 = args.get(3).context("mock PORT LATENCY_MS")?.parse()?;
+        return mock::serve(port, Duration::from_millis(latency_ms));
+    }
+    let seconds = flag(&args, "--seconds").unwrap_or_else(|| "10".into()).parse::<u64>()?;
+    let rates: Vec<u32> = flag(&args, "--rates")
+        .unwrap_or_else(|| "500,1000,2000".into())
+        .split(',')
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    let latency_ms = 1;
+    run(seconds, &rates, latency_ms)
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+/// Kills the child process when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_ready(url: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(out) = Command::new("curl").args(["-sf", "-o", "/dev/null", url]).status() {
+            if out.success() {
+                return Ok(());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{url} did not become ready")
+}
+
+fn run(seconds: u64, rates: &[u32], latency_ms: u64) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let agentry = exe.with_file_name("agentry");
+    if !agentry.exists() {
+        bail!("{} not found: build it with `cargo build --release --bin agentry`", agentry.display());
+    }
+    let mock_port = free_port()?;
+    let _mock = Guard(Command::new(&exe).args(["mock", &mock_port.to_string(), &latency_ms.to_string()]).spawn()?);
+    let mock_url = format!("http://127.0.0.1:{mock_port}");
+    wait_ready(&format!("{mock_url}/health"))?;
+
+    let data_dir = std::env::temp_dir().join(format!("agentry-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&data_dir)?;
+    let config = data_dir.join("agentry.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "local.enabled = false\nlog = \"warn\"\n[[providers]]\ntype = \"openai_compat\"\nname = \"mock\"\nbase_url = \"{mock_url}/v1\"\n\
+             [[models]]\nname = \"bench-model\"\nprovider = \"mock\"\n"
+        ),
+    )?;
+    let agentry_port = free_port()?;
+    let server = Guard(
+        Command::new(&agentry)
+            .args(["--config", config.to_str().context("path")?, "--data-dir", data_dir.to_str().context("path")?, "serve"])
+            .args(["--listen", &format!("127.0.0.1:{agentry_port}")])
+            .env("AGENTRY_MASTER_KEY", MASTER_KEY)
+            .stdout(Stdio::null())
+            .spawn()?,
+    );
+    let agentry_url = format!("http://127.0.0.1:{agentry_port}");
+    wait_ready(&format!("{agentry_url}/health"))?;
+    let server_pid = server.0.id();
+
+    let mut rows = Vec::new();
+    for stream in [false, true] {
+        let body = json!({ "model": "bench-model", "messages": [{ "role": "user", "content": "hello" }], "stream": stream }).to_string();
+        // Warm up both paths (connection pools, allocator).
+        oha(&format!("{mock_url}/v1/chat/completions"), &body, 2, None, 32)?;
+        oha(&format!("{agentry_url}/v1/chat/completions"), &body, 2, None, 32)?;
+        for &rate in rates {
+            let direct = oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?;
+            let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?;
+            rows.push(Row { stream, rate: Some(rate), direct, through });
+        }
+        let direct = oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, None, 64)?;
+        let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, None, 64)?;
+        rows.push(Row { stream, rate: None, direct, through });
+    }
+    let rss = rss_kib(server_pid)?;
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data_dir);
+    report(&rows, rss, seconds, latency_ms)
+}
+
+#[derive(Clone, Copy)]
+struct Stats {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    success_rate: f64,
+}
+
+struct Row {
+    stream: bool,
+    rate: Option<u32>,
+    direct: Stats,
+    through: Stats,
+}
+
+fn oha(url: &str, body: &str, seconds: u64, rate: Option<u32>, connections: u32) -> anyhow::Result<Stats> {
+    let mut command = Command::new("oha");
+    command
+        .args(["-z", &format!("{seconds}s"), "-c", &connections.to_string(), "--no-tui", "--output-format", "json"])
+        .args(["-m", "POST", "-H", &format!("Authorization: Bearer {MASTER_KEY}"), "-H", "Content-Type: application/json"])
+        .args(["-d", body]);
+    if let Some(rate) = rate {
+        command.args(["-q", &rate.to_string(), "--latency-correction"]);
+    }
+    let output = command.arg(url).output().context("running oha (cargo install oha)")?;
+    if !output.status.success() {
+        bail!("oha failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let report: Value = serde_json::from_slice(&output.stdout).context("oha JSON output")?;
+    let ms = |p: &str| report["latencyPercentiles"][p].as_f64().unwrap_or(f64::NAN) * 1000.0;
+    Ok(Stats {
+        rps: report["summary"]["requestsPerSec"].as_f64().unwrap_or(f64::NAN),
+        p50_ms: ms("p50"),
+        p99_ms: ms("p99"),
+        success_rate: report["summary"]["successRate"].as_f64().unwrap_or(f64::NAN),
+    })
+}
+
+fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("VmRSS:"), field("VmHWM:")))
+}
+
+fn report(rows: &[Row], (rss, peak): (u64, u64), seconds: u64, latency_ms: u64) -> anyhow::Result<()> {
+    let mut table = String::new();
+    table.push_str(&format!(
+        "mock upstream latency {latency_ms} ms; {seconds} s per cell; oha -c 64, fixed rate with latency correction\n\n"
+    ));
+    table.push_str("| mode | target rps | direct rps | through rps | direct p50 ms | through p50 ms | added p50 ms | direct p99 ms | through p99 ms | added p99 ms | through success |\n");
+    table.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
+    for r in rows {
+        table.push_str(&format!(
+            "| {} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} |\n",
+            if r.stream { "stream" } else { "plain" },
+            r.rate.map_or("max".to_owned(), |v| v.to_string()),
+            r.direct.rps,
+            r.through.rps,
+            r.direct.p50_ms,
+            r.through.p50_ms,
+            r.through.p50_ms - r.direct.p50_ms,
+            r.direct.p99_ms,
+            r.through.p99_ms,
+            r.through.p99_ms - r.direct.p99_ms,
+            r.through.success_rate,
+        ));
+    }
+    table.push_str(&format!("\nagentry RSS after the run: {:.1} MiB (peak {:.1} MiB)\n", rss as f64 / 1024.0, peak as f64 / 1024.0));
+    std::io::stderr().write_all(table.as_bytes())?;
+    let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gateway.md");
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&results)?;
+    let when = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    let commit = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
+    writeln!(file, "\n## {when} (commit {commit}, {} cores)\n\n{table}", std::thread::available_parallelism().map_or(0, |n| n.get()))?;
+    Ok(())
+}
+
+mod mock {
+    //! The upstream: OpenAI chat completions after a fixed delay, plain or SSE.
+
+    use std::time::Duration;
+
+    use axum::body::Body;
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{get, post};
+    use serde_json::{Value, json};
+
+    pub fn serve(port: u16, latency: Duration) -> anyhow::Result<()> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+        runtime.block_on(async move {
+            let app = axum::Router::new()
+                .route("/health", get(|| async { "ok" }))
+                .route("/v1/chat/completions", post(move |body: axum::Json<Value>| chat(body.0, latency)));
+            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+            axum::serve(listener, app).await?;
+            Ok(())
+        })
+    }
+
+    async fn chat(body: Value, latency: Duration) -> Response {
+        tokio::time::sleep(latency).await;
+        if body["stream"].as_bool() != Some(true) {
+            return axum::Json(json!({
+                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body["model"],
+                "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello there, how can I help?" }, "finish_reason": "stop" }],
+                "usage": { "prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16 },
+            }))
+            .into_response();
+        }
+        let mut sse = String::new();
+        for piece in ["Hello", " there,", " how", " can", " I", " help?"] {
+            let chunk = json!({ "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                "choices": [{ "index": 0, "delta": { "content": piece }, "finish_reason": null }] });
+            sse.push_str(&format!("data: {chunk}\n\n"));
+        }
+        let done = json!({ "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+            "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }],
+            "usage": { "prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15 } });
+        sse.push_str(&format!("data: {done}\n\ndata: [DONE]\n\n"));
+        Response::builder().header("content-type", "text/event-stream").body(Body::from(sse)).unwrap_or_default()
+    }
+}
