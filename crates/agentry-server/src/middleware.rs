@@ -23,7 +23,8 @@ pub const REQUEST_ID: &str = "x-request-id";
 pub struct RequestId(pub String);
 
 /// Give every request an id (a client's own if it is short and printable),
-/// open a tracing span with it, and return it as `x-request-id`.
+/// open a tracing span with it, log one line when the response is ready
+/// (streams go on after it), and return the id as `x-request-id`.
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -33,7 +34,11 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
-    let mut response = tracing::Instrument::instrument(next.run(req), span).await;
+    let started = Instant::now();
+    let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(status = response.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished");
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }

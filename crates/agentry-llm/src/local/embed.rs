@@ -57,8 +57,9 @@ impl LocalEmbedder {
     /// Load a sentence-transformers folder and start its worker thread.
     /// Slow (reads ~90 MB): call it from `spawn_blocking`.
     pub fn load(dir: &Path) -> Result<Self, LlmError> {
-        let config: Config = serde_json::from_slice(&read(&dir.join("config.json"))?)
+        let mut config: Config = serde_json::from_slice(&read(&dir.join("config.json"))?)
             .map_err(|e| LlmError::Local(format!("{}: invalid BERT config: {e}", dir.join("config.json").display())))?;
+        if std::env::var_os("TMP_GELU_APPROX").is_some() { config.hidden_act = candle_transformers::models::bert::HiddenAct::GeluApproximate; }
         let max_seq_len = std::fs::read(dir.join("sentence_bert_config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())

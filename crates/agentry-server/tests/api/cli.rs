@@ -1,0 +1,123 @@
+//! The `agentry` binary itself: help texts, version, first start (generated
+//! master key shown once), JSON logs with request ids, SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentry");
+
+#[test]
+fn every_command_has_help() {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "pull", "--help"], vec!["models", "list", "--help"], vec!["migrate", "--help"], vec!["version", "--help"]] {
+        let output = Command::new(BIN).args(&args).output().unwrap();
+        assert!(output.status.success(), "{args:?}");
+        assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
+    }
+    let version = Command::new(BIN).arg("version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("agentry "));
+}
+
+#[test]
+fn bad_configuration_fails_with_the_key_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN)
+        .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
+        .env("AGENTRY_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.to_lowercase().contains("listen") && stderr.contains("AGENTRY_"), "{stderr}");
+}
+
+#[test]
+fn migrate_runs_on_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).args(["--data-dir", dir.path().to_str().unwrap(), "migrate"]).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(dir.path().join("agentry.db").exists());
+}
+
+#[test]
+fn models_pull_offline_without_files_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = Command::new(BIN).args(["--data-dir", dir.path().to_str().unwrap(), "models", "pull", "--offline"]).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr).to_lowercase();
+    assert!(stderr.contains("offline"), "{stderr}");
+}
+
+/// First start: key generated, printed once; JSON logs carry request ids;
+/// SIGTERM stops the server cleanly; a second start does not print the key.
+#[test]
+fn serve_prints_the_generated_key_once_logs_json_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || {
+        Command::new(BIN)
+            .args(["--data-dir", dir.path().to_str().unwrap(), "serve", "--listen", "127.0.0.1:0"])
+            .env("AGENTRY_LOCAL__ENABLED", "false")
+            .env("AGENTRY_LOG_FORMAT", "json")
+            .env_remove("AGENTRY_MASTER_KEY")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut child = start();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut key = None;
+    let mut port = None;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while port.is_none() && Instant::now() < deadline {
+        let line = lines.next().unwrap().unwrap();
+        if line.trim_start().starts_with("sk-agentry-") {
+            key = Some(line.trim().to_owned());
+        }
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+            && json["message"] == "listening"
+        {
+            port = json["address"].as_str().and_then(|a| a.rsplit(':').next()).map(str::to_owned);
+        }
+    }
+    let key = key.expect("generated key printed on first start");
+    assert_eq!(std::fs::read_to_string(dir.path().join("master.key")).unwrap(), key);
+    let port = port.expect("listening line");
+    let status = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("Authorization: Bearer {key}")])
+        .arg(format!("http://127.0.0.1:{port}/v1/models"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&status.stdout), "200");
+    let mut saw_request_id = false;
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if line.contains("request finished") {
+            let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+            saw_request_id = json["span"]["request_id"].as_str().is_some_and(|id| id.starts_with("req_"));
+            break;
+        }
+    }
+    assert!(saw_request_id, "JSON log lines carry the request id");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let started = Instant::now();
+    let exit = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "server did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}");
+
+    let mut second = start();
+    let mut lines = BufReader::new(second.stderr.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        assert!(!line.contains("sk-agentry-"), "the key is shown only on the start that generated it");
+        if line.contains("listening") {
+            break;
+        }
+    }
+    let _ = second.kill();
+    let _ = second.wait();
+}
