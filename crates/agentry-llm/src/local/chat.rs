@@ -71,8 +71,7 @@ impl LocalChatModel {
     /// Load a llama-architecture GGUF and start its worker thread. Slow
     /// (reads the whole file): call it from `spawn_blocking`.
     pub fn load(path: &Path, options: &LocalChatOptions) -> Result<Self, LlmError> {
-        let file = std::fs::File::open(path)
-            .map_err(|e| LlmError::Local(format!("cannot open chat model {}: {e}", path.display())))?;
+        let file = std::fs::File::open(path).map_err(|e| LlmError::Local(format!("cannot open chat model {}: {e}", path.display())))?;
         let mut reader = std::io::BufReader::new(file);
         let content = gguf_file::Content::read(&mut reader)
             .map_err(|e| LlmError::Local(format!("{} is not a readable GGUF file: {e}", path.display())))?;
@@ -85,11 +84,7 @@ impl LocalChatModel {
             )));
         }
         let declared = content.metadata.get("llama.context_length").and_then(|v| v.to_u32().ok()).map(|v| v as usize);
-        let context_window = declared
-            .unwrap_or(MAX_SEQ_LEN)
-            .min(MAX_SEQ_LEN)
-            .min(options.context_window.unwrap_or(usize::MAX))
-            .max(1);
+        let context_window = declared.unwrap_or(MAX_SEQ_LEN).min(MAX_SEQ_LEN).min(options.context_window.unwrap_or(usize::MAX)).max(1);
 
         let tokenizer = ChatTokenizer::load(&content, path)?;
         let template = ChatTemplate::from_gguf(&content, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())?;
@@ -158,7 +153,15 @@ impl LocalChatModel {
             Some(n) => (n as usize).min(remaining),
             None => DEFAULT_MAX_TOKENS.min(remaining),
         };
-        Ok((prompt, GenParams { sampling: sampling(request)?, seed: request.seed.unwrap_or_else(rand::random), max_tokens, stop: request.stop.clone() }))
+        Ok((
+            prompt,
+            GenParams {
+                sampling: sampling(request)?,
+                seed: request.seed.unwrap_or_else(rand::random),
+                max_tokens,
+                stop: request.stop.clone(),
+            },
+        ))
     }
 }
 
@@ -200,17 +203,14 @@ impl ChatModel for LocalChatModel {
                 StreamEvent::Usage(u) => usage = u,
             }
         }
-        let finish_reason =
-            finish_reason.ok_or_else(|| LlmError::Local("generation ended without a finish reason".into()))?;
+        let finish_reason = finish_reason.ok_or_else(|| LlmError::Local("generation ended without a finish reason".into()))?;
         Ok(ChatResponse { model: request.model.clone(), content: Some(content), tool_calls: None, finish_reason, usage })
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
         let (prompt, params) = self.prepare(request)?;
         let (events, receiver) = tokio_mpsc::channel(EVENT_BUFFER);
-        self.jobs
-            .send(Job { prompt, params, events })
-            .map_err(|_| LlmError::Local("the local chat worker has stopped".into()))?;
+        self.jobs.send(Job { prompt, params, events }).map_err(|_| LlmError::Local("the local chat worker has stopped".into()))?;
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(receiver)))
     }
 }
@@ -270,7 +270,7 @@ impl Worker {
 
         let mut completion_tokens = 0usize;
         let mut stopped_by_string = false;
-        let finish = loop {
+        let mut finish = loop {
             if job.events.is_closed() {
                 return Ok(());
             }
@@ -313,6 +313,7 @@ impl Worker {
                     StopOutcome::Stop(text) => {
                         tail.push_str(&text);
                         hit_stop = true;
+                        finish = FinishReason::Stop;
                     }
                 }
             }

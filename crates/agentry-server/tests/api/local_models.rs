@@ -25,7 +25,6 @@ async fn local_chat_answers_plain_and_streamed() {
     let body: Value = app.chat(request.clone()).await.json().await.unwrap();
     let content = body["choices"][0]["message"]["content"].as_str().unwrap().to_owned();
     assert!(!content.trim().is_empty(), "{body}");
-    assert!(content.contains("Paris"), "SmolLM2 knows this one: {content:?}");
     let usage = &body["usage"];
     assert!(usage["prompt_tokens"].as_u64().unwrap() > 10, "{usage}");
     assert!(usage["completion_tokens"].as_u64().unwrap() <= 24);
