@@ -9,9 +9,11 @@ use std::convert::Infallible;
 use agentry_core::CallContext;
 use agentry_llm::{ChatRequest, ChatStream, LlmError, StreamEvent};
 use agentry_types::{ChatMessage, FinishReason, Usage};
+use bytes::Bytes;
 use axum::Json;
 use axum::extract::{Extension, State};
-use axum::response::sse::{Event, Sse};
+use axum::body::Body;
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde::Deserialize;
@@ -161,7 +163,7 @@ pub async fn create(
     if parsed.stream {
         let routed = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
         let chunks = ChunkWriter { id, created: unix_now(), model: routed.model, include_usage: parsed.include_usage };
-        return Ok(Sse::new(chunks.events(routed.value)).into_response());
+        return Ok(chunks.response(routed.value));
     }
     let routed = state.gateway.chat(&ctx, &parsed.model, parsed.request).await?;
     let answer = routed.value;
@@ -181,7 +183,10 @@ pub async fn create(
     .into_response())
 }
 
-/// Shapes model-layer stream events into `chat.completion.chunk` SSE events.
+/// Shapes model-layer stream events into `chat.completion.chunk` SSE frames
+/// (`data: <json>\n\n`). Written by hand rather than with axum's `Sse` so that
+/// frames that are ready together leave in one write: an upstream that sends a
+/// burst of chunks costs one syscall, not one per chunk.
 struct ChunkWriter {
     id: String,
     created: u64,
@@ -189,8 +194,11 @@ struct ChunkWriter {
     include_usage: bool,
 }
 
+/// Most frames joined into one body write.
+const MAX_FRAMES_PER_WRITE: usize = 64;
+
 impl ChunkWriter {
-    fn chunk(&self, choices: Value, usage: Option<&Usage>) -> Event {
+    fn chunk(&self, choices: Value, usage: Option<&Usage>) -> String {
         let mut chunk = json!({
             "id": self.id,
             "object": "chat.completion.chunk",
@@ -202,25 +210,25 @@ impl ChunkWriter {
         if self.include_usage {
             chunk["usage"] = usage.map_or(Value::Null, usage_json);
         }
-        Event::default().data(chunk.to_string())
+        frame(&chunk.to_string())
     }
 
-    fn delta(&self, delta: Value, finish: Option<FinishReason>) -> Event {
+    fn delta(&self, delta: Value, finish: Option<FinishReason>) -> String {
         let choice = json!({ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish.map(finish_str) });
         self.chunk(json!([choice]), None)
     }
 
-    /// The SSE events for a model stream: a role chunk, content chunks, the
-    /// finish chunk, the usage chunk (if asked), then `[DONE]` — or an error event.
-    fn events(self, stream: ChatStream) -> impl futures::Stream<Item = Result<Event, Infallible>> + Send {
+    /// The SSE frames for a model stream: a role chunk, content chunks, the
+    /// finish chunk, the usage chunk (if asked), then `[DONE]` — or an error frame.
+    fn frames(self, stream: ChatStream) -> impl futures::Stream<Item = String> + Send {
         let head = self.delta(json!({ "role": "assistant", "content": "" }), None);
         let body = futures::stream::unfold(Some((self, stream)), |state| async move {
             let (writer, mut stream) = state?;
             match stream.next().await {
-                None => Some((Some(Event::default().data("[DONE]")), None)),
-                Some(Err(error)) => Some((stream_error(error), None)),
+                None => Some((Some(frame("[DONE]")), None)),
+                Some(Err(error)) => Some((Some(error_frame(error)), None)),
                 Some(Ok(event)) => {
-                    let sse = match event {
+                    let frame = match event {
                         StreamEvent::Delta { content, tool_calls } => {
                             let mut delta = json!({});
                             if let Some(content) = content {
@@ -234,16 +242,30 @@ impl ChunkWriter {
                         StreamEvent::Finish(reason) => Some(writer.delta(json!({}), Some(reason))),
                         StreamEvent::Usage(usage) => writer.include_usage.then(|| writer.chunk(json!([]), Some(&usage))),
                     };
-                    Some((sse, Some((writer, stream))))
+                    Some((frame, Some((writer, stream))))
                 }
             }
         })
         .filter_map(futures::future::ready);
-        futures::stream::once(futures::future::ready(head)).chain(body).map(Ok)
+        futures::stream::once(futures::future::ready(head)).chain(body)
+    }
+
+    /// The HTTP response: frames that are ready together are sent as one body chunk.
+    fn response(self, stream: ChatStream) -> Response {
+        let body = self.frames(stream).ready_chunks(MAX_FRAMES_PER_WRITE).map(|frames| Ok::<_, Infallible>(Bytes::from(frames.concat())));
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(Body::from_stream(body))
+            .unwrap_or_else(|_| ApiError::internal("could not build the stream response").into_response())
     }
 }
 
-fn stream_error(error: LlmError) -> Option<Event> {
+fn frame(data: &str) -> String {
+    format!("data: {data}\n\n")
+}
+
+fn error_frame(error: LlmError) -> String {
     let api = ApiError::from(error);
-    Some(Event::default().data(json!({ "error": api.body(None)["error"] }).to_string()))
+    frame(&json!({ "error": api.body(None)["error"] }).to_string())
 }
