@@ -289,7 +289,7 @@ impl Report<'_> {
         let versions: Vec<String> = r.versions.iter().map(|(k, v)| format!("{k} {}", v.as_str().unwrap_or_default())).collect();
         let ours_prompt: Vec<String> = self.chat.first().map(|rep| rep.iter().map(|x| x.prompt_tokens.to_string()).collect()).unwrap_or_default();
         let ref_prompt: Vec<String> = r.chat.first().and_then(|c| c.reps.first()).map(|rep| rep.iter().map(|x| x.prompt_tokens.to_string()).collect()).unwrap_or_default();
-        let gen: Vec<String> = self.chat.last().map(|rep| rep.iter().map(|x| (x.gen_tokens + 1).to_string()).collect()).unwrap_or_default();
+        let generated: Vec<String> = self.chat.last().map(|rep| rep.iter().map(|x| (x.gen_tokens + 1).to_string()).collect()).unwrap_or_default();
         let mut out = String::new();
         out.push_str(&format!("machine: {}\n\n", machine::facts()));
         out.push_str(&format!(
@@ -303,7 +303,7 @@ impl Report<'_> {
             self.chat.first().map_or(0, Vec::len),
             ours_prompt.join(", "),
             ref_prompt.join(", "),
-            gen.join(", "),
+            generated.join(", "),
         ));
         out.push_str(&format!(
             "embeddings: {} Cranfield sentences ({} tokens, {:.1} per sentence), normalised, one call in batches of {BATCH}\n\n",

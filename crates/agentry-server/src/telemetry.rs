@@ -40,6 +40,17 @@ pub fn metrics_handle() -> PrometheusHandle {
             if metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
+            // Histogram samples are buffered until drained; drain them even when nobody scrapes.
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "cannot start the metrics upkeep thread");
+            }
             handle
         })
         .clone()

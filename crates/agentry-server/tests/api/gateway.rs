@@ -120,29 +120,13 @@ async fn tools_and_response_format_pass_through_to_openai_upstreams() {
 #[tokio::test]
 async fn embeddings_float_and_base64() {
     let app = spawn_app().await;
-    let body: Value = app
-        .post("/v1/embeddings")
-        .json(&json!({ "model": "embed-ok", "input": ["a", "b"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = app.embeddings(json!({ "model": "embed-ok", "input": ["a", "b"] })).await;
     assert_eq!(body["object"], "list");
     assert_eq!(body["data"][1]["index"], 1);
     assert_eq!(body["data"][1]["embedding"], json!([0.6, 0.8, 1.0]));
     assert_eq!(body["usage"]["prompt_tokens"], 7);
 
-    let body: Value = app
-        .post("/v1/embeddings")
-        .json(&json!({ "model": "embed-ok", "input": "a", "encoding_format": "base64" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = app.embeddings(json!({ "model": "embed-ok", "input": "a", "encoding_format": "base64" })).await;
     let bytes = base64::engine::general_purpose::STANDARD.decode(body["data"][0]["embedding"].as_str().unwrap()).unwrap();
     let floats: Vec<f32> = bytes.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     assert_eq!(floats, vec![0.6, 0.8, 0.0]);

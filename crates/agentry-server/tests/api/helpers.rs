@@ -133,6 +133,11 @@ impl TestApp {
         self.post("/v1/chat/completions").json(&body).send().await.expect("request sent")
     }
 
+    /// `POST /v1/embeddings`, expecting a JSON answer.
+    pub async fn embeddings(&self, body: Value) -> Value {
+        self.post("/v1/embeddings").json(&body).send().await.expect("request sent").json().await.expect("json body")
+    }
+
     /// Records the gateway wrote, after waiting for the batch writer.
     pub async fn model_calls(&self, expected: usize) -> Vec<agentry_db::ModelCallRecord> {
         let db = agentry_db::Db::connect(&self.database_url).await.expect("db");

@@ -56,15 +56,7 @@ async fn local_chat_refuses_tools_and_images_clearly() {
 async fn local_embeddings_are_real_sentence_vectors() {
     let app = local_app().await;
     let inputs = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."];
-    let body: Value = app
-        .post("/v1/embeddings")
-        .json(&json!({ "model": "local-embed", "input": inputs }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body = app.embeddings(json!({ "model": "local-embed", "input": inputs })).await;
     let vectors: Vec<Vec<f64>> = body["data"]
         .as_array()
         .unwrap()
