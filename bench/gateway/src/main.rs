@@ -55,10 +55,8 @@ fn free_port() -> anyhow::Result<u16> {
 
 fn wait_ready(url: &str) -> anyhow::Result<()> {
     for _ in 0..300 {
-        if let Ok(out) = Command::new("curl").args(["-sf", "-o", "/dev/null", url]).status() {
-            if out.success() {
-                return Ok(());
-            }
+        if Command::new("curl").args(["-sf", "-o", "/dev/null", url]).status().is_ok_and(|s| s.success()) {
+            return Ok(());
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -165,13 +165,21 @@ impl LocalChatModel {
     }
 }
 
-/// OpenAI semantics: temperature defaults to 1.0, 0 means greedy; top_p defaults to 1.
+/// Temperature when the request sets none. OpenAI's default of 1.0 makes a
+/// 135M-parameter model ramble; 0.2 with top-p 0.9 is what SmolLM2's authors
+/// recommend and keeps small local models on topic.
+const DEFAULT_TEMPERATURE: f32 = 0.2;
+/// Top-p when the request sets neither temperature nor top_p.
+const DEFAULT_TOP_P: f32 = 0.9;
+
+/// OpenAI semantics (0 means greedy) with small-model defaults: see [`DEFAULT_TEMPERATURE`].
 fn sampling(request: &ChatRequest) -> Result<Sampling, LlmError> {
-    let temperature = f64::from(request.temperature.unwrap_or(1.0));
+    let default_top_p = if request.temperature.is_none() { DEFAULT_TOP_P } else { 1.0 };
+    let temperature = f64::from(request.temperature.unwrap_or(DEFAULT_TEMPERATURE));
     if !(0.0..=2.0).contains(&temperature) {
         return Err(LlmError::InvalidRequest { message: "temperature must be between 0 and 2".into(), param: Some("temperature".into()) });
     }
-    let top_p = f64::from(request.top_p.unwrap_or(1.0));
+    let top_p = f64::from(request.top_p.unwrap_or(default_top_p));
     if !(top_p > 0.0 && top_p <= 1.0) {
         return Err(LlmError::InvalidRequest { message: "top_p must be greater than 0 and at most 1".into(), param: Some("top_p".into()) });
     }
