@@ -430,4 +430,40 @@ mod tests {
         assert_eq!(block["source"]["media_type"], "image/png");
         assert!(image_block("data:image/png,raw").is_err());
     }
+
+    #[test]
+    fn streamed_tool_use_becomes_openai_tool_call_deltas() {
+        let mut state = StreamState::default();
+        let events = [
+            json!({ "type": "message_start", "message": { "usage": { "input_tokens": 20 } } }),
+            json!({ "type": "content_block_start", "index": 1, "content_block": { "type": "tool_use", "id": "toolu_1", "name": "add" } }),
+            json!({ "type": "content_block_delta", "index": 1, "delta": { "type": "input_json_delta", "partial_json": "{\"a\":" } }),
+            json!({ "type": "content_block_delta", "index": 1, "delta": { "type": "input_json_delta", "partial_json": "1}" } }),
+            json!({ "type": "message_delta", "delta": { "stop_reason": "tool_use" }, "usage": { "output_tokens": 9 } }),
+            json!({ "type": "message_stop" }),
+        ];
+        let out: Vec<StreamEvent> = events.iter().flat_map(|e| state.on_event("up", e)).map(Result::unwrap).collect();
+        let StreamEvent::Delta { tool_calls: Some(first), .. } = &out[0] else { panic!("{out:?}") };
+        assert_eq!(first[0]["id"], "toolu_1");
+        assert_eq!(first[0]["function"]["name"], "add");
+        assert_eq!(first[0]["index"], 0);
+        let arguments: String = out
+            .iter()
+            .filter_map(|e| match e {
+                StreamEvent::Delta { tool_calls: Some(calls), .. } => calls[0]["function"]["arguments"].as_str().map(str::to_owned),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(arguments, "{\"a\":1}");
+        assert_eq!(out[out.len() - 2], StreamEvent::Finish(FinishReason::ToolCalls));
+        assert_eq!(out[out.len() - 1], StreamEvent::Usage(Usage::new(20, 9)));
+    }
+
+    #[test]
+    fn stream_errors_keep_their_retry_class() {
+        let mut state = StreamState::default();
+        let overloaded = json!({ "type": "error", "error": { "type": "overloaded_error", "message": "busy" } });
+        let error = state.on_event("up", &overloaded).remove(0).unwrap_err();
+        assert!(error.is_retryable());
+    }
 }
