@@ -6,7 +6,7 @@
 //! added latency, max RPS and server RSS, and appends it to
 //! `bench/results/gateway.md`.
 //!
-//! Usage: `cargo run --release -p bench-gateway [-- --seconds 10 --rates 500,1000,2000]`
+//! Usage: `cargo run --release -p bench-gateway [-- --seconds 10 --rates 500,1000,2000 --repeat 3]`
 //! Needs `oha` on PATH (`cargo install oha`).
 
 use std::io::Write;
@@ -31,8 +31,9 @@ fn main() -> anyhow::Result<()> {
         .split(',')
         .map(str::parse)
         .collect::<Result<_, _>>()?;
+    let repeat = flag(&args, "--repeat").unwrap_or_else(|| "3".into()).parse::<usize>()?.max(1);
     let latency_ms = 1;
-    run(seconds, &rates, latency_ms)
+    run(seconds, &rates, repeat, latency_ms)
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
@@ -63,7 +64,7 @@ fn wait_ready(url: &str) -> anyhow::Result<()> {
     bail!("{url} did not become ready")
 }
 
-fn run(seconds: u64, rates: &[u32], latency_ms: u64) -> anyhow::Result<()> {
+fn run(seconds: u64, rates: &[u32], repeat: usize, latency_ms: u64) -> anyhow::Result<()> {
     let exe = std::env::current_exe()?;
     let agentry = exe.with_file_name("agentry");
     if !agentry.exists() {
@@ -104,9 +105,15 @@ fn run(seconds: u64, rates: &[u32], latency_ms: u64) -> anyhow::Result<()> {
         oha(&format!("{mock_url}/v1/chat/completions"), &body, 2, None, 32)?;
         oha(&format!("{agentry_url}/v1/chat/completions"), &body, 2, None, 32)?;
         for &rate in rates {
-            let direct = oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?;
-            let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?;
-            rows.push(Row { stream, rate: Some(rate), direct, through });
+            // Alternate direct and through runs and keep the median of each, so a
+            // burst of noise on the shared cores does not decide a cell.
+            let mut direct = Vec::new();
+            let mut through = Vec::new();
+            for _ in 0..repeat {
+                direct.push(oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?);
+                through.push(oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?);
+            }
+            rows.push(Row { stream, rate: Some(rate), direct: Stats::median(&direct), through: Stats::median(&through) });
         }
         let direct = oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, None, 64)?;
         let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, None, 64)?;
@@ -115,7 +122,7 @@ fn run(seconds: u64, rates: &[u32], latency_ms: u64) -> anyhow::Result<()> {
     let rss = rss_kib(server_pid)?;
     drop(server);
     let _ = std::fs::remove_dir_all(&data_dir);
-    report(&rows, rss, seconds, latency_ms)
+    report(&rows, rss, seconds, repeat, latency_ms)
 }
 
 #[derive(Clone, Copy)]
@@ -124,6 +131,18 @@ struct Stats {
     p50_ms: f64,
     p99_ms: f64,
     success_rate: f64,
+}
+
+impl Stats {
+    /// Field-wise median of repeated runs.
+    fn median(runs: &[Stats]) -> Stats {
+        let median = |f: fn(&Stats) -> f64| {
+            let mut values: Vec<f64> = runs.iter().map(f).collect();
+            values.sort_by(f64::total_cmp);
+            values[values.len() / 2]
+        };
+        Stats { rps: median(|s| s.rps), p50_ms: median(|s| s.p50_ms), p99_ms: median(|s| s.p99_ms), success_rate: median(|s| s.success_rate) }
+    }
 }
 
 struct Row {
@@ -169,10 +188,10 @@ fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-fn report(rows: &[Row], (rss, peak): (u64, u64), seconds: u64, latency_ms: u64) -> anyhow::Result<()> {
+fn report(rows: &[Row], (rss, peak): (u64, u64), seconds: u64, repeat: usize, latency_ms: u64) -> anyhow::Result<()> {
     let mut table = String::new();
     table.push_str(&format!(
-        "mock upstream latency {latency_ms} ms; {seconds} s per cell; oha -c 64, fixed rate with latency correction\n\n"
+        "mock upstream latency {latency_ms} ms; {seconds} s per run, median of {repeat} alternating runs per fixed-rate cell; oha -c 64 with latency correction\n\n"
     ));
     table.push_str("| mode | target rps | direct rps | through rps | direct p50 ms | through p50 ms | added p50 ms | direct p99 ms | through p99 ms | added p99 ms | through success |\n");
     table.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
