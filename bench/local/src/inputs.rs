@@ -57,7 +57,8 @@ pub fn sentences(corpus: &Path, count: usize) -> anyhow::Result<Vec<String>> {
 /// abstract to summarise) so prompt processing is measured on a real batch.
 pub fn prompts(corpus: &Path) -> anyhow::Result<Vec<String>> {
     let docs = docs(corpus)?;
-    let abstract_text = docs.iter().map(|d| tidy(&d.text)).find(|t| t.split(' ').count() >= 150).context("no long abstract in the corpus")?;
+    let abstract_text =
+        docs.iter().map(|d| tidy(&d.text)).find(|t| t.split(' ').count() >= 150).context("no long abstract in the corpus")?;
     Ok(vec![
         "Write a long story about a dragon who learns to fly.".to_owned(),
         "Explain in detail how a jet engine works, step by step.".to_owned(),

@@ -1,13 +1,15 @@
 //! Facts about the machine for the results file, and a watch for other
 //! heavy work (builds, test runs, load generators) that would pollute the
-//! numbers: wait for quiet before measuring, then note anything that shows
-//! up while measuring.
+//! numbers: wait for quiet before each repetition, measure a repetition
+//! again when such work ran during it, and note it when retries run out.
+//! The reference's repetitions run through the same gate (the binary drives
+//! them), and the reference's own Python process is not on the list.
 //!
 //! Must not: stop or signal any process; it only reads `/proc`.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Process names that mean someone else is using the cores.
@@ -67,38 +69,85 @@ pub fn wait_for_quiet(limit: Duration) -> Vec<String> {
     }
 }
 
-/// Samples busy processes every second on its own thread until dropped.
+/// Samples busy processes every 250 ms on its own thread until dropped, so
+/// that a repetition disturbed by other work can be measured again.
 pub struct LoadWatch {
     stop: Arc<AtomicBool>,
-    seen: Arc<Mutex<BTreeSet<String>>>,
+    /// Busy process names seen since the last [`LoadWatch::begin`].
+    since: Arc<Mutex<BTreeSet<String>>>,
+    quiet_wait: Duration,
+    /// Repetitions kept although disturbed (retries ran out).
+    loaded: Mutex<Vec<String>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl LoadWatch {
-    pub fn start() -> Self {
+    pub fn start(quiet_wait: Duration) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
-        let seen = Arc::new(Mutex::new(BTreeSet::new()));
+        let since = Arc::new(Mutex::new(BTreeSet::new()));
         let thread = {
-            let (stop, seen) = (stop.clone(), seen.clone());
+            let (stop, since) = (stop.clone(), since.clone());
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
-                    for p in busy_processes() {
-                        if let Ok(mut seen) = seen.lock() {
-                            seen.insert(p.split(' ').next().unwrap_or_default().to_owned());
-                        }
+                    let busy = busy_processes();
+                    if !busy.is_empty()
+                        && let Ok(mut since) = since.lock()
+                    {
+                        since.extend(busy.iter().map(|p| p.split(' ').next().unwrap_or_default().to_owned()));
                     }
-                    std::thread::sleep(Duration::from_secs(1));
+                    std::thread::sleep(Duration::from_millis(250));
                 }
             })
         };
-        Self { stop, seen, thread: Some(thread) }
+        Self { stop, since, quiet_wait, loaded: Mutex::new(Vec::new()), thread: Some(thread) }
     }
 
-    /// Names of busy processes seen at any sample so far.
-    pub fn seen(&self) -> Vec<String> {
-        self.seen.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    /// Wait for quiet (at most the configured time), then start a clean interval.
+    pub fn begin(&self) {
+        let busy = wait_for_quiet(self.quiet_wait);
+        if !busy.is_empty() {
+            eprintln!("still busy after {:?}: {}; measuring anyway", self.quiet_wait, busy.join(", "));
+        }
+        if let Ok(mut since) = self.since.lock() {
+            since.clear();
+        }
+    }
+
+    /// Busy process names seen since [`LoadWatch::begin`].
+    pub fn disturbed(&self) -> Vec<String> {
+        self.since.lock().map(|s| s.iter().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Notes on repetitions that were kept although other work ran during them.
+    pub fn loaded(&self) -> Vec<String> {
+        self.loaded.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    /// Run one repetition of `f`, again (up to [`RETRIES`] times) while other
+    /// work ran during it.
+    pub async fn measure<T>(&self, label: &str, mut f: impl AsyncFnMut() -> anyhow::Result<T>) -> anyhow::Result<T> {
+        let mut attempt = 0;
+        loop {
+            self.begin();
+            let out = f().await?;
+            let disturbed = self.disturbed();
+            if disturbed.is_empty() {
+                return Ok(out);
+            }
+            if attempt == RETRIES {
+                if let Ok(mut loaded) = self.loaded.lock() {
+                    loaded.push(format!("{label} ({})", disturbed.join(", ")));
+                }
+                return Ok(out);
+            }
+            eprintln!("{label}: {} ran during this repetition; measuring it again", disturbed.join(", "));
+            attempt += 1;
+        }
     }
 }
+
+/// How many times a disturbed repetition is measured again before it is kept.
+pub const RETRIES: usize = 5;
 
 impl Drop for LoadWatch {
     fn drop(&mut self) {
@@ -116,7 +165,8 @@ pub fn facts() -> String {
         cpuinfo.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()).unwrap_or_default()
     };
     let flags = field("flags");
-    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
+    let simd: Vec<&str> =
+        ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))

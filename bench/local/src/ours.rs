@@ -1,6 +1,6 @@
 //! Our side, in process: `LocalChatModel` streamed greedily and
-//! `LocalEmbedder` on the fixed inputs, timed exactly like `reference.py`
-//! times llama.cpp and sentence-transformers.
+//! `LocalEmbedder` on the fixed inputs, one repetition per call, timed
+//! exactly like `reference.py` times llama.cpp and sentence-transformers.
 //!
 //! Must not: change how the models run (options are the server's defaults
 //! apart from the thread count), or time anything but the model calls.
@@ -13,10 +13,10 @@ use agentry_llm::{ChatModel, ChatRequest, Embedder, StreamEvent};
 use agentry_types::{ChatMessage, Role};
 use anyhow::{Context, bail};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 /// One generation: prompt processing up to the first token, then decoding.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub struct ChatRun {
     pub prompt_tokens: usize,
     /// Seconds from the request to the first generated text.
@@ -61,44 +61,61 @@ async fn generate(model: &LocalChatModel, prompt: &str, max_tokens: usize) -> an
     })
 }
 
-/// Every prompt `reps` times after a warm-up; `runs[rep][prompt]`.
-pub async fn chat(gguf: &Path, threads: usize, prompts: &[String], max_tokens: usize, reps: usize) -> anyhow::Result<Vec<Vec<ChatRun>>> {
-    let options = LocalChatOptions { threads: Some(threads), context_window: None };
-    let model = LocalChatModel::load(gguf, &options).with_context(|| format!("load {}", gguf.display()))?;
-    let warm = prompts.first().context("no prompts")?;
-    generate(&model, warm, 8).await?;
-    let mut runs = Vec::with_capacity(reps);
-    for rep in 0..reps {
-        let mut row = Vec::with_capacity(prompts.len());
-        for prompt in prompts {
-            row.push(generate(&model, prompt, max_tokens).await?);
-        }
-        let (tokens, secs) = row.iter().fold((0, 0.0), |(t, s), r| (t + r.gen_tokens, s + r.gen_seconds));
-        eprintln!("[ours] chat rep {}/{reps}: generation {:.1} tok/s", rep + 1, tokens as f64 / secs);
-        runs.push(row);
-    }
-    if let Some(short) = runs.iter().flatten().find(|r| r.gen_tokens + 1 < max_tokens) {
-        eprintln!("note: a prompt stopped early at {} tokens (end of text); the reference generates the same count", short.gen_tokens + 1);
-    }
-    Ok(runs)
+/// Our chat model on the fixed prompts.
+pub struct Chat {
+    model: LocalChatModel,
+    prompts: Vec<String>,
+    max_tokens: usize,
 }
 
-/// Sentences per second of each repetition, and the last repetition's vectors.
-pub async fn embed(dir: &Path, sentences: &[String], reps: usize) -> anyhow::Result<(Vec<f64>, Vec<Vec<f32>>, u32)> {
-    let embedder = LocalEmbedder::load(dir).with_context(|| format!("load {}", dir.display()))?;
-    embedder.embed("bench", &sentences[..sentences.len().min(32)]).await.context("warm-up")?;
-    let mut seconds = Vec::with_capacity(reps);
-    let mut last = None;
-    for rep in 0..reps {
+impl Chat {
+    /// Load the GGUF with `threads` inference threads and warm it up.
+    pub async fn load(gguf: &Path, threads: usize, prompts: &[String], max_tokens: usize) -> anyhow::Result<Self> {
+        let options = LocalChatOptions { threads: Some(threads), context_window: None };
+        let model = LocalChatModel::load(gguf, &options).with_context(|| format!("load {}", gguf.display()))?;
+        generate(&model, prompts.first().context("no prompts")?, 8).await?;
+        Ok(Self { model, prompts: prompts.to_vec(), max_tokens })
+    }
+
+    /// Every prompt once, in order.
+    pub async fn rep(&self) -> anyhow::Result<Vec<ChatRun>> {
+        let mut row = Vec::with_capacity(self.prompts.len());
+        for prompt in &self.prompts {
+            row.push(generate(&self.model, prompt, self.max_tokens).await?);
+        }
+        Ok(row)
+    }
+}
+
+/// Our embedder on the fixed sentences.
+pub struct Embed {
+    embedder: LocalEmbedder,
+    sentences: Vec<String>,
+}
+
+/// One embedding repetition.
+pub struct EmbedRun {
+    pub seconds: f64,
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u32,
+}
+
+impl Embed {
+    /// Load the sentence-transformers folder and warm it up on one batch.
+    pub async fn load(dir: &Path, sentences: &[String]) -> anyhow::Result<Self> {
+        let embedder = LocalEmbedder::load(dir).with_context(|| format!("load {}", dir.display()))?;
+        embedder.embed("bench", &sentences[..sentences.len().min(32)]).await.context("warm-up")?;
+        Ok(Self { embedder, sentences: sentences.to_vec() })
+    }
+
+    /// All sentences in one call (the embedder batches by 32).
+    pub async fn rep(&self) -> anyhow::Result<EmbedRun> {
         let started = Instant::now();
-        let out = embedder.embed("bench", sentences).await.context("embed")?;
-        seconds.push(started.elapsed().as_secs_f64());
-        eprintln!("[ours] embeddings rep {}/{reps}: {:.1} sentences/s", rep + 1, sentences.len() as f64 / started.elapsed().as_secs_f64());
-        last = Some(out);
+        let out = self.embedder.embed("bench", &self.sentences).await.context("embed")?;
+        let seconds = started.elapsed().as_secs_f64();
+        if out.vectors.len() != self.sentences.len() {
+            bail!("{} vectors for {} sentences", out.vectors.len(), self.sentences.len());
+        }
+        Ok(EmbedRun { seconds, vectors: out.vectors, prompt_tokens: out.prompt_tokens })
     }
-    let out = last.context("no repetitions")?;
-    if out.vectors.len() != sentences.len() {
-        bail!("{} vectors for {} sentences", out.vectors.len(), sentences.len());
-    }
-    Ok((seconds, out.vectors, out.prompt_tokens))
 }
