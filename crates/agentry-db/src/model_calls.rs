@@ -135,16 +135,22 @@ async fn run_writer(db: Db, mut receiver: mpsc::Receiver<ModelCallRecord>, confi
     let mut batch = Vec::with_capacity(config.batch_size);
     loop {
         let first = tokio::select! {
-            record = receiver.recv() => record,
+            biased;
             () = stop.cancelled() => None,
+            record = receiver.recv() => record,
         };
         let Some(first) = first else { break };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + config.flush_interval;
         while batch.len() < config.batch_size {
-            match tokio::time::timeout_at(deadline, receiver.recv()).await {
-                Ok(Some(record)) => batch.push(record),
-                Ok(None) | Err(_) => break,
+            let next = tokio::select! {
+                biased;
+                () = stop.cancelled() => None,
+                record = tokio::time::timeout_at(deadline, receiver.recv()) => record.ok().flatten(),
+            };
+            match next {
+                Some(record) => batch.push(record),
+                None => break,
             }
         }
         flush(&db, &mut batch).await;

@@ -71,6 +71,8 @@ async fn writer_batches_and_flushes_on_stop() {
         for i in 0..250 {
             writer.record(record(&format!("r{i:04}"), i));
         }
+        // Let the writer start a partial batch (waiting an hour for more), then stop it.
+        tokio::time::sleep(Duration::from_millis(100)).await;
         stop.cancel();
         task.await.unwrap();
         assert_eq!(db.recent_model_calls(1000).await.unwrap().len(), 250, "{:?}", db.backend());
