@@ -60,15 +60,10 @@ impl Gateway {
                 return Err(error);
             }
         };
-        let mut guard = StreamRecord {
-            gateway: self.clone(),
-            ctx: ctx.clone(),
-            outcome: Outcome::served(&routed, Usage::default()),
-            started,
-            first_token: Some(started.elapsed()),
-            finished: false,
-        };
-        guard.outcome.status = "cancelled";
+        // Until the stream reports its end, a dropped stream counts as cancelled.
+        let outcome = Outcome { status: "cancelled", ..Outcome::served(&routed, Usage::default()) };
+        let mut guard =
+            StreamRecord { gateway: self.clone(), ctx: ctx.clone(), outcome, started, first_token: Some(started.elapsed()), finished: false };
         let Routed { value, model, provider, price } = routed;
         let stream = value.inspect(move |item| guard.observe(item));
         Ok(Routed { value: Box::pin(stream), model, provider, price })
@@ -107,6 +102,7 @@ impl Gateway {
 }
 
 /// What is known about a call when it is recorded.
+#[derive(Clone)]
 struct Outcome {
     model: String,
     provider: &'static str,
@@ -163,14 +159,7 @@ impl StreamRecord {
             return;
         }
         self.finished = true;
-        let outcome = Outcome {
-            model: self.outcome.model.clone(),
-            provider: self.outcome.provider,
-            status: self.outcome.status,
-            usage: self.outcome.usage,
-            price: self.outcome.price,
-        };
-        self.gateway.record(&self.ctx, outcome, true, self.started, self.first_token);
+        self.gateway.record(&self.ctx, self.outcome.clone(), true, self.started, self.first_token);
     }
 }
 

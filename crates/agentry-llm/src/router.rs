@@ -86,7 +86,7 @@ impl ModelRouter {
             request.model = entry.upstream_model.clone();
             let backend = entry.backend.clone();
             async move {
-                let Backend::Chat(chat) = backend else { unreachable_kind() };
+                let Backend::Chat(chat) = backend else { return Err(kind_mismatch(&request.model)) };
                 let response = chat.complete(&request).await?;
                 record_tokens(&request.model, response.usage.prompt_tokens, response.usage.completion_tokens);
                 Ok(response)
@@ -106,7 +106,7 @@ impl ModelRouter {
             let backend = entry.backend.clone();
             let upstream = entry.upstream.clone();
             async move {
-                let Backend::Chat(chat) = backend else { unreachable_kind() };
+                let Backend::Chat(chat) = backend else { return Err(kind_mismatch(&request.model)) };
                 let mut stream = chat.stream(&request).await?;
                 let first = match stream.next().await {
                     Some(Ok(event)) => event,
@@ -127,7 +127,7 @@ impl ModelRouter {
             let upstream_model = entry.upstream_model.clone();
             let inputs = inputs.clone();
             async move {
-                let Backend::Embedding(embedder) = backend else { unreachable_kind() };
+                let Backend::Embedding(embedder) = backend else { return Err(kind_mismatch(&upstream_model)) };
                 let response = embedder.embed(&upstream_model, &inputs).await?;
                 record_tokens(&upstream_model, response.prompt_tokens, 0);
                 Ok(response)
@@ -221,9 +221,10 @@ impl ModelRouter {
     }
 }
 
-fn unreachable_kind() -> ! {
-    // `chain` filters entries by kind, so a chat call never meets an embedding backend.
-    panic!("router invariant broken: registry entry kind does not match its backend")
+/// `chain` filters entries by kind, so this only answers a registry entry whose
+/// backend disagrees with its declared kind: treat it as a model that does not exist.
+fn kind_mismatch(upstream_model: &str) -> LlmError {
+    LlmError::ModelNotFound(upstream_model.to_owned())
 }
 
 /// Whether `entry` can serve `request` (images, tools).
