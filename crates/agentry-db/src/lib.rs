@@ -54,7 +54,7 @@ pub enum Db {
 }
 
 impl Db {
-    /// Connect to `url` (`sqlite:…` creates the file if missing; `postgres://…`).
+    /// Connect to `url` (`sqlite:…` creates the file and its folder if missing; `postgres://…`).
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
@@ -64,6 +64,10 @@ impl Db {
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
                 .foreign_keys(true);
+            // Like the file itself (`create_if_missing`), its folder is created on first use.
+            if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
+            }
             let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(DbError::Connect)?;
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {

@@ -1,5 +1,5 @@
 //! Test helpers shared by every crate's tests: a fresh, empty PostgreSQL
-//! database per test on the server named by `AGENTRY_TEST_POSTGRES_URL`.
+//! database per test on the server named by `TEST_AGENTRY_POSTGRES_URL`.
 //!
 //! In CI (`CI=true`) a missing variable or an unreachable server is a test
 //! failure, never a skip.
@@ -8,15 +8,15 @@ use sqlx::Connection;
 
 /// A URL to a newly created database, or `None` outside CI when no server is configured.
 pub async fn fresh_postgres_url() -> Option<String> {
-    let Ok(admin_url) = std::env::var("AGENTRY_TEST_POSTGRES_URL") else {
-        assert!(std::env::var("CI").is_err(), "AGENTRY_TEST_POSTGRES_URL must be set in CI (scripts/test sets it)");
-        eprintln!("AGENTRY_TEST_POSTGRES_URL is not set: skipping the PostgreSQL half of this test (run scripts/test)");
+    let Ok(admin_url) = std::env::var("TEST_AGENTRY_POSTGRES_URL") else {
+        assert!(std::env::var("CI").is_err(), "TEST_AGENTRY_POSTGRES_URL must be set in CI (scripts/test sets it)");
+        eprintln!("TEST_AGENTRY_POSTGRES_URL is not set: skipping the PostgreSQL half of this test (run scripts/test)");
         return None;
     };
     let name = format!("agentry_test_{}", uuid::Uuid::new_v4().simple());
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
-        .unwrap_or_else(|e| panic!("cannot connect to AGENTRY_TEST_POSTGRES_URL: {e}"));
+        .unwrap_or_else(|e| panic!("cannot connect to TEST_AGENTRY_POSTGRES_URL: {e}"));
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut admin)
         .await

@@ -150,10 +150,7 @@ impl Settings {
         };
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("AGENTRY_").split("__").filter(|key| {
-                let key = key.as_str().to_ascii_lowercase();
-                key != "config" && !key.starts_with("test_")
-            }));
+            .merge(Env::prefixed("AGENTRY_").split("__").ignore(&["config"]));
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)

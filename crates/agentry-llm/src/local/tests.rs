@@ -1,5 +1,5 @@
 //! Tests against the real default models. They are found through
-//! `AGENTRY_TEST_MODELS_DIR` (used offline), or pulled into
+//! `TEST_AGENTRY_MODELS_DIR` (used offline), or pulled into
 //! `/root/.cache/agentry-models` on first use.
 //!
 //! Reference data and how it was obtained:
@@ -22,7 +22,7 @@ use crate::model_files::{LocalModelPaths, PullOptions, ensure_default_models};
 use crate::types::{ChatModel, ChatRequest, Embedder, StreamEvent};
 
 fn models_dir() -> (PathBuf, bool) {
-    match std::env::var_os("AGENTRY_TEST_MODELS_DIR") {
+    match std::env::var_os("TEST_AGENTRY_MODELS_DIR") {
         Some(dir) => (PathBuf::from(dir), true),
         None => (PathBuf::from("/root/.cache/agentry-models"), false),
     }

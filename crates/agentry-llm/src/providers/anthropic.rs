@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http_error::{status_error, transport_error};
+use super::http_error::send;
 use crate::{ChatModel, ChatRequest, ChatResponse, ChatStream, LlmError, StreamEvent};
 
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -117,15 +117,7 @@ impl Anthropic {
     }
 
     async fn post(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
-        let response = self
-            .client
-            .post(&self.url)
-            .headers(self.headers.clone())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, &e))?;
-        if response.status().is_success() { Ok(response) } else { Err(status_error(&self.name, response).await) }
+        send(&self.name, self.client.post(&self.url).headers(self.headers.clone()).json(body)).await
     }
 }
 

@@ -1,12 +1,19 @@
-//! Turning HTTP failures of any provider into [`LlmError`]: status + message
-//! from the body, `Retry-After` (seconds or HTTP date, and `retry-after-ms`).
+//! Sending a provider's JSON request and turning HTTP failures into
+//! [`LlmError`]: status + message from the body, `Retry-After` (seconds or
+//! HTTP date, and `retry-after-ms`).
 
 use std::time::Duration;
 
 use crate::LlmError;
 
+/// Send `request`; a non-2xx answer becomes [`LlmError::Upstream`].
+pub(crate) async fn send(upstream: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, LlmError> {
+    let response = request.send().await.map_err(|e| transport_error(upstream, &e))?;
+    if response.status().is_success() { Ok(response) } else { Err(status_error(upstream, response).await) }
+}
+
 /// Map a transport error (no response) to an error.
-pub(crate) fn transport_error(upstream: &str, error: &reqwest::Error) -> LlmError {
+fn transport_error(upstream: &str, error: &reqwest::Error) -> LlmError {
     if error.is_decode() || error.is_body() {
         LlmError::Protocol { upstream: upstream.to_owned(), message: error.to_string() }
     } else {
@@ -26,7 +33,7 @@ fn without_url(error: &reqwest::Error) -> String {
 }
 
 /// Read an error response's status, message and retry hint.
-pub(crate) async fn status_error(upstream: &str, response: reqwest::Response) -> LlmError {
+async fn status_error(upstream: &str, response: reqwest::Response) -> LlmError {
     let status = response.status().as_u16();
     let retry_after = retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();

@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http_error::{status_error, transport_error};
+use super::http_error::send;
 use crate::{ChatModel, ChatRequest, ChatResponse, ChatStream, Embedder, EmbeddingResponse, LlmError, StreamEvent};
 
 /// `type = "openai_compat"`.
@@ -91,19 +91,7 @@ impl OpenAiCompat {
     }
 
     async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, LlmError> {
-        let response = self
-            .client
-            .post(format!("{}{path}", self.base_url))
-            .headers(self.headers.clone())
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(&self.name, &e))?;
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(status_error(&self.name, response).await)
-        }
+        send(&self.name, self.client.post(format!("{}{path}", self.base_url)).headers(self.headers.clone()).json(body)).await
     }
 
     fn protocol(&self, message: impl Into<String>) -> LlmError {

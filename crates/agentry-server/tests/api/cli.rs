@@ -34,9 +34,10 @@ fn bad_configuration_fails_with_the_key_named() {
 #[test]
 fn migrate_runs_on_a_fresh_data_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN).args(["--data-dir", dir.path().to_str().unwrap(), "migrate"]).output().unwrap();
+    let data_dir = dir.path().join("not-yet-created");
+    let output = Command::new(BIN).args(["--data-dir", data_dir.to_str().unwrap(), "migrate"]).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert!(dir.path().join("agentry.db").exists());
+    assert!(data_dir.join("agentry.db").exists());
 }
 
 #[test]

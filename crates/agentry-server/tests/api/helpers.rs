@@ -107,7 +107,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
 
 /// Where the test suite keeps pulled model files (`scripts/test` pulls them first).
 pub fn test_models_dir() -> PathBuf {
-    std::env::var_os("AGENTRY_TEST_MODELS_DIR")
+    std::env::var_os("TEST_AGENTRY_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| dirs_home().join(".cache/agentry-test-data/models"))
 }

@@ -1,6 +1,6 @@
 //! The official OpenAI SDKs (Python and Node), unchanged, against the running
-//! server. `scripts/test` installs them and sets `AGENTRY_TEST_PYTHON` (an
-//! interpreter with `openai`) and `AGENTRY_TEST_NODE_PATH` (a node_modules
+//! server. `scripts/test` installs them and sets `TEST_AGENTRY_PYTHON` (an
+//! interpreter with `openai`) and `TEST_AGENTRY_NODE_PATH` (a node_modules
 //! with `openai`); in CI a missing one is a failure, not a skip.
 
 use std::path::PathBuf;
@@ -34,7 +34,7 @@ async fn run(mut command: Command, address: &str) {
 
 #[tokio::test]
 async fn official_python_sdk_works_unchanged() {
-    let Some(python) = required_env("AGENTRY_TEST_PYTHON") else { return };
+    let Some(python) = required_env("TEST_AGENTRY_PYTHON") else { return };
     let app = spawn_app().await;
     let mut command = Command::new(python);
     command.arg(sdk_script("openai_python.py"));
@@ -43,7 +43,7 @@ async fn official_python_sdk_works_unchanged() {
 
 #[tokio::test]
 async fn official_node_sdk_works_unchanged() {
-    let Some(node_path) = required_env("AGENTRY_TEST_NODE_PATH") else { return };
+    let Some(node_path) = required_env("TEST_AGENTRY_NODE_PATH") else { return };
     let app = spawn_app().await;
     let mut command = Command::new("node");
     command.arg(sdk_script("openai_node.cjs")).env("NODE_PATH", node_path);
