@@ -5,9 +5,9 @@
 //! `max_seq_length` (sentence_bert_config.json, 256 for all-MiniLM-L6-v2),
 //! sort inputs by length, run batches of 32 padded to the longest input in
 //! the batch (not the 128 the shipped tokenizer.json pads to), mean-pool
-//! over the attention mask, L2-normalise, restore input order. Activation
-//! is exact (erf) GELU as in the original model: candle's tanh
-//! approximation measured no faster here (and moves cosine to ~0.999999).
+//! over the real tokens, L2-normalise, restore input order. The forward
+//! pass is [`super::bert::Encoder`] on packed rows (no padding is computed
+//! at all); activation is exact (erf) GELU as in the original model.
 //!
 //! Must not: run tensor work on the async runtime or hold the weights
 //! anywhere but the worker thread.
@@ -16,13 +16,11 @@ use std::path::Path;
 use std::sync::mpsc;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+use candle_transformers::models::bert::Config;
 use tokenizers::{Tokenizer, TruncationParams};
 use tokio::sync::oneshot;
 
-use super::local_err;
+use super::bert::Encoder;
 use crate::LlmError;
 use crate::types::{Embedder, EmbeddingResponse};
 
@@ -45,9 +43,8 @@ pub struct LocalEmbedder {
 }
 
 struct Worker {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    pad_id: u32,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, LlmError> {
@@ -70,19 +67,16 @@ impl LocalEmbedder {
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer =
             Tokenizer::from_file(&tokenizer_path).map_err(|e| LlmError::Local(format!("cannot load {}: {e}", tokenizer_path.display())))?;
-        // Padding is done per batch below (to the longest input), so switch the file's off.
-        let pad_id = tokenizer.get_padding().map_or(config.pad_token_id as u32, |p| p.pad_id);
+        // Rows are packed per batch, never padded: switch the file's padding off.
         tokenizer.with_padding(None);
         let truncation = TruncationParams { max_length: max_seq_len, ..tokenizer.get_truncation().cloned().unwrap_or_default() };
         tokenizer.with_truncation(Some(truncation)).map_err(|e| LlmError::Local(format!("tokenizer truncation: {e}")))?;
 
-        let weights = read(&dir.join("model.safetensors"))?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu).map_err(local_err("model.safetensors"))?;
-        let model = BertModel::load(vb, &config).map_err(local_err("cannot build the BERT model"))?;
-        let dimensions = config.hidden_size;
+        let encoder = Encoder::load(&config, &read(&dir.join("model.safetensors"))?)?;
+        let dimensions = encoder.hidden_size();
 
         let (jobs, queue) = mpsc::channel::<Job>();
-        let worker = Worker { model, tokenizer, pad_id };
+        let worker = Worker { encoder, tokenizer };
         std::thread::Builder::new()
             .name("agentry-local-embed".into())
             .spawn(move || worker.run(queue))
@@ -155,32 +149,24 @@ impl Worker {
         Ok((vectors, u32::try_from(prompt_tokens).unwrap_or(u32::MAX)))
     }
 
-    /// One padded batch → mean-pooled, L2-normalised vectors.
+    /// One batch → mean-pooled, L2-normalised vectors, as sentence-transformers
+    /// computes them (count clamped at 1e-9, norm at 1e-12).
     fn forward(&self, batch: Vec<&[u32]>) -> Result<Vec<Vec<f32>>, LlmError> {
-        let device = Device::Cpu;
-        let rows = batch.len();
-        let width = batch.iter().map(|ids| ids.len()).max().unwrap_or(0).max(1);
-        let mut input = Vec::with_capacity(rows * width);
-        let mut mask = Vec::with_capacity(rows * width);
+        let hidden = self.encoder.hidden_size();
+        let states = self.encoder.forward(&batch)?;
+        let mut rows = states.chunks_exact(hidden);
+        let mut vectors = Vec::with_capacity(batch.len());
         for ids in &batch {
-            input.extend_from_slice(ids);
-            input.extend(std::iter::repeat_n(self.pad_id, width - ids.len()));
-            mask.extend(std::iter::repeat_n(1u32, ids.len()));
-            mask.extend(std::iter::repeat_n(0u32, width - ids.len()));
+            let mut mean = vec![0f32; hidden];
+            for row in rows.by_ref().take(ids.len()) {
+                mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
+            }
+            let count = (ids.len() as f32).max(1e-9);
+            mean.iter_mut().for_each(|m| *m /= count);
+            let norm = mean.iter().map(|m| m * m).sum::<f32>().sqrt().max(1e-12);
+            mean.iter_mut().for_each(|m| *m /= norm);
+            vectors.push(mean);
         }
-        let err = local_err("embedding forward pass");
-        let run = || -> candle_core::Result<Vec<Vec<f32>>> {
-            let input = Tensor::from_vec(input, (rows, width), &device)?;
-            let mask = Tensor::from_vec(mask, (rows, width), &device)?;
-            let token_types = input.zeros_like()?;
-            let hidden = self.model.forward(&input, &token_types, Some(&mask))?;
-            let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-            let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-            let counts = mask.sum(1)?.clamp(1e-9f32, f32::MAX)?;
-            let mean = summed.broadcast_div(&counts)?;
-            let norms = mean.sqr()?.sum_keepdim(1)?.sqrt()?.clamp(1e-12f32, f32::MAX)?;
-            mean.broadcast_div(&norms)?.to_vec2::<f32>()
-        };
-        run().map_err(err)
+        Ok(vectors)
     }
 }

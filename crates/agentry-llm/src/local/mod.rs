@@ -9,14 +9,17 @@
 //!
 //! Submodules: `tokenizer` (GGUF → `tokenizers` BPE, incremental decoding),
 //! `template` (the GGUF's Jinja chat template), `stop` (stop strings across
-//! token boundaries), `chat` (generation), `embed` (embeddings).
+//! token boundaries), `chat` (generation), `embed` (embeddings), `bert` (the
+//! embedding model's forward pass) and `kernels` (its vectorised math).
 //!
 //! Must not: download anything (paths come from [`crate::model_files`] or
 //! configuration), know about HTTP, tenants or pricing, or retry (the router
 //! does).
 
+mod bert;
 mod chat;
 mod embed;
+mod kernels;
 mod stop;
 mod template;
 mod tokenizer;
