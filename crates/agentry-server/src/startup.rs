@@ -12,6 +12,7 @@ use agentry_llm::{ModelRegistry, ModelRouter};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use secrecy::{ExposeSecret, SecretString};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -92,6 +93,13 @@ impl Application {
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "listening");
         let stopping = shutdown.clone();
+        // No Nagle delay: a streamed answer's last frame and the chunked
+        // terminator must not wait for the client's ACK of the previous write.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(error) = tcp.set_nodelay(true) {
+                tracing::debug!(%error, "cannot set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move { stopping.cancelled().await });
         let deadline = async {
             shutdown.cancelled().await;

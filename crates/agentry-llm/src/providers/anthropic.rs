@@ -41,7 +41,8 @@ pub struct AnthropicConfig {
 /// A connected Anthropic upstream.
 pub struct Anthropic {
     name: String,
-    url: String,
+    /// Parsed once, not per request.
+    url: reqwest::Url,
     client: reqwest::Client,
     headers: reqwest::header::HeaderMap,
     default_max_tokens: u32,
@@ -63,7 +64,7 @@ impl Anthropic {
         );
         Ok(Self {
             name: config.name.clone(),
-            url: format!("{base}/v1/messages"),
+            url: reqwest::Url::parse(&format!("{base}/v1/messages")).map_err(|e| format!("base_url '{base}': {e}"))?,
             client: super::http_client()?,
             headers,
             default_max_tokens: config.default_max_tokens.unwrap_or(4096),
@@ -117,7 +118,7 @@ impl Anthropic {
     }
 
     async fn post(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
-        send(&self.name, self.client.post(&self.url).headers(self.headers.clone()).json(body)).await
+        send(&self.name, self.client.post(self.url.clone()).headers(self.headers.clone()).json(body)).await
     }
 }
 

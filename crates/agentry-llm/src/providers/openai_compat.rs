@@ -37,7 +37,9 @@ pub struct OpenAiCompatConfig {
 /// A connected OpenAI-compatible upstream.
 pub struct OpenAiCompat {
     name: String,
-    base_url: String,
+    /// Endpoints parsed once, not per request.
+    chat_url: reqwest::Url,
+    embeddings_url: reqwest::Url,
     client: reqwest::Client,
     headers: reqwest::header::HeaderMap,
     vision: bool,
@@ -57,45 +59,77 @@ impl OpenAiCompat {
             let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| format!("invalid value for header '{name}'"))?;
             headers.insert(name, value);
         }
+        let base_url = super::normalise_base_url(&config.base_url)?;
+        let endpoint = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).map_err(|e| format!("base_url '{base_url}': {e}"));
         Ok(Self {
             name: config.name.clone(),
-            base_url: super::normalise_base_url(&config.base_url)?,
+            chat_url: endpoint("/chat/completions")?,
+            embeddings_url: endpoint("/embeddings")?,
             client: super::http_client()?,
             headers,
             vision: config.vision,
         })
     }
 
-    fn body(request: &ChatRequest, stream: bool) -> Value {
-        let mut body = json!({ "model": request.model, "messages": request.messages, "stream": stream });
-        let fields: [(&str, Option<Value>); 9] = [
-            ("temperature", request.temperature.map(Value::from)),
-            ("top_p", request.top_p.map(Value::from)),
-            ("max_tokens", request.max_tokens.map(Value::from)),
-            ("stop", (!request.stop.is_empty()).then(|| json!(request.stop))),
-            ("seed", request.seed.map(Value::from)),
-            ("user", request.user.clone().map(Value::from)),
-            ("tools", request.tools.clone()),
-            ("tool_choice", request.tool_choice.clone()),
-            ("response_format", request.response_format.clone()),
-        ];
-        for (key, value) in fields {
-            if let Some(value) = value {
-                body[key] = value;
-            }
-        }
-        if stream {
-            body["stream_options"] = json!({ "include_usage": true });
-        }
-        body
-    }
-
-    async fn post(&self, path: &str, body: &Value) -> Result<reqwest::Response, LlmError> {
-        send(&self.name, self.client.post(format!("{}{path}", self.base_url)).headers(self.headers.clone()).json(body)).await
+    async fn post(&self, url: &reqwest::Url, body: &impl Serialize) -> Result<reqwest::Response, LlmError> {
+        send(&self.name, self.client.post(url.clone()).headers(self.headers.clone()).json(body)).await
     }
 
     fn protocol(&self, message: impl Into<String>) -> LlmError {
         LlmError::Protocol { upstream: self.name.clone(), message: message.into() }
+    }
+}
+
+/// The chat request body; absent options are left out, as OpenAI's SDKs do.
+#[derive(Serialize)]
+struct WireRequest<'a> {
+    model: &'a str,
+    messages: &'a [agentry_types::ChatMessage],
+    stream: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    stop: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seed: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    response_format: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+struct StreamOptions {
+    include_usage: bool,
+}
+
+impl<'a> WireRequest<'a> {
+    fn new(request: &'a ChatRequest, stream: bool) -> Self {
+        Self {
+            model: &request.model,
+            messages: &request.messages,
+            stream,
+            temperature: request.temperature,
+            top_p: request.top_p,
+            max_tokens: request.max_tokens,
+            stop: &request.stop,
+            seed: request.seed,
+            user: request.user.as_deref(),
+            tools: request.tools.as_ref(),
+            tool_choice: request.tool_choice.as_ref(),
+            response_format: request.response_format.as_ref(),
+            stream_options: stream.then_some(StreamOptions { include_usage: true }),
+        }
     }
 }
 
@@ -186,7 +220,7 @@ impl ChatModel for OpenAiCompat {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let response = self.post("/chat/completions", &Self::body(request, false)).await?;
+        let response = self.post(&self.chat_url, &WireRequest::new(request, false)).await?;
         let wire: WireCompletion = response.json().await.map_err(|e| self.protocol(e.to_string()))?;
         let choice = wire.choices.into_iter().next().ok_or_else(|| self.protocol("no choices in response"))?;
         Ok(ChatResponse {
@@ -199,7 +233,7 @@ impl ChatModel for OpenAiCompat {
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
-        let response = self.post("/chat/completions", &Self::body(request, true)).await?;
+        let response = self.post(&self.chat_url, &WireRequest::new(request, true)).await?;
         let upstream = self.name.clone();
         let events = response.bytes_stream().eventsource().flat_map(move |event| {
             let items: Vec<Result<StreamEvent, LlmError>> = match event {
@@ -257,7 +291,7 @@ impl Embedder for OpenAiCompat {
 
     async fn embed(&self, model: &str, inputs: &[String]) -> Result<EmbeddingResponse, LlmError> {
         let body = json!({ "model": model, "input": inputs, "encoding_format": "float" });
-        let response = self.post("/embeddings", &body).await?;
+        let response = self.post(&self.embeddings_url, &body).await?;
         let mut wire: WireEmbeddings = response.json().await.map_err(|e| self.protocol(e.to_string()))?;
         if wire.data.len() != inputs.len() {
             return Err(self.protocol(format!("asked for {} embeddings, got {}", inputs.len(), wire.data.len())));

@@ -16,7 +16,7 @@ use axum::body::Body;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::unix_now;
@@ -144,14 +144,6 @@ fn finish_str(reason: FinishReason) -> &'static str {
     }
 }
 
-fn usage_json(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.total_tokens,
-    })
-}
-
 pub async fn create(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
@@ -162,35 +154,92 @@ pub async fn create(
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if parsed.stream {
         let routed = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
-        let chunks = ChunkWriter { id, created: unix_now(), model: routed.model, include_usage: parsed.include_usage };
-        return Ok(chunks.response(routed.value));
+        return Ok(ChunkWriter::new(&id, &routed.model, parsed.include_usage).response(routed.value));
     }
     let routed = state.gateway.chat(&ctx, &parsed.model, parsed.request).await?;
     let answer = routed.value;
-    let mut message = json!({ "role": "assistant", "content": answer.content, "refusal": null });
-    if let Some(calls) = answer.tool_calls {
-        message["tool_calls"] = calls;
-    }
-    Ok(Json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": routed.model,
-        "system_fingerprint": null,
-        "choices": [{ "index": 0, "message": message, "logprobs": null, "finish_reason": finish_str(answer.finish_reason) }],
-        "usage": usage_json(&answer.usage),
-    }))
+    Ok(Json(Completion {
+        id: &id,
+        object: "chat.completion",
+        created: unix_now(),
+        model: &routed.model,
+        system_fingerprint: (),
+        choices: [CompletionChoice {
+            index: 0,
+            message: CompletionMessage { role: "assistant", content: answer.content.as_deref(), refusal: (), tool_calls: answer.tool_calls.as_ref() },
+            logprobs: (),
+            finish_reason: finish_str(answer.finish_reason),
+        }],
+        usage: &answer.usage,
+    })
     .into_response())
+}
+
+/// A `chat.completion` object (`()` fields serialise as `null`).
+#[derive(Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: (),
+    choices: [CompletionChoice<'a>; 1],
+    usage: &'a Usage,
+}
+
+#[derive(Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: CompletionMessage<'a>,
+    logprobs: (),
+    finish_reason: &'static str,
+}
+
+#[derive(Serialize)]
+struct CompletionMessage<'a> {
+    role: &'static str,
+    content: Option<&'a str>,
+    refusal: (),
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<&'a Value>,
+}
+
+/// The fields every chunk of one stream shares, serialised once.
+#[derive(Serialize)]
+struct ChunkHead<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    system_fingerprint: (),
+}
+
+#[derive(Serialize)]
+struct ChunkChoice<'a> {
+    index: u32,
+    delta: Delta<'a>,
+    logprobs: (),
+    finish_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Default)]
+struct Delta<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<&'a Value>,
 }
 
 /// Shapes model-layer stream events into `chat.completion.chunk` SSE frames
 /// (`data: <json>\n\n`). Written by hand rather than with axum's `Sse` so that
-/// frames that are ready together leave in one write: an upstream that sends a
-/// burst of chunks costs one syscall, not one per chunk.
+/// frames that are ready together leave in one write (an upstream that sends a
+/// burst of chunks costs one syscall, not one per chunk), and so the fields
+/// every chunk repeats are serialised once per stream, not once per chunk.
 struct ChunkWriter {
-    id: String,
-    created: u64,
-    model: String,
+    /// `data: {"id":…,"object":…,"created":…,"model":…,"system_fingerprint":null,"choices":`
+    head: Vec<u8>,
     include_usage: bool,
 }
 
@@ -198,52 +247,53 @@ struct ChunkWriter {
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
 impl ChunkWriter {
-    fn chunk(&self, choices: Value, usage: Option<&Usage>) -> String {
-        let mut chunk = json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "system_fingerprint": null,
-            "choices": choices,
-        });
-        if self.include_usage {
-            chunk["usage"] = usage.map_or(Value::Null, usage_json);
-        }
-        frame(&chunk.to_string())
+    fn new(id: &str, model: &str, include_usage: bool) -> Self {
+        let head = ChunkHead { id, object: "chat.completion.chunk", created: unix_now(), model, system_fingerprint: () };
+        let mut json = serde_json::to_vec(&head).unwrap_or_default();
+        json.pop(); // the closing brace: choices (and usage) follow
+        let mut frame = b"data: ".to_vec();
+        frame.extend_from_slice(&json);
+        frame.extend_from_slice(b",\"choices\":");
+        Self { head: frame, include_usage }
     }
 
-    fn delta(&self, delta: Value, finish: Option<FinishReason>) -> String {
-        let choice = json!({ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish.map(finish_str) });
-        self.chunk(json!([choice]), None)
+    fn chunk(&self, choices: &[ChunkChoice<'_>], usage: Option<&Usage>) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head.len() + 160);
+        out.extend_from_slice(&self.head);
+        // Serialising these plain structs into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut out, choices);
+        if self.include_usage {
+            out.extend_from_slice(b",\"usage\":");
+            let _ = serde_json::to_writer(&mut out, &usage);
+        }
+        out.extend_from_slice(b"}\n\n");
+        out
+    }
+
+    fn delta(&self, delta: Delta<'_>, finish: Option<FinishReason>) -> Vec<u8> {
+        self.chunk(&[ChunkChoice { index: 0, delta, logprobs: (), finish_reason: finish.map(finish_str) }], None)
+    }
+
+    fn event(&self, event: &StreamEvent) -> Option<Vec<u8>> {
+        match event {
+            StreamEvent::Delta { content, tool_calls } => {
+                Some(self.delta(Delta { content: content.as_deref(), tool_calls: tool_calls.as_ref(), ..Delta::default() }, None))
+            }
+            StreamEvent::Finish(reason) => Some(self.delta(Delta::default(), Some(*reason))),
+            StreamEvent::Usage(usage) => self.include_usage.then(|| self.chunk(&[], Some(usage))),
+        }
     }
 
     /// The SSE frames for a model stream: a role chunk, content chunks, the
     /// finish chunk, the usage chunk (if asked), then `[DONE]` — or an error frame.
-    fn frames(self, stream: ChatStream) -> impl futures::Stream<Item = String> + Send {
-        let head = self.delta(json!({ "role": "assistant", "content": "" }), None);
+    fn frames(self, stream: ChatStream) -> impl futures::Stream<Item = Vec<u8>> + Send {
+        let head = self.delta(Delta { role: Some("assistant"), content: Some(""), ..Delta::default() }, None);
         let body = futures::stream::unfold(Some((self, stream)), |state| async move {
             let (writer, mut stream) = state?;
             match stream.next().await {
                 None => Some((Some(frame("[DONE]")), None)),
                 Some(Err(error)) => Some((Some(error_frame(error)), None)),
-                Some(Ok(event)) => {
-                    let frame = match event {
-                        StreamEvent::Delta { content, tool_calls } => {
-                            let mut delta = json!({});
-                            if let Some(content) = content {
-                                delta["content"] = Value::from(content);
-                            }
-                            if let Some(calls) = tool_calls {
-                                delta["tool_calls"] = calls;
-                            }
-                            Some(writer.delta(delta, None))
-                        }
-                        StreamEvent::Finish(reason) => Some(writer.delta(json!({}), Some(reason))),
-                        StreamEvent::Usage(usage) => writer.include_usage.then(|| writer.chunk(json!([]), Some(&usage))),
-                    };
-                    Some((frame, Some((writer, stream))))
-                }
+                Some(Ok(event)) => Some((writer.event(&event), Some((writer, stream)))),
             }
         })
         .filter_map(futures::future::ready);
@@ -261,11 +311,11 @@ impl ChunkWriter {
     }
 }
 
-fn frame(data: &str) -> String {
-    format!("data: {data}\n\n")
+fn frame(data: &str) -> Vec<u8> {
+    format!("data: {data}\n\n").into_bytes()
 }
 
-fn error_frame(error: LlmError) -> String {
+fn error_frame(error: LlmError) -> Vec<u8> {
     let api = ApiError::from(error);
     frame(&json!({ "error": api.body(None)["error"] }).to_string())
 }
