@@ -1,9 +1,14 @@
-//! The services. Today: the gateway (model calls with their call-log
-//! records). Identity, tenants, agents, knowledge, usage and jobs join here.
+//! The services: the gateway (model calls with their call-log records),
+//! identity (tenants, users, sessions, API keys, roles) and the audit log.
+//! Agents, knowledge, usage and jobs join here.
 //!
 //! Must never import axum or know about HTTP: handlers, jobs and tests call
 //! the same functions.
 
+pub mod audit;
 pub mod gateway;
+pub mod identity;
 
+pub use audit::Audit;
 pub use gateway::{CallContext, Gateway};
+pub use identity::{Identity, IdentityError, Principal, TenantAccess};

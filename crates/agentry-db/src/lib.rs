@@ -5,6 +5,8 @@
 //!
 //! Must not contain business rules: callers decide what to store and when.
 
+pub mod audit;
+pub mod identity;
 pub mod model_calls;
 pub mod test_support;
 
@@ -31,12 +33,36 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database query failed ({context}): {source}")]
     Query { context: &'static str, source: sqlx::Error },
+    /// A unique constraint refused the write (the row already exists).
+    #[error("already exists ({context})")]
+    Conflict { context: &'static str },
 }
 
 impl DbError {
     pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| Self::Query { context, source }
     }
+
+    /// Like [`Self::query`], but a unique-constraint violation becomes [`Self::Conflict`].
+    pub(crate) fn write(context: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
+        move |source| match &source {
+            sqlx::Error::Database(e) if e.is_unique_violation() => Self::Conflict { context },
+            _ => Self::Query { context, source },
+        }
+    }
+}
+
+/// Run the same sqlx expression on whichever pool `db` holds: `pool` is bound
+/// to the `SqlitePool` or `PgPool`, and the body is compiled once per backend.
+/// Queries use `$n` placeholders, which both engines accept.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::Db::Sqlite($pool) => $body,
+            $crate::Db::Postgres($pool) => $body,
+        }
+    };
 }
 
 /// Which engine a [`Db`] talks to.

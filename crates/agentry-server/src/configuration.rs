@@ -52,6 +52,8 @@ pub struct Settings {
     pub offline: bool,
     pub local: LocalSettings,
     pub router: RouterSettings,
+    /// `[identity]`: tokens, sessions, lockout, password hashing and policy.
+    pub identity: agentry_core::identity::IdentitySettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -102,6 +104,7 @@ impl Default for Settings {
             offline: false,
             local: LocalSettings::default(),
             router: RouterSettings::default(),
+            identity: agentry_core::identity::IdentitySettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }

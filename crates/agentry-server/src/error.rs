@@ -5,6 +5,7 @@
 //! extension, and the `error_envelope` middleware renders the body with the
 //! request id. 5xx bodies never carry internals: the detail goes to the log.
 
+use agentry_core::IdentityError;
 use agentry_llm::LlmError;
 use agentry_types::ErrorCode;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -116,6 +117,30 @@ impl From<LlmError> for ApiError {
                 ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, format!("upstream '{upstream}' is unavailable; retry later"))
             },
             LlmError::Local(detail) => Self::internal(detail),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(error: IdentityError) -> Self {
+        use StatusCode as S;
+        match error {
+            IdentityError::InvalidCredentials => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidCredentials, error.to_string()),
+            IdentityError::Locked { retry_after } => Self {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Self::new(S::TOO_MANY_REQUESTS, ErrorCode::AccountLocked, error.to_string())
+            },
+            IdentityError::TokenExpired => Self::new(S::UNAUTHORIZED, ErrorCode::TokenExpired, error.to_string()),
+            IdentityError::TokenInvalid(_) => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, error.to_string()),
+            IdentityError::InvalidApiKey => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidApiKey, "Incorrect API key provided."),
+            IdentityError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
+            IdentityError::NotFound(_) => Self::new(S::NOT_FOUND, ErrorCode::NotFound, error.to_string()),
+            IdentityError::Conflict(_) => Self::new(S::CONFLICT, ErrorCode::Conflict, error.to_string()),
+            IdentityError::Invalid { message, param } => {
+                Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None }
+            }
+            IdentityError::Db(e) => Self::internal(e),
+            IdentityError::Internal(detail) => Self::internal(detail),
         }
     }
 }

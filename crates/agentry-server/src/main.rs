@@ -41,6 +41,11 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Administration from the command line.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
     /// Print the version.
     Version,
 }
@@ -55,6 +60,24 @@ enum ModelsCommand {
     },
     /// Show the default local models and whether they are present.
     List,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create the first tenant and its admin (a platform administrator).
+    /// The password is read from the first line of standard input, or from
+    /// AGENTRY_BOOTSTRAP_PASSWORD.
+    Bootstrap {
+        /// Tenant slug (lowercase letters, digits, dashes).
+        #[arg(long)]
+        tenant: String,
+        /// Tenant display name (defaults to the slug).
+        #[arg(long)]
+        tenant_name: Option<String>,
+        /// The admin's email address.
+        #[arg(long)]
+        email: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -121,6 +144,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = agentry_server::startup::connect_and_migrate(&settings).await?;
             let applied = db.applied_migrations().await?;
             eprintln!("database is up to date ({} migrations applied)", applied.len());
+            Ok(())
+        }
+        Command::Admin { command: AdminCommand::Bootstrap { tenant, tenant_name, email } } => {
+            let password = match std::env::var("AGENTRY_BOOTSTRAP_PASSWORD") {
+                Ok(password) => password,
+                Err(_) => {
+                    eprintln!("password for {email} (one line on standard input):");
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_owned()
+                }
+            };
+            let (tenant, user_id) = agentry_server::startup::bootstrap(&settings, &tenant, tenant_name.as_deref(), &email, &password).await?;
+            write_stdout(&format!("{}\n", serde_json::json!({ "tenant_id": tenant.id, "tenant_slug": tenant.slug, "user_id": user_id })));
             Ok(())
         }
         Command::Version => Ok(()),

@@ -4,15 +4,12 @@
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
+use axum::response::Response;
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use agentry_types::ErrorCode;
 
 /// Header carrying the request id, accepted from clients when sane and always returned.
@@ -102,23 +99,3 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     response
 }
 
-/// `Authorization: Bearer <master key>`, compared in constant time.
-pub async fn require_master_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let presented = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| {
-        let (scheme, token) = v.split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-    });
-    let Some(presented) = presented else {
-        return ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::MissingApiKey,
-            "You didn't provide an API key. Send it as 'Authorization: Bearer <key>'.",
-        )
-        .into_response();
-    };
-    let expected = state.master_key.expose_secret().as_bytes();
-    if !bool::from(presented.as_bytes().ct_eq(expected)) {
-        return ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey, "Incorrect API key provided.").into_response();
-    }
-    next.run(req).await
-}

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_core::Gateway;
+use agentry_core::{Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
 use axum::Router;
@@ -33,6 +33,7 @@ pub struct Application {
     grace: Duration,
     db: Db,
     call_log_task: JoinHandle<()>,
+    key_use_task: JoinHandle<()>,
     generated_master_key: Option<SecretString>,
 }
 
@@ -53,8 +54,14 @@ impl Application {
 
         let shutdown = CancellationToken::new();
         let (call_log, call_log_task) = CallLogWriter::start(db.clone(), CallLogConfig::default(), shutdown.child_token());
+        let audit = Audit::new(db.clone());
+        let identity = Identity::new(db.clone(), audit, settings.identity.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
+        let key_use_task = tokio::spawn(flush_key_uses(identity.clone(), shutdown.child_token()));
         let state = AppState {
             gateway: Gateway::new(router, call_log),
+            identity,
             db: db.clone(),
             master_key: Arc::new(master_key.secret().clone()),
             metrics: telemetry::metrics_handle(),
@@ -70,7 +77,7 @@ impl Application {
             MasterKey::Generated(key) => Some(key),
             MasterKey::Configured(_) | MasterKey::Stored(_) => None,
         };
-        Ok(Self { listener, app, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, generated_master_key })
+        Ok(Self { listener, app, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, key_use_task, generated_master_key })
     }
 
     pub fn port(&self) -> u16 {
@@ -89,7 +96,7 @@ impl Application {
 
     /// Serve until SIGTERM/Ctrl-C or the shutdown token, then drain.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, app, shutdown, grace, db, call_log_task, .. } = self;
+        let Self { listener, app, shutdown, grace, db, call_log_task, key_use_task, .. } = self;
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "listening");
         let stopping = shutdown.clone();
@@ -100,7 +107,7 @@ impl Application {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        let serve = axum::serve(listener, app.into_make_service()).with_graceful_shutdown(async move { stopping.cancelled().await });
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stopping.cancelled().await });
         let deadline = async {
             shutdown.cancelled().await;
             tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections, waiting for in-flight requests");
@@ -113,6 +120,9 @@ impl Application {
         shutdown.cancel();
         if let Err(error) = call_log_task.await {
             tracing::error!(%error, "call-log writer ended abnormally");
+        }
+        if let Err(error) = key_use_task.await {
+            tracing::error!(%error, "API key use writer ended abnormally");
         }
         db.close().await;
         tracing::info!("stopped");
@@ -128,14 +138,31 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// `agentry admin bootstrap`: the first tenant and its admin.
+pub async fn bootstrap(
+    settings: &Settings,
+    tenant_slug: &str,
+    tenant_name: Option<&str>,
+    email: &str,
+    password: &str,
+) -> anyhow::Result<(agentry_db::identity::TenantRow, String)> {
+    let db = connect_and_migrate(settings).await?;
+    let identity = Identity::new(db.clone(), Audit::new(db.clone()), settings.identity.clone()).await?;
+    let created = identity.bootstrap(tenant_slug, tenant_name.unwrap_or(tenant_slug), email, password).await;
+    db.close().await;
+    Ok(created?)
+}
+
 /// The router with every layer, outermost last.
 fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
-    let protected = crate::openai::router()
-        .merge(crate::routes::health::protected_router())
-        .route_layer(axum::middleware::from_fn_with_state(state.clone(), middleware::require_master_key));
     Router::new()
-        .merge(protected)
+        .merge(crate::openai::router())
         .merge(crate::routes::health::router())
+        .merge(crate::routes::auth::router())
+        .merge(crate::routes::tenants::router())
+        .merge(crate::routes::api_keys::router())
+        .merge(crate::routes::audit::router())
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
         .fallback(|| async { ApiError::not_found("no route matches this path") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
@@ -143,6 +170,22 @@ fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
         .layer(axum::middleware::from_fn(middleware::http_metrics))
         .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
+}
+
+/// Write API key last-used times every few seconds, and once more at shutdown.
+async fn flush_key_uses(identity: Identity, stop: CancellationToken) {
+    loop {
+        let stopping = tokio::select! {
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(Duration::from_secs(5)) => false,
+        };
+        if let Err(error) = identity.flush_key_uses().await {
+            tracing::warn!(%error, "could not record API key use");
+        }
+        if stopping {
+            break;
+        }
+    }
 }
 
 async fn cancel_on_signal(token: CancellationToken) {

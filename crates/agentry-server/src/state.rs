@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use agentry_core::Gateway;
+use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
@@ -11,6 +11,7 @@ use secrecy::SecretString;
 #[derive(Clone)]
 pub struct AppState {
     pub gateway: Gateway,
+    pub identity: Identity,
     pub db: Db,
     pub master_key: Arc<SecretString>,
     pub metrics: PrometheusHandle,

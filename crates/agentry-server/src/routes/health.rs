@@ -13,12 +13,7 @@ use crate::state::AppState;
 
 /// Unauthenticated probes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/ready", get(ready))
-}
-
-/// Routes behind the master key.
-pub fn protected_router() -> Router<AppState> {
-    Router::new().route("/metrics", get(metrics))
+    Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics))
 }
 
 async fn health() -> Json<serde_json::Value> {

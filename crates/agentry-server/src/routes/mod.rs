@@ -1,3 +1,7 @@
 //! Platform routes outside `/v1`. One module per resource, each with `router()`.
 
+pub mod api_keys;
+pub mod audit;
+pub mod auth;
 pub mod health;
+pub mod tenants;

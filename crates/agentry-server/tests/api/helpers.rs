@@ -187,3 +187,47 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     assert_eq!(body["request_id"].as_str(), request_id.as_deref(), "request id in body matches header");
     body["error"].clone()
 }
+
+pub const ADMIN_EMAIL: &str = "admin@example.com";
+pub const PASSWORD: &str = "correct horse battery 9";
+
+impl TestApp {
+    /// `agentry admin bootstrap` against this app's database: tenant `acme`
+    /// and its admin (a platform administrator). Returns the tenant id.
+    pub async fn bootstrap(&self) -> String {
+        let settings = Settings { database_url: Some(self.database_url.clone()), ..Settings::default() };
+        let (tenant, _) = agentry_server::startup::bootstrap(&settings, "acme", Some("Acme"), ADMIN_EMAIL, PASSWORD).await.expect("bootstrap");
+        tenant.id
+    }
+
+    /// Log in; returns the token response.
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.client.post(self.url("/api/v1/auth/login")).json(&json!({ "email": email, "password": password })).send().await.expect("login sent")
+    }
+
+    /// Log in and return the access token.
+    pub async fn token(&self, email: &str) -> String {
+        let response = self.login(email, PASSWORD).await;
+        assert_eq!(response.status(), 200, "login of {email}");
+        let body: Value = response.json().await.expect("json");
+        body["access_token"].as_str().expect("access token").to_owned()
+    }
+
+    /// A request with a bearer credential.
+    pub fn with(&self, method: reqwest::Method, path: &str, bearer: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(bearer)
+    }
+
+    /// Add a member to a tenant (as `admin_token`), creating the user with [`PASSWORD`].
+    pub async fn add_member(&self, admin_token: &str, tenant: &str, email: &str, role: &str) -> String {
+        let response = self
+            .with(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/users"), admin_token)
+            .json(&json!({ "email": email, "password": PASSWORD, "role": role }))
+            .send()
+            .await
+            .expect("sent");
+        assert_eq!(response.status(), 201, "add {email}");
+        let body: Value = response.json().await.expect("json");
+        body["user_id"].as_str().expect("user id").to_owned()
+    }
+}

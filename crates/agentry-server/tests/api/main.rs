@@ -3,12 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authz_matrix;
 mod cli;
 mod errors_and_auth;
 mod gateway;
 mod helpers;
+mod identity;
 mod local_models;
 mod mock_upstream;
 mod resilience;
+mod security;
 mod sdk_clients;
 mod server;

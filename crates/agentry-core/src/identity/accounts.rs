@@ -1,0 +1,262 @@
+//! Tenants, users, memberships and roles: bootstrap, administration, and
+//! the rules that keep a tenant manageable (a role must exist before it is
+//! given; the last admin of a tenant cannot be removed or demoted; a custom
+//! role in use cannot be deleted).
+
+use agentry_db::DbError;
+use agentry_db::identity::{MembershipRow, RoleRow, TenantRow, UserRow};
+use agentry_types::{BuiltinRole, Permission, PermissionSet};
+use serde::Serialize;
+
+use super::sessions::normalise_email;
+use super::{Identity, IdentityError, Principal, RequestMeta, TenantAccess, now_ms};
+use crate::audit::{Actor, Outcome};
+
+/// A user to create (or to add to a tenant when the email exists).
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: Option<String>,
+    pub password: Option<String>,
+    pub role: String,
+}
+
+/// A role as listed: built-in or custom, with what it grants.
+#[derive(Debug, Clone, Serialize)]
+pub struct RoleInfo {
+    pub name: String,
+    pub builtin: bool,
+    pub description: String,
+    pub permissions: PermissionSet,
+}
+
+fn conflict(what: &'static str) -> impl FnOnce(DbError) -> IdentityError {
+    move |e| match e {
+        DbError::Conflict { .. } => IdentityError::Conflict(what),
+        other => IdentityError::Db(other),
+    }
+}
+
+/// Lowercase letters, digits and dashes, 2–63 characters, not starting with a dash.
+fn check_slug(slug: &str) -> Result<(), IdentityError> {
+    let ok = (2..=63).contains(&slug.len())
+        && !slug.starts_with('-')
+        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if ok { Ok(()) } else { Err(IdentityError::invalid("slug must be 2-63 lowercase letters, digits or dashes", "slug")) }
+}
+
+fn check_email(email: &str) -> Result<(), IdentityError> {
+    let ok = email.len() <= 254 && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace));
+    if ok { Ok(()) } else { Err(IdentityError::invalid("not a valid email address", "email")) }
+}
+
+impl Identity {
+    /// First start: a tenant, and a platform admin who is its admin. Refused
+    /// once any user exists with that email or the tenant slug is taken.
+    pub async fn bootstrap(&self, tenant_slug: &str, tenant_name: &str, email: &str, password: &str) -> Result<(TenantRow, String), IdentityError> {
+        check_slug(tenant_slug)?;
+        let email = normalise_email(email);
+        check_email(&email)?;
+        self.settings.password_policy.check(password)?;
+        let now = now_ms();
+        let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: tenant_slug.into(), name: tenant_name.into(), mfa_required: false, created_at_ms: now };
+        self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
+        let user = UserRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            email: email.clone(),
+            display_name: email.clone(),
+            password_hash: Some(self.passwords.hash(password.to_owned()).await?),
+            is_active: true,
+            platform_admin: true,
+            failed_logins: 0,
+            locked_until_ms: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.db.insert_user(&user).await.map_err(conflict("user"))?;
+        self.db.upsert_membership(&tenant.id, &user.id, BuiltinRole::Admin.as_str(), now).await?;
+        let meta = RequestMeta::default();
+        self.record(Some(&tenant.id), Actor::System, "admin.bootstrap", Some(format!("user:{}", user.id)), Outcome::Success, &meta, serde_json::json!({ "email": email }))
+            .await?;
+        Ok((tenant, user.id))
+    }
+
+    /// A new tenant with `owner` (a user id) as its admin. Platform admins only.
+    pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<TenantRow, IdentityError> {
+        if !principal.is_platform_admin() {
+            return Err(IdentityError::Forbidden("only platform administrators create tenants".into()));
+        }
+        check_slug(slug)?;
+        let now = now_ms();
+        let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: slug.into(), name: name.into(), mfa_required: false, created_at_ms: now };
+        self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
+        if let Some(owner) = owner.or(principal.user_id()) {
+            self.db.user_by_id(owner).await?.ok_or(IdentityError::NotFound("user"))?;
+            self.db.upsert_membership(&tenant.id, owner, BuiltinRole::Admin.as_str(), now).await?;
+        }
+        self.record(Some(&tenant.id), principal.actor(), "tenant.create", Some(format!("tenant:{}", tenant.id)), Outcome::Success, meta, serde_json::json!({ "slug": slug }))
+            .await?;
+        Ok(tenant)
+    }
+
+    /// Tenants the principal can enter (all of them for platform admins).
+    pub async fn visible_tenants(&self, principal: &Principal) -> Result<Vec<MembershipOrTenant>, IdentityError> {
+        if principal.is_platform_admin() {
+            return Ok(self.db.all_tenants().await?.into_iter().map(MembershipOrTenant::Tenant).collect());
+        }
+        match principal {
+            Principal::ApiKey { tenant_id, .. } => Ok(self.db.tenant(tenant_id).await?.into_iter().map(MembershipOrTenant::Tenant).collect()),
+            _ => {
+                let user = principal.user_id().unwrap_or_default();
+                Ok(self.db.memberships_of_user(user).await?.into_iter().map(MembershipOrTenant::Membership).collect())
+            }
+        }
+    }
+
+    /// Create a user in the tenant, or add an existing one (same email) to it.
+    pub async fn add_user(&self, access: &TenantAccess, new: NewUser, meta: &RequestMeta) -> Result<MembershipRow, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        self.check_role_exists(&access.tenant_id, &new.role).await?;
+        let email = normalise_email(&new.email);
+        check_email(&email)?;
+        let now = now_ms();
+        let user_id = match self.db.user_by_email(&email).await? {
+            Some(existing) => existing.id,
+            None => {
+                let password_hash = match new.password {
+                    Some(password) => {
+                        self.settings.password_policy.check(&password)?;
+                        Some(self.passwords.hash(password).await?)
+                    }
+                    None => None,
+                };
+                let user = UserRow {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    display_name: new.display_name.unwrap_or_else(|| email.clone()),
+                    email: email.clone(),
+                    password_hash,
+                    is_active: true,
+                    platform_admin: false,
+                    failed_logins: 0,
+                    locked_until_ms: None,
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                self.db.insert_user(&user).await.map_err(conflict("user"))?;
+                user.id
+            }
+        };
+        if self.db.membership(&access.tenant_id, &user_id).await?.is_some() {
+            return Err(IdentityError::Conflict("membership"));
+        }
+        self.db.upsert_membership(&access.tenant_id, &user_id, &new.role, now).await?;
+        let metadata = serde_json::json!({ "email": email, "role": new.role });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.create", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata)
+            .await?;
+        self.db.membership(&access.tenant_id, &user_id).await?.ok_or(IdentityError::NotFound("membership"))
+    }
+
+    pub async fn members(&self, access: &TenantAccess) -> Result<Vec<MembershipRow>, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        Ok(self.db.members_of_tenant(&access.tenant_id).await?)
+    }
+
+    /// Change a member's role.
+    pub async fn set_member_role(&self, access: &TenantAccess, user_id: &str, role: &str, meta: &RequestMeta) -> Result<MembershipRow, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        self.check_role_exists(&access.tenant_id, role).await?;
+        let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
+        self.keep_an_admin(&access.tenant_id, &current, Some(role)).await?;
+        self.db.upsert_membership(&access.tenant_id, user_id, role, now_ms()).await?;
+        let metadata = serde_json::json!({ "from": current.role, "to": role });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.update", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata)
+            .await?;
+        self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))
+    }
+
+    pub async fn remove_member(&self, access: &TenantAccess, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
+        self.keep_an_admin(&access.tenant_id, &current, None).await?;
+        self.db.delete_membership(&access.tenant_id, user_id).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.delete", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({}))
+            .await
+    }
+
+    async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), IdentityError> {
+        let admin = BuiltinRole::Admin.as_str();
+        if current.role == admin && new_role != Some(admin) && self.db.count_members_with_role(tenant_id, admin).await? <= 1 {
+            return Err(IdentityError::invalid("a tenant must keep at least one admin", "role"));
+        }
+        Ok(())
+    }
+
+    async fn check_role_exists(&self, tenant_id: &str, role: &str) -> Result<(), IdentityError> {
+        if role.parse::<BuiltinRole>().is_ok() || self.db.role(tenant_id, role).await?.is_some() {
+            Ok(())
+        } else {
+            Err(IdentityError::invalid(format!("no role named '{role}' in this tenant"), "role"))
+        }
+    }
+
+    /// Built-in and custom roles of the tenant.
+    pub async fn roles(&self, access: &TenantAccess) -> Result<Vec<RoleInfo>, IdentityError> {
+        let mut roles: Vec<RoleInfo> = BuiltinRole::ALL
+            .iter()
+            .map(|r| RoleInfo { name: r.as_str().into(), builtin: true, description: String::new(), permissions: r.permissions().iter().copied().collect() })
+            .collect();
+        for row in self.db.roles_of_tenant(&access.tenant_id).await? {
+            let permissions = serde_json::from_str(&row.permissions).map_err(|e| IdentityError::Internal(format!("role permissions: {e}")))?;
+            roles.push(RoleInfo { name: row.name, builtin: false, description: row.description, permissions });
+        }
+        Ok(roles)
+    }
+
+    /// Create or change a custom role.
+    pub async fn put_role(&self, access: &TenantAccess, name: &str, description: &str, permissions: PermissionSet, meta: &RequestMeta) -> Result<RoleInfo, IdentityError> {
+        access.require(Permission::ManageRoles)?;
+        if name.parse::<BuiltinRole>().is_ok() {
+            return Err(IdentityError::invalid("built-in roles cannot be changed", "name"));
+        }
+        check_slug(&name.replace('_', "-")).map_err(|_| IdentityError::invalid("role names are 2-63 lowercase letters, digits, '-' or '_'", "name"))?;
+        let row = RoleRow {
+            tenant_id: access.tenant_id.clone(),
+            name: name.into(),
+            description: description.into(),
+            permissions: serde_json::to_string(&permissions).map_err(|e| IdentityError::Internal(e.to_string()))?,
+            created_at_ms: now_ms(),
+        };
+        self.db.upsert_role(&row).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "role.put", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({ "permissions": permissions }))
+            .await?;
+        Ok(RoleInfo { name: name.into(), builtin: false, description: description.into(), permissions })
+    }
+
+    pub async fn delete_role(&self, access: &TenantAccess, name: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        access.require(Permission::ManageRoles)?;
+        if self.db.count_members_with_role(&access.tenant_id, name).await? > 0 {
+            return Err(IdentityError::invalid("the role is still given to members", "name"));
+        }
+        if !self.db.delete_role(&access.tenant_id, name).await? {
+            return Err(IdentityError::NotFound("role"));
+        }
+        self.record(Some(&access.tenant_id), access.principal.actor(), "role.delete", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({}))
+            .await
+    }
+
+    /// Turn the tenant's "MFA required" policy on or off.
+    pub async fn set_mfa_required(&self, access: &TenantAccess, required: bool, meta: &RequestMeta) -> Result<(), IdentityError> {
+        access.require(Permission::ManageTenant)?;
+        self.db.set_tenant_mfa_required(&access.tenant_id, required).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "tenant.update", None, Outcome::Success, meta, serde_json::json!({ "mfa_required": required }))
+            .await
+    }
+}
+
+/// A tenant as a principal sees it in a listing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum MembershipOrTenant {
+    Membership(MembershipRow),
+    Tenant(TenantRow),
+}

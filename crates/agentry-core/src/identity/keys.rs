@@ -1,0 +1,173 @@
+//! API key lifecycle: create (scoped to a subset of the creator's
+//! permissions, optional expiry), list, rotate (the old key keeps working for
+//! a grace period), revoke (immediate in this process, within
+//! [`super::api_keys::CACHE_TTL`] on other replicas).
+//!
+//! Anyone with a session may manage their own keys; `manage_api_keys` is
+//! needed to see or revoke other members' keys.
+
+use agentry_db::identity::ApiKeyRow;
+use agentry_types::{Permission, PermissionSet};
+use serde::Serialize;
+
+use super::{Identity, IdentityError, Principal, RequestMeta, TenantAccess, api_keys, now_ms};
+use crate::audit::Outcome;
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub name: String,
+    /// `None`: everything the creator may do in the tenant, now.
+    pub scopes: Option<PermissionSet>,
+    pub expires_in_secs: Option<u64>,
+    pub metadata: serde_json::Value,
+}
+
+/// A key as listed (never the secret).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiKeyInfo {
+    pub id: String,
+    pub name: String,
+    pub prefix: String,
+    pub user_id: String,
+    pub scopes: PermissionSet,
+    pub metadata: serde_json::Value,
+    pub created_at_ms: i64,
+    pub expires_at_ms: Option<i64>,
+    pub revoked_at_ms: Option<i64>,
+    pub last_used_at_ms: Option<i64>,
+    pub rotated_to: Option<String>,
+}
+
+/// A created key: its secret is in this answer and nowhere else.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedApiKey {
+    #[serde(flatten)]
+    pub info: ApiKeyInfo,
+    pub key: String,
+}
+
+impl From<&ApiKeyRow> for ApiKeyInfo {
+    fn from(row: &ApiKeyRow) -> Self {
+        Self {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            prefix: row.prefix.clone(),
+            user_id: row.user_id.clone(),
+            scopes: serde_json::from_str(&row.scopes).unwrap_or_default(),
+            metadata: serde_json::from_str(&row.metadata).unwrap_or(serde_json::Value::Null),
+            created_at_ms: row.created_at_ms,
+            expires_at_ms: row.expires_at_ms,
+            revoked_at_ms: row.revoked_at_ms,
+            last_used_at_ms: row.last_used_at_ms,
+            rotated_to: row.rotated_to.clone(),
+        }
+    }
+}
+
+/// Longest lifetime and grace accepted, in seconds (10 years).
+const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
+
+impl Identity {
+    fn key_owner(access: &TenantAccess) -> Result<&str, IdentityError> {
+        match &access.principal {
+            Principal::User { user_id, .. } => Ok(user_id),
+            Principal::ApiKey { .. } => Err(IdentityError::Forbidden("API keys cannot create API keys; sign in".into())),
+            Principal::MasterKey => Err(IdentityError::Forbidden("the master key does not own API keys; sign in as a user".into())),
+        }
+    }
+
+    pub async fn create_api_key(&self, access: &TenantAccess, new: NewApiKey, meta: &RequestMeta) -> Result<CreatedApiKey, IdentityError> {
+        let owner = Self::key_owner(access)?;
+        let name = new.name.trim();
+        if name.is_empty() || name.len() > 100 {
+            return Err(IdentityError::invalid("name must have 1-100 characters", "name"));
+        }
+        let scopes = new.scopes.unwrap_or(access.permissions);
+        if !scopes.is_subset(access.permissions) {
+            let extra: Vec<_> = scopes.iter().filter(|p| !access.can(*p)).map(Permission::as_str).collect();
+            return Err(IdentityError::invalid(format!("scopes exceed your permissions: {}", extra.join(", ")), "scopes"));
+        }
+        if new.expires_in_secs.is_some_and(|s| s == 0 || s > MAX_SECS) {
+            return Err(IdentityError::invalid("expires_in must be between 1 second and 10 years", "expires_in"));
+        }
+        if !new.metadata.is_object() && !new.metadata.is_null() {
+            return Err(IdentityError::invalid("metadata must be an object", "metadata"));
+        }
+        let now = now_ms();
+        let generated = api_keys::generate();
+        let row = ApiKeyRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: access.tenant_id.clone(),
+            user_id: owner.to_owned(),
+            name: name.to_owned(),
+            prefix: generated.display_prefix,
+            secret_hash: generated.hash,
+            scopes: serde_json::to_string(&scopes).map_err(|e| IdentityError::Internal(e.to_string()))?,
+            metadata: if new.metadata.is_null() { "{}".into() } else { new.metadata.to_string() },
+            created_at_ms: now,
+            expires_at_ms: new.expires_in_secs.map(|s| now + (s * 1000) as i64),
+            revoked_at_ms: None,
+            last_used_at_ms: None,
+            rotated_to: None,
+        };
+        self.db.insert_api_key(&row).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.create", Some(format!("api_key:{}", row.id)), Outcome::Success, meta, serde_json::json!({ "name": name, "scopes": scopes }))
+            .await?;
+        Ok(CreatedApiKey { info: ApiKeyInfo::from(&row), key: generated.secret })
+    }
+
+    /// Keys of the tenant: all with `manage_api_keys`, otherwise the caller's own.
+    pub async fn api_keys(&self, access: &TenantAccess) -> Result<Vec<ApiKeyInfo>, IdentityError> {
+        let own = if access.can(Permission::ManageApiKeys) && !matches!(access.principal, Principal::ApiKey { .. }) { None } else { access.principal.user_id() };
+        Ok(self.db.api_keys(&access.tenant_id, own).await?.iter().map(ApiKeyInfo::from).collect())
+    }
+
+    /// A key the caller may manage (their own, or any with `manage_api_keys`).
+    async fn managed_key(&self, access: &TenantAccess, id: &str) -> Result<ApiKeyRow, IdentityError> {
+        let row = self.db.api_key(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("api key"))?;
+        let own = access.principal.user_id() == Some(row.user_id.as_str());
+        if !own && !access.can(Permission::ManageApiKeys) {
+            return Err(IdentityError::NotFound("api key"));
+        }
+        Ok(row)
+    }
+
+    pub async fn revoke_api_key(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        let row = self.managed_key(access, id).await?;
+        if !self.db.revoke_api_key(&access.tenant_id, id, now_ms()).await? {
+            return Err(IdentityError::NotFound("api key"));
+        }
+        self.keys.invalidate(&row.secret_hash);
+        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.revoke", Some(format!("api_key:{id}")), Outcome::Success, meta, serde_json::json!({}))
+            .await
+    }
+
+    /// A new secret for the key; the old one keeps working for `grace_secs`.
+    pub async fn rotate_api_key(&self, access: &TenantAccess, id: &str, grace_secs: u64, meta: &RequestMeta) -> Result<CreatedApiKey, IdentityError> {
+        Self::key_owner(access)?;
+        let old = self.managed_key(access, id).await?;
+        let now = now_ms();
+        if old.revoked_at_ms.is_some() || old.expires_at_ms.is_some_and(|t| t <= now) || old.rotated_to.is_some() {
+            return Err(IdentityError::invalid("only a live, unrotated key can be rotated", "id"));
+        }
+        if grace_secs > MAX_SECS {
+            return Err(IdentityError::invalid("grace_period must be at most 10 years", "grace_period"));
+        }
+        let generated = api_keys::generate();
+        let new = ApiKeyRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            prefix: generated.display_prefix,
+            secret_hash: generated.hash,
+            created_at_ms: now,
+            last_used_at_ms: None,
+            rotated_to: None,
+            ..old.clone()
+        };
+        self.db.rotate_api_key(&access.tenant_id, id, now + (grace_secs * 1000) as i64, &new).await?;
+        self.keys.invalidate(&old.secret_hash);
+        let metadata = serde_json::json!({ "new_key": new.id, "grace_secs": grace_secs });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.rotate", Some(format!("api_key:{id}")), Outcome::Success, meta, metadata).await?;
+        Ok(CreatedApiKey { info: ApiKeyInfo::from(&new), key: generated.secret })
+    }
+}

@@ -1,0 +1,364 @@
+//! Identity and access: who is calling ([`Principal`], from a JWT access
+//! token, an API key or the master key) and what they may do in a tenant
+//! ([`TenantAccess`], the only way to get a tenant-scoped permission set).
+//!
+//! Submodules: `passwords` (argon2id, policy), `tokens` (JWT, JWKS, key
+//! rotation), `api_keys` (format, hashing), `sessions` (login, refresh
+//! rotation with reuse detection, logout), `accounts` (tenants, users,
+//! memberships, roles), `keys` (API key lifecycle).
+//!
+//! Must not: know about HTTP (the server maps [`IdentityError`] to statuses
+//! and reads headers into [`RequestMeta`]).
+
+mod accounts;
+pub mod api_keys;
+mod keys;
+pub mod passwords;
+mod sessions;
+pub mod tokens;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentry_db::identity::ApiKeyRow;
+use agentry_db::{Db, DbError};
+use agentry_types::{BuiltinRole, Permission, PermissionSet};
+
+pub use accounts::{NewUser, RoleInfo};
+pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
+pub use passwords::{Argon2Settings, PasswordPolicy};
+pub use sessions::{LoginTokens, SessionInfo};
+
+pub use crate::audit::RequestMeta;
+use crate::audit::{Actor, Audit, AuditEvent, Outcome};
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Why an identity operation failed. Messages are safe to show to callers.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// Wrong email or password (never says which).
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    /// Too many failures: retry after the given time.
+    #[error("too many failed attempts; retry later")]
+    Locked { retry_after: Duration },
+    #[error("access token expired")]
+    TokenExpired,
+    #[error("invalid token: {0}")]
+    TokenInvalid(String),
+    #[error("invalid API key")]
+    InvalidApiKey,
+    #[error("{0}")]
+    Forbidden(String),
+    /// Absent, or present in a tenant the caller cannot see (both answer 404).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("{message}")]
+    Invalid { message: String, param: Option<String> },
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IdentityError {
+    pub(crate) fn invalid(message: impl Into<String>, param: &str) -> Self {
+        Self::Invalid { message: message.into(), param: Some(param.to_owned()) }
+    }
+}
+
+/// Tunables of the identity service.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentitySettings {
+    /// Access-token lifetime in seconds (at most 900).
+    pub access_token_ttl_secs: u64,
+    /// Session (refresh-token) lifetime in seconds.
+    pub session_ttl_secs: u64,
+    /// Failed logins before an account is locked.
+    pub lockout_threshold: u32,
+    /// How long a locked account stays locked, in seconds.
+    pub lockout_secs: u64,
+    /// Failed logins from one IP address per minute before it is refused.
+    pub ip_failures_per_minute: u32,
+    /// Whether anyone may create an account (POST /api/v1/auth/register).
+    pub self_registration: bool,
+    pub argon2: Argon2Settings,
+    pub password_policy: PasswordPolicy,
+}
+
+impl Default for IdentitySettings {
+    fn default() -> Self {
+        Self {
+            access_token_ttl_secs: 900,
+            session_ttl_secs: 30 * 24 * 3600,
+            lockout_threshold: 5,
+            lockout_secs: 900,
+            ip_failures_per_minute: 20,
+            self_registration: false,
+            argon2: Argon2Settings::default(),
+            password_policy: PasswordPolicy::default(),
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// A signed-in user (JWT access token of a live session).
+    User { user_id: String, session_id: String, platform_admin: bool },
+    /// A program with an API key, bound to one tenant.
+    ApiKey { key_id: String, user_id: String, tenant_id: String, scopes: PermissionSet },
+    /// The break-glass master key: every permission everywhere.
+    MasterKey,
+}
+
+impl Principal {
+    pub fn actor(&self) -> Actor {
+        match self {
+            Self::User { user_id, .. } => Actor::User(user_id.clone()),
+            Self::ApiKey { key_id, .. } => Actor::ApiKey(key_id.clone()),
+            Self::MasterKey => Actor::MasterKey,
+        }
+    }
+
+    /// The user behind the principal (the key's owner for API keys).
+    pub fn user_id(&self) -> Option<&str> {
+        match self {
+            Self::User { user_id, .. } | Self::ApiKey { user_id, .. } => Some(user_id),
+            Self::MasterKey => None,
+        }
+    }
+
+    /// Platform administration (tenants, any tenant): the master key and platform admins.
+    pub fn is_platform_admin(&self) -> bool {
+        matches!(self, Self::MasterKey | Self::User { platform_admin: true, .. })
+    }
+}
+
+/// A principal's standing in one tenant. Only [`Identity::tenant_access`]
+/// makes one, so holding it proves the caller belongs to the tenant; every
+/// tenant-scoped operation takes it as a required argument.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantAccess {
+    pub tenant_id: String,
+    pub tenant_slug: String,
+    pub principal: Principal,
+    /// The role name the permissions come from (`None` for platform admins without a membership).
+    pub role: Option<String>,
+    pub permissions: PermissionSet,
+    pub mfa_required: bool,
+}
+
+impl TenantAccess {
+    pub fn can(&self, permission: Permission) -> bool {
+        self.permissions.contains(permission)
+    }
+
+    pub fn require(&self, permission: Permission) -> Result<(), IdentityError> {
+        if self.can(permission) { Ok(()) } else { Err(IdentityError::Forbidden(format!("missing permission '{permission}'"))) }
+    }
+}
+
+/// A verified API key, as cached.
+struct VerifiedKey {
+    row: ApiKeyRow,
+    scopes: PermissionSet,
+}
+
+/// The identity service. Cheap to clone.
+#[derive(Clone)]
+pub struct Identity {
+    db: Db,
+    settings: Arc<IdentitySettings>,
+    passwords: passwords::PasswordHasherPool,
+    tokens: tokens::TokenSigner,
+    audit: Audit,
+    /// Verified API keys by hash (see [`api_keys::CACHE_TTL`]).
+    keys: moka::sync::Cache<String, Arc<VerifiedKey>>,
+    /// Live sessions by id, trusted for the same bound as keys.
+    live_sessions: moka::sync::Cache<String, bool>,
+    /// Failed logins per client IP in the current minute.
+    ip_failures: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+    /// API key uses waiting to be written (id → time).
+    key_uses: Arc<parking_lot::Mutex<std::collections::HashMap<String, i64>>>,
+}
+
+impl Identity {
+    /// Load signing keys (creating the first) and build the caches.
+    pub async fn new(db: Db, audit: Audit, settings: IdentitySettings) -> Result<Self, IdentityError> {
+        if settings.access_token_ttl_secs == 0 || settings.access_token_ttl_secs > 900 {
+            return Err(IdentityError::invalid("identity.access_token_ttl_secs must be between 1 and 900", "access_token_ttl_secs"));
+        }
+        let passwords = passwords::PasswordHasherPool::new(settings.argon2)?;
+        let tokens = tokens::TokenSigner::load(db.clone(), Duration::from_secs(settings.access_token_ttl_secs)).await?;
+        Ok(Self {
+            db,
+            settings: Arc::new(settings),
+            passwords,
+            tokens,
+            audit,
+            keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
+            live_sessions: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
+            ip_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build(),
+            key_uses: Default::default(),
+        })
+    }
+
+    pub fn tokens(&self) -> &tokens::TokenSigner {
+        &self.tokens
+    }
+
+    pub fn audit(&self) -> &Audit {
+        &self.audit
+    }
+
+    pub fn settings(&self) -> &IdentitySettings {
+        &self.settings
+    }
+
+    /// Record an audit event; a failure to store it is an error (security
+    /// events must be durable before the answer leaves). Takes the event's
+    /// fields one by one so call sites read as one line per event.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn record(
+        &self,
+        tenant: Option<&str>,
+        actor: Actor,
+        action: &str,
+        resource: Option<String>,
+        outcome: Outcome,
+        meta: &RequestMeta,
+        metadata: serde_json::Value,
+    ) -> Result<(), IdentityError> {
+        self.audit.record(AuditEvent { tenant, actor, action, resource, outcome, meta, metadata }).await?;
+        Ok(())
+    }
+
+    /// Who is behind a bearer credential (JWT access token or API key).
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
+        if api_keys::looks_like_key(bearer) {
+            return self.authenticate_key(bearer).await;
+        }
+        // Neither a key of ours nor JWT-shaped: a wrong API key, as OpenAI clients expect.
+        if bearer.split('.').count() != 3 {
+            return Err(IdentityError::InvalidApiKey);
+        }
+        let claims = self.tokens.verify(bearer).await?;
+        let live = match self.live_sessions.get(&claims.sid) {
+            Some(live) => live,
+            None => {
+                let live = self.db.session(&claims.sid).await?.is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms());
+                self.live_sessions.insert(claims.sid.clone(), live);
+                live
+            }
+        };
+        if !live {
+            return Err(IdentityError::TokenInvalid("session revoked or expired".into()));
+        }
+        let user = self.db.user_by_id(&claims.sub).await?.filter(|u| u.is_active).ok_or_else(|| IdentityError::TokenInvalid("user disabled".into()))?;
+        Ok(Principal::User { user_id: user.id, session_id: claims.sid, platform_admin: user.platform_admin })
+    }
+
+    async fn authenticate_key(&self, secret: &str) -> Result<Principal, IdentityError> {
+        let hash = api_keys::hash(secret);
+        let verified = match self.keys.get(&hash) {
+            Some(verified) => verified,
+            None => {
+                let row = self.db.api_key_by_hash(&hash).await?.ok_or(IdentityError::InvalidApiKey)?;
+                let scopes = serde_json::from_str::<PermissionSet>(&row.scopes).map_err(|e| IdentityError::Internal(format!("key scopes: {e}")))?;
+                let verified = Arc::new(VerifiedKey { row, scopes });
+                self.keys.insert(hash, verified.clone());
+                verified
+            }
+        };
+        let now = now_ms();
+        let row = &verified.row;
+        if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|t| t <= now) {
+            return Err(IdentityError::InvalidApiKey);
+        }
+        self.key_uses.lock().insert(row.id.clone(), now);
+        Ok(Principal::ApiKey { key_id: row.id.clone(), user_id: row.user_id.clone(), tenant_id: row.tenant_id.clone(), scopes: verified.scopes })
+    }
+
+    /// Write pending API key last-used times (called periodically and at shutdown).
+    pub async fn flush_key_uses(&self) -> Result<(), IdentityError> {
+        let uses: Vec<(String, i64)> = self.key_uses.lock().drain().collect();
+        if !uses.is_empty() {
+            self.db.touch_api_keys(&uses).await?;
+        }
+        Ok(())
+    }
+
+    /// The principal's access to a tenant (by id or slug); `NotFound` when
+    /// it does not exist or the principal does not belong to it.
+    pub async fn tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, IdentityError> {
+        let tenant = self.db.tenant(tenant_ref).await?.ok_or(IdentityError::NotFound("tenant"))?;
+        let access = |role: Option<String>, permissions| TenantAccess {
+            tenant_id: tenant.id.clone(),
+            tenant_slug: tenant.slug.clone(),
+            principal: principal.clone(),
+            role,
+            permissions,
+            mfa_required: tenant.mfa_required,
+        };
+        match principal {
+            Principal::MasterKey => Ok(access(None, PermissionSet::all())),
+            Principal::User { user_id, platform_admin, .. } => match self.db.membership(&tenant.id, user_id).await? {
+                Some(m) => {
+                    let permissions = self.role_permissions(&tenant.id, &m.role).await?;
+                    let permissions = if *platform_admin { PermissionSet::all() } else { permissions };
+                    Ok(access(Some(m.role), permissions))
+                }
+                None if *platform_admin => Ok(access(None, PermissionSet::all())),
+                None => Err(IdentityError::NotFound("tenant")),
+            },
+            Principal::ApiKey { tenant_id, user_id, scopes, .. } => {
+                if *tenant_id != tenant.id {
+                    return Err(IdentityError::NotFound("tenant"));
+                }
+                let owner = self.db.membership(&tenant.id, user_id).await?.ok_or(IdentityError::InvalidApiKey)?;
+                let permissions = self.role_permissions(&tenant.id, &owner.role).await?;
+                Ok(access(Some(owner.role), permissions.intersect(*scopes)))
+            }
+        }
+    }
+
+    /// What a role grants in a tenant (built-in or custom; unknown grants nothing).
+    pub async fn role_permissions(&self, tenant_id: &str, role: &str) -> Result<PermissionSet, IdentityError> {
+        if let Ok(builtin) = role.parse::<BuiltinRole>() {
+            return Ok(builtin.permissions().iter().copied().collect());
+        }
+        Ok(match self.db.role(tenant_id, role).await? {
+            Some(row) => serde_json::from_str(&row.permissions).map_err(|e| IdentityError::Internal(format!("role permissions: {e}")))?,
+            None => PermissionSet::empty(),
+        })
+    }
+
+    /// Make a new JWT signing key current (platform admins), audited.
+    pub async fn rotate_signing_key(&self, principal: &Principal, meta: &RequestMeta) -> Result<String, IdentityError> {
+        if !principal.is_platform_admin() {
+            return Err(IdentityError::Forbidden("platform administrators only".into()));
+        }
+        let kid = self.tokens.rotate().await?;
+        self.record(None, principal.actor(), "signing_key.rotate", Some(format!("kid:{kid}")), Outcome::Success, meta, serde_json::json!({})).await?;
+        Ok(kid)
+    }
+
+    /// Audit a successful action done in a tenant by another service or route.
+    pub async fn record_success(&self, access: &TenantAccess, action: &str, resource: Option<String>, meta: &RequestMeta, metadata: serde_json::Value) -> Result<(), IdentityError> {
+        self.record(Some(&access.tenant_id), access.principal.actor(), action, resource, Outcome::Success, meta, metadata).await
+    }
+
+    /// Audit a refused request (permission denied).
+    pub async fn record_denied(&self, access: Option<&TenantAccess>, principal: &Principal, what: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        let tenant = access.map(|a| a.tenant_id.as_str());
+        self.record(tenant, principal.actor(), "permission.denied", Some(what.to_owned()), Outcome::Denied, meta, serde_json::json!({})).await
+    }
+}

@@ -1,0 +1,185 @@
+//! Sign-in and sessions: password login with per-account lockout and
+//! per-IP backoff, refresh-token rotation with reuse detection, logout,
+//! listing and revoking sessions.
+//!
+//! A refresh token is used once: refreshing returns a new one and marks the
+//! old one used. Presenting a used token again means it was copied, so the
+//! whole session (the token family) is revoked and the reuse audited.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use agentry_db::identity::SessionRow;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
+use serde::Serialize;
+
+use super::{Identity, IdentityError, Principal, RequestMeta, api_keys, now_ms};
+use crate::audit::{Actor, Outcome};
+
+/// What a successful login or refresh returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoginTokens {
+    pub access_token: String,
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub session_id: String,
+    pub user_id: String,
+}
+
+/// A live session as its owner sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionInfo {
+    pub id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub created_at_ms: i64,
+    pub last_used_at_ms: i64,
+    pub expires_at_ms: i64,
+    pub current: bool,
+}
+
+fn refresh_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    format!("agr_{}", URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// Normalised email (trimmed, lowercase).
+pub(crate) fn normalise_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+impl Identity {
+    /// Check the password and open a session.
+    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+        let ip = meta.ip.clone().unwrap_or_default();
+        let ip_count = self.ip_failures.get_with(ip.clone(), || Arc::new(AtomicU32::new(0)));
+        if ip_count.load(Ordering::Relaxed) >= self.settings.ip_failures_per_minute {
+            return Err(IdentityError::Locked { retry_after: Duration::from_secs(60) });
+        }
+        let email = normalise_email(email);
+        let user = self.db.user_by_email(&email).await?;
+        let now = now_ms();
+        if let Some(until) = user.as_ref().and_then(|u| u.locked_until_ms).filter(|&until| until > now) {
+            return Err(IdentityError::Locked { retry_after: Duration::from_millis((until - now) as u64) });
+        }
+        let hash = user.as_ref().filter(|u| u.is_active).and_then(|u| u.password_hash.clone());
+        if !self.passwords.verify(password.to_owned(), hash).await {
+            ip_count.fetch_add(1, Ordering::Relaxed);
+            let mut metadata = serde_json::json!({ "email": email });
+            if let Some(user) = &user {
+                let failures = self.db.record_login_failure(&user.id, None).await?;
+                if failures >= i64::from(self.settings.lockout_threshold) {
+                    self.db.lock_user_until(&user.id, now + (self.settings.lockout_secs * 1000) as i64).await?;
+                    metadata["locked"] = true.into();
+                }
+            }
+            let actor = user.map_or(Actor::Anonymous, |u| Actor::User(u.id));
+            self.record(None, actor, "auth.login", None, Outcome::Failure, meta, metadata).await?;
+            return Err(IdentityError::InvalidCredentials);
+        }
+        let user = user.ok_or(IdentityError::InvalidCredentials)?;
+        if user.failed_logins > 0 {
+            self.db.clear_login_failures(&user.id).await?;
+        }
+        let tokens = self.open_session(&user.id, meta).await?;
+        self.record(None, Actor::User(user.id.clone()), "auth.login", Some(format!("session:{}", tokens.session_id)), Outcome::Success, meta, serde_json::json!({}))
+            .await?;
+        Ok(tokens)
+    }
+
+    pub(crate) async fn open_session(&self, user_id: &str, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+        let now = now_ms();
+        let refresh = refresh_secret();
+        let session = SessionRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: user_id.to_owned(),
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            created_at_ms: now,
+            last_used_at_ms: now,
+            expires_at_ms: now + (self.settings.session_ttl_secs * 1000) as i64,
+            revoked_at_ms: None,
+            revoke_reason: None,
+        };
+        self.db.insert_session(&session, &api_keys::hash(&refresh)).await?;
+        self.tokens_for(user_id, &session.id, refresh)
+    }
+
+    fn tokens_for(&self, user_id: &str, session_id: &str, refresh_token: String) -> Result<LoginTokens, IdentityError> {
+        let (access_token, _) = self.tokens.issue(user_id, session_id)?;
+        Ok(LoginTokens {
+            access_token,
+            token_type: "Bearer",
+            expires_in: self.tokens.ttl().as_secs(),
+            refresh_token,
+            session_id: session_id.to_owned(),
+            user_id: user_id.to_owned(),
+        })
+    }
+
+    /// Exchange a refresh token for new tokens; a reused token revokes its session.
+    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+        let invalid = || IdentityError::TokenInvalid("invalid refresh token".into());
+        let old_hash = api_keys::hash(refresh_token);
+        let token = self.db.refresh_token(&old_hash).await?.ok_or_else(invalid)?;
+        let session = self.db.session(&token.session_id).await?.ok_or_else(invalid)?;
+        let now = now_ms();
+        if session.revoked_at_ms.is_some() || session.expires_at_ms <= now {
+            return Err(invalid());
+        }
+        let new_secret = refresh_secret();
+        if token.used_at_ms.is_some() || !self.db.rotate_refresh_token(&old_hash, &api_keys::hash(&new_secret), &session.id, now).await? {
+            self.db.revoke_sessions(&session.user_id, Some(&session.id), "refresh token reuse", now).await?;
+            self.live_sessions.invalidate(&session.id);
+            let resource = Some(format!("session:{}", session.id));
+            self.record(None, Actor::User(session.user_id.clone()), "auth.refresh_reuse", resource, Outcome::Denied, meta, serde_json::json!({})).await?;
+            return Err(IdentityError::TokenInvalid("refresh token already used; the session has been revoked".into()));
+        }
+        self.tokens_for(&session.user_id, &session.id, new_secret)
+    }
+
+    /// The caller's live sessions.
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionInfo>, IdentityError> {
+        let Principal::User { user_id, session_id, .. } = principal else {
+            return Err(IdentityError::invalid("sessions belong to signed-in users, not to API keys or the master key", "authorization"));
+        };
+        let rows = self.db.sessions_of_user(user_id, now_ms()).await?;
+        Ok(rows
+            .into_iter()
+            .map(|s| SessionInfo {
+                current: s.id == *session_id,
+                id: s.id,
+                ip: s.ip,
+                user_agent: s.user_agent,
+                created_at_ms: s.created_at_ms,
+                last_used_at_ms: s.last_used_at_ms,
+                expires_at_ms: s.expires_at_ms,
+            })
+            .collect())
+    }
+
+    /// Revoke one of the caller's sessions, or all of them (`None`). Logout is
+    /// revoking the current one.
+    pub async fn revoke_sessions(&self, principal: &Principal, session: Option<&str>, meta: &RequestMeta) -> Result<u64, IdentityError> {
+        let Principal::User { user_id, .. } = principal else {
+            return Err(IdentityError::invalid("sessions belong to signed-in users, not to API keys or the master key", "authorization"));
+        };
+        let revoked = self.db.revoke_sessions(user_id, session, "revoked by user", now_ms()).await?;
+        if session.is_some() && revoked == 0 {
+            return Err(IdentityError::NotFound("session"));
+        }
+        match session {
+            Some(id) => self.live_sessions.invalidate(id),
+            None => self.live_sessions.invalidate_all(),
+        }
+        let resource = Some(session.map_or_else(|| "session:*".to_owned(), |id| format!("session:{id}")));
+        self.record(None, principal.actor(), "session.revoke", resource, Outcome::Success, meta, serde_json::json!({ "count": revoked })).await?;
+        Ok(revoked)
+    }
+}

@@ -1,0 +1,82 @@
+//! Rows of the audit log (`audit_events`): append, read the chain head, page
+//! through events with filters.
+//!
+//! Append-only by construction: this module has no update or delete. The
+//! `(chain, seq)` primary key makes a forked chain impossible: two writers
+//! racing for the same `seq` get one [`DbError::Conflict`], and the loser
+//! re-reads the head and retries (agentry-core does).
+//!
+//! Must not: compute hashes or decide what is audited (agentry-core's audit
+//! service does).
+
+use crate::{Db, DbError, on_pool};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct AuditRow {
+    pub chain: String,
+    pub seq: i64,
+    pub at_ms: i64,
+    pub actor_type: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub resource: Option<String>,
+    pub outcome: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+    /// JSON object.
+    pub metadata: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Filters of an audit query; `None` matches everything.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub action: Option<String>,
+    pub actor_id: Option<String>,
+    pub outcome: Option<String>,
+    pub from_ms: Option<i64>,
+    pub to_ms: Option<i64>,
+    /// Only events after this sequence number (pagination cursor).
+    pub after_seq: Option<i64>,
+}
+
+macro_rules! columns {
+    () => {
+        "chain, seq, at_ms, actor_type, actor_id, action, resource, outcome, ip, user_agent, request_id, metadata, prev_hash, hash"
+    };
+}
+
+impl Db {
+    /// The last `(seq, hash)` of a chain.
+    pub async fn audit_head(&self, chain: &str) -> Result<Option<(i64, String)>, DbError> {
+        on_pool!(self, pool => sqlx::query_as("SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(chain).fetch_optional(pool).await)
+        .map_err(DbError::query("audit head"))
+    }
+
+    /// Append one event; [`DbError::Conflict`] when its `seq` is taken.
+    pub async fn insert_audit_event(&self, row: &AuditRow) -> Result<(), DbError> {
+        let sql = concat!("INSERT INTO audit_events (", columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
+        on_pool!(self, pool => sqlx::query(sql)
+            .bind(&row.chain).bind(row.seq).bind(row.at_ms).bind(&row.actor_type).bind(&row.actor_id).bind(&row.action)
+            .bind(&row.resource).bind(&row.outcome).bind(&row.ip).bind(&row.user_agent).bind(&row.request_id)
+            .bind(&row.metadata).bind(&row.prev_hash).bind(&row.hash)
+            .execute(pool).await.map(drop))
+        .map_err(DbError::write("append audit event"))
+    }
+
+    /// Events of a chain in sequence order, filtered, at most `limit`.
+    pub async fn audit_events(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+        let sql = concat!("SELECT ", columns!(), " FROM audit_events WHERE chain = $1 \
+             AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR outcome = $4) \
+             AND ($5 IS NULL OR at_ms >= $5) AND ($6 IS NULL OR at_ms < $6) AND ($7 IS NULL OR seq > $7) \
+             ORDER BY seq LIMIT $8");
+        on_pool!(self, pool => sqlx::query_as(sql)
+            .bind(chain).bind(&filter.action).bind(&filter.actor_id).bind(&filter.outcome)
+            .bind(filter.from_ms).bind(filter.to_ms).bind(filter.after_seq).bind(limit)
+            .fetch_all(pool).await)
+        .map_err(DbError::query("list audit events"))
+    }
+}

@@ -1,0 +1,90 @@
+//! The route → access table: the single source of truth for what every
+//! route needs. The `authorize` middleware looks each matched route up here
+//! and refuses routes that are missing (fail closed), so a new route cannot
+//! go unchecked; the authorization-matrix test walks this table.
+//!
+//! Tenant-scoped routes take the tenant from the `{tenant}` path segment
+//! (id or slug); `/v1` routes from the `X-Agentry-Tenant` header, the API
+//! key's tenant, or the user's only membership.
+
+use agentry_types::Permission;
+use axum::http::Method;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credentials (the short allowlist).
+    Public,
+    /// Any authenticated principal.
+    Authenticated,
+    /// The master key or a platform administrator.
+    PlatformAdmin,
+    /// Membership of the request's tenant and, when given, this permission.
+    Tenant(Option<Permission>),
+    /// Like `Tenant`, but only for signed-in users: API keys are refused
+    /// (a key cannot mint or rotate keys).
+    TenantUser(Option<Permission>),
+}
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub method: Method,
+    /// The route template as registered with axum.
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn rule(method: Method, path: &'static str, access: Access) -> Rule {
+    Rule { method, path, access }
+}
+
+use Access::{Authenticated, PlatformAdmin, Public, Tenant, TenantUser};
+use Permission as P;
+
+pub const RULES: &[Rule] = &[
+    rule(Method::GET, "/health", Public),
+    rule(Method::GET, "/ready", Public),
+    rule(Method::GET, "/.well-known/jwks.json", Public),
+    rule(Method::POST, "/api/v1/auth/login", Public),
+    rule(Method::POST, "/api/v1/auth/refresh", Public),
+    rule(Method::GET, "/metrics", PlatformAdmin),
+    rule(Method::POST, "/v1/chat/completions", Tenant(Some(P::UseModels))),
+    rule(Method::POST, "/v1/embeddings", Tenant(Some(P::UseModels))),
+    rule(Method::GET, "/v1/models", Tenant(Some(P::UseModels))),
+    rule(Method::GET, "/v1/models/{id}", Tenant(Some(P::UseModels))),
+    rule(Method::GET, "/api/v1/auth/me", Authenticated),
+    rule(Method::POST, "/api/v1/auth/logout", Authenticated),
+    rule(Method::GET, "/api/v1/auth/sessions", Authenticated),
+    rule(Method::DELETE, "/api/v1/auth/sessions", Authenticated),
+    rule(Method::DELETE, "/api/v1/auth/sessions/{id}", Authenticated),
+    rule(Method::GET, "/api/v1/tenants", Authenticated),
+    rule(Method::POST, "/api/v1/tenants", PlatformAdmin),
+    rule(Method::POST, "/api/v1/admin/signing-keys/rotate", PlatformAdmin),
+    rule(Method::GET, "/api/v1/admin/audit", PlatformAdmin),
+    rule(Method::GET, "/api/v1/admin/audit/verify", PlatformAdmin),
+    rule(Method::GET, "/api/v1/tenants/{tenant}", Tenant(None)),
+    rule(Method::PATCH, "/api/v1/tenants/{tenant}", Tenant(Some(P::ManageTenant))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/users", Tenant(Some(P::ManageUsers))),
+    rule(Method::POST, "/api/v1/tenants/{tenant}/users", Tenant(Some(P::ManageUsers))),
+    rule(Method::PATCH, "/api/v1/tenants/{tenant}/users/{user_id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::DELETE, "/api/v1/tenants/{tenant}/users/{user_id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/roles", Tenant(None)),
+    rule(Method::PUT, "/api/v1/tenants/{tenant}/roles/{name}", Tenant(Some(P::ManageRoles))),
+    rule(Method::DELETE, "/api/v1/tenants/{tenant}/roles/{name}", Tenant(Some(P::ManageRoles))),
+    // Own keys need only membership; other members' keys need manage_api_keys (checked by the service).
+    rule(Method::GET, "/api/v1/tenants/{tenant}/api-keys", Tenant(None)),
+    rule(Method::POST, "/api/v1/tenants/{tenant}/api-keys", TenantUser(None)),
+    rule(Method::DELETE, "/api/v1/tenants/{tenant}/api-keys/{id}", Tenant(None)),
+    rule(Method::POST, "/api/v1/tenants/{tenant}/api-keys/{id}/rotate", TenantUser(None)),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/audit", Tenant(Some(P::ViewAudit))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/audit/export", Tenant(Some(P::ExportData))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/audit/verify", Tenant(Some(P::ViewAudit))),
+];
+
+/// The rule for a matched route, if the table has one.
+pub fn rule_for(method: &Method, path: &str) -> Option<&'static Rule> {
+    // HEAD is served by GET routes.
+    let method = if method == Method::HEAD { &Method::GET } else { method };
+    RULES.iter().find(|r| r.method == method && r.path == path)
+}

@@ -1,0 +1,150 @@
+//! The `authorize` middleware: finds the matched route's rule in
+//! [`crate::access::RULES`], authenticates the bearer credential (master
+//! key, JWT access token or API key), resolves the tenant and checks the
+//! permission. Handlers receive `Extension<Principal>`,
+//! `Extension<TenantAccess>` (tenant routes) and `Extension<RequestMeta>`.
+//!
+//! Answers: no/garbled credentials → 401; a tenant the caller does not
+//! belong to → 404 (its existence is not revealed); a missing permission →
+//! 403, audited.
+
+use std::net::SocketAddr;
+
+use agentry_core::identity::RequestMeta;
+use agentry_core::{Principal, TenantAccess};
+use agentry_types::ErrorCode;
+use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use subtle::ConstantTimeEq;
+
+use crate::access::{Access, rule_for};
+use crate::error::ApiError;
+use crate::middleware::RequestId;
+use crate::state::AppState;
+
+/// Header naming the tenant of a `/v1` request.
+pub const TENANT_HEADER: &str = "x-agentry-tenant";
+
+fn bearer(req: &Request) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn request_meta(req: &Request) -> RequestMeta {
+    RequestMeta {
+        ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
+        request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
+    }
+}
+
+async fn authenticate(state: &AppState, presented: Option<String>) -> Result<Principal, ApiError> {
+    let Some(presented) = presented else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::MissingApiKey,
+            "You didn't provide an API key or access token. Send it as 'Authorization: Bearer <key>'.",
+        ));
+    };
+    if bool::from(presented.as_bytes().ct_eq(state.master_key.expose_secret().as_bytes())) {
+        return Ok(Principal::MasterKey);
+    }
+    Ok(state.identity.authenticate(&presented).await?)
+}
+
+/// Which tenant a tenant-scoped request is about, if it names one.
+async fn tenant_ref(req: &mut Request) -> Option<String> {
+    let (mut parts, body) = std::mem::replace(req, Request::new(axum::body::Body::empty())).into_parts();
+    let from_path = <RawPathParams as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &())
+        .await
+        .ok()
+        .and_then(|params| params.iter().find(|(name, _)| *name == "tenant").map(|(_, value)| value.to_owned()));
+    *req = Request::from_parts(parts, body);
+    from_path.or_else(|| req.headers().get(TENANT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
+}
+
+pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    match check(&state, &mut req).await {
+        Ok(()) => next.run(req).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
+    let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
+    let Some(rule) = rule_for(req.method(), &path) else {
+        // A known path with an unlisted method has no handler for it: let
+        // axum answer 405. (A test checks every unlisted method is a 405.)
+        if crate::access::RULES.iter().any(|r| r.path == path) {
+            return Ok(());
+        }
+        tracing::error!(method = %req.method(), %path, "route has no access rule; refusing");
+        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route is not open to anyone"));
+    };
+    let meta = request_meta(req);
+    req.extensions_mut().insert(meta.clone());
+    if rule.access == Access::Public {
+        return Ok(());
+    }
+    // Owned: a borrow of the request (whose body is not Sync) must not live across an await.
+    let presented = bearer(req).map(str::to_owned);
+    let principal = authenticate(state, presented).await?;
+    req.extensions_mut().insert(principal.clone());
+    match rule.access {
+        Access::Public | Access::Authenticated => Ok(()),
+        Access::PlatformAdmin if principal.is_platform_admin() => Ok(()),
+        Access::PlatformAdmin => {
+            state.identity.record_denied(None, &principal, &format!("{} {path}", req.method()), &meta).await?;
+            Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "platform administrators only"))
+        }
+        Access::Tenant(permission) | Access::TenantUser(permission) => {
+            let tenant = match tenant_ref(req).await {
+                Some(tenant) => tenant,
+                None => match default_tenant(state, &principal).await? {
+                    Some(tenant) => tenant,
+                    // The master key on /v1 needs no tenant.
+                    None if principal == Principal::MasterKey => return Ok(()),
+                    None => {
+                        return Err(ApiError::bad_request(
+                            format!("name the tenant with the {TENANT_HEADER} header (you belong to several)"),
+                            TENANT_HEADER,
+                        ));
+                    }
+                },
+            };
+            let access: TenantAccess = state.identity.tenant_access(&principal, &tenant).await?;
+            if matches!(rule.access, Access::TenantUser(_)) && matches!(principal, Principal::ApiKey { .. }) {
+                state.identity.record_denied(Some(&access), &principal, &format!("{} {path}", req.method()), &meta).await?;
+                return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key"));
+            }
+            if let Some(permission) = permission
+                && !access.can(permission)
+            {
+                state.identity.record_denied(Some(&access), &principal, &format!("{} {path}", req.method()), &meta).await?;
+                return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, format!("missing permission '{permission}'")));
+            }
+            req.extensions_mut().insert(access);
+            Ok(())
+        }
+    }
+}
+
+/// The tenant a request means when it names none: the API key's, or a
+/// user's only membership.
+async fn default_tenant(state: &AppState, principal: &Principal) -> Result<Option<String>, ApiError> {
+    match principal {
+        Principal::ApiKey { tenant_id, .. } => Ok(Some(tenant_id.clone())),
+        Principal::MasterKey => Ok(None),
+        Principal::User { user_id, .. } => {
+            let memberships = state.db.memberships_of_user(user_id).await.map_err(ApiError::internal)?;
+            Ok(match memberships.as_slice() {
+                [only] => Some(only.tenant_id.clone()),
+                _ => None,
+            })
+        }
+    }
+}

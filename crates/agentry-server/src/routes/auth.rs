@@ -1,0 +1,97 @@
+//! `/api/v1/auth/*` and `/.well-known/jwks.json`: password login, token
+//! refresh, logout, the caller's identity and sessions, the public keys.
+
+use agentry_core::Principal;
+use agentry_core::identity::RequestMeta;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/.well-known/jwks.json", get(jwks))
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/auth/sessions", get(sessions).delete(revoke_all))
+        .route("/api/v1/auth/sessions/{id}", delete(revoke_one))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    email: String,
+    password: String,
+}
+
+async fn login(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<LoginBody>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.login(&body.email, &body.password, &meta).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshBody {
+    refresh_token: String,
+}
+
+async fn refresh(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<RefreshBody>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.refresh(&body.refresh_token, &meta).await?))
+}
+
+async fn logout(State(state): State<AppState>, Extension(principal): Extension<Principal>, Extension(meta): Extension<RequestMeta>) -> Result<StatusCode, ApiError> {
+    let Principal::User { session_id, .. } = &principal else {
+        return Err(ApiError::bad_request("only a signed-in session can log out", "authorization"));
+    };
+    state.identity.revoke_sessions(&principal, Some(session_id), &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn me(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<impl IntoResponse, ApiError> {
+    let tenants = state.identity.visible_tenants(&principal).await?;
+    let (kind, id) = match &principal {
+        Principal::User { user_id, .. } => ("user", Some(user_id.clone())),
+        Principal::ApiKey { key_id, .. } => ("api_key", Some(key_id.clone())),
+        Principal::MasterKey => ("master_key", None),
+    };
+    let user = match principal.user_id() {
+        Some(user_id) => state.db.user_by_id(user_id).await.map_err(ApiError::internal)?,
+        None => None,
+    };
+    Ok(Json(json!({
+        "principal": { "type": kind, "id": id },
+        "user": user.map(|u| json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "platform_admin": u.platform_admin })),
+        "tenants": tenants,
+    })))
+}
+
+async fn sessions(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "data": state.identity.sessions(&principal).await? })))
+}
+
+async fn revoke_one(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.revoke_sessions(&principal, Some(&id), &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_all(State(state): State<AppState>, Extension(principal): Extension<Principal>, Extension(meta): Extension<RequestMeta>) -> Result<impl IntoResponse, ApiError> {
+    let revoked = state.identity.revoke_sessions(&principal, None, &meta).await?;
+    Ok(Json(json!({ "revoked": revoked })))
+}
+
+async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
+    ([(axum::http::header::CACHE_CONTROL, "public, max-age=300")], Json(state.identity.tokens().jwks()))
+}

@@ -1,0 +1,167 @@
+//! `/api/v1/tenants…`: tenants, their members and roles, and platform
+//! administration (signing-key rotation).
+
+use agentry_core::identity::{NewUser, RequestMeta};
+use agentry_core::{Principal, TenantAccess};
+use agentry_types::PermissionSet;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, patch, post, put};
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants", get(list).post(create))
+        .route("/api/v1/tenants/{tenant}", get(show).patch(update))
+        .route("/api/v1/tenants/{tenant}/users", get(members).post(add_member))
+        .route("/api/v1/tenants/{tenant}/users/{user_id}", patch(set_role).delete(remove_member))
+        .route("/api/v1/tenants/{tenant}/roles", get(roles))
+        .route("/api/v1/tenants/{tenant}/roles/{name}", put(put_role).delete(delete_role))
+        .route("/api/v1/admin/signing-keys/rotate", post(rotate_signing_key))
+}
+
+async fn list(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "data": state.identity.visible_tenants(&principal).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateTenant {
+    slug: String,
+    name: String,
+    /// User id of the tenant's first admin (default: the caller).
+    owner: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<CreateTenant>,
+) -> Result<impl IntoResponse, ApiError> {
+    let tenant = state.identity.create_tenant(&principal, &body.slug, &body.name, body.owner.as_deref(), &meta).await?;
+    Ok((StatusCode::CREATED, Json(tenant)))
+}
+
+async fn show(Extension(access): Extension<TenantAccess>) -> impl IntoResponse {
+    Json(json!({
+        "id": access.tenant_id,
+        "slug": access.tenant_slug,
+        "mfa_required": access.mfa_required,
+        "role": access.role,
+        "permissions": access.permissions,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateTenant {
+    mfa_required: bool,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<UpdateTenant>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.set_mfa_required(&access, body.mfa_required, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn members(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "data": state.identity.members(&access).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddMember {
+    email: String,
+    display_name: Option<String>,
+    password: Option<String>,
+    role: String,
+}
+
+async fn add_member(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<AddMember>,
+) -> Result<impl IntoResponse, ApiError> {
+    let new = NewUser { email: body.email, display_name: body.display_name, password: body.password, role: body.role };
+    Ok((StatusCode::CREATED, Json(state.identity.add_user(&access, new, &meta).await?)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetRole {
+    role: String,
+}
+
+async fn set_role(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, user_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<SetRole>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.set_member_role(&access, &user_id, &body.role, &meta).await?))
+}
+
+async fn remove_member(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, user_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.remove_member(&access, &user_id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn roles(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "data": state.identity.roles(&access).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutRole {
+    #[serde(default)]
+    description: String,
+    permissions: PermissionSet,
+}
+
+async fn put_role(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, name)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PutRole>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.put_role(&access, &name, &body.description, body.permissions, &meta).await?))
+}
+
+async fn delete_role(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, name)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.delete_role(&access, &name, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate_signing_key(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+) -> Result<impl IntoResponse, ApiError> {
+    let kid = state.identity.rotate_signing_key(&principal, &meta).await?;
+    Ok(Json(json!({ "kid": kid })))
+}
