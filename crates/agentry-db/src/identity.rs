@@ -65,6 +65,8 @@ pub struct SessionRow {
     pub expires_at_ms: i64,
     pub revoked_at_ms: Option<i64>,
     pub revoke_reason: Option<String>,
+    /// Whether the sign-in passed a second factor.
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -119,7 +121,7 @@ macro_rules! membership_select {
 }
 macro_rules! session_columns {
     () => {
-        "id, user_id, ip, user_agent, created_at_ms, last_used_at_ms, expires_at_ms, revoked_at_ms, revoke_reason"
+        "id, user_id, ip, user_agent, created_at_ms, last_used_at_ms, expires_at_ms, revoked_at_ms, revoke_reason, mfa"
     };
 }
 macro_rules! api_key_columns {
@@ -273,11 +275,11 @@ impl Db {
 
     /// A new session and its first refresh token.
     pub async fn insert_session(&self, session: &SessionRow, refresh_hash: &str) -> Result<(), DbError> {
-        let sql = concat!("INSERT INTO sessions (", session_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+        let sql = concat!("INSERT INTO sessions (", session_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         on_pool!(self, pool => {
             let mut tx = pool.begin().await.map_err(DbError::write("begin"))?;
             sqlx::query(sql).bind(&session.id).bind(&session.user_id).bind(&session.ip).bind(&session.user_agent)
-                .bind(session.created_at_ms).bind(session.last_used_at_ms).bind(session.expires_at_ms).bind(session.revoked_at_ms).bind(&session.revoke_reason)
+                .bind(session.created_at_ms).bind(session.last_used_at_ms).bind(session.expires_at_ms).bind(session.revoked_at_ms).bind(&session.revoke_reason).bind(session.mfa)
                 .execute(&mut *tx).await.map_err(DbError::write("insert session"))?;
             sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at_ms) VALUES ($1, $2, $3)")
                 .bind(refresh_hash).bind(&session.id).bind(session.created_at_ms)

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod identity;
+pub mod mfa;
 pub mod model_calls;
 pub mod test_support;
 

@@ -133,6 +133,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::TokenExpired => Self::new(S::UNAUTHORIZED, ErrorCode::TokenExpired, error.to_string()),
             IdentityError::TokenInvalid(_) => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, error.to_string()),
             IdentityError::InvalidApiKey => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidApiKey, "Incorrect API key provided."),
+            IdentityError::MfaRequired => Self::new(S::FORBIDDEN, ErrorCode::MfaRequired, error.to_string()),
             IdentityError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
             IdentityError::NotFound(_) => Self::new(S::NOT_FOUND, ErrorCode::NotFound, error.to_string()),
             IdentityError::Conflict(_) => Self::new(S::CONFLICT, ErrorCode::Conflict, error.to_string()),

@@ -13,6 +13,7 @@
 mod accounts;
 pub mod api_keys;
 mod keys;
+mod mfa;
 pub mod passwords;
 mod sessions;
 pub mod tokens;
@@ -27,7 +28,8 @@ use agentry_types::{BuiltinRole, Permission, PermissionSet};
 pub use accounts::{NewUser, RoleInfo};
 pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
 pub use passwords::{Argon2Settings, PasswordPolicy};
-pub use sessions::{LoginTokens, SessionInfo};
+pub use mfa::{SecondFactor, TOTP_ISSUER, TotpEnrolment};
+pub use sessions::{LoginOutcome, LoginTokens, SessionInfo};
 
 pub use crate::audit::RequestMeta;
 use crate::audit::{Actor, Audit, AuditEvent, Outcome};
@@ -55,6 +57,9 @@ pub enum IdentityError {
     #[error("{0}")]
     Forbidden(String),
     /// Absent, or present in a tenant the caller cannot see (both answer 404).
+    /// The tenant requires a second factor this session did not pass.
+    #[error("this tenant requires multi-factor authentication: enrol a second factor and sign in again")]
+    MfaRequired,
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0} already exists")]
@@ -112,7 +117,7 @@ impl Default for IdentitySettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// A signed-in user (JWT access token of a live session).
-    User { user_id: String, session_id: String, platform_admin: bool },
+    User { user_id: String, session_id: String, platform_admin: bool, mfa: bool },
     /// A program with an API key, bound to one tenant.
     ApiKey { key_id: String, user_id: String, tenant_id: String, scopes: PermissionSet },
     /// The break-glass master key: every permission everywhere.
@@ -166,6 +171,13 @@ impl TenantAccess {
     }
 }
 
+/// A session as cached: whether it may be used, and whether it passed MFA.
+#[derive(Debug, Clone, Copy)]
+struct SessionState {
+    live: bool,
+    mfa: bool,
+}
+
 /// A verified API key, as cached.
 struct VerifiedKey {
     row: ApiKeyRow,
@@ -182,8 +194,8 @@ pub struct Identity {
     audit: Audit,
     /// Verified API keys by hash (see [`api_keys::CACHE_TTL`]).
     keys: moka::sync::Cache<String, Arc<VerifiedKey>>,
-    /// Live sessions by id, trusted for the same bound as keys.
-    live_sessions: moka::sync::Cache<String, bool>,
+    /// Session state by id, trusted for the same bound as keys.
+    live_sessions: moka::sync::Cache<String, SessionState>,
     /// Failed logins per client IP in the current minute.
     ip_failures: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
     /// API key uses waiting to be written (id → time).
@@ -250,20 +262,24 @@ impl Identity {
         if bearer.split('.').count() != 3 {
             return Err(IdentityError::InvalidApiKey);
         }
-        let claims = self.tokens.verify(bearer).await?;
-        let live = match self.live_sessions.get(&claims.sid) {
-            Some(live) => live,
+        let claims = self.tokens.verify(bearer, tokens::TokenUse::Access).await?;
+        let state = match self.live_sessions.get(&claims.sid) {
+            Some(state) => state,
             None => {
-                let live = self.db.session(&claims.sid).await?.is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms());
-                self.live_sessions.insert(claims.sid.clone(), live);
-                live
+                let session = self.db.session(&claims.sid).await?;
+                let state = SessionState {
+                    live: session.as_ref().is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms()),
+                    mfa: session.is_some_and(|s| s.mfa),
+                };
+                self.live_sessions.insert(claims.sid.clone(), state);
+                state
             }
         };
-        if !live {
+        if !state.live {
             return Err(IdentityError::TokenInvalid("session revoked or expired".into()));
         }
         let user = self.db.user_by_id(&claims.sub).await?.filter(|u| u.is_active).ok_or_else(|| IdentityError::TokenInvalid("user disabled".into()))?;
-        Ok(Principal::User { user_id: user.id, session_id: claims.sid, platform_admin: user.platform_admin })
+        Ok(Principal::User { user_id: user.id, session_id: claims.sid, platform_admin: user.platform_admin, mfa: state.mfa })
     }
 
     async fn authenticate_key(&self, secret: &str) -> Result<Principal, IdentityError> {
@@ -310,6 +326,7 @@ impl Identity {
         };
         match principal {
             Principal::MasterKey => Ok(access(None, PermissionSet::all())),
+            Principal::User { mfa: false, .. } if tenant.mfa_required => Err(IdentityError::MfaRequired),
             Principal::User { user_id, platform_admin, .. } => match self.db.membership(&tenant.id, user_id).await? {
                 Some(m) => {
                     let permissions = self.role_permissions(&tenant.id, &m.role).await?;

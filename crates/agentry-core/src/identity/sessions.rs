@@ -16,8 +16,18 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 use serde::Serialize;
 
+use super::tokens::TokenUse;
 use super::{Identity, IdentityError, Principal, RequestMeta, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
+
+/// What a correct password gets: tokens, or (with a second factor enrolled)
+/// a challenge to answer at `/api/v1/auth/mfa/verify`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum LoginOutcome {
+    Tokens(LoginTokens),
+    MfaRequired { mfa_required: bool, mfa_token: String, methods: [&'static str; 2], expires_in: u64 },
+}
 
 /// What a successful login or refresh returns.
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +66,7 @@ pub(crate) fn normalise_email(email: &str) -> String {
 
 impl Identity {
     /// Check the password and open a session.
-    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
         let ip = meta.ip.clone().unwrap_or_default();
         let ip_count = self.ip_failures.get_with(ip.clone(), || Arc::new(AtomicU32::new(0)));
         if ip_count.load(Ordering::Relaxed) >= self.settings.ip_failures_per_minute {
@@ -87,13 +97,32 @@ impl Identity {
         if user.failed_logins > 0 {
             self.db.clear_login_failures(&user.id).await?;
         }
-        let tokens = self.open_session(&user.id, meta).await?;
+        if self.db.mfa(&user.id).await?.is_some_and(|m| m.totp_enabled) {
+            let (mfa_token, _) = self.tokens.issue(&user.id, "", TokenUse::MfaChallenge)?;
+            self.record(None, Actor::User(user.id.clone()), "auth.password", None, Outcome::Success, meta, serde_json::json!({ "mfa": "required" })).await?;
+            return Ok(LoginOutcome::MfaRequired {
+                mfa_required: true,
+                mfa_token,
+                methods: ["totp", "recovery_code"],
+                expires_in: super::tokens::MFA_CHALLENGE_TTL.as_secs(),
+            });
+        }
+        let tokens = self.open_session(&user.id, false, meta).await?;
         self.record(None, Actor::User(user.id.clone()), "auth.login", Some(format!("session:{}", tokens.session_id)), Outcome::Success, meta, serde_json::json!({}))
             .await?;
-        Ok(tokens)
+        Ok(LoginOutcome::Tokens(tokens))
     }
 
-    pub(crate) async fn open_session(&self, user_id: &str, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+    /// Count a failed second factor like a failed password (lockout), and audit it.
+    pub(crate) async fn record_auth_failure(&self, user_id: &str, action: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        let failures = self.db.record_login_failure(user_id, None).await?;
+        if failures >= i64::from(self.settings.lockout_threshold) {
+            self.db.lock_user_until(user_id, now_ms() + (self.settings.lockout_secs * 1000) as i64).await?;
+        }
+        self.record(None, Actor::User(user_id.to_owned()), action, None, Outcome::Failure, meta, serde_json::json!({})).await
+    }
+
+    pub(crate) async fn open_session(&self, user_id: &str, mfa: bool, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
         let now = now_ms();
         let refresh = refresh_secret();
         let session = SessionRow {
@@ -106,13 +135,14 @@ impl Identity {
             expires_at_ms: now + (self.settings.session_ttl_secs * 1000) as i64,
             revoked_at_ms: None,
             revoke_reason: None,
+            mfa,
         };
         self.db.insert_session(&session, &api_keys::hash(&refresh)).await?;
         self.tokens_for(user_id, &session.id, refresh)
     }
 
     fn tokens_for(&self, user_id: &str, session_id: &str, refresh_token: String) -> Result<LoginTokens, IdentityError> {
-        let (access_token, _) = self.tokens.issue(user_id, session_id)?;
+        let (access_token, _) = self.tokens.issue(user_id, session_id, TokenUse::Access)?;
         Ok(LoginTokens {
             access_token,
             token_type: "Bearer",

@@ -36,7 +36,27 @@ const LEEWAY_SECS: u64 = 5;
 /// Least time between two reloads triggered by unknown `kid`s.
 const RELOAD_INTERVAL_MS: i64 = 5_000;
 
-/// The claims of an access token.
+/// What a token is for: API access, or the second step of a sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenUse {
+    Access,
+    /// Proves the password was right; exchanged with a second factor for a session.
+    MfaChallenge,
+}
+
+impl TokenUse {
+    fn typ(self) -> &'static str {
+        match self {
+            Self::Access => "access",
+            Self::MfaChallenge => "mfa",
+        }
+    }
+}
+
+/// How long an MFA challenge stays valid.
+pub const MFA_CHALLENGE_TTL: Duration = Duration::from_secs(300);
+
+/// The claims of an access token (or an MFA challenge: `typ = mfa`, empty `sid`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     pub iss: String,
@@ -134,9 +154,13 @@ impl TokenSigner {
         Ok(row.kid)
     }
 
-    /// A signed access token for a session.
-    pub fn issue(&self, user_id: &str, session_id: &str) -> Result<(String, AccessClaims), IdentityError> {
+    /// A signed token: an access token for a session, or an MFA challenge.
+    pub fn issue(&self, user_id: &str, session_id: &str, purpose: TokenUse) -> Result<(String, AccessClaims), IdentityError> {
         let now = now_ms() / 1000;
+        let ttl = match purpose {
+            TokenUse::Access => self.ttl,
+            TokenUse::MfaChallenge => MFA_CHALLENGE_TTL,
+        };
         let claims = AccessClaims {
             iss: ISSUER.into(),
             aud: AUDIENCE.into(),
@@ -144,9 +168,9 @@ impl TokenSigner {
             sid: session_id.into(),
             iat: now,
             nbf: now,
-            exp: now + self.ttl.as_secs() as i64,
+            exp: now + ttl.as_secs() as i64,
             jti: uuid::Uuid::new_v4().simple().to_string(),
-            typ: "access".into(),
+            typ: purpose.typ().into(),
         };
         let set = self.set.read();
         let key = set.keys.iter().find(|k| k.retired_at_ms.is_none()).ok_or_else(|| IdentityError::Internal("no active signing key".into()))?;
@@ -155,8 +179,9 @@ impl TokenSigner {
         Ok((token, claims))
     }
 
-    /// Verify signature and claims; any failure is `TokenInvalid` with a reason.
-    pub async fn verify(&self, token: &str) -> Result<AccessClaims, IdentityError> {
+    /// Verify signature and claims for the given use; any failure is
+    /// `TokenInvalid` with a reason (`TokenExpired` when only `exp` failed).
+    pub async fn verify(&self, token: &str, purpose: TokenUse) -> Result<AccessClaims, IdentityError> {
         let invalid = |reason: &str| IdentityError::TokenInvalid(reason.to_owned());
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
         if header.alg != Algorithm::EdDSA {
@@ -180,8 +205,8 @@ impl TokenSigner {
             jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
             _ => invalid("invalid token"),
         })?;
-        if data.claims.typ != "access" {
-            return Err(invalid("not an access token"));
+        if data.claims.typ != purpose.typ() {
+            return Err(invalid("wrong kind of token"));
         }
         Ok(data.claims)
     }

@@ -2,7 +2,7 @@
 //! refresh, logout, the caller's identity and sessions, the public keys.
 
 use agentry_core::Principal;
-use agentry_core::identity::RequestMeta;
+use agentry_core::identity::{RequestMeta, SecondFactor};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
@@ -24,6 +24,64 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/me", get(me))
         .route("/api/v1/auth/sessions", get(sessions).delete(revoke_all))
         .route("/api/v1/auth/sessions/{id}", delete(revoke_one))
+        .route("/api/v1/auth/mfa/verify", post(mfa_verify))
+        .route("/api/v1/auth/mfa/totp", post(mfa_enrol))
+        .route("/api/v1/auth/mfa/totp/confirm", post(mfa_confirm))
+        .route("/api/v1/auth/mfa/disable", post(mfa_disable))
+}
+
+/// A second factor: exactly one of `code` (TOTP) or `recovery_code`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FactorBody {
+    mfa_token: Option<String>,
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+impl FactorBody {
+    fn factor(&self) -> Result<SecondFactor<'_>, ApiError> {
+        match (&self.code, &self.recovery_code) {
+            (Some(code), None) => Ok(SecondFactor::Totp(code)),
+            (None, Some(code)) => Ok(SecondFactor::RecoveryCode(code)),
+            _ => Err(ApiError::bad_request("send exactly one of code or recovery_code", "code")),
+        }
+    }
+}
+
+async fn mfa_verify(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<FactorBody>) -> Result<impl IntoResponse, ApiError> {
+    let token = body.mfa_token.as_deref().ok_or_else(|| ApiError::bad_request("mfa_token is required", "mfa_token"))?;
+    Ok(Json(state.identity.verify_mfa(token, body.factor()?, &meta).await?))
+}
+
+async fn mfa_enrol(State(state): State<AppState>, Extension(principal): Extension<Principal>, Extension(meta): Extension<RequestMeta>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.enrol_totp(&principal, &meta).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    code: String,
+}
+
+async fn mfa_confirm(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<ConfirmBody>,
+) -> Result<impl IntoResponse, ApiError> {
+    let codes = state.identity.confirm_totp(&principal, &body.code, &meta).await?;
+    Ok(Json(json!({ "enabled": true, "recovery_codes": codes })))
+}
+
+async fn mfa_disable(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<FactorBody>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.disable_mfa(&principal, body.factor()?, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
