@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod identity;
 pub mod mfa;
+pub mod oidc;
 pub mod model_calls;
 pub mod test_support;
 

@@ -159,6 +159,7 @@ fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::openai::router())
         .merge(crate::routes::health::router())
         .merge(crate::routes::auth::router())
+        .merge(crate::routes::oidc::router())
         .merge(crate::routes::tenants::router())
         .merge(crate::routes::api_keys::router())
         .merge(crate::routes::audit::router())

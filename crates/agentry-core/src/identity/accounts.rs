@@ -30,6 +30,22 @@ pub struct RoleInfo {
     pub permissions: PermissionSet,
 }
 
+/// A new, active user row.
+pub(crate) fn new_user_row(email: &str, display_name: Option<&str>, password_hash: Option<String>, platform_admin: bool, now: i64) -> UserRow {
+    UserRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        email: email.to_owned(),
+        display_name: display_name.unwrap_or(email).to_owned(),
+        password_hash,
+        is_active: true,
+        platform_admin,
+        failed_logins: 0,
+        locked_until_ms: None,
+        created_at_ms: now,
+        updated_at_ms: now,
+    }
+}
+
 fn conflict(what: &'static str) -> impl FnOnce(DbError) -> IdentityError {
     move |e| match e {
         DbError::Conflict { .. } => IdentityError::Conflict(what),
@@ -61,18 +77,7 @@ impl Identity {
         let now = now_ms();
         let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: tenant_slug.into(), name: tenant_name.into(), mfa_required: false, created_at_ms: now };
         self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
-        let user = UserRow {
-            id: uuid::Uuid::now_v7().to_string(),
-            email: email.clone(),
-            display_name: email.clone(),
-            password_hash: Some(self.passwords.hash(password.to_owned()).await?),
-            is_active: true,
-            platform_admin: true,
-            failed_logins: 0,
-            locked_until_ms: None,
-            created_at_ms: now,
-            updated_at_ms: now,
-        };
+        let user = new_user_row(&email, None, Some(self.passwords.hash(password.to_owned()).await?), true, now);
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
         self.db.upsert_membership(&tenant.id, &user.id, BuiltinRole::Admin.as_str(), now).await?;
         let meta = RequestMeta::default();
@@ -130,18 +135,7 @@ impl Identity {
                     }
                     None => None,
                 };
-                let user = UserRow {
-                    id: uuid::Uuid::now_v7().to_string(),
-                    display_name: new.display_name.unwrap_or_else(|| email.clone()),
-                    email: email.clone(),
-                    password_hash,
-                    is_active: true,
-                    platform_admin: false,
-                    failed_logins: 0,
-                    locked_until_ms: None,
-                    created_at_ms: now,
-                    updated_at_ms: now,
-                };
+                let user = new_user_row(&email, new.display_name.as_deref(), password_hash, false, now);
                 self.db.insert_user(&user).await.map_err(conflict("user"))?;
                 user.id
             }

@@ -14,6 +14,7 @@ mod accounts;
 pub mod api_keys;
 mod keys;
 mod mfa;
+pub mod oidc;
 pub mod passwords;
 mod sessions;
 pub mod tokens;
@@ -96,6 +97,8 @@ pub struct IdentitySettings {
     pub self_registration: bool,
     pub argon2: Argon2Settings,
     pub password_policy: PasswordPolicy,
+    /// `[[identity.oidc]]`: OpenID Connect providers.
+    pub oidc: Vec<oidc::OidcProviderConfig>,
 }
 
 impl Default for IdentitySettings {
@@ -109,6 +112,7 @@ impl Default for IdentitySettings {
             self_registration: false,
             argon2: Argon2Settings::default(),
             password_policy: PasswordPolicy::default(),
+            oidc: Vec::new(),
         }
     }
 }
@@ -198,6 +202,8 @@ pub struct Identity {
     live_sessions: moka::sync::Cache<String, SessionState>,
     /// Failed logins per client IP in the current minute.
     ip_failures: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+    /// Discovered OpenID Connect provider metadata by provider name.
+    oidc_metadata: moka::sync::Cache<String, openidconnect::core::CoreProviderMetadata>,
     /// API key uses waiting to be written (id → time).
     key_uses: Arc<parking_lot::Mutex<std::collections::HashMap<String, i64>>>,
 }
@@ -219,6 +225,7 @@ impl Identity {
             keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
             live_sessions: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
             ip_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build(),
+            oidc_metadata: moka::sync::Cache::builder().max_capacity(64).time_to_live(oidc::METADATA_TTL).build(),
             key_uses: Default::default(),
         })
     }

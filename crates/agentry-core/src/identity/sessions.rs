@@ -97,9 +97,24 @@ impl Identity {
         if user.failed_logins > 0 {
             self.db.clear_login_failures(&user.id).await?;
         }
-        if self.db.mfa(&user.id).await?.is_some_and(|m| m.totp_enabled) {
-            let (mfa_token, _) = self.tokens.issue(&user.id, "", TokenUse::MfaChallenge)?;
-            self.record(None, Actor::User(user.id.clone()), "auth.password", None, Outcome::Success, meta, serde_json::json!({ "mfa": "required" })).await?;
+        let outcome = self.after_first_factor(&user.id, meta).await?;
+        let resource = match &outcome {
+            LoginOutcome::Tokens(tokens) => Some(format!("session:{}", tokens.session_id)),
+            LoginOutcome::MfaRequired { .. } => None,
+        };
+        let metadata = match &outcome {
+            LoginOutcome::Tokens(_) => serde_json::json!({ "method": "password" }),
+            LoginOutcome::MfaRequired { .. } => serde_json::json!({ "method": "password", "mfa": "required" }),
+        };
+        self.record(None, Actor::User(user.id.clone()), "auth.login", resource, Outcome::Success, meta, metadata).await?;
+        Ok(outcome)
+    }
+
+    /// After a first factor (password or identity provider): a session, or an
+    /// MFA challenge when the user has a second factor enrolled.
+    pub(crate) async fn after_first_factor(&self, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+        if self.db.mfa(user_id).await?.is_some_and(|m| m.totp_enabled) {
+            let (mfa_token, _) = self.tokens.issue(user_id, "", TokenUse::MfaChallenge)?;
             return Ok(LoginOutcome::MfaRequired {
                 mfa_required: true,
                 mfa_token,
@@ -107,10 +122,7 @@ impl Identity {
                 expires_in: super::tokens::MFA_CHALLENGE_TTL.as_secs(),
             });
         }
-        let tokens = self.open_session(&user.id, false, meta).await?;
-        self.record(None, Actor::User(user.id.clone()), "auth.login", Some(format!("session:{}", tokens.session_id)), Outcome::Success, meta, serde_json::json!({}))
-            .await?;
-        Ok(LoginOutcome::Tokens(tokens))
+        Ok(LoginOutcome::Tokens(self.open_session(user_id, false, meta).await?))
     }
 
     /// Count a failed second factor like a failed password (lockout), and audit it.

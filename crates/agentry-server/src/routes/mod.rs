@@ -4,4 +4,5 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod health;
+pub mod oidc;
 pub mod tenants;

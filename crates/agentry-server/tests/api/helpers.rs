@@ -30,11 +30,22 @@ pub struct TestOptions {
     pub router_timeout_secs: f64,
     pub max_body_bytes: usize,
     pub grace_secs: u64,
+    /// Port to listen on (0: any); set when the configuration must name it (OIDC redirect URIs).
+    pub port: u16,
+    pub identity: agentry_core::identity::IdentitySettings,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
-        Self { local_models: false, postgres_url: None, router_timeout_secs: 0.5, max_body_bytes: 64 * 1024, grace_secs: 5 }
+        Self {
+            local_models: false,
+            postgres_url: None,
+            router_timeout_secs: 0.5,
+            max_body_bytes: 64 * 1024,
+            grace_secs: 5,
+            port: 0,
+            identity: agentry_core::identity::IdentitySettings::default(),
+        }
     }
 }
 
@@ -79,7 +90,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         "models": models,
     }))
     .expect("test settings parse");
-    settings.listen = "127.0.0.1:0".parse().expect("addr");
+    settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
+    settings.identity = options.identity;
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = Some(SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();
@@ -155,6 +167,11 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.get("/metrics").send().await.expect("metrics").text().await.expect("text")
     }
+}
+
+/// A port that was free a moment ago (for configuration that must name it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
 pub fn user_message(text: &str) -> Value {

@@ -12,6 +12,8 @@ mod identity;
 mod local_models;
 mod mfa;
 mod mock_upstream;
+mod oidc;
+mod oidc_provider;
 mod resilience;
 mod security;
 mod sdk_clients;
