@@ -98,6 +98,7 @@ impl Identity {
         if let Some(owner) = owner.or(principal.user_id()) {
             self.db.user_by_id(owner).await?.ok_or(IdentityError::NotFound("user"))?;
             self.db.upsert_membership(&tenant.id, owner, BuiltinRole::Admin.as_str(), now).await?;
+            self.access_changed();
         }
         self.record(Some(&tenant.id), principal.actor(), "tenant.create", Some(format!("tenant:{}", tenant.id)), Outcome::Success, meta, serde_json::json!({ "slug": slug }))
             .await?;
@@ -144,6 +145,7 @@ impl Identity {
             return Err(IdentityError::Conflict("membership"));
         }
         self.db.upsert_membership(&access.tenant_id, &user_id, &new.role, now).await?;
+        self.access_changed();
         let metadata = serde_json::json!({ "email": email, "role": new.role });
         self.record(Some(&access.tenant_id), access.principal.actor(), "membership.create", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata)
             .await?;
@@ -162,6 +164,7 @@ impl Identity {
         let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
         self.keep_an_admin(&access.tenant_id, &current, Some(role)).await?;
         self.db.upsert_membership(&access.tenant_id, user_id, role, now_ms()).await?;
+        self.access_changed();
         let metadata = serde_json::json!({ "from": current.role, "to": role });
         self.record(Some(&access.tenant_id), access.principal.actor(), "membership.update", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata)
             .await?;
@@ -173,6 +176,7 @@ impl Identity {
         let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
         self.keep_an_admin(&access.tenant_id, &current, None).await?;
         self.db.delete_membership(&access.tenant_id, user_id).await?;
+        self.access_changed();
         self.record(Some(&access.tenant_id), access.principal.actor(), "membership.delete", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({}))
             .await
     }
@@ -221,6 +225,7 @@ impl Identity {
             created_at_ms: now_ms(),
         };
         self.db.upsert_role(&row).await?;
+        self.access_changed();
         self.record(Some(&access.tenant_id), access.principal.actor(), "role.put", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({ "permissions": permissions }))
             .await?;
         Ok(RoleInfo { name: name.into(), builtin: false, description: description.into(), permissions })
@@ -234,6 +239,7 @@ impl Identity {
         if !self.db.delete_role(&access.tenant_id, name).await? {
             return Err(IdentityError::NotFound("role"));
         }
+        self.access_changed();
         self.record(Some(&access.tenant_id), access.principal.actor(), "role.delete", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({}))
             .await
     }
@@ -242,6 +248,7 @@ impl Identity {
     pub async fn set_mfa_required(&self, access: &TenantAccess, required: bool, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageTenant)?;
         self.db.set_tenant_mfa_required(&access.tenant_id, required).await?;
+        self.access_changed();
         self.record(Some(&access.tenant_id), access.principal.actor(), "tenant.update", None, Outcome::Success, meta, serde_json::json!({ "mfa_required": required }))
             .await
     }

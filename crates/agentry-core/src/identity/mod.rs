@@ -175,11 +175,22 @@ impl TenantAccess {
     }
 }
 
-/// A session as cached: whether it may be used, and whether it passed MFA.
+/// What identifies a principal's standing in a tenant, for the access cache.
+fn principal_key(principal: &Principal) -> String {
+    match principal {
+        Principal::MasterKey => "master".into(),
+        Principal::User { user_id, platform_admin, mfa, .. } => format!("user:{user_id}:{platform_admin}:{mfa}"),
+        Principal::ApiKey { key_id, .. } => format!("key:{key_id}"),
+    }
+}
+
+/// A session as cached: whether it may be used (session live, user
+/// active), whether it passed MFA, and its user's platform role.
 #[derive(Debug, Clone, Copy)]
 struct SessionState {
     live: bool,
     mfa: bool,
+    platform_admin: bool,
 }
 
 /// A verified API key, as cached.
@@ -198,10 +209,15 @@ pub struct Identity {
     audit: Audit,
     /// Verified API keys by hash (see [`api_keys::CACHE_TTL`]).
     keys: moka::sync::Cache<String, Arc<VerifiedKey>>,
+    /// Access tokens whose signature and claims verified, by token (the
+    /// expiry is re-checked on every hit).
+    verified_tokens: moka::sync::Cache<String, Arc<tokens::AccessClaims>>,
     /// Session state by id, trusted for the same bound as keys.
     live_sessions: moka::sync::Cache<String, SessionState>,
     /// Failed logins per client IP in the current minute.
     ip_failures: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+    /// Resolved tenant access by principal and tenant reference.
+    access: moka::sync::Cache<String, TenantAccess>,
     /// Discovered OpenID Connect provider metadata by provider name.
     oidc_metadata: moka::sync::Cache<String, openidconnect::core::CoreProviderMetadata>,
     /// API key uses waiting to be written (id → time).
@@ -223,8 +239,10 @@ impl Identity {
             tokens,
             audit,
             keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
+            verified_tokens: moka::sync::Cache::builder().max_capacity(20_000).time_to_live(api_keys::CACHE_TTL).build(),
             live_sessions: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
             ip_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build(),
+            access: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
             oidc_metadata: moka::sync::Cache::builder().max_capacity(64).time_to_live(oidc::METADATA_TTL).build(),
             key_uses: Default::default(),
         })
@@ -269,24 +287,33 @@ impl Identity {
         if bearer.split('.').count() != 3 {
             return Err(IdentityError::InvalidApiKey);
         }
-        let claims = self.tokens.verify(bearer, tokens::TokenUse::Access).await?;
+        let claims = match self.verified_tokens.get(bearer).filter(|c| c.exp > now_ms() / 1000) {
+            Some(claims) => claims,
+            None => {
+                let claims = Arc::new(self.tokens.verify(bearer, tokens::TokenUse::Access).await?);
+                self.verified_tokens.insert(bearer.to_owned(), claims.clone());
+                claims
+            }
+        };
         let state = match self.live_sessions.get(&claims.sid) {
             Some(state) => state,
             None => {
-                let session = self.db.session(&claims.sid).await?;
+                let session = self.db.session(&claims.sid).await?.filter(|s| s.user_id == claims.sub);
+                let user = self.db.user_by_id(&claims.sub).await?;
                 let state = SessionState {
-                    live: session.as_ref().is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms()),
+                    live: session.as_ref().is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms())
+                        && user.as_ref().is_some_and(|u| u.is_active),
                     mfa: session.is_some_and(|s| s.mfa),
+                    platform_admin: user.is_some_and(|u| u.platform_admin),
                 };
                 self.live_sessions.insert(claims.sid.clone(), state);
                 state
             }
         };
         if !state.live {
-            return Err(IdentityError::TokenInvalid("session revoked or expired".into()));
+            return Err(IdentityError::TokenInvalid("session revoked or expired, or user disabled".into()));
         }
-        let user = self.db.user_by_id(&claims.sub).await?.filter(|u| u.is_active).ok_or_else(|| IdentityError::TokenInvalid("user disabled".into()))?;
-        Ok(Principal::User { user_id: user.id, session_id: claims.sid, platform_admin: user.platform_admin, mfa: state.mfa })
+        Ok(Principal::User { user_id: claims.sub.clone(), session_id: claims.sid.clone(), platform_admin: state.platform_admin, mfa: state.mfa })
     }
 
     async fn authenticate_key(&self, secret: &str) -> Result<Principal, IdentityError> {
@@ -321,7 +348,25 @@ impl Identity {
 
     /// The principal's access to a tenant (by id or slug); `NotFound` when
     /// it does not exist or the principal does not belong to it.
+    /// Cached for [`api_keys::CACHE_TTL`]: membership and role changes made
+    /// in this process apply at once, those made on other replicas within
+    /// that bound.
     pub async fn tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, IdentityError> {
+        let key = format!("{}|{tenant_ref}", principal_key(principal));
+        if let Some(cached) = self.access.get(&key) {
+            return Ok(TenantAccess { principal: principal.clone(), ..cached });
+        }
+        let access = self.resolve_tenant_access(principal, tenant_ref).await?;
+        self.access.insert(key, access.clone());
+        Ok(access)
+    }
+
+    /// Forget cached tenant access (after membership, role or policy changes).
+    pub(crate) fn access_changed(&self) {
+        self.access.invalidate_all();
+    }
+
+    async fn resolve_tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, IdentityError> {
         let tenant = self.db.tenant(tenant_ref).await?.ok_or(IdentityError::NotFound("tenant"))?;
         let access = |role: Option<String>, permissions| TenantAccess {
             tenant_id: tenant.id.clone(),

@@ -227,6 +227,7 @@ impl Identity {
                 continue;
             }
             self.db.upsert_membership(&tenant.id, &user.id, &mapping.role, now).await?;
+            self.access_changed();
             let metadata = serde_json::json!({ "role": mapping.role, "group": mapping.group, "provider": provider.name });
             self.record(Some(&tenant.id), Actor::System, "membership.update", Some(format!("user:{}", user.id)), Outcome::Success, meta, metadata).await?;
         }
