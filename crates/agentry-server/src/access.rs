@@ -48,6 +48,7 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/.well-known/jwks.json", Public),
     rule(Method::POST, "/api/v1/auth/login", Public),
     rule(Method::POST, "/api/v1/auth/refresh", Public),
+    rule(Method::POST, "/api/v1/auth/register", Public),
     rule(Method::POST, "/api/v1/auth/mfa/verify", Public),
     rule(Method::GET, "/api/v1/auth/oidc", Public),
     rule(Method::GET, "/api/v1/auth/oidc/{provider}/start", Public),

@@ -86,6 +86,22 @@ impl Identity {
         Ok((tenant, user.id))
     }
 
+    /// Self-registration (when `identity.self_registration` is on): a user
+    /// with no memberships, who can be invited into tenants.
+    pub async fn register(&self, email: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<String, IdentityError> {
+        if !self.settings.self_registration {
+            return Err(IdentityError::Forbidden("self-registration is disabled on this server".into()));
+        }
+        let email = normalise_email(email);
+        check_email(&email)?;
+        self.settings.password_policy.check(password)?;
+        let user = new_user_row(&email, display_name, Some(self.passwords.hash(password.to_owned()).await?), false, now_ms());
+        self.db.insert_user(&user).await.map_err(conflict("user"))?;
+        self.record(None, Actor::User(user.id.clone()), "user.register", Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({}))
+            .await?;
+        Ok(user.id)
+    }
+
     /// A new tenant with `owner` (a user id) as its admin. Platform admins only.
     pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<TenantRow, IdentityError> {
         if !principal.is_platform_admin() {

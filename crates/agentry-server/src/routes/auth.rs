@@ -20,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/jwks.json", get(jwks))
         .route("/api/v1/auth/login", post(login))
         .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/register", post(register))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
         .route("/api/v1/auth/sessions", get(sessions).delete(revoke_all))
@@ -93,6 +94,19 @@ struct LoginBody {
 
 async fn login(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<LoginBody>) -> Result<impl IntoResponse, ApiError> {
     Ok(Json(state.identity.login(&body.email, &body.password, &meta).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    email: String,
+    password: String,
+    display_name: Option<String>,
+}
+
+async fn register(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<RegisterBody>) -> Result<impl IntoResponse, ApiError> {
+    let user_id = state.identity.register(&body.email, &body.password, body.display_name.as_deref(), &meta).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "user_id": user_id }))))
 }
 
 #[derive(Deserialize)]

@@ -226,3 +226,24 @@ pub fn base64_url(part: &str) -> Vec<u8> {
     use base64::Engine;
     base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()
 }
+
+#[tokio::test]
+async fn self_registration_is_off_by_default_and_works_when_enabled() {
+    let body = json!({ "email": "new@example.com", "password": PASSWORD });
+    let closed = spawn_app().await;
+    let refused = closed.client.post(closed.url("/api/v1/auth/register")).json(&body).send().await.unwrap();
+    assert_error(refused, 403, "permission_denied").await;
+
+    let identity = agentry_core::identity::IdentitySettings { self_registration: true, ..Default::default() };
+    let open = spawn_app_with(TestOptions { identity, ..TestOptions::default() }).await;
+    let created = json_of(open.client.post(open.url("/api/v1/auth/register")).json(&body).send().await.unwrap(), 201).await;
+    assert!(created["user_id"].is_string());
+    let again = open.client.post(open.url("/api/v1/auth/register")).json(&body).send().await.unwrap();
+    assert_error(again, 409, "conflict").await;
+    let weak = open.client.post(open.url("/api/v1/auth/register")).json(&json!({ "email": "w@example.com", "password": "weak" })).send().await.unwrap();
+    assert_error(weak, 400, "invalid_request").await;
+    // A registered user belongs to no tenant until invited.
+    let token = open.token("new@example.com").await;
+    let me = json_of(open.with(Method::GET, "/api/v1/auth/me", &token).send().await.unwrap(), 200).await;
+    assert_eq!(me["tenants"], json!([]));
+}
