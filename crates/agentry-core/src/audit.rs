@@ -90,44 +90,6 @@ pub struct AuditEvent<'a> {
     pub metadata: serde_json::Value,
 }
 
-/// A stored event as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuditRecord {
-    pub seq: i64,
-    pub at_ms: i64,
-    pub actor_type: String,
-    pub actor_id: Option<String>,
-    pub action: String,
-    pub resource: Option<String>,
-    pub outcome: String,
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-    pub request_id: Option<String>,
-    pub metadata: serde_json::Value,
-    pub prev_hash: String,
-    pub hash: String,
-}
-
-impl From<AuditRow> for AuditRecord {
-    fn from(row: AuditRow) -> Self {
-        Self {
-            seq: row.seq,
-            at_ms: row.at_ms,
-            actor_type: row.actor_type,
-            actor_id: row.actor_id,
-            action: row.action,
-            resource: row.resource,
-            outcome: row.outcome,
-            ip: row.ip,
-            user_agent: row.user_agent,
-            request_id: row.request_id,
-            metadata: serde_json::from_str(&row.metadata).unwrap_or(serde_json::Value::Null),
-            prev_hash: row.prev_hash,
-            hash: row.hash,
-        }
-    }
-}
-
 /// The result of walking a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verification {
@@ -194,8 +156,8 @@ impl Audit {
     }
 
     /// Events of a chain, oldest first.
-    pub async fn list(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRecord>, DbError> {
-        Ok(self.db.audit_events(chain, filter, limit).await?.into_iter().map(AuditRecord::from).collect())
+    pub async fn list(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+        self.db.audit_events(chain, filter, limit).await
     }
 
     /// Walk a chain from its first event and report the first break.

@@ -5,21 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use agentry_core::audit::{Actor, Audit, AuditEvent, Outcome, RequestMeta};
-use agentry_db::Db;
-
-async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let mut out = vec![(sqlite, Some(dir))];
-    if let Some(url) = agentry_db::test_support::fresh_postgres_url().await {
-        out.push((Db::connect(&url).await.unwrap(), None));
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_on_two_replicas_keep_one_valid_chain() {
-    for (db, _dir) in backends().await {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         let replicas = [Audit::new(db.clone()), Audit::new(db.clone())];
         let mut tasks = Vec::new();

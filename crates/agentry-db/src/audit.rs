@@ -11,8 +11,11 @@
 
 use crate::{Db, DbError, on_pool};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+/// One event. Serialises as the API shows it: without the chain, with the
+/// metadata as a JSON object rather than its stored text.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
 pub struct AuditRow {
+    #[serde(skip)]
     pub chain: String,
     pub seq: i64,
     pub at_ms: i64,
@@ -25,9 +28,17 @@ pub struct AuditRow {
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
     /// JSON object.
+    #[serde(serialize_with = "as_json")]
     pub metadata: String,
     pub prev_hash: String,
     pub hash: String,
+}
+
+fn as_json<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => serde::Serialize::serialize(&value, serializer),
+        Err(_) => serializer.serialize_str(text),
+    }
 }
 
 /// Filters of an audit query; `None` matches everything.

@@ -4,7 +4,11 @@
 //! In CI (`CI=true`) a missing variable or an unreachable server is a test
 //! failure, never a skip.
 
+use std::path::Path;
+
 use sqlx::Connection;
+
+use crate::Db;
 
 /// A URL to a newly created database, or `None` outside CI when no server is configured.
 pub async fn fresh_postgres_url() -> Option<String> {
@@ -23,4 +27,15 @@ pub async fn fresh_postgres_url() -> Option<String> {
         .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
     Some(format!("{base}/{name}"))
+}
+
+/// Every backend a test should run on: a SQLite file in `dir` always, and a
+/// fresh PostgreSQL database when configured (always in CI).
+pub async fn test_databases(dir: &Path) -> Vec<Db> {
+    let sqlite = Db::connect(&format!("sqlite://{}", dir.join("test.db").display())).await.unwrap_or_else(|e| panic!("sqlite: {e}"));
+    let mut out = vec![sqlite];
+    if let Some(url) = fresh_postgres_url().await {
+        out.push(Db::connect(&url).await.unwrap_or_else(|e| panic!("postgres: {e}")));
+    }
+    out
 }

@@ -25,20 +25,10 @@ fn record(id: &str, created_at_ms: i64) -> ModelCallRecord {
     }
 }
 
-/// Every backend a test should run on: SQLite always, PostgreSQL when configured (always in CI).
-async fn backends() -> Vec<(Db, Option<tempfile::TempDir>)> {
-    let dir = tempfile::tempdir().unwrap();
-    let sqlite = Db::connect(&format!("sqlite://{}", dir.path().join("t.db").display())).await.unwrap();
-    let mut out = vec![(sqlite, Some(dir))];
-    if let Some(url) = agentry_db::test_support::fresh_postgres_url().await {
-        out.push((Db::connect(&url).await.unwrap(), None));
-    }
-    out
-}
-
 #[tokio::test]
 async fn migrations_apply_and_are_idempotent() {
-    for (db, _dir) in backends().await {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
         assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4], "{:?}", db.backend());
@@ -48,7 +38,8 @@ async fn migrations_apply_and_are_idempotent() {
 
 #[tokio::test]
 async fn model_calls_round_trip_and_ignore_duplicates() {
-    for (db, _dir) in backends().await {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         let records = vec![record("a", 1_000), record("b", 2_000), record("c", 3_000)];
         db.insert_model_calls(&records).await.unwrap();
@@ -63,7 +54,8 @@ async fn model_calls_round_trip_and_ignore_duplicates() {
 
 #[tokio::test]
 async fn writer_batches_and_flushes_on_stop() {
-    for (db, _dir) in backends().await {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         let stop = CancellationToken::new();
         let config = CallLogConfig { capacity: 10_000, batch_size: 100, flush_interval: Duration::from_secs(3600) };
@@ -81,7 +73,8 @@ async fn writer_batches_and_flushes_on_stop() {
 
 #[tokio::test]
 async fn writer_flushes_within_the_interval() {
-    for (db, _dir) in backends().await {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         let config = CallLogConfig { capacity: 100, batch_size: 100, flush_interval: Duration::from_millis(50) };
         let (writer, _task) = CallLogWriter::start(db.clone(), config, CancellationToken::new());

@@ -4,8 +4,8 @@
 
 use agentry_core::TenantAccess;
 use agentry_core::identity::RequestMeta;
-use agentry_core::audit::{AuditRecord, PLATFORM_CHAIN};
-use agentry_db::audit::AuditFilter;
+use agentry_core::audit::PLATFORM_CHAIN;
+use agentry_db::audit::{AuditFilter, AuditRow};
 use agentry_types::Permission;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -106,7 +106,7 @@ async fn verify_platform(State(state): State<AppState>) -> Result<impl IntoRespo
 const CSV_HEADER: &[&str] =
     &["seq", "at_ms", "actor_type", "actor_id", "action", "resource", "outcome", "ip", "user_agent", "request_id", "metadata", "prev_hash", "hash"];
 
-fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRecord) -> Result<(), csv::Error> {
+fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRow) -> Result<(), csv::Error> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     writer.write_record([
         e.seq.to_string(),
@@ -119,7 +119,7 @@ fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRecord) -> Result<(), csv
         opt(&e.ip),
         opt(&e.user_agent),
         opt(&e.request_id),
-        e.metadata.to_string(),
+        e.metadata.clone(),
         e.prev_hash.clone(),
         e.hash.clone(),
     ])
