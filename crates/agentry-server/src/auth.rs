@@ -42,7 +42,7 @@ fn request_meta(req: &Request) -> RequestMeta {
     }
 }
 
-async fn authenticate(state: &AppState, presented: Option<String>) -> Result<Principal, ApiError> {
+async fn authenticate(state: &AppState, presented: Option<String>, meta: &RequestMeta) -> Result<Principal, ApiError> {
     let Some(presented) = presented else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
@@ -53,7 +53,10 @@ async fn authenticate(state: &AppState, presented: Option<String>) -> Result<Pri
     if bool::from(presented.as_bytes().ct_eq(state.master_key.expose_secret().as_bytes())) {
         return Ok(Principal::MasterKey);
     }
-    Ok(state.identity.authenticate(&presented).await?)
+    match state.identity.authenticate(&presented).await {
+        Ok(principal) => Ok(principal),
+        Err(error) => Err(state.identity.record_rejected_credential(error, meta).await.into()),
+    }
 }
 
 /// Which tenant a tenant-scoped request is about, if it names one.
@@ -92,7 +95,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
     }
     // Owned: a borrow of the request (whose body is not Sync) must not live across an await.
     let presented = bearer(req).map(str::to_owned);
-    let principal = authenticate(state, presented).await?;
+    let principal = authenticate(state, presented, &meta).await?;
     req.extensions_mut().insert(principal.clone());
     match rule.access {
         Access::Public | Access::Authenticated => Ok(()),

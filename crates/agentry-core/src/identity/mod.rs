@@ -425,6 +425,20 @@ impl Identity {
         self.record(Some(&access.tenant_id), access.principal.actor(), action, resource, Outcome::Success, meta, metadata).await
     }
 
+    /// Audit a refused credential: forged, tampered or unknown tokens and
+    /// keys (not plain expiry, which every client meets). Returns the error.
+    pub async fn record_rejected_credential(&self, error: IdentityError, meta: &RequestMeta) -> IdentityError {
+        let (action, metadata) = match &error {
+            IdentityError::TokenInvalid(reason) => ("auth.token_rejected", serde_json::json!({ "reason": reason })),
+            IdentityError::InvalidApiKey => ("auth.api_key_rejected", serde_json::json!({})),
+            _ => return error,
+        };
+        match self.record(None, Actor::Anonymous, action, None, Outcome::Denied, meta, metadata).await {
+            Ok(()) => error,
+            Err(audit_failure) => audit_failure,
+        }
+    }
+
     /// Audit a refused request (permission denied).
     pub async fn record_denied(&self, access: Option<&TenantAccess>, principal: &Principal, what: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         let tenant = access.map(|a| a.tenant_id.as_str());

@@ -247,3 +247,34 @@ async fn self_registration_is_off_by_default_and_works_when_enabled() {
     let me = json_of(open.with(Method::GET, "/api/v1/auth/me", &token).send().await.unwrap(), 200).await;
     assert_eq!(me["tenants"], json!([]));
 }
+
+#[tokio::test]
+async fn revocation_reaches_another_replica_within_the_cache_bound() {
+    // Two instances on one PostgreSQL database, as in a scale-out deployment.
+    let Some(url) = agentry_db::test_support::fresh_postgres_url().await else { return };
+    let a = spawn_app_with(TestOptions { postgres_url: Some(url.clone()), ..TestOptions::default() }).await;
+    let b = spawn_app_with(TestOptions { postgres_url: Some(url), ..TestOptions::default() }).await;
+    a.bootstrap().await;
+    let session = a.token(ADMIN_EMAIL).await;
+    let created = a.with(Method::POST, "/api/v1/tenants/acme/api-keys", &session).json(&json!({ "name": "replicated" })).send().await.unwrap();
+    let created = json_of(created, 201).await;
+    let key = created["key"].as_str().unwrap();
+    // B verifies (and caches) the key and A's access token.
+    assert_eq!(b.with(Method::GET, "/v1/models", key).send().await.unwrap().status(), 200);
+    assert_eq!(b.with(Method::GET, "/api/v1/auth/me", &session).send().await.unwrap().status(), 200);
+
+    let revoke = a.with(Method::DELETE, &format!("/api/v1/tenants/acme/api-keys/{}", created["id"].as_str().unwrap()), &session).send().await.unwrap();
+    assert_eq!(revoke.status(), 204);
+    assert_eq!(a.with(Method::POST, "/api/v1/auth/logout", &session).send().await.unwrap().status(), 204);
+    let start = std::time::Instant::now();
+    for (path, credential) in [("/v1/models", key), ("/api/v1/auth/me", session.as_str())] {
+        loop {
+            let status = b.with(Method::GET, path, credential).send().await.unwrap().status();
+            if status == 401 {
+                break;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_millis(5_500), "{path} still answers {status} on the other replica");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -83,6 +83,15 @@ async fn forged_and_stale_tokens_are_refused() {
     // Garbage and an unknown API key.
     rejected(&app, "not.a.jwt", "invalid_token").await;
     rejected(&app, &format!("agk_{}", "A".repeat(43)), "invalid_api_key").await;
+
+    // Forgeries are audited (expiry is not: every client meets it).
+    let admin = app.token(ADMIN_EMAIL).await;
+    let audit: Value = app.with(Method::GET, "/api/v1/admin/audit?action=auth.token_rejected&limit=1000", &admin).send().await.unwrap().json().await.unwrap();
+    let reasons: Vec<&str> = audit["data"].as_array().unwrap().iter().map(|e| e["metadata"]["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons.len(), 8, "{reasons:?}");
+    assert!(reasons.contains(&"bad signature") && reasons.contains(&"unknown signing key") && reasons.contains(&"unsupported algorithm"), "{reasons:?}");
+    let keys: Value = app.with(Method::GET, "/api/v1/admin/audit?action=auth.api_key_rejected", &admin).send().await.unwrap().json().await.unwrap();
+    assert_eq!(keys["data"].as_array().unwrap().len(), 1);
 }
 
 async fn verify(app: &TestApp, token: &str) -> Value {
