@@ -2,14 +2,17 @@
 //! latency (this same binary, `mock` mode, in its own process), starts the
 //! release `agentry` binary pointed at it, and drives both with `oha` at fixed
 //! rates — direct to the mock and through Agentry, in the same run — for
-//! non-streamed and streamed chat completions. Prints a table of p50/p99
-//! added latency, max RPS and server RSS, and appends it to
+//! non-streamed and streamed chat completions. Then it bootstraps a tenant
+//! and compares the same request authenticated with the master key
+//! (baseline), an API key and a JWT access token. Prints tables of p50/p99
+//! added latency, max RPS and server RSS, and appends them to
 //! `bench/results/gateway.md`.
 //!
 //! Usage: `cargo run --release -p bench-gateway [-- --seconds 10 --rates 500,1000,2000 --repeat 3]`
 //! Needs `oha` on PATH (`cargo install oha`).
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -102,27 +105,80 @@ fn run(seconds: u64, rates: &[u32], repeat: usize, latency_ms: u64) -> anyhow::R
     for stream in [false, true] {
         let body = json!({ "model": "bench-model", "messages": [{ "role": "user", "content": "hello" }], "stream": stream }).to_string();
         // Warm up both paths (connection pools, allocator).
-        oha(&format!("{mock_url}/v1/chat/completions"), &body, 2, None, 32)?;
-        oha(&format!("{agentry_url}/v1/chat/completions"), &body, 2, None, 32)?;
+        oha(&format!("{mock_url}/v1/chat/completions"), &body, 2, None, 32, MASTER_KEY)?;
+        oha(&format!("{agentry_url}/v1/chat/completions"), &body, 2, None, 32, MASTER_KEY)?;
         for &rate in rates {
             // Alternate direct and through runs and keep the median of each, so a
             // burst of noise on the shared cores does not decide a cell.
             let mut direct = Vec::new();
             let mut through = Vec::new();
             for _ in 0..repeat {
-                direct.push(oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?);
-                through.push(oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, Some(rate), 64)?);
+                direct.push(oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, Some(rate), 64, MASTER_KEY)?);
+                through.push(oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, Some(rate), 64, MASTER_KEY)?);
             }
             rows.push(Row { stream, rate: Some(rate), direct: Stats::median(&direct), through: Stats::median(&through) });
         }
-        let direct = oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, None, 64)?;
-        let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, None, 64)?;
+        let direct = oha(&format!("{mock_url}/v1/chat/completions"), &body, seconds, None, 64, MASTER_KEY)?;
+        let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, None, 64, MASTER_KEY)?;
         rows.push(Row { stream, rate: None, direct, through });
     }
+    let auth = auth_rows(&agentry, &config, &data_dir, &agentry_url, seconds, repeat)?;
     let rss = rss_kib(server_pid)?;
     drop(server);
     let _ = std::fs::remove_dir_all(&data_dir);
-    report(&rows, rss, seconds, repeat, latency_ms)
+    report(&rows, &auth, rss, seconds, repeat, latency_ms)
+}
+
+/// Rate of the authentication comparison.
+const AUTH_RATE: u32 = 1000;
+
+/// The same plain request through Agentry with the master key (baseline),
+/// an API key and a JWT access token, alternating, median of `repeat` runs each.
+fn auth_rows(agentry: &Path, config: &Path, data_dir: &Path, url: &str, seconds: u64, repeat: usize) -> anyhow::Result<Vec<(&'static str, Stats)>> {
+    let (api_key, jwt) = credentials(agentry, config, data_dir, url)?;
+    let body = json!({ "model": "bench-model", "messages": [{ "role": "user", "content": "hello" }] }).to_string();
+    let target = format!("{url}/v1/chat/completions");
+    let kinds = [("master key", MASTER_KEY), ("API key", api_key.as_str()), ("JWT access token", jwt.as_str())];
+    let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); kinds.len()];
+    for (_, credential) in kinds {
+        oha(&target, &body, 2, None, 32, credential)?;
+    }
+    for _ in 0..repeat {
+        for (i, (_, credential)) in kinds.iter().enumerate() {
+            runs[i].push(oha(&target, &body, seconds, Some(AUTH_RATE), 64, credential)?);
+        }
+    }
+    Ok(kinds.iter().zip(runs).map(|((name, _), runs)| (*name, Stats::median(&runs))).collect())
+}
+
+/// Bootstrap a tenant and admin with the CLI, sign in and make an API key, over HTTP.
+fn credentials(agentry: &Path, config: &Path, data_dir: &Path, url: &str) -> anyhow::Result<(String, String)> {
+    let password = "bench password 12345";
+    let status = Command::new(agentry)
+        .args(["--config", config.to_str().context("path")?, "--data-dir", data_dir.to_str().context("path")?])
+        .args(["admin", "bootstrap", "--tenant", "bench", "--email", "bench@example.com"])
+        .env("AGENTRY_BOOTSTRAP_PASSWORD", password)
+        .stdout(Stdio::null())
+        .status()?;
+    if !status.success() {
+        bail!("agentry admin bootstrap failed");
+    }
+    let post = |path: &str, bearer: Option<&str>, body: Value| -> anyhow::Result<Value> {
+        let mut command = Command::new("curl");
+        command.args(["-sf", "-X", "POST", &format!("{url}{path}"), "-H", "Content-Type: application/json", "-d", &body.to_string()]);
+        if let Some(bearer) = bearer {
+            command.args(["-H", &format!("Authorization: Bearer {bearer}")]);
+        }
+        let output = command.output()?;
+        if !output.status.success() {
+            bail!("POST {path} failed");
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
+    };
+    let login = post("/api/v1/auth/login", None, json!({ "email": "bench@example.com", "password": password }))?;
+    let jwt = login["access_token"].as_str().context("access token")?.to_owned();
+    let key = post("/api/v1/tenants/bench/api-keys", Some(&jwt), json!({ "name": "bench", "scopes": ["use_models"] }))?;
+    Ok((key["key"].as_str().context("api key")?.to_owned(), jwt))
 }
 
 #[derive(Clone, Copy)]
@@ -152,11 +208,11 @@ struct Row {
     through: Stats,
 }
 
-fn oha(url: &str, body: &str, seconds: u64, rate: Option<u32>, connections: u32) -> anyhow::Result<Stats> {
+fn oha(url: &str, body: &str, seconds: u64, rate: Option<u32>, connections: u32, credential: &str) -> anyhow::Result<Stats> {
     let mut command = Command::new("oha");
     command
         .args(["-z", &format!("{seconds}s"), "-c", &connections.to_string(), "--no-tui", "--output-format", "json"])
-        .args(["-m", "POST", "-H", &format!("Authorization: Bearer {MASTER_KEY}"), "-H", "Content-Type: application/json"])
+        .args(["-m", "POST", "-H", &format!("Authorization: Bearer {credential}"), "-H", "Content-Type: application/json"])
         .args(["-d", body]);
     if let Some(rate) = rate {
         command.args(["-q", &rate.to_string(), "--latency-correction"]);
@@ -188,7 +244,7 @@ fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-fn report(rows: &[Row], (rss, peak): (u64, u64), seconds: u64, repeat: usize, latency_ms: u64) -> anyhow::Result<()> {
+fn report(rows: &[Row], auth: &[(&str, Stats)], (rss, peak): (u64, u64), seconds: u64, repeat: usize, latency_ms: u64) -> anyhow::Result<()> {
     let mut table = String::new();
     table.push_str(&format!(
         "mock upstream latency {latency_ms} ms; {seconds} s per run, median of {repeat} alternating runs per fixed-rate cell; oha -c 64 with latency correction\n\n"
@@ -210,6 +266,22 @@ fn report(rows: &[Row], (rss, peak): (u64, u64), seconds: u64, repeat: usize, la
             r.through.p99_ms - r.direct.p99_ms,
             r.through.success_rate,
         ));
+    }
+    table.push_str(&format!(
+        "\nauthentication on the same plain request through Agentry at {AUTH_RATE} rps (median of {repeat} alternating runs; the master key is the baseline):\n\n"
+    ));
+    table.push_str("| credential | p50 ms | p99 ms | added p50 ms | added p99 ms | success |\n|---|---|---|---|---|---|\n");
+    if let Some((_, baseline)) = auth.first() {
+        for (name, stats) in auth {
+            table.push_str(&format!(
+                "| {name} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} |\n",
+                stats.p50_ms,
+                stats.p99_ms,
+                stats.p50_ms - baseline.p50_ms,
+                stats.p99_ms - baseline.p99_ms,
+                stats.success_rate
+            ));
+        }
     }
     table.push_str(&format!("\nagentry RSS after the run: {:.1} MiB (peak {:.1} MiB)\n", rss as f64 / 1024.0, peak as f64 / 1024.0));
     std::io::stderr().write_all(table.as_bytes())?;

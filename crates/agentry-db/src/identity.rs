@@ -150,9 +150,10 @@ impl Db {
         .map_err(DbError::query("list tenants"))
     }
 
-    pub async fn set_tenant_mfa_required(&self, tenant_id: &str, required: bool) -> Result<bool, DbError> {
-        on_pool!(self, pool => sqlx::query("UPDATE tenants SET mfa_required = $2 WHERE id = $1")
-            .bind(tenant_id).bind(required).execute(pool).await.map(|r| r.rows_affected() > 0))
+    /// Change the tenant's name and/or MFA policy (`None` keeps the value).
+    pub async fn update_tenant(&self, tenant_id: &str, name: Option<&str>, mfa_required: Option<bool>) -> Result<bool, DbError> {
+        on_pool!(self, pool => sqlx::query("UPDATE tenants SET name = COALESCE($2, name), mfa_required = COALESCE($3, mfa_required) WHERE id = $1")
+            .bind(tenant_id).bind(name).bind(mfa_required).execute(pool).await.map(|r| r.rows_affected() > 0))
         .map_err(DbError::write("update tenant"))
     }
 

@@ -102,6 +102,30 @@ impl Identity {
         Ok(user.id)
     }
 
+    /// Disable or re-enable an account (platform administrators). Disabling
+    /// revokes every session; API keys of a disabled user stop working with
+    /// them (their owner no longer authenticates as a member).
+    pub async fn set_user_active(&self, principal: &Principal, user_id: &str, active: bool, meta: &RequestMeta) -> Result<(), IdentityError> {
+        if !principal.is_platform_admin() {
+            return Err(IdentityError::Forbidden("platform administrators only".into()));
+        }
+        if principal.user_id() == Some(user_id) && !active {
+            return Err(IdentityError::invalid("you cannot disable your own account", "user_id"));
+        }
+        let now = now_ms();
+        if !self.db.set_user_active(user_id, active, now).await? {
+            return Err(IdentityError::NotFound("user"));
+        }
+        if !active {
+            self.db.revoke_sessions(user_id, None, "account disabled", now).await?;
+            self.live_sessions.invalidate_all();
+            self.keys.invalidate_all();
+            self.access_changed();
+        }
+        let action = if active { "user.enable" } else { "user.disable" };
+        self.record(None, principal.actor(), action, Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
+    }
+
     /// A new tenant with `owner` (a user id) as its admin. Platform admins only.
     pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<TenantRow, IdentityError> {
         if !principal.is_platform_admin() {
@@ -260,13 +284,16 @@ impl Identity {
             .await
     }
 
-    /// Turn the tenant's "MFA required" policy on or off.
-    pub async fn set_mfa_required(&self, access: &TenantAccess, required: bool, meta: &RequestMeta) -> Result<(), IdentityError> {
+    /// Change the tenant's name and/or its "MFA required" policy.
+    pub async fn update_tenant(&self, access: &TenantAccess, name: Option<&str>, mfa_required: Option<bool>, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageTenant)?;
-        self.db.set_tenant_mfa_required(&access.tenant_id, required).await?;
+        if name.is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
+            return Err(IdentityError::invalid("name must have 1-200 characters", "name"));
+        }
+        self.db.update_tenant(&access.tenant_id, name.map(str::trim), mfa_required).await?;
         self.access_changed();
-        self.record(Some(&access.tenant_id), access.principal.actor(), "tenant.update", None, Outcome::Success, meta, serde_json::json!({ "mfa_required": required }))
-            .await
+        let metadata = serde_json::json!({ "name": name, "mfa_required": mfa_required });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "tenant.update", None, Outcome::Success, meta, metadata).await
     }
 }
 

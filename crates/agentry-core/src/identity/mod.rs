@@ -197,6 +197,8 @@ struct SessionState {
 struct VerifiedKey {
     row: ApiKeyRow,
     scopes: PermissionSet,
+    /// A disabled owner's keys stop working.
+    owner_active: bool,
 }
 
 /// The identity service. Cheap to clone.
@@ -323,14 +325,15 @@ impl Identity {
             None => {
                 let row = self.db.api_key_by_hash(&hash).await?.ok_or(IdentityError::InvalidApiKey)?;
                 let scopes = serde_json::from_str::<PermissionSet>(&row.scopes).map_err(|e| IdentityError::Internal(format!("key scopes: {e}")))?;
-                let verified = Arc::new(VerifiedKey { row, scopes });
+                let owner_active = self.db.user_by_id(&row.user_id).await?.is_some_and(|u| u.is_active);
+                let verified = Arc::new(VerifiedKey { row, scopes, owner_active });
                 self.keys.insert(hash, verified.clone());
                 verified
             }
         };
         let now = now_ms();
         let row = &verified.row;
-        if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|t| t <= now) {
+        if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|t| t <= now) || !verified.owner_active {
             return Err(IdentityError::InvalidApiKey);
         }
         self.key_uses.lock().insert(row.id.clone(), now);

@@ -49,6 +49,12 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
+    /// The rules in one sentence.
+    pub fn describe(&self) -> String {
+        let mixed = if self.require_mixed { ", mixing letters with digits or symbols" } else { "" };
+        format!("a password needs {} to {} characters{mixed}", self.min_length, self.max_length)
+    }
+
     pub fn check(&self, password: &str) -> Result<(), IdentityError> {
         let length = password.chars().count();
         let invalid = |message: String| IdentityError::Invalid { message, param: Some("password".into()) };

@@ -186,6 +186,27 @@ impl Identity {
         self.tokens_for(&session.user_id, &session.id, new_secret)
     }
 
+    /// Change the caller's password (the current one is required); every
+    /// other session of the user is revoked.
+    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        let Principal::User { user_id, session_id, .. } = principal else {
+            return Err(IdentityError::invalid("only a signed-in user can change a password", "authorization"));
+        };
+        let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        if !self.passwords.verify(current.to_owned(), user.password_hash.clone()).await {
+            self.record_auth_failure(user_id, "auth.password_change", meta).await?;
+            return Err(IdentityError::invalid("the current password is wrong", "current_password"));
+        }
+        self.settings.password_policy.check(new).map_err(|_| IdentityError::invalid(self.settings.password_policy.describe(), "new_password"))?;
+        let now = now_ms();
+        self.db.set_password_hash(user_id, &self.passwords.hash(new.to_owned()).await?, now).await?;
+        for session in self.db.sessions_of_user(user_id, now).await?.into_iter().filter(|s| s.id != *session_id) {
+            self.db.revoke_sessions(user_id, Some(&session.id), "password changed", now).await?;
+            self.live_sessions.invalidate(&session.id);
+        }
+        self.record(None, principal.actor(), "auth.password_change", None, Outcome::Success, meta, serde_json::json!({})).await
+    }
+
     /// The caller's live sessions.
     pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionInfo>, IdentityError> {
         let Principal::User { user_id, session_id, .. } = principal else {

@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/register", post(register))
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
+        .route("/api/v1/auth/password", post(change_password))
         .route("/api/v1/auth/sessions", get(sessions).delete(revoke_all))
         .route("/api/v1/auth/sessions/{id}", delete(revoke_one))
         .route("/api/v1/auth/mfa/verify", post(mfa_verify))
@@ -124,6 +125,23 @@ async fn logout(State(state): State<AppState>, Extension(principal): Extension<P
         return Err(ApiError::bad_request("only a signed-in session can log out", "authorization"));
     };
     state.identity.revoke_sessions(&principal, Some(session_id), &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    current_password: String,
+    new_password: String,
+}
+
+async fn change_password(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<PasswordBody>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.change_password(&principal, &body.current_password, &body.new_password, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -25,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tenants/{tenant}/roles", get(roles))
         .route("/api/v1/tenants/{tenant}/roles/{name}", put(put_role).delete(delete_role))
         .route("/api/v1/admin/signing-keys/rotate", post(rotate_signing_key))
+        .route("/api/v1/admin/users/{user_id}/disable", post(disable_user))
+        .route("/api/v1/admin/users/{user_id}/enable", post(enable_user))
 }
 
 async fn list(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<impl IntoResponse, ApiError> {
@@ -63,7 +65,8 @@ async fn show(Extension(access): Extension<TenantAccess>) -> impl IntoResponse {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateTenant {
-    mfa_required: bool,
+    name: Option<String>,
+    mfa_required: Option<bool>,
 }
 
 async fn update(
@@ -72,7 +75,10 @@ async fn update(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<StatusCode, ApiError> {
-    state.identity.set_mfa_required(&access, body.mfa_required, &meta).await?;
+    if body.name.is_none() && body.mfa_required.is_none() {
+        return Err(ApiError::bad_request("send name and/or mfa_required", "body"));
+    }
+    state.identity.update_tenant(&access, body.name.as_deref(), body.mfa_required, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -164,4 +170,24 @@ async fn rotate_signing_key(
 ) -> Result<impl IntoResponse, ApiError> {
     let kid = state.identity.rotate_signing_key(&principal, &meta).await?;
     Ok(Json(json!({ "kid": kid })))
+}
+
+async fn disable_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.set_user_active(&principal, &user_id, false, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn enable_user(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    Path(user_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.set_user_active(&principal, &user_id, true, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -57,6 +57,12 @@ async fn tenants_members_and_keys(app: &TestApp) {
     let set = app.with(Method::PATCH, &format!("/api/v1/tenants/acme/users/{user_id}"), &admin).json(&json!({ "role": "user" })).send().await.unwrap();
     json_of(set, 200).await;
 
+    // Renaming the tenant.
+    let renamed = app.with(Method::PATCH, "/api/v1/tenants/acme", &admin).json(&json!({ "name": "Acme Corporation" })).send().await.unwrap();
+    assert_eq!(renamed.status(), 204);
+    let tenants = json_of(app.with(Method::GET, "/api/v1/tenants", &admin).send().await.unwrap(), 200).await;
+    assert!(tenants.to_string().contains("Acme Corporation"), "{tenants}");
+
     // The last admin cannot be demoted.
     let admin_id = me["user"]["id"].as_str().unwrap();
     let demote = app.with(Method::PATCH, &format!("/api/v1/tenants/acme/users/{admin_id}"), &admin).json(&json!({ "role": "user" })).send().await.unwrap();
@@ -277,4 +283,40 @@ async fn revocation_reaches_another_replica_within_the_cache_bound() {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
+}
+
+#[tokio::test]
+async fn password_change_and_account_disable() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let user_id = app.add_member(&admin, "acme", "member@example.com", "user").await;
+    let first = app.token("member@example.com").await;
+    let second = app.token("member@example.com").await;
+    let key = json_of(app.with(Method::POST, "/api/v1/tenants/acme/api-keys", &first).json(&json!({ "name": "k" })).send().await.unwrap(), 201).await;
+    let key = key["key"].as_str().unwrap().to_owned();
+
+    let wrong = app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": "nope nope nope 1", "new_password": "another password 22" })).send().await.unwrap();
+    assert_error(wrong, 400, "invalid_request").await;
+    let weak = app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": PASSWORD, "new_password": "short" })).send().await.unwrap();
+    assert_error(weak, 400, "invalid_request").await;
+    let changed = app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": PASSWORD, "new_password": "another password 22" })).send().await.unwrap();
+    assert_eq!(changed.status(), 204);
+    // Other sessions end; this one stays; the old password no longer works.
+    assert_error(app.with(Method::GET, "/api/v1/auth/me", &second).send().await.unwrap(), 401, "invalid_token").await;
+    assert_eq!(app.with(Method::GET, "/api/v1/auth/me", &first).send().await.unwrap().status(), 200);
+    assert_error(app.login("member@example.com", PASSWORD).await, 401, "invalid_credentials").await;
+    assert_eq!(app.login("member@example.com", "another password 22").await.status(), 200);
+
+    // Disabling ends sessions and API keys; only platform administrators may.
+    let not_admin = app.with(Method::POST, &format!("/api/v1/admin/users/{user_id}/disable"), &first).send().await.unwrap();
+    assert_error(not_admin, 403, "permission_denied").await;
+    let disabled = app.with(Method::POST, &format!("/api/v1/admin/users/{user_id}/disable"), &admin).send().await.unwrap();
+    assert_eq!(disabled.status(), 204);
+    assert_error(app.with(Method::GET, "/api/v1/auth/me", &first).send().await.unwrap(), 401, "invalid_token").await;
+    assert_error(app.with(Method::GET, "/v1/models", &key).send().await.unwrap(), 401, "invalid_api_key").await;
+    assert_error(app.login("member@example.com", "another password 22").await, 401, "invalid_credentials").await;
+    let enabled = app.with(Method::POST, &format!("/api/v1/admin/users/{user_id}/enable"), &admin).send().await.unwrap();
+    assert_eq!(enabled.status(), 204);
+    assert_eq!(app.login("member@example.com", "another password 22").await.status(), 200);
 }
