@@ -153,7 +153,7 @@ impl Settings {
         };
         let figment = Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed("AGENTRY_").split("__").ignore(&["config"]));
+            .merge(Env::prefixed("AGENTRY_").split("__").ignore(&["config", "bootstrap_password"]));
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)

@@ -9,7 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_agentry");
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "pull", "--help"], vec!["models", "list", "--help"], vec!["migrate", "--help"], vec!["version", "--help"]] {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "pull", "--help"], vec!["models", "list", "--help"], vec!["migrate", "--help"], vec!["version", "--help"], vec!["admin", "bootstrap", "--help"]] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
@@ -29,6 +29,40 @@ fn bad_configuration_fails_with_the_key_named() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.to_lowercase().contains("listen") && stderr.contains("AGENTRY_"), "{stderr}");
+}
+
+#[test]
+fn admin_bootstrap_takes_the_password_from_the_environment_or_stdin() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let from_env = Command::new(BIN)
+        .args(["--data-dir", data_dir, "admin", "bootstrap", "--tenant", "acme", "--email", "a@example.com"])
+        .env("AGENTRY_BOOTSTRAP_PASSWORD", "a long password 123")
+        .output()
+        .unwrap();
+    assert!(from_env.status.success(), "{}", String::from_utf8_lossy(&from_env.stderr));
+    let created: serde_json::Value = serde_json::from_slice(&from_env.stdout).unwrap();
+    assert_eq!(created["tenant_slug"], "acme");
+
+    let mut child = Command::new(BIN)
+        .args(["--data-dir", data_dir, "admin", "bootstrap", "--tenant", "globex", "--email", "b@example.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"another long password 4\n").unwrap();
+    let from_stdin = child.wait_with_output().unwrap();
+    assert!(from_stdin.status.success(), "{}", String::from_utf8_lossy(&from_stdin.stderr));
+
+    let again = Command::new(BIN)
+        .args(["--data-dir", data_dir, "admin", "bootstrap", "--tenant", "acme", "--email", "c@example.com"])
+        .env("AGENTRY_BOOTSTRAP_PASSWORD", "a long password 123")
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already exists"));
 }
 
 #[test]
