@@ -183,18 +183,16 @@ impl Db {
         .map_err(DbError::write("set password"))
     }
 
-    /// Record a failed login; returns the new failure count.
-    pub async fn record_login_failure(&self, user_id: &str, locked_until_ms: Option<i64>) -> Result<i64, DbError> {
+    /// Record a failed sign-in and, in the same statement, lock the account
+    /// until `lock_until_ms` once `threshold` failures are reached; returns
+    /// whether this failure locked it.
+    pub async fn record_login_failure(&self, user_id: &str, threshold: i64, lock_until_ms: i64) -> Result<bool, DbError> {
         on_pool!(self, pool => sqlx::query_scalar(
-            "UPDATE users SET failed_logins = failed_logins + 1, locked_until_ms = COALESCE($2, locked_until_ms) WHERE id = $1 RETURNING failed_logins")
-            .bind(user_id).bind(locked_until_ms).fetch_one(pool).await)
+            "UPDATE users SET failed_logins = failed_logins + 1, \
+             locked_until_ms = CASE WHEN failed_logins + 1 >= $2 THEN $3 ELSE locked_until_ms END \
+             WHERE id = $1 RETURNING failed_logins >= $2")
+            .bind(user_id).bind(threshold).bind(lock_until_ms).fetch_one(pool).await)
         .map_err(DbError::write("record login failure"))
-    }
-
-    pub async fn lock_user_until(&self, user_id: &str, until_ms: i64) -> Result<(), DbError> {
-        on_pool!(self, pool => sqlx::query("UPDATE users SET locked_until_ms = $2 WHERE id = $1")
-            .bind(user_id).bind(until_ms).execute(pool).await.map(drop))
-        .map_err(DbError::write("lock user"))
     }
 
     pub async fn clear_login_failures(&self, user_id: &str) -> Result<(), DbError> {
@@ -287,6 +285,14 @@ impl Db {
                 .execute(&mut *tx).await.map_err(DbError::write("insert refresh token"))?;
             tx.commit().await.map_err(DbError::write("commit session"))
         })
+    }
+
+    /// Revoke every live session of `user_id` but `keep`.
+    pub async fn revoke_other_sessions(&self, user_id: &str, keep: &str, reason: &str, now_ms: i64) -> Result<u64, DbError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE sessions SET revoked_at_ms = $3, revoke_reason = $4 WHERE user_id = $1 AND id <> $2 AND revoked_at_ms IS NULL")
+            .bind(user_id).bind(keep).bind(now_ms).bind(reason).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::write("revoke other sessions"))
     }
 
     pub async fn session(&self, id: &str) -> Result<Option<SessionRow>, DbError> {

@@ -13,6 +13,7 @@ use std::net::SocketAddr;
 use agentry_core::identity::RequestMeta;
 use agentry_core::{Principal, TenantAccess};
 use agentry_types::ErrorCode;
+use axum::RequestExt;
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -61,12 +62,11 @@ async fn authenticate(state: &AppState, presented: Option<String>, meta: &Reques
 
 /// Which tenant a tenant-scoped request is about, if it names one.
 async fn tenant_ref(req: &mut Request) -> Option<String> {
-    let (mut parts, body) = std::mem::replace(req, Request::new(axum::body::Body::empty())).into_parts();
-    let from_path = <RawPathParams as axum::extract::FromRequestParts<()>>::from_request_parts(&mut parts, &())
+    let from_path = req
+        .extract_parts::<RawPathParams>()
         .await
         .ok()
         .and_then(|params| params.iter().find(|(name, _)| *name == "tenant").map(|(_, value)| value.to_owned()));
-    *req = Request::from_parts(parts, body);
     from_path.or_else(|| req.headers().get(TENANT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
 }
 
@@ -90,6 +90,9 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
     };
     let meta = request_meta(req);
     req.extensions_mut().insert(meta.clone());
+    let method = req.method().clone();
+    // Only formatted when a refusal is audited.
+    let what = || format!("{method} {path}");
     if rule.access == Access::Public {
         return Ok(());
     }
@@ -101,13 +104,13 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
         Access::Public | Access::Authenticated => Ok(()),
         Access::PlatformAdmin if principal.is_platform_admin() => Ok(()),
         Access::PlatformAdmin => {
-            state.identity.record_denied(None, &principal, &format!("{} {path}", req.method()), &meta).await?;
+            state.identity.record_denied(None, &principal, &what(), &meta).await?;
             Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "platform administrators only"))
         }
         Access::Tenant(permission) | Access::TenantUser(permission) => {
             let tenant = match tenant_ref(req).await {
                 Some(tenant) => tenant,
-                None => match default_tenant(state, &principal).await? {
+                None => match state.identity.default_tenant(&principal).await? {
                     Some(tenant) => tenant,
                     // The master key on /v1 needs no tenant.
                     None if principal == Principal::MasterKey => return Ok(()),
@@ -121,33 +124,17 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
             };
             let access: TenantAccess = state.identity.tenant_access(&principal, &tenant).await?;
             if matches!(rule.access, Access::TenantUser(_)) && matches!(principal, Principal::ApiKey { .. }) {
-                state.identity.record_denied(Some(&access), &principal, &format!("{} {path}", req.method()), &meta).await?;
+                state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
                 return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key"));
             }
             if let Some(permission) = permission
                 && !access.can(permission)
             {
-                state.identity.record_denied(Some(&access), &principal, &format!("{} {path}", req.method()), &meta).await?;
+                state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
                 return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, format!("missing permission '{permission}'")));
             }
             req.extensions_mut().insert(access);
             Ok(())
-        }
-    }
-}
-
-/// The tenant a request means when it names none: the API key's, or a
-/// user's only membership.
-async fn default_tenant(state: &AppState, principal: &Principal) -> Result<Option<String>, ApiError> {
-    match principal {
-        Principal::ApiKey { tenant_id, .. } => Ok(Some(tenant_id.clone())),
-        Principal::MasterKey => Ok(None),
-        Principal::User { user_id, .. } => {
-            let memberships = state.db.memberships_of_user(user_id).await.map_err(ApiError::internal)?;
-            Ok(match memberships.as_slice() {
-                [only] => Some(only.tenant_id.clone()),
-                _ => None,
-            })
         }
     }
 }

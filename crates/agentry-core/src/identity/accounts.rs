@@ -73,7 +73,7 @@ impl Identity {
         check_slug(tenant_slug)?;
         let email = normalise_email(email);
         check_email(&email)?;
-        self.settings.password_policy.check(password)?;
+        self.settings.password_policy.check(password, "password")?;
         let now = now_ms();
         let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: tenant_slug.into(), name: tenant_name.into(), mfa_required: false, created_at_ms: now };
         self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
@@ -94,7 +94,7 @@ impl Identity {
         }
         let email = normalise_email(email);
         check_email(&email)?;
-        self.settings.password_policy.check(password)?;
+        self.settings.password_policy.check(password, "password")?;
         let user = new_user_row(&email, display_name, Some(self.passwords.hash(password.to_owned()).await?), false, now_ms());
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
         self.record(None, Actor::User(user.id.clone()), "user.register", Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({}))
@@ -171,7 +171,7 @@ impl Identity {
             None => {
                 let password_hash = match new.password {
                     Some(password) => {
-                        self.settings.password_policy.check(&password)?;
+                        self.settings.password_policy.check(&password, "password")?;
                         Some(self.passwords.hash(password).await?)
                     }
                     None => None,

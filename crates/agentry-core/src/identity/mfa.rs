@@ -13,7 +13,7 @@ use rand::RngCore;
 use serde::Serialize;
 use totp_rs::{Algorithm, Secret, TOTP};
 
-use super::sessions::LoginTokens;
+use super::sessions::{LoginTokens, signed_in};
 use super::tokens::TokenUse;
 use super::{Identity, IdentityError, Principal, RequestMeta, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
@@ -62,13 +62,6 @@ pub enum SecondFactor<'a> {
 }
 
 impl Identity {
-    fn signed_in_user(principal: &Principal) -> Result<&str, IdentityError> {
-        match principal {
-            Principal::User { user_id, .. } => Ok(user_id),
-            _ => Err(IdentityError::invalid("multi-factor settings belong to signed-in users", "authorization")),
-        }
-    }
-
     /// Check a second factor for `user_id` (claims the step or the recovery code).
     async fn check_factor(&self, user_id: &str, factor: SecondFactor<'_>) -> Result<bool, IdentityError> {
         let state = self.db.mfa(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
@@ -87,7 +80,7 @@ impl Identity {
 
     /// Start TOTP enrolment (replaces a pending, unconfirmed one).
     pub async fn enrol_totp(&self, principal: &Principal, meta: &RequestMeta) -> Result<TotpEnrolment, IdentityError> {
-        let user_id = Self::signed_in_user(principal)?;
+        let (user_id, _) = signed_in(principal)?;
         if self.db.mfa(user_id).await?.is_some_and(|m| m.totp_enabled) {
             return Err(IdentityError::Conflict("multi-factor enrolment"));
         }
@@ -103,7 +96,7 @@ impl Identity {
 
     /// Confirm enrolment with a first code; returns the recovery codes (shown once).
     pub async fn confirm_totp(&self, principal: &Principal, code: &str, meta: &RequestMeta) -> Result<Vec<String>, IdentityError> {
-        let user_id = Self::signed_in_user(principal)?;
+        let (user_id, _) = signed_in(principal)?;
         let state = self.db.mfa(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         let (Some(secret), false) = (state.totp_secret, state.totp_enabled) else {
             return Err(IdentityError::invalid("no pending enrolment: start one first", "code"));
@@ -123,9 +116,9 @@ impl Identity {
 
     /// Turn MFA off; needs a current code or a recovery code.
     pub async fn disable_mfa(&self, principal: &Principal, factor: SecondFactor<'_>, meta: &RequestMeta) -> Result<(), IdentityError> {
-        let user_id = Self::signed_in_user(principal)?;
+        let (user_id, _) = signed_in(principal)?;
         if !self.check_factor(user_id, factor).await? {
-            self.record_auth_failure(user_id, "mfa.disable", meta).await?;
+            self.record_auth_failure(Some(user_id), "mfa.disable", meta, serde_json::json!({})).await?;
             return Err(IdentityError::invalid("the code does not match", "code"));
         }
         self.db.set_totp(user_id, None, false, now_ms()).await?;
@@ -146,7 +139,7 @@ impl Identity {
             SecondFactor::RecoveryCode(_) => "recovery_code",
         };
         if !self.check_factor(&user.id, factor).await? {
-            self.record_auth_failure(&user.id, "mfa.verify", meta).await?;
+            self.record_auth_failure(Some(&user.id), "mfa.verify", meta, serde_json::json!({ "method": method })).await?;
             return Err(IdentityError::InvalidCredentials);
         }
         if user.failed_logins > 0 {

@@ -22,7 +22,7 @@ pub mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_db::identity::ApiKeyRow;
+use agentry_db::identity::{ApiKeyRow, UserRow};
 use agentry_db::{Db, DbError};
 use agentry_types::{BuiltinRole, Permission, PermissionSet};
 
@@ -222,6 +222,8 @@ pub struct Identity {
     access: moka::sync::Cache<String, TenantAccess>,
     /// Discovered OpenID Connect provider metadata by provider name.
     oidc_metadata: moka::sync::Cache<String, openidconnect::core::CoreProviderMetadata>,
+    /// For provider calls; never follows redirects.
+    oidc_http: reqwest::Client,
     /// API key uses waiting to be written (id → time).
     key_uses: Arc<parking_lot::Mutex<std::collections::HashMap<String, i64>>>,
 }
@@ -246,6 +248,7 @@ impl Identity {
             ip_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(Duration::from_secs(60)).build(),
             access: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
             oidc_metadata: moka::sync::Cache::builder().max_capacity(64).time_to_live(oidc::METADATA_TTL).build(),
+            oidc_http: oidc::http_client()?,
             key_uses: Default::default(),
         })
     }
@@ -399,6 +402,27 @@ impl Identity {
                 let permissions = self.role_permissions(&tenant.id, &owner.role).await?;
                 Ok(access(Some(owner.role), permissions.intersect(*scopes)))
             }
+        }
+    }
+
+    /// The tenant a request means when it names none: the API key's, or a
+    /// user's only membership (`None` for the master key or several tenants).
+    pub async fn default_tenant(&self, principal: &Principal) -> Result<Option<String>, IdentityError> {
+        match principal {
+            Principal::ApiKey { tenant_id, .. } => Ok(Some(tenant_id.clone())),
+            Principal::MasterKey => Ok(None),
+            Principal::User { user_id, .. } => Ok(match self.db.memberships_of_user(user_id).await?.as_slice() {
+                [only] => Some(only.tenant_id.clone()),
+                _ => None,
+            }),
+        }
+    }
+
+    /// The account behind a principal (the key's owner for API keys).
+    pub async fn user_of(&self, principal: &Principal) -> Result<Option<UserRow>, IdentityError> {
+        match principal.user_id() {
+            Some(user_id) => Ok(self.db.user_by_id(user_id).await?),
+            None => Ok(None),
         }
     }
 

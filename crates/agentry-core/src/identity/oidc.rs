@@ -20,7 +20,7 @@ use agentry_db::oidc::OidcLoginRow;
 use base64::Engine;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthorizationCode, EndpointMaybeSet, EndpointNotSet, EndpointSet, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
     TokenResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -79,7 +79,12 @@ fn yes() -> bool {
     true
 }
 
-fn http_client() -> Result<reqwest::Client, IdentityError> {
+/// A client for a discovered provider: authorization endpoint set, token and
+/// user-info endpoints as the metadata says.
+type OidcClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// The HTTP client for provider calls (built once per `Identity`).
+pub(crate) fn http_client() -> Result<reqwest::Client, IdentityError> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(10))
@@ -104,18 +109,22 @@ impl Identity {
             return Ok(metadata);
         }
         let issuer = IssuerUrl::new(provider.issuer.clone()).map_err(|e| upstream("issuer URL")(e.to_string()))?;
-        let metadata = CoreProviderMetadata::discover_async(issuer, &http_client()?).await.map_err(|e| upstream("discovery")(format!("{e:?}")))?;
+        let metadata = CoreProviderMetadata::discover_async(issuer, &self.oidc_http).await.map_err(|e| upstream("discovery")(format!("{e:?}")))?;
         self.oidc_metadata.insert(provider.name.clone(), metadata.clone());
         Ok(metadata)
+    }
+
+    async fn oidc_client(&self, provider: &OidcProviderConfig) -> Result<OidcClient, IdentityError> {
+        let metadata = self.oidc_metadata(provider).await?;
+        let redirect = RedirectUrl::new(provider.redirect_uri.clone()).map_err(|e| IdentityError::Internal(format!("redirect_uri: {e}")))?;
+        let secret = provider.client_secret.clone().map(ClientSecret::new);
+        Ok(CoreClient::from_provider_metadata(metadata, ClientId::new(provider.client_id.clone()), secret).set_redirect_uri(redirect))
     }
 
     /// The provider's authorization URL for a new sign-in.
     pub async fn oidc_start(&self, name: &str) -> Result<String, IdentityError> {
         let provider = self.oidc_provider(name)?;
-        let metadata = self.oidc_metadata(provider).await?;
-        let redirect = RedirectUrl::new(provider.redirect_uri.clone()).map_err(|e| IdentityError::Internal(format!("redirect_uri: {e}")))?;
-        let client = CoreClient::from_provider_metadata(metadata, ClientId::new(provider.client_id.clone()), provider.client_secret.clone().map(ClientSecret::new))
-            .set_redirect_uri(redirect);
+        let client = self.oidc_client(provider).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client.authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
         for scope in provider.scopes.iter().filter(|s| *s != "openid") {
@@ -153,15 +162,12 @@ impl Identity {
     }
 
     async fn oidc_verify(&self, provider: &OidcProviderConfig, code: &str, pending: OidcLoginRow) -> Result<VerifiedIdentity, IdentityError> {
-        let metadata = self.oidc_metadata(provider).await?;
-        let redirect = RedirectUrl::new(provider.redirect_uri.clone()).map_err(|e| IdentityError::Internal(format!("redirect_uri: {e}")))?;
-        let client = CoreClient::from_provider_metadata(metadata, ClientId::new(provider.client_id.clone()), provider.client_secret.clone().map(ClientSecret::new))
-            .set_redirect_uri(redirect);
+        let client = self.oidc_client(provider).await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
             .map_err(|e| upstream("token endpoint")(e.to_string()))?
             .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier))
-            .request_async(&http_client()?)
+            .request_async(&self.oidc_http)
             .await
             .map_err(|e| upstream("code exchange")(format!("{e:?}")))?;
         let id_token = response.id_token().ok_or_else(|| upstream("no ID token")(String::new()))?;

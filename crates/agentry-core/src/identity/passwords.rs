@@ -49,15 +49,10 @@ impl Default for PasswordPolicy {
 }
 
 impl PasswordPolicy {
-    /// The rules in one sentence.
-    pub fn describe(&self) -> String {
-        let mixed = if self.require_mixed { ", mixing letters with digits or symbols" } else { "" };
-        format!("a password needs {} to {} characters{mixed}", self.min_length, self.max_length)
-    }
-
-    pub fn check(&self, password: &str) -> Result<(), IdentityError> {
+    /// Check a new password; a failure names `param` (the request field).
+    pub fn check(&self, password: &str, param: &str) -> Result<(), IdentityError> {
         let length = password.chars().count();
-        let invalid = |message: String| IdentityError::Invalid { message, param: Some("password".into()) };
+        let invalid = |message: String| IdentityError::invalid(message, param);
         if length < self.min_length {
             return Err(invalid(format!("password must have at least {} characters", self.min_length)));
         }

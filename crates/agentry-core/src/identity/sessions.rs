@@ -59,6 +59,15 @@ fn refresh_secret() -> String {
     format!("agr_{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
+/// The user and session behind a signed-in principal; sessions, passwords
+/// and second factors belong to users, not to API keys or the master key.
+pub(crate) fn signed_in(principal: &Principal) -> Result<(&str, &str), IdentityError> {
+    match principal {
+        Principal::User { user_id, session_id, .. } => Ok((user_id, session_id)),
+        _ => Err(IdentityError::invalid("this belongs to signed-in users, not to API keys or the master key", "authorization")),
+    }
+}
+
 /// Normalised email (trimmed, lowercase).
 pub(crate) fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
@@ -81,16 +90,7 @@ impl Identity {
         let hash = user.as_ref().filter(|u| u.is_active).and_then(|u| u.password_hash.clone());
         if !self.passwords.verify(password.to_owned(), hash).await {
             ip_count.fetch_add(1, Ordering::Relaxed);
-            let mut metadata = serde_json::json!({ "email": email });
-            if let Some(user) = &user {
-                let failures = self.db.record_login_failure(&user.id, None).await?;
-                if failures >= i64::from(self.settings.lockout_threshold) {
-                    self.db.lock_user_until(&user.id, now + (self.settings.lockout_secs * 1000) as i64).await?;
-                    metadata["locked"] = true.into();
-                }
-            }
-            let actor = user.map_or(Actor::Anonymous, |u| Actor::User(u.id));
-            self.record(None, actor, "auth.login", None, Outcome::Failure, meta, metadata).await?;
+            self.record_auth_failure(user.as_ref().map(|u| u.id.as_str()), "auth.login", meta, serde_json::json!({ "email": email })).await?;
             return Err(IdentityError::InvalidCredentials);
         }
         let user = user.ok_or(IdentityError::InvalidCredentials)?;
@@ -125,13 +125,17 @@ impl Identity {
         Ok(LoginOutcome::Tokens(self.open_session(user_id, false, meta).await?))
     }
 
-    /// Count a failed second factor like a failed password (lockout), and audit it.
-    pub(crate) async fn record_auth_failure(&self, user_id: &str, action: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
-        let failures = self.db.record_login_failure(user_id, None).await?;
-        if failures >= i64::from(self.settings.lockout_threshold) {
-            self.db.lock_user_until(user_id, now_ms() + (self.settings.lockout_secs * 1000) as i64).await?;
+    /// A failed password or second factor: counts toward the account's
+    /// lockout (when the account exists) and is audited.
+    pub(crate) async fn record_auth_failure(&self, user_id: Option<&str>, action: &str, meta: &RequestMeta, mut metadata: serde_json::Value) -> Result<(), IdentityError> {
+        if let Some(user_id) = user_id {
+            let lock_until = now_ms() + (self.settings.lockout_secs * 1000) as i64;
+            if self.db.record_login_failure(user_id, i64::from(self.settings.lockout_threshold), lock_until).await? {
+                metadata["locked"] = true.into();
+            }
         }
-        self.record(None, Actor::User(user_id.to_owned()), action, None, Outcome::Failure, meta, serde_json::json!({})).await
+        let actor = user_id.map_or(Actor::Anonymous, |id| Actor::User(id.to_owned()));
+        self.record(None, actor, action, None, Outcome::Failure, meta, metadata).await
     }
 
     pub(crate) async fn open_session(&self, user_id: &str, mfa: bool, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
@@ -189,34 +193,28 @@ impl Identity {
     /// Change the caller's password (the current one is required); every
     /// other session of the user is revoked.
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
-        let Principal::User { user_id, session_id, .. } = principal else {
-            return Err(IdentityError::invalid("only a signed-in user can change a password", "authorization"));
-        };
+        let (user_id, session_id) = signed_in(principal)?;
         let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         if !self.passwords.verify(current.to_owned(), user.password_hash.clone()).await {
-            self.record_auth_failure(user_id, "auth.password_change", meta).await?;
+            self.record_auth_failure(Some(user_id), "auth.password_change", meta, serde_json::json!({})).await?;
             return Err(IdentityError::invalid("the current password is wrong", "current_password"));
         }
-        self.settings.password_policy.check(new).map_err(|_| IdentityError::invalid(self.settings.password_policy.describe(), "new_password"))?;
+        self.settings.password_policy.check(new, "new_password")?;
         let now = now_ms();
         self.db.set_password_hash(user_id, &self.passwords.hash(new.to_owned()).await?, now).await?;
-        for session in self.db.sessions_of_user(user_id, now).await?.into_iter().filter(|s| s.id != *session_id) {
-            self.db.revoke_sessions(user_id, Some(&session.id), "password changed", now).await?;
-            self.live_sessions.invalidate(&session.id);
-        }
+        self.db.revoke_other_sessions(user_id, session_id, "password changed", now).await?;
+        self.live_sessions.invalidate_all();
         self.record(None, principal.actor(), "auth.password_change", None, Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// The caller's live sessions.
     pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionInfo>, IdentityError> {
-        let Principal::User { user_id, session_id, .. } = principal else {
-            return Err(IdentityError::invalid("sessions belong to signed-in users, not to API keys or the master key", "authorization"));
-        };
+        let (user_id, session_id) = signed_in(principal)?;
         let rows = self.db.sessions_of_user(user_id, now_ms()).await?;
         Ok(rows
             .into_iter()
             .map(|s| SessionInfo {
-                current: s.id == *session_id,
+                current: s.id == session_id,
                 id: s.id,
                 ip: s.ip,
                 user_agent: s.user_agent,
@@ -230,9 +228,7 @@ impl Identity {
     /// Revoke one of the caller's sessions, or all of them (`None`). Logout is
     /// revoking the current one.
     pub async fn revoke_sessions(&self, principal: &Principal, session: Option<&str>, meta: &RequestMeta) -> Result<u64, IdentityError> {
-        let Principal::User { user_id, .. } = principal else {
-            return Err(IdentityError::invalid("sessions belong to signed-in users, not to API keys or the master key", "authorization"));
-        };
+        let (user_id, _) = signed_in(principal)?;
         let revoked = self.db.revoke_sessions(user_id, session, "revoked by user", now_ms()).await?;
         if session.is_some() && revoked == 0 {
             return Err(IdentityError::NotFound("session"));

@@ -152,10 +152,7 @@ async fn me(State(state): State<AppState>, Extension(principal): Extension<Princ
         Principal::ApiKey { key_id, .. } => ("api_key", Some(key_id.clone())),
         Principal::MasterKey => ("master_key", None),
     };
-    let user = match principal.user_id() {
-        Some(user_id) => state.db.user_by_id(user_id).await.map_err(ApiError::internal)?,
-        None => None,
-    };
+    let user = state.identity.user_of(&principal).await?;
     Ok(Json(json!({
         "principal": { "type": kind, "id": id },
         "user": user.map(|u| json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "platform_admin": u.platform_admin })),
