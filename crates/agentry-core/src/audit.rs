@@ -40,7 +40,7 @@ pub enum Actor {
 }
 
 impl Actor {
-    fn parts(&self) -> (&'static str, Option<&str>) {
+    pub fn parts(&self) -> (&'static str, Option<&str>) {
         match self {
             Self::User(id) => ("user", Some(id)),
             Self::ApiKey(id) => ("api_key", Some(id)),

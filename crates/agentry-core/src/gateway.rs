@@ -1,104 +1,240 @@
-//! The gateway service: one call through the model router plus one call-log
-//! record per served request (model, provider, status, tokens, cost, latency,
-//! time to first token). Recording is a non-blocking queue push; nothing here
-//! waits on storage.
+//! The gateway service: a model call through the router inside the usage
+//! layer — the tenant's plan (optimizer, response cache), rate limits and a
+//! budget reservation before the call; settlement and one usage record
+//! (who, model, provider, status, tokens, cost at the price in force,
+//! latency, time to first token) after it. Recording and settlement never
+//! make the caller wait on storage.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agentry_db::{CallLogWriter, ModelCallRecord};
+use agentry_db::ModelCallRecord;
 use agentry_llm::pricing::Price;
 use agentry_llm::router::Routed;
 use agentry_llm::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmError, ModelRouter, StreamEvent};
 use agentry_types::Usage;
 use futures::StreamExt;
 
-/// Who asked, for the record.
+use crate::coord::RateDecision;
+use crate::usage::policy::TenantPolicy;
+use crate::usage::{Accounting, Plan, Refusal, Subject, Ticket, UsageError, estimate_prompt_tokens};
+
+/// Who asked, for limits, budgets and the record.
 #[derive(Debug, Clone)]
 pub struct CallContext {
     pub request_id: String,
     /// Route template, e.g. `/v1/chat/completions`.
     pub endpoint: &'static str,
+    /// `None` for the master key without a tenant: metered, never limited.
+    pub subject: Option<Subject>,
+    /// The agent making the call, if any.
+    pub agent: Option<String>,
+}
+
+/// Why a gateway call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error(transparent)]
+    Llm(#[from] LlmError),
+    #[error("refused by the usage policy")]
+    Refused(Refusal),
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+}
+
+/// A served call and the rate-limit state to report.
+pub struct Served<T> {
+    pub routed: Routed<T>,
+    pub rate_limit: Option<RateDecision>,
+    pub cache_hit: bool,
 }
 
 /// Model calls with accounting. Cheap to clone.
 #[derive(Clone)]
 pub struct Gateway {
     router: Arc<ModelRouter>,
-    call_log: CallLogWriter,
+    accounting: Accounting,
+}
+
+/// How a call's cost is reckoned once its usage is known.
+#[derive(Clone)]
+struct Costing {
+    policy: Option<Arc<TenantPolicy>>,
+    /// The asked model's price when the optimizer rerouted the call.
+    baseline: Option<Price>,
+}
+
+impl Costing {
+    fn of(plan: &Plan) -> Self {
+        Self { policy: plan.policy.clone(), baseline: plan.complexity.and(plan.baseline) }
+    }
+
+    /// Cost and savings in nano-USD at the tenant's price in force now.
+    fn cost(&self, model: &str, registry: Price, usage: &Usage) -> (i64, i64) {
+        let cost = Accounting::price(self.policy.as_deref(), model, Some(registry)).cost_nusd(usage);
+        let saved = self.baseline.map_or(0, |b| (b.cost_nusd(usage) - cost).max(0));
+        (cost, saved)
+    }
 }
 
 impl Gateway {
-    pub fn new(router: Arc<ModelRouter>, call_log: CallLogWriter) -> Self {
-        Self { router, call_log }
+    pub fn new(router: Arc<ModelRouter>, accounting: Accounting) -> Self {
+        Self { router, accounting }
     }
 
     pub fn router(&self) -> &ModelRouter {
         &self.router
     }
 
+    pub fn accounting(&self) -> &Accounting {
+        &self.accounting
+    }
+
+    fn registry_price(&self, model: &str) -> Option<Option<Price>> {
+        self.router.registry().get(model).map(|entry| Some(entry.price))
+    }
+
+    /// Plan, rate limits and budget reservation for a call of `prompt_tokens` and `max_tokens`.
+    async fn admit(&self, ctx: &CallContext, plan: &Plan, prompt_tokens: u32, max_tokens: Option<u32>) -> Result<Ticket, GatewayError> {
+        let subject = ctx.subject.as_ref();
+        let mut ticket = self.accounting.admit(subject, plan, prompt_tokens).await?.map_err(GatewayError::Refused)?;
+        let price = Accounting::price(plan.policy.as_deref(), &plan.model, self.registry_price(&plan.model).flatten());
+        let estimate = self.accounting.estimate_nusd(price, prompt_tokens, max_tokens);
+        self.accounting.reserve(subject, plan, &mut ticket, estimate).await?.map_err(GatewayError::Refused)?;
+        Ok(ticket)
+    }
+
     /// A complete chat answer.
-    pub async fn chat(&self, ctx: &CallContext, model: &str, request: ChatRequest) -> Result<Routed<ChatResponse>, LlmError> {
+    pub async fn chat(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
         let started = Instant::now();
-        let result = self.router.complete(model, request).await;
+        let plan = self.accounting.plan(ctx.subject.as_ref(), model, &mut request, false, |m| self.registry_price(m)).await?;
+        let prompt_tokens = estimate_prompt_tokens(&request);
+        let costing = Costing::of(&plan);
+        if let Some(hit) = self.cached(ctx, &plan, &costing, started).await? {
+            return Ok(hit);
+        }
+        let ticket = self.admit(ctx, &plan, prompt_tokens, request.max_tokens).await?;
+        let rate_limit = ticket.rate_limit();
+        let result = self.router.complete(&plan.model, request).await;
         let outcome = match &result {
             Ok(routed) => Outcome::served(routed, routed.value.usage),
-            Err(error) => Outcome::failed(model, error),
+            Err(error) => Outcome::failed(&plan.model, error),
         };
-        self.record(ctx, outcome, false, started, None);
-        result
+        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false });
+        let routed = result?;
+        if plan.cache_key.is_some()
+            && let Ok(bytes) = serde_json::to_vec(&routed.value)
+        {
+            self.accounting.store_cached(&plan, bytes).await;
+        }
+        Ok(Served { routed, rate_limit, cache_hit: false })
+    }
+
+    /// The response cache: a stored answer costs nothing and saves what the call would have cost.
+    async fn cached(&self, ctx: &CallContext, plan: &Plan, costing: &Costing, started: Instant) -> Result<Option<Served<ChatResponse>>, GatewayError> {
+        let Some(bytes) = self.accounting.cached(plan).await else { return Ok(None) };
+        let Ok(response) = serde_json::from_slice::<ChatResponse>(&bytes) else { return Ok(None) };
+        let ticket = self.accounting.admit(ctx.subject.as_ref(), plan, response.usage.prompt_tokens).await?.map_err(GatewayError::Refused)?;
+        let rate_limit = ticket.rate_limit();
+        let price = self.registry_price(&plan.model).flatten().unwrap_or(Price::FREE);
+        let routed = Routed { value: response, model: plan.model.clone(), provider: "cache", price };
+        let outcome = Outcome::served(&routed, routed.value.usage);
+        self.settle(ctx, ticket, costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: true });
+        Ok(Some(Served { routed, rate_limit, cache_hit: true }))
     }
 
     /// A streamed chat answer. The record is written when the stream ends,
     /// fails or is dropped by a disconnecting client.
-    pub async fn chat_stream(&self, ctx: &CallContext, model: &str, request: ChatRequest) -> Result<Routed<ChatStream>, LlmError> {
+    pub async fn chat_stream(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatStream>, GatewayError> {
         let started = Instant::now();
-        let routed = match self.router.stream(model, request).await {
+        let plan = self.accounting.plan(ctx.subject.as_ref(), model, &mut request, true, |m| self.registry_price(m)).await?;
+        let prompt_tokens = estimate_prompt_tokens(&request);
+        let costing = Costing::of(&plan);
+        let ticket = self.admit(ctx, &plan, prompt_tokens, request.max_tokens).await?;
+        let rate_limit = ticket.rate_limit();
+        let routed = match self.router.stream(&plan.model, request).await {
             Ok(routed) => routed,
             Err(error) => {
-                self.record(ctx, Outcome::failed(model, &error), true, started, None);
-                return Err(error);
+                let meta = Meta { stream: true, started, ttft: None, cache_hit: false };
+                self.settle(ctx, ticket, &costing, Outcome::failed(&plan.model, &error), meta);
+                return Err(error.into());
             }
         };
         // Until the stream reports its end, a dropped stream counts as cancelled.
         let outcome = Outcome { status: "cancelled", ..Outcome::served(&routed, Usage::default()) };
-        let mut guard =
-            StreamRecord { gateway: self.clone(), ctx: ctx.clone(), outcome, started, first_token: Some(started.elapsed()), finished: false };
+        let mut guard = StreamRecord {
+            gateway: self.clone(),
+            ctx: ctx.clone(),
+            ticket: Some(ticket),
+            costing,
+            outcome,
+            prompt_tokens,
+            output_bytes: 0,
+            reported_usage: false,
+            started,
+            first_token: started.elapsed(),
+        };
         let Routed { value, model, provider, price } = routed;
         let stream = value.inspect(move |item| guard.observe(item));
-        Ok(Routed { value: Box::pin(stream), model, provider, price })
+        Ok(Served { routed: Routed { value: Box::pin(stream), model, provider, price }, rate_limit, cache_hit: false })
     }
 
     /// Embeddings.
-    pub async fn embed(&self, ctx: &CallContext, model: &str, inputs: Vec<String>) -> Result<Routed<EmbeddingResponse>, LlmError> {
+    pub async fn embed(&self, ctx: &CallContext, model: &str, inputs: Vec<String>) -> Result<Served<EmbeddingResponse>, GatewayError> {
         let started = Instant::now();
+        let plan = self.accounting.plan_plain(ctx.subject.as_ref(), model).await?;
+        let prompt_tokens = inputs.iter().map(|s| s.len().div_ceil(4) as u32).sum();
+        let costing = Costing::of(&plan);
+        let ticket = self.admit(ctx, &plan, prompt_tokens, Some(0)).await?;
+        let rate_limit = ticket.rate_limit();
         let result = self.router.embed(model, inputs).await;
         let outcome = match &result {
             Ok(routed) => Outcome::served(routed, Usage::new(routed.value.prompt_tokens, 0)),
             Err(error) => Outcome::failed(model, error),
         };
-        self.record(ctx, outcome, false, started, None);
-        result
+        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false });
+        Ok(Served { routed: result?, rate_limit, cache_hit: false })
     }
 
-    fn record(&self, ctx: &CallContext, outcome: Outcome, stream: bool, started: Instant, ttft: Option<std::time::Duration>) {
+    fn settle(&self, ctx: &CallContext, ticket: Ticket, costing: &Costing, outcome: Outcome, meta: Meta) {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        self.call_log.record(ModelCallRecord {
+        let (mut cost, mut saved) = costing.cost(&outcome.model, outcome.price, &outcome.usage);
+        if meta.cache_hit {
+            (cost, saved) = (0, cost);
+        }
+        let subject = ctx.subject.as_ref();
+        let record = ModelCallRecord {
             id: uuid::Uuid::now_v7().to_string(),
             request_id: ctx.request_id.clone(),
             endpoint: ctx.endpoint.to_owned(),
             model: outcome.model,
             provider: outcome.provider.to_owned(),
             status: outcome.status.to_owned(),
-            stream,
+            stream: meta.stream,
             input_tokens: i64::from(outcome.usage.prompt_tokens),
             output_tokens: i64::from(outcome.usage.completion_tokens),
-            cost_usd: outcome.price.cost(&outcome.usage),
-            latency_ms: started.elapsed().as_millis() as i64,
-            ttft_ms: ttft.map(|d| d.as_millis() as i64),
+            latency_ms: meta.started.elapsed().as_millis() as i64,
+            ttft_ms: meta.ttft.map(|d| d.as_millis() as i64),
             created_at_ms: now_ms,
-        });
+            tenant_id: subject.map(|s| s.tenant_id.clone()),
+            user_id: subject.and_then(|s| s.user_id.clone()),
+            api_key_id: subject.and_then(|s| s.api_key_id.clone()),
+            agent: ctx.agent.clone(),
+            cached_tokens: if meta.cache_hit { i64::from(outcome.usage.prompt_tokens) } else { 0 },
+            cache_hit: meta.cache_hit,
+            cost_nusd: cost,
+            saved_nusd: saved,
+        };
+        self.accounting.settle(ticket, record);
     }
+}
+
+/// How a call was served, for its record.
+struct Meta {
+    stream: bool,
+    started: Instant,
+    ttft: Option<Duration>,
+    cache_hit: bool,
 }
 
 /// What is known about a call when it is recorded.
@@ -126,15 +262,20 @@ impl Outcome {
     }
 }
 
-/// Follows a stream and writes its record exactly once: at the end, on an
-/// error, or when dropped early (client went away → status `cancelled`).
+/// Follows a stream and settles it exactly once: at the end, on an error,
+/// or when dropped early (client went away → status `cancelled`). When the
+/// upstream reports no usage, tokens are estimated from the text sent.
 struct StreamRecord {
     gateway: Gateway,
     ctx: CallContext,
+    ticket: Option<Ticket>,
+    costing: Costing,
     outcome: Outcome,
+    prompt_tokens: u32,
+    output_bytes: usize,
+    reported_usage: bool,
     started: Instant,
-    first_token: Option<std::time::Duration>,
-    finished: bool,
+    first_token: Duration,
 }
 
 impl StreamRecord {
@@ -142,11 +283,12 @@ impl StreamRecord {
         match item {
             Ok(StreamEvent::Usage(usage)) => {
                 self.outcome.usage = *usage;
+                self.reported_usage = true;
                 self.outcome.status = "success";
                 self.finish();
             }
             Ok(StreamEvent::Finish(_)) => self.outcome.status = "success",
-            Ok(StreamEvent::Delta { .. }) => {}
+            Ok(StreamEvent::Delta { content, .. }) => self.output_bytes += content.as_ref().map_or(0, String::len),
             Err(_) => {
                 self.outcome.status = "error";
                 self.finish();
@@ -155,11 +297,12 @@ impl StreamRecord {
     }
 
     fn finish(&mut self) {
-        if self.finished {
-            return;
+        let Some(ticket) = self.ticket.take() else { return };
+        if !self.reported_usage {
+            self.outcome.usage = Usage::new(self.prompt_tokens, self.output_bytes.div_ceil(4) as u32);
         }
-        self.finished = true;
-        self.gateway.record(&self.ctx, self.outcome.clone(), true, self.started, self.first_token);
+        let meta = Meta { stream: true, started: self.started, ttft: Some(self.first_token), cache_hit: false };
+        self.gateway.settle(&self.ctx, ticket, &self.costing, self.outcome.clone(), meta);
     }
 }
 

@@ -6,9 +6,12 @@
 //! the same functions.
 
 pub mod audit;
+pub mod coord;
 pub mod gateway;
 pub mod identity;
+pub mod usage;
 
 pub use audit::Audit;
 pub use gateway::{CallContext, Gateway};
 pub use identity::{Identity, IdentityError, Principal, TenantAccess};
+pub use usage::{Accounting, Subject, UsageError};

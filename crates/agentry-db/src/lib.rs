@@ -6,11 +6,13 @@
 //! Must not contain business rules: callers decide what to store and when.
 
 pub mod audit;
+pub mod billing;
 pub mod identity;
 pub mod mfa;
 pub mod oidc;
 pub mod model_calls;
 pub mod test_support;
+pub mod usage;
 
 use std::str::FromStr;
 use std::time::Duration;

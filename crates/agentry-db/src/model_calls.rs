@@ -1,18 +1,21 @@
-//! The model-call log: one row per gateway call (model, provider, status,
+//! The usage log: one row per model call (who, model, provider, status,
 //! tokens, cost, latency), written in batches off the request path by
-//! [`CallLogWriter`].
+//! [`CallLogWriter`], together with the daily rollups (`usage_daily`) in the
+//! same transaction, so rollups always equal the sum of the raw rows.
 //!
 //! The writer never blocks a request: `record` is a non-blocking channel send;
 //! when the channel is full the record is dropped and counted
-//! (`model_call_log_dropped_total`) rather than slowing the gateway.
+//! (`model_call_log_dropped_total`) rather than slowing the gateway. A failed
+//! batch is retried (three attempts, backoff) before it is counted as dropped.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::{Postgres, QueryBuilder, Sqlite};
+use sqlx::QueryBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::{Db, DbError};
+use crate::{Db, DbError, on_pool};
 
 /// One served model call.
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -26,13 +29,78 @@ pub struct ModelCallRecord {
     pub stream: bool,
     pub input_tokens: i64,
     pub output_tokens: i64,
-    pub cost_usd: f64,
     pub latency_ms: i64,
     pub ttft_ms: Option<i64>,
     pub created_at_ms: i64,
+    pub tenant_id: Option<String>,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub agent: Option<String>,
+    /// Input tokens served from a cache (all of them on a response-cache hit).
+    pub cached_tokens: i64,
+    pub cache_hit: bool,
+    /// Cost in nano-USD at the price in force when the call was made.
+    pub cost_nusd: i64,
+    /// What the cost optimizer or the response cache saved, in nano-USD.
+    pub saved_nusd: i64,
 }
 
-const COLUMNS: &str = "INSERT INTO model_calls (id, request_id, endpoint, model, provider, status, stream, input_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, created_at_ms) ";
+/// The columns of a record, in insert order.
+macro_rules! record_columns {
+    () => {
+        "id, request_id, endpoint, model, provider, status, stream, input_tokens, output_tokens, latency_ms, ttft_ms, created_at_ms, \
+         tenant_id, user_id, api_key_id, agent, cached_tokens, cache_hit, cost_nusd, saved_nusd"
+    };
+}
+pub(crate) use record_columns;
+
+const INSERT_RECORDS: &str = concat!("INSERT INTO model_calls (", record_columns!(), ") ");
+const INSERT_ROLLUPS: &str = "INSERT INTO usage_daily (tenant_id, day, user_id, api_key_id, agent, model, provider, requests, errors, cache_hits, \
+                              input_tokens, output_tokens, cached_tokens, cost_nusd, saved_nusd) ";
+const ON_ROLLUP_CONFLICT: &str = " ON CONFLICT (tenant_id, day, user_id, api_key_id, agent, model, provider) DO UPDATE SET \
+    requests = usage_daily.requests + excluded.requests, errors = usage_daily.errors + excluded.errors, \
+    cache_hits = usage_daily.cache_hits + excluded.cache_hits, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
+    output_tokens = usage_daily.output_tokens + excluded.output_tokens, cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
+    cost_nusd = usage_daily.cost_nusd + excluded.cost_nusd, saved_nusd = usage_daily.saved_nusd + excluded.saved_nusd";
+
+/// The UTC day (`YYYY-MM-DD`) of a millisecond timestamp.
+pub fn utc_day(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap_or_default().date_naive().to_string()
+}
+
+/// One `usage_daily` key: tenant, day, user, key, agent, model, provider ('' = none).
+type RollupKey = [String; 7];
+
+/// The sums one batch adds to a rollup row.
+#[derive(Default, Clone, Copy)]
+struct RollupSums {
+    requests: i64,
+    errors: i64,
+    cache_hits: i64,
+    input_tokens: i64,
+    output_tokens: i64,
+    cached_tokens: i64,
+    cost_nusd: i64,
+    saved_nusd: i64,
+}
+
+fn rollups<'a>(records: impl Iterator<Item = &'a ModelCallRecord>) -> Vec<(RollupKey, RollupSums)> {
+    let mut sums: HashMap<RollupKey, RollupSums> = HashMap::new();
+    for r in records {
+        let none = |v: &Option<String>| v.clone().unwrap_or_default();
+        let key = [none(&r.tenant_id), utc_day(r.created_at_ms), none(&r.user_id), none(&r.api_key_id), none(&r.agent), r.model.clone(), r.provider.clone()];
+        let s = sums.entry(key).or_default();
+        s.requests += 1;
+        s.errors += i64::from(r.status != "success");
+        s.cache_hits += i64::from(r.cache_hit);
+        s.input_tokens += r.input_tokens;
+        s.output_tokens += r.output_tokens;
+        s.cached_tokens += r.cached_tokens;
+        s.cost_nusd += r.cost_nusd;
+        s.saved_nusd += r.saved_nusd;
+    }
+    sums.into_iter().collect()
+}
 
 macro_rules! push_records {
     ($builder:expr, $records:expr) => {
@@ -46,47 +114,70 @@ macro_rules! push_records {
                 .push_bind(r.stream)
                 .push_bind(r.input_tokens)
                 .push_bind(r.output_tokens)
-                .push_bind(r.cost_usd)
                 .push_bind(r.latency_ms)
                 .push_bind(r.ttft_ms)
-                .push_bind(r.created_at_ms);
+                .push_bind(r.created_at_ms)
+                .push_bind(&r.tenant_id)
+                .push_bind(&r.user_id)
+                .push_bind(&r.api_key_id)
+                .push_bind(&r.agent)
+                .push_bind(r.cached_tokens)
+                .push_bind(r.cache_hit)
+                .push_bind(r.cost_nusd)
+                .push_bind(r.saved_nusd);
+        });
+    };
+}
+
+macro_rules! push_rollups {
+    ($builder:expr, $rollups:expr) => {
+        $builder.push_values($rollups, |mut row, (key, s)| {
+            for part in key {
+                row.push_bind(part);
+            }
+            row.push_bind(s.requests)
+                .push_bind(s.errors)
+                .push_bind(s.cache_hits)
+                .push_bind(s.input_tokens)
+                .push_bind(s.output_tokens)
+                .push_bind(s.cached_tokens)
+                .push_bind(s.cost_nusd)
+                .push_bind(s.saved_nusd);
         });
     };
 }
 
 impl Db {
-    /// Insert records in one statement; duplicates (same id) are ignored so a
+    /// Insert records and add them to the daily rollups, in one transaction.
+    /// Records already stored (same id) are skipped, rollups included, so a
     /// retried flush never double-counts.
     pub async fn insert_model_calls(&self, records: &[ModelCallRecord]) -> Result<(), DbError> {
         if records.is_empty() {
             return Ok(());
         }
-        match self {
-            Self::Sqlite(pool) => {
-                let mut builder = QueryBuilder::<Sqlite>::new(COLUMNS);
-                push_records!(builder, records);
-                builder.push(" ON CONFLICT (id) DO NOTHING");
-                builder.build().execute(pool).await.map(drop)
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let mut builder = QueryBuilder::new(INSERT_RECORDS);
+            push_records!(builder, records);
+            builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+            let inserted: Vec<(String,)> = builder.build_query_as().fetch_all(&mut *tx).await?;
+            let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+            let rollups = rollups(records.iter().filter(|r| inserted.contains(&r.id)));
+            if !rollups.is_empty() {
+                let mut builder = QueryBuilder::new(INSERT_ROLLUPS);
+                push_rollups!(builder, rollups);
+                builder.push(ON_ROLLUP_CONFLICT);
+                builder.build().execute(&mut *tx).await?;
             }
-            Self::Postgres(pool) => {
-                let mut builder = QueryBuilder::<Postgres>::new(COLUMNS);
-                push_records!(builder, records);
-                builder.push(" ON CONFLICT (id) DO NOTHING");
-                builder.build().execute(pool).await.map(drop)
-            }
-        }
+            tx.commit().await
+        }.await)
         .map_err(DbError::query("insert model calls"))
     }
 
     /// The most recent calls, newest first.
     pub async fn recent_model_calls(&self, limit: i64) -> Result<Vec<ModelCallRecord>, DbError> {
-        let sql = "SELECT id, request_id, endpoint, model, provider, status, stream, input_tokens, output_tokens, cost_usd, latency_ms, ttft_ms, created_at_ms \
-                   FROM model_calls ORDER BY created_at_ms DESC, id DESC LIMIT $1";
-        match self {
-            Self::Sqlite(pool) => sqlx::query_as(sql).bind(limit).fetch_all(pool).await,
-            Self::Postgres(pool) => sqlx::query_as(sql).bind(limit).fetch_all(pool).await,
-        }
-        .map_err(DbError::query("list model calls"))
+        const SQL: &str = concat!("SELECT ", record_columns!(), " FROM model_calls ORDER BY created_at_ms DESC, id DESC LIMIT $1");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(limit).fetch_all(pool).await).map_err(DbError::query("list model calls"))
     }
 }
 
@@ -164,13 +255,25 @@ async fn run_writer(db: Db, mut receiver: mpsc::Receiver<ModelCallRecord>, confi
     flush(&db, &mut batch).await;
 }
 
+/// Attempts per batch before it is dropped.
+const FLUSH_ATTEMPTS: u32 = 3;
+
 async fn flush(db: &Db, batch: &mut Vec<ModelCallRecord>) {
     if batch.is_empty() {
         return;
     }
-    if let Err(error) = db.insert_model_calls(batch).await {
-        tracing::error!(%error, records = batch.len(), "could not write model-call log batch");
-        metrics::counter!("model_call_log_dropped_total").increment(batch.len() as u64);
+    for attempt in 1..=FLUSH_ATTEMPTS {
+        match db.insert_model_calls(batch).await {
+            Ok(()) => break,
+            Err(error) if attempt == FLUSH_ATTEMPTS => {
+                tracing::error!(%error, records = batch.len(), "could not write a usage batch; dropped");
+                metrics::counter!("model_call_log_dropped_total").increment(batch.len() as u64);
+            }
+            Err(error) => {
+                tracing::warn!(%error, attempt, "usage batch write failed; retrying");
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+        }
     }
     batch.clear();
 }

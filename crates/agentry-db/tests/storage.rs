@@ -18,10 +18,17 @@ fn record(id: &str, created_at_ms: i64) -> ModelCallRecord {
         stream: true,
         input_tokens: 10,
         output_tokens: 20,
-        cost_usd: 0.00035,
         latency_ms: 120,
         ttft_ms: Some(30),
         created_at_ms,
+        tenant_id: Some("t1".into()),
+        user_id: Some("u1".into()),
+        api_key_id: None,
+        agent: None,
+        cached_tokens: 0,
+        cache_hit: false,
+        cost_nusd: 350_000,
+        saved_nusd: 0,
     }
 }
 
@@ -31,7 +38,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4], "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5], "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }

@@ -14,9 +14,10 @@ pub struct Price {
 impl Price {
     pub const FREE: Self = Self { input_per_1k: 0.0, output_per_1k: 0.0 };
 
-    /// Cost in USD of a call with this usage.
-    pub fn cost(&self, usage: &Usage) -> f64 {
-        (f64::from(usage.prompt_tokens) * self.input_per_1k + f64::from(usage.completion_tokens) * self.output_per_1k) / 1000.0
+    /// Cost of a call with this usage in nano-USD (1e-9 USD), rounded:
+    /// integers keep sums of many calls exact.
+    pub fn cost_nusd(&self, usage: &Usage) -> i64 {
+        ((f64::from(usage.prompt_tokens) * self.input_per_1k + f64::from(usage.completion_tokens) * self.output_per_1k) * 1e6).round() as i64
     }
 }
 
@@ -39,7 +40,8 @@ mod tests {
     #[test]
     fn cost_uses_both_prices() {
         let price = builtin_price("gpt-4o").unwrap();
-        let cost = price.cost(&Usage::new(1000, 2000));
-        assert!((cost - 0.035).abs() < 1e-12);
+        assert_eq!(price.cost_nusd(&Usage::new(1000, 2000)), 35_000_000);
+        let mini = builtin_price("gpt-4o-mini").unwrap();
+        assert_eq!(mini.cost_nusd(&Usage::new(1, 1)), 750);
     }
 }

@@ -91,6 +91,29 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/tenants/{tenant}/audit", Tenant(Some(P::ViewAudit))),
     rule(Method::GET, "/api/v1/tenants/{tenant}/audit/export", Tenant(Some(P::ExportData))),
     rule(Method::GET, "/api/v1/tenants/{tenant}/audit/verify", Tenant(Some(P::ViewAudit))),
+    rule(Method::GET, "/api/v1/costs/stats", Tenant(Some(P::ViewMetrics))),
+    // Own usage needs only membership; another user's needs view_metrics (checked by the service).
+    rule(Method::GET, "/api/v1/costs/usage/{user}", Tenant(None)),
+    rule(Method::GET, "/api/v1/costs/forecast", Tenant(Some(P::ViewMetrics))),
+    rule(Method::POST, "/api/v1/costs/budget", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/costs/budgets", Tenant(Some(P::ViewMetrics))),
+    rule(Method::DELETE, "/api/v1/costs/budgets/{id}", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/costs/prices", Tenant(Some(P::ViewMetrics))),
+    rule(Method::POST, "/api/v1/costs/prices", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/costs/settings", Tenant(Some(P::ViewMetrics))),
+    rule(Method::PUT, "/api/v1/costs/settings", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/usage/summary", Tenant(Some(P::ViewMetrics))),
+    rule(Method::GET, "/api/v1/usage/export", Tenant(Some(P::ExportData))),
+    rule(Method::GET, "/api/v1/rate-limits/tiers", Authenticated),
+    rule(Method::GET, "/api/v1/rate-limits/assignments", Tenant(Some(P::ViewMetrics))),
+    // A tenant-scope assignment additionally needs a platform administrator (checked by the service).
+    rule(Method::PUT, "/api/v1/rate-limits/assignments", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/billing/invoices", Tenant(Some(P::ViewMetrics))),
+    rule(Method::POST, "/api/v1/billing/invoices", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/billing/invoices/{id}", Tenant(Some(P::ViewMetrics))),
+    rule(Method::POST, "/api/v1/billing/invoices/{id}/pay", Tenant(Some(P::ManageBilling))),
+    rule(Method::POST, "/api/v1/admin/prices", PlatformAdmin),
+    rule(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin),
 ];
 
 /// The rule for a matched route, if the table has one.

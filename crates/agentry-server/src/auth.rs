@@ -4,11 +4,17 @@
 //! permission. Handlers receive `Extension<Principal>`,
 //! `Extension<TenantAccess>` (tenant routes) and `Extension<RequestMeta>`.
 //!
+//! Unauthenticated routes (except health probes) are limited per client
+//! IP (`usage.public_requests_per_minute_per_ip`), with `RateLimit-*` headers.
+//!
 //! Answers: no/garbled credentials → 401; a tenant the caller does not
 //! belong to → 404 (its existence is not revealed); a missing permission →
 //! 403, audited.
 
 use std::net::SocketAddr;
+use std::time::Duration;
+
+use agentry_core::coord::RateDecision;
 
 use agentry_core::identity::RequestMeta;
 use agentry_core::{Principal, TenantAccess};
@@ -72,18 +78,44 @@ async fn tenant_ref(req: &mut Request) -> Option<String> {
 
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match check(&state, &mut req).await {
-        Ok(()) => next.run(req).await,
+        Ok(None) => next.run(req).await,
+        Ok(Some(decision)) => {
+            let mut response = next.run(req).await;
+            crate::error::rate_limit_headers(response.headers_mut(), &decision);
+            response
+        }
         Err(error) => error.into_response(),
     }
 }
 
-async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
+/// Routes probed by load balancers and orchestrators: never limited by IP.
+const PROBES: &[&str] = &["/health", "/ready"];
+
+/// The per-IP limit of unauthenticated routes (shared through Redis when configured).
+async fn limit_by_ip(state: &AppState, path: &str, meta: &RequestMeta) -> Result<Option<RateDecision>, ApiError> {
+    if state.public_rate_per_ip == 0 || PROBES.contains(&path) {
+        return Ok(None);
+    }
+    let ip = meta.ip.as_deref().unwrap_or("unknown");
+    let decision = state.gateway.accounting().coord().gcra(&format!("agentry:ip:{ip}"), state.public_rate_per_ip, Duration::from_secs(60), 1, false).await;
+    if decision.allowed {
+        return Ok(Some(decision));
+    }
+    metrics::counter!("rate_limited_requests_total", "tier" => "public_ip", "dimension" => "requests_per_minute").increment(1);
+    Err(ApiError {
+        retry_after: Some(decision.retry_after.as_secs_f64().ceil().max(1.0) as u64),
+        rate_limit: Some(decision),
+        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "too many requests from this address; retry later")
+    })
+}
+
+async fn check(state: &AppState, req: &mut Request) -> Result<Option<RateDecision>, ApiError> {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let Some(rule) = rule_for(req.method(), &path) else {
         // A known path with an unlisted method has no handler for it: let
         // axum answer 405. (A test checks every unlisted method is a 405.)
         if crate::access::RULES.iter().any(|r| r.path == path) {
-            return Ok(());
+            return Ok(None);
         }
         tracing::error!(method = %req.method(), %path, "route has no access rule; refusing");
         return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route is not open to anyone"));
@@ -94,15 +126,15 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
     // Only formatted when a refusal is audited.
     let what = || format!("{method} {path}");
     if rule.access == Access::Public {
-        return Ok(());
+        return limit_by_ip(state, &path, &meta).await;
     }
     // Owned: a borrow of the request (whose body is not Sync) must not live across an await.
     let presented = bearer(req).map(str::to_owned);
     let principal = authenticate(state, presented, &meta).await?;
     req.extensions_mut().insert(principal.clone());
     match rule.access {
-        Access::Public | Access::Authenticated => Ok(()),
-        Access::PlatformAdmin if principal.is_platform_admin() => Ok(()),
+        Access::Public | Access::Authenticated => Ok(None),
+        Access::PlatformAdmin if principal.is_platform_admin() => Ok(None),
         Access::PlatformAdmin => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
             Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "platform administrators only"))
@@ -113,7 +145,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
                 None => match state.identity.default_tenant(&principal).await? {
                     Some(tenant) => tenant,
                     // The master key on /v1 needs no tenant.
-                    None if principal == Principal::MasterKey => return Ok(()),
+                    None if principal == Principal::MasterKey => return Ok(None),
                     None => {
                         return Err(ApiError::bad_request(
                             format!("name the tenant with the {TENANT_HEADER} header (you belong to several)"),
@@ -134,7 +166,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<(), ApiError> {
                 return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, format!("missing permission '{permission}'")));
             }
             req.extensions_mut().insert(access);
-            Ok(())
+            Ok(None)
         }
     }
 }

@@ -54,8 +54,66 @@ pub struct Settings {
     pub router: RouterSettings,
     /// `[identity]`: tokens, sessions, lockout, password hashing and policy.
     pub identity: agentry_core::identity::IdentitySettings,
+    /// `redis://…`: share limits, budgets and the response cache between replicas.
+    pub redis_url: Option<String>,
+    /// `[usage]`: metering, budgets, limits, optimizer, cache, retention.
+    pub usage: UsageConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+}
+
+/// `[usage]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsageConfig {
+    /// Longest wait for Redis per operation before answering locally.
+    pub redis_timeout_ms: u64,
+    /// Output tokens assumed by a budget reservation when a request sets no `max_tokens`.
+    pub default_output_tokens: u32,
+    pub response_cache_ttl_secs: u64,
+    /// Optimizer and response cache for tenants that have not chosen.
+    pub optimizer_enabled: bool,
+    pub response_cache_enabled: bool,
+    /// Complexity class → model and output cap.
+    pub optimizer: agentry_core::usage::OptimizerConfig,
+    /// Days raw usage records are kept (daily rollups are kept).
+    pub retention_days: u32,
+    /// How often usage records are written (the loss window on a crash).
+    pub flush_interval_ms: u64,
+    /// Per-IP limit on unauthenticated routes (0 turns it off).
+    pub public_requests_per_minute_per_ip: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        let core = agentry_core::usage::UsageSettings::default();
+        Self {
+            redis_timeout_ms: 250,
+            default_output_tokens: core.default_output_tokens,
+            response_cache_ttl_secs: core.response_cache_ttl.as_secs(),
+            optimizer_enabled: false,
+            response_cache_enabled: false,
+            optimizer: core.optimizer,
+            retention_days: core.retention_days,
+            flush_interval_ms: 500,
+            public_requests_per_minute_per_ip: 120,
+        }
+    }
+}
+
+impl UsageConfig {
+    pub fn core(&self) -> agentry_core::usage::UsageSettings {
+        agentry_core::usage::UsageSettings {
+            default_output_tokens: self.default_output_tokens,
+            response_cache_ttl: Duration::from_secs(self.response_cache_ttl_secs),
+            optimizer: self.optimizer.clone(),
+            tenant_defaults: agentry_db::billing::UsageSettingsRow {
+                optimizer_enabled: self.optimizer_enabled,
+                response_cache_enabled: self.response_cache_enabled,
+            },
+            retention_days: self.retention_days,
+        }
+    }
 }
 
 /// `[local]`: the in-process models.
@@ -105,6 +163,8 @@ impl Default for Settings {
             local: LocalSettings::default(),
             router: RouterSettings::default(),
             identity: agentry_core::identity::IdentitySettings::default(),
+            redis_url: None,
+            usage: UsageConfig::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -186,6 +246,17 @@ impl Settings {
         }
         if self.router.breaker_failure_threshold == 0 {
             return fail("router.breaker_failure_threshold", "must be at least 1");
+        }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+        {
+            return fail("redis_url", "must start with redis://, rediss:// or unix://");
+        }
+        if self.usage.flush_interval_ms == 0 || self.usage.flush_interval_ms > 60_000 {
+            return fail("usage.flush_interval_ms", "must be between 1 and 60000");
+        }
+        if self.usage.retention_days == 0 {
+            return fail("usage.retention_days", "must be at least 1");
         }
         if self.local.threads == Some(0) {
             return fail("local.threads", "must be at least 1");

@@ -5,10 +5,13 @@
 //! extension, and the `error_envelope` middleware renders the body with the
 //! request id. 5xx bodies never carry internals: the detail goes to the log.
 
+use agentry_core::coord::RateDecision;
+use agentry_core::gateway::GatewayError;
+use agentry_core::usage::{Refusal, UsageError, nusd_to_usd};
 use agentry_core::IdentityError;
 use agentry_llm::LlmError;
 use agentry_types::ErrorCode;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -21,11 +24,13 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// Rate-limit state for `RateLimit-*` headers.
+    pub rate_limit: Option<RateDecision>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), param: None, retry_after: None }
+        Self { status, code, message: message.into(), param: None, retry_after: None, rate_limit: None }
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -79,6 +84,9 @@ impl IntoResponse for ApiError {
         if let Some(seconds) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        if let Some(decision) = &self.rate_limit {
+            rate_limit_headers(response.headers_mut(), decision);
+        }
         response.extensions_mut().insert(self);
         response
     }
@@ -93,7 +101,7 @@ impl From<LlmError> for ApiError {
             }
             LlmError::Unsupported { message, param } | LlmError::InvalidRequest { message, param } => {
                 let code = ErrorCode::UnsupportedParameter;
-                Self { status: S::BAD_REQUEST, code, message, param, retry_after: None }
+                Self { status: S::BAD_REQUEST, code, message, param, retry_after: None, rate_limit: None }
             }
             LlmError::Upstream { status: 429, retry_after, upstream, .. } => {
                 tracing::warn!(%upstream, "upstream rate limit exhausted retries");
@@ -138,10 +146,78 @@ impl From<IdentityError> for ApiError {
             IdentityError::NotFound(_) => Self::new(S::NOT_FOUND, ErrorCode::NotFound, error.to_string()),
             IdentityError::Conflict(_) => Self::new(S::CONFLICT, ErrorCode::Conflict, error.to_string()),
             IdentityError::Invalid { message, param } => {
-                Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None }
+                Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None, rate_limit: None }
             }
             IdentityError::Db(e) => Self::internal(e),
             IdentityError::Internal(detail) => Self::internal(detail),
+        }
+    }
+}
+
+/// IETF `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (seconds).
+pub fn rate_limit_headers(headers: &mut HeaderMap, decision: &RateDecision) {
+    headers.insert("ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("ratelimit-reset", HeaderValue::from(decision.reset.as_secs_f64().ceil() as u64));
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::RateLimited(r) => Self {
+                retry_after: Some(r.decision.retry_after.as_secs_f64().ceil().max(1.0) as u64),
+                rate_limit: Some(r.decision),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "Rate limit reached for the {} '{}' tier: {} limit {} exceeded; retry in {:.1}s.",
+                        r.scope.as_str(),
+                        r.tier,
+                        r.dimension,
+                        r.decision.limit,
+                        r.decision.retry_after.as_secs_f64()
+                    ),
+                )
+            },
+            Refusal::Budget(b) => Self {
+                retry_after: Some(b.resets_in.as_secs().max(1)),
+                ..Self::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    ErrorCode::InsufficientQuota,
+                    format!(
+                        "You exceeded your budget: the {} is ${:.6}, ${:.6} is spent or reserved; it resets in {}s or when the budget is raised.",
+                        b.budget,
+                        nusd_to_usd(b.limit_nusd),
+                        nusd_to_usd(b.spent_nusd),
+                        b.resets_in.as_secs()
+                    ),
+                )
+            },
+        }
+    }
+}
+
+impl From<UsageError> for ApiError {
+    fn from(error: UsageError) -> Self {
+        use StatusCode as S;
+        match error {
+            UsageError::Invalid { message, param } => Self::bad_request(message, param),
+            UsageError::NotFound(_) => Self::not_found(error.to_string()),
+            UsageError::Conflict(message) => Self::new(S::CONFLICT, ErrorCode::Conflict, message),
+            UsageError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
+            UsageError::Unavailable(message) => Self { retry_after: Some(1), ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, message) },
+            UsageError::Db(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        match error {
+            GatewayError::Llm(e) => e.into(),
+            GatewayError::Refused(r) => r.into(),
+            GatewayError::Usage(e) => e.into(),
         }
     }
 }

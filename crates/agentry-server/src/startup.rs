@@ -6,7 +6,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_core::{Audit, Gateway, Identity};
+use agentry_core::coord::Coord;
+use agentry_core::usage::billing::TestPaymentProvider;
+use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
 use axum::Router;
@@ -53,14 +55,23 @@ impl Application {
         let router = Arc::new(ModelRouter::new(registry, settings.router_config()));
 
         let shutdown = CancellationToken::new();
-        let (call_log, call_log_task) = CallLogWriter::start(db.clone(), CallLogConfig::default(), shutdown.child_token());
+        let call_log_config = CallLogConfig { flush_interval: Duration::from_millis(settings.usage.flush_interval_ms), ..CallLogConfig::default() };
+        let (call_log, call_log_task) = CallLogWriter::start(db.clone(), call_log_config, shutdown.child_token());
         let audit = Audit::new(db.clone());
-        let identity = Identity::new(db.clone(), audit, settings.identity.clone())
+        let identity = Identity::new(db.clone(), audit.clone(), settings.identity.clone())
             .await
             .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
         let key_use_task = tokio::spawn(flush_key_uses(identity.clone(), shutdown.child_token()));
+        let coord = match &settings.redis_url {
+            Some(url) => Coord::redis(url, Duration::from_millis(settings.usage.redis_timeout_ms)).map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
+            None => Coord::local(),
+        };
+        let accounting = Accounting::new(db.clone(), coord, settings.usage.core(), call_log, audit);
+        tokio::spawn(retention(db.clone(), settings.usage.retention_days, shutdown.child_token()));
         let state = AppState {
-            gateway: Gateway::new(router, call_log),
+            gateway: Gateway::new(router, accounting),
+            payments: Arc::new(TestPaymentProvider::default()),
+            public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             identity,
             db: db.clone(),
             master_key: Arc::new(master_key.secret().clone()),
@@ -130,6 +141,23 @@ impl Application {
     }
 }
 
+/// Delete raw usage records past the retention period, hourly (rollups stay).
+async fn retention(db: Db, days: u32, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let before = agentry_core::identity::now_ms() - i64::from(days) * 86_400_000;
+        match db.delete_usage_records_before(before).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, days, "deleted raw usage records past retention"),
+            Err(error) => tracing::warn!(%error, "usage retention failed"),
+        }
+    }
+}
+
 /// Connect to the configured database and apply migrations.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
     let url = settings.database_url();
@@ -163,6 +191,7 @@ fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::routes::tenants::router())
         .merge(crate::routes::api_keys::router())
         .merge(crate::routes::audit::router())
+        .merge(crate::routes::costs::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
         .fallback(|| async { ApiError::not_found("no route matches this path") })

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -15,6 +16,10 @@ pub struct AppState {
     pub db: Db,
     pub master_key: Arc<SecretString>,
     pub metrics: PrometheusHandle,
+    /// Charges invoices (the test provider: no external calls).
+    pub payments: Arc<dyn PaymentProvider>,
+    /// Requests per minute per IP on unauthenticated routes (0 = off).
+    pub public_rate_per_ip: u64,
     /// Names of the local models that loaded, for `/ready`.
     pub local_models: Arc<Vec<String>>,
 }

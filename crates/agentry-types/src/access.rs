@@ -66,6 +66,7 @@ permissions! {
     ExportData => "export_data": "Export the tenant's data.",
     ManageTraining => "manage_training": "Manage training and evaluation data.",
     ManageTenant => "manage_tenant": "Change the tenant's settings (MFA policy, name).",
+    ManageBilling => "manage_billing": "Set budgets, price overrides, rate-limit tiers of users and keys, cost-optimizer settings; generate and pay invoices.",
 }
 
 /// A name that is not a known permission or role.

@@ -6,7 +6,7 @@
 
 use std::convert::Infallible;
 
-use agentry_core::CallContext;
+use agentry_core::TenantAccess;
 use agentry_llm::{ChatRequest, ChatStream, LlmError, StreamEvent};
 use agentry_types::{ChatMessage, FinishReason, Usage};
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::unix_now;
+use super::{call_context, unix_now, with_rate_limit};
 use crate::error::ApiError;
 use crate::extractors::ApiJson;
 use crate::middleware::RequestId;
@@ -147,18 +147,21 @@ fn finish_str(reason: FinishReason) -> &'static str {
 pub async fn create(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    access: Option<Extension<TenantAccess>>,
     ApiJson(body): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let parsed = body.parse()?;
-    let ctx = CallContext { request_id: request_id.0, endpoint: "/v1/chat/completions" };
+    let ctx = call_context(request_id, "/v1/chat/completions", access.as_deref());
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if parsed.stream {
-        let routed = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
-        return Ok(ChunkWriter::new(&id, &routed.model, parsed.include_usage).response(routed.value));
+        let served = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
+        let routed = served.routed;
+        return Ok(with_rate_limit(ChunkWriter::new(&id, &routed.model, parsed.include_usage).response(routed.value), served.rate_limit));
     }
-    let routed = state.gateway.chat(&ctx, &parsed.model, parsed.request).await?;
+    let served = state.gateway.chat(&ctx, &parsed.model, parsed.request).await?;
+    let routed = served.routed;
     let answer = routed.value;
-    Ok(Json(Completion {
+    let response = Json(Completion {
         id: &id,
         object: "chat.completion",
         created: unix_now(),
@@ -172,7 +175,8 @@ pub async fn create(
         }],
         usage: &answer.usage,
     })
-    .into_response())
+    .into_response();
+    Ok(with_rate_limit(response, served.rate_limit))
 }
 
 /// A `chat.completion` object (`()` fields serialise as `null`).

@@ -1,7 +1,8 @@
 //! `POST /v1/embeddings`: string or array-of-strings input, `float` or
 //! `base64` (little-endian f32, what the official SDKs ask for by default).
 
-use agentry_core::CallContext;
+use agentry_core::TenantAccess;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use axum::extract::{Extension, State};
 use base64::Engine;
@@ -70,11 +71,13 @@ impl EmbeddingsRequest {
 pub async fn create(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
+    access: Option<Extension<TenantAccess>>,
     ApiJson(request): ApiJson<EmbeddingsRequest>,
-) -> Result<Json<EmbeddingsResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let (model, inputs, format, dimensions) = request.inputs()?;
-    let ctx = CallContext { request_id: request_id.0, endpoint: "/v1/embeddings" };
-    let routed = state.gateway.embed(&ctx, &model, inputs).await?;
+    let ctx = super::call_context(request_id, "/v1/embeddings", access.as_deref());
+    let served = state.gateway.embed(&ctx, &model, inputs).await?;
+    let routed = served.routed;
     let response = routed.value;
     let data = response
         .vectors
@@ -92,12 +95,13 @@ pub async fn create(
             Ok(EmbeddingObject { object: "embedding", index, embedding })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(Json(EmbeddingsResponse {
+    let body = Json(EmbeddingsResponse {
         object: "list",
         data,
         model: routed.model,
         usage: EmbeddingUsage { prompt_tokens: response.prompt_tokens, total_tokens: response.prompt_tokens },
-    }))
+    });
+    Ok(super::with_rate_limit(body.into_response(), served.rate_limit))
 }
 
 /// Typed so that `f32` components serialise in their shortest form (`0.6`, not `0.6000000238418579`).

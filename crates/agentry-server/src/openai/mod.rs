@@ -7,9 +7,13 @@ mod chat;
 mod embeddings;
 mod models;
 
+use agentry_core::coord::RateDecision;
+use agentry_core::{CallContext, Principal, Subject, TenantAccess};
 use axum::Router;
+use axum::response::Response;
 use axum::routing::{get, post};
 
+use crate::middleware::RequestId;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -18,6 +22,27 @@ pub fn router() -> Router<AppState> {
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(models::list))
         .route("/v1/models/{id}", get(models::retrieve))
+}
+
+/// The call context of a `/v1` request: who it is metered, limited and budgeted for.
+pub(crate) fn call_context(request_id: RequestId, endpoint: &'static str, access: Option<&TenantAccess>) -> CallContext {
+    let subject = access.map(|access| Subject {
+        tenant_id: access.tenant_id.clone(),
+        user_id: access.principal.user_id().map(str::to_owned),
+        api_key_id: match &access.principal {
+            Principal::ApiKey { key_id, .. } => Some(key_id.clone()),
+            _ => None,
+        },
+    });
+    CallContext { request_id: request_id.0, endpoint, subject, agent: None }
+}
+
+/// Add `RateLimit-*` headers to a served response when a limit applied.
+pub(crate) fn with_rate_limit(mut response: Response, decision: Option<RateDecision>) -> Response {
+    if let Some(decision) = decision {
+        crate::error::rate_limit_headers(response.headers_mut(), &decision);
+    }
+    response
 }
 
 /// Seconds since the epoch, for `created` fields.

@@ -1,4 +1,5 @@
-//! `/health` (alive), `/ready` (database answers, local models loaded) and
+//! `/health` (alive), `/ready` (database answers, local models loaded,
+//! coordination mode: `local`, `redis` or `redis_unavailable`) and
 //! `/metrics` (Prometheus text).
 
 use axum::Json;
@@ -28,6 +29,8 @@ async fn ready(State(state): State<AppState>) -> Response {
         "checks": {
             "database": match &database { Ok(()) => "ok".to_owned(), Err(e) => { tracing::warn!(error = %e, "readiness: database"); "unavailable".to_owned() } },
             "local_models": *state.local_models,
+            // Redis failing is not fatal: limits, budgets and the cache run per replica meanwhile.
+            "coordination": state.gateway.accounting().coord().mode(),
         },
     });
     let status = if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
@@ -35,5 +38,7 @@ async fn ready(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
+    let degraded = state.gateway.accounting().coord().degraded();
+    metrics::gauge!("coordination_degraded").set(if degraded { 1.0 } else { 0.0 });
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

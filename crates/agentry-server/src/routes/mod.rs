@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod auth;
+pub mod costs;
 pub mod health;
 pub mod oidc;
 pub mod tenants;

@@ -158,8 +158,8 @@ async fn every_call_is_logged_with_tokens_and_cost() {
     let plain = calls.iter().find(|c| !c.stream).unwrap();
     assert_eq!(plain.model, "gpt-4o");
     assert_eq!((plain.input_tokens, plain.output_tokens), (5, 4));
-    let expected_cost = (5.0 * 0.005 + 4.0 * 0.015) / 1000.0;
-    assert!((plain.cost_usd - expected_cost).abs() < 1e-12, "built-in gpt-4o price: {}", plain.cost_usd);
+    // 5 × $0.005/1K + 4 × $0.015/1K = $0.000085, in nano-USD.
+    assert_eq!(plain.cost_nusd, 85_000, "built-in gpt-4o price");
     let streamed = calls.iter().find(|c| c.stream).unwrap();
     assert_eq!(streamed.status, "success");
     assert_eq!((streamed.input_tokens, streamed.output_tokens), (5, 3));

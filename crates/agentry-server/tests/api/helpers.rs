@@ -33,6 +33,8 @@ pub struct TestOptions {
     /// Port to listen on (0: any); set when the configuration must name it (OIDC redirect URIs).
     pub port: u16,
     pub identity: agentry_core::identity::IdentitySettings,
+    pub redis_url: Option<String>,
+    pub usage: agentry_server::configuration::UsageConfig,
 }
 
 impl Default for TestOptions {
@@ -45,6 +47,13 @@ impl Default for TestOptions {
             grace_secs: 5,
             port: 0,
             identity: agentry_core::identity::IdentitySettings::default(),
+            redis_url: None,
+            // Tests sign in often from one address; the per-IP test lowers this.
+            usage: agentry_server::configuration::UsageConfig {
+                public_requests_per_minute_per_ip: 100_000,
+                flush_interval_ms: 50,
+                ..Default::default()
+            },
         }
     }
 }
@@ -77,6 +86,8 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
         { "name": "rate-limited", "provider": "limited" },
         { "name": "claude-ok", "provider": "claude", "upstream_model": "claude-test" },
         { "name": "mock-echo", "provider": "mock" },
+        { "name": "priced", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.0, "output_price_per_1k": 1.0 },
+        { "name": "gpt-4o-mini", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.00015, "output_price_per_1k": 0.0006 },
     ]);
     (providers, models)
 }
@@ -92,6 +103,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     .expect("test settings parse");
     settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
     settings.identity = options.identity;
+    settings.redis_url = options.redis_url.clone();
+    settings.usage = options.usage.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = Some(SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

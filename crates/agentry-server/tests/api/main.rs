@@ -17,4 +17,5 @@ mod oidc_provider;
 mod resilience;
 mod security;
 mod sdk_clients;
+mod usage;
 mod server;

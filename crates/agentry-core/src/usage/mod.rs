@@ -1,0 +1,354 @@
+//! Usage and money: metering of every model call, prices with history,
+//! budgets, rate-limit tiers, the cost optimizer and response cache,
+//! analytics and invoices.
+//!
+//! On the request path ([`Accounting::plan`], [`Accounting::admit`],
+//! [`Accounting::reserve`], [`Accounting::settle`]) only cached policy and
+//! coordination state ([`crate::coord`]) are touched: usage records go to the
+//! batch writer, settlement that needs Redis runs in a spawned task, and no
+//! analytics query runs. Management and reporting functions take the
+//! caller's [`TenantAccess`] and check permissions themselves.
+//!
+//! Must not: speak HTTP or call models (the gateway does).
+
+pub mod analytics;
+pub mod billing;
+pub mod budgets;
+pub mod limits;
+pub mod manage;
+pub mod optimizer;
+pub mod policy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentry_db::billing::UsageSettingsRow;
+use agentry_db::{CallLogWriter, DbError, ModelCallRecord};
+use agentry_llm::ChatRequest;
+use agentry_llm::pricing::Price;
+
+use crate::audit::{Actor, Audit, AuditEvent, Outcome, RequestMeta};
+use crate::coord::{Coord, RateDecision};
+pub use budgets::{BudgetExceeded, Period, Reservation, Scope};
+pub use limits::{Admitted, Refused};
+pub use optimizer::{AUTO_MODEL, Complexity, OptimizerConfig};
+use policy::{Policies, TenantPolicy};
+
+/// Who a call is made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subject {
+    pub tenant_id: String,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UsageError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("{message}")]
+    Invalid { message: String, param: &'static str },
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+}
+
+impl UsageError {
+    pub fn invalid(message: impl Into<String>, param: &'static str) -> Self {
+        Self::Invalid { message: message.into(), param }
+    }
+}
+
+/// Operator settings of the usage layer.
+#[derive(Debug, Clone)]
+pub struct UsageSettings {
+    /// Output tokens assumed for a budget reservation when a request sets no `max_tokens`.
+    pub default_output_tokens: u32,
+    pub response_cache_ttl: Duration,
+    pub optimizer: OptimizerConfig,
+    /// Optimizer and response cache for tenants that did not choose.
+    pub tenant_defaults: UsageSettingsRow,
+    /// Days raw usage records are kept (rollups are kept forever).
+    pub retention_days: u32,
+}
+
+impl Default for UsageSettings {
+    fn default() -> Self {
+        Self {
+            default_output_tokens: 512,
+            response_cache_ttl: Duration::from_secs(3600),
+            optimizer: OptimizerConfig::default(),
+            tenant_defaults: UsageSettingsRow { optimizer_enabled: false, response_cache_enabled: false },
+            retention_days: 90,
+        }
+    }
+}
+
+/// A call's plan after the tenant's policy has been consulted.
+pub struct Plan {
+    /// The public model name to route to (the optimizer may have changed it).
+    pub model: String,
+    /// What the asked model would have cost (savings are measured against it).
+    pub baseline: Option<Price>,
+    pub policy: Option<Arc<TenantPolicy>>,
+    /// Set when the tenant's response cache applies to this call.
+    pub cache_key: Option<String>,
+    pub complexity: Option<Complexity>,
+}
+
+/// What an admitted call holds until it settles.
+#[derive(Debug, Clone, Default)]
+pub struct Ticket {
+    pub admitted: Admitted,
+    pub reservation: Reservation,
+}
+
+impl Ticket {
+    pub fn rate_limit(&self) -> Option<RateDecision> {
+        self.admitted.status
+    }
+
+    fn holds_anything(&self) -> bool {
+        !self.reservation.budgets.is_empty() || self.admitted.holds_anything()
+    }
+}
+
+/// Why a call was refused before it ran.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    RateLimited(Refused),
+    Budget(BudgetExceeded),
+}
+
+/// The service. Cheap to clone.
+#[derive(Clone)]
+pub struct Accounting {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    policies: Policies,
+    coord: Coord,
+    settings: UsageSettings,
+    call_log: CallLogWriter,
+    audit: Audit,
+}
+
+/// Rough prompt size for reservations and token limits: a token per four
+/// bytes of text plus a few per message, before the model reports the truth.
+pub fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
+    request.messages.iter().map(|m| m.content_text().len().div_ceil(4) as u32 + 4).sum()
+}
+
+impl Accounting {
+    pub fn new(db: agentry_db::Db, coord: Coord, settings: UsageSettings, call_log: CallLogWriter, audit: Audit) -> Self {
+        let policies = Policies::new(db, settings.tenant_defaults);
+        Self { inner: Arc::new(Inner { policies, coord, settings, call_log, audit }) }
+    }
+
+    pub fn coord(&self) -> &Coord {
+        &self.inner.coord
+    }
+
+    pub fn settings(&self) -> &UsageSettings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn policies(&self) -> &Policies {
+        &self.inner.policies
+    }
+
+    /// The price of a model for a tenant: its override, else the registry's.
+    pub fn price(policy: Option<&TenantPolicy>, model: &str, registry: Option<Price>) -> Price {
+        policy.and_then(|p| p.prices.get(model).copied()).or(registry).unwrap_or(Price::FREE)
+    }
+
+    /// Consult the tenant's policy: optimizer routing (may rewrite `request.max_tokens`) and the cache key.
+    /// `registry_price` looks a public model name up in the model registry.
+    pub async fn plan(
+        &self,
+        subject: Option<&Subject>,
+        model: &str,
+        request: &mut ChatRequest,
+        stream: bool,
+        registry_price: impl Fn(&str) -> Option<Option<Price>>,
+    ) -> Result<Plan, UsageError> {
+        let Some(subject) = subject else {
+            return Ok(Plan { model: model.to_owned(), baseline: None, policy: None, cache_key: None, complexity: None });
+        };
+        let policy = self.inner.policies.tenant(&subject.tenant_id).await?;
+        let price_of = |name: &str| registry_price(name).map(|p| Self::price(Some(&policy), name, p));
+        let mut plan = Plan { model: model.to_owned(), baseline: price_of(model), policy: None, cache_key: None, complexity: None };
+        if policy.settings.optimizer_enabled {
+            let complexity = optimizer::classify(request);
+            let route = self.inner.settings.optimizer.route(complexity);
+            let baseline =
+                if model == AUTO_MODEL { price_of(&self.inner.settings.optimizer.complex.model) } else { price_of(model) };
+            let cheaper = match (price_of(&route.model), baseline) {
+                (Some(route_price), Some(asked)) => model == AUTO_MODEL || cost_per_k(route_price) < cost_per_k(asked),
+                (Some(_), None) => model == AUTO_MODEL,
+                (None, _) => false,
+            };
+            if cheaper {
+                plan.model = route.model.clone();
+                plan.baseline = baseline;
+                plan.complexity = Some(complexity);
+                request.max_tokens = Some(request.max_tokens.map_or(route.max_tokens, |m| m.min(route.max_tokens)));
+            }
+        }
+        if policy.settings.response_cache_enabled && !stream {
+            plan.cache_key = Some(optimizer::cache_key(&subject.tenant_id, &plan.model, request));
+        }
+        plan.policy = Some(policy);
+        Ok(plan)
+    }
+
+    /// The plan of a call the optimizer and cache do not apply to (embeddings).
+    pub async fn plan_plain(&self, subject: Option<&Subject>, model: &str) -> Result<Plan, UsageError> {
+        let policy = match subject {
+            Some(subject) => Some(self.inner.policies.tenant(&subject.tenant_id).await?),
+            None => None,
+        };
+        Ok(Plan { model: model.to_owned(), baseline: None, policy, cache_key: None, complexity: None })
+    }
+
+    /// Rate limits: check every tier that applies.
+    pub async fn admit(&self, subject: Option<&Subject>, plan: &Plan, prompt_tokens: u32) -> Result<Result<Ticket, Refusal>, UsageError> {
+        let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(Ok(Ticket::default())) };
+        if policy.assignments.is_empty() {
+            return Ok(Ok(Ticket::default()));
+        }
+        let tiers = self.inner.policies.tiers().await?;
+        match limits::check(&self.inner.coord, &tiers, &policy.assignments, subject, u64::from(prompt_tokens)).await {
+            Ok(admitted) => Ok(Ok(Ticket { admitted, reservation: Reservation::default() })),
+            Err(refused) => {
+                metrics::counter!("rate_limited_requests_total", "tier" => refused.tier.clone(), "dimension" => refused.dimension).increment(1);
+                Ok(Err(Refusal::RateLimited(refused)))
+            }
+        }
+    }
+
+    /// Budgets: hold the estimated cost of the call. On refusal the ticket's limits are released.
+    pub async fn reserve(&self, subject: Option<&Subject>, plan: &Plan, ticket: &mut Ticket, estimate_nusd: i64) -> Result<Result<(), Refusal>, UsageError> {
+        let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(Ok(())) };
+        let active = budgets::applicable(&policy.budgets, subject);
+        if active.is_empty() {
+            return Ok(Ok(()));
+        }
+        match budgets::reserve(&self.inner.coord, self.inner.policies.db(), active, estimate_nusd).await? {
+            Ok(reservation) => {
+                ticket.reservation = reservation;
+                Ok(Ok(()))
+            }
+            Err(exceeded) => {
+                limits::settle(&self.inner.coord, &ticket.admitted, 0).await;
+                Ok(Err(Refusal::Budget(exceeded)))
+            }
+        }
+    }
+
+    /// The estimated cost of a call in nano-USD: prompt estimate × input
+    /// price + output cap (or the configured default) × output price.
+    pub fn estimate_nusd(&self, price: Price, prompt_tokens: u32, max_tokens: Option<u32>) -> i64 {
+        let output = max_tokens.unwrap_or(self.inner.settings.default_output_tokens);
+        price.cost_nusd(&agentry_types::Usage::new(prompt_tokens, output))
+    }
+
+    /// A cached answer, if the plan has a cache key and the cache holds one.
+    pub async fn cached(&self, plan: &Plan) -> Option<Vec<u8>> {
+        let key = plan.cache_key.as_ref()?;
+        let hit = self.inner.coord.cache_get(key).await;
+        if hit.is_some() {
+            metrics::counter!("response_cache_hits_total").increment(1);
+        } else {
+            metrics::counter!("response_cache_misses_total").increment(1);
+        }
+        hit
+    }
+
+    pub async fn store_cached(&self, plan: &Plan, bytes: Vec<u8>) {
+        if let Some(key) = &plan.cache_key {
+            self.inner.coord.cache_put(key, bytes, self.inner.settings.response_cache_ttl).await;
+        }
+    }
+
+    /// End of a call: write its usage record, give back what the estimate
+    /// held beyond the actual cost, free limits, raise budget alerts. Never waits.
+    pub fn settle(&self, ticket: Ticket, record: ModelCallRecord) {
+        let cost = record.cost_nusd;
+        let model = record.model.clone();
+        metrics::counter!("token_usage_total", "model" => model.clone(), "type" => "input").increment(record.input_tokens.max(0) as u64);
+        metrics::counter!("token_usage_total", "model" => model.clone(), "type" => "output").increment(record.output_tokens.max(0) as u64);
+        if cost > 0 {
+            let agent = record.agent.clone().unwrap_or_else(|| "gateway".to_owned());
+            // A gauge only increases here: the metrics facade counts integers, this is dollars.
+            metrics::gauge!("api_cost_dollars_total", "model" => model, "agent_type" => agent).increment(nusd_to_usd(cost));
+        }
+        let tenant = record.tenant_id.clone();
+        let output_tokens = record.output_tokens.max(0) as u64;
+        self.inner.call_log.record(record);
+        if !ticket.holds_anything() {
+            return;
+        }
+        let this = self.clone();
+        tokio::spawn(async move {
+            limits::settle(&this.inner.coord, &ticket.admitted, output_tokens).await;
+            for (budget, spent) in budgets::settle(&this.inner.coord, &ticket.reservation, cost).await {
+                let scope = format!("{}:{}", budget.row.scope, budget.row.scope_id);
+                metrics::gauge!("budget_remaining_dollars", "scope" => scope, "period" => budget.row.period.clone())
+                    .set(nusd_to_usd(budget.row.limit_nusd - spent));
+                if let Some(soft) = budget.row.soft_limit_nusd
+                    && spent >= soft
+                    && spent - cost < soft
+                {
+                    this.soft_limit_reached(tenant.as_deref(), &budget, spent).await;
+                }
+            }
+        });
+    }
+
+    async fn soft_limit_reached(&self, tenant: Option<&str>, budget: &budgets::ActiveBudget, spent: i64) {
+        let flag = format!("{}:alerted", budget.key);
+        if !self.inner.coord.flag_once(&flag, Duration::from_secs(40 * 86_400)).await {
+            return;
+        }
+        metrics::counter!("budget_alerts_total", "scope" => budget.row.scope.clone()).increment(1);
+        tracing::warn!(budget = %budget.describe(), spent_usd = nusd_to_usd(spent), "budget soft limit reached");
+        let event = AuditEvent {
+            tenant,
+            actor: Actor::System,
+            action: "budget.soft_limit_reached",
+            resource: Some(format!("budget:{}", budget.row.id)),
+            outcome: Outcome::Success,
+            meta: &RequestMeta::default(),
+            metadata: serde_json::json!({
+                "scope": budget.row.scope, "scope_id": budget.row.scope_id, "period": budget.row.period,
+                "period_start": budget.start.to_string(),
+                "spent_usd": nusd_to_usd(spent), "soft_limit_usd": budget.row.soft_limit_nusd.map(nusd_to_usd),
+                "limit_usd": nusd_to_usd(budget.row.limit_nusd),
+            }),
+        };
+        if let Err(error) = self.inner.audit.record(event).await {
+            tracing::error!(%error, "could not record the budget alert");
+        }
+    }
+}
+
+fn cost_per_k(price: Price) -> f64 {
+    price.input_per_1k + price.output_per_1k
+}
+
+/// Nano-USD to USD, for display.
+pub fn nusd_to_usd(nusd: i64) -> f64 {
+    nusd as f64 / 1e9
+}
+
+/// USD to nano-USD, rounded.
+pub fn usd_to_nusd(usd: f64) -> i64 {
+    (usd * 1e9).round() as i64
+}
