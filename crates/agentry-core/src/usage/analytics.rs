@@ -139,10 +139,11 @@ impl Accounting {
         Ok(UsageSummary { from, to, group_by: name, groups, total })
     }
 
-    /// One user's usage: their own needs only membership; anyone else's needs `view_metrics`.
+    /// One user's usage: their own needs only membership; anyone else's needs
+    /// `view_metrics` — without it other users are not found (their existence is not revealed).
     pub async fn user_usage(&self, access: &TenantAccess, user_id: &str, query: &UsageQuery) -> Result<UsageSummary, UsageError> {
         if access.principal.user_id() != Some(user_id) && !access.can(Permission::ViewMetrics) {
-            return Err(UsageError::Forbidden("missing permission 'view_metrics' to see another user's usage".into()));
+            return Err(UsageError::NotFound(format!("user '{user_id}'")));
         }
         let query = UsageQuery { user_id: Some(user_id.to_owned()), ..query.clone() };
         self.usage_summary(access, &query).await
@@ -196,7 +197,7 @@ impl Accounting {
     pub fn summary_csv(summary: &UsageSummary) -> Result<String, UsageError> {
         let mut out = csv::Writer::from_writer(Vec::new());
         for row in summary.groups.iter().chain(std::iter::once(&summary.total)) {
-            out.serialize(row).map_err(|e| UsageError::Unavailable(format!("csv: {e}")))?;
+            out.serialize(row).map_err(csv_error)?;
         }
         into_string(out)
     }
@@ -250,12 +251,16 @@ fn records_csv(records: &[ModelCallRecord]) -> Result<String, UsageError> {
             latency_ms: r.latency_ms,
             ttft_ms: r.ttft_ms,
         };
-        out.serialize(row).map_err(|e| UsageError::Unavailable(format!("csv: {e}")))?;
+        out.serialize(row).map_err(csv_error)?;
     }
     into_string(out)
 }
 
-fn into_string(writer: csv::Writer<Vec<u8>>) -> Result<String, UsageError> {
-    let bytes = writer.into_inner().map_err(|e| UsageError::Unavailable(format!("csv: {e}")))?;
-    String::from_utf8(bytes).map_err(|e| UsageError::Unavailable(format!("csv: {e}")))
+pub(super) fn csv_error(error: impl std::fmt::Display) -> UsageError {
+    UsageError::Unavailable(format!("csv: {error}"))
+}
+
+pub(super) fn into_string(writer: csv::Writer<Vec<u8>>) -> Result<String, UsageError> {
+    let bytes = writer.into_inner().map_err(csv_error)?;
+    String::from_utf8(bytes).map_err(csv_error)
 }

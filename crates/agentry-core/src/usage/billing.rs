@@ -184,7 +184,7 @@ impl Accounting {
     /// An invoice as CSV: one row per line, then the total.
     pub fn invoice_csv(invoice: &Invoice) -> Result<String, UsageError> {
         let mut out = csv::Writer::from_writer(Vec::new());
-        let fail = |e: csv::Error| UsageError::Unavailable(format!("csv: {e}"));
+        let fail = super::analytics::csv_error;
         out.write_record(["invoice", "period", "model", "agent", "requests", "input_tokens", "output_tokens", "amount_usd"]).map_err(fail)?;
         for l in &invoice.lines {
             let row = [
@@ -201,8 +201,7 @@ impl Accounting {
         }
         let total = [invoice.id.clone(), invoice.period.clone(), "TOTAL".into(), String::new(), String::new(), String::new(), String::new(), format!("{:.9}", invoice.total_usd)];
         out.write_record(&total).map_err(fail)?;
-        let bytes = out.into_inner().map_err(|e| UsageError::Unavailable(format!("csv: {e}")))?;
-        String::from_utf8(bytes).map_err(|e| UsageError::Unavailable(format!("csv: {e}")))
+        super::analytics::into_string(out)
     }
 
     /// An invoice as a standalone HTML page (values escaped).

@@ -73,7 +73,8 @@ pub async fn check(
             tracing::warn!(tier = %assignment.tier, "assigned rate-limit tier does not exist; not limiting");
             continue;
         };
-        let base = format!("agentry:rl:{}:{}:{}", subject.tenant_id, scope.as_str(), assignment.scope_id);
+        // The tier is part of the key: moving to another tier starts from fresh counters.
+        let base = format!("agentry:rl:{}:{}:{}:{}", subject.tenant_id, scope.as_str(), assignment.scope_id, tier.name);
         let refuse = |dimension, decision| Refused { scope, tier: tier.name.clone(), dimension, decision };
         let mut checks: Vec<(&'static str, RateDecision)> = Vec::with_capacity(4);
         if let Some(rpm) = tier.requests_per_minute {
