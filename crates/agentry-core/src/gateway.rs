@@ -6,7 +6,7 @@
 //! make the caller wait on storage.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use agentry_db::ModelCallRecord;
 use agentry_llm::pricing::Price;
@@ -66,7 +66,7 @@ struct Costing {
 
 impl Costing {
     fn of(plan: &Plan) -> Self {
-        Self { policy: plan.policy.clone(), baseline: plan.complexity.and(plan.baseline) }
+        Self { policy: plan.policy.clone(), baseline: plan.baseline }
     }
 
     /// Cost and savings in nano-USD at the tenant's price in force now.
@@ -90,17 +90,17 @@ impl Gateway {
         &self.accounting
     }
 
-    fn registry_price(&self, model: &str) -> Option<Option<Price>> {
-        self.router.registry().get(model).map(|entry| Some(entry.price))
+    /// The registry price of a public model name; `None` when there is no such model.
+    fn registry_price(&self, model: &str) -> Option<Price> {
+        self.router.registry().get(model).map(|entry| entry.price)
     }
 
     /// Plan, rate limits and budget reservation for a call of `prompt_tokens` and `max_tokens`.
     async fn admit(&self, ctx: &CallContext, plan: &Plan, prompt_tokens: u32, max_tokens: Option<u32>) -> Result<Ticket, GatewayError> {
         let subject = ctx.subject.as_ref();
         let mut ticket = self.accounting.admit(subject, plan, prompt_tokens).await?.map_err(GatewayError::Refused)?;
-        let price = Accounting::price(plan.policy.as_deref(), &plan.model, self.registry_price(&plan.model).flatten());
-        let estimate = self.accounting.estimate_nusd(price, prompt_tokens, max_tokens);
-        self.accounting.reserve(subject, plan, &mut ticket, estimate).await?.map_err(GatewayError::Refused)?;
+        let registry_price = self.registry_price(&plan.model);
+        self.accounting.reserve(subject, plan, &mut ticket, prompt_tokens, max_tokens, registry_price).await?.map_err(GatewayError::Refused)?;
         Ok(ticket)
     }
 
@@ -136,7 +136,7 @@ impl Gateway {
         let Ok(response) = serde_json::from_slice::<ChatResponse>(&bytes) else { return Ok(None) };
         let ticket = self.accounting.admit(ctx.subject.as_ref(), plan, response.usage.prompt_tokens).await?.map_err(GatewayError::Refused)?;
         let rate_limit = ticket.rate_limit();
-        let price = self.registry_price(&plan.model).flatten().unwrap_or(Price::FREE);
+        let price = self.registry_price(&plan.model).unwrap_or(Price::FREE);
         let routed = Routed { value: response, model: plan.model.clone(), provider: "cache", price };
         let outcome = Outcome::served(&routed, routed.value.usage);
         self.settle(ctx, ticket, costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: true });
@@ -197,7 +197,6 @@ impl Gateway {
     }
 
     fn settle(&self, ctx: &CallContext, ticket: Ticket, costing: &Costing, outcome: Outcome, meta: Meta) {
-        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         let (mut cost, mut saved) = costing.cost(&outcome.model, outcome.price, &outcome.usage);
         if meta.cache_hit {
             (cost, saved) = (0, cost);
@@ -215,7 +214,7 @@ impl Gateway {
             output_tokens: i64::from(outcome.usage.completion_tokens),
             latency_ms: meta.started.elapsed().as_millis() as i64,
             ttft_ms: meta.ttft.map(|d| d.as_millis() as i64),
-            created_at_ms: now_ms,
+            created_at_ms: crate::identity::now_ms(),
             tenant_id: subject.map(|s| s.tenant_id.clone()),
             user_id: subject.and_then(|s| s.user_id.clone()),
             api_key_id: subject.and_then(|s| s.api_key_id.clone()),

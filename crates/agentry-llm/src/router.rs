@@ -87,9 +87,7 @@ impl ModelRouter {
             let backend = entry.backend.clone();
             async move {
                 let Backend::Chat(chat) = backend else { return Err(kind_mismatch(&request.model)) };
-                let response = chat.complete(&request).await?;
-                record_tokens(&request.model, response.usage.prompt_tokens, response.usage.completion_tokens);
-                Ok(response)
+                chat.complete(&request).await
             }
         })
         .await
@@ -113,7 +111,7 @@ impl ModelRouter {
                     Some(Err(error)) => return Err(error),
                     None => return Err(LlmError::Protocol { upstream, message: "stream ended before any event".into() }),
                 };
-                Ok(guard_stream(first, stream, upstream, request.model, idle_timeout))
+                Ok(guard_stream(first, stream, upstream, idle_timeout))
             }
         })
         .await
@@ -128,9 +126,7 @@ impl ModelRouter {
             let inputs = inputs.clone();
             async move {
                 let Backend::Embedding(embedder) = backend else { return Err(kind_mismatch(&upstream_model)) };
-                let response = embedder.embed(&upstream_model, &inputs).await?;
-                record_tokens(&upstream_model, response.prompt_tokens, 0);
-                Ok(response)
+                embedder.embed(&upstream_model, &inputs).await
             }
         })
         .await
@@ -262,16 +258,9 @@ fn count_request(model: &str, provider: &'static str, status: &'static str) {
     metrics::counter!("model_requests_total", "model" => model.to_owned(), "provider" => provider, "status" => status).increment(1);
 }
 
-fn record_tokens(model: &str, input: u32, output: u32) {
-    metrics::counter!("token_usage_total", "model" => model.to_owned(), "type" => "input").increment(u64::from(input));
-    if output > 0 {
-        metrics::counter!("token_usage_total", "model" => model.to_owned(), "type" => "output").increment(u64::from(output));
-    }
-}
-
-/// Re-attach the already-read first event, enforce the idle timeout between
-/// events, and count tokens when the usage event passes by.
-fn guard_stream(first: StreamEvent, rest: ChatStream, upstream: String, model: String, idle_timeout: Duration) -> ChatStream {
+/// Re-attach the already-read first event and enforce the idle timeout between
+/// events. (Tokens are counted by the usage layer, once per call.)
+fn guard_stream(first: StreamEvent, rest: ChatStream, upstream: String, idle_timeout: Duration) -> ChatStream {
     let state = Some((Some(Ok(first)), rest));
     let stream = futures::stream::unfold(state, move |state| {
         let upstream = upstream.clone();
@@ -289,11 +278,6 @@ fn guard_stream(first: StreamEvent, rest: ChatStream, upstream: String, model: S
             };
             let next_state = if item.is_err() { None } else { Some((None, rest)) };
             Some((item, next_state))
-        }
-    })
-    .inspect(move |item| {
-        if let Ok(StreamEvent::Usage(usage)) = item {
-            record_tokens(&model, usage.prompt_tokens, usage.completion_tokens);
         }
     });
     Box::pin(stream)

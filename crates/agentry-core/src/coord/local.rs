@@ -45,7 +45,7 @@ impl Values {
 
 pub struct LocalCoord {
     values: Mutex<Values>,
-    cache: moka::sync::Cache<String, (std::sync::Arc<Vec<u8>>, Instant)>,
+    cache: moka::sync::Cache<String, (Vec<u8>, Instant)>,
     started: Instant,
 }
 
@@ -141,11 +141,11 @@ impl LocalCoord {
         true
     }
 
-    pub fn cache_get(&self, key: &str) -> Option<std::sync::Arc<Vec<u8>>> {
+    pub fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
         self.cache.get(key).filter(|(_, expires)| *expires > Instant::now()).map(|(bytes, _)| bytes)
     }
 
     pub fn cache_put(&self, key: &str, bytes: Vec<u8>, ttl: Duration) {
-        self.cache.insert(key.to_owned(), (std::sync::Arc::new(bytes), Instant::now() + ttl));
+        self.cache.insert(key.to_owned(), (bytes, Instant::now() + ttl));
     }
 }

@@ -140,7 +140,7 @@ impl Coord {
     }
 
     pub async fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
-        with_fallback!(self, r => r.cache_get(key), l => l.cache_get(key).map(|bytes| bytes.as_ref().clone()))
+        with_fallback!(self, r => r.cache_get(key), l => l.cache_get(key))
     }
 
     pub async fn cache_put(&self, key: &str, bytes: Vec<u8>, ttl: Duration) {

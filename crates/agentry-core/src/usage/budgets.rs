@@ -142,6 +142,12 @@ impl ActiveBudget {
         until(self.end) + Duration::from_secs(86_400)
     }
 
+    /// Create the counter from the rollups unless it exists.
+    async fn seed(&self, coord: &Coord, db: &agentry_db::Db) -> Result<(), UsageError> {
+        coord.seed(&self.key, db.usage_cost(&self.filter()).await?, self.ttl()).await;
+        Ok(())
+    }
+
     fn filter(&self) -> UsageFilter {
         let mut filter = UsageFilter {
             tenant_id: self.row.tenant_id.clone(),
@@ -184,16 +190,20 @@ pub struct Reservation {
     pub amount_nusd: i64,
 }
 
-/// Spent so far in a budget's period: its counter, seeded from the rollups if new.
+/// Rounds of seed-and-retry before a reservation gives up (a seed can race with another replica's).
+const SEED_ROUNDS: usize = 3;
+
+/// Spent so far in a budget's period: its counter (a zero reservation), seeded from the rollups if new.
 pub async fn spent(coord: &Coord, db: &agentry_db::Db, budget: &ActiveBudget) -> Result<i64, UsageError> {
-    loop {
-        let keys = std::slice::from_ref(&budget.key);
+    let keys = std::slice::from_ref(&budget.key);
+    for _ in 0..SEED_ROUNDS {
         match coord.reserve(keys, &[i64::MAX], 0).await {
             Reserve::Reserved(values) => return Ok(values.first().copied().unwrap_or(0)),
             Reserve::Exceeded { spent, .. } => return Ok(spent),
-            Reserve::NeedsSeed(_) => coord.seed(&budget.key, db.usage_cost(&budget.filter()).await?, budget.ttl()).await,
+            Reserve::NeedsSeed(_) => budget.seed(coord, db).await?,
         }
     }
+    Err(UsageError::Unavailable("budget counters could not be initialised".into()))
 }
 
 /// Hold `amount_nusd` against every budget, or refuse if one would pass its limit.
@@ -203,8 +213,7 @@ pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudg
     }
     let keys: Vec<String> = budgets.iter().map(|b| b.key.clone()).collect();
     let limits: Vec<i64> = budgets.iter().map(|b| b.row.limit_nusd).collect();
-    // A seed can race with another replica's; two rounds settle it.
-    for _ in 0..3 {
+    for _ in 0..SEED_ROUNDS {
         match coord.reserve(&keys, &limits, amount_nusd).await {
             Reserve::Reserved(_) => return Ok(Ok(Reservation { budgets, amount_nusd })),
             Reserve::Exceeded { index, spent } => {
@@ -213,8 +222,7 @@ pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudg
             }
             Reserve::NeedsSeed(missing) => {
                 for index in missing {
-                    let b = &budgets[index];
-                    coord.seed(&b.key, db.usage_cost(&b.filter()).await?, b.ttl()).await;
+                    budgets[index].seed(coord, db).await?;
                 }
             }
         }

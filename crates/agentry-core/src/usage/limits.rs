@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agentry_db::billing::TierAssignmentRow;
+use chrono::Days;
 
 use super::Subject;
 use super::budgets::{Scope, today, until};
@@ -86,9 +87,9 @@ pub async fn check(
             admitted.token_limits.push((key, tpm));
         }
         if let Some(daily) = tier.requests_per_day {
-            let tomorrow = today().succ_opt().unwrap_or_default();
-            let (allowed, count) = coord.count(&format!("{base}:day:{}", today()), daily, until(tomorrow) + MINUTE).await;
-            let reset = until(tomorrow);
+            let today = today();
+            let reset = until(today + Days::new(1));
+            let (allowed, count) = coord.count(&format!("{base}:day:{today}"), daily, reset + MINUTE).await;
             let retry_after = if allowed { Duration::ZERO } else { reset };
             checks.push(("requests_per_day", RateDecision { allowed, limit: daily, remaining: daily.saturating_sub(count), reset, retry_after }));
         }

@@ -93,12 +93,11 @@ impl Default for UsageSettings {
 pub struct Plan {
     /// The public model name to route to (the optimizer may have changed it).
     pub model: String,
-    /// What the asked model would have cost (savings are measured against it).
+    /// The asked model's price when the optimizer rerouted the call (savings are measured against it).
     pub baseline: Option<Price>,
     pub policy: Option<Arc<TenantPolicy>>,
     /// Set when the tenant's response cache applies to this call.
     pub cache_key: Option<String>,
-    pub complexity: Option<Complexity>,
 }
 
 /// What an admitted call holds until it settles.
@@ -176,35 +175,30 @@ impl Accounting {
         model: &str,
         request: &mut ChatRequest,
         stream: bool,
-        registry_price: impl Fn(&str) -> Option<Option<Price>>,
+        registry_price: impl Fn(&str) -> Option<Price>,
     ) -> Result<Plan, UsageError> {
-        let Some(subject) = subject else {
-            return Ok(Plan { model: model.to_owned(), baseline: None, policy: None, cache_key: None, complexity: None });
-        };
-        let policy = self.inner.policies.tenant(&subject.tenant_id).await?;
-        let price_of = |name: &str| registry_price(name).map(|p| Self::price(Some(&policy), name, p));
-        let mut plan = Plan { model: model.to_owned(), baseline: price_of(model), policy: None, cache_key: None, complexity: None };
+        let mut plan = self.plan_plain(subject, model).await?;
+        let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(plan) };
         if policy.settings.optimizer_enabled {
-            let complexity = optimizer::classify(request);
-            let route = self.inner.settings.optimizer.route(complexity);
-            let baseline =
-                if model == AUTO_MODEL { price_of(&self.inner.settings.optimizer.complex.model) } else { price_of(model) };
-            let cheaper = match (price_of(&route.model), baseline) {
-                (Some(route_price), Some(asked)) => model == AUTO_MODEL || cost_per_k(route_price) < cost_per_k(asked),
-                (Some(_), None) => model == AUTO_MODEL,
-                (None, _) => false,
+            let price_of = |name: &str| registry_price(name).map(|p| Self::price(Some(policy), name, Some(p)));
+            let optimizer = &self.inner.settings.optimizer;
+            let route = optimizer.route(optimizer::classify(request));
+            let asked = if model == AUTO_MODEL { optimizer.complex.model.as_str() } else { model };
+            let baseline = price_of(asked);
+            let reroute = match price_of(&route.model) {
+                None => false,
+                Some(_) if model == AUTO_MODEL => true,
+                Some(route_price) => baseline.is_some_and(|b| cost_per_k(route_price) < cost_per_k(b)),
             };
-            if cheaper {
+            if reroute {
                 plan.model = route.model.clone();
                 plan.baseline = baseline;
-                plan.complexity = Some(complexity);
                 request.max_tokens = Some(request.max_tokens.map_or(route.max_tokens, |m| m.min(route.max_tokens)));
             }
         }
         if policy.settings.response_cache_enabled && !stream {
             plan.cache_key = Some(optimizer::cache_key(&subject.tenant_id, &plan.model, request));
         }
-        plan.policy = Some(policy);
         Ok(plan)
     }
 
@@ -214,7 +208,7 @@ impl Accounting {
             Some(subject) => Some(self.inner.policies.tenant(&subject.tenant_id).await?),
             None => None,
         };
-        Ok(Plan { model: model.to_owned(), baseline: None, policy, cache_key: None, complexity: None })
+        Ok(Plan { model: model.to_owned(), baseline: None, policy, cache_key: None })
     }
 
     /// Rate limits: check every tier that applies.
@@ -233,14 +227,26 @@ impl Accounting {
         }
     }
 
-    /// Budgets: hold the estimated cost of the call. On refusal the ticket's limits are released.
-    pub async fn reserve(&self, subject: Option<&Subject>, plan: &Plan, ticket: &mut Ticket, estimate_nusd: i64) -> Result<Result<(), Refusal>, UsageError> {
+    /// Budgets: hold the estimated cost of the call — prompt estimate × input
+    /// price + output cap (or the configured default) × output price, at the
+    /// tenant's price of the planned model. On refusal the ticket's limits are released.
+    pub async fn reserve(
+        &self,
+        subject: Option<&Subject>,
+        plan: &Plan,
+        ticket: &mut Ticket,
+        prompt_tokens: u32,
+        max_tokens: Option<u32>,
+        registry_price: Option<Price>,
+    ) -> Result<Result<(), Refusal>, UsageError> {
         let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(Ok(())) };
         let active = budgets::applicable(&policy.budgets, subject);
         if active.is_empty() {
             return Ok(Ok(()));
         }
-        match budgets::reserve(&self.inner.coord, self.inner.policies.db(), active, estimate_nusd).await? {
+        let output = max_tokens.unwrap_or(self.inner.settings.default_output_tokens);
+        let estimate = Self::price(Some(policy), &plan.model, registry_price).cost_nusd(&agentry_types::Usage::new(prompt_tokens, output));
+        match budgets::reserve(&self.inner.coord, self.inner.policies.db(), active, estimate).await? {
             Ok(reservation) => {
                 ticket.reservation = reservation;
                 Ok(Ok(()))
@@ -250,13 +256,6 @@ impl Accounting {
                 Ok(Err(Refusal::Budget(exceeded)))
             }
         }
-    }
-
-    /// The estimated cost of a call in nano-USD: prompt estimate × input
-    /// price + output cap (or the configured default) × output price.
-    pub fn estimate_nusd(&self, price: Price, prompt_tokens: u32, max_tokens: Option<u32>) -> i64 {
-        let output = max_tokens.unwrap_or(self.inner.settings.default_output_tokens);
-        price.cost_nusd(&agentry_types::Usage::new(prompt_tokens, output))
     }
 
     /// A cached answer, if the plan has a cache key and the cache holds one.
