@@ -4,12 +4,18 @@
 //! rates — direct to the mock and through Agentry, in the same run — for
 //! non-streamed and streamed chat completions. Then it bootstraps a tenant
 //! and compares the same request authenticated with the master key
-//! (baseline), an API key and a JWT access token. Prints tables of p50/p99
-//! added latency, max RPS and server RSS, and appends them to
+//! (baseline), an API key and a JWT access token, and an API key without a
+//! budget or tier against one with a budget and a rate-limit tier (the usage
+//! layer over HTTP). Last, the usage layer in process ([`accounting`]), where
+//! microseconds can be resolved. Prints tables and appends them to
 //! `bench/results/gateway.md`.
 //!
-//! Usage: `cargo run --release -p bench-gateway [-- --seconds 10 --rates 500,1000,2000 --repeat 3]`
-//! Needs `oha` on PATH (`cargo install oha`).
+//! Usage: `cargo run --release -p bench-gateway [-- --seconds 10 --rates 500,1000,2000 --repeat 3
+//! --suite all|http|accounting --redis redis://127.0.0.1:6379]`
+//! Needs `oha` on PATH (`cargo install oha`) for the HTTP suite.
+
+mod accounting;
+mod mock;
 
 use std::io::Write;
 use std::path::Path;
@@ -35,8 +41,18 @@ fn main() -> anyhow::Result<()> {
         .map(str::parse)
         .collect::<Result<_, _>>()?;
     let repeat = flag(&args, "--repeat").unwrap_or_else(|| "3".into()).parse::<usize>()?.max(1);
-    let latency_ms = 1;
-    run(seconds, &rates, repeat, latency_ms)
+    let suite = flag(&args, "--suite").unwrap_or_else(|| "all".into());
+    let mut table = String::new();
+    if suite == "all" || suite == "http" {
+        table.push_str(&run(seconds, &rates, repeat, 1)?);
+    }
+    if suite == "all" || suite == "accounting" {
+        table.push_str(&accounting_report(&accounting::measure(flag(&args, "--redis").as_deref())?));
+    }
+    if table.is_empty() {
+        bail!("--suite must be all, http or accounting");
+    }
+    record(&table)
 }
 
 fn flag(args: &[String], name: &str) -> Option<String> {
@@ -67,7 +83,7 @@ fn wait_ready(url: &str) -> anyhow::Result<()> {
     bail!("{url} did not become ready")
 }
 
-fn run(seconds: u64, rates: &[u32], repeat: usize, latency_ms: u64) -> anyhow::Result<()> {
+fn run(seconds: u64, rates: &[u32], repeat: usize, latency_ms: u64) -> anyhow::Result<String> {
     let exe = std::env::current_exe()?;
     let agentry = exe.with_file_name("agentry");
     if !agentry.exists() {
@@ -85,7 +101,8 @@ fn run(seconds: u64, rates: &[u32], repeat: usize, latency_ms: u64) -> anyhow::R
         &config,
         format!(
             "local.enabled = false\nlog = \"warn\"\n[[providers]]\ntype = \"openai_compat\"\nname = \"mock\"\nbase_url = \"{mock_url}/v1\"\n\
-             [[models]]\nname = \"bench-model\"\nprovider = \"mock\"\n"
+             [[models]]\nname = \"bench-model\"\nprovider = \"mock\"\n\
+             input_price_per_1k = 0.001\noutput_price_per_1k = 0.002\n"
         ),
     )?;
     let agentry_port = free_port()?;
@@ -122,37 +139,71 @@ fn run(seconds: u64, rates: &[u32], repeat: usize, latency_ms: u64) -> anyhow::R
         let through = oha(&format!("{agentry_url}/v1/chat/completions"), &body, seconds, None, 64, MASTER_KEY)?;
         rows.push(Row { stream, rate: None, direct, through });
     }
-    let auth = auth_rows(&agentry, &config, &data_dir, &agentry_url, seconds, repeat)?;
+    let credentials = credentials(&agentry, &config, &data_dir, &agentry_url)?;
+    let auth = auth_rows(&credentials, &agentry_url, seconds, repeat)?;
+    let usage = usage_rows(&credentials, &agentry_url, rates, seconds, repeat)?;
     let rss = rss_kib(server_pid)?;
     drop(server);
     let _ = std::fs::remove_dir_all(&data_dir);
-    report(&rows, &auth, rss, seconds, repeat, latency_ms)
+    Ok(report(&rows, &auth, &usage, rss, seconds, repeat, latency_ms))
 }
 
 /// Rate of the authentication comparison.
 const AUTH_RATE: u32 = 1000;
 
-/// The same plain request through Agentry with the master key (baseline),
-/// an API key and a JWT access token, alternating, median of `repeat` runs each.
-fn auth_rows(agentry: &Path, config: &Path, data_dir: &Path, url: &str, seconds: u64, repeat: usize) -> anyhow::Result<Vec<(&'static str, Stats)>> {
-    let (api_key, jwt) = credentials(agentry, config, data_dir, url)?;
-    let body = json!({ "model": "bench-model", "messages": [{ "role": "user", "content": "hello" }] }).to_string();
-    let target = format!("{url}/v1/chat/completions");
-    let kinds = [("master key", MASTER_KEY), ("API key", api_key.as_str()), ("JWT access token", jwt.as_str())];
-    let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); kinds.len()];
-    for (_, credential) in kinds {
-        oha(&target, &body, 2, None, 32, credential)?;
-    }
-    for _ in 0..repeat {
-        for (i, (_, credential)) in kinds.iter().enumerate() {
-            runs[i].push(oha(&target, &body, seconds, Some(AUTH_RATE), 64, credential)?);
-        }
-    }
-    Ok(kinds.iter().zip(runs).map(|((name, _), runs)| (*name, Stats::median(&runs))).collect())
+fn plain_body() -> String {
+    json!({ "model": "bench-model", "messages": [{ "role": "user", "content": "hello" }] }).to_string()
 }
 
-/// Bootstrap a tenant and admin with the CLI, sign in and make an API key, over HTTP.
-fn credentials(agentry: &Path, config: &Path, data_dir: &Path, url: &str) -> anyhow::Result<(String, String)> {
+/// Run `oha` on each credential in turn, `repeat` times, and keep the median per credential.
+fn alternate(target: &str, credentials: &[&str], seconds: u64, rate: Option<u32>, repeat: usize) -> anyhow::Result<Vec<Stats>> {
+    let body = plain_body();
+    let mut runs: Vec<Vec<Stats>> = vec![Vec::new(); credentials.len()];
+    for _ in 0..repeat {
+        for (i, credential) in credentials.iter().enumerate() {
+            runs[i].push(oha(target, &body, seconds, rate, 64, credential)?);
+        }
+    }
+    Ok(runs.iter().map(|r| Stats::median(r)).collect())
+}
+
+/// The same plain request through Agentry with the master key (baseline),
+/// an API key and a JWT access token.
+fn auth_rows(credentials: &Credentials, url: &str, seconds: u64, repeat: usize) -> anyhow::Result<Vec<(&'static str, Stats)>> {
+    let target = format!("{url}/v1/chat/completions");
+    let names = ["master key", "API key", "JWT access token"];
+    let tokens = [MASTER_KEY, credentials.api_key.as_str(), credentials.jwt.as_str()];
+    for token in tokens {
+        oha(&target, &plain_body(), 2, None, 32, token)?;
+    }
+    Ok(names.into_iter().zip(alternate(&target, &tokens, seconds, Some(AUTH_RATE), repeat)?).collect())
+}
+
+/// An API key with no budget or tier (its calls are metered) against one
+/// with a daily budget and a rate-limit tier, at each rate and at max.
+fn usage_rows(credentials: &Credentials, url: &str, rates: &[u32], seconds: u64, repeat: usize) -> anyhow::Result<Vec<(Option<u32>, Stats, Stats)>> {
+    let target = format!("{url}/v1/chat/completions");
+    let tokens = [credentials.api_key.as_str(), credentials.limited_key.as_str()];
+    oha(&target, &plain_body(), 2, None, 32, &credentials.limited_key)?;
+    let mut rows = Vec::new();
+    for rate in rates.iter().copied().map(Some).chain([None]) {
+        let stats = alternate(&target, &tokens, seconds, rate, if rate.is_some() { repeat } else { 1 })?;
+        rows.push((rate, stats[0], stats[1]));
+    }
+    Ok(rows)
+}
+
+struct Credentials {
+    jwt: String,
+    /// A key with no budget and no tier.
+    api_key: String,
+    /// A key with a daily budget and a tier no run of the benchmark reaches.
+    limited_key: String,
+}
+
+/// Bootstrap a tenant and admin with the CLI; over HTTP sign in, make two
+/// API keys, give the second a tier and a budget.
+fn credentials(agentry: &Path, config: &Path, data_dir: &Path, url: &str) -> anyhow::Result<Credentials> {
     let password = "bench password 12345";
     let status = Command::new(agentry)
         .args(["--config", config.to_str().context("path")?, "--data-dir", data_dir.to_str().context("path")?])
@@ -163,22 +214,35 @@ fn credentials(agentry: &Path, config: &Path, data_dir: &Path, url: &str) -> any
     if !status.success() {
         bail!("agentry admin bootstrap failed");
     }
-    let post = |path: &str, bearer: Option<&str>, body: Value| -> anyhow::Result<Value> {
+    let send = |method: &str, path: &str, bearer: Option<&str>, body: Value| -> anyhow::Result<Value> {
         let mut command = Command::new("curl");
-        command.args(["-sf", "-X", "POST", &format!("{url}{path}"), "-H", "Content-Type: application/json", "-d", &body.to_string()]);
+        command.args(["-sf", "-X", method, &format!("{url}{path}"), "-H", "Content-Type: application/json", "-d", &body.to_string()]);
         if let Some(bearer) = bearer {
             command.args(["-H", &format!("Authorization: Bearer {bearer}")]);
         }
         let output = command.output()?;
         if !output.status.success() {
-            bail!("POST {path} failed");
+            bail!("{method} {path} failed");
         }
-        Ok(serde_json::from_slice(&output.stdout)?)
+        Ok(serde_json::from_slice(&output.stdout).unwrap_or(Value::Null))
     };
-    let login = post("/api/v1/auth/login", None, json!({ "email": "bench@example.com", "password": password }))?;
+    let login = send("POST", "/api/v1/auth/login", None, json!({ "email": "bench@example.com", "password": password }))?;
     let jwt = login["access_token"].as_str().context("access token")?.to_owned();
-    let key = post("/api/v1/tenants/bench/api-keys", Some(&jwt), json!({ "name": "bench", "scopes": ["use_models"] }))?;
-    Ok((key["key"].as_str().context("api key")?.to_owned(), jwt))
+    let new_key = |name: &str| send("POST", "/api/v1/tenants/bench/api-keys", Some(&jwt), json!({ "name": name, "scopes": ["use_models"] }));
+    let plain = new_key("bench")?;
+    let limited = new_key("bench-limited")?;
+    let limited_id = limited["id"].as_str().context("api key id")?;
+    let huge = 1_000_000_000_000_u64;
+    let tier = json!({ "requests_per_minute": huge, "tokens_per_minute": huge, "concurrent": 100_000, "requests_per_day": huge });
+    send("PUT", "/api/v1/admin/rate-limits/tiers/bench", Some(MASTER_KEY), tier)?;
+    send("PUT", "/api/v1/rate-limits/assignments", Some(&jwt), json!({ "scope": "api_key", "scope_id": limited_id, "tier": "bench" }))?;
+    let budget = json!({ "scope": "api_key", "scope_id": limited_id, "period": "daily", "limit_usd": 1_000_000, "soft_limit_usd": 500_000 });
+    send("POST", "/api/v1/costs/budget", Some(&jwt), budget)?;
+    Ok(Credentials {
+        jwt,
+        api_key: plain["key"].as_str().context("api key")?.to_owned(),
+        limited_key: limited["key"].as_str().context("api key")?.to_owned(),
+    })
 }
 
 #[derive(Clone, Copy)]
@@ -244,7 +308,16 @@ fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
-fn report(rows: &[Row], auth: &[(&str, Stats)], (rss, peak): (u64, u64), seconds: u64, repeat: usize, latency_ms: u64) -> anyhow::Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn report(
+    rows: &[Row],
+    auth: &[(&str, Stats)],
+    usage: &[(Option<u32>, Stats, Stats)],
+    (rss, peak): (u64, u64),
+    seconds: u64,
+    repeat: usize,
+    latency_ms: u64,
+) -> String {
     let mut table = String::new();
     table.push_str(&format!(
         "mock upstream latency {latency_ms} ms; {seconds} s per run, median of {repeat} alternating runs per fixed-rate cell; oha -c 64 with latency correction\n\n"
@@ -255,7 +328,7 @@ fn report(rows: &[Row], auth: &[(&str, Stats)], (rss, peak): (u64, u64), seconds
         table.push_str(&format!(
             "| {} | {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} |\n",
             if r.stream { "stream" } else { "plain" },
-            r.rate.map_or("max".to_owned(), |v| v.to_string()),
+            rate_name(r.rate),
             r.direct.rps,
             r.through.rps,
             r.direct.p50_ms,
@@ -283,7 +356,61 @@ fn report(rows: &[Row], auth: &[(&str, Stats)], (rss, peak): (u64, u64), seconds
             ));
         }
     }
+    table.push_str(&format!(
+        "\nusage layer over HTTP, plain requests: an API key with no budget or tier (off: metered only) vs one with a daily budget and a rate-limit tier (on); median of {repeat} alternating runs per fixed rate, one at max:\n\n"
+    ));
+    table.push_str("| target rps | off rps | on rps | off p50 ms | on p50 ms | added p50 ms | off p99 ms | on p99 ms | added p99 ms | on success |\n|---|---|---|---|---|---|---|---|---|---|\n");
+    for (rate, off, on) in usage {
+        table.push_str(&format!(
+            "| {} | {:.0} | {:.0} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.4} |\n",
+            rate_name(*rate),
+            off.rps,
+            on.rps,
+            off.p50_ms,
+            on.p50_ms,
+            on.p50_ms - off.p50_ms,
+            off.p99_ms,
+            on.p99_ms,
+            on.p99_ms - off.p99_ms,
+            on.success_rate,
+        ));
+    }
     table.push_str(&format!("\nagentry RSS after the run: {:.1} MiB (peak {:.1} MiB)\n", rss as f64 / 1024.0, peak as f64 / 1024.0));
+    table
+}
+
+fn rate_name(rate: Option<u32>) -> String {
+    rate.map_or("max".to_owned(), |v| v.to_string())
+}
+
+fn accounting_report(measured: &[accounting::Measured]) -> String {
+    let mut table = format!(
+        "\nusage layer in process: one chat call to the in-process mock model at a time, {} calls per mode in alternating blocks; \
+         added = mode minus off; calls/s with 64 concurrent callers on a 2-worker runtime:\n\n\
+         | coordination | mode | p50 µs | p99 µs | added p50 µs | added p99 µs | calls/s (64 callers) | refused (64 callers) |\n|---|---|---|---|---|---|---|---|\n",
+        accounting::CALLS_PER_MODE
+    );
+    for m in measured {
+        let Some(base) = m.rows.first() else { continue };
+        for row in &m.rows {
+            table.push_str(&format!(
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.0} | {:.4} |\n",
+                m.coordination,
+                row.mode,
+                row.p50_us,
+                row.p99_us,
+                row.p50_us - base.p50_us,
+                row.p99_us - base.p99_us,
+                row.calls_per_second,
+                row.refused
+            ));
+        }
+    }
+    table
+}
+
+/// Print the tables and append them, dated, to `bench/results/gateway.md`.
+fn record(table: &str) -> anyhow::Result<()> {
     std::io::stderr().write_all(table.as_bytes())?;
     let results = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/gateway.md");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&results)?;
@@ -291,50 +418,4 @@ fn report(rows: &[Row], auth: &[(&str, Stats)], (rss, peak): (u64, u64), seconds
     let commit = Command::new("git").args(["rev-parse", "--short", "HEAD"]).output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())?;
     writeln!(file, "\n## {when} (commit {commit}, {} cores)\n\n{table}", std::thread::available_parallelism().map_or(0, |n| n.get()))?;
     Ok(())
-}
-
-mod mock {
-    //! The upstream: OpenAI chat completions after a fixed delay, plain or SSE.
-
-    use std::time::Duration;
-
-    use axum::body::Body;
-    use axum::response::{IntoResponse, Response};
-    use axum::routing::{get, post};
-    use serde_json::{Value, json};
-
-    pub fn serve(port: u16, latency: Duration) -> anyhow::Result<()> {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
-        runtime.block_on(async move {
-            let app = axum::Router::new()
-                .route("/health", get(|| async { "ok" }))
-                .route("/v1/chat/completions", post(move |body: axum::Json<Value>| chat(body.0, latency)));
-            let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-            axum::serve(listener, app).await?;
-            Ok(())
-        })
-    }
-
-    async fn chat(body: Value, latency: Duration) -> Response {
-        tokio::time::sleep(latency).await;
-        if body["stream"].as_bool() != Some(true) {
-            return axum::Json(json!({
-                "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body["model"],
-                "choices": [{ "index": 0, "message": { "role": "assistant", "content": "Hello there, how can I help?" }, "finish_reason": "stop" }],
-                "usage": { "prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16 },
-            }))
-            .into_response();
-        }
-        let mut sse = String::new();
-        for piece in ["Hello", " there,", " how", " can", " I", " help?"] {
-            let chunk = json!({ "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
-                "choices": [{ "index": 0, "delta": { "content": piece }, "finish_reason": null }] });
-            sse.push_str(&format!("data: {chunk}\n\n"));
-        }
-        let done = json!({ "id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
-            "choices": [{ "index": 0, "delta": {}, "finish_reason": "stop" }],
-            "usage": { "prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15 } });
-        sse.push_str(&format!("data: {done}\n\ndata: [DONE]\n\n"));
-        Response::builder().header("content-type", "text/event-stream").body(Body::from(sse)).unwrap_or_default()
-    }
 }

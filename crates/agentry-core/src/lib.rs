@@ -9,6 +9,7 @@ pub mod audit;
 pub mod coord;
 pub mod gateway;
 pub mod identity;
+pub mod knowledge;
 pub mod usage;
 
 pub use audit::Audit;

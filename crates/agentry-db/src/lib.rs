@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod billing;
 pub mod identity;
+pub mod knowledge;
 pub mod mfa;
 pub mod oidc;
 pub mod model_calls;

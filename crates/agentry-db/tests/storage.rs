@@ -38,7 +38,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5], "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6], "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -102,4 +102,103 @@ async fn writer_flushes_within_the_interval() {
 async fn unsupported_url_is_a_clear_error() {
     let error = Db::connect("mysql://localhost/x").await.unwrap_err();
     assert!(error.to_string().contains("unsupported database URL"));
+}
+
+/// A claimed ingestion job is invisible to other workers until its lease
+/// ends; then it is claimed again (a crashed worker's job is not lost), and
+/// a finished job's version becomes current in one step.
+#[tokio::test]
+async fn ingestion_jobs_are_leased_and_reclaimed() {
+    use agentry_db::identity::TenantRow;
+    use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewChunk, NewVersion, VersionRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        db.insert_tenant(&TenantRow { id: "t1".into(), slug: "t1".into(), name: "T1".into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
+        let collection = CollectionRow {
+            id: "c1".into(),
+            tenant_id: "t1".into(),
+            name: "docs".into(),
+            description: String::new(),
+            chunk_max_tokens: 250,
+            chunk_overlap_tokens: 32,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        db.insert_collection(&collection).await.unwrap();
+        assert!(matches!(db.insert_collection(&CollectionRow { id: "c2".into(), ..collection }).await, Err(agentry_db::DbError::Conflict { .. })));
+        let document = DocumentRow {
+            id: "d1".into(),
+            tenant_id: "t1".into(),
+            collection_id: "c1".into(),
+            title: "Doc".into(),
+            source: "doc.txt".into(),
+            metadata: "{}".into(),
+            acl: "{}".into(),
+            current_version: None,
+            latest_version: 1,
+            status: "queued".into(),
+            error: None,
+            created_by: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        let version = VersionRow {
+            document_id: "d1".into(),
+            version: 1,
+            content_hash: "h".into(),
+            format: "text".into(),
+            size_bytes: 5,
+            status: "queued".into(),
+            error: None,
+            chunk_count: 0,
+            created_at_ms: 0,
+        };
+        let job = JobRow {
+            id: "j1".into(),
+            tenant_id: "t1".into(),
+            document_id: "d1".into(),
+            version: 1,
+            status: "queued".into(),
+            attempts: 0,
+            run_after_ms: 1_000,
+            error: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        db.insert_document(&document, NewVersion { version: &version, content: b"hello", job: &job }).await.unwrap();
+        assert!(db.claim_ingest_job(999, 60_000).await.unwrap().is_none(), "not due yet");
+        let claimed = db.claim_ingest_job(1_000, 60_000).await.unwrap().unwrap();
+        assert_eq!((claimed.id.as_str(), claimed.attempts, claimed.status.as_str()), ("j1", 1, "running"));
+        assert!(db.claim_ingest_job(2_000, 60_000).await.unwrap().is_none(), "leased");
+        // The worker "died": after the lease the job is claimed again.
+        let again = db.claim_ingest_job(61_001, 60_000).await.unwrap().unwrap();
+        assert_eq!(again.attempts, 2);
+        let chunk = NewChunk {
+            ordinal: 0,
+            content_hash: "c".into(),
+            text: "hello".into(),
+            heading_path: "[]".into(),
+            page: None,
+            token_count: 1,
+            embedding: vec![0, 0, 128, 63],
+        };
+        let first = db.store_chunks(&again, std::slice::from_ref(&chunk)).await.unwrap();
+        // A re-run replaces what a crashed attempt stored.
+        let ids = db.store_chunks(&again, &[chunk]).await.unwrap();
+        assert_ne!(first, ids);
+        assert_eq!(db.chunk_ids("d1", Some(1)).await.unwrap(), ids);
+        assert!(db.visible_chunks("t1", &ids).await.unwrap().is_empty(), "not visible before the version is current");
+        assert_eq!(db.finish_ingest(&again, 1, 70_000).await.unwrap(), None);
+        let visible = db.visible_chunks("t1", &ids).await.unwrap();
+        assert_eq!(visible.len(), 1);
+        assert!(db.visible_chunks("other", &ids).await.unwrap().is_empty(), "tenant scoped");
+        let stored = db.document("t1", "d1").await.unwrap().unwrap();
+        assert_eq!((stored.current_version, stored.status.as_str()), (Some(1), "succeeded"));
+        assert_eq!(db.embeddings_by_hash("d1").await.unwrap(), vec![("c".to_owned(), vec![0, 0, 128, 63])]);
+        assert!(db.claim_ingest_job(200_000, 60_000).await.unwrap().is_none(), "finished jobs are not claimed");
+        assert_eq!(db.delete_document("t1", "d1").await.unwrap(), Some(ids));
+        assert!(db.document("t1", "d1").await.unwrap().is_none());
+    }
 }

@@ -112,6 +112,18 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/billing/invoices", Tenant(Some(P::ManageBilling))),
     rule(Method::GET, "/api/v1/billing/invoices/{id}", Tenant(Some(P::ViewMetrics))),
     rule(Method::POST, "/api/v1/billing/invoices/{id}/pay", Tenant(Some(P::ManageBilling))),
+    rule(Method::GET, "/api/v1/collections", Tenant(Some(P::ReadDocuments))),
+    rule(Method::POST, "/api/v1/collections", Tenant(Some(P::UploadDocuments))),
+    rule(Method::GET, "/api/v1/collections/{id}", Tenant(Some(P::ReadDocuments))),
+    rule(Method::DELETE, "/api/v1/collections/{id}", Tenant(Some(P::DeleteDocuments))),
+    rule(Method::GET, "/api/v1/collections/{id}/documents", Tenant(Some(P::ReadDocuments))),
+    rule(Method::POST, "/api/v1/collections/{id}/documents", Tenant(Some(P::UploadDocuments))),
+    // Documents outside the reader's ACL are not found (checked by the service).
+    rule(Method::GET, "/api/v1/documents/{id}", Tenant(Some(P::ReadDocuments))),
+    rule(Method::DELETE, "/api/v1/documents/{id}", Tenant(Some(P::DeleteDocuments))),
+    rule(Method::GET, "/api/v1/documents/{id}/versions", Tenant(Some(P::ReadDocuments))),
+    rule(Method::GET, "/api/v1/ingest-jobs/{id}", Tenant(Some(P::ReadDocuments))),
+    rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/admin/prices", PlatformAdmin),
     rule(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin),
 ];

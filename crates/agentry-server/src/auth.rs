@@ -104,7 +104,7 @@ async fn limit_by_ip(state: &AppState, path: &str, meta: &RequestMeta) -> Result
     metrics::counter!("rate_limited_requests_total", "tier" => "public_ip", "dimension" => "requests_per_minute").increment(1);
     Err(ApiError {
         retry_after: Some(decision.retry_after.as_secs_f64().ceil().max(1.0) as u64),
-        rate_limit: Some(decision),
+        rate_limit: Some(Box::new(decision)),
         ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "too many requests from this address; retry later")
     })
 }

@@ -58,6 +58,7 @@ pub struct Settings {
     pub redis_url: Option<String>,
     /// `[usage]`: metering, budgets, limits, optimizer, cache, retention.
     pub usage: UsageConfig,
+    pub knowledge: KnowledgeConfig,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -116,6 +117,56 @@ impl UsageConfig {
     }
 }
 
+/// `[knowledge]`: the knowledge base.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KnowledgeConfig {
+    /// Public model name that embeds chunks and queries.
+    pub embedding_model: String,
+    /// `tokenizer.json` chunk sizes are counted with; defaults to the local embedding model's.
+    pub tokenizer: Option<PathBuf>,
+    /// Largest document accepted, in bytes.
+    pub max_document_bytes: usize,
+    /// Ingestion workers in this process.
+    pub workers: usize,
+    /// Attempts before a document fails for good (unparseable documents fail at once).
+    pub max_attempts: i32,
+    /// Default chunking of new collections (tokens of the embedding model).
+    pub chunk_max_tokens: usize,
+    pub chunk_overlap_tokens: usize,
+}
+
+impl Default for KnowledgeConfig {
+    fn default() -> Self {
+        Self {
+            embedding_model: "local-embed".into(),
+            tokenizer: None,
+            max_document_bytes: 20 * 1024 * 1024,
+            workers: 2,
+            max_attempts: 5,
+            // all-MiniLM-L6-v2 reads 256 tokens including its two special tokens.
+            chunk_max_tokens: 250,
+            chunk_overlap_tokens: 32,
+        }
+    }
+}
+
+impl KnowledgeConfig {
+    /// The core settings; `local_tokenizer` is the local embedding model's, used when none is configured.
+    pub fn core(&self, data_dir: &std::path::Path, local_tokenizer: Option<PathBuf>) -> agentry_core::knowledge::KnowledgeSettings {
+        agentry_core::knowledge::KnowledgeSettings {
+            embedding_model: self.embedding_model.clone(),
+            tokenizer: self.tokenizer.clone().or(local_tokenizer),
+            index_dir: data_dir.join("index"),
+            max_document_bytes: self.max_document_bytes,
+            workers: self.workers,
+            max_attempts: self.max_attempts,
+            lease_ms: 10 * 60 * 1000,
+            default_chunking: agentry_search::chunk::ChunkConfig { max_tokens: self.chunk_max_tokens, overlap_tokens: self.chunk_overlap_tokens },
+        }
+    }
+}
+
 /// `[local]`: the in-process models.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -165,6 +216,7 @@ impl Default for Settings {
             identity: agentry_core::identity::IdentitySettings::default(),
             redis_url: None,
             usage: UsageConfig::default(),
+            knowledge: KnowledgeConfig::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -246,6 +298,19 @@ impl Settings {
         }
         if self.router.breaker_failure_threshold == 0 {
             return fail("router.breaker_failure_threshold", "must be at least 1");
+        }
+        let chunking = agentry_search::chunk::ChunkConfig { max_tokens: self.knowledge.chunk_max_tokens, overlap_tokens: self.knowledge.chunk_overlap_tokens };
+        if let Err(message) = chunking.validate() {
+            return fail("knowledge.chunk_max_tokens", message);
+        }
+        if self.knowledge.workers == 0 {
+            return fail("knowledge.workers", "must be at least 1");
+        }
+        if self.knowledge.max_document_bytes < 1024 {
+            return fail("knowledge.max_document_bytes", "must be at least 1024");
+        }
+        if self.knowledge.max_attempts < 1 {
+            return fail("knowledge.max_attempts", "must be at least 1");
         }
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))

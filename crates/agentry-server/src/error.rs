@@ -7,6 +7,7 @@
 
 use agentry_core::coord::RateDecision;
 use agentry_core::gateway::GatewayError;
+use agentry_core::knowledge::KnowledgeError;
 use agentry_core::usage::{Refusal, UsageError, nusd_to_usd};
 use agentry_core::IdentityError;
 use agentry_llm::LlmError;
@@ -25,7 +26,7 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
     /// Rate-limit state for `RateLimit-*` headers.
-    pub rate_limit: Option<RateDecision>,
+    pub rate_limit: Option<Box<RateDecision>>,
 }
 
 impl ApiError {
@@ -166,7 +167,7 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::RateLimited(r) => Self {
                 retry_after: Some(r.decision.retry_after.as_secs_f64().ceil().max(1.0) as u64),
-                rate_limit: Some(r.decision),
+                rate_limit: Some(Box::new(r.decision)),
                 ..Self::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     ErrorCode::RateLimited,
@@ -208,6 +209,23 @@ impl From<UsageError> for ApiError {
             UsageError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
             UsageError::Unavailable(message) => Self { retry_after: Some(1), ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, message) },
             UsageError::Db(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<KnowledgeError> for ApiError {
+    fn from(error: KnowledgeError) -> Self {
+        use StatusCode as S;
+        match error {
+            KnowledgeError::Invalid { message, param } => Self::bad_request(message, param),
+            KnowledgeError::NotFound(_) => Self::not_found(error.to_string()),
+            KnowledgeError::Conflict(message) => Self::new(S::CONFLICT, ErrorCode::Conflict, message),
+            KnowledgeError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
+            KnowledgeError::TooLarge(message) => Self::new(S::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, message),
+            KnowledgeError::Unprocessable(message) => Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::UnprocessableEntity, message),
+            KnowledgeError::Unavailable(message) => Self { retry_after: Some(1), ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, message) },
+            KnowledgeError::Db(e) => Self::internal(e),
+            KnowledgeError::Index(e) => Self::internal(e),
         }
     }
 }

@@ -32,12 +32,19 @@ pub async fn resolve_paths(settings: &Settings, show_progress: bool) -> anyhow::
     Ok(paths)
 }
 
-/// Load the local models and return their registry entries (empty when disabled).
-pub async fn load(settings: &Settings, show_progress: bool) -> anyhow::Result<Vec<ModelEntry>> {
+/// The local models' registry entries and the embedding model's tokenizer file.
+pub struct Loaded {
+    pub entries: Vec<ModelEntry>,
+    pub embedding_tokenizer: Option<std::path::PathBuf>,
+}
+
+/// Load the local models (nothing when disabled).
+pub async fn load(settings: &Settings, show_progress: bool) -> anyhow::Result<Loaded> {
     if !settings.local.enabled {
-        return Ok(Vec::new());
+        return Ok(Loaded { entries: Vec::new(), embedding_tokenizer: None });
     }
     let paths = resolve_paths(settings, show_progress).await?;
+    let embedding_tokenizer = Some(paths.embed_dir.join("tokenizer.json"));
     let options = LocalChatOptions { threads: settings.local.threads, context_window: None };
     let started = std::time::Instant::now();
     let (chat, embedder) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
@@ -50,7 +57,7 @@ pub async fn load(settings: &Settings, show_progress: bool) -> anyhow::Result<Ve
     .await??;
     tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "local models loaded");
     let context_window = u32::try_from(chat.context_window()).ok();
-    Ok(vec![
+    let entries = vec![
         ModelEntry {
             name: LOCAL_CHAT.into(),
             upstream: "local".into(),
@@ -73,5 +80,6 @@ pub async fn load(settings: &Settings, show_progress: bool) -> anyhow::Result<Ve
             vision: false,
             backend: Backend::Embedding(Arc::new(embedder)),
         },
-    ])
+    ];
+    Ok(Loaded { entries, embedding_tokenizer })
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use agentry_core::coord::Coord;
 use agentry_core::usage::billing::TestPaymentProvider;
+use agentry_core::knowledge::Knowledge;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
@@ -48,9 +49,9 @@ impl Application {
         let master_key = master_key::resolve(settings.master_key.as_ref(), &settings.data_dir)?;
         let db = connect_and_migrate(&settings).await?;
         let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        let builtins = crate::local_models::load(&settings, show_progress).await?;
-        let local_models: Vec<String> = builtins.iter().map(|e| e.name.clone()).collect();
-        let registry = ModelRegistry::build(&settings.providers, &settings.models, builtins)
+        let loaded = crate::local_models::load(&settings, show_progress).await?;
+        let local_models: Vec<String> = loaded.entries.iter().map(|e| e.name.clone()).collect();
+        let registry = ModelRegistry::build(&settings.providers, &settings.models, loaded.entries)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let router = Arc::new(ModelRouter::new(registry, settings.router_config()));
 
@@ -68,8 +69,12 @@ impl Application {
         };
         let accounting = Accounting::new(db.clone(), coord, settings.usage.core(), call_log, audit);
         tokio::spawn(retention(db.clone(), settings.usage.retention_days, shutdown.child_token()));
+        let gateway = Gateway::new(router, accounting);
+        let knowledge = Knowledge::new(db.clone(), gateway.clone(), settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer));
+        agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
         let state = AppState {
-            gateway: Gateway::new(router, accounting),
+            gateway,
+            knowledge,
             payments: Arc::new(TestPaymentProvider::default()),
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             identity,
@@ -78,7 +83,7 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             local_models: Arc::new(local_models),
         };
-        let app = http_stack(state, settings.max_body_bytes);
+        let app = http_stack(state, settings.max_body_bytes, settings.knowledge.max_document_bytes);
 
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -182,7 +187,7 @@ pub async fn bootstrap(
 }
 
 /// The router with every layer, outermost last.
-fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
+fn http_stack(state: AppState, max_body_bytes: usize, max_document_bytes: usize) -> Router {
     Router::new()
         .merge(crate::openai::router())
         .merge(crate::routes::health::router())
@@ -192,6 +197,7 @@ fn http_stack(state: AppState, max_body_bytes: usize) -> Router {
         .merge(crate::routes::api_keys::router())
         .merge(crate::routes::audit::router())
         .merge(crate::routes::costs::router())
+        .merge(crate::routes::knowledge::router(max_document_bytes))
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
         .fallback(|| async { ApiError::not_found("no route matches this path") })

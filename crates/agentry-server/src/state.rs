@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use agentry_core::usage::billing::PaymentProvider;
+use agentry_core::knowledge::Knowledge;
 use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -12,6 +13,7 @@ use secrecy::SecretString;
 #[derive(Clone)]
 pub struct AppState {
     pub gateway: Gateway,
+    pub knowledge: Knowledge,
     pub identity: Identity,
     pub db: Db,
     pub master_key: Arc<SecretString>,

@@ -5,5 +5,6 @@ pub mod audit;
 pub mod auth;
 pub mod costs;
 pub mod health;
+pub mod knowledge;
 pub mod oidc;
 pub mod tenants;

@@ -9,6 +9,7 @@ mod errors_and_auth;
 mod gateway;
 mod helpers;
 mod identity;
+mod knowledge;
 mod local_models;
 mod mfa;
 mod mock_upstream;

@@ -1,0 +1,233 @@
+//! Ingestion workers: claim a queued job (or one whose worker died, once its
+//! lease runs out), parse and chunk the version's stored bytes, reuse the
+//! embeddings of chunks whose content hash the document already had, embed
+//! the rest in batches, store the chunks, index them, and flip the
+//! document's current version in one transaction; then unindex the previous
+//! version. A crash at any step leaves the old version visible and the job
+//! claimable again; a re-run replaces what the crashed attempt stored.
+//!
+//! A document that cannot be parsed fails at once with the reason; other
+//! failures (the embedding model, the index) are retried with exponential
+//! backoff up to `max_attempts`.
+//!
+//! Must not: decide permissions (the upload already did).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use agentry_db::knowledge::{JobRow, NewChunk};
+use agentry_search::chunk::{ChunkConfig, Chunker};
+use agentry_search::index::IndexedChunk;
+use agentry_search::parse::{self, Format};
+use tokio_util::sync::CancellationToken;
+
+use super::{AccessList, Knowledge, KnowledgeError};
+use crate::identity::now_ms;
+
+/// Texts per embedding call.
+const EMBED_BATCH: usize = 32;
+/// How long an idle worker sleeps when nothing wakes it.
+const IDLE_POLL: Duration = Duration::from_secs(1);
+
+enum Failure {
+    /// The document itself is at fault: fail now, with this reason.
+    Permanent(String),
+    /// Something around it failed: try again later.
+    Retry(String),
+}
+
+impl From<KnowledgeError> for Failure {
+    fn from(error: KnowledgeError) -> Self {
+        Failure::Retry(error.to_string())
+    }
+}
+
+impl From<agentry_db::DbError> for Failure {
+    fn from(error: agentry_db::DbError) -> Self {
+        Failure::Retry(error.to_string())
+    }
+}
+
+impl From<agentry_search::index::embedded::IndexError> for Failure {
+    fn from(error: agentry_search::index::embedded::IndexError) -> Self {
+        Failure::Retry(error.to_string())
+    }
+}
+
+/// Start `settings.workers` workers; they stop when `stop` is cancelled.
+pub fn spawn_workers(knowledge: &Knowledge, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..knowledge.inner.settings.workers.max(1)).map(|_| tokio::spawn(work(knowledge.clone(), stop.clone()))).collect()
+}
+
+async fn work(knowledge: Knowledge, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let claimed = knowledge.inner.db.claim_ingest_job(now_ms(), knowledge.inner.settings.lease_ms).await;
+        match claimed {
+            Ok(Some(job)) => knowledge.process(job).await,
+            Ok(None) => {
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = knowledge.inner.wake.notified() => {}
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot claim an ingestion job");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        }
+    }
+}
+
+fn to_bytes(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+    bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+impl Knowledge {
+    async fn process(&self, job: JobRow) {
+        let started = std::time::Instant::now();
+        let outcome = self.ingest(&job).await;
+        let now = now_ms();
+        let recorded = match outcome {
+            Ok(chunks) => {
+                metrics::counter!("documents_ingested_total", "status" => "succeeded").increment(1);
+                tracing::info!(document = %job.document_id, version = job.version, chunks, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
+                Ok(())
+            }
+            Err(Failure::Permanent(reason)) => {
+                metrics::counter!("documents_ingested_total", "status" => "failed").increment(1);
+                self.inner.db.fail_ingest(&job, &reason, None, now).await
+            }
+            Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
+                metrics::counter!("documents_ingested_total", "status" => "failed").increment(1);
+                self.inner.db.fail_ingest(&job, &format!("gave up after {} attempts: {reason}", job.attempts), None, now).await
+            }
+            Err(Failure::Retry(reason)) => {
+                let backoff_ms = 1000_i64 << job.attempts.clamp(0, 10);
+                tracing::warn!(document = %job.document_id, attempt = job.attempts, %reason, "ingestion failed; will retry");
+                self.inner.db.fail_ingest(&job, &reason, Some(now + backoff_ms), now).await
+            }
+        };
+        if let Err(error) = recorded {
+            tracing::error!(%error, job = %job.id, "cannot record the ingestion outcome; the job's lease will expire and it will run again");
+        }
+    }
+
+    async fn tokenizer(&self) -> Result<tokenizers::Tokenizer, KnowledgeError> {
+        let tokenizer = self
+            .inner
+            .tokenizer
+            .get_or_try_init(|| async {
+                let path = self.inner.settings.tokenizer.clone().ok_or_else(|| {
+                    KnowledgeError::Unavailable("no tokenizer for chunking: enable the local models or set knowledge.tokenizer".into())
+                })?;
+                tokenizers::Tokenizer::from_file(&path)
+                    .map_err(|e| KnowledgeError::Unavailable(format!("cannot load the tokenizer {}: {e}", path.display())))
+            })
+            .await?;
+        Ok(tokenizer.clone())
+    }
+
+    /// One attempt at a job; the number of chunks indexed.
+    async fn ingest(&self, job: &JobRow) -> Result<usize, Failure> {
+        let db = &self.inner.db;
+        let Some(document) = db.document(&job.tenant_id, &job.document_id).await? else { return Ok(0) };
+        let Some(collection) = db.collection(&job.tenant_id, &document.collection_id).await? else { return Ok(0) };
+        let Some((format, bytes)) = db.version_content(&job.document_id, job.version).await? else { return Ok(0) };
+        let format: Format = serde_json::from_value(serde_json::Value::String(format.clone()))
+            .map_err(|_| Failure::Permanent(format!("unknown stored format '{format}'")))?;
+        let config = ChunkConfig { max_tokens: collection.chunk_max_tokens as usize, overlap_tokens: collection.chunk_overlap_tokens as usize };
+        let tokenizer = self.tokenizer().await?;
+        let chunks = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
+            let parsed = parse::parse(&bytes, format).map_err(|e| Failure::Permanent(e.to_string()))?;
+            let chunker = Chunker::new(tokenizer, config).map_err(|e| Failure::Permanent(e.to_string()))?;
+            Ok(chunker.chunk(&parsed))
+        })
+        .await
+        .map_err(|e| Failure::Retry(format!("parsing task: {e}")))??;
+        if chunks.is_empty() {
+            return Err(Failure::Permanent("the document has no extractable text".into()));
+        }
+
+        let known: HashMap<String, Vec<u8>> = db.embeddings_by_hash(&job.document_id).await?.into_iter().collect();
+        let missing: Vec<&agentry_search::chunk::Chunk> = chunks.iter().filter(|c| !known.contains_key(&c.content_hash)).collect();
+        let mut embedded: HashMap<String, Vec<u8>> = HashMap::new();
+        for batch in missing.chunks(EMBED_BATCH) {
+            let texts = batch.iter().map(|c| c.text.clone()).collect();
+            let vectors = self.embed(&job.tenant_id, document.created_by.as_deref(), texts).await?;
+            if vectors.len() != batch.len() {
+                return Err(Failure::Retry(format!("the embedding model returned {} vectors for {} texts", vectors.len(), batch.len())));
+            }
+            for (chunk, vector) in batch.iter().zip(vectors) {
+                embedded.insert(chunk.content_hash.clone(), to_bytes(&vector));
+            }
+        }
+        metrics::counter!("chunks_embedded_total").increment(missing.len() as u64);
+        metrics::counter!("chunks_reused_total").increment((chunks.len() - missing.len()) as u64);
+        let rows: Vec<NewChunk> = chunks
+            .iter()
+            .map(|c| NewChunk {
+                ordinal: c.ordinal as i32,
+                content_hash: c.content_hash.clone(),
+                text: c.text.clone(),
+                heading_path: serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()),
+                page: c.page.map(|p| p as i32),
+                token_count: c.token_count as i32,
+                embedding: known.get(&c.content_hash).or_else(|| embedded.get(&c.content_hash)).cloned().unwrap_or_default(),
+            })
+            .collect();
+
+        let index = self.index(&job.tenant_id).await?;
+        let stale = db.chunk_ids(&job.document_id, Some(job.version)).await?;
+        let ids = db.store_chunks(job, &rows).await?;
+        let acl: AccessList = serde_json::from_str(&document.acl).unwrap_or_default();
+        let metadata = match serde_json::from_str(&document.metadata) {
+            Ok(serde_json::Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        let indexed: Vec<IndexedChunk> = ids
+            .iter()
+            .zip(&rows)
+            .map(|(id, row)| IndexedChunk {
+                key: *id as u64,
+                tenant: job.tenant_id.clone(),
+                collection: document.collection_id.clone(),
+                document: document.id.clone(),
+                title: document.title.clone(),
+                text: row.text.clone(),
+                acl: acl.principals(),
+                metadata: metadata.clone(),
+                vector: from_bytes(&row.embedding),
+            })
+            .collect();
+        let count = indexed.len();
+        let writer = index.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+            writer.remove(&stale.iter().map(|id| *id as u64).collect::<Vec<_>>())?;
+            writer.add(&indexed)?;
+            writer.commit()?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| Failure::Retry(format!("indexing task: {e}")))??;
+
+        if let Some(previous) = db.finish_ingest(job, count as i32, now_ms()).await? {
+            let old: Vec<u64> = db.chunk_ids(&job.document_id, Some(previous)).await?.into_iter().map(|id| id as u64).collect();
+            tokio::task::spawn_blocking(move || -> Result<(), Failure> {
+                index.remove(&old)?;
+                index.commit()?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| Failure::Retry(format!("indexing task: {e}")))??;
+        }
+        Ok(count)
+    }
+}

@@ -1,0 +1,454 @@
+//! The knowledge base: collections, documents and their versions, the
+//! ingestion queue's producer side, and search. Every function takes the
+//! caller's [`TenantAccess`] and checks the permission it needs; documents
+//! restricted by an ACL are invisible (not found) to anyone outside it.
+//!
+//! Uploads return at once with a job id: the bytes and the job are stored in
+//! one transaction and [`ingest`] workers do the rest. Search embeds the
+//! query through the gateway (metered like any model call), runs keyword
+//! and vector search with the tenant, collection, document, metadata and
+//! ACL filters inside the index, fuses them, and keeps only chunks of each
+//! document's current version.
+//!
+//! Must not: speak HTTP, or parse and chunk on the request path.
+
+pub mod ingest;
+mod search;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
+use agentry_db::{Db, DbError};
+use agentry_search::chunk::ChunkConfig;
+use agentry_search::index::embedded::{EmbeddedIndex, IndexError};
+use agentry_search::parse::{self, ParseError};
+use agentry_types::Permission;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::gateway::{CallContext, Gateway};
+use crate::identity::{TenantAccess, now_ms};
+use crate::usage::Subject;
+pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KnowledgeError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{message}")]
+    Invalid { message: String, param: &'static str },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("{0}")]
+    Unprocessable(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("search index: {0}")]
+    Index(#[from] IndexError),
+}
+
+impl KnowledgeError {
+    fn invalid(message: impl Into<String>, param: &'static str) -> Self {
+        Self::Invalid { message: message.into(), param }
+    }
+}
+
+/// Operator settings of the knowledge base.
+#[derive(Debug, Clone)]
+pub struct KnowledgeSettings {
+    /// Public model name used to embed chunks and queries.
+    pub embedding_model: String,
+    /// `tokenizer.json` that chunk sizes are counted with (the embedding model's).
+    pub tokenizer: Option<PathBuf>,
+    /// Where the embedded index lives (one folder per embedding model inside).
+    pub index_dir: PathBuf,
+    pub max_document_bytes: usize,
+    pub workers: usize,
+    /// Attempts before a document fails for good (parse errors fail at once).
+    pub max_attempts: i32,
+    pub lease_ms: i64,
+    pub default_chunking: ChunkConfig,
+}
+
+/// The service. Cheap to clone.
+#[derive(Clone)]
+pub struct Knowledge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: Db,
+    gateway: Gateway,
+    settings: KnowledgeSettings,
+    index: OnceCell<Arc<EmbeddedIndex>>,
+    tokenizer: OnceCell<tokenizers::Tokenizer>,
+    wake: tokio::sync::Notify,
+}
+
+/// Who may read a document: `*` (everyone in the tenant) unless restricted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessList {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+impl AccessList {
+    /// Index principals; an empty list is public within the tenant.
+    pub fn principals(&self) -> Vec<String> {
+        if self.users.is_empty() && self.roles.is_empty() {
+            return vec!["*".to_owned()];
+        }
+        self.users.iter().map(|u| format!("user:{u}")).chain(self.roles.iter().map(|r| format!("role:{r}"))).collect()
+    }
+}
+
+/// The reader's principals: everyone, their user and their role.
+pub fn reader_principals(access: &TenantAccess) -> Vec<String> {
+    let mut principals = vec!["*".to_owned()];
+    if let Some(user) = access.principal.user_id() {
+        principals.push(format!("user:{user}"));
+    }
+    if let Some(role) = &access.role {
+        principals.push(format!("role:{role}"));
+    }
+    principals
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionInput {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub chunking: Option<ChunkConfig>,
+}
+
+/// A document upload, however it arrived (multipart or JSON).
+#[derive(Debug, Clone, Default)]
+pub struct Upload {
+    pub bytes: Vec<u8>,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub title: Option<String>,
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+    pub acl: AccessList,
+    /// Replace this document with a new version instead of creating one.
+    pub document_id: Option<String>,
+}
+
+/// The answer to an upload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Accepted {
+    pub document: DocumentView,
+    /// `None` when the bytes equal the current version's (nothing to do).
+    pub job_id: Option<String>,
+    pub unchanged: bool,
+}
+
+/// A document as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DocumentView {
+    pub id: String,
+    pub collection_id: String,
+    pub title: String,
+    pub source: String,
+    pub metadata: serde_json::Value,
+    pub acl: AccessList,
+    pub current_version: Option<i32>,
+    pub latest_version: i32,
+    pub status: String,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl DocumentView {
+    fn of(row: DocumentRow) -> Self {
+        Self {
+            metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
+            acl: serde_json::from_str(&row.acl).unwrap_or_default(),
+            id: row.id,
+            collection_id: row.collection_id,
+            title: row.title,
+            source: row.source,
+            current_version: row.current_version,
+            latest_version: row.latest_version,
+            status: row.status,
+            error: row.error,
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+        }
+    }
+
+    fn visible_to(&self, principals: &[String]) -> bool {
+        self.acl.principals().iter().any(|p| principals.contains(p))
+    }
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl Knowledge {
+    pub fn new(db: Db, gateway: Gateway, settings: KnowledgeSettings) -> Self {
+        let inner = Inner { db, gateway, settings, index: OnceCell::new(), tokenizer: OnceCell::new(), wake: tokio::sync::Notify::new() };
+        Self { inner: Arc::new(inner) }
+    }
+
+    pub fn settings(&self) -> &KnowledgeSettings {
+        &self.inner.settings
+    }
+
+    /// Embed texts with the configured model, metered to `tenant` as the `knowledge` agent.
+    async fn embed(&self, tenant: &str, user: Option<&str>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+        let ctx = CallContext {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            endpoint: "knowledge",
+            subject: Some(Subject { tenant_id: tenant.to_owned(), user_id: user.map(str::to_owned), api_key_id: None }),
+            agent: Some("knowledge".to_owned()),
+        };
+        let served = self
+            .inner
+            .gateway
+            .embed(&ctx, &self.inner.settings.embedding_model, texts)
+            .await
+            .map_err(|e| KnowledgeError::Unavailable(format!("embedding model '{}': {e}", self.inner.settings.embedding_model)))?;
+        Ok(served.routed.value.vectors)
+    }
+
+    /// The index, opened on first use with the embedding model's dimensions.
+    async fn index(&self, tenant: &str) -> Result<Arc<EmbeddedIndex>, KnowledgeError> {
+        self.inner
+            .index
+            .get_or_try_init(|| async {
+                let probe = self.embed(tenant, None, vec!["dimensions".to_owned()]).await?;
+                let dimensions = probe.first().map_or(0, Vec::len);
+                if dimensions == 0 {
+                    return Err(KnowledgeError::Unavailable("the embedding model returned no vector".into()));
+                }
+                let model_dir: String =
+                    self.inner.settings.embedding_model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+                let dir = self.inner.settings.index_dir.join(format!("{model_dir}-{dimensions}"));
+                let index = tokio::task::spawn_blocking(move || EmbeddedIndex::open(&dir, dimensions))
+                    .await
+                    .map_err(|e| KnowledgeError::Unavailable(format!("opening the index: {e}")))??;
+                Ok(Arc::new(index))
+            })
+            .await
+            .cloned()
+    }
+
+    pub async fn create_collection(&self, access: &TenantAccess, input: CollectionInput) -> Result<CollectionRow, KnowledgeError> {
+        require(access, Permission::UploadDocuments)?;
+        let name = input.name.trim();
+        if name.is_empty() || name.len() > 200 {
+            return Err(KnowledgeError::invalid("'name' must be 1 to 200 characters", "name"));
+        }
+        let chunking = input.chunking.unwrap_or(self.inner.settings.default_chunking);
+        chunking.validate().map_err(|m| KnowledgeError::invalid(m, "chunking"))?;
+        let now = now_ms();
+        let row = CollectionRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: access.tenant_id.clone(),
+            name: name.to_owned(),
+            description: input.description,
+            chunk_max_tokens: chunking.max_tokens as i32,
+            chunk_overlap_tokens: chunking.overlap_tokens as i32,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        match self.inner.db.insert_collection(&row).await {
+            Err(DbError::Conflict { .. }) => Err(KnowledgeError::Conflict(format!("a collection named '{name}' already exists"))),
+            other => other.map(|()| row).map_err(Into::into),
+        }
+    }
+
+    pub async fn collections(&self, access: &TenantAccess) -> Result<Vec<CollectionRow>, KnowledgeError> {
+        require(access, Permission::ReadDocuments)?;
+        Ok(self.inner.db.collections_of_tenant(&access.tenant_id).await?)
+    }
+
+    pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<CollectionRow, KnowledgeError> {
+        require(access, Permission::ReadDocuments)?;
+        self.inner.db.collection(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("collection '{id}'")))
+    }
+
+    pub async fn delete_collection(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
+        require(access, Permission::DeleteDocuments)?;
+        let chunk_ids = self.inner.db.delete_collection(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("collection '{id}'")))?;
+        self.unindex(&access.tenant_id, chunk_ids).await
+    }
+
+    /// Store an upload as a new document (or a new version of `upload.document_id`) and queue its ingestion.
+    pub async fn upload(&self, access: &TenantAccess, collection_id: &str, upload: Upload) -> Result<Accepted, KnowledgeError> {
+        require(access, Permission::UploadDocuments)?;
+        let collection = self.collection(access, collection_id).await?;
+        let limit = self.inner.settings.max_document_bytes;
+        if upload.bytes.len() > limit {
+            return Err(KnowledgeError::TooLarge(format!("the document is {} bytes; the limit is {limit}", upload.bytes.len())));
+        }
+        if upload.bytes.is_empty() {
+            return Err(KnowledgeError::invalid("the document is empty", "file"));
+        }
+        let format = parse::sniff(&upload.bytes, upload.file_name.as_deref(), upload.content_type.as_deref()).map_err(|e| match e {
+            ParseError::TooLarge(m) => KnowledgeError::TooLarge(m),
+            other => KnowledgeError::Unprocessable(other.to_string()),
+        })?;
+        let hash = hex_sha256(&upload.bytes);
+        let now = now_ms();
+        let source = upload.file_name.clone().unwrap_or_else(|| "upload".to_owned());
+        let title = upload.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| source.clone());
+        let job_for = |document_id: &str, version: i32| JobRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: access.tenant_id.clone(),
+            document_id: document_id.to_owned(),
+            version,
+            status: "queued".into(),
+            attempts: 0,
+            run_after_ms: now,
+            error: None,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        let version_for = |document_id: &str, version: i32| VersionRow {
+            document_id: document_id.to_owned(),
+            version,
+            content_hash: hash.clone(),
+            format: format.as_str().to_owned(),
+            size_bytes: upload.bytes.len() as i64,
+            status: "queued".into(),
+            error: None,
+            chunk_count: 0,
+            created_at_ms: now,
+        };
+        let principals = reader_principals(access);
+        let (document_id, job) = match &upload.document_id {
+            Some(id) => {
+                let existing = self.visible_document(access, id, &principals).await?;
+                if existing.collection_id != collection.id {
+                    return Err(KnowledgeError::NotFound(format!("document '{id}' in collection '{}'", collection.id)));
+                }
+                let versions = self.inner.db.versions_of_document(id).await?;
+                if versions.last().is_some_and(|v| v.content_hash == hash) {
+                    return Ok(Accepted { document: existing, job_id: None, unchanged: true });
+                }
+                let version = existing.latest_version + 1;
+                let job = job_for(id, version);
+                let new = NewVersion { version: &version_for(id, version), content: &upload.bytes, job: &job };
+                self.inner.db.add_version(&access.tenant_id, new, &title, now).await?;
+                (id.clone(), job)
+            }
+            None => {
+                let id = uuid::Uuid::now_v7().to_string();
+                let row = DocumentRow {
+                    id: id.clone(),
+                    tenant_id: access.tenant_id.clone(),
+                    collection_id: collection.id.clone(),
+                    title,
+                    source,
+                    metadata: serde_json::Value::Object(upload.metadata.clone()).to_string(),
+                    acl: serde_json::to_string(&upload.acl).unwrap_or_else(|_| "{}".into()),
+                    current_version: None,
+                    latest_version: 1,
+                    status: "queued".into(),
+                    error: None,
+                    created_by: access.principal.user_id().map(str::to_owned),
+                    created_at_ms: now,
+                    updated_at_ms: now,
+                };
+                let job = job_for(&id, 1);
+                self.inner.db.insert_document(&row, NewVersion { version: &version_for(&id, 1), content: &upload.bytes, job: &job }).await?;
+                (id, job)
+            }
+        };
+        self.inner.wake.notify_one();
+        let document = self.visible_document(access, &document_id, &principals).await?;
+        Ok(Accepted { document, job_id: Some(job.id), unchanged: false })
+    }
+
+    async fn visible_document(&self, access: &TenantAccess, id: &str, principals: &[String]) -> Result<DocumentView, KnowledgeError> {
+        let row = self.inner.db.document(&access.tenant_id, id).await?.map(DocumentView::of);
+        row.filter(|d| d.visible_to(principals)).ok_or_else(|| KnowledgeError::NotFound(format!("document '{id}'")))
+    }
+
+    pub async fn document(&self, access: &TenantAccess, id: &str) -> Result<DocumentView, KnowledgeError> {
+        require(access, Permission::ReadDocuments)?;
+        self.visible_document(access, id, &reader_principals(access)).await
+    }
+
+    pub async fn documents(&self, access: &TenantAccess, collection_id: &str) -> Result<Vec<DocumentView>, KnowledgeError> {
+        let collection = self.collection(access, collection_id).await?;
+        let principals = reader_principals(access);
+        let rows = self.inner.db.documents_of_collection(&access.tenant_id, &collection.id).await?;
+        Ok(rows.into_iter().map(DocumentView::of).filter(|d| d.visible_to(&principals)).collect())
+    }
+
+    pub async fn versions(&self, access: &TenantAccess, id: &str) -> Result<Vec<VersionRow>, KnowledgeError> {
+        let document = self.document(access, id).await?;
+        Ok(self.inner.db.versions_of_document(&document.id).await?)
+    }
+
+    pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<JobRow, KnowledgeError> {
+        require(access, Permission::ReadDocuments)?;
+        let job = self.inner.db.ingest_job(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("job '{id}'")))?;
+        // A job of a document the reader cannot see does not exist for them.
+        self.visible_document(access, &job.document_id, &reader_principals(access)).await?;
+        Ok(job)
+    }
+
+    pub async fn delete_document(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
+        require(access, Permission::DeleteDocuments)?;
+        self.visible_document(access, id, &reader_principals(access)).await?;
+        let chunk_ids = self.inner.db.delete_document(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("document '{id}'")))?;
+        self.unindex(&access.tenant_id, chunk_ids).await
+    }
+
+    async fn unindex(&self, tenant: &str, chunk_ids: Vec<i64>) -> Result<(), KnowledgeError> {
+        if chunk_ids.is_empty() {
+            return Ok(());
+        }
+        let index = self.index(tenant).await?;
+        let keys: Vec<u64> = chunk_ids.into_iter().map(|id| id as u64).collect();
+        tokio::task::spawn_blocking(move || {
+            index.remove(&keys)?;
+            index.commit()
+        })
+        .await
+        .map_err(|e| KnowledgeError::Unavailable(format!("index task: {e}")))??;
+        Ok(())
+    }
+}
+
+fn require(access: &TenantAccess, permission: Permission) -> Result<(), KnowledgeError> {
+    if access.can(permission) {
+        Ok(())
+    } else {
+        Err(KnowledgeError::Forbidden(format!("this needs the '{}' permission", permission.as_str())))
+    }
+}
+
+/// Group metadata conditions for the index from the request's JSON.
+fn metadata_conditions(
+    filter: &HashMap<String, serde_json::Value>,
+) -> Result<HashMap<String, agentry_search::index::MetadataCondition>, KnowledgeError> {
+    filter
+        .iter()
+        .map(|(key, value)| {
+            serde_json::from_value(value.clone())
+                .map(|c| (key.clone(), c))
+                .map_err(|_| KnowledgeError::invalid(format!("metadata filter '{key}' must be a scalar or {{gt, gte, lt, lte}}"), "filters.metadata"))
+        })
+        .collect()
+}

@@ -1,0 +1,139 @@
+//! Search over the tenant's knowledge: keyword, vector or hybrid (weighted
+//! reciprocal-rank fusion), filtered inside the index by tenant,
+//! collections, documents, metadata and the reader's ACL principals, then
+//! resolved to chunks of each document's current version.
+
+use std::collections::HashMap;
+
+use agentry_search::hybrid::{self, Component, Fusion};
+use agentry_search::index::Filter;
+use agentry_types::Permission;
+use serde::{Deserialize, Serialize};
+
+use super::{Knowledge, KnowledgeError, metadata_conditions, reader_principals, require};
+use crate::identity::TenantAccess;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    #[default]
+    Hybrid,
+    Keyword,
+    Vector,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    pub query: String,
+    #[serde(default)]
+    pub mode: SearchMode,
+    pub top_k: Option<usize>,
+    /// Collection ids; empty searches every collection of the tenant.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    pub document_ids: Option<Vec<String>>,
+    /// Metadata key → a scalar (equality) or `{gt, gte, lt, lte}` (numeric range).
+    #[serde(default)]
+    pub metadata: HashMap<String, serde_json::Value>,
+    pub fusion: Option<Fusion>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub chunk_id: i64,
+    pub document_id: String,
+    pub collection_id: String,
+    pub version: i32,
+    pub title: String,
+    pub heading_path: Vec<String>,
+    pub page: Option<i32>,
+    pub text: String,
+    pub score: f32,
+    pub keyword: Option<Component>,
+    pub vector: Option<Component>,
+    /// Byte ranges in `text` that match the query's words.
+    pub highlights: Vec<[usize; 2]>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchResponse {
+    pub mode: SearchMode,
+    pub results: Vec<SearchHit>,
+}
+
+const MAX_TOP_K: usize = 100;
+const MAX_QUERY_CHARS: usize = 4000;
+
+impl Knowledge {
+    pub async fn search(&self, access: &TenantAccess, request: SearchRequest) -> Result<SearchResponse, KnowledgeError> {
+        require(access, Permission::ReadDocuments)?;
+        let query = request.query.trim().to_owned();
+        if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
+            return Err(KnowledgeError::invalid(format!("'query' must be 1 to {MAX_QUERY_CHARS} characters"), "query"));
+        }
+        let top_k = request.top_k.unwrap_or(10);
+        if !(1..=MAX_TOP_K).contains(&top_k) {
+            return Err(KnowledgeError::invalid(format!("'top_k' must be 1 to {MAX_TOP_K}"), "top_k"));
+        }
+        let fusion = request.fusion.unwrap_or_default();
+        fusion.validate().map_err(|m| KnowledgeError::invalid(m, "fusion"))?;
+        for id in &request.collections {
+            self.collection(access, id).await?;
+        }
+        let filter = Filter {
+            tenant: access.tenant_id.clone(),
+            collections: request.collections.clone(),
+            documents: request.document_ids.clone(),
+            principals: reader_principals(access),
+            metadata: metadata_conditions(&request.metadata)?,
+        };
+        let index = self.index(&access.tenant_id).await?;
+        let vector = match request.mode {
+            SearchMode::Keyword => None,
+            _ => self.embed(&access.tenant_id, access.principal.user_id(), vec![query.clone()]).await?.into_iter().next(),
+        };
+        // Fetch more than asked: chunks of versions being replaced are dropped below.
+        let fetch = top_k * 2 + 10;
+        let mode = request.mode;
+        let (index_for_search, query_for_search) = (index.clone(), query.clone());
+        let fused = tokio::task::spawn_blocking(move || -> Result<_, KnowledgeError> {
+            let keyword = match mode {
+                SearchMode::Vector => Vec::new(),
+                _ => index_for_search.keyword_search(&query_for_search, &filter, fetch)?,
+            };
+            let nearest = match &vector {
+                Some(v) => index_for_search.vector_search(v, &filter, fetch)?,
+                None => Vec::new(),
+            };
+            Ok(hybrid::fuse(&keyword, &nearest, &fusion, fetch))
+        })
+        .await
+        .map_err(|e| KnowledgeError::Unavailable(format!("search task: {e}")))??;
+        let ids: Vec<i64> = fused.iter().map(|f| f.key as i64).collect();
+        let mut rows: HashMap<i64, _> = self.inner.db.visible_chunks(&access.tenant_id, &ids).await?.into_iter().map(|r| (r.id, r)).collect();
+        let mut results = Vec::with_capacity(top_k);
+        for fused in fused {
+            let Some(row) = rows.remove(&(fused.key as i64)) else { continue };
+            let highlights = index.highlights(&query, &row.text).into_iter().map(|(a, b)| [a, b]).collect();
+            results.push(SearchHit {
+                chunk_id: row.id,
+                document_id: row.document_id,
+                collection_id: row.collection_id,
+                version: row.version,
+                title: row.title,
+                heading_path: serde_json::from_str(&row.heading_path).unwrap_or_default(),
+                page: row.page,
+                text: row.text,
+                score: fused.score,
+                keyword: fused.keyword,
+                vector: fused.vector,
+                highlights,
+            });
+            if results.len() == top_k {
+                break;
+            }
+        }
+        Ok(SearchResponse { mode, results })
+    }
+}

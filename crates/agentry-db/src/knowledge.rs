@@ -1,0 +1,369 @@
+//! Rows of the knowledge base: collections, documents and their versions
+//! (raw bytes kept), chunks with embeddings, and the ingestion queue.
+//!
+//! A document version becomes visible in one transaction
+//! ([`Db::finish_ingest`]): its chunks were written (and indexed) before,
+//! and readers join chunks on `documents.current_version`, so a document is
+//! never half visible. Jobs are claimed with a lease; a job whose worker
+//! died is claimed again when the lease runs out.
+//!
+//! Must not: parse, chunk, embed or index (agentry-core and agentry-search do).
+
+use crate::{Backend, Db, DbError, on_pool};
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct CollectionRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub description: String,
+    pub chunk_max_tokens: i32,
+    pub chunk_overlap_tokens: i32,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct DocumentRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub collection_id: String,
+    pub title: String,
+    pub source: String,
+    /// JSON object.
+    pub metadata: String,
+    /// JSON array of principals.
+    pub acl: String,
+    pub current_version: Option<i32>,
+    pub latest_version: i32,
+    /// Of the latest version: `queued`, `processing`, `succeeded` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub created_by: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A version without its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct VersionRow {
+    pub document_id: String,
+    pub version: i32,
+    pub content_hash: String,
+    pub format: String,
+    pub size_bytes: i64,
+    pub status: String,
+    pub error: Option<String>,
+    pub chunk_count: i32,
+    pub created_at_ms: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct JobRow {
+    pub id: String,
+    pub tenant_id: String,
+    pub document_id: String,
+    pub version: i32,
+    pub status: String,
+    pub attempts: i32,
+    pub run_after_ms: i64,
+    pub error: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+/// A chunk to store; the database assigns its id (the index key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewChunk {
+    pub ordinal: i32,
+    pub content_hash: String,
+    pub text: String,
+    /// JSON array.
+    pub heading_path: String,
+    pub page: Option<i32>,
+    pub token_count: i32,
+    /// Little-endian f32.
+    pub embedding: Vec<u8>,
+}
+
+/// A visible chunk with its document, for search results.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ChunkHitRow {
+    pub id: i64,
+    pub document_id: String,
+    pub collection_id: String,
+    pub version: i32,
+    pub ordinal: i32,
+    pub title: String,
+    pub text: String,
+    pub heading_path: String,
+    pub page: Option<i32>,
+}
+
+macro_rules! collection_columns {
+    () => {
+        "id, tenant_id, name, description, chunk_max_tokens, chunk_overlap_tokens, created_at_ms, updated_at_ms"
+    };
+}
+
+macro_rules! document_columns {
+    () => {
+        "id, tenant_id, collection_id, title, source, metadata, acl, current_version, latest_version, status, error, created_by, created_at_ms, updated_at_ms"
+    };
+}
+
+macro_rules! version_columns {
+    () => {
+        "document_id, version, content_hash, format, size_bytes, status, error, chunk_count, created_at_ms"
+    };
+}
+
+macro_rules! job_columns {
+    () => {
+        "id, tenant_id, document_id, version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms"
+    };
+}
+
+/// Insert a version row with its bytes and its job inside transaction `$tx`.
+macro_rules! insert_version_and_job {
+    ($tx:ident, $new:expr) => {{
+        const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        const JOB: &str = concat!("INSERT INTO ingest_jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        let v = $new.version;
+        sqlx::query(VERSION)
+            .bind(&v.document_id).bind(v.version).bind(&v.content_hash).bind(&v.format).bind(v.size_bytes)
+            .bind(&v.status).bind(&v.error).bind(v.chunk_count).bind(v.created_at_ms).bind($new.content)
+            .execute(&mut *$tx).await?;
+        let j = $new.job;
+        sqlx::query(JOB)
+            .bind(&j.id).bind(&j.tenant_id).bind(&j.document_id).bind(j.version).bind(&j.status).bind(j.attempts)
+            .bind(j.run_after_ms).bind(&j.error).bind(j.created_at_ms).bind(j.updated_at_ms)
+            .execute(&mut *$tx).await?;
+    }};
+}
+
+/// A new version's row, bytes and job, written together.
+pub struct NewVersion<'a> {
+    pub version: &'a VersionRow,
+    pub content: &'a [u8],
+    pub job: &'a JobRow,
+}
+
+impl Db {
+    pub async fn insert_collection(&self, c: &CollectionRow) -> Result<(), DbError> {
+        const SQL: &str = concat!("INSERT INTO collections (", collection_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        on_pool!(self, pool => sqlx::query(SQL)
+            .bind(&c.id).bind(&c.tenant_id).bind(&c.name).bind(&c.description).bind(c.chunk_max_tokens)
+            .bind(c.chunk_overlap_tokens).bind(c.created_at_ms).bind(c.updated_at_ms)
+            .execute(pool).await.map(drop))
+        .map_err(DbError::write("insert collection"))
+    }
+
+    pub async fn collections_of_tenant(&self, tenant_id: &str) -> Result<Vec<CollectionRow>, DbError> {
+        const SQL: &str = concat!("SELECT ", collection_columns!(), " FROM collections WHERE tenant_id = $1 ORDER BY name");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_all(pool).await).map_err(DbError::query("list collections"))
+    }
+
+    pub async fn collection(&self, tenant_id: &str, id: &str) -> Result<Option<CollectionRow>, DbError> {
+        const SQL: &str = concat!("SELECT ", collection_columns!(), " FROM collections WHERE tenant_id = $1 AND id = $2");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get collection"))
+    }
+
+    /// Delete a collection with its documents; returns the ids of the chunks that were stored (to unindex).
+    pub async fn delete_collection(&self, tenant_id: &str, id: &str) -> Result<Option<Vec<i64>>, DbError> {
+        let chunk_ids: Vec<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.tenant_id = $1 AND d.collection_id = $2")
+            .bind(tenant_id).bind(id).fetch_all(pool).await)
+        .map_err(DbError::query("chunks of collection"))?;
+        let deleted = on_pool!(self, pool => sqlx::query("DELETE FROM collections WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id).bind(id).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::query("delete collection"))?;
+        Ok((deleted > 0).then_some(chunk_ids))
+    }
+
+    /// A new document with its first version and ingestion job, in one transaction.
+    pub async fn insert_document(&self, d: &DocumentRow, new: NewVersion<'_>) -> Result<(), DbError> {
+        const SQL: &str = concat!("INSERT INTO documents (", document_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query(SQL)
+                .bind(&d.id).bind(&d.tenant_id).bind(&d.collection_id).bind(&d.title).bind(&d.source).bind(&d.metadata)
+                .bind(&d.acl).bind(d.current_version).bind(d.latest_version).bind(&d.status).bind(&d.error)
+                .bind(&d.created_by).bind(d.created_at_ms).bind(d.updated_at_ms)
+                .execute(&mut *tx).await?;
+            insert_version_and_job!(tx, new);
+            tx.commit().await
+        }.await)
+        .map_err(DbError::write("insert document"))
+    }
+
+    /// A new version of an existing document and its job; the document shows it as queued.
+    pub async fn add_version(&self, tenant_id: &str, new: NewVersion<'_>, title: &str, now_ms: i64) -> Result<(), DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("UPDATE documents SET latest_version = $1, status = 'queued', error = NULL, title = $2, updated_at_ms = $3 WHERE tenant_id = $4 AND id = $5")
+                .bind(new.version.version).bind(title).bind(now_ms).bind(tenant_id).bind(&new.version.document_id)
+                .execute(&mut *tx).await?;
+            insert_version_and_job!(tx, new);
+            tx.commit().await
+        }.await)
+        .map_err(DbError::write("add document version"))
+    }
+
+    pub async fn document(&self, tenant_id: &str, id: &str) -> Result<Option<DocumentRow>, DbError> {
+        const SQL: &str = concat!("SELECT ", document_columns!(), " FROM documents WHERE tenant_id = $1 AND id = $2");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get document"))
+    }
+
+    pub async fn documents_of_collection(&self, tenant_id: &str, collection_id: &str) -> Result<Vec<DocumentRow>, DbError> {
+        const SQL: &str =
+            concat!("SELECT ", document_columns!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY created_at_ms, id");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).fetch_all(pool).await).map_err(DbError::query("list documents"))
+    }
+
+    pub async fn versions_of_document(&self, document_id: &str) -> Result<Vec<VersionRow>, DbError> {
+        const SQL: &str = concat!("SELECT ", version_columns!(), " FROM document_versions WHERE document_id = $1 ORDER BY version");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(document_id).fetch_all(pool).await).map_err(DbError::query("list versions"))
+    }
+
+    pub async fn version_content(&self, document_id: &str, version: i32) -> Result<Option<(String, Vec<u8>)>, DbError> {
+        on_pool!(self, pool => sqlx::query_as("SELECT format, content FROM document_versions WHERE document_id = $1 AND version = $2")
+            .bind(document_id).bind(version).fetch_optional(pool).await)
+        .map_err(DbError::query("version content"))
+    }
+
+    /// Delete a document; returns the ids of its chunks (to unindex), or `None` if there was none.
+    pub async fn delete_document(&self, tenant_id: &str, id: &str) -> Result<Option<Vec<i64>>, DbError> {
+        let chunk_ids = self.chunk_ids(id, None).await?;
+        let deleted = on_pool!(self, pool => sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id).bind(id).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::query("delete document"))?;
+        Ok((deleted > 0).then_some(chunk_ids))
+    }
+
+    /// Chunk ids of a document, of one version or all.
+    pub async fn chunk_ids(&self, document_id: &str, version: Option<i32>) -> Result<Vec<i64>, DbError> {
+        match version {
+            Some(version) => on_pool!(self, pool => sqlx::query_scalar("SELECT id FROM chunks WHERE document_id = $1 AND version = $2 ORDER BY id")
+                .bind(document_id).bind(version).fetch_all(pool).await),
+            None => on_pool!(self, pool => sqlx::query_scalar("SELECT id FROM chunks WHERE document_id = $1 ORDER BY id")
+                .bind(document_id).fetch_all(pool).await),
+        }
+        .map_err(DbError::query("chunk ids"))
+    }
+
+    /// Stored embeddings of a document's chunks with their content hashes, any version (hashes may repeat).
+    pub async fn embeddings_by_hash(&self, document_id: &str) -> Result<Vec<(String, Vec<u8>)>, DbError> {
+        on_pool!(self, pool => sqlx::query_as("SELECT content_hash, embedding FROM chunks WHERE document_id = $1")
+            .bind(document_id).fetch_all(pool).await)
+        .map_err(DbError::query("embeddings by hash"))
+    }
+
+    /// Claim the oldest runnable job: queued and due, or running with an expired lease.
+    pub async fn claim_ingest_job(&self, now_ms: i64, lease_ms: i64) -> Result<Option<JobRow>, DbError> {
+        const PICK: &str = "SELECT id FROM ingest_jobs WHERE (status = 'queued' AND run_after_ms <= $1) \
+                            OR (status = 'running' AND locked_until_ms < $1) ORDER BY run_after_ms, created_at_ms LIMIT 1";
+        let sql = match self.backend() {
+            Backend::Sqlite => format!("UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}", job_columns!()),
+            Backend::Postgres => format!("UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}", job_columns!()),
+        };
+        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(now_ms + lease_ms).fetch_optional(pool).await)
+            .map_err(DbError::query("claim ingest job"))
+    }
+
+    /// Store a version's chunks (replacing any a crashed attempt left) and mark it processing; returns their ids in order.
+    pub async fn store_chunks(&self, job: &JobRow, chunks: &[NewChunk]) -> Result<Vec<i64>, DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND version = $2").bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            let mut ids = Vec::with_capacity(chunks.len());
+            for c in chunks {
+                let id: i64 = sqlx::query_scalar(
+                    "INSERT INTO chunks (tenant_id, document_id, version, ordinal, content_hash, text, heading_path, page, token_count, embedding) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id")
+                    .bind(&job.tenant_id).bind(&job.document_id).bind(job.version).bind(c.ordinal).bind(&c.content_hash)
+                    .bind(&c.text).bind(&c.heading_path).bind(c.page).bind(c.token_count).bind(&c.embedding)
+                    .fetch_one(&mut *tx).await?;
+                ids.push(id);
+            }
+            sqlx::query("UPDATE document_versions SET status = 'processing' WHERE document_id = $1 AND version = $2")
+                .bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            sqlx::query("UPDATE documents SET status = 'processing' WHERE id = $1 AND latest_version = $2")
+                .bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(ids)
+        }.await)
+        .map_err(DbError::query("store chunks"))
+    }
+
+    /// Make the job's version current (its chunks are indexed) in one
+    /// transaction; returns the previous current version, whose chunks the caller unindexes.
+    pub async fn finish_ingest(&self, job: &JobRow, chunk_count: i32, now_ms: i64) -> Result<Option<i32>, DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            let previous: Option<i32> = sqlx::query_scalar("SELECT current_version FROM documents WHERE id = $1")
+                .bind(&job.document_id).fetch_optional(&mut *tx).await?.flatten();
+            sqlx::query("UPDATE document_versions SET status = 'succeeded', error = NULL, chunk_count = $1 WHERE document_id = $2 AND version = $3")
+                .bind(chunk_count).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            sqlx::query("UPDATE documents SET current_version = $1, status = CASE WHEN latest_version = $1 THEN 'succeeded' ELSE status END, \
+                         error = CASE WHEN latest_version = $1 THEN NULL ELSE error END, updated_at_ms = $2 WHERE id = $3")
+                .bind(job.version).bind(now_ms).bind(&job.document_id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE ingest_jobs SET status = 'succeeded', error = NULL, locked_until_ms = NULL, updated_at_ms = $1 WHERE id = $2")
+                .bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(previous.filter(|v| *v != job.version))
+        }.await)
+        .map_err(DbError::query("finish ingest"))
+    }
+
+    /// Record a failed attempt: retry at `retry_at_ms`, or fail the version for good with `error`.
+    pub async fn fail_ingest(&self, job: &JobRow, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> Result<(), DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = pool.begin().await?;
+            match retry_at_ms {
+                Some(at) => {
+                    sqlx::query("UPDATE ingest_jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
+                        .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+                }
+                None => {
+                    sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
+                        .bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE document_versions SET status = 'failed', error = $1 WHERE document_id = $2 AND version = $3")
+                        .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE documents SET status = 'failed', error = $1, updated_at_ms = $2 WHERE id = $3 AND latest_version = $4")
+                        .bind(error).bind(now_ms).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+                }
+            }
+            tx.commit().await
+        }.await)
+        .map_err(DbError::query("fail ingest"))
+    }
+
+    pub async fn ingest_job(&self, tenant_id: &str, id: &str) -> Result<Option<JobRow>, DbError> {
+        const SQL: &str = concat!("SELECT ", job_columns!(), " FROM ingest_jobs WHERE tenant_id = $1 AND id = $2");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get ingest job"))
+    }
+
+    /// The chunks among `ids` that belong to their document's current version, with the document's title.
+    pub async fn visible_chunks(&self, tenant_id: &str, ids: &[i64]) -> Result<Vec<ChunkHitRow>, DbError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT c.id, c.document_id, d.collection_id, c.version, c.ordinal, d.title, c.text, c.heading_path, c.page \
+             FROM chunks c JOIN documents d ON d.id = c.document_id AND d.current_version = c.version \
+             WHERE d.tenant_id = $1 AND c.id IN ({})",
+            placeholders.join(", ")
+        );
+        on_pool!(self, pool => {
+            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant_id);
+            for id in ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })
+        .map_err(DbError::query("visible chunks"))
+    }
+}
+

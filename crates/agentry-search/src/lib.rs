@@ -1,0 +1,13 @@
+//! The knowledge engine's retrieval core: parsing documents into sections,
+//! token-aware chunking, the embedded keyword + vector index with filters
+//! applied inside each search, weighted reciprocal-rank fusion, and
+//! retrieval-quality evaluation on BEIR-layout datasets.
+//!
+//! Must not: touch the database, call models (callers embed and pass
+//! vectors) or decide permissions (callers pass the reader's principals).
+
+pub mod chunk;
+pub mod eval;
+pub mod hybrid;
+pub mod index;
+pub mod parse;

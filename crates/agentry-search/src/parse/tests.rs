@@ -1,0 +1,82 @@
+//! Sniffing, the shared section builder and the errors every format shares.
+
+use super::*;
+
+fn sniffed(bytes: &[u8], name: Option<&str>, content_type: Option<&str>) -> Result<Format, ParseError> {
+    sniff(bytes, name, content_type)
+}
+
+#[test]
+fn magic_bytes_win_over_the_declared_type() {
+    assert_eq!(sniffed(b"%PDF-1.7\n...", Some("notes.txt"), Some("text/plain")), Ok(Format::Pdf));
+    assert_eq!(sniffed(b"just some words", Some("report.pdf"), Some("application/pdf")), Ok(Format::Text));
+    assert_eq!(sniffed(b"<p>hi</p>", Some("a.pdf"), None), Ok(Format::Text));
+}
+
+#[test]
+fn binary_and_non_utf8_data_is_unsupported() {
+    let random: Vec<u8> = (0u32..512).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    assert!(matches!(sniffed(&random, Some("data.txt"), None), Err(ParseError::Unsupported(_))));
+    assert!(matches!(sniffed(b"abc\0def", None, None), Err(ParseError::Unsupported(_))));
+    assert!(matches!(sniffed(b"\x89PNG\r\n\x1a\n", Some("a.md"), None), Err(ParseError::Unsupported(_))));
+    assert!(matches!(sniffed(b"caf\xe9", None, None), Err(ParseError::Unsupported(_))));
+    assert!(matches!(sniffed(b"{\\rtf1 hello}", None, None), Err(ParseError::Unsupported(_))));
+    assert!(matches!(parse(&random, Format::Text), Err(ParseError::Unsupported(_))));
+    assert!(matches!(parse(&random, Format::Html), Err(ParseError::Unsupported(_))));
+}
+
+#[test]
+fn html_is_recognised_without_an_extension() {
+    assert_eq!(sniffed(b"\xef\xbb\xbf  <!DOCTYPE html><p>x</p>", None, None), Ok(Format::Html));
+    assert_eq!(sniffed(b"\n<HTML><body>x</body></HTML>", None, None), Ok(Format::Html));
+    assert_eq!(sniffed(b"<?xml version=\"1.0\"?>\n<!-- saved -->\n<html xmlns=\"x\"><p>x</p></html>", None, None), Ok(Format::Html));
+    assert_eq!(sniffed(b"<!-- unterminated <html>", None, None), Ok(Format::Text));
+    assert_eq!(sniffed(b"<div>x</div>", Some("page.htm"), None), Ok(Format::Html));
+    assert_eq!(sniffed(b"<div>x</div>", None, Some("text/html; charset=utf-8")), Ok(Format::Html));
+    assert_eq!(sniffed(b"1 < 2 and 3 > 2", Some("page.html"), None), Ok(Format::Text));
+}
+
+#[test]
+fn json_csv_and_markdown_need_both_declaration_and_fitting_bytes() {
+    assert_eq!(sniffed(b" {\"a\": 1}", None, None), Ok(Format::Json));
+    assert_eq!(sniffed(b"[1, 2", None, None), Ok(Format::Text));
+    assert_eq!(sniffed(b"\"quoted\"", None, Some("application/ld+json")), Ok(Format::Json));
+    assert_eq!(sniffed(b"a,b\n1,2\n", Some("t.CSV"), None), Ok(Format::Csv));
+    assert_eq!(sniffed(b"a,b\n1,2\n", None, None), Ok(Format::Text));
+    assert_eq!(sniffed(b"a,b\n1,2,3\n", None, Some("text/csv")), Ok(Format::Text));
+    assert_eq!(sniffed(b"# Title", Some("readme.md"), None), Ok(Format::Markdown));
+    assert_eq!(sniffed(b"# Title", None, Some("text/markdown")), Ok(Format::Markdown));
+    assert_eq!(sniffed(b"# Title", None, None), Ok(Format::Text));
+}
+
+#[test]
+fn empty_input_is_empty() {
+    assert_eq!(sniffed(b"", None, None), Err(ParseError::Empty));
+    assert_eq!(sniffed(b" \n\t ", Some("a.txt"), None), Err(ParseError::Empty));
+    assert_eq!(parse(b"", Format::Text), Err(ParseError::Empty));
+    assert_eq!(parse(b"  \n ", Format::Markdown), Err(ParseError::Empty));
+    assert_eq!(parse(b"<html><head><title>t</title></head><body> </body></html>", Format::Html), Err(ParseError::Empty));
+    assert_eq!(parse(b"{}", Format::Json), Err(ParseError::Empty));
+}
+
+#[test]
+fn outline_tracks_the_heading_chain() {
+    let mut outline = Outline::default();
+    outline.push_str("intro");
+    outline.heading(1, "A");
+    outline.heading(2, "B");
+    outline.push_str("under b");
+    outline.heading(3, "C");
+    outline.push_str("under c");
+    outline.heading(2, "D");
+    outline.push_str("under d");
+    let parsed = outline.finish(None);
+    assert_eq!(parsed.title.as_deref(), Some("A"));
+    let paths: Vec<_> = parsed.sections.iter().map(|s| (s.heading_path.join(">"), s.text.as_str())).collect();
+    assert_eq!(paths, [("".into(), "intro"), ("A>B".into(), "under b"), ("A>B>C".into(), "under c"), ("A>D".into(), "under d")]);
+}
+
+#[test]
+fn tidy_lines_trims_and_collapses_blank_lines() {
+    assert_eq!(tidy_lines("\n  a  \n\n\n b\nc \n\n"), "a\n\nb\nc");
+}

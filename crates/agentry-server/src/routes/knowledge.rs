@@ -1,0 +1,192 @@
+//! Collections, documents (upload as multipart or JSON, status, versions,
+//! delete), ingestion jobs and search. Handlers turn the request into the
+//! core's types and call one `Knowledge` function; permissions are in
+//! `access.rs` and checked again by the service.
+
+use agentry_core::TenantAccess;
+use agentry_core::knowledge::{AccessList, CollectionInput, SearchRequest, Upload};
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::state::AppState;
+
+pub fn router(max_document_bytes: usize) -> Router<AppState> {
+    // Room for the multipart framing and the other fields around the file.
+    let upload_limit = DefaultBodyLimit::max(max_document_bytes.saturating_mul(4) / 3 + 64 * 1024);
+    Router::new()
+        .route("/api/v1/collections", get(collections).post(create_collection))
+        .route("/api/v1/collections/{id}", get(collection).delete(delete_collection))
+        .route("/api/v1/collections/{id}/documents", get(documents).post(upload).layer(upload_limit))
+        .route("/api/v1/documents/{id}", get(document).delete(delete_document))
+        .route("/api/v1/documents/{id}/versions", get(versions))
+        .route("/api/v1/ingest-jobs/{id}", get(job))
+        .route("/api/v1/search", post(search))
+}
+
+async fn create_collection(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    ApiJson(input): ApiJson<CollectionInput>,
+) -> Result<Response, ApiError> {
+    let row = state.knowledge.create_collection(&access, input).await?;
+    Ok((StatusCode::CREATED, Json(collection_json(&row))).into_response())
+}
+
+fn collection_json(row: &agentry_db::knowledge::CollectionRow) -> serde_json::Value {
+    serde_json::json!({
+        "id": row.id, "name": row.name, "description": row.description,
+        "chunking": { "max_tokens": row.chunk_max_tokens, "overlap_tokens": row.chunk_overlap_tokens },
+        "created_at_ms": row.created_at_ms, "updated_at_ms": row.updated_at_ms,
+    })
+}
+
+async fn collections(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
+    let rows = state.knowledge.collections(&access).await?;
+    Ok(Json(serde_json::json!({ "data": rows.iter().map(collection_json).collect::<Vec<_>>() })).into_response())
+}
+
+async fn collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(collection_json(&state.knowledge.collection(&access, &id).await?)).into_response())
+}
+
+async fn delete_collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.knowledge.delete_collection(&access, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The JSON form of an upload: text, or any file as base64.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonUpload {
+    text: Option<String>,
+    content_base64: Option<String>,
+    file_name: Option<String>,
+    content_type: Option<String>,
+    title: Option<String>,
+    #[serde(default)]
+    metadata: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    acl: AccessList,
+    document_id: Option<String>,
+}
+
+impl JsonUpload {
+    fn into_upload(self) -> Result<Upload, ApiError> {
+        let bytes = match (self.text, self.content_base64) {
+            (Some(text), None) => text.into_bytes(),
+            (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
+                .decode(encoded.trim())
+                .map_err(|_| ApiError::bad_request("'content_base64' is not valid base64", "content_base64"))?,
+            _ => return Err(ApiError::bad_request("give exactly one of 'text' or 'content_base64'", "text")),
+        };
+        Ok(Upload {
+            bytes,
+            file_name: self.file_name,
+            content_type: self.content_type,
+            title: self.title,
+            metadata: self.metadata,
+            acl: self.acl,
+            document_id: self.document_id,
+        })
+    }
+}
+
+/// Multipart fields: `file` (required), `title`, `metadata` (JSON object), `acl` (JSON), `document_id`.
+async fn multipart_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
+    let bad = |message: String, param: &str| ApiError::bad_request(message, param);
+    let mut upload = Upload::default();
+    let mut has_file = false;
+    while let Some(field) = multipart.next_field().await.map_err(|e| bad(format!("malformed multipart body: {e}"), "file"))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "file" => {
+                upload.file_name = field.file_name().map(str::to_owned);
+                upload.content_type = field.content_type().map(str::to_owned);
+                upload.bytes = field.bytes().await.map_err(|e| bad(format!("cannot read the file: {e}"), "file"))?.to_vec();
+                has_file = true;
+            }
+            "title" | "metadata" | "acl" | "document_id" => {
+                let text = field.text().await.map_err(|e| bad(format!("cannot read '{name}': {e}"), "file"))?;
+                match name.as_str() {
+                    "title" => upload.title = Some(text),
+                    "document_id" => upload.document_id = Some(text),
+                    "metadata" => upload.metadata = serde_json::from_str(&text).map_err(|_| bad("'metadata' must be a JSON object".into(), "metadata"))?,
+                    _ => upload.acl = serde_json::from_str(&text).map_err(|_| bad("'acl' must be {\"users\": [...], \"roles\": [...]}".into(), "acl"))?,
+                }
+            }
+            other => return Err(bad(format!("unknown field '{other}'"), "file")),
+        }
+    }
+    if !has_file {
+        return Err(bad("the 'file' field is missing".into(), "file"));
+    }
+    Ok(upload)
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(collection): Path<String>,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
+    let upload = if content_type.starts_with("multipart/form-data") {
+        let multipart = <Multipart as axum::extract::FromRequest<()>>::from_request(request, &())
+            .await
+            .map_err(|e| ApiError::bad_request(e.body_text(), "file"))?;
+        multipart_upload(multipart).await?
+    } else {
+        let ApiJson(body) = <ApiJson<JsonUpload> as axum::extract::FromRequest<()>>::from_request(request, &()).await?;
+        body.into_upload()?
+    };
+    let accepted = state.knowledge.upload(&access, &collection, upload).await?;
+    let status = if accepted.unchanged { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(accepted)).into_response())
+}
+
+async fn documents(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(serde_json::json!({ "data": state.knowledge.documents(&access, &id).await? })).into_response())
+}
+
+async fn document(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.knowledge.document(&access, &id).await?).into_response())
+}
+
+async fn delete_document(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.knowledge.delete_document(&access, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn versions(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let versions = state.knowledge.versions(&access, &id).await?;
+    let data: Vec<_> = versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version, "content_hash": v.content_hash, "format": v.format, "size_bytes": v.size_bytes,
+                "status": v.status, "error": v.error, "chunk_count": v.chunk_count, "created_at_ms": v.created_at_ms,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "data": data })).into_response())
+}
+
+async fn job(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let job = state.knowledge.job(&access, &id).await?;
+    Ok(Json(serde_json::json!({
+        "id": job.id, "document_id": job.document_id, "version": job.version, "status": job.status,
+        "attempts": job.attempts, "error": job.error, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms,
+    }))
+    .into_response())
+}
+
+async fn search(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(request): ApiJson<SearchRequest>) -> Result<Response, ApiError> {
+    Ok(Json(state.knowledge.search(&access, request).await?).into_response())
+}
