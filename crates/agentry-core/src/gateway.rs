@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use agentry_db::ModelCallRecord;
 use agentry_llm::pricing::Price;
 use agentry_llm::router::Routed;
-use agentry_llm::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmError, ModelRouter, StreamEvent};
-use agentry_types::Usage;
+use agentry_llm::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmError, ModelRouter, StreamEvent, tokens};
+use agentry_types::{ChatMessage, Usage};
 use futures::StreamExt;
 
 use crate::coord::RateDecision;
@@ -115,8 +115,14 @@ impl Gateway {
         }
         let ticket = self.admit(ctx, &plan, prompt_tokens, request.max_tokens).await?;
         let rate_limit = ticket.rate_limit();
+        let prompt = request.messages.clone();
         let result = self.router.complete(&plan.model, request).await;
         let outcome = match &result {
+            Ok(routed) if routed.value.usage == Usage::default() => {
+                // The upstream reported no usage: count with the model's tokenizer.
+                let output = routed.value.content.as_deref().unwrap_or_default();
+                Outcome::served(routed, Usage::new(tokens::count_prompt(&routed.model, &prompt), tokens::count(&routed.model, output)))
+            }
             Ok(routed) => Outcome::served(routed, routed.value.usage),
             Err(error) => Outcome::failed(&plan.model, error),
         };
@@ -152,6 +158,7 @@ impl Gateway {
         let costing = Costing::of(&plan);
         let ticket = self.admit(ctx, &plan, prompt_tokens, request.max_tokens).await?;
         let rate_limit = ticket.rate_limit();
+        let prompt = request.messages.clone();
         let routed = match self.router.stream(&plan.model, request).await {
             Ok(routed) => routed,
             Err(error) => {
@@ -168,8 +175,8 @@ impl Gateway {
             ticket: Some(ticket),
             costing,
             outcome,
-            prompt_tokens,
-            output_bytes: 0,
+            prompt,
+            output: String::new(),
             reported_usage: false,
             started,
             first_token: started.elapsed(),
@@ -263,15 +270,15 @@ impl Outcome {
 
 /// Follows a stream and settles it exactly once: at the end, on an error,
 /// or when dropped early (client went away → status `cancelled`). When the
-/// upstream reports no usage, tokens are estimated from the text sent.
+/// upstream reports no usage, tokens are counted with the model's tokenizer.
 struct StreamRecord {
     gateway: Gateway,
     ctx: CallContext,
     ticket: Option<Ticket>,
     costing: Costing,
     outcome: Outcome,
-    prompt_tokens: u32,
-    output_bytes: usize,
+    prompt: Vec<ChatMessage>,
+    output: String,
     reported_usage: bool,
     started: Instant,
     first_token: Duration,
@@ -287,7 +294,8 @@ impl StreamRecord {
                 self.finish();
             }
             Ok(StreamEvent::Finish(_)) => self.outcome.status = "success",
-            Ok(StreamEvent::Delta { content, .. }) => self.output_bytes += content.as_ref().map_or(0, String::len),
+            Ok(StreamEvent::Delta { content: Some(content), .. }) => self.output.push_str(content),
+            Ok(StreamEvent::Delta { .. }) => {}
             Err(_) => {
                 self.outcome.status = "error";
                 self.finish();
@@ -298,7 +306,8 @@ impl StreamRecord {
     fn finish(&mut self) {
         let Some(ticket) = self.ticket.take() else { return };
         if !self.reported_usage {
-            self.outcome.usage = Usage::new(self.prompt_tokens, self.output_bytes.div_ceil(4) as u32);
+            let model = &self.outcome.model;
+            self.outcome.usage = Usage::new(tokens::count_prompt(model, &self.prompt), tokens::count(model, &self.output));
         }
         let meta = Meta { stream: true, started: self.started, ttft: Some(self.first_token), cache_hit: false };
         self.gateway.settle(&self.ctx, ticket, &self.costing, self.outcome.clone(), meta);

@@ -54,6 +54,7 @@ impl Application {
         let registry = ModelRegistry::build(&settings.providers, &settings.models, loaded.entries)
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let router = Arc::new(ModelRouter::new(registry, settings.router_config()));
+        tokio::task::spawn_blocking(agentry_llm::tokens::warm);
 
         let shutdown = CancellationToken::new();
         let call_log_config = CallLogConfig { flush_interval: Duration::from_millis(settings.usage.flush_interval_ms), ..CallLogConfig::default() };

@@ -166,6 +166,23 @@ async fn every_call_is_logged_with_tokens_and_cost() {
     assert!(streamed.ttft_ms.is_some());
 }
 
+/// An upstream that reports no usage is metered with the model's tokenizer, streamed or not.
+#[tokio::test]
+async fn tokens_are_counted_when_the_upstream_reports_none() {
+    let app = spawn_app().await;
+    let messages = user_message("Please count these words exactly");
+    app.chat(json!({ "model": "no-usage", "messages": messages })).await.text().await.unwrap();
+    app.chat(json!({ "model": "no-usage", "messages": messages, "stream": true })).await.text().await.unwrap();
+    let calls = app.model_calls(2).await;
+    let prompt: Vec<agentry_types::ChatMessage> = serde_json::from_value(messages).unwrap();
+    let expected = (agentry_llm::tokens::count_prompt("no-usage", &prompt), agentry_llm::tokens::count("no-usage", "Hello from upstream"));
+    assert_eq!(expected, (3 + 1 + 5 + 3, 3), "o200k: five words, three output tokens");
+    for call in &calls {
+        assert_eq!((call.input_tokens, call.output_tokens), (i64::from(expected.0), i64::from(expected.1)), "stream: {}", call.stream);
+    }
+    assert_eq!(calls.iter().filter(|c| c.stream).count(), 1);
+}
+
 #[tokio::test]
 async fn mock_provider_is_deterministic() {
     let app = spawn_app().await;

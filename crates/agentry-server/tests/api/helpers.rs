@@ -75,6 +75,7 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
     let models = json!([
         { "name": "gpt-4o", "provider": "healthy", "upstream_model": "gpt-ok" },
         { "name": "gpt-ok", "provider": "healthy" },
+        { "name": "no-usage", "provider": "healthy" },
         { "name": "echo-params", "provider": "healthy" },
         { "name": "stream-hang", "provider": "healthy" },
         { "name": "stream-then-fail", "provider": "healthy", "fallbacks": ["gpt-ok"] },

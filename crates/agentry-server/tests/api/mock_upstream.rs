@@ -148,7 +148,11 @@ async fn openai_chat(State(recorded): State<Arc<Recorded>>, headers: HeaderMap, 
     }
     let content = if model == "echo-params" { body.to_string() } else { "Hello from upstream".to_owned() };
     if !stream {
-        return Json(completion(&model, &content)).into_response();
+        let mut answer = completion(&model, &content);
+        if model == "no-usage" {
+            answer.as_object_mut().map(|o| o.remove("usage"));
+        }
+        return Json(answer).into_response();
     }
     let mut frames = vec![chunk(&model, json!({ "role": "assistant", "content": "" }), None)];
     match model.as_str() {
@@ -167,7 +171,8 @@ async fn openai_chat(State(recorded): State<Arc<Recorded>>, headers: HeaderMap, 
         frames.push(chunk(&model, json!({ "content": piece }), None));
     }
     frames.push(chunk(&model, json!({}), Some("stop")));
-    if body["stream_options"]["include_usage"].as_bool() == Some(true) {
+    // `no-usage` stands for servers that never report usage.
+    if body["stream_options"]["include_usage"].as_bool() == Some(true) && model != "no-usage" {
         let usage = json!({ "id": "chatcmpl-upstream", "object": "chat.completion.chunk", "created": 1, "model": model, "choices": [],
             "usage": { "prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8 } });
         frames.push(format!("data: {usage}\n\n"));
