@@ -400,6 +400,30 @@ impl Knowledge {
         Ok(self.inner.db.versions_of_document(&document.id).await?)
     }
 
+    /// The stored bytes of one version, with its format.
+    pub async fn version_content(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(String, Vec<u8>), KnowledgeError> {
+        let document = self.document(access, id).await?;
+        self.inner.db.version_content(&document.id, version).await?.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))
+    }
+
+    /// Make an earlier version current again: its bytes become a new version
+    /// (ingested like an upload; its chunks' embeddings are reused, not recomputed).
+    pub async fn restore(&self, access: &TenantAccess, id: &str, version: i32) -> Result<Accepted, KnowledgeError> {
+        require(access, Permission::UploadDocuments)?;
+        let document = self.document(access, id).await?;
+        let (_, bytes) = self.version_content(access, id, version).await?;
+        let upload = Upload {
+            bytes,
+            file_name: Some(document.source.clone()),
+            content_type: None,
+            title: Some(document.title.clone()),
+            metadata: serde_json::Map::new(),
+            acl: document.acl.clone(),
+            document_id: Some(document.id.clone()),
+        };
+        self.upload(access, &document.collection_id, upload).await
+    }
+
     pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<JobRow, KnowledgeError> {
         require(access, Permission::ReadDocuments)?;
         let job = self.inner.db.ingest_job(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("job '{id}'")))?;

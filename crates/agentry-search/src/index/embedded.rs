@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use parking_lot::{Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, ConstScoreQuery, Occur, Query, QueryParser, TermQuery, TermSetQuery};
-use tantivy::schema::{Field, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions, Value};
+use tantivy::schema::{Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, TokenStream};
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term, doc};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
 use super::{Entry, Filter, IndexedChunk, Ranked};
@@ -73,7 +73,7 @@ impl Fields {
         let text_options = TextOptions::default()
             .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions));
         let fields = Self {
-            key: builder.add_u64_field("key", tantivy::schema::INDEXED | STORED),
+            key: builder.add_u64_field("key", tantivy::schema::INDEXED | tantivy::schema::FAST),
             tenant: builder.add_text_field("tenant", STRING),
             collection: builder.add_text_field("collection", STRING),
             document: builder.add_text_field("document", STRING),
@@ -222,10 +222,15 @@ impl EmbeddedIndex {
         let query = BooleanQuery::new(vec![(Occur::Must, text_query), (Occur::Must, Box::new(ConstScoreQuery::new(self.filter_query(filter), 0.0)))]);
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(top_k.max(1)).order_by_score())?;
+        // Keys come from the fast-field column: no stored document is read.
+        let mut columns = HashMap::new();
         let mut ranked = Vec::with_capacity(top.len());
         for (score, address) in top {
-            let stored: TantivyDocument = searcher.doc(address)?;
-            if let Some(key) = stored.get_first(f.key).and_then(|v| v.as_u64()) {
+            let column = match columns.entry(address.segment_ord) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => e.insert(searcher.segment_reader(address.segment_ord).fast_fields().u64("key")?),
+            };
+            if let Some(key) = column.first(address.doc_id) {
                 ranked.push((key, score));
             }
         }

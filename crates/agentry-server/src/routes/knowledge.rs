@@ -26,6 +26,8 @@ pub fn router(max_document_bytes: usize) -> Router<AppState> {
         .route("/api/v1/collections/{id}/documents", get(documents).post(upload).layer(upload_limit))
         .route("/api/v1/documents/{id}", get(document).delete(delete_document))
         .route("/api/v1/documents/{id}/versions", get(versions))
+        .route("/api/v1/documents/{id}/versions/{version}", get(version_content))
+        .route("/api/v1/documents/{id}/versions/{version}/restore", post(restore))
         .route("/api/v1/ingest-jobs/{id}", get(job))
         .route("/api/v1/search", post(search))
 }
@@ -176,6 +178,34 @@ async fn versions(State(state): State<AppState>, Extension(access): Extension<Te
         })
         .collect();
     Ok(Json(serde_json::json!({ "data": data })).into_response())
+}
+
+async fn version_content(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path((id, version)): Path<(String, i32)>,
+) -> Result<Response, ApiError> {
+    let (format, bytes) = state.knowledge.version_content(&access, &id, version).await?;
+    let content_type = match format.as_str() {
+        "pdf" => "application/pdf",
+        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "html" => "text/html; charset=utf-8",
+        "markdown" => "text/markdown; charset=utf-8",
+        "csv" => "text/csv; charset=utf-8",
+        "json" => "application/json",
+        _ => "text/plain; charset=utf-8",
+    };
+    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path((id, version)): Path<(String, i32)>,
+) -> Result<Response, ApiError> {
+    let accepted = state.knowledge.restore(&access, &id, version).await?;
+    let status = if accepted.unchanged { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, Json(accepted)).into_response())
 }
 
 async fn job(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {

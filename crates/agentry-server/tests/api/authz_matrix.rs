@@ -36,6 +36,7 @@ fn fill(path: &str, tenant: &str) -> String {
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{user_id}", "00000000-0000-0000-0000-000000000000")
         .replace("{name}", "no-such-role")
+        .replace("{version}", "1")
 }
 
 fn allows(caller: Caller, rule: &Rule) -> bool {

@@ -126,6 +126,17 @@ async fn knowledge_flow(app: &TestApp) {
     let flights = search(app, &admin, json!({ "query": "premium economy flights", "mode": "keyword" })).await;
     assert_eq!(flights[0]["version"], 2, "{flights:?}");
     assert!(search(app, &admin, json!({ "query": "economy class", "mode": "keyword", "top_k": 10 })).await.iter().all(|r| r["version"] == 2));
+    // The stored bytes of version 1, and restoring it: a third version, searchable again.
+    let original = app.with(Method::GET, &format!("/api/v1/documents/{guide}/versions/1"), &admin).send().await.unwrap();
+    assert_eq!(original.headers()["content-type"], "text/markdown; charset=utf-8");
+    assert_eq!(original.text().await.unwrap(), GUIDE);
+    assert_eq!(send(app, &admin, Method::GET, &format!("/api/v1/documents/{guide}/versions/9"), None).await.0, 404);
+    let (status, restored) = send(app, &admin, Method::POST, &format!("/api/v1/documents/{guide}/versions/1/restore"), None).await;
+    assert_eq!(status, 202, "{restored}");
+    assert_eq!(finished(app, &admin, restored["job_id"].as_str().unwrap()).await["status"], "succeeded");
+    let economy = search(app, &admin, json!({ "query": "economy class flights", "mode": "keyword", "top_k": 1 })).await;
+    assert_eq!(economy[0]["version"], 3, "{economy:?}");
+    assert!(economy[0]["text"].as_str().unwrap().contains("must be economy class"));
     let metrics = app.metrics().await;
     assert!(metrics.lines().any(|l| l.starts_with("chunks_reused_total") && !l.ends_with(" 0")), "unchanged chunks reuse their embeddings");
 
