@@ -162,8 +162,13 @@ impl KnowledgeConfig {
             workers: self.workers,
             max_attempts: self.max_attempts,
             lease_ms: 10 * 60 * 1000,
-            default_chunking: agentry_search::chunk::ChunkConfig { max_tokens: self.chunk_max_tokens, overlap_tokens: self.chunk_overlap_tokens },
+            default_chunking: self.chunking(),
         }
+    }
+
+    /// Default chunking of new collections.
+    pub fn chunking(&self) -> agentry_search::chunk::ChunkConfig {
+        agentry_search::chunk::ChunkConfig { max_tokens: self.chunk_max_tokens, overlap_tokens: self.chunk_overlap_tokens }
     }
 }
 
@@ -299,8 +304,7 @@ impl Settings {
         if self.router.breaker_failure_threshold == 0 {
             return fail("router.breaker_failure_threshold", "must be at least 1");
         }
-        let chunking = agentry_search::chunk::ChunkConfig { max_tokens: self.knowledge.chunk_max_tokens, overlap_tokens: self.knowledge.chunk_overlap_tokens };
-        if let Err(message) = chunking.validate() {
+        if let Err(message) = self.knowledge.chunking().validate() {
             return fail("knowledge.chunk_max_tokens", message);
         }
         if self.knowledge.workers == 0 {

@@ -47,6 +47,19 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, ErrorCode::NotFound, message)
     }
 
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, ErrorCode::Conflict, message)
+    }
+
+    /// A dependency is down; the client may retry after a second.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, message) }
+    }
+
     /// A server fault: logs `detail`, answers a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -143,9 +156,9 @@ impl From<IdentityError> for ApiError {
             IdentityError::TokenInvalid(_) => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, error.to_string()),
             IdentityError::InvalidApiKey => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidApiKey, "Incorrect API key provided."),
             IdentityError::MfaRequired => Self::new(S::FORBIDDEN, ErrorCode::MfaRequired, error.to_string()),
-            IdentityError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
-            IdentityError::NotFound(_) => Self::new(S::NOT_FOUND, ErrorCode::NotFound, error.to_string()),
-            IdentityError::Conflict(_) => Self::new(S::CONFLICT, ErrorCode::Conflict, error.to_string()),
+            IdentityError::Forbidden(message) => Self::forbidden(message),
+            IdentityError::NotFound(_) => Self::not_found(error.to_string()),
+            IdentityError::Conflict(_) => Self::conflict(error.to_string()),
             IdentityError::Invalid { message, param } => {
                 Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None, rate_limit: None }
             }
@@ -201,13 +214,12 @@ impl From<Refusal> for ApiError {
 
 impl From<UsageError> for ApiError {
     fn from(error: UsageError) -> Self {
-        use StatusCode as S;
         match error {
             UsageError::Invalid { message, param } => Self::bad_request(message, param),
             UsageError::NotFound(_) => Self::not_found(error.to_string()),
-            UsageError::Conflict(message) => Self::new(S::CONFLICT, ErrorCode::Conflict, message),
-            UsageError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
-            UsageError::Unavailable(message) => Self { retry_after: Some(1), ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, message) },
+            UsageError::Conflict(message) => Self::conflict(message),
+            UsageError::Forbidden(message) => Self::forbidden(message),
+            UsageError::Unavailable(message) => Self::unavailable(message),
             UsageError::Db(e) => Self::internal(e),
         }
     }
@@ -219,11 +231,11 @@ impl From<KnowledgeError> for ApiError {
         match error {
             KnowledgeError::Invalid { message, param } => Self::bad_request(message, param),
             KnowledgeError::NotFound(_) => Self::not_found(error.to_string()),
-            KnowledgeError::Conflict(message) => Self::new(S::CONFLICT, ErrorCode::Conflict, message),
-            KnowledgeError::Forbidden(message) => Self::new(S::FORBIDDEN, ErrorCode::PermissionDenied, message),
+            KnowledgeError::Conflict(message) => Self::conflict(message),
+            KnowledgeError::Forbidden(message) => Self::forbidden(message),
             KnowledgeError::TooLarge(message) => Self::new(S::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, message),
             KnowledgeError::Unprocessable(message) => Self::new(S::UNPROCESSABLE_ENTITY, ErrorCode::UnprocessableEntity, message),
-            KnowledgeError::Unavailable(message) => Self { retry_after: Some(1), ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, message) },
+            KnowledgeError::Unavailable(message) => Self::unavailable(message),
             KnowledgeError::Db(e) => Self::internal(e),
             KnowledgeError::Index(e) => Self::internal(e),
         }

@@ -15,7 +15,6 @@
 pub mod ingest;
 mod search;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -455,24 +454,7 @@ impl Knowledge {
     }
 }
 
+/// [`TenantAccess::require`] in this service's error.
 fn require(access: &TenantAccess, permission: Permission) -> Result<(), KnowledgeError> {
-    if access.can(permission) {
-        Ok(())
-    } else {
-        Err(KnowledgeError::Forbidden(format!("this needs the '{}' permission", permission.as_str())))
-    }
-}
-
-/// Group metadata conditions for the index from the request's JSON.
-fn metadata_conditions(
-    filter: &HashMap<String, serde_json::Value>,
-) -> Result<HashMap<String, agentry_search::index::MetadataCondition>, KnowledgeError> {
-    filter
-        .iter()
-        .map(|(key, value)| {
-            serde_json::from_value(value.clone())
-                .map(|c| (key.clone(), c))
-                .map_err(|_| KnowledgeError::invalid(format!("metadata filter '{key}' must be a scalar or {{gt, gte, lt, lte}}"), "filters.metadata"))
-        })
-        .collect()
+    access.require(permission).map_err(|e| KnowledgeError::Forbidden(e.to_string()))
 }

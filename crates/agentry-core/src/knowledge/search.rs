@@ -6,11 +6,11 @@
 use std::collections::HashMap;
 
 use agentry_search::hybrid::{self, Component, Fusion};
-use agentry_search::index::Filter;
+use agentry_search::index::{Filter, MetadataCondition};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
-use super::{Knowledge, KnowledgeError, metadata_conditions, reader_principals, require};
+use super::{Knowledge, KnowledgeError, reader_principals, require};
 use crate::identity::TenantAccess;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,4 +136,16 @@ impl Knowledge {
         }
         Ok(SearchResponse { mode, results })
     }
+}
+
+/// The request's metadata filter as index conditions.
+fn metadata_conditions(filter: &HashMap<String, serde_json::Value>) -> Result<HashMap<String, MetadataCondition>, KnowledgeError> {
+    filter
+        .iter()
+        .map(|(key, value)| {
+            serde_json::from_value(value.clone())
+                .map(|c| (key.clone(), c))
+                .map_err(|_| KnowledgeError::invalid(format!("metadata filter '{key}' must be a scalar or {{gt, gte, lt, lte}}"), "metadata"))
+        })
+        .collect()
 }
