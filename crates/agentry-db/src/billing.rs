@@ -208,7 +208,7 @@ impl Db {
                                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
         let i = invoice;
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             sqlx::query("DELETE FROM invoice_lines WHERE invoice_id IN (SELECT id FROM invoices WHERE tenant_id = $1 AND period = $2 AND status = 'open')")
                 .bind(&i.tenant_id).bind(&i.period).execute(&mut *tx).await?;
             sqlx::query(DELETE_OPEN).bind(&i.tenant_id).bind(&i.period).execute(&mut *tx).await?;

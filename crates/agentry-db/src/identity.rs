@@ -276,7 +276,7 @@ impl Db {
     pub async fn insert_session(&self, session: &SessionRow, refresh_hash: &str) -> Result<(), DbError> {
         let sql = concat!("INSERT INTO sessions (", session_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(DbError::write("begin"))?;
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
             sqlx::query(sql).bind(&session.id).bind(&session.user_id).bind(&session.ip).bind(&session.user_agent)
                 .bind(session.created_at_ms).bind(session.last_used_at_ms).bind(session.expires_at_ms).bind(session.revoked_at_ms).bind(&session.revoke_reason).bind(session.mfa)
                 .execute(&mut *tx).await.map_err(DbError::write("insert session"))?;
@@ -324,7 +324,7 @@ impl Db {
     /// the old token was already used (a concurrent or replayed refresh).
     pub async fn rotate_refresh_token(&self, old_hash: &str, new_hash: &str, session_id: &str, now_ms: i64) -> Result<bool, DbError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(DbError::write("begin"))?;
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
             let claimed = sqlx::query("UPDATE refresh_tokens SET used_at_ms = $2 WHERE token_hash = $1 AND used_at_ms IS NULL")
                 .bind(old_hash).bind(now_ms).execute(&mut *tx).await.map_err(DbError::write("use refresh token"))?.rows_affected() == 1;
             if !claimed {
@@ -375,7 +375,7 @@ impl Db {
     pub async fn rotate_api_key(&self, tenant_id: &str, old_id: &str, old_expires_at_ms: i64, new_key: &ApiKeyRow) -> Result<(), DbError> {
         let sql = concat!("INSERT INTO api_keys (", api_key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(DbError::write("begin"))?;
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
             sqlx::query(sql)
                 .bind(&new_key.id).bind(&new_key.tenant_id).bind(&new_key.user_id).bind(&new_key.name).bind(&new_key.prefix).bind(&new_key.secret_hash)
                 .bind(&new_key.scopes).bind(&new_key.metadata).bind(new_key.created_at_ms).bind(new_key.expires_at_ms).bind(new_key.revoked_at_ms)
@@ -392,7 +392,7 @@ impl Db {
     /// Record use times (batched by the caller).
     pub async fn touch_api_keys(&self, uses: &[(String, i64)]) -> Result<(), DbError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(DbError::write("begin"))?;
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
             for (id, at) in uses {
                 sqlx::query("UPDATE api_keys SET last_used_at_ms = $2 WHERE id = $1 AND (last_used_at_ms IS NULL OR last_used_at_ms < $2)")
                     .bind(id).bind(at).execute(&mut *tx).await.map_err(DbError::write("touch api key"))?;

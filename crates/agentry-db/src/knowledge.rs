@@ -185,7 +185,7 @@ impl Db {
     pub async fn insert_document(&self, d: &DocumentRow, new: NewVersion<'_>) -> Result<(), DbError> {
         const SQL: &str = concat!("INSERT INTO documents (", document_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             sqlx::query(SQL)
                 .bind(&d.id).bind(&d.tenant_id).bind(&d.collection_id).bind(&d.title).bind(&d.source).bind(&d.metadata)
                 .bind(&d.acl).bind(d.current_version).bind(d.latest_version).bind(&d.status).bind(&d.error)
@@ -200,7 +200,7 @@ impl Db {
     /// A new version of an existing document and its job; the document shows it as queued.
     pub async fn add_version(&self, tenant_id: &str, new: NewVersion<'_>, title: &str, now_ms: i64) -> Result<(), DbError> {
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             sqlx::query("UPDATE documents SET latest_version = $1, status = 'queued', error = NULL, title = $2, updated_at_ms = $3 WHERE tenant_id = $4 AND id = $5")
                 .bind(new.version.version).bind(title).bind(now_ms).bind(tenant_id).bind(&new.version.document_id)
                 .execute(&mut *tx).await?;
@@ -271,10 +271,20 @@ impl Db {
             .map_err(DbError::query("claim ingest job"))
     }
 
+    /// Extend a running job's lease while `attempts` still names this
+    /// worker's claim; false when another worker has taken the job over.
+    pub async fn renew_ingest_lease(&self, job: &JobRow, now_ms: i64, lease_ms: i64) -> Result<bool, DbError> {
+        let renewed = on_pool!(self, pool => sqlx::query(
+            "UPDATE ingest_jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND attempts = $4")
+            .bind(now_ms + lease_ms).bind(now_ms).bind(&job.id).bind(job.attempts).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::query("renew ingest lease"))?;
+        Ok(renewed == 1)
+    }
+
     /// Store a version's chunks (replacing any a crashed attempt left) and mark it processing; returns their ids in order.
     pub async fn store_chunks(&self, job: &JobRow, chunks: &[NewChunk]) -> Result<Vec<i64>, DbError> {
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             sqlx::query("DELETE FROM chunks WHERE document_id = $1 AND version = $2").bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
             let mut ids = Vec::with_capacity(chunks.len());
             for c in chunks {
@@ -300,7 +310,7 @@ impl Db {
     /// transaction; returns the previous current version, whose chunks the caller unindexes.
     pub async fn finish_ingest(&self, job: &JobRow, chunk_count: i32, now_ms: i64) -> Result<Option<i32>, DbError> {
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             let previous: Option<i32> = sqlx::query_scalar("SELECT current_version FROM documents WHERE id = $1")
                 .bind(&job.document_id).fetch_optional(&mut *tx).await?.flatten();
             sqlx::query("UPDATE document_versions SET status = 'succeeded', error = NULL, chunk_count = $1 WHERE document_id = $2 AND version = $3")
@@ -319,7 +329,7 @@ impl Db {
     /// Record a failed attempt: retry at `retry_at_ms`, or fail the version for good with `error`.
     pub async fn fail_ingest(&self, job: &JobRow, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> Result<(), DbError> {
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             match retry_at_ms {
                 Some(at) => {
                     sqlx::query("UPDATE ingest_jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
@@ -364,6 +374,25 @@ impl Db {
             query.fetch_all(pool).await
         })
         .map_err(DbError::query("visible chunks"))
+    }
+
+    /// The distinct ACLs (JSON text) of a tenant's documents in `collection_ids`
+    /// (every collection when empty), for the semantic cache's reader fingerprint.
+    pub async fn distinct_document_acls(&self, tenant_id: &str, collection_ids: &[String]) -> Result<Vec<String>, DbError> {
+        let mut sql = "SELECT DISTINCT acl FROM documents WHERE tenant_id = $1".to_owned();
+        if !collection_ids.is_empty() {
+            let placeholders: Vec<String> = (0..collection_ids.len()).map(|i| format!("${}", i + 2)).collect();
+            sql.push_str(&format!(" AND collection_id IN ({})", placeholders.join(", ")));
+        }
+        sql.push_str(" ORDER BY acl");
+        on_pool!(self, pool => {
+            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.clone())).bind(tenant_id);
+            for id in collection_ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(pool).await
+        })
+        .map_err(DbError::query("distinct document acls"))
     }
 }
 

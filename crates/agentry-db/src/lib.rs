@@ -70,6 +70,28 @@ macro_rules! on_pool {
     };
 }
 
+/// How each engine opens a transaction that will write. SQLite takes the
+/// write lock up front (`BEGIN IMMEDIATE`): a deferred transaction that
+/// reads and then writes fails at once with `SQLITE_BUSY` (or
+/// `BUSY_SNAPSHOT`) when another connection wrote meanwhile, because the
+/// busy timeout cannot apply to a lock upgrade; an immediate one waits.
+pub(crate) trait WriteTransaction: sqlx::Database {
+    const BEGIN: &'static str;
+}
+
+impl WriteTransaction for sqlx::Sqlite {
+    const BEGIN: &'static str = "BEGIN IMMEDIATE";
+}
+
+impl WriteTransaction for sqlx::Postgres {
+    const BEGIN: &'static str = "BEGIN";
+}
+
+/// Open a write transaction on `pool` (see [`WriteTransaction`]).
+pub(crate) async fn begin_write<DB: WriteTransaction>(pool: &sqlx::Pool<DB>) -> Result<sqlx::Transaction<'static, DB>, sqlx::Error> {
+    pool.begin_with(sqlx::AssertSqlSafe(DB::BEGIN)).await
+}
+
 /// Which engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -37,7 +37,7 @@ impl Db {
     /// Replace the user's recovery codes with `hashes`.
     pub async fn replace_recovery_codes(&self, user_id: &str, hashes: &[String]) -> Result<(), DbError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin().await.map_err(DbError::write("begin"))?;
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
             sqlx::query("DELETE FROM recovery_codes WHERE user_id = $1").bind(user_id).execute(&mut *tx).await.map_err(DbError::write("delete recovery codes"))?;
             for hash in hashes {
                 sqlx::query("INSERT INTO recovery_codes (user_id, code_hash) VALUES ($1, $2)")

@@ -156,7 +156,7 @@ impl Db {
             return Ok(());
         }
         on_pool!(self, pool => async {
-            let mut tx = pool.begin().await?;
+            let mut tx = crate::begin_write(pool).await?;
             let mut builder = QueryBuilder::new(INSERT_RECORDS);
             push_records!(builder, records);
             builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");

@@ -1,7 +1,8 @@
 //! Retrieval quality on BEIR-layout datasets: `corpus.jsonl` (`_id`, `title`,
 //! `text`), `queries.jsonl` (`_id`, `text`) and `qrels/<split>.tsv`
 //! (`query-id`, `corpus-id`, `score`, with a header line). Metrics: nDCG@k
-//! with graded gains (`2^rel − 1`, log2 discount, ideal from the qrels),
+//! with linear graded gains (`rel`, log2 discount, ideal from the qrels; as
+//! trec_eval, pytrec_eval and BEIR compute it),
 //! Recall@k and MRR@k, averaged over the queries that have judgements.
 //!
 //! Hand-written: the metrics are a few lines each and their definitions are
@@ -100,7 +101,7 @@ pub struct Metrics {
 
 /// nDCG@k of one ranking against one query's judgements.
 pub fn ndcg_at(k: usize, ranking: &[String], judged: &HashMap<String, u32>) -> f64 {
-    let gain = |rel: u32| 2f64.powi(rel as i32) - 1.0;
+    let gain = |rel: u32| f64::from(rel);
     let discount = |i: usize| (i as f64 + 2.0).log2();
     let dcg: f64 = ranking.iter().take(k).enumerate().map(|(i, d)| judged.get(d).map_or(0.0, |&r| gain(r) / discount(i))).sum();
     let mut ideal: Vec<u32> = judged.values().copied().collect();
@@ -153,10 +154,10 @@ mod tests {
     #[test]
     fn ndcg_matches_a_hand_computed_value() {
         let judged = judged(&[("a", 3), ("b", 1)]);
-        // DCG = (2^1-1)/log2(2) + (2^3-1)/log2(3) = 1 + 7/1.58496 = 5.41650
-        // IDCG = 7/1 + 1/1.58496 = 7.63093
+        // Linear gains: DCG = 1/log2(2) + 3/log2(3) = 1 + 3/1.58496 = 2.89279
+        // IDCG = 3/1 + 1/1.58496 = 3.63093
         let value = ndcg_at(10, &ranking(&["b", "a"]), &judged);
-        assert!((value - 5.416_508 / 7.630_930).abs() < 1e-5, "{value}");
+        assert!((value - 2.892_789 / 3.630_930).abs() < 1e-5, "{value}");
         assert_eq!(ndcg_at(10, &ranking(&["a", "b"]), &judged), 1.0);
         assert_eq!(ndcg_at(10, &ranking(&["x"]), &judged), 0.0);
     }

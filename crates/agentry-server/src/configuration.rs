@@ -131,6 +131,9 @@ pub struct KnowledgeConfig {
     pub workers: usize,
     /// Attempts before a document fails for good (unparseable documents fail at once).
     pub max_attempts: i32,
+    /// How long a worker's claim on a job lasts without renewal (renewed every third of it
+    /// while the job runs); a job whose worker died is taken over once it runs out.
+    pub lease_secs: u64,
     /// Default chunking of new collections (tokens of the embedding model).
     pub chunk_max_tokens: usize,
     pub chunk_overlap_tokens: usize,
@@ -144,6 +147,7 @@ impl Default for KnowledgeConfig {
             max_document_bytes: 20 * 1024 * 1024,
             workers: 2,
             max_attempts: 5,
+            lease_secs: 60,
             // all-MiniLM-L6-v2 reads 256 tokens including its two special tokens.
             chunk_max_tokens: 250,
             chunk_overlap_tokens: 32,
@@ -161,7 +165,7 @@ impl KnowledgeConfig {
             max_document_bytes: self.max_document_bytes,
             workers: self.workers,
             max_attempts: self.max_attempts,
-            lease_ms: 10 * 60 * 1000,
+            lease_ms: i64::try_from(self.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             default_chunking: self.chunking(),
         }
     }
@@ -303,6 +307,9 @@ impl Settings {
         }
         if self.router.breaker_failure_threshold == 0 {
             return fail("router.breaker_failure_threshold", "must be at least 1");
+        }
+        if self.knowledge.lease_secs == 0 {
+            return fail("knowledge.lease_secs", "must be at least 1");
         }
         if let Err(message) = self.knowledge.chunking().validate() {
             return fail("knowledge.chunk_max_tokens", message);

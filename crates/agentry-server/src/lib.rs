@@ -6,6 +6,7 @@ pub mod access;
 pub mod auth;
 pub mod configuration;
 pub mod error;
+pub mod eval;
 pub mod extractors;
 pub mod local_models;
 pub mod master_key;

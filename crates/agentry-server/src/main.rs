@@ -1,4 +1,5 @@
-//! The `agentry` command line: `serve`, `models pull|list`, `migrate`, `version`.
+//! The `agentry` command line: `serve`, `models pull|list`, `migrate`,
+//! `admin bootstrap`, `eval retrieval`, `version`.
 //! Parses arguments, loads settings, and calls into the library; all output
 //! meant for people goes to stderr except `models list` and `version`.
 
@@ -46,8 +47,34 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Measure the product.
+    Eval {
+        #[command(subcommand)]
+        command: EvalCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Retrieval quality (nDCG@10, Recall@100, MRR@10) of keyword, vector
+    /// and hybrid search on a BEIR-layout dataset, ingested and searched
+    /// through the API of a throwaway server.
+    Retrieval {
+        /// Folder with corpus.jsonl, queries.jsonl and qrels/<split>.tsv.
+        #[arg(long, value_name = "DIR")]
+        dataset: PathBuf,
+        /// Which judgements to score against.
+        #[arg(long, default_value = "test")]
+        split: String,
+        /// Uploads in flight at once.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Print only the scores as JSON on standard output.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -158,6 +185,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let (tenant, user_id) = agentry_server::startup::bootstrap(&settings, &tenant, tenant_name.as_deref(), &email, &password).await?;
             write_stdout(&format!("{}\n", serde_json::json!({ "tenant_id": tenant.id, "tenant_slug": tenant.slug, "user_id": user_id })));
+            Ok(())
+        }
+        Command::Eval { command: EvalCommand::Retrieval { dataset, split, concurrency, json } } => {
+            let options = agentry_server::eval::RetrievalOptions { dataset, split, concurrency };
+            let report = agentry_server::eval::retrieval(settings, &options).await?;
+            if json {
+                write_stdout(&format!("{}\n", report.json()));
+            } else {
+                write_stdout(&report.table());
+            }
             Ok(())
         }
         Command::Version => Ok(()),

@@ -1,5 +1,5 @@
 //! Ingestion workers: claim a queued job (or one whose worker died, once its
-//! lease runs out), parse and chunk the version's stored bytes, reuse the
+//! lease runs out; a live worker renews its lease while it works), parse and chunk the version's stored bytes, reuse the
 //! embeddings of chunks whose content hash the document already had, embed
 //! the rest in batches, store the chunks, index them, and flip the
 //! document's current version in one transaction; then unindex the previous
@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use agentry_db::knowledge::{JobRow, NewChunk};
-use agentry_search::chunk::{ChunkConfig, Chunker};
+use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
 use tokio_util::sync::CancellationToken;
@@ -82,6 +82,18 @@ async fn work(knowledge: Knowledge, stop: CancellationToken) {
     }
 }
 
+/// What the embedding model reads for a chunk: the document's title and
+/// the chunk's heading path give a passage the context its text may lack.
+fn embedding_input(title: &str, chunk: &Chunk) -> String {
+    let heading = chunk.heading_path.join(" > ");
+    [title, heading.as_str(), chunk.text.as_str()].into_iter().filter(|part| !part.trim().is_empty()).collect::<Vec<_>>().join("\n")
+}
+
+/// The stored chunk hash: its content hash together with the title it was embedded with.
+fn embedding_key(title: &str, chunk: &Chunk) -> String {
+    super::hex_sha256(format!("{title}\n{}", chunk.content_hash).as_bytes())
+}
+
 fn to_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -93,7 +105,13 @@ fn from_bytes(bytes: &[u8]) -> Vec<f32> {
 impl Knowledge {
     async fn process(&self, job: JobRow) {
         let started = std::time::Instant::now();
-        let outcome = self.ingest(&job).await;
+        let outcome = tokio::select! {
+            outcome = self.ingest(&job) => outcome,
+            () = self.hold_lease(&job) => {
+                tracing::warn!(document = %job.document_id, job = %job.id, "lost the job's lease to another worker; leaving it to them");
+                return;
+            }
+        };
         let now = now_ms();
         let recorded = match outcome {
             Ok(chunks) => {
@@ -117,6 +135,21 @@ impl Knowledge {
         };
         if let Err(error) = recorded {
             tracing::error!(%error, job = %job.id, "cannot record the ingestion outcome; the job's lease will expire and it will run again");
+        }
+    }
+
+    /// Renew the job's lease every third of its length; returns only when
+    /// another worker has taken the job over (a failed renewal is retried).
+    async fn hold_lease(&self, job: &JobRow) {
+        let lease_ms = self.inner.settings.lease_ms;
+        let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.inner.db.renew_ingest_lease(job, now_ms(), lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => tracing::warn!(%error, job = %job.id, "cannot renew an ingestion lease"),
+            }
         }
     }
 
@@ -156,31 +189,35 @@ impl Knowledge {
             return Err(Failure::Permanent("the document has no extractable text".into()));
         }
 
+        // Chunks are embedded with their document's title and heading path, so
+        // the reuse key covers the title as well as the chunk's own hash.
+        let keys: Vec<String> = chunks.iter().map(|c| embedding_key(&document.title, c)).collect();
         let known: HashMap<String, Vec<u8>> = db.embeddings_by_hash(&job.document_id).await?.into_iter().collect();
-        let missing: Vec<&agentry_search::chunk::Chunk> = chunks.iter().filter(|c| !known.contains_key(&c.content_hash)).collect();
+        let missing: Vec<usize> = (0..chunks.len()).filter(|&i| !known.contains_key(&keys[i])).collect();
         let mut embedded: HashMap<String, Vec<u8>> = HashMap::new();
         for batch in missing.chunks(EMBED_BATCH) {
-            let texts = batch.iter().map(|c| c.text.clone()).collect();
+            let texts = batch.iter().map(|&i| embedding_input(&document.title, &chunks[i])).collect();
             let vectors = self.embed(&job.tenant_id, document.created_by.as_deref(), texts).await?;
             if vectors.len() != batch.len() {
                 return Err(Failure::Retry(format!("the embedding model returned {} vectors for {} texts", vectors.len(), batch.len())));
             }
-            for (chunk, vector) in batch.iter().zip(vectors) {
-                embedded.insert(chunk.content_hash.clone(), to_bytes(&vector));
+            for (&i, vector) in batch.iter().zip(vectors) {
+                embedded.insert(keys[i].clone(), to_bytes(&vector));
             }
         }
         metrics::counter!("chunks_embedded_total").increment(missing.len() as u64);
         metrics::counter!("chunks_reused_total").increment((chunks.len() - missing.len()) as u64);
         let rows: Vec<NewChunk> = chunks
             .iter()
-            .map(|c| NewChunk {
+            .zip(keys)
+            .map(|(c, key)| NewChunk {
                 ordinal: c.ordinal as i32,
-                content_hash: c.content_hash.clone(),
                 text: c.text.clone(),
                 heading_path: serde_json::to_string(&c.heading_path).unwrap_or_else(|_| "[]".into()),
                 page: c.page.map(|p| p as i32),
                 token_count: c.token_count as i32,
-                embedding: known.get(&c.content_hash).or_else(|| embedded.get(&c.content_hash)).cloned().unwrap_or_default(),
+                embedding: known.get(&key).or_else(|| embedded.get(&key)).cloned().unwrap_or_default(),
+                content_hash: key,
             })
             .collect();
 

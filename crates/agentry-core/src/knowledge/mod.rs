@@ -12,6 +12,7 @@
 //!
 //! Must not: speak HTTP, or parse and chunk on the request path.
 
+pub mod cache;
 pub mod ingest;
 mod search;
 

@@ -5,8 +5,12 @@
 
 use std::collections::HashMap;
 
-use agentry_search::hybrid::{self, Component, Fusion};
-use agentry_search::index::{Filter, MetadataCondition};
+use std::sync::Arc;
+
+use agentry_db::knowledge::ChunkHitRow;
+use agentry_search::hybrid::{self, Component, Fused, Fusion};
+use agentry_search::index::embedded::EmbeddedIndex;
+use agentry_search::index::{Filter, MetadataCondition, Ranked};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +41,9 @@ pub struct SearchRequest {
     #[serde(default)]
     pub metadata: HashMap<String, serde_json::Value>,
     pub fusion: Option<Fusion>,
+    /// One result per document (its best chunk), ranked by fusing document-level ranks.
+    #[serde(default)]
+    pub group_by_document: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -93,49 +100,86 @@ impl Knowledge {
             SearchMode::Keyword => None,
             _ => self.embed(&access.tenant_id, access.principal.user_id(), vec![query.clone()]).await?.into_iter().next(),
         };
-        // Fetch more than asked: chunks of versions being replaced are dropped below.
-        let fetch = top_k * 2 + 10;
-        let mode = request.mode;
-        let (index_for_search, query_for_search) = (index.clone(), query.clone());
-        let fused = tokio::task::spawn_blocking(move || -> Result<_, KnowledgeError> {
-            let keyword = match mode {
-                SearchMode::Vector => Vec::new(),
-                _ => index_for_search.keyword_search(&query_for_search, &filter, fetch)?,
-            };
-            let nearest = match &vector {
-                Some(v) => index_for_search.vector_search(v, &filter, fetch)?,
-                None => Vec::new(),
-            };
-            Ok(hybrid::fuse(&keyword, &nearest, &fusion, fetch))
-        })
-        .await
-        .map_err(|e| KnowledgeError::Unavailable(format!("search task: {e}")))??;
-        let ids: Vec<i64> = fused.iter().map(|f| f.key as i64).collect();
-        let mut rows: HashMap<i64, _> = self.inner.db.visible_chunks(&access.tenant_id, &ids).await?.into_iter().map(|r| (r.id, r)).collect();
-        let mut results = Vec::with_capacity(top_k);
-        for fused in fused {
-            let Some(row) = rows.remove(&(fused.key as i64)) else { continue };
-            let highlights = index.highlights(&query, &row.text).into_iter().map(|(a, b)| [a, b]).collect();
-            results.push(SearchHit {
-                chunk_id: row.id,
-                document_id: row.document_id,
-                collection_id: row.collection_id,
-                version: row.version,
-                title: row.title,
-                heading_path: serde_json::from_str(&row.heading_path).unwrap_or_default(),
-                page: row.page,
-                text: row.text,
-                score: fused.score,
-                keyword: fused.keyword,
-                vector: fused.vector,
-                highlights,
-            });
-            if results.len() == top_k {
-                break;
+        // Fetch more than asked: chunks of versions being replaced are dropped, and grouping folds chunks into documents.
+        let fetch = if request.group_by_document { top_k * 4 + 20 } else { top_k * 2 + 10 };
+        let (keyword, nearest) = ranked(&index, request.mode, &query, vector, filter, fetch).await?;
+        let keys: Vec<i64> = keyword.iter().chain(&nearest).map(|(key, _)| *key as i64).collect();
+        let mut rows: HashMap<u64, ChunkHitRow> = self.inner.db.visible_chunks(&access.tenant_id, &keys).await?.into_iter().map(|r| (r.id as u64, r)).collect();
+        let keyword: Vec<Ranked> = keyword.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
+        let nearest: Vec<Ranked> = nearest.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
+        let fused = if request.group_by_document { fuse_documents(&keyword, &nearest, &rows, &fusion, top_k) } else { hybrid::fuse(&keyword, &nearest, &fusion, top_k) };
+        let results = fused
+            .into_iter()
+            .filter_map(|fused| {
+                let row = rows.remove(&fused.key)?;
+                let highlights = index.highlights(&query, &row.text).into_iter().map(|(a, b)| [a, b]).collect();
+                Some(SearchHit {
+                    chunk_id: row.id,
+                    document_id: row.document_id,
+                    collection_id: row.collection_id,
+                    version: row.version,
+                    title: row.title,
+                    heading_path: serde_json::from_str(&row.heading_path).unwrap_or_default(),
+                    page: row.page,
+                    text: row.text,
+                    score: fused.score,
+                    keyword: fused.keyword,
+                    vector: fused.vector,
+                    highlights,
+                })
+            })
+            .collect();
+        Ok(SearchResponse { mode: request.mode, results })
+    }
+}
+
+/// The keyword and vector rankings the mode asks for, filtered inside the index.
+async fn ranked(index: &Arc<EmbeddedIndex>, mode: SearchMode, query: &str, vector: Option<Vec<f32>>, filter: Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
+    let (index, query) = (index.clone(), query.to_owned());
+    tokio::task::spawn_blocking(move || -> Result<_, KnowledgeError> {
+        let keyword = match mode {
+            SearchMode::Vector => Vec::new(),
+            _ => index.keyword_search(&query, &filter, fetch)?,
+        };
+        let nearest = match &vector {
+            Some(v) => index.vector_search(v, &filter, fetch)?,
+            None => Vec::new(),
+        };
+        Ok((keyword, nearest))
+    })
+    .await
+    .map_err(|e| KnowledgeError::Unavailable(format!("search task: {e}")))?
+}
+
+/// Fuse document-level rankings (each document at the rank of its best
+/// chunk in each engine); each result is the document's chunk from the
+/// engine that ranked it higher.
+fn fuse_documents(keyword: &[Ranked], nearest: &[Ranked], rows: &HashMap<u64, ChunkHitRow>, fusion: &Fusion, top_k: usize) -> Vec<Fused<u64>> {
+    let best_per_document = |ranking: &[Ranked]| -> (Vec<(String, f32)>, HashMap<String, u64>) {
+        let mut chunk_of = HashMap::new();
+        let mut documents = Vec::new();
+        for (key, score) in ranking {
+            let document = &rows[key].document_id;
+            if !chunk_of.contains_key(document) {
+                chunk_of.insert(document.clone(), *key);
+                documents.push((document.clone(), *score));
             }
         }
-        Ok(SearchResponse { mode, results })
-    }
+        (documents, chunk_of)
+    };
+    let (keyword_documents, keyword_chunk) = best_per_document(keyword);
+    let (vector_documents, vector_chunk) = best_per_document(nearest);
+    hybrid::fuse(&keyword_documents, &vector_documents, fusion, top_k)
+        .into_iter()
+        .map(|fused| {
+            let keyword_first = match (fused.keyword, fused.vector) {
+                (Some(k), Some(v)) => k.rank <= v.rank,
+                (k, _) => k.is_some(),
+            };
+            let key = if keyword_first { keyword_chunk[&fused.key] } else { vector_chunk[&fused.key] };
+            Fused { key, score: fused.score, keyword: fused.keyword, vector: fused.vector }
+        })
+        .collect()
 }
 
 /// The request's metadata filter as index conditions.

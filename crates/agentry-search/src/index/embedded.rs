@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 
 use parking_lot::{Mutex, RwLock};
 use tantivy::collector::TopDocs;
@@ -28,6 +29,7 @@ use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
+pub use super::IndexError;
 use super::{Entry, Filter, IndexedChunk, Ranked};
 
 /// English words, lower-cased, stop words dropped, Snowball-stemmed.
@@ -35,22 +37,6 @@ const TOKENIZER: &str = "en_stem_stop";
 const WRITER_HEAP_BYTES: usize = 50_000_000;
 /// Candidates the graph explores per query (usearch `expansion_search`).
 const EXPANSION_SEARCH: usize = 128;
-
-#[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("keyword index: {0}")]
-    Keyword(#[from] tantivy::TantivyError),
-    #[error("keyword index folder: {0}")]
-    Folder(#[from] tantivy::directory::error::OpenDirectoryError),
-    #[error("vector index: {0}")]
-    Vector(String),
-    #[error("index files: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("index metadata: {0}")]
-    Metadata(#[from] serde_json::Error),
-    #[error("vector has {got} dimensions, the index {expected}")]
-    Dimensions { expected: usize, got: usize },
-}
 
 fn vector_error(error: impl std::fmt::Display) -> IndexError {
     IndexError::Vector(error.to_string())
@@ -287,26 +273,36 @@ impl EmbeddedIndex {
         Ok(scored)
     }
 
-    /// Byte ranges in `text` whose stemmed words occur in `query`.
+    /// Byte ranges in `text` whose stemmed words occur in `query` (see [`highlights`]).
     pub fn highlights(&self, query: &str, text: &str) -> Vec<(usize, usize)> {
-        let Ok(mut analyzer) = self.keyword.tokenizer_for_field(self.fields.text) else { return Vec::new() };
-        let mut wanted = HashSet::new();
-        {
-            let mut stream = analyzer.token_stream(query);
-            while stream.advance() {
-                wanted.insert(stream.token().text.clone());
-            }
-        }
-        let mut ranges = Vec::new();
-        let mut stream = analyzer.token_stream(text);
-        while stream.advance() {
-            let token = stream.token();
-            if wanted.contains(&token.text) {
-                ranges.push((token.offset_from, token.offset_to));
-            }
-        }
-        ranges
+        highlights(query, text)
     }
+}
+
+/// The keyword fields' analyzer, built once; cloned per use because
+/// tokenizing needs `&mut`.
+static ANALYZER: LazyLock<TextAnalyzer> = LazyLock::new(english_analyzer);
+
+/// Byte ranges in `text` whose words, analysed like the keyword index
+/// (lower-cased, stop words dropped, stemmed), occur in `query`.
+pub fn highlights(query: &str, text: &str) -> Vec<(usize, usize)> {
+    let mut analyzer = ANALYZER.clone();
+    let mut wanted = HashSet::new();
+    {
+        let mut stream = analyzer.token_stream(query);
+        while stream.advance() {
+            wanted.insert(stream.token().text.clone());
+        }
+    }
+    let mut ranges = Vec::new();
+    let mut stream = analyzer.token_stream(text);
+    while stream.advance() {
+        let token = stream.token();
+        if wanted.contains(&token.text) {
+            ranges.push((token.offset_from, token.offset_to));
+        }
+    }
+    ranges
 }
 
 fn english_analyzer() -> TextAnalyzer {

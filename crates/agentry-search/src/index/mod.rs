@@ -1,16 +1,46 @@
 //! Search indexes over chunks: what a chunk carries into an index, the
-//! filter every query must name (tenant first), and the hits that come back.
+//! filter every query must name (tenant first), the hits that come back, and
+//! [`Index`], the one handle services hold whichever backend keeps the chunks.
 //! [`embedded`] keeps them on disk next to the SQLite file (tantivy BM25 +
-//! an HNSW graph).
+//! an HNSW graph); [`postgres`] keeps them in a table of the PostgreSQL
+//! database (full-text search + pgvector).
 //!
 //! Must not: decide who may read what (callers pass the reader's ACL
-//! principals) or talk to the database.
+//! principals), embed text (callers pass vectors) or touch the application's
+//! tables (the PostgreSQL backend owns only its own index table).
 
 pub mod embedded;
+pub mod postgres;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde_json::Value;
+
+use self::embedded::EmbeddedIndex;
+use self::postgres::PostgresIndex;
+
+/// Why an index operation failed; one type for both backends so callers
+/// handle [`Index`] errors alike.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("keyword index: {0}")]
+    Keyword(#[from] tantivy::TantivyError),
+    #[error("keyword index folder: {0}")]
+    Folder(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error("vector index: {0}")]
+    Vector(String),
+    #[error("index files: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("index metadata: {0}")]
+    Metadata(#[from] serde_json::Error),
+    #[error("vector has {got} dimensions, the index {expected}")]
+    Dimensions { expected: usize, got: usize },
+    #[error("database index: {0}")]
+    Database(String),
+    #[error("index task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
 
 /// A chunk as an index stores it. `key` is the chunk's id in the database.
 #[derive(Debug, Clone, PartialEq)]
@@ -107,3 +137,90 @@ impl From<&IndexedChunk> for Entry {
 
 /// A ranked chunk key with its engine's score (BM25, or cosine similarity).
 pub type Ranked = (u64, f32);
+
+/// One index, whichever backend keeps it; what services hold and clone per
+/// request (an `Arc` or a pool handle, so cloning is cheap).
+///
+/// Both backends make a write durable and visible when `add`/`remove`
+/// returns: the embedded one commits each call (so batch chunks per call),
+/// PostgreSQL commits its statement. Embedded work runs on tokio's blocking
+/// pool, since tantivy and usearch do file I/O and CPU-bound search.
+#[derive(Clone)]
+pub enum Index {
+    Embedded(Arc<EmbeddedIndex>),
+    Postgres(PostgresIndex),
+}
+
+impl Index {
+    /// Add chunks, replacing any with the same key.
+    pub async fn add(&self, chunks: Vec<IndexedChunk>) -> Result<(), IndexError> {
+        match self {
+            Self::Embedded(index) => {
+                let index = Arc::clone(index);
+                blocking(move || {
+                    index.add(&chunks)?;
+                    index.commit()
+                })
+                .await
+            }
+            Self::Postgres(index) => index.add(&chunks).await,
+        }
+    }
+
+    /// Remove chunks by key; unknown keys are ignored.
+    pub async fn remove(&self, keys: Vec<u64>) -> Result<(), IndexError> {
+        match self {
+            Self::Embedded(index) => {
+                let index = Arc::clone(index);
+                blocking(move || {
+                    index.remove(&keys)?;
+                    index.commit()
+                })
+                .await
+            }
+            Self::Postgres(index) => index.remove(&keys).await,
+        }
+    }
+
+    /// Keyword search, best first: BM25 (embedded) or `ts_rank` (PostgreSQL).
+    /// Scores are comparable within one backend only; fuse by rank.
+    pub async fn keyword_search(&self, query: &str, filter: &Filter, top_k: usize) -> Result<Vec<Ranked>, IndexError> {
+        match self {
+            Self::Embedded(index) => {
+                let (index, query, filter) = (Arc::clone(index), query.to_owned(), filter.clone());
+                blocking(move || index.keyword_search(&query, &filter, top_k)).await
+            }
+            Self::Postgres(index) => index.keyword_search(query, filter, top_k).await,
+        }
+    }
+
+    /// Nearest chunks, best first, scored by cosine similarity on both backends.
+    pub async fn vector_search(&self, query: &[f32], filter: &Filter, top_k: usize) -> Result<Vec<Ranked>, IndexError> {
+        match self {
+            Self::Embedded(index) => {
+                let (index, query, filter) = (Arc::clone(index), query.to_vec(), filter.clone());
+                blocking(move || index.vector_search(&query, &filter, top_k)).await
+            }
+            Self::Postgres(index) => index.vector_search(query, filter, top_k).await,
+        }
+    }
+
+    /// Byte ranges in `text` whose words match `query`'s after English
+    /// analysis. Both backends use the embedded index's analyzer, so the
+    /// same text highlights the same way wherever it is stored.
+    pub fn highlights(&self, query: &str, text: &str) -> Vec<(usize, usize)> {
+        embedded::highlights(query, text)
+    }
+
+    /// Chunks stored, across tenants.
+    pub async fn count(&self) -> Result<usize, IndexError> {
+        match self {
+            Self::Embedded(index) => Ok(index.len()),
+            Self::Postgres(index) => index.count().await,
+        }
+    }
+}
+
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, IndexError> + Send + 'static) -> Result<T, IndexError> {
+    tokio::task::spawn_blocking(work).await?
+}

@@ -10,6 +10,7 @@ mod gateway;
 mod helpers;
 mod identity;
 mod knowledge;
+mod knowledge_restart;
 mod local_models;
 mod mfa;
 mod mock_upstream;
