@@ -10,6 +10,7 @@ pub mod coord;
 pub mod gateway;
 pub mod identity;
 pub mod knowledge;
+pub mod outbound;
 pub mod usage;
 
 pub use audit::Audit;

@@ -3,7 +3,7 @@
 //! applied inside each search, weighted reciprocal-rank fusion, and
 //! retrieval-quality evaluation on BEIR-layout datasets.
 //!
-//! Must not: touch the database, call models (callers embed and pass
+//! Must not: own application tables (the PostgreSQL index keeps its own search table) or decide permissions.
 //! vectors) or decide permissions (callers pass the reader's principals).
 
 pub mod chunk;

@@ -126,6 +126,8 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments))),
     rule(Method::GET, "/api/v1/ingest-jobs/{id}", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),
+    rule(Method::POST, "/api/v1/answer-cache/lookup", Tenant(Some(P::ManageAgents))),
+    rule(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents))),
     rule(Method::POST, "/api/v1/admin/prices", PlatformAdmin),
     rule(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin),
 ];

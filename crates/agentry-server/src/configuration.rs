@@ -134,6 +134,12 @@ pub struct KnowledgeConfig {
     /// How long a worker's claim on a job lasts without renewal (renewed every third of it
     /// while the job runs); a job whose worker died is taken over once it runs out.
     pub lease_secs: u64,
+    /// Serve answers to knowledge questions again for similar questions (semantic cache).
+    pub answer_cache_enabled: bool,
+    /// Least cosine similarity of two questions for one's cached answer to serve the other.
+    pub answer_cache_threshold: f32,
+    /// Longest time an answer is served from the cache, even if no document changes.
+    pub answer_cache_ttl_secs: u64,
     /// Default chunking of new collections (tokens of the embedding model).
     pub chunk_max_tokens: usize,
     pub chunk_overlap_tokens: usize,
@@ -148,6 +154,9 @@ impl Default for KnowledgeConfig {
             workers: 2,
             max_attempts: 5,
             lease_secs: 60,
+            answer_cache_enabled: true,
+            answer_cache_threshold: 0.95,
+            answer_cache_ttl_secs: 3600,
             // all-MiniLM-L6-v2 reads 256 tokens including its two special tokens.
             chunk_max_tokens: 250,
             chunk_overlap_tokens: 32,
@@ -167,6 +176,12 @@ impl KnowledgeConfig {
             max_attempts: self.max_attempts,
             lease_ms: i64::try_from(self.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             default_chunking: self.chunking(),
+            answer_cache: agentry_core::knowledge::cache::CacheSettings {
+                enabled: self.answer_cache_enabled,
+                threshold: self.answer_cache_threshold,
+                ttl: Duration::from_secs(self.answer_cache_ttl_secs),
+                ..Default::default()
+            },
         }
     }
 
@@ -307,6 +322,9 @@ impl Settings {
         }
         if self.router.breaker_failure_threshold == 0 {
             return fail("router.breaker_failure_threshold", "must be at least 1");
+        }
+        if !(self.knowledge.answer_cache_threshold > 0.0 && self.knowledge.answer_cache_threshold <= 1.0) {
+            return fail("knowledge.answer_cache_threshold", "must be above 0 and at most 1");
         }
         if self.knowledge.lease_secs == 0 {
             return fail("knowledge.lease_secs", "must be at least 1");

@@ -68,10 +68,10 @@ impl Application {
             Some(url) => Coord::redis(url, Duration::from_millis(settings.usage.redis_timeout_ms)).map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
             None => Coord::local(),
         };
-        let accounting = Accounting::new(db.clone(), coord, settings.usage.core(), call_log, audit);
+        let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit);
         tokio::spawn(retention(db.clone(), settings.usage.retention_days, shutdown.child_token()));
         let gateway = Gateway::new(router, accounting);
-        let knowledge = Knowledge::new(db.clone(), gateway.clone(), settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer));
+        let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer));
         agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
         let state = AppState {
             gateway,

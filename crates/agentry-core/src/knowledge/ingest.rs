@@ -255,7 +255,9 @@ impl Knowledge {
         .await
         .map_err(|e| Failure::Retry(format!("indexing task: {e}")))??;
 
-        if let Some(previous) = db.finish_ingest(job, count as i32, now_ms()).await? {
+        let previous = db.finish_ingest(job, count as i32, now_ms()).await?;
+        self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
+        if let Some(previous) = previous {
             let old: Vec<u64> = db.chunk_ids(&job.document_id, Some(previous)).await?.into_iter().map(|id| id as u64).collect();
             tokio::task::spawn_blocking(move || -> Result<(), Failure> {
                 index.remove(&old)?;

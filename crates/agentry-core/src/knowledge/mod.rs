@@ -8,10 +8,12 @@
 //! query through the gateway (metered like any model call), runs keyword
 //! and vector search with the tenant, collection, document, metadata and
 //! ACL filters inside the index, fuses them, and keeps only chunks of each
-//! document's current version.
+//! document's current version. [`answers`] offers the semantic answer
+//! [`cache`], which every document change of a collection invalidates.
 //!
 //! Must not: speak HTTP, or parse and chunk on the request path.
 
+mod answers;
 pub mod cache;
 pub mod ingest;
 mod search;
@@ -29,9 +31,11 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
+use crate::coord::Coord;
 use crate::gateway::{CallContext, Gateway};
 use crate::identity::{TenantAccess, now_ms};
 use crate::usage::Subject;
+pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +81,7 @@ pub struct KnowledgeSettings {
     pub max_attempts: i32,
     pub lease_ms: i64,
     pub default_chunking: ChunkConfig,
+    pub answer_cache: cache::CacheSettings,
 }
 
 /// The service. Cheap to clone.
@@ -92,6 +97,8 @@ struct Inner {
     index: OnceCell<Arc<EmbeddedIndex>>,
     tokenizer: OnceCell<tokenizers::Tokenizer>,
     wake: tokio::sync::Notify,
+    cache: cache::SemanticCache,
+    tickets: answers::Tickets,
 }
 
 /// Who may read a document: `*` (everyone in the tenant) unless restricted.
@@ -202,8 +209,18 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 impl Knowledge {
-    pub fn new(db: Db, gateway: Gateway, settings: KnowledgeSettings) -> Self {
-        let inner = Inner { db, gateway, settings, index: OnceCell::new(), tokenizer: OnceCell::new(), wake: tokio::sync::Notify::new() };
+    pub fn new(db: Db, gateway: Gateway, coord: Coord, settings: KnowledgeSettings) -> Self {
+        let cache = cache::SemanticCache::new(coord, settings.answer_cache.clone());
+        let inner = Inner {
+            db,
+            gateway,
+            settings,
+            index: OnceCell::new(),
+            tokenizer: OnceCell::new(),
+            wake: tokio::sync::Notify::new(),
+            cache,
+            tickets: answers::tickets(),
+        };
         Self { inner: Arc::new(inner) }
     }
 
@@ -288,6 +305,7 @@ impl Knowledge {
     pub async fn delete_collection(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
         require(access, Permission::DeleteDocuments)?;
         let chunk_ids = self.inner.db.delete_collection(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("collection '{id}'")))?;
+        self.inner.cache.invalidate(&access.tenant_id, id).await;
         self.unindex(&access.tenant_id, chunk_ids).await
     }
 
@@ -434,8 +452,9 @@ impl Knowledge {
 
     pub async fn delete_document(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
         require(access, Permission::DeleteDocuments)?;
-        self.visible_document(access, id, &reader_principals(access)).await?;
+        let document = self.visible_document(access, id, &reader_principals(access)).await?;
         let chunk_ids = self.inner.db.delete_document(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("document '{id}'")))?;
+        self.inner.cache.invalidate(&access.tenant_id, &document.collection_id).await;
         self.unindex(&access.tenant_id, chunk_ids).await
     }
 

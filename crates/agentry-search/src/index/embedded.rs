@@ -201,6 +201,11 @@ impl EmbeddedIndex {
 
     /// BM25 over title and text, best first, restricted by `filter`.
     pub fn keyword_search(&self, query: &str, filter: &Filter, top_k: usize) -> Result<Vec<Ranked>, IndexError> {
+        // Without a searchable word (stop words only) tantivy's empty query
+        // would match every visible chunk; PostgreSQL matches none, and so do we.
+        if !ANALYZER.clone().token_stream(query).advance() {
+            return Ok(Vec::new());
+        }
         let f = self.fields;
         let parser = QueryParser::for_index(&self.keyword, vec![f.title, f.text]);
         // Lenient: user text is not query syntax; what does not parse is dropped.

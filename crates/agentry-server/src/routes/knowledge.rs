@@ -4,7 +4,7 @@
 //! `access.rs` and checked again by the service.
 
 use agentry_core::TenantAccess;
-use agentry_core::knowledge::{AccessList, CollectionInput, SearchRequest, Upload};
+use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionInput, SearchRequest, Upload};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -30,6 +30,8 @@ pub fn router(max_document_bytes: usize) -> Router<AppState> {
         .route("/api/v1/documents/{id}/versions/{version}/restore", post(restore))
         .route("/api/v1/ingest-jobs/{id}", get(job))
         .route("/api/v1/search", post(search))
+        .route("/api/v1/answer-cache/lookup", post(lookup_answer))
+        .route("/api/v1/answer-cache", post(store_answer))
 }
 
 async fn create_collection(
@@ -219,4 +221,13 @@ async fn job(State(state): State<AppState>, Extension(access): Extension<TenantA
 
 async fn search(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(request): ApiJson<SearchRequest>) -> Result<Response, ApiError> {
     Ok(Json(state.knowledge.search(&access, request).await?).into_response())
+}
+
+async fn lookup_answer(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(question): ApiJson<AnswerQuestion>) -> Result<Response, ApiError> {
+    Ok(Json(state.knowledge.lookup_answer(&access, question).await?).into_response())
+}
+
+async fn store_answer(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(answer): ApiJson<AnswerToStore>) -> Result<Response, ApiError> {
+    state.knowledge.store_answer(&access, answer).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

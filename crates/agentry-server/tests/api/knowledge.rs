@@ -193,3 +193,58 @@ async fn knowledge_base_on_postgres() {
     let app = spawn_app_with(TestOptions { local_models: true, postgres_url: Some(url), ..TestOptions::default() }).await;
     knowledge_flow(&app).await;
 }
+
+/// The semantic answer cache over the API: a miss hands out a ticket, the
+/// stored answer serves the same question asked differently, other models
+/// and other readers' views do not share it, a document change retires it.
+#[tokio::test]
+async fn answer_cache_serves_similar_questions_until_a_document_changes() {
+    let app = spawn_app_with(TestOptions { local_models: true, ..TestOptions::default() }).await;
+    let tenant = app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let (_, collection) = send(&app, &admin, Method::POST, "/api/v1/collections", Some(json!({ "name": "handbook" }))).await;
+    let collection = collection["id"].as_str().unwrap().to_owned();
+    let documents = format!("/api/v1/collections/{collection}/documents");
+    let (status, accepted) = send(&app, &admin, Method::POST, &documents, Some(json!({ "text": GUIDE, "title": "Handbook" }))).await;
+    assert_eq!(status, 202, "{accepted}");
+    finished(&app, &admin, accepted["job_id"].as_str().unwrap()).await;
+
+    let lookup = |question: &str, model: &str| json!({ "question": question, "collections": [collection], "model": model });
+    let (status, missed) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(lookup("How do I reset my password?", "local-chat"))).await;
+    assert_eq!(status, 200, "{missed}");
+    assert_eq!(missed["hit"], false);
+    let ticket = missed["ticket"].as_str().unwrap().to_owned();
+    let answer = json!({ "ticket": ticket, "answer": "Use the forgotten password link on the sign-in page [1].", "citations": [{ "document_id": accepted["document"]["id"] }] });
+    let (status, _) = send(&app, &admin, Method::POST, "/api/v1/answer-cache", Some(answer.clone())).await;
+    assert_eq!(status, 204);
+    let (status, spent) = send(&app, &admin, Method::POST, "/api/v1/answer-cache", Some(answer)).await;
+    assert_eq!(status, 404, "a ticket is spent once: {spent}");
+
+    let (_, hit) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(lookup("how do i reset my password", "local-chat"))).await;
+    assert_eq!(hit["hit"], true, "{hit}");
+    assert_eq!(hit["answer"]["model"], "local-chat");
+    assert!(hit["answer"]["answer"].as_str().unwrap().contains("forgotten password"));
+    let (_, other_question) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(lookup("When does the cafeteria open?", "local-chat"))).await;
+    assert_eq!(other_question["hit"], false);
+    let (_, other_model) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(lookup("how do i reset my password", "gpt-4o"))).await;
+    assert_eq!(other_model["hit"], false);
+
+    // Storing answers others are served needs manage_agents.
+    app.add_member(&admin, &tenant, "member@example.com", "user").await;
+    let member = app.token("member@example.com").await;
+    let (status, refused) = send(&app, &member, Method::POST, "/api/v1/answer-cache/lookup", Some(lookup("how do i reset my password", "local-chat"))).await;
+    assert_eq!(status, 403, "{refused}");
+
+    // A restricted document the admin's role may read changes the admin's view: a new scope.
+    let restricted = json!({ "text": "Executive travel may be booked in business class.", "title": "Board", "acl": { "roles": ["admin"] } });
+    let (status, board) = send(&app, &admin, Method::POST, &documents, Some(restricted)).await;
+    assert_eq!(status, 202, "{board}");
+    finished(&app, &admin, board["job_id"].as_str().unwrap()).await;
+    let (_, after_change) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(lookup("how do i reset my password", "local-chat"))).await;
+    assert_eq!(after_change["hit"], false, "a document change retires the answer: {after_change}");
+
+    let (_, unknown) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(json!({ "question": "x", "collections": ["nope"], "model": "m" }))).await;
+    assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("semantic_cache_requests_total{result=\"hit\"}"), "{metrics}");
+}

@@ -1,0 +1,123 @@
+//! The semantic answer cache as the knowledge base offers it to agents (in
+//! process) and to agent builders (over the API): a question is embedded
+//! with the knowledge model and looked up in the scope of the tenant, the
+//! collections, the asker's ACL fingerprint (what they may read) and the
+//! answering model. A miss hands out a ticket; storing the computed answer
+//! spends it. Over the API the ticket is an opaque id kept here for
+//! [`TICKET_TTL`], bound to the tenant that asked.
+//!
+//! Storing answers others will be served is a privilege: over the API both
+//! calls need `manage_agents` (agents in process are trusted callers).
+//!
+//! Must not: compute answers, or serve one across scopes (the cache owns that).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentry_types::Permission;
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use super::cache::{self, CacheScope, CachedAnswer, Lookup, Ticket};
+use super::{Knowledge, KnowledgeError, reader_principals, require};
+use crate::identity::{TenantAccess, now_ms};
+
+/// How long an API ticket stays valid between a miss and the store.
+pub const TICKET_TTL: Duration = Duration::from_secs(600);
+const MAX_QUESTION_CHARS: usize = 4000;
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+
+/// A question to look up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerQuestion {
+    pub question: String,
+    /// Collection ids the answer draws on; empty means every collection of the tenant.
+    #[serde(default)]
+    pub collections: Vec<String>,
+    /// The model that answers (answers of different models are kept apart).
+    pub model: String,
+}
+
+/// The API's answer to a lookup.
+#[derive(Debug, Clone, Serialize)]
+pub struct AnswerLookup {
+    pub hit: bool,
+    pub answer: Option<CachedAnswer>,
+    /// On a miss: spend it with [`Knowledge::store_answer`] once the answer is computed.
+    pub ticket: Option<String>,
+}
+
+/// An answer to store against a ticket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerToStore {
+    pub ticket: String,
+    pub answer: String,
+    #[serde(default)]
+    pub citations: serde_json::Value,
+}
+
+/// Tickets handed out over the API: id → (tenant, the ticket until spent).
+pub(super) type Tickets = moka::sync::Cache<String, (String, Arc<Mutex<Option<(Ticket, String)>>>)>;
+
+pub(super) fn tickets() -> Tickets {
+    moka::sync::Cache::builder().max_capacity(100_000).time_to_live(TICKET_TTL).build()
+}
+
+impl Knowledge {
+    /// Look a question up for an agent running as `access`.
+    pub async fn cached_answer(&self, access: &TenantAccess, question: &AnswerQuestion) -> Result<Lookup, KnowledgeError> {
+        let text = question.question.trim();
+        if text.is_empty() || text.chars().count() > MAX_QUESTION_CHARS {
+            return Err(KnowledgeError::invalid(format!("'question' must be 1 to {MAX_QUESTION_CHARS} characters"), "question"));
+        }
+        if question.model.trim().is_empty() || question.model.len() > 200 {
+            return Err(KnowledgeError::invalid("'model' must be 1 to 200 characters", "model"));
+        }
+        for id in &question.collections {
+            self.collection(access, id).await?;
+        }
+        let fingerprint = cache::acl_fingerprint(&self.inner.db, &access.tenant_id, &question.collections, &reader_principals(access)).await?;
+        let scope = CacheScope::new(&access.tenant_id, &question.collections, &fingerprint, &question.model);
+        let vector = self.embed(&access.tenant_id, access.principal.user_id(), vec![text.to_owned()]).await?;
+        let vector = vector.into_iter().next().unwrap_or_default();
+        Ok(self.inner.cache.lookup(&scope, &vector).await)
+    }
+
+    /// Keep an agent's answer for the question its ticket came from.
+    pub fn remember_answer(&self, ticket: Ticket, answer: CachedAnswer) {
+        self.inner.cache.store(ticket, answer);
+    }
+
+    /// [`Self::cached_answer`] over the API: a miss returns a ticket id.
+    pub async fn lookup_answer(&self, access: &TenantAccess, question: AnswerQuestion) -> Result<AnswerLookup, KnowledgeError> {
+        require(access, Permission::ManageAgents)?;
+        match self.cached_answer(access, &question).await? {
+            Lookup::Hit(answer) => Ok(AnswerLookup { hit: true, answer: Some(answer), ticket: None }),
+            Lookup::Miss(ticket) => {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                self.inner.tickets.insert(id.clone(), (access.tenant_id.clone(), Arc::new(Mutex::new(Some((ticket, question.model))))));
+                Ok(AnswerLookup { hit: false, answer: None, ticket: Some(id) })
+            }
+        }
+    }
+
+    /// Store an answer against a ticket from [`Self::lookup_answer`] (each ticket once).
+    pub async fn store_answer(&self, access: &TenantAccess, input: AnswerToStore) -> Result<(), KnowledgeError> {
+        require(access, Permission::ManageAgents)?;
+        if input.answer.trim().is_empty() || input.answer.len() > MAX_ANSWER_BYTES {
+            return Err(KnowledgeError::invalid(format!("'answer' must be 1 to {MAX_ANSWER_BYTES} bytes"), "answer"));
+        }
+        let unknown = || KnowledgeError::NotFound(format!("ticket '{}' (tickets last {} s and are spent once)", input.ticket, TICKET_TTL.as_secs()));
+        let (tenant, slot) = self.inner.tickets.get(&input.ticket).ok_or_else(unknown)?;
+        if tenant != access.tenant_id {
+            return Err(unknown());
+        }
+        let (ticket, model) = slot.lock().take().ok_or_else(unknown)?;
+        self.inner.tickets.invalidate(&input.ticket);
+        let citations = if input.citations.is_null() { serde_json::Value::Array(Vec::new()) } else { input.citations };
+        self.remember_answer(ticket, CachedAnswer { answer: input.answer, citations, model, created_at_ms: now_ms() });
+        Ok(())
+    }
+}
