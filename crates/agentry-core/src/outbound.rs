@@ -24,9 +24,12 @@
 //!   refused before reading); the whole fetch, redirects included, has one
 //!   deadline.
 //!
-//! Written by hand because no maintained crate does this for reqwest: the
-//! address classification is a short table and the rest is reqwest's own
-//! resolver hook.
+//! Written by hand because no maintained crate guards reqwest this way, and
+//! the parts are small: enforcement is reqwest's own resolver hook, the
+//! address classification is a short table (std's `IpAddr::is_global` is
+//! still unstable and knows nothing of an allowlist), and CIDR matching is
+//! a few lines rather than a new dependency (`ipnet` is not in the
+//! workspace).
 //!
 //! Must not: know about documents, jobs or tools, or interpret the bytes it
 //! fetches (callers do); send credentials or cookies of its own.
@@ -162,7 +165,8 @@ fn secs_out<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 fn secs_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let secs = f64::deserialize(d)?;
-    Duration::try_from_secs_f64(secs).map_err(|_| serde::de::Error::custom("timeout_secs must be a non-negative number"))
+    Duration::try_from_secs_f64(secs)
+        .map_err(|_| serde::de::Error::custom("timeout_secs must be a non-negative number"))
 }
 
 /// A policy that cannot be used.
@@ -285,8 +289,7 @@ impl Outbound {
             if !status.is_success() {
                 return Err(OutboundError::Status(status.as_u16()));
             }
-            let content_type =
-                response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let content_type = response.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_owned);
             let bytes = self.read_body(response).await?;
             return Ok(Fetched { final_url: url.into(), status: status.as_u16(), content_type, bytes });
         }
@@ -419,7 +422,7 @@ const RESTRICTED_V4: &[(Ipv4Addr, u8)] = &[
 /// IPv6 blocks that are not the public internet. The forms that embed an
 /// IPv4 address are judged by that address instead ([`embedded_v4`]).
 const RESTRICTED_V6: &[(Ipv6Addr, u8)] = &[
-    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96),    // unspecified, loopback, IPv4-compatible
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96), // unspecified, loopback, IPv4-compatible
     (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64
     (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64), // discard-only
     (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo
@@ -462,7 +465,9 @@ fn bits(address: IpAddr) -> u32 {
 
 fn in_net(address: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (address, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => (u32::from(a) ^ u32::from(n)).checked_shr(32 - u32::from(prefix)).unwrap_or(0) == 0,
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            (u32::from(a) ^ u32::from(n)).checked_shr(32 - u32::from(prefix)).unwrap_or(0) == 0
+        }
         (IpAddr::V6(a), IpAddr::V6(n)) => {
             (u128::from(a) ^ u128::from(n)).checked_shr(128 - u32::from(prefix)).unwrap_or(0) == 0
         }
@@ -472,8 +477,12 @@ fn in_net(address: IpAddr, net: IpAddr, prefix: u8) -> bool {
 
 fn mask(address: IpAddr, prefix: u8) -> IpAddr {
     match address {
-        IpAddr::V4(a) => Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)).into(),
-        IpAddr::V6(a) => Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)).into(),
+        IpAddr::V4(a) => {
+            Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)).into()
+        }
+        IpAddr::V6(a) => {
+            Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)).into()
+        }
     }
 }
 

@@ -123,6 +123,9 @@ impl UsageConfig {
 pub struct KnowledgeConfig {
     /// Public model name that embeds chunks and queries.
     pub embedding_model: String,
+    /// `auto` (PostgreSQL full text + pgvector when the database is PostgreSQL, else
+    /// embedded tantivy + HNSW in the data dir), `embedded` or `postgres`.
+    pub index: agentry_core::knowledge::IndexBackend,
     /// `tokenizer.json` chunk sizes are counted with; defaults to the local embedding model's.
     pub tokenizer: Option<PathBuf>,
     /// Largest document accepted, in bytes.
@@ -149,6 +152,7 @@ impl Default for KnowledgeConfig {
     fn default() -> Self {
         Self {
             embedding_model: "local-embed".into(),
+            index: agentry_core::knowledge::IndexBackend::Auto,
             tokenizer: None,
             max_document_bytes: 20 * 1024 * 1024,
             workers: 2,
@@ -170,6 +174,7 @@ impl KnowledgeConfig {
         agentry_core::knowledge::KnowledgeSettings {
             embedding_model: self.embedding_model.clone(),
             tokenizer: self.tokenizer.clone().or(local_tokenizer),
+            index_backend: self.index,
             index_dir: data_dir.join("index"),
             max_document_bytes: self.max_document_bytes,
             workers: self.workers,

@@ -48,8 +48,8 @@ impl From<agentry_db::DbError> for Failure {
     }
 }
 
-impl From<agentry_search::index::embedded::IndexError> for Failure {
-    fn from(error: agentry_search::index::embedded::IndexError) -> Self {
+impl From<agentry_search::index::IndexError> for Failure {
+    fn from(error: agentry_search::index::IndexError) -> Self {
         Failure::Retry(error.to_string())
     }
 }
@@ -245,27 +245,14 @@ impl Knowledge {
             })
             .collect();
         let count = indexed.len();
-        let writer = index.clone();
-        tokio::task::spawn_blocking(move || -> Result<(), Failure> {
-            writer.remove(&stale.iter().map(|id| *id as u64).collect::<Vec<_>>())?;
-            writer.add(&indexed)?;
-            writer.commit()?;
-            Ok(())
-        })
-        .await
-        .map_err(|e| Failure::Retry(format!("indexing task: {e}")))??;
+        index.remove(stale.iter().map(|id| *id as u64).collect()).await?;
+        index.add(indexed).await?;
 
         let previous = db.finish_ingest(job, count as i32, now_ms()).await?;
         self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
         if let Some(previous) = previous {
             let old: Vec<u64> = db.chunk_ids(&job.document_id, Some(previous)).await?.into_iter().map(|id| id as u64).collect();
-            tokio::task::spawn_blocking(move || -> Result<(), Failure> {
-                index.remove(&old)?;
-                index.commit()?;
-                Ok(())
-            })
-            .await
-            .map_err(|e| Failure::Retry(format!("indexing task: {e}")))??;
+            index.remove(old).await?;
         }
         Ok(count)
     }

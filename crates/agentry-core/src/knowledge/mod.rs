@@ -24,7 +24,9 @@ use std::sync::Arc;
 use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
 use agentry_db::{Db, DbError};
 use agentry_search::chunk::ChunkConfig;
-use agentry_search::index::embedded::{EmbeddedIndex, IndexError};
+use agentry_search::index::embedded::EmbeddedIndex;
+use agentry_search::index::postgres::PostgresIndex;
+use agentry_search::index::{Index, IndexError};
 use agentry_search::parse::{self, ParseError};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
@@ -73,6 +75,8 @@ pub struct KnowledgeSettings {
     pub embedding_model: String,
     /// `tokenizer.json` that chunk sizes are counted with (the embedding model's).
     pub tokenizer: Option<PathBuf>,
+    /// Which index serves search.
+    pub index_backend: IndexBackend,
     /// Where the embedded index lives (one folder per embedding model inside).
     pub index_dir: PathBuf,
     pub max_document_bytes: usize,
@@ -82,6 +86,18 @@ pub struct KnowledgeSettings {
     pub lease_ms: i64,
     pub default_chunking: ChunkConfig,
     pub answer_cache: cache::CacheSettings,
+}
+
+/// Where chunks are indexed for search.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IndexBackend {
+    /// PostgreSQL (full text + pgvector) when the database is PostgreSQL, else embedded.
+    Auto,
+    /// tantivy + HNSW files in the data dir (one replica).
+    Embedded,
+    /// A search table in the PostgreSQL database (any number of replicas).
+    Postgres,
 }
 
 /// The service. Cheap to clone.
@@ -94,7 +110,7 @@ struct Inner {
     db: Db,
     gateway: Gateway,
     settings: KnowledgeSettings,
-    index: OnceCell<Arc<EmbeddedIndex>>,
+    index: OnceCell<Index>,
     tokenizer: OnceCell<tokenizers::Tokenizer>,
     wake: tokio::sync::Notify,
     cache: cache::SemanticCache,
@@ -245,8 +261,9 @@ impl Knowledge {
         Ok(served.routed.value.vectors)
     }
 
-    /// The index, opened on first use with the embedding model's dimensions.
-    async fn index(&self, tenant: &str) -> Result<Arc<EmbeddedIndex>, KnowledgeError> {
+    /// The index, opened on first use with the embedding model's dimensions
+    /// (one embedded folder or PostgreSQL table per model and dimension count).
+    async fn index(&self, tenant: &str) -> Result<Index, KnowledgeError> {
         self.inner
             .index
             .get_or_try_init(|| async {
@@ -255,13 +272,22 @@ impl Knowledge {
                 if dimensions == 0 {
                     return Err(KnowledgeError::Unavailable("the embedding model returned no vector".into()));
                 }
-                let model_dir: String =
-                    self.inner.settings.embedding_model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-                let dir = self.inner.settings.index_dir.join(format!("{model_dir}-{dimensions}"));
-                let index = tokio::task::spawn_blocking(move || EmbeddedIndex::open(&dir, dimensions))
-                    .await
-                    .map_err(|e| KnowledgeError::Unavailable(format!("opening the index: {e}")))??;
-                Ok(Arc::new(index))
+                let model: String = self.inner.settings.embedding_model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+                let name = format!("{model}-{dimensions}");
+                match (self.inner.settings.index_backend, &self.inner.db) {
+                    (IndexBackend::Auto | IndexBackend::Postgres, Db::Postgres(pool)) => {
+                        let table = name.replace('-', "_");
+                        Ok(Index::Postgres(PostgresIndex::open(pool.clone(), &table, dimensions).await?))
+                    }
+                    (IndexBackend::Postgres, Db::Sqlite(_)) => Err(KnowledgeError::Unavailable("knowledge.index = \"postgres\" needs a PostgreSQL database".into())),
+                    (IndexBackend::Auto | IndexBackend::Embedded, _) => {
+                        let dir = self.inner.settings.index_dir.join(name);
+                        let index = tokio::task::spawn_blocking(move || EmbeddedIndex::open(&dir, dimensions))
+                            .await
+                            .map_err(|e| KnowledgeError::Unavailable(format!("opening the index: {e}")))??;
+                        Ok(Index::Embedded(Arc::new(index)))
+                    }
+                }
             })
             .await
             .cloned()
@@ -463,13 +489,7 @@ impl Knowledge {
             return Ok(());
         }
         let index = self.index(tenant).await?;
-        let keys: Vec<u64> = chunk_ids.into_iter().map(|id| id as u64).collect();
-        tokio::task::spawn_blocking(move || {
-            index.remove(&keys)?;
-            index.commit()
-        })
-        .await
-        .map_err(|e| KnowledgeError::Unavailable(format!("index task: {e}")))??;
+        index.remove(chunk_ids.into_iter().map(|id| id as u64).collect()).await?;
         Ok(())
     }
 }

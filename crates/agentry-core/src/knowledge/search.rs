@@ -5,12 +5,9 @@
 
 use std::collections::HashMap;
 
-use std::sync::Arc;
-
 use agentry_db::knowledge::ChunkHitRow;
 use agentry_search::hybrid::{self, Component, Fused, Fusion};
-use agentry_search::index::embedded::EmbeddedIndex;
-use agentry_search::index::{Filter, MetadataCondition, Ranked};
+use agentry_search::index::{Filter, Index, MetadataCondition, Ranked};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
@@ -134,21 +131,16 @@ impl Knowledge {
 }
 
 /// The keyword and vector rankings the mode asks for, filtered inside the index.
-async fn ranked(index: &Arc<EmbeddedIndex>, mode: SearchMode, query: &str, vector: Option<Vec<f32>>, filter: Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
-    let (index, query) = (index.clone(), query.to_owned());
-    tokio::task::spawn_blocking(move || -> Result<_, KnowledgeError> {
-        let keyword = match mode {
-            SearchMode::Vector => Vec::new(),
-            _ => index.keyword_search(&query, &filter, fetch)?,
-        };
-        let nearest = match &vector {
-            Some(v) => index.vector_search(v, &filter, fetch)?,
-            None => Vec::new(),
-        };
-        Ok((keyword, nearest))
-    })
-    .await
-    .map_err(|e| KnowledgeError::Unavailable(format!("search task: {e}")))?
+async fn ranked(index: &Index, mode: SearchMode, query: &str, vector: Option<Vec<f32>>, filter: Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
+    let keyword = match mode {
+        SearchMode::Vector => Vec::new(),
+        _ => index.keyword_search(query, &filter, fetch).await?,
+    };
+    let nearest = match &vector {
+        Some(v) => index.vector_search(v, &filter, fetch).await?,
+        None => Vec::new(),
+    };
+    Ok((keyword, nearest))
 }
 
 /// Fuse document-level rankings (each document at the rank of its best
