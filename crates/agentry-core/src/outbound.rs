@@ -255,6 +255,16 @@ impl Outbound {
         &self.policy
     }
 
+    /// The checks that need no network: the URL parses, has a host and an
+    /// allowed scheme, and a literal IP host is permitted. For refusing a URL
+    /// early (at upload); a host name is only judged when [`Outbound::fetch`]
+    /// resolves it, so this never replaces the fetch's own checks.
+    pub fn check(&self, url: &str) -> Result<Url, OutboundError> {
+        let url = Url::parse(url.trim()).map_err(|e| OutboundError::InvalidUrl(e.to_string()))?;
+        self.check_url(&url)?;
+        Ok(url)
+    }
+
     /// GETs `url`, following redirects, and returns the body of a 2xx
     /// answer. Cancel-safe: dropping the future drops the connection.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, OutboundError> {

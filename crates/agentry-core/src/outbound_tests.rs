@@ -219,6 +219,18 @@ async fn refuses_other_schemes_and_invalid_urls() {
     }
 }
 
+#[test]
+fn check_judges_what_needs_no_network() {
+    let out = outbound(&[]);
+    assert!(matches!(out.check("file:///etc/passwd"), Err(OutboundError::SchemeNotAllowed(_))));
+    assert!(matches!(out.check("http://"), Err(OutboundError::InvalidUrl(_))));
+    assert!(matches!(out.check("http://127.0.0.1:8080/x"), Err(OutboundError::AddressNotAllowed { .. })));
+    assert!(matches!(out.check("http://[::ffff:10.0.0.1]/"), Err(OutboundError::AddressNotAllowed { .. })));
+    // Names are judged when they are resolved, at fetch time.
+    assert_eq!(out.check(" http://localhost/a ").unwrap().as_str(), "http://localhost/a");
+    assert!(local().check("http://127.0.0.1:8080/x").is_ok());
+}
+
 #[tokio::test]
 async fn allowlisted_loopback_fetch_works() {
     let port =

@@ -1,5 +1,7 @@
 //! Rows of the knowledge base: collections, documents and their versions
-//! (raw bytes kept), chunks with embeddings, and the ingestion queue.
+//! (raw bytes kept; a version uploaded by URL keeps the URL, and its bytes
+//! once the worker has fetched them), chunks with embeddings, and the
+//! ingestion queue.
 //!
 //! A document version becomes visible in one transaction
 //! ([`Db::finish_ingest`]): its chunks were written (and indexed) before,
@@ -49,9 +51,13 @@ pub struct DocumentRow {
 pub struct VersionRow {
     pub document_id: String,
     pub version: i32,
-    pub content_hash: String,
-    pub format: String,
+    /// `None` (with `format`) until the bytes of a URL version are fetched.
+    pub content_hash: Option<String>,
+    pub format: Option<String>,
+    /// 0 until the bytes of a URL version are fetched.
     pub size_bytes: i64,
+    /// Where the bytes come from when the version was uploaded by URL.
+    pub source_url: Option<String>,
     pub status: String,
     pub error: Option<String>,
     pub chunk_count: i32,
@@ -114,7 +120,7 @@ macro_rules! document_columns {
 
 macro_rules! version_columns {
     () => {
-        "document_id, version, content_hash, format, size_bytes, status, error, chunk_count, created_at_ms"
+        "document_id, version, content_hash, format, size_bytes, source_url, status, error, chunk_count, created_at_ms"
     };
 }
 
@@ -124,14 +130,14 @@ macro_rules! job_columns {
     };
 }
 
-/// Insert a version row with its bytes and its job inside transaction `$tx`.
+/// Insert a version row with its bytes (if any yet) and its job inside transaction `$tx`.
 macro_rules! insert_version_and_job {
     ($tx:ident, $new:expr) => {{
-        const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
+        const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         const JOB: &str = concat!("INSERT INTO ingest_jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         let v = $new.version;
         sqlx::query(VERSION)
-            .bind(&v.document_id).bind(v.version).bind(&v.content_hash).bind(&v.format).bind(v.size_bytes)
+            .bind(&v.document_id).bind(v.version).bind(&v.content_hash).bind(&v.format).bind(v.size_bytes).bind(&v.source_url)
             .bind(&v.status).bind(&v.error).bind(v.chunk_count).bind(v.created_at_ms).bind($new.content)
             .execute(&mut *$tx).await?;
         let j = $new.job;
@@ -145,8 +151,26 @@ macro_rules! insert_version_and_job {
 /// A new version's row, bytes and job, written together.
 pub struct NewVersion<'a> {
     pub version: &'a VersionRow,
-    pub content: &'a [u8],
+    /// `None` for a URL version: the worker fetches the bytes ([`Db::store_fetched_content`]).
+    pub content: Option<&'a [u8]>,
     pub job: &'a JobRow,
+}
+
+/// What a version holds for the ingestion worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionContent {
+    /// The bytes, uploaded or already fetched, with their format.
+    Stored { format: String, bytes: Vec<u8> },
+    /// Not fetched yet: the bytes are at this URL.
+    Pending { url: String },
+}
+
+/// A version's content columns (see [`VersionContent`]).
+#[derive(sqlx::FromRow)]
+struct ContentRow {
+    format: Option<String>,
+    content: Option<Vec<u8>>,
+    source_url: Option<String>,
 }
 
 impl Db {
@@ -197,12 +221,14 @@ impl Db {
         .map_err(DbError::write("insert document"))
     }
 
-    /// A new version of an existing document and its job; the document shows it as queued.
-    pub async fn add_version(&self, tenant_id: &str, new: NewVersion<'_>, title: &str, now_ms: i64) -> Result<(), DbError> {
+    /// A new version of an existing document and its job; the document shows
+    /// it as queued, and takes `source` (a file name or URL) when one is given.
+    pub async fn add_version(&self, tenant_id: &str, new: NewVersion<'_>, title: &str, source: Option<&str>, now_ms: i64) -> Result<(), DbError> {
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
-            sqlx::query("UPDATE documents SET latest_version = $1, status = 'queued', error = NULL, title = $2, updated_at_ms = $3 WHERE tenant_id = $4 AND id = $5")
-                .bind(new.version.version).bind(title).bind(now_ms).bind(tenant_id).bind(&new.version.document_id)
+            sqlx::query("UPDATE documents SET latest_version = $1, status = 'queued', error = NULL, title = $2, source = COALESCE($3, source), \
+                         updated_at_ms = $4 WHERE tenant_id = $5 AND id = $6")
+                .bind(new.version.version).bind(title).bind(source).bind(now_ms).bind(tenant_id).bind(&new.version.document_id)
                 .execute(&mut *tx).await?;
             insert_version_and_job!(tx, new);
             tx.commit().await
@@ -226,10 +252,30 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(document_id).fetch_all(pool).await).map_err(DbError::query("list versions"))
     }
 
-    pub async fn version_content(&self, document_id: &str, version: i32) -> Result<Option<(String, Vec<u8>)>, DbError> {
-        on_pool!(self, pool => sqlx::query_as("SELECT format, content FROM document_versions WHERE document_id = $1 AND version = $2")
+    /// A version's bytes, or the URL they are still to be fetched from.
+    pub async fn version_content(&self, document_id: &str, version: i32) -> Result<Option<VersionContent>, DbError> {
+        let row: Option<ContentRow> = on_pool!(self, pool => sqlx::query_as(
+            "SELECT format, content, source_url FROM document_versions WHERE document_id = $1 AND version = $2")
             .bind(document_id).bind(version).fetch_optional(pool).await)
-        .map_err(DbError::query("version content"))
+        .map_err(DbError::query("version content"))?;
+        // The table's CHECK constraints make content and format present together, or a URL present.
+        Ok(row.and_then(|row| match row {
+            ContentRow { format: Some(format), content: Some(bytes), .. } => Some(VersionContent::Stored { format, bytes }),
+            ContentRow { source_url: Some(url), .. } => Some(VersionContent::Pending { url }),
+            _ => None,
+        }))
+    }
+
+    /// Store the fetched bytes of a URL version (once: a version that
+    /// already has bytes keeps them); returns whether this call stored them.
+    pub async fn store_fetched_content(&self, document_id: &str, version: i32, format: &str, content_hash: &str, bytes: &[u8]) -> Result<bool, DbError> {
+        let stored = on_pool!(self, pool => sqlx::query(
+            "UPDATE document_versions SET content = $1, format = $2, content_hash = $3, size_bytes = $4 \
+             WHERE document_id = $5 AND version = $6 AND content IS NULL")
+            .bind(bytes).bind(format).bind(content_hash).bind(bytes.len() as i64).bind(document_id).bind(version)
+            .execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::query("store fetched content"))?;
+        Ok(stored == 1)
     }
 
     /// Delete a document; returns the ids of its chunks (to unindex), or `None` if there was none.

@@ -38,7 +38,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6], "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7], "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -110,7 +110,7 @@ async fn unsupported_url_is_a_clear_error() {
 #[tokio::test]
 async fn ingestion_jobs_are_leased_and_reclaimed() {
     use agentry_db::identity::TenantRow;
-    use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewChunk, NewVersion, VersionRow};
+    use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewChunk, NewVersion, VersionContent, VersionRow};
 
     let dir = tempfile::tempdir().unwrap();
     for db in agentry_db::test_support::test_databases(dir.path()).await {
@@ -147,9 +147,10 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         let version = VersionRow {
             document_id: "d1".into(),
             version: 1,
-            content_hash: "h".into(),
-            format: "text".into(),
+            content_hash: Some("h".into()),
+            format: Some("text".into()),
             size_bytes: 5,
+            source_url: None,
             status: "queued".into(),
             error: None,
             chunk_count: 0,
@@ -167,7 +168,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
             created_at_ms: 0,
             updated_at_ms: 0,
         };
-        db.insert_document(&document, NewVersion { version: &version, content: b"hello", job: &job }).await.unwrap();
+        db.insert_document(&document, NewVersion { version: &version, content: Some(b"hello"), job: &job }).await.unwrap();
         assert!(db.claim_ingest_job(999, 60_000).await.unwrap().is_none(), "not due yet");
         let claimed = db.claim_ingest_job(1_000, 60_000).await.unwrap().unwrap();
         assert_eq!((claimed.id.as_str(), claimed.attempts, claimed.status.as_str()), ("j1", 1, "running"));
@@ -198,6 +199,19 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_eq!((stored.current_version, stored.status.as_str()), (Some(1), "succeeded"));
         assert_eq!(db.embeddings_by_hash("d1").await.unwrap(), vec![("c".to_owned(), vec![0, 0, 128, 63])]);
         assert!(db.claim_ingest_job(200_000, 60_000).await.unwrap().is_none(), "finished jobs are not claimed");
+
+        // A version uploaded by URL has no bytes until the worker stores what it fetched, once.
+        let url = "https://example.com/doc.md";
+        let pending = VersionRow { version: 2, content_hash: None, format: None, size_bytes: 0, source_url: Some(url.into()), ..version };
+        let job2 = JobRow { id: "j2".into(), version: 2, ..job };
+        db.add_version("t1", NewVersion { version: &pending, content: None, job: &job2 }, "Doc", Some(url), 80_000).await.unwrap();
+        assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().source, url);
+        assert_eq!(db.version_content("d1", 2).await.unwrap(), Some(VersionContent::Pending { url: url.into() }));
+        assert!(db.store_fetched_content("d1", 2, "markdown", "h2", b"# Doc").await.unwrap());
+        assert!(!db.store_fetched_content("d1", 2, "text", "h3", b"other").await.unwrap(), "stored once");
+        assert_eq!(db.version_content("d1", 2).await.unwrap(), Some(VersionContent::Stored { format: "markdown".into(), bytes: b"# Doc".to_vec() }));
+        let listed = db.versions_of_document("d1").await.unwrap();
+        assert_eq!((listed[1].format.as_deref(), listed[1].size_bytes, listed[1].source_url.as_deref()), (Some("markdown"), 5, Some(url)));
         assert_eq!(db.delete_document("t1", "d1").await.unwrap(), Some(ids));
         assert!(db.document("t1", "d1").await.unwrap().is_none());
     }

@@ -146,6 +146,30 @@ pub struct KnowledgeConfig {
     /// Default chunking of new collections (tokens of the embedding model).
     pub chunk_max_tokens: usize,
     pub chunk_overlap_tokens: usize,
+    /// `[knowledge.url_fetch]`: how documents uploaded by URL are fetched.
+    pub url_fetch: UrlFetchConfig,
+}
+
+/// `[knowledge.url_fetch]`: the guard on documents uploaded by URL. Private,
+/// loopback, link-local and reserved addresses are refused unless allowed
+/// here; the body limit is `knowledge.max_document_bytes`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UrlFetchConfig {
+    /// Addresses (`10.1.2.3`), CIDR blocks (`10.0.0.0/8`) and host names
+    /// (`wiki.internal`) let past the guard.
+    pub allow: Vec<agentry_core::outbound::AllowEntry>,
+    /// Deadline of one fetch, redirects and body included.
+    pub timeout_secs: u64,
+    /// Redirect hops followed (each one checked again).
+    pub max_redirects: usize,
+}
+
+impl Default for UrlFetchConfig {
+    fn default() -> Self {
+        let defaults = agentry_core::outbound::OutboundPolicy::default();
+        Self { allow: defaults.allow, timeout_secs: defaults.timeout.as_secs(), max_redirects: defaults.max_redirects }
+    }
 }
 
 impl Default for KnowledgeConfig {
@@ -164,6 +188,7 @@ impl Default for KnowledgeConfig {
             // all-MiniLM-L6-v2 reads 256 tokens including its two special tokens.
             chunk_max_tokens: 250,
             chunk_overlap_tokens: 32,
+            url_fetch: UrlFetchConfig::default(),
         }
     }
 }
@@ -187,6 +212,17 @@ impl KnowledgeConfig {
                 ttl: Duration::from_secs(self.answer_cache_ttl_secs),
                 ..Default::default()
             },
+        }
+    }
+
+    /// The policy of the outbound client that fetches URL uploads.
+    pub fn outbound_policy(&self) -> agentry_core::outbound::OutboundPolicy {
+        agentry_core::outbound::OutboundPolicy {
+            allow: self.url_fetch.allow.clone(),
+            max_bytes: self.max_document_bytes,
+            timeout: Duration::from_secs(self.url_fetch.timeout_secs),
+            max_redirects: self.url_fetch.max_redirects,
+            ..Default::default()
         }
     }
 
@@ -345,6 +381,12 @@ impl Settings {
         }
         if self.knowledge.max_attempts < 1 {
             return fail("knowledge.max_attempts", "must be at least 1");
+        }
+        if self.knowledge.url_fetch.timeout_secs == 0 || self.knowledge.url_fetch.timeout_secs > 3600 {
+            return fail("knowledge.url_fetch.timeout_secs", "must be between 1 and 3600");
+        }
+        if self.knowledge.url_fetch.max_redirects > 20 {
+            return fail("knowledge.url_fetch.max_redirects", "must be at most 20");
         }
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))

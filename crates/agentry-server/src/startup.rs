@@ -1,5 +1,6 @@
 //! Building and running the application: data dir, master key, database and
-//! migrations, local models, the model registry and router, the HTTP stack,
+//! migrations, local models, the model registry and router, the guarded
+//! outbound HTTP client, the knowledge base and its workers, the HTTP stack,
 //! and graceful shutdown (stop accepting, let in-flight requests and streams
 //! finish within the grace period, flush the call log, close the pool).
 
@@ -9,6 +10,7 @@ use std::time::Duration;
 use agentry_core::coord::Coord;
 use agentry_core::usage::billing::TestPaymentProvider;
 use agentry_core::knowledge::Knowledge;
+use agentry_core::outbound::Outbound;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
@@ -71,7 +73,10 @@ impl Application {
         let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit);
         tokio::spawn(retention(db.clone(), settings.usage.retention_days, shutdown.child_token()));
         let gateway = Gateway::new(router, accounting);
-        let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer));
+        // One guarded client for every user-directed fetch (URL uploads so far).
+        let outbound = Outbound::new(settings.knowledge.outbound_policy()).map_err(|e| anyhow::anyhow!("knowledge.url_fetch: {e}"))?;
+        let knowledge_settings = settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer);
+        let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, knowledge_settings);
         agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
         let state = AppState {
             gateway,

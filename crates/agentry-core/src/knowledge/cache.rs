@@ -517,9 +517,10 @@ mod tests {
         let version = VersionRow {
             document_id: id.clone(),
             version: 1,
-            content_hash: "h".into(),
-            format: "txt".into(),
+            content_hash: Some("h".into()),
+            format: Some("txt".into()),
             size_bytes: 1,
+            source_url: None,
             status: "queued".into(),
             error: None,
             chunk_count: 0,
@@ -537,7 +538,7 @@ mod tests {
             created_at_ms: 1,
             updated_at_ms: 1,
         };
-        db.insert_document(&document, NewVersion { version: &version, content: b"x", job: &job }).await.unwrap();
+        db.insert_document(&document, NewVersion { version: &version, content: Some(b"x"), job: &job }).await.unwrap();
     }
 
     #[tokio::test]

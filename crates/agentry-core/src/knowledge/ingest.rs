@@ -1,21 +1,24 @@
 //! Ingestion workers: claim a queued job (or one whose worker died, once its
-//! lease runs out; a live worker renews its lease while it works), parse and chunk the version's stored bytes, reuse the
-//! embeddings of chunks whose content hash the document already had, embed
-//! the rest in batches, store the chunks, index them, and flip the
+//! lease runs out; a live worker renews its lease while it works), fetch the
+//! bytes of a version uploaded by URL first ([`super::fetch`]; stored in the
+//! version, so a re-run does not fetch again), parse and chunk the version's
+//! bytes, reuse the embeddings of chunks whose content hash the document
+//! already had, embed the rest in batches, store the chunks, index them, and flip the
 //! document's current version in one transaction; then unindex the previous
 //! version. A crash at any step leaves the old version visible and the job
 //! claimable again; a re-run replaces what the crashed attempt stored.
 //!
-//! A document that cannot be parsed fails at once with the reason; other
-//! failures (the embedding model, the index) are retried with exponential
-//! backoff up to `max_attempts`.
+//! A document that cannot be fetched for a reason of its own (a refused
+//! address, a 404) or cannot be parsed fails at once with the reason; other
+//! failures (the network, the embedding model, the index) are retried with
+//! exponential backoff up to `max_attempts`.
 //!
 //! Must not: decide permissions (the upload already did).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use agentry_db::knowledge::{JobRow, NewChunk};
+use agentry_db::knowledge::{JobRow, NewChunk, VersionContent};
 use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
@@ -29,7 +32,7 @@ const EMBED_BATCH: usize = 32;
 /// How long an idle worker sleeps when nothing wakes it.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-enum Failure {
+pub(super) enum Failure {
     /// The document itself is at fault: fail now, with this reason.
     Permanent(String),
     /// Something around it failed: try again later.
@@ -173,7 +176,11 @@ impl Knowledge {
         let db = &self.inner.db;
         let Some(document) = db.document(&job.tenant_id, &job.document_id).await? else { return Ok(0) };
         let Some(collection) = db.collection(&job.tenant_id, &document.collection_id).await? else { return Ok(0) };
-        let Some((format, bytes)) = db.version_content(&job.document_id, job.version).await? else { return Ok(0) };
+        let (format, bytes) = match db.version_content(&job.document_id, job.version).await? {
+            Some(VersionContent::Stored { format, bytes }) => (format, bytes),
+            Some(VersionContent::Pending { url }) => self.fetch_version(job, &url).await?,
+            None => return Ok(0),
+        };
         let format: Format = serde_json::from_value(serde_json::Value::String(format.clone()))
             .map_err(|_| Failure::Permanent(format!("unknown stored format '{format}'")))?;
         let config = ChunkConfig { max_tokens: collection.chunk_max_tokens as usize, overlap_tokens: collection.chunk_overlap_tokens as usize };

@@ -3,8 +3,10 @@
 //! caller's [`TenantAccess`] and checks the permission it needs; documents
 //! restricted by an ACL are invisible (not found) to anyone outside it.
 //!
-//! Uploads return at once with a job id: the bytes and the job are stored in
-//! one transaction and [`ingest`] workers do the rest. Search embeds the
+//! Uploads return at once with a job id: the bytes (or the URL to fetch
+//! them from, judged here only as far as needs no network) and the job are
+//! stored in one transaction and [`ingest`] workers do the rest, fetching
+//! URLs through the guarded [`Outbound`] client first ([`fetch`]). Search embeds the
 //! query through the gateway (metered like any model call), runs keyword
 //! and vector search with the tenant, collection, document, metadata and
 //! ACL filters inside the index, fuses them, and keeps only chunks of each
@@ -15,13 +17,14 @@
 
 mod answers;
 pub mod cache;
+mod fetch;
 pub mod ingest;
 mod search;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
+use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionContent, VersionRow};
 use agentry_db::{Db, DbError};
 use agentry_search::chunk::ChunkConfig;
 use agentry_search::index::embedded::EmbeddedIndex;
@@ -36,6 +39,7 @@ use tokio::sync::OnceCell;
 use crate::coord::Coord;
 use crate::gateway::{CallContext, Gateway};
 use crate::identity::{TenantAccess, now_ms};
+use crate::outbound::Outbound;
 use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
@@ -109,6 +113,8 @@ pub struct Knowledge {
 struct Inner {
     db: Db,
     gateway: Gateway,
+    /// Fetches URL uploads.
+    outbound: Outbound,
     settings: KnowledgeSettings,
     index: OnceCell<Index>,
     tokenizer: OnceCell<tokenizers::Tokenizer>,
@@ -159,11 +165,9 @@ pub struct CollectionInput {
 }
 
 /// A document upload, however it arrived (multipart or JSON).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Upload {
-    pub bytes: Vec<u8>,
-    pub file_name: Option<String>,
-    pub content_type: Option<String>,
+    pub content: Content,
     pub title: Option<String>,
     pub metadata: serde_json::Map<String, serde_json::Value>,
     pub acl: AccessList,
@@ -171,11 +175,20 @@ pub struct Upload {
     pub document_id: Option<String>,
 }
 
+/// Where an upload's bytes are.
+#[derive(Debug, Clone)]
+pub enum Content {
+    /// Sent with the request.
+    Bytes { bytes: Vec<u8>, file_name: Option<String>, content_type: Option<String> },
+    /// An `http`/`https` URL the ingestion worker fetches (never the request).
+    Url(String),
+}
+
 /// The answer to an upload.
 #[derive(Debug, Clone, Serialize)]
 pub struct Accepted {
     pub document: DocumentView,
-    /// `None` when the bytes equal the current version's (nothing to do).
+    /// `None` when the bytes equal the latest version's (nothing to do).
     pub job_id: Option<String>,
     pub unchanged: bool,
 }
@@ -225,11 +238,14 @@ fn hex_sha256(bytes: &[u8]) -> String {
 }
 
 impl Knowledge {
-    pub fn new(db: Db, gateway: Gateway, coord: Coord, settings: KnowledgeSettings) -> Self {
+    /// `outbound` fetches URL uploads; its `max_bytes` should be
+    /// `max_document_bytes` (larger bodies are refused after reading otherwise).
+    pub fn new(db: Db, gateway: Gateway, coord: Coord, outbound: Outbound, settings: KnowledgeSettings) -> Self {
         let cache = cache::SemanticCache::new(coord, settings.answer_cache.clone());
         let inner = Inner {
             db,
             gateway,
+            outbound,
             settings,
             index: OnceCell::new(),
             tokenizer: OnceCell::new(),
@@ -339,20 +355,29 @@ impl Knowledge {
     pub async fn upload(&self, access: &TenantAccess, collection_id: &str, upload: Upload) -> Result<Accepted, KnowledgeError> {
         require(access, Permission::UploadDocuments)?;
         let collection = self.collection(access, collection_id).await?;
-        let limit = self.inner.settings.max_document_bytes;
-        if upload.bytes.len() > limit {
-            return Err(KnowledgeError::TooLarge(format!("the document is {} bytes; the limit is {limit}", upload.bytes.len())));
-        }
-        if upload.bytes.is_empty() {
-            return Err(KnowledgeError::invalid("the document is empty", "file"));
-        }
-        let format = parse::sniff(&upload.bytes, upload.file_name.as_deref(), upload.content_type.as_deref()).map_err(|e| match e {
-            ParseError::TooLarge(m) => KnowledgeError::TooLarge(m),
-            other => KnowledgeError::Unprocessable(other.to_string()),
-        })?;
-        let hash = hex_sha256(&upload.bytes);
+        // Uploaded bytes: their format and hash now. A URL: the worker fetches it.
+        let (stored, source_url, named_source) = match &upload.content {
+            Content::Bytes { bytes, file_name, content_type } => {
+                let limit = self.inner.settings.max_document_bytes;
+                if bytes.len() > limit {
+                    return Err(KnowledgeError::TooLarge(format!("the document is {} bytes; the limit is {limit}", bytes.len())));
+                }
+                if bytes.is_empty() {
+                    return Err(KnowledgeError::invalid("the document is empty", "file"));
+                }
+                let format = parse::sniff(bytes, file_name.as_deref(), content_type.as_deref()).map_err(|e| match e {
+                    ParseError::TooLarge(m) => KnowledgeError::TooLarge(m),
+                    other => KnowledgeError::Unprocessable(other.to_string()),
+                })?;
+                (Some((format, hex_sha256(bytes), bytes.as_slice())), None, file_name.clone())
+            }
+            Content::Url(raw) => {
+                let url = fetch::check_upload_url(&self.inner.outbound, raw)?.to_string();
+                (None, Some(url.clone()), Some(url))
+            }
+        };
         let now = now_ms();
-        let source = upload.file_name.clone().unwrap_or_else(|| "upload".to_owned());
+        let source = named_source.clone().unwrap_or_else(|| "upload".to_owned());
         let title = upload.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| source.clone());
         let job_for = |document_id: &str, version: i32| JobRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -369,9 +394,10 @@ impl Knowledge {
         let version_for = |document_id: &str, version: i32| VersionRow {
             document_id: document_id.to_owned(),
             version,
-            content_hash: hash.clone(),
-            format: format.as_str().to_owned(),
-            size_bytes: upload.bytes.len() as i64,
+            content_hash: stored.as_ref().map(|(_, hash, _)| hash.clone()),
+            format: stored.as_ref().map(|(format, _, _)| format.as_str().to_owned()),
+            size_bytes: stored.as_ref().map_or(0, |(_, _, bytes)| bytes.len() as i64),
+            source_url: source_url.clone(),
             status: "queued".into(),
             error: None,
             chunk_count: 0,
@@ -384,14 +410,17 @@ impl Knowledge {
                 if existing.collection_id != collection.id {
                     return Err(KnowledgeError::NotFound(format!("document '{id}' in collection '{}'", collection.id)));
                 }
-                let versions = self.inner.db.versions_of_document(id).await?;
-                if versions.last().is_some_and(|v| v.content_hash == hash) {
-                    return Ok(Accepted { document: existing, job_id: None, unchanged: true });
+                // A URL is fetched again every time: its bytes are not known yet.
+                if let Some((_, hash, _)) = &stored {
+                    let versions = self.inner.db.versions_of_document(id).await?;
+                    if versions.last().is_some_and(|v| v.content_hash.as_ref() == Some(hash)) {
+                        return Ok(Accepted { document: existing, job_id: None, unchanged: true });
+                    }
                 }
                 let version = existing.latest_version + 1;
                 let job = job_for(id, version);
-                let new = NewVersion { version: &version_for(id, version), content: &upload.bytes, job: &job };
-                self.inner.db.add_version(&access.tenant_id, new, &title, now).await?;
+                let new = NewVersion { version: &version_for(id, version), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
+                self.inner.db.add_version(&access.tenant_id, new, &title, named_source.as_deref(), now).await?;
                 (id.clone(), job)
             }
             None => {
@@ -413,7 +442,8 @@ impl Knowledge {
                     updated_at_ms: now,
                 };
                 let job = job_for(&id, 1);
-                self.inner.db.insert_document(&row, NewVersion { version: &version_for(&id, 1), content: &upload.bytes, job: &job }).await?;
+                let new = NewVersion { version: &version_for(&id, 1), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
+                self.inner.db.insert_document(&row, new).await?;
                 (id, job)
             }
         };
@@ -447,7 +477,13 @@ impl Knowledge {
     /// The stored bytes of one version, with its format.
     pub async fn version_content(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(String, Vec<u8>), KnowledgeError> {
         let document = self.document(access, id).await?;
-        self.inner.db.version_content(&document.id, version).await?.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))
+        match self.inner.db.version_content(&document.id, version).await? {
+            Some(VersionContent::Stored { format, bytes }) => Ok((format, bytes)),
+            Some(VersionContent::Pending { url }) => {
+                Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' has no content: {url} has not been fetched (yet)")))
+            }
+            None => Err(KnowledgeError::NotFound(format!("version {version} of document '{id}'"))),
+        }
     }
 
     /// Make an earlier version current again: its bytes become a new version
@@ -457,9 +493,7 @@ impl Knowledge {
         let document = self.document(access, id).await?;
         let (_, bytes) = self.version_content(access, id, version).await?;
         let upload = Upload {
-            bytes,
-            file_name: Some(document.source.clone()),
-            content_type: None,
+            content: Content::Bytes { bytes, file_name: Some(document.source.clone()), content_type: None },
             title: Some(document.title.clone()),
             metadata: serde_json::Map::new(),
             acl: document.acl.clone(),

@@ -9,6 +9,7 @@
 //! principals), embed text (callers pass vectors) or touch the application's
 //! tables (the PostgreSQL backend owns only its own index table).
 
+pub mod analyzer;
 pub mod embedded;
 pub mod postgres;
 

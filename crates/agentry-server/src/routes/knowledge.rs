@@ -1,10 +1,11 @@
-//! Collections, documents (upload as multipart or JSON, status, versions,
-//! delete), ingestion jobs and search. Handlers turn the request into the
+//! Collections, documents (upload as multipart, JSON text or base64, or a
+//! URL the ingestion worker fetches; status, versions, delete), ingestion
+//! jobs and search. Handlers turn the request into the
 //! core's types and call one `Knowledge` function; permissions are in
 //! `access.rs` and checked again by the service.
 
 use agentry_core::TenantAccess;
-use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionInput, SearchRequest, Upload};
+use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionInput, Content, SearchRequest, Upload};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -65,12 +66,13 @@ async fn delete_collection(State(state): State<AppState>, Extension(access): Ext
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The JSON form of an upload: text, or any file as base64.
+/// The JSON form of an upload: text, any file as base64, or a URL to fetch.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonUpload {
     text: Option<String>,
     content_base64: Option<String>,
+    url: Option<String>,
     file_name: Option<String>,
     content_type: Option<String>,
     title: Option<String>,
@@ -83,55 +85,53 @@ struct JsonUpload {
 
 impl JsonUpload {
     fn into_upload(self) -> Result<Upload, ApiError> {
-        let bytes = match (self.text, self.content_base64) {
-            (Some(text), None) => text.into_bytes(),
-            (None, Some(encoded)) => base64::engine::general_purpose::STANDARD
-                .decode(encoded.trim())
-                .map_err(|_| ApiError::bad_request("'content_base64' is not valid base64", "content_base64"))?,
-            _ => return Err(ApiError::bad_request("give exactly one of 'text' or 'content_base64'", "text")),
+        let Self { text, content_base64, url, file_name, content_type, title, metadata, acl, document_id } = self;
+        let content = match (text, content_base64, url) {
+            (Some(text), None, None) => Content::Bytes { bytes: text.into_bytes(), file_name, content_type },
+            (None, Some(encoded), None) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(encoded.trim())
+                    .map_err(|_| ApiError::bad_request("'content_base64' is not valid base64", "content_base64"))?;
+                Content::Bytes { bytes, file_name, content_type }
+            }
+            (None, None, Some(_)) if file_name.is_some() || content_type.is_some() => {
+                let message = "'file_name' and 'content_type' describe sent bytes; a URL's come from its answer";
+                return Err(ApiError::bad_request(message, if file_name.is_some() { "file_name" } else { "content_type" }));
+            }
+            (None, None, Some(url)) => Content::Url(url),
+            _ => return Err(ApiError::bad_request("give exactly one of 'text', 'content_base64' or 'url'", "text")),
         };
-        Ok(Upload {
-            bytes,
-            file_name: self.file_name,
-            content_type: self.content_type,
-            title: self.title,
-            metadata: self.metadata,
-            acl: self.acl,
-            document_id: self.document_id,
-        })
+        Ok(Upload { content, title, metadata, acl, document_id })
     }
 }
 
 /// Multipart fields: `file` (required), `title`, `metadata` (JSON object), `acl` (JSON), `document_id`.
 async fn multipart_upload(mut multipart: Multipart) -> Result<Upload, ApiError> {
     let bad = |message: String, param: &str| ApiError::bad_request(message, param);
-    let mut upload = Upload::default();
-    let mut has_file = false;
+    let (mut content, mut title, mut metadata, mut acl, mut document_id) = (None, None, serde_json::Map::new(), AccessList::default(), None);
     while let Some(field) = multipart.next_field().await.map_err(|e| bad(format!("malformed multipart body: {e}"), "file"))? {
         let name = field.name().unwrap_or_default().to_owned();
         match name.as_str() {
             "file" => {
-                upload.file_name = field.file_name().map(str::to_owned);
-                upload.content_type = field.content_type().map(str::to_owned);
-                upload.bytes = field.bytes().await.map_err(|e| bad(format!("cannot read the file: {e}"), "file"))?.to_vec();
-                has_file = true;
+                let file_name = field.file_name().map(str::to_owned);
+                let content_type = field.content_type().map(str::to_owned);
+                let bytes = field.bytes().await.map_err(|e| bad(format!("cannot read the file: {e}"), "file"))?.to_vec();
+                content = Some(Content::Bytes { bytes, file_name, content_type });
             }
             "title" | "metadata" | "acl" | "document_id" => {
                 let text = field.text().await.map_err(|e| bad(format!("cannot read '{name}': {e}"), "file"))?;
                 match name.as_str() {
-                    "title" => upload.title = Some(text),
-                    "document_id" => upload.document_id = Some(text),
-                    "metadata" => upload.metadata = serde_json::from_str(&text).map_err(|_| bad("'metadata' must be a JSON object".into(), "metadata"))?,
-                    _ => upload.acl = serde_json::from_str(&text).map_err(|_| bad("'acl' must be {\"users\": [...], \"roles\": [...]}".into(), "acl"))?,
+                    "title" => title = Some(text),
+                    "document_id" => document_id = Some(text),
+                    "metadata" => metadata = serde_json::from_str(&text).map_err(|_| bad("'metadata' must be a JSON object".into(), "metadata"))?,
+                    _ => acl = serde_json::from_str(&text).map_err(|_| bad("'acl' must be {\"users\": [...], \"roles\": [...]}".into(), "acl"))?,
                 }
             }
             other => return Err(bad(format!("unknown field '{other}'"), "file")),
         }
     }
-    if !has_file {
-        return Err(bad("the 'file' field is missing".into(), "file"));
-    }
-    Ok(upload)
+    let content = content.ok_or_else(|| bad("the 'file' field is missing".into(), "file"))?;
+    Ok(Upload { content, title, metadata, acl, document_id })
 }
 
 async fn upload(
@@ -175,7 +175,7 @@ async fn versions(State(state): State<AppState>, Extension(access): Extension<Te
         .map(|v| {
             serde_json::json!({
                 "version": v.version, "content_hash": v.content_hash, "format": v.format, "size_bytes": v.size_bytes,
-                "status": v.status, "error": v.error, "chunk_count": v.chunk_count, "created_at_ms": v.created_at_ms,
+                "source_url": v.source_url, "status": v.status, "error": v.error, "chunk_count": v.chunk_count, "created_at_ms": v.created_at_ms,
             })
         })
         .collect();

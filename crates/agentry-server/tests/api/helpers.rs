@@ -35,6 +35,7 @@ pub struct TestOptions {
     pub identity: agentry_core::identity::IdentitySettings,
     pub redis_url: Option<String>,
     pub usage: agentry_server::configuration::UsageConfig,
+    pub knowledge: agentry_server::configuration::KnowledgeConfig,
 }
 
 impl Default for TestOptions {
@@ -54,6 +55,7 @@ impl Default for TestOptions {
                 flush_interval_ms: 50,
                 ..Default::default()
             },
+            knowledge: agentry_server::configuration::KnowledgeConfig::default(),
         }
     }
 }
@@ -106,6 +108,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.identity = options.identity;
     settings.redis_url = options.redis_url.clone();
     settings.usage = options.usage.clone();
+    settings.knowledge = options.knowledge.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = Some(SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

@@ -1,8 +1,12 @@
 //! The knowledge base through the running server with the real local
 //! embedding model: uploads (multipart and JSON) become durable jobs, search
 //! is hybrid with filters and ACLs applied in the index, versions re-embed
-//! only what changed, bad files fail with a reason. SQLite and PostgreSQL.
+//! only what changed, bad files fail with a reason; documents by URL are
+//! fetched by the worker through the outbound guard (refused on loopback
+//! unless allowlisted). SQLite and PostgreSQL.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -247,4 +251,200 @@ async fn answer_cache_serves_similar_questions_until_a_document_changes() {
     assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
     let metrics = app.metrics().await;
     assert!(metrics.contains("semantic_cache_requests_total{result=\"hit\"}"), "{metrics}");
+}
+
+/// A tiny web site for URL uploads on 127.0.0.1: `pages` by path (path,
+/// content type, body), 404 otherwise; counts every request it answers.
+struct Site {
+    port: u16,
+    hits: Arc<AtomicUsize>,
+}
+
+impl Site {
+    async fn start(pages: &'static [(&'static str, &'static str, &'static str)]) -> Self {
+        use axum::response::IntoResponse;
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let page = pages.iter().find(|(path, _, _)| *path == uri.path());
+            async move {
+                match page {
+                    Some((_, content_type, body)) => ([(axum::http::header::CONTENT_TYPE, *content_type)], *body).into_response(),
+                    None => (axum::http::StatusCode::NOT_FOUND, "no such page").into_response(),
+                }
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { port, hits }
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("http://{host}:{}{path}", self.port)
+    }
+
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+}
+
+const SECURITY_PAGE: &str = "<!doctype html><html><head><title>Security policy</title></head><body>\
+    <h1>Security policy</h1><p>Every laptop must use full-disk encryption and lock after five idle minutes.</p></body></html>";
+/// Served as text/plain: the `.md` in the URL's path makes it Markdown.
+const TRAVEL_NOTES: &str = "# Travel\n\n## Trains\n\nRail journeys under four hours are preferred to domestic flights.\n";
+const PAGES: &[(&str, &str, &str)] = &[
+    ("/policies/security.html", "text/html; charset=utf-8", SECURITY_PAGE),
+    ("/notes/travel.md", "text/plain; charset=utf-8", TRAVEL_NOTES),
+];
+
+async fn new_collection(app: &TestApp) -> (String, String) {
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let (status, collection) = send(app, &admin, Method::POST, "/api/v1/collections", Some(json!({ "name": "web" }))).await;
+    assert_eq!(status, 201, "{collection}");
+    (admin, collection["id"].as_str().unwrap().to_owned())
+}
+
+/// With the default policy: a name that resolves to loopback is accepted
+/// (names are judged when fetched) and then fails without a request made; a
+/// literal loopback address or another scheme is refused at upload.
+async fn url_refused_flow(app: &TestApp) {
+    let site = Site::start(PAGES).await;
+    let (admin, collection) = new_collection(app).await;
+    let documents = format!("/api/v1/collections/{collection}/documents");
+    let url = site.url("localhost", "/policies/security.html");
+    let (status, accepted) = send(app, &admin, Method::POST, &documents, Some(json!({ "url": url }))).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!((accepted["document"]["source"].as_str(), accepted["document"]["status"].as_str()), (Some(url.as_str()), Some("queued")));
+    let job = finished(app, &admin, accepted["job_id"].as_str().unwrap()).await;
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(job["error"].as_str().unwrap().contains("not allowed"), "{job}");
+    let id = accepted["document"]["id"].as_str().unwrap();
+    let (_, document) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{id}"), None).await;
+    assert_eq!(document["status"], "failed", "{document}");
+    assert!(document["error"].as_str().unwrap().contains("knowledge.url_fetch.allow"), "{document}");
+    let (_, versions) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{id}/versions"), None).await;
+    assert_eq!(versions["data"][0]["source_url"], url.as_str(), "{versions}");
+    assert_eq!(versions["data"][0]["format"], Value::Null, "nothing fetched: {versions}");
+    let (status, unfetched) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{id}/versions/1"), None).await;
+    assert_eq!(status, 409, "{unfetched}");
+
+    for (body, says) in [
+        (json!({ "url": site.url("127.0.0.1", "/policies/security.html") }), "address 127.0.0.1 is not allowed"),
+        (json!({ "url": "file:///etc/passwd" }), "scheme"),
+        (json!({ "url": "not a url" }), "not valid"),
+    ] {
+        let (status, error) = send(app, &admin, Method::POST, &documents, Some(body)).await;
+        assert_eq!((status, error["error"]["param"].as_str()), (400, Some("url")), "{error}");
+        assert!(error["error"]["message"].as_str().unwrap().contains(says), "{error}");
+    }
+    let (status, both) = send(app, &admin, Method::POST, &documents, Some(json!({ "url": url, "text": "x" }))).await;
+    assert_eq!(status, 400, "{both}");
+    let (status, named) = send(app, &admin, Method::POST, &documents, Some(json!({ "url": url, "file_name": "a.md" }))).await;
+    assert_eq!((status, named["error"]["param"].as_str()), (400, Some("file_name")), "{named}");
+    assert_eq!(site.hits(), 0, "nothing was fetched");
+}
+
+/// With 127.0.0.1 allowlisted: pages are fetched by the worker, their format
+/// decided from the bytes, the path and the content type, and searchable;
+/// uploading the URL again fetches it again; a 404 fails with the status.
+async fn url_fetch_flow(app: &TestApp) {
+    let site = Site::start(PAGES).await;
+    let (admin, collection) = new_collection(app).await;
+    let documents = format!("/api/v1/collections/{collection}/documents");
+    let mut ids = Vec::new();
+    for (path, format) in [("/policies/security.html", "html"), ("/notes/travel.md", "markdown")] {
+        let url = site.url("127.0.0.1", path);
+        let (status, accepted) = send(app, &admin, Method::POST, &documents, Some(json!({ "url": url, "metadata": { "site": "intranet" } }))).await;
+        assert_eq!(status, 202, "{accepted}");
+        let job = finished(app, &admin, accepted["job_id"].as_str().unwrap()).await;
+        assert_eq!(job["status"], "succeeded", "{job}");
+        let id = accepted["document"]["id"].as_str().unwrap().to_owned();
+        let (_, document) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{id}"), None).await;
+        assert_eq!((document["source"].as_str(), document["status"].as_str()), (Some(url.as_str()), Some("succeeded")), "{document}");
+        let (_, versions) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{id}/versions"), None).await;
+        let version = &versions["data"][0];
+        assert_eq!((version["format"].as_str(), version["source_url"].as_str()), (Some(format), Some(url.as_str())), "{versions}");
+        assert!(version["size_bytes"].as_i64().unwrap() > 0 && version["content_hash"].is_string(), "{versions}");
+        ids.push(id);
+    }
+    assert_eq!(site.hits(), 2);
+    let found = search(app, &admin, json!({ "query": "laptop disk encryption", "top_k": 1 })).await;
+    assert_eq!(found[0]["document_id"], ids[0].as_str(), "{found:?}");
+    let found = search(app, &admin, json!({ "query": "rail journeys instead of flights", "metadata": { "site": "intranet" }, "top_k": 1 })).await;
+    assert_eq!(found[0]["document_id"], ids[1].as_str(), "{found:?}");
+    assert_eq!(found[0]["heading_path"], json!(["Travel", "Trains"]), "Markdown headings: {found:?}");
+    let stored = app.with(Method::GET, &format!("/api/v1/documents/{}/versions/1", ids[1]), &admin).send().await.unwrap();
+    assert_eq!(stored.text().await.unwrap(), TRAVEL_NOTES);
+
+    // The same URL again is fetched again: a new version, its embeddings reused.
+    let again = json!({ "url": site.url("127.0.0.1", "/notes/travel.md"), "document_id": ids[1] });
+    let (status, second) = send(app, &admin, Method::POST, &documents, Some(again)).await;
+    assert_eq!(status, 202, "{second}");
+    assert_eq!(finished(app, &admin, second["job_id"].as_str().unwrap()).await["status"], "succeeded");
+    assert_eq!(site.hits(), 3);
+    let (_, document) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{}", ids[1]), None).await;
+    assert_eq!(document["current_version"], 2, "{document}");
+
+    // A missing page fails its document with the status in the reason.
+    let (status, missing) = send(app, &admin, Method::POST, &documents, Some(json!({ "url": site.url("127.0.0.1", "/gone.html") }))).await;
+    assert_eq!(status, 202, "{missing}");
+    let job = finished(app, &admin, missing["job_id"].as_str().unwrap()).await;
+    assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("failed"), Some(1)), "a 404 is not retried: {job}");
+    let (_, document) = send(app, &admin, Method::GET, &format!("/api/v1/documents/{}", missing["document"]["id"].as_str().unwrap()), None).await;
+    assert_eq!(document["status"], "failed");
+    assert!(document["error"].as_str().unwrap().contains("HTTP status 404"), "{document}");
+}
+
+fn allow_loopback() -> agentry_server::configuration::KnowledgeConfig {
+    let mut knowledge = agentry_server::configuration::KnowledgeConfig::default();
+    knowledge.url_fetch.allow = vec![agentry_core::outbound::AllowEntry::parse("127.0.0.1").unwrap()];
+    knowledge
+}
+
+// The refusals never reach parsing or embedding: no local models needed.
+#[tokio::test]
+async fn knowledge_url_uploads_refused_on_sqlite() {
+    url_refused_flow(&spawn_app_with(TestOptions::default()).await).await;
+}
+
+#[tokio::test]
+async fn knowledge_url_uploads_refused_on_postgres() {
+    let Some(url) = agentry_db::test_support::fresh_postgres_url().await else { return };
+    url_refused_flow(&spawn_app_with(TestOptions { postgres_url: Some(url), ..TestOptions::default() }).await).await;
+}
+
+#[tokio::test]
+async fn knowledge_url_uploads_fetched_on_sqlite() {
+    let app = spawn_app_with(TestOptions { local_models: true, knowledge: allow_loopback(), ..TestOptions::default() }).await;
+    url_fetch_flow(&app).await;
+}
+
+#[tokio::test]
+async fn knowledge_url_uploads_fetched_on_postgres() {
+    let Some(url) = agentry_db::test_support::fresh_postgres_url().await else { return };
+    let app = spawn_app_with(TestOptions { local_models: true, postgres_url: Some(url), knowledge: allow_loopback(), ..TestOptions::default() }).await;
+    url_fetch_flow(&app).await;
+}
+
+#[test]
+fn knowledge_url_fetch_settings_name_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agentry.toml");
+    for (toml, key) in [
+        ("[knowledge.url_fetch]\nallow = [\"10.0.0.0/33\"]\n", "knowledge.url_fetch.allow"),
+        ("[knowledge.url_fetch]\ntimeout_secs = 0\n", "knowledge.url_fetch.timeout_secs"),
+        ("[knowledge.url_fetch]\nmax_redirect = 3\n", "max_redirect"),
+    ] {
+        std::fs::write(&path, toml).unwrap();
+        let error = agentry_server::Settings::load(Some(&path)).unwrap_err().to_string();
+        assert!(error.contains(key), "{toml}: {error}");
+    }
+    std::fs::write(&path, "[knowledge]\nurl_fetch = { allow = [\"10.0.0.0/8\", \"wiki.internal\"], timeout_secs = 10, max_redirects = 2 }\n").unwrap();
+    let settings = agentry_server::Settings::load(Some(&path)).unwrap();
+    let policy = settings.knowledge.outbound_policy();
+    assert_eq!((policy.allow.len(), policy.timeout, policy.max_redirects), (2, Duration::from_secs(10), 2));
+    assert_eq!(policy.max_bytes, settings.knowledge.max_document_bytes);
 }
