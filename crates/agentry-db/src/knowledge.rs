@@ -405,12 +405,11 @@ impl Db {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
         let sql = format!(
             "SELECT c.id, c.document_id, d.collection_id, c.version, c.ordinal, d.title, c.text, c.heading_path, c.page \
              FROM chunks c JOIN documents d ON d.id = c.document_id AND d.current_version = c.version \
              WHERE d.tenant_id = $1 AND c.id IN ({})",
-            placeholders.join(", ")
+            placeholders_after_tenant(ids.len())
         );
         on_pool!(self, pool => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(tenant_id);
@@ -427,8 +426,7 @@ impl Db {
     pub async fn distinct_document_acls(&self, tenant_id: &str, collection_ids: &[String]) -> Result<Vec<String>, DbError> {
         let mut sql = "SELECT DISTINCT acl FROM documents WHERE tenant_id = $1".to_owned();
         if !collection_ids.is_empty() {
-            let placeholders: Vec<String> = (0..collection_ids.len()).map(|i| format!("${}", i + 2)).collect();
-            sql.push_str(&format!(" AND collection_id IN ({})", placeholders.join(", ")));
+            sql.push_str(&format!(" AND collection_id IN ({})", placeholders_after_tenant(collection_ids.len())));
         }
         sql.push_str(" ORDER BY acl");
         on_pool!(self, pool => {
@@ -442,3 +440,7 @@ impl Db {
     }
 }
 
+/// `$2, $3, …` for `count` values bound after the tenant id (`$1`).
+fn placeholders_after_tenant(count: usize) -> String {
+    (0..count).map(|i| format!("${}", i + 2)).collect::<Vec<_>>().join(", ")
+}
