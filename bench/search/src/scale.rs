@@ -30,7 +30,7 @@ pub struct Scale {
 /// Results the API's hybrid search fetches per engine for `top_k` 10.
 const FETCH: usize = 30;
 
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 

@@ -247,7 +247,7 @@ impl Outbound {
             .dns_resolver(Arc::new(GuardedResolver { guard: guard.clone() }))
             .user_agent(concat!("agentry/", env!("CARGO_PKG_VERSION")))
             .build()
-            .map_err(|e| PolicyError::Client(error_chain(&e)))?;
+            .map_err(|e| PolicyError::Client(agentry_llm::providers::without_url(&e)))?;
         Ok(Self { client, guard, policy: Arc::new(policy) })
     }
 
@@ -396,18 +396,7 @@ fn from_reqwest(error: reqwest::Error) -> OutboundError {
         }
         source = e.source();
     }
-    OutboundError::Network(error_chain(&error))
-}
-
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
+    OutboundError::Network(agentry_llm::providers::without_url(&error))
 }
 
 /// IPv4 blocks that are not the public internet (RFC 6890 and successors).

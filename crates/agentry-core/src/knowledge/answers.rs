@@ -19,12 +19,12 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::cache::{self, CacheScope, CachedAnswer, Lookup, Ticket};
+use super::search::question_text;
 use super::{Knowledge, KnowledgeError, reader_principals, require};
 use crate::identity::{TenantAccess, now_ms};
 
 /// How long an API ticket stays valid between a miss and the store.
 pub const TICKET_TTL: Duration = Duration::from_secs(600);
-const MAX_QUESTION_CHARS: usize = 4000;
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// A question to look up.
@@ -68,20 +68,14 @@ pub(super) fn tickets() -> Tickets {
 impl Knowledge {
     /// Look a question up for an agent running as `access`.
     pub async fn cached_answer(&self, access: &TenantAccess, question: &AnswerQuestion) -> Result<Lookup, KnowledgeError> {
-        let text = question.question.trim();
-        if text.is_empty() || text.chars().count() > MAX_QUESTION_CHARS {
-            return Err(KnowledgeError::invalid(format!("'question' must be 1 to {MAX_QUESTION_CHARS} characters"), "question"));
-        }
+        let text = question_text(&question.question, "question")?;
         if question.model.trim().is_empty() || question.model.len() > 200 {
             return Err(KnowledgeError::invalid("'model' must be 1 to 200 characters", "model"));
         }
-        for id in &question.collections {
-            self.collection(access, id).await?;
-        }
+        self.require_collections(access, &question.collections).await?;
         let fingerprint = cache::acl_fingerprint(&self.inner.db, &access.tenant_id, &question.collections, &reader_principals(access)).await?;
         let scope = CacheScope::new(&access.tenant_id, &question.collections, &fingerprint, &question.model);
-        let vector = self.embed(&access.tenant_id, access.principal.user_id(), vec![text.to_owned()]).await?;
-        let vector = vector.into_iter().next().unwrap_or_default();
+        let vector = self.embed_query(access, text).await?;
         Ok(self.inner.cache.lookup(&scope, &vector).await)
     }
 

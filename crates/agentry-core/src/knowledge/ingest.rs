@@ -16,6 +16,7 @@
 //! Must not: decide permissions (the upload already did).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentry_db::knowledge::{JobRow, NewChunk, VersionContent};
@@ -156,7 +157,9 @@ impl Knowledge {
         }
     }
 
-    async fn tokenizer(&self) -> Result<tokenizers::Tokenizer, KnowledgeError> {
+    /// The chunker for a collection's chunk sizes, built once per size and
+    /// shared (building one clones the tokenizer).
+    async fn chunker(&self, config: ChunkConfig) -> Result<Arc<Chunker>, Failure> {
         let tokenizer = self
             .inner
             .tokenizer
@@ -168,7 +171,13 @@ impl Knowledge {
                     .map_err(|e| KnowledgeError::Unavailable(format!("cannot load the tokenizer {}: {e}", path.display())))
             })
             .await?;
-        Ok(tokenizer.clone())
+        let mut chunkers = self.inner.chunkers.lock();
+        if let Some(chunker) = chunkers.get(&config) {
+            return Ok(Arc::clone(chunker));
+        }
+        let chunker = Arc::new(Chunker::new(tokenizer.clone(), config).map_err(|e| Failure::Permanent(e.to_string()))?);
+        chunkers.insert(config, Arc::clone(&chunker));
+        Ok(chunker)
     }
 
     /// One attempt at a job; the number of chunks indexed.
@@ -184,10 +193,9 @@ impl Knowledge {
         let format: Format = serde_json::from_value(serde_json::Value::String(format.clone()))
             .map_err(|_| Failure::Permanent(format!("unknown stored format '{format}'")))?;
         let config = ChunkConfig { max_tokens: collection.chunk_max_tokens as usize, overlap_tokens: collection.chunk_overlap_tokens as usize };
-        let tokenizer = self.tokenizer().await?;
+        let chunker = self.chunker(config).await?;
         let chunks = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
             let parsed = parse::parse(&bytes, format).map_err(|e| Failure::Permanent(e.to_string()))?;
-            let chunker = Chunker::new(tokenizer, config).map_err(|e| Failure::Permanent(e.to_string()))?;
             Ok(chunker.chunk(&parsed))
         })
         .await
@@ -231,7 +239,7 @@ impl Knowledge {
         let index = self.index(&job.tenant_id).await?;
         let stale = db.chunk_ids(&job.document_id, Some(job.version)).await?;
         let ids = db.store_chunks(job, &rows).await?;
-        let acl: AccessList = serde_json::from_str(&document.acl).unwrap_or_default();
+        let acl = serde_json::from_str::<AccessList>(&document.acl).unwrap_or_default().principals();
         let metadata = match serde_json::from_str(&document.metadata) {
             Ok(serde_json::Value::Object(map)) => map,
             _ => serde_json::Map::new(),
@@ -246,20 +254,19 @@ impl Knowledge {
                 document: document.id.clone(),
                 title: document.title.clone(),
                 text: row.text.clone(),
-                acl: acl.principals(),
+                acl: acl.clone(),
                 metadata: metadata.clone(),
                 vector: from_bytes(&row.embedding),
             })
             .collect();
         let count = indexed.len();
-        index.remove(stale.iter().map(|id| *id as u64).collect()).await?;
+        self.unindex(&job.tenant_id, stale).await?;
         index.add(indexed).await?;
 
         let previous = db.finish_ingest(job, count as i32, now_ms()).await?;
         self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
         if let Some(previous) = previous {
-            let old: Vec<u64> = db.chunk_ids(&job.document_id, Some(previous)).await?.into_iter().map(|id| id as u64).collect();
-            index.remove(old).await?;
+            self.unindex(&job.tenant_id, db.chunk_ids(&job.document_id, Some(previous)).await?).await?;
         }
         Ok(count)
     }

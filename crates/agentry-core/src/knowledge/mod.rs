@@ -21,12 +21,13 @@ mod fetch;
 pub mod ingest;
 mod search;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionContent, VersionRow};
 use agentry_db::{Db, DbError};
-use agentry_search::chunk::ChunkConfig;
+use agentry_search::chunk::{ChunkConfig, Chunker};
 use agentry_search::index::embedded::EmbeddedIndex;
 use agentry_search::index::postgres::PostgresIndex;
 use agentry_search::index::{Index, IndexError};
@@ -118,6 +119,7 @@ struct Inner {
     settings: KnowledgeSettings,
     index: OnceCell<Index>,
     tokenizer: OnceCell<tokenizers::Tokenizer>,
+    chunkers: parking_lot::Mutex<HashMap<ChunkConfig, Arc<Chunker>>>,
     wake: tokio::sync::Notify,
     cache: cache::SemanticCache,
     tickets: answers::Tickets,
@@ -249,6 +251,7 @@ impl Knowledge {
             settings,
             index: OnceCell::new(),
             tokenizer: OnceCell::new(),
+            chunkers: parking_lot::Mutex::default(),
             wake: tokio::sync::Notify::new(),
             cache,
             tickets: answers::tickets(),
@@ -275,6 +278,20 @@ impl Knowledge {
             .await
             .map_err(|e| KnowledgeError::Unavailable(format!("embedding model '{}': {e}", self.inner.settings.embedding_model)))?;
         Ok(served.routed.value.vectors)
+    }
+
+    /// Embed a reader's query or question (metered to them).
+    async fn embed_query(&self, access: &TenantAccess, text: &str) -> Result<Vec<f32>, KnowledgeError> {
+        let vectors = self.embed(&access.tenant_id, access.principal.user_id(), vec![text.to_owned()]).await?;
+        vectors.into_iter().next().ok_or_else(|| KnowledgeError::Unavailable("the embedding model returned no vector".into()))
+    }
+
+    /// Each collection exists in the reader's tenant (not found otherwise).
+    async fn require_collections(&self, access: &TenantAccess, ids: &[String]) -> Result<(), KnowledgeError> {
+        for id in ids {
+            self.collection(access, id).await?;
+        }
+        Ok(())
     }
 
     /// The index, opened on first use with the embedding model's dimensions
@@ -518,6 +535,7 @@ impl Knowledge {
         self.unindex(&access.tenant_id, chunk_ids).await
     }
 
+    /// Remove chunks from the index (a no-op for none).
     async fn unindex(&self, tenant: &str, chunk_ids: Vec<i64>) -> Result<(), KnowledgeError> {
         if chunk_ids.is_empty() {
             return Ok(());

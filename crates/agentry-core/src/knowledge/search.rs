@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use agentry_db::knowledge::ChunkHitRow;
 use agentry_search::hybrid::{self, Component, Fused, Fusion};
+use agentry_search::index::analyzer::Highlighter;
 use agentry_search::index::{Filter, Index, MetadataCondition, Ranked};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
@@ -69,22 +70,27 @@ pub struct SearchResponse {
 const MAX_TOP_K: usize = 100;
 const MAX_QUERY_CHARS: usize = 4000;
 
+/// A search query or a cached-answer question, trimmed; 1 to [`MAX_QUERY_CHARS`]
+/// characters, or an error naming the request's `param`.
+pub(super) fn question_text<'a>(raw: &'a str, param: &'static str) -> Result<&'a str, KnowledgeError> {
+    let text = raw.trim();
+    if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
+        return Err(KnowledgeError::invalid(format!("'{param}' must be 1 to {MAX_QUERY_CHARS} characters"), param));
+    }
+    Ok(text)
+}
+
 impl Knowledge {
     pub async fn search(&self, access: &TenantAccess, request: SearchRequest) -> Result<SearchResponse, KnowledgeError> {
         require(access, Permission::ReadDocuments)?;
-        let query = request.query.trim().to_owned();
-        if query.is_empty() || query.chars().count() > MAX_QUERY_CHARS {
-            return Err(KnowledgeError::invalid(format!("'query' must be 1 to {MAX_QUERY_CHARS} characters"), "query"));
-        }
+        let query = question_text(&request.query, "query")?;
         let top_k = request.top_k.unwrap_or(10);
         if !(1..=MAX_TOP_K).contains(&top_k) {
             return Err(KnowledgeError::invalid(format!("'top_k' must be 1 to {MAX_TOP_K}"), "top_k"));
         }
         let fusion = request.fusion.unwrap_or_default();
         fusion.validate().map_err(|m| KnowledgeError::invalid(m, "fusion"))?;
-        for id in &request.collections {
-            self.collection(access, id).await?;
-        }
+        self.require_collections(access, &request.collections).await?;
         let filter = Filter {
             tenant: access.tenant_id.clone(),
             collections: request.collections.clone(),
@@ -93,23 +99,20 @@ impl Knowledge {
             metadata: metadata_conditions(&request.metadata)?,
         };
         let index = self.index(&access.tenant_id).await?;
-        let vector = match request.mode {
-            SearchMode::Keyword => None,
-            _ => self.embed(&access.tenant_id, access.principal.user_id(), vec![query.clone()]).await?.into_iter().next(),
-        };
         // Fetch more than asked: chunks of versions being replaced are dropped, and grouping folds chunks into documents.
         let fetch = if request.group_by_document { top_k * 4 + 20 } else { top_k * 2 + 10 };
-        let (keyword, nearest) = ranked(&index, request.mode, &query, vector, filter, fetch).await?;
+        let (keyword, nearest) = self.ranked(access, &index, request.mode, query, &filter, fetch).await?;
         let keys: Vec<i64> = keyword.iter().chain(&nearest).map(|(key, _)| *key as i64).collect();
         let mut rows: HashMap<u64, ChunkHitRow> = self.inner.db.visible_chunks(&access.tenant_id, &keys).await?.into_iter().map(|r| (r.id as u64, r)).collect();
         let keyword: Vec<Ranked> = keyword.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
         let nearest: Vec<Ranked> = nearest.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
         let fused = if request.group_by_document { fuse_documents(&keyword, &nearest, &rows, &fusion, top_k) } else { hybrid::fuse(&keyword, &nearest, &fusion, top_k) };
+        let highlighter = Highlighter::new(query);
         let results = fused
             .into_iter()
             .filter_map(|fused| {
                 let row = rows.remove(&fused.key)?;
-                let highlights = index.highlights(&query, &row.text).into_iter().map(|(a, b)| [a, b]).collect();
+                let highlights = highlighter.ranges(&row.text).into_iter().map(|(a, b)| [a, b]).collect();
                 Some(SearchHit {
                     chunk_id: row.id,
                     document_id: row.document_id,
@@ -128,19 +131,24 @@ impl Knowledge {
             .collect();
         Ok(SearchResponse { mode: request.mode, results })
     }
-}
 
-/// The keyword and vector rankings the mode asks for, filtered inside the index.
-async fn ranked(index: &Index, mode: SearchMode, query: &str, vector: Option<Vec<f32>>, filter: Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
-    let keyword = match mode {
-        SearchMode::Vector => Vec::new(),
-        _ => index.keyword_search(query, &filter, fetch).await?,
-    };
-    let nearest = match &vector {
-        Some(v) => index.vector_search(v, &filter, fetch).await?,
-        None => Vec::new(),
-    };
-    Ok((keyword, nearest))
+    /// The keyword and vector rankings the mode asks for, filtered inside
+    /// the index. The keyword search runs while the query is embedded.
+    async fn ranked(&self, access: &TenantAccess, index: &Index, mode: SearchMode, query: &str, filter: &Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
+        let keyword = async {
+            match mode {
+                SearchMode::Vector => Ok(Vec::new()),
+                _ => Ok(index.keyword_search(query, filter, fetch).await?),
+            }
+        };
+        let nearest = async {
+            match mode {
+                SearchMode::Keyword => Ok(Vec::new()),
+                _ => Ok(index.vector_search(&self.embed_query(access, query).await?, filter, fetch).await?),
+            }
+        };
+        tokio::try_join!(keyword, nearest)
+    }
 }
 
 /// Fuse document-level rankings (each document at the rank of its best

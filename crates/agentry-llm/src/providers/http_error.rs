@@ -21,15 +21,31 @@ fn transport_error(upstream: &str, error: &reqwest::Error) -> LlmError {
     }
 }
 
-/// reqwest's messages name the URL, which may carry secrets in query strings; drop it.
-fn without_url(error: &reqwest::Error) -> String {
+/// A reqwest error's cause chain as text, without reqwest's own message,
+/// which names the URL (it may carry secrets in query strings).
+pub fn without_url(error: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     let mut parts = Vec::new();
     while let Some(err) = source {
         parts.push(err.to_string());
         source = err.source();
     }
-    parts.into_iter().skip(1).collect::<Vec<_>>().join(": ")
+    let causes = parts.into_iter().skip(1).collect::<Vec<_>>().join(": ");
+    if !causes.is_empty() {
+        return causes;
+    }
+    let what = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "connection failed"
+    } else if error.is_redirect() {
+        "redirect failed"
+    } else if error.is_body() || error.is_decode() {
+        "reading the body failed"
+    } else {
+        "request failed"
+    };
+    what.to_owned()
 }
 
 /// Read an error response's status, message and retry hint.

@@ -6,6 +6,8 @@ pub mod anthropic;
 mod http_error;
 pub mod openai_compat;
 
+pub use http_error::without_url;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};

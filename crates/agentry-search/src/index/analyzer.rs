@@ -1,6 +1,6 @@
-//! The English analyzer both keyword engines' highlights and the embedded
-//! BM25 index use: words (letters and digits) of 2 to 40 characters,
-//! lower-cased, English stop words dropped, Snowball-stemmed.
+//! The English analyzer of the embedded BM25 index and of search-result
+//! highlights on either backend: words (letters and digits) of 2 to 40
+//! characters, lower-cased, English stop words dropped, Snowball-stemmed.
 //!
 //! One-character tokens are dropped like standard BM25 tokenizers do
 //! (scikit-learn's and bm25s' `\w\w+`): a stray "a", "x" or digit in a query
@@ -9,6 +9,9 @@
 //! short-token one; it is the few lines of a token-stream wrapper.
 //!
 //! Must not: know about fields, indexes or queries.
+
+use std::collections::HashSet;
+use std::sync::LazyLock;
 
 use tantivy::tokenizer::{Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer, Token, TokenFilter, TokenStream, Tokenizer};
 
@@ -24,6 +27,45 @@ pub fn english() -> TextAnalyzer {
     match StopWordFilter::new(Language::English) {
         Some(stop_words) => builder.filter(stop_words).filter(Stemmer::new(Language::English)).build(),
         None => builder.filter(Stemmer::new(Language::English)).build(),
+    }
+}
+
+/// The analyzer, built once; cloned per use because tokenizing needs `&mut`.
+static ANALYZER: LazyLock<TextAnalyzer> = LazyLock::new(english);
+
+/// The analysed words of `text`, in order (repeats kept: a word asked twice weighs twice).
+pub fn words(text: &str) -> Vec<String> {
+    let mut analyzer = ANALYZER.clone();
+    let mut stream = analyzer.token_stream(text);
+    let mut words = Vec::new();
+    while stream.advance() {
+        words.push(stream.token().text.clone());
+    }
+    words
+}
+
+/// Finds a query's words in result texts; the query is analysed once.
+pub struct Highlighter {
+    wanted: HashSet<String>,
+}
+
+impl Highlighter {
+    pub fn new(query: &str) -> Self {
+        Self { wanted: words(query).into_iter().collect() }
+    }
+
+    /// Byte ranges in `text` whose analysed words are among the query's.
+    pub fn ranges(&self, text: &str) -> Vec<(usize, usize)> {
+        let mut analyzer = ANALYZER.clone();
+        let mut stream = analyzer.token_stream(text);
+        let mut ranges = Vec::new();
+        while stream.advance() {
+            let token = stream.token();
+            if self.wanted.contains(&token.text) {
+                ranges.push((token.offset_from, token.offset_to));
+            }
+        }
+        ranges
     }
 }
 
@@ -75,20 +117,10 @@ impl<T: TokenStream> TokenStream for RemoveSingleCharacterStream<T> {
 mod tests {
     use super::*;
 
-    fn terms(text: &str) -> Vec<String> {
-        let mut analyzer = english();
-        let mut stream = analyzer.token_stream(text);
-        let mut out = Vec::new();
-        while stream.advance() {
-            out.push(stream.token().text.clone());
-        }
-        out
-    }
-
     #[test]
     fn words_are_lowered_stemmed_and_stop_words_and_single_characters_dropped() {
-        assert_eq!(terms("The Running of 2 engines at Mach x"), vec!["run", "engin", "mach"]);
-        assert_eq!(terms("a b c"), Vec::<String>::new());
-        assert_eq!(terms("é über 42"), vec!["über", "42"]);
+        assert_eq!(words("The Running of 2 engines at Mach x"), vec!["run", "engin", "mach"]);
+        assert_eq!(words("a b c"), Vec::<String>::new());
+        assert_eq!(words("é über 42"), vec!["über", "42"]);
     }
 }

@@ -17,20 +17,18 @@
 //!
 //! Must not: embed text (callers pass vectors) or know about jobs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 
 use parking_lot::{Mutex, RwLock};
 use tantivy::collector::TopDocs;
 use tantivy::query::{BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery, TermSetQuery};
 use tantivy::schema::{Field, IndexRecordOption, STRING, Schema, TextFieldIndexing, TextOptions};
-use tantivy::tokenizer::{TextAnalyzer, TokenStream};
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, Term, doc};
 use usearch::{IndexOptions, MetricKind, ScalarKind};
 
 pub use super::IndexError;
-use super::{Entry, Filter, IndexedChunk, Ranked};
+use super::{Entry, Filter, IndexedChunk, Ranked, analyzer};
 
 /// English words, lower-cased, stop words dropped, Snowball-stemmed.
 const TOKENIZER: &str = "en_stem_stop";
@@ -95,7 +93,7 @@ impl EmbeddedIndex {
         let (schema, fields) = Fields::schema();
         let directory = tantivy::directory::MmapDirectory::open(&keyword_dir)?;
         let keyword = Index::open_or_create(directory, schema)?;
-        keyword.tokenizers().register(TOKENIZER, super::analyzer::english());
+        keyword.tokenizers().register(TOKENIZER, analyzer::english());
         let reader = keyword.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let writer = keyword.writer(WRITER_HEAP_BYTES)?;
         let options = IndexOptions {
@@ -208,7 +206,7 @@ impl EmbeddedIndex {
         // optional term in title and text. (tantivy's QueryParser would read
         // user text as query syntax: "non-equilibrium" becomes a phrase,
         // "-x" an exclusion.) Without a searchable word, nothing matches.
-        let words = analyze(query);
+        let words = analyzer::words(query);
         if words.is_empty() {
             return Ok(Vec::new());
         }
@@ -290,41 +288,6 @@ impl EmbeddedIndex {
         Ok(scored)
     }
 
-    /// Byte ranges in `text` whose stemmed words occur in `query` (see [`highlights`]).
-    pub fn highlights(&self, query: &str, text: &str) -> Vec<(usize, usize)> {
-        highlights(query, text)
-    }
-}
-
-/// The keyword fields' analyzer, built once; cloned per use because
-/// tokenizing needs `&mut`.
-static ANALYZER: LazyLock<TextAnalyzer> = LazyLock::new(super::analyzer::english);
-
-/// The analysed words of `text`, in order (repeats kept: a word asked twice weighs twice).
-fn analyze(text: &str) -> Vec<String> {
-    let mut analyzer = ANALYZER.clone();
-    let mut stream = analyzer.token_stream(text);
-    let mut words = Vec::new();
-    while stream.advance() {
-        words.push(stream.token().text.clone());
-    }
-    words
-}
-
-/// Byte ranges in `text` whose words, analysed like the keyword index
-/// (lower-cased, stop words dropped, stemmed), occur in `query`.
-pub fn highlights(query: &str, text: &str) -> Vec<(usize, usize)> {
-    let wanted: HashSet<String> = analyze(query).into_iter().collect();
-    let mut analyzer = ANALYZER.clone();
-    let mut ranges = Vec::new();
-    let mut stream = analyzer.token_stream(text);
-    while stream.advance() {
-        let token = stream.token();
-        if wanted.contains(&token.text) {
-            ranges.push((token.offset_from, token.offset_to));
-        }
-    }
-    ranges
 }
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
@@ -459,7 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let index = open(dir.path());
         let text = "Lifting wings: the wing lifts.";
-        let ranges = index.highlights("lift", text);
+        let ranges = analyzer::Highlighter::new("lift").ranges(text);
         assert_eq!(ranges.iter().map(|&(a, b)| &text[a..b]).collect::<Vec<_>>(), ["Lifting", "lifts"]);
         let error = index.add(&[chunk(9, "t", "d", "x", &["*"], [1.0, 0.0, 0.0]).clone()].map(|mut c| {
             c.vector.push(0.0);

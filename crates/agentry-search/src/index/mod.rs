@@ -206,13 +206,6 @@ impl Index {
         }
     }
 
-    /// Byte ranges in `text` whose words match `query`'s after English
-    /// analysis. Both backends use the embedded index's analyzer, so the
-    /// same text highlights the same way wherever it is stored.
-    pub fn highlights(&self, query: &str, text: &str) -> Vec<(usize, usize)> {
-        embedded::highlights(query, text)
-    }
-
     /// Chunks stored, across tenants.
     pub async fn count(&self) -> Result<usize, IndexError> {
         match self {
