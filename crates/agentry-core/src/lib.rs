@@ -5,6 +5,7 @@
 //! Must never import axum or know about HTTP: handlers, jobs and tests call
 //! the same functions.
 
+pub mod agents;
 pub mod audit;
 pub mod coord;
 pub mod gateway;

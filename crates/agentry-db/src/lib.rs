@@ -5,6 +5,7 @@
 //!
 //! Must not contain business rules: callers decide what to store and when.
 
+pub mod agents;
 pub mod audit;
 pub mod billing;
 pub mod identity;

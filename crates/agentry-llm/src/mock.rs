@@ -7,6 +7,8 @@
 //! | `mock-error-<status>` | fails with that upstream status |
 //! | `mock-flaky-<n>` | the first `n` calls fail with 500, later calls succeed |
 //! | `mock-stream-error` | streams two tokens, then fails |
+//! | `mock-tools` | calls a tool when the last user message holds `call:<tool> <json arguments>` (until a tool result follows), then answers `echo: tool said: <result>` |
+//! | `mock-tool-loop` | calls `current_time` every time |
 //! | anything else | answers `echo: <last user message>` |
 //!
 //! Tokens are whitespace-separated words. Must never do I/O.
@@ -57,6 +59,24 @@ fn words(text: &str) -> u32 {
     text.split_whitespace().count() as u32
 }
 
+/// The tool call a tool-scripted model makes for `request`: (name, JSON arguments).
+fn scripted_tool_call(request: &ChatRequest) -> Option<(String, String)> {
+    if request.model == "mock-tool-loop" {
+        return Some(("current_time".into(), "{}".into()));
+    }
+    if request.model != "mock-tools" || request.messages.last().is_some_and(|m| m.role == Role::Tool) {
+        return None;
+    }
+    let last_user = request.messages.iter().rev().find(|m| m.role == Role::User)?.content_text();
+    let rest = last_user.split_once("call:")?.1;
+    let (name, arguments) = rest.split_once(' ').unwrap_or((rest, "{}"));
+    Some((name.trim().to_owned(), arguments.trim().to_owned()))
+}
+
+fn tool_calls_json(name: &str, arguments: &str) -> serde_json::Value {
+    serde_json::json!([{ "index": 0, "id": "call_mock_1", "type": "function", "function": { "name": name, "arguments": arguments } }])
+}
+
 impl MockProvider {
     fn error(status: u16) -> LlmError {
         LlmError::Upstream { upstream: "mock".into(), status, message: format!("scripted mock error {status}"), retry_after: None }
@@ -77,7 +97,10 @@ impl MockProvider {
             }
             Script::Echo | Script::StreamError => {}
         }
-        let last_user = request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content_text()).unwrap_or_default();
+        let last_user = match request.messages.last() {
+            Some(m) if m.role == Role::Tool && request.model == "mock-tools" => format!("tool said: {}", m.content_text()),
+            _ => request.messages.iter().rev().find(|m| m.role == Role::User).map(|m| m.content_text()).unwrap_or_default(),
+        };
         let mut answer: Vec<String> = std::iter::once("echo:".to_owned()).chain(last_user.split_whitespace().map(str::to_owned)).collect();
         let limit = request.max_tokens.map_or(usize::MAX, |m| m as usize);
         let finish = if answer.len() > limit {
@@ -105,6 +128,15 @@ impl ChatModel for MockProvider {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        if let Some((name, arguments)) = scripted_tool_call(request) {
+            return Ok(ChatResponse {
+                model: request.model.clone(),
+                usage: Usage::new(Self::prompt_tokens(request), 1),
+                content: None,
+                tool_calls: Some(tool_calls_json(&name, &arguments)),
+                finish_reason: FinishReason::ToolCalls,
+            });
+        }
         let (answer, finish_reason) = self.run(request).await?;
         Ok(ChatResponse {
             model: request.model.clone(),
@@ -116,6 +148,14 @@ impl ChatModel for MockProvider {
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
+        if let Some((name, arguments)) = scripted_tool_call(request) {
+            let events = vec![
+                Ok(StreamEvent::Delta { content: None, tool_calls: Some(tool_calls_json(&name, &arguments)) }),
+                Ok(StreamEvent::Finish(FinishReason::ToolCalls)),
+                Ok(StreamEvent::Usage(Usage::new(Self::prompt_tokens(request), 1))),
+            ];
+            return Ok(Box::pin(futures::stream::iter(events)));
+        }
         let (answer, finish) = self.run(request).await?;
         let usage = Usage::new(Self::prompt_tokens(request), answer.len() as u32);
         let fail_midway = matches!(script(&request.model), Script::StreamError);

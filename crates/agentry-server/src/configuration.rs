@@ -59,6 +59,8 @@ pub struct Settings {
     /// `[usage]`: metering, budgets, limits, optimizer, cache, retention.
     pub usage: UsageConfig,
     pub knowledge: KnowledgeConfig,
+    /// `[agents]`: the agent runtime (models, limits, RAG thresholds, http_fetch policy).
+    pub agents: agentry_core::agents::AgentsSettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -282,6 +284,7 @@ impl Default for Settings {
             redis_url: None,
             usage: UsageConfig::default(),
             knowledge: KnowledgeConfig::default(),
+            agents: agentry_core::agents::AgentsSettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -387,6 +390,9 @@ impl Settings {
         }
         if self.knowledge.url_fetch.max_redirects > 20 {
             return fail("knowledge.url_fetch.max_redirects", "must be at most 20");
+        }
+        if let Err(message) = self.agents.validate() {
+            return fail("agents", &message);
         }
         if let Some(url) = &self.redis_url
             && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))

@@ -7,6 +7,7 @@
 
 use agentry_core::coord::RateDecision;
 use agentry_core::gateway::GatewayError;
+use agentry_core::agents::AgentsError;
 use agentry_core::knowledge::KnowledgeError;
 use agentry_core::usage::{Refusal, UsageError, nusd_to_usd};
 use agentry_core::IdentityError;
@@ -238,6 +239,21 @@ impl From<KnowledgeError> for ApiError {
             KnowledgeError::Unavailable(message) => Self::unavailable(message),
             KnowledgeError::Db(e) => Self::internal(e),
             KnowledgeError::Index(e) => Self::internal(e),
+        }
+    }
+}
+
+impl From<AgentsError> for ApiError {
+    fn from(error: AgentsError) -> Self {
+        match error {
+            AgentsError::Invalid { message, param } => Self::bad_request(message, param),
+            AgentsError::NotFound(_) => Self::not_found(error.to_string()),
+            AgentsError::Conflict(message) => Self::conflict(message),
+            AgentsError::Forbidden(message) => Self::forbidden(message),
+            AgentsError::ModelCannotSee(message) => Self { param: Some("input".into()), ..Self::new(StatusCode::BAD_REQUEST, ErrorCode::ModelCannotSee, message) },
+            AgentsError::ModelUnavailable(message) => Self::unavailable(message),
+            AgentsError::Db(e) => Self::internal(e),
+            AgentsError::Corrupt(e) => Self::internal(e),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use agentry_core::coord::Coord;
 use agentry_core::usage::billing::TestPaymentProvider;
 use agentry_core::knowledge::Knowledge;
+use agentry_core::agents::Agents;
 use agentry_core::outbound::Outbound;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
@@ -70,7 +71,7 @@ impl Application {
             Some(url) => Coord::redis(url, Duration::from_millis(settings.usage.redis_timeout_ms)).map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
             None => Coord::local(),
         };
-        let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit);
+        let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit.clone());
         tokio::spawn(retention(db.clone(), settings.usage.retention_days, shutdown.child_token()));
         let gateway = Gateway::new(router, accounting);
         // One guarded client for every user-directed fetch (URL uploads so far).
@@ -78,9 +79,15 @@ impl Application {
         let knowledge_settings = settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer);
         let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, knowledge_settings);
         agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
+        let agents = Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, settings.agents.clone()).map_err(|e| anyhow::anyhow!("agents: {e}"))?;
+        let interrupted = agents.recover().await.map_err(|e| anyhow::anyhow!("agents: {e}"))?;
+        if interrupted > 0 {
+            tracing::warn!(runs = interrupted, "marked runs interrupted by the previous stop as failed");
+        }
         let state = AppState {
             gateway,
             knowledge,
+            agents,
             payments: Arc::new(TestPaymentProvider::default()),
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             identity,
@@ -204,6 +211,7 @@ fn http_stack(state: AppState, max_body_bytes: usize, max_document_bytes: usize)
         .merge(crate::routes::audit::router())
         .merge(crate::routes::costs::router())
         .merge(crate::routes::knowledge::router(max_document_bytes))
+        .merge(crate::routes::agents::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
         .fallback(|| async { ApiError::not_found("no route matches this path") })

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use agentry_core::usage::billing::PaymentProvider;
+use agentry_core::agents::Agents;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
@@ -14,6 +15,7 @@ use secrecy::SecretString;
 pub struct AppState {
     pub gateway: Gateway,
     pub knowledge: Knowledge,
+    pub agents: Agents,
     pub identity: Identity,
     pub db: Db,
     pub master_key: Arc<SecretString>,

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     PermissionDenied,
     NotFound,
     ModelNotFound,
+    /// The input has images and the model cannot see.
+    ModelCannotSee,
     PayloadTooLarge,
     UnprocessableEntity,
     RateLimited,
@@ -50,6 +52,7 @@ impl ErrorCode {
             Self::PermissionDenied => "permission_denied",
             Self::NotFound => "not_found",
             Self::ModelNotFound => "model_not_found",
+            Self::ModelCannotSee => "model_cannot_see",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnprocessableEntity => "unprocessable_entity",
             Self::RateLimited => "rate_limit_exceeded",

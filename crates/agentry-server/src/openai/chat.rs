@@ -153,6 +153,10 @@ pub async fn create(
     let parsed = body.parse()?;
     let ctx = call_context(request_id, "/v1/chat/completions", access.as_deref());
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
+    if let Some(agent) = parsed.model.strip_prefix("agent:") {
+        let answer = super::agent::Answer { id: &id, model: &parsed.model, stream: parsed.stream, include_usage: parsed.include_usage };
+        return super::agent::run(&state, &ctx, access.as_deref(), agent, parsed.request.messages, answer).await;
+    }
     if parsed.stream {
         let served = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
         let routed = served.routed;
@@ -161,22 +165,27 @@ pub async fn create(
     let served = state.gateway.chat(&ctx, &parsed.model, parsed.request).await?;
     let routed = served.routed;
     let answer = routed.value;
-    let response = Json(Completion {
-        id: &id,
+    let response = completion_response(&id, &routed.model, answer.content.as_deref(), answer.tool_calls.as_ref(), answer.finish_reason, &answer.usage);
+    Ok(with_rate_limit(response, served.rate_limit))
+}
+
+/// A `chat.completion` response.
+pub(super) fn completion_response(id: &str, model: &str, content: Option<&str>, tool_calls: Option<&Value>, finish: FinishReason, usage: &Usage) -> Response {
+    Json(Completion {
+        id,
         object: "chat.completion",
         created: unix_now(),
-        model: &routed.model,
+        model,
         system_fingerprint: (),
         choices: [CompletionChoice {
             index: 0,
-            message: CompletionMessage { role: "assistant", content: answer.content.as_deref(), refusal: (), tool_calls: answer.tool_calls.as_ref() },
+            message: CompletionMessage { role: "assistant", content, refusal: (), tool_calls },
             logprobs: (),
-            finish_reason: finish_str(answer.finish_reason),
+            finish_reason: finish_str(finish),
         }],
-        usage: &answer.usage,
+        usage,
     })
-    .into_response();
-    Ok(with_rate_limit(response, served.rate_limit))
+    .into_response()
 }
 
 /// A `chat.completion` object (`()` fields serialise as `null`).
@@ -241,7 +250,7 @@ struct Delta<'a> {
 /// frames that are ready together leave in one write (an upstream that sends a
 /// burst of chunks costs one syscall, not one per chunk), and so the fields
 /// every chunk repeats are serialised once per stream, not once per chunk.
-struct ChunkWriter {
+pub(super) struct ChunkWriter {
     /// `data: {"id":…,"object":…,"created":…,"model":…,"system_fingerprint":null,"choices":`
     head: Vec<u8>,
     include_usage: bool,
@@ -251,7 +260,7 @@ struct ChunkWriter {
 const MAX_FRAMES_PER_WRITE: usize = 64;
 
 impl ChunkWriter {
-    fn new(id: &str, model: &str, include_usage: bool) -> Self {
+    pub(super) fn new(id: &str, model: &str, include_usage: bool) -> Self {
         let head = ChunkHead { id, object: "chat.completion.chunk", created: unix_now(), model, system_fingerprint: () };
         let mut json = serde_json::to_vec(&head).unwrap_or_default();
         json.pop(); // the closing brace: choices (and usage) follow
@@ -305,7 +314,7 @@ impl ChunkWriter {
     }
 
     /// The HTTP response: frames that are ready together are sent as one body chunk.
-    fn response(self, stream: ChatStream) -> Response {
+    pub(super) fn response(self, stream: ChatStream) -> Response {
         let body = self.frames(stream).ready_chunks(MAX_FRAMES_PER_WRITE).map(|frames| Ok::<_, Infallible>(Bytes::from(frames.concat())));
         Response::builder()
             .header(header::CONTENT_TYPE, "text/event-stream")

@@ -3,6 +3,7 @@
 //! schema so the official SDKs work unchanged. Handlers parse, call the
 //! gateway service once, and shape the answer; no routing logic lives here.
 
+mod agent;
 mod chat;
 mod embeddings;
 mod models;

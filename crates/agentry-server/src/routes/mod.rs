@@ -1,5 +1,6 @@
 //! Platform routes outside `/v1`. One module per resource, each with `router()`.
 
+pub mod agents;
 pub mod api_keys;
 pub mod audit;
 pub mod auth;

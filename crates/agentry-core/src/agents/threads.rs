@@ -1,0 +1,180 @@
+//! Threads: conversations that persist, owned by the user who created them
+//! (an API key acts for its owner). Anyone else gets "not found", so a
+//! thread's existence does not leak. Title, metadata and pinned facts can
+//! change; messages are only appended, by successful runs.
+//!
+//! Must not: run agents or build model context (memory.rs does).
+
+use agentry_db::agents::{MessageRow, ThreadRow};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::{Agents, AgentsError};
+use crate::identity::TenantAccess;
+
+const MAX_PINNED: usize = 50;
+const MAX_PINNED_CHARS: usize = 2000;
+const MAX_TITLE_CHARS: usize = 200;
+
+/// A new thread.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadInput {
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub metadata: Map<String, Value>,
+    /// Facts kept in every run's context, however long the thread grows.
+    #[serde(default)]
+    pub pinned: Vec<String>,
+}
+
+/// Changes to a thread; absent fields stay.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThreadPatch {
+    pub title: Option<String>,
+    pub metadata: Option<Map<String, Value>>,
+    pub pinned: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ThreadView {
+    pub id: String,
+    pub title: String,
+    pub metadata: Value,
+    pub pinned: Vec<String>,
+    /// The running summary of turns that no longer fit the model's window.
+    pub summary: String,
+    pub summarized_through: i64,
+    pub message_count: i64,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MessageView {
+    pub seq: i64,
+    pub role: String,
+    pub content: Value,
+    pub run_id: Option<String>,
+    pub created_at_ms: i64,
+}
+
+impl From<ThreadRow> for ThreadView {
+    fn from(row: ThreadRow) -> Self {
+        Self {
+            metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
+            pinned: serde_json::from_str(&row.pinned).unwrap_or_default(),
+            id: row.id,
+            title: row.title,
+            summary: row.summary,
+            summarized_through: row.summarized_through,
+            message_count: row.message_count,
+            created_at_ms: row.created_at_ms,
+            updated_at_ms: row.updated_at_ms,
+        }
+    }
+}
+
+impl From<MessageRow> for MessageView {
+    fn from(row: MessageRow) -> Self {
+        Self {
+            content: serde_json::from_str(&row.content).unwrap_or(Value::String(row.content)),
+            seq: row.seq,
+            role: row.role,
+            run_id: row.run_id,
+            created_at_ms: row.created_at_ms,
+        }
+    }
+}
+
+/// Who owns what a principal creates: the user (an API key's owner), or the master key.
+pub fn owner_of(access: &TenantAccess) -> String {
+    access.principal.user_id().map_or_else(|| "master".to_owned(), |id| format!("user:{id}"))
+}
+
+fn checked_title(title: &str) -> Result<String, AgentsError> {
+    let title = title.trim();
+    if title.chars().count() > MAX_TITLE_CHARS {
+        return Err(AgentsError::Invalid { message: format!("'title' takes up to {MAX_TITLE_CHARS} characters"), param: "title" });
+    }
+    Ok(title.to_owned())
+}
+
+fn checked_pinned(pinned: &[String]) -> Result<String, AgentsError> {
+    if pinned.len() > MAX_PINNED || pinned.iter().any(|f| f.trim().is_empty() || f.chars().count() > MAX_PINNED_CHARS) {
+        let message = format!("'pinned' takes up to {MAX_PINNED} non-empty facts of up to {MAX_PINNED_CHARS} characters");
+        return Err(AgentsError::Invalid { message, param: "pinned" });
+    }
+    Ok(serde_json::to_string(pinned).unwrap_or_else(|_| "[]".into()))
+}
+
+impl Agents {
+    pub async fn create_thread(&self, access: &TenantAccess, input: ThreadInput) -> Result<ThreadView, AgentsError> {
+        let now = crate::identity::now_ms();
+        let row = ThreadRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: access.tenant_id.clone(),
+            owner: owner_of(access),
+            title: checked_title(input.title.as_deref().unwrap_or_default())?,
+            metadata: Value::Object(input.metadata).to_string(),
+            pinned: checked_pinned(&input.pinned)?,
+            summary: String::new(),
+            summarized_through: 0,
+            message_count: 0,
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.db.insert_thread(&row).await?;
+        Ok(row.into())
+    }
+
+    /// A thread the asker owns, or not found.
+    pub(super) async fn owned_thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadRow, AgentsError> {
+        match self.db.thread(&access.tenant_id, id).await? {
+            Some(row) if row.owner == owner_of(access) => Ok(row),
+            _ => Err(AgentsError::NotFound(format!("thread '{id}'"))),
+        }
+    }
+
+    pub async fn thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadView, AgentsError> {
+        Ok(self.owned_thread(access, id).await?.into())
+    }
+
+    /// The asker's threads, most recent first; `query` searches titles and messages.
+    pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, limit: Option<i64>) -> Result<Vec<ThreadView>, AgentsError> {
+        let limit = limit.unwrap_or(50).clamp(1, 200);
+        let rows = self.db.threads_of_owner(&access.tenant_id, &owner_of(access), query.filter(|q| !q.trim().is_empty()), limit).await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    pub async fn update_thread(&self, access: &TenantAccess, id: &str, patch: ThreadPatch) -> Result<ThreadView, AgentsError> {
+        let row = self.owned_thread(access, id).await?;
+        let title = match &patch.title {
+            Some(title) => checked_title(title)?,
+            None => row.title.clone(),
+        };
+        let metadata = patch.metadata.map_or(row.metadata.clone(), |m| Value::Object(m).to_string());
+        let pinned = match &patch.pinned {
+            Some(pinned) => checked_pinned(pinned)?,
+            None => row.pinned.clone(),
+        };
+        self.db.update_thread(&access.tenant_id, id, &title, &metadata, &pinned, crate::identity::now_ms()).await?;
+        self.thread(access, id).await
+    }
+
+    pub async fn delete_thread(&self, access: &TenantAccess, id: &str) -> Result<(), AgentsError> {
+        self.owned_thread(access, id).await?;
+        if self.live.thread_busy(id) {
+            return Err(AgentsError::Conflict(format!("thread '{id}' has a run in progress; cancel it first")));
+        }
+        self.db.delete_thread(&access.tenant_id, id).await?;
+        Ok(())
+    }
+
+    pub async fn thread_messages(&self, access: &TenantAccess, id: &str) -> Result<Vec<MessageView>, AgentsError> {
+        self.owned_thread(access, id).await?;
+        Ok(self.db.messages(id, 0).await?.into_iter().map(Into::into).collect())
+    }
+}

@@ -1,0 +1,263 @@
+//! Agents, threads and runs. A run is started three ways from one request
+//! shape: wait for the result (`200` with the run), stream it (SSE, each
+//! event with an `id:` for `Last-Event-ID` resumption through
+//! `GET /api/v1/runs/{id}/events`, heartbeats while idle), or start it in
+//! the background (`202`, then poll or cancel). Handlers call one `Agents`
+//! function each; the run itself never depends on the connection.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use agentry_core::TenantAccess;
+use agentry_core::agents::{AgentDefinition, RunInput, StartedRun, ThreadInput, ThreadPatch};
+use agentry_types::{ChatMessage, Role};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::middleware::RequestId;
+use crate::openai::call_context;
+use crate::state::AppState;
+
+/// How often an idle run stream sends an SSE comment, so proxies keep it open.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/agents", get(list_agents).post(create_agent))
+        .route("/api/v1/agents/{name}", get(agent).put(update_agent).delete(delete_agent))
+        .route("/api/v1/agents/{name}/versions", get(agent_versions))
+        .route("/api/v1/threads", get(threads).post(create_thread))
+        .route("/api/v1/threads/{id}", get(thread).patch(update_thread).delete(delete_thread))
+        .route("/api/v1/threads/{id}/messages", get(messages))
+        .route("/api/v1/threads/{id}/runs", get(thread_runs).post(thread_run))
+        .route("/api/v1/runs", get(runs).post(stateless_run))
+        .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/runs/{id}/cancel", post(cancel))
+        .route("/api/v1/runs/{id}/events", get(events))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAgent {
+    name: String,
+    #[serde(flatten)]
+    definition: AgentDefinition,
+}
+
+async fn list_agents(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.list_agents(&access).await? })).into_response())
+}
+
+async fn create_agent(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(body): ApiJson<NewAgent>) -> Result<Response, ApiError> {
+    let view = state.agents.create_agent(&access, &body.name, body.definition).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn agent(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.agent(&access, &name).await?).into_response())
+}
+
+async fn update_agent(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(name): Path<String>,
+    ApiJson(definition): ApiJson<AgentDefinition>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.update_agent(&access, &name, definition).await?).into_response())
+}
+
+async fn delete_agent(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.agents.delete_agent(&access, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn agent_versions(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.agent_versions(&access, &name).await? })).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    q: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn threads(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.threads(&access, query.q.as_deref(), query.limit).await? })).into_response())
+}
+
+async fn create_thread(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(input): ApiJson<ThreadInput>) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.agents.create_thread(&access, input).await?)).into_response())
+}
+
+async fn thread(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.thread(&access, &id).await?).into_response())
+}
+
+async fn update_thread(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(id): Path<String>,
+    ApiJson(patch): ApiJson<ThreadPatch>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.update_thread(&access, &id, patch).await?).into_response())
+}
+
+async fn delete_thread(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.agents.delete_thread(&access, &id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn messages(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.thread_messages(&access, &id).await? })).into_response())
+}
+
+/// The input of a run: a string (one user message) or chat messages.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Input {
+    Text(String),
+    Messages(Vec<ChatMessage>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunRequest {
+    /// An agent name, or `auto` (default) for the router.
+    agent: Option<String>,
+    input: Input,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    background: bool,
+}
+
+impl RunRequest {
+    fn into_input(self) -> Result<(RunInput, Mode), ApiError> {
+        let mode = match (self.stream, self.background) {
+            (true, true) => return Err(ApiError::bad_request("'stream' and 'background' cannot both be true", "background")),
+            (true, false) => Mode::Stream,
+            (false, true) => Mode::Background,
+            (false, false) => Mode::Wait,
+        };
+        let messages = match self.input {
+            Input::Text(text) => vec![ChatMessage::text(Role::User, text)],
+            Input::Messages(messages) => messages,
+        };
+        Ok((RunInput { agent: self.agent, messages }, mode))
+    }
+}
+
+enum Mode {
+    Wait,
+    Stream,
+    Background,
+}
+
+async fn thread_run(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(request_id): Extension<RequestId>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RunRequest>,
+) -> Result<Response, ApiError> {
+    start(&state, &access, request_id, Some(&id), body).await
+}
+
+async fn stateless_run(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(body): ApiJson<RunRequest>,
+) -> Result<Response, ApiError> {
+    start(&state, &access, request_id, None, body).await
+}
+
+async fn start(state: &AppState, access: &TenantAccess, request_id: RequestId, thread: Option<&str>, body: RunRequest) -> Result<Response, ApiError> {
+    let (input, mode) = body.into_input()?;
+    let endpoint = if thread.is_some() { "/api/v1/threads/{id}/runs" } else { "/api/v1/runs" };
+    let ctx = call_context(request_id, endpoint, Some(access));
+    let StartedRun { id, live, .. } = state.agents.start_run(access, &ctx, thread, input).await?;
+    let mut response = match mode {
+        Mode::Stream => sse(live.follow(0)),
+        Mode::Background => (StatusCode::ACCEPTED, Json(state.agents.run(access, &id).await?)).into_response(),
+        Mode::Wait => {
+            live.follow(0).count().await;
+            Json(state.agents.run(access, &id).await?).into_response()
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-agentry-run-id", value);
+    }
+    Ok(response)
+}
+
+/// A run's events as SSE: `id: <n>`, `data: {"type": …}`, heartbeats while idle.
+fn sse(events: impl futures::Stream<Item = (usize, std::sync::Arc<agentry_core::agents::RunEvent>)> + Send + 'static) -> Response {
+    let frames = events.map(|(n, event)| {
+        let frame = Event::default().id(n.to_string());
+        Ok::<_, Infallible>(frame.json_data(&*event).unwrap_or_else(|_| Event::default().id(n.to_string()).data("{}")))
+    });
+    Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    limit: Option<i64>,
+}
+
+async fn thread_runs(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(id): Path<String>,
+    Query(query): Query<RunsQuery>,
+) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.runs(&access, Some(&id), query.limit).await? })).into_response())
+}
+
+async fn runs(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<RunsQuery>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.runs(&access, None, query.limit).await? })).into_response())
+}
+
+async fn run(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.run(&access, &id).await?).into_response())
+}
+
+async fn cancel(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.cancel_run(&access, &id).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventsQuery {
+    /// Resume after this event number (the `Last-Event-ID` header wins).
+    after: Option<usize>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(id): Path<String>,
+    Query(query): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = match headers.get("last-event-id") {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .ok_or_else(|| ApiError::bad_request("'Last-Event-ID' must be an event number", "Last-Event-ID"))?,
+        None => query.after.unwrap_or(0),
+    };
+    Ok(sse(state.agents.follow(&access, &id, after).await?))
+}
