@@ -256,7 +256,7 @@ impl Agents {
             duration_ms: duration.as_millis() as i64,
             created_at_ms: crate::identity::now_ms(),
         };
-        self.record_tool_call(run, row);
+        self.record_tool_call(run, row).await;
         Ok((text, output))
     }
 
@@ -272,16 +272,17 @@ impl Agents {
         tool.call(&ctx, arguments).await.map_err(|e| ("failed", e.to_string()))
     }
 
-    /// Store the call and append it to the audit log, off the run's path.
-    fn record_tool_call(&self, run: &Run, row: ToolCallRow) {
-        let (db, audit) = (self.db.clone(), self.audit.clone());
+    /// Store the call (before the run goes on, so its record is complete
+    /// when it ends) and append it to the audit log off the run's path.
+    async fn record_tool_call(&self, run: &Run, row: ToolCallRow) {
+        if let Err(error) = self.db.insert_tool_call(&row).await {
+            tracing::warn!(%error, run = %row.run_id, "could not store a tool call");
+        }
+        let audit = self.audit.clone();
         let tenant = run.access.tenant_id.clone();
         let actor = run.access.principal.actor();
         let request_id = run.call.request_id.clone();
         tokio::spawn(async move {
-            if let Err(error) = db.insert_tool_call(&row).await {
-                tracing::warn!(%error, run = %row.run_id, "could not store a tool call");
-            }
             let meta = RequestMeta { request_id: Some(request_id), ..Default::default() };
             let outcome = if row.status == "succeeded" { Outcome::Success } else { Outcome::Failure };
             let event = AuditEvent {

@@ -33,8 +33,8 @@ CREATE TABLE threads (
     metadata           TEXT NOT NULL,
     pinned             TEXT NOT NULL,
     summary            TEXT NOT NULL,
-    summarized_through INTEGER NOT NULL,
-    message_count      INTEGER NOT NULL,
+    summarized_through BIGINT NOT NULL,
+    message_count      BIGINT NOT NULL,
     created_at_ms      BIGINT NOT NULL,
     updated_at_ms      BIGINT NOT NULL
 );
@@ -42,11 +42,11 @@ CREATE INDEX threads_by_owner ON threads (tenant_id, owner, updated_at_ms);
 
 CREATE TABLE thread_messages (
     thread_id     TEXT NOT NULL REFERENCES threads (id) ON DELETE CASCADE,
-    seq           INTEGER NOT NULL,
+    seq           BIGINT NOT NULL,
     role          TEXT NOT NULL,
     content       TEXT NOT NULL,
     run_id        TEXT,
-    tokens        INTEGER NOT NULL,
+    tokens        BIGINT NOT NULL,
     created_at_ms BIGINT NOT NULL,
     PRIMARY KEY (thread_id, seq)
 );
@@ -68,8 +68,8 @@ CREATE TABLE runs (
     model             TEXT,
     model_calls       INTEGER NOT NULL,
     tool_calls        INTEGER NOT NULL,
-    prompt_tokens     INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
+    prompt_tokens     BIGINT NOT NULL,
+    completion_tokens BIGINT NOT NULL,
     quality_score     DOUBLE PRECISION,
     citations         TEXT NOT NULL,
     created_at_ms     BIGINT NOT NULL,

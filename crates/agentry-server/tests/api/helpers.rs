@@ -17,7 +17,7 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub upstream: MockUpstream,
-    pub _data_dir: tempfile::TempDir,
+    pub data_dir: Option<tempfile::TempDir>,
     pub shutdown: CancellationToken,
     pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub database_url: String,
@@ -36,6 +36,9 @@ pub struct TestOptions {
     pub redis_url: Option<String>,
     pub usage: agentry_server::configuration::UsageConfig,
     pub knowledge: agentry_server::configuration::KnowledgeConfig,
+    pub agents: agentry_core::agents::AgentsSettings,
+    /// Reuse this data dir (a restart) instead of a fresh temp dir.
+    pub data_dir: Option<tempfile::TempDir>,
 }
 
 impl Default for TestOptions {
@@ -56,6 +59,14 @@ impl Default for TestOptions {
                 ..Default::default()
             },
             knowledge: agentry_server::configuration::KnowledgeConfig::default(),
+            // Agents on the mock models; every passage counts as relevant (mock vectors carry no meaning).
+            agents: agentry_core::agents::AgentsSettings {
+                default_model: "mock-echo".into(),
+                vision_model: Some("mock-vision".into()),
+                rag_min_similarity: -1.0,
+                ..Default::default()
+            },
+            data_dir: None,
         }
     }
 }
@@ -89,6 +100,12 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
         { "name": "rate-limited", "provider": "limited" },
         { "name": "claude-ok", "provider": "claude", "upstream_model": "claude-test" },
         { "name": "mock-echo", "provider": "mock" },
+        { "name": "mock-vision", "provider": "mock", "upstream_model": "mock-echo", "vision": true },
+        { "name": "mock-tools", "provider": "mock" },
+        { "name": "mock-tool-loop", "provider": "mock" },
+        { "name": "mock-slow-400", "provider": "mock" },
+        { "name": "mock-tiny-window", "provider": "mock", "upstream_model": "mock-echo", "context_window": 160 },
+        { "name": "mock-embed", "provider": "mock", "kind": "embedding" },
         { "name": "priced", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.0, "output_price_per_1k": 1.0 },
         { "name": "gpt-4o-mini", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.00015, "output_price_per_1k": 0.0006 },
     ]);
@@ -97,7 +114,10 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
 
 pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let upstream = MockUpstream::start().await;
-    let data_dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = match options.data_dir {
+        Some(dir) => dir,
+        None => tempfile::tempdir().expect("temp dir"),
+    };
     let (providers, models) = provider_config(&upstream);
     let mut settings: Settings = serde_json::from_value(json!({
         "providers": providers,
@@ -109,6 +129,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.redis_url = options.redis_url.clone();
     settings.usage = options.usage.clone();
     settings.knowledge = options.knowledge.clone();
+    settings.agents = options.agents.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = Some(SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();
@@ -131,7 +152,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
-    TestApp { address, client: reqwest::Client::new(), upstream, _data_dir: data_dir, shutdown, server, database_url }
+    TestApp { address, client: reqwest::Client::new(), upstream, data_dir: Some(data_dir), shutdown, server, database_url }
 }
 
 /// Where the test suite keeps pulled model files (`scripts/test` pulls them first).
@@ -146,6 +167,17 @@ fn dirs_home() -> PathBuf {
 }
 
 impl TestApp {
+    /// Stop the server (gracefully) and start a new one on the same data dir and database.
+    pub async fn restart(mut self, mut options: TestOptions) -> TestApp {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        options.data_dir = self.data_dir.take();
+        if self.database_url.starts_with("postgres") {
+            options.postgres_url = Some(self.database_url.clone());
+        }
+        spawn_app_with(options).await
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
     }

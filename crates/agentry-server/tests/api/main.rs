@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod agents;
 mod authz_matrix;
 mod cli;
 mod errors_and_auth;
