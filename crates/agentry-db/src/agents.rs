@@ -296,12 +296,6 @@ impl Db {
         .map_err(DbError::write("insert run"))
     }
 
-    pub async fn start_run(&self, id: &str, now_ms: i64) -> Result<(), DbError> {
-        on_pool!(self, pool => sqlx::query("UPDATE runs SET status = 'running', started_at_ms = $1 WHERE id = $2 AND status = 'pending'")
-            .bind(now_ms).bind(id).execute(pool).await.map(drop))
-        .map_err(DbError::query("start run"))
-    }
-
     /// Write a run's final state; false when it had already finished.
     pub async fn finish_run(&self, id: &str, f: &RunFinish<'_>) -> Result<bool, DbError> {
         on_pool!(self, pool => sqlx::query(

@@ -148,6 +148,10 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/runs/{id}", Tenant(None)),
     rule(Method::POST, "/api/v1/runs/{id}/cancel", Tenant(None)),
     rule(Method::GET, "/api/v1/runs/{id}/events", Tenant(None)),
+    // MCP lists and runs only what the caller may use (checked per tool).
+    rule(Method::POST, "/mcp", Tenant(None)),
+    rule(Method::GET, "/mcp", Tenant(None)),
+    rule(Method::DELETE, "/mcp", Tenant(None)),
     rule(Method::POST, "/api/v1/admin/prices", PlatformAdmin),
     rule(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin),
 ];

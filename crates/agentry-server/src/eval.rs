@@ -198,12 +198,27 @@ impl Harness {
         let login = api.call(reqwest::Method::POST, "/api/v1/auth/login", Some(json!({ "email": email, "password": password }))).await?;
         let api = Api { token: login["access_token"].as_str().context("login returned no access token")?.to_owned(), ..api };
         // An API key, not the session's access token: a long run outlives the token.
-        let key = json!({ "name": "eval", "scopes": ["read_documents", "upload_documents"] });
+        let key = json!({ "name": "eval", "scopes": ["read_documents", "upload_documents", "use_models", "use_general_agent", "manage_agents"] });
         let key = api.call(reqwest::Method::POST, &format!("/api/v1/tenants/{slug}/api-keys"), Some(key)).await?;
         let api = Api { token: key["key"].as_str().context("no API key in the answer")?.to_owned(), ..api };
         let collection = api.call(reqwest::Method::POST, "/api/v1/collections", Some(json!({ "name": slug }))).await?;
         let collection = collection["id"].as_str().context("no collection id")?.to_owned();
         Ok(Self { api, collection, shutdown, server, _data_dir: data_dir })
+    }
+
+    /// The server's base URL (`http://127.0.0.1:<port>`).
+    pub fn base(&self) -> &str {
+        &self.api.base
+    }
+
+    /// The tenant's API key.
+    pub fn api_key(&self) -> &str {
+        &self.api.token
+    }
+
+    /// Call the API with the key; the JSON answer of a 2xx, or an error naming the call.
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        self.api.call(method, path, body).await
     }
 
     /// Upload every document (`concurrency` at a time) and wait until all

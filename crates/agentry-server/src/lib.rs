@@ -10,6 +10,7 @@ pub mod eval;
 pub mod extractors;
 pub mod local_models;
 pub mod master_key;
+pub mod mcp;
 pub mod middleware;
 pub mod openai;
 pub mod routes;

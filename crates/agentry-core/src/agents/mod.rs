@@ -287,6 +287,7 @@ impl Agents {
         let conversation = self.context(&call, context).await;
         let id = uuid::Uuid::now_v7().to_string();
         let owner = owner_of(access);
+        let now = crate::identity::now_ms();
         let live = self
             .live
             .start(&id, &access.tenant_id, &owner, thread_id)
@@ -299,7 +300,8 @@ impl Agents {
             agent: spec.name.clone(),
             agent_version: spec.version,
             agent_type: spec.kind.as_str().to_owned(),
-            status: "pending".into(),
+            // Execution starts at once: one write on the way to the first token, not two.
+            status: "running".into(),
             routed_by: route.routed_by.to_owned(),
             route_confidence: route.confidence,
             input: serde_json::to_string(&messages).unwrap_or_default(),
@@ -312,8 +314,8 @@ impl Agents {
             completion_tokens: 0,
             quality_score: None,
             citations: "[]".into(),
-            created_at_ms: crate::identity::now_ms(),
-            started_at_ms: None,
+            created_at_ms: now,
+            started_at_ms: Some(now),
             finished_at_ms: None,
         };
         if let Err(error) = self.db.insert_run(&row).await {
@@ -336,6 +338,13 @@ impl Agents {
         let agents = self.clone();
         tokio::spawn(async move { agents.execute(run).await });
         Ok(started)
+    }
+
+    /// Start a run and wait for its end; its record.
+    pub async fn run_to_end(&self, access: &TenantAccess, call: &CallContext, thread_id: Option<&str>, input: RunInput) -> Result<RunView, AgentsError> {
+        let started = self.start_run(access, call, thread_id, input).await?;
+        futures::StreamExt::count(started.live.follow(0)).await;
+        self.run(access, &started.id).await
     }
 
     /// The model must be configured, and see when the input has images.

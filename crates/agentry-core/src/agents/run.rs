@@ -75,6 +75,16 @@ struct Tally {
     quality: Option<f64>,
 }
 
+/// How a step offers tools to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tools {
+    None,
+    /// OpenAI `tools` in the request.
+    Native,
+    /// Described in the system prompt; calls come back as text.
+    Prompted,
+}
+
 /// One model step's result.
 struct Step {
     text: String,
@@ -93,9 +103,6 @@ impl Agents {
     /// Execute a prepared run to its end, then record it.
     pub(super) async fn execute(&self, run: Run) {
         let started = Instant::now();
-        if let Err(error) = self.db.start_run(&run.id, crate::identity::now_ms()).await {
-            tracing::warn!(%error, run = %run.id, "could not mark the run running");
-        }
         let mut tally = Tally::default();
         let limit = std::time::Duration::from_secs_f64(run.spec.limits.timeout_secs);
         let cancel = run.live.cancel_token().clone();
@@ -118,35 +125,38 @@ impl Agents {
     /// the tool outputs that succeeded.
     async fn tool_loop(&self, run: &Run, tally: &mut Tally, mut conversation: Vec<ChatMessage>, stream: bool) -> Result<(String, Vec<(String, ToolOutput)>), Failure> {
         let mut outputs = Vec::new();
-        let native = self.native_tools(&run.spec.model);
-        if !native && !run.spec.tools.is_empty() {
+        let mode = match (run.spec.tools.is_empty(), self.native_tools(&run.spec.model)) {
+            (true, _) => Tools::None,
+            (false, true) => Tools::Native,
+            (false, false) => Tools::Prompted,
+        };
+        if mode == Tools::Prompted {
             let prompt = protocol::tools_prompt(&self.tools.openai_tools(&run.spec.tools));
             if let Some(system) = conversation.first_mut().filter(|m| m.role == Role::System) {
                 *system = ChatMessage::text(Role::System, format!("{}\n\n{prompt}", system.content_text()));
             }
         }
         for _ in 0..run.spec.limits.max_steps {
-            let step = self.step(run, tally, &conversation, native, stream).await?;
+            let step = self.step(run, tally, &conversation, mode, stream).await?;
             if step.calls.is_empty() {
                 return Ok((step.text, outputs));
             }
-            conversation.push(ChatMessage {
-                role: Role::Assistant,
-                content: (!step.text.is_empty() && native).then(|| MessageContent::Text(step.text.clone())),
-                name: None,
-                tool_calls: native.then(|| protocol::assistant_calls_json(&step.calls)),
-                tool_call_id: None,
+            conversation.push(match mode {
+                Tools::Native => ChatMessage {
+                    role: Role::Assistant,
+                    content: (!step.text.is_empty()).then(|| MessageContent::Text(step.text.clone())),
+                    name: None,
+                    tool_calls: Some(protocol::assistant_calls_json(&step.calls)),
+                    tool_call_id: None,
+                },
+                _ => ChatMessage::text(Role::Assistant, step.text.clone()),
             });
-            if !native {
-                conversation.last_mut().into_iter().for_each(|m| m.content = Some(MessageContent::Text(step.text.clone())));
-            }
             for call in step.calls {
                 let (text, output) = self.call_tool(run, tally, &call).await?;
-                if native {
-                    conversation.push(ChatMessage { role: Role::Tool, content: Some(MessageContent::Text(text)), name: None, tool_calls: None, tool_call_id: Some(call.id.clone()) });
-                } else {
-                    conversation.push(ChatMessage::text(Role::User, format!("Result of {}: {text}", call.name)));
-                }
+                conversation.push(match mode {
+                    Tools::Native => ChatMessage { role: Role::Tool, content: Some(MessageContent::Text(text)), name: None, tool_calls: None, tool_call_id: Some(call.id.clone()) },
+                    _ => ChatMessage::text(Role::User, format!("Result of {}: {text}", call.name)),
+                });
                 if let Some(output) = output {
                     outputs.push((call.name.clone(), output));
                 }
@@ -165,12 +175,12 @@ impl Agents {
 
     /// One streamed model call; text is forwarded as tokens when `stream`,
     /// except while it may still become a prompted tool call.
-    async fn step(&self, run: &Run, tally: &mut Tally, conversation: &[ChatMessage], native: bool, stream: bool) -> Result<Step, Failure> {
-        let prompted = !native && !run.spec.tools.is_empty();
+    async fn step(&self, run: &Run, tally: &mut Tally, conversation: &[ChatMessage], mode: Tools, stream: bool) -> Result<Step, Failure> {
+        let prompted = mode == Tools::Prompted;
         let request = ChatRequest {
             messages: conversation.to_vec(),
             temperature: run.spec.temperature,
-            tools: (native && !run.spec.tools.is_empty()).then(|| Value::Array(self.tools.openai_tools(&run.spec.tools))),
+            tools: (mode == Tools::Native).then(|| Value::Array(self.tools.openai_tools(&run.spec.tools))),
             ..Default::default()
         };
         tally.model_calls += 1;
@@ -350,7 +360,7 @@ impl Agents {
             let numbered = super::tools::numbered_sources(&sources);
             *system = ChatMessage::text(Role::System, format!("{}\n\nSources:\n{numbered}", system.content_text()));
         }
-        let step = self.step(run, tally, &conversation, false, true).await?;
+        let step = self.step(run, tally, &conversation, Tools::None, true).await?;
         let assessment = quality::assess(&step.text, &sources);
         for citation in &assessment.citations {
             run.live.emit(RunEvent::Citation(citation.clone()));

@@ -186,13 +186,19 @@ async fn start(state: &AppState, access: &TenantAccess, request_id: RequestId, t
     let (input, mode) = body.into_input()?;
     let endpoint = if thread.is_some() { "/api/v1/threads/{id}/runs" } else { "/api/v1/runs" };
     let ctx = call_context(request_id, endpoint, Some(access));
-    let StartedRun { id, live, .. } = state.agents.start_run(access, &ctx, thread, input).await?;
-    let mut response = match mode {
-        Mode::Stream => sse(live.follow(0)),
-        Mode::Background => (StatusCode::ACCEPTED, Json(state.agents.run(access, &id).await?)).into_response(),
+    let (id, mut response) = match mode {
         Mode::Wait => {
-            live.follow(0).count().await;
-            Json(state.agents.run(access, &id).await?).into_response()
+            let run = state.agents.run_to_end(access, &ctx, thread, input).await?;
+            (run.id.clone(), Json(run).into_response())
+        }
+        Mode::Stream => {
+            let StartedRun { id, live, .. } = state.agents.start_run(access, &ctx, thread, input).await?;
+            (id, sse(live.follow(0)))
+        }
+        Mode::Background => {
+            let StartedRun { id, .. } = state.agents.start_run(access, &ctx, thread, input).await?;
+            let run = state.agents.run(access, &id).await?;
+            (id, (StatusCode::ACCEPTED, Json(run)).into_response())
         }
     };
     if let Ok(value) = HeaderValue::from_str(&id) {

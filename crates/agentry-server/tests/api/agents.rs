@@ -44,6 +44,14 @@ fn of_type<'a>(events: &'a [(usize, Value)], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|(_, e)| e["type"] == kind).map(|(_, e)| e).collect()
 }
 
+/// Knowledge on the mock embedder (chunk sizes counted with the test MiniLM tokenizer).
+fn mock_knowledge() -> TestOptions {
+    let mut options = TestOptions::default();
+    options.knowledge.embedding_model = "mock-embed".into();
+    options.knowledge.tokenizer = Some(test_models_dir().join("all-minilm-l6-v2/tokenizer.json"));
+    options
+}
+
 async fn admin(app: &TestApp) -> (String, String) {
     let tenant = app.bootstrap().await;
     (tenant, app.token(ADMIN_EMAIL).await)
@@ -51,7 +59,7 @@ async fn admin(app: &TestApp) -> (String, String) {
 
 #[tokio::test]
 async fn auto_routing_picks_each_agent_and_records_the_decision() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(mock_knowledge()).await;
     let (tenant, token) = admin(&app).await;
     let image = json!([{ "role": "user", "content": [
         { "type": "text", "text": "What is in this picture?" },
@@ -127,10 +135,7 @@ async fn the_math_agent_computes_exactly_with_the_calculator() {
 
 #[tokio::test]
 async fn rag_cites_only_chunks_the_asker_may_read() {
-    let mut options = TestOptions::default();
-    options.knowledge.embedding_model = "mock-embed".into();
-    options.knowledge.tokenizer = Some(test_models_dir().join("all-minilm-l6-v2/tokenizer.json"));
-    let app = spawn_app_with(options).await;
+    let app = spawn_app_with(mock_knowledge()).await;
     let (tenant, token) = admin(&app).await;
     let (_, me) = send(&app, &token, Method::GET, "/api/v1/auth/me", None).await;
     let admin_id = me["user"]["id"].as_str().unwrap().to_owned();
