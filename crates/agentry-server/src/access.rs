@@ -46,6 +46,7 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/health", Public),
     rule(Method::GET, "/ready", Public),
     rule(Method::GET, "/.well-known/jwks.json", Public),
+    rule(Method::GET, "/.well-known/agent-card.json", Public),
     rule(Method::POST, "/api/v1/auth/login", Public),
     rule(Method::POST, "/api/v1/auth/refresh", Public),
     rule(Method::POST, "/api/v1/auth/register", Public),
@@ -148,6 +149,8 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/runs/{id}", Tenant(None)),
     rule(Method::POST, "/api/v1/runs/{id}/cancel", Tenant(None)),
     rule(Method::GET, "/api/v1/runs/{id}/events", Tenant(None)),
+    // A2A tasks are the caller's agent runs (agent permissions checked by the service).
+    rule(Method::POST, "/a2a", Tenant(None)),
     // MCP lists and runs only what the caller may use (checked per tool).
     rule(Method::POST, "/mcp", Tenant(None)),
     rule(Method::GET, "/mcp", Tenant(None)),

@@ -2,6 +2,7 @@
 //! envelope and routes. Handlers are thin: parse, call one service in
 //! `agentry-core`, answer. The `agentry` binary (`main.rs`) is the CLI.
 
+pub mod a2a;
 pub mod access;
 pub mod auth;
 pub mod configuration;

@@ -17,6 +17,7 @@ mod mfa;
 mod mock_upstream;
 mod oidc;
 mod oidc_provider;
+mod protocols;
 mod resilience;
 mod security;
 mod sdk_clients;
