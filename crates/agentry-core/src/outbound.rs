@@ -203,6 +203,14 @@ pub enum OutboundError {
     Network(String),
 }
 
+/// A successful (2xx) answer to a POST.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
 /// A successful (2xx) fetch.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -272,6 +280,29 @@ impl Outbound {
         tokio::time::timeout(deadline, self.fetch_within_deadline(url))
             .await
             .map_err(|_| OutboundError::Timeout(deadline))?
+    }
+
+    /// POSTs a JSON body with extra headers (no redirects followed: a
+    /// redirected POST is an error) and returns a 2xx answer with its headers.
+    /// The same guard, size limit and deadline as [`Outbound::fetch`].
+    pub async fn post_json(&self, url: &str, headers: &[(String, String)], body: &serde_json::Value) -> Result<Posted, OutboundError> {
+        let deadline = self.policy.timeout;
+        let attempt = async {
+            let url = self.check(url)?;
+            let mut request = self.client.post(url).json(body);
+            for (name, value) in headers {
+                request = request.header(name.as_str(), value.as_str());
+            }
+            let response = request.send().await.map_err(from_reqwest)?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(OutboundError::Status(status.as_u16()));
+            }
+            let headers = response.headers().clone();
+            let bytes = self.read_body(response).await?;
+            Ok(Posted { status: status.as_u16(), headers, bytes })
+        };
+        tokio::time::timeout(deadline, attempt).await.map_err(|_| OutboundError::Timeout(deadline))?
     }
 
     async fn fetch_within_deadline(&self, url: &str) -> Result<Fetched, OutboundError> {

@@ -133,6 +133,18 @@ pub struct ToolCallRow {
     pub created_at_ms: i64,
 }
 
+/// An external MCP server registered by a tenant.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct McpServerRow {
+    pub tenant_id: String,
+    pub name: String,
+    pub url: String,
+    /// JSON object of header name → value (credentials).
+    pub headers: String,
+    pub created_by: Option<String>,
+    pub created_at_ms: i64,
+}
+
 macro_rules! thread_columns {
     () => {
         "id, tenant_id, owner, title, metadata, pinned, summary, summarized_through, message_count, created_at_ms, updated_at_ms"
@@ -351,4 +363,35 @@ impl Db {
 /// ignoring them.
 fn escape_like(text: &str) -> String {
     text.chars().filter(|c| !matches!(c, '%' | '_' | '\\')).collect()
+}
+
+impl Db {
+    /// Register an MCP server; `Conflict` when the name is taken.
+    pub async fn insert_mcp_server(&self, r: &McpServerRow) -> Result<(), DbError> {
+        on_pool!(self, pool => sqlx::query(
+            "INSERT INTO mcp_servers (tenant_id, name, url, headers, created_by, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&r.tenant_id).bind(&r.name).bind(&r.url).bind(&r.headers).bind(&r.created_by).bind(r.created_at_ms)
+            .execute(pool).await.map(drop))
+        .map_err(DbError::write("insert mcp server"))
+    }
+
+    pub async fn mcp_servers_of_tenant(&self, tenant_id: &str) -> Result<Vec<McpServerRow>, DbError> {
+        on_pool!(self, pool => sqlx::query_as(
+            "SELECT tenant_id, name, url, headers, created_by, created_at_ms FROM mcp_servers WHERE tenant_id = $1 ORDER BY name")
+            .bind(tenant_id).fetch_all(pool).await)
+        .map_err(DbError::query("list mcp servers"))
+    }
+
+    pub async fn mcp_server(&self, tenant_id: &str, name: &str) -> Result<Option<McpServerRow>, DbError> {
+        on_pool!(self, pool => sqlx::query_as(
+            "SELECT tenant_id, name, url, headers, created_by, created_at_ms FROM mcp_servers WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id).bind(name).fetch_optional(pool).await)
+        .map_err(DbError::query("get mcp server"))
+    }
+
+    pub async fn delete_mcp_server(&self, tenant_id: &str, name: &str) -> Result<bool, DbError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM mcp_servers WHERE tenant_id = $1 AND name = $2")
+            .bind(tenant_id).bind(name).execute(pool).await.map(|r| r.rows_affected() > 0))
+        .map_err(DbError::query("delete mcp server"))
+    }
 }

@@ -94,7 +94,7 @@ fn agents_error(id: &Value, error: AgentsError) -> Response {
     let code = match &error {
         AgentsError::Invalid { .. } | AgentsError::NotFound(_) | AgentsError::ModelCannotSee(_) => -32602,
         AgentsError::Forbidden(_) | AgentsError::Conflict(_) => -32600,
-        AgentsError::ModelUnavailable(_) | AgentsError::Db(_) | AgentsError::Corrupt(_) => -32603,
+        AgentsError::ModelUnavailable(_) | AgentsError::ToolUnavailable(_) | AgentsError::Db(_) | AgentsError::Corrupt(_) => -32603,
     };
     let message = match &error {
         AgentsError::Db(_) | AgentsError::Corrupt(_) => "internal error".to_owned(),

@@ -149,6 +149,10 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/runs/{id}", Tenant(None)),
     rule(Method::POST, "/api/v1/runs/{id}/cancel", Tenant(None)),
     rule(Method::GET, "/api/v1/runs/{id}/events", Tenant(None)),
+    rule(Method::GET, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents))),
+    rule(Method::POST, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents))),
+    rule(Method::DELETE, "/api/v1/mcp-servers/{name}", Tenant(Some(P::ManageAgents))),
+    rule(Method::GET, "/api/v1/mcp-servers/{name}/tools", Tenant(Some(P::ManageAgents))),
     // A2A tasks are the caller's agent runs (agent permissions checked by the service).
     rule(Method::POST, "/a2a", Tenant(None)),
     // MCP lists and runs only what the caller may use (checked per tool).

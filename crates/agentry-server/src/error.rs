@@ -254,6 +254,7 @@ impl From<AgentsError> for ApiError {
             AgentsError::ModelUnavailable(message) => Self::unavailable(message),
             AgentsError::Db(e) => Self::internal(e),
             AgentsError::Corrupt(e) => Self::internal(e),
+            AgentsError::ToolUnavailable(message) => Self::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError, message),
         }
     }
 }

@@ -88,8 +88,9 @@ impl Agents {
         Ok(self.view(access, spec, Some((row.created_at_ms, row.updated_at_ms))))
     }
 
-    fn checked_definition(&self, definition: AgentDefinition) -> Result<(AgentDefinition, String), AgentsError> {
+    async fn checked_definition(&self, access: &TenantAccess, definition: AgentDefinition) -> Result<(AgentDefinition, String), AgentsError> {
         let definition = definition.parse(&self.tools.names())?;
+        self.check_mcp_entries(&access.tenant_id, &definition.tools).await?;
         if let Some(model) = &definition.model
             && self.gateway.router().registry().get(model).is_none()
         {
@@ -102,7 +103,7 @@ impl Agents {
     pub async fn create_agent(&self, access: &TenantAccess, name: &str, definition: AgentDefinition) -> Result<AgentView, AgentsError> {
         access.require(Permission::ManageAgents)?;
         let name = parse_agent_name(name)?;
-        let (_, json) = self.checked_definition(definition)?;
+        let (_, json) = self.checked_definition(access, definition).await?;
         match self.db.insert_agent(&access.tenant_id, name, &json, access.principal.user_id(), crate::identity::now_ms()).await {
             Err(DbError::Conflict { .. }) => return Err(AgentsError::Conflict(format!("an agent named '{name}' already exists"))),
             other => other?,
@@ -116,7 +117,7 @@ impl Agents {
         if AgentKind::built_in(name).is_some() {
             return Err(AgentsError::Forbidden(format!("the built-in agent '{name}' cannot be changed")));
         }
-        let (_, json) = self.checked_definition(definition)?;
+        let (_, json) = self.checked_definition(access, definition).await?;
         self.db
             .add_agent_version(&access.tenant_id, name, &json, access.principal.user_id(), crate::identity::now_ms())
             .await?

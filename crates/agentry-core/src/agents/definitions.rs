@@ -117,7 +117,8 @@ pub struct AgentDefinition {
     /// Public model name; the platform default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// Tool names from the registry the agent may call.
+    /// Tool names from the registry the agent may call, and `mcp:<server>`
+    /// or `mcp:<server>/<tool>` for tools of registered MCP servers.
     #[serde(default)]
     pub tools: Vec<String>,
     /// Collection ids `knowledge_search` is limited to (empty: all the asker may read).
@@ -151,8 +152,9 @@ impl AgentDefinition {
             return Err(invalid("'model' must not be empty".into(), "model"));
         }
         for tool in &self.tools {
-            if !known_tools.contains(&tool.as_str()) {
-                return Err(invalid(format!("unknown tool '{tool}'; known: {}", known_tools.join(", ")), "tools"));
+            if !known_tools.contains(&tool.as_str()) && super::mcp::parse_entry(tool).is_none() {
+                let known = known_tools.join(", ");
+                return Err(invalid(format!("unknown tool '{tool}'; known: {known}, or mcp:<server>[/<tool>]"), "tools"));
             }
         }
         if self.temperature.is_some_and(|t| !(0.0..=2.0).contains(&t)) {

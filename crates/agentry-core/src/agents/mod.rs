@@ -13,6 +13,7 @@
 pub mod catalog;
 pub mod definitions;
 pub mod events;
+pub mod mcp;
 mod memory;
 pub mod protocol;
 pub mod quality;
@@ -65,6 +66,9 @@ pub enum AgentsError {
     ModelCannotSee(String),
     #[error("{0}")]
     Corrupt(String),
+    /// An external tool server (MCP) could not be reached or answered wrongly.
+    #[error("{0}")]
+    ToolUnavailable(String),
 }
 
 impl From<IdentityError> for AgentsError {
@@ -98,8 +102,9 @@ pub struct AgentsSettings {
     pub rag_top_k: usize,
     /// Cosine similarity a passage needs for the RAG agent to use it (below: "I don't know").
     pub rag_min_similarity: f64,
-    /// The `http_fetch` tool's outbound policy (allowlist, size, time).
-    pub http_fetch: OutboundPolicy,
+    /// The guard on every outbound call agents make (the `http_fetch` tool,
+    /// MCP servers): allowlist, size, time.
+    pub outbound: OutboundPolicy,
 }
 
 impl AgentsSettings {
@@ -134,7 +139,7 @@ impl Default for AgentsSettings {
             resume_window_secs: 600,
             rag_top_k: 5,
             rag_min_similarity: 0.35,
-            http_fetch: OutboundPolicy { max_bytes: 2 * 1024 * 1024, timeout: Duration::from_secs(15), ..OutboundPolicy::default() },
+            outbound: OutboundPolicy { max_bytes: 2 * 1024 * 1024, timeout: Duration::from_secs(15), ..OutboundPolicy::default() },
         }
     }
 }
@@ -227,16 +232,17 @@ pub struct Agents {
     knowledge: Knowledge,
     audit: Audit,
     tools: ToolRegistry,
+    outbound: Outbound,
     live: LiveRuns,
     settings: Arc<AgentsSettings>,
 }
 
 impl Agents {
     pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, settings: AgentsSettings) -> Result<Self, AgentsError> {
-        let outbound = Outbound::new(settings.http_fetch.clone()).map_err(|e| AgentsError::Invalid { message: e.to_string(), param: "http_fetch" })?;
-        let tools = ToolRegistry::built_in(knowledge.clone(), outbound).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
+        let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| AgentsError::Invalid { message: e.to_string(), param: "outbound" })?;
+        let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
         let live = LiveRuns::new(Duration::from_secs(settings.resume_window_secs));
-        Ok(Self { db, gateway, knowledge, audit, tools, live, settings: Arc::new(settings) })
+        Ok(Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings) })
     }
 
     pub fn settings(&self) -> &AgentsSettings {
@@ -285,6 +291,7 @@ impl Agents {
             input: &messages,
         };
         let conversation = self.context(&call, context).await;
+        let mcp_tools = self.resolve_mcp_tools(&access.tenant_id, &spec.tools).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let owner = owner_of(access);
         let now = crate::identity::now_ms();
@@ -333,6 +340,7 @@ impl Agents {
             question,
             thread_id: thread_id.map(str::to_owned),
             self_contained,
+            mcp_tools,
             live,
         };
         let agents = self.clone();

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 use super::Agents;
 use super::definitions::{AgentKind, AgentSpec};
 use super::events::{Citation, LiveRun, RunEvent};
+use super::mcp::{self, McpTool};
 use super::protocol::{self, RequestedCall, ToolCallParts};
 use super::quality;
 use super::tools::{ToolContext, ToolOutput};
@@ -53,6 +54,8 @@ pub(super) struct Run {
     pub thread_id: Option<String>,
     /// No earlier turns: the answer depends on the question alone (answer cache).
     pub self_contained: bool,
+    /// Tools of external MCP servers the agent names, discovered at the start.
+    pub mcp_tools: Vec<McpTool>,
     pub live: Arc<LiveRun>,
 }
 
@@ -131,7 +134,7 @@ impl Agents {
             (false, false) => Tools::Prompted,
         };
         if mode == Tools::Prompted {
-            let prompt = protocol::tools_prompt(&self.tools.openai_tools(&run.spec.tools));
+            let prompt = protocol::tools_prompt(&self.offered_tools(run));
             if let Some(system) = conversation.first_mut().filter(|m| m.role == Role::System) {
                 *system = ChatMessage::text(Role::System, format!("{}\n\n{prompt}", system.content_text()));
             }
@@ -165,6 +168,13 @@ impl Agents {
         Err(Failure::Stopped("step_limit", format!("the agent reached its limit of {} model calls without answering", run.spec.limits.max_steps)))
     }
 
+    /// The tools a run offers, as OpenAI `tools` entries: built-in ones, then MCP ones.
+    fn offered_tools(&self, run: &Run) -> Vec<Value> {
+        let mut tools = self.tools.openai_tools(&run.spec.tools);
+        tools.extend(run.mcp_tools.iter().map(McpTool::openai_json));
+        tools
+    }
+
     /// Whether the agent's model takes OpenAI `tools`.
     fn native_tools(&self, model: &str) -> bool {
         match self.gateway.router().registry().get(model).map(|e| &e.backend) {
@@ -180,7 +190,7 @@ impl Agents {
         let request = ChatRequest {
             messages: conversation.to_vec(),
             temperature: run.spec.temperature,
-            tools: (mode == Tools::Native).then(|| Value::Array(self.tools.openai_tools(&run.spec.tools))),
+            tools: (mode == Tools::Native).then(|| Value::Array(self.offered_tools(run))),
             ..Default::default()
         };
         tally.model_calls += 1;
@@ -245,7 +255,8 @@ impl Agents {
             Ok(output) => ("succeeded", output.text.clone(), Some(output), None),
             Err((status, message)) => (status, format!("error: {message}"), None, Some(message)),
         };
-        let tool_label = if self.tools.get(&call.name).is_some() { call.name.clone() } else { "unknown".to_owned() };
+        let known = self.tools.get(&call.name).is_some() || run.mcp_tools.iter().any(|t| t.exposed == call.name);
+        let tool_label = if known { call.name.clone() } else { "unknown".to_owned() };
         metrics::counter!("tool_calls_total", "tool_name" => tool_label.clone(), "status" => status).increment(1);
         metrics::histogram!("tool_duration_seconds", "tool_name" => tool_label).record(duration.as_secs_f64());
         run.live.emit(RunEvent::ToolResult {
@@ -272,6 +283,16 @@ impl Agents {
 
     /// Allowlist, arguments, schema, then the tool itself.
     async fn checked_tool_call(&self, run: &Run, call: &RequestedCall) -> Result<ToolOutput, (&'static str, String)> {
+        if let Some(tool) = run.mcp_tools.iter().find(|t| t.exposed == call.name) {
+            let arguments = call.arguments.clone().map_err(|raw| ("rejected", format!("arguments are not a JSON object: {raw}")))?;
+            let validator = jsonschema::validator_for(&tool.schema).map_err(|e| ("failed", format!("the tool's schema is invalid: {e}")))?;
+            let problems: Vec<String> = validator.iter_errors(&arguments).map(|e| e.to_string()).collect();
+            if !problems.is_empty() {
+                return Err(("rejected", format!("invalid arguments: {}", problems.join("; "))));
+            }
+            let text = mcp::call_tool(&self.outbound, tool, arguments).await.map_err(|e| ("failed", e))?;
+            return Ok(ToolOutput { text, ..ToolOutput::default() });
+        }
         if !run.spec.tools.iter().any(|t| t == &call.name) {
             return Err(("rejected", format!("tool '{}' is not available to this agent", call.name)));
         }

@@ -91,3 +91,15 @@ CREATE TABLE run_tool_calls (
     created_at_ms BIGINT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+
+-- External MCP servers a tenant registered; agents name their tools as
+-- mcp:<server>[/<tool>]. headers holds credentials: never returned by the API.
+CREATE TABLE mcp_servers (
+    tenant_id     TEXT NOT NULL REFERENCES tenants (id),
+    name          TEXT NOT NULL,
+    url           TEXT NOT NULL,
+    headers       TEXT NOT NULL,
+    created_by    TEXT,
+    created_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, name)
+);

@@ -3,12 +3,14 @@
 //! event with an `id:` for `Last-Event-ID` resumption through
 //! `GET /api/v1/runs/{id}/events`, heartbeats while idle), or start it in
 //! the background (`202`, then poll or cancel). Handlers call one `Agents`
-//! function each; the run itself never depends on the connection.
+//! function each; the run itself never depends on the connection. Also the
+//! tenant's external MCP servers (register, list, discover tools, delete).
 
 use std::convert::Infallible;
 use std::time::Duration;
 
 use agentry_core::TenantAccess;
+use agentry_core::agents::mcp::McpServerInput;
 use agentry_core::agents::{AgentDefinition, RunInput, StartedRun, ThreadInput, ThreadPatch};
 use agentry_types::{ChatMessage, Role};
 use axum::extract::{Path, Query, State};
@@ -43,6 +45,26 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/runs/{id}", get(run))
         .route("/api/v1/runs/{id}/cancel", post(cancel))
         .route("/api/v1/runs/{id}/events", get(events))
+        .route("/api/v1/mcp-servers", get(mcp_servers).post(register_mcp_server))
+        .route("/api/v1/mcp-servers/{name}", axum::routing::delete(delete_mcp_server))
+        .route("/api/v1/mcp-servers/{name}/tools", get(mcp_server_tools))
+}
+
+async fn mcp_servers(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.mcp_servers(&access).await? })).into_response())
+}
+
+async fn register_mcp_server(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(input): ApiJson<McpServerInput>) -> Result<Response, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.agents.register_mcp_server(&access, input).await?)).into_response())
+}
+
+async fn delete_mcp_server(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    state.agents.delete_mcp_server(&access, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn mcp_server_tools(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(name): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(json!({ "data": state.agents.mcp_server_tools(&access, &name).await? })).into_response())
 }
 
 #[derive(Deserialize)]

@@ -120,3 +120,43 @@ async fn a2a_card_tasks_streams_and_the_older_names() {
     let (_, nope) = rpc(&app, &token, "/a2a", "tasks/resubscribe", json!({})).await;
     assert_eq!(nope["error"]["code"], -32601);
 }
+
+#[tokio::test]
+async fn agents_call_tools_of_registered_mcp_servers() {
+    let mut options = TestOptions::default();
+    options.agents.outbound.allow = vec![agentry_core::outbound::AllowEntry::parse("127.0.0.1").unwrap()];
+    let app = spawn_app_with(options).await;
+    app.bootstrap().await;
+    let token = app.token(ADMIN_EMAIL).await;
+    // This server's own /mcp stands in for an external MCP server.
+    let server = json!({ "name": "self", "url": app.url("/mcp"), "headers": { "Authorization": format!("Bearer {token}") } });
+    let response = app.with(Method::POST, "/api/v1/mcp-servers", &token).json(&server).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    let view = response.text().await.unwrap();
+    assert!(view.contains("\"header_names\":[\"Authorization\"]") && !view.contains(&token), "credentials are never shown: {view}");
+    let tools: Value = app.with(Method::GET, "/api/v1/mcp-servers/self/tools", &token).send().await.unwrap().json().await.unwrap();
+    assert!(tools["data"].as_array().unwrap().iter().any(|t| t["name"] == "agent_math"), "{tools}");
+    let ghost = json!({ "name": "ghost-user", "instructions": "i", "tools": ["mcp:ghost"] });
+    assert_eq!(app.with(Method::POST, "/api/v1/agents", &token).json(&ghost).send().await.unwrap().status(), 400);
+    let bridge = json!({ "name": "bridge", "instructions": "Use the remote tools.", "model": "mock-tools", "tools": ["mcp:self/agent_math"] });
+    assert_eq!(app.with(Method::POST, "/api/v1/agents", &token).json(&bridge).send().await.unwrap().status(), 201);
+    let run = |input: &str| json!({ "agent": "bridge", "input": input });
+    let ok: Value = app.with(Method::POST, "/api/v1/runs", &token).json(&run("call:self__agent_math {\"input\": \"What is 2^10?\"}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ok["tool_calls"][0]["tool"], "self__agent_math", "{ok}");
+    assert_eq!(ok["tool_calls"][0]["status"], "succeeded", "{ok}");
+    assert!(ok["output"].as_str().unwrap().contains("1024"), "{ok}");
+    let rejected: Value = app.with(Method::POST, "/api/v1/runs", &token).json(&run("call:self__agent_math {}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rejected["tool_calls"][0]["status"], "rejected", "{rejected}");
+    let other: Value = app.with(Method::POST, "/api/v1/runs", &token).json(&run("call:self__agent_general {\"input\": \"hi\"}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(other["tool_calls"][0]["status"], "rejected", "only the listed tool is offered: {other}");
+    assert_eq!(app.with(Method::DELETE, "/api/v1/mcp-servers/self", &token).send().await.unwrap().status(), 204);
+    let gone = app.with(Method::POST, "/api/v1/runs", &token).json(&run("call:self__agent_math {\"input\": \"1+1\"}")).send().await.unwrap();
+    assert_error(gone, 502, "upstream_error").await;
+
+    // Without an allowlist entry, loopback servers are refused when registered.
+    let guarded = spawn_app().await;
+    guarded.bootstrap().await;
+    let token = guarded.token(ADMIN_EMAIL).await;
+    let response = guarded.with(Method::POST, "/api/v1/mcp-servers", &token).json(&json!({ "name": "local", "url": "http://127.0.0.1:9/mcp" })).send().await.unwrap();
+    assert_error(response, 400, "invalid_request").await;
+}
