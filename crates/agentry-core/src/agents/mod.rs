@@ -96,6 +96,8 @@ pub struct AgentsSettings {
     pub max_tool_calls: u32,
     /// Wall-clock limit of a run (built-in agents; the default of custom ones).
     pub timeout_secs: f64,
+    /// Most tokens one model step of a run may generate.
+    pub max_output_tokens: u32,
     /// How long a finished run's events stay available for `Last-Event-ID` resumption.
     pub resume_window_secs: u64,
     /// Passages the RAG agent retrieves.
@@ -120,6 +122,9 @@ impl AgentsSettings {
         if !(1..=50).contains(&self.max_steps) || self.max_tool_calls > 100 || !(self.timeout_secs > 0.0 && self.timeout_secs <= 3600.0) {
             return Err("agents: max_steps must be 1-50, max_tool_calls at most 100, timeout_secs in (0, 3600]".into());
         }
+        if self.max_output_tokens == 0 {
+            return Err("agents.max_output_tokens must be at least 1".into());
+        }
         if !(1..=20).contains(&self.rag_top_k) || !(-1.0..=1.0).contains(&self.rag_min_similarity) {
             return Err("agents: rag_top_k must be 1-20 and rag_min_similarity in [-1, 1]".into());
         }
@@ -136,6 +141,7 @@ impl Default for AgentsSettings {
             max_steps: RunLimits::default().max_steps,
             max_tool_calls: RunLimits::default().max_tool_calls,
             timeout_secs: RunLimits::default().timeout_secs,
+            max_output_tokens: 1024,
             resume_window_secs: 600,
             rag_top_k: 5,
             rag_min_similarity: 0.35,

@@ -191,6 +191,7 @@ impl Agents {
             messages: conversation.to_vec(),
             temperature: run.spec.temperature,
             tools: (mode == Tools::Native).then(|| Value::Array(self.offered_tools(run))),
+            max_tokens: Some(self.settings.max_output_tokens),
             ..Default::default()
         };
         tally.model_calls += 1;

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestOptions, TestApp, spawn_app_with, sse_data, user_message};
+use crate::helpers::{ADMIN_EMAIL, TestOptions, TestApp, spawn_app_with, sse_data, user_message};
 
 async fn local_app() -> TestApp {
     spawn_app_with(TestOptions { local_models: true, router_timeout_secs: 120.0, ..TestOptions::default() }).await
@@ -103,4 +103,38 @@ async fn a_long_generation_does_not_stall_other_requests() {
     }
     let body: Value = serde_json::from_str(&generation.await.unwrap()).unwrap();
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+}
+
+/// The agents on the embedded default: the RAG agent retrieves with MiniLM
+/// (the real relevance threshold) and answers with the local chat model.
+#[tokio::test]
+async fn agents_answer_on_the_local_models() {
+    let mut options = TestOptions { local_models: true, router_timeout_secs: 120.0, ..TestOptions::default() };
+    options.agents = agentry_core::agents::AgentsSettings { max_output_tokens: 48, ..Default::default() };
+    let app = spawn_app_with(options).await;
+    app.bootstrap().await;
+    let token = app.token(ADMIN_EMAIL).await;
+    let call = |method: reqwest::Method, path: &str, body: Value| app.with(method, path, &token).json(&body).send();
+    let collection: Value = call(reqwest::Method::POST, "/api/v1/collections", json!({ "name": "it" })).await.unwrap().json().await.unwrap();
+    let text = "Password resets: to reset your password, open the sign-in page and choose the forgotten password link. \
+                A reset email arrives within five minutes.";
+    let path = format!("/api/v1/collections/{}/documents", collection["id"].as_str().unwrap());
+    let accepted: Value = call(reqwest::Method::POST, &path, json!({ "text": text, "title": "Accounts" })).await.unwrap().json().await.unwrap();
+    let job = accepted["job_id"].as_str().unwrap().to_owned();
+    for _ in 0..600 {
+        let status: Value = app.with(reqwest::Method::GET, &format!("/api/v1/ingest-jobs/{job}"), &token).send().await.unwrap().json().await.unwrap();
+        if status["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let run: Value = call(reqwest::Method::POST, "/api/v1/runs", json!({ "agent": "auto", "input": "How do I reset my password?" })).await.unwrap().json().await.unwrap();
+    assert_eq!((run["agent"].as_str(), run["status"].as_str()), (Some("rag"), Some("succeeded")), "routed by the knowledge probe: {run}");
+    assert_eq!(run["routing"]["routed_by"], "knowledge", "{run}");
+    assert!(!run["output"].as_str().unwrap().trim().is_empty(), "{run}");
+    assert_eq!(run["citations"][0]["document_id"], accepted["document"]["id"], "{run}");
+    let unknown: Value = call(reqwest::Method::POST, "/api/v1/runs", json!({ "agent": "rag", "input": "Which volcano erupted on Io in 1979?" })).await.unwrap().json().await.unwrap();
+    assert_eq!(unknown["output"], agentry_core::agents::RAG_UNKNOWN, "{unknown}");
+    let general = call(reqwest::Method::POST, "/api/v1/runs", json!({ "agent": "general", "input": "Say hello.", "stream": true })).await.unwrap().text().await.unwrap();
+    assert!(general.contains("\"type\":\"token\"") && general.contains("\"type\":\"done\""), "{general}");
 }
