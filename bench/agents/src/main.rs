@@ -49,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(requests); ways.len()];
     for round in 0..requests + 20 {
         for (i, (_, path, body, marker)) in ways.iter().enumerate() {
-            let ms = first_token_ms(&client, &harness, path, body, marker).await.with_context(|| format!("{path}"))?;
+            let ms = first_token_ms(&client, &harness, path, body, marker).await.context(path.to_string())?;
             if round >= 20 {
                 samples[i].push(ms);
             }

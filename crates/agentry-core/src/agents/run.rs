@@ -367,7 +367,7 @@ impl Agents {
             arguments: Ok(json!({ "query": run.question, "top_k": self.settings.rag_top_k })),
         };
         let (text, output) = self.call_tool(run, tally, &call).await?;
-        let output = output.ok_or_else(|| Failure::Stopped("knowledge_unavailable", text))?;
+        let output = output.ok_or(Failure::Stopped("knowledge_unavailable", text))?;
         let sources: Vec<SearchHit> = output
             .sources
             .into_iter()
