@@ -12,16 +12,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-async fn send(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.with(method, path, token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Run and wait: the run's record.
 async fn run(app: &TestApp, token: &str, body: Value) -> Value {
     let (status, run) = send(app, token, Method::POST, "/api/v1/runs", Some(body)).await;

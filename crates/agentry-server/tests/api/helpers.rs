@@ -254,6 +254,17 @@ pub async fn assert_error(response: reqwest::Response, status: u16, code: &str) 
     body["error"].clone()
 }
 
+/// A request with a bearer credential and an optional JSON body: (status, JSON answer or null).
+pub async fn send(app: &TestApp, token: &str, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut request = app.with(method, path, token);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const PASSWORD: &str = "correct horse battery 9";
 

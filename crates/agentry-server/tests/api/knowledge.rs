@@ -20,16 +20,6 @@ const GUIDE: &str = "# Employee handbook\n\n## Accounts\n\n\
     ## Travel\n\n\
     Flights booked for business trips must be economy class unless the journey is longer than eight hours.\n";
 
-async fn send(app: &TestApp, token: &str, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
-    let mut request = app.with(method, path, token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
-}
-
 /// Poll a job until it ends; returns its final JSON.
 async fn finished(app: &TestApp, token: &str, job: &str) -> Value {
     for _ in 0..600 {
