@@ -9,6 +9,7 @@
 //! | `mock-stream-error` | streams two tokens, then fails |
 //! | `mock-tools` | calls a tool when the last user message holds `call:<tool> <json arguments>` (until a tool result follows), then answers `echo: tool said: <result>` |
 //! | `mock-tool-loop` | calls `current_time` every time |
+//! | `mock-say-<text>` | answers `<text>` |
 //! | anything else | answers `echo: <last user message>` |
 //!
 //! Tokens are whitespace-separated words. Must never do I/O.
@@ -96,6 +97,9 @@ impl MockProvider {
                 }
             }
             Script::Echo | Script::StreamError => {}
+        }
+        if let Some(text) = request.model.strip_prefix("mock-say-") {
+            return Ok((text.split_whitespace().map(str::to_owned).collect(), FinishReason::Stop));
         }
         let last_user = match request.messages.last() {
             Some(m) if m.role == Role::Tool && request.model == "mock-tools" => format!("tool said: {}", m.content_text()),

@@ -90,6 +90,8 @@ pub struct AgentsSettings {
     pub vision_model: Option<String>,
     /// Model asked to classify a request when the keyword router is unsure; none: keywords and knowledge only.
     pub router_model: Option<String>,
+    /// Model that grades how well a RAG answer's sources support it (0-1); none: the lexical support score.
+    pub judge_model: Option<String>,
     /// Model calls per run (built-in agents; the default of custom ones).
     pub max_steps: u32,
     /// Tool calls per run (built-in agents; the default of custom ones).
@@ -138,6 +140,7 @@ impl Default for AgentsSettings {
             default_model: "local-chat".into(),
             vision_model: None,
             router_model: None,
+            judge_model: None,
             max_steps: RunLimits::default().max_steps,
             max_tool_calls: RunLimits::default().max_tool_calls,
             timeout_secs: RunLimits::default().timeout_secs,

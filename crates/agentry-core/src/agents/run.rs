@@ -387,7 +387,10 @@ impl Agents {
         for citation in &assessment.citations {
             run.live.emit(RunEvent::Citation(citation.clone()));
         }
-        tally.quality = assessment.score;
+        tally.quality = match &self.settings.judge_model {
+            Some(judge) => self.judge(run, tally, judge, &step.text, &sources).await.or(assessment.score),
+            None => assessment.score,
+        };
         tally.citations = assessment.citations;
         if let Some(ticket) = ticket {
             let cached = CachedAnswer {
@@ -399,6 +402,30 @@ impl Agents {
             self.knowledge.remember_answer(ticket, cached);
         }
         Ok(step.text)
+    }
+
+    /// The judge model's grade (0-1) of how well `sources` support `answer`;
+    /// `None` when the call fails or the reply holds no grade.
+    async fn judge(&self, run: &Run, tally: &mut Tally, judge: &str, answer: &str, sources: &[SearchHit]) -> Option<f64> {
+        let request = ChatRequest {
+            messages: vec![
+                ChatMessage::text(
+                    Role::System,
+                    "You grade answers. Reply with one number between 0 and 1: the share of the answer's statements that \
+                     the sources support. Reply with the number only.",
+                ),
+                ChatMessage::text(Role::User, format!("Sources:\n{}\n\nAnswer:\n{answer}", super::tools::numbered_sources(sources))),
+            ],
+            temperature: Some(0.0),
+            max_tokens: Some(8),
+            ..Default::default()
+        };
+        tally.model_calls += 1;
+        let served = self.gateway.chat(&run.call, judge, request).await.ok()?;
+        let usage = served.routed.value.usage;
+        tally.usage = Usage::new(tally.usage.prompt_tokens + usage.prompt_tokens, tally.usage.completion_tokens + usage.completion_tokens);
+        let reply = served.routed.value.content?;
+        reply.split_whitespace().find_map(|w| w.trim_matches(|c: char| !c.is_ascii_digit() && c != '.').parse::<f64>().ok()).filter(|g| (0.0..=1.0).contains(g))
     }
 
     /// A cached RAG answer, streamed like a fresh one.

@@ -174,6 +174,31 @@ async fn rag_cites_only_chunks_the_asker_may_read() {
     // The asker's ACL is part of the answer cache's scope: the reader's cached answer is never the admin's.
     let again = app.with(Method::POST, "/api/v1/runs", &reader).json(&question).send().await.unwrap().text().await.unwrap();
     assert!(!again.contains(secret_id), "{again}");
+    let lexical = run(&app, &reader, json!({ "agent": "rag", "input": "zebras eat grass every morning [1]" })).await;
+    assert_eq!(lexical["quality_score"], 1.0, "every sentence is supported by its cited passage: {lexical}");
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("agent_quality_score_bucket{agent_type=\"rag\",le=\"1\"}"), "a histogram: {metrics}");
+}
+
+#[tokio::test]
+async fn a_configured_judge_model_grades_rag_answers() {
+    let mut options = mock_knowledge();
+    options.agents.judge_model = Some("mock-judge".into());
+    let app = spawn_app_with(options).await;
+    let (_, token) = admin(&app).await;
+    let (_, collection) = send(&app, &token, Method::POST, "/api/v1/collections", Some(json!({ "name": "kb" }))).await;
+    let path = format!("/api/v1/collections/{}/documents", collection["id"].as_str().unwrap());
+    let (_, accepted) = send(&app, &token, Method::POST, &path, Some(json!({ "text": "Otters hold hands while sleeping.", "title": "Otters" }))).await;
+    let job = accepted["job_id"].as_str().unwrap();
+    for _ in 0..200 {
+        if send(&app, &token, Method::GET, &format!("/api/v1/ingest-jobs/{job}"), None).await.1["status"] == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let graded = run(&app, &token, json!({ "agent": "rag", "input": "Do otters hold hands while sleeping?" })).await;
+    assert_eq!(graded["quality_score"], 0.25, "{graded}");
+    assert_eq!(graded["model_calls"], 2, "the answer and the grade: {graded}");
 }
 
 #[tokio::test]

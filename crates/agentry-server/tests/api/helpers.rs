@@ -106,6 +106,7 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
         { "name": "mock-slow-400", "provider": "mock" },
         { "name": "mock-tiny-window", "provider": "mock", "upstream_model": "mock-echo", "context_window": 160 },
         { "name": "mock-embed", "provider": "mock", "kind": "embedding" },
+        { "name": "mock-judge", "provider": "mock", "upstream_model": "mock-say-0.25" },
         { "name": "priced", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.0, "output_price_per_1k": 1.0 },
         { "name": "gpt-4o-mini", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.00015, "output_price_per_1k": 0.0006 },
     ]);
