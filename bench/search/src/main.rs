@@ -15,7 +15,8 @@
 //!    and speed against an exact scan, and hybrid search latency.
 //!
 //! Prints a table and appends it to `bench/results/search.md`.
-//! Usage: `cargo run --release -p bench-search [-- --ingest-docs 10000 --vectors 100000]`
+//! Usage: `cargo run --release -p bench-search [-- --ingest-docs 10000 --vectors 100000 --skip-quality]`
+//! (`--ingest-docs 0` / `--vectors 0` / `--skip-quality` leave a part out).
 
 mod scale;
 
@@ -47,9 +48,12 @@ struct Args {
     /// Generated documents for the ingestion measurement (0 skips it).
     #[arg(long, default_value_t = 10_000)]
     ingest_docs: usize,
-    /// Synthetic chunks for the index-at-scale measurement.
+    /// Synthetic chunks for the index-at-scale measurement (0 skips it).
     #[arg(long, default_value_t = 100_000)]
     vectors: usize,
+    /// Skip the quality measurement (Cranfield through the API and the bm25s baseline).
+    #[arg(long)]
+    skip_quality: bool,
     /// A Python with `bm25s` and `PyStemmer`, for the BM25 baseline (skipped when absent).
     #[arg(long, env = "AGENTRY_BENCH_PYTHON", default_value_os_t = home().join(".cache/agentry-bench-venv/bin/python"))]
     python: PathBuf,
@@ -77,15 +81,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let paths = ensure_default_models(&args.models_dir, &PullOptions { offline: false, show_progress: true }).await?;
     let settings = Settings { local: agentry_server::configuration::LocalSettings { models_dir: Some(args.models_dir.clone()), ..Default::default() }, ..Settings::default() };
 
-    eprintln!("quality: ingesting and searching {} through the API", args.dataset.display());
-    let options = RetrievalOptions { dataset: args.dataset.clone(), split: "test".into(), concurrency: UPLOAD_CONCURRENCY };
-    let quality = agentry_server::eval::retrieval(settings.clone(), &options).await?;
-    let baseline = match bm25s_baseline(&args.python, &args.dataset) {
-        Ok(rankings) => Some(eval::evaluate(&dataset, &rankings)),
-        Err(error) => {
-            eprintln!("bm25s baseline skipped: {error:#}");
-            None
-        }
+    let (quality, baseline) = if args.skip_quality {
+        (None, None)
+    } else {
+        eprintln!("quality: ingesting and searching {} through the API", args.dataset.display());
+        let options = RetrievalOptions { dataset: args.dataset.clone(), split: "test".into(), concurrency: UPLOAD_CONCURRENCY };
+        let quality = agentry_server::eval::retrieval(settings.clone(), &options).await?;
+        let baseline = match bm25s_baseline(&args.python, &args.dataset) {
+            Ok(rankings) => Some(eval::evaluate(&dataset, &rankings)),
+            Err(error) => {
+                eprintln!("bm25s baseline skipped: {error:#}");
+                None
+            }
+        };
+        (Some(quality), baseline)
     };
 
     let ingestion = if args.ingest_docs > 0 {
@@ -95,16 +104,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
-    eprintln!("index at scale: embedding the corpus, then {} chunks", args.vectors);
-    let embedder = LocalEmbedder::load(&paths.embed_dir)?;
-    let texts: Vec<String> = dataset.corpus.iter().map(|d| format!("{}\n{}", d.title, d.text)).collect();
-    let mut doc_vectors = Vec::with_capacity(texts.len());
-    for batch in texts.chunks(32) {
-        doc_vectors.extend(embedder.embed("local-embed", batch).await?.vectors);
-    }
-    let scale = scale::measure(&embedder, &dataset, &doc_vectors, args.vectors).await?;
+    let scale = if args.vectors > 0 {
+        eprintln!("index at scale: embedding the corpus, then {} chunks", args.vectors);
+        let embedder = LocalEmbedder::load(&paths.embed_dir)?;
+        let texts: Vec<String> = dataset.corpus.iter().map(|d| format!("{}\n{}", d.title, d.text)).collect();
+        let mut doc_vectors = Vec::with_capacity(texts.len());
+        for batch in texts.chunks(32) {
+            doc_vectors.extend(embedder.embed("local-embed", batch).await?.vectors);
+        }
+        Some(scale::measure(&embedder, &dataset, &doc_vectors, args.vectors).await?)
+    } else {
+        None
+    };
 
-    let table = report(&quality, baseline.as_ref(), ingestion.as_ref(), &scale);
+    let table = report(quality.as_ref(), baseline.as_ref(), ingestion.as_ref(), scale.as_ref());
     eprintln!("{table}");
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/search.md");
     let mut file = std::fs::OpenOptions::new().create(true).append(true).open(results)?;
@@ -169,9 +182,12 @@ fn bm25s_baseline(python: &Path, dataset: &Path) -> anyhow::Result<HashMap<Strin
     Ok(serde_json::from_slice(&output.stdout)?)
 }
 
-fn report(quality: &RetrievalReport, baseline: Option<&Metrics>, ingestion: Option<&Ingestion>, scale: &scale::Scale) -> String {
-    let mut table = String::from("### Quality through the API (`agentry eval retrieval`), nDCG with linear gains\n\n");
-    table.push_str(&quality.table());
+fn report(quality: Option<&RetrievalReport>, baseline: Option<&Metrics>, ingestion: Option<&Ingestion>, scale: Option<&scale::Scale>) -> String {
+    let mut table = String::new();
+    if let Some(quality) = quality {
+        table.push_str("### Quality through the API (`agentry eval retrieval`), nDCG with linear gains\n\n");
+        table.push_str(&quality.table());
+    }
     if let Some(m) = baseline {
         table.push_str(&format!("| baseline: bm25s (PyPI, same files) | {:.4} | {:.4} | {:.4} | — | — |\n", m.ndcg_at_10, m.recall_at_100, m.mrr_at_10));
     }
@@ -193,6 +209,7 @@ fn report(quality: &RetrievalReport, baseline: Option<&Metrics>, ingestion: Opti
             i.search_ms.1,
         ));
     }
+    let Some(scale) = scale else { return table };
     table.push_str(&format!(
         "\n### Embedded index at {} chunks (two tenants, queries filtered to one, one thread; built in {:.1} s)\n\n\
          | measure | value |\n|---|---|\n\

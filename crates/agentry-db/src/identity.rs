@@ -216,10 +216,17 @@ impl Db {
         .map_err(DbError::write("upsert membership"))
     }
 
+    /// End a membership, and with it the user's place in the tenant's groups (one transaction).
     pub async fn delete_membership(&self, tenant_id: &str, user_id: &str) -> Result<bool, DbError> {
-        on_pool!(self, pool => sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant_id).bind(user_id).execute(pool).await.map(|r| r.rows_affected() > 0))
-        .map_err(DbError::write("delete membership"))
+        on_pool!(self, pool => {
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
+            sqlx::query("DELETE FROM group_members WHERE user_id = $2 AND group_id IN (SELECT id FROM groups WHERE tenant_id = $1)")
+                .bind(tenant_id).bind(user_id).execute(&mut *tx).await.map_err(DbError::write("leave groups"))?;
+            let deleted = sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+                .bind(tenant_id).bind(user_id).execute(&mut *tx).await.map_err(DbError::write("delete membership"))?.rows_affected() > 0;
+            tx.commit().await.map_err(DbError::write("commit membership delete"))?;
+            Ok(deleted)
+        })
     }
 
     pub async fn membership(&self, tenant_id: &str, user_id: &str) -> Result<Option<MembershipRow>, DbError> {

@@ -44,6 +44,8 @@ pub struct DocumentRow {
     pub created_by: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The current version's summary (read only: the summary job writes it on the version).
+    pub summary: Option<String>,
 }
 
 /// A version without its bytes.
@@ -62,7 +64,17 @@ pub struct VersionRow {
     pub error: Option<String>,
     pub chunk_count: i32,
     pub created_at_ms: i64,
+    /// Written by the summary job (read only for inserts).
+    pub summary: Option<String>,
+    /// `queued`, `succeeded` or `failed`; `None` when no summary was asked for.
+    pub summary_status: Option<String>,
+    pub summary_error: Option<String>,
 }
+
+/// What an ingestion job does.
+pub const JOB_INDEX: &str = "index";
+/// Summarise an indexed version.
+pub const JOB_SUMMARY: &str = "summary";
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct JobRow {
@@ -76,6 +88,8 @@ pub struct JobRow {
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// [`JOB_INDEX`] or [`JOB_SUMMARY`].
+    pub kind: String,
 }
 
 /// A chunk to store; the database assigns its id (the index key).
@@ -106,6 +120,20 @@ pub struct ChunkHitRow {
     pub page: Option<i32>,
 }
 
+/// A stored chunk of one version, with its embedding (little-endian f32).
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredChunkRow {
+    pub id: i64,
+    pub ordinal: i32,
+    pub text: String,
+    pub heading_path: String,
+    pub page: Option<i32>,
+    pub embedding: Vec<u8>,
+}
+
+/// The ordinal of a version's summary chunk (its text chunks count from 0).
+pub const SUMMARY_ORDINAL: i32 = -1;
+
 macro_rules! collection_columns {
     () => {
         "id, tenant_id, name, description, chunk_max_tokens, chunk_overlap_tokens, created_at_ms, updated_at_ms"
@@ -118,33 +146,61 @@ macro_rules! document_columns {
     };
 }
 
+/// A document row with its current version's summary.
+macro_rules! document_select {
+    () => {
+        concat!(
+            document_columns!(),
+            ", (SELECT v.summary FROM document_versions v WHERE v.document_id = documents.id AND v.version = documents.current_version) AS summary"
+        )
+    };
+}
+
 macro_rules! version_columns {
     () => {
         "document_id, version, content_hash, format, size_bytes, source_url, status, error, chunk_count, created_at_ms"
     };
 }
 
+macro_rules! version_select {
+    () => {
+        concat!(version_columns!(), ", summary, summary_status, summary_error")
+    };
+}
+
 macro_rules! job_columns {
     () => {
-        "id, tenant_id, document_id, version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms"
+        "id, tenant_id, document_id, version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms, kind"
     };
+}
+
+macro_rules! insert_job {
+    () => {
+        concat!("INSERT INTO ingest_jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+    };
+}
+
+/// Insert job `$job` inside transaction `$tx`.
+macro_rules! bind_job {
+    ($tx:ident, $job:expr) => {{
+        let j = $job;
+        sqlx::query(insert_job!())
+            .bind(&j.id).bind(&j.tenant_id).bind(&j.document_id).bind(j.version).bind(&j.status).bind(j.attempts)
+            .bind(j.run_after_ms).bind(&j.error).bind(j.created_at_ms).bind(j.updated_at_ms).bind(&j.kind)
+            .execute(&mut *$tx).await?;
+    }};
 }
 
 /// Insert a version row with its bytes (if any yet) and its job inside transaction `$tx`.
 macro_rules! insert_version_and_job {
     ($tx:ident, $new:expr) => {{
         const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
-        const JOB: &str = concat!("INSERT INTO ingest_jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         let v = $new.version;
         sqlx::query(VERSION)
             .bind(&v.document_id).bind(v.version).bind(&v.content_hash).bind(&v.format).bind(v.size_bytes).bind(&v.source_url)
             .bind(&v.status).bind(&v.error).bind(v.chunk_count).bind(v.created_at_ms).bind($new.content)
             .execute(&mut *$tx).await?;
-        let j = $new.job;
-        sqlx::query(JOB)
-            .bind(&j.id).bind(&j.tenant_id).bind(&j.document_id).bind(j.version).bind(&j.status).bind(j.attempts)
-            .bind(j.run_after_ms).bind(&j.error).bind(j.created_at_ms).bind(j.updated_at_ms)
-            .execute(&mut *$tx).await?;
+        bind_job!($tx, $new.job);
     }};
 }
 
@@ -237,18 +293,18 @@ impl Db {
     }
 
     pub async fn document(&self, tenant_id: &str, id: &str) -> Result<Option<DocumentRow>, DbError> {
-        const SQL: &str = concat!("SELECT ", document_columns!(), " FROM documents WHERE tenant_id = $1 AND id = $2");
+        const SQL: &str = concat!("SELECT ", document_select!(), " FROM documents WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get document"))
     }
 
     pub async fn documents_of_collection(&self, tenant_id: &str, collection_id: &str) -> Result<Vec<DocumentRow>, DbError> {
         const SQL: &str =
-            concat!("SELECT ", document_columns!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY created_at_ms, id");
+            concat!("SELECT ", document_select!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY created_at_ms, id");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).fetch_all(pool).await).map_err(DbError::query("list documents"))
     }
 
     pub async fn versions_of_document(&self, document_id: &str) -> Result<Vec<VersionRow>, DbError> {
-        const SQL: &str = concat!("SELECT ", version_columns!(), " FROM document_versions WHERE document_id = $1 ORDER BY version");
+        const SQL: &str = concat!("SELECT ", version_select!(), " FROM document_versions WHERE document_id = $1 ORDER BY version");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(document_id).fetch_all(pool).await).map_err(DbError::query("list versions"))
     }
 
@@ -353,10 +409,16 @@ impl Db {
     }
 
     /// Make the job's version current (its chunks are indexed) in one
-    /// transaction; returns the previous current version, whose chunks the caller unindexes.
-    pub async fn finish_ingest(&self, job: &JobRow, chunk_count: i32, now_ms: i64) -> Result<Option<i32>, DbError> {
+    /// transaction, queueing `summary_job` for it when given; returns the
+    /// previous current version, whose chunks the caller unindexes.
+    pub async fn finish_ingest(&self, job: &JobRow, chunk_count: i32, summary_job: Option<&JobRow>, now_ms: i64) -> Result<Option<i32>, DbError> {
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
+            if let Some(summary_job) = summary_job {
+                bind_job!(tx, summary_job);
+                sqlx::query("UPDATE document_versions SET summary_status = 'queued', summary_error = NULL WHERE document_id = $1 AND version = $2")
+                    .bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            }
             let previous: Option<i32> = sqlx::query_scalar("SELECT current_version FROM documents WHERE id = $1")
                 .bind(&job.document_id).fetch_optional(&mut *tx).await?.flatten();
             sqlx::query("UPDATE document_versions SET status = 'succeeded', error = NULL, chunk_count = $1 WHERE document_id = $2 AND version = $3")
@@ -372,7 +434,9 @@ impl Db {
         .map_err(DbError::query("finish ingest"))
     }
 
-    /// Record a failed attempt: retry at `retry_at_ms`, or fail the version for good with `error`.
+    /// Record a failed attempt: retry at `retry_at_ms`, or fail for good
+    /// with `error` (an index job fails its version; a summary job only the
+    /// version's summary).
     pub async fn fail_ingest(&self, job: &JobRow, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> Result<(), DbError> {
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
@@ -380,6 +444,12 @@ impl Db {
                 Some(at) => {
                     sqlx::query("UPDATE ingest_jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
                         .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+                }
+                None if job.kind == JOB_SUMMARY => {
+                    sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
+                        .bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+                    sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
+                        .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
                 }
                 None => {
                     sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
@@ -393,6 +463,47 @@ impl Db {
             tx.commit().await
         }.await)
         .map_err(DbError::query("fail ingest"))
+    }
+
+    /// The stored chunks of one version (its summary chunk first), with their embeddings.
+    pub async fn version_chunks(&self, document_id: &str, version: i32) -> Result<Vec<StoredChunkRow>, DbError> {
+        on_pool!(self, pool => sqlx::query_as(
+            "SELECT id, ordinal, text, heading_path, page, embedding FROM chunks WHERE document_id = $1 AND version = $2 ORDER BY ordinal")
+            .bind(document_id).bind(version).fetch_all(pool).await)
+        .map_err(DbError::query("version chunks"))
+    }
+
+    /// Store `chunk` as the summary chunk of the job's version, replacing any
+    /// an earlier attempt stored; returns the replaced chunks' ids (to
+    /// unindex) and the new chunk's id (to index).
+    pub async fn replace_summary_chunk(&self, job: &JobRow, chunk: &NewChunk) -> Result<(Vec<i64>, i64), DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            let stale: Vec<i64> = sqlx::query_scalar("DELETE FROM chunks WHERE document_id = $1 AND version = $2 AND ordinal = $3 RETURNING id")
+                .bind(&job.document_id).bind(job.version).bind(SUMMARY_ORDINAL).fetch_all(&mut *tx).await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO chunks (tenant_id, document_id, version, ordinal, content_hash, text, heading_path, page, token_count, embedding) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id")
+                .bind(&job.tenant_id).bind(&job.document_id).bind(job.version).bind(SUMMARY_ORDINAL).bind(&chunk.content_hash)
+                .bind(&chunk.text).bind(&chunk.heading_path).bind(chunk.page).bind(chunk.token_count).bind(&chunk.embedding)
+                .fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((stale, id))
+        }.await)
+        .map_err(DbError::query("store summary chunk"))
+    }
+
+    /// Record the summary of the job's version and finish the job.
+    pub async fn finish_summary(&self, job: &JobRow, summary: &str, now_ms: i64) -> Result<(), DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            sqlx::query("UPDATE document_versions SET summary = $1, summary_status = 'succeeded', summary_error = NULL WHERE document_id = $2 AND version = $3")
+                .bind(summary).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            sqlx::query("UPDATE ingest_jobs SET status = 'succeeded', error = NULL, locked_until_ms = NULL, updated_at_ms = $1 WHERE id = $2")
+                .bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+            tx.commit().await
+        }.await)
+        .map_err(DbError::query("finish summary"))
     }
 
     pub async fn ingest_job(&self, tenant_id: &str, id: &str) -> Result<Option<JobRow>, DbError> {

@@ -8,6 +8,7 @@
 pub mod agents;
 pub mod audit;
 pub mod billing;
+pub mod groups;
 pub mod identity;
 pub mod knowledge;
 pub mod mfa;

@@ -38,7 +38,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), vec![1, 2, 3, 4, 5, 6, 7, 8], "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=10).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -143,6 +143,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
             created_by: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            summary: None,
         };
         let version = VersionRow {
             document_id: "d1".into(),
@@ -155,6 +156,9 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
             error: None,
             chunk_count: 0,
             created_at_ms: 0,
+            summary: None,
+            summary_status: None,
+            summary_error: None,
         };
         let job = JobRow {
             id: "j1".into(),
@@ -167,6 +171,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
             error: None,
             created_at_ms: 0,
             updated_at_ms: 0,
+            kind: agentry_db::knowledge::JOB_INDEX.into(),
         };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"hello"), job: &job }).await.unwrap();
         assert!(db.claim_ingest_job(999, 60_000).await.unwrap().is_none(), "not due yet");
@@ -187,18 +192,40 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         };
         let first = db.store_chunks(&again, std::slice::from_ref(&chunk)).await.unwrap();
         // A re-run replaces what a crashed attempt stored.
-        let ids = db.store_chunks(&again, &[chunk]).await.unwrap();
+        let ids = db.store_chunks(&again, std::slice::from_ref(&chunk)).await.unwrap();
         assert_ne!(first, ids);
         assert_eq!(db.chunk_ids("d1", Some(1)).await.unwrap(), ids);
         assert!(db.visible_chunks("t1", &ids).await.unwrap().is_empty(), "not visible before the version is current");
-        assert_eq!(db.finish_ingest(&again, 1, 70_000).await.unwrap(), None);
+        let summary_job = JobRow { id: "j1s".into(), kind: agentry_db::knowledge::JOB_SUMMARY.into(), run_after_ms: 70_000, ..job.clone() };
+        assert_eq!(db.finish_ingest(&again, 1, Some(&summary_job), 70_000).await.unwrap(), None);
         let visible = db.visible_chunks("t1", &ids).await.unwrap();
         assert_eq!(visible.len(), 1);
         assert!(db.visible_chunks("other", &ids).await.unwrap().is_empty(), "tenant scoped");
         let stored = db.document("t1", "d1").await.unwrap().unwrap();
         assert_eq!((stored.current_version, stored.status.as_str()), (Some(1), "succeeded"));
         assert_eq!(db.embeddings_by_hash("d1").await.unwrap(), vec![("c".to_owned(), vec![0, 0, 128, 63])]);
-        assert!(db.claim_ingest_job(200_000, 60_000).await.unwrap().is_none(), "finished jobs are not claimed");
+        // Finishing queued the version's summary job in the same transaction.
+        assert_eq!(db.versions_of_document("d1").await.unwrap()[0].summary_status.as_deref(), Some("queued"));
+        let summarizing = db.claim_ingest_job(200_000, 60_000).await.unwrap().unwrap();
+        assert_eq!((summarizing.id.as_str(), summarizing.kind.as_str()), ("j1s", "summary"));
+        let summary_chunk = NewChunk { ordinal: agentry_db::knowledge::SUMMARY_ORDINAL, content_hash: "s".into(), text: "In short.".into(), ..chunk.clone() };
+        let (stale, first_summary) = db.replace_summary_chunk(&summarizing, &summary_chunk).await.unwrap();
+        assert!(stale.is_empty());
+        let (stale, summary_id) = db.replace_summary_chunk(&summarizing, &summary_chunk).await.unwrap();
+        assert_eq!(stale, vec![first_summary], "a re-run replaces the earlier attempt's summary chunk");
+        // A failed attempt at a summary never fails the document.
+        db.fail_ingest(&summarizing, "model down", None, 200_001).await.unwrap();
+        assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().status, "succeeded");
+        assert_eq!(db.versions_of_document("d1").await.unwrap()[0].summary_status.as_deref(), Some("failed"));
+        db.finish_summary(&summarizing, "In short.", 200_002).await.unwrap();
+        let listed = db.versions_of_document("d1").await.unwrap();
+        assert_eq!((listed[0].summary.as_deref(), listed[0].summary_status.as_deref(), listed[0].summary_error.as_deref()), (Some("In short."), Some("succeeded"), None));
+        assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().summary.as_deref(), Some("In short."));
+        let stored_chunks = db.version_chunks("d1", 1).await.unwrap();
+        assert_eq!(stored_chunks.iter().map(|c| (c.id, c.ordinal)).collect::<Vec<_>>(), vec![(summary_id, -1), (ids[0], 0)]);
+        assert_eq!(db.visible_chunks("t1", &[summary_id]).await.unwrap().len(), 1, "the summary is a chunk of the current version");
+        let ids = db.chunk_ids("d1", Some(1)).await.unwrap();
+        assert!(db.claim_ingest_job(300_000, 60_000).await.unwrap().is_none(), "finished jobs are not claimed");
 
         // A version uploaded by URL has no bytes until the worker stores what it fetched, once.
         let url = "https://example.com/doc.md";
@@ -214,5 +241,91 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_eq!((listed[1].format.as_deref(), listed[1].size_bytes, listed[1].source_url.as_deref()), (Some("markdown"), 5, Some(url)));
         assert_eq!(db.delete_document("t1", "d1").await.unwrap(), Some(ids));
         assert!(db.document("t1", "d1").await.unwrap().is_none());
+    }
+}
+
+/// Groups are tenant scoped, unique by name, idempotent to join, and a user
+/// who leaves the tenant leaves its groups (and only its groups).
+#[tokio::test]
+async fn groups_are_tenant_scoped_and_follow_membership() {
+    use agentry_db::groups::GroupRow;
+    use agentry_db::identity::{TenantRow, UserRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let backend = db.backend();
+        for tenant in ["t1", "t2"] {
+            db.insert_tenant(&TenantRow { id: tenant.into(), slug: tenant.into(), name: tenant.into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
+        }
+        for (id, email) in [("u1", "a@example.com"), ("u2", "b@example.com")] {
+            let user = UserRow {
+                id: id.into(),
+                email: email.into(),
+                display_name: email.into(),
+                password_hash: None,
+                is_active: true,
+                platform_admin: false,
+                failed_logins: 0,
+                locked_until_ms: None,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+            };
+            db.insert_user(&user).await.unwrap();
+            for tenant in ["t1", "t2"] {
+                db.upsert_membership(tenant, id, "user", 0).await.unwrap();
+            }
+        }
+        let group = |id: &str, tenant: &str, name: &str| GroupRow {
+            id: id.into(),
+            tenant_id: tenant.into(),
+            name: name.into(),
+            description: String::new(),
+            created_at_ms: 1,
+            updated_at_ms: 1,
+        };
+        db.insert_group(&group("g1", "t1", "finance")).await.unwrap();
+        db.insert_group(&group("g2", "t1", "legal")).await.unwrap();
+        db.insert_group(&group("g3", "t2", "finance")).await.unwrap();
+        assert!(matches!(db.insert_group(&group("g4", "t1", "finance")).await, Err(agentry_db::DbError::Conflict { .. })), "{backend:?}");
+        assert!(matches!(db.update_group("t1", "g2", Some("finance"), None, 2).await, Err(agentry_db::DbError::Conflict { .. })), "{backend:?}");
+        assert!(db.update_group("t1", "g2", Some("legal-team"), Some("contracts"), 2).await.unwrap());
+        assert!(!db.update_group("t2", "g2", Some("x"), None, 2).await.unwrap(), "other tenant");
+        let listed: Vec<String> = db.groups_of_tenant("t1").await.unwrap().into_iter().map(|g| g.name).collect();
+        assert_eq!(listed, ["finance", "legal-team"], "{backend:?}");
+        assert_eq!(db.group("t1", "g2").await.unwrap().unwrap().description, "contracts");
+        assert!(db.group("t2", "g1").await.unwrap().is_none(), "other tenant");
+
+        assert!(db.add_group_member("t1", "g1", "u1", 5).await.unwrap());
+        assert!(!db.add_group_member("t1", "g1", "u1", 6).await.unwrap(), "idempotent");
+        assert!(!db.add_group_member("t2", "g1", "u2", 6).await.unwrap(), "not the tenant's group");
+        db.add_group_member("t1", "g2", "u1", 7).await.unwrap();
+        db.add_group_member("t1", "g1", "u2", 8).await.unwrap();
+        db.add_group_member("t2", "g3", "u1", 9).await.unwrap();
+        let members = db.group_members("t1", "g1").await.unwrap();
+        assert_eq!(members.iter().map(|m| (m.user_id.as_str(), m.email.as_str(), m.added_at_ms)).collect::<Vec<_>>(), [("u1", "a@example.com", 5), ("u2", "b@example.com", 8)]);
+        assert!(db.group_members("t2", "g1").await.unwrap().is_empty(), "other tenant");
+        assert_eq!(db.group_ids_of_user("t1", "u1").await.unwrap(), ["g1", "g2"], "{backend:?}");
+        assert_eq!(db.group_ids_of_user("t2", "u1").await.unwrap(), ["g3"]);
+
+        assert!(!db.remove_group_member("t2", "g1", "u2").await.unwrap(), "other tenant");
+        assert!(db.remove_group_member("t1", "g1", "u2").await.unwrap());
+        assert!(!db.remove_group_member("t1", "g1", "u2").await.unwrap());
+        assert!(db.group_ids_of_user("t1", "u2").await.unwrap().is_empty());
+
+        // Leaving t1 leaves t1's groups, not t2's.
+        assert!(db.delete_membership("t1", "u1").await.unwrap());
+        assert!(db.group_ids_of_user("t1", "u1").await.unwrap().is_empty(), "{backend:?}");
+        assert!(db.group_members("t1", "g2").await.unwrap().is_empty());
+        db.upsert_membership("t1", "u1", "user", 10).await.unwrap();
+        assert!(db.group_ids_of_user("t1", "u1").await.unwrap().is_empty(), "rejoining the tenant does not restore groups");
+        assert_eq!(db.group_ids_of_user("t2", "u1").await.unwrap(), ["g3"]);
+
+        // Deleting a group takes its member rows with it.
+        db.add_group_member("t1", "g1", "u1", 11).await.unwrap();
+        assert!(!db.delete_group("t2", "g1").await.unwrap(), "other tenant");
+        assert!(db.delete_group("t1", "g1").await.unwrap());
+        assert!(db.group("t1", "g1").await.unwrap().is_none());
+        assert!(db.group_ids_of_user("t1", "u1").await.unwrap().is_empty(), "{backend:?}");
     }
 }

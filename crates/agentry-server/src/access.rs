@@ -84,6 +84,14 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/tenants/{tenant}/roles", Tenant(None)),
     rule(Method::PUT, "/api/v1/tenants/{tenant}/roles/{name}", Tenant(Some(P::ManageRoles))),
     rule(Method::DELETE, "/api/v1/tenants/{tenant}/roles/{name}", Tenant(Some(P::ManageRoles))),
+    // Who is in which group is personnel information: reading groups needs manage_users too.
+    rule(Method::GET, "/api/v1/tenants/{tenant}/groups", Tenant(Some(P::ManageUsers))),
+    rule(Method::POST, "/api/v1/tenants/{tenant}/groups", Tenant(Some(P::ManageUsers))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/groups/{group_id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::PATCH, "/api/v1/tenants/{tenant}/groups/{group_id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::DELETE, "/api/v1/tenants/{tenant}/groups/{group_id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::PUT, "/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::DELETE, "/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", Tenant(Some(P::ManageUsers))),
     // Own keys need only membership; other members' keys need manage_api_keys (checked by the service).
     rule(Method::GET, "/api/v1/tenants/{tenant}/api-keys", Tenant(None)),
     rule(Method::POST, "/api/v1/tenants/{tenant}/api-keys", TenantUser(None)),

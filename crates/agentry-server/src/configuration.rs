@@ -148,6 +148,11 @@ pub struct KnowledgeConfig {
     /// Default chunking of new collections (tokens of the embedding model).
     pub chunk_max_tokens: usize,
     pub chunk_overlap_tokens: usize,
+    /// Chat model that writes a summary of every indexed document version
+    /// (stored, shown with the document, searchable); none: no summaries.
+    pub summary_model: Option<String>,
+    /// Longest summary, in tokens.
+    pub summary_max_tokens: u32,
     /// `[knowledge.url_fetch]`: how documents uploaded by URL are fetched.
     pub url_fetch: UrlFetchConfig,
 }
@@ -190,6 +195,8 @@ impl Default for KnowledgeConfig {
             // all-MiniLM-L6-v2 reads 256 tokens including its two special tokens.
             chunk_max_tokens: 250,
             chunk_overlap_tokens: 32,
+            summary_model: None,
+            summary_max_tokens: 256,
             url_fetch: UrlFetchConfig::default(),
         }
     }
@@ -214,6 +221,8 @@ impl KnowledgeConfig {
                 ttl: Duration::from_secs(self.answer_cache_ttl_secs),
                 ..Default::default()
             },
+            summary_model: self.summary_model.clone(),
+            summary_max_tokens: self.summary_max_tokens,
         }
     }
 
@@ -375,6 +384,12 @@ impl Settings {
         }
         if let Err(message) = self.knowledge.chunking().validate() {
             return fail("knowledge.chunk_max_tokens", message);
+        }
+        if !(16..=4096).contains(&self.knowledge.summary_max_tokens) {
+            return fail("knowledge.summary_max_tokens", "must be between 16 and 4096");
+        }
+        if self.knowledge.summary_model.as_deref().is_some_and(|m| m.trim().is_empty()) {
+            return fail("knowledge.summary_model", "must name a chat model (leave it out for no summaries)");
         }
         if self.knowledge.workers == 0 {
             return fail("knowledge.workers", "must be at least 1");

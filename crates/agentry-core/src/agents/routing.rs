@@ -112,6 +112,7 @@ impl Agents {
             metadata: Default::default(),
             fusion: None,
             group_by_document: false,
+            version: None,
         };
         let found = self.knowledge.search(access, request).await.ok()?;
         found.results.first().and_then(|hit| hit.vector).map(|v| f64::from(v.score))

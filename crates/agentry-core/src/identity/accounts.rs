@@ -211,6 +211,7 @@ impl Identity {
         self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))
     }
 
+    /// End a membership; the user leaves the tenant's groups with it (same transaction).
     pub async fn remove_member(&self, access: &TenantAccess, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageUsers)?;
         let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;

@@ -5,13 +5,15 @@
 //! Submodules: `passwords` (argon2id, policy), `tokens` (JWT, JWKS, key
 //! rotation), `api_keys` (format, hashing), `sessions` (login, refresh
 //! rotation with reuse detection, logout), `accounts` (tenants, users,
-//! memberships, roles), `keys` (API key lifecycle).
+//! memberships, roles), `groups` (named sets of members for document ACLs),
+//! `keys` (API key lifecycle).
 //!
 //! Must not: know about HTTP (the server maps [`IdentityError`] to statuses
 //! and reads headers into [`RequestMeta`]).
 
 mod accounts;
 pub mod api_keys;
+mod groups;
 mod keys;
 mod mfa;
 pub mod oidc;
@@ -27,6 +29,7 @@ use agentry_db::{Db, DbError};
 use agentry_types::{BuiltinRole, Permission, PermissionSet};
 
 pub use accounts::{NewUser, RoleInfo};
+pub use groups::GroupInfo;
 pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
 pub use passwords::{Argon2Settings, PasswordPolicy};
 pub use mfa::{SecondFactor, TOTP_ISSUER, TotpEnrolment};

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::{self, CacheScope, CachedAnswer, Lookup, Ticket};
 use super::search::question_text;
-use super::{Knowledge, KnowledgeError, reader_principals, require};
+use super::{Knowledge, KnowledgeError, require};
 use crate::identity::{TenantAccess, now_ms};
 
 /// How long an API ticket stays valid between a miss and the store.
@@ -73,7 +73,7 @@ impl Knowledge {
             return Err(KnowledgeError::invalid("'model' must be 1 to 200 characters", "model"));
         }
         self.require_collections(access, &question.collections).await?;
-        let fingerprint = cache::acl_fingerprint(&self.inner.db, &access.tenant_id, &question.collections, &reader_principals(access)).await?;
+        let fingerprint = cache::acl_fingerprint(&self.inner.db, &access.tenant_id, &question.collections, &self.reader_principals(access).await?).await?;
         let scope = CacheScope::new(&access.tenant_id, &question.collections, &fingerprint, &question.model);
         let vector = self.embed_query(access, text).await?;
         Ok(self.inner.cache.lookup(&scope, &vector).await)

@@ -513,6 +513,7 @@ mod tests {
             created_by: None,
             created_at_ms: 1,
             updated_at_ms: 1,
+            summary: None,
         };
         let version = VersionRow {
             document_id: id.clone(),
@@ -525,6 +526,9 @@ mod tests {
             error: None,
             chunk_count: 0,
             created_at_ms: 1,
+            summary: None,
+            summary_status: None,
+            summary_error: None,
         };
         let job = JobRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -537,6 +541,7 @@ mod tests {
             error: None,
             created_at_ms: 1,
             updated_at_ms: 1,
+            kind: agentry_db::knowledge::JOB_INDEX.into(),
         };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"x"), job: &job }).await.unwrap();
     }

@@ -6,7 +6,9 @@
 //! already had, embed the rest in batches, store the chunks, index them, and flip the
 //! document's current version in one transaction; then unindex the previous
 //! version. A crash at any step leaves the old version visible and the job
-//! claimable again; a re-run replaces what the crashed attempt stored.
+//! claimable again; a re-run replaces what the crashed attempt stored. With
+//! a summary model configured, finishing queues the version's summary job
+//! ([`super::summaries`]) in the same transaction; workers run both kinds.
 //!
 //! A document that cannot be fetched for a reason of its own (a refused
 //! address, a 404) or cannot be parsed fails at once with the reason; other
@@ -19,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_db::knowledge::{JobRow, NewChunk, VersionContent};
+use agentry_db::knowledge::{JOB_SUMMARY, JobRow, NewChunk, VersionContent};
 use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
@@ -88,7 +90,7 @@ async fn work(knowledge: Knowledge, stop: CancellationToken) {
 
 /// What the embedding model reads for a chunk: the document's title and
 /// the chunk's heading path give a passage the context its text may lack.
-fn embedding_input(title: &str, chunk: &Chunk) -> String {
+pub(super) fn embedding_input(title: &str, chunk: &Chunk) -> String {
     let heading = chunk.heading_path.join(" > ");
     [title, heading.as_str(), chunk.text.as_str()].into_iter().filter(|part| !part.trim().is_empty()).collect::<Vec<_>>().join("\n")
 }
@@ -98,42 +100,49 @@ fn embedding_key(title: &str, chunk: &Chunk) -> String {
     super::hex_sha256(format!("{title}\n{}", chunk.content_hash).as_bytes())
 }
 
-fn to_bytes(vector: &[f32]) -> Vec<u8> {
+pub(super) fn to_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+pub(super) fn from_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
 }
 
 impl Knowledge {
     async fn process(&self, job: JobRow) {
         let started = std::time::Instant::now();
+        let work = async {
+            match job.kind.as_str() {
+                JOB_SUMMARY => self.summarize(&job).await,
+                _ => self.ingest(&job).await,
+            }
+        };
         let outcome = tokio::select! {
-            outcome = self.ingest(&job) => outcome,
+            outcome = work => outcome,
             () = self.hold_lease(&job) => {
                 tracing::warn!(document = %job.document_id, job = %job.id, "lost the job's lease to another worker; leaving it to them");
                 return;
             }
         };
         let now = now_ms();
+        let outcomes = if job.kind == JOB_SUMMARY { "documents_summarized_total" } else { "documents_ingested_total" };
         let recorded = match outcome {
             Ok(chunks) => {
-                metrics::counter!("documents_ingested_total", "status" => "succeeded").increment(1);
-                tracing::info!(document = %job.document_id, version = job.version, chunks, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
+                metrics::counter!(outcomes, "status" => "succeeded").increment(1);
+                tracing::info!(document = %job.document_id, version = job.version, kind = %job.kind, chunks, elapsed_ms = started.elapsed().as_millis() as u64, "document job done");
                 Ok(())
             }
             Err(Failure::Permanent(reason)) => {
-                metrics::counter!("documents_ingested_total", "status" => "failed").increment(1);
+                metrics::counter!(outcomes, "status" => "failed").increment(1);
                 self.inner.db.fail_ingest(&job, &reason, None, now).await
             }
             Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
-                metrics::counter!("documents_ingested_total", "status" => "failed").increment(1);
+                metrics::counter!(outcomes, "status" => "failed").increment(1);
                 self.inner.db.fail_ingest(&job, &format!("gave up after {} attempts: {reason}", job.attempts), None, now).await
             }
             Err(Failure::Retry(reason)) => {
                 let backoff_ms = 1000_i64 << job.attempts.clamp(0, 10);
-                tracing::warn!(document = %job.document_id, attempt = job.attempts, %reason, "ingestion failed; will retry");
+                tracing::warn!(document = %job.document_id, kind = %job.kind, attempt = job.attempts, %reason, "document job failed; will retry");
                 self.inner.db.fail_ingest(&job, &reason, Some(now + backoff_ms), now).await
             }
         };
@@ -263,7 +272,21 @@ impl Knowledge {
         self.unindex(&job.tenant_id, stale).await?;
         index.add(indexed).await?;
 
-        let previous = db.finish_ingest(job, count as i32, now_ms()).await?;
+        let summary_job = self.inner.settings.summary_model.as_ref().map(|_| JobRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            status: "queued".into(),
+            attempts: 0,
+            run_after_ms: now_ms(),
+            error: None,
+            created_at_ms: now_ms(),
+            updated_at_ms: now_ms(),
+            kind: JOB_SUMMARY.into(),
+            ..job.clone()
+        });
+        let previous = db.finish_ingest(job, count as i32, summary_job.as_ref(), now_ms()).await?;
+        if summary_job.is_some() {
+            self.inner.wake.notify_one();
+        }
         self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
         if let Some(previous) = previous {
             self.unindex(&job.tenant_id, db.chunk_ids(&job.document_id, Some(previous)).await?).await?;

@@ -1,7 +1,8 @@
 //! The knowledge base: collections, documents and their versions, the
 //! ingestion queue's producer side, and search. Every function takes the
 //! caller's [`TenantAccess`] and checks the permission it needs; documents
-//! restricted by an ACL are invisible (not found) to anyone outside it.
+//! restricted by an ACL are invisible (not found) to anyone outside it, but
+//! for the answer to their own upload.
 //!
 //! Uploads return at once with a job id: the bytes (or the URL to fetch
 //! them from, judged here only as far as needs no network) and the job are
@@ -20,6 +21,7 @@ pub mod cache;
 mod fetch;
 pub mod ingest;
 mod search;
+mod summaries;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -91,6 +93,10 @@ pub struct KnowledgeSettings {
     pub lease_ms: i64,
     pub default_chunking: ChunkConfig,
     pub answer_cache: cache::CacheSettings,
+    /// Chat model that writes each indexed version's summary; none: no summaries.
+    pub summary_model: Option<String>,
+    /// Longest summary, in tokens.
+    pub summary_max_tokens: u32,
 }
 
 /// Where chunks are indexed for search.
@@ -125,7 +131,8 @@ struct Inner {
     tickets: answers::Tickets,
 }
 
-/// Who may read a document: `*` (everyone in the tenant) unless restricted.
+/// Who may read a document: `*` (everyone in the tenant) unless restricted
+/// to users (ids), roles (names) or groups (ids, checked to exist at upload).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessList {
@@ -133,28 +140,19 @@ pub struct AccessList {
     pub users: Vec<String>,
     #[serde(default)]
     pub roles: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
 }
 
 impl AccessList {
     /// Index principals; an empty list is public within the tenant.
     pub fn principals(&self) -> Vec<String> {
-        if self.users.is_empty() && self.roles.is_empty() {
+        if self.users.is_empty() && self.roles.is_empty() && self.groups.is_empty() {
             return vec!["*".to_owned()];
         }
-        self.users.iter().map(|u| format!("user:{u}")).chain(self.roles.iter().map(|r| format!("role:{r}"))).collect()
+        let users = self.users.iter().map(|u| format!("user:{u}"));
+        users.chain(self.roles.iter().map(|r| format!("role:{r}"))).chain(self.groups.iter().map(|g| format!("group:{g}"))).collect()
     }
-}
-
-/// The reader's principals: everyone, their user and their role.
-pub fn reader_principals(access: &TenantAccess) -> Vec<String> {
-    let mut principals = vec!["*".to_owned()];
-    if let Some(user) = access.principal.user_id() {
-        principals.push(format!("user:{user}"));
-    }
-    if let Some(role) = &access.role {
-        principals.push(format!("role:{role}"));
-    }
-    principals
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -208,6 +206,8 @@ pub struct DocumentView {
     pub latest_version: i32,
     pub status: String,
     pub error: Option<String>,
+    /// The current version's summary, once written (`knowledge.summary_model`).
+    pub summary: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -225,6 +225,7 @@ impl DocumentView {
             latest_version: row.latest_version,
             status: row.status,
             error: row.error,
+            summary: row.summary,
             created_at_ms: row.created_at_ms,
             updated_at_ms: row.updated_at_ms,
         }
@@ -263,18 +264,22 @@ impl Knowledge {
         &self.inner.settings
     }
 
-    /// Embed texts with the configured model, metered to `tenant` as the `knowledge` agent.
-    async fn embed(&self, tenant: &str, user: Option<&str>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
-        let ctx = CallContext {
+    /// A model call of the knowledge base, metered to `tenant` (and `user`) as the `knowledge` agent.
+    fn call_context(tenant: &str, user: Option<&str>) -> CallContext {
+        CallContext {
             request_id: uuid::Uuid::now_v7().to_string(),
             endpoint: "knowledge",
             subject: Some(Subject { tenant_id: tenant.to_owned(), user_id: user.map(str::to_owned), api_key_id: None }),
             agent: Some("knowledge".to_owned()),
-        };
+        }
+    }
+
+    /// Embed texts with the configured model, metered to `tenant` as the `knowledge` agent.
+    async fn embed(&self, tenant: &str, user: Option<&str>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
         let served = self
             .inner
             .gateway
-            .embed(&ctx, &self.inner.settings.embedding_model, texts)
+            .embed(&Self::call_context(tenant, user), &self.inner.settings.embedding_model, texts)
             .await
             .map_err(|e| KnowledgeError::Unavailable(format!("embedding model '{}': {e}", self.inner.settings.embedding_model)))?;
         Ok(served.routed.value.vectors)
@@ -284,6 +289,28 @@ impl Knowledge {
     async fn embed_query(&self, access: &TenantAccess, text: &str) -> Result<Vec<f32>, KnowledgeError> {
         let vectors = self.embed(&access.tenant_id, access.principal.user_id(), vec![text.to_owned()]).await?;
         vectors.into_iter().next().ok_or_else(|| KnowledgeError::Unavailable("the embedding model returned no vector".into()))
+    }
+
+    /// The reader's principals: everyone, their user, their role and their groups in the tenant.
+    async fn reader_principals(&self, access: &TenantAccess) -> Result<Vec<String>, KnowledgeError> {
+        let mut principals = vec!["*".to_owned()];
+        if let Some(user) = access.principal.user_id() {
+            principals.push(format!("user:{user}"));
+            let groups = self.inner.db.group_ids_of_user(&access.tenant_id, user).await?;
+            principals.extend(groups.into_iter().map(|g| format!("group:{g}")));
+        }
+        principals.extend(access.role.as_ref().map(|role| format!("role:{role}")));
+        Ok(principals)
+    }
+
+    /// Each group an ACL names exists in the tenant: a typo would hide the document from everyone.
+    async fn check_acl(&self, access: &TenantAccess, acl: &AccessList) -> Result<(), KnowledgeError> {
+        for id in &acl.groups {
+            if self.inner.db.group(&access.tenant_id, id).await?.is_none() {
+                return Err(KnowledgeError::invalid(format!("the ACL names group '{id}', which does not exist in this tenant"), "acl"));
+            }
+        }
+        Ok(())
     }
 
     /// Each collection exists in the reader's tenant (not found otherwise).
@@ -407,6 +434,7 @@ impl Knowledge {
             error: None,
             created_at_ms: now,
             updated_at_ms: now,
+            kind: agentry_db::knowledge::JOB_INDEX.into(),
         };
         let version_for = |document_id: &str, version: i32| VersionRow {
             document_id: document_id.to_owned(),
@@ -419,11 +447,13 @@ impl Knowledge {
             error: None,
             chunk_count: 0,
             created_at_ms: now,
+            summary: None,
+            summary_status: None,
+            summary_error: None,
         };
-        let principals = reader_principals(access);
         let (document_id, job) = match &upload.document_id {
             Some(id) => {
-                let existing = self.visible_document(access, id, &principals).await?;
+                let existing = self.visible_document(access, id, &self.reader_principals(access).await?).await?;
                 if existing.collection_id != collection.id {
                     return Err(KnowledgeError::NotFound(format!("document '{id}' in collection '{}'", collection.id)));
                 }
@@ -441,6 +471,7 @@ impl Knowledge {
                 (id.clone(), job)
             }
             None => {
+                self.check_acl(access, &upload.acl).await?;
                 let id = uuid::Uuid::now_v7().to_string();
                 let row = DocumentRow {
                     id: id.clone(),
@@ -457,6 +488,7 @@ impl Knowledge {
                     created_by: access.principal.user_id().map(str::to_owned),
                     created_at_ms: now,
                     updated_at_ms: now,
+                    summary: None,
                 };
                 let job = job_for(&id, 1);
                 let new = NewVersion { version: &version_for(&id, 1), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
@@ -465,7 +497,9 @@ impl Knowledge {
             }
         };
         self.inner.wake.notify_one();
-        let document = self.visible_document(access, &document_id, &principals).await?;
+        // The uploader is answered even when the ACL leaves them out: never a 404 after a write.
+        let stored = self.inner.db.document(&access.tenant_id, &document_id).await?.map(DocumentView::of);
+        let document = stored.ok_or_else(|| KnowledgeError::NotFound(format!("document '{document_id}'")))?;
         Ok(Accepted { document, job_id: Some(job.id), unchanged: false })
     }
 
@@ -476,12 +510,12 @@ impl Knowledge {
 
     pub async fn document(&self, access: &TenantAccess, id: &str) -> Result<DocumentView, KnowledgeError> {
         require(access, Permission::ReadDocuments)?;
-        self.visible_document(access, id, &reader_principals(access)).await
+        self.visible_document(access, id, &self.reader_principals(access).await?).await
     }
 
     pub async fn documents(&self, access: &TenantAccess, collection_id: &str) -> Result<Vec<DocumentView>, KnowledgeError> {
         let collection = self.collection(access, collection_id).await?;
-        let principals = reader_principals(access);
+        let principals = self.reader_principals(access).await?;
         let rows = self.inner.db.documents_of_collection(&access.tenant_id, &collection.id).await?;
         Ok(rows.into_iter().map(DocumentView::of).filter(|d| d.visible_to(&principals)).collect())
     }
@@ -523,13 +557,13 @@ impl Knowledge {
         require(access, Permission::ReadDocuments)?;
         let job = self.inner.db.ingest_job(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("job '{id}'")))?;
         // A job of a document the reader cannot see does not exist for them.
-        self.visible_document(access, &job.document_id, &reader_principals(access)).await?;
+        self.visible_document(access, &job.document_id, &self.reader_principals(access).await?).await?;
         Ok(job)
     }
 
     pub async fn delete_document(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
         require(access, Permission::DeleteDocuments)?;
-        let document = self.visible_document(access, id, &reader_principals(access)).await?;
+        let document = self.visible_document(access, id, &self.reader_principals(access).await?).await?;
         let chunk_ids = self.inner.db.delete_document(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("document '{id}'")))?;
         self.inner.cache.invalidate(&access.tenant_id, &document.collection_id).await;
         self.unindex(&access.tenant_id, chunk_ids).await

@@ -1,18 +1,21 @@
 //! Search over the tenant's knowledge: keyword, vector or hybrid (weighted
 //! reciprocal-rank fusion), filtered inside the index by tenant,
 //! collections, documents, metadata and the reader's ACL principals, then
-//! resolved to chunks of each document's current version.
+//! resolved to chunks of each document's current version. Asked for an
+//! earlier version of one document, it ranks that version's stored chunks
+//! exactly instead (only current versions are indexed).
 
 use std::collections::HashMap;
 
 use agentry_db::knowledge::ChunkHitRow;
 use agentry_search::hybrid::{self, Component, Fused, Fusion};
 use agentry_search::index::analyzer::Highlighter;
+use agentry_search::index::scan::{self, Passage};
 use agentry_search::index::{Filter, Index, MetadataCondition, Ranked};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
-use super::{Knowledge, KnowledgeError, reader_principals, require};
+use super::{Knowledge, KnowledgeError, require};
 use crate::identity::TenantAccess;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +45,8 @@ pub struct SearchRequest {
     /// One result per document (its best chunk), ranked by fusing document-level ranks.
     #[serde(default)]
     pub group_by_document: bool,
+    /// Search this version of the one document in `document_ids` instead of its current one.
+    pub version: Option<i32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -66,6 +71,9 @@ pub struct SearchResponse {
     pub mode: SearchMode,
     pub results: Vec<SearchHit>,
 }
+
+/// Keyword and vector rankings of chunk keys, and the rows of the chunks they may name.
+type Candidates = (Vec<Ranked>, Vec<Ranked>, HashMap<u64, ChunkHitRow>);
 
 const MAX_TOP_K: usize = 100;
 const MAX_QUERY_CHARS: usize = 4000;
@@ -95,17 +103,15 @@ impl Knowledge {
             tenant: access.tenant_id.clone(),
             collections: request.collections.clone(),
             documents: request.document_ids.clone(),
-            principals: reader_principals(access),
+            principals: self.reader_principals(access).await?,
             metadata: metadata_conditions(&request.metadata)?,
         };
-        let index = self.index(&access.tenant_id).await?;
         // Fetch more than asked: chunks of versions being replaced are dropped, and grouping folds chunks into documents.
         let fetch = if request.group_by_document { top_k * 4 + 20 } else { top_k * 2 + 10 };
-        let (keyword, nearest) = self.ranked(access, &index, request.mode, query, &filter, fetch).await?;
-        let keys: Vec<i64> = keyword.iter().chain(&nearest).map(|(key, _)| *key as i64).collect();
-        let mut rows: HashMap<u64, ChunkHitRow> = self.inner.db.visible_chunks(&access.tenant_id, &keys).await?.into_iter().map(|r| (r.id as u64, r)).collect();
-        let keyword: Vec<Ranked> = keyword.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
-        let nearest: Vec<Ranked> = nearest.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
+        let (keyword, nearest, mut rows) = match request.version {
+            Some(version) => self.version_candidates(access, &request, &filter, version, query, fetch).await?,
+            None => self.current_candidates(access, request.mode, query, &filter, fetch).await?,
+        };
         let fused = if request.group_by_document { fuse_documents(&keyword, &nearest, &rows, &fusion, top_k) } else { hybrid::fuse(&keyword, &nearest, &fusion, top_k) };
         let highlighter = Highlighter::new(query);
         let results = fused
@@ -130,6 +136,75 @@ impl Knowledge {
             })
             .collect();
         Ok(SearchResponse { mode: request.mode, results })
+    }
+
+    /// Ranked chunks of the documents' current versions, with their rows.
+    async fn current_candidates(&self, access: &TenantAccess, mode: SearchMode, query: &str, filter: &Filter, fetch: usize) -> Result<Candidates, KnowledgeError> {
+        let index = self.index(&access.tenant_id).await?;
+        let (keyword, nearest) = self.ranked(access, &index, mode, query, filter, fetch).await?;
+        let keys: Vec<i64> = keyword.iter().chain(&nearest).map(|(key, _)| *key as i64).collect();
+        let rows: HashMap<u64, ChunkHitRow> = self.inner.db.visible_chunks(&access.tenant_id, &keys).await?.into_iter().map(|r| (r.id as u64, r)).collect();
+        let keyword = keyword.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
+        let nearest = nearest.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
+        Ok((keyword, nearest, rows))
+    }
+
+    /// Ranked chunks of one version of one document, read from the database
+    /// (only the current version is indexed) and ranked exactly.
+    async fn version_candidates(
+        &self,
+        access: &TenantAccess,
+        request: &SearchRequest,
+        filter: &Filter,
+        version: i32,
+        query: &str,
+        fetch: usize,
+    ) -> Result<Candidates, KnowledgeError> {
+        let [id] = request.document_ids.as_deref().unwrap_or_default() else {
+            return Err(KnowledgeError::invalid("'version' needs exactly one document id in 'document_ids'", "version"));
+        };
+        let document = self.visible_document(access, id, &filter.principals).await?;
+        let metadata = document.metadata.as_object().cloned().unwrap_or_default();
+        let in_scope = (filter.collections.is_empty() || filter.collections.contains(&document.collection_id))
+            && filter.metadata.iter().all(|(key, condition)| condition.matches(metadata.get(key)));
+        let stored = self.inner.db.versions_of_document(id).await?.into_iter().find(|v| v.version == version);
+        let stored = stored.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))?;
+        if stored.status != "succeeded" {
+            return Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' is not searchable: it is {}", stored.status)));
+        }
+        if !in_scope {
+            return Ok((Vec::new(), Vec::new(), HashMap::new()));
+        }
+        let chunks = self.inner.db.version_chunks(id, version).await?;
+        let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| super::ingest::from_bytes(&c.embedding)).collect();
+        let passages: Vec<Passage<'_>> =
+            chunks.iter().zip(&vectors).map(|(c, vector)| Passage { key: c.id as u64, title: &document.title, text: &c.text, vector }).collect();
+        let keyword = match request.mode {
+            SearchMode::Vector => Vec::new(),
+            _ => scan::keyword_ranking(query, &passages, fetch),
+        };
+        let nearest = match request.mode {
+            SearchMode::Keyword => Vec::new(),
+            _ => scan::vector_ranking(&self.embed_query(access, query).await?, &passages, fetch),
+        };
+        let rows = chunks
+            .into_iter()
+            .map(|c| {
+                let row = ChunkHitRow {
+                    id: c.id,
+                    document_id: document.id.clone(),
+                    collection_id: document.collection_id.clone(),
+                    version,
+                    ordinal: c.ordinal,
+                    title: document.title.clone(),
+                    text: c.text,
+                    heading_path: c.heading_path,
+                    page: c.page,
+                };
+                (c.id as u64, row)
+            })
+            .collect();
+        Ok((keyword, nearest, rows))
     }
 
     /// The keyword and vector rankings the mode asks for, filtered inside

@@ -1,5 +1,5 @@
 //! Element-wise and per-row kernels for the BERT encoder ([`super::bert`]):
-//! GELU, softmax, layer norm, dot products.
+//! GELU, softmax, layer norm.
 //!
 //! Hand-written because the library versions are scalar: `f32::exp` and
 //! libm's `erf` are calls the compiler cannot vectorise, and in the MiniLM
@@ -88,21 +88,6 @@ pub(super) fn relu(values: &mut [f32]) {
     }
 }
 
-/// Σ a·b.
-#[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; LANES];
-    let (a_body, a_tail) = a.split_at(a.len() - a.len() % LANES);
-    let b_body = &b[..a_body.len()];
-    for (ca, cb) in a_body.chunks_exact(LANES).zip(b_body.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] = ca[l].mul_add(cb[l], acc[l]);
-        }
-    }
-    let tail: f32 = a_tail.iter().zip(&b[a_body.len()..]).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
 /// Σ values.
 #[inline(always)]
 fn sum(values: &[f32]) -> f32 {
@@ -116,17 +101,22 @@ fn sum(values: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
-/// out += scale · values.
+/// The largest value (−∞ for none), in independent lanes so it vectorises.
 #[inline(always)]
-pub(super) fn axpy(scale: f32, values: &[f32], out: &mut [f32]) {
-    for (o, v) in out.iter_mut().zip(values) {
-        *o = scale.mul_add(*v, *o);
+fn max(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let (body, tail) = values.split_at(values.len() - values.len() % LANES);
+    for chunk in body.chunks_exact(LANES) {
+        for l in 0..LANES {
+            acc[l] = if chunk[l] > acc[l] { chunk[l] } else { acc[l] };
+        }
     }
+    acc.iter().chain(tail).copied().fold(f32::NEG_INFINITY, f32::max)
 }
 
 /// Softmax in place.
 pub(super) fn softmax(values: &mut [f32]) {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let max = max(values);
     for v in values.iter_mut() {
         *v = exp(*v - max);
     }
@@ -226,7 +216,6 @@ mod tests {
             let expected = (f64::from(input[i]) - mean) / variance.sqrt() * f64::from(weight[i]) + f64::from(bias[i]);
             assert!((f64::from(row[i]) - expected).abs() < 1e-5, "{i}: {} vs {expected}", row[i]);
         }
-        assert!((dot(&input, &weight) - input.iter().zip(&weight).map(|(a, b)| a * b).sum::<f32>()).abs() < 1e-4);
     }
 
     #[test]

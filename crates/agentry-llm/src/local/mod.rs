@@ -10,16 +10,20 @@
 //! Submodules: `tokenizer` (GGUF → `tokenizers` BPE, incremental decoding),
 //! `template` (the GGUF's Jinja chat template), `stop` (stop strings across
 //! token boundaries), `chat` (generation), `embed` (embeddings), `bert` (the
-//! embedding model's forward pass) and `kernels` (its vectorised math).
+//! embedding model's forward pass), `kernels` (its vectorised math),
+//! `matmul` (its f32 matrix products on strided views) and `bf16` (its
+//! dense layers on CPUs with AVX-512 BF16).
 //!
 //! Must not: download anything (paths come from [`crate::model_files`] or
 //! configuration), know about HTTP, tenants or pricing, or retry (the router
 //! does).
 
 mod bert;
+mod bf16;
 mod chat;
 mod embed;
 mod kernels;
+mod matmul;
 mod stop;
 mod template;
 mod tokenizer;

@@ -10,8 +10,10 @@
 //! tables (the PostgreSQL backend owns only its own index table).
 
 pub mod analyzer;
+mod change_log;
 pub mod embedded;
 pub mod postgres;
+pub mod scan;
 
 use std::collections::HashMap;
 use std::sync::Arc;

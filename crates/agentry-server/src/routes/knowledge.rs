@@ -124,7 +124,7 @@ async fn multipart_upload(mut multipart: Multipart) -> Result<Upload, ApiError> 
                     "title" => title = Some(text),
                     "document_id" => document_id = Some(text),
                     "metadata" => metadata = serde_json::from_str(&text).map_err(|_| bad("'metadata' must be a JSON object".into(), "metadata"))?,
-                    _ => acl = serde_json::from_str(&text).map_err(|_| bad("'acl' must be {\"users\": [...], \"roles\": [...]}".into(), "acl"))?,
+                    _ => acl = serde_json::from_str(&text).map_err(|_| bad("'acl' must be {\"users\": [...], \"roles\": [...], \"groups\": [...]}".into(), "acl"))?,
                 }
             }
             other => return Err(bad(format!("unknown field '{other}'"), "file")),
@@ -176,6 +176,7 @@ async fn versions(State(state): State<AppState>, Extension(access): Extension<Te
             serde_json::json!({
                 "version": v.version, "content_hash": v.content_hash, "format": v.format, "size_bytes": v.size_bytes,
                 "source_url": v.source_url, "status": v.status, "error": v.error, "chunk_count": v.chunk_count, "created_at_ms": v.created_at_ms,
+                "summary": v.summary, "summary_status": v.summary_status, "summary_error": v.summary_error,
             })
         })
         .collect();
@@ -213,7 +214,7 @@ async fn restore(
 async fn job(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let job = state.knowledge.job(&access, &id).await?;
     Ok(Json(serde_json::json!({
-        "id": job.id, "document_id": job.document_id, "version": job.version, "status": job.status,
+        "id": job.id, "kind": job.kind, "document_id": job.document_id, "version": job.version, "status": job.status,
         "attempts": job.attempts, "error": job.error, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms,
     }))
     .into_response())

@@ -1,5 +1,5 @@
-//! `/api/v1/tenants…`: tenants, their members and roles, and platform
-//! administration (signing-key rotation).
+//! `/api/v1/tenants…`: tenants, their members, roles and groups, and
+//! platform administration (signing-key rotation).
 
 use agentry_core::identity::{NewUser, RequestMeta};
 use agentry_core::{Principal, TenantAccess};
@@ -24,6 +24,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tenants/{tenant}/users/{user_id}", patch(set_role).delete(remove_member))
         .route("/api/v1/tenants/{tenant}/roles", get(roles))
         .route("/api/v1/tenants/{tenant}/roles/{name}", put(put_role).delete(delete_role))
+        .route("/api/v1/tenants/{tenant}/groups", get(groups).post(create_group))
+        .route("/api/v1/tenants/{tenant}/groups/{group_id}", get(group).patch(update_group).delete(delete_group))
+        .route("/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", put(add_group_member).delete(remove_group_member))
         .route("/api/v1/admin/signing-keys/rotate", post(rotate_signing_key))
         .route("/api/v1/admin/users/{user_id}/disable", post(disable_user))
         .route("/api/v1/admin/users/{user_id}/enable", post(enable_user))
@@ -160,6 +163,81 @@ async fn delete_role(
     Path((_, name)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state.identity.delete_role(&access, &name, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn groups(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "data": state.identity.groups(&access).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateGroup {
+    name: String,
+    #[serde(default)]
+    description: String,
+}
+
+async fn create_group(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<CreateGroup>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok((StatusCode::CREATED, Json(state.identity.create_group(&access, &body.name, &body.description, &meta).await?)))
+}
+
+async fn group(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((_, id)): Path<(String, String)>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.group(&access, &id).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateGroup {
+    name: Option<String>,
+    description: Option<String>,
+}
+
+async fn update_group(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<UpdateGroup>,
+) -> Result<impl IntoResponse, ApiError> {
+    if body.name.is_none() && body.description.is_none() {
+        return Err(ApiError::bad_request("send name and/or description", "body"));
+    }
+    Ok(Json(state.identity.update_group(&access, &id, body.name.as_deref(), body.description.as_deref(), &meta).await?))
+}
+
+async fn delete_group(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.delete_group(&access, &id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn add_group_member(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, id, user_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.add_group_member(&access, &id, &user_id, &meta).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn remove_group_member(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(meta): Extension<RequestMeta>,
+    Path((_, id, user_id)): Path<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.identity.remove_group_member(&access, &id, &user_id, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -34,13 +34,6 @@ fn of_type<'a>(events: &'a [(usize, Value)], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|(_, e)| e["type"] == kind).map(|(_, e)| e).collect()
 }
 
-/// Knowledge on the mock embedder (chunk sizes counted with the test MiniLM tokenizer).
-fn mock_knowledge() -> TestOptions {
-    let mut options = TestOptions::default();
-    options.knowledge.embedding_model = "mock-embed".into();
-    options.knowledge.tokenizer = Some(test_models_dir().join("all-minilm-l6-v2/tokenizer.json"));
-    options
-}
 
 async fn admin(app: &TestApp) -> (String, String) {
     let tenant = app.bootstrap().await;

@@ -35,6 +35,7 @@ fn fill(path: &str, tenant: &str) -> String {
     path.replace("{tenant}", tenant)
         .replace("{id}", "00000000-0000-0000-0000-000000000000")
         .replace("{user_id}", "00000000-0000-0000-0000-000000000000")
+        .replace("{group_id}", "00000000-0000-0000-0000-000000000000")
         .replace("{name}", "no-such-role")
         .replace("{version}", "1")
 }

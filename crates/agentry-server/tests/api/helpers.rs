@@ -75,6 +75,16 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestOptions::default()).await
 }
 
+/// Knowledge on the mock embedder (fast, no model weights; chunk sizes
+/// counted with the test MiniLM tokenizer). Its vectors carry no meaning:
+/// search such a knowledge base in `keyword` mode.
+pub fn mock_knowledge() -> TestOptions {
+    let mut options = TestOptions::default();
+    options.knowledge.embedding_model = "mock-embed".into();
+    options.knowledge.tokenizer = Some(test_models_dir().join("all-minilm-l6-v2/tokenizer.json"));
+    options
+}
+
 /// The providers and models every test app has: a healthy upstream, a broken
 /// one (same mock server, its own circuit breaker) and an Anthropic one.
 fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
@@ -107,6 +117,7 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
         { "name": "mock-tiny-window", "provider": "mock", "upstream_model": "mock-echo", "context_window": 160 },
         { "name": "mock-embed", "provider": "mock", "kind": "embedding" },
         { "name": "mock-judge", "provider": "mock", "upstream_model": "mock-say-0.25" },
+        { "name": "mock-summarizer", "provider": "mock", "upstream_model": "mock-say-A note about marsupials of Rottnest." },
         { "name": "priced", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.0, "output_price_per_1k": 1.0 },
         { "name": "gpt-4o-mini", "provider": "mock", "upstream_model": "mock-echo", "input_price_per_1k": 0.00015, "output_price_per_1k": 0.0006 },
     ]);
@@ -308,4 +319,18 @@ impl TestApp {
         let body: Value = response.json().await.expect("json");
         body["user_id"].as_str().expect("user id").to_owned()
     }
+}
+
+/// Wait until an upload's ingestion job ends (its 202 answer is `accepted`); panics unless it succeeded.
+pub async fn wait_ingested(app: &TestApp, token: &str, accepted: &Value) {
+    let job = accepted["job_id"].as_str().expect("a job id");
+    for _ in 0..400 {
+        let (_, status) = send(app, token, reqwest::Method::GET, &format!("/api/v1/ingest-jobs/{job}"), None).await;
+        match status["status"].as_str() {
+            Some("succeeded") => return,
+            Some("failed") => panic!("ingestion failed: {status}"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+    panic!("ingestion job {job} did not finish");
 }

@@ -243,6 +243,102 @@ async fn answer_cache_serves_similar_questions_until_a_document_changes() {
     assert!(metrics.contains("semantic_cache_requests_total{result=\"hit\"}"), "{metrics}");
 }
 
+/// Groups in document ACLs, on the mock embedder: the group's members see a
+/// restricted document in search, lists and by id, nobody else does (not
+/// even an admin outside the group); leaving the group hides it again; an
+/// ACL naming an unknown group is refused; group administration errors.
+/// SQLite, then PostgreSQL when configured.
+#[tokio::test]
+async fn documents_restricted_to_a_group_are_seen_by_its_members_only() {
+    let mut databases = vec![None];
+    databases.extend(agentry_db::test_support::fresh_postgres_url().await.map(Some));
+    for postgres_url in databases {
+        let app = spawn_app_with(TestOptions { postgres_url, ..mock_knowledge() }).await;
+        group_acl_flow(&app).await;
+    }
+}
+
+async fn group_acl_flow(app: &TestApp) {
+    let tenant = app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let alice_id = app.add_member(&admin, &tenant, "alice@example.com", "user").await;
+    let bob_id = app.add_member(&admin, &tenant, "bob@example.com", "user").await;
+    let (alice, bob) = (app.token("alice@example.com").await, app.token("bob@example.com").await);
+    let groups = format!("/api/v1/tenants/{tenant}/groups");
+
+    // Administration: names are trimmed and unique, only members join, unknown groups are 404, all of it needs manage_users.
+    let (status, finance) = send(app, &admin, Method::POST, &groups, Some(json!({ "name": "  Finance ", "description": "Money" }))).await;
+    assert_eq!((status, finance["name"].as_str()), (201, Some("Finance")), "{finance}");
+    let group_id = finance["id"].as_str().unwrap().to_owned();
+    let group = format!("{groups}/{group_id}");
+    let (status, duplicate) = send(app, &admin, Method::POST, &groups, Some(json!({ "name": "Finance" }))).await;
+    assert_eq!((status, duplicate["error"]["code"].as_str()), (409, Some("conflict")), "{duplicate}");
+    for name in ["   ".to_owned(), "x".repeat(101)] {
+        let (status, invalid) = send(app, &admin, Method::POST, &groups, Some(json!({ "name": name }))).await;
+        assert_eq!((status, invalid["error"]["param"].as_str()), (400, Some("name")), "{invalid}");
+    }
+    for _ in 0..2 {
+        assert_eq!(send(app, &admin, Method::PUT, &format!("{group}/members/{alice_id}"), None).await.0, 204, "idempotent");
+    }
+    let unknown = format!("{groups}/00000000-0000-0000-0000-000000000000");
+    assert_eq!(send(app, &admin, Method::PUT, &format!("{unknown}/members/{alice_id}"), None).await.0, 404);
+    assert_eq!(send(app, &admin, Method::GET, &unknown, None).await.0, 404);
+    let (status, updated) = send(app, &admin, Method::PATCH, &group, Some(json!({ "description": "Finance team" }))).await;
+    assert_eq!((status, updated["name"].as_str(), updated["description"].as_str()), (200, Some("Finance"), Some("Finance team")), "{updated}");
+    let (_, shown) = send(app, &admin, Method::GET, &group, None).await;
+    let members: Vec<&str> = shown["members"].as_array().unwrap().iter().map(|m| m["user_id"].as_str().unwrap()).collect();
+    assert_eq!(members, [alice_id.as_str()], "{shown}");
+    assert_eq!(send(app, &admin, Method::GET, &groups, None).await.1["data"].as_array().unwrap().len(), 1);
+    for (method, path) in [(Method::GET, groups.clone()), (Method::POST, groups.clone()), (Method::GET, group.clone()), (Method::PUT, format!("{group}/members/{bob_id}"))] {
+        let body = (method == Method::POST).then(|| json!({ "name": "Sneaky" }));
+        assert_eq!(send(app, &bob, method.clone(), &path, body).await.0, 403, "{method} {path} without manage_users");
+    }
+
+    // A document for the group: its members only. The uploader (outside the group) still gets the 202 answer.
+    let (_, collection) = send(app, &admin, Method::POST, "/api/v1/collections", Some(json!({ "name": "ledgers" }))).await;
+    let documents = format!("/api/v1/collections/{}/documents", collection["id"].as_str().unwrap());
+    let restricted = json!({ "text": "Quarterly revenue forecasts are due on the fifth.", "title": "Forecasts", "acl": { "groups": [group_id] } });
+    let (status, accepted) = send(app, &admin, Method::POST, &documents, Some(restricted)).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["document"]["acl"]["groups"], json!([group_id]));
+    assert_eq!(finished(app, &alice, accepted["job_id"].as_str().unwrap()).await["status"], "succeeded");
+    let doc_id = accepted["document"]["id"].as_str().unwrap().to_owned();
+    let query = json!({ "query": "revenue forecasts", "mode": "keyword", "top_k": 10 });
+    let sees = async |token: &str| {
+        let found = documents_of(&search(app, token, query.clone()).await).contains(&doc_id);
+        let (_, listed) = send(app, token, Method::GET, &documents, None).await;
+        let listed = listed["data"].as_array().unwrap().iter().any(|d| d["id"] == doc_id.as_str());
+        let by_id = send(app, token, Method::GET, &format!("/api/v1/documents/{doc_id}"), None).await.0;
+        (found, listed, by_id)
+    };
+    assert_eq!(sees(&alice).await, (true, true, 200), "a member of the group");
+    assert_eq!(sees(&bob).await, (false, false, 404), "not in the group");
+    assert_eq!(sees(&admin).await, (false, false, 404), "an admin outside the group");
+
+    // Leaving the group hides the document at once; removing someone not in it is 404.
+    assert_eq!(send(app, &admin, Method::DELETE, &format!("{group}/members/{alice_id}"), None).await.0, 204);
+    assert_eq!(send(app, &admin, Method::DELETE, &format!("{group}/members/{alice_id}"), None).await.0, 404);
+    assert_eq!(sees(&alice).await, (false, false, 404), "left the group");
+    // Leaving the tenant leaves its groups.
+    assert_eq!(send(app, &admin, Method::PUT, &format!("{group}/members/{bob_id}"), None).await.0, 204);
+    assert_eq!(send(app, &admin, Method::DELETE, &format!("/api/v1/tenants/{tenant}/users/{bob_id}"), None).await.0, 204);
+    assert_eq!(send(app, &admin, Method::GET, &group, None).await.1["members"], json!([]));
+
+    // A typo in an ACL must not hide a document from everyone: unknown groups are refused.
+    let typo = json!({ "text": "Budget notes.", "acl": { "groups": ["no-such-group"] } });
+    let (status, refused) = send(app, &admin, Method::POST, &documents, Some(typo)).await;
+    assert_eq!((status, refused["error"]["code"].as_str(), refused["error"]["param"].as_str()), (400, Some("invalid_request"), Some("acl")), "{refused}");
+
+    // Only members of the tenant join its groups (last: two tenants leave the admin without a default one for /api/v1/collections).
+    let (status, _) = send(app, &admin, Method::POST, "/api/v1/tenants", Some(json!({ "slug": "globex", "name": "Globex" }))).await;
+    assert_eq!(status, 201);
+    let outsider = app.add_member(&admin, "globex", "carol@example.com", "user").await;
+    let (status, refused) = send(app, &admin, Method::PUT, &format!("{group}/members/{outsider}"), None).await;
+    assert_eq!((status, refused["error"]["param"].as_str()), (400, Some("user_id")), "not a member of this tenant: {refused}");
+    assert_eq!(send(app, &admin, Method::DELETE, &group, None).await.0, 204);
+    assert_eq!(send(app, &admin, Method::GET, &group, None).await.0, 404);
+}
+
 /// A tiny web site for URL uploads on 127.0.0.1: `pages` by path (path,
 /// content type, body), 404 otherwise; counts every request it answers.
 struct Site {

@@ -12,6 +12,7 @@ mod helpers;
 mod identity;
 mod knowledge;
 mod knowledge_restart;
+mod knowledge_versions;
 mod local_models;
 mod mfa;
 mod mock_upstream;

@@ -90,6 +90,7 @@ impl Tool for KnowledgeSearch {
             metadata: Default::default(),
             fusion: None,
             group_by_document: false,
+            version: None,
         };
         let found = self.knowledge.search(ctx.access, request).await.map_err(|e| ToolError::Failed(e.to_string()))?;
         let text = if found.results.is_empty() {

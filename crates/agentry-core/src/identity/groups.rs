@@ -1,0 +1,145 @@
+//! Groups: named sets of a tenant's members, so a document ACL can name a
+//! team (`group:<id>`) instead of listing users. Owns their administration
+//! (all of it needs `manage_users`, reading included: who is in which group
+//! is personnel information) and its rules: names are 1-100 characters,
+//! trimmed and unique in the tenant; only members of the tenant can join a
+//! group, and leaving the tenant leaves its groups (see
+//! `Db::delete_membership`). Every change is audited.
+//!
+//! Must not: decide what a group may read (the knowledge ACLs do), or give
+//! permissions (roles do).
+
+use agentry_db::DbError;
+use agentry_db::groups::{GroupMemberRow, GroupRow};
+use agentry_types::Permission;
+use serde::Serialize;
+
+use super::{Identity, IdentityError, RequestMeta, TenantAccess, now_ms};
+use crate::audit::Outcome;
+
+const MAX_NAME_CHARS: usize = 100;
+const MAX_DESCRIPTION_CHARS: usize = 1000;
+
+/// A group with its members, as `GET …/groups/{group_id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupInfo {
+    #[serde(flatten)]
+    pub group: GroupRow,
+    pub members: Vec<GroupMemberRow>,
+}
+
+/// The trimmed name, or why it is refused.
+fn check_name(name: &str) -> Result<&str, IdentityError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err(IdentityError::invalid(format!("a group name must have 1-{MAX_NAME_CHARS} characters"), "name"));
+    }
+    Ok(name)
+}
+
+fn check_description(description: &str) -> Result<(), IdentityError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(IdentityError::invalid(format!("a group description must have at most {MAX_DESCRIPTION_CHARS} characters"), "description"));
+    }
+    Ok(())
+}
+
+fn name_taken(e: DbError) -> IdentityError {
+    match e {
+        DbError::Conflict { .. } => IdentityError::Conflict("a group with this name"),
+        other => IdentityError::Db(other),
+    }
+}
+
+impl Identity {
+    pub async fn create_group(&self, access: &TenantAccess, name: &str, description: &str, meta: &RequestMeta) -> Result<GroupRow, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        let name = check_name(name)?;
+        check_description(description)?;
+        let now = now_ms();
+        let group = GroupRow {
+            id: uuid::Uuid::now_v7().to_string(),
+            tenant_id: access.tenant_id.clone(),
+            name: name.to_owned(),
+            description: description.to_owned(),
+            created_at_ms: now,
+            updated_at_ms: now,
+        };
+        self.db.insert_group(&group).await.map_err(name_taken)?;
+        let metadata = serde_json::json!({ "name": name });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.create", Some(format!("group:{}", group.id)), Outcome::Success, meta, metadata)
+            .await?;
+        Ok(group)
+    }
+
+    pub async fn groups(&self, access: &TenantAccess) -> Result<Vec<GroupRow>, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        Ok(self.db.groups_of_tenant(&access.tenant_id).await?)
+    }
+
+    /// One group with its members.
+    pub async fn group(&self, access: &TenantAccess, group_id: &str) -> Result<GroupInfo, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        let group = self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        let members = self.db.group_members(&access.tenant_id, group_id).await?;
+        Ok(GroupInfo { group, members })
+    }
+
+    /// Rename and/or describe a group (`None` keeps the value).
+    pub async fn update_group(
+        &self,
+        access: &TenantAccess,
+        group_id: &str,
+        name: Option<&str>,
+        description: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Result<GroupInfo, IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        let name = name.map(check_name).transpose()?;
+        description.map(check_description).transpose()?;
+        if !self.db.update_group(&access.tenant_id, group_id, name, description, now_ms()).await.map_err(name_taken)? {
+            return Err(IdentityError::NotFound("group"));
+        }
+        let metadata = serde_json::json!({ "name": name, "description": description });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.update", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
+            .await?;
+        self.group(access, group_id).await
+    }
+
+    /// Delete a group. Documents whose ACL names only this group become
+    /// readable by no one (until their ACL changes): never public.
+    pub async fn delete_group(&self, access: &TenantAccess, group_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        if !self.db.delete_group(&access.tenant_id, group_id).await? {
+            return Err(IdentityError::NotFound("group"));
+        }
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.delete", Some(format!("group:{group_id}")), Outcome::Success, meta, serde_json::json!({}))
+            .await
+    }
+
+    /// Put a member of the tenant in a group (idempotent; audited only when it changed something).
+    pub async fn add_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        if self.db.membership(&access.tenant_id, user_id).await?.is_none() {
+            return Err(IdentityError::invalid(format!("user '{user_id}' is not a member of this tenant"), "user_id"));
+        }
+        if self.db.add_group_member(&access.tenant_id, group_id, user_id, now_ms()).await? {
+            let metadata = serde_json::json!({ "user_id": user_id });
+            self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_add", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
+                .await?;
+        }
+        Ok(())
+    }
+
+    pub async fn remove_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+        access.require(Permission::ManageUsers)?;
+        self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        if !self.db.remove_group_member(&access.tenant_id, group_id, user_id).await? {
+            return Err(IdentityError::NotFound("group member"));
+        }
+        let metadata = serde_json::json!({ "user_id": user_id });
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_remove", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
+            .await
+    }
+}
