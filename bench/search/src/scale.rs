@@ -25,6 +25,21 @@ pub struct Scale {
     pub hybrid_ms: (f64, f64),
     /// Milliseconds to embed one query (p50, p99).
     pub embed_ms: (f64, f64),
+    /// Seconds to reopen the index from disk.
+    pub reopen_seconds: f64,
+    /// Resident memory the reopened index adds once searched (MiB).
+    pub index_rss_mib: f64,
+}
+
+/// This process's resident set, in MiB.
+fn rss_mib() -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .ok_or_else(|| anyhow::anyhow!("no VmRSS in /proc/self/status"))?;
+    Ok(kib / 1024.0)
 }
 
 /// Results the API's hybrid search fetches per engine for `top_k` 10.
@@ -123,7 +138,21 @@ pub async fn measure(embedder: &LocalEmbedder, dataset: &Dataset, doc_vectors: &
         hybrid_seconds.push(started.elapsed().as_secs_f64());
         anyhow::ensure!(!fused.is_empty(), "hybrid search found nothing for {text:?}");
     }
+
+    // What a restarted server holds for this index: reopen it from disk and search it.
+    drop(index);
+    let before = rss_mib()?;
+    let started = Instant::now();
+    let index = EmbeddedIndex::open(dir.path(), dimensions)?;
+    let reopen_seconds = started.elapsed().as_secs_f64();
+    for (text, vector) in &probes {
+        index.keyword_search(text, &filter, FETCH)?;
+        index.vector_search(vector, &filter, FETCH)?;
+    }
+    let index_rss_mib = rss_mib()? - before;
     Ok(Scale {
+        reopen_seconds,
+        index_rss_mib,
         vectors: count,
         build_seconds,
         recall_at_10: found as f64 / (probes.len() * 10) as f64,

@@ -343,6 +343,22 @@ impl Db {
         Ok((deleted > 0).then_some(chunk_ids))
     }
 
+    /// Delete one version with its bytes and chunks; returns the chunk ids
+    /// (to unindex), or `None` when there is no such version. The caller
+    /// keeps the current, latest and in-flight versions out of reach.
+    pub async fn delete_version(&self, document_id: &str, version: i32) -> Result<Option<Vec<i64>>, DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            let chunk_ids: Vec<i64> = sqlx::query_scalar("DELETE FROM chunks WHERE document_id = $1 AND version = $2 RETURNING id")
+                .bind(document_id).bind(version).fetch_all(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM document_versions WHERE document_id = $1 AND version = $2")
+                .bind(document_id).bind(version).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>((deleted > 0).then_some(chunk_ids))
+        }.await)
+        .map_err(DbError::query("delete version"))
+    }
+
     /// Chunk ids of a document, of one version or all.
     pub async fn chunk_ids(&self, document_id: &str, version: Option<i32>) -> Result<Vec<i64>, DbError> {
         match version {

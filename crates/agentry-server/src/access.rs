@@ -132,6 +132,7 @@ pub const RULES: &[Rule] = &[
     rule(Method::DELETE, "/api/v1/documents/{id}", Tenant(Some(P::DeleteDocuments))),
     rule(Method::GET, "/api/v1/documents/{id}/versions", Tenant(Some(P::ReadDocuments))),
     rule(Method::GET, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::ReadDocuments))),
+    rule(Method::DELETE, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::DeleteDocuments))),
     rule(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments))),
     rule(Method::GET, "/api/v1/ingest-jobs/{id}", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),

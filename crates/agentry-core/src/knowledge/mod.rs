@@ -553,6 +553,30 @@ impl Knowledge {
         self.upload(access, &document.collection_id, upload).await
     }
 
+    /// Delete an earlier version (its bytes, chunks and summary). The
+    /// current version, the latest one and one still being ingested stay:
+    /// restore or upload another version first, or delete the document.
+    pub async fn delete_version(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(), KnowledgeError> {
+        require(access, Permission::DeleteDocuments)?;
+        let document = self.document(access, id).await?;
+        let stored = self.inner.db.versions_of_document(&document.id).await?.into_iter().find(|v| v.version == version);
+        let stored = stored.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))?;
+        let kept = if document.current_version == Some(version) {
+            Some("it is the current version")
+        } else if document.latest_version == version {
+            Some("it is the latest version")
+        } else if matches!(stored.status.as_str(), "queued" | "processing") {
+            Some("it is being ingested")
+        } else {
+            None
+        };
+        if let Some(reason) = kept {
+            return Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' cannot be deleted: {reason}")));
+        }
+        let chunk_ids = self.inner.db.delete_version(&document.id, version).await?.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))?;
+        self.unindex(&access.tenant_id, chunk_ids).await
+    }
+
     pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<JobRow, KnowledgeError> {
         require(access, Permission::ReadDocuments)?;
         let job = self.inner.db.ingest_job(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("job '{id}'")))?;

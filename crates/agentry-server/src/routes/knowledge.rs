@@ -27,7 +27,7 @@ pub fn router(max_document_bytes: usize) -> Router<AppState> {
         .route("/api/v1/collections/{id}/documents", get(documents).post(upload).layer(upload_limit))
         .route("/api/v1/documents/{id}", get(document).delete(delete_document))
         .route("/api/v1/documents/{id}/versions", get(versions))
-        .route("/api/v1/documents/{id}/versions/{version}", get(version_content))
+        .route("/api/v1/documents/{id}/versions/{version}", get(version_content).delete(delete_version))
         .route("/api/v1/documents/{id}/versions/{version}/restore", post(restore))
         .route("/api/v1/ingest-jobs/{id}", get(job))
         .route("/api/v1/search", post(search))
@@ -199,6 +199,15 @@ async fn version_content(
         _ => "text/plain; charset=utf-8",
     };
     Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+}
+
+async fn delete_version(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path((id, version)): Path<(String, i32)>,
+) -> Result<StatusCode, ApiError> {
+    state.knowledge.delete_version(&access, &id, version).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn restore(

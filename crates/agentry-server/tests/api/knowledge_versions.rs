@@ -1,6 +1,7 @@
 //! Knowledge beyond the current text: automatic per-document summaries
 //! (written by a configured model, stored, searchable by the document's
-//! readers only) and search over an earlier version of a document.
+//! readers only), search over an earlier version of a document, and
+//! deleting earlier versions.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -108,6 +109,19 @@ async fn an_earlier_version_of_a_document_can_be_searched() {
     assert_eq!((status, error["error"]["param"].as_str()), (400, Some("version")), "{error}");
     let (status, error) = search(&app, &token, json!({ "query": "warranty", "document_ids": [id], "version": 9 })).await;
     assert_eq!(status, 404, "{error}");
+
+    // Earlier versions can be deleted; the current one stays until another replaces it.
+    let version = |v: i32| format!("/api/v1/documents/{id}/versions/{v}");
+    let (status, error) = send(&app, &token, Method::DELETE, &version(2), None).await;
+    assert_eq!((status, error["error"]["code"].as_str()), (409, Some("conflict")), "{error}");
+    assert_eq!(send(&app, &token, Method::DELETE, &version(1), None).await.0, 204);
+    assert_eq!(send(&app, &token, Method::DELETE, &version(1), None).await.0, 404);
+    let (_, versions) = send(&app, &token, Method::GET, &format!("/api/v1/documents/{id}/versions"), None).await;
+    assert_eq!(versions["data"].as_array().unwrap().iter().map(|v| v["version"].as_i64()).collect::<Vec<_>>(), vec![Some(2)]);
+    let (status, _) = search(&app, &token, json!({ "query": "warranty", "document_ids": [id], "version": 1 })).await;
+    assert_eq!(status, 404);
+    let (_, current) = search(&app, &token, json!({ "query": "warranty years" })).await;
+    assert_eq!(current["results"][0]["text"], "The warranty lasts five years.", "{current}");
 
     // A document outside the reader's ACL has no versions to search.
     let restricted = json!({ "text": "Board-only warranty terms.", "title": "Board", "acl": { "roles": ["admin"] } });
