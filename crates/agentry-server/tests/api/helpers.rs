@@ -228,6 +228,20 @@ impl TestApp {
     pub async fn metrics(&self) -> String {
         self.get("/metrics").send().await.expect("metrics").text().await.expect("text")
     }
+
+    /// The metrics text once it contains `line` (a worker counts an outcome
+    /// just after storing it), or the last text read after five seconds.
+    pub async fn metrics_with(&self, line: &str) -> String {
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = self.metrics().await;
+            if text.contains(line) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        text
+    }
 }
 
 /// A port that was free a moment ago (for configuration that must name it).
