@@ -200,7 +200,7 @@ pub struct CallLogConfig {
 
 impl Default for CallLogConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, batch_size: 500, flush_interval: Duration::from_millis(500) }
+        Self { capacity: 10_000, batch_size: 100, flush_interval: Duration::from_millis(500) }
     }
 }
 
