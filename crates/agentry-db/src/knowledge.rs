@@ -456,25 +456,21 @@ impl Db {
     pub async fn fail_ingest(&self, job: &JobRow, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> Result<(), DbError> {
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
-            match retry_at_ms {
-                Some(at) => {
-                    sqlx::query("UPDATE ingest_jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
-                        .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
-                }
-                None if job.kind == JOB_SUMMARY => {
-                    sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
-                        .bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
-                    sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
-                        .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-                }
-                None => {
-                    sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
-                        .bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
-                    sqlx::query("UPDATE document_versions SET status = 'failed', error = $1 WHERE document_id = $2 AND version = $3")
-                        .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-                    sqlx::query("UPDATE documents SET status = 'failed', error = $1, updated_at_ms = $2 WHERE id = $3 AND latest_version = $4")
-                        .bind(error).bind(now_ms).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-                }
+            if let Some(at) = retry_at_ms {
+                sqlx::query("UPDATE ingest_jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
+                    .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+                return tx.commit().await;
+            }
+            sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
+                .bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+            if job.kind == JOB_SUMMARY {
+                sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
+                    .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+            } else {
+                sqlx::query("UPDATE document_versions SET status = 'failed', error = $1 WHERE document_id = $2 AND version = $3")
+                    .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
+                sqlx::query("UPDATE documents SET status = 'failed', error = $1, updated_at_ms = $2 WHERE id = $3 AND latest_version = $4")
+                    .bind(error).bind(now_ms).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
             }
             tx.commit().await
         }.await)

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_db::knowledge::{JOB_SUMMARY, JobRow, NewChunk, VersionContent};
+use agentry_db::knowledge::{DocumentRow, JOB_SUMMARY, JobRow, NewChunk, VersionContent};
 use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
@@ -98,6 +98,29 @@ pub(super) fn embedding_input(title: &str, chunk: &Chunk) -> String {
 /// The stored chunk hash: its content hash together with the title it was embedded with.
 fn embedding_key(title: &str, chunk: &Chunk) -> String {
     super::hex_sha256(format!("{title}\n{}", chunk.content_hash).as_bytes())
+}
+
+/// Index entries for stored chunks (id, row) of `document`: each carries
+/// the document's ACL principals and metadata.
+pub(super) fn indexed_chunks<'a>(tenant: &str, document: &DocumentRow, stored: impl Iterator<Item = (i64, &'a NewChunk)>) -> Vec<IndexedChunk> {
+    let acl = serde_json::from_str::<AccessList>(&document.acl).unwrap_or_default().principals();
+    let metadata = match serde_json::from_str(&document.metadata) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    };
+    stored
+        .map(|(id, row)| IndexedChunk {
+            key: id as u64,
+            tenant: tenant.to_owned(),
+            collection: document.collection_id.clone(),
+            document: document.id.clone(),
+            title: document.title.clone(),
+            text: row.text.clone(),
+            acl: acl.clone(),
+            metadata: metadata.clone(),
+            vector: from_bytes(&row.embedding),
+        })
+        .collect()
 }
 
 pub(super) fn to_bytes(vector: &[f32]) -> Vec<u8> {
@@ -248,42 +271,24 @@ impl Knowledge {
         let index = self.index(&job.tenant_id).await?;
         let stale = db.chunk_ids(&job.document_id, Some(job.version)).await?;
         let ids = db.store_chunks(job, &rows).await?;
-        let acl = serde_json::from_str::<AccessList>(&document.acl).unwrap_or_default().principals();
-        let metadata = match serde_json::from_str(&document.metadata) {
-            Ok(serde_json::Value::Object(map)) => map,
-            _ => serde_json::Map::new(),
-        };
-        let indexed: Vec<IndexedChunk> = ids
-            .iter()
-            .zip(&rows)
-            .map(|(id, row)| IndexedChunk {
-                key: *id as u64,
-                tenant: job.tenant_id.clone(),
-                collection: document.collection_id.clone(),
-                document: document.id.clone(),
-                title: document.title.clone(),
-                text: row.text.clone(),
-                acl: acl.clone(),
-                metadata: metadata.clone(),
-                vector: from_bytes(&row.embedding),
-            })
-            .collect();
+        let indexed = indexed_chunks(&job.tenant_id, &document, ids.iter().copied().zip(&rows));
         let count = indexed.len();
         self.unindex(&job.tenant_id, stale).await?;
         index.add(indexed).await?;
 
+        let now = now_ms();
         let summary_job = self.inner.settings.summary_model.as_ref().map(|_| JobRow {
             id: uuid::Uuid::now_v7().to_string(),
             status: "queued".into(),
             attempts: 0,
-            run_after_ms: now_ms(),
+            run_after_ms: now,
             error: None,
-            created_at_ms: now_ms(),
-            updated_at_ms: now_ms(),
+            created_at_ms: now,
+            updated_at_ms: now,
             kind: JOB_SUMMARY.into(),
             ..job.clone()
         });
-        let previous = db.finish_ingest(job, count as i32, summary_job.as_ref(), now_ms()).await?;
+        let previous = db.finish_ingest(job, count as i32, summary_job.as_ref(), now).await?;
         if summary_job.is_some() {
             self.inner.wake.notify_one();
         }

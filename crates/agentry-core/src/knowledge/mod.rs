@@ -553,14 +553,19 @@ impl Knowledge {
         self.upload(access, &document.collection_id, upload).await
     }
 
+    /// One version's row (found only once the caller may see the document).
+    async fn stored_version(&self, document_id: &str, version: i32) -> Result<VersionRow, KnowledgeError> {
+        let stored = self.inner.db.versions_of_document(document_id).await?.into_iter().find(|v| v.version == version);
+        stored.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{document_id}'")))
+    }
+
     /// Delete an earlier version (its bytes, chunks and summary). The
     /// current version, the latest one and one still being ingested stay:
     /// restore or upload another version first, or delete the document.
     pub async fn delete_version(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(), KnowledgeError> {
         require(access, Permission::DeleteDocuments)?;
         let document = self.document(access, id).await?;
-        let stored = self.inner.db.versions_of_document(&document.id).await?.into_iter().find(|v| v.version == version);
-        let stored = stored.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))?;
+        let stored = self.stored_version(&document.id, version).await?;
         let kept = if document.current_version == Some(version) {
             Some("it is the current version")
         } else if document.latest_version == version {

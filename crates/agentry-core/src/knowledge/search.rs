@@ -164,11 +164,8 @@ impl Knowledge {
             return Err(KnowledgeError::invalid("'version' needs exactly one document id in 'document_ids'", "version"));
         };
         let document = self.visible_document(access, id, &filter.principals).await?;
-        let metadata = document.metadata.as_object().cloned().unwrap_or_default();
-        let in_scope = (filter.collections.is_empty() || filter.collections.contains(&document.collection_id))
-            && filter.metadata.iter().all(|(key, condition)| condition.matches(metadata.get(key)));
-        let stored = self.inner.db.versions_of_document(id).await?.into_iter().find(|v| v.version == version);
-        let stored = stored.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))?;
+        let in_scope = filter.admits(&document.collection_id, document.metadata.as_object().unwrap_or(&serde_json::Map::new()));
+        let stored = self.stored_version(id, version).await?;
         if stored.status != "succeeded" {
             return Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' is not searchable: it is {}", stored.status)));
         }

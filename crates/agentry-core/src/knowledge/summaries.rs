@@ -15,11 +15,10 @@
 use agentry_db::knowledge::{JobRow, NewChunk, SUMMARY_ORDINAL};
 use agentry_llm::ChatRequest;
 use agentry_search::chunk::Chunk;
-use agentry_search::index::IndexedChunk;
 use agentry_types::{ChatMessage, Role};
 
-use super::ingest::{Failure, embedding_input, from_bytes, to_bytes};
-use super::{AccessList, Knowledge, hex_sha256};
+use super::ingest::{Failure, embedding_input, indexed_chunks, to_bytes};
+use super::{Knowledge, hex_sha256};
 use crate::identity::now_ms;
 
 /// Document text the summary model reads (~2k tokens: the default local
@@ -99,22 +98,7 @@ impl Knowledge {
         self.unindex(&job.tenant_id, stale).await?;
         // Only the current version is indexed: an older one's chunks have left the index.
         let indexed = if document.current_version == Some(job.version) {
-            let metadata = match serde_json::from_str(&document.metadata) {
-                Ok(serde_json::Value::Object(map)) => map,
-                _ => serde_json::Map::new(),
-            };
-            let chunk = IndexedChunk {
-                key: id as u64,
-                tenant: job.tenant_id.clone(),
-                collection: document.collection_id.clone(),
-                document: document.id.clone(),
-                title: document.title.clone(),
-                text: summary.clone(),
-                acl: serde_json::from_str::<AccessList>(&document.acl).unwrap_or_default().principals(),
-                metadata,
-                vector: from_bytes(&row.embedding),
-            };
-            self.index(&job.tenant_id).await?.add(vec![chunk]).await?;
+            self.index(&job.tenant_id).await?.add(indexed_chunks(&job.tenant_id, &document, std::iter::once((id, &row)))).await?;
             self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
             1
         } else {

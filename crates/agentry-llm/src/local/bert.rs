@@ -48,14 +48,18 @@ struct Norm {
 
 /// A dense layer `y = x·Wᵀ + b`, W stored (outputs × inputs) row-major as in PyTorch.
 struct Dense {
-    weight: Vec<f32>,
+    weights: DenseWeights,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
-    /// The weights for the bf16 kernel, when this CPU runs it.
-    packed: Option<PackedWeights>,
 }
 
+/// A dense layer's weights in the form its kernel reads: packed bf16 when
+/// this CPU runs that kernel, else the f32 rows (never both).
+enum DenseWeights {
+    F32(Vec<f32>),
+    Bf16(PackedWeights),
+}
 
 struct Layer {
     qkv: Dense,
@@ -266,8 +270,8 @@ impl Encoder {
 
 impl Dense {
     fn new(weight: Vec<f32>, bias: Vec<f32>, inputs: usize, outputs: usize) -> Self {
-        let packed = PackedWeights::pack(&weight, inputs, outputs);
-        Self { weight, bias, inputs, outputs, packed }
+        let weights = PackedWeights::pack(&weight, inputs, outputs).map_or(DenseWeights::F32(weight), DenseWeights::Bf16);
+        Self { weights, bias, inputs, outputs }
     }
 
     /// `out = input·Wᵀ + bias (+ residual)` for `rows` rows.
@@ -287,14 +291,15 @@ impl Dense {
         if rows == 0 {
             return;
         }
-        if let Some(packed) = &self.packed {
-            packed.forward(input, rows, out);
-            return;
+        match &self.weights {
+            DenseWeights::Bf16(packed) => packed.forward(input, rows, out),
+            DenseWeights::F32(weight) => {
+                // Wᵀ is the weight rows read with the strides swapped, never materialised.
+                let transposed = Strided::rows(0, self.outputs, self.inputs, self.inputs).transposed();
+                let at = Strided::rows(0, rows, self.outputs, self.outputs);
+                let input = Operand { data: input, view: Strided::rows(0, rows, self.inputs, self.inputs) };
+                matmul::product(out, at, input, Operand { data: weight, view: transposed }, 1.0, true, true);
+            }
         }
-        // Wᵀ is the weight rows read with the strides swapped, never materialised.
-        let weight = Strided::rows(0, self.outputs, self.inputs, self.inputs).transposed();
-        let at = Strided::rows(0, rows, self.outputs, self.outputs);
-        let input = Operand { data: input, view: Strided::rows(0, rows, self.inputs, self.inputs) };
-        matmul::product(out, at, input, Operand { data: &self.weight, view: weight }, 1.0, true, true);
     }
 }

@@ -109,10 +109,16 @@ pub struct Filter {
 impl Filter {
     fn allows(&self, entry: &Entry) -> bool {
         entry.tenant == self.tenant
-            && (self.collections.is_empty() || self.collections.contains(&entry.collection))
             && self.documents.as_ref().is_none_or(|d| d.contains(&entry.document))
             && entry.acl.iter().any(|a| self.principals.contains(a))
-            && self.metadata.iter().all(|(key, condition)| condition.matches(entry.metadata.get(key)))
+            && self.admits(&entry.collection, &entry.metadata)
+    }
+
+    /// Whether a document of `collection` with `metadata` passes the
+    /// collection and metadata conditions (tenant, document ids and ACL aside).
+    pub fn admits(&self, collection: &str, metadata: &serde_json::Map<String, Value>) -> bool {
+        (self.collections.is_empty() || self.collections.iter().any(|c| c == collection))
+            && self.metadata.iter().all(|(key, condition)| condition.matches(metadata.get(key)))
     }
 }
 
