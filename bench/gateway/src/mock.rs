@@ -1,5 +1,16 @@
 //! The mock upstream: OpenAI chat completions after a fixed delay, plain or SSE.
+//!
+//! The delay is a `timerfd` per request, not `tokio::time::sleep`: Tokio's
+//! timer rounds every deadline up to its next millisecond tick, so a 1 ms
+//! sleep lasts anywhere from 1 to 2 ms depending on where in the millisecond
+//! the request arrived. Any extra hop in front of the mock (Agentry) shifts
+//! that phase and can push a request past a tick, which the direct-vs-through
+//! comparison would then report as up to 1 ms of "added" latency that Agentry
+//! did not add. A timerfd fires within microseconds of the requested delay.
+//! Registering it with Tokio's reactor is the one `unsafe` call here: Tokio
+//! asks the caller to promise the descriptor outlives the registration.
 
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,7 +31,9 @@ pub fn serve(port: u16, latency: Duration) -> anyhow::Result<()> {
 }
 
 async fn chat(body: Value, latency: Duration) -> Response {
-    tokio::time::sleep(latency).await;
+    if let Err(error) = precise_sleep(latency).await {
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response();
+    }
     if body["stream"].as_bool() != Some(true) {
         return axum::Json(json!({
             "id": "chatcmpl-mock", "object": "chat.completion", "created": 1, "model": body["model"],
@@ -40,4 +53,31 @@ async fn chat(body: Value, latency: Duration) -> Response {
         "usage": { "prompt_tokens": 9, "completion_tokens": 6, "total_tokens": 15 } });
     sse.push_str(&format!("data: {done}\n\ndata: [DONE]\n\n"));
     Response::builder().header("content-type", "text/event-stream").body(Body::from(sse)).unwrap_or_default()
+}
+
+/// Sleep for `delay` on a kernel high-resolution timer registered with Tokio's reactor.
+#[allow(unsafe_code)]
+async fn precise_sleep(delay: Duration) -> std::io::Result<()> {
+    let mut timer = timerfd::TimerFd::new_custom(timerfd::ClockId::Monotonic, true, true)?;
+    timer.set_state(timerfd::TimerState::Oneshot(delay), timerfd::SetTimeFlags::Default);
+    // SAFETY: the AsyncFd owns the timer, so its descriptor stays open and
+    // unchanged until the AsyncFd is dropped and deregisters it.
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(Fd(timer), tokio::io::Interest::READABLE) }
+        .map_err(std::io::Error::from)?;
+    loop {
+        let mut ready = registered.readable().await?;
+        if registered.get_ref().0.read() > 0 {
+            return Ok(());
+        }
+        ready.clear_ready();
+    }
+}
+
+/// A timer Tokio can poll for readiness.
+struct Fd(timerfd::TimerFd);
+
+impl AsRawFd for Fd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
 }

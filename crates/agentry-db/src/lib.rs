@@ -118,7 +118,10 @@ impl Db {
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Normal)
                 .busy_timeout(Duration::from_secs(5))
-                .foreign_keys(true);
+                .foreign_keys(true)
+                // Statement journals and RETURNING rows stay in memory: no
+                // temp file created and deleted on every batched write.
+                .pragma("temp_store", "memory");
             // Like the file itself (`create_if_missing`), its folder is created on first use.
             if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;

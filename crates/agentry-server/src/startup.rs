@@ -27,7 +27,7 @@ use crate::configuration::Settings;
 use crate::error::ApiError;
 use crate::master_key::{self, MasterKey};
 use crate::middleware;
-use crate::state::AppState;
+use crate::state::{AppState, Handles};
 use crate::telemetry;
 
 /// A built, bound, not yet serving application.
@@ -84,7 +84,7 @@ impl Application {
         if interrupted > 0 {
             tracing::warn!(runs = interrupted, "marked runs interrupted by the previous stop as failed");
         }
-        let state = AppState {
+        let state = AppState::new(Handles {
             gateway,
             knowledge,
             agents,
@@ -95,7 +95,7 @@ impl Application {
             master_key: Arc::new(master_key.secret().clone()),
             metrics: telemetry::metrics_handle(),
             local_models: Arc::new(local_models),
-        };
+        });
         let app = http_stack(state, settings.max_body_bytes, settings.knowledge.max_document_bytes);
 
         let listener = TcpListener::bind(settings.listen)

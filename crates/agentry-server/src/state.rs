@@ -1,5 +1,6 @@
-//! Shared application state handed to every handler. Holds handles only
-//! (all cheap to clone); owns no logic.
+//! Shared application state handed to every handler. Holds handles only;
+//! owns no logic. Axum clones the state for every request, so the handles
+//! sit behind one `Arc`: a clone is one reference count, not one per handle.
 
 use std::sync::Arc;
 
@@ -12,7 +13,24 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use secrecy::SecretString;
 
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Handles>);
+
+impl AppState {
+    pub fn new(handles: Handles) -> Self {
+        Self(Arc::new(handles))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Handles;
+
+    fn deref(&self) -> &Handles {
+        &self.0
+    }
+}
+
+/// What every handler may reach.
+pub struct Handles {
     pub gateway: Gateway,
     pub knowledge: Knowledge,
     pub agents: Agents,

@@ -155,7 +155,10 @@ pub async fn create(
     let id = format!("chatcmpl-{}", uuid::Uuid::new_v4().simple());
     if let Some(agent) = parsed.model.strip_prefix("agent:") {
         let answer = super::agent::Answer { id: &id, model: &parsed.model, stream: parsed.stream, include_usage: parsed.include_usage };
-        return super::agent::run(&state, &ctx, access.as_deref(), agent, parsed.request.messages, answer).await;
+        // Boxed: the agent run's future is several times larger than a
+        // gateway call's, and inline it would make every plain completion
+        // allocate and copy a future of that size.
+        return Box::pin(super::agent::run(&state, &ctx, access.as_deref(), agent, parsed.request.messages, answer)).await;
     }
     if parsed.stream {
         let served = state.gateway.chat_stream(&ctx, &parsed.model, parsed.request).await?;
