@@ -10,7 +10,6 @@
 //! Registering it with Tokio's reactor is the one `unsafe` call here: Tokio
 //! asks the caller to promise the descriptor outlives the registration.
 
-use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -62,22 +61,13 @@ async fn precise_sleep(delay: Duration) -> std::io::Result<()> {
     timer.set_state(timerfd::TimerState::Oneshot(delay), timerfd::SetTimeFlags::Default);
     // SAFETY: the AsyncFd owns the timer, so its descriptor stays open and
     // unchanged until the AsyncFd is dropped and deregisters it.
-    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(Fd(timer), tokio::io::Interest::READABLE) }
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }
         .map_err(std::io::Error::from)?;
     loop {
         let mut ready = registered.readable().await?;
-        if registered.get_ref().0.read() > 0 {
+        if registered.get_ref().read() > 0 {
             return Ok(());
         }
         ready.clear_ready();
-    }
-}
-
-/// A timer Tokio can poll for readiness.
-struct Fd(timerfd::TimerFd);
-
-impl AsRawFd for Fd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0.as_raw_fd()
     }
 }

@@ -16,7 +16,7 @@ use agentry_llm::Embedder;
 use agentry_llm::local::LocalEmbedder;
 use agentry_search::eval::Dataset;
 use agentry_search::hybrid::{self, Fusion};
-use agentry_search::index::embedded::EmbeddedIndex;
+use agentry_search::index::embedded::{EmbeddedIndex, GRAPH};
 use agentry_search::index::{Filter, IndexedChunk};
 
 pub struct Scale {
@@ -46,11 +46,6 @@ pub struct Hnswlib {
     pub recall_at_10: f64,
 }
 
-/// Graph parameters of the embedded index, given to hnswlib too.
-const CONNECTIVITY: usize = 16;
-const EXPANSION_ADD: usize = 128;
-const EXPANSION_SEARCH: usize = 128;
-
 fn write_f32_rows<'a>(path: &Path, rows: impl Iterator<Item = &'a Vec<f32>>) -> anyhow::Result<()> {
     let bytes: Vec<u8> = rows.flat_map(|row| row.iter().flat_map(|x| x.to_le_bytes())).collect();
     Ok(std::fs::write(path, bytes)?)
@@ -66,7 +61,7 @@ fn hnswlib_baseline(python: &Path, vectors: &[&Vec<f32>], probes: &[&Vec<f32>], 
     let output = Command::new(python)
         .arg(script)
         .args([&vectors_path, &probes_path])
-        .args([dimensions, CONNECTIVITY, EXPANSION_ADD, EXPANSION_SEARCH].map(|n| n.to_string()))
+        .args([dimensions, GRAPH.connectivity, GRAPH.expansion_add, GRAPH.expansion_search].map(|n| n.to_string()))
         .output()?;
     anyhow::ensure!(output.status.success(), "hnswlib failed: {}", String::from_utf8_lossy(&output.stderr));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout)?;

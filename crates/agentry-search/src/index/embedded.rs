@@ -46,8 +46,17 @@ const WRITER_HEAP_BYTES: usize = 50_000_000;
 /// weight the title drowns the passage's own words (Cranfield nDCG@10
 /// 0.372 at 1.0, 0.378 at 0.5, 0.358 without titles).
 pub(super) const TITLE_BOOST: f32 = 0.5;
-/// Candidates the graph explores per query (usearch `expansion_search`).
-const EXPANSION_SEARCH: usize = 128;
+/// The HNSW graph's shape (public so benchmarks can give a baseline the same one).
+pub struct GraphParameters {
+    /// Links per node (hnswlib's `M`).
+    pub connectivity: usize,
+    /// Candidates explored while inserting (hnswlib's `ef_construction`).
+    pub expansion_add: usize,
+    /// Candidates explored per query (hnswlib's `ef`).
+    pub expansion_search: usize,
+}
+
+pub const GRAPH: GraphParameters = GraphParameters { connectivity: 16, expansion_add: 128, expansion_search: 128 };
 
 fn vector_error(error: impl std::fmt::Display) -> IndexError {
     IndexError::Vector(error.to_string())
@@ -135,9 +144,9 @@ impl EmbeddedIndex {
             dimensions,
             metric: MetricKind::Cos,
             quantization: ScalarKind::F32,
-            connectivity: 16,
-            expansion_add: 128,
-            expansion_search: EXPANSION_SEARCH,
+            connectivity: GRAPH.connectivity,
+            expansion_add: GRAPH.expansion_add,
+            expansion_search: GRAPH.expansion_search,
             multi: false,
         };
         let vectors = usearch::Index::new(&options).map_err(vector_error)?;
