@@ -200,7 +200,7 @@ pub struct CallLogConfig {
 
 impl Default for CallLogConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, batch_size: 100, flush_interval: Duration::from_millis(500) }
+        Self { capacity: 10_000, batch_size: 500, flush_interval: Duration::from_millis(500) }
     }
 }
 
@@ -222,49 +222,67 @@ impl CallLogWriter {
     }
 }
 
+/// How often a writer that holds records looks for more. Records are picked
+/// up once per tick rather than once per send, so a busy gateway does not
+/// wake the writer (and possibly a sleeping worker thread) on every request.
+const COLLECT_TICK: Duration = Duration::from_millis(20);
+
 async fn run_writer(db: Db, mut receiver: mpsc::Receiver<ModelCallRecord>, config: CallLogConfig, stop: CancellationToken) {
-    let mut batch = Vec::with_capacity(config.batch_size);
-    loop {
+    let mut pending = Vec::with_capacity(config.batch_size);
+    let mut stopping = false;
+    while !stopping {
+        // Idle: the first record of a batch is the only one that wakes the writer.
         let first = tokio::select! {
             biased;
             () = stop.cancelled() => None,
             record = receiver.recv() => record,
         };
         let Some(first) = first else { break };
-        batch.push(first);
+        pending.push(first);
         let deadline = tokio::time::Instant::now() + config.flush_interval;
-        while batch.len() < config.batch_size {
-            let next = tokio::select! {
+        loop {
+            take_queued(&mut receiver, &mut pending);
+            if pending.len() >= config.batch_size || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            let wake = (tokio::time::Instant::now() + COLLECT_TICK).min(deadline);
+            stopping = tokio::select! {
                 biased;
-                () = stop.cancelled() => None,
-                record = tokio::time::timeout_at(deadline, receiver.recv()) => record.ok().flatten(),
+                () = stop.cancelled() => true,
+                () = tokio::time::sleep_until(wake) => false,
             };
-            match next {
-                Some(record) => batch.push(record),
-                None => break,
+            if stopping {
+                take_queued(&mut receiver, &mut pending);
+                break;
             }
         }
-        flush(&db, &mut batch).await;
+        flush(&db, &mut pending, config.batch_size).await;
     }
+    take_queued(&mut receiver, &mut pending);
+    flush(&db, &mut pending, config.batch_size).await;
+}
+
+/// Move every record already queued into `pending`, without waiting.
+fn take_queued(receiver: &mut mpsc::Receiver<ModelCallRecord>, pending: &mut Vec<ModelCallRecord>) {
     while let Ok(record) = receiver.try_recv() {
-        batch.push(record);
-        if batch.len() >= config.batch_size {
-            flush(&db, &mut batch).await;
-        }
+        pending.push(record);
     }
-    flush(&db, &mut batch).await;
 }
 
 /// Attempts per batch before it is dropped.
 const FLUSH_ATTEMPTS: u32 = 3;
 
-async fn flush(db: &Db, batch: &mut Vec<ModelCallRecord>) {
-    if batch.is_empty() {
-        return;
+async fn flush(db: &Db, pending: &mut Vec<ModelCallRecord>, batch_size: usize) {
+    for batch in pending.chunks(batch_size.max(1)) {
+        write_batch(db, batch).await;
     }
+    pending.clear();
+}
+
+async fn write_batch(db: &Db, batch: &[ModelCallRecord]) {
     for attempt in 1..=FLUSH_ATTEMPTS {
         match db.insert_model_calls(batch).await {
-            Ok(()) => break,
+            Ok(()) => return,
             Err(error) if attempt == FLUSH_ATTEMPTS => {
                 tracing::error!(%error, records = batch.len(), "could not write a usage batch; dropped");
                 metrics::counter!("model_call_log_dropped_total").increment(batch.len() as u64);
@@ -275,5 +293,4 @@ async fn flush(db: &Db, batch: &mut Vec<ModelCallRecord>) {
             }
         }
     }
-    batch.clear();
 }

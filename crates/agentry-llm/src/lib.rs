@@ -14,6 +14,7 @@ pub mod pricing;
 pub mod providers;
 pub mod registry;
 pub mod router;
+pub mod series;
 pub mod tokens;
 pub mod types;
 

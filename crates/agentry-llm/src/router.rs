@@ -9,7 +9,7 @@
 //! passed on as an error, never hidden behind another model's answer.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -18,6 +18,7 @@ use rand::Rng;
 use crate::breaker::{BreakerConfig, Breakers};
 use crate::pricing::Price;
 use crate::registry::{Backend, ModelEntry};
+use crate::series::Series;
 use crate::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmError, ModelKind, ModelRegistry, StreamEvent};
 
 /// Timeouts, retries and breaker tuning.
@@ -183,8 +184,7 @@ impl ModelRouter {
                 Ok(outcome) => outcome,
                 Err(_) => Err(LlmError::Timeout { upstream: entry.upstream.clone(), after: self.config.timeout }),
             };
-            metrics::histogram!("model_request_duration_seconds", "model" => entry.name.clone(), "provider" => provider)
-                .record(started.elapsed().as_secs_f64());
+            request_duration(&entry.name, provider).record(started.elapsed().as_secs_f64());
             let error = match outcome {
                 Ok(value) => {
                     permit.record(true);
@@ -255,7 +255,19 @@ fn status_label(error: &LlmError) -> &'static str {
 }
 
 fn count_request(model: &str, provider: &'static str, status: &'static str) {
-    metrics::counter!("model_requests_total", "model" => model.to_owned(), "provider" => provider, "status" => status).increment(1);
+    static REQUESTS: LazyLock<Series<3, metrics::Counter>> = LazyLock::new(Series::new);
+    REQUESTS
+        .get([model, provider, status], |[model, provider, status]| {
+            metrics::counter!("model_requests_total", "model" => model.to_owned(), "provider" => provider.to_owned(), "status" => status.to_owned())
+        })
+        .increment(1);
+}
+
+fn request_duration(model: &str, provider: &'static str) -> metrics::Histogram {
+    static DURATIONS: LazyLock<Series<2, metrics::Histogram>> = LazyLock::new(Series::new);
+    DURATIONS.get([model, provider], |[model, provider]| {
+        metrics::histogram!("model_request_duration_seconds", "model" => model.to_owned(), "provider" => provider.to_owned())
+    })
 }
 
 /// Re-attach the already-read first event and enforce the idle timeout between

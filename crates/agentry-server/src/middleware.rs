@@ -2,6 +2,7 @@
 //! and the master-key check. Each is a plain `axum::middleware::from_fn`
 //! function; the order they are stacked in is set in `startup.rs`.
 
+use std::sync::LazyLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
@@ -10,6 +11,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::error::ApiError;
+use agentry_llm::series::Series;
 use agentry_types::ErrorCode;
 
 /// Header carrying the request id, accepted from clients when sane and always returned.
@@ -74,13 +76,13 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
 /// The route template of a matched request, passed from the inner route layer
 /// to the outer metrics layer.
 #[derive(Clone)]
-struct Endpoint(String);
+struct Endpoint(MatchedPath);
 
 /// Inner layer (on routes): note the matched route template.
 pub async fn endpoint_label(matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
     let mut response = next.run(req).await;
     if let Some(path) = matched {
-        response.extensions_mut().insert(Endpoint(path.as_str().to_owned()));
+        response.extensions_mut().insert(Endpoint(path));
     }
     response
 }
@@ -89,13 +91,22 @@ pub async fn endpoint_label(matched: Option<MatchedPath>, req: Request, next: Ne
 /// `http_request_duration_seconds{method,endpoint}`; unmatched paths are
 /// labelled `unmatched` so label cardinality stays bounded.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
+    static REQUESTS: LazyLock<Series<3, metrics::Counter>> = LazyLock::new(Series::new);
+    static DURATIONS: LazyLock<Series<2, metrics::Histogram>> = LazyLock::new(Series::new);
     let started = Instant::now();
-    let method = req.method().as_str().to_owned();
+    let method = req.method().clone();
     let response = next.run(req).await;
-    let endpoint = response.extensions().get::<Endpoint>().map_or_else(|| "unmatched".to_owned(), |e| e.0.clone());
-    let status = response.status().as_u16().to_string();
-    metrics::counter!("http_requests_total", "method" => method.clone(), "endpoint" => endpoint.clone(), "status" => status).increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "endpoint" => endpoint).record(started.elapsed().as_secs_f64());
+    let endpoint = response.extensions().get::<Endpoint>().map_or("unmatched", |e| e.0.as_str());
+    let status = response.status();
+    REQUESTS
+        .get([method.as_str(), endpoint, status.as_str()], |[method, endpoint, status]| {
+            metrics::counter!("http_requests_total", "method" => method.to_owned(), "endpoint" => endpoint.to_owned(), "status" => status.to_owned())
+        })
+        .increment(1);
+    DURATIONS
+        .get([method.as_str(), endpoint], |[method, endpoint]| {
+            metrics::histogram!("http_request_duration_seconds", "method" => method.to_owned(), "endpoint" => endpoint.to_owned())
+        })
+        .record(started.elapsed().as_secs_f64());
     response
 }
-

@@ -15,7 +15,12 @@ use agentry_core::outbound::Outbound;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
+use std::convert::Infallible;
+
 use axum::Router;
+use axum::extract::Request;
+use axum::response::Response;
+use tower::Service;
 use axum::extract::DefaultBodyLimit;
 use secrecy::{ExposeSecret, SecretString};
 use axum::serve::ListenerExt;
@@ -33,7 +38,8 @@ use crate::telemetry;
 /// A built, bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
-    app: Router,
+    routes: Router,
+    max_body_bytes: usize,
     port: u16,
     shutdown: CancellationToken,
     grace: Duration,
@@ -47,6 +53,8 @@ impl Application {
     /// Prepare everything and bind the listener (`listen` port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         settings.validate()?;
+        // Before anything can record a metric: handles registered earlier would never report.
+        let metrics = telemetry::metrics_handle();
         std::fs::create_dir_all(&settings.data_dir)
             .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
         let master_key = master_key::resolve(settings.master_key.as_ref(), &settings.data_dir)?;
@@ -93,10 +101,10 @@ impl Application {
             identity,
             db: db.clone(),
             master_key: Arc::new(master_key.secret().clone()),
-            metrics: telemetry::metrics_handle(),
+            metrics,
             local_models: Arc::new(local_models),
         });
-        let app = http_stack(state, settings.max_body_bytes, settings.knowledge.max_document_bytes);
+        let routes = routes(state, settings.knowledge.max_document_bytes);
 
         let listener = TcpListener::bind(settings.listen)
             .await
@@ -106,7 +114,7 @@ impl Application {
             MasterKey::Generated(key) => Some(key),
             MasterKey::Configured(_) | MasterKey::Stored(_) => None,
         };
-        Ok(Self { listener, app, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, key_use_task, generated_master_key })
+        Ok(Self { listener, routes, max_body_bytes: settings.max_body_bytes, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, key_use_task, generated_master_key })
     }
 
     pub fn port(&self) -> u16 {
@@ -125,7 +133,7 @@ impl Application {
 
     /// Serve until SIGTERM/Ctrl-C or the shutdown token, then drain.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, app, shutdown, grace, db, call_log_task, key_use_task, .. } = self;
+        let Self { listener, routes, max_body_bytes, shutdown, grace, db, call_log_task, key_use_task, .. } = self;
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "listening");
         let stopping = shutdown.clone();
@@ -136,7 +144,8 @@ impl Application {
                 tracing::debug!(%error, "cannot set TCP_NODELAY");
             }
         });
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).with_graceful_shutdown(async move { stopping.cancelled().await });
+        let app = http_stack(routes, max_body_bytes);
+        let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app)).with_graceful_shutdown(async move { stopping.cancelled().await });
         let deadline = async {
             shutdown.cancelled().await;
             tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections, waiting for in-flight requests");
@@ -199,8 +208,9 @@ pub async fn bootstrap(
     Ok(created?)
 }
 
-/// The router with every layer, outermost last.
-fn http_stack(state: AppState, max_body_bytes: usize, max_document_bytes: usize) -> Router {
+/// Every route, behind its route layers: authorization, then the matched
+/// route template for the metrics label (route layers run after routing).
+fn routes(state: AppState, max_document_bytes: usize) -> Router {
     Router::new()
         .merge(crate::openai::router())
         .merge(crate::routes::health::router())
@@ -217,11 +227,21 @@ fn http_stack(state: AppState, max_body_bytes: usize, max_document_bytes: usize)
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
         .fallback(|| async { ApiError::not_found("no route matches this path") })
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(axum::middleware::from_fn(middleware::error_envelope))
-        .layer(axum::middleware::from_fn(middleware::http_metrics))
-        .layer(axum::middleware::from_fn(middleware::request_id))
         .with_state(state)
+}
+
+/// The layers around the whole router, outermost first: request id, HTTP
+/// metrics, the error envelope, the body limit. They wrap the router once.
+/// `Router::layer` would instead box each layer around every route, and each
+/// request would clone that nest of boxes (measured: about half of all
+/// allocations of a proxied completion).
+fn http_stack(routes: Router, max_body_bytes: usize) -> impl Service<Request, Response = Response, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static {
+    tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(middleware::request_id))
+        .layer(axum::middleware::from_fn(middleware::http_metrics))
+        .layer(axum::middleware::from_fn(middleware::error_envelope))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .service(routes)
 }
 
 /// Write API key last-used times every few seconds, and once more at shutdown.

@@ -19,13 +19,14 @@ pub mod manage;
 pub mod optimizer;
 pub mod policy;
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use agentry_db::billing::UsageSettingsRow;
 use agentry_db::{CallLogWriter, DbError, ModelCallRecord};
 use agentry_llm::ChatRequest;
 use agentry_llm::pricing::Price;
+use agentry_llm::series::Series;
 
 use crate::audit::{Actor, Audit, AuditEvent, Outcome, RequestMeta};
 use crate::coord::{Coord, RateDecision};
@@ -280,20 +281,14 @@ impl Accounting {
     /// held beyond the actual cost, free limits, raise budget alerts. Never waits.
     pub fn settle(&self, ticket: Ticket, record: ModelCallRecord) {
         let cost = record.cost_nusd;
-        let model = record.model.clone();
-        metrics::counter!("token_usage_total", "model" => model.clone(), "type" => "input").increment(record.input_tokens.max(0) as u64);
-        metrics::counter!("token_usage_total", "model" => model.clone(), "type" => "output").increment(record.output_tokens.max(0) as u64);
-        if cost > 0 {
-            let agent = record.agent.clone().unwrap_or_else(|| "gateway".to_owned());
-            // A gauge only increases here: the metrics facade counts integers, this is dollars.
-            metrics::gauge!("api_cost_dollars_total", "model" => model, "agent_type" => agent).increment(nusd_to_usd(cost));
-        }
-        let tenant = record.tenant_id.clone();
+        count_usage(&record);
         let output_tokens = record.output_tokens.max(0) as u64;
-        self.inner.call_log.record(record);
         if !ticket.holds_anything() {
+            self.inner.call_log.record(record);
             return;
         }
+        let tenant = record.tenant_id.clone();
+        self.inner.call_log.record(record);
         let this = self.clone();
         tokio::spawn(async move {
             limits::settle(&this.inner.coord, &ticket.admitted, output_tokens).await;
@@ -350,4 +345,25 @@ pub fn nusd_to_usd(nusd: i64) -> f64 {
 /// USD to nano-USD, rounded.
 pub fn usd_to_nusd(usd: f64) -> i64 {
     (usd * 1e9).round() as i64
+}
+
+/// `token_usage_total{model,type}` and `api_cost_dollars_total{model,agent_type}` for one call.
+fn count_usage(record: &ModelCallRecord) {
+    static TOKENS: LazyLock<Series<2, metrics::Counter>> = LazyLock::new(Series::new);
+    static COST: LazyLock<Series<2, metrics::Gauge>> = LazyLock::new(Series::new);
+    let tokens = |kind| {
+        TOKENS.get([&record.model, kind], |[model, kind]| {
+            metrics::counter!("token_usage_total", "model" => model.to_owned(), "type" => kind.to_owned())
+        })
+    };
+    tokens("input").increment(record.input_tokens.max(0) as u64);
+    tokens("output").increment(record.output_tokens.max(0) as u64);
+    if record.cost_nusd > 0 {
+        let agent = record.agent.as_deref().unwrap_or("gateway");
+        // A gauge only increases here: the metrics facade counts integers, this is dollars.
+        COST.get([&record.model, agent], |[model, agent]| {
+            metrics::gauge!("api_cost_dollars_total", "model" => model.to_owned(), "agent_type" => agent.to_owned())
+        })
+        .increment(nusd_to_usd(record.cost_nusd));
+    }
 }
