@@ -160,14 +160,18 @@ impl Db {
             let mut builder = QueryBuilder::new(INSERT_RECORDS);
             push_records!(builder, records);
             builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let inserted: Vec<(String,)> = builder.build_query_as().fetch_all(&mut *tx).await?;
+            // The statement text differs with the batch size, and a prepared
+            // 500-row insert holds megabytes: only full batches (the shape of a
+            // busy gateway) stay in the connection's statement cache.
+            let persistent = records.len() == FULL_BATCH;
+            let inserted: Vec<(String,)> = builder.build_query_as().persistent(persistent).fetch_all(&mut *tx).await?;
             let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
             let rollups = rollups(records.iter().filter(|r| inserted.contains(&r.id)));
             if !rollups.is_empty() {
                 let mut builder = QueryBuilder::new(INSERT_ROLLUPS);
                 push_rollups!(builder, rollups);
                 builder.push(ON_ROLLUP_CONFLICT);
-                builder.build().execute(&mut *tx).await?;
+                builder.build().persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await
         }.await)
@@ -187,6 +191,10 @@ pub struct CallLogWriter {
     sender: mpsc::Sender<ModelCallRecord>,
 }
 
+/// The default largest batch: 500 records of 20 columns stay well under
+/// SQLite's and PostgreSQL's bind-parameter limits.
+const FULL_BATCH: usize = 500;
+
 /// Tuning of the writer.
 #[derive(Debug, Clone, Copy)]
 pub struct CallLogConfig {
@@ -200,7 +208,7 @@ pub struct CallLogConfig {
 
 impl Default for CallLogConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, batch_size: 500, flush_interval: Duration::from_millis(500) }
+        Self { capacity: 10_000, batch_size: FULL_BATCH, flush_interval: Duration::from_millis(500) }
     }
 }
 

@@ -98,6 +98,21 @@ async fn writer_flushes_within_the_interval() {
     }
 }
 
+/// A full batch (the one statement shape kept prepared) is written, and
+/// written once when the same batch is flushed again.
+#[tokio::test]
+async fn a_full_batch_is_written_once_even_when_flushed_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let full = CallLogConfig::default().batch_size;
+        let batch: Vec<_> = (0..full).map(|i| record(&format!("f{i:04}"), i as i64)).collect();
+        db.insert_model_calls(&batch).await.unwrap();
+        db.insert_model_calls(&batch).await.unwrap();
+        assert_eq!(db.recent_model_calls(10 * full as i64).await.unwrap().len(), full, "{:?}", db.backend());
+    }
+}
+
 #[tokio::test]
 async fn unsupported_url_is_a_clear_error() {
     let error = Db::connect("mysql://localhost/x").await.unwrap_err();
