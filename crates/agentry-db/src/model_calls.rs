@@ -147,6 +147,15 @@ macro_rules! push_rollups {
     };
 }
 
+/// Whether a multi-row statement of `rows` rows stays in the connection's
+/// statement cache. Its text differs with the row count and a prepared
+/// 500-row insert holds megabytes, so only small batches (the 20 ms windows
+/// of a moderately busy gateway: preparing each again cost about a tenth of
+/// the server's CPU at 2000 rps) and full ones (a saturated gateway) are kept.
+fn keep_prepared(rows: usize) -> bool {
+    rows <= 64 || rows == FULL_BATCH
+}
+
 impl Db {
     /// Insert records and add them to the daily rollups, in one transaction.
     /// Records already stored (same id) are skipped, rollups included, so a
@@ -160,18 +169,15 @@ impl Db {
             let mut builder = QueryBuilder::new(INSERT_RECORDS);
             push_records!(builder, records);
             builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            // The statement text differs with the batch size, and a prepared
-            // 500-row insert holds megabytes: only full batches (the shape of a
-            // busy gateway) stay in the connection's statement cache.
-            let persistent = records.len() == FULL_BATCH;
-            let inserted: Vec<(String,)> = builder.build_query_as().persistent(persistent).fetch_all(&mut *tx).await?;
+            let inserted: Vec<(String,)> = builder.build_query_as().persistent(keep_prepared(records.len())).fetch_all(&mut *tx).await?;
             let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
             let rollups = rollups(records.iter().filter(|r| inserted.contains(&r.id)));
             if !rollups.is_empty() {
+                let keep = keep_prepared(rollups.len());
                 let mut builder = QueryBuilder::new(INSERT_ROLLUPS);
                 push_rollups!(builder, rollups);
                 builder.push(ON_ROLLUP_CONFLICT);
-                builder.build().persistent(false).execute(&mut *tx).await?;
+                builder.build().persistent(keep).execute(&mut *tx).await?;
             }
             tx.commit().await
         }.await)
@@ -202,13 +208,18 @@ pub struct CallLogConfig {
     pub capacity: usize,
     /// Largest batch per INSERT.
     pub batch_size: usize,
-    /// Longest a record waits before its batch is flushed: the loss window on a crash.
+    /// How long the writer collects after the first record of a batch before
+    /// it writes: the loss window on a crash. A busy gateway wakes the writer
+    /// once per window, not per record. Short by default so each write is
+    /// small: a 500-row batch is a burst of CPU that delays requests on a
+    /// small machine (measured on 2 cores at 2000 rps: added p99 1.06-2.36 ms
+    /// with 500 ms windows, 0.80-1.34 ms with 20 ms ones).
     pub flush_interval: Duration,
 }
 
 impl Default for CallLogConfig {
     fn default() -> Self {
-        Self { capacity: 10_000, batch_size: FULL_BATCH, flush_interval: Duration::from_millis(500) }
+        Self { capacity: 10_000, batch_size: FULL_BATCH, flush_interval: Duration::from_millis(20) }
     }
 }
 
@@ -230,11 +241,6 @@ impl CallLogWriter {
     }
 }
 
-/// How often a writer that holds records looks for more. Records are picked
-/// up once per tick rather than once per send, so a busy gateway does not
-/// wake the writer (and possibly a sleeping worker thread) on every request.
-const COLLECT_TICK: Duration = Duration::from_millis(20);
-
 async fn run_writer(db: Db, mut receiver: mpsc::Receiver<ModelCallRecord>, config: CallLogConfig, stop: CancellationToken) {
     let mut pending = Vec::with_capacity(config.batch_size);
     let mut stopping = false;
@@ -247,23 +253,12 @@ async fn run_writer(db: Db, mut receiver: mpsc::Receiver<ModelCallRecord>, confi
         };
         let Some(first) = first else { break };
         pending.push(first);
-        let deadline = tokio::time::Instant::now() + config.flush_interval;
-        loop {
-            take_queued(&mut receiver, &mut pending);
-            if pending.len() >= config.batch_size || tokio::time::Instant::now() >= deadline {
-                break;
-            }
-            let wake = (tokio::time::Instant::now() + COLLECT_TICK).min(deadline);
-            stopping = tokio::select! {
-                biased;
-                () = stop.cancelled() => true,
-                () = tokio::time::sleep_until(wake) => false,
-            };
-            if stopping {
-                take_queued(&mut receiver, &mut pending);
-                break;
-            }
-        }
+        stopping = tokio::select! {
+            biased;
+            () = stop.cancelled() => true,
+            () = tokio::time::sleep(config.flush_interval) => false,
+        };
+        take_queued(&mut receiver, &mut pending);
         flush(&db, &mut pending, config.batch_size).await;
     }
     take_queued(&mut receiver, &mut pending);

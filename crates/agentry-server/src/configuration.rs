@@ -81,7 +81,7 @@ pub struct UsageConfig {
     pub optimizer: agentry_core::usage::OptimizerConfig,
     /// Days raw usage records are kept (daily rollups are kept).
     pub retention_days: u32,
-    /// How often usage records are written (the loss window on a crash).
+    /// How long usage records are collected before a batch is written (the loss window on a crash).
     pub flush_interval_ms: u64,
     /// Per-IP limit on unauthenticated routes (0 turns it off).
     pub public_requests_per_minute_per_ip: u64,
@@ -98,7 +98,7 @@ impl Default for UsageConfig {
             response_cache_enabled: false,
             optimizer: core.optimizer,
             retention_days: core.retention_days,
-            flush_interval_ms: 500,
+            flush_interval_ms: 20,
             public_requests_per_minute_per_ip: 120,
         }
     }
