@@ -283,12 +283,12 @@ impl Accounting {
         let cost = record.cost_nusd;
         count_usage(&record);
         let output_tokens = record.output_tokens.max(0) as u64;
-        if !ticket.holds_anything() {
-            self.inner.call_log.record(record);
+        let held = ticket.holds_anything();
+        let tenant = if held { record.tenant_id.clone() } else { None };
+        self.inner.call_log.record(record);
+        if !held {
             return;
         }
-        let tenant = record.tenant_id.clone();
-        self.inner.call_log.record(record);
         let this = self.clone();
         tokio::spawn(async move {
             limits::settle(&this.inner.coord, &ticket.admitted, output_tokens).await;
