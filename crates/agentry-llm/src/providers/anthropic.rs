@@ -15,7 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http_error::send;
+use super::upstream::{Response, Upstream};
 use crate::{ChatModel, ChatRequest, ChatResponse, ChatStream, LlmError, StreamEvent};
 
 const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -42,30 +42,30 @@ pub struct AnthropicConfig {
 pub struct Anthropic {
     name: String,
     /// Parsed once, not per request.
-    url: reqwest::Url,
-    client: reqwest::Client,
-    headers: reqwest::header::HeaderMap,
+    endpoint: http::Uri,
+    upstream: Upstream,
+    headers: http::HeaderMap,
     default_max_tokens: u32,
 }
 
 impl Anthropic {
     pub fn new(config: &AnthropicConfig) -> Result<Self, String> {
-        let base = super::normalise_base_url(config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
-        let mut headers = reqwest::header::HeaderMap::new();
+        let upstream = Upstream::new(&config.name, config.base_url.as_deref().unwrap_or(DEFAULT_BASE_URL))?;
+        let mut headers = http::HeaderMap::new();
         if let Some(key) = &config.api_key {
-            let mut value = reqwest::header::HeaderValue::from_str(key.expose_secret()).map_err(|_| "api_key contains invalid characters".to_owned())?;
+            let mut value = http::HeaderValue::from_str(key.expose_secret()).map_err(|_| "api_key contains invalid characters".to_owned())?;
             value.set_sensitive(true);
             headers.insert("x-api-key", value);
         }
         let version = config.version.as_deref().unwrap_or(DEFAULT_VERSION);
         headers.insert(
             "anthropic-version",
-            reqwest::header::HeaderValue::from_str(version).map_err(|_| "version contains invalid characters".to_owned())?,
+            http::HeaderValue::from_str(version).map_err(|_| "version contains invalid characters".to_owned())?,
         );
         Ok(Self {
             name: config.name.clone(),
-            url: reqwest::Url::parse(&format!("{base}/v1/messages")).map_err(|e| format!("base_url '{base}': {e}"))?,
-            client: super::http_client()?,
+            endpoint: upstream.endpoint("/v1/messages")?,
+            upstream,
             headers,
             default_max_tokens: config.default_max_tokens.unwrap_or(4096),
         })
@@ -117,8 +117,8 @@ impl Anthropic {
         Ok(body)
     }
 
-    async fn post(&self, body: &Value) -> Result<reqwest::Response, LlmError> {
-        send(&self.name, self.client.post(self.url.clone()).headers(self.headers.clone()).json(body)).await
+    async fn post(&self, body: &Value) -> Result<Response, LlmError> {
+        self.upstream.post_json(&self.endpoint, &self.headers, body).await
     }
 }
 
@@ -266,10 +266,7 @@ impl ChatModel for Anthropic {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let response = self.post(&self.body(request, false)?).await?;
-        let wire: WireMessage = response
-            .json()
-            .await
-            .map_err(|e| LlmError::Protocol { upstream: self.name.clone(), message: e.to_string() })?;
+        let wire: WireMessage = response.json().await?;
         let mut text = String::new();
         let mut tool_calls = Vec::new();
         for block in &wire.content {
@@ -299,7 +296,7 @@ impl ChatModel for Anthropic {
         let response = self.post(&self.body(request, true)?).await?;
         let upstream = self.name.clone();
         let events = response
-            .bytes_stream()
+            .into_stream()
             .eventsource()
             .scan(StreamState::default(), move |state, event| {
                 let items = match event {

@@ -1,25 +1,11 @@
-//! Sending a provider's JSON request and turning HTTP failures into
-//! [`LlmError`]: status + message from the body, `Retry-After` (seconds or
-//! HTTP date, and `retry-after-ms`).
+//! Turning HTTP failures into [`LlmError`]: status + message from the body,
+//! `Retry-After` (seconds or HTTP date, and `retry-after-ms`); and reqwest
+//! errors as text without their URL.
 
 use std::time::Duration;
 
+use super::upstream::Response;
 use crate::LlmError;
-
-/// Send `request`; a non-2xx answer becomes [`LlmError::Upstream`].
-pub(crate) async fn send(upstream: &str, request: reqwest::RequestBuilder) -> Result<reqwest::Response, LlmError> {
-    let response = request.send().await.map_err(|e| transport_error(upstream, &e))?;
-    if response.status().is_success() { Ok(response) } else { Err(status_error(upstream, response).await) }
-}
-
-/// Map a transport error (no response) to an error.
-fn transport_error(upstream: &str, error: &reqwest::Error) -> LlmError {
-    if error.is_decode() || error.is_body() {
-        LlmError::Protocol { upstream: upstream.to_owned(), message: error.to_string() }
-    } else {
-        LlmError::Connect { upstream: upstream.to_owned(), message: without_url(error) }
-    }
-}
 
 /// A reqwest error's cause chain as text, without reqwest's own message,
 /// which names the URL (it may carry secrets in query strings).
@@ -49,10 +35,15 @@ pub fn without_url(error: &reqwest::Error) -> String {
 }
 
 /// Read an error response's status, message and retry hint.
-async fn status_error(upstream: &str, response: reqwest::Response) -> LlmError {
-    let status = response.status().as_u16();
-    let retry_after = retry_after(response.headers());
-    let body = response.text().await.unwrap_or_default();
+pub(crate) async fn status_error(upstream: &str, response: Response) -> LlmError {
+    let status = response.status.as_u16();
+    let retry_after = retry_after(&response.headers);
+    if response.status.is_redirection() {
+        let location = response.headers.get(http::header::LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("nowhere");
+        let message = format!("redirected ({status}) to {location}; redirects are not followed: set base_url to the final address");
+        return LlmError::Upstream { upstream: upstream.to_owned(), status, message, retry_after };
+    }
+    let body = response.bytes().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
@@ -65,11 +56,11 @@ async fn status_error(upstream: &str, response: reqwest::Response) -> LlmError {
     LlmError::Upstream { upstream: upstream.to_owned(), status, message, retry_after }
 }
 
-fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
     if let Some(ms) = headers.get("retry-after-ms").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<f64>().ok()) {
         return (ms.is_finite() && ms >= 0.0).then(|| Duration::from_secs_f64(ms / 1000.0));
     }
-    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?.trim();
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds.is_finite() && seconds >= 0.0).then(|| Duration::from_secs_f64(seconds));
     }
@@ -80,7 +71,7 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::{HeaderMap, HeaderValue};
+    use http::header::{HeaderMap, HeaderValue};
 
     #[test]
     fn parses_seconds_and_ms() {

@@ -5,6 +5,7 @@
 pub mod anthropic;
 mod http_error;
 pub mod openai_compat;
+mod upstream;
 
 pub use http_error::without_url;
 
@@ -76,26 +77,6 @@ impl ProviderConfig {
             }
         })
     }
-}
-
-/// One shared HTTP client configuration for every provider: pooled keep-alive
-/// connections, no overall timeout (the router enforces per-request timeouts).
-pub(crate) fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .tcp_nodelay(true)
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
-}
-
-/// Validate a base URL and strip its trailing slash.
-pub(crate) fn normalise_base_url(url: &str) -> Result<String, String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("base_url '{url}' is not a valid URL: {e}"))?;
-    if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("base_url '{url}' must be http or https"));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
 }
 
 /// Serialize an optional secret in clear text. Only configuration round-trips

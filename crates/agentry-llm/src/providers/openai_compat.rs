@@ -14,7 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::http_error::send;
+use super::upstream::{Response, Upstream};
 use crate::{ChatModel, ChatRequest, ChatResponse, ChatStream, Embedder, EmbeddingResponse, LlmError, StreamEvent};
 
 /// `type = "openai_compat"`.
@@ -38,41 +38,40 @@ pub struct OpenAiCompatConfig {
 pub struct OpenAiCompat {
     name: String,
     /// Endpoints parsed once, not per request.
-    chat_url: reqwest::Url,
-    embeddings_url: reqwest::Url,
-    client: reqwest::Client,
-    headers: reqwest::header::HeaderMap,
+    chat_endpoint: http::Uri,
+    embeddings_endpoint: http::Uri,
+    upstream: Upstream,
+    headers: http::HeaderMap,
     vision: bool,
 }
 
 impl OpenAiCompat {
     pub fn new(config: &OpenAiCompatConfig) -> Result<Self, String> {
-        let mut headers = reqwest::header::HeaderMap::new();
+        let mut headers = http::HeaderMap::new();
         if let Some(key) = &config.api_key {
             let value = format!("Bearer {}", key.expose_secret());
-            let mut value = reqwest::header::HeaderValue::from_str(&value).map_err(|_| "api_key contains invalid characters".to_owned())?;
+            let mut value = http::HeaderValue::from_str(&value).map_err(|_| "api_key contains invalid characters".to_owned())?;
             value.set_sensitive(true);
-            headers.insert(reqwest::header::AUTHORIZATION, value);
+            headers.insert(http::header::AUTHORIZATION, value);
         }
         for (name, value) in &config.headers {
-            let name = reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name '{name}'"))?;
-            let value = reqwest::header::HeaderValue::from_str(value).map_err(|_| format!("invalid value for header '{name}'"))?;
+            let name = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name '{name}'"))?;
+            let value = http::HeaderValue::from_str(value).map_err(|_| format!("invalid value for header '{name}'"))?;
             headers.insert(name, value);
         }
-        let base_url = super::normalise_base_url(&config.base_url)?;
-        let endpoint = |path: &str| reqwest::Url::parse(&format!("{base_url}{path}")).map_err(|e| format!("base_url '{base_url}': {e}"));
+        let upstream = Upstream::new(&config.name, &config.base_url)?;
         Ok(Self {
             name: config.name.clone(),
-            chat_url: endpoint("/chat/completions")?,
-            embeddings_url: endpoint("/embeddings")?,
-            client: super::http_client()?,
+            chat_endpoint: upstream.endpoint("/chat/completions")?,
+            embeddings_endpoint: upstream.endpoint("/embeddings")?,
+            upstream,
             headers,
             vision: config.vision,
         })
     }
 
-    async fn post(&self, url: &reqwest::Url, body: &impl Serialize) -> Result<reqwest::Response, LlmError> {
-        send(&self.name, self.client.post(url.clone()).headers(self.headers.clone()).json(body)).await
+    async fn post(&self, endpoint: &http::Uri, body: &impl Serialize) -> Result<Response, LlmError> {
+        self.upstream.post_json(endpoint, &self.headers, body).await
     }
 
     fn protocol(&self, message: impl Into<String>) -> LlmError {
@@ -220,8 +219,8 @@ impl ChatModel for OpenAiCompat {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let response = self.post(&self.chat_url, &WireRequest::new(request, false)).await?;
-        let wire: WireCompletion = response.json().await.map_err(|e| self.protocol(e.to_string()))?;
+        let response = self.post(&self.chat_endpoint, &WireRequest::new(request, false)).await?;
+        let wire: WireCompletion = response.json().await?;
         let choice = wire.choices.into_iter().next().ok_or_else(|| self.protocol("no choices in response"))?;
         Ok(ChatResponse {
             model: wire.model.unwrap_or_else(|| request.model.clone()),
@@ -233,9 +232,9 @@ impl ChatModel for OpenAiCompat {
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<ChatStream, LlmError> {
-        let response = self.post(&self.chat_url, &WireRequest::new(request, true)).await?;
+        let response = self.post(&self.chat_endpoint, &WireRequest::new(request, true)).await?;
         let upstream = self.name.clone();
-        let events = response.bytes_stream().eventsource().flat_map(move |event| {
+        let events = response.into_stream().eventsource().flat_map(move |event| {
             let items: Vec<Result<StreamEvent, LlmError>> = match event {
                 Err(e) => vec![Err(LlmError::Protocol { upstream: upstream.clone(), message: e.to_string() })],
                 Ok(event) if event.data.trim() == "[DONE]" => Vec::new(),
@@ -291,8 +290,8 @@ impl Embedder for OpenAiCompat {
 
     async fn embed(&self, model: &str, inputs: &[String]) -> Result<EmbeddingResponse, LlmError> {
         let body = json!({ "model": model, "input": inputs, "encoding_format": "float" });
-        let response = self.post(&self.embeddings_url, &body).await?;
-        let mut wire: WireEmbeddings = response.json().await.map_err(|e| self.protocol(e.to_string()))?;
+        let response = self.post(&self.embeddings_endpoint, &body).await?;
+        let mut wire: WireEmbeddings = response.json().await?;
         if wire.data.len() != inputs.len() {
             return Err(self.protocol(format!("asked for {} embeddings, got {}", inputs.len(), wire.data.len())));
         }
