@@ -10,15 +10,8 @@ use crate::LlmError;
 /// A reqwest error's cause chain as text, without reqwest's own message,
 /// which names the URL (it may carry secrets in query strings).
 pub fn without_url(error: &reqwest::Error) -> String {
-    let mut source: Option<&dyn std::error::Error> = Some(error);
-    let mut parts = Vec::new();
-    while let Some(err) = source {
-        parts.push(err.to_string());
-        source = err.source();
-    }
-    let causes = parts.into_iter().skip(1).collect::<Vec<_>>().join(": ");
-    if !causes.is_empty() {
-        return causes;
+    if let Some(source) = std::error::Error::source(error) {
+        return causes(source);
     }
     let what = if error.is_timeout() {
         "timed out"
@@ -32,6 +25,18 @@ pub fn without_url(error: &reqwest::Error) -> String {
         "request failed"
     };
     what.to_owned()
+}
+
+/// An error and its causes as one line, joined by ": ".
+pub(crate) fn causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 /// Read an error response's status, message and retry hint.

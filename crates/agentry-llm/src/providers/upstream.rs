@@ -41,6 +41,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
+use super::http_error::causes;
 use crate::LlmError;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -355,21 +356,6 @@ impl Stream for ResponseBody {
             }
         }
     }
-}
-
-/// An error and its causes as one line.
-fn causes(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
