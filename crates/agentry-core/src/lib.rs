@@ -11,6 +11,7 @@ pub mod coord;
 pub mod gateway;
 pub mod identity;
 pub mod knowledge;
+pub mod mail;
 pub mod outbound;
 pub mod usage;
 

@@ -6,6 +6,11 @@
 //! racing for the same `seq` get one [`DbError::Conflict`], and the loser
 //! re-reads the head and retries (agentry-core does).
 //!
+//! Rows written before migration 0012 have no `key_id` and no `fields_hash`
+//! (legacy, plain SHA-256); `erased_at_ms` is reserved for a later erasure of
+//! an event's personal fields (the chain keeps verifying through
+//! `fields_hash`; see agentry-core's `audit` module doc).
+//!
 //! Must not: compute hashes or decide what is audited (agentry-core's audit
 //! service does).
 
@@ -32,6 +37,13 @@ pub struct AuditRow {
     pub metadata: String,
     pub prev_hash: String,
     pub hash: String,
+    /// Which key's HMAC `hash` is; `None` on legacy (plain SHA-256) rows.
+    pub key_id: Option<String>,
+    /// SHA-256 of the personal fields, covered by `hash`; `None` on legacy rows.
+    pub fields_hash: Option<String>,
+    /// When the personal fields were erased (then they are empty and only `fields_hash` vouches for them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub erased_at_ms: Option<i64>,
 }
 
 fn as_json<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
@@ -55,7 +67,7 @@ pub struct AuditFilter {
 
 macro_rules! columns {
     () => {
-        "chain, seq, at_ms, actor_type, actor_id, action, resource, outcome, ip, user_agent, request_id, metadata, prev_hash, hash"
+        "chain, seq, at_ms, actor_type, actor_id, action, resource, outcome, ip, user_agent, request_id, metadata, prev_hash, hash, key_id, fields_hash, erased_at_ms"
     };
 }
 
@@ -69,11 +81,11 @@ impl Db {
 
     /// Append one event; [`DbError::Conflict`] when its `seq` is taken.
     pub async fn insert_audit_event(&self, row: &AuditRow) -> Result<(), DbError> {
-        let sql = concat!("INSERT INTO audit_events (", columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)");
+        let sql = concat!("INSERT INTO audit_events (", columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)");
         on_pool!(self, pool => sqlx::query(sql)
             .bind(&row.chain).bind(row.seq).bind(row.at_ms).bind(&row.actor_type).bind(&row.actor_id).bind(&row.action)
             .bind(&row.resource).bind(&row.outcome).bind(&row.ip).bind(&row.user_agent).bind(&row.request_id)
-            .bind(&row.metadata).bind(&row.prev_hash).bind(&row.hash)
+            .bind(&row.metadata).bind(&row.prev_hash).bind(&row.hash).bind(&row.key_id).bind(&row.fields_hash).bind(row.erased_at_ms)
             .execute(pool).await.map(drop))
         .map_err(DbError::write("append audit event"))
     }

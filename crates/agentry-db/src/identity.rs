@@ -30,6 +30,9 @@ pub struct UserRow {
     pub locked_until_ms: Option<i64>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Whether the address is known to reach this person (a link sent to it
+    /// was followed, or a platform administrator said so).
+    pub email_verified: bool,
 }
 
 /// A membership with its tenant's slug and name.
@@ -110,7 +113,7 @@ pub struct RefreshTokenRow {
 
 macro_rules! user_columns {
     () => {
-        "id, email, display_name, password_hash, is_active, platform_admin, failed_logins, locked_until_ms, created_at_ms, updated_at_ms"
+        "id, email, display_name, password_hash, is_active, platform_admin, failed_logins, locked_until_ms, created_at_ms, updated_at_ms, email_verified"
     };
 }
 macro_rules! membership_select {
@@ -159,10 +162,11 @@ impl Db {
 
     pub async fn insert_user(&self, user: &UserRow) -> Result<(), DbError> {
         on_pool!(self, pool => sqlx::query(
-            "INSERT INTO users (id, email, display_name, password_hash, is_active, platform_admin, failed_logins, locked_until_ms, created_at_ms, updated_at_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)")
+            "INSERT INTO users (id, email, display_name, password_hash, is_active, platform_admin, failed_logins, locked_until_ms, created_at_ms, updated_at_ms, email_verified) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
             .bind(&user.id).bind(&user.email).bind(&user.display_name).bind(&user.password_hash).bind(user.is_active)
             .bind(user.platform_admin).bind(user.failed_logins).bind(user.locked_until_ms).bind(user.created_at_ms).bind(user.updated_at_ms)
+            .bind(user.email_verified)
             .execute(pool).await.map(drop))
         .map_err(DbError::write("insert user"))
     }

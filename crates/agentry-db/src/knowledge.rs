@@ -7,7 +7,9 @@
 //! ([`Db::finish_ingest`]): its chunks were written (and indexed) before,
 //! and readers join chunks on `documents.current_version`, so a document is
 //! never half visible. Jobs are claimed with a lease; a job whose worker
-//! died is claimed again when the lease runs out.
+//! died is claimed again when the lease runs out, unless its attempts are
+//! used up: then the claim fails it instead (a document that kills its
+//! worker must not do so after every restart).
 //!
 //! Must not: parse, chunk, embed or index (agentry-core and agentry-search do).
 
@@ -204,6 +206,26 @@ macro_rules! insert_version_and_job {
     }};
 }
 
+/// Fail job `$job` for good with `$error` inside transaction `$tx`: an
+/// index job fails its version (and the document, if it is the latest); a
+/// summary job only the version's summary.
+macro_rules! mark_failed {
+    ($tx:ident, $job:expr, $error:expr, $now_ms:expr) => {{
+        let (job, error, now_ms): (&JobRow, &str, i64) = ($job, $error, $now_ms);
+        sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
+            .bind(error).bind(now_ms).bind(&job.id).execute(&mut *$tx).await?;
+        if job.kind == JOB_SUMMARY {
+            sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
+                .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *$tx).await?;
+        } else {
+            sqlx::query("UPDATE document_versions SET status = 'failed', error = $1 WHERE document_id = $2 AND version = $3")
+                .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *$tx).await?;
+            sqlx::query("UPDATE documents SET status = 'failed', error = $1, updated_at_ms = $2 WHERE id = $3 AND latest_version = $4")
+                .bind(error).bind(now_ms).bind(&job.document_id).bind(job.version).execute(&mut *$tx).await?;
+        }
+    }};
+}
+
 /// A new version's row, bytes and job, written together.
 pub struct NewVersion<'a> {
     pub version: &'a VersionRow,
@@ -377,16 +399,52 @@ impl Db {
         .map_err(DbError::query("embeddings by hash"))
     }
 
-    /// Claim the oldest runnable job: queued and due, or running with an expired lease.
-    pub async fn claim_ingest_job(&self, now_ms: i64, lease_ms: i64) -> Result<Option<JobRow>, DbError> {
-        const PICK: &str = "SELECT id FROM ingest_jobs WHERE (status = 'queued' AND run_after_ms <= $1) \
-                            OR (status = 'running' AND locked_until_ms < $1) ORDER BY run_after_ms, created_at_ms LIMIT 1";
+    /// Claim the oldest runnable job: queued and due, or running with an
+    /// expired lease, with attempts left (fewer than `max_attempts`). Jobs
+    /// whose attempts are used up are failed first ([`Db::give_up_exhausted_jobs`]).
+    pub async fn claim_ingest_job(&self, now_ms: i64, lease_ms: i64, max_attempts: i32) -> Result<Option<JobRow>, DbError> {
+        self.give_up_exhausted_jobs(now_ms, max_attempts).await?;
+        const PICK: &str = "SELECT id FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                            OR (status = 'running' AND locked_until_ms < $1)) AND attempts < $3 ORDER BY run_after_ms, created_at_ms LIMIT 1";
         let sql = match self.backend() {
             Backend::Sqlite => format!("UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}", job_columns!()),
             Backend::Postgres => format!("UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}", job_columns!()),
         };
-        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(now_ms + lease_ms).fetch_optional(pool).await)
+        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(now_ms + lease_ms).bind(max_attempts).fetch_optional(pool).await)
             .map_err(DbError::query("claim ingest job"))
+    }
+
+    /// Fail every job that would be runnable but has no attempts left: its
+    /// worker died (or was stopped) during the last one. Each fails like a
+    /// job given up on ([`Db::fail_ingest`]), with the reason and the last
+    /// recorded error. Returns the jobs failed.
+    pub async fn give_up_exhausted_jobs(&self, now_ms: i64, max_attempts: i32) -> Result<Vec<JobRow>, DbError> {
+        const PICK: &str = concat!("SELECT ", job_columns!(), " FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                                    OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 ORDER BY created_at_ms LIMIT 100");
+        const ANY: &str = "SELECT id FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                           OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 LIMIT 1";
+        // Looked for without a write transaction first: this runs before every claim.
+        let any: Option<String> = on_pool!(self, pool => sqlx::query_scalar(ANY).bind(now_ms).bind(max_attempts).fetch_optional(pool).await)
+            .map_err(DbError::query("find exhausted ingest jobs"))?;
+        if any.is_none() {
+            return Ok(Vec::new());
+        }
+        let sql = match self.backend() {
+            Backend::Sqlite => PICK.to_owned(),
+            Backend::Postgres => format!("{PICK} FOR UPDATE SKIP LOCKED"),
+        };
+        on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            let jobs: Vec<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(max_attempts).fetch_all(&mut *tx).await?;
+            for job in &jobs {
+                let last = job.error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default();
+                let reason = format!("gave up after {} attempts; the worker may have crashed or been stopped while processing it{last}", job.attempts);
+                mark_failed!(tx, job, &reason, now_ms);
+            }
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(jobs)
+        }.await)
+        .map_err(DbError::query("give up exhausted ingest jobs"))
     }
 
     /// Extend a running job's lease while `attempts` still names this
@@ -461,17 +519,7 @@ impl Db {
                     .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
                 return tx.commit().await;
             }
-            sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
-                .bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
-            if job.kind == JOB_SUMMARY {
-                sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
-                    .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-            } else {
-                sqlx::query("UPDATE document_versions SET status = 'failed', error = $1 WHERE document_id = $2 AND version = $3")
-                    .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-                sqlx::query("UPDATE documents SET status = 'failed', error = $1, updated_at_ms = $2 WHERE id = $3 AND latest_version = $4")
-                    .bind(error).bind(now_ms).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-            }
+            mark_failed!(tx, job, error, now_ms);
             tx.commit().await
         }.await)
         .map_err(DbError::query("fail ingest"))

@@ -10,10 +10,12 @@ pub mod audit;
 pub mod billing;
 pub mod groups;
 pub mod identity;
+pub mod invitations;
 pub mod knowledge;
 pub mod mfa;
 pub mod oidc;
 pub mod model_calls;
+pub mod outbox;
 pub mod test_support;
 pub mod usage;
 

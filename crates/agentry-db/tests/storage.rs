@@ -38,7 +38,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), (1..=10).collect::<Vec<i64>>(), "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=12).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -189,12 +189,12 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
             kind: agentry_db::knowledge::JOB_INDEX.into(),
         };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"hello"), job: &job }).await.unwrap();
-        assert!(db.claim_ingest_job(999, 60_000).await.unwrap().is_none(), "not due yet");
-        let claimed = db.claim_ingest_job(1_000, 60_000).await.unwrap().unwrap();
+        assert!(db.claim_ingest_job(999, 60_000, 5).await.unwrap().is_none(), "not due yet");
+        let claimed = db.claim_ingest_job(1_000, 60_000, 5).await.unwrap().unwrap();
         assert_eq!((claimed.id.as_str(), claimed.attempts, claimed.status.as_str()), ("j1", 1, "running"));
-        assert!(db.claim_ingest_job(2_000, 60_000).await.unwrap().is_none(), "leased");
+        assert!(db.claim_ingest_job(2_000, 60_000, 5).await.unwrap().is_none(), "leased");
         // The worker "died": after the lease the job is claimed again.
-        let again = db.claim_ingest_job(61_001, 60_000).await.unwrap().unwrap();
+        let again = db.claim_ingest_job(61_001, 60_000, 5).await.unwrap().unwrap();
         assert_eq!(again.attempts, 2);
         let chunk = NewChunk {
             ordinal: 0,
@@ -221,7 +221,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_eq!(db.embeddings_by_hash("d1").await.unwrap(), vec![("c".to_owned(), vec![0, 0, 128, 63])]);
         // Finishing queued the version's summary job in the same transaction.
         assert_eq!(db.versions_of_document("d1").await.unwrap()[0].summary_status.as_deref(), Some("queued"));
-        let summarizing = db.claim_ingest_job(200_000, 60_000).await.unwrap().unwrap();
+        let summarizing = db.claim_ingest_job(200_000, 60_000, 5).await.unwrap().unwrap();
         assert_eq!((summarizing.id.as_str(), summarizing.kind.as_str()), ("j1s", "summary"));
         let summary_chunk = NewChunk { ordinal: agentry_db::knowledge::SUMMARY_ORDINAL, content_hash: "s".into(), text: "In short.".into(), ..chunk.clone() };
         let (stale, first_summary) = db.replace_summary_chunk(&summarizing, &summary_chunk).await.unwrap();
@@ -240,7 +240,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_eq!(stored_chunks.iter().map(|c| (c.id, c.ordinal)).collect::<Vec<_>>(), vec![(summary_id, -1), (ids[0], 0)]);
         assert_eq!(db.visible_chunks("t1", &[summary_id]).await.unwrap().len(), 1, "the summary is a chunk of the current version");
         let ids = db.chunk_ids("d1", Some(1)).await.unwrap();
-        assert!(db.claim_ingest_job(300_000, 60_000).await.unwrap().is_none(), "finished jobs are not claimed");
+        assert!(db.claim_ingest_job(300_000, 60_000, 5).await.unwrap().is_none(), "finished jobs are not claimed");
 
         // A version uploaded by URL has no bytes until the worker stores what it fetched, once.
         let url = "https://example.com/doc.md";
@@ -256,6 +256,103 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_eq!((listed[1].format.as_deref(), listed[1].size_bytes, listed[1].source_url.as_deref()), (Some("markdown"), 5, Some(url)));
         assert_eq!(db.delete_document("t1", "d1").await.unwrap(), Some(ids));
         assert!(db.document("t1", "d1").await.unwrap().is_none());
+    }
+}
+
+/// A job whose worker died on its last allowed attempt is never claimed
+/// again: the next claim fails it (and its document) with the reason.
+#[tokio::test]
+async fn jobs_out_of_attempts_are_failed_not_claimed() {
+    use agentry_db::identity::TenantRow;
+    use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
+
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        db.insert_tenant(&TenantRow { id: "t1".into(), slug: "t1".into(), name: "T1".into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
+        let collection = CollectionRow {
+            id: "c1".into(),
+            tenant_id: "t1".into(),
+            name: "docs".into(),
+            description: String::new(),
+            chunk_max_tokens: 250,
+            chunk_overlap_tokens: 32,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+        };
+        db.insert_collection(&collection).await.unwrap();
+        let document = DocumentRow {
+            id: "d1".into(),
+            tenant_id: "t1".into(),
+            collection_id: "c1".into(),
+            title: "Crashy".into(),
+            source: "crash.json".into(),
+            metadata: "{}".into(),
+            acl: "{}".into(),
+            current_version: None,
+            latest_version: 1,
+            status: "queued".into(),
+            error: None,
+            created_by: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            summary: None,
+        };
+        let version = VersionRow {
+            document_id: "d1".into(),
+            version: 1,
+            content_hash: Some("h".into()),
+            format: Some("json".into()),
+            size_bytes: 2,
+            source_url: None,
+            status: "queued".into(),
+            error: None,
+            chunk_count: 0,
+            created_at_ms: 0,
+            summary: None,
+            summary_status: None,
+            summary_error: None,
+        };
+        let job = JobRow {
+            id: "j1".into(),
+            tenant_id: "t1".into(),
+            document_id: "d1".into(),
+            version: 1,
+            status: "queued".into(),
+            attempts: 0,
+            run_after_ms: 0,
+            error: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            kind: agentry_db::knowledge::JOB_INDEX.into(),
+        };
+        db.insert_document(&document, NewVersion { version: &version, content: Some(b"{}"), job: &job }).await.unwrap();
+        // Each claim's worker "dies": the lease runs out and the job is claimed again…
+        let mut now = 1_000;
+        for attempt in 1..=3 {
+            let claimed = db.claim_ingest_job(now, 1_000, 3).await.unwrap().unwrap();
+            assert_eq!(claimed.attempts, attempt, "{:?}", db.backend());
+            now += 2_000;
+        }
+        // …until its attempts are used up: then it is failed, not claimed.
+        assert!(db.claim_ingest_job(now, 1_000, 3).await.unwrap().is_none(), "{:?}", db.backend());
+        let failed = db.ingest_job("t1", "j1").await.unwrap().unwrap();
+        assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 3));
+        let reason = failed.error.unwrap_or_default();
+        assert!(reason.contains("gave up after 3 attempts") && reason.contains("crashed"), "{reason}");
+        let stored = db.document("t1", "d1").await.unwrap().unwrap();
+        assert_eq!((stored.status.as_str(), stored.error.as_deref()), ("failed", Some(reason.as_str())));
+        assert_eq!(db.versions_of_document("d1").await.unwrap()[0].status, "failed");
+        assert!(db.give_up_exhausted_jobs(now + 10_000, 3).await.unwrap().is_empty(), "failed once");
+        assert!(db.claim_ingest_job(now + 10_000, 1_000, 3).await.unwrap().is_none());
+        // A running job whose lease has not run out is left alone, even on its last attempt.
+        let job2 = JobRow { id: "j2".into(), version: 2, ..job.clone() };
+        let version2 = VersionRow { version: 2, ..version.clone() };
+        db.add_version("t1", NewVersion { version: &version2, content: Some(b"[]"), job: &job2 }, "Crashy", None, now).await.unwrap();
+        let last = db.claim_ingest_job(now, 60_000, 1).await.unwrap().unwrap();
+        assert_eq!((last.id.as_str(), last.attempts), ("j2", 1));
+        assert!(db.give_up_exhausted_jobs(now + 1, 1).await.unwrap().is_empty(), "still leased");
+        assert_eq!(db.ingest_job("t1", "j2").await.unwrap().unwrap().status, "running");
     }
 }
 
@@ -285,6 +382,7 @@ async fn groups_are_tenant_scoped_and_follow_membership() {
                 locked_until_ms: None,
                 created_at_ms: 0,
                 updated_at_ms: 0,
+                email_verified: true,
             };
             db.insert_user(&user).await.unwrap();
             for tenant in ["t1", "t2"] {
@@ -342,5 +440,44 @@ async fn groups_are_tenant_scoped_and_follow_membership() {
         assert!(db.delete_group("t1", "g1").await.unwrap());
         assert!(db.group("t1", "g1").await.unwrap().is_none());
         assert!(db.group_ids_of_user("t1", "u1").await.unwrap().is_empty(), "{backend:?}");
+    }
+}
+
+/// Audit rows keep their key id, fields hash and erasure marker (migration
+/// 0012); rows without them (written before it) read back as legacy rows;
+/// a taken `(chain, seq)` is a conflict, never a fork.
+#[tokio::test]
+async fn audit_rows_keep_key_ids_and_fields_hashes() {
+    use agentry_db::DbError;
+    use agentry_db::audit::{AuditFilter, AuditRow};
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let row = |seq: i64, key_id: Option<&str>| AuditRow {
+            chain: "t1".into(),
+            seq,
+            at_ms: 1_700_000_000_000 + seq,
+            actor_type: "user".into(),
+            actor_id: Some("u1".into()),
+            action: "member.add".into(),
+            resource: None,
+            outcome: "success".into(),
+            ip: Some("10.0.0.1".into()),
+            user_agent: None,
+            request_id: None,
+            metadata: "{}".into(),
+            prev_hash: "0".repeat(64),
+            hash: format!("{seq:064}"),
+            key_id: key_id.map(str::to_owned),
+            fields_hash: key_id.map(|_| "f".repeat(64)),
+            erased_at_ms: key_id.map(|_| 1_800_000_000_000),
+        };
+        let legacy = row(1, None);
+        let keyed = row(2, Some("0123456789abcdef"));
+        db.insert_audit_event(&legacy).await.unwrap();
+        db.insert_audit_event(&keyed).await.unwrap();
+        assert!(matches!(db.insert_audit_event(&row(2, None)).await, Err(DbError::Conflict { .. })), "{:?}", db.backend());
+        assert_eq!(db.audit_events("t1", &AuditFilter::default(), 10).await.unwrap(), vec![legacy, keyed.clone()], "{:?}", db.backend());
+        assert_eq!(db.audit_head("t1").await.unwrap(), Some((2, keyed.hash)));
     }
 }

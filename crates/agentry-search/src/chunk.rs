@@ -42,19 +42,25 @@ impl Default for ChunkConfig {
 }
 
 impl ChunkConfig {
+    /// The smallest `max_tokens` accepted. Tinier chunks carry too little
+    /// to retrieve by, and multiply the chunks (and the title and heading
+    /// path each repeats) of every document.
+    pub const MIN_TOKENS: usize = 32;
     /// The largest `max_tokens` accepted; no embedding model in use reads more.
     pub const MAX_TOKENS_LIMIT: usize = 8192;
 
-    /// Refuse sizes that cannot produce useful chunks.
+    /// Refuse sizes that cannot produce useful chunks, or that would make
+    /// a document into far more chunks than its length needs (an overlap
+    /// near `max_tokens` advances each chunk by a token or two).
     pub fn validate(&self) -> Result<(), &'static str> {
-        if self.max_tokens == 0 {
-            return Err("chunk max_tokens must be at least 1");
+        if self.max_tokens < Self::MIN_TOKENS {
+            return Err("chunk max_tokens must be at least 32");
         }
         if self.max_tokens > Self::MAX_TOKENS_LIMIT {
             return Err("chunk max_tokens must be at most 8192");
         }
-        if self.overlap_tokens >= self.max_tokens {
-            return Err("chunk overlap_tokens must be smaller than max_tokens");
+        if self.overlap_tokens > self.max_tokens / 2 {
+            return Err("chunk overlap_tokens must be at most half of max_tokens");
         }
         Ok(())
     }
@@ -68,6 +74,9 @@ pub enum ChunkError {
     Load { path: String, message: String },
     #[error("the tokenizer cannot be used to count tokens: {0}")]
     Tokenizer(String),
+    /// The document would make more chunks than the limit (`knowledge.parse.max_chunks`).
+    #[error("the document is too large to process: it would make more than {limit} chunks")]
+    TooManyChunks { limit: usize },
 }
 
 /// A piece of a document ready to embed and index.
@@ -133,16 +142,21 @@ impl Chunker {
         self.counter.size(text)
     }
 
-    /// Split every section into chunks, numbering them in reading order.
-    pub fn chunk(&self, parsed: &Parsed) -> Vec<Chunk> {
+    /// Split every section into chunks, numbering them in reading order;
+    /// stops with [`ChunkError::TooManyChunks`] at the first chunk past
+    /// `max_chunks`.
+    pub fn chunk(&self, parsed: &Parsed, max_chunks: usize) -> Result<Vec<Chunk>, ChunkError> {
         let mut chunks = Vec::new();
         for section in &parsed.sections {
             for text in self.splitter.chunks(&section.text) {
+                if chunks.len() >= max_chunks {
+                    return Err(ChunkError::TooManyChunks { limit: max_chunks });
+                }
                 let ordinal = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
                 chunks.push(self.make_chunk(ordinal, section, text));
             }
         }
-        chunks
+        Ok(chunks)
     }
 
     fn make_chunk(&self, ordinal: u32, section: &Section, text: &str) -> Chunk {

@@ -53,14 +53,14 @@ fn counting_ignores_the_tokenizers_padding_and_truncation() -> TestResult {
 
 #[test]
 fn chunks_respect_max_tokens_and_overlap() -> TestResult {
-    let chunker = chunker(20, 5)?;
-    let parsed = Parsed { title: None, sections: vec![section(&["Doc"], None, words("w", 200))] };
-    let chunks = chunker.chunk(&parsed);
-    assert!(chunks.len() >= 200 / 20, "{} chunks", chunks.len());
+    let chunker = chunker(32, 8)?;
+    let parsed = Parsed { title: None, sections: vec![section(&["Doc"], None, words("w", 320))] };
+    let chunks = chunker.chunk(&parsed, usize::MAX)?;
+    assert!(chunks.len() >= 320 / 32, "{} chunks", chunks.len());
     let mut seen = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
         let n = chunk.text.split_whitespace().count();
-        assert!(n <= 20, "chunk {i} has {n} words");
+        assert!(n <= 32, "chunk {i} has {n} words");
         assert_eq!(chunk.token_count as usize, n);
         assert_eq!(chunk.ordinal as usize, i);
         assert_eq!(chunk.heading_path, ["Doc"]);
@@ -70,22 +70,22 @@ fn chunks_respect_max_tokens_and_overlap() -> TestResult {
         let (previous, next) = (numbers(&pair[0].text, "w"), numbers(&pair[1].text, "w"));
         let (last, first) = (previous.last().copied().unwrap_or(0), next.first().copied().unwrap_or(0));
         let shared = (last + 1).saturating_sub(first);
-        assert!((1..=5).contains(&shared), "{shared} words shared between {previous:?} and {next:?}");
+        assert!((1..=8).contains(&shared), "{shared} words shared between {previous:?} and {next:?}");
     }
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen, (0..200).collect::<Vec<_>>(), "every word lands in some chunk");
+    assert_eq!(seen, (0..320).collect::<Vec<_>>(), "every word lands in some chunk");
     Ok(())
 }
 
 #[test]
 fn chunks_never_cross_sections_and_keep_their_place() -> TestResult {
-    let chunker = chunker(16, 0)?;
+    let chunker = chunker(32, 0)?;
     let parsed = Parsed {
         title: Some("T".into()),
-        sections: vec![section(&["A"], Some(1), words("a", 30)), section(&["A", "B"], Some(2), words("b", 5))],
+        sections: vec![section(&["A"], Some(1), words("a", 60)), section(&["A", "B"], Some(2), words("b", 5))],
     };
-    let chunks = chunker.chunk(&parsed);
+    let chunks = chunker.chunk(&parsed, usize::MAX)?;
     for chunk in &chunks {
         let from_a = chunk.text.contains('a');
         let from_b = chunk.text.contains('b');
@@ -101,11 +101,11 @@ fn chunks_never_cross_sections_and_keep_their_place() -> TestResult {
 
 #[test]
 fn hashes_are_stable_and_change_only_with_the_chunk() -> TestResult {
-    let chunker = chunker(16, 4)?;
-    let first = Parsed { title: None, sections: vec![section(&["A"], None, words("a", 40)), section(&["B"], None, words("b", 40))] };
+    let chunker = chunker(32, 8)?;
+    let first = Parsed { title: None, sections: vec![section(&["A"], None, words("a", 80)), section(&["B"], None, words("b", 80))] };
     let mut second = first.clone();
-    second.sections[1].text = words("c", 40);
-    let (one, again, changed) = (chunker.chunk(&first), chunker.chunk(&first), chunker.chunk(&second));
+    second.sections[1].text = words("c", 80);
+    let (one, again, changed) = (chunker.chunk(&first, usize::MAX)?, chunker.chunk(&first, usize::MAX)?, chunker.chunk(&second, usize::MAX)?);
     assert_eq!(one, again);
     let hashes = |chunks: &[Chunk], path: &str| -> Vec<String> {
         chunks.iter().filter(|c| c.heading_path == [path]).map(|c| c.content_hash.clone()).collect()
@@ -121,15 +121,25 @@ fn hashes_are_stable_and_change_only_with_the_chunk() -> TestResult {
 
 #[test]
 fn invalid_configurations_are_refused() -> TestResult {
-    for (max_tokens, overlap_tokens) in [(0, 0), (8193, 0), (10, 10), (10, 11)] {
+    for (max_tokens, overlap_tokens) in [(0, 0), (1, 0), (31, 0), (8193, 0), (64, 33), (64, 64), (64, 65)] {
         let config = ChunkConfig { max_tokens, overlap_tokens };
         assert!(config.validate().is_err(), "{config:?}");
         assert!(matches!(Chunker::new(word_tokenizer()?, config), Err(ChunkError::Config(_))));
     }
     assert!(ChunkConfig::default().validate().is_ok());
     assert_eq!(ChunkConfig::default(), ChunkConfig { max_tokens: 256, overlap_tokens: 32 });
+    assert!(ChunkConfig { max_tokens: 32, overlap_tokens: 16 }.validate().is_ok());
     let partial: ChunkConfig = serde_json::from_str(r#"{"max_tokens": 128}"#)?;
     assert_eq!(partial, ChunkConfig { max_tokens: 128, overlap_tokens: 32 });
+    Ok(())
+}
+
+#[test]
+fn a_document_over_the_chunk_limit_stops_at_it() -> TestResult {
+    let chunker = chunker(32, 0)?;
+    let parsed = Parsed { title: None, sections: vec![section(&[], None, words("w", 32 * 100))] };
+    assert_eq!(chunker.chunk(&parsed, 100)?.len(), 100);
+    assert!(matches!(chunker.chunk(&parsed, 99), Err(ChunkError::TooManyChunks { limit: 99 })));
     Ok(())
 }
 
@@ -158,7 +168,7 @@ fn minilm_counts_are_unpadded_and_untruncated_when_available() -> TestResult {
     let long = "The quick brown fox jumps over the lazy dog. ".repeat(40);
     assert!(chunker.count_tokens(&long) > 128, "truncation must be off");
     let parsed = Parsed { title: None, sections: vec![section(&[], None, long)] };
-    let chunks = chunker.chunk(&parsed);
+    let chunks = chunker.chunk(&parsed, usize::MAX)?;
     assert!(chunks.len() > 1);
     assert!(chunks.iter().all(|c| c.token_count <= 64 && c.token_count as usize == chunker.count_tokens(&c.text)));
     Ok(())

@@ -15,12 +15,13 @@
 //! handlers translate to and from `Agents` and hold no state of their own.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
 use agentry_core::TenantAccess;
 use agentry_core::agents::{AgentKind, AgentsError, RunEvent, RunInput, RunView, StartedRun, ThreadInput};
 use agentry_types::{ChatMessage, Role};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -44,16 +45,10 @@ enum Dialect {
     V03,
 }
 
-/// The server's public base URL as the client reached it.
-fn base_url(headers: &HeaderMap) -> String {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let scheme = header("x-forwarded-proto").unwrap_or_else(|| "http".into());
-    let host = header("x-forwarded-host").or_else(|| header("host")).unwrap_or_else(|| "127.0.0.1:8080".into());
-    format!("{scheme}://{host}")
-}
-
-async fn card(headers: HeaderMap) -> Response {
-    let base = base_url(&headers);
+/// The card's URLs use the origin the client reached (forwarded headers
+/// only from `trusted_proxies`).
+async fn card(State(state): State<AppState>, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: HeaderMap) -> Response {
+    let base = state.trusted_proxies.origin(peer.map(|c| c.0.0), &headers);
     let mut skills = vec![json!({
         "id": "auto", "name": "Auto", "tags": ["router"],
         "description": "Routes the message to the right agent (set metadata.agent to choose one).",

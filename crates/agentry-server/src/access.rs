@@ -1,5 +1,7 @@
 //! The route → access table: the single source of truth for what every
-//! route needs. The `authorize` middleware looks each matched route up here
+//! route needs, and for the audit event a successful call of a mutating
+//! route leaves (`audited`; services that audit themselves, such as
+//! identity, need none here). The `authorize` middleware looks each matched route up here
 //! and refuses routes that are missing (fail closed), so a new route cannot
 //! go unchecked; the authorization-matrix test walks this table.
 //!
@@ -7,7 +9,8 @@
 //! (id or slug); `/v1` routes from the `X-Agentry-Tenant` header, the API
 //! key's tenant, or the user's only membership.
 
-use agentry_types::Permission;
+use agentry_types::access::AGENT_PERMISSIONS;
+use agentry_types::{Permission, PermissionSet};
 use axum::http::Method;
 
 /// What a route needs.
@@ -24,6 +27,22 @@ pub enum Access {
     /// Like `Tenant`, but only for signed-in users: API keys are refused
     /// (a key cannot mint or rotate keys).
     TenantUser(Option<Permission>),
+    /// Membership and at least one of these permissions (conversations:
+    /// any permission to use an agent).
+    TenantAnyOf(&'static [Permission]),
+}
+
+impl Access {
+    /// Whether a tenant member holding `held` passes; the refusal's message otherwise.
+    pub fn check_held(self, held: PermissionSet) -> Result<(), String> {
+        match self {
+            Access::Tenant(Some(p)) | Access::TenantUser(Some(p)) if !held.contains(p) => Err(format!("missing permission '{p}'")),
+            Access::TenantAnyOf(any) if !any.iter().any(|p| held.contains(*p)) => {
+                Err(format!("needs one of the permissions {}", any.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ")))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 /// One row of the table.
@@ -33,13 +52,21 @@ pub struct Rule {
     /// The route template as registered with axum.
     pub path: &'static str,
     pub access: Access,
+    /// The audit action recorded when the route succeeds (routes whose
+    /// service audits itself, and reads, have none).
+    pub audit: Option<&'static str>,
 }
 
 const fn rule(method: Method, path: &'static str, access: Access) -> Rule {
-    Rule { method, path, access }
+    Rule { method, path, access, audit: None }
 }
 
-use Access::{Authenticated, PlatformAdmin, Public, Tenant, TenantUser};
+/// A rule whose successful calls leave the audit event `action`.
+const fn audited(method: Method, path: &'static str, access: Access, action: &'static str) -> Rule {
+    Rule { method, path, access, audit: Some(action) }
+}
+
+use Access::{Authenticated, PlatformAdmin, Public, Tenant, TenantAnyOf, TenantUser};
 use Permission as P;
 
 pub const RULES: &[Rule] = &[
@@ -81,6 +108,14 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/tenants/{tenant}/users", Tenant(Some(P::ManageUsers))),
     rule(Method::PATCH, "/api/v1/tenants/{tenant}/users/{user_id}", Tenant(Some(P::ManageUsers))),
     rule(Method::DELETE, "/api/v1/tenants/{tenant}/users/{user_id}", Tenant(Some(P::ManageUsers))),
+    // Members join by invitation (POST …/users invites); the invited person accepts.
+    rule(Method::GET, "/api/v1/tenants/{tenant}/invitations", Tenant(Some(P::ManageUsers))),
+    rule(Method::DELETE, "/api/v1/tenants/{tenant}/invitations/{id}", Tenant(Some(P::ManageUsers))),
+    rule(Method::POST, "/api/v1/auth/invitations/accept", Public),
+    rule(Method::POST, "/api/v1/invitations/accept", Authenticated),
+    rule(Method::POST, "/api/v1/auth/verify-email", Public),
+    rule(Method::POST, "/api/v1/auth/verify-email/resend", Authenticated),
+    rule(Method::POST, "/api/v1/admin/users/{user_id}/verify-email", PlatformAdmin),
     rule(Method::GET, "/api/v1/tenants/{tenant}/roles", Tenant(None)),
     rule(Method::PUT, "/api/v1/tenants/{tenant}/roles/{name}", Tenant(Some(P::ManageRoles))),
     rule(Method::DELETE, "/api/v1/tenants/{tenant}/roles/{name}", Tenant(Some(P::ManageRoles))),
@@ -104,63 +139,64 @@ pub const RULES: &[Rule] = &[
     // Own usage needs only membership; another user's needs view_metrics (checked by the service).
     rule(Method::GET, "/api/v1/costs/usage/{user}", Tenant(None)),
     rule(Method::GET, "/api/v1/costs/forecast", Tenant(Some(P::ViewMetrics))),
-    rule(Method::POST, "/api/v1/costs/budget", Tenant(Some(P::ManageBilling))),
+    audited(Method::POST, "/api/v1/costs/budget", Tenant(Some(P::ManageBilling)), "budget.put"),
     rule(Method::GET, "/api/v1/costs/budgets", Tenant(Some(P::ViewMetrics))),
-    rule(Method::DELETE, "/api/v1/costs/budgets/{id}", Tenant(Some(P::ManageBilling))),
+    audited(Method::DELETE, "/api/v1/costs/budgets/{id}", Tenant(Some(P::ManageBilling)), "budget.delete"),
     rule(Method::GET, "/api/v1/costs/prices", Tenant(Some(P::ViewMetrics))),
-    rule(Method::POST, "/api/v1/costs/prices", Tenant(Some(P::ManageBilling))),
+    audited(Method::POST, "/api/v1/costs/prices", Tenant(Some(P::ManageBilling)), "price.put"),
     rule(Method::GET, "/api/v1/costs/settings", Tenant(Some(P::ViewMetrics))),
-    rule(Method::PUT, "/api/v1/costs/settings", Tenant(Some(P::ManageBilling))),
+    audited(Method::PUT, "/api/v1/costs/settings", Tenant(Some(P::ManageBilling)), "usage_settings.update"),
     rule(Method::GET, "/api/v1/usage/summary", Tenant(Some(P::ViewMetrics))),
     rule(Method::GET, "/api/v1/usage/export", Tenant(Some(P::ExportData))),
     rule(Method::GET, "/api/v1/rate-limits/tiers", Authenticated),
     rule(Method::GET, "/api/v1/rate-limits/assignments", Tenant(Some(P::ViewMetrics))),
     // A tenant-scope assignment additionally needs a platform administrator (checked by the service).
-    rule(Method::PUT, "/api/v1/rate-limits/assignments", Tenant(Some(P::ManageBilling))),
+    audited(Method::PUT, "/api/v1/rate-limits/assignments", Tenant(Some(P::ManageBilling)), "tier.assign"),
     rule(Method::GET, "/api/v1/billing/invoices", Tenant(Some(P::ViewMetrics))),
-    rule(Method::POST, "/api/v1/billing/invoices", Tenant(Some(P::ManageBilling))),
+    audited(Method::POST, "/api/v1/billing/invoices", Tenant(Some(P::ManageBilling)), "invoice.create"),
     rule(Method::GET, "/api/v1/billing/invoices/{id}", Tenant(Some(P::ViewMetrics))),
-    rule(Method::POST, "/api/v1/billing/invoices/{id}/pay", Tenant(Some(P::ManageBilling))),
+    audited(Method::POST, "/api/v1/billing/invoices/{id}/pay", Tenant(Some(P::ManageBilling)), "invoice.pay"),
     rule(Method::GET, "/api/v1/collections", Tenant(Some(P::ReadDocuments))),
-    rule(Method::POST, "/api/v1/collections", Tenant(Some(P::UploadDocuments))),
+    audited(Method::POST, "/api/v1/collections", Tenant(Some(P::UploadDocuments)), "collection.create"),
     rule(Method::GET, "/api/v1/collections/{id}", Tenant(Some(P::ReadDocuments))),
-    rule(Method::DELETE, "/api/v1/collections/{id}", Tenant(Some(P::DeleteDocuments))),
+    audited(Method::DELETE, "/api/v1/collections/{id}", Tenant(Some(P::DeleteDocuments)), "collection.delete"),
     rule(Method::GET, "/api/v1/collections/{id}/documents", Tenant(Some(P::ReadDocuments))),
-    rule(Method::POST, "/api/v1/collections/{id}/documents", Tenant(Some(P::UploadDocuments))),
+    audited(Method::POST, "/api/v1/collections/{id}/documents", Tenant(Some(P::UploadDocuments)), "document.create"),
     // Documents outside the reader's ACL are not found (checked by the service).
     rule(Method::GET, "/api/v1/documents/{id}", Tenant(Some(P::ReadDocuments))),
-    rule(Method::DELETE, "/api/v1/documents/{id}", Tenant(Some(P::DeleteDocuments))),
+    audited(Method::DELETE, "/api/v1/documents/{id}", Tenant(Some(P::DeleteDocuments)), "document.delete"),
     rule(Method::GET, "/api/v1/documents/{id}/versions", Tenant(Some(P::ReadDocuments))),
     rule(Method::GET, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::ReadDocuments))),
-    rule(Method::DELETE, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::DeleteDocuments))),
-    rule(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments))),
+    audited(Method::DELETE, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::DeleteDocuments)), "document_version.delete"),
+    audited(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments)), "document_version.restore"),
     rule(Method::GET, "/api/v1/ingest-jobs/{id}", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/answer-cache/lookup", Tenant(Some(P::ManageAgents))),
-    rule(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents))),
-    // Using an agent needs its kind's permission (checked by the service); threads and runs are the owner's own.
+    audited(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents)), "answer_cache.store"),
+    // Using an agent needs its kind's permission (checked by the service); threads and runs are the owner's
+    // own and need some agent permission (a key scoped to use_models reads none).
     rule(Method::GET, "/api/v1/agents", Tenant(None)),
-    rule(Method::POST, "/api/v1/agents", Tenant(Some(P::ManageAgents))),
+    audited(Method::POST, "/api/v1/agents", Tenant(Some(P::ManageAgents)), "agent.create"),
     rule(Method::GET, "/api/v1/agents/{name}", Tenant(None)),
-    rule(Method::PUT, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents))),
-    rule(Method::DELETE, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents))),
+    audited(Method::PUT, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents)), "agent.update"),
+    audited(Method::DELETE, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents)), "agent.delete"),
     rule(Method::GET, "/api/v1/agents/{name}/versions", Tenant(None)),
-    rule(Method::GET, "/api/v1/threads", Tenant(None)),
-    rule(Method::POST, "/api/v1/threads", Tenant(None)),
-    rule(Method::GET, "/api/v1/threads/{id}", Tenant(None)),
-    rule(Method::PATCH, "/api/v1/threads/{id}", Tenant(None)),
-    rule(Method::DELETE, "/api/v1/threads/{id}", Tenant(None)),
-    rule(Method::GET, "/api/v1/threads/{id}/messages", Tenant(None)),
-    rule(Method::GET, "/api/v1/threads/{id}/runs", Tenant(None)),
-    rule(Method::POST, "/api/v1/threads/{id}/runs", Tenant(None)),
-    rule(Method::GET, "/api/v1/runs", Tenant(None)),
-    rule(Method::POST, "/api/v1/runs", Tenant(None)),
-    rule(Method::GET, "/api/v1/runs/{id}", Tenant(None)),
-    rule(Method::POST, "/api/v1/runs/{id}/cancel", Tenant(None)),
-    rule(Method::GET, "/api/v1/runs/{id}/events", Tenant(None)),
+    rule(Method::GET, "/api/v1/threads", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::POST, "/api/v1/threads", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::GET, "/api/v1/threads/{id}", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::PATCH, "/api/v1/threads/{id}", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::DELETE, "/api/v1/threads/{id}", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::GET, "/api/v1/threads/{id}/messages", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::GET, "/api/v1/threads/{id}/runs", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::POST, "/api/v1/threads/{id}/runs", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::GET, "/api/v1/runs", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::POST, "/api/v1/runs", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::GET, "/api/v1/runs/{id}", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::POST, "/api/v1/runs/{id}/cancel", TenantAnyOf(AGENT_PERMISSIONS)),
+    rule(Method::GET, "/api/v1/runs/{id}/events", TenantAnyOf(AGENT_PERMISSIONS)),
     rule(Method::GET, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents))),
-    rule(Method::POST, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents))),
-    rule(Method::DELETE, "/api/v1/mcp-servers/{name}", Tenant(Some(P::ManageAgents))),
+    audited(Method::POST, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents)), "mcp_server.create"),
+    audited(Method::DELETE, "/api/v1/mcp-servers/{name}", Tenant(Some(P::ManageAgents)), "mcp_server.delete"),
     rule(Method::GET, "/api/v1/mcp-servers/{name}/tools", Tenant(Some(P::ManageAgents))),
     // A2A tasks are the caller's agent runs (agent permissions checked by the service).
     rule(Method::POST, "/a2a", Tenant(None)),
@@ -168,8 +204,8 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/mcp", Tenant(None)),
     rule(Method::GET, "/mcp", Tenant(None)),
     rule(Method::DELETE, "/mcp", Tenant(None)),
-    rule(Method::POST, "/api/v1/admin/prices", PlatformAdmin),
-    rule(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin),
+    audited(Method::POST, "/api/v1/admin/prices", PlatformAdmin, "platform_price.put"),
+    audited(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin, "tier.put"),
 ];
 
 /// The rule for a matched route, if the table has one.

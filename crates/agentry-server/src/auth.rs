@@ -41,9 +41,10 @@ fn bearer(req: &Request) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-fn request_meta(req: &Request) -> RequestMeta {
+fn request_meta(state: &AppState, req: &Request) -> RequestMeta {
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0);
     RequestMeta {
-        ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()),
+        ip: state.trusted_proxies.client_ip(peer, req.headers()).map(|ip| ip.to_string()),
         user_agent: req.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(|s| s.chars().take(300).collect()),
         request_id: req.extensions().get::<RequestId>().map(|r| r.0.clone()),
     }
@@ -78,13 +79,102 @@ async fn tenant_ref(req: &mut Request) -> Option<String> {
 
 pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     match check(&state, &mut req).await {
-        Ok(None) => next.run(req).await,
-        Ok(Some(decision)) => {
+        Ok(Checked { decision, audit }) => {
+            let audit = match audit {
+                Some(action) => PendingAudit::of(action, &mut req).await,
+                None => None,
+            };
             let mut response = next.run(req).await;
-            crate::error::rate_limit_headers(response.headers_mut(), &decision);
-            response
+            if let Some(decision) = decision {
+                crate::error::rate_limit_headers(response.headers_mut(), &decision);
+            }
+            match audit {
+                Some(audit) if response.status().is_success() => audit.record(&state, response).await,
+                _ => response,
+            }
         }
         Err(error) => error.into_response(),
+    }
+}
+
+/// What passed the checks: the rate decision to report, and the audit
+/// action the route records when it succeeds.
+#[derive(Default)]
+struct Checked {
+    decision: Option<RateDecision>,
+    audit: Option<&'static str>,
+}
+
+/// A route's audit event, filled in once the handler has succeeded.
+struct PendingAudit {
+    action: &'static str,
+    tenant: Option<String>,
+    actor: agentry_core::audit::Actor,
+    meta: RequestMeta,
+    route: String,
+    /// The object the path names (`{id}`, `{name}`, `{version}`…); for
+    /// creations it comes from the answer's `id`.
+    resource: Option<String>,
+}
+
+/// Largest answer read back for a created object's id.
+const MAX_AUDITED_ANSWER: usize = 1024 * 1024;
+
+impl PendingAudit {
+    async fn of(action: &'static str, req: &mut Request) -> Option<Self> {
+        let principal = req.extensions().get::<Principal>()?.clone();
+        let meta = req.extensions().get::<RequestMeta>().cloned().unwrap_or_default();
+        let tenant = req.extensions().get::<TenantAccess>().map(|a| a.tenant_id.clone());
+        let route = format!("{} {}", req.method(), req.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str));
+        let params = req.extract_parts::<RawPathParams>().await.ok();
+        let named: Vec<String> = params.iter().flat_map(|p| p.iter()).filter(|(name, _)| *name != "tenant").map(|(name, value)| format!("{name}:{value}")).collect();
+        let resource = (!named.is_empty()).then(|| named.join("/"));
+        Some(Self { action, tenant, actor: principal.actor(), meta, route, resource })
+    }
+
+    /// Record the event before the answer leaves. The change has happened,
+    /// so a failure to record it is logged (and counted), not turned into an error answer.
+    async fn record(self, state: &AppState, response: Response) -> Response {
+        let (response, created) = match self.resource {
+            Some(_) => (response, None),
+            None => created_id(response).await,
+        };
+        let resource = self.resource.or(created.map(|id| format!("id:{id}")));
+        let event = agentry_core::audit::AuditEvent {
+            tenant: self.tenant.as_deref(),
+            actor: self.actor,
+            action: self.action,
+            resource,
+            outcome: agentry_core::audit::Outcome::Success,
+            meta: &self.meta,
+            metadata: serde_json::json!({ "route": self.route }),
+        };
+        if let Err(error) = state.identity.audit().record(event).await {
+            metrics::counter!("audit_write_failures_total").increment(1);
+            tracing::error!(%error, action = self.action, "could not record an audit event");
+        }
+        response
+    }
+}
+
+/// The `id` (or `name`) of a JSON answer, and the answer rebuilt.
+async fn created_id(response: Response) -> (Response, Option<String>) {
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !is_json {
+        return (response, None);
+    }
+    let (parts, body) = response.into_parts();
+    match axum::body::to_bytes(body, MAX_AUDITED_ANSWER).await {
+        Ok(bytes) => {
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
+                .ok()
+                .and_then(|v| v.get("id").or_else(|| v.get("name")).and_then(|id| id.as_str().map(str::to_owned)));
+            (Response::from_parts(parts, axum::body::Body::from(bytes)), id)
+        }
+        Err(error) => {
+            tracing::warn!(%error, "could not read a created object's answer for the audit log");
+            (Response::from_parts(parts, axum::body::Body::empty()), None)
+        }
     }
 }
 
@@ -109,43 +199,44 @@ async fn limit_by_ip(state: &AppState, path: &str, meta: &RequestMeta) -> Result
     })
 }
 
-async fn check(state: &AppState, req: &mut Request) -> Result<Option<RateDecision>, ApiError> {
+async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError> {
     let path = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_default();
     let Some(rule) = rule_for(req.method(), &path) else {
         // A known path with an unlisted method has no handler for it: let
         // axum answer 405. (A test checks every unlisted method is a 405.)
         if crate::access::RULES.iter().any(|r| r.path == path) {
-            return Ok(None);
+            return Ok(Checked::default());
         }
         tracing::error!(method = %req.method(), %path, "route has no access rule; refusing");
         return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route is not open to anyone"));
     };
-    let meta = request_meta(req);
+    let meta = request_meta(state, req);
     req.extensions_mut().insert(meta.clone());
     let method = req.method().clone();
     // Only formatted when a refusal is audited.
     let what = || format!("{method} {path}");
     if rule.access == Access::Public {
-        return limit_by_ip(state, &path, &meta).await;
+        return Ok(Checked { decision: limit_by_ip(state, &path, &meta).await?, audit: rule.audit });
     }
     // Owned: a borrow of the request (whose body is not Sync) must not live across an await.
     let presented = bearer(req).map(str::to_owned);
     let principal = authenticate(state, presented, &meta).await?;
     req.extensions_mut().insert(principal.clone());
+    let passed = Checked { decision: None, audit: rule.audit };
     match rule.access {
-        Access::Public | Access::Authenticated => Ok(None),
-        Access::PlatformAdmin if principal.is_platform_admin() => Ok(None),
+        Access::Public | Access::Authenticated => Ok(passed),
+        Access::PlatformAdmin if principal.is_platform_admin() => Ok(passed),
         Access::PlatformAdmin => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
             Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "platform administrators only"))
         }
-        Access::Tenant(permission) | Access::TenantUser(permission) => {
+        Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_) => {
             let tenant = match tenant_ref(req).await {
                 Some(tenant) => tenant,
                 None => match state.identity.default_tenant(&principal).await? {
                     Some(tenant) => tenant,
                     // The master key on /v1 needs no tenant.
-                    None if principal == Principal::MasterKey => return Ok(None),
+                    None if principal == Principal::MasterKey => return Ok(passed),
                     None => {
                         return Err(ApiError::bad_request(
                             format!("name the tenant with the {TENANT_HEADER} header (you belong to several)"),
@@ -159,14 +250,12 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Option<RateDecisio
                 state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
                 return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key"));
             }
-            if let Some(permission) = permission
-                && !access.can(permission)
-            {
+            if let Err(refusal) = rule.access.check_held(access.permissions) {
                 state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
-                return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, format!("missing permission '{permission}'")));
+                return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, refusal));
             }
             req.extensions_mut().insert(access);
-            Ok(None)
+            Ok(passed)
         }
     }
 }

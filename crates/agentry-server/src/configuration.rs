@@ -48,6 +48,10 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Largest accepted request body.
     pub max_body_bytes: usize,
+    /// Networks (CIDRs) of the proxies in front of the server: only from a
+    /// peer in these are `X-Forwarded-For`/`-Host`/`-Proto` believed. Empty
+    /// (the default): the peer address is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Never touch the network for model files.
     pub offline: bool,
     pub local: LocalSettings,
@@ -155,6 +159,9 @@ pub struct KnowledgeConfig {
     pub summary_max_tokens: u32,
     /// `[knowledge.url_fetch]`: how documents uploaded by URL are fetched.
     pub url_fetch: UrlFetchConfig,
+    /// `[knowledge.parse]`: what one document may produce when parsed
+    /// (text, decompressed data, sections, chunks, title length).
+    pub parse: agentry_search::parse::Limits,
 }
 
 /// `[knowledge.url_fetch]`: the guard on documents uploaded by URL. Private,
@@ -198,6 +205,7 @@ impl Default for KnowledgeConfig {
             summary_model: None,
             summary_max_tokens: 256,
             url_fetch: UrlFetchConfig::default(),
+            parse: agentry_search::parse::Limits::default(),
         }
     }
 }
@@ -215,6 +223,7 @@ impl KnowledgeConfig {
             max_attempts: self.max_attempts,
             lease_ms: i64::try_from(self.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             default_chunking: self.chunking(),
+            parse_limits: self.parse,
             answer_cache: agentry_core::knowledge::cache::CacheSettings {
                 enabled: self.answer_cache_enabled,
                 threshold: self.answer_cache_threshold,
@@ -286,6 +295,7 @@ impl Default for Settings {
             log_format: LogFormat::Text,
             shutdown_grace_secs: 30,
             max_body_bytes: 16 * 1024 * 1024,
+            trusted_proxies: Vec::new(),
             offline: false,
             local: LocalSettings::default(),
             router: RouterSettings::default(),
@@ -384,6 +394,9 @@ impl Settings {
         }
         if let Err(message) = self.knowledge.chunking().validate() {
             return fail("knowledge.chunk_max_tokens", message);
+        }
+        if let Err(message) = self.knowledge.parse.validate() {
+            return fail("knowledge.parse", message);
         }
         if !(16..=4096).contains(&self.knowledge.summary_max_tokens) {
             return fail("knowledge.summary_max_tokens", "must be between 16 and 4096");

@@ -160,6 +160,10 @@ impl From<IdentityError> for ApiError {
             IdentityError::Forbidden(message) => Self::forbidden(message),
             IdentityError::NotFound(_) => Self::not_found(error.to_string()),
             IdentityError::Conflict(_) => Self::conflict(error.to_string()),
+            IdentityError::ConflictDetail(message) => Self::conflict(message),
+            IdentityError::RateLimited { message, retry_after } => {
+                Self { retry_after: Some(retry_after.as_secs().max(1)), ..Self::new(S::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message) }
+            }
             IdentityError::Invalid { message, param } => {
                 Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None, rate_limit: None }
             }

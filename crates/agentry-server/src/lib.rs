@@ -5,6 +5,7 @@
 pub mod a2a;
 pub mod access;
 pub mod auth;
+pub mod client_addr;
 pub mod configuration;
 pub mod error;
 pub mod eval;

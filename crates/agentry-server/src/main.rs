@@ -1,7 +1,8 @@
 //! The `agentry` command line: `serve`, `models pull|list`, `migrate`,
-//! `admin bootstrap`, `eval retrieval`, `version`.
+//! `admin bootstrap`, `audit anchor|verify`, `eval retrieval`, `version`.
 //! Parses arguments, loads settings, and calls into the library; all output
-//! meant for people goes to stderr except `models list` and `version`.
+//! meant for people goes to stderr except `models list` and `version`
+//! (and the JSON that `admin bootstrap` and `audit` print for programs).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,11 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// The audit log: signed anchors of a chain's head, verification.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Measure the product.
     Eval {
         #[command(subcommand)]
@@ -87,6 +93,30 @@ enum ModelsCommand {
     },
     /// Show the default local models and whether they are present.
     List,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print an anchor: the chain's head (chain, seq, hash, at_ms, key_id)
+    /// signed with a key derived from the master key, as JSON on standard
+    /// output. Keep it outside the database; `audit verify --anchor` then
+    /// detects events deleted or rewritten after it.
+    Anchor {
+        /// Tenant slug or id (default: the platform chain).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Verify a chain's links and keyed hashes and, with --anchor, that it
+    /// still holds the anchored event unchanged. Prints the result as JSON on
+    /// standard output and fails when the chain does not hold.
+    Verify {
+        /// Tenant slug or id (default: the anchor's chain, else the platform chain).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A file holding an anchor printed by `audit anchor`.
+        #[arg(long, value_name = "FILE")]
+        anchor: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -187,6 +217,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             write_stdout(&format!("{}\n", serde_json::json!({ "tenant_id": tenant.id, "tenant_slug": tenant.slug, "user_id": user_id })));
             Ok(())
         }
+        Command::Audit { command } => audit(&settings, command).await,
         Command::Eval { command: EvalCommand::Retrieval { dataset, split, concurrency, json } } => {
             let options = agentry_server::eval::RetrievalOptions { dataset, split, concurrency };
             let report = agentry_server::eval::retrieval(settings, &options).await?;
@@ -199,6 +230,52 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Version => Ok(()),
     }
+}
+
+/// `agentry audit anchor|verify`, with the keys `serve` would hold.
+async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
+    let keys = agentry_server::master_key::audit_keys_for(settings)?;
+    let db = agentry_server::startup::connect_and_migrate(settings).await?;
+    let audit = agentry_core::Audit::with_keys(db.clone(), keys);
+    let chain_of = async |tenant: &str| -> anyhow::Result<String> {
+        Ok(db.tenant(tenant).await?.ok_or_else(|| anyhow::anyhow!("no tenant '{tenant}'"))?.id)
+    };
+    let result: anyhow::Result<()> = async {
+        match command {
+            AuditCommand::Anchor { tenant } => {
+                let chain = match tenant {
+                    Some(tenant) => chain_of(&tenant).await?,
+                    None => agentry_core::audit::PLATFORM_CHAIN.to_owned(),
+                };
+                let anchor = audit.anchor(&chain).await?;
+                write_stdout(&format!("{}\n", serde_json::to_string(&anchor)?));
+                Ok(())
+            }
+            AuditCommand::Verify { tenant, anchor } => {
+                let anchor: Option<agentry_core::audit::Anchor> = match anchor {
+                    Some(path) => {
+                        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                        Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not an anchor: {e}", path.display()))?)
+                    }
+                    None => None,
+                };
+                let chain = match (tenant, &anchor) {
+                    (Some(tenant), _) => chain_of(&tenant).await?,
+                    (None, Some(anchor)) => anchor.chain.clone(),
+                    (None, None) => agentry_core::audit::PLATFORM_CHAIN.to_owned(),
+                };
+                let verification = audit.verify_against(&chain, anchor.as_ref()).await?;
+                write_stdout(&format!("{}\n", serde_json::to_string(&verification)?));
+                if !verification.valid {
+                    anyhow::bail!("the audit chain does not hold: {}", verification.reason.unwrap_or_default());
+                }
+                Ok(())
+            }
+        }
+    }
+    .await;
+    db.close().await;
+    result
 }
 
 fn write_stdout(text: &str) {

@@ -41,7 +41,18 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    security_headers(response.headers_mut());
     response
+}
+
+/// Headers every answer carries unless its handler set its own: no MIME
+/// sniffing (stored bytes are never reinterpreted as a page), no referrer,
+/// no framing. Pages that render (when they exist) set their own CSP.
+fn security_headers(headers: &mut axum::http::HeaderMap) {
+    use axum::http::header::{REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS};
+    for (name, value) in [(X_CONTENT_TYPE_OPTIONS, "nosniff"), (REFERRER_POLICY, "no-referrer"), (X_FRAME_OPTIONS, "DENY")] {
+        headers.entry(name).or_insert(HeaderValue::from_static(value));
+    }
 }
 
 /// Render every error in the envelope with the request id, including axum's

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentry_core::coord::Coord;
-use agentry_core::usage::billing::TestPaymentProvider;
+use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::agents::Agents;
 use agentry_core::outbound::Outbound;
@@ -45,12 +45,20 @@ pub struct Application {
     db: Db,
     call_log_task: JoinHandle<()>,
     key_use_task: JoinHandle<()>,
+    /// The mail outbox sender (`identity.smtp` set).
+    outbox_task: Option<JoinHandle<()>>,
     generated_master_key: Option<SecretString>,
 }
 
 impl Application {
     /// Prepare everything and bind the listener (`listen` port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        Self::build_with_payments(settings, None).await
+    }
+
+    /// [`Self::build`] with a payment provider for invoices (tests and
+    /// programs that embed the server; configuration cannot name one).
+    pub async fn build_with_payments(settings: Settings, payments: Option<Arc<dyn PaymentProvider>>) -> anyhow::Result<Self> {
         settings.validate()?;
         // Before anything can record a metric: handles registered earlier would never report.
         let metrics = telemetry::metrics_handle();
@@ -69,11 +77,12 @@ impl Application {
         let shutdown = CancellationToken::new();
         let call_log_config = CallLogConfig { flush_interval: Duration::from_millis(settings.usage.flush_interval_ms), ..CallLogConfig::default() };
         let (call_log, call_log_task) = CallLogWriter::start(db.clone(), call_log_config, shutdown.child_token());
-        let audit = Audit::new(db.clone());
+        let audit = Audit::with_keys(db.clone(), master_key::audit_keys(master_key.secret(), &settings.data_dir)?);
         let identity = Identity::new(db.clone(), audit.clone(), settings.identity.clone())
             .await
             .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
         let key_use_task = tokio::spawn(flush_key_uses(identity.clone(), shutdown.child_token()));
+        let outbox_task = identity.outbox_sender().map(|sender| tokio::spawn(sender.run(shutdown.child_token())));
         let coord = match &settings.redis_url {
             Some(url) => Coord::redis(url, Duration::from_millis(settings.usage.redis_timeout_ms)).map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
             None => Coord::local(),
@@ -95,8 +104,9 @@ impl Application {
             gateway,
             knowledge,
             agents,
-            payments: Arc::new(TestPaymentProvider::default()),
+            payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
+            trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
             identity,
             db: db.clone(),
             master_key: Arc::new(master_key.secret().clone()),
@@ -113,7 +123,7 @@ impl Application {
             MasterKey::Generated(key) => Some(key),
             MasterKey::Configured(_) | MasterKey::Stored(_) => None,
         };
-        Ok(Self { listener, routes, max_body_bytes: settings.max_body_bytes, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, key_use_task, generated_master_key })
+        Ok(Self { listener, routes, max_body_bytes: settings.max_body_bytes, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, key_use_task, outbox_task, generated_master_key })
     }
 
     pub fn port(&self) -> u16 {
@@ -132,7 +142,7 @@ impl Application {
 
     /// Serve until SIGTERM/Ctrl-C or the shutdown token, then drain.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, routes, max_body_bytes, shutdown, grace, db, call_log_task, key_use_task, .. } = self;
+        let Self { listener, routes, max_body_bytes, shutdown, grace, db, call_log_task, key_use_task, outbox_task, .. } = self;
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "listening");
         let stopping = shutdown.clone();
@@ -160,6 +170,11 @@ impl Application {
         }
         if let Err(error) = key_use_task.await {
             tracing::error!(%error, "API key use writer ended abnormally");
+        }
+        if let Some(task) = outbox_task
+            && let Err(error) = task.await
+        {
+            tracing::error!(%error, "mail outbox sender ended abnormally");
         }
         db.close().await;
         tracing::info!("stopped");
@@ -201,7 +216,8 @@ pub async fn bootstrap(
     password: &str,
 ) -> anyhow::Result<(agentry_db::identity::TenantRow, String)> {
     let db = connect_and_migrate(settings).await?;
-    let identity = Identity::new(db.clone(), Audit::new(db.clone()), settings.identity.clone()).await?;
+    let audit = Audit::with_keys(db.clone(), master_key::audit_keys_for(settings)?);
+    let identity = Identity::new(db.clone(), audit, settings.identity.clone()).await?;
     let created = identity.bootstrap(tenant_slug, tenant_name.unwrap_or(tenant_slug), email, password).await;
     db.close().await;
     Ok(created?)
@@ -216,6 +232,7 @@ fn routes(state: AppState, max_document_bytes: usize) -> Router {
         .merge(crate::routes::auth::router())
         .merge(crate::routes::oidc::router())
         .merge(crate::routes::tenants::router())
+        .merge(crate::routes::invitations::router())
         .merge(crate::routes::api_keys::router())
         .merge(crate::routes::audit::router())
         .merge(crate::routes::costs::router())

@@ -38,8 +38,10 @@ pub struct Handles {
     pub db: Db,
     pub master_key: Arc<SecretString>,
     pub metrics: PrometheusHandle,
-    /// Charges invoices (the test provider: no external calls).
-    pub payments: Arc<dyn PaymentProvider>,
+    /// Charges invoices: `None` unless the embedding program supplies one: paying is then refused.
+    pub payments: Option<Arc<dyn PaymentProvider>>,
+    /// Whose forwarded headers are believed (client address, agent card origin).
+    pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// Requests per minute per IP on unauthenticated routes (0 = off).
     pub public_rate_per_ip: u64,
     /// Names of the local models that loaded, for `/ready`.

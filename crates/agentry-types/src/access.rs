@@ -61,7 +61,7 @@ permissions! {
     ViewMetrics => "view_metrics": "See usage, costs and metrics.",
     ManageUsers => "manage_users": "Add, change and remove users and memberships of the tenant.",
     ManageRoles => "manage_roles": "Create, change and delete custom roles.",
-    ManageApiKeys => "manage_api_keys": "Create, rotate and revoke the tenant's API keys (own keys need only a session).",
+    ManageApiKeys => "manage_api_keys": "List and revoke other members' API keys (never their secrets: only a key's owner creates or rotates it; own keys need only a session).",
     ViewAudit => "view_audit": "Query, export and verify the audit log.",
     ExportData => "export_data": "Export the tenant's data.",
     ManageTraining => "manage_training": "Manage training and evaluation data.",
@@ -123,13 +123,18 @@ impl BuiltinRole {
                 UseVisionAgent,
                 ReadDocuments,
                 UploadDocuments,
-                ManageApiKeys,
             ],
             Self::Viewer => &[ReadDocuments, ViewMetrics],
             Self::ApiUser => &[UseModels, UseGeneralAgent, UseMathAgent, UseCodeAgent, UseRagAgent, UseVisionAgent, ReadDocuments],
         }
     }
 }
+
+/// The permissions that run an agent: holding at least one of them is what
+/// lets a principal read its own threads and runs (a key scoped to
+/// `use_models` alone reads none).
+pub const AGENT_PERMISSIONS: &[Permission] =
+    &[Permission::UseGeneralAgent, Permission::UseMathAgent, Permission::UseCodeAgent, Permission::UseRagAgent, Permission::UseVisionAgent];
 
 impl FromStr for BuiltinRole {
     type Err = UnknownName;

@@ -35,7 +35,7 @@ use serde_json::Value;
 pub use definitions::{AgentDefinition, AgentKind, AgentSpec, RunLimits};
 pub use events::{Citation, LiveRun, LiveRuns, RunEvent};
 pub use run::{MATH_UNREADABLE, RAG_UNKNOWN};
-pub use threads::{MessageView, ThreadInput, ThreadPatch, ThreadView, owner_of};
+pub use threads::{MessageView, ThreadInput, ThreadPatch, ThreadView, conversation_owner};
 
 use crate::audit::Audit;
 use crate::gateway::{CallContext, Gateway};
@@ -290,7 +290,8 @@ impl Agents {
             Some(t) => self.db.messages(&t.id, t.summarized_through).await?,
             None => Vec::new(),
         };
-        let self_contained = history.is_empty() && messages.len() == 1;
+        let shaped_by_thread = thread.as_ref().is_some_and(|t| !t.summary.trim().is_empty() || !matches!(t.pinned.trim(), "" | "[]"));
+        let self_contained = history.is_empty() && messages.len() == 1 && system_text.trim().is_empty() && !has_image && !shaped_by_thread;
         let context = ContextInput {
             model: &spec.model,
             instructions: &spec.instructions,
@@ -302,7 +303,7 @@ impl Agents {
         let conversation = self.context(&call, context).await;
         let mcp_tools = self.resolve_mcp_tools(&access.tenant_id, &spec.tools).await?;
         let id = uuid::Uuid::now_v7().to_string();
-        let owner = owner_of(access);
+        let owner = conversation_owner(access)?;
         let now = crate::identity::now_ms();
         let live = self
             .live
@@ -387,8 +388,9 @@ impl Agents {
     }
 
     async fn owned_run(&self, access: &TenantAccess, id: &str) -> Result<RunRow, AgentsError> {
+        let owner = conversation_owner(access)?;
         match self.db.run(&access.tenant_id, id).await? {
-            Some(row) if row.owner == owner_of(access) => Ok(row),
+            Some(row) if row.owner == owner => Ok(row),
             _ => Err(AgentsError::NotFound(format!("run '{id}'"))),
         }
     }
@@ -398,7 +400,7 @@ impl Agents {
         if let Some(thread) = thread_id {
             self.owned_thread(access, thread).await?;
         }
-        let rows = self.db.runs_of_owner(&access.tenant_id, &owner_of(access), thread_id, limit.unwrap_or(50).clamp(1, 200)).await?;
+        let rows = self.db.runs_of_owner(&access.tenant_id, &conversation_owner(access)?, thread_id, limit.unwrap_or(50).clamp(1, 200)).await?;
         Ok(rows.into_iter().map(|row| run_view(row, Vec::new())).collect())
     }
 

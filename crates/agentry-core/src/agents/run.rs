@@ -52,7 +52,10 @@ pub(super) struct Run {
     /// The last user message's text.
     pub question: String,
     pub thread_id: Option<String>,
-    /// No earlier turns: the answer depends on the question alone (answer cache).
+    /// The answer depends on the question and the agent alone: no earlier
+    /// turns, caller system text, pinned facts, summary or images. Only such
+    /// runs use the answer cache (anything else would be served to colleagues
+    /// who did not ask it).
     pub self_contained: bool,
     /// Tools of external MCP servers the agent names, discovered at the start.
     pub mcp_tools: Vec<McpTool>,
@@ -354,7 +357,10 @@ impl Agents {
 
     /// RAG: the answer cache, then retrieval as the asker, then an answer from the sources.
     async fn rag(&self, run: &Run, tally: &mut Tally) -> Result<String, Failure> {
-        let question = AnswerQuestion { question: run.question.clone(), collections: run.spec.collections.clone(), model: run.spec.model.clone() };
+        let spec = &run.spec;
+        let settings = &self.settings;
+        let context = json!([spec.name, spec.version, spec.instructions, spec.temperature, settings.rag_top_k, settings.rag_min_similarity, settings.judge_model]).to_string();
+        let question = AnswerQuestion { question: run.question.clone(), collections: spec.collections.clone(), model: spec.model.clone(), context };
         let lookup = if run.self_contained { self.knowledge.cached_answer(&run.access, &question).await.ok() } else { None };
         let ticket = match lookup {
             Some(Lookup::Hit(cached)) => return Ok(self.replay_cached(run, tally, cached)),

@@ -5,6 +5,7 @@
 //!
 //! Must not: run agents or build model context (memory.rs does).
 
+use agentry_types::access::AGENT_PERMISSIONS;
 use agentry_db::agents::{MessageRow, ThreadRow};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -89,9 +90,16 @@ impl From<MessageRow> for MessageView {
     }
 }
 
-/// Who owns what a principal creates: the user (an API key's owner), or the master key.
-pub fn owner_of(access: &TenantAccess) -> String {
-    access.principal.user_id().map_or_else(|| "master".to_owned(), |id| format!("user:{id}"))
+/// Who owns the conversations (threads, runs) a principal creates and
+/// reads: the user (an API key's owner), or the master key. Only a caller
+/// that may run some agent has conversations: a key scoped to `use_models`
+/// alone reads none of its owner's threads or runs (they hold tool results
+/// and document passages), so this refuses it.
+pub fn conversation_owner(access: &TenantAccess) -> Result<String, AgentsError> {
+    if !AGENT_PERMISSIONS.iter().any(|p| access.can(*p)) {
+        return Err(AgentsError::Forbidden("threads and runs need a permission to use an agent (use_general_agent, use_rag_agent, …)".into()));
+    }
+    Ok(access.principal.user_id().map_or_else(|| "master".to_owned(), |id| format!("user:{id}")))
 }
 
 fn checked_title(title: &str) -> Result<String, AgentsError> {
@@ -116,7 +124,7 @@ impl Agents {
         let row = ThreadRow {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: access.tenant_id.clone(),
-            owner: owner_of(access),
+            owner: conversation_owner(access)?,
             title: checked_title(input.title.as_deref().unwrap_or_default())?,
             metadata: Value::Object(input.metadata).to_string(),
             pinned: checked_pinned(&input.pinned)?,
@@ -132,8 +140,9 @@ impl Agents {
 
     /// A thread the asker owns, or not found.
     pub(super) async fn owned_thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadRow, AgentsError> {
+        let owner = conversation_owner(access)?;
         match self.db.thread(&access.tenant_id, id).await? {
-            Some(row) if row.owner == owner_of(access) => Ok(row),
+            Some(row) if row.owner == owner => Ok(row),
             _ => Err(AgentsError::NotFound(format!("thread '{id}'"))),
         }
     }
@@ -145,7 +154,7 @@ impl Agents {
     /// The asker's threads, most recent first; `query` searches titles and messages.
     pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, limit: Option<i64>) -> Result<Vec<ThreadView>, AgentsError> {
         let limit = limit.unwrap_or(50).clamp(1, 200);
-        let rows = self.db.threads_of_owner(&access.tenant_id, &owner_of(access), query.filter(|q| !q.trim().is_empty()), limit).await?;
+        let rows = self.db.threads_of_owner(&access.tenant_id, &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), limit).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 

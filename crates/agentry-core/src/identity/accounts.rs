@@ -1,7 +1,10 @@
 //! Tenants, users, memberships and roles: bootstrap, administration, and
 //! the rules that keep a tenant manageable (a role must exist before it is
 //! given; the last admin of a tenant cannot be removed or demoted; a custom
-//! role in use cannot be deleted).
+//! role in use cannot be deleted) and safe: the privilege ceiling — a caller
+//! gives, edits or takes away only roles whose permissions it holds itself
+//! ([`TenantAccess::require_within`]), so no chain of grants ends with more
+//! than its start.
 
 use agentry_db::DbError;
 use agentry_db::identity::{MembershipRow, RoleRow, TenantRow, UserRow};
@@ -11,15 +14,6 @@ use serde::Serialize;
 use super::sessions::normalise_email;
 use super::{Identity, IdentityError, Principal, RequestMeta, TenantAccess, now_ms};
 use crate::audit::{Actor, Outcome};
-
-/// A user to create (or to add to a tenant when the email exists).
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub email: String,
-    pub display_name: Option<String>,
-    pub password: Option<String>,
-    pub role: String,
-}
 
 /// A role as listed: built-in or custom, with what it grants.
 #[derive(Debug, Clone, Serialize)]
@@ -31,7 +25,7 @@ pub struct RoleInfo {
 }
 
 /// A new, active user row.
-pub(crate) fn new_user_row(email: &str, display_name: Option<&str>, password_hash: Option<String>, platform_admin: bool, now: i64) -> UserRow {
+pub(crate) fn new_user_row(email: &str, display_name: Option<&str>, password_hash: Option<String>, platform_admin: bool, email_verified: bool, now: i64) -> UserRow {
     UserRow {
         id: uuid::Uuid::now_v7().to_string(),
         email: email.to_owned(),
@@ -43,6 +37,7 @@ pub(crate) fn new_user_row(email: &str, display_name: Option<&str>, password_has
         locked_until_ms: None,
         created_at_ms: now,
         updated_at_ms: now,
+        email_verified,
     }
 }
 
@@ -61,7 +56,7 @@ fn check_slug(slug: &str) -> Result<(), IdentityError> {
     if ok { Ok(()) } else { Err(IdentityError::invalid("slug must be 2-63 lowercase letters, digits or dashes", "slug")) }
 }
 
-fn check_email(email: &str) -> Result<(), IdentityError> {
+pub(crate) fn check_email(email: &str) -> Result<(), IdentityError> {
     let ok = email.len() <= 254 && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace));
     if ok { Ok(()) } else { Err(IdentityError::invalid("not a valid email address", "email")) }
 }
@@ -77,7 +72,7 @@ impl Identity {
         let now = now_ms();
         let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: tenant_slug.into(), name: tenant_name.into(), mfa_required: false, created_at_ms: now };
         self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
-        let user = new_user_row(&email, None, Some(self.passwords.hash(password.to_owned()).await?), true, now);
+        let user = new_user_row(&email, None, Some(self.passwords.hash(password.to_owned()).await?), true, true, now);
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
         self.db.upsert_membership(&tenant.id, &user.id, BuiltinRole::Admin.as_str(), now).await?;
         let meta = RequestMeta::default();
@@ -87,7 +82,8 @@ impl Identity {
     }
 
     /// Self-registration (when `identity.self_registration` is on): a user
-    /// with no memberships, who can be invited into tenants.
+    /// with no memberships and an unverified address (a verification mail
+    /// is queued when SMTP is configured), who can be invited into tenants.
     pub async fn register(&self, email: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<String, IdentityError> {
         if !self.settings.self_registration {
             return Err(IdentityError::Forbidden("self-registration is disabled on this server".into()));
@@ -95,10 +91,11 @@ impl Identity {
         let email = normalise_email(email);
         check_email(&email)?;
         self.settings.password_policy.check(password, "password")?;
-        let user = new_user_row(&email, display_name, Some(self.passwords.hash(password.to_owned()).await?), false, now_ms());
+        let user = new_user_row(&email, display_name, Some(self.passwords.hash(password.to_owned()).await?), false, false, now_ms());
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
         self.record(None, Actor::User(user.id.clone()), "user.register", Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({}))
             .await?;
+        self.queue_verification(&user).await?;
         Ok(user.id)
     }
 
@@ -159,39 +156,6 @@ impl Identity {
         }
     }
 
-    /// Create a user in the tenant, or add an existing one (same email) to it.
-    pub async fn add_user(&self, access: &TenantAccess, new: NewUser, meta: &RequestMeta) -> Result<MembershipRow, IdentityError> {
-        access.require(Permission::ManageUsers)?;
-        self.check_role_exists(&access.tenant_id, &new.role).await?;
-        let email = normalise_email(&new.email);
-        check_email(&email)?;
-        let now = now_ms();
-        let user_id = match self.db.user_by_email(&email).await? {
-            Some(existing) => existing.id,
-            None => {
-                let password_hash = match new.password {
-                    Some(password) => {
-                        self.settings.password_policy.check(&password, "password")?;
-                        Some(self.passwords.hash(password).await?)
-                    }
-                    None => None,
-                };
-                let user = new_user_row(&email, new.display_name.as_deref(), password_hash, false, now);
-                self.db.insert_user(&user).await.map_err(conflict("user"))?;
-                user.id
-            }
-        };
-        if self.db.membership(&access.tenant_id, &user_id).await?.is_some() {
-            return Err(IdentityError::Conflict("membership"));
-        }
-        self.db.upsert_membership(&access.tenant_id, &user_id, &new.role, now).await?;
-        self.access_changed();
-        let metadata = serde_json::json!({ "email": email, "role": new.role });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.create", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata)
-            .await?;
-        self.db.membership(&access.tenant_id, &user_id).await?.ok_or(IdentityError::NotFound("membership"))
-    }
-
     pub async fn members(&self, access: &TenantAccess) -> Result<Vec<MembershipRow>, IdentityError> {
         access.require(Permission::ManageUsers)?;
         Ok(self.db.members_of_tenant(&access.tenant_id).await?)
@@ -200,8 +164,9 @@ impl Identity {
     /// Change a member's role.
     pub async fn set_member_role(&self, access: &TenantAccess, user_id: &str, role: &str, meta: &RequestMeta) -> Result<MembershipRow, IdentityError> {
         access.require(Permission::ManageUsers)?;
-        self.check_role_exists(&access.tenant_id, role).await?;
+        self.grantable_role(access, role).await?;
         let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
+        self.outranked_member(access, &current).await?;
         self.keep_an_admin(&access.tenant_id, &current, Some(role)).await?;
         self.db.upsert_membership(&access.tenant_id, user_id, role, now_ms()).await?;
         self.access_changed();
@@ -215,6 +180,7 @@ impl Identity {
     pub async fn remove_member(&self, access: &TenantAccess, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageUsers)?;
         let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
+        self.outranked_member(access, &current).await?;
         self.keep_an_admin(&access.tenant_id, &current, None).await?;
         self.db.delete_membership(&access.tenant_id, user_id).await?;
         self.access_changed();
@@ -222,7 +188,7 @@ impl Identity {
             .await
     }
 
-    async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), IdentityError> {
+    pub(crate) async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), IdentityError> {
         let admin = BuiltinRole::Admin.as_str();
         if current.role == admin && new_role != Some(admin) && self.db.count_members_with_role(tenant_id, admin).await? <= 1 {
             return Err(IdentityError::invalid("a tenant must keep at least one admin", "role"));
@@ -230,12 +196,18 @@ impl Identity {
         Ok(())
     }
 
-    async fn check_role_exists(&self, tenant_id: &str, role: &str) -> Result<(), IdentityError> {
-        if role.parse::<BuiltinRole>().is_ok() || self.db.role(tenant_id, role).await?.is_some() {
-            Ok(())
-        } else {
-            Err(IdentityError::invalid(format!("no role named '{role}' in this tenant"), "role"))
+    /// A role that exists in the tenant and grants nothing the caller lacks.
+    pub(crate) async fn grantable_role(&self, access: &TenantAccess, role: &str) -> Result<(), IdentityError> {
+        if role.parse::<BuiltinRole>().is_err() && self.db.role(&access.tenant_id, role).await?.is_none() {
+            return Err(IdentityError::invalid(format!("no role named '{role}' in this tenant"), "role"));
         }
+        access.require_within(self.role_permissions(&access.tenant_id, role).await?, &format!("role '{role}'"))
+    }
+
+    /// Refuse to change or remove a member whose role holds more than the caller.
+    async fn outranked_member(&self, access: &TenantAccess, member: &MembershipRow) -> Result<(), IdentityError> {
+        let held = self.role_permissions(&access.tenant_id, &member.role).await?;
+        access.require_within(held, &format!("this member's role '{}'", member.role))
     }
 
     /// Built-in and custom roles of the tenant.
@@ -245,7 +217,7 @@ impl Identity {
             .map(|r| RoleInfo { name: r.as_str().into(), builtin: true, description: String::new(), permissions: r.permissions().iter().copied().collect() })
             .collect();
         for row in self.db.roles_of_tenant(&access.tenant_id).await? {
-            let permissions = serde_json::from_str(&row.permissions).map_err(|e| IdentityError::Internal(format!("role permissions: {e}")))?;
+            let permissions = super::stored_permissions(&row.permissions, "role", &row.name);
             roles.push(RoleInfo { name: row.name, builtin: false, description: row.description, permissions });
         }
         Ok(roles)
@@ -258,6 +230,10 @@ impl Identity {
             return Err(IdentityError::invalid("built-in roles cannot be changed", "name"));
         }
         check_slug(&name.replace('_', "-")).map_err(|_| IdentityError::invalid("role names are 2-63 lowercase letters, digits, '-' or '_'", "name"))?;
+        access.require_within(permissions, "the role")?;
+        if self.db.role(&access.tenant_id, name).await?.is_some() {
+            access.require_within(self.role_permissions(&access.tenant_id, name).await?, &format!("role '{name}'"))?;
+        }
         let row = RoleRow {
             tenant_id: access.tenant_id.clone(),
             name: name.into(),
@@ -274,6 +250,7 @@ impl Identity {
 
     pub async fn delete_role(&self, access: &TenantAccess, name: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageRoles)?;
+        access.require_within(self.role_permissions(&access.tenant_id, name).await?, &format!("role '{name}'"))?;
         if self.db.count_members_with_role(&access.tenant_id, name).await? > 0 {
             return Err(IdentityError::invalid("the role is still given to members", "name"));
         }

@@ -3,8 +3,11 @@
 //! a grace period), revoke (immediate in this process, within
 //! [`super::api_keys::CACHE_TTL`] on other replicas).
 //!
-//! Anyone with a session may manage their own keys; `manage_api_keys` is
-//! needed to see or revoke other members' keys.
+//! Keys are personal objects. Anyone with a session creates, rotates and
+//! revokes their own keys; `manage_api_keys` lists and revokes other
+//! members' keys but never obtains a secret for them: only a key's owner
+//! creates or rotates it (a rotation's new secret goes to the caller, so a
+//! rotation by anyone else would hand them the owner's standing).
 
 use agentry_db::identity::ApiKeyRow;
 use agentry_types::{Permission, PermissionSet};
@@ -65,6 +68,14 @@ impl From<&ApiKeyRow> for ApiKeyInfo {
     }
 }
 
+/// How the caller stands to a key it may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyRelation {
+    Own,
+    /// Another member's key, seen through `manage_api_keys`.
+    Managed,
+}
+
 /// Longest lifetime and grace accepted, in seconds (10 years).
 const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
@@ -123,18 +134,22 @@ impl Identity {
         Ok(self.db.api_keys(&access.tenant_id, own).await?.iter().map(ApiKeyInfo::from).collect())
     }
 
-    /// A key the caller may manage (their own, or any with `manage_api_keys`).
-    async fn managed_key(&self, access: &TenantAccess, id: &str) -> Result<ApiKeyRow, IdentityError> {
+    /// A key the caller may see: their own, or any with `manage_api_keys`
+    /// (a key never acts on other keys than its owner's). Others' keys are
+    /// not found, so their ids reveal nothing.
+    async fn visible_key(&self, access: &TenantAccess, id: &str) -> Result<(ApiKeyRow, KeyRelation), IdentityError> {
         let row = self.db.api_key(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("api key"))?;
-        let own = access.principal.user_id() == Some(row.user_id.as_str());
-        if !own && !access.can(Permission::ManageApiKeys) {
-            return Err(IdentityError::NotFound("api key"));
+        if access.principal.user_id() == Some(row.user_id.as_str()) {
+            return Ok((row, KeyRelation::Own));
         }
-        Ok(row)
+        if access.can(Permission::ManageApiKeys) && !matches!(access.principal, Principal::ApiKey { .. }) {
+            return Ok((row, KeyRelation::Managed));
+        }
+        Err(IdentityError::NotFound("api key"))
     }
 
     pub async fn revoke_api_key(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
-        let row = self.managed_key(access, id).await?;
+        let (row, _) = self.visible_key(access, id).await?;
         if !self.db.revoke_api_key(&access.tenant_id, id, now_ms()).await? {
             return Err(IdentityError::NotFound("api key"));
         }
@@ -146,7 +161,10 @@ impl Identity {
     /// A new secret for the key; the old one keeps working for `grace_secs`.
     pub async fn rotate_api_key(&self, access: &TenantAccess, id: &str, grace_secs: u64, meta: &RequestMeta) -> Result<CreatedApiKey, IdentityError> {
         Self::key_owner(access)?;
-        let old = self.managed_key(access, id).await?;
+        let (old, relation) = self.visible_key(access, id).await?;
+        if relation != KeyRelation::Own {
+            return Err(IdentityError::Forbidden("only a key's owner can rotate it (the new secret goes to the caller); revoke it instead".into()));
+        }
         let now = now_ms();
         if old.revoked_at_ms.is_some() || old.expires_at_ms.is_some_and(|t| t <= now) || old.rotated_to.is_some() {
             return Err(IdentityError::invalid("only a live, unrotated key can be rotated", "id"));

@@ -6,14 +6,18 @@
 //! rotation), `api_keys` (format, hashing), `sessions` (login, refresh
 //! rotation with reuse detection, logout), `accounts` (tenants, users,
 //! memberships, roles), `groups` (named sets of members for document ACLs),
-//! `keys` (API key lifecycle).
+//! `keys` (API key lifecycle), `invitations` (joining tenants by invitation,
+//! e-mail verification).
 //!
 //! Must not: know about HTTP (the server maps [`IdentityError`] to statuses
 //! and reads headers into [`RequestMeta`]).
 
 mod accounts;
 pub mod api_keys;
+#[cfg(test)]
+mod ceiling_tests;
 mod groups;
+mod invitations;
 mod keys;
 mod mfa;
 pub mod oidc;
@@ -28,8 +32,9 @@ use agentry_db::identity::{ApiKeyRow, UserRow};
 use agentry_db::{Db, DbError};
 use agentry_types::{BuiltinRole, Permission, PermissionSet};
 
-pub use accounts::{NewUser, RoleInfo};
+pub use accounts::RoleInfo;
 pub use groups::GroupInfo;
+pub use invitations::{AcceptedInvitation, CreatedInvitation, InvitationInfo, NewInvitation};
 pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
 pub use passwords::{Argon2Settings, PasswordPolicy};
 pub use mfa::{SecondFactor, TOTP_ISSUER, TotpEnrolment};
@@ -68,6 +73,12 @@ pub enum IdentityError {
     NotFound(&'static str),
     #[error("{0} already exists")]
     Conflict(&'static str),
+    /// A conflict whose message says what to do instead.
+    #[error("{0}")]
+    ConflictDetail(String),
+    /// Too many of something (invitations, verification mails) for now.
+    #[error("{message}")]
+    RateLimited { message: String, retry_after: Duration },
     #[error("{message}")]
     Invalid { message: String, param: Option<String> },
     #[error(transparent)]
@@ -102,6 +113,16 @@ pub struct IdentitySettings {
     pub password_policy: PasswordPolicy,
     /// `[[identity.oidc]]`: OpenID Connect providers.
     pub oidc: Vec<oidc::OidcProviderConfig>,
+    /// How long an invitation link can be accepted, in seconds (also verification links).
+    pub invitation_ttl_secs: u64,
+    /// Invitations one tenant may send per hour (counted over the last hour).
+    pub invitations_per_hour: u32,
+    /// This server's address as people reach it (`https://agentry.example.com`):
+    /// invitation and verification links point there. Required with `smtp`.
+    pub public_url: Option<String>,
+    /// `[identity.smtp]`: mail invitation and verification links (without it,
+    /// invitation links are shown to the inviting admin instead).
+    pub smtp: Option<crate::mail::SmtpSettings>,
 }
 
 impl Default for IdentitySettings {
@@ -116,6 +137,10 @@ impl Default for IdentitySettings {
             argon2: Argon2Settings::default(),
             password_policy: PasswordPolicy::default(),
             oidc: Vec::new(),
+            invitation_ttl_secs: 7 * 24 * 3600,
+            invitations_per_hour: 100,
+            public_url: None,
+            smtp: None,
         }
     }
 }
@@ -176,6 +201,26 @@ impl TenantAccess {
     pub fn require(&self, permission: Permission) -> Result<(), IdentityError> {
         if self.can(permission) { Ok(()) } else { Err(IdentityError::Forbidden(format!("missing permission '{permission}'"))) }
     }
+
+    /// The privilege ceiling: refuse to grant, or to act on a holder of,
+    /// permissions the caller does not hold itself. `what` names the grant
+    /// in the refusal ("role 'admin'", "these scopes").
+    pub fn require_within(&self, granted: PermissionSet, what: &str) -> Result<(), IdentityError> {
+        if granted.is_subset(self.permissions) {
+            return Ok(());
+        }
+        let missing: Vec<&str> = granted.iter().filter(|p| !self.can(*p)).map(Permission::as_str).collect();
+        Err(IdentityError::Forbidden(format!("{what} carries permissions you do not hold: {}", missing.join(", "))))
+    }
+}
+
+/// A permission set as stored (a role's grants, a key's scopes). One that
+/// does not parse grants nothing (fail closed) and is logged.
+pub(crate) fn stored_permissions(json: &str, kind: &str, id: &str) -> PermissionSet {
+    serde_json::from_str(json).unwrap_or_else(|error| {
+        tracing::error!(%kind, %id, %error, "stored permissions do not parse; granting nothing");
+        PermissionSet::empty()
+    })
 }
 
 /// What identifies a principal's standing in a tenant, for the access cache.
@@ -229,7 +274,27 @@ pub struct Identity {
     oidc_http: reqwest::Client,
     /// API key uses waiting to be written (id → time).
     key_uses: Arc<parking_lot::Mutex<std::collections::HashMap<String, i64>>>,
+    /// The SMTP transport, when `identity.smtp` is set (used by the outbox sender).
+    mailer: Option<crate::mail::Mailer>,
+    /// Wakes the outbox sender when this process queues mail.
+    mail_queued: Arc<tokio::sync::Notify>,
+    /// Hashes of presented keys that matched no key, for [`UNKNOWN_KEY_TTL`]:
+    /// a flood of random keys costs one lookup each, not one query each.
+    unknown_keys: moka::sync::Cache<String, ()>,
+    /// Kinds of rejection (token, key) and client addresses audited in the
+    /// current [`REJECTION_AUDIT_WINDOW`]; later ones only count in a metric.
+    audited_rejections: moka::sync::Cache<String, ()>,
+    /// Failed sign-ins per e-mail address that has no account, so that such
+    /// an address locks like a real one and lockout never tells whether an
+    /// account exists.
+    unknown_account_failures: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
 }
+
+/// How long a presented key that matched nothing is answered from memory.
+/// A key created meanwhile is fresh random bytes, so it cannot be in here.
+const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(30);
+/// Rejected credentials are audited at most once per client address per window.
+const REJECTION_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 
 impl Identity {
     /// Load signing keys (creating the first) and build the caches.
@@ -237,8 +302,30 @@ impl Identity {
         if settings.access_token_ttl_secs == 0 || settings.access_token_ttl_secs > 900 {
             return Err(IdentityError::invalid("identity.access_token_ttl_secs must be between 1 and 900", "access_token_ttl_secs"));
         }
+        if settings.invitation_ttl_secs == 0 {
+            return Err(IdentityError::invalid("identity.invitation_ttl_secs must be at least 1", "invitation_ttl_secs"));
+        }
+        if settings.invitations_per_hour == 0 {
+            return Err(IdentityError::invalid("identity.invitations_per_hour must be at least 1", "invitations_per_hour"));
+        }
+        let public_host = match &settings.public_url {
+            Some(url) => Some(
+                reqwest::Url::parse(url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https"))
+                    .and_then(|u| u.host_str().map(str::to_owned))
+                    .ok_or_else(|| IdentityError::invalid("identity.public_url must be an http(s) URL", "public_url"))?,
+            ),
+            None => None,
+        };
+        let mailer = match &settings.smtp {
+            Some(_) if public_host.is_none() => return Err(IdentityError::invalid("identity.smtp needs identity.public_url (mailed links point there)", "public_url")),
+            Some(smtp) => Some(crate::mail::Mailer::new(smtp, public_host.as_deref()).map_err(|e| IdentityError::invalid(e.to_string(), "smtp"))?),
+            None => None,
+        };
         let passwords = passwords::PasswordHasherPool::new(settings.argon2)?;
         let tokens = tokens::TokenSigner::load(db.clone(), Duration::from_secs(settings.access_token_ttl_secs)).await?;
+        let lockout = Duration::from_secs(settings.lockout_secs.max(1));
         Ok(Self {
             db,
             settings: Arc::new(settings),
@@ -253,6 +340,11 @@ impl Identity {
             oidc_metadata: moka::sync::Cache::builder().max_capacity(64).time_to_live(oidc::METADATA_TTL).build(),
             oidc_http: oidc::http_client()?,
             key_uses: Default::default(),
+            mailer,
+            mail_queued: Default::default(),
+            unknown_keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(UNKNOWN_KEY_TTL).build(),
+            audited_rejections: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(REJECTION_AUDIT_WINDOW).build(),
+            unknown_account_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(lockout).build(),
         })
     }
 
@@ -266,6 +358,13 @@ impl Identity {
 
     pub fn settings(&self) -> &IdentitySettings {
         &self.settings
+    }
+
+    /// The background task that sends queued mail, when `identity.smtp` is set.
+    pub fn outbox_sender(&self) -> Option<crate::mail::OutboxSender> {
+        let (mailer, smtp) = (self.mailer.clone()?, self.settings.smtp.as_ref()?);
+        let retry_base = Duration::from_secs(smtp.retry_base_secs.max(1));
+        Some(crate::mail::OutboxSender::new(self.db.clone(), mailer, retry_base, self.mail_queued.clone()))
     }
 
     /// Record an audit event; a failure to store it is an error (security
@@ -328,9 +427,13 @@ impl Identity {
         let hash = api_keys::hash(secret);
         let verified = match self.keys.get(&hash) {
             Some(verified) => verified,
+            None if self.unknown_keys.contains_key(&hash) => return Err(IdentityError::InvalidApiKey),
             None => {
-                let row = self.db.api_key_by_hash(&hash).await?.ok_or(IdentityError::InvalidApiKey)?;
-                let scopes = serde_json::from_str::<PermissionSet>(&row.scopes).map_err(|e| IdentityError::Internal(format!("key scopes: {e}")))?;
+                let Some(row) = self.db.api_key_by_hash(&hash).await? else {
+                    self.unknown_keys.insert(hash, ());
+                    return Err(IdentityError::InvalidApiKey);
+                };
+                let scopes = stored_permissions(&row.scopes, "api key", &row.id);
                 let owner_active = self.db.user_by_id(&row.user_id).await?.is_some_and(|u| u.is_active);
                 let verified = Arc::new(VerifiedKey { row, scopes, owner_active });
                 self.keys.insert(hash, verified.clone());
@@ -435,7 +538,7 @@ impl Identity {
             return Ok(builtin.permissions().iter().copied().collect());
         }
         Ok(match self.db.role(tenant_id, role).await? {
-            Some(row) => serde_json::from_str(&row.permissions).map_err(|e| IdentityError::Internal(format!("role permissions: {e}")))?,
+            Some(row) => stored_permissions(&row.permissions, "role", &row.name),
             None => PermissionSet::empty(),
         })
     }
@@ -456,13 +559,22 @@ impl Identity {
     }
 
     /// Audit a refused credential: forged, tampered or unknown tokens and
-    /// keys (not plain expiry, which every client meets). Returns the error.
+    /// keys (not plain expiry, which every client meets). At most one event
+    /// per kind and client address per [`REJECTION_AUDIT_WINDOW`], so a flood of
+    /// random keys cannot flood the audit log; the metric
+    /// `auth_rejected_credentials_total` counts every refusal. Returns the error.
     pub async fn record_rejected_credential(&self, error: IdentityError, meta: &RequestMeta) -> IdentityError {
         let (action, metadata) = match &error {
             IdentityError::TokenInvalid(reason) => ("auth.token_rejected", serde_json::json!({ "reason": reason })),
             IdentityError::InvalidApiKey => ("auth.api_key_rejected", serde_json::json!({})),
             _ => return error,
         };
+        metrics::counter!("auth_rejected_credentials_total", "kind" => action).increment(1);
+        let address = format!("{action}|{}", meta.ip.as_deref().unwrap_or_default());
+        if self.audited_rejections.contains_key(&address) {
+            return error;
+        }
+        self.audited_rejections.insert(address, ());
         match self.record(None, Actor::Anonymous, action, None, Outcome::Denied, meta, metadata).await {
             Ok(()) => error,
             Err(audit_failure) => audit_failure,

@@ -211,9 +211,15 @@ impl Identity {
                     return Err(IdentityError::Forbidden("the identity provider did not assert a verified email address".into()));
                 };
                 let user_id = match self.db.user_by_email(&email).await? {
+                    // Whoever set that account's password (or created it unverified) must not gain this identity's sign-in.
+                    Some(existing) if existing.password_hash.is_some() || !existing.email_verified => {
+                        return Err(IdentityError::Forbidden(
+                            "an account with this e-mail address already exists: sign in with its password, then link this provider from the account".into(),
+                        ));
+                    }
                     Some(existing) => existing.id,
                     None if provider.create_users => {
-                        let user = new_user_row(&email, identity.name.as_deref(), None, false, now);
+                        let user = new_user_row(&email, identity.name.as_deref(), None, false, true, now);
                         self.db.insert_user(&user).await?;
                         user.id
                     }
@@ -229,7 +235,14 @@ impl Identity {
                 tracing::warn!(tenant = %mapping.tenant, "OpenID Connect role mapping names an unknown tenant");
                 continue;
             };
-            if self.db.membership(&tenant.id, &user.id).await?.is_some_and(|m| m.role == mapping.role) {
+            let current = self.db.membership(&tenant.id, &user.id).await?;
+            if current.as_ref().is_some_and(|m| m.role == mapping.role) {
+                continue;
+            }
+            if let Some(current) = &current
+                && self.keep_an_admin(&tenant.id, current, Some(&mapping.role)).await.is_err()
+            {
+                tracing::warn!(tenant = %tenant.slug, user = %user.id, "OpenID Connect group mapping would demote the last admin; kept the admin role");
                 continue;
             }
             self.db.upsert_membership(&tenant.id, &user.id, &mapping.role, now).await?;

@@ -24,11 +24,20 @@ pub struct Argon2Settings {
     pub iterations: u32,
     /// Lanes.
     pub parallelism: u32,
+    /// Hashes and verifications running at once (each holds `memory_kib`);
+    /// more wait their turn, so a flood of sign-ins cannot exhaust memory or
+    /// the blocking pool.
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: u32,
+}
+
+fn default_max_concurrent() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32).max(2)
 }
 
 impl Default for Argon2Settings {
     fn default() -> Self {
-        Self { memory_kib: 19_456, iterations: 2, parallelism: 1 }
+        Self { memory_kib: 19_456, iterations: 2, parallelism: 1, max_concurrent: default_max_concurrent() }
     }
 }
 
@@ -72,23 +81,29 @@ pub struct PasswordHasherPool {
     argon2: Arc<Argon2<'static>>,
     /// Verified against when the account does not exist (equal timing).
     dummy_hash: Arc<str>,
+    /// Bounds the argon2 computations in flight (`max_concurrent`).
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl PasswordHasherPool {
     pub fn new(settings: Argon2Settings) -> Result<Self, IdentityError> {
         let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
             .map_err(|e| IdentityError::Internal(format!("invalid argon2 parameters: {e}")))?;
+        if settings.max_concurrent == 0 {
+            return Err(IdentityError::invalid("identity.argon2.max_concurrent must be at least 1", "max_concurrent"));
+        }
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
         let dummy_hash = argon2
             .hash_password(b"agentry timing equaliser", &salt)
             .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))?
             .to_string();
-        Ok(Self { argon2: Arc::new(argon2), dummy_hash: dummy_hash.into() })
+        Ok(Self { argon2: Arc::new(argon2), dummy_hash: dummy_hash.into(), permits: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent as usize)) })
     }
 
     /// A PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String, IdentityError> {
+        let _permit = self.permits.acquire().await.map_err(|e| IdentityError::Internal(format!("argon2 permits: {e}")))?;
         let argon2 = self.argon2.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -102,6 +117,8 @@ impl PasswordHasherPool {
     /// Whether `password` matches `hash`; with `None` (no such account or no
     /// password) verifies against the dummy hash and answers `false`.
     pub async fn verify(&self, password: String, hash: Option<String>) -> bool {
+        // The semaphore is never closed; a closed one would refuse every password.
+        let Ok(_permit) = self.permits.acquire().await else { return false };
         let argon2 = self.argon2.clone();
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());

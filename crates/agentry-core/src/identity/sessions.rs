@@ -87,9 +87,17 @@ impl Identity {
         if let Some(until) = user.as_ref().and_then(|u| u.locked_until_ms).filter(|&until| until > now) {
             return Err(IdentityError::Locked { retry_after: Duration::from_millis((until - now) as u64) });
         }
+        // An address without an account locks after as many failures, with the same answer.
+        let unknown_failures = user.is_none().then(|| self.unknown_account_failures.get_with(email.clone(), || Arc::new(AtomicU32::new(0))));
+        if unknown_failures.as_ref().is_some_and(|n| n.load(Ordering::Relaxed) >= self.settings.lockout_threshold) {
+            return Err(IdentityError::Locked { retry_after: Duration::from_secs(self.settings.lockout_secs) });
+        }
         let hash = user.as_ref().filter(|u| u.is_active).and_then(|u| u.password_hash.clone());
         if !self.passwords.verify(password.to_owned(), hash).await {
             ip_count.fetch_add(1, Ordering::Relaxed);
+            if let Some(failures) = &unknown_failures {
+                failures.fetch_add(1, Ordering::Relaxed);
+            }
             self.record_auth_failure(user.as_ref().map(|u| u.id.as_str()), "auth.login", meta, serde_json::json!({ "email": email })).await?;
             return Err(IdentityError::InvalidCredentials);
         }

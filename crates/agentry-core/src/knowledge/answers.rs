@@ -37,6 +37,11 @@ pub struct AnswerQuestion {
     pub collections: Vec<String>,
     /// The model that answers (answers of different models are kept apart).
     pub model: String,
+    /// Everything else that shaped the answer (an agent's instructions and
+    /// version, retrieval settings…): hashed into the cache key, so answers
+    /// made under different contexts are kept apart.
+    #[serde(default)]
+    pub context: String,
 }
 
 /// The API's answer to a lookup.
@@ -74,7 +79,7 @@ impl Knowledge {
         }
         self.require_collections(access, &question.collections).await?;
         let fingerprint = cache::acl_fingerprint(&self.inner.db, &access.tenant_id, &question.collections, &self.reader_principals(access).await?).await?;
-        let scope = CacheScope::new(&access.tenant_id, &question.collections, &fingerprint, &question.model);
+        let scope = CacheScope::new(&access.tenant_id, &question.collections, &fingerprint, &question.model, &question.context);
         let vector = self.embed_query(access, text).await?;
         Ok(self.inner.cache.lookup(&scope, &vector).await)
     }

@@ -77,9 +77,9 @@ pub struct CacheScope {
 impl CacheScope {
     /// `collections` in any order, duplicates allowed; empty means every
     /// collection of the tenant. `acl_fingerprint` comes from [`acl_fingerprint`].
-    pub fn new(tenant: &str, collections: &[String], acl_fingerprint: &str, model: &str) -> Self {
+    pub fn new(tenant: &str, collections: &[String], acl_fingerprint: &str, model: &str, context: &str) -> Self {
         let collections: Vec<&String> = collections.iter().collect::<BTreeSet<_>>().into_iter().collect();
-        let parts = serde_json::json!([tenant, collections, acl_fingerprint, model]).to_string();
+        let parts = serde_json::json!([tenant, collections, acl_fingerprint, model, context]).to_string();
         let generation_keys = if collections.is_empty() {
             vec![tenant_generation(tenant)]
         } else {
@@ -319,8 +319,8 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 pub async fn acl_fingerprint(db: &Db, tenant: &str, collections: &[String], reader_principals: &[String]) -> Result<String, DbError> {
     let mut granted: BTreeSet<String> = BTreeSet::from(["*".to_owned()]);
     for acl in db.distinct_document_acls(tenant, collections).await? {
-        // As when documents are shown: an unreadable ACL is the empty (public) one.
-        granted.extend(serde_json::from_str::<AccessList>(&acl).unwrap_or_default().principals());
+        // As when documents are shown: an unreadable ACL grants no one.
+        granted.extend(AccessList::stored(&acl, "(fingerprint)").principals());
     }
     let shared: BTreeSet<&String> = reader_principals.iter().filter(|p| granted.contains(*p)).collect();
     Ok(hex::encode(Sha256::digest(serde_json::json!(shared).to_string())))
@@ -329,6 +329,13 @@ pub async fn acl_fingerprint(db: &Db, tenant: &str, collections: &[String], read
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_stored_acl_grants_no_one() {
+        assert!(AccessList::stored("{\"users\": 42", "d1").principals().is_empty());
+        assert_eq!(AccessList::stored("{}", "d1").principals(), vec!["*".to_owned()]);
+        assert_eq!(AccessList::stored("{\"users\": [\"u1\"]}", "d1").principals(), vec!["user:u1".to_owned()]);
+    }
     use agentry_db::identity::TenantRow;
     use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
 
@@ -340,7 +347,7 @@ mod tests {
 
     fn scope(tenant: &str, collections: &[&str], fingerprint: &str, model: &str) -> CacheScope {
         let collections: Vec<String> = collections.iter().map(|c| (*c).to_owned()).collect();
-        CacheScope::new(tenant, &collections, fingerprint, model)
+        CacheScope::new(tenant, &collections, fingerprint, model, "")
     }
 
     fn answer(text: &str) -> CachedAnswer {

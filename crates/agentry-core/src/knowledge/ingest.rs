@@ -11,9 +11,14 @@
 //! ([`super::summaries`]) in the same transaction; workers run both kinds.
 //!
 //! A document that cannot be fetched for a reason of its own (a refused
-//! address, a 404) or cannot be parsed fails at once with the reason; other
+//! address, a 404), cannot be parsed, or is over its parse budget
+//! (`knowledge.parse`: text, decompressed data, sections, chunks; the
+//! parsers stop at the limit) fails at once with the reason; other
 //! failures (the network, the embedding model, the index) are retried with
-//! exponential backoff up to `max_attempts`.
+//! exponential backoff up to `max_attempts`. A job whose attempts are used
+//! up is never claimed again: one whose worker died on its last attempt
+//! (a crash, a kill) is failed by the next claim instead, so a document
+//! that brings the process down cannot do so after every restart.
 //!
 //! Must not: decide permissions (the upload already did).
 
@@ -67,7 +72,8 @@ pub fn spawn_workers(knowledge: &Knowledge, stop: CancellationToken) -> Vec<toki
 
 async fn work(knowledge: Knowledge, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        let claimed = knowledge.inner.db.claim_ingest_job(now_ms(), knowledge.inner.settings.lease_ms).await;
+        let settings = &knowledge.inner.settings;
+        let claimed = knowledge.inner.db.claim_ingest_job(now_ms(), settings.lease_ms, settings.max_attempts).await;
         match claimed {
             Ok(Some(job)) => knowledge.process(job).await,
             Ok(None) => {
@@ -90,6 +96,7 @@ async fn work(knowledge: Knowledge, stop: CancellationToken) {
 
 /// What the embedding model reads for a chunk: the document's title and
 /// the chunk's heading path give a passage the context its text may lack.
+/// `title` is the chunk title ([`Knowledge::chunk_title`]): cut to the limit.
 pub(super) fn embedding_input(title: &str, chunk: &Chunk) -> String {
     let heading = chunk.heading_path.join(" > ");
     [title, heading.as_str(), chunk.text.as_str()].into_iter().filter(|part| !part.trim().is_empty()).collect::<Vec<_>>().join("\n")
@@ -103,7 +110,7 @@ fn embedding_key(title: &str, chunk: &Chunk) -> String {
 /// Index entries for stored chunks (id, row) of `document`: each carries
 /// the document's ACL principals and metadata.
 pub(super) fn indexed_chunks<'a>(tenant: &str, document: &DocumentRow, stored: impl Iterator<Item = (i64, &'a NewChunk)>) -> Vec<IndexedChunk> {
-    let acl = serde_json::from_str::<AccessList>(&document.acl).unwrap_or_default().principals();
+    let acl = AccessList::stored(&document.acl, &document.id).principals();
     let metadata = match serde_json::from_str(&document.metadata) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
@@ -114,7 +121,7 @@ pub(super) fn indexed_chunks<'a>(tenant: &str, document: &DocumentRow, stored: i
             tenant: tenant.to_owned(),
             collection: document.collection_id.clone(),
             document: document.id.clone(),
-            title: document.title.clone(),
+            title: parse::cut_chars(&document.title, parse::Limits::default().max_title_chars),
             text: row.text.clone(),
             acl: acl.clone(),
             metadata: metadata.clone(),
@@ -189,6 +196,12 @@ impl Knowledge {
         }
     }
 
+    /// The title repeated with each chunk (embedded with it, indexed with
+    /// it): cut to the title limit, whatever an older upload stored.
+    pub(super) fn chunk_title(&self, title: &str) -> String {
+        parse::cut_chars(title, self.inner.settings.parse_limits.max_title_chars)
+    }
+
     /// The chunker for a collection's chunk sizes, built once per size and
     /// shared (building one clones the tokenizer).
     async fn chunker(&self, config: ChunkConfig) -> Result<Arc<Chunker>, Failure> {
@@ -226,9 +239,11 @@ impl Knowledge {
             .map_err(|_| Failure::Permanent(format!("unknown stored format '{format}'")))?;
         let config = ChunkConfig { max_tokens: collection.chunk_max_tokens as usize, overlap_tokens: collection.chunk_overlap_tokens as usize };
         let chunker = self.chunker(config).await?;
+        let limits = self.inner.settings.parse_limits;
+        // Over a budget is as deterministic as a parse error: fail now, never retry.
         let chunks = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
-            let parsed = parse::parse(&bytes, format).map_err(|e| Failure::Permanent(e.to_string()))?;
-            Ok(chunker.chunk(&parsed))
+            let parsed = parse::parse_with_limits(&bytes, format, &limits).map_err(|e| Failure::Permanent(e.to_string()))?;
+            chunker.chunk(&parsed, limits.max_chunks).map_err(|e| Failure::Permanent(e.to_string()))
         })
         .await
         .map_err(|e| Failure::Retry(format!("parsing task: {e}")))??;
@@ -238,12 +253,13 @@ impl Knowledge {
 
         // Chunks are embedded with their document's title and heading path, so
         // the reuse key covers the title as well as the chunk's own hash.
-        let keys: Vec<String> = chunks.iter().map(|c| embedding_key(&document.title, c)).collect();
+        let title = self.chunk_title(&document.title);
+        let keys: Vec<String> = chunks.iter().map(|c| embedding_key(&title, c)).collect();
         let known: HashMap<String, Vec<u8>> = db.embeddings_by_hash(&job.document_id).await?.into_iter().collect();
         let missing: Vec<usize> = (0..chunks.len()).filter(|&i| !known.contains_key(&keys[i])).collect();
         let mut embedded: HashMap<String, Vec<u8>> = HashMap::new();
         for batch in missing.chunks(EMBED_BATCH) {
-            let texts = batch.iter().map(|&i| embedding_input(&document.title, &chunks[i])).collect();
+            let texts = batch.iter().map(|&i| embedding_input(&title, &chunks[i])).collect();
             let vectors = self.embed(&job.tenant_id, document.created_by.as_deref(), texts).await?;
             if vectors.len() != batch.len() {
                 return Err(Failure::Retry(format!("the embedding model returned {} vectors for {} texts", vectors.len(), batch.len())));

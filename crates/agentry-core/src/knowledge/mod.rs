@@ -92,6 +92,9 @@ pub struct KnowledgeSettings {
     pub max_attempts: i32,
     pub lease_ms: i64,
     pub default_chunking: ChunkConfig,
+    /// What one document may produce when parsed (text, decompressed
+    /// data, sections, chunks, title length); over it, ingestion fails.
+    pub parse_limits: parse::Limits,
     pub answer_cache: cache::CacheSettings,
     /// Chat model that writes each indexed version's summary; none: no summaries.
     pub summary_model: Option<String>,
@@ -142,11 +145,26 @@ pub struct AccessList {
     pub roles: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// The stored list did not parse: it grants nothing (fail closed).
+    #[serde(default, skip_deserializing, skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
 }
 
 impl AccessList {
-    /// Index principals; an empty list is public within the tenant.
+    /// A list as stored with document `id`. One that does not parse grants
+    /// nothing, never "everyone", and is logged.
+    pub fn stored(json: &str, id: &str) -> Self {
+        serde_json::from_str(json).unwrap_or_else(|error| {
+            tracing::error!(document = %id, %error, "stored document ACL does not parse; nobody may read the document");
+            Self { unreadable: true, ..Self::default() }
+        })
+    }
+
+    /// Index principals; an empty list is public within the tenant, an unreadable one grants no one.
     pub fn principals(&self) -> Vec<String> {
+        if self.unreadable {
+            return Vec::new();
+        }
         if self.users.is_empty() && self.roles.is_empty() && self.groups.is_empty() {
             return vec!["*".to_owned()];
         }
@@ -216,7 +234,7 @@ impl DocumentView {
     fn of(row: DocumentRow) -> Self {
         Self {
             metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
-            acl: serde_json::from_str(&row.acl).unwrap_or_default(),
+            acl: AccessList::stored(&row.acl, &row.id),
             id: row.id,
             collection_id: row.collection_id,
             title: row.title,
@@ -410,7 +428,7 @@ impl Knowledge {
                     return Err(KnowledgeError::invalid("the document is empty", "file"));
                 }
                 let format = parse::sniff(bytes, file_name.as_deref(), content_type.as_deref()).map_err(|e| match e {
-                    ParseError::TooLarge(m) => KnowledgeError::TooLarge(m),
+                    e @ ParseError::TooLarge { .. } => KnowledgeError::TooLarge(e.to_string()),
                     other => KnowledgeError::Unprocessable(other.to_string()),
                 })?;
                 (Some((format, hex_sha256(bytes), bytes.as_slice())), None, file_name.clone())
@@ -422,7 +440,13 @@ impl Knowledge {
         };
         let now = now_ms();
         let source = named_source.clone().unwrap_or_else(|| "upload".to_owned());
-        let title = upload.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| source.clone());
+        // The title is repeated with every chunk: a given one over the limit
+        // is refused, one taken from the file name or URL is cut.
+        let max_title = self.inner.settings.parse_limits.max_title_chars;
+        if upload.title.as_ref().is_some_and(|t| t.chars().count() > max_title) {
+            return Err(KnowledgeError::invalid(format!("'title' must be at most {max_title} characters"), "title"));
+        }
+        let title = upload.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| parse::cut_chars(&source, max_title));
         let job_for = |document_id: &str, version: i32| JobRow {
             id: uuid::Uuid::now_v7().to_string(),
             tenant_id: access.tenant_id.clone(),
@@ -545,7 +569,8 @@ impl Knowledge {
         let (_, bytes) = self.version_content(access, id, version).await?;
         let upload = Upload {
             content: Content::Bytes { bytes, file_name: Some(document.source.clone()), content_type: None },
-            title: Some(document.title.clone()),
+            // Titles stored before the length limit are cut, not refused.
+            title: Some(parse::cut_chars(document.title.trim(), self.inner.settings.parse_limits.max_title_chars)),
             metadata: serde_json::Map::new(),
             acl: document.acl.clone(),
             document_id: Some(document.id.clone()),

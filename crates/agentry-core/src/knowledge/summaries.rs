@@ -58,7 +58,7 @@ impl Knowledge {
         if chunks.is_empty() {
             return Ok(0);
         }
-        let input = summary_input(&document.title, chunks.iter().filter(|c| c.ordinal != SUMMARY_ORDINAL).map(|c| c.text.clone()));
+        let input = summary_input(&self.chunk_title(&document.title), chunks.iter().filter(|c| c.ordinal != SUMMARY_ORDINAL).map(|c| c.text.clone()));
         let request = ChatRequest {
             messages: vec![ChatMessage::text(Role::System, INSTRUCTIONS), ChatMessage::text(Role::User, input)],
             temperature: Some(0.0),
@@ -81,7 +81,7 @@ impl Knowledge {
             content_hash: hex_sha256(summary.as_bytes()),
         };
         let vector = self
-            .embed(&job.tenant_id, document.created_by.as_deref(), vec![embedding_input(&document.title, &as_chunk)])
+            .embed(&job.tenant_id, document.created_by.as_deref(), vec![embedding_input(&self.chunk_title(&document.title), &as_chunk)])
             .await?
             .pop()
             .ok_or_else(|| Failure::Retry("the embedding model returned no vector".into()))?;

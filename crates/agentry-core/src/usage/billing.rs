@@ -4,7 +4,9 @@
 //! summed from the daily rollups (which equal the sum of the raw records);
 //! its total is the sum of its lines. Regenerating an open invoice replaces
 //! it; a paid invoice is final. Payment goes through a [`PaymentProvider`];
-//! [`TestPaymentProvider`] records charges in memory and makes no external call.
+//! [`TestPaymentProvider`] records charges in memory and makes no external
+//! call; only tests wire it in (`Application::build_with_payments`): a
+//! server started from configuration has no provider and refuses payment.
 //!
 //! Must not: know a real payment provider's API.
 
@@ -166,8 +168,13 @@ impl Accounting {
     }
 
     /// Charge an open invoice through the payment provider and mark it paid.
-    pub async fn pay_invoice(&self, access: &TenantAccess, id: &str, provider: &Arc<dyn PaymentProvider>) -> Result<Invoice, UsageError> {
+    /// Without a provider (a server that configures none) paying is refused:
+    /// nothing may mark an invoice paid that no one charged.
+    pub async fn pay_invoice(&self, access: &TenantAccess, id: &str, provider: Option<&Arc<dyn PaymentProvider>>) -> Result<Invoice, UsageError> {
         let current = self.invoice(access, id).await?;
+        let Some(provider) = provider else {
+            return Err(UsageError::Conflict("no payment provider is configured on this server: invoices are settled outside Agentry".into()));
+        };
         if current.status != "open" {
             return Err(UsageError::Conflict(format!("invoice '{id}' is already {}", current.status)));
         }

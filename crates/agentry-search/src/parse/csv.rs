@@ -3,14 +3,22 @@
 //! and every block of up to [`ROWS_PER_SECTION`] records is one section
 //! headed `rows 1-50`, so a chunk says which rows it holds.
 //!
+//! Every row repeats the header names, so a wide header of long names over
+//! many short rows expands without bound: header names are cut to
+//! [`MAX_LABEL_CHARS`], and every line is charged to the budget before it
+//! is kept, the first one over it stopping the parse.
+//!
 //! Must not: infer types or treat a file as CSV on its own say-so; sniffing
 //! asks [`is_consistent`] first.
 
 use ::csv::{ReaderBuilder, StringRecord};
 
+use super::budget::{Budget, cut_chars};
 use super::{ParseError, Parsed, Section};
 
 const ROWS_PER_SECTION: usize = 50;
+/// The longest header name repeated on each row.
+const MAX_LABEL_CHARS: usize = 100;
 
 /// Whether the text reads as CSV with the same number of columns on every row.
 pub(super) fn is_consistent(text: &str) -> bool {
@@ -25,13 +33,13 @@ pub(super) fn is_consistent(text: &str) -> bool {
     rows > 0
 }
 
-pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
+pub(super) fn parse(text: &str, budget: &mut Budget) -> Result<Parsed, ParseError> {
     let mut reader = ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
     let headers: Vec<String> = reader
         .headers()
         .map_err(|e| malformed(&e))?
         .iter()
-        .map(|h| h.trim().to_string())
+        .map(|h| cut_chars(h.trim(), MAX_LABEL_CHARS))
         .collect();
     let mut sections = Vec::new();
     let mut lines: Vec<String> = Vec::new();
@@ -40,31 +48,46 @@ pub(super) fn parse(text: &str) -> Result<Parsed, ParseError> {
     let mut row = 0usize;
     while reader.read_record(&mut record).map_err(|e| malformed(&e))? {
         row += 1;
-        lines.push(record_line(&headers, &record));
+        let line = record_line(&headers, &record, budget)?;
+        budget.text(line.len() + 1)?;
+        lines.push(line);
         if lines.len() == ROWS_PER_SECTION {
+            budget.section()?;
             sections.push(section(first_row, row, &mut lines));
             first_row = row + 1;
         }
     }
     if !lines.is_empty() {
+        budget.section()?;
         sections.push(section(first_row, row, &mut lines));
     }
     Ok(Parsed { title: None, sections })
 }
 
-fn record_line(headers: &[String], record: &StringRecord) -> String {
-    let mut fields = Vec::with_capacity(record.len());
+/// One record as a line; the budget is checked (not yet charged) field by
+/// field, so a single wide row cannot outgrow it either.
+fn record_line(headers: &[String], record: &StringRecord, budget: &Budget) -> Result<String, ParseError> {
+    let room = budget.text_room();
+    let mut line = String::new();
     for (i, value) in record.iter().enumerate() {
         let value = value.trim();
         if value.is_empty() {
             continue;
         }
+        if !line.is_empty() {
+            line.push_str("; ");
+        }
         match headers.get(i).filter(|h| !h.is_empty()) {
-            Some(header) => fields.push(format!("{header}: {value}")),
-            None => fields.push(format!("column {}: {value}", i + 1)),
+            Some(header) => line.push_str(header),
+            None => line.push_str(&format!("column {}", i + 1)),
+        }
+        line.push_str(": ");
+        line.push_str(value);
+        if line.len() as u64 > room {
+            return Err(budget.text_exceeded());
         }
     }
-    fields.join("; ")
+    Ok(line)
 }
 
 fn section(first: usize, last: usize, lines: &mut Vec<String>) -> Section {
@@ -94,6 +117,24 @@ mod tests {
         assert_eq!(parsed.sections[2].text.lines().last(), Some("name: p120; city: c120; note: n120"));
         assert_eq!(parsed.sections[1].text.lines().count(), 50);
         Ok(())
+    }
+
+    #[test]
+    fn a_wide_header_repeated_on_every_row_stops_at_the_text_budget() {
+        // 2,000 columns of 50-character names over rows of one-character
+        // values: ~4 KB per row of input becomes ~108 KB of text.
+        let header: Vec<String> = (0..2_000).map(|i| format!("{i:0>50}")).collect();
+        let row = vec!["x"; 2_000].join(",");
+        let mut csv = header.join(",");
+        for _ in 0..200 {
+            csv.push('\n');
+            csv.push_str(&row);
+        }
+        assert!(csv.len() < 1_000_000);
+        assert!(matches!(parse(csv.as_bytes(), Format::Csv), Err(ParseError::TooLarge { what: "its extracted text", .. })));
+        // Long header names are cut before they are repeated.
+        let parsed = parse(format!("{},b\n1,2\n", "h".repeat(500)).as_bytes(), Format::Csv).unwrap_or_else(|e| panic!("{e}"));
+        assert!(parsed.sections[0].text.len() < 120, "{}", parsed.sections[0].text);
     }
 
     #[test]

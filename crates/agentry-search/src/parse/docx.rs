@@ -10,8 +10,10 @@
 //! `image` crate, and reads every part; text extraction needs two XML
 //! parts and a streaming reader.
 //!
-//! Must not: read any ZIP entry larger than [`MAX_ENTRY_BYTES`]
-//! uncompressed (a zip bomb), whatever its header claims.
+//! Must not: inflate more than the budget's decompressed-data limit (all
+//! parts together; a zip bomb), whatever the entries' headers claim: the
+//! declared size is checked first and the reader is bounded with `take`,
+//! so an entry that lies stops one byte past the limit.
 
 use std::io::{Cursor, Read};
 
@@ -20,11 +22,8 @@ use quick_xml::events::{BytesStart, Event};
 use zip::ZipArchive;
 use zip::result::ZipError;
 
+use super::budget::{Budget, Limit};
 use super::{Outline, ParseError, Parsed};
-
-/// The largest uncompressed XML part read (Word's own limit on a document
-/// part is far above what text needs; real documents stay under a few MiB).
-const MAX_ENTRY_BYTES: u64 = 50 * 1024 * 1024;
 
 const DOCUMENT: &str = "word/document.xml";
 
@@ -35,29 +34,27 @@ pub(super) fn is_docx(bytes: &[u8]) -> Result<bool, ParseError> {
     Ok(archive.file_names().any(|name| name == DOCUMENT))
 }
 
-pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
-    parse_with_limit(bytes, MAX_ENTRY_BYTES)
-}
-
-fn parse_with_limit(bytes: &[u8], limit: u64) -> Result<Parsed, ParseError> {
+pub(super) fn parse(bytes: &[u8], mut budget: Budget) -> Result<Parsed, ParseError> {
     let mut archive = open(bytes)?;
-    let document = read_entry(&mut archive, DOCUMENT, limit)?
+    let document = read_entry(&mut archive, DOCUMENT, &mut budget)?
         .ok_or_else(|| ParseError::Malformed("DOCX: the archive has no word/document.xml, so it is not a Word document".into()))?;
-    let styles = match read_entry(&mut archive, "word/styles.xml", limit)? {
+    let styles = match read_entry(&mut archive, "word/styles.xml", &mut budget)? {
         Some(xml) => heading_styles(&xml)?,
         None => Vec::new(),
     };
-    body(&document, &styles)
+    body(&document, &styles, budget)
 }
 
 fn open(bytes: &[u8]) -> Result<ZipArchive<Cursor<&[u8]>>, ParseError> {
     ZipArchive::new(Cursor::new(bytes)).map_err(|e| ParseError::Malformed(format!("DOCX: cannot open the ZIP container: {e}")))
 }
 
-/// One entry's bytes, refusing entries above `limit` whether the header
-/// says so or the inflated data only turns out so.
-fn read_entry(archive: &mut ZipArchive<Cursor<&[u8]>>, name: &str, limit: u64) -> Result<Option<Vec<u8>>, ParseError> {
-    let too_large = || ParseError::TooLarge(format!("DOCX: {name} inflates to more than {} MiB", limit / (1024 * 1024)));
+/// One entry's bytes, charged to the budget's decompressed data; refused
+/// when over it, whether the header says so or the inflated data only
+/// turns out so.
+fn read_entry(archive: &mut ZipArchive<Cursor<&[u8]>>, name: &str, budget: &mut Budget) -> Result<Option<Vec<u8>>, ParseError> {
+    let limit = budget.inflate_remaining();
+    let too_large = |budget: &Budget| ParseError::TooLarge { what: "the DOCX archive's decompressed parts", limit: Limit::Bytes(budget.inflate_limit()) };
     let mut entry = match archive.by_name(name) {
         Ok(entry) => entry,
         Err(ZipError::FileNotFound) => return Ok(None),
@@ -67,13 +64,14 @@ fn read_entry(archive: &mut ZipArchive<Cursor<&[u8]>>, name: &str, limit: u64) -
         Err(e) => return Err(ParseError::Malformed(format!("DOCX: cannot read {name}: {e}"))),
     };
     if entry.size() > limit {
-        return Err(too_large());
+        return Err(too_large(budget));
     }
     let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
-    (&mut entry).take(limit + 1).read_to_end(&mut data).map_err(|e| ParseError::Malformed(format!("DOCX: cannot inflate {name}: {e}")))?;
+    (&mut entry).take(limit.saturating_add(1)).read_to_end(&mut data).map_err(|e| ParseError::Malformed(format!("DOCX: cannot inflate {name}: {e}")))?;
     if data.len() as u64 > limit {
-        return Err(too_large());
+        return Err(too_large(budget));
     }
+    budget.inflated(data.len() as u64)?;
     Ok(Some(data))
 }
 
@@ -119,10 +117,11 @@ fn level_from_name(name: &str) -> Option<u8> {
     name.strip_prefix("heading").and_then(|n| n.parse::<u8>().ok()).filter(|n| (1..=6).contains(n))
 }
 
-fn body(xml: &[u8], styles: &[(String, u8)]) -> Result<Parsed, ParseError> {
+fn body(xml: &[u8], styles: &[(String, u8)], budget: Budget) -> Result<Parsed, ParseError> {
     let mut reader = Reader::from_reader(xml);
-    let mut body = Body::default();
+    let mut body = Body::new(budget);
     loop {
+        body.outline.check()?;
         match reader.read_event().map_err(|e| xml_error(DOCUMENT, e))? {
             Event::Start(e) => {
                 body.open(&e);
@@ -140,7 +139,7 @@ fn body(xml: &[u8], styles: &[(String, u8)]) -> Result<Parsed, ParseError> {
                 body.paragraph.push_str(&resolved.unwrap_or_default());
             }
             Event::End(e) => body.close(e.local_name().as_ref()),
-            Event::Eof => return Ok(body.outline.finish(None)),
+            Event::Eof => return body.outline.finish(None),
             _ => {}
         }
     }
@@ -148,7 +147,6 @@ fn body(xml: &[u8], styles: &[(String, u8)]) -> Result<Parsed, ParseError> {
 
 /// Where the reader is in `document.xml`. Paragraphs nest (text boxes hold
 /// paragraphs inside a run); nested ones join their outer paragraph.
-#[derive(Default)]
 struct Body {
     outline: Outline,
     paragraph: String,
@@ -159,6 +157,10 @@ struct Body {
 }
 
 impl Body {
+    fn new(budget: Budget) -> Self {
+        Self { outline: Outline::new(budget), paragraph: String::new(), level: None, paragraph_depth: 0, run_depth: 0, in_text: false }
+    }
+
     /// Elements that contain text.
     fn open(&mut self, e: &BytesStart<'_>) {
         match e.local_name().as_ref() {

@@ -6,8 +6,7 @@ use std::io::{Cursor, Write};
 use zip::ZipWriter;
 use zip::write::SimpleFileOptions;
 
-use super::super::{Format, ParseError, parse, sniff};
-use super::{MAX_ENTRY_BYTES, parse_with_limit};
+use super::super::{Format, Limit, Limits, ParseError, parse, parse_with_limits, sniff};
 
 const W: &str = r#"xmlns:w="http://schemas.openxmlformats.org/wordprocessingml/2006/main""#;
 
@@ -94,8 +93,48 @@ fn malformed_docx_is_an_error_not_a_panic() -> Result<(), Box<dyn std::error::Er
 fn oversized_entries_are_refused() -> Result<(), Box<dyn std::error::Error>> {
     let big = document(&[paragraph(None, &run(&"a".repeat(4096)))]);
     let bytes = docx(&[("word/document.xml", &big)])?;
-    assert!(matches!(parse_with_limit(&bytes, 1024), Err(ParseError::TooLarge(_))));
-    assert!(parse_with_limit(&bytes, MAX_ENTRY_BYTES).is_ok());
+    let tight = Limits { inflate_ratio: 1, inflate_floor_bytes: 1024, ..Limits::default() };
+    assert!(matches!(parse_with_limits(&bytes, Format::Docx, &tight), Err(ParseError::TooLarge { .. })));
+    assert!(parse(&bytes, Format::Docx).is_ok());
+    Ok(())
+}
+
+/// 40 MiB of XML that deflates to ~40 KB: over the 32 MiB floor of a small
+/// file's decompressed-data budget.
+fn bomb() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let padding = " ".repeat(40 * 1024 * 1024);
+    let xml = document(&[paragraph(None, &format!("{}{padding}", run("boom")))]);
+    docx(&[("word/document.xml", &xml)])
+}
+
+#[test]
+fn a_zip_bomb_stops_at_the_decompressed_data_budget() -> Result<(), Box<dyn std::error::Error>> {
+    let bytes = bomb()?;
+    assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
+    let result = parse(&bytes, Format::Docx);
+    assert_eq!(
+        result.map(|p| p.sections.len()),
+        Err(ParseError::TooLarge { what: "the DOCX archive's decompressed parts", limit: Limit::Bytes(32 * 1024 * 1024) })
+    );
+    Ok(())
+}
+
+/// Sizes in the local and central headers that claim 100 bytes: the
+/// bounded reader still stops at the budget (or the archive is refused).
+#[test]
+fn a_zip_entry_that_lies_about_its_size_is_still_bounded() -> Result<(), Box<dyn std::error::Error>> {
+    let mut bytes = bomb()?;
+    let patch = |bytes: &mut Vec<u8>, signature: &[u8], offset: usize| {
+        let positions: Vec<usize> = bytes.windows(4).enumerate().filter(|(_, w)| *w == signature).map(|(i, _)| i).collect();
+        for at in positions {
+            if let Some(field) = bytes.get_mut(at + offset..at + offset + 4) {
+                field.copy_from_slice(&100u32.to_le_bytes());
+            }
+        }
+    };
+    patch(&mut bytes, b"PK\x03\x04", 22);
+    patch(&mut bytes, b"PK\x01\x02", 24);
+    assert!(matches!(parse(&bytes, Format::Docx), Err(ParseError::TooLarge { .. } | ParseError::Malformed(_))));
     Ok(())
 }
 

@@ -8,12 +8,15 @@
 //! The tree is walked with an explicit open/close traversal, not
 //! recursion, so deeply nested markup cannot overflow the stack.
 //!
+//! Text goes through the budgeted [`Outline`], checked at every node.
+//!
 //! Must not: fetch linked resources or run scripts.
 
 use scraper::Html;
 use scraper::node::Node;
 
-use super::{Outline, Parsed, collapse_whitespace};
+use super::budget::Budget;
+use super::{Outline, ParseError, Parsed, collapse_whitespace};
 
 const SKIPPED: &[&str] = &["script", "style", "noscript", "template", "head", "svg", "math", "iframe", "object"];
 
@@ -23,13 +26,14 @@ const BLOCKS: &[&str] = &[
     "section", "summary", "table", "tbody", "thead", "tfoot", "tr", "ul",
 ];
 
-pub(super) fn parse(text: &str) -> Parsed {
+pub(super) fn parse(text: &str, budget: Budget) -> Result<Parsed, ParseError> {
     let document = Html::parse_document(text);
-    let mut outline = Outline::default();
+    let mut outline = Outline::new(budget);
     let mut skipping: Option<ego_tree::NodeId> = None;
     let mut heading: Option<(ego_tree::NodeId, u8, String)> = None;
     let mut pre_depth = 0usize;
     for edge in document.tree.root().traverse() {
+        outline.check()?;
         match edge {
             ego_tree::iter::Edge::Open(node) => {
                 if skipping.is_some() {

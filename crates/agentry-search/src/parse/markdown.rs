@@ -4,24 +4,30 @@
 //! line by line, list items as `- ` / `1. ` lines, table cells separated by
 //! ` | `); markup, raw HTML and YAML front matter are dropped.
 //!
+//! Text goes through the budgeted [`Outline`], checked after every event
+//! (a table row pads itself to the header's width, so cells can outnumber
+//! the input's bytes).
+//!
 //! Must not: render HTML or resolve links.
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-use super::{Outline, Parsed};
+use super::budget::Budget;
+use super::{Outline, ParseError, Parsed};
 
-pub(super) fn parse(text: &str) -> Parsed {
+pub(super) fn parse(text: &str, budget: Budget) -> Result<Parsed, ParseError> {
     let options = Options::ENABLE_TABLES
         | Options::ENABLE_STRIKETHROUGH
         | Options::ENABLE_TASKLISTS
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
-    let mut outline = Outline::default();
+    let mut outline = Outline::new(budget);
     let mut heading: Option<(u8, String)> = None;
     // One counter per open list: `Some(n)` numbers the next item, `None` bullets it.
     let mut lists: Vec<Option<u64>> = Vec::new();
     let mut in_metadata = false;
     for event in Parser::new_ext(text, options) {
+        outline.check()?;
         match event {
             Event::Start(Tag::Heading { level, .. }) => heading = Some((level_number(level), String::new())),
             Event::End(TagEnd::Heading(_)) => {

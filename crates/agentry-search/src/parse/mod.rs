@@ -12,14 +12,25 @@
 //!
 //! The shared pieces here (the heading [`Outline`], line tidying) are
 //! hand-written: they are a few lines each and specific to this shape.
+//!
+//! Every parse runs against a [`Budget`] built from the operator's
+//! [`Limits`] and the input's size: produced text, decompressed data,
+//! sections and title length. The parsers charge it while they produce
+//! output and stop at the first charge over the limit with
+//! [`ParseError::TooLarge`], so a document built to expand fails fast,
+//! not after the memory is gone.
 
+mod budget;
 mod csv;
 mod docx;
 mod html;
 mod json;
 mod markdown;
 mod pdf;
+mod pdf_streams;
 mod text;
+
+pub use budget::{Budget, Limit, Limits, cut_chars};
 
 /// A document format this crate can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -78,8 +89,9 @@ pub enum ParseError {
     Unsupported(String),
     #[error("the file is damaged or not what it claims to be: {0}")]
     Malformed(String),
-    #[error("the file is too large to process: {0}")]
-    TooLarge(String),
+    /// Over a [`Limits`] budget: deterministic, so never worth retrying.
+    #[error("the document is too large to process: {what} would exceed the limit of {limit}")]
+    TooLarge { what: &'static str, limit: Limit },
     #[error("the document has no extractable text (scanned pages and images would need OCR, which is not supported)")]
     Empty,
 }
@@ -133,24 +145,32 @@ pub fn sniff(bytes: &[u8], file_name: Option<&str>, content_type: Option<&str>) 
     Ok(Format::Text)
 }
 
-/// Extract the text of a document whose format [`sniff`] decided (or the
-/// caller knows). Bytes that do not fit the format are an error, never
-/// noise in the output.
+/// [`parse_with_limits`] under the default [`Limits`].
 pub fn parse(bytes: &[u8], format: Format) -> Result<Parsed, ParseError> {
+    parse_with_limits(bytes, format, &Limits::default())
+}
+
+/// Extract the text of a document whose format [`sniff`] decided (or the
+/// caller knows), within `limits`. Bytes that do not fit the format are an
+/// error, never noise in the output; a document over a limit fails as
+/// soon as it reaches it.
+pub fn parse_with_limits(bytes: &[u8], format: Format, limits: &Limits) -> Result<Parsed, ParseError> {
+    let mut budget = Budget::new(limits, bytes.len());
     let parsed = match format {
-        Format::Text => text::parse(utf8_text(bytes, "the text file")?),
-        Format::Markdown => markdown::parse(utf8_text(bytes, "the Markdown file")?),
-        Format::Html => html::parse(utf8_text(bytes, "the HTML file")?),
-        Format::Csv => csv::parse(utf8_text(bytes, "the CSV file")?)?,
-        Format::Json => json::parse(utf8_text(bytes, "the JSON file")?)?,
-        Format::Pdf => pdf::parse(bytes)?,
-        Format::Docx => docx::parse(bytes)?,
+        Format::Text => text::parse(utf8_text(bytes, "the text file")?, &mut budget)?,
+        Format::Markdown => markdown::parse(utf8_text(bytes, "the Markdown file")?, budget)?,
+        Format::Html => html::parse(utf8_text(bytes, "the HTML file")?, budget)?,
+        Format::Csv => csv::parse(utf8_text(bytes, "the CSV file")?, &mut budget)?,
+        Format::Json => json::parse(utf8_text(bytes, "the JSON file")?, &mut budget)?,
+        Format::Pdf => pdf::parse(bytes, &mut budget)?,
+        Format::Docx => docx::parse(bytes, budget)?,
     };
     let sections: Vec<Section> = parsed.sections.into_iter().filter(|s| !s.text.trim().is_empty()).collect();
     if sections.is_empty() {
         return Err(ParseError::Empty);
     }
-    Ok(Parsed { title: parsed.title.filter(|t| !t.is_empty()), sections })
+    let title = parsed.title.map(|t| cut_chars(&t, limits.max_title_chars)).filter(|t| !t.is_empty());
+    Ok(Parsed { title, sections })
 }
 
 /// The name's extension and the declared media type, lowercased.
@@ -257,22 +277,50 @@ fn collapse_whitespace(text: &str) -> String {
 
 /// Builds heading-delimited sections for the structured formats (Markdown,
 /// HTML, DOCX): text accumulates under the current heading path until the
-/// next heading closes it.
-#[derive(Default)]
+/// next heading closes it. Everything it takes is charged to its
+/// [`Budget`]; the first charge over the limit is kept, later input is
+/// dropped, and [`Outline::check`] reports it so the parser stops.
 struct Outline {
     path: Vec<(u8, String)>,
     text: String,
     sections: Vec<Section>,
     title: Option<String>,
     headings: Vec<String>,
+    budget: Budget,
+    error: Option<ParseError>,
 }
 
 impl Outline {
+    fn new(budget: Budget) -> Self {
+        Self { path: Vec::new(), text: String::new(), sections: Vec::new(), title: None, headings: Vec::new(), budget, error: None }
+    }
+
+    /// The budget error, once one charge went over.
+    fn check(&self) -> Result<(), ParseError> {
+        self.error.clone().map_or(Ok(()), Err)
+    }
+
+    /// Charge `bytes` of text; false (and the error kept) when over.
+    fn charge(&mut self, bytes: usize) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        match self.budget.text(bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+
     /// Start a new section under a heading of `level` (1 = h1; 0 is a
     /// document title above the h1s). The first h1 or title is the title.
+    /// Headings are cut to the title length: each one is repeated in the
+    /// heading path of every chunk under it.
     fn heading(&mut self, level: u8, heading: &str) {
-        let heading = collapse_whitespace(heading);
-        if heading.is_empty() {
+        let heading = self.budget.title(&collapse_whitespace(heading));
+        if heading.is_empty() || !self.charge(heading.len()) {
             return;
         }
         self.close_section();
@@ -287,7 +335,9 @@ impl Outline {
     }
 
     fn push_str(&mut self, text: &str) {
-        self.text.push_str(text);
+        if self.charge(text.len()) {
+            self.text.push_str(text);
+        }
     }
 
     /// Append inline text with whitespace collapsed as a browser would:
@@ -298,7 +348,7 @@ impl Outline {
             if space_before {
                 self.space();
             }
-            self.text.push_str(word);
+            self.push_str(word);
             space_before = true;
         }
         if text.ends_with(char::is_whitespace) {
@@ -309,38 +359,51 @@ impl Outline {
     /// One space, unless at the start of a line or after another space.
     fn space(&mut self) {
         if !self.text.is_empty() && !self.text.ends_with([' ', '\n']) {
-            self.text.push(' ');
+            self.push_str(" ");
         }
     }
 
     fn newline(&mut self) {
         if !self.text.is_empty() && !self.text.ends_with('\n') {
-            self.text.push('\n');
+            self.push_str("\n");
         }
     }
 
     fn paragraph_break(&mut self) {
         self.newline();
         if !self.text.is_empty() && !self.text.ends_with("\n\n") {
-            self.text.push('\n');
+            self.push_str("\n");
         }
     }
 
+    /// Close the open section; its heading path is charged as text again
+    /// (every section repeats it).
     fn close_section(&mut self) {
         let text = tidy_lines(&std::mem::take(&mut self.text));
-        if !text.is_empty() {
+        if text.is_empty() || self.error.is_some() {
+            return;
+        }
+        let repeated: usize = self.path.iter().map(|(_, h)| h.len()).sum();
+        if let Err(e) = self.budget.section() {
+            self.error = Some(e);
+            return;
+        }
+        if self.charge(repeated) {
             let heading_path = self.path.iter().map(|(_, h)| h.clone()).collect();
             self.sections.push(Section { heading_path, page: None, text });
         }
     }
 
-    /// The sections; a document of headings only keeps its headings as text.
-    fn finish(mut self, title: Option<String>) -> Parsed {
+    /// The sections; a document of headings only keeps its headings as
+    /// text. The budget error, if a charge went over.
+    fn finish(mut self, title: Option<String>) -> Result<Parsed, ParseError> {
         self.close_section();
+        self.check()?;
         if self.sections.is_empty() && !self.headings.is_empty() {
             self.sections.push(Section { heading_path: Vec::new(), page: None, text: self.headings.join("\n") });
         }
-        Parsed { title: title.or(self.title), sections: self.sections }
+        let title = title.map(|t| self.budget.title(&t)).or(self.title);
+        Ok(Parsed { title, sections: self.sections })
     }
 }
 

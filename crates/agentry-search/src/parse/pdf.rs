@@ -1,5 +1,5 @@
 //! PDF through pdf-extract (lopdf underneath): one section per page with
-//! its 1-based page number; pages without text are dropped by the caller.
+//! its 1-based page number; pages without text are dropped.
 //!
 //! pdf-extract's own per-page helper stops at the first page that fails,
 //! so the pages are walked here: a page that fails or panics is skipped
@@ -9,29 +9,57 @@
 //! [`ParseError::Malformed`] (or a skipped page). The panic message still
 //! reaches stderr through the process's panic hook.
 //!
+//! Budgets: neither crate limits what it inflates, so [`super::pdf_streams`]
+//! measures every stream with bounded decoders before loading, and each
+//! page's drawing work (forms counted each time drawn) before extracting
+//! it. Text is written through a sink that refuses to grow past the text
+//! budget, and the output device counts its calls, so a page that draws
+//! without end stops at the budget too.
+//!
 //! Must not: attempt OCR or ask for passwords (encrypted files are refused).
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use pdf_extract::{Document, PlainTextOutput, output_doc_page};
+use pdf_extract::{ColorSpace, Document, MediaBox, OutputDev, OutputError, Path, PlainTextOutput, Transform, output_doc_page};
 
+use super::budget::Budget;
+use super::pdf_streams::{PageWork, check_raw};
 use super::{ParseError, Parsed, Section, tidy_lines};
 
-pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
+pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseError> {
+    check_raw(bytes, budget)?;
     let document = catch_unwind(|| load(bytes)).map_err(|_| malformed("the file structure cannot be read"))??;
     let pages = document.get_pages();
     if pages.is_empty() {
         return Err(malformed("the document has no pages"));
     }
+    if pages.len() > budget.limits().max_sections {
+        return Err(ParseError::TooLarge { what: "its number of pages", limit: super::budget::Limit::Count(budget.limits().max_sections as u64) });
+    }
+    let mut work = PageWork::new(&document, budget.inflate_limit());
     let mut sections = Vec::with_capacity(pages.len());
     let mut failed = 0usize;
-    for &page in pages.keys() {
-        let extracted = catch_unwind(AssertUnwindSafe(|| {
-            let mut text = String::new();
-            output_doc_page(&document, &mut PlainTextOutput::new(&mut text), page).map(|()| text)
-        }));
-        match extracted {
-            Ok(Ok(text)) => sections.push(Section { heading_path: Vec::new(), page: Some(page), text: tidy_lines(&text) }),
+    for (&page, &page_id) in &pages {
+        work.page(page_id)?;
+        let mut sink = TextSink { text: Vec::new(), room: budget.text_room(), over: false };
+        let extracted = {
+            let mut output = Counted { inner: PlainTextOutput::new(&mut sink as &mut dyn std::io::Write), calls: 0, max_calls: budget.text_room().saturating_add(1 << 20), over: false };
+            let result = catch_unwind(AssertUnwindSafe(|| output_doc_page(&document, &mut output, page)));
+            (result, output.over)
+        };
+        if sink.over || extracted.1 {
+            return Err(budget.text_exceeded());
+        }
+        match extracted.0 {
+            Ok(Ok(())) => {
+                let text = tidy_lines(&String::from_utf8_lossy(&sink.text));
+                if text.is_empty() {
+                    continue;
+                }
+                budget.section()?;
+                budget.text(text.len())?;
+                sections.push(Section { heading_path: Vec::new(), page: Some(page), text });
+            }
             Ok(Err(e)) => {
                 failed += 1;
                 tracing::warn!(page, error = %e, "skipping a PDF page whose text cannot be extracted");
@@ -48,6 +76,83 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Parsed, ParseError> {
     Ok(Parsed { title: None, sections })
 }
 
+/// Where a page's text goes: refuses to grow past `room` bytes.
+struct TextSink {
+    text: Vec<u8>,
+    room: u64,
+    over: bool,
+}
+
+impl std::io::Write for TextSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if (self.text.len() + buf.len()) as u64 > self.room {
+            self.over = true;
+            return Err(std::io::Error::other("over the text budget"));
+        }
+        self.text.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// pdf-extract's plain-text device, stopped after `max_calls` calls (a
+/// page that only draws produces no text to run out of).
+struct Counted<D> {
+    inner: D,
+    calls: u64,
+    max_calls: u64,
+    over: bool,
+}
+
+impl<D: OutputDev> Counted<D> {
+    fn tick(&mut self) -> Result<(), OutputError> {
+        self.calls += 1;
+        if self.calls > self.max_calls {
+            self.over = true;
+            return Err(OutputError::FormatError(std::fmt::Error));
+        }
+        Ok(())
+    }
+}
+
+impl<D: OutputDev> OutputDev for Counted<D> {
+    fn begin_page(&mut self, page_num: u32, media_box: &MediaBox, art_box: Option<(f64, f64, f64, f64)>) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.begin_page(page_num, media_box, art_box)
+    }
+    fn end_page(&mut self) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.end_page()
+    }
+    fn output_character(&mut self, trm: &Transform, width: f64, spacing: f64, font_size: f64, char: &str) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.output_character(trm, width, spacing, font_size, char)
+    }
+    fn begin_word(&mut self) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.begin_word()
+    }
+    fn end_word(&mut self) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.end_word()
+    }
+    fn end_line(&mut self) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.end_line()
+    }
+    fn stroke(&mut self, ctm: &Transform, colorspace: &ColorSpace, color: &[f64], path: &Path) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.stroke(ctm, colorspace, color, path)
+    }
+    fn fill(&mut self, ctm: &Transform, colorspace: &ColorSpace, color: &[f64], path: &Path) -> Result<(), OutputError> {
+        self.tick()?;
+        self.inner.fill(ctm, colorspace, color, path)
+    }
+}
+
 fn load(bytes: &[u8]) -> Result<Document, ParseError> {
     let mut document = Document::load_mem(bytes).map_err(|e| malformed(&e.to_string()))?;
     if document.is_encrypted() && document.decrypt("").is_err() {
@@ -62,7 +167,7 @@ fn malformed(reason: &str) -> ParseError {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Format, ParseError, parse, sniff};
+    use super::super::{Format, Limit, ParseError, parse, sniff};
 
     /// A minimal valid PDF: one page per entry of `pages` (each one line of
     /// Helvetica text, empty for a blank page), with a correct xref table.
@@ -87,11 +192,18 @@ mod tests {
             let stream = if text.is_empty() { String::new() } else { format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET") };
             objects.push(format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()));
         }
+        pdf_from_objects(objects.into_iter().map(String::into_bytes).collect())
+    }
+
+    /// A PDF file of `objects` (numbered from 1; object 1 is the catalog) with a correct xref table.
+    fn pdf_from_objects(objects: Vec<Vec<u8>>) -> Vec<u8> {
         let mut pdf = b"%PDF-1.4\n".to_vec();
         let mut offsets = Vec::new();
         for (i, object) in objects.iter().enumerate() {
             offsets.push(pdf.len());
-            pdf.extend_from_slice(format!("{} 0 obj\n{object}\nendobj\n", i + 1).as_bytes());
+            pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+            pdf.extend_from_slice(object);
+            pdf.extend_from_slice(b"\nendobj\n");
         }
         let xref = pdf.len();
         pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
@@ -135,6 +247,76 @@ mod tests {
         // pdf-extract panics (`expect("MediaBox")`) on a page without a MediaBox.
         let pdf = pdf_with_page_entries(&["text"], "");
         assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::Malformed(_))));
+    }
+
+    fn deflate(data: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        encoder.write_all(data).unwrap_or_else(|e| panic!("{e}"));
+        encoder.finish().unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A one-page PDF whose page draws `content`, with `extra` objects
+    /// from number 5 on (the page is 4, its content 3).
+    fn pdf_with_content(content: Vec<u8>, resources: &str, extra: Vec<Vec<u8>>) -> Vec<u8> {
+        let mut objects = vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_vec(),
+            content,
+            format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >> {resources} >> /Contents 3 0 R >>").into_bytes(),
+        ];
+        objects.extend(extra);
+        pdf_from_objects(objects)
+    }
+
+    fn stream(dict: &str, data: &[u8]) -> Vec<u8> {
+        let mut object = format!("<< {dict} /Length {} >>\nstream\n", data.len()).into_bytes();
+        object.extend_from_slice(data);
+        object.extend_from_slice(b"\nendstream");
+        object
+    }
+
+    #[test]
+    fn a_huge_flate_stream_stops_at_the_decompressed_data_budget() {
+        // 64 MiB of content (spaces after one line of text) deflates to ~65 KB.
+        let mut content = b"BT /F1 12 Tf 72 720 Td (boom) Tj ET\n".to_vec();
+        content.resize(64 * 1024 * 1024, b' ');
+        let compressed = deflate(&content);
+        drop(content);
+        let pdf = pdf_with_content(stream("/Filter /FlateDecode", &compressed), "", Vec::new());
+        assert!(pdf.len() < 200_000, "{} bytes", pdf.len());
+        assert_eq!(
+            parse(&pdf, Format::Pdf).map(|p| p.sections.len()),
+            Err(ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(32 * 1024 * 1024) })
+        );
+        // Hidden behind a filter chain (deflated twice) it is found all the same.
+        let twice = deflate(&compressed);
+        let pdf = pdf_with_content(stream("/Filter [/FlateDecode /FlateDecode]", &twice), "", Vec::new());
+        assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::TooLarge { what: "its decompressed data", .. })));
+        // A small compressed page still reads.
+        let small = deflate(b"BT /F1 12 Tf 72 720 Td (Compressed page) Tj ET");
+        let pdf = pdf_with_content(stream("/Filter /FlateDecode", &small), "", Vec::new());
+        assert_eq!(parse(&pdf, Format::Pdf).map(|p| p.sections[0].text.clone()), Ok("Compressed page".to_owned()));
+    }
+
+    #[test]
+    fn forms_drawn_many_times_count_each_time_and_a_form_drawing_itself_is_malformed() {
+        // Form 5 draws form 6 a hundred times, 6 draws 7 a hundred times:
+        // ten thousand draws of a 10 KB form (100 MB to decompress and read)
+        // from a file of a few KB. (Each level more multiplies it by 100.)
+        let draws = |name: &str| format!("/{name} Do ").repeat(100).into_bytes();
+        let leaf = deflate(&[b' '; 10_000]);
+        let forms = vec![
+            stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /G 6 0 R >> >> /Filter /FlateDecode", &deflate(&draws("G"))),
+            stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /H 7 0 R >> >> /Filter /FlateDecode", &deflate(&draws("H"))),
+            stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Filter /FlateDecode", &leaf),
+        ];
+        let pdf = pdf_with_content(stream("", b"/Fm Do"), "/XObject << /Fm 5 0 R >>", forms);
+        assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::TooLarge { .. })));
+        // A form that draws itself would recurse until the stack overflows.
+        let selfish = vec![stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /Fm 5 0 R >> >>", b"/Fm Do")];
+        let pdf = pdf_with_content(stream("", b"BT /F1 12 Tf 72 720 Td (x) Tj ET /Fm Do"), "/XObject << /Fm 5 0 R >>", selfish);
+        assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::Malformed(_))), "{:?}", parse(&pdf, Format::Pdf));
     }
 
     #[test]

@@ -60,8 +60,8 @@ fn empty_input_is_empty() {
 }
 
 #[test]
-fn outline_tracks_the_heading_chain() {
-    let mut outline = Outline::default();
+fn outline_tracks_the_heading_chain() -> Result<(), ParseError> {
+    let mut outline = Outline::new(Budget::new(&Limits::default(), 0));
     outline.push_str("intro");
     outline.heading(1, "A");
     outline.heading(2, "B");
@@ -70,10 +70,60 @@ fn outline_tracks_the_heading_chain() {
     outline.push_str("under c");
     outline.heading(2, "D");
     outline.push_str("under d");
-    let parsed = outline.finish(None);
+    let parsed = outline.finish(None)?;
     assert_eq!(parsed.title.as_deref(), Some("A"));
     let paths: Vec<_> = parsed.sections.iter().map(|s| (s.heading_path.join(">"), s.text.as_str())).collect();
     assert_eq!(paths, [("".into(), "intro"), ("A>B".into(), "under b"), ("A>B>C".into(), "under c"), ("A>D".into(), "under d")]);
+    Ok(())
+}
+
+#[test]
+fn outline_stops_at_the_budget_and_cuts_long_headings() {
+    let limits = Limits { text_ratio: 1, text_floor_bytes: 1024, max_sections: 3, ..Limits::default() };
+    let mut outline = Outline::new(Budget::new(&limits, 0));
+    outline.heading(1, &"h".repeat(1000));
+    outline.push_str("text");
+    assert!(outline.check().is_ok());
+    for _ in 0..100 {
+        outline.push_str("0123456789");
+    }
+    assert!(matches!(outline.check(), Err(ParseError::TooLarge { what: "its extracted text", .. })));
+    assert!(matches!(outline.finish(None), Err(ParseError::TooLarge { .. })));
+
+    let mut outline = Outline::new(Budget::new(&Limits::default(), 0));
+    outline.heading(1, &"h".repeat(1000));
+    outline.push_str("text");
+    let parsed = outline.finish(None).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(parsed.title.as_ref().map(|t| t.chars().count()), Some(300));
+    assert_eq!(parsed.sections[0].heading_path[0].chars().count(), 300);
+}
+
+#[test]
+fn form_feeds_cannot_make_unbounded_sections() {
+    let limits = Limits { max_sections: 10, ..Limits::default() };
+    let pages = "page\x0c".repeat(11);
+    assert!(matches!(parse_with_limits(pages.as_bytes(), Format::Text, &limits), Err(ParseError::TooLarge { .. })));
+    let blank = "\x0c".repeat(100_000) + "one page";
+    assert_eq!(parse_with_limits(blank.as_bytes(), Format::Text, &limits).map(|p| p.sections.len()), Ok(1));
+}
+
+#[test]
+fn structured_formats_stop_at_the_text_budget() {
+    let limits = Limits { text_ratio: 1, text_floor_bytes: 1024, ..Limits::default() };
+    // Headings are repeated in every section's path, so headings over short paragraphs expand.
+    let nested = format!("# {}\n\n", "h".repeat(250)) + &format!("## {}\n\nx\n\n", "s".repeat(250)).repeat(20);
+    assert!(matches!(parse_with_limits(nested.as_bytes(), Format::Markdown, &limits), Err(ParseError::TooLarge { .. })));
+    assert!(parse(nested.as_bytes(), Format::Markdown).is_ok());
+    let html = format!("<h1>{}</h1>", "h".repeat(250)) + &format!("<h2>{}</h2><p>x</p>", "s".repeat(250)).repeat(20);
+    assert!(matches!(parse_with_limits(html.as_bytes(), Format::Html, &limits), Err(ParseError::TooLarge { .. })));
+    assert!(parse(html.as_bytes(), Format::Html).is_ok());
+}
+
+#[test]
+fn long_titles_are_cut() -> Result<(), ParseError> {
+    let html = format!("<title>{}</title><p>x</p>", "t".repeat(5_000));
+    assert_eq!(parse(html.as_bytes(), Format::Html)?.title.map(|t| t.chars().count()), Some(300));
+    Ok(())
 }
 
 #[test]

@@ -2,20 +2,27 @@
 //! (the page separator `pdftotext` and printers use). No title: a first
 //! line is not reliably one.
 //!
+//! Text cannot expand, but form feeds can make a section per byte: blank
+//! pages are skipped here and every kept one is charged to the budget.
+//!
 //! Must not: guess structure (headings, lists) from plain text.
 
-use super::{Parsed, Section, tidy_lines};
+use super::budget::Budget;
+use super::{ParseError, Parsed, Section, tidy_lines};
 
-pub(super) fn parse(text: &str) -> Parsed {
-    let sections = if text.contains('\u{c}') {
-        (1u32..)
-            .zip(text.split('\u{c}'))
-            .map(|(page, text)| Section { heading_path: Vec::new(), page: Some(page), text: tidy_lines(text) })
-            .collect()
-    } else {
-        vec![Section { heading_path: Vec::new(), page: None, text: tidy_lines(text) }]
-    };
-    Parsed { title: None, sections }
+pub(super) fn parse(text: &str, budget: &mut Budget) -> Result<Parsed, ParseError> {
+    let paged = text.contains('\u{c}');
+    let mut sections = Vec::new();
+    for (page, part) in (1u32..).zip(text.split('\u{c}')) {
+        let part = tidy_lines(part);
+        if part.is_empty() {
+            continue;
+        }
+        budget.section()?;
+        budget.text(part.len())?;
+        sections.push(Section { heading_path: Vec::new(), page: paged.then_some(page), text: part });
+    }
+    Ok(Parsed { title: None, sections })
 }
 
 #[cfg(test)]

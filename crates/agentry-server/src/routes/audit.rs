@@ -1,10 +1,17 @@
 //! The audit log API: query with filters and a cursor, export (JSONL or
-//! CSV), and verify the hash chain — per tenant, and for the platform chain
-//! (platform administrators).
+//! CSV), and verify the keyed hash chain — per tenant, and for the platform
+//! chain (platform administrators).
+//!
+//! Verify takes an optional anchor (as `agentry audit anchor` prints it, or
+//! the `anchor` of an earlier valid verification) in the query:
+//! `?anchor=<base64url of the anchor's JSON>` (padding optional). With it,
+//! verification also fails on a forged anchor and on a chain truncated or
+//! rewritten after the anchored event. A valid verification returns a fresh
+//! signed `anchor` of the head, to be kept outside the database.
 
 use agentry_core::TenantAccess;
 use agentry_core::identity::RequestMeta;
-use agentry_core::audit::PLATFORM_CHAIN;
+use agentry_core::audit::{Anchor, PLATFORM_CHAIN};
 use agentry_db::audit::{AuditFilter, AuditRow};
 use agentry_types::Permission;
 use axum::extract::{Query, State};
@@ -12,6 +19,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
+use base64::Engine;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -95,16 +103,43 @@ async fn list_platform(
     page(&state, PLATFORM_CHAIN, &query(q)?).await
 }
 
-async fn verify(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.identity.audit().verify(&access.tenant_id).await.map_err(ApiError::internal)?))
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct VerifyQuery {
+    /// base64url (padding optional) of an anchor's JSON.
+    anchor: Option<String>,
 }
 
-async fn verify_platform(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(state.identity.audit().verify(PLATFORM_CHAIN).await.map_err(ApiError::internal)?))
+/// The anchor of a verify query, if any.
+fn anchor(raw: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>) -> Result<Option<Anchor>, ApiError> {
+    let q = raw.map(|q| q.0).map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text()), "query"))?;
+    let Some(encoded) = q.anchor else { return Ok(None) };
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded.trim_end_matches('='))
+        .map_err(|_| ApiError::bad_request("anchor must be the base64url encoding of an anchor's JSON", "anchor"))?;
+    let anchor = serde_json::from_slice(&json).map_err(|e| ApiError::bad_request(format!("anchor is not a valid anchor: {e}"), "anchor"))?;
+    Ok(Some(anchor))
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let anchor = anchor(q)?;
+    Ok(Json(state.identity.audit().verify_against(&access.tenant_id, anchor.as_ref()).await.map_err(ApiError::internal)?))
+}
+
+async fn verify_platform(
+    State(state): State<AppState>,
+    q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<impl IntoResponse, ApiError> {
+    let anchor = anchor(q)?;
+    Ok(Json(state.identity.audit().verify_against(PLATFORM_CHAIN, anchor.as_ref()).await.map_err(ApiError::internal)?))
 }
 
 const CSV_HEADER: &[&str] =
-    &["seq", "at_ms", "actor_type", "actor_id", "action", "resource", "outcome", "ip", "user_agent", "request_id", "metadata", "prev_hash", "hash"];
+    &["seq", "at_ms", "actor_type", "actor_id", "action", "resource", "outcome", "ip", "user_agent", "request_id", "metadata", "prev_hash", "hash", "key_id", "fields_hash"];
 
 fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRow) -> Result<(), csv::Error> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -122,6 +157,8 @@ fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRow) -> Result<(), csv::E
         e.metadata.clone(),
         e.prev_hash.clone(),
         e.hash.clone(),
+        opt(&e.key_id),
+        opt(&e.fields_hash),
     ])
 }
 

@@ -155,7 +155,7 @@ async fn me(State(state): State<AppState>, Extension(principal): Extension<Princ
     let user = state.identity.user_of(&principal).await?;
     Ok(Json(json!({
         "principal": { "type": kind, "id": id },
-        "user": user.map(|u| json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "platform_admin": u.platform_admin })),
+        "user": user.map(|u| json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "platform_admin": u.platform_admin, "email_verified": u.email_verified })),
         "tenants": tenants,
     })))
 }

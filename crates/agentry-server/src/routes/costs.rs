@@ -264,11 +264,16 @@ async fn invoice(
     match p.format.as_deref() {
         None | Some("json") => Ok(Json(invoice).into_response()),
         Some("csv") => Ok(csv_response(Accounting::invoice_csv(&invoice)?, &format!("{}.csv", invoice.id))),
-        Some("html") => Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], Accounting::invoice_html(&invoice)).into_response()),
+        // A page that renders: its own CSP (no scripts, nothing loaded, no forms), as every rendered page must set.
+        Some("html") => Ok((
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CONTENT_SECURITY_POLICY, "default-src 'none'; style-src 'unsafe-inline'; sandbox")],
+            Accounting::invoice_html(&invoice),
+        )
+            .into_response()),
         Some(other) => Err(ApiError::bad_request(format!("'format' is json, csv or html, got '{other}'"), "format")),
     }
 }
 
 async fn pay_invoice(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(accounting(&state).pay_invoice(&access, &id, &state.payments).await?).into_response())
+    Ok(Json(accounting(&state).pay_invoice(&access, &id, state.payments.as_ref()).await?).into_response())
 }

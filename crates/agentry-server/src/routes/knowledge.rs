@@ -198,7 +198,28 @@ async fn version_content(
         "json" => "application/json",
         _ => "text/plain; charset=utf-8",
     };
-    Ok(([(header::CONTENT_TYPE, content_type)], bytes).into_response())
+    // Stored user content: always a download, never a page on the API's origin.
+    let disposition = format!("attachment; filename=\"document-{}-v{version}.{}\"", id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(), extension_of(&format));
+    let headers = [
+        (header::CONTENT_TYPE, content_type.to_owned()),
+        (header::CONTENT_DISPOSITION, disposition),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
+        (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'".to_owned()),
+    ];
+    Ok((headers, bytes).into_response())
+}
+
+/// The file extension of a stored format, for the download's file name.
+fn extension_of(format: &str) -> &'static str {
+    match format {
+        "pdf" => "pdf",
+        "docx" => "docx",
+        "html" => "html",
+        "markdown" => "md",
+        "csv" => "csv",
+        "json" => "json",
+        _ => "txt",
+    }
 }
 
 async fn delete_version(

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod costs;
 pub mod health;
+pub mod invitations;
 pub mod knowledge;
 pub mod oidc;
 pub mod tenants;

@@ -1,7 +1,7 @@
 //! `/api/v1/tenants…`: tenants, their members, roles and groups, and
 //! platform administration (signing-key rotation).
 
-use agentry_core::identity::{NewUser, RequestMeta};
+use agentry_core::identity::{NewInvitation, RequestMeta};
 use agentry_core::{Principal, TenantAccess};
 use agentry_types::PermissionSet;
 use axum::extract::{Path, State};
@@ -93,19 +93,27 @@ async fn members(State(state): State<AppState>, Extension(access): Extension<Ten
 #[serde(deny_unknown_fields)]
 struct AddMember {
     email: String,
-    display_name: Option<String>,
-    password: Option<String>,
     role: String,
+    /// Refused: accepted only to say why (invitations replace it).
+    password: Option<serde::de::IgnoredAny>,
 }
 
+/// Adding a member invites them: `201` with the invitation (and its link
+/// when it was not mailed). See `routes::invitations` for the rest.
 async fn add_member(
     State(state): State<AppState>,
     Extension(access): Extension<TenantAccess>,
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<AddMember>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let new = NewUser { email: body.email, display_name: body.display_name, password: body.password, role: body.role };
-    Ok((StatusCode::CREATED, Json(state.identity.add_user(&access, new, &meta).await?)))
+    if body.password.is_some() {
+        return Err(ApiError::bad_request(
+            "administrators do not set passwords: adding a member sends an invitation, and the person sets their own password (or signs in with SSO) when accepting it",
+            "password",
+        ));
+    }
+    let new = NewInvitation { email: body.email, role: body.role };
+    Ok((StatusCode::CREATED, Json(state.identity.invite(&access, new, &meta).await?)))
 }
 
 #[derive(Deserialize)]

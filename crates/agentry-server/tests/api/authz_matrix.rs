@@ -51,8 +51,7 @@ fn allows(caller: Caller, rule: &Rule) -> bool {
         // No member here is a platform administrator.
         Access::PlatformAdmin => false,
         Access::TenantUser(_) if caller == Caller::Key => false,
-        Access::Tenant(None) | Access::TenantUser(None) => true,
-        Access::Tenant(Some(p)) | Access::TenantUser(Some(p)) => permissions.contains(&p),
+        Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_) => rule.access.check_held(permissions.iter().copied().collect()).is_ok(),
     }
 }
 
@@ -152,7 +151,7 @@ async fn every_route_answers_every_caller_as_the_table_says() {
             let allowed = allows(caller, rule);
             let ok = match (allowed, rule.access) {
                 (true, _) => !matches!(status, 401 | 403),
-                (false, Access::PlatformAdmin | Access::Tenant(_) | Access::TenantUser(_)) if matches!(caller, Caller::Member(_) | Caller::Key) => status == 403,
+                (false, Access::PlatformAdmin | Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_)) if matches!(caller, Caller::Member(_) | Caller::Key) => status == 403,
                 (false, _) => status == 401,
             };
             if !ok {
@@ -160,7 +159,7 @@ async fn every_route_answers_every_caller_as_the_table_says() {
             }
             checked += 1;
             // Another tenant: members and keys of acme never see globex.
-            if matches!(rule.access, Access::Tenant(_) | Access::TenantUser(_)) && rule.path.contains("{tenant}") && matches!(caller, Caller::Member(_) | Caller::Key) {
+            if matches!(rule.access, Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_)) && rule.path.contains("{tenant}") && matches!(caller, Caller::Member(_) | Caller::Key) {
                 let status = fixture.status(caller, rule, "globex").await;
                 if status != 404 {
                     failures.push(format!("{} {} as {caller:?} in another tenant: {status} (want 404)", rule.method, rule.path));

@@ -39,6 +39,10 @@ pub struct TestOptions {
     pub agents: agentry_core::agents::AgentsSettings,
     /// Reuse this data dir (a restart) instead of a fresh temp dir.
     pub data_dir: Option<tempfile::TempDir>,
+    /// Wire in the in-memory test payment provider (a configured server has none).
+    pub test_payments: bool,
+    /// The `trusted_proxies` setting.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 impl Default for TestOptions {
@@ -67,6 +71,8 @@ impl Default for TestOptions {
                 ..Default::default()
             },
             data_dir: None,
+            test_payments: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -137,6 +143,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     }))
     .expect("test settings parse");
     settings.listen = std::net::SocketAddr::from(([127, 0, 0, 1], options.port));
+    settings.trusted_proxies = options.trusted_proxies;
     settings.identity = options.identity;
     settings.redis_url = options.redis_url.clone();
     settings.usage = options.usage.clone();
@@ -160,7 +167,9 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
         settings.local.models_dir = Some(test_models_dir());
     }
     let database_url = settings.database_url();
-    let app = Application::build(settings).await.expect("app builds");
+    let payments: Option<std::sync::Arc<dyn agentry_core::usage::billing::PaymentProvider>> =
+        options.test_payments.then(|| std::sync::Arc::new(agentry_core::usage::billing::TestPaymentProvider::default()) as _);
+    let app = Application::build_with_payments(settings, payments).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let shutdown = app.shutdown_token();
     let server = tokio::spawn(app.run_until_stopped());
@@ -298,7 +307,8 @@ impl TestApp {
     /// `agentry admin bootstrap` against this app's database: tenant `acme`
     /// and its admin (a platform administrator). Returns the tenant id.
     pub async fn bootstrap(&self) -> String {
-        let settings = Settings { database_url: Some(self.database_url.clone()), ..Settings::default() };
+        // The server's master key: the audit events bootstrap writes are keyed with it.
+        let settings = Settings { database_url: Some(self.database_url.clone()), master_key: Some(SecretString::from(MASTER_KEY)), ..Settings::default() };
         let (tenant, _) = agentry_server::startup::bootstrap(&settings, "acme", Some("Acme"), ADMIN_EMAIL, PASSWORD).await.expect("bootstrap");
         tenant.id
     }
@@ -321,16 +331,47 @@ impl TestApp {
         self.client.request(method, self.url(path)).bearer_auth(bearer)
     }
 
-    /// Add a member to a tenant (as `admin_token`), creating the user with [`PASSWORD`].
+    /// Add a member to a tenant (as `admin_token`): invite the address, then
+    /// accept the invitation link (see [`Self::accept_invitation`]).
     pub async fn add_member(&self, admin_token: &str, tenant: &str, email: &str, role: &str) -> String {
         let response = self
             .with(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/users"), admin_token)
-            .json(&json!({ "email": email, "password": PASSWORD, "role": role }))
+            .json(&json!({ "email": email, "role": role }))
             .send()
             .await
             .expect("sent");
-        assert_eq!(response.status(), 201, "add {email}");
+        assert_eq!(response.status(), 201, "invite {email}");
+        let invitation: Value = response.json().await.expect("json");
+        let token = invitation["accept_token"].as_str().expect("an invitation link (tests send no mail)").to_owned();
+        self.accept_invitation(&token, email).await
+    }
+
+    /// Accept an invitation link as `email`: a new account with [`PASSWORD`],
+    /// or, when the account exists, signed in as it (with [`PASSWORD`]). An
+    /// account made through an unmailed link is unverified and joins no second
+    /// tenant: the master key (a platform administrator) verifies it first.
+    /// Returns the user id.
+    pub async fn accept_invitation(&self, token: &str, email: &str) -> String {
+        let response = self.client.post(self.url("/api/v1/auth/invitations/accept")).json(&json!({ "token": token, "password": PASSWORD })).send().await.expect("sent");
+        let status = response.status().as_u16();
         let body: Value = response.json().await.expect("json");
+        if status == 201 {
+            return body["user_id"].as_str().expect("user id").to_owned();
+        }
+        assert_eq!(status, 409, "accept the invitation of {email}: {body}");
+        let session = self.token(email).await;
+        let accept = || self.with(reqwest::Method::POST, "/api/v1/invitations/accept", &session).json(&json!({ "token": token })).send();
+        let mut response = accept().await.expect("sent");
+        if response.status() == 403 {
+            let me: Value = self.with(reqwest::Method::GET, "/api/v1/auth/me", &session).send().await.expect("sent").json().await.expect("json");
+            let user_id = me["user"]["id"].as_str().expect("user id");
+            let verified = self.post(&format!("/api/v1/admin/users/{user_id}/verify-email")).send().await.expect("sent");
+            assert_eq!(verified.status(), 204, "verify {email}");
+            response = accept().await.expect("sent");
+        }
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(status, 201, "accept the invitation of {email} signed in: {body}");
         body["user_id"].as_str().expect("user id").to_owned()
     }
 }

@@ -199,7 +199,7 @@ async fn failed_logins_lock_the_account_without_revealing_accounts() {
 async fn bootstrap_refuses_a_second_run_and_weak_passwords() {
     let app = spawn_app().await;
     app.bootstrap().await;
-    let settings = agentry_server::Settings { database_url: Some(app.database_url.clone()), ..agentry_server::Settings::default() };
+    let settings = agentry_server::Settings { database_url: Some(app.database_url.clone()), master_key: Some(crate::helpers::MASTER_KEY.into()), ..agentry_server::Settings::default() };
     let again = agentry_server::startup::bootstrap(&settings, "acme", None, "other@example.com", PASSWORD).await;
     assert!(again.unwrap_err().to_string().contains("already exists"));
     let weak = agentry_server::startup::bootstrap(&settings, "newco", None, "weak@example.com", "short").await;

@@ -4,18 +4,23 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod agents;
+mod audit_integrity;
 mod authz_matrix;
 mod cli;
 mod errors_and_auth;
+mod findings;
 mod gateway;
 mod helpers;
 mod identity;
+mod invitations;
+mod ingest_budgets;
 mod knowledge;
 mod knowledge_restart;
 mod knowledge_versions;
 mod local_models;
 mod mfa;
 mod mock_upstream;
+mod object_authz;
 mod oidc;
 mod oidc_provider;
 mod protocols;

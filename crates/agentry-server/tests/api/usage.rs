@@ -179,7 +179,7 @@ async fn per_ip_limit_on_unauthenticated_routes() {
 
 #[tokio::test]
 async fn costs_follow_price_changes_and_invoices_equal_metered_usage() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(TestOptions { test_payments: true, ..TestOptions::default() }).await;
     let token = admin(&app).await;
     for _ in 0..3 {
         assert_eq!(app.with(Method::POST, "/v1/chat/completions", &token).json(&priced_call()).send().await.unwrap().status(), 200);

@@ -1,0 +1,161 @@
+//! How an event is hashed: the legacy plain SHA-256 form, and the keyed
+//! form split into a fields hash (personal fields) and a chain HMAC (the
+//! rest, plus the fields hash). See the `audit` module doc for why.
+//!
+//! Every input is encoded as a JSON array in a fixed order, so no two
+//! different events share an encoding. Must not: touch storage.
+
+use agentry_db::audit::AuditRow;
+use sha2::{Digest, Sha256};
+
+use super::keys::AuditKey;
+
+/// The link of a chain's first event.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+/// What an erasure leaves in the (NOT NULL) metadata column.
+pub const ERASED_METADATA: &str = "{}";
+
+/// The pre-0012 hash: SHA-256 over every field and the link. Verified for
+/// rows without a key id; never written any more.
+pub fn legacy_hash(row: &AuditRow) -> String {
+    let fields = serde_json::json!([
+        row.chain, row.seq, row.at_ms, row.actor_type, row.actor_id, row.action, row.resource, row.outcome, row.ip, row.user_agent,
+        row.request_id, row.metadata, row.prev_hash
+    ]);
+    hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+}
+
+/// SHA-256 of the personal fields — the ones an erasure may clear.
+pub fn fields_hash(row: &AuditRow) -> String {
+    let fields = serde_json::json!([row.actor_id, row.resource, row.ip, row.user_agent, row.request_id, row.metadata]);
+    hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+}
+
+/// What the chain HMAC covers: position, time, the non-personal fields, the
+/// link, the key id and the fields hash (not the personal fields themselves).
+fn chain_message(row: &AuditRow, key_id: &str, fields_hash: &str) -> String {
+    serde_json::json!(["agentry audit chain v1", row.chain, row.seq, row.at_ms, row.actor_type, row.action, row.outcome, row.prev_hash, key_id, fields_hash])
+        .to_string()
+}
+
+/// Fill in `key_id`, `fields_hash` and `hash` of a new row (its position and link set).
+pub fn seal(row: &mut AuditRow, key: &AuditKey) {
+    let fields = fields_hash(row);
+    row.hash = key.chain_mac(chain_message(row, key.id(), &fields).as_bytes());
+    row.key_id = Some(key.id().to_owned());
+    row.fields_hash = Some(fields);
+}
+
+/// Whether an erased row really holds no personal fields any more.
+pub fn is_erased_clean(row: &AuditRow) -> bool {
+    row.actor_id.is_none() && row.resource.is_none() && row.ip.is_none() && row.user_agent.is_none() && row.request_id.is_none() && row.metadata == ERASED_METADATA
+}
+
+/// Check a keyed row's own content (not its link) under `key`; `Err` says why it fails.
+pub fn check_keyed(row: &AuditRow, key: &AuditKey) -> Result<(), &'static str> {
+    let Some(stored_fields) = row.fields_hash.as_deref() else { return Err("a keyed event has no fields hash") };
+    if row.erased_at_ms.is_some() {
+        if !is_erased_clean(row) {
+            return Err("an erased event still carries personal fields");
+        }
+    } else if fields_hash(row) != stored_fields {
+        return Err("the event's content does not match its hash");
+    }
+    if !key.chain_mac_holds(chain_message(row, key.id(), stored_fields).as_bytes(), &row.hash) {
+        return Err("the event's content does not match its hash");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> AuditRow {
+        AuditRow {
+            chain: "t1".into(),
+            seq: 1,
+            at_ms: 1_700_000_000_000,
+            actor_type: "user".into(),
+            actor_id: Some("u1".into()),
+            action: "member.add".into(),
+            resource: Some("user:u2".into()),
+            outcome: "success".into(),
+            ip: Some("10.0.0.1".into()),
+            user_agent: Some("curl".into()),
+            request_id: Some("req_1".into()),
+            metadata: r#"{"email":"bob@example.com"}"#.into(),
+            prev_hash: GENESIS.into(),
+            hash: String::new(),
+            key_id: None,
+            fields_hash: None,
+            erased_at_ms: None,
+        }
+    }
+
+    fn erase(row: &mut AuditRow) {
+        row.actor_id = None;
+        row.resource = None;
+        row.ip = None;
+        row.user_agent = None;
+        row.request_id = None;
+        row.metadata = ERASED_METADATA.into();
+        row.erased_at_ms = Some(1_800_000_000_000);
+    }
+
+    #[test]
+    fn a_sealed_row_verifies_and_any_change_is_caught() {
+        let key = AuditKey::derive(b"master");
+        let mut sealed = row();
+        seal(&mut sealed, &key);
+        assert_eq!(check_keyed(&sealed, &key), Ok(()));
+        assert_ne!(sealed.hash, legacy_hash(&sealed), "keyed, not plain SHA-256");
+        let other_key = AuditKey::derive(b"other master");
+        assert!(check_keyed(&sealed, &other_key).is_err());
+        for tamper in [
+            (|r: &mut AuditRow| r.action = "member.remove".into()) as fn(&mut AuditRow),
+            |r| r.outcome = "denied".into(),
+            |r| r.actor_type = "system".into(),
+            |r| r.at_ms += 1,
+            |r| r.seq += 1,
+            |r| r.chain = "t2".into(),
+            |r| r.prev_hash = "1".repeat(64),
+            |r| r.metadata = "{}".into(),
+            |r| r.ip = None,
+        ] {
+            let mut changed = sealed.clone();
+            tamper(&mut changed);
+            assert!(check_keyed(&changed, &key).is_err(), "{changed:?}");
+        }
+        // Recomputing the fields hash after a change does not help without the key.
+        let mut changed = sealed.clone();
+        changed.metadata = r#"{"email":"mallory@example.com"}"#.into();
+        changed.fields_hash = Some(fields_hash(&changed));
+        assert!(check_keyed(&changed, &key).is_err());
+    }
+
+    /// The hash split that leaves room for erasure: clearing the personal
+    /// fields and keeping `fields_hash` keeps the row verifiable, while the
+    /// non-personal fields stay covered by the HMAC.
+    #[test]
+    fn an_erased_row_keeps_verifying_through_its_fields_hash() {
+        let key = AuditKey::derive(b"master");
+        let mut sealed = row();
+        seal(&mut sealed, &key);
+        let mut erased = sealed.clone();
+        erase(&mut erased);
+        assert_eq!(check_keyed(&erased, &key), Ok(()));
+        // Erased without the marker: the fields no longer match their hash.
+        let mut unmarked = erased.clone();
+        unmarked.erased_at_ms = None;
+        assert!(check_keyed(&unmarked, &key).is_err());
+        // Marked erased but fields planted: refused.
+        let mut planted = erased.clone();
+        planted.actor_id = Some("u9".into());
+        assert_eq!(check_keyed(&planted, &key), Err("an erased event still carries personal fields"));
+        // The action is not erasable: changing it breaks the HMAC.
+        let mut changed = erased;
+        changed.action = "member.remove".into();
+        assert!(check_keyed(&changed, &key).is_err());
+    }
+}

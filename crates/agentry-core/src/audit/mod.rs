@@ -1,0 +1,365 @@
+//! The audit log: who did what, when, to what, with which outcome — append
+//! only and chained per tenant, keyed so that tampering is detectable even
+//! by someone who can write to the database.
+//!
+//! **Format.** Each event stores `fields_hash` = SHA-256 of its personal
+//! fields (actor id, resource, ip, user agent, request id, metadata) and
+//! `hash` = HMAC-SHA256 over (chain, seq, at_ms, actor type, action,
+//! outcome, prev_hash, key_id, fields_hash), each a JSON array in a fixed
+//! order (`format.rs`). `prev_hash` is the previous event's `hash`; the
+//! first event of a chain links to 64 zeros. The HMAC key is derived from
+//! the server's master key with HKDF-SHA256 (`keys.rs`) and never stored;
+//! the event records the key's id (`key_id`), so rewriting an event and
+//! recomputing its hashes needs the master key, not just database access.
+//!
+//! **Rotation.** A new master key adds a key: the server is given its
+//! previous master keys, and [`Audit::verify`] accepts an event under any
+//! key it holds. An event whose key id it does not hold is reported as a
+//! break naming the id.
+//!
+//! **Legacy events.** Events written before keyed chains have no key id and
+//! a plain SHA-256 `hash` over all fields and the link; they still verify
+//! (and are counted in [`Verification::legacy_events`]), but only as the
+//! start of a chain: a legacy event after a keyed one is a break. Plain
+//! SHA-256 proves nothing against a database writer, which is what anchors
+//! are for.
+//!
+//! **Erasure (room for it; not done here).** The HMAC covers `fields_hash`,
+//! not the personal fields, so a later erasure can clear them (NULL, and
+//! `{}` for metadata), set `erased_at_ms` and keep `fields_hash`: the row
+//! still verifies, and what was erased stays committed to. A row marked
+//! erased that still carries personal fields is a break. Legacy rows cannot
+//! be erased this way.
+//!
+//! **Anchors** (`anchor.rs`): the chain's head signed with a second derived
+//! key, kept outside the database by the operator (`agentry audit anchor`,
+//! or the `anchor` of a valid verification). Verifying against an anchor
+//! detects deleting the newest events (a chain alone cannot: it is still a
+//! valid, shorter chain) and forged anchors.
+//!
+//! **Writing.** [`Audit::record`] writes before it returns (security events
+//! are durable before the response is sent). Writers in this process take
+//! turns per chain, on one of [`LOCK_STRIPES`] mutexes picked by the
+//! chain's hash (bounded however many tenants there are; two chains rarely
+//! share one); writers on other replicas are kept from forking the chain by
+//! the `(chain, seq)` primary key, and retry.
+//!
+//! Must not: decide what is audited (callers do), update or delete events,
+//! or read key material from anywhere but its constructor.
+
+mod anchor;
+mod format;
+mod keys;
+
+use std::fmt;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use agentry_db::audit::{AuditFilter, AuditRow};
+use agentry_db::{Db, DbError};
+use serde::Serialize;
+
+pub use anchor::Anchor;
+use format::GENESIS;
+pub use keys::{ANCHOR_INFO, AuditKey, AuditKeys, CHAIN_INFO};
+
+/// The chain of events that belong to no tenant (platform administration, failed logins).
+pub const PLATFORM_CHAIN: &str = "";
+/// How many write locks chains share (see the module doc).
+pub const LOCK_STRIPES: usize = 64;
+const MAX_RETRIES: usize = 20;
+const VERIFY_PAGE: i64 = 1000;
+
+/// Who acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    User(String),
+    ApiKey(String),
+    MasterKey,
+    Anonymous,
+    System,
+}
+
+impl Actor {
+    pub fn parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::User(id) => ("user", Some(id)),
+            Self::ApiKey(id) => ("api_key", Some(id)),
+            Self::MasterKey => ("master_key", None),
+            Self::Anonymous => ("anonymous", None),
+            Self::System => ("system", None),
+        }
+    }
+}
+
+/// How the action ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Success,
+    Failure,
+    Denied,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Success => "success",
+            Self::Failure => "failure",
+            Self::Denied => "denied",
+        })
+    }
+}
+
+/// Where a request came from, for the audit trail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// One event to record.
+#[derive(Debug, Clone)]
+pub struct AuditEvent<'a> {
+    /// Tenant id, or `None` for platform-level events.
+    pub tenant: Option<&'a str>,
+    pub actor: Actor,
+    pub action: &'a str,
+    pub resource: Option<String>,
+    pub outcome: Outcome,
+    pub meta: &'a RequestMeta,
+    pub metadata: serde_json::Value,
+}
+
+/// The result of walking a chain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Verification {
+    pub valid: bool,
+    /// Events checked (up to the first break).
+    pub events: i64,
+    /// Sequence number of the first event that does not hold.
+    pub first_broken_seq: Option<i64>,
+    pub reason: Option<String>,
+    /// Events (of those checked) with the pre-keyed plain SHA-256 hash.
+    pub legacy_events: i64,
+    /// Events (of those checked) whose personal fields were erased.
+    pub erased_events: i64,
+    /// The sequence number of the anchor checked, when one was given and holds.
+    pub anchored_seq: Option<i64>,
+    /// A signed anchor of the head just verified (only when valid): keep it
+    /// outside the database to detect later truncation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub anchor: Option<Anchor>,
+}
+
+/// Appends, reads and verifies audit chains. Cheap to clone; clones share
+/// the write locks and keys.
+#[derive(Clone)]
+pub struct Audit {
+    db: Db,
+    keys: Arc<AuditKeys>,
+    /// Per-chain write turns, striped (see the module doc).
+    locks: Arc<[tokio::sync::Mutex<()>]>,
+}
+
+impl Audit {
+    /// An audit service keyed with the public development key
+    /// ([`AuditKeys::development`]): for tests and benchmarks. A server uses
+    /// [`Audit::with_keys`] with keys from its master key.
+    pub fn new(db: Db) -> Self {
+        Self::with_keys(db, AuditKeys::development())
+    }
+
+    /// An audit service that writes with `keys.current()` and verifies with any of `keys`.
+    pub fn with_keys(db: Db, keys: AuditKeys) -> Self {
+        Self { db, keys: Arc::new(keys), locks: (0..LOCK_STRIPES).map(|_| tokio::sync::Mutex::new(())).collect() }
+    }
+
+    /// The keys this service holds.
+    pub fn keys(&self) -> &AuditKeys {
+        &self.keys
+    }
+
+    /// The write lock of a chain (shared with the chains hashed to the same stripe).
+    fn lock_for(&self, chain: &str) -> &tokio::sync::Mutex<()> {
+        &self.locks[stripe(chain)]
+    }
+
+    /// Append an event and return its sequence number, once it is stored.
+    pub async fn record(&self, event: AuditEvent<'_>) -> Result<i64, DbError> {
+        let (actor_type, actor_id) = event.actor.parts();
+        let mut row = AuditRow {
+            chain: event.tenant.unwrap_or(PLATFORM_CHAIN).to_owned(),
+            seq: 0,
+            at_ms: crate::identity::now_ms(),
+            actor_type: actor_type.to_owned(),
+            actor_id: actor_id.map(str::to_owned),
+            action: event.action.to_owned(),
+            resource: event.resource,
+            outcome: event.outcome.to_string(),
+            ip: event.meta.ip.clone(),
+            user_agent: event.meta.user_agent.clone(),
+            request_id: event.meta.request_id.clone(),
+            metadata: event.metadata.to_string(),
+            prev_hash: String::new(),
+            hash: String::new(),
+            key_id: None,
+            fields_hash: None,
+            erased_at_ms: None,
+        };
+        let _turn = self.lock_for(&row.chain).lock().await;
+        for _ in 0..MAX_RETRIES {
+            let head = self.db.audit_head(&row.chain).await?;
+            row.seq = head.as_ref().map_or(1, |(seq, _)| seq + 1);
+            row.prev_hash = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
+            format::seal(&mut row, self.keys.current());
+            match self.db.insert_audit_event(&row).await {
+                Ok(()) => return Ok(row.seq),
+                Err(DbError::Conflict { .. }) => continue,
+                Err(other) => return Err(other),
+            }
+        }
+        Err(DbError::Conflict { context: "audit chain contended" })
+    }
+
+    /// Events of a chain, oldest first.
+    pub async fn list(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+        self.db.audit_events(chain, filter, limit).await
+    }
+
+    /// The chain's current head, signed (see [`Anchor`]).
+    pub async fn anchor(&self, chain: &str) -> Result<Anchor, DbError> {
+        let (seq, hash) = self.db.audit_head(chain).await?.unwrap_or_else(|| (0, GENESIS.to_owned()));
+        Ok(Anchor::sign(self.keys.current(), chain, seq, &hash, crate::identity::now_ms()))
+    }
+
+    /// Walk a chain from its first event and report the first break.
+    pub async fn verify(&self, chain: &str) -> Result<Verification, DbError> {
+        self.verify_against(chain, None).await
+    }
+
+    /// [`Self::verify`], and when an anchor is given: check its signature,
+    /// that it is this chain's, and that the chain still holds the anchored
+    /// event unchanged (reaches its seq, with its hash).
+    pub async fn verify_against(&self, chain: &str, anchor: Option<&Anchor>) -> Result<Verification, DbError> {
+        let mut walk = Walk { expected_seq: 1, prev_hash: GENESIS.to_owned(), keyed_seen: false, legacy: 0, erased: 0 };
+        let mut anchored_hash = None;
+        if let Some(anchor) = anchor {
+            if let Err(reason) = anchor.check(&self.keys) {
+                return Ok(walk.broken(None, reason));
+            }
+            if anchor.chain != chain {
+                return Ok(walk.broken(None, "the anchor is for another chain".to_owned()));
+            }
+            if anchor.seq == 0 {
+                anchored_hash = Some(GENESIS.to_owned());
+            }
+        }
+        let mut filter = AuditFilter::default();
+        loop {
+            let page = self.db.audit_events(chain, &filter, VERIFY_PAGE).await?;
+            let Some(last) = page.last() else { break };
+            filter.after_seq = Some(last.seq);
+            for row in &page {
+                if let Err(reason) = walk.step(row, &self.keys) {
+                    return Ok(walk.broken(Some(walk.expected_seq.min(row.seq)), reason));
+                }
+                if anchor.is_some_and(|a| a.seq == row.seq) {
+                    anchored_hash = Some(row.hash.clone());
+                }
+            }
+        }
+        let head_seq = walk.expected_seq - 1;
+        if let Some(anchor) = anchor {
+            match anchored_hash {
+                None => {
+                    let reason = format!("the chain was truncated: it ends at seq {head_seq}, before its anchor at seq {}", anchor.seq);
+                    return Ok(walk.broken(Some(head_seq + 1), reason));
+                }
+                Some(hash) if hash != anchor.hash => {
+                    let reason = format!("the event at the anchor's seq {} is not the anchored one (the chain was rewritten)", anchor.seq);
+                    return Ok(walk.broken(Some(anchor.seq.max(1)), reason));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Verification {
+            valid: true,
+            events: head_seq,
+            first_broken_seq: None,
+            reason: None,
+            legacy_events: walk.legacy,
+            erased_events: walk.erased,
+            anchored_seq: anchor.map(|a| a.seq),
+            anchor: Some(Anchor::sign(self.keys.current(), chain, head_seq, &walk.prev_hash, crate::identity::now_ms())),
+        })
+    }
+}
+
+/// Which of the [`LOCK_STRIPES`] write locks a chain takes (in-process only: replicas are kept apart by the primary key).
+fn stripe(chain: &str) -> usize {
+    (std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(chain) % LOCK_STRIPES as u64) as usize
+}
+
+/// The state of a verification walk.
+struct Walk {
+    expected_seq: i64,
+    prev_hash: String,
+    keyed_seen: bool,
+    legacy: i64,
+    erased: i64,
+}
+
+impl Walk {
+    /// Check one event and advance past it.
+    fn step(&mut self, row: &AuditRow, keys: &AuditKeys) -> Result<(), String> {
+        if row.seq != self.expected_seq {
+            return Err("an event is missing (sequence gap)".to_owned());
+        }
+        if row.prev_hash != self.prev_hash {
+            return Err("the link to the previous event does not match".to_owned());
+        }
+        match row.key_id.as_deref() {
+            None => {
+                if self.keyed_seen {
+                    return Err("an unkeyed (legacy) event follows keyed events".to_owned());
+                }
+                if row.fields_hash.is_some() || row.erased_at_ms.is_some() || format::legacy_hash(row) != row.hash {
+                    return Err("the event's content does not match its hash".to_owned());
+                }
+                self.legacy += 1;
+            }
+            Some(id) => {
+                let Some(key) = keys.get(id) else {
+                    return Err(format!(
+                        "the event was written with key id {id}, which this server does not hold (add the master key it was written with to the previous master keys)"
+                    ));
+                };
+                format::check_keyed(row, key).map_err(str::to_owned)?;
+                self.keyed_seen = true;
+                if row.erased_at_ms.is_some() {
+                    self.erased += 1;
+                }
+            }
+        }
+        self.prev_hash = row.hash.clone();
+        self.expected_seq += 1;
+        Ok(())
+    }
+
+    fn broken(&self, first_broken_seq: Option<i64>, reason: String) -> Verification {
+        Verification {
+            valid: false,
+            events: self.expected_seq - 1,
+            first_broken_seq,
+            reason: Some(reason),
+            legacy_events: self.legacy,
+            erased_events: self.erased,
+            anchored_seq: None,
+            anchor: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,417 @@
+//! Audit integrity: keyed chain hashes (a database writer cannot recompute
+//! them), key rotation, legacy rows, erased rows, and signed anchors against
+//! truncation and forgery — in the audit service on SQLite and PostgreSQL,
+//! through the verify API, and through `agentry audit anchor|verify`.
+
+use std::process::Command;
+
+use agentry_core::audit::{Actor, Anchor, Audit, AuditEvent, AuditKeys, Outcome, RequestMeta};
+use agentry_db::Db;
+use agentry_db::audit::{AuditFilter, AuditRow};
+use base64::Engine;
+use reqwest::Method;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::helpers::{ADMIN_EMAIL, MASTER_KEY, assert_error, spawn_app};
+
+const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+const KEY_A: &str = "sk-audit-master-key-a-0123456789";
+const KEY_B: &str = "sk-audit-master-key-b-0123456789";
+
+fn keys(current: &str, previous: &[&str]) -> AuditKeys {
+    AuditKeys::from_master_keys(current.as_bytes(), previous.iter().map(|key| key.as_bytes()))
+}
+
+async fn record(audit: &Audit, chain: &str, action: &str) -> i64 {
+    let meta = RequestMeta { ip: Some("10.0.0.7".into()), user_agent: Some("test".into()), request_id: Some(format!("req_{action}")) };
+    let event = AuditEvent {
+        tenant: Some(chain),
+        actor: Actor::User("u1".into()),
+        action,
+        resource: Some("user:u2".into()),
+        outcome: Outcome::Success,
+        meta: &meta,
+        metadata: json!({ "email": "bob@example.com" }),
+    };
+    audit.record(event).await.unwrap()
+}
+
+async fn rows(db: &Db, chain: &str) -> Vec<AuditRow> {
+    db.audit_events(chain, &AuditFilter::default(), 1000).await.unwrap()
+}
+
+/// The pre-keyed hash, which anyone with the row can compute: what an
+/// attacker with database access would write (and the old code accepted).
+fn plain_sha256(row: &AuditRow) -> String {
+    let fields = json!([
+        row.chain, row.seq, row.at_ms, row.actor_type, row.actor_id, row.action, row.resource, row.outcome, row.ip, row.user_agent,
+        row.request_id, row.metadata, row.prev_hash
+    ]);
+    hex::encode(Sha256::digest(fields.to_string().as_bytes()))
+}
+
+/// Re-link and re-hash `rows[from..]` with plain SHA-256, optionally
+/// dressing them as legacy rows (no key id, no fields hash).
+fn forge(rows: &mut [AuditRow], from: usize, as_legacy: bool) {
+    for i in from..rows.len() {
+        if i > 0 {
+            rows[i].prev_hash = rows[i - 1].hash.clone();
+        }
+        if as_legacy {
+            rows[i].key_id = None;
+            rows[i].fields_hash = None;
+        }
+        rows[i].hash = plain_sha256(&rows[i]);
+    }
+}
+
+/// Overwrite a stored row with `row` (an attacker with write access).
+async fn overwrite(db: &Db, row: &AuditRow) {
+    let sql = "UPDATE audit_events SET action = $1, actor_id = $2, resource = $3, ip = $4, user_agent = $5, request_id = $6, metadata = $7, \
+               prev_hash = $8, hash = $9, key_id = $10, fields_hash = $11, erased_at_ms = $12 WHERE chain = $13 AND seq = $14";
+    agentry_db::on_pool!(db, pool => sqlx::query(sql)
+        .bind(&row.action).bind(&row.actor_id).bind(&row.resource).bind(&row.ip).bind(&row.user_agent).bind(&row.request_id)
+        .bind(&row.metadata).bind(&row.prev_hash).bind(&row.hash).bind(&row.key_id).bind(&row.fields_hash).bind(row.erased_at_ms)
+        .bind(&row.chain).bind(row.seq)
+        .execute(pool).await.map(drop))
+    .unwrap();
+}
+
+async fn delete_from(db: &Db, chain: &str, seq: i64) {
+    agentry_db::on_pool!(db, pool => sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq >= $2").bind(chain).bind(seq).execute(pool).await.map(drop))
+        .unwrap();
+}
+
+async fn databases(dir: &tempfile::TempDir) -> Vec<Db> {
+    let dbs = agentry_db::test_support::test_databases(dir.path()).await;
+    for db in &dbs {
+        db.migrate().await.unwrap();
+    }
+    dbs
+}
+
+#[tokio::test]
+async fn a_rewritten_event_with_recomputed_plain_hashes_is_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(&dir).await {
+        let backend = db.backend();
+        let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
+        for action in ["member.add", "role.change", "key.create"] {
+            record(&audit, "t1", action).await;
+        }
+        let anchor = audit.anchor("t1").await.unwrap();
+        let original = rows(&db, "t1").await;
+        assert!(original.iter().all(|r| r.key_id.as_deref() == Some(audit.keys().current().id()) && r.fields_hash.is_some()), "{original:?}");
+
+        // Change an action, recompute the hashes from there on: the keyed hash does not match.
+        let mut forged = original.clone();
+        forged[1].action = "member.remove".into();
+        forge(&mut forged, 1, false);
+        for row in &forged[1..] {
+            overwrite(&db, row).await;
+        }
+        let v = audit.verify("t1").await.unwrap();
+        assert!(!v.valid, "{backend:?}: {v:?}");
+        assert_eq!(v.first_broken_seq, Some(2), "{v:?}");
+        assert!(v.reason.as_deref().unwrap().contains("does not match its hash"), "{v:?}");
+
+        // Dressed as pre-upgrade (legacy) rows: a legacy row cannot follow keyed ones.
+        let mut forged = original.clone();
+        forged[1].action = "member.remove".into();
+        forge(&mut forged, 1, true);
+        for row in &forged[1..] {
+            overwrite(&db, row).await;
+        }
+        let v = audit.verify("t1").await.unwrap();
+        assert_eq!(v.first_broken_seq, Some(2), "{backend:?}: {v:?}");
+        assert!(v.reason.as_deref().unwrap().contains("legacy"), "{v:?}");
+
+        // The whole chain rewritten as legacy passes on its own (plain SHA-256
+        // proves nothing against a database writer); the anchor catches it.
+        let mut forged = original.clone();
+        forged[1].action = "member.remove".into();
+        forge(&mut forged, 0, true);
+        for row in &forged {
+            overwrite(&db, row).await;
+        }
+        let alone = audit.verify("t1").await.unwrap();
+        assert!(alone.valid && alone.legacy_events == 3, "{alone:?}");
+        let anchored = audit.verify_against("t1", Some(&anchor)).await.unwrap();
+        assert!(!anchored.valid, "{backend:?}: {anchored:?}");
+        assert_eq!(anchored.first_broken_seq, Some(3));
+        assert!(anchored.reason.as_deref().unwrap().contains("not the anchored one"), "{anchored:?}");
+    }
+}
+
+#[tokio::test]
+async fn rotation_adds_a_key_and_verify_accepts_any_key_held() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(&dir).await {
+        let backend = db.backend();
+        let under_a = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
+        record(&under_a, "t1", "one").await;
+        record(&under_a, "t1", "two").await;
+        // The master key is rotated to B; A is kept as a previous key.
+        let under_b = Audit::with_keys(db.clone(), keys(KEY_B, &[KEY_A]));
+        record(&under_b, "t1", "three").await;
+        record(&under_b, "t1", "four").await;
+        let (id_a, id_b) = (under_a.keys().current().id().to_owned(), under_b.keys().current().id().to_owned());
+        assert_ne!(id_a, id_b);
+        let stored: Vec<Option<String>> = rows(&db, "t1").await.into_iter().map(|r| r.key_id).collect();
+        assert_eq!(stored, vec![Some(id_a.clone()), Some(id_a.clone()), Some(id_b.clone()), Some(id_b.clone())]);
+
+        let both = under_b.verify("t1").await.unwrap();
+        assert!(both.valid && both.events == 4, "{backend:?}: {both:?}");
+
+        let only_b = Audit::with_keys(db.clone(), keys(KEY_B, &[])).verify("t1").await.unwrap();
+        assert!(!only_b.valid);
+        assert_eq!(only_b.first_broken_seq, Some(1), "{only_b:?}");
+        let reason = only_b.reason.unwrap();
+        assert!(reason.contains(&id_a) && reason.contains("does not hold"), "{reason}");
+
+        let only_a = under_a.verify("t1").await.unwrap();
+        assert_eq!(only_a.first_broken_seq, Some(3), "{only_a:?}");
+        assert!(only_a.reason.unwrap().contains(&id_b));
+    }
+}
+
+#[tokio::test]
+async fn legacy_rows_from_before_the_upgrade_still_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(&dir).await {
+        let mut prev_hash = GENESIS.to_owned();
+        for seq in 1..=2 {
+            let mut row = AuditRow {
+                chain: "t1".into(),
+                seq,
+                at_ms: 1_700_000_000_000 + seq,
+                actor_type: "user".into(),
+                actor_id: Some("u1".into()),
+                action: "member.add".into(),
+                resource: None,
+                outcome: "success".into(),
+                ip: None,
+                user_agent: None,
+                request_id: None,
+                metadata: "{}".into(),
+                prev_hash: prev_hash.clone(),
+                hash: String::new(),
+                key_id: None,
+                fields_hash: None,
+                erased_at_ms: None,
+            };
+            row.hash = plain_sha256(&row);
+            prev_hash = row.hash.clone();
+            db.insert_audit_event(&row).await.unwrap();
+        }
+        let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
+        assert_eq!(record(&audit, "t1", "after.upgrade").await, 3);
+        let v = audit.verify("t1").await.unwrap();
+        assert!(v.valid, "{:?}: {v:?}", db.backend());
+        assert_eq!((v.events, v.legacy_events), (3, 2));
+    }
+}
+
+#[tokio::test]
+async fn an_erased_event_keeps_its_fields_hash_and_the_chain_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(&dir).await {
+        let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
+        for action in ["one", "two", "three"] {
+            record(&audit, "t1", action).await;
+        }
+        let mut erased = rows(&db, "t1").await.remove(1);
+        (erased.actor_id, erased.resource, erased.ip, erased.user_agent, erased.request_id) = (None, None, None, None, None);
+        erased.metadata = "{}".into();
+        erased.erased_at_ms = Some(1);
+        overwrite(&db, &erased).await;
+        let v = audit.verify("t1").await.unwrap();
+        assert!(v.valid, "{:?}: {v:?}", db.backend());
+        assert_eq!((v.events, v.erased_events), (3, 1));
+
+        let mut planted = erased.clone();
+        planted.ip = Some("10.9.9.9".into());
+        overwrite(&db, &planted).await;
+        let v = audit.verify("t1").await.unwrap();
+        assert_eq!(v.first_broken_seq, Some(2), "{v:?}");
+        assert!(v.reason.unwrap().contains("erased"));
+
+        let mut unmarked = erased;
+        unmarked.erased_at_ms = None;
+        overwrite(&db, &unmarked).await;
+        assert_eq!(audit.verify("t1").await.unwrap().first_broken_seq, Some(2));
+    }
+}
+
+#[tokio::test]
+async fn an_anchor_detects_truncation_and_a_forged_anchor_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(&dir).await {
+        let backend = db.backend();
+        let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
+        for i in 0..5 {
+            record(&audit, "t1", &format!("event.{i}")).await;
+        }
+        let anchor = audit.anchor("t1").await.unwrap();
+        assert_eq!((anchor.chain.as_str(), anchor.seq, anchor.key_id.as_str()), ("t1", 5, audit.keys().current().id()));
+        let held = audit.verify_against("t1", Some(&anchor)).await.unwrap();
+        assert!(held.valid && held.anchored_seq == Some(5), "{backend:?}: {held:?}");
+
+        // The newest events deleted: still a valid chain on its own, truncated against the anchor.
+        delete_from(&db, "t1", 4).await;
+        let alone = audit.verify("t1").await.unwrap();
+        assert!(alone.valid && alone.events == 3, "{alone:?}");
+        let truncated = audit.verify_against("t1", Some(&anchor)).await.unwrap();
+        assert!(!truncated.valid, "{backend:?}: {truncated:?}");
+        assert_eq!(truncated.first_broken_seq, Some(4));
+        assert!(truncated.reason.as_deref().unwrap().contains("truncated"), "{truncated:?}");
+
+        // Written past the anchor again: the anchored event is not there any more.
+        for i in 0..3 {
+            record(&audit, "t1", &format!("again.{i}")).await;
+        }
+        let rewritten = audit.verify_against("t1", Some(&anchor)).await.unwrap();
+        assert_eq!(rewritten.first_broken_seq, Some(5), "{rewritten:?}");
+        assert!(rewritten.reason.unwrap().contains("not the anchored one"));
+
+        // Forged anchors: an edited one, one signed with another key, one for another chain.
+        let earlier = Anchor { seq: 3, ..anchor.clone() };
+        let forged = audit.verify_against("t1", Some(&earlier)).await.unwrap();
+        assert!(!forged.valid && forged.reason.as_deref().unwrap().contains("forged"), "{forged:?}");
+        let foreign = Audit::with_keys(db.clone(), keys(KEY_B, &[])).anchor("t1").await.unwrap();
+        let refused = audit.verify_against("t1", Some(&foreign)).await.unwrap();
+        assert!(!refused.valid && refused.reason.as_deref().unwrap().contains("does not hold"), "{refused:?}");
+        let other_chain = audit.verify_against("t2", Some(&audit.anchor("t1").await.unwrap())).await.unwrap();
+        assert!(!other_chain.valid && other_chain.reason.unwrap().contains("another chain"));
+    }
+}
+
+fn encode(anchor: &Value) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(anchor.to_string())
+}
+
+#[tokio::test]
+async fn the_verify_api_signs_the_head_and_checks_an_anchor() {
+    let app = spawn_app().await;
+    let tenant = app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    for i in 0..3 {
+        app.add_member(&admin, "acme", &format!("member{i}@example.com"), "viewer").await;
+    }
+    let verify = async |query: &str| -> Value {
+        let response = app.with(Method::GET, &format!("/api/v1/tenants/acme/audit/verify{query}"), &admin).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    };
+    let events: Value = app.with(Method::GET, "/api/v1/tenants/acme/audit", &admin).send().await.unwrap().json().await.unwrap();
+    for event in events["data"].as_array().unwrap() {
+        assert_eq!(event["key_id"].as_str().unwrap().len(), 16, "{event}");
+        assert_eq!(event["fields_hash"].as_str().unwrap().len(), 64, "{event}");
+    }
+
+    let clean = verify("").await;
+    assert_eq!(clean["valid"], true, "{clean}");
+    let anchor = clean["anchor"].clone();
+    assert_eq!(anchor["chain"], tenant.as_str());
+    assert_eq!(anchor["seq"], clean["events"]);
+    let seq = anchor["seq"].as_i64().unwrap();
+    let held = verify(&format!("?anchor={}", encode(&anchor))).await;
+    assert_eq!(held["valid"], true, "{held}");
+    assert_eq!(held["anchored_seq"], seq);
+
+    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq >= $2").bind(&tenant).bind(seq - 1).execute(&pool).await.unwrap();
+    assert_eq!(verify("").await["valid"], true, "a shorter chain is valid on its own");
+    let truncated = verify(&format!("?anchor={}", encode(&anchor))).await;
+    assert_eq!(truncated["valid"], false, "{truncated}");
+    assert!(truncated["reason"].as_str().unwrap().contains("truncated"), "{truncated}");
+    assert!(truncated.get("anchor").is_none(), "no anchor is signed for a broken chain");
+
+    let mut forged = anchor.clone();
+    forged["seq"] = json!(seq - 2);
+    let refused = verify(&format!("?anchor={}", encode(&forged))).await;
+    assert_eq!(refused["valid"], false);
+    assert!(refused["reason"].as_str().unwrap().contains("forged"), "{refused}");
+
+    let platform = app.with(Method::GET, &format!("/api/v1/admin/audit/verify?anchor={}", encode(&anchor)), &admin).send().await.unwrap();
+    let platform: Value = platform.json().await.unwrap();
+    assert!(platform["reason"].as_str().unwrap().contains("another chain"), "{platform}");
+
+    let garbage = app.with(Method::GET, "/api/v1/tenants/acme/audit/verify?anchor=not*base64", &admin).send().await.unwrap();
+    assert_error(garbage, 400, "invalid_request").await;
+    let not_an_anchor = app.with(Method::GET, &format!("/api/v1/tenants/acme/audit/verify?anchor={}", encode(&json!({"seq": 1}))), &admin).send().await.unwrap();
+    assert_error(not_an_anchor, 400, "invalid_request").await;
+}
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentry");
+
+fn agentry(data_dir: &std::path::Path, master_key: &str, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env("AGENTRY_MASTER_KEY", master_key)
+        .env("AGENTRY_BOOTSTRAP_PASSWORD", "a long password 123")
+        .env_remove("AGENTRY_DATABASE_URL")
+        .output()
+        .unwrap()
+}
+
+/// `agentry audit anchor` then `audit verify --anchor`: holds, then catches
+/// truncation and a forged anchor; after a master-key rotation the chain
+/// verifies only once the previous key is listed in `master.key.previous`.
+#[tokio::test]
+async fn the_cli_anchors_and_verifies_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path();
+    let bootstrap = agentry(data_dir, MASTER_KEY, &["admin", "bootstrap", "--tenant", "acme", "--email", "a@example.com"]);
+    assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
+    let tenant_id = serde_json::from_slice::<Value>(&bootstrap.stdout).unwrap()["tenant_id"].as_str().unwrap().to_owned();
+
+    let anchored = agentry(data_dir, MASTER_KEY, &["audit", "anchor", "--tenant", "acme"]);
+    assert!(anchored.status.success(), "{}", String::from_utf8_lossy(&anchored.stderr));
+    let anchor: Value = serde_json::from_slice(&anchored.stdout).unwrap();
+    assert_eq!(anchor["chain"], tenant_id.as_str());
+    for field in ["seq", "hash", "at_ms", "key_id", "signature"] {
+        assert!(anchor.get(field).is_some(), "{field} in {anchor}");
+    }
+    let anchor_file = data_dir.join("anchor.json");
+    std::fs::write(&anchor_file, &anchored.stdout).unwrap();
+    let anchor_path = anchor_file.to_str().unwrap();
+
+    let held = agentry(data_dir, MASTER_KEY, &["audit", "verify", "--anchor", anchor_path]);
+    assert!(held.status.success(), "{}", String::from_utf8_lossy(&held.stderr));
+    let held: Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!((held["valid"].clone(), held["anchored_seq"].clone()), (json!(true), anchor["seq"].clone()));
+    let platform = agentry(data_dir, MASTER_KEY, &["audit", "verify"]);
+    assert!(platform.status.success(), "{}", String::from_utf8_lossy(&platform.stderr));
+
+    // Rotation: a new master key alone does not hold the key the chain was written with.
+    let rotated = agentry(data_dir, KEY_B, &["audit", "verify", "--tenant", "acme"]);
+    assert!(!rotated.status.success());
+    assert!(String::from_utf8_lossy(&rotated.stderr).contains(anchor["key_id"].as_str().unwrap()), "{}", String::from_utf8_lossy(&rotated.stderr));
+    std::fs::write(data_dir.join("master.key.previous"), format!("# before the rotation\n{MASTER_KEY}\n")).unwrap();
+    let with_previous = agentry(data_dir, KEY_B, &["audit", "verify", "--tenant", "acme", "--anchor", anchor_path]);
+    assert!(with_previous.status.success(), "{}", String::from_utf8_lossy(&with_previous.stderr));
+
+    // A forged anchor (edited to an earlier head) is refused.
+    let mut forged = anchor.clone();
+    forged["seq"] = json!(anchor["seq"].as_i64().unwrap() - 1);
+    let forged_file = data_dir.join("forged.json");
+    std::fs::write(&forged_file, forged.to_string()).unwrap();
+    let refused = agentry(data_dir, MASTER_KEY, &["audit", "verify", "--anchor", forged_file.to_str().unwrap()]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("forged"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    // The newest event deleted: the chain alone still holds, the anchor does not.
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", data_dir.join("agentry.db").display())).await.unwrap();
+    sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq = $2").bind(&tenant_id).bind(anchor["seq"].as_i64().unwrap()).execute(&pool).await.unwrap();
+    pool.close().await;
+    assert!(agentry(data_dir, MASTER_KEY, &["audit", "verify", "--tenant", "acme"]).status.success());
+    let truncated = agentry(data_dir, MASTER_KEY, &["audit", "verify", "--anchor", anchor_path]);
+    assert!(!truncated.status.success());
+    let report: Value = serde_json::from_slice(&truncated.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert!(report["reason"].as_str().unwrap().contains("truncated"), "{report}");
+}
