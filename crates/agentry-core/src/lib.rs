@@ -1,5 +1,6 @@
 //! The services: the gateway (model calls with their call-log records),
-//! identity (tenants, users, sessions, API keys, roles) and the audit log.
+//! identity (tenants, users, sessions, API keys, roles), the audit log and
+//! secrets at rest (sealed under a key derived from the master key).
 //! Agents, knowledge, usage and jobs join here.
 //!
 //! Must never import axum or know about HTTP: handlers, jobs and tests call
@@ -13,6 +14,7 @@ pub mod identity;
 pub mod knowledge;
 pub mod mail;
 pub mod outbound;
+pub mod secrets;
 pub mod usage;
 
 pub use audit::Audit;

@@ -139,7 +139,8 @@ pub struct McpServerRow {
     pub tenant_id: String,
     pub name: String,
     pub url: String,
-    /// JSON object of header name → value (credentials).
+    /// JSON object of header name → value (credentials), sealed by
+    /// agentry-core (`enc:v1:…`).
     pub headers: String,
     pub created_by: Option<String>,
     pub created_at_ms: i64,

@@ -7,9 +7,11 @@
 //! re-reads the head and retries (agentry-core does).
 //!
 //! Rows written before migration 0012 have no `key_id` and no `fields_hash`
-//! (legacy, plain SHA-256); `erased_at_ms` is reserved for a later erasure of
-//! an event's personal fields (the chain keeps verifying through
-//! `fields_hash`; see agentry-core's `audit` module doc).
+//! (legacy, plain SHA-256; agentry-core seals each chain that ends in them
+//! with a keyed marker, found with [`Db::audit_legacy_heads`]);
+//! `erased_at_ms` is reserved for a later erasure of an event's personal
+//! fields (the chain keeps verifying through `fields_hash` and the erase
+//! event; see agentry-core's `audit` module doc).
 //!
 //! Must not: compute hashes or decide what is audited (agentry-core's audit
 //! service does).
@@ -77,6 +79,23 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as("SELECT seq, hash FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
             .bind(chain).fetch_optional(pool).await)
         .map_err(DbError::query("audit head"))
+    }
+
+    /// The last `(seq, hash, key_id)` of a chain: its head, and whether that
+    /// is a legacy (unkeyed) event (`key_id` `None`).
+    pub async fn audit_head_key(&self, chain: &str) -> Result<Option<(i64, String, Option<String>)>, DbError> {
+        on_pool!(self, pool => sqlx::query_as("SELECT seq, hash, key_id FROM audit_events WHERE chain = $1 ORDER BY seq DESC LIMIT 1")
+            .bind(chain).fetch_optional(pool).await)
+        .map_err(DbError::query("audit head"))
+    }
+
+    /// The chains whose newest event is a legacy (unkeyed) one, in order.
+    /// One pass over the table (each legacy row probes the primary key for a
+    /// successor): meant for the startup step that seals such chains.
+    pub async fn audit_legacy_heads(&self) -> Result<Vec<String>, DbError> {
+        let sql = "SELECT e.chain FROM audit_events e WHERE e.key_id IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM audit_events n WHERE n.chain = e.chain AND n.seq > e.seq) ORDER BY e.chain";
+        on_pool!(self, pool => sqlx::query_scalar(sql).fetch_all(pool).await).map_err(DbError::query("audit legacy heads"))
     }
 
     /// Append one event; [`DbError::Conflict`] when its `seq` is taken.

@@ -94,7 +94,7 @@ pub struct ApiKeyRow {
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct SigningKeyRow {
     pub kid: String,
-    /// Base64 of the PKCS#8 DER private key.
+    /// Base64 of the PKCS#8 DER private key, sealed by agentry-core (`enc:v1:…`).
     pub private_der: String,
     /// Base64url of the raw public key.
     pub public_key: String,

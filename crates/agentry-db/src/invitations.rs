@@ -179,6 +179,29 @@ impl Db {
         })
     }
 
+    /// The owner of a mailbox reclaims an unverified account created for
+    /// its address by someone else: in one transaction the password becomes
+    /// theirs, the address verified, and every session and API key of the
+    /// account is revoked. `false` (nothing written) unless the account
+    /// exists and is still unverified.
+    pub async fn reclaim_unverified_account(&self, user_id: &str, password_hash: &str, now_ms: i64) -> Result<bool, DbError> {
+        on_pool!(self, pool => {
+            let mut tx = crate::begin_write(pool).await.map_err(DbError::write("begin"))?;
+            let reclaimed = sqlx::query("UPDATE users SET password_hash = $2, email_verified = TRUE, failed_logins = 0, locked_until_ms = NULL, updated_at_ms = $3 WHERE id = $1 AND email_verified = FALSE")
+                .bind(user_id).bind(password_hash).bind(now_ms).execute(&mut *tx).await.map_err(DbError::write("reclaim account"))?
+                .rows_affected() > 0;
+            if !reclaimed {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE sessions SET revoked_at_ms = $2, revoke_reason = 'account reclaimed by its mailbox owner' WHERE user_id = $1 AND revoked_at_ms IS NULL")
+                .bind(user_id).bind(now_ms).execute(&mut *tx).await.map_err(DbError::write("revoke sessions"))?;
+            sqlx::query("UPDATE api_keys SET revoked_at_ms = $2 WHERE user_id = $1 AND revoked_at_ms IS NULL")
+                .bind(user_id).bind(now_ms).execute(&mut *tx).await.map_err(DbError::write("revoke api keys"))?;
+            tx.commit().await.map_err(DbError::write("commit reclaim"))?;
+            Ok(true)
+        })
+    }
+
     /// Mark an account's e-mail verified (a platform administrator vouches); `false` when absent.
     pub async fn set_email_verified(&self, user_id: &str, now_ms: i64) -> Result<bool, DbError> {
         on_pool!(self, pool => sqlx::query("UPDATE users SET email_verified = TRUE, updated_at_ms = $2 WHERE id = $1")

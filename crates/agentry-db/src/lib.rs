@@ -16,6 +16,7 @@ pub mod mfa;
 pub mod oidc;
 pub mod model_calls;
 pub mod outbox;
+pub mod secrets;
 pub mod test_support;
 pub mod usage;
 
@@ -45,6 +46,9 @@ pub enum DbError {
     /// A unique constraint refused the write (the row already exists).
     #[error("already exists ({context})")]
     Conflict { context: &'static str },
+    /// A caller's step inside a transaction failed; the transaction was rolled back.
+    #[error("{0} (nothing was written)")]
+    Aborted(String),
 }
 
 impl DbError {
@@ -96,6 +100,47 @@ pub(crate) async fn begin_write<DB: WriteTransaction>(pool: &sqlx::Pool<DB>) -> 
     pool.begin_with(sqlx::AssertSqlSafe(DB::BEGIN)).await
 }
 
+/// Create `dir` (and missing parents) readable by its owner only (0700 on
+/// Unix); an existing folder keeps its mode.
+pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// The SQLite database and its `-wal` and `-shm` files hold every secret
+/// and hash: owner-only (0600) on Unix. Before the first connection
+/// (`create` set) the database file is created with that mode, since SQLite
+/// gives the WAL and shared-memory files the database file's mode; after
+/// it, whichever of the three exist are set to it (files made by an older
+/// version, with the process umask, are tightened).
+fn restrict_sqlite_files(file: &std::path::Path, create: bool) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        if create {
+            match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(file) {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut sidecars = [file.as_os_str().to_owned(), file.as_os_str().to_owned(), file.as_os_str().to_owned()];
+        sidecars[1].push("-wal");
+        sidecars[2].push("-shm");
+        for path in sidecars.iter().map(std::path::Path::new).filter(|path| path.exists()) {
+            if std::fs::metadata(path)?.permissions().mode() & 0o777 != 0o600 {
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (file, create);
+    Ok(())
+}
+
 /// Which engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -126,9 +171,17 @@ impl Db {
                 .pragma("temp_store", "memory");
             // Like the file itself (`create_if_missing`), its folder is created on first use.
             if let Some(dir) = options.get_filename().parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
+                create_private_dir(dir).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
+            }
+            let file = options.get_filename().to_path_buf();
+            let on_disk = !(file.as_os_str() == ":memory:" || file.to_string_lossy().starts_with("file:"));
+            if on_disk {
+                restrict_sqlite_files(&file, true).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
             }
             let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(DbError::Connect)?;
+            if on_disk {
+                restrict_sqlite_files(&file, false).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
+            }
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;

@@ -7,7 +7,8 @@ use crate::{Db, DbError, on_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MfaRow {
-    /// Base32 secret; present but not enabled while enrolment awaits confirmation.
+    /// The base32 secret, sealed by agentry-core (`enc:v1:…`); present but
+    /// not enabled while enrolment awaits confirmation.
     pub totp_secret: Option<String>,
     pub totp_enabled: bool,
     pub totp_last_step: Option<i64>,

@@ -12,12 +12,14 @@ pub struct OidcLoginRow {
     pub nonce: String,
     pub pkce_verifier: String,
     pub created_at_ms: i64,
+    /// The signed-in user who started this flow to link the provider to their account.
+    pub link_user_id: Option<String>,
 }
 
 impl Db {
     pub async fn insert_oidc_login(&self, row: &OidcLoginRow) -> Result<(), DbError> {
-        on_pool!(self, pool => sqlx::query("INSERT INTO oidc_logins (state, provider, nonce, pkce_verifier, created_at_ms) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&row.state).bind(&row.provider).bind(&row.nonce).bind(&row.pkce_verifier).bind(row.created_at_ms)
+        on_pool!(self, pool => sqlx::query("INSERT INTO oidc_logins (state, provider, nonce, pkce_verifier, created_at_ms, link_user_id) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(&row.state).bind(&row.provider).bind(&row.nonce).bind(&row.pkce_verifier).bind(row.created_at_ms).bind(&row.link_user_id)
             .execute(pool).await.map(drop))
         .map_err(DbError::write("insert oidc login"))
     }
@@ -27,7 +29,7 @@ impl Db {
         on_pool!(self, pool => {
             sqlx::query("DELETE FROM oidc_logins WHERE created_at_ms < $1").bind(expired_before_ms).execute(pool).await
                 .map_err(DbError::write("expire oidc logins"))?;
-            sqlx::query_as("DELETE FROM oidc_logins WHERE state = $1 RETURNING state, provider, nonce, pkce_verifier, created_at_ms")
+            sqlx::query_as("DELETE FROM oidc_logins WHERE state = $1 RETURNING state, provider, nonce, pkce_verifier, created_at_ms, link_user_id")
                 .bind(state).fetch_optional(pool).await.map_err(DbError::write("take oidc login"))
         })
     }

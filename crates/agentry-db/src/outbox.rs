@@ -66,8 +66,10 @@ impl Db {
         .map_err(DbError::write("claim outbox email"))
     }
 
+    /// A delivered mail: its body (which carries one-time links) is blanked,
+    /// so the database keeps those tokens only as hashes.
     pub async fn mark_outbox_email_sent(&self, id: &str, now_ms: i64) -> Result<(), DbError> {
-        on_pool!(self, pool => sqlx::query("UPDATE outbox_emails SET sent_at_ms = $2, last_error = NULL WHERE id = $1")
+        on_pool!(self, pool => sqlx::query("UPDATE outbox_emails SET sent_at_ms = $2, last_error = NULL, body = '' WHERE id = $1")
             .bind(id).bind(now_ms).execute(pool).await.map(drop))
         .map_err(DbError::write("mark email sent"))
     }

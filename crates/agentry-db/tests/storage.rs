@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, VersionRow};
 use agentry_db::model_calls::CallLogConfig;
 use agentry_db::{CallLogWriter, Db, ModelCallRecord};
 use std::time::Duration;
@@ -32,13 +33,73 @@ fn record(id: &str, created_at_ms: i64) -> ModelCallRecord {
     }
 }
 
+/// A collection `c1` of tenant `t1` with document `d1` at version 1 and its queued index job `j1`.
+fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run_after_ms: i64) -> (CollectionRow, DocumentRow, VersionRow, JobRow) {
+    let collection = CollectionRow {
+        id: "c1".into(),
+        tenant_id: "t1".into(),
+        name: "docs".into(),
+        description: String::new(),
+        chunk_max_tokens: 250,
+        chunk_overlap_tokens: 32,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+    };
+    let document = DocumentRow {
+        id: "d1".into(),
+        tenant_id: "t1".into(),
+        collection_id: "c1".into(),
+        title: title.into(),
+        source: source.into(),
+        metadata: "{}".into(),
+        acl: "{}".into(),
+        current_version: None,
+        latest_version: 1,
+        status: "queued".into(),
+        error: None,
+        created_by: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        summary: None,
+    };
+    let version = VersionRow {
+        document_id: "d1".into(),
+        version: 1,
+        content_hash: Some("h".into()),
+        format: Some(format.into()),
+        size_bytes,
+        source_url: None,
+        status: "queued".into(),
+        error: None,
+        chunk_count: 0,
+        created_at_ms: 0,
+        summary: None,
+        summary_status: None,
+        summary_error: None,
+    };
+    let job = JobRow {
+        id: "j1".into(),
+        tenant_id: "t1".into(),
+        document_id: "d1".into(),
+        version: 1,
+        status: "queued".into(),
+        attempts: 0,
+        run_after_ms,
+        error: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        kind: agentry_db::knowledge::JOB_INDEX.into(),
+    };
+    (collection, document, version, job)
+}
+
 #[tokio::test]
 async fn migrations_apply_and_are_idempotent() {
     let dir = tempfile::tempdir().unwrap();
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), (1..=12).collect::<Vec<i64>>(), "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=13).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -125,69 +186,15 @@ async fn unsupported_url_is_a_clear_error() {
 #[tokio::test]
 async fn ingestion_jobs_are_leased_and_reclaimed() {
     use agentry_db::identity::TenantRow;
-    use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewChunk, NewVersion, VersionContent, VersionRow};
+    use agentry_db::knowledge::{NewChunk, NewVersion, VersionContent};
 
     let dir = tempfile::tempdir().unwrap();
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.insert_tenant(&TenantRow { id: "t1".into(), slug: "t1".into(), name: "T1".into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
-        let collection = CollectionRow {
-            id: "c1".into(),
-            tenant_id: "t1".into(),
-            name: "docs".into(),
-            description: String::new(),
-            chunk_max_tokens: 250,
-            chunk_overlap_tokens: 32,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        };
+        let (collection, document, version, job) = queued_document("Doc", "doc.txt", "text", 5, 1_000);
         db.insert_collection(&collection).await.unwrap();
         assert!(matches!(db.insert_collection(&CollectionRow { id: "c2".into(), ..collection }).await, Err(agentry_db::DbError::Conflict { .. })));
-        let document = DocumentRow {
-            id: "d1".into(),
-            tenant_id: "t1".into(),
-            collection_id: "c1".into(),
-            title: "Doc".into(),
-            source: "doc.txt".into(),
-            metadata: "{}".into(),
-            acl: "{}".into(),
-            current_version: None,
-            latest_version: 1,
-            status: "queued".into(),
-            error: None,
-            created_by: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            summary: None,
-        };
-        let version = VersionRow {
-            document_id: "d1".into(),
-            version: 1,
-            content_hash: Some("h".into()),
-            format: Some("text".into()),
-            size_bytes: 5,
-            source_url: None,
-            status: "queued".into(),
-            error: None,
-            chunk_count: 0,
-            created_at_ms: 0,
-            summary: None,
-            summary_status: None,
-            summary_error: None,
-        };
-        let job = JobRow {
-            id: "j1".into(),
-            tenant_id: "t1".into(),
-            document_id: "d1".into(),
-            version: 1,
-            status: "queued".into(),
-            attempts: 0,
-            run_after_ms: 1_000,
-            error: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            kind: agentry_db::knowledge::JOB_INDEX.into(),
-        };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"hello"), job: &job }).await.unwrap();
         assert!(db.claim_ingest_job(999, 60_000, 5).await.unwrap().is_none(), "not due yet");
         let claimed = db.claim_ingest_job(1_000, 60_000, 5).await.unwrap().unwrap();
@@ -264,68 +271,14 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
 #[tokio::test]
 async fn jobs_out_of_attempts_are_failed_not_claimed() {
     use agentry_db::identity::TenantRow;
-    use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
+    use agentry_db::knowledge::NewVersion;
 
     let dir = tempfile::tempdir().unwrap();
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.insert_tenant(&TenantRow { id: "t1".into(), slug: "t1".into(), name: "T1".into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
-        let collection = CollectionRow {
-            id: "c1".into(),
-            tenant_id: "t1".into(),
-            name: "docs".into(),
-            description: String::new(),
-            chunk_max_tokens: 250,
-            chunk_overlap_tokens: 32,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-        };
+        let (collection, document, version, job) = queued_document("Crashy", "crash.json", "json", 2, 0);
         db.insert_collection(&collection).await.unwrap();
-        let document = DocumentRow {
-            id: "d1".into(),
-            tenant_id: "t1".into(),
-            collection_id: "c1".into(),
-            title: "Crashy".into(),
-            source: "crash.json".into(),
-            metadata: "{}".into(),
-            acl: "{}".into(),
-            current_version: None,
-            latest_version: 1,
-            status: "queued".into(),
-            error: None,
-            created_by: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            summary: None,
-        };
-        let version = VersionRow {
-            document_id: "d1".into(),
-            version: 1,
-            content_hash: Some("h".into()),
-            format: Some("json".into()),
-            size_bytes: 2,
-            source_url: None,
-            status: "queued".into(),
-            error: None,
-            chunk_count: 0,
-            created_at_ms: 0,
-            summary: None,
-            summary_status: None,
-            summary_error: None,
-        };
-        let job = JobRow {
-            id: "j1".into(),
-            tenant_id: "t1".into(),
-            document_id: "d1".into(),
-            version: 1,
-            status: "queued".into(),
-            attempts: 0,
-            run_after_ms: 0,
-            error: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            kind: agentry_db::knowledge::JOB_INDEX.into(),
-        };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"{}"), job: &job }).await.unwrap();
         // Each claim's worker "dies": the lease runs out and the job is claimed again…
         let mut now = 1_000;
@@ -479,5 +432,66 @@ async fn audit_rows_keep_key_ids_and_fields_hashes() {
         assert!(matches!(db.insert_audit_event(&row(2, None)).await, Err(DbError::Conflict { .. })), "{:?}", db.backend());
         assert_eq!(db.audit_events("t1", &AuditFilter::default(), 10).await.unwrap(), vec![legacy, keyed.clone()], "{:?}", db.backend());
         assert_eq!(db.audit_head("t1").await.unwrap(), Some((2, keyed.hash)));
+    }
+}
+
+#[tokio::test]
+async fn stored_secrets_are_listed_and_rewritten_in_one_compare_and_set_transaction() {
+    use agentry_db::DbError;
+    use agentry_db::agents::McpServerRow;
+    use agentry_db::identity::{SigningKeyRow, TenantRow, UserRow};
+    use agentry_db::secrets::{SecretSlot, SecretUpdate, StoredSecret};
+
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let backend = db.backend();
+        assert!(db.stored_secrets().await.unwrap().is_empty(), "{backend:?}");
+        db.insert_tenant(&TenantRow { id: "t1".into(), slug: "t1".into(), name: "t1".into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
+        for id in ["u1", "u2"] {
+            let user = UserRow {
+                id: id.into(),
+                email: format!("{id}@example.com"),
+                display_name: id.into(),
+                password_hash: None,
+                is_active: true,
+                platform_admin: false,
+                failed_logins: 0,
+                locked_until_ms: None,
+                created_at_ms: 0,
+                updated_at_ms: 0,
+                email_verified: true,
+            };
+            db.insert_user(&user).await.unwrap();
+        }
+        db.set_totp("u1", Some("totp-clear"), true, 1).await.unwrap();
+        db.insert_signing_key(&SigningKeyRow { kid: "k1".into(), private_der: "der-clear".into(), public_key: "pub".into(), created_at_ms: 1, retired_at_ms: Some(2) }).await.unwrap();
+        let server = McpServerRow { tenant_id: "t1".into(), name: "files".into(), url: "https://mcp.example.com".into(), headers: "{}".into(), created_by: None, created_at_ms: 1 };
+        db.insert_mcp_server(&server).await.unwrap();
+
+        let slots = [
+            SecretSlot::SigningKey { kid: "k1".into() },
+            SecretSlot::TotpSecret { user_id: "u1".into() },
+            SecretSlot::McpHeaders { tenant_id: "t1".into(), name: "files".into() },
+        ];
+        let listed = db.stored_secrets().await.unwrap();
+        let expected: Vec<StoredSecret> = slots.iter().cloned().zip(["der-clear", "totp-clear", "{}"]).map(|(slot, value)| StoredSecret { slot, value: value.into() }).collect();
+        assert_eq!(listed, expected, "retired keys included, users without TOTP left out: {backend:?}");
+
+        let sealed = |value: &str| format!("enc:v1:k:{value}");
+        let updates: Vec<SecretUpdate> = listed.iter().map(|s| SecretUpdate { slot: s.slot.clone(), old: s.value.clone(), new: sealed(&s.value) }).collect();
+        // A failing step before commit writes nothing.
+        let aborted = db.rewrite_secrets(&updates, || Err("key file not written".into())).await;
+        assert!(matches!(&aborted, Err(DbError::Aborted(m)) if m == "key file not written"), "{aborted:?}");
+        assert_eq!(db.stored_secrets().await.unwrap(), expected, "{backend:?}");
+        // A value changed since it was listed is left alone.
+        let mut stale = updates.clone();
+        stale[1].old = "something else".into();
+        assert_eq!(db.rewrite_secrets(&stale, || Ok(())).await.unwrap(), 2, "{backend:?}");
+        let values: Vec<String> = db.stored_secrets().await.unwrap().into_iter().map(|s| s.value).collect();
+        assert_eq!(values, vec![sealed("der-clear"), "totp-clear".to_owned(), sealed("{}")], "{backend:?}");
+        assert!(db.mfa("u1").await.unwrap().unwrap().totp_enabled, "only the secret changes");
+        assert_eq!(db.rewrite_secrets(&updates, || Ok(())).await.unwrap(), 1, "{backend:?}");
+        assert_eq!(db.mfa("u1").await.unwrap().unwrap().totp_secret.as_deref(), Some(sealed("totp-clear").as_str()));
     }
 }

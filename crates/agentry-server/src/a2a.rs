@@ -45,10 +45,13 @@ enum Dialect {
     V03,
 }
 
-/// The card's URLs use the origin the client reached (forwarded headers
-/// only from `trusted_proxies`).
+/// The card's URLs use `identity.public_url` when set, else the origin the
+/// client reached (forwarded headers only from `trusted_proxies`).
 async fn card(State(state): State<AppState>, peer: Option<Extension<ConnectInfo<SocketAddr>>>, headers: HeaderMap) -> Response {
-    let base = state.trusted_proxies.origin(peer.map(|c| c.0.0), &headers);
+    let base = match &state.identity.settings().public_url {
+        Some(url) => url.trim_end_matches('/').to_owned(),
+        None => state.trusted_proxies.origin(peer.map(|c| c.0.0), &headers),
+    };
     let mut skills = vec![json!({
         "id": "auto", "name": "Auto", "tags": ["router"],
         "description": "Routes the message to the right agent (set metadata.agent to choose one).",

@@ -20,6 +20,9 @@ pub enum Access {
     Public,
     /// Any authenticated principal.
     Authenticated,
+    /// A signed-in user (a session's access token): API keys and the master
+    /// key are refused (they are not a person who could link an identity).
+    SignedIn,
     /// The master key or a platform administrator.
     PlatformAdmin,
     /// Membership of the request's tenant and, when given, this permission.
@@ -66,7 +69,7 @@ const fn audited(method: Method, path: &'static str, access: Access, action: &'s
     Rule { method, path, access, audit: Some(action) }
 }
 
-use Access::{Authenticated, PlatformAdmin, Public, Tenant, TenantAnyOf, TenantUser};
+use Access::{Authenticated, PlatformAdmin, Public, SignedIn, Tenant, TenantAnyOf, TenantUser};
 use Permission as P;
 
 pub const RULES: &[Rule] = &[
@@ -81,6 +84,8 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/auth/oidc", Public),
     rule(Method::GET, "/api/v1/auth/oidc/{provider}/start", Public),
     rule(Method::GET, "/api/v1/auth/oidc/{provider}/callback", Public),
+    rule(Method::POST, "/api/v1/auth/oidc/{provider}/link", SignedIn),
+    rule(Method::POST, "/api/v1/auth/oidc/{provider}/link/callback", SignedIn),
     rule(Method::POST, "/api/v1/auth/mfa/totp", Authenticated),
     rule(Method::POST, "/api/v1/auth/mfa/totp/confirm", Authenticated),
     rule(Method::POST, "/api/v1/auth/mfa/disable", Authenticated),

@@ -157,10 +157,12 @@ impl PendingAudit {
     }
 }
 
-/// The `id` (or `name`) of a JSON answer, and the answer rebuilt.
+/// The `id` (or `name`) of a JSON answer, and the answer rebuilt. Only a
+/// JSON answer of known, bounded length is read; any other passes untouched.
 async fn created_id(response: Response) -> (Response, Option<String>) {
     let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if !is_json {
+    let length = axum::body::HttpBody::size_hint(response.body()).exact();
+    if !is_json || length.is_none_or(|n| n > MAX_AUDITED_ANSWER as u64) {
         return (response, None);
     }
     let (parts, body) = response.into_parts();
@@ -186,7 +188,7 @@ async fn limit_by_ip(state: &AppState, path: &str, meta: &RequestMeta) -> Result
     if state.public_rate_per_ip == 0 || PROBES.contains(&path) {
         return Ok(None);
     }
-    let ip = meta.ip.as_deref().unwrap_or("unknown");
+    let ip = agentry_core::identity::address_bucket(meta.ip.as_deref());
     let decision = state.gateway.accounting().coord().gcra(&format!("agentry:ip:{ip}"), state.public_rate_per_ip, Duration::from_secs(60), 1, false).await;
     if decision.allowed {
         return Ok(Some(decision));
@@ -225,6 +227,11 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
     let passed = Checked { decision: None, audit: rule.audit };
     match rule.access {
         Access::Public | Access::Authenticated => Ok(passed),
+        Access::SignedIn if matches!(principal, Principal::User { .. }) => Ok(passed),
+        Access::SignedIn => {
+            state.identity.record_denied(None, &principal, &what(), &meta).await?;
+            Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key or the master key"))
+        }
         Access::PlatformAdmin if principal.is_platform_admin() => Ok(passed),
         Access::PlatformAdmin => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
@@ -235,11 +242,11 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
                 Some(tenant) => tenant,
                 None => match state.identity.default_tenant(&principal).await? {
                     Some(tenant) => tenant,
-                    // The master key on /v1 needs no tenant.
-                    None if principal == Principal::MasterKey => return Ok(passed),
+                    // The master key on /v1 needs no tenant; elsewhere a tenant route needs one.
+                    None if principal == Principal::MasterKey && path.starts_with("/v1/") => return Ok(passed),
                     None => {
                         return Err(ApiError::bad_request(
-                            format!("name the tenant with the {TENANT_HEADER} header (you belong to several)"),
+                            format!("name the tenant with the {TENANT_HEADER} header (you have no single default tenant)"),
                             TENANT_HEADER,
                         ));
                     }

@@ -31,14 +31,16 @@ impl TrustedProxies {
     /// The client's address: the peer's, or the nearest untrusted hop of
     /// `X-Forwarded-For` when the peer is a trusted proxy.
     pub fn client_ip(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> Option<IpAddr> {
-        let peer = peer?.ip();
+        let peer = peer?.ip().to_canonical();
         if !self.trusts(peer) {
             return Some(peer);
         }
-        let hops = headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).collect::<Vec<_>>();
+        // Leniently: a client's junk bytes must not hide the hop the proxy appended.
+        let lines: Vec<String> = headers.get_all("x-forwarded-for").iter().map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).collect();
+        let hops: Vec<&str> = lines.iter().flat_map(|v| v.split(',')).map(str::trim).collect();
         let mut client = peer;
         for hop in hops.iter().rev() {
-            let Ok(ip) = hop.parse::<IpAddr>() else { break };
+            let Ok(ip) = hop.parse::<IpAddr>().map(|ip| ip.to_canonical()) else { break };
             client = ip;
             if !self.trusts(ip) {
                 break;
@@ -52,7 +54,7 @@ impl TrustedProxies {
     /// request's own `Host`.
     pub fn origin(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty() && valid_host(v)).map(str::to_owned);
-        let forwarded = peer.is_some_and(|p| self.trusts(p.ip()));
+        let forwarded = peer.is_some_and(|p| self.trusts(p.ip().to_canonical()));
         let scheme = forwarded.then(|| header("x-forwarded-proto")).flatten().filter(|s| s == "http" || s == "https").unwrap_or_else(|| "http".into());
         let host = forwarded.then(|| header("x-forwarded-host")).flatten().or_else(|| header("host")).unwrap_or_else(|| "127.0.0.1:8080".into());
         format!("{scheme}://{host}")
@@ -99,6 +101,12 @@ mod tests {
         // The client wrote "1.1.1.1" itself; the proxy appended the real address.
         let chain = headers(&[("x-forwarded-for", "1.1.1.1, 203.0.113.9")]);
         assert_eq!(proxies.client_ip(peer("10.0.0.2"), &chain), Some("203.0.113.9".parse().unwrap()));
+        // An IPv4-mapped peer is the IPv4 proxy; junk bytes do not hide the appended hop.
+        let mapped = Some(SocketAddr::new("::ffff:10.0.0.2".parse().unwrap(), 40000));
+        assert_eq!(proxies.client_ip(mapped, &chain), Some("203.0.113.9".parse().unwrap()));
+        let mut junk = HeaderMap::new();
+        junk.append("x-forwarded-for", axum::http::HeaderValue::from_bytes(b"\xff\xfe, 203.0.113.9").unwrap());
+        assert_eq!(proxies.client_ip(peer("10.0.0.2"), &junk), Some("203.0.113.9".parse().unwrap()));
         let garbage = headers(&[("x-forwarded-for", "not-an-ip")]);
         assert_eq!(proxies.client_ip(peer("10.0.0.2"), &garbage), Some("10.0.0.2".parse().unwrap()));
         let evil_host = headers(&[("x-forwarded-host", "evil.example/path?"), ("host", "ok.example")]);

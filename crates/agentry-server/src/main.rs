@@ -1,8 +1,10 @@
 //! The `agentry` command line: `serve`, `models pull|list`, `migrate`,
-//! `admin bootstrap`, `audit anchor|verify`, `eval retrieval`, `version`.
-//! Parses arguments, loads settings, and calls into the library; all output
-//! meant for people goes to stderr except `models list` and `version`
-//! (and the JSON that `admin bootstrap` and `audit` print for programs).
+//! `admin bootstrap`, `audit anchor|verify`, `keys rotate-master`, `eval
+//! retrieval`, `version`. Parses arguments, loads settings, and calls into
+//! the library; all output meant for people goes to stderr except `models
+//! list` and `version` (and the JSON that `admin bootstrap`, `audit` and
+//! `keys rotate-master` print for programs; a new master key is shown on
+//! stderr only, once).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +55,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The master key.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Measure the product.
     Eval {
         #[command(subcommand)]
@@ -97,14 +104,19 @@ enum ModelsCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Print an anchor: the chain's head (chain, seq, hash, at_ms, key_id)
-    /// signed with a key derived from the master key, as JSON on standard
-    /// output. Keep it outside the database; `audit verify --anchor` then
-    /// detects events deleted or rewritten after it.
+    /// Verify the chain in full, then print an anchor: the chain's head
+    /// (chain, seq, hash, at_ms, key_id) signed with a key derived from the
+    /// master key, as JSON on standard output. Keep it outside the database;
+    /// `audit verify --anchor` then detects events deleted or rewritten
+    /// after it. When the chain does not hold, nothing is signed: the
+    /// verification is printed instead and the command fails.
     Anchor {
-        /// Tenant slug or id (default: the platform chain).
+        /// Tenant slug or id (default: the --after anchor's chain, else the platform chain).
         #[arg(long)]
         tenant: Option<String>,
+        /// A previous anchor (a file printed by `audit anchor`) the chain must still hold.
+        #[arg(long, value_name = "FILE")]
+        after: Option<PathBuf>,
     },
     /// Verify a chain's links and keyed hashes and, with --anchor, that it
     /// still holds the anchored event unchanged. Prints the result as JSON on
@@ -117,6 +129,18 @@ enum AuditCommand {
         #[arg(long, value_name = "FILE")]
         anchor: Option<PathBuf>,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Replace a master key stored in <data_dir>/master.key: generate a new
+    /// one, reseal every stored secret (signing keys, TOTP secrets, MCP
+    /// server headers) under it in one transaction, move the old key to
+    /// master.key.previous (the audit chain written under it keeps
+    /// verifying), write the new one to master.key (0600) and show it once.
+    /// Stop the servers using the data dir first. A key set in the
+    /// configuration is refused (rotate it there).
+    RotateMaster,
 }
 
 #[derive(Subcommand)]
@@ -218,6 +242,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { command } => audit(&settings, command).await,
+        Command::Keys { command: KeysCommand::RotateMaster } => {
+            let rotation = agentry_server::master_key::rotate(&settings).await?;
+            {
+                use secrecy::ExposeSecret;
+                let key = rotation.new_key.expose_secret();
+                eprintln!(
+                    "\nRotated the master key ({} stored secrets resealed). The new key (stored in the data dir, shown only this once):\n\n    {key}\n\nThe old key is in master.key.previous and no longer works as a bearer credential. Restart the servers.\n",
+                    rotation.resealed.rewritten
+                );
+            }
+            let report = serde_json::json!({ "old_key_id": rotation.old_key_id, "new_key_id": rotation.new_key_id, "resealed": rotation.resealed.rewritten });
+            write_stdout(&format!("{report}\n"));
+            Ok(())
+        }
         Command::Eval { command: EvalCommand::Retrieval { dataset, split, concurrency, json } } => {
             let options = agentry_server::eval::RetrievalOptions { dataset, split, concurrency };
             let report = agentry_server::eval::retrieval(settings, &options).await?;
@@ -234,7 +272,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// `agentry audit anchor|verify`, with the keys `serve` would hold.
 async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()> {
-    let keys = agentry_server::master_key::audit_keys_for(settings)?;
+    let keys = agentry_server::master_key::derived_keys_for(settings)?.audit;
     let db = agentry_server::startup::connect_and_migrate(settings).await?;
     let audit = agentry_core::Audit::with_keys(db.clone(), keys);
     let chain_of = async |tenant: &str| -> anyhow::Result<String> {
@@ -242,23 +280,27 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
     };
     let result: anyhow::Result<()> = async {
         match command {
-            AuditCommand::Anchor { tenant } => {
-                let chain = match tenant {
-                    Some(tenant) => chain_of(&tenant).await?,
-                    None => agentry_core::audit::PLATFORM_CHAIN.to_owned(),
+            AuditCommand::Anchor { tenant, after } => {
+                let after = after.as_deref().map(read_anchor).transpose()?;
+                let chain = match (tenant, &after) {
+                    (Some(tenant), _) => chain_of(&tenant).await?,
+                    (None, Some(after)) => after.chain.clone(),
+                    (None, None) => agentry_core::audit::PLATFORM_CHAIN.to_owned(),
                 };
-                let anchor = audit.anchor(&chain).await?;
-                write_stdout(&format!("{}\n", serde_json::to_string(&anchor)?));
-                Ok(())
+                match audit.anchor(&chain, after.as_ref()).await {
+                    Ok(anchor) => {
+                        write_stdout(&format!("{}\n", serde_json::to_string(&anchor)?));
+                        Ok(())
+                    }
+                    Err(agentry_core::audit::AnchorError::Broken(verification)) => {
+                        write_stdout(&format!("{}\n", serde_json::to_string(&verification)?));
+                        anyhow::bail!("not anchored: the audit chain does not hold: {}", verification.reason.unwrap_or_default());
+                    }
+                    Err(agentry_core::audit::AnchorError::Db(e)) => Err(e.into()),
+                }
             }
             AuditCommand::Verify { tenant, anchor } => {
-                let anchor: Option<agentry_core::audit::Anchor> = match anchor {
-                    Some(path) => {
-                        let text = std::fs::read_to_string(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-                        Some(serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not an anchor: {e}", path.display()))?)
-                    }
-                    None => None,
-                };
+                let anchor = anchor.as_deref().map(read_anchor).transpose()?;
                 let chain = match (tenant, &anchor) {
                     (Some(tenant), _) => chain_of(&tenant).await?,
                     (None, Some(anchor)) => anchor.chain.clone(),
@@ -276,6 +318,12 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
     .await;
     db.close().await;
     result
+}
+
+/// An anchor from a file printed by `audit anchor`.
+fn read_anchor(path: &std::path::Path) -> anyhow::Result<agentry_core::audit::Anchor> {
+    let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| anyhow::anyhow!("{} is not an anchor: {e}", path.display()))
 }
 
 fn write_stdout(text: &str) {

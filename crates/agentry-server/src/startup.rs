@@ -1,5 +1,5 @@
-//! Building and running the application: data dir, master key, database and
-//! migrations, local models, the model registry and router, the guarded
+//! Building and running the application: data dir (0700), master key,
+//! database and migrations, sealing secrets stored in clear, local models, the model registry and router, the guarded
 //! outbound HTTP client, the knowledge base and its workers, the HTTP stack,
 //! and graceful shutdown (stop accepting, let in-flight requests and streams
 //! finish within the grace period, flush the call log, close the pool).
@@ -62,10 +62,11 @@ impl Application {
         settings.validate()?;
         // Before anything can record a metric: handles registered earlier would never report.
         let metrics = telemetry::metrics_handle();
-        std::fs::create_dir_all(&settings.data_dir)
-            .map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", settings.data_dir.display()))?;
+        create_data_dir(&settings.data_dir)?;
         let master_key = master_key::resolve(settings.master_key.as_ref(), &settings.data_dir)?;
+        let keys = master_key::derived_keys(master_key.secret(), &settings.data_dir)?;
         let db = connect_and_migrate(&settings).await?;
+        seal_stored_secrets(&db, &keys.sealer).await?;
         let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let loaded = crate::local_models::load(&settings, show_progress).await?;
         let local_models: Vec<String> = loaded.entries.iter().map(|e| e.name.clone()).collect();
@@ -77,8 +78,9 @@ impl Application {
         let shutdown = CancellationToken::new();
         let call_log_config = CallLogConfig { flush_interval: Duration::from_millis(settings.usage.flush_interval_ms), ..CallLogConfig::default() };
         let (call_log, call_log_task) = CallLogWriter::start(db.clone(), call_log_config, shutdown.child_token());
-        let audit = Audit::with_keys(db.clone(), master_key::audit_keys(master_key.secret(), &settings.data_dir)?);
-        let identity = Identity::new(db.clone(), audit.clone(), settings.identity.clone())
+        let audit = Audit::with_keys(db.clone(), keys.audit);
+        seal_legacy_audit_chains(&audit).await?;
+        let identity = Identity::new(db.clone(), audit.clone(), keys.sealer.clone(), settings.identity.clone())
             .await
             .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
         let key_use_task = tokio::spawn(flush_key_uses(identity.clone(), shutdown.child_token()));
@@ -95,7 +97,7 @@ impl Application {
         let knowledge_settings = settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer);
         let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, knowledge_settings);
         agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
-        let agents = Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, settings.agents.clone()).map_err(|e| anyhow::anyhow!("agents: {e}"))?;
+        let agents = Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, keys.sealer, settings.agents.clone()).map_err(|e| anyhow::anyhow!("agents: {e}"))?;
         let interrupted = agents.recover().await.map_err(|e| anyhow::anyhow!("agents: {e}"))?;
         if interrupted > 0 {
             tracing::warn!(runs = interrupted, "marked runs interrupted by the previous stop as failed");
@@ -207,6 +209,52 @@ pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
     Ok(db)
 }
 
+/// Create the data dir (and missing parents) owner-only: 0700 on Unix. An
+/// existing one keeps its mode; one that others may read is reported.
+pub fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    agentry_db::create_private_dir(dir).map_err(|e| anyhow::anyhow!("cannot create data dir {}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    if let Ok(metadata) = std::fs::metadata(dir)
+        && std::os::unix::fs::PermissionsExt::mode(&metadata.permissions()) & 0o077 != 0
+    {
+        tracing::warn!(data_dir = %dir.display(), "the data dir holds the master key and the database but other users may open it: chmod 700 it");
+    }
+    Ok(())
+}
+
+/// The startup step that encrypts secrets stored in clear by versions
+/// before sealing (signing keys, TOTP secrets, MCP server headers): each
+/// value not starting with `enc:v1:` is sealed under the current master key
+/// and written back. Idempotent, run after every `migrate()` (SQL cannot
+/// run the AEAD). Also reports, by key id only, values sealed under master
+/// keys this process does not hold.
+pub async fn seal_stored_secrets(db: &Db, sealer: &agentry_core::secrets::Sealer) -> anyhow::Result<()> {
+    let report = agentry_core::secrets::seal_stored(db, sealer).await.map_err(|e| anyhow::anyhow!("sealing stored secrets: {e}"))?;
+    if report.rewritten > 0 {
+        tracing::info!(sealed = report.rewritten, key_id = sealer.current_id(), "sealed secrets that were stored in clear");
+    }
+    if !report.unknown_keys.is_empty() {
+        let key_ids: Vec<&str> = report.unknown_keys.iter().map(String::as_str).collect();
+        tracing::warn!(key_ids = %key_ids.join(","), "some stored secrets are sealed under master keys this server does not hold: list them in master.key.previous");
+    }
+    Ok(())
+}
+
+/// The startup step that seals audit chains ending in legacy (unkeyed)
+/// events with a keyed `audit.keyed` marker, so they keep verifying (see
+/// agentry-core's `audit` module doc). Idempotent, run after `migrate()`.
+pub async fn seal_legacy_audit_chains(audit: &Audit) -> anyhow::Result<()> {
+    let sealed = audit.seal_legacy_chains().await.map_err(|e| anyhow::anyhow!("sealing legacy audit chains: {e}"))?;
+    if !sealed.is_empty() {
+        tracing::warn!(
+            chains = sealed.len(),
+            "sealed audit chains that ended in unkeyed (legacy) events with an audit.keyed marker: expected once after upgrading; \
+             otherwise those events were written without the audit key (an older replica, or a database writer): verify them against an anchor"
+        );
+    }
+    Ok(())
+}
+
 /// `agentry admin bootstrap`: the first tenant and its admin.
 pub async fn bootstrap(
     settings: &Settings,
@@ -215,9 +263,11 @@ pub async fn bootstrap(
     email: &str,
     password: &str,
 ) -> anyhow::Result<(agentry_db::identity::TenantRow, String)> {
+    let keys = master_key::derived_keys_for(settings)?;
     let db = connect_and_migrate(settings).await?;
-    let audit = Audit::with_keys(db.clone(), master_key::audit_keys_for(settings)?);
-    let identity = Identity::new(db.clone(), audit, settings.identity.clone()).await?;
+    seal_stored_secrets(&db, &keys.sealer).await?;
+    let audit = Audit::with_keys(db.clone(), keys.audit);
+    let identity = Identity::new(db.clone(), audit, keys.sealer, settings.identity.clone()).await?;
     let created = identity.bootstrap(tenant_slug, tenant_name.unwrap_or(tenant_slug), email, password).await;
     db.close().await;
     Ok(created?)

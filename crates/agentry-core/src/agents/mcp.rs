@@ -11,8 +11,11 @@
 //! `tools/call` over JSON-RPC, with answers as JSON or as an SSE stream;
 //! each discovery or call opens its own short session.
 //!
+//! Headers are stored sealed (`crate::secrets`, bound to the tenant and
+//! server name) and opened only to list their names or to make requests.
+//!
 //! Must not: keep credentials anywhere but the database row (the API never
-//! returns them).
+//! returns them), or store them unsealed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -26,6 +29,7 @@ use serde_json::{Value, json};
 use super::{Agents, AgentsError};
 use crate::identity::TenantAccess;
 use crate::outbound::Outbound;
+use crate::secrets::{Place, Sealer};
 
 const PROTOCOL_VERSION: &str = "2025-06-18";
 /// Most tool pages read from one server.
@@ -52,7 +56,7 @@ pub struct McpServerView {
 }
 
 /// A tool of an external server, as offered to a run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct McpTool {
     /// The name the model sees: `<server>__<tool>`.
     pub exposed: String,
@@ -62,12 +66,26 @@ pub struct McpTool {
     server: Arc<McpServerRow>,
 }
 
+/// Never shows the server's (opened) headers.
+impl std::fmt::Debug for McpTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("McpTool").field("exposed", &self.exposed).field("remote", &self.remote).field("server", &self.server.name).finish_non_exhaustive()
+    }
+}
+
 impl McpTool {
     pub fn openai_json(&self) -> Value {
         json!({ "type": "function", "function": { "name": self.exposed, "description": self.description, "parameters": self.schema } })
     }
 }
 
+/// A row whose `headers` hold the opened JSON object instead of the sealed value (in memory only).
+fn opened(sealer: &Sealer, mut row: McpServerRow) -> Result<McpServerRow, AgentsError> {
+    row.headers = sealer.open_string(&Place::mcp_headers(&row.tenant_id, &row.name), &row.headers).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
+    Ok(row)
+}
+
+/// The API's view of an opened row (header names only).
 fn view(row: &McpServerRow) -> McpServerView {
     let headers: BTreeMap<String, String> = serde_json::from_str(&row.headers).unwrap_or_default();
     McpServerView { name: row.name.clone(), url: row.url.clone(), header_names: headers.into_keys().collect(), created_at_ms: row.created_at_ms }
@@ -190,22 +208,24 @@ impl Agents {
             return Err(AgentsError::Invalid { message: "'name' must be 1-64 characters of a-z, A-Z, 0-9, '-', '_' and '.'".into(), param: "name" });
         }
         self.outbound.check(&input.url).map_err(|e| AgentsError::Invalid { message: format!("'url': {e}"), param: "url" })?;
+        let headers = serde_json::to_string(&input.headers).unwrap_or_else(|_| "{}".into());
+        let sealed = self.sealer.seal(&Place::mcp_headers(&access.tenant_id, &input.name), headers.as_bytes()).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
         let row = McpServerRow {
             tenant_id: access.tenant_id.clone(),
             name: input.name.clone(),
             url: input.url,
-            headers: serde_json::to_string(&input.headers).unwrap_or_else(|_| "{}".into()),
+            headers: sealed,
             created_by: access.principal.user_id().map(str::to_owned),
             created_at_ms: crate::identity::now_ms(),
         };
         match self.db.insert_mcp_server(&row).await {
             Err(DbError::Conflict { .. }) => Err(AgentsError::Conflict(format!("an MCP server named '{}' already exists", input.name))),
-            other => other.map(|()| view(&row)).map_err(Into::into),
+            other => other.map(|()| view(&McpServerRow { headers, ..row })).map_err(Into::into),
         }
     }
 
     pub async fn mcp_servers(&self, access: &TenantAccess) -> Result<Vec<McpServerView>, AgentsError> {
-        Ok(self.db.mcp_servers_of_tenant(&access.tenant_id).await?.iter().map(view).collect())
+        self.db.mcp_servers_of_tenant(&access.tenant_id).await?.into_iter().map(|row| opened(&self.sealer, row).map(|row| view(&row))).collect()
     }
 
     pub async fn delete_mcp_server(&self, access: &TenantAccess, name: &str) -> Result<(), AgentsError> {
@@ -216,6 +236,7 @@ impl Agents {
     /// Discover a registered server's tools now.
     pub async fn mcp_server_tools(&self, access: &TenantAccess, name: &str) -> Result<Vec<Value>, AgentsError> {
         let row = self.db.mcp_server(&access.tenant_id, name).await?.ok_or_else(|| AgentsError::NotFound(format!("MCP server '{name}'")))?;
+        let row = opened(&self.sealer, row)?;
         let tools = list_tools(&self.outbound, &row).await.map_err(AgentsError::ToolUnavailable)?;
         Ok(tools.into_iter().map(|(name, description, schema)| json!({ "name": name, "description": description, "inputSchema": schema })).collect())
     }
@@ -237,7 +258,7 @@ impl Agents {
                 .mcp_server(tenant_id, server)
                 .await?
                 .ok_or_else(|| AgentsError::ToolUnavailable(format!("the agent names MCP server '{server}', which is not registered")))?;
-            let row = Arc::new(row);
+            let row = Arc::new(opened(&self.sealer, row)?);
             let tools = list_tools(&self.outbound, &row).await.map_err(AgentsError::ToolUnavailable)?;
             for (remote, description, schema) in tools {
                 if only.as_ref().is_some_and(|names| !names.contains(&remote.as_str())) {

@@ -42,6 +42,7 @@ use crate::gateway::{CallContext, Gateway};
 use crate::identity::{IdentityError, TenantAccess};
 use crate::knowledge::Knowledge;
 use crate::outbound::{Outbound, OutboundPolicy};
+use crate::secrets::Sealer;
 use memory::ContextInput;
 use routing::Route;
 use tools::ToolRegistry;
@@ -244,14 +245,16 @@ pub struct Agents {
     outbound: Outbound,
     live: LiveRuns,
     settings: Arc<AgentsSettings>,
+    /// Seals and opens registered MCP servers' headers.
+    sealer: Sealer,
 }
 
 impl Agents {
-    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, settings: AgentsSettings) -> Result<Self, AgentsError> {
+    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, settings: AgentsSettings) -> Result<Self, AgentsError> {
         let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| AgentsError::Invalid { message: e.to_string(), param: "outbound" })?;
         let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
         let live = LiveRuns::new(Duration::from_secs(settings.resume_window_secs));
-        Ok(Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings) })
+        Ok(Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings), sealer })
     }
 
     pub fn settings(&self) -> &AgentsSettings {
@@ -291,7 +294,8 @@ impl Agents {
             None => Vec::new(),
         };
         let shaped_by_thread = thread.as_ref().is_some_and(|t| !t.summary.trim().is_empty() || !matches!(t.pinned.trim(), "" | "[]"));
-        let self_contained = history.is_empty() && messages.len() == 1 && system_text.trim().is_empty() && !has_image && !shaped_by_thread;
+        let plain_question = messages.len() == 1 && messages.iter().all(|m| m.name.is_none() && m.tool_calls.is_none());
+        let self_contained = history.is_empty() && plain_question && system_text.trim().is_empty() && !has_image && !shaped_by_thread;
         let context = ContextInput {
             model: &spec.model,
             instructions: &spec.instructions,

@@ -37,8 +37,9 @@ fn message(chain: &str, seq: i64, hash: &str, at_ms: i64, key_id: &str) -> Strin
 }
 
 impl Anchor {
-    /// Sign a head with `key`.
-    pub fn sign(key: &AuditKey, chain: &str, seq: i64, hash: &str, at_ms: i64) -> Self {
+    /// Sign a head with `key`. Crate-private: only a verification that
+    /// holds signs one ([`crate::Audit::anchor`], [`crate::Audit::verify_against`]).
+    pub(crate) fn sign(key: &AuditKey, chain: &str, seq: i64, hash: &str, at_ms: i64) -> Self {
         let signature = key.anchor_mac(message(chain, seq, hash, at_ms, key.id()).as_bytes());
         Self { chain: chain.to_owned(), seq, hash: hash.to_owned(), at_ms, key_id: key.id().to_owned(), signature }
     }

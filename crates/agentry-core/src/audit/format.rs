@@ -14,6 +14,12 @@ use super::keys::AuditKey;
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// What an erasure leaves in the (NOT NULL) metadata column.
 pub const ERASED_METADATA: &str = "{}";
+/// The action of the keyed event that seals a chain's legacy rows: it must
+/// come right after them (its `prev_hash` commits to the legacy head).
+pub const KEYED_MARKER: &str = "audit.keyed";
+/// The action of the keyed event that records an erasure; its metadata
+/// names the erased event ([`erase_metadata`]).
+pub const ERASE_ACTION: &str = "audit.erase";
 
 /// The pre-0012 hash: SHA-256 over every field and the link. Verified for
 /// rows without a key id; never written any more.
@@ -44,6 +50,27 @@ pub fn seal(row: &mut AuditRow, key: &AuditKey) {
     row.hash = key.chain_mac(chain_message(row, key.id(), &fields).as_bytes());
     row.key_id = Some(key.id().to_owned());
     row.fields_hash = Some(fields);
+}
+
+/// Whether a row is the marker that seals legacy rows before it (written by the system).
+pub fn is_keyed_marker(row: &AuditRow) -> bool {
+    row.action == KEYED_MARKER && row.actor_type == "system" && row.key_id.is_some()
+}
+
+/// The metadata of an `audit.erase` event: the erased event's seq and the
+/// fields hash its erased fields had.
+pub fn erase_metadata(seq: i64, fields_hash: &str) -> serde_json::Value {
+    serde_json::json!({ "seq": seq, "fields_hash": fields_hash })
+}
+
+/// The `(seq, fields_hash)` an `audit.erase` event names (`None` for any
+/// other event, or an erase event whose own fields were erased).
+pub fn erasure_named(row: &AuditRow) -> Option<(i64, String)> {
+    if row.action != ERASE_ACTION || row.key_id.is_none() || row.erased_at_ms.is_some() {
+        return None;
+    }
+    let metadata: serde_json::Value = serde_json::from_str(&row.metadata).ok()?;
+    Some((metadata.get("seq")?.as_i64()?, metadata.get("fields_hash")?.as_str()?.to_owned()))
 }
 
 /// Whether an erased row really holds no personal fields any more.
@@ -136,7 +163,9 @@ mod tests {
 
     /// The hash split that leaves room for erasure: clearing the personal
     /// fields and keeping `fields_hash` keeps the row verifiable, while the
-    /// non-personal fields stay covered by the HMAC.
+    /// non-personal fields stay covered by the HMAC; the keyed `audit.erase`
+    /// event that vouches for the erasure names the row's seq and fields
+    /// hash (the chain walk requires it: `audit/tests.rs`).
     #[test]
     fn an_erased_row_keeps_verifying_through_its_fields_hash() {
         let key = AuditKey::derive(b"master");
@@ -145,6 +174,18 @@ mod tests {
         let mut erased = sealed.clone();
         erase(&mut erased);
         assert_eq!(check_keyed(&erased, &key), Ok(()));
+        // The erase event, later in the chain, names the erased row.
+        let mut erase_event = row();
+        (erase_event.seq, erase_event.prev_hash, erase_event.action) = (2, sealed.hash.clone(), ERASE_ACTION.into());
+        (erase_event.actor_type, erase_event.actor_id, erase_event.resource) = ("system".into(), None, None);
+        erase_event.metadata = erase_metadata(sealed.seq, sealed.fields_hash.as_deref().unwrap_or_default()).to_string();
+        seal(&mut erase_event, &key);
+        assert_eq!(check_keyed(&erase_event, &key), Ok(()));
+        assert_eq!(erasure_named(&erase_event), Some((1, erased.fields_hash.clone().unwrap_or_default())));
+        assert_eq!(erasure_named(&sealed), None, "only audit.erase events name erasures");
+        let mut unkeyed = erase_event.clone();
+        unkeyed.key_id = None;
+        assert_eq!(erasure_named(&unkeyed), None, "only keyed ones");
         // Erased without the marker: the fields no longer match their hash.
         let mut unmarked = erased.clone();
         unmarked.erased_at_ms = None;

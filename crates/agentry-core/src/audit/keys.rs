@@ -10,14 +10,16 @@
 //! (the operator lists them, see the server's `master_key` module) and
 //! verifies events under any key it holds; new events use the current one.
 //!
-//! HKDF and HMAC come from `ring` (already the workspace's crypto provider);
-//! nothing here is hand-written crypto.
+//! The HKDF step is shared with the secrets at rest (`crate::secrets::derive_key`,
+//! label `agentry secrets v1`). HKDF and HMAC come from `ring` (already the
+//! workspace's crypto provider); nothing here is hand-written crypto.
 //!
 //! Must not: read files or settings (the server passes the master keys in),
 //! or log key material.
 
-use ring::{hkdf, hmac};
-use sha2::{Digest, Sha256};
+use ring::hmac;
+
+use crate::secrets::{derive_key as derive, key_id};
 
 /// HKDF info label of the key that HMACs chain events.
 pub const CHAIN_INFO: &[u8] = b"agentry audit chain v1";
@@ -27,17 +29,6 @@ pub const ANCHOR_INFO: &[u8] = b"agentry audit anchor v1";
 /// derive its keys, so chains written with it are only as strong as plain
 /// SHA-256. For tests and benchmarks; a server always passes its own.
 const DEVELOPMENT_MASTER_KEY: &[u8] = b"agentry development audit key (public, not a secret)";
-
-/// HKDF-SHA256 (empty salt) of `master` under `info`: one 32-byte block.
-fn derive(master: &[u8], info: &'static [u8]) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, &[]).extract(master);
-    match prk.expand(&[info], hkdf::HKDF_SHA256).and_then(|okm| okm.fill(&mut out)) {
-        Ok(()) => out,
-        // 32 bytes is HKDF_SHA256's own output length, far below its 255 × 32 limit.
-        Err(_) => unreachable!("HKDF-SHA256 always yields one 32-byte block"),
-    }
-}
 
 /// The audit keys derived from one master key.
 #[derive(Clone)]
@@ -52,7 +43,7 @@ impl AuditKey {
     pub fn derive(master: &[u8]) -> Self {
         let chain = derive(master, CHAIN_INFO);
         let anchor = derive(master, ANCHOR_INFO);
-        let id = hex::encode(Sha256::digest(chain))[..16].to_owned();
+        let id = key_id(&chain);
         Self { id, chain: hmac::Key::new(hmac::HMAC_SHA256, &chain), anchor: hmac::Key::new(hmac::HMAC_SHA256, &anchor) }
     }
 
@@ -133,6 +124,8 @@ impl AuditKeys {
 
 #[cfg(test)]
 mod tests {
+    use sha2::{Digest, Sha256};
+
     use super::*;
 
     #[test]

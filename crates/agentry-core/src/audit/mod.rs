@@ -15,27 +15,38 @@
 //! **Rotation.** A new master key adds a key: the server is given its
 //! previous master keys, and [`Audit::verify`] accepts an event under any
 //! key it holds. An event whose key id it does not hold is reported as a
-//! break naming the id.
+//! break naming the id. Along one chain keys only move forward: once an
+//! event under a key's successor appears (a different key after it, or
+//! the current key), an event under the retired key is a break — so a
+//! leaked previous master key cannot append events that verify after the
+//! rotation reached the chain.
 //!
 //! **Legacy events.** Events written before keyed chains have no key id and
-//! a plain SHA-256 `hash` over all fields and the link; they still verify
-//! (and are counted in [`Verification::legacy_events`]), but only as the
-//! start of a chain: a legacy event after a keyed one is a break. Plain
-//! SHA-256 proves nothing against a database writer, which is what anchors
-//! are for.
+//! a plain SHA-256 `hash` over all fields and the link. Plain SHA-256
+//! proves nothing against a database writer (who could rewrite a whole
+//! chain as legacy rows), so they verify (and are counted in
+//! [`Verification::legacy_events`]) only as the start of a chain sealed by
+//! a keyed `audit.keyed` marker right after them: the marker's `prev_hash`
+//! commits to the legacy head under the key. A server seals every chain
+//! that ends in legacy rows when it starts ([`Audit::seal_legacy_chains`]),
+//! and [`Audit::record`] seals one before appending to it. Legacy rows not
+//! followed by the marker, and a legacy event after a keyed one, are breaks.
 //!
-//! **Erasure (room for it; not done here).** The HMAC covers `fields_hash`,
-//! not the personal fields, so a later erasure can clear them (NULL, and
-//! `{}` for metadata), set `erased_at_ms` and keep `fields_hash`: the row
-//! still verifies, and what was erased stays committed to. A row marked
-//! erased that still carries personal fields is a break. Legacy rows cannot
-//! be erased this way.
+//! **Erasure (room for it; the operation is not done here).** The HMAC
+//! covers `fields_hash`, not the personal fields, so an erasure can clear
+//! them (NULL, and `{}` for metadata), set `erased_at_ms` and keep
+//! `fields_hash`. Such a row verifies only when a later keyed `audit.erase`
+//! event of the same chain names it (metadata `{"seq", "fields_hash"}`,
+//! [`erase_metadata`]): a database writer cannot hide who did what by
+//! marking rows erased. A row marked erased that still carries personal
+//! fields is a break. Legacy rows cannot be erased this way.
 //!
 //! **Anchors** (`anchor.rs`): the chain's head signed with a second derived
 //! key, kept outside the database by the operator (`agentry audit anchor`,
-//! or the `anchor` of a valid verification). Verifying against an anchor
-//! detects deleting the newest events (a chain alone cannot: it is still a
-//! valid, shorter chain) and forged anchors.
+//! or the `anchor` of a valid verification). An anchor is only ever signed
+//! after a full verification of the chain holds ([`Audit::anchor`]).
+//! Verifying against an anchor detects deleting the newest events (a chain
+//! alone cannot: it is still a valid, shorter chain) and forged anchors.
 //!
 //! **Writing.** [`Audit::record`] writes before it returns (security events
 //! are durable before the response is sent). Writers in this process take
@@ -51,6 +62,7 @@ mod anchor;
 mod format;
 mod keys;
 
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -61,6 +73,7 @@ use serde::Serialize;
 
 pub use anchor::Anchor;
 use format::GENESIS;
+pub use format::{ERASE_ACTION, KEYED_MARKER, erase_metadata};
 pub use keys::{ANCHOR_INFO, AuditKey, AuditKeys, CHAIN_INFO};
 
 /// The chain of events that belong to no tenant (platform administration, failed logins).
@@ -152,6 +165,19 @@ pub struct Verification {
     pub anchor: Option<Anchor>,
 }
 
+/// Why [`Audit::anchor`] signed nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The chain (or the chain against the given anchor) does not hold: the verification says where and why.
+    #[error("the audit chain does not hold: {}", .0.reason.as_deref().unwrap_or_default())]
+    Broken(Box<Verification>),
+}
+
+/// Why legacy rows do not verify on their own.
+const UNSEALED_LEGACY: &str = "legacy rows not sealed by a keyed marker: written without the audit key";
+
 /// Appends, reads and verifies audit chains. Cheap to clone; clones share
 /// the write locks and keys.
 #[derive(Clone)]
@@ -186,40 +212,77 @@ impl Audit {
     }
 
     /// Append an event and return its sequence number, once it is stored.
+    /// A chain that ends in legacy rows is sealed with the keyed marker
+    /// first (see the module doc).
     pub async fn record(&self, event: AuditEvent<'_>) -> Result<i64, DbError> {
         let (actor_type, actor_id) = event.actor.parts();
-        let mut row = AuditRow {
-            chain: event.tenant.unwrap_or(PLATFORM_CHAIN).to_owned(),
-            seq: 0,
-            at_ms: crate::identity::now_ms(),
-            actor_type: actor_type.to_owned(),
-            actor_id: actor_id.map(str::to_owned),
-            action: event.action.to_owned(),
-            resource: event.resource,
-            outcome: event.outcome.to_string(),
-            ip: event.meta.ip.clone(),
-            user_agent: event.meta.user_agent.clone(),
-            request_id: event.meta.request_id.clone(),
-            metadata: event.metadata.to_string(),
-            prev_hash: String::new(),
-            hash: String::new(),
-            key_id: None,
-            fields_hash: None,
-            erased_at_ms: None,
-        };
+        let mut row = new_row(event.tenant.unwrap_or(PLATFORM_CHAIN), actor_type, event.action, event.outcome);
+        row.actor_id = actor_id.map(str::to_owned);
+        row.resource = event.resource;
+        row.ip = event.meta.ip.clone();
+        row.user_agent = event.meta.user_agent.clone();
+        row.request_id = event.meta.request_id.clone();
+        row.metadata = event.metadata.to_string();
         let _turn = self.lock_for(&row.chain).lock().await;
         for _ in 0..MAX_RETRIES {
-            let head = self.db.audit_head(&row.chain).await?;
-            row.seq = head.as_ref().map_or(1, |(seq, _)| seq + 1);
-            row.prev_hash = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
-            format::seal(&mut row, self.keys.current());
-            match self.db.insert_audit_event(&row).await {
-                Ok(()) => return Ok(row.seq),
-                Err(DbError::Conflict { .. }) => continue,
-                Err(other) => return Err(other),
+            match self.db.audit_head_key(&row.chain).await? {
+                Some((seq, hash, None)) => {
+                    // Sealed by this write or by another replica's: read the head again.
+                    self.try_append(&mut legacy_marker(&row.chain, seq), Some((seq, hash))).await?;
+                }
+                head => {
+                    if self.try_append(&mut row, head.map(|(seq, hash, _)| (seq, hash))).await? {
+                        return Ok(row.seq);
+                    }
+                }
             }
         }
         Err(DbError::Conflict { context: "audit chain contended" })
+    }
+
+    /// Seal every chain that ends in legacy (unkeyed) rows with a keyed
+    /// `audit.keyed` marker and return those chains. Run at startup after
+    /// migrations; idempotent (a chain whose head is keyed is left alone,
+    /// also when another replica sealed it first). Expected to seal chains
+    /// once, on the first start after upgrading to keyed chains: later, a
+    /// chain ending in legacy rows was written without the audit key (an
+    /// older replica, or someone with database access — an anchor taken
+    /// before tells).
+    pub async fn seal_legacy_chains(&self) -> Result<Vec<String>, DbError> {
+        let mut sealed = Vec::new();
+        for chain in self.db.audit_legacy_heads().await? {
+            let _turn = self.lock_for(&chain).lock().await;
+            let mut done = false;
+            for _ in 0..MAX_RETRIES {
+                let Some((seq, hash, None)) = self.db.audit_head_key(&chain).await? else {
+                    done = true;
+                    break;
+                };
+                if self.try_append(&mut legacy_marker(&chain, seq), Some((seq, hash))).await? {
+                    sealed.push(chain.clone());
+                    done = true;
+                    break;
+                }
+            }
+            if !done {
+                return Err(DbError::Conflict { context: "audit chain contended" });
+            }
+        }
+        Ok(sealed)
+    }
+
+    /// Link `row` to `head` (`(seq, hash)`, `None` for an empty chain), seal
+    /// it with the current key and insert it; `false` when another writer
+    /// took the seq first.
+    async fn try_append(&self, row: &mut AuditRow, head: Option<(i64, String)>) -> Result<bool, DbError> {
+        row.seq = head.as_ref().map_or(1, |(seq, _)| seq + 1);
+        row.prev_hash = head.map_or_else(|| GENESIS.to_owned(), |(_, hash)| hash);
+        format::seal(row, self.keys.current());
+        match self.db.insert_audit_event(row).await {
+            Ok(()) => Ok(true),
+            Err(DbError::Conflict { .. }) => Ok(false),
+            Err(other) => Err(other),
+        }
     }
 
     /// Events of a chain, oldest first.
@@ -227,10 +290,16 @@ impl Audit {
         self.db.audit_events(chain, filter, limit).await
     }
 
-    /// The chain's current head, signed (see [`Anchor`]).
-    pub async fn anchor(&self, chain: &str) -> Result<Anchor, DbError> {
-        let (seq, hash) = self.db.audit_head(chain).await?.unwrap_or_else(|| (0, GENESIS.to_owned()));
-        Ok(Anchor::sign(self.keys.current(), chain, seq, &hash, crate::identity::now_ms()))
+    /// The chain's current head, signed (see [`Anchor`]) — only once a full
+    /// verification of the chain holds (against `after`, an earlier anchor,
+    /// when given): an anchor must never bless a tampered chain. When it
+    /// does not hold, [`AnchorError::Broken`] carries the verification.
+    pub async fn anchor(&self, chain: &str, after: Option<&Anchor>) -> Result<Anchor, AnchorError> {
+        let verification = self.verify_against(chain, after).await?;
+        match verification.anchor {
+            Some(ref anchor) if verification.valid => Ok(anchor.clone()),
+            _ => Err(AnchorError::Broken(Box::new(verification))),
+        }
     }
 
     /// Walk a chain from its first event and report the first break.
@@ -242,7 +311,7 @@ impl Audit {
     /// that it is this chain's, and that the chain still holds the anchored
     /// event unchanged (reaches its seq, with its hash).
     pub async fn verify_against(&self, chain: &str, anchor: Option<&Anchor>) -> Result<Verification, DbError> {
-        let mut walk = Walk { expected_seq: 1, prev_hash: GENESIS.to_owned(), keyed_seen: false, legacy: 0, erased: 0 };
+        let mut walk = Walk::default();
         let mut anchored_hash = None;
         if let Some(anchor) = anchor {
             if let Err(reason) = anchor.check(&self.keys) {
@@ -261,13 +330,16 @@ impl Audit {
             let Some(last) = page.last() else { break };
             filter.after_seq = Some(last.seq);
             for row in &page {
-                if let Err(reason) = walk.step(row, &self.keys) {
-                    return Ok(walk.broken(Some(walk.expected_seq.min(row.seq)), reason));
+                if let Err((seq, reason)) = walk.step(row, &self.keys) {
+                    return Ok(walk.broken(Some(seq), reason));
                 }
                 if anchor.is_some_and(|a| a.seq == row.seq) {
                     anchored_hash = Some(row.hash.clone());
                 }
             }
+        }
+        if let Err((seq, reason)) = walk.finish() {
+            return Ok(walk.broken(Some(seq), reason));
         }
         let head_seq = walk.expected_seq - 1;
         if let Some(anchor) = anchor {
@@ -301,49 +373,128 @@ fn stripe(chain: &str) -> usize {
     (std::hash::BuildHasherDefault::<std::hash::DefaultHasher>::default().hash_one(chain) % LOCK_STRIPES as u64) as usize
 }
 
+/// A new row of `chain` with no personal fields, not yet linked or sealed.
+fn new_row(chain: &str, actor_type: &str, action: &str, outcome: Outcome) -> AuditRow {
+    AuditRow {
+        chain: chain.to_owned(),
+        seq: 0,
+        at_ms: crate::identity::now_ms(),
+        actor_type: actor_type.to_owned(),
+        actor_id: None,
+        action: action.to_owned(),
+        resource: None,
+        outcome: outcome.to_string(),
+        ip: None,
+        user_agent: None,
+        request_id: None,
+        metadata: serde_json::json!({}).to_string(),
+        prev_hash: String::new(),
+        hash: String::new(),
+        key_id: None,
+        fields_hash: None,
+        erased_at_ms: None,
+    }
+}
+
+/// The keyed marker that seals a chain whose legacy head is at `legacy_head_seq`.
+fn legacy_marker(chain: &str, legacy_head_seq: i64) -> AuditRow {
+    let mut row = new_row(chain, Actor::System.parts().0, KEYED_MARKER, Outcome::Success);
+    row.metadata = serde_json::json!({ "sealed_seq": legacy_head_seq }).to_string();
+    row
+}
+
 /// The state of a verification walk.
 struct Walk {
     expected_seq: i64,
     prev_hash: String,
-    keyed_seen: bool,
+    /// The key of the latest keyed event (`None` while only legacy events were seen).
+    last_key: Option<String>,
+    /// Keys this chain has moved on from: an event under one of them is a break.
+    retired: HashSet<String>,
     legacy: i64,
     erased: i64,
+    /// Erased events no `audit.erase` event has named yet: seq → fields hash.
+    unvouched_erasures: BTreeMap<i64, String>,
+}
+
+impl Default for Walk {
+    fn default() -> Self {
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS.to_owned(),
+            last_key: None,
+            retired: HashSet::new(),
+            legacy: 0,
+            erased: 0,
+            unvouched_erasures: BTreeMap::new(),
+        }
+    }
 }
 
 impl Walk {
-    /// Check one event and advance past it.
-    fn step(&mut self, row: &AuditRow, keys: &AuditKeys) -> Result<(), String> {
+    /// Check one event and advance past it; `Err` is the seq of the break and why.
+    fn step(&mut self, row: &AuditRow, keys: &AuditKeys) -> Result<(), (i64, String)> {
+        let at = self.expected_seq.min(row.seq);
         if row.seq != self.expected_seq {
-            return Err("an event is missing (sequence gap)".to_owned());
+            return Err((at, "an event is missing (sequence gap)".to_owned()));
         }
         if row.prev_hash != self.prev_hash {
-            return Err("the link to the previous event does not match".to_owned());
+            return Err((at, "the link to the previous event does not match".to_owned()));
         }
         match row.key_id.as_deref() {
             None => {
-                if self.keyed_seen {
-                    return Err("an unkeyed (legacy) event follows keyed events".to_owned());
+                if self.last_key.is_some() {
+                    return Err((at, "an unkeyed (legacy) event follows keyed events".to_owned()));
                 }
                 if row.fields_hash.is_some() || row.erased_at_ms.is_some() || format::legacy_hash(row) != row.hash {
-                    return Err("the event's content does not match its hash".to_owned());
+                    return Err((at, "the event's content does not match its hash".to_owned()));
                 }
                 self.legacy += 1;
             }
             Some(id) => {
                 let Some(key) = keys.get(id) else {
-                    return Err(format!(
+                    return Err((at, format!(
                         "the event was written with key id {id}, which this server does not hold (add the master key it was written with to the previous master keys)"
-                    ));
+                    )));
                 };
-                format::check_keyed(row, key).map_err(str::to_owned)?;
-                self.keyed_seen = true;
+                format::check_keyed(row, key).map_err(|reason| (at, reason.to_owned()))?;
+                if self.last_key.is_none() && self.legacy > 0 && !format::is_keyed_marker(row) {
+                    return Err((1, UNSEALED_LEGACY.to_owned()));
+                }
+                match self.last_key.take() {
+                    Some(last) if last != id => {
+                        if self.retired.contains(id) || last == keys.current().id() {
+                            return Err((at, format!("written under a retired key after its successor (key id {id} after {last})")));
+                        }
+                        self.retired.insert(last);
+                    }
+                    _ => {}
+                }
+                self.last_key = Some(id.to_owned());
                 if row.erased_at_ms.is_some() {
                     self.erased += 1;
+                    self.unvouched_erasures.insert(row.seq, row.fields_hash.clone().unwrap_or_default());
+                }
+                if let Some((seq, fields_hash)) = format::erasure_named(row)
+                    && self.unvouched_erasures.get(&seq) == Some(&fields_hash)
+                {
+                    self.unvouched_erasures.remove(&seq);
                 }
             }
         }
         self.prev_hash = row.hash.clone();
         self.expected_seq += 1;
+        Ok(())
+    }
+
+    /// What only the whole chain shows: legacy rows never sealed, erasures never recorded.
+    fn finish(&self) -> Result<(), (i64, String)> {
+        if self.last_key.is_none() && self.legacy > 0 {
+            return Err((1, UNSEALED_LEGACY.to_owned()));
+        }
+        if let Some(seq) = self.unvouched_erasures.keys().next() {
+            return Err((*seq, format!("the event was marked erased, but no later keyed {ERASE_ACTION} event names it (seq and fields hash)")));
+        }
         Ok(())
     }
 

@@ -55,7 +55,7 @@ async fn world(actor: PermissionSet, custom_a: PermissionSet) -> World {
     let mut settings = IdentitySettings::default();
     settings.argon2.memory_kib = 1024;
     settings.argon2.iterations = 1;
-    let identity = Identity::new(db.clone(), Audit::new(db.clone()), settings).await.unwrap();
+    let identity = Identity::new(db.clone(), Audit::new(db.clone()), crate::secrets::Sealer::development(), settings).await.unwrap();
     db.insert_tenant(&TenantRow { id: TENANT.into(), slug: TENANT.into(), name: TENANT.into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
     for (name, permissions) in [("actor", actor), ("custom-a", custom_a)] {
         let row = agentry_db::identity::RoleRow {

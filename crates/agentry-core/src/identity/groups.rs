@@ -6,6 +6,11 @@
 //! group, and leaving the tenant leaves its groups (see
 //! `Db::delete_membership`). Every change is audited.
 //!
+//! Group membership widens what a member reads (documents whose ACL names
+//! the group), so it is a grant under the privilege ceiling: only members of
+//! a group, or callers holding every permission, change who is in it or
+//! delete it; a creator who does not hold every permission is its first member.
+//!
 //! Must not: decide what a group may read (the knowledge ACLs do), or give
 //! permissions (roles do).
 
@@ -66,6 +71,13 @@ impl Identity {
             updated_at_ms: now,
         };
         self.db.insert_group(&group).await.map_err(name_taken)?;
+        // A creator below the ceiling joins, or it could never manage its own group.
+        if let Some(creator) = access.principal.user_id()
+            && access.permissions != agentry_types::PermissionSet::all()
+            && self.db.membership(&access.tenant_id, creator).await?.is_some()
+        {
+            self.db.add_group_member(&access.tenant_id, &group.id, creator, now).await?;
+        }
         let metadata = serde_json::json!({ "name": name });
         self.record(Some(&access.tenant_id), access.principal.actor(), "group.create", Some(format!("group:{}", group.id)), Outcome::Success, meta, metadata)
             .await?;
@@ -106,10 +118,24 @@ impl Identity {
         self.group(access, group_id).await
     }
 
+    /// The ceiling for a group's membership: the caller is in the group, or holds every permission.
+    async fn within_group(&self, access: &TenantAccess, group_id: &str) -> Result<(), IdentityError> {
+        self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        if access.permissions == agentry_types::PermissionSet::all() {
+            return Ok(());
+        }
+        let caller = access.principal.user_id();
+        if self.db.group_members(&access.tenant_id, group_id).await?.iter().any(|m| Some(m.user_id.as_str()) == caller) {
+            return Ok(());
+        }
+        Err(IdentityError::Forbidden("only the group's own members (or administrators) change who is in it: membership grants what its documents grant".into()))
+    }
+
     /// Delete a group. Documents whose ACL names only this group become
     /// readable by no one (until their ACL changes): never public.
     pub async fn delete_group(&self, access: &TenantAccess, group_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageUsers)?;
+        self.within_group(access, group_id).await?;
         if !self.db.delete_group(&access.tenant_id, group_id).await? {
             return Err(IdentityError::NotFound("group"));
         }
@@ -120,7 +146,7 @@ impl Identity {
     /// Put a member of the tenant in a group (idempotent; audited only when it changed something).
     pub async fn add_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageUsers)?;
-        self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        self.within_group(access, group_id).await?;
         if self.db.membership(&access.tenant_id, user_id).await?.is_none() {
             return Err(IdentityError::invalid(format!("user '{user_id}' is not a member of this tenant"), "user_id"));
         }
@@ -134,7 +160,7 @@ impl Identity {
 
     pub async fn remove_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         access.require(Permission::ManageUsers)?;
-        self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        self.within_group(access, group_id).await?;
         if !self.db.remove_group_member(&access.tenant_id, group_id, user_id).await? {
             return Err(IdentityError::NotFound("group member"));
         }

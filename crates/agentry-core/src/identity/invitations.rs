@@ -245,6 +245,11 @@ impl Identity {
             return Err(IdentityError::invalid("this invitation was accepted: remove the member instead", "id"));
         }
         if !self.db.revoke_invitation(&access.tenant_id, id, now_ms()).await? {
+            // Lost a race with its acceptance (or another revocation): say which.
+            let now = self.db.invitation(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("invitation"))?;
+            if now.accepted_at_ms.is_some() {
+                return Err(IdentityError::ConflictDetail("this invitation was accepted meanwhile: remove the member instead".into()));
+            }
             return Ok(());
         }
         let metadata = serde_json::json!({ "email": row.email, "role": row.role });
@@ -252,11 +257,37 @@ impl Identity {
             .await
     }
 
+    /// An invitation grants only what its inviter could grant when it is
+    /// accepted: an inviter removed from the tenant, or whose role no longer
+    /// covers the invited one, leaves the link dead (the ceiling holds over
+    /// time, not only at sending).
+    async fn inviter_still_grants(&self, invitation: &InvitationRow) -> Result<(), IdentityError> {
+        if invitation.invited_by == "master" {
+            return Ok(());
+        }
+        let dead = || IdentityError::invalid("the person who invited you can no longer grant this role: ask for a new invitation", "token");
+        let Some(inviter) = self.db.user_by_id(&invitation.invited_by).await?.filter(|u| u.is_active) else {
+            return Err(dead());
+        };
+        if inviter.platform_admin {
+            return Ok(());
+        }
+        let Some(membership) = self.db.membership(&invitation.tenant_id, &inviter.id).await? else {
+            return Err(dead());
+        };
+        let held = self.role_permissions(&invitation.tenant_id, &membership.role).await?;
+        let invited = self.role_permissions(&invitation.tenant_id, &invitation.role).await?;
+        if invited.is_subset(held) { Ok(()) } else { Err(dead()) }
+    }
+
     /// The pending invitation behind a link, or why the link no longer works.
     async fn pending_invitation(&self, token: &str) -> Result<InvitationRow, IdentityError> {
         let row = self.db.invitation_by_hash(&api_keys::hash(token.trim())).await?.ok_or_else(|| IdentityError::invalid(INVALID_LINK, "token"))?;
         match status(&row, now_ms()) {
-            "pending" => Ok(row),
+            "pending" => {
+                self.inviter_still_grants(&row).await?;
+                Ok(row)
+            }
             "accepted" => Err(IdentityError::invalid("this invitation was already used", "token")),
             "revoked" => Err(IdentityError::invalid("this invitation was revoked", "token")),
             _ => Err(IdentityError::invalid("this invitation has expired: ask for a new one", "token")),
@@ -273,8 +304,12 @@ impl Identity {
                 "an account with this e-mail address already exists: sign in as it and accept with POST /api/v1/invitations/accept {\"token\"}".into(),
             )
         };
-        if self.db.user_by_email(&invitation.email).await?.is_some() {
-            return Err(exists());
+        if let Some(existing) = self.db.user_by_email(&invitation.email).await? {
+            // A mailed link proves the mailbox: its owner reclaims an account someone else made unverified for it.
+            if existing.email_verified || invitation.delivered != "email" {
+                return Err(exists());
+            }
+            return self.reclaim_and_accept(invitation, existing, password, meta).await;
         }
         self.settings.password_policy.check(password, "password")?;
         if display_name.is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
@@ -294,6 +329,31 @@ impl Identity {
         self.record_acceptance(&invitation, &user.id, verified, true, meta).await?;
         let tokens = self.open_session(&user.id, false, meta).await?;
         self.accepted(&invitation, &user.id, verified, Some(tokens)).await
+    }
+
+    /// The mailbox owner takes over an unverified account that already
+    /// holds the invited address (self-registered, or made through a link
+    /// handed to an admin): their password replaces the old one, every
+    /// session and key of the account is revoked, and they join.
+    async fn reclaim_and_accept(&self, invitation: InvitationRow, existing: UserRow, password: &str, meta: &RequestMeta) -> Result<AcceptedInvitation, IdentityError> {
+        self.settings.password_policy.check(password, "password")?;
+        let now = now_ms();
+        let hash = self.passwords.hash(password.to_owned()).await?;
+        if !self.db.reclaim_unverified_account(&existing.id, &hash, now).await? {
+            return Err(IdentityError::ConflictDetail("the account for this address changed meanwhile: try the link again".into()));
+        }
+        self.live_sessions.invalidate_all();
+        self.keys.invalidate_all();
+        self.access_changed();
+        self.record(None, Actor::User(existing.id.clone()), "user.reclaim", Some(format!("user:{}", existing.id)), Outcome::Success, meta, serde_json::json!({ "invitation": invitation.id }))
+            .await?;
+        if !self.db.accept_invitation(&invitation, &existing.id, None, false, now).await? {
+            return Err(IdentityError::invalid("this invitation was already used", "token"));
+        }
+        self.access_changed();
+        self.record_acceptance(&invitation, &existing.id, true, false, meta).await?;
+        let tokens = self.open_session(&existing.id, false, meta).await?;
+        self.accepted(&invitation, &existing.id, true, Some(tokens)).await
     }
 
     /// Accept an invitation as the signed-in account, whose e-mail must be

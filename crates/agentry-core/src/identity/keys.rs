@@ -129,27 +129,42 @@ impl Identity {
     }
 
     /// Keys of the tenant: all with `manage_api_keys`, otherwise the caller's own.
+    /// A key sees itself; a signed-in user their own keys, or every key of
+    /// the tenant with `manage_api_keys`.
     pub async fn api_keys(&self, access: &TenantAccess) -> Result<Vec<ApiKeyInfo>, IdentityError> {
-        let own = if access.can(Permission::ManageApiKeys) && !matches!(access.principal, Principal::ApiKey { .. }) { None } else { access.principal.user_id() };
+        if let Principal::ApiKey { key_id, .. } = &access.principal {
+            return Ok(self.db.api_key(&access.tenant_id, key_id).await?.iter().map(ApiKeyInfo::from).collect());
+        }
+        let own = if access.can(Permission::ManageApiKeys) { None } else { access.principal.user_id() };
         Ok(self.db.api_keys(&access.tenant_id, own).await?.iter().map(ApiKeyInfo::from).collect())
     }
 
-    /// A key the caller may see: their own, or any with `manage_api_keys`
-    /// (a key never acts on other keys than its owner's). Others' keys are
-    /// not found, so their ids reveal nothing.
+    /// A key the caller may see: a key itself only (a leaked narrow key must
+    /// not list or revoke its owner's other keys); a user's own keys; any
+    /// with `manage_api_keys`. Others' keys are not found, so their ids
+    /// reveal nothing.
     async fn visible_key(&self, access: &TenantAccess, id: &str) -> Result<(ApiKeyRow, KeyRelation), IdentityError> {
         let row = self.db.api_key(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("api key"))?;
-        if access.principal.user_id() == Some(row.user_id.as_str()) {
-            return Ok((row, KeyRelation::Own));
+        match &access.principal {
+            Principal::ApiKey { key_id, .. } if *key_id == row.id => Ok((row, KeyRelation::Own)),
+            Principal::ApiKey { .. } => Err(IdentityError::NotFound("api key")),
+            principal if principal.user_id() == Some(row.user_id.as_str()) => Ok((row, KeyRelation::Own)),
+            _ if access.can(Permission::ManageApiKeys) => Ok((row, KeyRelation::Managed)),
+            _ => Err(IdentityError::NotFound("api key")),
         }
-        if access.can(Permission::ManageApiKeys) && !matches!(access.principal, Principal::ApiKey { .. }) {
-            return Ok((row, KeyRelation::Managed));
-        }
-        Err(IdentityError::NotFound("api key"))
     }
 
     pub async fn revoke_api_key(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
-        let (row, _) = self.visible_key(access, id).await?;
+        let (row, relation) = self.visible_key(access, id).await?;
+        if relation == KeyRelation::Managed {
+            // Within the ceiling: not the keys of someone who holds more than the caller.
+            let owner_role = self.db.membership(&access.tenant_id, &row.user_id).await?.map(|m| m.role);
+            let held = match owner_role {
+                Some(role) => self.role_permissions(&access.tenant_id, &role).await?,
+                None => agentry_types::PermissionSet::empty(),
+            };
+            access.require_within(held, "this key's owner's role")?;
+        }
         if !self.db.revoke_api_key(&access.tenant_id, id, now_ms()).await? {
             return Err(IdentityError::NotFound("api key"));
         }

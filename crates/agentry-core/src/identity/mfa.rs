@@ -7,6 +7,8 @@
 //! carry 80 random bits, so a fast hash is enough). A code's time step is
 //! claimed in the database, so a code works once even across replicas.
 //! Failed codes count toward the account lockout like failed passwords.
+//! The secret is stored sealed (`crate::secrets`, bound to the user) and
+//! opened only to compute codes.
 
 use base64::Engine;
 use rand::RngCore;
@@ -17,6 +19,7 @@ use super::sessions::{LoginTokens, signed_in};
 use super::tokens::TokenUse;
 use super::{Identity, IdentityError, Principal, RequestMeta, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
+use crate::secrets::Place;
 
 /// The issuer shown in authenticator apps.
 pub const TOTP_ISSUER: &str = "Agentry";
@@ -62,12 +65,18 @@ pub enum SecondFactor<'a> {
 }
 
 impl Identity {
+    /// The user's TOTP secret (base32) from its sealed stored form.
+    fn open_totp_secret(&self, user_id: &str, stored: &str) -> Result<String, IdentityError> {
+        self.sealer.open_string(&Place::totp_secret(user_id), stored).map_err(|e| IdentityError::Internal(e.to_string()))
+    }
+
     /// Check a second factor for `user_id` (claims the step or the recovery code).
     async fn check_factor(&self, user_id: &str, factor: SecondFactor<'_>) -> Result<bool, IdentityError> {
         let state = self.db.mfa(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         match factor {
             SecondFactor::Totp(code) => {
-                let (Some(secret), true) = (state.totp_secret, state.totp_enabled) else { return Ok(false) };
+                let (Some(stored), true) = (state.totp_secret, state.totp_enabled) else { return Ok(false) };
+                let secret = self.open_totp_secret(user_id, &stored)?;
                 let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
                 match matching_step(&totp(&secret, &user.email)?, code.trim()) {
                     Some(step) => Ok(self.db.claim_totp_step(user_id, step).await?),
@@ -89,7 +98,8 @@ impl Identity {
         rand::rng().fill_bytes(&mut bytes);
         let secret = Secret::Raw(bytes.to_vec()).to_encoded().to_string();
         let otpauth_uri = totp(&secret, &user.email)?.get_url();
-        self.db.set_totp(user_id, Some(&secret), false, now_ms()).await?;
+        let sealed = self.sealer.seal(&Place::totp_secret(user_id), secret.as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        self.db.set_totp(user_id, Some(&sealed), false, now_ms()).await?;
         self.record(None, principal.actor(), "mfa.enrol", None, Outcome::Success, meta, serde_json::json!({ "method": "totp" })).await?;
         Ok(TotpEnrolment { secret, otpauth_uri })
     }
@@ -98,15 +108,16 @@ impl Identity {
     pub async fn confirm_totp(&self, principal: &Principal, code: &str, meta: &RequestMeta) -> Result<Vec<String>, IdentityError> {
         let (user_id, _) = signed_in(principal)?;
         let state = self.db.mfa(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
-        let (Some(secret), false) = (state.totp_secret, state.totp_enabled) else {
+        let (Some(stored), false) = (state.totp_secret, state.totp_enabled) else {
             return Err(IdentityError::invalid("no pending enrolment: start one first", "code"));
         };
+        let secret = self.open_totp_secret(user_id, &stored)?;
         let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
         let Some(step) = matching_step(&totp(&secret, &user.email)?, code.trim()) else {
             self.record(None, principal.actor(), "mfa.enrol_confirm", None, Outcome::Failure, meta, serde_json::json!({})).await?;
             return Err(IdentityError::invalid("the code does not match", "code"));
         };
-        self.db.set_totp(user_id, Some(&secret), true, now_ms()).await?;
+        self.db.set_totp(user_id, Some(&stored), true, now_ms()).await?;
         self.db.claim_totp_step(user_id, step).await?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         self.db.replace_recovery_codes(user_id, &codes.iter().map(|c| api_keys::hash(c)).collect::<Vec<_>>()).await?;

@@ -42,6 +42,7 @@ pub use sessions::{LoginOutcome, LoginTokens, SessionInfo};
 
 pub use crate::audit::RequestMeta;
 use crate::audit::{Actor, Audit, AuditEvent, Outcome};
+use crate::secrets::Sealer;
 
 /// Unix time in milliseconds.
 pub fn now_ms() -> i64 {
@@ -214,6 +215,20 @@ impl TenantAccess {
     }
 }
 
+/// The bucket a client address is limited and counted in: the address
+/// itself for IPv4, its /64 network for IPv6 (one host usually holds a whole
+/// /64, so per-address counting would give it 2^64 fresh buckets).
+pub fn address_bucket(ip: Option<&str>) -> String {
+    match ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()).map(|ip| ip.to_canonical()) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        Some(v4) => v4.to_string(),
+        None => ip.unwrap_or_default().to_owned(),
+    }
+}
+
 /// A permission set as stored (a role's grants, a key's scopes). One that
 /// does not parse grants nothing (fail closed) and is logged.
 pub(crate) fn stored_permissions(json: &str, kind: &str, id: &str) -> PermissionSet {
@@ -257,6 +272,8 @@ pub struct Identity {
     passwords: passwords::PasswordHasherPool,
     tokens: tokens::TokenSigner,
     audit: Audit,
+    /// Seals and opens TOTP secrets (the token signer holds its own clone for signing keys).
+    sealer: Sealer,
     /// Verified API keys by hash (see [`api_keys::CACHE_TTL`]).
     keys: moka::sync::Cache<String, Arc<VerifiedKey>>,
     /// Access tokens whose signature and claims verified, by token (the
@@ -287,7 +304,7 @@ pub struct Identity {
     /// Failed sign-ins per e-mail address that has no account, so that such
     /// an address locks like a real one and lockout never tells whether an
     /// account exists.
-    unknown_account_failures: moka::sync::Cache<String, Arc<std::sync::atomic::AtomicU32>>,
+    unknown_account_failures: moka::sync::Cache<String, Arc<sessions::UnknownAccount>>,
 }
 
 /// How long a presented key that matched nothing is answered from memory.
@@ -297,8 +314,9 @@ const UNKNOWN_KEY_TTL: Duration = Duration::from_secs(30);
 const REJECTION_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 
 impl Identity {
-    /// Load signing keys (creating the first) and build the caches.
-    pub async fn new(db: Db, audit: Audit, settings: IdentitySettings) -> Result<Self, IdentityError> {
+    /// Load signing keys (creating the first) and build the caches. `sealer`
+    /// seals the secrets identity stores (signing keys, TOTP secrets).
+    pub async fn new(db: Db, audit: Audit, sealer: Sealer, settings: IdentitySettings) -> Result<Self, IdentityError> {
         if settings.access_token_ttl_secs == 0 || settings.access_token_ttl_secs > 900 {
             return Err(IdentityError::invalid("identity.access_token_ttl_secs must be between 1 and 900", "access_token_ttl_secs"));
         }
@@ -324,14 +342,14 @@ impl Identity {
             None => None,
         };
         let passwords = passwords::PasswordHasherPool::new(settings.argon2)?;
-        let tokens = tokens::TokenSigner::load(db.clone(), Duration::from_secs(settings.access_token_ttl_secs)).await?;
-        let lockout = Duration::from_secs(settings.lockout_secs.max(1));
+        let tokens = tokens::TokenSigner::load(db.clone(), Duration::from_secs(settings.access_token_ttl_secs), sealer.clone()).await?;
         Ok(Self {
             db,
             settings: Arc::new(settings),
             passwords,
             tokens,
             audit,
+            sealer,
             keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
             verified_tokens: moka::sync::Cache::builder().max_capacity(20_000).time_to_live(api_keys::CACHE_TTL).build(),
             live_sessions: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(api_keys::CACHE_TTL).build(),
@@ -344,7 +362,8 @@ impl Identity {
             mail_queued: Default::default(),
             unknown_keys: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(UNKNOWN_KEY_TTL).build(),
             audited_rejections: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(REJECTION_AUDIT_WINDOW).build(),
-            unknown_account_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_live(lockout).build(),
+            // Forgotten after a day without failures (a real account's count lasts until its next success).
+            unknown_account_failures: moka::sync::Cache::builder().max_capacity(100_000).time_to_idle(Duration::from_secs(24 * 3600)).build(),
         })
     }
 
@@ -570,7 +589,7 @@ impl Identity {
             _ => return error,
         };
         metrics::counter!("auth_rejected_credentials_total", "kind" => action).increment(1);
-        let address = format!("{action}|{}", meta.ip.as_deref().unwrap_or_default());
+        let address = format!("{action}|{}", address_bucket(meta.ip.as_deref()));
         if self.audited_rejections.contains_key(&address) {
             return error;
         }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::new_user_row;
 use super::sessions::{LoginOutcome, normalise_email};
-use super::{Identity, IdentityError, RequestMeta, now_ms};
+use super::{Identity, IdentityError, Principal, RequestMeta, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// How long discovered metadata and keys are reused.
@@ -123,6 +123,24 @@ impl Identity {
 
     /// The provider's authorization URL for a new sign-in.
     pub async fn oidc_start(&self, name: &str) -> Result<String, IdentityError> {
+        self.oidc_flow(name, None).await
+    }
+
+    /// The provider's authorization URL for linking it to the signed-in
+    /// user's account: the identity the provider then asserts is linked to
+    /// this account (the person proved both), the only way an identity
+    /// reaches a password account. The flow is finished by
+    /// [`Self::oidc_callback`] with the same signed-in user (the client posts
+    /// code and state with its access token), so a victim's browser landing
+    /// on an attacker's link state links nothing.
+    pub async fn oidc_link_start(&self, principal: &Principal, name: &str) -> Result<String, IdentityError> {
+        let Principal::User { user_id, .. } = principal else {
+            return Err(IdentityError::Forbidden("linking an identity provider needs a signed-in user".into()));
+        };
+        self.oidc_flow(name, Some(user_id.clone())).await
+    }
+
+    async fn oidc_flow(&self, name: &str, link_user_id: Option<String>) -> Result<String, IdentityError> {
         let provider = self.oidc_provider(name)?;
         let client = self.oidc_client(provider).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -138,20 +156,35 @@ impl Identity {
                 nonce: nonce.secret().clone(),
                 pkce_verifier: verifier.secret().clone(),
                 created_at_ms: now_ms(),
+                link_user_id,
             })
             .await?;
         Ok(url.to_string())
     }
 
-    /// The callback: exchange the code, verify the ID token, sign the user in.
-    pub async fn oidc_callback(&self, name: &str, code: &str, state: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+    /// The callback: exchange the code, verify the ID token, sign the user
+    /// in. `linking_user` is the signed-in user finishing a link flow (see
+    /// [`Self::oidc_link_start`]); a link state finished by anyone else is
+    /// refused and used up.
+    pub async fn oidc_callback(&self, name: &str, code: &str, state: &str, linking_user: Option<&str>, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
         let provider = self.oidc_provider(name)?;
         let pending = self.db.take_oidc_login(state, now_ms() - LOGIN_TTL_MS).await?.filter(|p| p.provider == provider.name);
         let Some(pending) = pending else {
             return Err(IdentityError::invalid("unknown or expired sign-in state", "state"));
         };
+        if pending.link_user_id.as_deref() != linking_user {
+            let message = match &pending.link_user_id {
+                Some(_) => format!("this flow links a provider to an account: finish it with POST /api/v1/auth/oidc/{name}/link/callback and that account's access token"),
+                None => "this is a sign-in, not a link flow: start a link with POST /api/v1/auth/oidc/{provider}/link".replace("{provider}", name),
+            };
+            return Err(IdentityError::Forbidden(message));
+        }
+        let link_user_id = pending.link_user_id.clone();
         let result = match self.oidc_verify(provider, code, pending).await {
-            Ok(identity) => self.oidc_sign_in(provider, identity, meta).await,
+            Ok(identity) => match link_user_id {
+                Some(user_id) => self.oidc_link(provider, identity, &user_id, meta).await,
+                None => self.oidc_sign_in(provider, identity, meta).await,
+            },
             Err(error) => Err(error),
         };
         if let Err(error) = &result {
@@ -201,6 +234,19 @@ impl Identity {
         })
     }
 
+    /// Finish a link flow: the identity joins the account that started it.
+    async fn oidc_link(&self, provider: &OidcProviderConfig, identity: VerifiedIdentity, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+        match self.db.user_by_identity(&provider.name, &identity.subject).await? {
+            Some(linked) if linked == user_id => {}
+            Some(_) => return Err(IdentityError::Conflict("link of this identity to another account")),
+            None => self.db.link_identity(&provider.name, &identity.subject, user_id, now_ms()).await?,
+        }
+        self.db.user_by_id(user_id).await?.filter(|u| u.is_active).ok_or_else(|| IdentityError::Forbidden("the account is disabled".into()))?;
+        let metadata = serde_json::json!({ "provider": provider.name, "subject": identity.subject });
+        self.record(None, Actor::User(user_id.to_owned()), "auth.oidc_link", Some(format!("provider:{}", provider.name)), Outcome::Success, meta, metadata).await?;
+        self.after_first_factor(user_id, meta).await
+    }
+
     async fn oidc_sign_in(&self, provider: &OidcProviderConfig, identity: VerifiedIdentity, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
         let now = now_ms();
         let linked = self.db.user_by_identity(&provider.name, &identity.subject).await?;
@@ -214,7 +260,7 @@ impl Identity {
                     // Whoever set that account's password (or created it unverified) must not gain this identity's sign-in.
                     Some(existing) if existing.password_hash.is_some() || !existing.email_verified => {
                         return Err(IdentityError::Forbidden(
-                            "an account with this e-mail address already exists: sign in with its password, then link this provider from the account".into(),
+                            "an account with this e-mail address already exists: sign in with its password, then link this provider with POST /api/v1/auth/oidc/{provider}/link".into(),
                         ));
                     }
                     Some(existing) => existing.id,

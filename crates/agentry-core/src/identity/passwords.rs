@@ -8,6 +8,7 @@
 //! Must not: store anything or know about users (the identity service does).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -75,6 +76,11 @@ impl PasswordPolicy {
     }
 }
 
+/// How long a password check waits for a turn at argon2 before "busy".
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
+/// Longer presented passwords are never hashed (the policy's maximum is far below).
+const MAX_VERIFIED_BYTES: usize = 4096;
+
 /// Hashes and verifies passwords with fixed parameters.
 #[derive(Clone)]
 pub struct PasswordHasherPool {
@@ -101,9 +107,19 @@ impl PasswordHasherPool {
         Ok(Self { argon2: Arc::new(argon2), dummy_hash: dummy_hash.into(), permits: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent as usize)) })
     }
 
+    /// A turn at argon2, or "busy" after [`PERMIT_WAIT`]: under a flood,
+    /// callers are turned away rather than queued without bound.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IdentityError> {
+        match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(IdentityError::Internal(format!("argon2 permits: {closed}"))),
+            Err(_) => Err(IdentityError::RateLimited { message: "the server is busy checking passwords; retry shortly".into(), retry_after: Duration::from_secs(1) }),
+        }
+    }
+
     /// A PHC string for `password`.
     pub async fn hash(&self, password: String) -> Result<String, IdentityError> {
-        let _permit = self.permits.acquire().await.map_err(|e| IdentityError::Internal(format!("argon2 permits: {e}")))?;
+        let _permit = self.permit().await?;
         let argon2 = self.argon2.clone();
         tokio::task::spawn_blocking(move || {
             let salt = SaltString::generate(&mut OsRng);
@@ -116,17 +132,20 @@ impl PasswordHasherPool {
 
     /// Whether `password` matches `hash`; with `None` (no such account or no
     /// password) verifies against the dummy hash and answers `false`.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> bool {
-        // The semaphore is never closed; a closed one would refuse every password.
-        let Ok(_permit) = self.permits.acquire().await else { return false };
+    /// A password longer than [`MAX_VERIFIED_BYTES`] is wrong without being hashed.
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, IdentityError> {
+        if password.len() > MAX_VERIFIED_BYTES {
+            return Ok(false);
+        }
+        let _permit = self.permit().await?;
         let argon2 = self.argon2.clone();
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        tokio::task::spawn_blocking(move || {
+        let matches = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash).is_ok_and(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
         })
         .await
-        .unwrap_or(false)
-            && real
+        .unwrap_or(false);
+        Ok(matches && real)
     }
 }

@@ -73,10 +73,18 @@ pub(crate) fn normalise_email(email: &str) -> String {
     email.trim().to_lowercase()
 }
 
+/// Failed sign-ins for an e-mail address that has no account, counted
+/// like a real account's so lockout does not tell whether one exists.
+#[derive(Debug, Default)]
+pub(crate) struct UnknownAccount {
+    failures: AtomicU32,
+    locked_until_ms: std::sync::atomic::AtomicI64,
+}
+
 impl Identity {
     /// Check the password and open a session.
     pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
-        let ip = meta.ip.clone().unwrap_or_default();
+        let ip = super::address_bucket(meta.ip.as_deref());
         let ip_count = self.ip_failures.get_with(ip.clone(), || Arc::new(AtomicU32::new(0)));
         if ip_count.load(Ordering::Relaxed) >= self.settings.ip_failures_per_minute {
             return Err(IdentityError::Locked { retry_after: Duration::from_secs(60) });
@@ -87,16 +95,19 @@ impl Identity {
         if let Some(until) = user.as_ref().and_then(|u| u.locked_until_ms).filter(|&until| until > now) {
             return Err(IdentityError::Locked { retry_after: Duration::from_millis((until - now) as u64) });
         }
-        // An address without an account locks after as many failures, with the same answer.
-        let unknown_failures = user.is_none().then(|| self.unknown_account_failures.get_with(email.clone(), || Arc::new(AtomicU32::new(0))));
-        if unknown_failures.as_ref().is_some_and(|n| n.load(Ordering::Relaxed) >= self.settings.lockout_threshold) {
-            return Err(IdentityError::Locked { retry_after: Duration::from_secs(self.settings.lockout_secs) });
+        // An address without an account locks after as many failures, with the same answer and countdown.
+        let unknown = user.is_none().then(|| self.unknown_account_failures.get_with(email.clone(), Default::default));
+        if let Some(until) = unknown.as_ref().map(|u| u.locked_until_ms.load(Ordering::Relaxed)).filter(|&until| until > now) {
+            return Err(IdentityError::Locked { retry_after: Duration::from_millis((until - now) as u64) });
         }
         let hash = user.as_ref().filter(|u| u.is_active).and_then(|u| u.password_hash.clone());
-        if !self.passwords.verify(password.to_owned(), hash).await {
+        if !self.passwords.verify(password.to_owned(), hash).await? {
             ip_count.fetch_add(1, Ordering::Relaxed);
-            if let Some(failures) = &unknown_failures {
-                failures.fetch_add(1, Ordering::Relaxed);
+            if let Some(unknown) = &unknown
+                && unknown.failures.fetch_add(1, Ordering::Relaxed) + 1 >= self.settings.lockout_threshold
+            {
+                // As for a real account, the count is not reset by locking: each later failure locks again.
+                unknown.locked_until_ms.store(now + (self.settings.lockout_secs * 1000) as i64, Ordering::Relaxed);
             }
             self.record_auth_failure(user.as_ref().map(|u| u.id.as_str()), "auth.login", meta, serde_json::json!({ "email": email })).await?;
             return Err(IdentityError::InvalidCredentials);
@@ -203,7 +214,7 @@ impl Identity {
     pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
         let (user_id, session_id) = signed_in(principal)?;
         let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
-        if !self.passwords.verify(current.to_owned(), user.password_hash.clone()).await {
+        if !self.passwords.verify(current.to_owned(), user.password_hash.clone()).await? {
             self.record_auth_failure(Some(user_id), "auth.password_change", meta, serde_json::json!({})).await?;
             return Err(IdentityError::invalid("the current password is wrong", "current_password"));
         }

@@ -11,8 +11,12 @@
 //! audience, `typ = access`, and a current `exp`/`nbf` (no `alg: none`, no
 //! algorithm confusion: the algorithm list has one entry).
 //!
+//! Private keys are stored sealed (`crate::secrets`, bound to their `kid`):
+//! a row that does not open under a master key the server holds is an
+//! error, never a key to trust.
+//!
 //! Must not: decide whether the session behind a token is still live (the
-//! identity service checks that).
+//! identity service checks that), or store a private key unsealed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,7 @@ use agentry_db::Db;
 use agentry_db::identity::SigningKeyRow;
 
 use super::{IdentityError, now_ms};
+use crate::secrets::{Place, Sealer};
 
 pub const ISSUER: &str = "agentry";
 pub const AUDIENCE: &str = "agentry-api";
@@ -90,13 +95,15 @@ struct KeySet {
 #[derive(Clone)]
 pub struct TokenSigner {
     db: Db,
+    sealer: Sealer,
     ttl: Duration,
     set: Arc<RwLock<KeySet>>,
 }
 
-fn load_key(row: &SigningKeyRow) -> Result<LoadedKey, IdentityError> {
+fn load_key(row: &SigningKeyRow, sealer: &Sealer) -> Result<LoadedKey, IdentityError> {
     let bad = |what: &str| IdentityError::Internal(format!("signing key {}: {what}", row.kid));
-    let der = STANDARD.decode(&row.private_der).map_err(|_| bad("private key is not base64"))?;
+    let private_der = sealer.open_string(&Place::signing_key(&row.kid), &row.private_der).map_err(|e| IdentityError::Internal(e.to_string()))?;
+    let der = STANDARD.decode(&private_der).map_err(|_| bad("private key is not base64"))?;
     Ok(LoadedKey {
         kid: row.kid.clone(),
         encoding: EncodingKey::from_ed_der(&der),
@@ -106,13 +113,16 @@ fn load_key(row: &SigningKeyRow) -> Result<LoadedKey, IdentityError> {
     })
 }
 
-fn generate_key(now: i64) -> Result<SigningKeyRow, IdentityError> {
+/// A new key pair, its private key sealed for its row.
+fn generate_key(now: i64, sealer: &Sealer) -> Result<SigningKeyRow, IdentityError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| IdentityError::Internal("cannot generate an Ed25519 key".into()))?;
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| IdentityError::Internal("generated key does not parse".into()))?;
+    let kid = format!("k{}", uuid::Uuid::now_v7().simple());
+    let private_der = sealer.seal(&Place::signing_key(&kid), STANDARD.encode(pkcs8.as_ref()).as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
     Ok(SigningKeyRow {
-        kid: format!("k{}", uuid::Uuid::now_v7().simple()),
-        private_der: STANDARD.encode(pkcs8.as_ref()),
+        kid,
+        private_der,
         public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
         created_at_ms: now,
         retired_at_ms: None,
@@ -121,11 +131,11 @@ fn generate_key(now: i64) -> Result<SigningKeyRow, IdentityError> {
 
 impl TokenSigner {
     /// Load the keys, creating the first one if there is none.
-    pub async fn load(db: Db, ttl: Duration) -> Result<Self, IdentityError> {
-        let signer = Self { db, ttl, set: Arc::new(RwLock::new(KeySet { keys: Vec::new(), loaded_at_ms: 0 })) };
+    pub async fn load(db: Db, ttl: Duration, sealer: Sealer) -> Result<Self, IdentityError> {
+        let signer = Self { db, sealer, ttl, set: Arc::new(RwLock::new(KeySet { keys: Vec::new(), loaded_at_ms: 0 })) };
         signer.reload().await?;
         if signer.set.read().keys.iter().all(|k| k.retired_at_ms.is_some()) {
-            signer.db.insert_signing_key(&generate_key(now_ms())?).await?;
+            signer.db.insert_signing_key(&generate_key(now_ms(), &signer.sealer)?).await?;
             signer.reload().await?;
         }
         Ok(signer)
@@ -139,7 +149,7 @@ impl TokenSigner {
     async fn reload(&self) -> Result<(), IdentityError> {
         let now = now_ms();
         let rows = self.db.signing_keys(now - self.ttl.as_millis() as i64 - (LEEWAY_SECS as i64) * 1000).await?;
-        let keys = rows.iter().map(load_key).collect::<Result<Vec<_>, _>>()?;
+        let keys = rows.iter().map(|row| load_key(row, &self.sealer)).collect::<Result<Vec<_>, _>>()?;
         *self.set.write() = KeySet { keys, loaded_at_ms: now };
         Ok(())
     }
@@ -147,7 +157,7 @@ impl TokenSigner {
     /// Make a new signing key current; older keys keep verifying until their tokens expire.
     pub async fn rotate(&self) -> Result<String, IdentityError> {
         let now = now_ms();
-        let row = generate_key(now)?;
+        let row = generate_key(now, &self.sealer)?;
         self.db.insert_signing_key(&row).await?;
         self.db.retire_signing_keys_except(&row.kid, now).await?;
         self.reload().await?;

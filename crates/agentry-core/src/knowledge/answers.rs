@@ -90,8 +90,12 @@ impl Knowledge {
     }
 
     /// [`Self::cached_answer`] over the API: a miss returns a ticket id.
-    pub async fn lookup_answer(&self, access: &TenantAccess, question: AnswerQuestion) -> Result<AnswerLookup, KnowledgeError> {
+    /// Answers stored over the API live apart from agents' own (their
+    /// context is prefixed `api:`), so a client cannot plant an answer under
+    /// a built-in agent's context.
+    pub async fn lookup_answer(&self, access: &TenantAccess, mut question: AnswerQuestion) -> Result<AnswerLookup, KnowledgeError> {
         require(access, Permission::ManageAgents)?;
+        question.context = format!("api:{}", question.context);
         match self.cached_answer(access, &question).await? {
             Lookup::Hit(answer) => Ok(AnswerLookup { hit: true, answer: Some(answer), ticket: None }),
             Lookup::Miss(ticket) => {

@@ -108,8 +108,16 @@ fn embedding_key(title: &str, chunk: &Chunk) -> String {
 }
 
 /// Index entries for stored chunks (id, row) of `document`: each carries
-/// the document's ACL principals and metadata.
-pub(super) fn indexed_chunks<'a>(tenant: &str, document: &DocumentRow, stored: impl Iterator<Item = (i64, &'a NewChunk)>) -> Vec<IndexedChunk> {
+/// the document's ACL principals and metadata, and its title cut to
+/// `max_title_chars` (the configured limit, as [`Knowledge::chunk_title`]
+/// cuts the title that is embedded).
+pub(super) fn indexed_chunks<'a>(
+    tenant: &str,
+    document: &DocumentRow,
+    max_title_chars: usize,
+    stored: impl Iterator<Item = (i64, &'a NewChunk)>,
+) -> Vec<IndexedChunk> {
+    let title = parse::cut_chars(&document.title, max_title_chars);
     let acl = AccessList::stored(&document.acl, &document.id).principals();
     let metadata = match serde_json::from_str(&document.metadata) {
         Ok(serde_json::Value::Object(map)) => map,
@@ -121,7 +129,7 @@ pub(super) fn indexed_chunks<'a>(tenant: &str, document: &DocumentRow, stored: i
             tenant: tenant.to_owned(),
             collection: document.collection_id.clone(),
             document: document.id.clone(),
-            title: parse::cut_chars(&document.title, parse::Limits::default().max_title_chars),
+            title: title.clone(),
             text: row.text.clone(),
             acl: acl.clone(),
             metadata: metadata.clone(),
@@ -287,7 +295,7 @@ impl Knowledge {
         let index = self.index(&job.tenant_id).await?;
         let stale = db.chunk_ids(&job.document_id, Some(job.version)).await?;
         let ids = db.store_chunks(job, &rows).await?;
-        let indexed = indexed_chunks(&job.tenant_id, &document, ids.iter().copied().zip(&rows));
+        let indexed = indexed_chunks(&job.tenant_id, &document, self.inner.settings.parse_limits.max_title_chars, ids.iter().copied().zip(&rows));
         let count = indexed.len();
         self.unindex(&job.tenant_id, stale).await?;
         index.add(indexed).await?;
@@ -313,5 +321,40 @@ impl Knowledge {
             self.unindex(&job.tenant_id, db.chunk_ids(&job.document_id, Some(previous)).await?).await?;
         }
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The index keeps the title cut to the configured limit, as the
+    /// embedding input does, not to the default one.
+    #[test]
+    fn indexed_titles_are_cut_to_the_configured_limit() {
+        let document = DocumentRow {
+            id: "doc".into(),
+            tenant_id: "t".into(),
+            collection_id: "c".into(),
+            title: "t".repeat(500),
+            source: "upload".into(),
+            metadata: "{}".into(),
+            acl: "[]".into(),
+            current_version: Some(1),
+            latest_version: 1,
+            status: "succeeded".into(),
+            error: None,
+            created_by: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            summary: None,
+        };
+        let row = NewChunk { ordinal: 0, content_hash: "h".into(), text: "text".into(), heading_path: "[]".into(), page: None, token_count: 1, embedding: Vec::new() };
+        for limit in [1000, 40] {
+            let indexed = indexed_chunks("t", &document, limit, std::iter::once((1, &row)));
+            let expected = parse::cut_chars(&document.title, limit);
+            assert_eq!(indexed.iter().map(|c| c.title.as_str()).collect::<Vec<_>>(), [expected.as_str()]);
+        }
+        assert_eq!(indexed_chunks("t", &document, 1000, std::iter::once((1, &row)))[0].title.chars().count(), 500);
     }
 }

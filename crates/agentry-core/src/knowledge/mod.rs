@@ -328,6 +328,12 @@ impl Knowledge {
                 return Err(KnowledgeError::invalid(format!("the ACL names group '{id}', which does not exist in this tenant"), "acl"));
             }
         }
+        // A role named before it exists would go to whoever creates it first.
+        for role in &acl.roles {
+            if role.parse::<agentry_types::BuiltinRole>().is_err() && self.inner.db.role(&access.tenant_id, role).await?.is_none() {
+                return Err(KnowledgeError::invalid(format!("the ACL names role '{role}', which does not exist in this tenant"), "acl"));
+            }
+        }
         Ok(())
     }
 

@@ -98,7 +98,7 @@ impl Knowledge {
         self.unindex(&job.tenant_id, stale).await?;
         // Only the current version is indexed: an older one's chunks have left the index.
         let indexed = if document.current_version == Some(job.version) {
-            self.index(&job.tenant_id).await?.add(indexed_chunks(&job.tenant_id, &document, std::iter::once((id, &row)))).await?;
+            self.index(&job.tenant_id).await?.add(indexed_chunks(&job.tenant_id, &document, self.inner.settings.parse_limits.max_title_chars, std::iter::once((id, &row)))).await?;
             self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
             1
         } else {

@@ -39,6 +39,10 @@ pub struct Limits {
     /// Characters of a title or heading; longer ones are cut (they are
     /// repeated with every chunk).
     pub max_title_chars: usize,
+    /// Wall-clock seconds one parse may take (checked between pages and
+    /// while a page is read): the backstop for work no other limit
+    /// measures exactly, such as a PDF reader re-reading a font per page.
+    pub max_parse_secs: u64,
 }
 
 impl Default for Limits {
@@ -53,6 +57,7 @@ impl Default for Limits {
             max_sections: 50_000,
             max_chunks: 50_000,
             max_title_chars: 300,
+            max_parse_secs: 120,
         }
     }
 }
@@ -74,6 +79,9 @@ impl Limits {
         }
         if !(16..=10_000).contains(&self.max_title_chars) {
             return Err("max_title_chars must be between 16 and 10000");
+        }
+        if !(1..=86_400).contains(&self.max_parse_secs) {
+            return Err("max_parse_secs must be between 1 and 86400");
         }
         Ok(())
     }
@@ -98,6 +106,7 @@ fn relative(input_len: usize, ratio: u64, floor: u64, cap: u64) -> u64 {
 pub enum Limit {
     Bytes(u64),
     Count(u64),
+    Seconds(u64),
 }
 
 impl std::fmt::Display for Limit {
@@ -107,6 +116,7 @@ impl std::fmt::Display for Limit {
             Limit::Bytes(n) if n >= 1024 => write!(f, "{:.1} MiB", n as f64 / MIB as f64),
             Limit::Bytes(n) => write!(f, "{n} bytes"),
             Limit::Count(n) => write!(f, "{n}"),
+            Limit::Seconds(n) => write!(f, "{n} seconds"),
         }
     }
 }
@@ -122,6 +132,7 @@ pub struct Budget {
     text: u64,
     inflated: u64,
     sections: usize,
+    deadline: Deadline,
 }
 
 impl Budget {
@@ -134,7 +145,21 @@ impl Budget {
             text: 0,
             inflated: 0,
             sections: 0,
+            deadline: Deadline::after(limits.max_parse_secs),
         }
+    }
+
+    /// When this parse must be over.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// A budget whose time is already up (tests of the deadline, which
+    /// never wait for it).
+    #[cfg(test)]
+    pub(super) fn expired(mut self) -> Self {
+        self.deadline = Deadline { at: std::time::Instant::now(), secs: self.limits.max_parse_secs };
+        self
     }
 
     pub fn limits(&self) -> &Limits {
@@ -199,6 +224,30 @@ impl Budget {
     }
 }
 
+/// The wall-clock end of one parse ([`Limits::max_parse_secs`] after it
+/// started). Copied into the parts of a parser that loop, which call
+/// [`Deadline::check`] between units of work.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: std::time::Instant,
+    secs: u64,
+}
+
+impl Deadline {
+    fn after(secs: u64) -> Self {
+        let now = std::time::Instant::now();
+        Self { at: now.checked_add(std::time::Duration::from_secs(secs)).unwrap_or(now), secs }
+    }
+
+    /// [`ParseError::TooLarge`] once the time is up.
+    pub fn check(&self) -> Result<(), ParseError> {
+        if std::time::Instant::now() >= self.at {
+            return Err(ParseError::TooLarge { what: "the time it takes to parse", limit: Limit::Seconds(self.secs) });
+        }
+        Ok(())
+    }
+}
+
 /// `text` cut to at most `max` characters, with an ellipsis when cut.
 pub fn cut_chars(text: &str, max: usize) -> String {
     match text.char_indices().nth(max) {
@@ -222,6 +271,15 @@ mod tests {
         assert_eq!(limits.text_limit(100 * 1024 * 1024), 64 * MIB);
         assert!(limits.validate().is_ok());
         assert!(Limits { max_title_chars: 0, ..limits }.validate().is_err());
+        assert!(Limits { max_parse_secs: 0, ..limits }.validate().is_err());
+    }
+
+    #[test]
+    fn the_deadline_fails_with_its_limit_in_seconds() {
+        let budget = Budget::new(&Limits::default(), 10);
+        assert!(budget.deadline().check().is_ok());
+        let error = budget.expired().deadline().check().err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(error.contains("time") && error.contains("120 seconds"), "{error}");
     }
 
     #[test]

@@ -13,7 +13,9 @@
 //! Must not: inflate more than the budget's decompressed-data limit (all
 //! parts together; a zip bomb), whatever the entries' headers claim: the
 //! declared size is checked first and the reader is bounded with `take`,
-//! so an entry that lies stops one byte past the limit.
+//! so an entry that lies stops one byte past the limit. Nor open an
+//! archive of more than [`MAX_ENTRIES`] entries (sniffing opens every ZIP
+//! upload, and opening reads the whole central directory).
 
 use std::io::{Cursor, Read};
 
@@ -46,7 +48,44 @@ pub(super) fn parse(bytes: &[u8], mut budget: Budget) -> Result<Parsed, ParseErr
 }
 
 fn open(bytes: &[u8]) -> Result<ZipArchive<Cursor<&[u8]>>, ParseError> {
+    check_entry_count(bytes)?;
     ZipArchive::new(Cursor::new(bytes)).map_err(|e| ParseError::Malformed(format!("DOCX: cannot open the ZIP container: {e}")))
+}
+
+/// Entries a ZIP upload may have: Word writes a few dozen, and the zip
+/// crate reads (and allocates for) every central-directory entry when it
+/// opens an archive, which sniffing does for every ZIP upload.
+const MAX_ENTRIES: u64 = 10_000;
+
+/// Refuse an archive with more than [`MAX_ENTRIES`] entries before the zip
+/// crate reads them: by the count its end-of-central-directory record
+/// (or the ZIP64 one it points to) claims, and by the central-directory
+/// headers actually in the bytes (the crate tries earlier records when
+/// the last one fails, and checks each header's signature).
+fn check_entry_count(bytes: &[u8]) -> Result<(), ParseError> {
+    let too_many = || ParseError::TooLarge { what: "its number of ZIP entries", limit: Limit::Count(MAX_ENTRIES) };
+    let field = |at: usize, len: usize| bytes.get(at..).and_then(|b| b.get(..len));
+    let le = |at: usize, len: usize| field(at, len).map(|b| b.iter().rev().fold(0u64, |n, &byte| (n << 8) | u64::from(byte)));
+    let signed = |at: usize, magic: &[u8]| field(at, magic.len()) == Some(magic);
+    // The record is 22 bytes plus a comment of at most 64 KiB, at the end.
+    let tail = bytes.len().saturating_sub(22 + 0xFFFF);
+    if let Some(eocd) = bytes[tail..].windows(4).rposition(|w| w == b"PK\x05\x06").map(|i| tail + i) {
+        let entries = le(eocd + 10, 2).unwrap_or(0);
+        if entries > MAX_ENTRIES && entries != 0xFFFF {
+            return Err(too_many());
+        }
+        let zip64 = eocd.checked_sub(20).filter(|&at| signed(at, b"PK\x06\x07")).and_then(|at| le(at + 8, 8));
+        if let Some(record) = zip64.and_then(|at| usize::try_from(at).ok()).filter(|&at| signed(at, b"PK\x06\x06"))
+            && le(record.saturating_add(32), 8).is_some_and(|n| n > MAX_ENTRIES)
+        {
+            return Err(too_many());
+        }
+    }
+    let headers = bytes.windows(4).filter(|w| *w == b"PK\x01\x02").count();
+    if headers as u64 > MAX_ENTRIES {
+        return Err(too_many());
+    }
+    Ok(())
 }
 
 /// One entry's bytes, charged to the budget's decompressed data; refused
@@ -66,7 +105,9 @@ fn read_entry(archive: &mut ZipArchive<Cursor<&[u8]>>, name: &str, budget: &mut 
     if entry.size() > limit {
         return Err(too_large(budget));
     }
-    let mut data = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0));
+    // The declared size is only a hint: reserve little up front, so a
+    // header that lies costs no memory the data does not fill.
+    let mut data = Vec::with_capacity(usize::try_from(entry.size().min(1 << 20)).unwrap_or(0));
     (&mut entry).take(limit.saturating_add(1)).read_to_end(&mut data).map_err(|e| ParseError::Malformed(format!("DOCX: cannot inflate {name}: {e}")))?;
     if data.len() as u64 > limit {
         return Err(too_large(budget));

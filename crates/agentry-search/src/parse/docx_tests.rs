@@ -144,3 +144,29 @@ fn a_document_without_text_is_empty() -> Result<(), Box<dyn std::error::Error>> 
     assert_eq!(parse(&bytes, Format::Docx), Err(ParseError::Empty));
     Ok(())
 }
+
+/// A ZIP of 12 000 empty entries plus a Word body: opening it would make
+/// the zip crate read and allocate for every central-directory entry
+/// during upload sniffing, so it is refused before it is opened.
+#[test]
+fn an_archive_with_too_many_entries_is_refused_before_opening() -> Result<(), Box<dyn std::error::Error>> {
+    let body = document(&[paragraph(None, &run("text"))]);
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    zip.start_file("word/document.xml", SimpleFileOptions::default())?;
+    zip.write_all(body.as_bytes())?;
+    for i in 0..12_000 {
+        zip.start_file(format!("e/{i}"), SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored))?;
+    }
+    let bytes = zip.finish()?.into_inner();
+    let too_many = ParseError::TooLarge { what: "its number of ZIP entries", limit: Limit::Count(10_000) };
+    assert_eq!(sniff(&bytes, Some("report.docx"), None), Err(too_many.clone()));
+    assert_eq!(parse(&bytes, Format::Docx).map(|p| p.sections.len()), Err(too_many.clone()));
+    // The record's count alone is enough: here it claims 60 000 entries.
+    let mut claimed = docx(&[("word/document.xml", &body)])?;
+    let eocd = claimed.windows(4).rposition(|w| w == b"PK\x05\x06").ok_or("no end record")?;
+    claimed[eocd + 8..eocd + 12].copy_from_slice(&[0x60, 0xEA, 0x60, 0xEA]);
+    assert_eq!(sniff(&claimed, Some("report.docx"), None), Err(too_many));
+    // A normal document still opens.
+    assert_eq!(sniff(&docx(&[("word/document.xml", &body)])?, None, None), Ok(Format::Docx));
+    Ok(())
+}

@@ -30,7 +30,7 @@ mod pdf;
 mod pdf_streams;
 mod text;
 
-pub use budget::{Budget, Limit, Limits, cut_chars};
+pub use budget::{Budget, Deadline, Limit, Limits, cut_chars};
 
 /// A document format this crate can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]

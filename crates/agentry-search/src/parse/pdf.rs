@@ -11,18 +11,25 @@
 //!
 //! Budgets: neither crate limits what it inflates, so [`super::pdf_streams`]
 //! measures every stream with bounded decoders before loading, and each
-//! page's drawing work (forms counted each time drawn) before extracting
-//! it. Text is written through a sink that refuses to grow past the text
-//! budget, and the output device counts its calls, so a page that draws
-//! without end stops at the budget too.
+//! page's drawing work (forms counted each time drawn, fonts and colour
+//! profiles each time loaded) before extracting it. pdf-extract also
+//! recurses without limits: up a page's `/Parent` chain (checked here
+//! first: a loop or more than [`MAX_PAGE_TREE_DEPTH`] levels is
+//! malformed) and into nested forms (refused past
+//! [`super::pdf_streams::MAX_FORM_DEPTH`]). Text is written through a
+//! sink that refuses to grow past the text budget, and the output device
+//! counts its calls, so a page that draws without end stops at the budget
+//! too. The parse's deadline is checked between pages and every few
+//! thousand device calls.
 //!
 //! Must not: attempt OCR or ask for passwords (encrypted files are refused).
 
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use pdf_extract::{ColorSpace, Document, MediaBox, OutputDev, OutputError, Path, PlainTextOutput, Transform, output_doc_page};
+use pdf_extract::{ColorSpace, Document, MediaBox, Object, ObjectId, OutputDev, OutputError, Path, PlainTextOutput, Transform, output_doc_page};
 
-use super::budget::Budget;
+use super::budget::{Budget, Deadline};
 use super::pdf_streams::{PageWork, check_raw};
 use super::{ParseError, Parsed, Section, tidy_lines};
 
@@ -36,15 +43,37 @@ pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseEr
     if pages.len() > budget.limits().max_sections {
         return Err(ParseError::TooLarge { what: "its number of pages", limit: super::budget::Limit::Count(budget.limits().max_sections as u64) });
     }
-    let mut work = PageWork::new(&document, budget.inflate_limit());
+    let deadline = budget.deadline();
+    let mut boxed = Vec::with_capacity(pages.len());
+    for &page_id in pages.values() {
+        boxed.push(page_ancestry(&document, page_id)?);
+    }
+    let mut work = PageWork::new(&document, budget.inflate_limit(), deadline);
     let mut sections = Vec::with_capacity(pages.len());
     let mut failed = 0usize;
-    for (&page, &page_id) in &pages {
+    for ((&page, &page_id), has_media_box) in pages.iter().zip(boxed) {
+        deadline.check()?;
+        if !has_media_box {
+            // pdf-extract would panic (`expect("MediaBox")`).
+            failed += 1;
+            tracing::warn!(page, "skipping a PDF page without a MediaBox");
+            continue;
+        }
         work.page(page_id)?;
         let mut sink = TextSink { text: Vec::new(), room: budget.text_room(), over: false };
         let extracted = {
-            let mut output = Counted { inner: PlainTextOutput::new(&mut sink as &mut dyn std::io::Write), calls: 0, max_calls: budget.text_room().saturating_add(1 << 20), over: false };
+            let mut output = Counted {
+                inner: PlainTextOutput::new(&mut sink as &mut dyn std::io::Write),
+                calls: 0,
+                max_calls: budget.text_room().saturating_add(1 << 20),
+                over: false,
+                deadline,
+                late: None,
+            };
             let result = catch_unwind(AssertUnwindSafe(|| output_doc_page(&document, &mut output, page)));
+            if let Some(late) = output.late {
+                return Err(late);
+            }
             (result, output.over)
         };
         if sink.over || extracted.1 {
@@ -76,6 +105,33 @@ pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseEr
     Ok(Parsed { title: None, sections })
 }
 
+/// How far up a page's `/Parent` chain is followed: a page tree this deep
+/// is not a real one.
+const MAX_PAGE_TREE_DEPTH: usize = 256;
+
+/// Walk a page's `/Parent` chain the way pdf-extract inherits `/Resources`
+/// and `/MediaBox` (recursively, with no check of its own, so a cycle
+/// would overflow its stack or never end): a cycle or a chain deeper than
+/// [`MAX_PAGE_TREE_DEPTH`] is malformed. Whether the page has a MediaBox,
+/// its own or inherited.
+fn page_ancestry(document: &Document, page_id: ObjectId) -> Result<bool, ParseError> {
+    let mut seen = HashSet::from([page_id]);
+    let mut node = document.get_dictionary(page_id).map_err(|_| malformed("a page is not a dictionary"))?;
+    let mut has_media_box = false;
+    loop {
+        has_media_box |= node.has(b"MediaBox");
+        let Ok(parent) = node.get(b"Parent").and_then(Object::as_reference) else { return Ok(has_media_box) };
+        if !seen.insert(parent) {
+            return Err(malformed("a page's /Parent chain loops back on itself"));
+        }
+        if seen.len() > MAX_PAGE_TREE_DEPTH {
+            return Err(malformed(&format!("a page's /Parent chain is more than {MAX_PAGE_TREE_DEPTH} levels deep")));
+        }
+        let Ok(next) = document.get_dictionary(parent) else { return Ok(has_media_box) };
+        node = next;
+    }
+}
+
 /// Where a page's text goes: refuses to grow past `room` bytes.
 struct TextSink {
     text: Vec<u8>,
@@ -99,12 +155,15 @@ impl std::io::Write for TextSink {
 }
 
 /// pdf-extract's plain-text device, stopped after `max_calls` calls (a
-/// page that only draws produces no text to run out of).
+/// page that only draws produces no text to run out of), or when the
+/// parse's time is up (`late`).
 struct Counted<D> {
     inner: D,
     calls: u64,
     max_calls: u64,
     over: bool,
+    deadline: Deadline,
+    late: Option<ParseError>,
 }
 
 impl<D: OutputDev> Counted<D> {
@@ -112,6 +171,12 @@ impl<D: OutputDev> Counted<D> {
         self.calls += 1;
         if self.calls > self.max_calls {
             self.over = true;
+            return Err(OutputError::FormatError(std::fmt::Error));
+        }
+        if self.calls.is_multiple_of(4096)
+            && let Err(late) = self.deadline.check()
+        {
+            self.late = Some(late);
             return Err(OutputError::FormatError(std::fmt::Error));
         }
         Ok(())
@@ -317,6 +382,140 @@ mod tests {
         let selfish = vec![stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /Fm 5 0 R >> >>", b"/Fm Do")];
         let pdf = pdf_with_content(stream("", b"BT /F1 12 Tf 72 720 Td (x) Tj ET /Fm Do"), "/XObject << /Fm 5 0 R >>", selfish);
         assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::Malformed(_))), "{:?}", parse(&pdf, Format::Pdf));
+    }
+
+    /// A one-page PDF whose page draws `content` with `resources`, with
+    /// `extra` objects from number 5 on; text in Helvetica as `/F1`.
+    fn pdf_drawing(content: &str, resources: &str, extra: Vec<Vec<u8>>) -> Vec<u8> {
+        pdf_with_content(stream("", content.as_bytes()), resources, extra)
+    }
+
+    const HELVETICA: &str = "/Font << /F1 << /Type /Font /Subtype /Type1 /BaseFont /Helvetica >> >>";
+
+    #[test]
+    fn object_streams_are_charged_before_loading_whatever_hides_their_filter() {
+        // lopdf inflates object streams while loading, with no limit: 48 MiB from ~50 KB.
+        let bomb = deflate(&vec![0u8; 48 << 20]);
+        let dicts = [
+            "/Type /ObjStm /N 1 /First 2 /Filter %x\n/FlateDecode",
+            "/Type /ObjStm /N 1 /First 2 /Filter%x\n/FlateDecode",
+            "/Type /ObjStm /N 1 /First 2 /Filter [%x\n/FlateDecode]",
+            // Decoy keywords in a string once cut the dictionary off from its data.
+            "/Type /ObjStm /N 1 /First 2 /Filter /FlateDecode /Pad (endstream\nstream\n)",
+            "/Type /ObjStm /N 1 /First 2 /Filter /FlateDecode /Pad (stream\nendstream)",
+        ];
+        for dict in dicts {
+            let pdf = pdf_drawing("BT /F1 12 Tf 72 720 Td (x) Tj ET", "", vec![stream(dict, &bomb)]);
+            assert!(pdf.len() < 200_000, "{} bytes", pdf.len());
+            let parsed = parse(&pdf, Format::Pdf).map(|p| p.sections.len());
+            assert!(matches!(parsed, Err(ParseError::TooLarge { what: "its decompressed data", .. })), "{dict:?}: {parsed:?}");
+        }
+        // A filter neither reading can make out is refused rather than guessed at.
+        let pdf = pdf_drawing("", "", vec![stream("/Type /ObjStm /N 1 /First 2 /T (%) /Filter %y\n/FlateDecode", &bomb)]);
+        assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::Malformed(_))));
+    }
+
+    #[test]
+    fn a_page_whose_parent_chain_loops_or_runs_too_deep_is_malformed() {
+        let content = stream("", b"BT /F1 12 Tf 72 720 Td (x) Tj ET");
+        // No /Resources on the page: pdf-extract would look them up its
+        // /Parent chain, recursing until the stack overflows (an abort).
+        let own_parent = vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 3 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
+            content.clone(),
+        ];
+        let through_the_tree = vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 /Parent 3 0 R >>".to_vec(),
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
+            content.clone(),
+        ];
+        let mut deep = vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>".to_vec(),
+            b"<< /Type /Page /Parent 5 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>".to_vec(),
+            content,
+        ];
+        deep.extend((5..305).map(|i| format!("<< /Type /Pages /Parent {} 0 R >>", i + 1).into_bytes()));
+        deep.push(b"<< /Type /Pages >>".to_vec());
+        for objects in [own_parent, through_the_tree, deep] {
+            let parsed = parse(&pdf_from_objects(objects), Format::Pdf);
+            assert!(matches!(&parsed, Err(ParseError::Malformed(reason)) if reason.contains("/Parent")), "{parsed:?}");
+        }
+    }
+
+    /// `count` forms from object 5 on, each drawing the next; the last
+    /// one draws `last` (or shows text).
+    fn nested_forms(count: usize, first_id: usize, last: &str) -> Vec<Vec<u8>> {
+        (0..count)
+            .map(|i| {
+                let id = first_id + i;
+                let (resources, content) = if i + 1 == count {
+                    let draw = if last.is_empty() { "" } else { " /Next Do" };
+                    (format!("{HELVETICA} {last}"), format!("BT /F1 12 Tf 72 720 Td (deep) Tj ET{draw}"))
+                } else {
+                    (format!("{HELVETICA} /XObject << /Next {} 0 R >>", id + 1), "/Next Do".to_owned())
+                };
+                stream(&format!("/Type /XObject /Subtype /Form /BBox [0 0 612 792] /Resources << {resources} >>"), content.as_bytes())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forms_nested_too_deep_are_refused_before_pdf_extract_recurses() {
+        let too_deep = Err(ParseError::TooLarge { what: "its forms drawn inside forms (nesting depth)", limit: Limit::Count(32) });
+        let pdf = pdf_drawing("/Fm Do", "/XObject << /Fm 5 0 R >>", nested_forms(40, 5, ""));
+        assert_eq!(parse(&pdf, Format::Pdf).map(|p| p.sections.len()), too_deep);
+        // Thirty levels are fine.
+        let pdf = pdf_drawing("/Fm Do", "/XObject << /Fm 5 0 R >>", nested_forms(30, 5, ""));
+        assert_eq!(parse(&pdf, Format::Pdf).map(|p| p.sections[0].text.clone()), Ok("deep".to_owned()));
+        // Measured once, a form keeps its depth: 20 forms drawn on their own
+        // and again under 15 more are 35 deep, in whichever order they are met.
+        let mut forms = nested_forms(20, 5, "");
+        forms.extend(nested_forms(15, 25, "/XObject << /Next 5 0 R >>"));
+        let pdf = pdf_drawing("/A Do /B Do", "/XObject << /A 5 0 R /B 25 0 R >>", forms);
+        assert_eq!(parse(&pdf, Format::Pdf).map(|p| p.sections.len()), too_deep);
+    }
+
+    #[test]
+    fn fonts_and_colour_profiles_count_each_time_pdf_extract_loads_them() {
+        // One 1 MiB font file selected under 200 names: pdf-extract loads
+        // (inflates) it once per name, and again on every page.
+        let file = deflate(&vec![0u8; 1 << 20]);
+        let font = b"<< /Type /Font /Subtype /TrueType /BaseFont /Big /FirstChar 32 /LastChar 32 /Widths [500] /FontDescriptor 6 0 R >>".to_vec();
+        let descriptor = b"<< /Type /FontDescriptor /FontName /Big /Flags 32 /FontFile2 7 0 R >>".to_vec();
+        let names: Vec<String> = (0..200).map(|i| format!("/G{i} 5 0 R")).collect();
+        let shows: String = (0..200).map(|i| format!("/G{i} 12 Tf (a) Tj ")).collect();
+        let pdf = pdf_from_objects(vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_vec(),
+            stream("", format!("BT 72 720 Td {shows}ET").as_bytes()),
+            format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << {} >> >> /Contents 3 0 R >>", names.join(" ")).into_bytes(),
+            font,
+            descriptor,
+            stream("/Filter /FlateDecode", &file),
+        ]);
+        let parsed = parse(&pdf, Format::Pdf).map(|p| p.sections.len());
+        assert!(matches!(parsed, Err(ParseError::TooLarge { what, .. }) if what.contains("fonts")), "{parsed:?}");
+        // A 1 MiB ICC profile set a hundred times is read a hundred times.
+        let sets = "/Cs cs ".repeat(100);
+        let profile = stream("/N 1 /Filter /FlateDecode", &file);
+        let pdf = pdf_drawing(&format!("{sets} BT /F1 12 Tf 72 720 Td (x) Tj ET"), "/ColorSpace << /Cs [/ICCBased 5 0 R] >>", vec![profile]);
+        let parsed = parse(&pdf, Format::Pdf).map(|p| p.sections.len());
+        assert!(matches!(parsed, Err(ParseError::TooLarge { what, .. }) if what.contains("page content")), "{parsed:?}");
+    }
+
+    #[test]
+    fn a_parse_past_its_deadline_fails_with_the_reason() {
+        use super::super::{Budget, Limits};
+        let pdf = minimal_pdf(&["text"]);
+        let mut budget = Budget::new(&Limits::default(), pdf.len()).expired();
+        assert_eq!(
+            super::parse(&pdf, &mut budget).map(|p| p.sections.len()),
+            Err(ParseError::TooLarge { what: "the time it takes to parse", limit: Limit::Seconds(120) })
+        );
     }
 
     #[test]

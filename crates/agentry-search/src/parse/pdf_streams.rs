@@ -1,25 +1,37 @@
 //! Measuring a PDF's streams before lopdf and pdf-extract inflate them.
 //! Both decompress without a limit (lopdf while loading: cross-reference
-//! and object streams; pdf-extract while reading a page: its contents and
-//! every form it draws, once per `Do`), so a small file can expand to
-//! gigabytes. Two checks run first, both with bounded decoders (flate2 and
-//! weezl, the decoders lopdf itself uses, reading at most one byte past
-//! what the budget has left):
+//! and object streams; pdf-extract while reading a page: its contents,
+//! every form it draws, once per `Do`, and the fonts and colour spaces it
+//! selects, again on every page), so a small file can expand to gigabytes.
+//! Two checks run first, both with bounded decoders (flate2 and weezl, the
+//! decoders lopdf itself uses, reading at most one byte past what the
+//! budget has left):
 //!
-//! - [`check_raw`], before loading: every `stream … endstream` in the raw
-//!   bytes, decoded through the filter chain its dictionary names (every
-//!   `/Filter` near it counts; the largest result is charged), adds to the
-//!   document's decompressed-data budget. An encrypted file's streams
-//!   cannot be decoded before decryption, so its object streams (which
-//!   lopdf inflates while loading) are charged at deflate's worst ratio.
-//! - [`page_work`], after loading (decrypted): a page's content and the
-//!   forms it draws, each as many times as it is drawn, the way
-//!   pdf-extract will walk them. A form that draws itself (which would
-//!   overflow pdf-extract's stack) is malformed.
+//! - [`check_raw`], before loading: every `stream` keyword in the raw
+//!   bytes starts data that is decoded through every filter chain named
+//!   before it in the file (the largest result is charged to the
+//!   document's decompressed-data budget). Names are read twice, once
+//!   skipping `%` comments as lopdf does and once not (a `%` inside a
+//!   string is no comment), and a `/Filter` whose value neither reading
+//!   can make into a chain fails the document as malformed. Chains are
+//!   not tied to the nearest dictionary on purpose: strings and names can
+//!   hold decoy `stream` and `endstream` words, so any attempt to cut the
+//!   file into objects without a full parser can be misled, and a chain
+//!   named earlier only makes the check charge more. An encrypted file's
+//!   streams cannot be decoded before decryption, so every stream after
+//!   the first `/ObjStm` (lopdf inflates object streams while loading) is
+//!   charged at deflate's worst ratio instead.
+//! - [`PageWork`], after loading (decrypted): a page's content and the
+//!   forms it draws, each as many times as it is drawn, with the colour
+//!   spaces each `cs`/`CS` loads, the way pdf-extract will walk them; and
+//!   the streams under the fonts the page selects, once per page, since
+//!   pdf-extract forgets its fonts between pages. A form that draws
+//!   itself, or forms nested deeper than [`MAX_FORM_DEPTH`] (pdf-extract
+//!   recurses once per level, on a 2 MiB stack), fail the document.
 //!
 //! Hand-written because no PDF crate offers a bounded decode; the lexing
-//! here is the little needed to find filter names and `Do` operators, and
-//! errs towards charging more.
+//! here is the little needed to find filter names and the operators that
+//! load resources, and errs towards charging more.
 //!
 //! Must not: change the document or extract text.
 
@@ -29,90 +41,221 @@ use std::io::{Read, Write};
 use pdf_extract::{Dictionary, Document, Object, ObjectId};
 
 use super::ParseError;
-use super::budget::Budget;
+use super::budget::{Budget, Deadline, Limit};
 
 /// Deflate's largest expansion (a 258-byte match per 2 bits, roughly).
 const DEFLATE_WORST_RATIO: u64 = 1032;
 
-/// A stream found in the raw bytes.
-struct RawStream {
-    /// Every filter chain a `/Filter` before it names.
-    chains: Vec<Vec<Vec<u8>>>,
-    /// Its dictionary names `/ObjStm` (lopdf inflates those while loading).
-    object_stream: bool,
-    /// Where its data starts (before the end of line) and the next `endstream`.
-    start: usize,
-    end: usize,
-}
+/// Forms drawn inside forms deeper than this are refused: pdf-extract
+/// recurses once per level (and so would [`PageWork`]).
+pub(super) const MAX_FORM_DEPTH: usize = 32;
+
+/// Distinct filter chains a file may name (real files use a handful);
+/// each is tried on every stream.
+const MAX_CHAINS: usize = 16;
+
+/// How many references, arrays and dictionaries deep the streams under a
+/// font or colour space are looked for (a Type0 font's file is five down).
+const RESOURCE_DEPTH: usize = 8;
+
+/// The filters lopdf decodes; a chain stops at any other (lopdf gives up there).
+const DECODED: [&[u8]; 3] = [b"FlateDecode", b"LZWDecode", b"ASCII85Decode"];
 
 /// Charge every stream in `bytes` to `budget` at its decoded size.
 pub(super) fn check_raw(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
-    let mut encrypted = false;
-    let mut region_start = 0usize;
-    let mut streams: Vec<RawStream> = Vec::new();
-    let mut at = 0usize;
-    while let Some(found) = find(&bytes[at..], b"stream") {
-        let keyword = at + found;
-        at = keyword + b"stream".len();
-        if keyword >= 3 && &bytes[keyword - 3..keyword] == b"end" {
-            region_start = at;
-            continue;
+    let deadline = budget.deadline();
+    let names = Names::read(bytes)?;
+    let mut chains: Vec<Vec<Vec<u8>>> = Vec::new();
+    let mut mentions = names.chains.iter().peekable();
+    let keywords = stream_keywords(bytes);
+    for (i, &(keyword, start)) in keywords.iter().enumerate() {
+        deadline.check()?;
+        while let Some((_, chain)) = mentions.next_if(|(at, _)| *at < keyword) {
+            if !chain.is_empty() && !chains.contains(chain) {
+                chains.push(chain.clone());
+            }
         }
-        let tokens = names(&bytes[region_start..keyword]);
-        encrypted |= tokens.iter().any(|t| matches!(t, Token::Name(n) if n == b"Encrypt"));
-        let object_stream = tokens.iter().any(|t| matches!(t, Token::Name(n) if n == b"ObjStm"));
-        let end = find(&bytes[at..], b"endstream").map_or(bytes.len(), |e| at + e);
-        streams.push(RawStream { chains: filter_chains(&tokens), object_stream, start: at, end });
-        // The data is not searched for keywords (a decoy `endstream` in it only
-        // makes the scan find more streams, never decode less: see below).
-        at = end;
-        region_start = end;
-    }
-    for RawStream { chains, object_stream, start, end } in streams {
+        if chains.len() > MAX_CHAINS {
+            return Err(ParseError::Malformed(format!("PDF: the file names more than {MAX_CHAINS} different stream filter chains")));
+        }
         if chains.is_empty() {
             continue;
         }
-        if encrypted {
-            if object_stream {
-                let stages = chains.iter().map(|c| c.iter().filter(|f| f.as_slice() == b"FlateDecode" || f.as_slice() == b"LZWDecode").count()).max().unwrap_or(0);
-                let worst = (0..stages).fold((end - start) as u64, |n, _| n.saturating_mul(DEFLATE_WORST_RATIO));
+        if names.encrypted {
+            if names.object_stream.is_some_and(|at| at < keyword) {
+                // Up to the next `stream` keyword: a decoy `endstream` cannot shorten it,
+                // and the streams after the first object stream together cover the file.
+                let end = keywords.get(i + 1).map_or(bytes.len(), |&(next, _)| next);
+                let stages = chains.iter().map(|c| c.iter().filter(|f| f.as_slice() != b"ASCII85Decode").count()).max().unwrap_or(0);
+                let worst = (0..stages).fold(end.saturating_sub(start) as u64, |n, _| n.saturating_mul(DEFLATE_WORST_RATIO));
                 budget.inflated(worst)?;
             }
             continue;
         }
+        // The data runs to the end of the file: the decoders stop at their
+        // own end marker, so a decoy `endstream` cannot cut it short.
         let cap = budget.inflate_remaining();
-        let mut largest = 0u64;
-        // The data starts after the end of line that follows `stream`; try
-        // each reading. It runs to the end of the file: the decoders stop at
-        // their own end marker, so a decoy `endstream` cannot cut it short.
-        for skip in [0usize, 1, 2] {
-            let Some(data) = bytes.get(start + skip..) else { continue };
-            for chain in &chains {
-                largest = largest.max(decoded_len(data, chain, cap));
-            }
-        }
+        let data = &bytes[start..];
+        let largest = chains.iter().map(|chain| decoded_len(data, chain, cap)).max().unwrap_or(0);
         budget.inflated(largest)?;
     }
     Ok(())
 }
 
-/// The work of drawing a page: its decoded content plus, for every `Do`,
-/// the work of the form it draws. Charged to `spent` against `limit`.
+/// Each `stream` keyword lopdf would accept (not the end of `endstream`,
+/// then spaces or tabs and an end of line): where the keyword starts and
+/// where its data starts.
+fn stream_keywords(bytes: &[u8]) -> Vec<(usize, usize)> {
+    let mut keywords = Vec::new();
+    let mut at = 0usize;
+    while let Some(found) = find(&bytes[at..], b"stream") {
+        let keyword = at + found;
+        at = keyword + b"stream".len();
+        if keyword >= 3 && &bytes[keyword - 3..keyword] == b"end" {
+            continue;
+        }
+        let mut data = at;
+        while bytes.get(data).is_some_and(|c| *c == b' ' || *c == b'\t') {
+            data += 1;
+        }
+        match bytes.get(data..data + 2) {
+            Some(b"\r\n") => keywords.push((keyword, data + 2)),
+            _ if matches!(bytes.get(data), Some(b'\n' | b'\r')) => keywords.push((keyword, data + 1)),
+            _ => {}
+        }
+    }
+    keywords
+}
+
+/// What the names in a file say, read both with and without comments.
+struct Names {
+    /// Each `/Filter`'s chain (cut at the first filter lopdf cannot
+    /// decode) by position, in file order.
+    chains: Vec<(usize, Vec<Vec<u8>>)>,
+    /// The first `/ObjStm`.
+    object_stream: Option<usize>,
+    /// Some `/Encrypt`.
+    encrypted: bool,
+}
+
+impl Names {
+    /// Both readings; malformed when a `/Filter` has no chain in either.
+    fn read(bytes: &[u8]) -> Result<Self, ParseError> {
+        let mut found: HashMap<usize, Option<Vec<Vec<u8>>>> = HashMap::new();
+        let mut object_stream: Option<usize> = None;
+        let mut encrypted = false;
+        for comments in [true, false] {
+            let mut lexer = Lexer { bytes, at: 0, comments };
+            while let Some((at, token)) = lexer.next() {
+                let Token::Name(name) = token else { continue };
+                match name.as_slice() {
+                    b"Filter" => {
+                        let chain = filter_chain(&mut Lexer { ..lexer });
+                        let entry = found.entry(at).or_default();
+                        if entry.is_none() {
+                            *entry = chain;
+                        }
+                    }
+                    b"ObjStm" => object_stream = Some(object_stream.map_or(at, |first| first.min(at))),
+                    b"Encrypt" => encrypted = true,
+                    _ => {}
+                }
+            }
+        }
+        let mut chains = Vec::with_capacity(found.len());
+        for (at, chain) in found {
+            let Some(chain) = chain else {
+                return Err(ParseError::Malformed(format!("PDF: the /Filter entry at byte {at} is not a filter name or an array of them")));
+            };
+            let known = chain.into_iter().take_while(|f| DECODED.contains(&f.as_slice())).collect();
+            chains.push((at, known));
+        }
+        chains.sort_unstable();
+        Ok(Self { chains, object_stream, encrypted })
+    }
+}
+
+/// The chain the tokens after a `/Filter` name: a name, or an array of
+/// names (other array items are skipped; lopdf decodes nothing then).
+fn filter_chain(lexer: &mut Lexer<'_>) -> Option<Vec<Vec<u8>>> {
+    match lexer.next()?.1 {
+        Token::Name(name) => Some(vec![name]),
+        Token::Open => {
+            let mut chain = Vec::new();
+            loop {
+                match lexer.next()?.1 {
+                    Token::Close => return Some(chain),
+                    Token::Name(name) => chain.push(name),
+                    Token::Open | Token::Other => {}
+                }
+            }
+        }
+        Token::Close | Token::Other => None,
+    }
+}
+
+/// The work of drawing pages: decoded content plus, for every `Do`, the
+/// work of the form it draws, and for every `cs`/`CS` the streams under
+/// the colour space it loads. Charged to `spent` against `limit`, for
+/// the whole document; the fonts a page selects are measured per page.
 pub(super) struct PageWork<'a> {
     document: &'a Document,
-    memo: HashMap<(ObjectId, usize), u64>,
+    /// Per form as drawn with some resources: its work and nesting height.
+    memo: HashMap<FormKey, FormCost>,
+    /// Per form: the fonts its own content selects, and the forms it draws.
+    form_fonts: HashMap<FormKey, Vec<(Vec<u8>, u64)>>,
+    form_draws: HashMap<FormKey, Vec<FormKey>>,
+    /// Decoded sizes of the streams under fonts and colour spaces.
+    stream_sizes: HashMap<ObjectId, u64>,
     drawing: HashSet<ObjectId>,
+    deadline: Deadline,
     pub(super) spent: u64,
     pub(super) limit: u64,
 }
 
+/// A form and the resources it is drawn with (by address).
+type FormKey = (ObjectId, usize);
+
+#[derive(Debug, Clone, Copy)]
+struct FormCost {
+    work: u64,
+    /// Levels of forms from this one down (1 for a form that draws none).
+    height: usize,
+}
+
+/// What drawing one content stream costs.
+struct Drawn {
+    work: u64,
+    height: usize,
+    fonts: Vec<(Vec<u8>, u64)>,
+    forms: Vec<FormKey>,
+}
+
 impl<'a> PageWork<'a> {
-    pub(super) fn new(document: &'a Document, limit: u64) -> Self {
-        Self { document, memo: HashMap::new(), drawing: HashSet::new(), spent: 0, limit }
+    pub(super) fn new(document: &'a Document, limit: u64, deadline: Deadline) -> Self {
+        Self {
+            document,
+            memo: HashMap::new(),
+            form_fonts: HashMap::new(),
+            form_draws: HashMap::new(),
+            stream_sizes: HashMap::new(),
+            drawing: HashSet::new(),
+            deadline,
+            spent: 0,
+            limit,
+        }
     }
 
     fn over(&self) -> ParseError {
-        ParseError::TooLarge { what: "the page content it draws (forms counted each time they are drawn)", limit: super::budget::Limit::Bytes(self.limit) }
+        ParseError::TooLarge { what: "the page content it draws (forms counted each time they are drawn)", limit: Limit::Bytes(self.limit) }
+    }
+
+    fn fonts_over(&self) -> ParseError {
+        ParseError::TooLarge { what: "the fonts and colour profiles one page loads (read again for every page)", limit: Limit::Bytes(self.limit) }
+    }
+
+    fn too_deep() -> ParseError {
+        ParseError::TooLarge { what: "its forms drawn inside forms (nesting depth)", limit: Limit::Count(MAX_FORM_DEPTH as u64) }
     }
 
     fn room(&self) -> u64 {
@@ -126,6 +269,7 @@ impl<'a> PageWork<'a> {
 
     /// Charge drawing page `page_id`.
     pub(super) fn page(&mut self, page_id: ObjectId) -> Result<(), ParseError> {
+        self.deadline.check()?;
         let resources = page_resources(self.document, page_id);
         let mut content = Vec::new();
         for id in self.document.get_page_contents(page_id) {
@@ -134,22 +278,73 @@ impl<'a> PageWork<'a> {
             let decoded = decode_stream(stream, room).ok_or_else(|| self.over())?;
             content.extend_from_slice(&decoded);
         }
-        let work = self.content_work(&content, resources)?;
-        self.charge(work)
+        let drawn = self.content_work(&content, resources, 0)?;
+        self.charge(drawn.work)?;
+        self.page_fonts(&drawn)
     }
 
-    /// Work of decoded `content` drawn with `resources`, bounded by the room left.
-    fn content_work(&mut self, content: &[u8], resources: Option<&'a Dictionary>) -> Result<u64, ParseError> {
+    /// The fonts a page selects, by name (pdf-extract keeps one font per
+    /// name for a page and forgets them all before the next): the
+    /// streams under each, against the limit for one page.
+    fn page_fonts(&self, drawn: &Drawn) -> Result<(), ParseError> {
+        let mut seen: HashSet<FormKey> = HashSet::new();
+        let mut stack: Vec<FormKey> = drawn.forms.clone();
+        let mut fonts: Vec<&[(Vec<u8>, u64)]> = vec![&drawn.fonts];
+        while let Some(key) = stack.pop() {
+            if !seen.insert(key) {
+                continue;
+            }
+            if seen.len().is_multiple_of(1024) {
+                self.deadline.check()?;
+            }
+            fonts.extend(self.form_fonts.get(&key).map(Vec::as_slice));
+            stack.extend(self.form_draws.get(&key).into_iter().flatten().copied());
+        }
+        let mut by_name: HashMap<&[u8], u64> = HashMap::new();
+        for (name, cost) in fonts.into_iter().flatten() {
+            let largest = by_name.entry(name.as_slice()).or_default();
+            *largest = (*largest).max(*cost);
+        }
+        let total = by_name.values().fold(0u64, |sum, cost| sum.saturating_add(*cost));
+        if total > self.limit { Err(self.fonts_over()) } else { Ok(()) }
+    }
+
+    /// Work of decoded `content` drawn with `resources` at `depth` forms
+    /// down, bounded by the room left.
+    fn content_work(&mut self, content: &[u8], resources: Option<&'a Dictionary>, depth: usize) -> Result<Drawn, ParseError> {
+        self.deadline.check()?;
         let mut work = content.len() as u64;
         if work > self.room() {
             return Err(self.over());
         }
-        for (name, times) in drawn_names(content) {
+        let operators = operators(content);
+        let mut fonts = Vec::new();
+        for name in operators.fonts {
+            if let Some(font) = resources.and_then(|r| self.named(r, b"Font", &name)) {
+                let cost = self.streams_under(font)?;
+                fonts.push((name, cost));
+            }
+        }
+        for (name, times) in &operators.colour_spaces {
+            let Some(space) = resources.and_then(|r| self.named(r, b"ColorSpace", name)) else { continue };
+            let cost = self.streams_under(space)?;
+            work = work.saturating_add(cost.saturating_mul(*times));
+            if work > self.room() {
+                return Err(self.over());
+            }
+        }
+        let mut height = 0usize;
+        let mut forms = Vec::new();
+        for (name, times) in operators.draws {
             let Some((id, form_resources)) = resources.and_then(|r| self.xobject(r, &name)) else { continue };
-            let key = (id, form_resources.or(resources).map_or(0, |r| std::ptr::from_ref(r) as usize));
-            let once = match self.memo.get(&key) {
-                Some(&w) => w,
+            let drawn_with = form_resources.or(resources);
+            let key = (id, drawn_with.map_or(0, |r| std::ptr::from_ref(r) as usize));
+            let cost = match self.memo.get(&key) {
+                Some(&cost) => cost,
                 None => {
+                    if depth >= MAX_FORM_DEPTH {
+                        return Err(Self::too_deep());
+                    }
                     if !self.drawing.insert(id) {
                         return Err(ParseError::Malformed("PDF: a form draws itself".into()));
                     }
@@ -158,18 +353,26 @@ impl<'a> PageWork<'a> {
                         continue;
                     };
                     let decoded = decode_stream(stream, self.room()).ok_or_else(|| self.over())?;
-                    let w = self.content_work(&decoded, form_resources.or(resources))?;
+                    let drawn = self.content_work(&decoded, drawn_with, depth + 1)?;
                     self.drawing.remove(&id);
-                    self.memo.insert(key, w);
-                    w
+                    let cost = FormCost { work: drawn.work, height: drawn.height + 1 };
+                    self.memo.insert(key, cost);
+                    self.form_fonts.insert(key, drawn.fonts);
+                    self.form_draws.insert(key, drawn.forms);
+                    cost
                 }
             };
-            work = work.saturating_add(once.saturating_mul(times));
+            if depth + cost.height > MAX_FORM_DEPTH {
+                return Err(Self::too_deep());
+            }
+            height = height.max(cost.height);
+            forms.push(key);
+            work = work.saturating_add(cost.work.saturating_mul(times));
             if work > self.room() {
                 return Err(self.over());
             }
         }
-        Ok(work)
+        Ok(Drawn { work, height, fonts, forms })
     }
 
     /// The stream a resource name draws, and its own resources if it has them.
@@ -180,6 +383,65 @@ impl<'a> PageWork<'a> {
         let own = stream.dict.get(b"Resources").ok().and_then(|r| resolve(self.document, r)).and_then(|r| r.as_dict().ok());
         Some((id, own))
     }
+
+    /// Resource `name` of `category` (`Font`, `ColorSpace`).
+    fn named(&self, resources: &'a Dictionary, category: &[u8], name: &[u8]) -> Option<&'a Object> {
+        resolve(self.document, resources.get(category).ok()?)?.as_dict().ok()?.get(name).ok()
+    }
+
+    /// The decoded size of every stream under `object` (a font: its font
+    /// files, CMaps and descendants; a colour space: its ICC profile and
+    /// functions), each counted once.
+    fn streams_under(&mut self, object: &'a Object) -> Result<u64, ParseError> {
+        let mut seen = HashSet::new();
+        let mut total = 0u64;
+        let mut stack = vec![(object, RESOURCE_DEPTH)];
+        while let Some((object, depth)) = stack.pop() {
+            if depth == 0 {
+                continue;
+            }
+            match object {
+                Object::Reference(id) => {
+                    if !seen.insert(*id) {
+                        continue;
+                    }
+                    let Ok(target) = self.document.get_object(*id) else { continue };
+                    if let Object::Stream(stream) = target {
+                        let size = match self.stream_sizes.get(id) {
+                            Some(&size) => size,
+                            None => {
+                                let size = decode_stream(stream, self.limit).ok_or_else(|| self.fonts_over())?.len() as u64;
+                                self.stream_sizes.insert(*id, size);
+                                size
+                            }
+                        };
+                        total = total.saturating_add(size);
+                        stack.extend(entries(&stream.dict).map(|o| (o, depth - 1)));
+                    } else {
+                        stack.push((target, depth - 1));
+                    }
+                }
+                Object::Stream(stream) => {
+                    let size = decode_stream(stream, self.limit).ok_or_else(|| self.fonts_over())?.len() as u64;
+                    total = total.saturating_add(size);
+                    stack.extend(entries(&stream.dict).map(|o| (o, depth - 1)));
+                }
+                Object::Dictionary(dict) => stack.extend(entries(dict).map(|o| (o, depth - 1))),
+                Object::Array(items) => stack.extend(items.iter().map(|o| (o, depth - 1))),
+                _ => {}
+            }
+            if total > self.limit {
+                return Err(self.fonts_over());
+            }
+        }
+        Ok(total)
+    }
+}
+
+/// A dictionary's values, except the links back up or out to other
+/// resources (a Type3 font's `/Resources`, a `/Parent`).
+fn entries(dict: &Dictionary) -> impl Iterator<Item = &Object> {
+    dict.iter().filter(|(key, _)| !matches!(key.as_slice(), b"Parent" | b"Resources")).map(|(_, value)| value)
 }
 
 fn resolve<'a>(document: &'a Document, object: &'a Object) -> Option<&'a Object> {
@@ -217,22 +479,30 @@ fn decode_stream(stream: &pdf_extract::Stream, cap: u64) -> Option<Vec<u8>> {
     Some(data).filter(|d| d.len() as u64 <= cap)
 }
 
-/// The decoded size of `data` through `chain`, at most `cap + 1`.
+/// The decoded size of `data` through `chain`: every stage's output
+/// counted (lopdf holds each one, even when a later stage fails), at most
+/// `cap + 1` in all.
 fn decoded_len(data: &[u8], chain: &[Vec<u8>], cap: u64) -> u64 {
-    let mut current: Vec<u8> = Vec::new();
+    let mut total = 0u64;
+    let mut current: Vec<u8>;
     let mut input = data;
     for (i, filter) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        match decode(filter, input, cap, !last) {
-            Decoded::Len(n) => return n,
-            Decoded::Data(out) if out.len() as u64 > cap => return out.len() as u64,
-            Decoded::Data(out) => current = out,
+        match decode(filter, input, cap.saturating_sub(total), !last) {
+            Decoded::Len(n) => return total.saturating_add(n),
+            Decoded::Data(out) => {
+                total = total.saturating_add(out.len() as u64);
+                if total > cap {
+                    return total;
+                }
+                current = out;
+            }
             // lopdf gives up here, having inflated the stages before.
-            Decoded::Unknown => return current.len() as u64,
+            Decoded::Unknown => return total,
         }
         input = &current;
     }
-    current.len() as u64
+    total
 }
 
 enum Decoded {
@@ -332,77 +602,85 @@ enum Token {
     Other,
 }
 
-/// Names (with `#xx` escapes resolved), array brackets and other tokens of a dictionary region.
-fn names(region: &[u8]) -> Vec<Token> {
-    let mut tokens = Vec::new();
-    let mut i = 0;
-    while i < region.len() {
-        match region[i] {
-            b'/' => {
-                let mut name = Vec::new();
-                i += 1;
-                while i < region.len() && !is_delimiter(region[i]) {
-                    if region[i] == b'#'
-                        && let Some(byte) = region.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())
-                    {
-                        name.push(byte);
-                        i += 3;
-                        continue;
+/// Names (with `#xx` escapes resolved), array brackets and other tokens,
+/// each with where it starts; `%` comments are skipped to the end of the
+/// line when `comments` is set (lopdf's reading outside strings).
+#[derive(Clone, Copy)]
+struct Lexer<'b> {
+    bytes: &'b [u8],
+    at: usize,
+    comments: bool,
+}
+
+impl Iterator for Lexer<'_> {
+    type Item = (usize, Token);
+
+    fn next(&mut self) -> Option<(usize, Token)> {
+        let bytes = self.bytes;
+        loop {
+            let start = self.at;
+            match *bytes.get(start)? {
+                b'%' if self.comments => {
+                    while self.at < bytes.len() && !matches!(bytes[self.at], b'\r' | b'\n') {
+                        self.at += 1;
                     }
-                    name.push(region[i]);
-                    i += 1;
                 }
-                tokens.push(Token::Name(name));
-                continue;
-            }
-            b'[' => tokens.push(Token::Open),
-            b']' => tokens.push(Token::Close),
-            c if is_delimiter(c) => {}
-            _ => {
-                while i < region.len() && !is_delimiter(region[i]) {
-                    i += 1;
+                b'/' => {
+                    let mut name = Vec::new();
+                    self.at += 1;
+                    while self.at < bytes.len() && !is_delimiter(bytes[self.at]) {
+                        if bytes[self.at] == b'#'
+                            && let Some(byte) = bytes.get(self.at + 1..self.at + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok())
+                        {
+                            name.push(byte);
+                            self.at += 3;
+                            continue;
+                        }
+                        name.push(bytes[self.at]);
+                        self.at += 1;
+                    }
+                    return Some((start, Token::Name(name)));
                 }
-                tokens.push(Token::Other);
-                continue;
+                b'[' => {
+                    self.at += 1;
+                    return Some((start, Token::Open));
+                }
+                b']' => {
+                    self.at += 1;
+                    return Some((start, Token::Close));
+                }
+                c if is_delimiter(c) => self.at += 1,
+                _ => {
+                    while self.at < bytes.len() && !is_delimiter(bytes[self.at]) {
+                        self.at += 1;
+                    }
+                    return Some((start, Token::Other));
+                }
             }
         }
-        i += 1;
     }
-    tokens
 }
 
 fn is_delimiter(c: u8) -> bool {
     c.is_ascii_whitespace() || b"()<>[]{}/%\0".contains(&c)
 }
 
-/// Every filter chain a `/Filter` entry in the tokens names.
-fn filter_chains(tokens: &[Token]) -> Vec<Vec<Vec<u8>>> {
-    let mut chains = Vec::new();
-    for (i, token) in tokens.iter().enumerate() {
-        if !matches!(token, Token::Name(n) if n == b"Filter") {
-            continue;
-        }
-        match tokens.get(i + 1) {
-            Some(Token::Name(name)) => chains.push(vec![name.clone()]),
-            Some(Token::Open) => {
-                let chain: Vec<Vec<u8>> = tokens[i + 2..]
-                    .iter()
-                    .take_while(|t| **t != Token::Close)
-                    .filter_map(|t| if let Token::Name(n) = t { Some(n.clone()) } else { None })
-                    .collect();
-                if !chain.is_empty() {
-                    chains.push(chain);
-                }
-            }
-            _ => {}
-        }
-    }
-    chains
+/// The resource-loading operators of decoded content.
+#[derive(Debug, Default)]
+struct Operators {
+    /// How many times each name is drawn (`/Name Do`).
+    draws: HashMap<Vec<u8>, u64>,
+    /// The font names selected (`/Name size Tf`).
+    fonts: Vec<Vec<u8>>,
+    /// How many times each colour space is set (`/Name cs`, `/Name CS`).
+    colour_spaces: HashMap<Vec<u8>, u64>,
 }
 
-/// How many times each name is drawn (`/Name Do`) in decoded content.
-fn drawn_names(content: &[u8]) -> HashMap<Vec<u8>, u64> {
-    let mut drawn: HashMap<Vec<u8>, u64> = HashMap::new();
+/// Scan decoded content for [`Operators`]: a name followed (past any
+/// numbers) by the operator.
+fn operators(content: &[u8]) -> Operators {
+    let mut found = Operators::default();
+    let mut fonts: HashSet<Vec<u8>> = HashSet::new();
     let mut last_name: Option<Vec<u8>> = None;
     let mut i = 0;
     while i < content.len() {
@@ -424,15 +702,18 @@ fn drawn_names(content: &[u8]) -> HashMap<Vec<u8>, u64> {
         while i < content.len() && !is_delimiter(content[i]) {
             i += 1;
         }
-        if &content[start..i] == b"Do"
-            && let Some(name) = last_name.take()
-        {
-            *drawn.entry(name).or_default() += 1;
-        } else {
-            last_name = None;
+        let word = &content[start..i];
+        if word.first().is_some_and(|b| b.is_ascii_digit() || b"+-.".contains(b)) {
+            continue;
+        }
+        match (word, last_name.take()) {
+            (b"Do", Some(name)) => *found.draws.entry(name).or_default() += 1,
+            (b"cs" | b"CS", Some(name)) => *found.colour_spaces.entry(name).or_default() += 1,
+            (b"Tf", Some(name)) if fonts.insert(name.clone()) => found.fonts.push(name),
+            _ => {}
         }
     }
-    drawn
+    found
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
@@ -443,18 +724,65 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn filter_chains_are_read_with_escapes_and_arrays() {
-        let tokens = names(b"<< /Length 5 /F#69lter [/ASCII85Decode /FlateDecode] /DecodeParms << /Filter /LZWDecode >> >>");
-        assert_eq!(filter_chains(&tokens), vec![vec![b"ASCII85Decode".to_vec(), b"FlateDecode".to_vec()], vec![b"LZWDecode".to_vec()]]);
+    fn chains(bytes: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {
+        Names::read(bytes).map(|names| names.chains.into_iter().map(|(_, chain)| chain).collect())
     }
 
     #[test]
-    fn drawn_names_count_each_do() {
-        let drawn = drawn_names(b"q /Fm1 Do Q /Fm1 Do /Im0 Do BT (x) Tj ET 1 0 0 1 0 0 cm /Fm2 gs");
-        assert_eq!(drawn.get(b"Fm1".as_slice()), Some(&2));
-        assert_eq!(drawn.get(b"Im0".as_slice()), Some(&1));
-        assert_eq!(drawn.get(b"Fm2".as_slice()), None);
+    fn filter_chains_are_read_with_escapes_and_arrays() {
+        let read = chains(b"<< /Length 5 /F#69lter [/ASCII85Decode /FlateDecode] /DecodeParms << /Filter /LZWDecode >> >>");
+        assert_eq!(read, Ok(vec![vec![b"ASCII85Decode".to_vec(), b"FlateDecode".to_vec()], vec![b"LZWDecode".to_vec()]]));
+        // A chain stops at the first filter lopdf does not decode.
+        assert_eq!(chains(b"/Filter [/FlateDecode /DCTDecode /LZWDecode]"), Ok(vec![vec![b"FlateDecode".to_vec()]]));
+    }
+
+    #[test]
+    fn comments_between_a_filter_and_its_value_are_skipped_as_lopdf_does() {
+        let flate = Ok(vec![vec![b"FlateDecode".to_vec()]]);
+        assert_eq!(chains(b"<< /Type /ObjStm /Filter %x\n/FlateDecode >>"), flate);
+        assert_eq!(chains(b"<< /Type /ObjStm /Filter%x\r/FlateDecode >>"), flate);
+        assert_eq!(chains(b"<< /Filter [%x\n/FlateDecode] >>"), flate);
+        // A `%` in a string is no comment: the reading without comments sees the filter.
+        assert_eq!(chains(b"<< /T (100%) /Filter /FlateDecode >>"), flate);
+    }
+
+    #[test]
+    fn a_filter_whose_value_cannot_be_read_is_malformed() {
+        for region in [b"<< /T (%) /Filter %y\n/FlateDecode >>".as_slice(), b"<< /Filter 5 0 R >>", b"<< /Filter >>", b"%/Filter /X\n<< /Filter (s) >>"] {
+            assert!(matches!(chains(region), Err(ParseError::Malformed(_))), "{}", String::from_utf8_lossy(region));
+        }
+    }
+
+    #[test]
+    fn stream_keywords_need_an_end_of_line_and_skip_endstream() {
+        let bytes = b"<< >> stream \t\r\nDATA\nendstream\n/Upstream (stream) stream\nX";
+        let found: Vec<usize> = stream_keywords(bytes).into_iter().map(|(_, data)| data).collect();
+        assert_eq!(found, vec![16, bytes.len() - 1]);
+    }
+
+    #[test]
+    fn operators_count_draws_colour_spaces_and_fonts() {
+        let found = operators(b"q /Fm1 Do Q /Fm1 Do /Im0 Do BT /F1 12 Tf (x) Tj /F1 9.5 Tf /F2 -1 Tf ET 1 0 0 1 0 0 cm /Fm2 gs /Cs1 cs /Cs1 CS");
+        assert_eq!(found.draws.get(b"Fm1".as_slice()), Some(&2));
+        assert_eq!(found.draws.get(b"Im0".as_slice()), Some(&1));
+        assert_eq!(found.draws.get(b"Fm2".as_slice()), None);
+        assert_eq!(found.fonts, vec![b"F1".to_vec(), b"F2".to_vec()]);
+        assert_eq!(found.colour_spaces.get(b"Cs1".as_slice()), Some(&2));
+    }
+
+    #[test]
+    fn every_stage_of_a_chain_is_counted_even_when_a_later_one_fails() {
+        // The first stage inflates a MiB of zeros; the second cannot read them.
+        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let _ = encoder.write_all(&vec![0u8; 1 << 20]);
+        let compressed = encoder.finish().unwrap_or_default();
+        let double = [b"FlateDecode".to_vec(), b"FlateDecode".to_vec()];
+        assert!(decoded_len(&compressed, &double, 8 << 20) >= 1 << 20);
+        let mut budget = Budget::new(&super::super::Limits { inflate_ratio: 1, inflate_floor_bytes: 64 * 1024, ..super::super::Limits::default() }, 1000);
+        let mut pdf = b"%PDF-1.4\n1 0 obj\n<< /Type /ObjStm /N 1 /First 2 /Filter [/FlateDecode /FlateDecode] >>\nstream\n".to_vec();
+        pdf.extend_from_slice(&compressed);
+        pdf.extend_from_slice(b"\nendstream\nendobj\n");
+        assert!(matches!(check_raw(&pdf, &mut budget), Err(ParseError::TooLarge { what: "its decompressed data", .. })));
     }
 
     #[test]

@@ -1,19 +1,23 @@
 //! `/api/v1/auth/oidc…`: single sign-on through OpenID Connect providers.
 //! `start` redirects the browser to the provider; the provider redirects it
 //! back to `callback`, which answers like a password login (tokens, or an
-//! MFA challenge).
+//! MFA challenge). A signed-in user links a provider to their account with
+//! `link` (the URL to visit) and finishes with `link/callback`, posting the
+//! code and state the provider returned together with their access token.
 
+use agentry_core::Principal;
 use agentry_core::identity::RequestMeta;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use agentry_types::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::extractors::ApiJson;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -21,6 +25,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/oidc", get(providers))
         .route("/api/v1/auth/oidc/{provider}/start", get(start))
         .route("/api/v1/auth/oidc/{provider}/callback", get(callback))
+        .route("/api/v1/auth/oidc/{provider}/link", post(link_start))
+        .route("/api/v1/auth/oidc/{provider}/link/callback", post(link_callback))
 }
 
 async fn providers(State(state): State<AppState>) -> impl IntoResponse {
@@ -54,5 +60,31 @@ async fn callback(
     }
     let code = query.code.ok_or_else(|| ApiError::bad_request("code is required", "code"))?;
     let login_state = query.state.ok_or_else(|| ApiError::bad_request("state is required", "state"))?;
-    Ok(Json(state.identity.oidc_callback(&provider, &code, &login_state, &meta).await?))
+    Ok(Json(state.identity.oidc_callback(&provider, &code, &login_state, None, &meta).await?))
+}
+
+/// Start linking a provider to the signed-in account: the URL to send the browser to.
+async fn link_start(State(state): State<AppState>, Extension(principal): Extension<Principal>, Path(provider): Path<String>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(json!({ "url": state.identity.oidc_link_start(&principal, &provider).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LinkCallback {
+    code: String,
+    state: String,
+}
+
+/// Finish a link: the code and state the provider sent back, with the account's own access token.
+async fn link_callback(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    Path(provider): Path<String>,
+    ApiJson(body): ApiJson<LinkCallback>,
+) -> Result<impl IntoResponse, ApiError> {
+    let Principal::User { user_id, .. } = &principal else {
+        return Err(ApiError::forbidden("linking an identity provider needs a signed-in user"));
+    };
+    Ok(Json(state.identity.oidc_callback(&provider, &body.code, &body.state, Some(user_id), &meta).await?))
 }

@@ -1,11 +1,14 @@
 //! Audit integrity: keyed chain hashes (a database writer cannot recompute
-//! them), key rotation, legacy rows, erased rows, and signed anchors against
-//! truncation and forgery — in the audit service on SQLite and PostgreSQL,
-//! through the verify API, and through `agentry audit anchor|verify`.
+//! them), key rotation (keys only move forward along a chain), legacy rows
+//! (verify only once a restart seals them with a keyed marker), erased rows
+//! (only with an erase event naming them), and signed anchors against
+//! truncation and forgery (signed only over a chain that verifies) — in the
+//! audit service on SQLite and PostgreSQL, through the verify API, and
+//! through `agentry audit anchor|verify`.
 
 use std::process::Command;
 
-use agentry_core::audit::{Actor, Anchor, Audit, AuditEvent, AuditKeys, Outcome, RequestMeta};
+use agentry_core::audit::{Actor, Anchor, AnchorError, Audit, AuditEvent, AuditKeys, ERASE_ACTION, KEYED_MARKER, Outcome, RequestMeta, erase_metadata};
 use agentry_db::Db;
 use agentry_db::audit::{AuditFilter, AuditRow};
 use base64::Engine;
@@ -13,11 +16,12 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::helpers::{ADMIN_EMAIL, MASTER_KEY, assert_error, spawn_app};
+use crate::helpers::{ADMIN_EMAIL, MASTER_KEY, TestOptions, assert_error, spawn_app, spawn_app_with};
 
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const KEY_A: &str = "sk-audit-master-key-a-0123456789";
 const KEY_B: &str = "sk-audit-master-key-b-0123456789";
+const KEY_C: &str = "sk-audit-master-key-c-0123456789";
 
 fn keys(current: &str, previous: &[&str]) -> AuditKeys {
     AuditKeys::from_master_keys(current.as_bytes(), previous.iter().map(|key| key.as_bytes()))
@@ -100,7 +104,7 @@ async fn a_rewritten_event_with_recomputed_plain_hashes_is_caught() {
         for action in ["member.add", "role.change", "key.create"] {
             record(&audit, "t1", action).await;
         }
-        let anchor = audit.anchor("t1").await.unwrap();
+        let anchor = audit.anchor("t1", None).await.unwrap();
         let original = rows(&db, "t1").await;
         assert!(original.iter().all(|r| r.key_id.as_deref() == Some(audit.keys().current().id()) && r.fields_hash.is_some()), "{original:?}");
 
@@ -127,8 +131,9 @@ async fn a_rewritten_event_with_recomputed_plain_hashes_is_caught() {
         assert_eq!(v.first_broken_seq, Some(2), "{backend:?}: {v:?}");
         assert!(v.reason.as_deref().unwrap().contains("legacy"), "{v:?}");
 
-        // The whole chain rewritten as legacy passes on its own (plain SHA-256
-        // proves nothing against a database writer); the anchor catches it.
+        // The whole chain rewritten as legacy (plain SHA-256 proves nothing
+        // against a database writer): no keyed marker seals those rows, so
+        // it does not verify, alone or against the anchor.
         let mut forged = original.clone();
         forged[1].action = "member.remove".into();
         forge(&mut forged, 0, true);
@@ -136,11 +141,22 @@ async fn a_rewritten_event_with_recomputed_plain_hashes_is_caught() {
             overwrite(&db, row).await;
         }
         let alone = audit.verify("t1").await.unwrap();
-        assert!(alone.valid && alone.legacy_events == 3, "{alone:?}");
+        assert!(!alone.valid && alone.anchor.is_none(), "{backend:?}: {alone:?}");
+        assert_eq!(alone.first_broken_seq, Some(1), "{alone:?}");
+        assert_eq!(alone.reason.as_deref(), Some("legacy rows not sealed by a keyed marker: written without the audit key"));
         let anchored = audit.verify_against("t1", Some(&anchor)).await.unwrap();
         assert!(!anchored.valid, "{backend:?}: {anchored:?}");
-        assert_eq!(anchored.first_broken_seq, Some(3));
-        assert!(anchored.reason.as_deref().unwrap().contains("not the anchored one"), "{anchored:?}");
+        assert_eq!(anchored.first_broken_seq, Some(1));
+
+        // Nothing signs an anchor over the forged head.
+        match audit.anchor("t1", None).await {
+            Err(AnchorError::Broken(v)) => assert_eq!(v.first_broken_seq, Some(1), "{v:?}"),
+            other => panic!("{backend:?}: anchored a tampered chain: {other:?}"),
+        }
+        match audit.anchor("t1", Some(&anchor)).await {
+            Err(AnchorError::Broken(v)) => assert!(!v.valid, "{v:?}"),
+            other => panic!("{backend:?}: anchored a tampered chain: {other:?}"),
+        }
     }
 }
 
@@ -173,62 +189,153 @@ async fn rotation_adds_a_key_and_verify_accepts_any_key_held() {
         let only_a = under_a.verify("t1").await.unwrap();
         assert_eq!(only_a.first_broken_seq, Some(3), "{only_a:?}");
         assert!(only_a.reason.unwrap().contains(&id_b));
+
+        // The retired key A (say, leaked) appends after B took over: a break,
+        // though A is still held for the events written under it.
+        record(&under_a, "t1", "five").await;
+        let retired = under_b.verify("t1").await.unwrap();
+        assert!(!retired.valid, "{backend:?}: {retired:?}");
+        assert_eq!(retired.first_broken_seq, Some(5), "{retired:?}");
+        assert!(retired.reason.unwrap().contains("written under a retired key after its successor"));
+        // Still a break once a third key is current and both A and B are previous keys.
+        let under_c = Audit::with_keys(db.clone(), keys(KEY_C, &[KEY_A, KEY_B]));
+        assert_eq!(under_c.verify("t1").await.unwrap().first_broken_seq, Some(5));
     }
 }
 
+/// Write `count` legacy rows (plain SHA-256, no key id) to `chain`, as a
+/// version before keyed chains did.
+async fn write_legacy(db: &Db, chain: &str, count: i64) {
+    let mut prev_hash = GENESIS.to_owned();
+    for seq in 1..=count {
+        let mut row = AuditRow {
+            chain: chain.into(),
+            seq,
+            at_ms: 1_700_000_000_000 + seq,
+            actor_type: "user".into(),
+            actor_id: Some("u1".into()),
+            action: "member.add".into(),
+            resource: None,
+            outcome: "success".into(),
+            ip: None,
+            user_agent: None,
+            request_id: None,
+            metadata: "{}".into(),
+            prev_hash: prev_hash.clone(),
+            hash: String::new(),
+            key_id: None,
+            fields_hash: None,
+            erased_at_ms: None,
+        };
+        row.hash = plain_sha256(&row);
+        prev_hash = row.hash.clone();
+        db.insert_audit_event(&row).await.unwrap();
+    }
+}
+
+/// The upgrade path: legacy rows written before the upgrade do not verify
+/// on their own (anyone with database access could have written them), and
+/// verify once the upgraded server's start seals them with a keyed marker —
+/// once, however often it restarts. A write to a chain that still ends in
+/// legacy rows seals it first.
 #[tokio::test]
-async fn legacy_rows_from_before_the_upgrade_still_verify() {
-    let dir = tempfile::tempdir().unwrap();
-    for db in databases(&dir).await {
-        let mut prev_hash = GENESIS.to_owned();
-        for seq in 1..=2 {
-            let mut row = AuditRow {
-                chain: "t1".into(),
-                seq,
-                at_ms: 1_700_000_000_000 + seq,
-                actor_type: "user".into(),
-                actor_id: Some("u1".into()),
-                action: "member.add".into(),
-                resource: None,
-                outcome: "success".into(),
-                ip: None,
-                user_agent: None,
-                request_id: None,
-                metadata: "{}".into(),
-                prev_hash: prev_hash.clone(),
-                hash: String::new(),
-                key_id: None,
-                fields_hash: None,
-                erased_at_ms: None,
-            };
-            row.hash = plain_sha256(&row);
-            prev_hash = row.hash.clone();
-            db.insert_audit_event(&row).await.unwrap();
-        }
-        let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
-        assert_eq!(record(&audit, "t1", "after.upgrade").await, 3);
+async fn legacy_rows_from_before_the_upgrade_verify_after_a_restart_seals_them() {
+    let mut backends = vec![None];
+    if let Some(url) = agentry_db::test_support::fresh_postgres_url().await {
+        backends.push(Some(url));
+    }
+    for postgres_url in backends {
+        let dir = tempfile::tempdir().unwrap();
+        let url = postgres_url.clone().unwrap_or_else(|| format!("sqlite://{}", dir.path().join("agentry.db").display()));
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        write_legacy(&db, "t1", 2).await;
+        write_legacy(&db, "t2", 3).await;
+        let audit = Audit::with_keys(db.clone(), keys(MASTER_KEY, &[]));
+        let before = audit.verify("t1").await.unwrap();
+        assert!(!before.valid && before.first_broken_seq == Some(1), "{url}: {before:?}");
+        assert!(before.reason.unwrap().contains("legacy rows not sealed by a keyed marker"));
+
+        // A write before any restart seals the chain first.
+        assert_eq!(record(&audit, "t2", "before.restart").await, 5);
+        let t2 = rows(&db, "t2").await;
+        assert_eq!((t2[3].action.as_str(), t2[3].actor_type.as_str(), t2[3].prev_hash.as_str()), (KEYED_MARKER, "system", t2[2].hash.as_str()));
+        let v = audit.verify("t2").await.unwrap();
+        assert!(v.valid && (v.events, v.legacy_events) == (5, 3), "{url}: {v:?}");
+
+        // The upgraded server starts (twice): t1 is sealed once.
+        let options = || TestOptions { postgres_url: postgres_url.clone(), ..TestOptions::default() };
+        let app = spawn_app_with(TestOptions { data_dir: Some(dir), ..options() }).await;
+        let app = app.restart(options()).await;
+        let t1 = rows(&db, "t1").await;
+        assert_eq!(t1.len(), 3, "{url}: {t1:?}");
+        assert_eq!((t1[2].action.as_str(), t1[2].prev_hash.as_str()), (KEYED_MARKER, t1[1].hash.as_str()));
+        assert_eq!(t1[2].key_id.as_deref(), Some(audit.keys().current().id()));
+        assert_eq!(rows(&db, "t2").await.len(), 5, "a chain that ends keyed is left alone");
         let v = audit.verify("t1").await.unwrap();
-        assert!(v.valid, "{:?}: {v:?}", db.backend());
+        assert!(v.valid, "{url}: {v:?}");
         assert_eq!((v.events, v.legacy_events), (3, 2));
+        assert_eq!(record(&audit, "t1", "after.upgrade").await, 4);
+        assert!(audit.verify("t1").await.unwrap().valid);
+
+        // Chains created after the upgrade start keyed.
+        record(&audit, "t3", "new.chain").await;
+        let t3 = rows(&db, "t3").await;
+        assert!(t3.len() == 1 && t3[0].key_id.is_some(), "{t3:?}");
+        app.shutdown.cancel();
+        let _ = app.server.await;
+        db.close().await;
     }
 }
 
+/// Erase `row`'s personal fields as the erasure would (keeping `fields_hash`).
+fn erase_fields(mut row: AuditRow) -> AuditRow {
+    (row.actor_id, row.resource, row.ip, row.user_agent, row.request_id) = (None, None, None, None, None);
+    row.metadata = "{}".into();
+    row.erased_at_ms = Some(1);
+    row
+}
+
 #[tokio::test]
-async fn an_erased_event_keeps_its_fields_hash_and_the_chain_verifies() {
+async fn an_erased_event_verifies_only_when_an_erase_event_names_it() {
     let dir = tempfile::tempdir().unwrap();
     for db in databases(&dir).await {
+        let backend = db.backend();
         let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
         for action in ["one", "two", "three"] {
             record(&audit, "t1", action).await;
         }
-        let mut erased = rows(&db, "t1").await.remove(1);
-        (erased.actor_id, erased.resource, erased.ip, erased.user_agent, erased.request_id) = (None, None, None, None, None);
-        erased.metadata = "{}".into();
-        erased.erased_at_ms = Some(1);
+        // A database writer marks an event erased (hiding who did what): a break.
+        let original = rows(&db, "t1").await.remove(1);
+        let erased = erase_fields(original.clone());
         overwrite(&db, &erased).await;
         let v = audit.verify("t1").await.unwrap();
-        assert!(v.valid, "{:?}: {v:?}", db.backend());
-        assert_eq!((v.events, v.erased_events), (3, 1));
+        assert!(!v.valid, "{backend:?}: {v:?}");
+        assert_eq!(v.first_broken_seq, Some(2), "{v:?}");
+        assert!(v.reason.unwrap().contains(ERASE_ACTION));
+
+        // Recorded in the chain by a keyed erase event naming the seq and the fields hash: it verifies.
+        let fields_hash = original.fields_hash.clone().unwrap();
+        let erase = AuditEvent {
+            tenant: Some("t1"),
+            actor: Actor::System,
+            action: ERASE_ACTION,
+            resource: None,
+            outcome: Outcome::Success,
+            meta: &RequestMeta::default(),
+            metadata: erase_metadata(2, &fields_hash),
+        };
+        assert_eq!(audit.record(erase).await.unwrap(), 4);
+        let v = audit.verify("t1").await.unwrap();
+        assert!(v.valid, "{backend:?}: {v:?}");
+        assert_eq!((v.events, v.erased_events), (4, 1));
+
+        // An erase event names one event: erasing another one as well is a break.
+        let third = rows(&db, "t1").await.remove(2);
+        overwrite(&db, &erase_fields(third.clone())).await;
+        assert_eq!(audit.verify("t1").await.unwrap().first_broken_seq, Some(3));
+        overwrite(&db, &third).await;
+        assert!(audit.verify("t1").await.unwrap().valid);
 
         let mut planted = erased.clone();
         planted.ip = Some("10.9.9.9".into());
@@ -253,7 +360,7 @@ async fn an_anchor_detects_truncation_and_a_forged_anchor_is_refused() {
         for i in 0..5 {
             record(&audit, "t1", &format!("event.{i}")).await;
         }
-        let anchor = audit.anchor("t1").await.unwrap();
+        let anchor = audit.anchor("t1", None).await.unwrap();
         assert_eq!((anchor.chain.as_str(), anchor.seq, anchor.key_id.as_str()), ("t1", 5, audit.keys().current().id()));
         let held = audit.verify_against("t1", Some(&anchor)).await.unwrap();
         assert!(held.valid && held.anchored_seq == Some(5), "{backend:?}: {held:?}");
@@ -279,10 +386,10 @@ async fn an_anchor_detects_truncation_and_a_forged_anchor_is_refused() {
         let earlier = Anchor { seq: 3, ..anchor.clone() };
         let forged = audit.verify_against("t1", Some(&earlier)).await.unwrap();
         assert!(!forged.valid && forged.reason.as_deref().unwrap().contains("forged"), "{forged:?}");
-        let foreign = Audit::with_keys(db.clone(), keys(KEY_B, &[])).anchor("t1").await.unwrap();
+        let foreign = Audit::with_keys(db.clone(), keys(KEY_B, &[])).anchor("t9", None).await.unwrap();
         let refused = audit.verify_against("t1", Some(&foreign)).await.unwrap();
         assert!(!refused.valid && refused.reason.as_deref().unwrap().contains("does not hold"), "{refused:?}");
-        let other_chain = audit.verify_against("t2", Some(&audit.anchor("t1").await.unwrap())).await.unwrap();
+        let other_chain = audit.verify_against("t2", Some(&audit.anchor("t1", None).await.unwrap())).await.unwrap();
         assert!(!other_chain.valid && other_chain.reason.unwrap().contains("another chain"));
     }
 }
@@ -361,6 +468,8 @@ fn agentry(data_dir: &std::path::Path, master_key: &str, args: &[&str]) -> std::
 /// `agentry audit anchor` then `audit verify --anchor`: holds, then catches
 /// truncation and a forged anchor; after a master-key rotation the chain
 /// verifies only once the previous key is listed in `master.key.previous`.
+/// `audit anchor` signs only a chain that verifies (against `--after`, an
+/// earlier anchor, when given).
 #[tokio::test]
 async fn the_cli_anchors_and_verifies_a_chain() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,6 +495,10 @@ async fn the_cli_anchors_and_verifies_a_chain() {
     assert_eq!((held["valid"].clone(), held["anchored_seq"].clone()), (json!(true), anchor["seq"].clone()));
     let platform = agentry(data_dir, MASTER_KEY, &["audit", "verify"]);
     assert!(platform.status.success(), "{}", String::from_utf8_lossy(&platform.stderr));
+    let again = agentry(data_dir, MASTER_KEY, &["audit", "anchor", "--after", anchor_path]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let again: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!((again["chain"].clone(), again["seq"].clone()), (anchor["chain"].clone(), anchor["seq"].clone()));
 
     // Rotation: a new master key alone does not hold the key the chain was written with.
     let rotated = agentry(data_dir, KEY_B, &["audit", "verify", "--tenant", "acme"]);
@@ -414,4 +527,24 @@ async fn the_cli_anchors_and_verifies_a_chain() {
     let report: Value = serde_json::from_slice(&truncated.stdout).unwrap();
     assert_eq!(report["valid"], false);
     assert!(report["reason"].as_str().unwrap().contains("truncated"), "{report}");
+
+    // Anchoring after the earlier anchor refuses the truncated chain: it prints the verification, signs nothing.
+    let refused = agentry(data_dir, MASTER_KEY, &["audit", "anchor", "--after", anchor_path]);
+    assert!(!refused.status.success());
+    let report: Value = serde_json::from_slice(&refused.stdout).unwrap();
+    assert!(report["valid"] == false && report.get("signature").is_none() && report.get("anchor").is_none(), "{report}");
+    assert!(report["reason"].as_str().unwrap().contains("truncated"), "{report}");
+    // A tampered chain is not anchored either (a cron job must not bless it).
+    let db = Db::connect(&format!("sqlite://{}", data_dir.join("agentry.db").display())).await.unwrap();
+    let audit = Audit::with_keys(db.clone(), keys(MASTER_KEY, &[]));
+    assert_eq!((record(&audit, &tenant_id, "one").await, record(&audit, &tenant_id, "two").await), (1, 2));
+    let mut tampered = rows(&db, &tenant_id).await.remove(0);
+    tampered.action = "tampered".into();
+    overwrite(&db, &tampered).await;
+    db.close().await;
+    let tampered = agentry(data_dir, MASTER_KEY, &["audit", "anchor", "--tenant", "acme"]);
+    assert!(!tampered.status.success());
+    assert!(String::from_utf8_lossy(&tampered.stderr).contains("not anchored"), "{}", String::from_utf8_lossy(&tampered.stderr));
+    let report: Value = serde_json::from_slice(&tampered.stdout).unwrap();
+    assert_eq!((report["valid"].clone(), report["first_broken_seq"].clone()), (json!(false), json!(1)), "{report}");
 }

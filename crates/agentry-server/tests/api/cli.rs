@@ -9,7 +9,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_agentry");
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "pull", "--help"], vec!["models", "list", "--help"], vec!["migrate", "--help"], vec!["version", "--help"], vec!["admin", "bootstrap", "--help"], vec!["eval", "retrieval", "--help"]] {
+    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "pull", "--help"], vec!["models", "list", "--help"], vec!["migrate", "--help"], vec!["version", "--help"], vec!["admin", "bootstrap", "--help"], vec!["keys", "rotate-master", "--help"], vec!["eval", "retrieval", "--help"]] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");

@@ -41,8 +41,9 @@ async fn finding_1_a_user_cannot_take_over_the_admins_key() {
     let (status, _) = send(&app, &user, Method::PATCH, &format!("/api/v1/tenants/acme/users/{user_id}"), Some(json!({ "role": "admin" }))).await;
     assert_eq!(status, 403);
 
-    // A holder of manage_api_keys revokes others' keys but never gets a secret for them.
-    let (status, people) = send(&app, &admin, Method::PUT, "/api/v1/tenants/acme/roles/keys-admin", Some(json!({ "permissions": ["manage_api_keys"] }))).await;
+    // A holder of manage_api_keys revokes others' keys (within the ceiling) but never gets a secret for them.
+    let keys_admin_role = json!({ "permissions": ["manage_api_keys", "use_models", "use_general_agent", "use_math_agent", "use_code_agent", "use_rag_agent", "use_vision_agent", "read_documents", "upload_documents"] });
+    let (status, people) = send(&app, &admin, Method::PUT, "/api/v1/tenants/acme/roles/keys-admin", Some(keys_admin_role)).await;
     assert_eq!(status, 200, "{people}");
     app.add_member(&admin, "acme", "keys@example.com", "keys-admin").await;
     let keys_admin = app.token("keys@example.com").await;
@@ -50,7 +51,14 @@ async fn finding_1_a_user_cannot_take_over_the_admins_key() {
     assert_eq!(status, 403, "{rotated}");
     assert!(rotated.get("key").is_none());
     let (status, _) = send(&app, &keys_admin, Method::DELETE, &format!("/api/v1/tenants/acme/api-keys/{admin_key_id}"), None).await;
-    assert_eq!(status, 204);
+    assert_eq!(status, 403, "the admin holds more than the keys admin");
+    let (_, users_key) = send(&app, &user, Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "to revoke" }))).await;
+    let (status, _) = send(&app, &keys_admin, Method::DELETE, &format!("/api/v1/tenants/acme/api-keys/{}", users_key["id"].as_str().unwrap()), None).await;
+    assert_eq!(status, 204, "a user's key is within the keys admin's reach");
+    // A narrow key sees and revokes only itself, never its owner's other keys.
+    let (_, narrow) = send(&app, &user, Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "narrow", "scopes": ["use_models"] }))).await;
+    let (_, listed) = send(&app, narrow["key"].as_str().unwrap(), Method::GET, "/api/v1/tenants/acme/api-keys", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
     // The owner still rotates their own.
     let (_, own) = send(&app, &user, Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "mine" }))).await;
     let (status, rotated) = send(&app, &user, Method::POST, &format!("/api/v1/tenants/acme/api-keys/{}/rotate", own["id"].as_str().unwrap()), Some(json!({}))).await;
@@ -86,6 +94,11 @@ async fn finding_2_no_grant_exceeds_the_granters_permissions() {
     let (status, _) = send(&app, &hr, Method::PUT, "/api/v1/tenants/acme/roles/auditor", Some(json!({ "permissions": [] }))).await;
     assert_eq!(status, 403, "an existing role holding more than hr is not hr's to change");
     let (status, _) = send(&app, &hr, Method::DELETE, "/api/v1/tenants/acme/roles/auditor", None).await;
+    assert_eq!(status, 403);
+    // Nor joining a group (its members read what its documents grant) that hr is not in.
+    let (_, board) = send(&app, &admin, Method::POST, "/api/v1/tenants/acme/groups", Some(json!({ "name": "Board" }))).await;
+    let hr_id = app.add_member(&admin, "acme", "hr2@example.com", "hr").await;
+    let (status, _) = send(&app, &hr, Method::PUT, &format!("/api/v1/tenants/acme/groups/{}/members/{hr_id}", board["id"].as_str().unwrap()), Some(json!({}))).await;
     assert_eq!(status, 403);
     // Nor a key scoped beyond its creator.
     let (status, _) = send(&app, &hr, Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "k", "scopes": ["manage_tenant"] }))).await;

@@ -43,6 +43,8 @@ pub struct TestOptions {
     pub test_payments: bool,
     /// The `trusted_proxies` setting.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Leave `master_key` unset: the server reads (or generates) `<data_dir>/master.key`.
+    pub master_key_from_data_dir: bool,
 }
 
 impl Default for TestOptions {
@@ -73,6 +75,7 @@ impl Default for TestOptions {
             data_dir: None,
             test_payments: false,
             trusted_proxies: Vec::new(),
+            master_key_from_data_dir: false,
         }
     }
 }
@@ -150,7 +153,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.knowledge = options.knowledge.clone();
     settings.agents = options.agents.clone();
     settings.data_dir = data_dir.path().to_path_buf();
-    settings.master_key = Some(SecretString::from(MASTER_KEY));
+    settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();
     settings.max_body_bytes = options.max_body_bytes;
     settings.shutdown_grace_secs = options.grace_secs;
@@ -251,6 +254,13 @@ impl TestApp {
         }
         text
     }
+}
+
+/// A signing key's private key (base64 PKCS#8 DER), opened with the test
+/// master key: the database holds it sealed.
+pub fn opened_private_der(key: &agentry_db::identity::SigningKeyRow) -> String {
+    let sealer = agentry_core::secrets::Sealer::from_master_keys(MASTER_KEY.as_bytes(), []);
+    sealer.open_string(&agentry_core::secrets::Place::signing_key(&key.kid), &key.private_der).expect("the signing key opens under the test master key")
 }
 
 /// A port that was free a moment ago (for configuration that must name it).

@@ -310,6 +310,7 @@ async fn mailed(app: &TestApp, sink: &SmtpSink) {
     let outbox = db.outbox_emails(10).await.unwrap();
     assert_eq!(outbox.len(), 3);
     assert!(outbox.iter().all(|m| m.sent_at_ms.is_some() && m.attempts == 1), "{outbox:?}");
+    assert!(outbox.iter().all(|m| m.body.is_empty()), "sent mail keeps no one-time links: {outbox:?}");
 }
 
 #[tokio::test]
@@ -500,4 +501,28 @@ mod smtp_sink {
         }
         String::from_utf8_lossy(&out).into_owned()
     }
+}
+
+#[tokio::test]
+async fn the_mailbox_owner_reclaims_an_unverified_account_someone_registered_for_their_address() {
+    let sink = SmtpSink::start(0).await;
+    let app = spawn_app_with(smtp_options(&sink)).await;
+    let admin = two_tenants(&app).await;
+    // A squatter registers the victim's address with a password of their own (it stays unverified).
+    let (status, _) = send(&app, "", Method::POST, "/api/v1/auth/register", Some(json!({ "email": "cfo@example.com", "password": "squatters password 1" }))).await;
+    assert_eq!(status, 201);
+    let signed_in: Value = app.login("cfo@example.com", "squatters password 1").await.json().await.unwrap();
+    let squatter = signed_in["access_token"].as_str().unwrap().to_owned();
+    let (_, key) = send(&app, &squatter, Method::GET, "/api/v1/auth/me", None).await;
+    assert_eq!(key["user"]["email_verified"], false);
+    // The real owner is invited by mail and accepts with their own password: the account is theirs.
+    invite(&app, &admin, "acme", "cfo@example.com", "user").await;
+    let token = sink.wait_for(2).await.into_iter().find(|m| m.text.contains("agi_")).unwrap().token("agi_");
+    let (status, accepted) = accept_new(&app, &token, PASSWORD).await;
+    assert_eq!(status, 201, "{accepted}");
+    assert_eq!(accepted["email_verified"], true);
+    assert_eq!(app.login("cfo@example.com", "squatters password 1").await.status(), 401, "the squatter's password is gone");
+    assert_eq!(app.with(Method::GET, "/api/v1/auth/me", &squatter).send().await.unwrap().status(), 401, "and so are the squatter's sessions");
+    let owner = app.token("cfo@example.com").await;
+    assert_eq!(send(&app, &owner, Method::GET, "/api/v1/tenants/acme", None).await.1["role"], "user");
 }

@@ -15,13 +15,14 @@ use crate::helpers::{PASSWORD, free_port, test_models_dir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentry");
 const EMAIL: &str = "admin@example.com";
+const MASTER_KEY: &str = "restart-test-master-key-0123456789";
 
 fn serve(data_dir: &Path, port: u16) -> Child {
     Command::new(BIN)
         .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("AGENTRY_LOCAL__MODELS_DIR", test_models_dir())
         .env("AGENTRY_KNOWLEDGE__LEASE_SECS", "2")
-        .env("AGENTRY_MASTER_KEY", "restart-test-master-key-0123456789")
+        .env("AGENTRY_MASTER_KEY", MASTER_KEY)
         .env("AGENTRY_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -74,6 +75,8 @@ async fn ingestion_survives_a_kill_9_and_indexes_each_document_once() {
     let bootstrap = Command::new(BIN)
         .args(["--data-dir", dir.path().to_str().unwrap(), "admin", "bootstrap", "--tenant", "acme", "--email", EMAIL])
         .env("AGENTRY_BOOTSTRAP_PASSWORD", PASSWORD)
+        // The server's master key: the signing key bootstrap creates is sealed under it.
+        .env("AGENTRY_MASTER_KEY", MASTER_KEY)
         .output()
         .unwrap();
     assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));

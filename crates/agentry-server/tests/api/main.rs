@@ -27,5 +27,6 @@ mod protocols;
 mod resilience;
 mod security;
 mod sdk_clients;
+mod secrets_at_rest;
 mod usage;
 mod server;

@@ -7,11 +7,12 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use crate::helpers::{ADMIN_EMAIL, PASSWORD, TestApp, assert_error, spawn_app};
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
 }
 
-fn code(secret: &str, at: u64) -> String {
+/// The admin's TOTP code for `secret` at unix time `at`.
+pub fn code(secret: &str, at: u64) -> String {
     TOTP::new(Algorithm::SHA1, 6, 1, 30, Secret::Encoded(secret.to_owned()).to_bytes().unwrap(), Some("Agentry".into()), ADMIN_EMAIL.into())
         .unwrap()
         .generate(at)

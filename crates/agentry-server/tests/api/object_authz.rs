@@ -180,10 +180,14 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         // A foreign tenant's usage id simply has no usage in this tenant.
         (Kind::UsageOf, Whose::OtherTenant) if caller.can(Permission::ViewMetrics) => Allow,
         (_, Whose::OtherTenant) => Hidden,
+        // A key acts on itself only, never on its owner's other keys.
+        (Kind::Key, Whose::Own) if caller == Caller::ScopedKey => Hidden,
         (Kind::Key, Whose::Own) => Allow,
         // Others' keys: listed and revoked with manage_api_keys, never rotated (the secret would go to the caller).
         (Kind::Key, _) if !(session && caller.can(Permission::ManageApiKeys)) => Hidden,
         (Kind::Key, _) if rule.path.ends_with("/rotate") => Deny,
+        // Revoking is within the ceiling: the other member is a `user`, more than the people manager holds.
+        (Kind::Key, _) if caller == Caller::People => Deny,
         (Kind::Key, _) => Allow,
         // The ceiling: the body makes the target an admin, and the target's own role must be within the caller's.
         (Kind::Member, _) => {
@@ -201,6 +205,8 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
                 Deny
             }
         }
+        // Group membership is a grant: a people manager changes only groups it is in (its own, as their creator).
+        (Kind::Group, Whose::OtherMember) if caller == Caller::People && (rule.path.ends_with("{user_id}") || rule.method == Method::DELETE) => Deny,
         (Kind::Thread | Kind::Run, Whose::Own) => Allow,
         (Kind::Thread | Kind::Run, Whose::OtherMember) => Hidden,
         (Kind::UsageOf, Whose::OtherMember) if !caller.can(Permission::ViewMetrics) => Hidden,

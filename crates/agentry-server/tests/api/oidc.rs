@@ -100,3 +100,48 @@ async fn forged_id_tokens_and_wrong_nonces_are_refused_and_audited() {
     let audit: Value = app.with(Method::GET, "/api/v1/admin/audit?action=auth.oidc_login&outcome=failure", &admin).send().await.unwrap().json().await.unwrap();
     assert_eq!(audit["data"].as_array().unwrap().len(), 3, "forged, wrong nonce, unverified email: {audit}");
 }
+
+/// The code and state in a callback URL.
+fn code_and_state(callback: &str) -> Value {
+    let url = reqwest::Url::parse(callback).unwrap();
+    let get = |name: &str| url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned()).unwrap();
+    serde_json::json!({ "code": get("code"), "state": get("state") })
+}
+
+/// Follow a link flow's URL to the provider and back: the callback URL.
+async fn link_callback_url(app: &TestApp, browser: &reqwest::Client, token: &str) -> String {
+    let started: Value = app.with(Method::POST, "/api/v1/auth/oidc/test/link", token).send().await.unwrap().json().await.unwrap();
+    let back = browser.get(started["url"].as_str().unwrap_or_else(|| panic!("{started}"))).send().await.unwrap();
+    location(&back)
+}
+
+#[tokio::test]
+async fn an_identity_reaches_a_password_account_only_through_a_link_its_owner_finishes() {
+    let (app, _provider, browser) = setup().await;
+    // sso@example.com already has a password account (an invitation it accepted).
+    let admin = app.token(crate::helpers::ADMIN_EMAIL).await;
+    let account = app.add_member(&admin, "acme", "sso@example.com", "user").await;
+
+    // Signing in through the provider does not take the account over.
+    let refused = browser.get(callback_url(&app, &browser).await).send().await.unwrap();
+    let error = assert_error(refused, 403, "permission_denied").await;
+    assert!(error["message"].as_str().unwrap().contains("/link"), "{error}");
+
+    // The account's owner links it: a browser landing on the link's callback (another person's, say) links nothing.
+    let token = app.token("sso@example.com").await;
+    let landed = browser.get(link_callback_url(&app, &browser, &token).await).send().await.unwrap();
+    assert_error(landed, 403, "permission_denied").await;
+    // Nor does another signed-in user finishing it.
+    let other = link_callback_url(&app, &browser, &token).await;
+    let (status, _) = crate::helpers::send(&app, &admin, Method::POST, "/api/v1/auth/oidc/test/link/callback", Some(code_and_state(&other))).await;
+    assert_eq!(status, 403);
+    // The owner finishing their own link flow does.
+    let mine = link_callback_url(&app, &browser, &token).await;
+    let (status, linked) = crate::helpers::send(&app, &token, Method::POST, "/api/v1/auth/oidc/test/link/callback", Some(code_and_state(&mine))).await;
+    assert_eq!(status, 200, "{linked}");
+    assert_eq!(linked["user_id"], account.as_str());
+
+    // From now on the provider signs this account in.
+    let tokens: Value = browser.get(callback_url(&app, &browser).await).send().await.unwrap().json().await.unwrap();
+    assert_eq!(tokens["user_id"], account.as_str(), "{tokens}");
+}

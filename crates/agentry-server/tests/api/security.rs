@@ -10,12 +10,13 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_EMAIL, TestApp, assert_error, spawn_app};
 
-/// The current signing key's kid and private key, read from the database as an attacker with a DB copy would.
+/// The current signing key's kid and private key, read from the database and
+/// opened as an attacker with a DB copy and the master key would.
 async fn signing_key(app: &TestApp) -> (String, EncodingKey) {
     let db = agentry_db::Db::connect(&app.database_url).await.unwrap();
     let keys = db.signing_keys(0).await.unwrap();
     let key = keys.iter().find(|k| k.retired_at_ms.is_none()).unwrap();
-    (key.kid.clone(), EncodingKey::from_ed_der(&STANDARD.decode(&key.private_der).unwrap()))
+    (key.kid.clone(), EncodingKey::from_ed_der(&STANDARD.decode(crate::helpers::opened_private_der(key)).unwrap()))
 }
 
 fn claims_of(token: &str) -> Value {
