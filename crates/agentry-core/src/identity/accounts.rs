@@ -205,7 +205,7 @@ impl Identity {
     }
 
     /// Refuse to change or remove a member whose role holds more than the caller.
-    async fn outranked_member(&self, access: &TenantAccess, member: &MembershipRow) -> Result<(), IdentityError> {
+    pub(crate) async fn outranked_member(&self, access: &TenantAccess, member: &MembershipRow) -> Result<(), IdentityError> {
         let held = self.role_permissions(&access.tenant_id, &member.role).await?;
         access.require_within(held, &format!("this member's role '{}'", member.role))
     }

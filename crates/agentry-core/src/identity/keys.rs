@@ -158,12 +158,9 @@ impl Identity {
         let (row, relation) = self.visible_key(access, id).await?;
         if relation == KeyRelation::Managed {
             // Within the ceiling: not the keys of someone who holds more than the caller.
-            let owner_role = self.db.membership(&access.tenant_id, &row.user_id).await?.map(|m| m.role);
-            let held = match owner_role {
-                Some(role) => self.role_permissions(&access.tenant_id, &role).await?,
-                None => agentry_types::PermissionSet::empty(),
-            };
-            access.require_within(held, "this key's owner's role")?;
+            if let Some(owner) = self.db.membership(&access.tenant_id, &row.user_id).await? {
+                self.outranked_member(access, &owner).await?;
+            }
         }
         if !self.db.revoke_api_key(&access.tenant_id, id, now_ms()).await? {
             return Err(IdentityError::NotFound("api key"));

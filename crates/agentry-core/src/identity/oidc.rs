@@ -175,7 +175,7 @@ impl Identity {
         if pending.link_user_id.as_deref() != linking_user {
             let message = match &pending.link_user_id {
                 Some(_) => format!("this flow links a provider to an account: finish it with POST /api/v1/auth/oidc/{name}/link/callback and that account's access token"),
-                None => "this is a sign-in, not a link flow: start a link with POST /api/v1/auth/oidc/{provider}/link".replace("{provider}", name),
+                None => format!("this is a sign-in, not a link flow: start a link with POST /api/v1/auth/oidc/{name}/link"),
             };
             return Err(IdentityError::Forbidden(message));
         }

@@ -8,3 +8,6 @@
 ALTER TABLE audit_events ADD COLUMN key_id TEXT;
 ALTER TABLE audit_events ADD COLUMN fields_hash TEXT;
 ALTER TABLE audit_events ADD COLUMN erased_at_ms INTEGER;
+-- Start-up looks for chains that still end in legacy rows (to seal them):
+-- only legacy rows are indexed, so on a new installation that costs nothing.
+CREATE INDEX audit_events_legacy ON audit_events (chain, seq) WHERE key_id IS NULL;
