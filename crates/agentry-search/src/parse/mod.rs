@@ -27,7 +27,10 @@ mod html;
 mod json;
 mod markdown;
 mod pdf;
+mod pdf_decode;
+mod pdf_load;
 mod pdf_streams;
+mod pdf_xref;
 mod text;
 
 pub use budget::{Budget, Deadline, Limit, Limits, cut_chars};

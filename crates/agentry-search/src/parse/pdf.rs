@@ -9,7 +9,9 @@
 //! [`ParseError::Malformed`] (or a skipped page). The panic message still
 //! reaches stderr through the process's panic hook.
 //!
-//! Budgets: neither crate limits what it inflates, so [`super::pdf_streams`]
+//! Budgets: lopdf loads through [`super::pdf_load`], which checks the
+//! cross-reference structure first and guards what lopdf builds. Neither
+//! crate limits what it inflates, so [`super::pdf_streams`]
 //! measures every stream with bounded decoders before loading, and each
 //! page's drawing work (forms counted each time drawn, fonts and colour
 //! profiles each time loaded) before extracting it. pdf-extract also
@@ -31,11 +33,12 @@ use pdf_extract::{ColorSpace, Document, MediaBox, Object, ObjectId, OutputDev, O
 
 use super::budget::{Budget, Deadline};
 use super::pdf_streams::{PageWork, check_raw};
+use super::pdf_load;
 use super::{ParseError, Parsed, Section, tidy_lines};
 
 pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseError> {
     check_raw(bytes, budget)?;
-    let document = catch_unwind(|| load(bytes)).map_err(|_| malformed("the file structure cannot be read"))??;
+    let document = load(bytes, budget)?;
     let pages = document.get_pages();
     if pages.is_empty() {
         return Err(malformed("the document has no pages"));
@@ -120,14 +123,18 @@ fn page_ancestry(document: &Document, page_id: ObjectId) -> Result<bool, ParseEr
     let mut has_media_box = false;
     loop {
         has_media_box |= node.has(b"MediaBox");
-        let Ok(parent) = node.get(b"Parent").and_then(Object::as_reference) else { return Ok(has_media_box) };
+        let Ok(parent) = node.get(b"Parent").and_then(Object::as_reference) else {
+            return Ok(has_media_box);
+        };
         if !seen.insert(parent) {
             return Err(malformed("a page's /Parent chain loops back on itself"));
         }
         if seen.len() > MAX_PAGE_TREE_DEPTH {
             return Err(malformed(&format!("a page's /Parent chain is more than {MAX_PAGE_TREE_DEPTH} levels deep")));
         }
-        let Ok(next) = document.get_dictionary(parent) else { return Ok(has_media_box) };
+        let Ok(next) = document.get_dictionary(parent) else {
+            return Ok(has_media_box);
+        };
         node = next;
     }
 }
@@ -218,9 +225,10 @@ impl<D: OutputDev> OutputDev for Counted<D> {
     }
 }
 
-fn load(bytes: &[u8]) -> Result<Document, ParseError> {
-    let mut document = Document::load_mem(bytes).map_err(|e| malformed(&e.to_string()))?;
-    if document.is_encrypted() && document.decrypt("").is_err() {
+fn load(bytes: &[u8], budget: &mut Budget) -> Result<Document, ParseError> {
+    let mut document = pdf_load::load(bytes, budget)?;
+    let decrypted = catch_unwind(AssertUnwindSafe(|| !document.is_encrypted() || document.decrypt("").is_ok())).map_err(|_| malformed("the file structure cannot be read"))?;
+    if !decrypted {
         return Err(ParseError::Unsupported("PDF: the document is password-protected; remove the password and upload it again".into()));
     }
     Ok(document)
@@ -251,9 +259,7 @@ mod tests {
         objects.push("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into());
         for (i, text) in pages.iter().enumerate() {
             let content_id = 5 + 2 * i;
-            objects.push(format!(
-                "<< /Type /Page /Parent 2 0 R {entries} /Resources << /Font << /F1 3 0 R >> >> /Contents {content_id} 0 R >>"
-            ));
+            objects.push(format!("<< /Type /Page /Parent 2 0 R {entries} /Resources << /Font << /F1 3 0 R >> >> /Contents {content_id} 0 R >>"));
             let stream = if text.is_empty() { String::new() } else { format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET") };
             objects.push(format!("<< /Length {} >>\nstream\n{stream}\nendstream", stream.len()));
         }
@@ -350,10 +356,7 @@ mod tests {
         drop(content);
         let pdf = pdf_with_content(stream("/Filter /FlateDecode", &compressed), "", Vec::new());
         assert!(pdf.len() < 200_000, "{} bytes", pdf.len());
-        assert_eq!(
-            parse(&pdf, Format::Pdf).map(|p| p.sections.len()),
-            Err(ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(32 * 1024 * 1024) })
-        );
+        assert_eq!(parse(&pdf, Format::Pdf).map(|p| p.sections.len()), Err(ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(32 * 1024 * 1024) }));
         // Hidden behind a filter chain (deflated twice) it is found all the same.
         let twice = deflate(&compressed);
         let pdf = pdf_with_content(stream("/Filter [/FlateDecode /FlateDecode]", &twice), "", Vec::new());
@@ -378,6 +381,30 @@ mod tests {
         ];
         let pdf = pdf_with_content(stream("", b"/Fm Do"), "/XObject << /Fm 5 0 R >>", forms);
         assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::TooLarge { .. })));
+        // The same draws behind ASCII85 (before: read as zeros, so never counted).
+        let hex85 = |data: &[u8]| {
+            let mut out = Vec::new();
+            for chunk in data.chunks(4) {
+                let mut group = [0u8; 4];
+                group[..chunk.len()].copy_from_slice(chunk);
+                let mut rest = u32::from_be_bytes(group);
+                let mut digits = [0u8; 5];
+                for digit in digits.iter_mut().rev() {
+                    *digit = b'!' + (rest % 85) as u8;
+                    rest /= 85;
+                }
+                out.extend_from_slice(&digits[..chunk.len() + 1]);
+            }
+            out.extend_from_slice(b"~>");
+            out
+        };
+        let forms = vec![
+            stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /G 6 0 R >> >> /Filter /ASCII85Decode", &hex85(&draws("G"))),
+            stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /H 7 0 R >> >> /Filter /ASCII85Decode", &hex85(&draws("H"))),
+            stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Filter /FlateDecode", &leaf),
+        ];
+        let pdf = pdf_with_content(stream("/Filter /ASCII85Decode", &hex85(b"/Fm Do")), "/XObject << /Fm 5 0 R >>", forms);
+        assert!(matches!(parse(&pdf, Format::Pdf), Err(ParseError::TooLarge { .. })), "{:?}", parse(&pdf, Format::Pdf).map(|p| p.sections.len()));
         // A form that draws itself would recurse until the stack overflows.
         let selfish = vec![stream("/Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /Fm 5 0 R >> >>", b"/Fm Do")];
         let pdf = pdf_with_content(stream("", b"BT /F1 12 Tf 72 720 Td (x) Tj ET /Fm Do"), "/XObject << /Fm 5 0 R >>", selfish);
@@ -512,10 +539,7 @@ mod tests {
         use super::super::{Budget, Limits};
         let pdf = minimal_pdf(&["text"]);
         let mut budget = Budget::new(&Limits::default(), pdf.len()).expired();
-        assert_eq!(
-            super::parse(&pdf, &mut budget).map(|p| p.sections.len()),
-            Err(ParseError::TooLarge { what: "the time it takes to parse", limit: Limit::Seconds(120) })
-        );
+        assert_eq!(super::parse(&pdf, &mut budget).map(|p| p.sections.len()), Err(ParseError::TooLarge { what: "the time it takes to parse", limit: Limit::Seconds(120) }));
     }
 
     #[test]

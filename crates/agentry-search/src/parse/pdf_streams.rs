@@ -3,9 +3,9 @@
 //! and object streams; pdf-extract while reading a page: its contents,
 //! every form it draws, once per `Do`, and the fonts and colour spaces it
 //! selects, again on every page), so a small file can expand to gigabytes.
-//! Two checks run first, both with bounded decoders (flate2 and weezl, the
-//! decoders lopdf itself uses, reading at most one byte past what the
-//! budget has left):
+//! Two checks run first, both with the bounded decoders of
+//! [`super::pdf_decode`] (reading at most one byte past what the budget
+//! has left):
 //!
 //! - [`check_raw`], before loading: every `stream` keyword in the raw
 //!   bytes starts data that is decoded through every filter chain named
@@ -29,19 +29,19 @@
 //!   itself, or forms nested deeper than [`MAX_FORM_DEPTH`] (pdf-extract
 //!   recurses once per level, on a 2 MiB stack), fail the document.
 //!
-//! Hand-written because no PDF crate offers a bounded decode; the lexing
+//! Hand-written because no PDF crate offers a bounded measure; the lexing
 //! here is the little needed to find filter names and the operators that
 //! load resources, and errs towards charging more.
 //!
 //! Must not: change the document or extract text.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{Read, Write};
 
 use pdf_extract::{Dictionary, Document, Object, ObjectId};
 
 use super::ParseError;
 use super::budget::{Budget, Deadline, Limit};
+use super::pdf_decode::{decode_stream, decoded_len};
 
 /// Deflate's largest expansion (a 258-byte match per 2 bits, roughly).
 const DEFLATE_WORST_RATIO: u64 = 1032;
@@ -273,9 +273,11 @@ impl<'a> PageWork<'a> {
         let resources = page_resources(self.document, page_id);
         let mut content = Vec::new();
         for id in self.document.get_page_contents(page_id) {
-            let Ok(stream) = self.document.get_object(id).and_then(Object::as_stream) else { continue };
+            let Ok(stream) = self.document.get_object(id).and_then(Object::as_stream) else {
+                continue;
+            };
             let room = self.room().saturating_sub(content.len() as u64);
-            let decoded = decode_stream(stream, room).ok_or_else(|| self.over())?;
+            let decoded = decode_stream(stream, room).map_err(|why| why.or_over(self.over()))?;
             content.extend_from_slice(&decoded);
         }
         let drawn = self.content_work(&content, resources, 0)?;
@@ -326,7 +328,9 @@ impl<'a> PageWork<'a> {
             }
         }
         for (name, times) in &operators.colour_spaces {
-            let Some(space) = resources.and_then(|r| self.named(r, b"ColorSpace", name)) else { continue };
+            let Some(space) = resources.and_then(|r| self.named(r, b"ColorSpace", name)) else {
+                continue;
+            };
             let cost = self.streams_under(space)?;
             work = work.saturating_add(cost.saturating_mul(*times));
             if work > self.room() {
@@ -336,7 +340,9 @@ impl<'a> PageWork<'a> {
         let mut height = 0usize;
         let mut forms = Vec::new();
         for (name, times) in operators.draws {
-            let Some((id, form_resources)) = resources.and_then(|r| self.xobject(r, &name)) else { continue };
+            let Some((id, form_resources)) = resources.and_then(|r| self.xobject(r, &name)) else {
+                continue;
+            };
             let drawn_with = form_resources.or(resources);
             let key = (id, drawn_with.map_or(0, |r| std::ptr::from_ref(r) as usize));
             let cost = match self.memo.get(&key) {
@@ -352,7 +358,7 @@ impl<'a> PageWork<'a> {
                         self.drawing.remove(&id);
                         continue;
                     };
-                    let decoded = decode_stream(stream, self.room()).ok_or_else(|| self.over())?;
+                    let decoded = decode_stream(stream, self.room()).map_err(|why| why.or_over(self.over()))?;
                     let drawn = self.content_work(&decoded, drawn_with, depth + 1)?;
                     self.drawing.remove(&id);
                     let cost = FormCost { work: drawn.work, height: drawn.height + 1 };
@@ -405,12 +411,14 @@ impl<'a> PageWork<'a> {
                     if !seen.insert(*id) {
                         continue;
                     }
-                    let Ok(target) = self.document.get_object(*id) else { continue };
+                    let Ok(target) = self.document.get_object(*id) else {
+                        continue;
+                    };
                     if let Object::Stream(stream) = target {
                         let size = match self.stream_sizes.get(id) {
                             Some(&size) => size,
                             None => {
-                                let size = decode_stream(stream, self.limit).ok_or_else(|| self.fonts_over())?.len() as u64;
+                                let size = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?.len() as u64;
                                 self.stream_sizes.insert(*id, size);
                                 size
                             }
@@ -422,7 +430,7 @@ impl<'a> PageWork<'a> {
                     }
                 }
                 Object::Stream(stream) => {
-                    let size = decode_stream(stream, self.limit).ok_or_else(|| self.fonts_over())?.len() as u64;
+                    let size = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?.len() as u64;
                     total = total.saturating_add(size);
                     stack.extend(entries(&stream.dict).map(|o| (o, depth - 1)));
                 }
@@ -457,145 +465,8 @@ fn page_resources(document: &Document, page_id: ObjectId) -> Option<&Dictionary>
     own.or_else(|| inherited.into_iter().find_map(|id| document.get_dictionary(id).ok()))
 }
 
-/// A loaded stream's content decoded through its filters, or `None` when it
-/// decodes to more than `cap` bytes. Filters lopdf cannot decode leave the
-/// content as it is (pdf-extract then reads it raw).
-fn decode_stream(stream: &pdf_extract::Stream, cap: u64) -> Option<Vec<u8>> {
-    let filters: Vec<Vec<u8>> = match stream.filters() {
-        Ok(filters) => filters.into_iter().map(<[u8]>::to_vec).collect(),
-        Err(_) => Vec::new(),
-    };
-    let mut data = stream.content.clone();
-    for filter in &filters {
-        match decode(filter, &data, cap, true) {
-            Decoded::Data(out) => data = out,
-            Decoded::Unknown => return Some(stream.content.clone()).filter(|c| c.len() as u64 <= cap),
-            Decoded::Len(_) => return None,
-        }
-        if data.len() as u64 > cap {
-            return None;
-        }
-    }
-    Some(data).filter(|d| d.len() as u64 <= cap)
-}
-
-/// The decoded size of `data` through `chain`: every stage's output
-/// counted (lopdf holds each one, even when a later stage fails), at most
-/// `cap + 1` in all.
-fn decoded_len(data: &[u8], chain: &[Vec<u8>], cap: u64) -> u64 {
-    let mut total = 0u64;
-    let mut current: Vec<u8>;
-    let mut input = data;
-    for (i, filter) in chain.iter().enumerate() {
-        let last = i + 1 == chain.len();
-        match decode(filter, input, cap.saturating_sub(total), !last) {
-            Decoded::Len(n) => return total.saturating_add(n),
-            Decoded::Data(out) => {
-                total = total.saturating_add(out.len() as u64);
-                if total > cap {
-                    return total;
-                }
-                current = out;
-            }
-            // lopdf gives up here, having inflated the stages before.
-            Decoded::Unknown => return total,
-        }
-        input = &current;
-    }
-    total
-}
-
-enum Decoded {
-    /// The output (when kept), at most `cap + 1` bytes.
-    Data(Vec<u8>),
-    /// Only the output's size, at most `cap + 1`.
-    Len(u64),
-    /// A filter lopdf does not decode either.
-    Unknown,
-}
-
-/// One filter stage, reading at most `cap + 1` bytes of output.
-fn decode(filter: &[u8], input: &[u8], cap: u64, keep: bool) -> Decoded {
-    let mut out = Capped { data: Vec::new(), len: 0, cap: cap.saturating_add(1), keep };
-    match filter {
-        b"FlateDecode" => {
-            // lopdf: zlib; when that fails having produced nothing, raw deflate after the header.
-            let zlib = std::io::copy(&mut flate2::read::ZlibDecoder::new(input).take(out.cap), &mut out);
-            if zlib.is_err() && out.len == 0 && input.len() > 2 {
-                let _ = std::io::copy(&mut flate2::read::DeflateDecoder::new(&input[2..]).take(out.cap), &mut out);
-            }
-        }
-        b"LZWDecode" => {
-            // lopdf switches code size early unless told otherwise; count the larger reading.
-            let mut other = Capped { data: Vec::new(), len: 0, cap: out.cap, keep };
-            let _ = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8).into_stream(&mut out).decode_all(input).status;
-            let _ = weezl::decode::Decoder::new(weezl::BitOrder::Msb, 8).into_stream(&mut other).decode_all(input).status;
-            if other.len > out.len {
-                out = other;
-            }
-        }
-        b"ASCII85Decode" => ascii85(input, &mut out),
-        _ => return Decoded::Unknown,
-    }
-    if keep { Decoded::Data(out.data) } else { Decoded::Len(out.len) }
-}
-
-/// lopdf's ASCII85 reading (stop at the first byte outside the alphabet), counted.
-fn ascii85(input: &[u8], out: &mut Capped) {
-    let input = input.strip_suffix(b"~>").unwrap_or(input);
-    let mut group = 0usize;
-    for &c in input {
-        if out.len >= out.cap {
-            return;
-        }
-        if c == b'z' && group == 0 {
-            let _ = out.write_all(&[0; 4]);
-        } else if c.is_ascii_whitespace() {
-            continue;
-        } else if (b'!'..=b'u').contains(&c) {
-            group += 1;
-            if group == 5 {
-                group = 0;
-                let _ = out.write_all(&[0; 4]);
-            }
-        } else {
-            break;
-        }
-    }
-    if group > 1 {
-        let _ = out.write_all(&vec![0; group - 1]);
-    }
-}
-
-/// A writer that keeps (or only counts) up to `cap` bytes, then fails.
-struct Capped {
-    data: Vec<u8>,
-    len: u64,
-    cap: u64,
-    keep: bool,
-}
-
-impl Write for Capped {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let room = usize::try_from(self.cap.saturating_sub(self.len)).unwrap_or(usize::MAX);
-        if room == 0 {
-            return Err(std::io::Error::other("over the decompression budget"));
-        }
-        let n = buf.len().min(room);
-        if self.keep {
-            self.data.extend_from_slice(&buf[..n]);
-        }
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[derive(Debug, PartialEq)]
-enum Token {
+pub(super) enum Token {
     Name(Vec<u8>),
     Open,
     Close,
@@ -606,10 +477,10 @@ enum Token {
 /// each with where it starts; `%` comments are skipped to the end of the
 /// line when `comments` is set (lopdf's reading outside strings).
 #[derive(Clone, Copy)]
-struct Lexer<'b> {
-    bytes: &'b [u8],
-    at: usize,
-    comments: bool,
+pub(super) struct Lexer<'b> {
+    pub(super) bytes: &'b [u8],
+    pub(super) at: usize,
+    pub(super) comments: bool,
 }
 
 impl Iterator for Lexer<'_> {
@@ -661,7 +532,7 @@ impl Iterator for Lexer<'_> {
     }
 }
 
-fn is_delimiter(c: u8) -> bool {
+pub(super) fn is_delimiter(c: u8) -> bool {
     c.is_ascii_whitespace() || b"()<>[]{}/%\0".contains(&c)
 }
 
@@ -722,6 +593,8 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
 
     fn chains(bytes: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {
@@ -783,19 +656,5 @@ mod tests {
         pdf.extend_from_slice(&compressed);
         pdf.extend_from_slice(b"\nendstream\nendobj\n");
         assert!(matches!(check_raw(&pdf, &mut budget), Err(ParseError::TooLarge { what: "its decompressed data", .. })));
-    }
-
-    #[test]
-    fn decoding_stops_past_the_cap() {
-        let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        let _ = encoder.write_all(&vec![b'a'; 1 << 20]);
-        let compressed = encoder.finish().unwrap_or_default();
-        let chain = [b"FlateDecode".to_vec()];
-        assert_eq!(decoded_len(&compressed, &chain, 100), 101);
-        assert_eq!(decoded_len(&compressed, &chain, 2 << 20), 1 << 20);
-        let double = [b"FlateDecode".to_vec(), b"FlateDecode".to_vec()];
-        let mut outer = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
-        let _ = outer.write_all(&compressed);
-        assert_eq!(decoded_len(&outer.finish().unwrap_or_default(), &double, 1000), 1001);
     }
 }

@@ -1,0 +1,555 @@
+//! A PDF's cross-reference structure, checked before lopdf loads it
+//! (by [`super::pdf_load`]).
+//!
+//! lopdf reads the cross-reference sections (tables and streams, following
+//! `/Prev` and `/XRefStm`), then every object they list, with no limits of
+//! its own: a section stream's `/W` and `/Index` make it allocate or loop
+//! at will, many entries may name one offset (each one read again, an
+//! object stream inflated again), an object stream's header may point many
+//! objects at one place, and every stream whose `/Length` is a reference
+//! reads that object (or inflates its object stream) again. [`check`]
+//! reads the same sections the way lopdf does, with lopdf's own public
+//! pieces where it has them (`Reader::get_object` for a section's stream
+//! or trailer, `decode_xref_stream` for a stream's entries), after
+//! bounding what they would allocate, and refuses a document whose entries
+//! share an offset, number more than [`MAX_ENTRIES`], or whose object
+//! streams hold objects that overlap (each object must parse, with lopdf's
+//! own parser, from its own bytes alone).
+//!
+//! Encrypted documents load through a different path of lopdf's (no
+//! filter; each object's raw bytes copied up to the first `endobj`): their
+//! objects must each end before the next one starts, and object streams
+//! (which lopdf can only expand after decryption, unchecked) are refused.
+//!
+//! Hand-written because lopdf's own section reader is private; the
+//! classic table grammar here is lopdf's, restated.
+//!
+//! Must not: decrypt, repair a broken table, or extract text.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+
+use pdf_extract::xref::{Xref, XrefEntry, XrefType, decode_xref_stream};
+use pdf_extract::{Dictionary, Document, Object, ObjectId, ObjectStream, Reader, Stream};
+
+use super::ParseError;
+use super::budget::{Budget, Deadline, Limit};
+use super::pdf_decode::decode_stream;
+use super::pdf_streams::{Lexer, Token, is_delimiter};
+
+/// Cross-reference sections followed from `startxref` (real files have a
+/// handful: one per incremental update).
+const MAX_SECTIONS: usize = 256;
+
+/// Objects a document may list.
+pub(super) const MAX_ENTRIES: u64 = 1 << 22;
+
+/// A section stream's field widths (`/W`) above this many bytes are not a
+/// real table.
+const MAX_FIELD_WIDTH: i64 = 8;
+
+/// Check `bytes`' cross-reference structure the way lopdf will read it,
+/// charging the streams read to `budget`.
+pub(super) fn check(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
+    let buffer = from_header(bytes);
+    let table = read_sections(buffer, budget)?;
+    let normal = normal_offsets(&table.xref)?;
+    if table.encrypted {
+        if table.xref.entries.values().any(|e| matches!(e, XrefEntry::Compressed { .. })) {
+            return Err(ParseError::Unsupported(
+                "PDF: encrypted documents that keep objects in compressed object streams are not supported; save it without a password and upload it again".into(),
+            ));
+        }
+        check_raw_spans(buffer, &normal)?;
+        check_length_references(buffer, &table.xref, &normal, budget.inflate_limit())?;
+    } else {
+        check_containers(buffer, &table.xref, budget)?;
+    }
+    Ok(())
+}
+
+/// The bytes from `%PDF-` on, as lopdf reads them (offsets count from there).
+pub(super) fn from_header(bytes: &[u8]) -> &[u8] {
+    let start = bytes.windows(5).position(|w| w == b"%PDF-").unwrap_or(0);
+    &bytes[start..]
+}
+
+/// The merged cross-reference table lopdf would build, and whether the
+/// trailer names an encryption dictionary.
+struct Table {
+    xref: Xref,
+    encrypted: bool,
+}
+
+/// lopdf's `Reader::read` up to loading objects: the section at
+/// `startxref`, then each `/Prev` (and the first trailer's `/XRefStm`),
+/// earlier entries winning.
+fn read_sections(buffer: &[u8], budget: &mut Budget) -> Result<Table, ParseError> {
+    let start = xref_start(buffer).ok_or_else(|| malformed("the file does not end with startxref and %%EOF"))?;
+    let mut sections = Sections { buffer, read: 0 };
+    let (mut xref, mut trailer) = sections.read(start, budget)?;
+    let mut seen = HashSet::new();
+    let mut prev = trailer.remove(b"Prev");
+    while let Some(offset) = prev.and_then(|o| o.as_i64().ok()) {
+        if !seen.insert(offset) {
+            break;
+        }
+        let (older, older_trailer) = sections.read(sections.position(offset)?, budget)?;
+        xref.merge(older);
+        if let Some(hybrid) = trailer.remove(b"XRefStm").and_then(|o| o.as_i64().ok()) {
+            let (streamed, _) = sections.read(sections.position(hybrid)?, budget)?;
+            xref.merge(streamed);
+        }
+        prev = older_trailer.get(b"Prev").ok().cloned();
+        if xref.entries.len() as u64 > MAX_ENTRIES {
+            return Err(too_many_entries());
+        }
+    }
+    Ok(Table { xref, encrypted: trailer.get(b"Encrypt").is_ok() })
+}
+
+/// lopdf's `get_xref_start`: `startxref` within 25 bytes before the last
+/// `%%EOF` of the final 512, then its number.
+fn xref_start(buffer: &[u8]) -> Option<usize> {
+    let tail = buffer.len().saturating_sub(512);
+    let eof = tail + rfind(&buffer[tail..], b"%%EOF")?;
+    if eof <= 25 {
+        return None;
+    }
+    let keyword = eof - 25 + rfind(&buffer[eof - 25..eof], b"startxref")?;
+    let mut cursor = Cursor { bytes: buffer, at: keyword + b"startxref".len() };
+    while cursor.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+        cursor.at += 1;
+    }
+    cursor.unsigned::<usize>()
+}
+
+struct Sections<'b> {
+    buffer: &'b [u8],
+    read: usize,
+}
+
+impl Sections<'_> {
+    fn position(&self, offset: i64) -> Result<usize, ParseError> {
+        usize::try_from(offset).ok().filter(|&o| o <= self.buffer.len()).ok_or_else(|| malformed("a cross-reference section starts outside the file"))
+    }
+
+    /// The section at `at`: a classic table and its trailer, else a
+    /// cross-reference stream (whose dictionary is its trailer).
+    fn read(&mut self, at: usize, budget: &mut Budget) -> Result<(Xref, Dictionary), ParseError> {
+        self.read += 1;
+        if self.read > MAX_SECTIONS {
+            return Err(ParseError::TooLarge { what: "its number of cross-reference sections", limit: Limit::Count(MAX_SECTIONS as u64) });
+        }
+        budget.deadline().check()?;
+        if let Some(table) = classic_table(self.buffer, at) {
+            return table;
+        }
+        stream_section(self.buffer, at, budget)
+    }
+}
+
+/// lopdf's classic table grammar at `at`: `xref`, then subsections of
+/// fixed 20-byte entries, then `trailer` and its dictionary. `None` when
+/// the grammar does not match (lopdf then tries a stream).
+fn classic_table(buffer: &[u8], at: usize) -> Option<Result<(Xref, Dictionary), ParseError>> {
+    let mut cursor = Cursor { bytes: buffer, at };
+    if !cursor.tag(b"xref") {
+        return None;
+    }
+    cursor.tag(b" ");
+    if !cursor.eol() {
+        return None;
+    }
+    let mut xref = Xref::new(0, XrefType::CrossReferenceTable);
+    let mut subsections = 0usize;
+    loop {
+        let mark = cursor.at;
+        let Some((first, _count)) = cursor.subsection_header() else {
+            cursor.at = mark;
+            break;
+        };
+        subsections += 1;
+        let mut index = 0usize;
+        while let Some((offset, generation, in_use)) = cursor.entry() {
+            if in_use && let Ok(generation) = u16::try_from(generation) {
+                xref.insert(first.wrapping_add(index) as u32, XrefEntry::Normal { offset, generation });
+            }
+            index += 1;
+        }
+        if xref.entries.len() as u64 > MAX_ENTRIES {
+            return Some(Err(too_many_entries()));
+        }
+    }
+    if subsections == 0 {
+        return None;
+    }
+    cursor.space();
+    if !cursor.tag(b"trailer") {
+        return None;
+    }
+    cursor.space();
+    let trailer = dictionary_at(buffer, cursor.at)?;
+    let Some(size) = trailer.get(b"Size").and_then(Object::as_i64).ok() else {
+        return Some(Err(malformed("the trailer has no /Size")));
+    };
+    xref.size = size as u32;
+    Some(Ok((xref, trailer)))
+}
+
+/// A cross-reference stream at `at`, its allocations bounded before
+/// lopdf decodes it: field widths of at most [`MAX_FIELD_WIDTH`] bytes
+/// adding up to at least one (an entry that reads nothing loops as long as
+/// `/Index` says), at most [`MAX_ENTRIES`] entries, its data within the
+/// decompressed-data budget.
+fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref, Dictionary), ParseError> {
+    let unreadable = || malformed("a cross-reference section is neither a table nor a stream");
+    let mut cursor = Cursor { bytes: buffer, at };
+    cursor.space();
+    let number = cursor.unsigned::<u32>().ok_or_else(unreadable)?;
+    cursor.space();
+    let generation = cursor.unsigned::<u16>().ok_or_else(unreadable)?;
+    cursor.space();
+    if !cursor.tag(b"obj") {
+        return Err(unreadable());
+    }
+    let Some(Object::Stream(stream)) = object_at(buffer, at, (number, generation), &Xref::new(0, XrefType::CrossReferenceStream)) else {
+        return Err(unreadable());
+    };
+    let integers = |key: &[u8]| stream.dict.get(key).and_then(Object::as_array).ok().and_then(|items| items.iter().map(|i| i.as_i64().ok()).collect::<Option<Vec<i64>>>());
+    if let Some(widths) = integers(b"W").filter(|w| w.len() >= 3)
+        && (widths[..3].iter().any(|w| !(0..=MAX_FIELD_WIDTH).contains(w)) || widths[..3].iter().sum::<i64>() == 0)
+    {
+        return Err(malformed("a cross-reference stream's field widths (/W) are not a table's"));
+    }
+    let size = stream.dict.get(b"Size").and_then(Object::as_i64).unwrap_or(0);
+    let index = integers(b"Index").unwrap_or_else(|| vec![0, size]);
+    let listed = index.chunks_exact(2).fold(0u64, |sum, pair| sum.saturating_add(u64::try_from(pair[1]).unwrap_or(0)));
+    if listed > MAX_ENTRIES {
+        return Err(too_many_entries());
+    }
+    let decoded = decode_stream(&stream, budget.inflate_remaining()).map_err(|why| why.or_over(budget.inflate_exceeded()))?;
+    budget.inflated(decoded.len() as u64)?;
+    decode_xref_stream(stream).map_err(|e| malformed(&format!("a cross-reference stream cannot be read ({e})")))
+}
+
+/// The in-use entries' offsets, sorted; several entries at one offset
+/// are refused (lopdf reads the object once for each).
+fn normal_offsets(xref: &Xref) -> Result<Vec<usize>, ParseError> {
+    if xref.entries.len() as u64 > MAX_ENTRIES {
+        return Err(too_many_entries());
+    }
+    let mut offsets: Vec<usize> = xref.entries.values().filter_map(|entry| if let XrefEntry::Normal { offset, .. } = entry { Some(*offset as usize) } else { None }).collect();
+    offsets.sort_unstable();
+    if offsets.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(malformed("several cross-reference entries point at the same object"));
+    }
+    Ok(offsets)
+}
+
+/// For an encrypted document: the bytes lopdf copies for each object
+/// (its header up to the first `endobj`) must end before the next
+/// object starts.
+fn check_raw_spans(buffer: &[u8], offsets: &[usize]) -> Result<(), ParseError> {
+    for (i, &offset) in offsets.iter().enumerate() {
+        let Some(body) = raw_header_end(buffer, offset) else {
+            continue;
+        };
+        let next = offsets.get(i + 1).copied().unwrap_or(buffer.len()).min(buffer.len());
+        if next <= body || find(&buffer[body..next], b"endobj").is_none() && i + 1 < offsets.len() {
+            return Err(malformed("an object runs into the next one"));
+        }
+    }
+    Ok(())
+}
+
+/// For an encrypted document (loaded with no filter, so no deadline):
+/// lopdf reads the object a stream's `/Length` refers to once for every
+/// stream that refers to it, however large. What those reads cost (each
+/// referred object's bytes up to the next object, times the references
+/// to it, both readings of comments counted) may not exceed the file and
+/// the decompressed-data budget.
+fn check_length_references(buffer: &[u8], xref: &Xref, offsets: &[usize], room: u64) -> Result<(), ParseError> {
+    let mut cost = 0u64;
+    for comments in [true, false] {
+        let mut recent: VecDeque<(usize, Token)> = VecDeque::with_capacity(4);
+        for token in (Lexer { bytes: buffer, at: 0, comments }) {
+            if recent.len() == 4 {
+                recent.pop_front();
+            }
+            recent.push_back(token);
+            let Some(target) = length_reference(buffer, &recent) else {
+                continue;
+            };
+            let Some(XrefEntry::Normal { offset, generation }) = xref.get(target.0) else {
+                continue;
+            };
+            if *generation != target.1 {
+                continue;
+            }
+            let offset = *offset as usize;
+            let next = offsets.partition_point(|&o| o <= offset);
+            let end = offsets.get(next).copied().unwrap_or(buffer.len()).max(offset);
+            cost = cost.saturating_add((end - offset) as u64);
+        }
+    }
+    if cost > (buffer.len() as u64).saturating_add(room) {
+        return Err(malformed("its streams' lengths refer to objects too large to read again for each one"));
+    }
+    Ok(())
+}
+
+/// The object the last four tokens refer to when they are `/Length n g R`.
+fn length_reference(buffer: &[u8], recent: &VecDeque<(usize, Token)>) -> Option<ObjectId> {
+    let (Some((_, Token::Name(name))), Some((number, Token::Other)), Some((generation, Token::Other)), Some((r, Token::Other))) =
+        (recent.front(), recent.get(1), recent.get(2), recent.get(3))
+    else {
+        return None;
+    };
+    if name.as_slice() != b"Length" || word(buffer, *r) != b"R" {
+        return None;
+    }
+    Some((parse_word(buffer, *number)?, parse_word(buffer, *generation)?))
+}
+
+/// The regular characters from `start` on.
+fn word(buffer: &[u8], start: usize) -> &[u8] {
+    let rest = &buffer[start..];
+    &rest[..rest.iter().position(|&c| is_delimiter(c)).unwrap_or(rest.len())]
+}
+
+fn parse_word<T: std::str::FromStr>(buffer: &[u8], start: usize) -> Option<T> {
+    std::str::from_utf8(word(buffer, start)).ok()?.parse().ok()
+}
+
+/// lopdf's raw header reading for encrypted documents: ASCII whitespace,
+/// digits, whitespace, digits, whitespace, `obj`. Where the body starts.
+fn raw_header_end(buffer: &[u8], offset: usize) -> Option<usize> {
+    let mut cursor = Cursor { bytes: buffer, at: offset };
+    let skip = |cursor: &mut Cursor| {
+        while cursor.peek().is_some_and(|c| c.is_ascii_whitespace()) {
+            cursor.at += 1;
+        }
+    };
+    skip(&mut cursor);
+    cursor.unsigned::<u32>()?;
+    skip(&mut cursor);
+    cursor.unsigned::<u16>()?;
+    skip(&mut cursor);
+    cursor.tag(b"obj").then_some(cursor.at)
+}
+
+/// Every object stream a compressed entry points at, checked before
+/// lopdf expands it (while loading, and again for each `/Length` that
+/// refers into it). Read with compressed entries left out, so reading a
+/// container never expands another.
+fn check_containers(buffer: &[u8], xref: &Xref, budget: &mut Budget) -> Result<(), ParseError> {
+    let containers: HashSet<u32> = xref.entries.values().filter_map(|entry| if let XrefEntry::Compressed { container, .. } = entry { Some(*container) } else { None }).collect();
+    if containers.is_empty() {
+        return Ok(());
+    }
+    let mut plain = Xref::new(xref.size, XrefType::CrossReferenceStream);
+    for (&number, entry) in &xref.entries {
+        if let XrefEntry::Normal { offset, generation } = entry {
+            plain.insert(number, XrefEntry::Normal { offset: *offset, generation: *generation });
+        }
+    }
+    for container in containers {
+        budget.deadline().check()?;
+        let Some(XrefEntry::Normal { offset, generation: 0 }) = xref.get(container) else {
+            continue;
+        };
+        let Some(Object::Stream(stream)) = object_at(buffer, *offset as usize, (container, 0), &plain) else {
+            continue;
+        };
+        let decoded = check_object_stream(&stream, budget.inflate_remaining(), budget.deadline())?;
+        budget.inflated(decoded)?;
+    }
+    Ok(())
+}
+
+/// Check an object stream the way lopdf's `ObjectStream::new` will read
+/// it: each object it lists must parse from its own bytes (up to where the
+/// next one starts), and no two may start at one place. Its decoded size.
+pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline) -> Result<u64, ParseError> {
+    let over = || ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(room) };
+    decode_stream(stream, room).map_err(|why| why.or_over(over()))?;
+    let mut stream = stream.clone();
+    // lopdf's own decoding, now known to stay within the room.
+    let _ = stream.decompress();
+    let content = &stream.content;
+    let Some(first) = stream.dict.get(b"First").and_then(Object::as_i64).ok().and_then(|f| usize::try_from(f).ok()) else {
+        return Ok(content.len() as u64);
+    };
+    let Some(header) = content.get(..first).and_then(|h| std::str::from_utf8(h).ok()) else {
+        return Ok(content.len() as u64);
+    };
+    let numbers: Vec<Option<u32>> = header.split_whitespace().map(|n| n.parse().ok()).collect();
+    let mut starts: Vec<(usize, u32)> = numbers[..numbers.len() / 2 * 2]
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let id = pair[0]?;
+            let mut start = first.checked_add(pair[1]? as usize)?;
+            while content.get(start).is_some_and(u8::is_ascii_whitespace) {
+                start += 1;
+            }
+            (start < content.len()).then_some((start, id))
+        })
+        .collect();
+    starts.sort_unstable();
+    for (i, &(start, id)) in starts.iter().enumerate() {
+        if i % 4096 == 0 {
+            deadline.check()?;
+        }
+        let end = starts.get(i + 1).map_or(content.len(), |next| next.0);
+        if end == start {
+            return Err(malformed("several objects of an object stream start at the same place"));
+        }
+        let label = format!("{id} 0 ");
+        let mut dict = Dictionary::new();
+        dict.set("First", label.len() as i64);
+        dict.set("N", 1);
+        let mut alone = Stream::new(dict, [label.as_bytes(), &content[start..end]].concat());
+        if ObjectStream::new(&mut alone).map(|s| s.objects.len()).unwrap_or(0) != 1 {
+            return Err(malformed("an object stream's objects overlap or cannot be read"));
+        }
+    }
+    Ok(content.len() as u64)
+}
+
+/// The object `id` at `offset`, read by lopdf's reader over `xref`.
+fn object_at(buffer: &[u8], offset: usize, id: ObjectId, xref: &Xref) -> Option<Object> {
+    let mut document = Document::new();
+    for (&number, entry) in &xref.entries {
+        if let XrefEntry::Normal { offset, generation } = entry {
+            document.reference_table.insert(number, XrefEntry::Normal { offset: *offset, generation: *generation });
+        }
+    }
+    document.reference_table.insert(id.0, XrefEntry::Normal { offset: u32::try_from(offset).ok()?, generation: id.1 });
+    let reader = Reader { buffer, document, encryption_state: None, raw_objects: BTreeMap::new(), password: None, strict: false };
+    reader.get_object(id, &mut HashSet::new()).ok()
+}
+
+/// A trailer dictionary at `at`, read by lopdf's parser (as the body of
+/// an object made up for it, over the bytes up to the next `startxref`).
+fn dictionary_at(buffer: &[u8], at: usize) -> Option<Dictionary> {
+    let end = find(&buffer[at..], b"startxref").map_or(buffer.len(), |n| at + n);
+    let mut made_up = b"1 0 obj\n".to_vec();
+    made_up.extend_from_slice(&buffer[at..end]);
+    match object_at(&made_up, 0, (1, 0), &Xref::new(0, XrefType::CrossReferenceTable))? {
+        Object::Dictionary(dict) => Some(dict),
+        Object::Stream(stream) => Some(stream.dict),
+        _ => None,
+    }
+}
+
+/// A cursor over lopdf's token grammar, the little the sections need.
+struct Cursor<'b> {
+    bytes: &'b [u8],
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    fn tag(&mut self, tag: &[u8]) -> bool {
+        let found = self.bytes.get(self.at..).is_some_and(|rest| rest.starts_with(tag));
+        if found {
+            self.at += tag.len();
+        }
+        found
+    }
+
+    fn eol(&mut self) -> bool {
+        self.tag(b"\r\n") || self.tag(b"\n") || self.tag(b"\r")
+    }
+
+    /// Digits read as `T` (`None`, having moved, when they overflow it).
+    fn unsigned<T: std::str::FromStr>(&mut self) -> Option<T> {
+        let start = self.at;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.at += 1;
+        }
+        if self.at == start {
+            return None;
+        }
+        std::str::from_utf8(&self.bytes[start..self.at]).ok()?.parse().ok()
+    }
+
+    /// lopdf's `space`: whitespace and `%` comments ended by an end of line.
+    fn space(&mut self) {
+        loop {
+            let start = self.at;
+            while self.peek().is_some_and(|c| b" \t\n\r\0\x0C".contains(&c)) {
+                self.at += 1;
+            }
+            if self.peek() == Some(b'%') {
+                let mark = self.at;
+                while self.peek().is_some_and(|c| c != b'\r' && c != b'\n') {
+                    self.at += 1;
+                }
+                if !self.eol() {
+                    self.at = mark;
+                    return;
+                }
+            }
+            if self.at == start {
+                return;
+            }
+        }
+    }
+
+    /// `first count`, an optional space and an end of line.
+    fn subsection_header(&mut self) -> Option<(usize, u32)> {
+        let first = self.unsigned::<usize>()?;
+        if !self.tag(b" ") {
+            return None;
+        }
+        let count = self.unsigned::<u32>()?;
+        self.tag(b" ");
+        self.eol().then_some((first, count))
+    }
+
+    /// One 20-byte entry: offset, generation, `n` or `f`, a two-byte end.
+    fn entry(&mut self) -> Option<(u32, u32, bool)> {
+        let mark = self.at;
+        let parsed = (|| {
+            let offset = self.unsigned::<u32>()?;
+            self.tag(b" ").then_some(())?;
+            let generation = self.unsigned::<u32>()?;
+            self.tag(b" ").then_some(())?;
+            let in_use = match self.peek()? {
+                b'n' => true,
+                b'f' => false,
+                _ => return None,
+            };
+            self.at += 1;
+            (self.tag(b" \r") || self.tag(b" \n") || self.tag(b"\r\n")).then_some((offset, generation, in_use))
+        })();
+        if parsed.is_none() {
+            self.at = mark;
+        }
+        parsed
+    }
+}
+
+fn too_many_entries() -> ParseError {
+    ParseError::TooLarge { what: "its number of cross-reference entries", limit: Limit::Count(MAX_ENTRIES) }
+}
+
+pub(super) fn malformed(reason: &str) -> ParseError {
+    ParseError::Malformed(format!("PDF: {reason}"))
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).rposition(|w| w == needle)
+}
+
+#[cfg(test)]
+#[path = "pdf_xref_tests.rs"]
+mod tests;

@@ -1,0 +1,237 @@
+//! Cross-reference attacks on lopdf's loading, each refused before it
+//! costs memory, and real cross-reference and object streams still read.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use pdf_extract::{Document, SaveOptions};
+
+use super::super::{Format, Limits, ParseError, parse, parse_with_limits};
+
+/// Objects 1–5 of a one-page document saying `text`.
+fn page(text: &str) -> Vec<Vec<u8>> {
+    let content = format!("BT /F1 12 Tf 72 720 Td ({text}) Tj ET");
+    vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_vec(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>".to_vec(),
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>".to_vec(),
+        format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes(),
+    ]
+}
+
+/// `%PDF-1.5` and `objects` numbered from 1, and where each starts.
+fn body(objects: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+    let mut pdf = b"%PDF-1.5\n".to_vec();
+    let mut offsets = Vec::new();
+    for (i, object) in objects.iter().enumerate() {
+        offsets.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
+        pdf.extend_from_slice(object);
+        pdf.extend_from_slice(b"\nendobj\n");
+    }
+    (pdf, offsets)
+}
+
+/// A classic table listing `offsets` as objects 1, 2, … and its trailer.
+fn with_table(mut pdf: Vec<u8>, offsets: &[usize], trailer: &str) -> Vec<u8> {
+    let at = pdf.len();
+    pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes());
+    for offset in offsets {
+        pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
+    }
+    pdf.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R {trailer} >>\nstartxref\n{at}\n%%EOF\n", offsets.len() + 1).as_bytes());
+    pdf
+}
+
+/// A cross-reference stream (object `number`, with `/W [1 4 2]`) listing
+/// `rows` of (object, type, second field, third field), and `dict` added.
+fn with_xref_stream(mut pdf: Vec<u8>, number: u32, rows: &[(u32, u8, u32, u16)], dict: &str) -> Vec<u8> {
+    let at = pdf.len();
+    let mut data = Vec::new();
+    let mut index = String::new();
+    for &(id, kind, second, third) in rows {
+        data.push(kind);
+        data.extend_from_slice(&second.to_be_bytes());
+        data.extend_from_slice(&third.to_be_bytes());
+        index.push_str(&format!("{id} 1 "));
+    }
+    let mut entries = format!("/W [1 4 2] /Index [{index}]");
+    if dict.contains("/W ") {
+        entries.clear();
+    }
+    if dict.contains("/FlateDecode") {
+        data = deflate(&data);
+    }
+    pdf.extend_from_slice(format!("{number} 0 obj\n<< /Type /XRef /Size {} {entries} /Root 1 0 R {dict} /Length {} >>\nstream\n", number + 1, data.len()).as_bytes());
+    pdf.extend_from_slice(&data);
+    pdf.extend_from_slice(format!("\nendstream\nendobj\nstartxref\n{at}\n%%EOF\n").as_bytes());
+    pdf
+}
+
+fn deflate(data: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(data).unwrap_or_else(|e| panic!("{e}"));
+    encoder.finish().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An object stream (deflated) holding `header` then `objects`.
+fn object_stream(header: &str, objects: &[u8]) -> Vec<u8> {
+    let mut data = header.as_bytes().to_vec();
+    data.extend_from_slice(objects);
+    let compressed = deflate(&data);
+    let mut object = format!("<< /Type /ObjStm /N 1 /First {} /Filter /FlateDecode /Length {} >>\nstream\n", header.len(), compressed.len()).into_bytes();
+    object.extend_from_slice(&compressed);
+    object.extend_from_slice(b"\nendstream");
+    object
+}
+
+fn refused_quickly(pdf: &[u8], limits: &Limits) -> ParseError {
+    let started = Instant::now();
+    let result = parse_with_limits(pdf, Format::Pdf, limits).map(|p| p.sections.len());
+    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    result.err().unwrap_or_else(|| panic!("parsed"))
+}
+
+fn says(error: &ParseError, words: &str) -> bool {
+    format!("{error:?}").contains(words)
+}
+
+#[test]
+fn documents_saved_with_object_and_cross_reference_streams_still_read() {
+    let (pdf, offsets) = body(&page("Streams all the way"));
+    let mut document = Document::load_mem(&with_table(pdf, &offsets, "")).unwrap_or_else(|e| panic!("{e}"));
+    let mut saved = Vec::new();
+    let options = SaveOptions::builder().use_object_streams(true).use_xref_streams(true).build();
+    document.save_with_options(&mut saved, options).unwrap_or_else(|e| panic!("{e}"));
+    let text = String::from_utf8_lossy(&saved);
+    assert!(text.contains("/ObjStm") && text.contains("/XRef"), "{text}");
+    assert_eq!(parse(&saved, Format::Pdf).map(|p| p.sections[0].text.clone()), Ok("Streams all the way".to_owned()));
+}
+
+#[test]
+fn many_entries_at_one_offset_are_refused_before_lopdf_reads_them() {
+    // Before: lopdf inflated the 1 MiB object stream once per entry and
+    // kept every copy of its objects (20 000 entries: ~20 GB).
+    let mut objects = page("x");
+    objects.push(object_stream("7 0 ", &[b'(', b'a'].iter().copied().chain(std::iter::repeat_n(b'a', 1 << 20)).chain([b')']).collect::<Vec<u8>>()));
+    let (pdf, mut offsets) = body(&objects);
+    let container = offsets[5];
+    offsets.extend(std::iter::repeat_n(container, 20_000));
+    let error = refused_quickly(&with_table(pdf.clone(), &offsets, ""), &Limits::default());
+    assert!(says(&error, "same object"), "{error:?}");
+    // The same through a cross-reference stream.
+    let mut rows: Vec<(u32, u8, u32, u16)> = offsets[..6].iter().enumerate().map(|(i, &o)| (i as u32 + 1, 1, o as u32, 0)).collect();
+    rows.extend((0..20_000).map(|i| (100 + i, 1, container as u32, 0)));
+    let error = refused_quickly(&with_xref_stream(pdf, 7, &rows, ""), &Limits::default());
+    assert!(says(&error, "same object"), "{error:?}");
+}
+
+#[test]
+fn cross_reference_streams_that_would_loop_or_allocate_are_refused() {
+    let (pdf, offsets) = body(&page("x"));
+    let rows: Vec<(u32, u8, u32, u16)> = offsets.iter().enumerate().map(|(i, &o)| (i as u32 + 1, 1, o as u32, 0)).collect();
+    // Before: entries that read nothing looped four billion times; a
+    // huge width was allocated at once (the process aborted).
+    for dict in ["/W [0 0 0] /Index [0 4000000000]", "/W [1 99999999999 1] /Index [1 1]", "/W [1 4 2] /Index [0 100000000]"] {
+        let error = refused_quickly(&with_xref_stream(pdf.clone(), 6, &rows, dict), &Limits::default());
+        assert!(matches!(error, ParseError::Malformed(_) | ParseError::TooLarge { .. }), "{dict}: {error:?}");
+    }
+    // A predictor row of ten gigabytes, allocated before any data is read.
+    let error = refused_quickly(&with_xref_stream(pdf.clone(), 6, &rows, "/Filter /FlateDecode /DecodeParms << /Predictor 12 /Columns 10000000000 >>"), &Limits::default());
+    assert!(says(&error, "predictor"), "{error:?}");
+    // The honest stream reads.
+    let honest = with_xref_stream(pdf, 6, &rows, "");
+    assert_eq!(parse(&honest, Format::Pdf).map(|p| p.sections[0].text.clone()), Ok("x".to_owned()));
+}
+
+#[test]
+fn object_streams_whose_objects_overlap_are_refused() {
+    // Three objects at one place, and a hundred nested arrays each listed
+    // as an object: lopdf parses every one from its start to the end.
+    let same_place = object_stream("7 0 8 0 9 0 ", b"(abc)");
+    let nested: String = (0..100).map(|i| format!("{} {i} ", 10 + i)).collect();
+    let arrays = [vec![b'['; 100], vec![b'1'; 1000], vec![b']'; 100]].concat();
+    for (container, words) in [(same_place, "same place"), (object_stream(&nested, &arrays), "overlap")] {
+        let mut objects = page("x");
+        objects.push(container);
+        let (pdf, offsets) = body(&objects);
+        // Listed as a plain object (lopdf expands it while loading)…
+        let error = refused_quickly(&with_table(pdf.clone(), &offsets, ""), &Limits::default());
+        assert!(says(&error, words), "{error:?}");
+        // …and as the container of compressed entries.
+        let mut rows: Vec<(u32, u8, u32, u16)> = offsets.iter().enumerate().map(|(i, &o)| (i as u32 + 1, 1, o as u32, 0)).collect();
+        rows.push((7, 2, 6, 0));
+        let error = refused_quickly(&with_xref_stream(pdf, 200, &rows, ""), &Limits::default());
+        assert!(says(&error, words), "{error:?}");
+    }
+}
+
+#[test]
+fn objects_nested_inside_one_another_are_refused() {
+    // Streams nested in one another's data, each listed as an object: a
+    // 2 MB file that made lopdf hold ~200 MB (and a larger one, any amount).
+    let depth = 200usize;
+    let filler = vec![b' '; 10_000];
+    let (mut pdf, offsets) = body(&page("x"));
+    let mut starts = Vec::new();
+    let mut heads = Vec::new();
+    for level in 0..depth {
+        starts.push(pdf.len());
+        heads.push(pdf.len());
+        pdf.extend_from_slice(format!("{} 0 obj\n<< /Length 0000000000 >>\nstream\n", 6 + level).as_bytes());
+        let data_start = pdf.len();
+        starts[level] = data_start;
+        pdf.extend_from_slice(&filler);
+    }
+    for level in (0..depth).rev() {
+        let length = pdf.len() - starts[level];
+        let field = heads[level] + format!("{} 0 obj\n<< /Length ", 6 + level).len();
+        pdf[field..field + 10].copy_from_slice(format!("{length:010}").as_bytes());
+        pdf.extend_from_slice(b"\nendstream\n");
+    }
+    let mut listed = offsets;
+    listed.extend(&heads);
+    let pdf = with_table(pdf, &listed, "");
+    let limits = Limits { inflate_ratio: 1, inflate_floor_bytes: 1 << 20, max_inflated_bytes: 1 << 20, ..Limits::default() };
+    let error = refused_quickly(&pdf, &limits);
+    assert!(says(&error, "overlap"), "{error:?}");
+}
+
+#[test]
+fn encrypted_documents_with_compressed_objects_are_refused_before_loading() {
+    let mut objects = page("x");
+    objects.push(object_stream("7 0 ", b"(abc)"));
+    let (pdf, offsets) = body(&objects);
+    let mut rows: Vec<(u32, u8, u32, u16)> = offsets.iter().enumerate().map(|(i, &o)| (i as u32 + 1, 1, o as u32, 0)).collect();
+    rows.push((7, 2, 6, 0));
+    let error = refused_quickly(&with_xref_stream(pdf, 8, &rows, "/Encrypt 9 0 R"), &Limits::default());
+    assert!(matches!(&error, ParseError::Unsupported(reason) if reason.contains("encrypted")), "{error:?}");
+}
+
+#[test]
+fn encrypted_documents_without_object_streams_still_read() {
+    use pdf_extract::{EncryptionState, EncryptionVersion, Permissions};
+    let (pdf, offsets) = body(&page("Sealed but readable"));
+    let mut document = Document::load_mem(&with_table(pdf, &offsets, "")).unwrap_or_else(|e| panic!("{e}"));
+    document.trailer.set("ID", vec![pdf_extract::Object::string_literal("0123456789abcdef"), pdf_extract::Object::string_literal("0123456789abcdef")]);
+    let version = EncryptionVersion::V2 { document: &document, owner_password: "owner", user_password: "", key_length: 128, permissions: Permissions::all() };
+    let state = EncryptionState::try_from(version).unwrap_or_else(|e| panic!("{e}"));
+    document.encrypt(&state).unwrap_or_else(|e| panic!("{e}"));
+    let mut saved = Vec::new();
+    document.save_to(&mut saved).unwrap_or_else(|e| panic!("{e}"));
+    assert!(String::from_utf8_lossy(&saved).contains("/Encrypt"));
+    assert_eq!(parse(&saved, Format::Pdf).map(|p| p.sections[0].text.clone()), Ok("Sealed but readable".to_owned()));
+}
+
+#[test]
+fn encrypted_documents_whose_stream_lengths_refer_to_large_objects_are_refused() {
+    // lopdf reads object 6 (a megabyte) again for each of 2 000 streams,
+    // with no deadline on the encrypted path.
+    let mut objects = page("x");
+    objects.push([b"(".to_vec(), vec![b'a'; 1 << 20], b")".to_vec()].concat());
+    objects.extend((0..2000).map(|_| b"<< /Length 6 0 R >>\nstream\n\nendstream".to_vec()));
+    let (pdf, offsets) = body(&objects);
+    let error = refused_quickly(&with_table(pdf, &offsets, "/Encrypt 3000 0 R"), &Limits::default());
+    assert!(says(&error, "lengths refer"), "{error:?}");
+}
