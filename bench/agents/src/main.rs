@@ -42,9 +42,19 @@ async fn main() -> anyhow::Result<()> {
     let harness = Harness::start(settings).await?;
     let client = reqwest::Client::new();
     let ways: [(&str, &str, Value, &str); 3] = [
-        ("gateway stream (baseline)", "/v1/chat/completions", json!({ "model": "ttft", "stream": true, "messages": [{ "role": "user", "content": "hello there" }] }), "\"content\":\"echo:"),
+        (
+            "gateway stream (baseline)",
+            "/v1/chat/completions",
+            json!({ "model": "ttft", "stream": true, "messages": [{ "role": "user", "content": "hello there" }] }),
+            "\"content\":\"echo:",
+        ),
         ("agent run, SSE (/api/v1/runs)", "/api/v1/runs", json!({ "agent": "general", "stream": true, "input": "hello there" }), "\"type\":\"token\""),
-        ("agent via OpenAI (agent:general)", "/v1/chat/completions", json!({ "model": "agent:general", "stream": true, "messages": [{ "role": "user", "content": "hello there" }] }), "\"content\":\"echo:"),
+        (
+            "agent via OpenAI (agent:general)",
+            "/v1/chat/completions",
+            json!({ "model": "agent:general", "stream": true, "messages": [{ "role": "user", "content": "hello there" }] }),
+            "\"content\":\"echo:",
+        ),
     ];
     let mut samples: Vec<Vec<f64>> = vec![Vec::with_capacity(requests); ways.len()];
     for round in 0..requests + 20 {

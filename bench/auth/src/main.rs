@@ -129,13 +129,7 @@ async fn main() -> anyhow::Result<()> {
     ];
     let mut table = String::from("| credential | calls | median µs | p99 µs | mean µs | median added vs baseline µs |\n|---|---|---|---|---|---|\n");
     for (name, stats, calls) in rows {
-        table.push_str(&format!(
-            "| {name} | {calls} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
-            stats.p50,
-            stats.p99,
-            stats.mean,
-            stats.p50 - master.p50
-        ));
+        table.push_str(&format!("| {name} | {calls} | {:.2} | {:.2} | {:.2} | {:.2} |\n", stats.p50, stats.p99, stats.mean, stats.p50 - master.p50));
     }
     let verdict = if api_key.p50 - master.p50 <= 20.0 { "pass" } else { "FAIL" };
     table.push_str(&format!("\nfloor: cached API key ≤ 20 µs median added → {:.2} µs: {verdict}\n", api_key.p50 - master.p50));

@@ -218,15 +218,8 @@ async fn seed_policy(db: &Db) -> anyhow::Result<()> {
     let now = agentry_core::identity::now_ms();
     db.insert_tenant(&TenantRow { id: TENANT.clone(), slug: "bench".into(), name: "Bench".into(), mfa_required: false, created_at_ms: now }).await?;
     let huge = Some(1_000_000_000_000);
-    db.upsert_tier(&TierRow {
-        name: "bench".into(),
-        requests_per_minute: huge,
-        tokens_per_minute: huge,
-        concurrent: Some(100_000),
-        requests_per_day: huge,
-        updated_at_ms: now,
-    })
-    .await?;
+    db.upsert_tier(&TierRow { name: "bench".into(), requests_per_minute: huge, tokens_per_minute: huge, concurrent: Some(100_000), requests_per_day: huge, updated_at_ms: now })
+        .await?;
     db.set_tier_assignment(&TENANT, "api_key", Mode::Limited.key(), Some("bench")).await?;
     db.upsert_budget(&BudgetRow {
         id: format!("budget-{}", *TENANT),

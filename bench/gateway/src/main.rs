@@ -35,11 +35,7 @@ fn main() -> anyhow::Result<()> {
         return mock::serve(port, Duration::from_millis(latency_ms));
     }
     let seconds = flag(&args, "--seconds").unwrap_or_else(|| "10".into()).parse::<u64>()?;
-    let rates: Vec<u32> = flag(&args, "--rates")
-        .unwrap_or_else(|| "500,1000,2000".into())
-        .split(',')
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
+    let rates: Vec<u32> = flag(&args, "--rates").unwrap_or_else(|| "500,1000,2000".into()).split(',').map(str::parse).collect::<Result<_, _>>()?;
     let repeat = flag(&args, "--repeat").unwrap_or_else(|| "3".into()).parse::<usize>()?.max(1);
     let suite = flag(&args, "--suite").unwrap_or_else(|| "all".into());
     let mut table = String::new();
@@ -238,11 +234,7 @@ fn credentials(agentry: &Path, config: &Path, data_dir: &Path, url: &str) -> any
     send("PUT", "/api/v1/rate-limits/assignments", Some(&jwt), json!({ "scope": "api_key", "scope_id": limited_id, "tier": "bench" }))?;
     let budget = json!({ "scope": "api_key", "scope_id": limited_id, "period": "daily", "limit_usd": 1_000_000, "soft_limit_usd": 500_000 });
     send("POST", "/api/v1/costs/budget", Some(&jwt), budget)?;
-    Ok(Credentials {
-        jwt,
-        api_key: plain["key"].as_str().context("api key")?.to_owned(),
-        limited_key: limited["key"].as_str().context("api key")?.to_owned(),
-    })
+    Ok(Credentials { jwt, api_key: plain["key"].as_str().context("api key")?.to_owned(), limited_key: limited["key"].as_str().context("api key")?.to_owned() })
 }
 
 #[derive(Clone, Copy)]
@@ -297,32 +289,19 @@ fn oha(url: &str, body: &str, seconds: u64, rate: Option<u32>, connections: u32,
 
 fn rss_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let field = |name: &str| status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0);
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn report(
-    rows: &[Row],
-    auth: &[(&str, Stats)],
-    usage: &[(Option<u32>, Stats, Stats)],
-    (rss, peak): (u64, u64),
-    seconds: u64,
-    repeat: usize,
-    latency_ms: u64,
-) -> String {
+fn report(rows: &[Row], auth: &[(&str, Stats)], usage: &[(Option<u32>, Stats, Stats)], (rss, peak): (u64, u64), seconds: u64, repeat: usize, latency_ms: u64) -> String {
     let mut table = String::new();
     table.push_str(&format!(
         "mock upstream latency {latency_ms} ms; {seconds} s per run, median of {repeat} alternating runs per fixed-rate cell; oha -c 64 with latency correction\n\n"
     ));
-    table.push_str("| mode | target rps | direct rps | through rps | direct p50 ms | through p50 ms | added p50 ms | direct p99 ms | through p99 ms | added p99 ms | through success |\n");
+    table.push_str(
+        "| mode | target rps | direct rps | through rps | direct p50 ms | through p50 ms | added p50 ms | direct p99 ms | through p99 ms | added p99 ms | through success |\n",
+    );
     table.push_str("|---|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         table.push_str(&format!(

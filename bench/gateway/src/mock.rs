@@ -20,9 +20,7 @@ use serde_json::{Value, json};
 pub fn serve(port: u16, latency: Duration) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     runtime.block_on(async move {
-        let app = axum::Router::new()
-            .route("/health", get(|| async { "ok" }))
-            .route("/v1/chat/completions", post(move |body: axum::Json<Value>| chat(body.0, latency)));
+        let app = axum::Router::new().route("/health", get(|| async { "ok" })).route("/v1/chat/completions", post(move |body: axum::Json<Value>| chat(body.0, latency)));
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
         axum::serve(listener, app).await?;
         Ok(())
@@ -61,8 +59,7 @@ async fn precise_sleep(delay: Duration) -> std::io::Result<()> {
     timer.set_state(timerfd::TimerState::Oneshot(delay), timerfd::SetTimeFlags::Default);
     // SAFETY: the AsyncFd owns the timer, so its descriptor stays open and
     // unchanged until the AsyncFd is dropped and deregisters it.
-    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }
-        .map_err(std::io::Error::from)?;
+    let registered = unsafe { tokio::io::unix::AsyncFd::register_with_interest(timer, tokio::io::Interest::READABLE) }.map_err(std::io::Error::from)?;
     loop {
         let mut ready = registered.readable().await?;
         if registered.get_ref().read() > 0 {

@@ -18,11 +18,7 @@ struct Doc {
 /// Cranfield documents in file order.
 fn docs(corpus: &Path) -> anyhow::Result<Vec<Doc>> {
     let text = std::fs::read_to_string(corpus).with_context(|| format!("cannot read {}", corpus.display()))?;
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .enumerate()
-        .map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{} line {}", corpus.display(), i + 1)))
-        .collect()
+    text.lines().filter(|l| !l.trim().is_empty()).enumerate().map(|(i, line)| serde_json::from_str(line).with_context(|| format!("{} line {}", corpus.display(), i + 1))).collect()
 }
 
 /// Collapse runs of whitespace (the corpus pads sentence ends with spaces).
@@ -37,12 +33,7 @@ pub fn sentences(corpus: &Path, count: usize) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::with_capacity(count);
     for doc in docs(corpus)? {
         let title = tidy(doc.title.trim_end_matches(" ."));
-        let sentence = doc
-            .text
-            .split(" . ")
-            .map(tidy)
-            .filter(|s| !s.is_empty() && *s != title && s.trim_end_matches(" .") != title)
-            .find(|s| s.split(' ').count() >= 5);
+        let sentence = doc.text.split(" . ").map(tidy).filter(|s| !s.is_empty() && *s != title && s.trim_end_matches(" .") != title).find(|s| s.split(' ').count() >= 5);
         if let Some(s) = sentence {
             out.push(format!("{} .", s.trim_end_matches(" .")));
         }
@@ -57,8 +48,7 @@ pub fn sentences(corpus: &Path, count: usize) -> anyhow::Result<Vec<String>> {
 /// abstract to summarise) so prompt processing is measured on a real batch.
 pub fn prompts(corpus: &Path) -> anyhow::Result<Vec<String>> {
     let docs = docs(corpus)?;
-    let abstract_text =
-        docs.iter().map(|d| tidy(&d.text)).find(|t| t.split(' ').count() >= 150).context("no long abstract in the corpus")?;
+    let abstract_text = docs.iter().map(|d| tidy(&d.text)).find(|t| t.split(' ').count() >= 150).context("no long abstract in the corpus")?;
     Ok(vec![
         "Write a long story about a dragon who learns to fly.".to_owned(),
         "Explain in detail how a jet engine works, step by step.".to_owned(),

@@ -161,12 +161,9 @@ impl Drop for LoadWatch {
 /// CPU model, core count, memory and kernel, one line.
 pub fn facts() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let field = |name: &str| {
-        cpuinfo.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()).unwrap_or_default()
-    };
+    let field = |name: &str| cpuinfo.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_once(':')).map(|(_, v)| v.trim().to_owned()).unwrap_or_default();
     let flags = field("flags");
-    let simd: Vec<&str> =
-        ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
+    let simd: Vec<&str> = ["avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16"].into_iter().filter(|f| flags.split(' ').any(|x| x == *f)).collect();
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| m.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))

@@ -106,9 +106,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let paths = ensure_default_models(&args.models_dir, &PullOptions { offline: false, show_progress: true })
-        .await
-        .with_context(|| format!("models in {}", args.models_dir.display()))?;
+    let paths =
+        ensure_default_models(&args.models_dir, &PullOptions { offline: false, show_progress: true }).await.with_context(|| format!("models in {}", args.models_dir.display()))?;
     let prompts = inputs::prompts(&args.corpus)?;
     let sentences = inputs::sentences(&args.corpus, args.sentences)?;
 
@@ -129,12 +128,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let mut ours_chat: Vec<Vec<ChatRun>> = Vec::new();
     let mut ref_chat: Vec<RefChat> = labels
         .iter()
-        .map(|l| RefChat {
-            label: (*l).to_owned(),
-            path: reference.paths.get(*l).and_then(|p| p.as_str()).unwrap_or_default().to_owned(),
-            reps: Vec::new(),
-            internal: Vec::new(),
-        })
+        .map(|l| RefChat { label: (*l).to_owned(), path: reference.paths.get(*l).and_then(|p| p.as_str()).unwrap_or_default().to_owned(), reps: Vec::new(), internal: Vec::new() })
         .collect();
     let (mut ours_embed_secs, mut ref_embed_secs) = (Vec::new(), Vec::new());
     let mut last_embed = None;
@@ -155,14 +149,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 ours_chat.push(row);
             } else {
                 for rc in &mut ref_chat {
-                    let reply =
-                        watch.measure(&format!("llama.cpp {} rep {rep}", rc.label), async || reference.chat(&rc.label, &counts)).await?;
-                    eprintln!(
-                        "[reference] llama.cpp {} rep {rep}/{}: generation {:.1} tok/s",
-                        rc.label,
-                        args.reps,
-                        report::rep_rates(&reply.runs).1
-                    );
+                    let reply = watch.measure(&format!("llama.cpp {} rep {rep}", rc.label), async || reference.chat(&rc.label, &counts)).await?;
+                    eprintln!("[reference] llama.cpp {} rep {rep}/{}: generation {:.1} tok/s", rc.label, args.reps, report::rep_rates(&reply.runs).1);
                     rc.reps.push(reply.runs);
                     rc.internal.extend(reply.internal);
                 }
@@ -200,11 +188,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     drop(reference);
     let mut text = results.render();
     if !loaded.is_empty() {
-        text.push_str(&format!(
-            "\n**Measured with load present**: other work still ran after {} retries in: {}.\n",
-            machine::RETRIES,
-            loaded.join("; ")
-        ));
+        text.push_str(&format!("\n**Measured with load present**: other work still ran after {} retries in: {}.\n", machine::RETRIES, loaded.join("; ")));
     }
     std::io::stdout().write_all(text.as_bytes())?;
     if !args.no_append {
@@ -216,13 +200,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
 /// Append the block under a heading with date, commit and core count.
 fn append(text: &str) -> anyhow::Result<()> {
     let results = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/local.md");
-    let mut file =
-        std::fs::OpenOptions::new().create(true).append(true).open(&results).with_context(|| format!("open {}", results.display()))?;
+    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&results).with_context(|| format!("open {}", results.display()))?;
     let when = command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]);
     let repo = env!("CARGO_MANIFEST_DIR");
     let commit = command_output("git", &["-C", repo, "rev-parse", "--short", "HEAD"]);
-    let dirty =
-        if command_output("git", &["-C", repo, "status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { "+changes" };
+    let dirty = if command_output("git", &["-C", repo, "status", "--porcelain", "--untracked-files=no"]).is_empty() { "" } else { "+changes" };
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     writeln!(file, "\n## {when} (commit {commit}{dirty}, {cores} cores)\n\n{text}")?;
     eprintln!("appended to {}", results.display());

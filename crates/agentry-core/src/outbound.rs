@@ -84,11 +84,7 @@ impl AllowEntry {
         if let Some((addr, prefix)) = text.split_once('/') {
             let addr = parse_ip(addr).ok_or(invalid("the part before '/' is not an IP address"))?;
             let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix = prefix
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or(invalid("the prefix length after '/' must be a number from 0 to 32 (IPv4) or 128 (IPv6)"))?;
+            let prefix = prefix.parse::<u8>().ok().filter(|p| *p <= max).ok_or(invalid("the prefix length after '/' must be a number from 0 to 32 (IPv4) or 128 (IPv6)"))?;
             return Ok(Self(Rule::Net { addr: mask(addr, prefix), prefix }));
         }
         if let Some(addr) = parse_ip(text) {
@@ -96,9 +92,7 @@ impl AllowEntry {
             return Ok(Self(Rule::Net { addr, prefix }));
         }
         let host = normalize_host(text);
-        let label_ok = |l: &str| {
-            !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        };
+        let label_ok = |l: &str| !l.is_empty() && l.len() <= 63 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if host.is_empty() || host.len() > 253 || !host.split('.').all(label_ok) {
             return Err(invalid("expected an IP address, a CIDR block such as 10.0.0.0/8, or a host name"));
         }
@@ -149,13 +143,7 @@ pub struct OutboundPolicy {
 
 impl Default for OutboundPolicy {
     fn default() -> Self {
-        Self {
-            allow: Vec::new(),
-            max_bytes: 20 * 1024 * 1024,
-            timeout: Duration::from_secs(30),
-            max_redirects: 5,
-            allowed_schemes: vec![Scheme::Http, Scheme::Https],
-        }
+        Self { allow: Vec::new(), max_bytes: 20 * 1024 * 1024, timeout: Duration::from_secs(30), max_redirects: 5, allowed_schemes: vec![Scheme::Http, Scheme::Https] }
     }
 }
 
@@ -165,8 +153,7 @@ fn secs_out<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
 
 fn secs_in<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let secs = f64::deserialize(d)?;
-    Duration::try_from_secs_f64(secs)
-        .map_err(|_| serde::de::Error::custom("timeout_secs must be a non-negative number"))
+    Duration::try_from_secs_f64(secs).map_err(|_| serde::de::Error::custom("timeout_secs must be a non-negative number"))
 }
 
 /// A policy that cannot be used.
@@ -277,9 +264,7 @@ impl Outbound {
     /// answer. Cancel-safe: dropping the future drops the connection.
     pub async fn fetch(&self, url: &str) -> Result<Fetched, OutboundError> {
         let deadline = self.policy.timeout;
-        tokio::time::timeout(deadline, self.fetch_within_deadline(url))
-            .await
-            .map_err(|_| OutboundError::Timeout(deadline))?
+        tokio::time::timeout(deadline, self.fetch_within_deadline(url)).await.map_err(|_| OutboundError::Timeout(deadline))?
     }
 
     /// POSTs a JSON body with extra headers (no redirects followed: a
@@ -319,12 +304,8 @@ impl Outbound {
                     return Err(OutboundError::TooManyRedirects(self.policy.max_redirects));
                 }
                 hops += 1;
-                let location = location
-                    .to_str()
-                    .map_err(|_| OutboundError::InvalidUrl("a redirect's Location header is not text".into()))?;
-                url = url
-                    .join(location)
-                    .map_err(|e| OutboundError::InvalidUrl(format!("redirect to {location:?}: {e}")))?;
+                let location = location.to_str().map_err(|_| OutboundError::InvalidUrl("a redirect's Location header is not text".into()))?;
+                url = url.join(location).map_err(|e| OutboundError::InvalidUrl(format!("redirect to {location:?}: {e}")))?;
                 continue;
             }
             if !status.is_success() {
@@ -343,9 +324,7 @@ impl Outbound {
         }
         let host = url.host_str().ok_or_else(|| OutboundError::InvalidUrl("the URL has no host".into()))?;
         match parse_ip(host) {
-            Some(address) if !self.guard.permits(host, address) => {
-                Err(OutboundError::AddressNotAllowed { host: host.to_owned(), address })
-            }
+            Some(address) if !self.guard.permits(host, address) => Err(OutboundError::AddressNotAllowed { host: host.to_owned(), address }),
             _ => Ok(()),
         }
     }
@@ -383,9 +362,7 @@ impl Guard {
         let v4 = embedded_v4(address).map(IpAddr::V4);
         self.allow.iter().any(|rule| match rule {
             Rule::Host(allowed) => *allowed == host,
-            Rule::Net { addr, prefix } => {
-                in_net(address, *addr, *prefix) || v4.is_some_and(|v4| in_net(v4, *addr, *prefix))
-            }
+            Rule::Net { addr, prefix } => in_net(address, *addr, *prefix) || v4.is_some_and(|v4| in_net(v4, *addr, *prefix)),
         })
     }
 }
@@ -401,10 +378,8 @@ impl Resolve for GuardedResolver {
         let guard = self.guard.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| OutboundError::Resolve { host: host.clone(), reason: e.to_string() })?
-                .collect();
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await.map_err(|e| OutboundError::Resolve { host: host.clone(), reason: e.to_string() })?.collect();
             let Some(first) = resolved.first().copied() else {
                 let reason = "no addresses".to_owned();
                 return Err(OutboundError::Resolve { host, reason }.into());
@@ -452,16 +427,16 @@ const RESTRICTED_V4: &[(Ipv4Addr, u8)] = &[
 /// IPv6 blocks that are not the public internet. The forms that embed an
 /// IPv4 address are judged by that address instead ([`embedded_v4`]).
 const RESTRICTED_V6: &[(Ipv6Addr, u8)] = &[
-    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96), // unspecified, loopback, IPv4-compatible
-    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48), // local-use NAT64
-    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64), // discard-only
-    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23), // IETF protocol assignments, Teredo
+    (Ipv6Addr::new(0, 0, 0, 0, 0, 0, 0, 0), 96),          // unspecified, loopback, IPv4-compatible
+    (Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0), 48),  // local-use NAT64
+    (Ipv6Addr::new(0x100, 0, 0, 0, 0, 0, 0, 0), 64),      // discard-only
+    (Ipv6Addr::new(0x2001, 0, 0, 0, 0, 0, 0, 0), 23),     // IETF protocol assignments, Teredo
     (Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0), 32), // documentation
-    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20), // documentation
-    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7), // unique local
-    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10), // link-local
-    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10), // site-local (deprecated)
-    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8), // multicast
+    (Ipv6Addr::new(0x3fff, 0, 0, 0, 0, 0, 0, 0), 20),     // documentation
+    (Ipv6Addr::new(0xfc00, 0, 0, 0, 0, 0, 0, 0), 7),      // unique local
+    (Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 10),     // link-local
+    (Ipv6Addr::new(0xfec0, 0, 0, 0, 0, 0, 0, 0), 10),     // site-local (deprecated)
+    (Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0), 8),      // multicast
 ];
 
 fn is_restricted(address: IpAddr) -> bool {
@@ -495,24 +470,16 @@ fn bits(address: IpAddr) -> u32 {
 
 fn in_net(address: IpAddr, net: IpAddr, prefix: u8) -> bool {
     match (address, net) {
-        (IpAddr::V4(a), IpAddr::V4(n)) => {
-            (u32::from(a) ^ u32::from(n)).checked_shr(32 - u32::from(prefix)).unwrap_or(0) == 0
-        }
-        (IpAddr::V6(a), IpAddr::V6(n)) => {
-            (u128::from(a) ^ u128::from(n)).checked_shr(128 - u32::from(prefix)).unwrap_or(0) == 0
-        }
+        (IpAddr::V4(a), IpAddr::V4(n)) => (u32::from(a) ^ u32::from(n)).checked_shr(32 - u32::from(prefix)).unwrap_or(0) == 0,
+        (IpAddr::V6(a), IpAddr::V6(n)) => (u128::from(a) ^ u128::from(n)).checked_shr(128 - u32::from(prefix)).unwrap_or(0) == 0,
         _ => false,
     }
 }
 
 fn mask(address: IpAddr, prefix: u8) -> IpAddr {
     match address {
-        IpAddr::V4(a) => {
-            Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)).into()
-        }
-        IpAddr::V6(a) => {
-            Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)).into()
-        }
+        IpAddr::V4(a) => Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0)).into(),
+        IpAddr::V6(a) => Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0)).into(),
     }
 }
 

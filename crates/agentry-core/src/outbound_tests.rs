@@ -137,12 +137,7 @@ fn classifies_addresses() {
 
 #[test]
 fn allowlist_matches_addresses_blocks_and_host_names() {
-    let guard = Guard {
-        allow: ["10.0.0.0/8", "127.0.0.1", "Internal.Example.com."]
-            .iter()
-            .map(|e| AllowEntry::parse(e).unwrap().0)
-            .collect(),
-    };
+    let guard = Guard { allow: ["10.0.0.0/8", "127.0.0.1", "Internal.Example.com."].iter().map(|e| AllowEntry::parse(e).unwrap().0).collect() };
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert!(guard.permits("x", ip("10.200.1.1")));
     assert!(guard.permits("x", ip("127.0.0.1")));
@@ -167,8 +162,7 @@ fn parses_allow_entries_with_clear_errors() {
     ] {
         assert_eq!(AllowEntry::parse(entry).unwrap().to_string(), shown);
     }
-    for entry in ["10.0.0.0/33", "fd00::/129", "10.0.0.0/x", "10.0.0/8", "", "http://x.example", "a b", "x..y", "h:80"]
-    {
+    for entry in ["10.0.0.0/33", "fd00::/129", "10.0.0.0/x", "10.0.0/8", "", "http://x.example", "a b", "x..y", "h:80"] {
         let error = AllowEntry::parse(entry).unwrap_err().to_string();
         assert!(error.contains(&format!("{entry:?}")), "{error}");
     }
@@ -189,9 +183,7 @@ fn policy_deserializes_from_config_and_validates() {
     let round_trip = serde_json::to_value(&policy).unwrap();
     assert_eq!(round_trip["allow"][0], "10.0.0.0/8");
 
-    let error = serde_json::from_value::<OutboundPolicy>(serde_json::json!({"allow": ["10.0.0.0/40"]}))
-        .unwrap_err()
-        .to_string();
+    let error = serde_json::from_value::<OutboundPolicy>(serde_json::json!({"allow": ["10.0.0.0/40"]})).unwrap_err().to_string();
     assert!(error.contains("10.0.0.0/40") && error.contains("prefix length"), "{error}");
     assert!(serde_json::from_value::<OutboundPolicy>(serde_json::json!({"timeout_secs": -1})).is_err());
     assert!(serde_json::from_value::<OutboundPolicy>(serde_json::json!({"allowed_schemes": ["ftp"]})).is_err());
@@ -211,8 +203,7 @@ async fn refuses_other_schemes_and_invalid_urls() {
     for (url, scheme) in [("file:///etc/passwd", "file"), ("ftp://example.com/x", "ftp"), ("gopher://x/", "gopher")] {
         assert!(matches!(out.fetch(url).await, Err(OutboundError::SchemeNotAllowed(s)) if s == scheme), "{url}");
     }
-    let https_only =
-        Outbound::new(OutboundPolicy { allowed_schemes: vec![Scheme::Https], ..OutboundPolicy::default() }).unwrap();
+    let https_only = Outbound::new(OutboundPolicy { allowed_schemes: vec![Scheme::Https], ..OutboundPolicy::default() }).unwrap();
     assert!(matches!(https_only.fetch("http://example.com/").await, Err(OutboundError::SchemeNotAllowed(_))));
     for url in ["", "not a url", "/relative/path", "http://", "http://exa mple.com/", "http://[::1/"] {
         assert!(matches!(out.fetch(url).await, Err(OutboundError::InvalidUrl(_))), "{url:?}");
@@ -233,8 +224,7 @@ fn check_judges_what_needs_no_network() {
 
 #[tokio::test]
 async fn allowlisted_loopback_fetch_works() {
-    let port =
-        serve(|path| reply("200 OK", &[("Content-Type", "text/plain")], format!("hello {path}").as_bytes())).await;
+    let port = serve(|path| reply("200 OK", &[("Content-Type", "text/plain")], format!("hello {path}").as_bytes())).await;
     let fetched = local().fetch(&format!("http://127.0.0.1:{port}/doc.txt")).await.unwrap();
     assert_eq!(fetched.status, 200);
     assert_eq!(fetched.content_type.as_deref(), Some("text/plain"));
@@ -308,13 +298,9 @@ async fn enforces_the_size_limit() {
         _ => reply("200 OK", &[], &big[..1000]),
     })
     .await;
-    let out = Outbound::new(OutboundPolicy {
-        allow: vec![AllowEntry::parse("127.0.0.1").unwrap()],
-        max_bytes: 5000,
-        timeout: Duration::from_secs(10),
-        ..OutboundPolicy::default()
-    })
-    .unwrap();
+    let out =
+        Outbound::new(OutboundPolicy { allow: vec![AllowEntry::parse("127.0.0.1").unwrap()], max_bytes: 5000, timeout: Duration::from_secs(10), ..OutboundPolicy::default() })
+            .unwrap();
     for path in ["/declared", "/chunked", "/until-close"] {
         let result = out.fetch(&format!("http://127.0.0.1:{port}{path}")).await;
         assert!(matches!(result, Err(OutboundError::TooLarge { limit: 5000 })), "{path}: {result:?}");
@@ -325,12 +311,7 @@ async fn enforces_the_size_limit() {
 #[tokio::test]
 async fn times_out_a_server_that_never_answers() {
     let port = serve(|_| Reply { bytes: Vec::new(), hang: true }).await;
-    let out = Outbound::new(OutboundPolicy {
-        allow: vec![AllowEntry::parse("127.0.0.0/8").unwrap()],
-        timeout: Duration::from_millis(300),
-        ..OutboundPolicy::default()
-    })
-    .unwrap();
+    let out = Outbound::new(OutboundPolicy { allow: vec![AllowEntry::parse("127.0.0.0/8").unwrap()], timeout: Duration::from_millis(300), ..OutboundPolicy::default() }).unwrap();
     let result = out.fetch(&format!("http://127.0.0.1:{port}/")).await;
     assert!(matches!(result, Err(OutboundError::Timeout(d)) if d == Duration::from_millis(300)), "{result:?}");
 }

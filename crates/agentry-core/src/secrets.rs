@@ -222,10 +222,7 @@ impl Sealer {
         }
         let mut ciphertext = bytes.split_off(NONCE_LEN);
         let nonce = aead::Nonce::try_assume_unique_for_key(&bytes).map_err(|_| SecretError::Malformed(place.clone()))?;
-        let plaintext = key
-            .key
-            .open_in_place(nonce, aead::Aad::from(place.as_str().as_bytes()), &mut ciphertext)
-            .map_err(|_| SecretError::Rejected(place.clone()))?;
+        let plaintext = key.key.open_in_place(nonce, aead::Aad::from(place.as_str().as_bytes()), &mut ciphertext).map_err(|_| SecretError::Rejected(place.clone()))?;
         Ok(plaintext.to_vec())
     }
 

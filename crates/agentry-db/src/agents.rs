@@ -195,8 +195,7 @@ impl Db {
 
     pub async fn agent(&self, tenant_id: &str, name: &str) -> Result<Option<AgentRow>, DbError> {
         let sql = format!("{AGENT_SELECT} WHERE a.tenant_id = $1 AND a.name = $2");
-        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(name).fetch_optional(pool).await)
-            .map_err(DbError::query("get agent"))
+        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(name).fetch_optional(pool).await).map_err(DbError::query("get agent"))
     }
 
     pub async fn agents_of_tenant(&self, tenant_id: &str) -> Result<Vec<AgentRow>, DbError> {
@@ -241,13 +240,14 @@ impl Db {
     /// title or any message's text (case-insensitive substring).
     pub async fn threads_of_owner(&self, tenant_id: &str, owner: &str, query: Option<&str>, limit: i64) -> Result<Vec<ThreadRow>, DbError> {
         const SQL: &str = concat!(
-            "SELECT ", thread_columns!(), " FROM threads t WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR LOWER(title) LIKE $3 \
+            "SELECT ",
+            thread_columns!(),
+            " FROM threads t WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR LOWER(title) LIKE $3 \
              OR EXISTS (SELECT 1 FROM thread_messages m WHERE m.thread_id = t.id AND LOWER(m.content) LIKE $3)) \
              ORDER BY updated_at_ms DESC, id DESC LIMIT $4"
         );
         let pattern = query.map(|q| format!("%{}%", escape_like(&q.to_lowercase()))).unwrap_or_default();
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(&pattern).bind(limit).fetch_all(pool).await)
-            .map_err(DbError::query("list threads"))
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(&pattern).bind(limit).fetch_all(pool).await).map_err(DbError::query("list threads"))
     }
 
     /// Change a thread's title, metadata and pinned facts; whether it exists.
@@ -297,9 +297,8 @@ impl Db {
     }
 
     pub async fn insert_run(&self, r: &RunRow) -> Result<(), DbError> {
-        const SQL: &str = concat!(
-            "INSERT INTO runs (", run_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
-        );
+        const SQL: &str =
+            concat!("INSERT INTO runs (", run_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)");
         on_pool!(self, pool => sqlx::query(SQL)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.owner).bind(&r.thread_id).bind(&r.agent).bind(r.agent_version).bind(&r.agent_type)
             .bind(&r.status).bind(&r.routed_by).bind(r.route_confidence).bind(&r.input).bind(&r.output).bind(&r.error).bind(&r.model)
@@ -327,9 +326,8 @@ impl Db {
 
     /// An owner's runs, newest first, optionally of one thread.
     pub async fn runs_of_owner(&self, tenant_id: &str, owner: &str, thread_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>, DbError> {
-        const SQL: &str = concat!(
-            "SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR thread_id = $3) ORDER BY created_at_ms DESC, id DESC LIMIT $4"
-        );
+        const SQL: &str =
+            concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR thread_id = $3) ORDER BY created_at_ms DESC, id DESC LIMIT $4");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(thread_id.unwrap_or_default()).bind(limit).fetch_all(pool).await)
             .map_err(DbError::query("list runs"))
     }

@@ -111,10 +111,14 @@ impl Db {
 
     /// Events of a chain in sequence order, filtered, at most `limit`.
     pub async fn audit_events(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
-        let sql = concat!("SELECT ", columns!(), " FROM audit_events WHERE chain = $1 \
+        let sql = concat!(
+            "SELECT ",
+            columns!(),
+            " FROM audit_events WHERE chain = $1 \
              AND ($2 IS NULL OR action = $2) AND ($3 IS NULL OR actor_id = $3) AND ($4 IS NULL OR outcome = $4) \
              AND ($5 IS NULL OR at_ms >= $5) AND ($6 IS NULL OR at_ms < $6) AND ($7 IS NULL OR seq > $7) \
-             ORDER BY seq LIMIT $8");
+             ORDER BY seq LIMIT $8"
+        );
         on_pool!(self, pool => sqlx::query_as(sql)
             .bind(chain).bind(&filter.action).bind(&filter.actor_id).bind(&filter.outcome)
             .bind(filter.from_ms).bind(filter.to_ms).bind(filter.after_seq).bind(limit)

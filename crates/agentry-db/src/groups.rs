@@ -47,14 +47,12 @@ impl Db {
 
     pub async fn groups_of_tenant(&self, tenant_id: &str) -> Result<Vec<GroupRow>, DbError> {
         let sql = concat!("SELECT ", group_columns!(), " FROM groups WHERE tenant_id = $1 ORDER BY name");
-        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).fetch_all(pool).await)
-            .map_err(DbError::query("list groups"))
+        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).fetch_all(pool).await).map_err(DbError::query("list groups"))
     }
 
     pub async fn group(&self, tenant_id: &str, id: &str) -> Result<Option<GroupRow>, DbError> {
         let sql = concat!("SELECT ", group_columns!(), " FROM groups WHERE tenant_id = $1 AND id = $2");
-        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(id).fetch_optional(pool).await)
-            .map_err(DbError::query("get group"))
+        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get group"))
     }
 
     /// Rename and/or describe a group (`None` keeps the value); `false` when

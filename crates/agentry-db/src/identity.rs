@@ -235,8 +235,7 @@ impl Db {
 
     pub async fn membership(&self, tenant_id: &str, user_id: &str) -> Result<Option<MembershipRow>, DbError> {
         let sql = concat!(membership_select!(), " WHERE m.tenant_id = $1 AND m.user_id = $2");
-        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(user_id).fetch_optional(pool).await)
-            .map_err(DbError::query("get membership"))
+        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(user_id).fetch_optional(pool).await).map_err(DbError::query("get membership"))
     }
 
     pub async fn memberships_of_user(&self, user_id: &str) -> Result<Vec<MembershipRow>, DbError> {

@@ -151,10 +151,7 @@ macro_rules! document_columns {
 /// A document row with its current version's summary.
 macro_rules! document_select {
     () => {
-        concat!(
-            document_columns!(),
-            ", (SELECT v.summary FROM document_versions v WHERE v.document_id = documents.id AND v.version = documents.current_version) AS summary"
-        )
+        concat!(document_columns!(), ", (SELECT v.summary FROM document_versions v WHERE v.document_id = documents.id AND v.version = documents.current_version) AS summary")
     };
 }
 
@@ -187,9 +184,19 @@ macro_rules! bind_job {
     ($tx:ident, $job:expr) => {{
         let j = $job;
         sqlx::query(insert_job!())
-            .bind(&j.id).bind(&j.tenant_id).bind(&j.document_id).bind(j.version).bind(&j.status).bind(j.attempts)
-            .bind(j.run_after_ms).bind(&j.error).bind(j.created_at_ms).bind(j.updated_at_ms).bind(&j.kind)
-            .execute(&mut *$tx).await?;
+            .bind(&j.id)
+            .bind(&j.tenant_id)
+            .bind(&j.document_id)
+            .bind(j.version)
+            .bind(&j.status)
+            .bind(j.attempts)
+            .bind(j.run_after_ms)
+            .bind(&j.error)
+            .bind(j.created_at_ms)
+            .bind(j.updated_at_ms)
+            .bind(&j.kind)
+            .execute(&mut *$tx)
+            .await?;
     }};
 }
 
@@ -199,9 +206,19 @@ macro_rules! insert_version_and_job {
         const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
         let v = $new.version;
         sqlx::query(VERSION)
-            .bind(&v.document_id).bind(v.version).bind(&v.content_hash).bind(&v.format).bind(v.size_bytes).bind(&v.source_url)
-            .bind(&v.status).bind(&v.error).bind(v.chunk_count).bind(v.created_at_ms).bind($new.content)
-            .execute(&mut *$tx).await?;
+            .bind(&v.document_id)
+            .bind(v.version)
+            .bind(&v.content_hash)
+            .bind(&v.format)
+            .bind(v.size_bytes)
+            .bind(&v.source_url)
+            .bind(&v.status)
+            .bind(&v.error)
+            .bind(v.chunk_count)
+            .bind(v.created_at_ms)
+            .bind($new.content)
+            .execute(&mut *$tx)
+            .await?;
         bind_job!($tx, $new.job);
     }};
 }
@@ -213,15 +230,32 @@ macro_rules! mark_failed {
     ($tx:ident, $job:expr, $error:expr, $now_ms:expr) => {{
         let (job, error, now_ms): (&JobRow, &str, i64) = ($job, $error, $now_ms);
         sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
-            .bind(error).bind(now_ms).bind(&job.id).execute(&mut *$tx).await?;
+            .bind(error)
+            .bind(now_ms)
+            .bind(&job.id)
+            .execute(&mut *$tx)
+            .await?;
         if job.kind == JOB_SUMMARY {
             sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
-                .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *$tx).await?;
+                .bind(error)
+                .bind(&job.document_id)
+                .bind(job.version)
+                .execute(&mut *$tx)
+                .await?;
         } else {
             sqlx::query("UPDATE document_versions SET status = 'failed', error = $1 WHERE document_id = $2 AND version = $3")
-                .bind(error).bind(&job.document_id).bind(job.version).execute(&mut *$tx).await?;
+                .bind(error)
+                .bind(&job.document_id)
+                .bind(job.version)
+                .execute(&mut *$tx)
+                .await?;
             sqlx::query("UPDATE documents SET status = 'failed', error = $1, updated_at_ms = $2 WHERE id = $3 AND latest_version = $4")
-                .bind(error).bind(now_ms).bind(&job.document_id).bind(job.version).execute(&mut *$tx).await?;
+                .bind(error)
+                .bind(now_ms)
+                .bind(&job.document_id)
+                .bind(job.version)
+                .execute(&mut *$tx)
+                .await?;
         }
     }};
 }
@@ -320,8 +354,7 @@ impl Db {
     }
 
     pub async fn documents_of_collection(&self, tenant_id: &str, collection_id: &str) -> Result<Vec<DocumentRow>, DbError> {
-        const SQL: &str =
-            concat!("SELECT ", document_select!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY created_at_ms, id");
+        const SQL: &str = concat!("SELECT ", document_select!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY created_at_ms, id");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).fetch_all(pool).await).map_err(DbError::query("list documents"))
     }
 
@@ -407,8 +440,14 @@ impl Db {
         const PICK: &str = "SELECT id FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
                             OR (status = 'running' AND locked_until_ms < $1)) AND attempts < $3 ORDER BY run_after_ms, created_at_ms LIMIT 1";
         let sql = match self.backend() {
-            Backend::Sqlite => format!("UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}", job_columns!()),
-            Backend::Postgres => format!("UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}", job_columns!()),
+            Backend::Sqlite => format!(
+                "UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}",
+                job_columns!()
+            ),
+            Backend::Postgres => format!(
+                "UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}",
+                job_columns!()
+            ),
         };
         on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(now_ms + lease_ms).bind(max_attempts).fetch_optional(pool).await)
             .map_err(DbError::query("claim ingest job"))
@@ -419,13 +458,17 @@ impl Db {
     /// job given up on ([`Db::fail_ingest`]), with the reason and the last
     /// recorded error. Returns the jobs failed.
     pub async fn give_up_exhausted_jobs(&self, now_ms: i64, max_attempts: i32) -> Result<Vec<JobRow>, DbError> {
-        const PICK: &str = concat!("SELECT ", job_columns!(), " FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
-                                    OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 ORDER BY created_at_ms LIMIT 100");
+        const PICK: &str = concat!(
+            "SELECT ",
+            job_columns!(),
+            " FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                                    OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 ORDER BY created_at_ms LIMIT 100"
+        );
         const ANY: &str = "SELECT id FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
                            OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 LIMIT 1";
         // Looked for without a write transaction first: this runs before every claim.
-        let any: Option<String> = on_pool!(self, pool => sqlx::query_scalar(ANY).bind(now_ms).bind(max_attempts).fetch_optional(pool).await)
-            .map_err(DbError::query("find exhausted ingest jobs"))?;
+        let any: Option<String> =
+            on_pool!(self, pool => sqlx::query_scalar(ANY).bind(now_ms).bind(max_attempts).fetch_optional(pool).await).map_err(DbError::query("find exhausted ingest jobs"))?;
         if any.is_none() {
             return Ok(Vec::new());
         }

@@ -13,8 +13,8 @@ pub mod identity;
 pub mod invitations;
 pub mod knowledge;
 pub mod mfa;
-pub mod oidc;
 pub mod model_calls;
+pub mod oidc;
 pub mod outbox;
 pub mod secrets;
 pub mod test_support;
@@ -185,12 +185,7 @@ impl Db {
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
-            let pool = PgPoolOptions::new()
-                .max_connections(16)
-                .acquire_timeout(Duration::from_secs(5))
-                .connect_with(options)
-                .await
-                .map_err(DbError::Connect)?;
+            let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_with(options).await.map_err(DbError::Connect)?;
             Ok(Self::Postgres(pool))
         } else {
             Err(DbError::UnsupportedUrl(url.to_owned()))

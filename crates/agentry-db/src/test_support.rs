@@ -18,13 +18,8 @@ pub async fn fresh_postgres_url() -> Option<String> {
         return None;
     };
     let name = format!("agentry_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to TEST_AGENTRY_POSTGRES_URL: {e}"));
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create test database: {e}"));
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap_or_else(|e| panic!("cannot connect to TEST_AGENTRY_POSTGRES_URL: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap_or_else(|e| panic!("cannot create test database: {e}"));
     let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
     Some(format!("{base}/{name}"))
 }

@@ -122,19 +122,11 @@ impl Db {
             CAST(SUM(output_tokens) AS BIGINT) AS output_tokens, CAST(SUM(cost_nusd) AS BIGINT) AS cost_nusd \
             FROM usage_daily WHERE tenant_id = $1 AND day >= $2 AND day <= $3 \
             GROUP BY model, agent ORDER BY cost_nusd DESC, model, agent";
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(from_day).bind(to_day).fetch_all(pool).await)
-            .map_err(DbError::query("usage by model and agent"))
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(from_day).bind(to_day).fetch_all(pool).await).map_err(DbError::query("usage by model and agent"))
     }
 
     /// Raw records of a tenant in `[from_ms, to_ms)`, oldest first, at most `limit`.
-    pub async fn usage_records(
-        &self,
-        tenant_id: &str,
-        from_ms: i64,
-        to_ms: i64,
-        user_id: Option<&str>,
-        limit: i64,
-    ) -> Result<Vec<ModelCallRecord>, DbError> {
+    pub async fn usage_records(&self, tenant_id: &str, from_ms: i64, to_ms: i64, user_id: Option<&str>, limit: i64) -> Result<Vec<ModelCallRecord>, DbError> {
         const SQL: &str = concat!(
             "SELECT ",
             record_columns!(),

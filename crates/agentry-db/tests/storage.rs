@@ -203,15 +203,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         // The worker "died": after the lease the job is claimed again.
         let again = db.claim_ingest_job(61_001, 60_000, 5).await.unwrap().unwrap();
         assert_eq!(again.attempts, 2);
-        let chunk = NewChunk {
-            ordinal: 0,
-            content_hash: "c".into(),
-            text: "hello".into(),
-            heading_path: "[]".into(),
-            page: None,
-            token_count: 1,
-            embedding: vec![0, 0, 128, 63],
-        };
+        let chunk = NewChunk { ordinal: 0, content_hash: "c".into(), text: "hello".into(), heading_path: "[]".into(), page: None, token_count: 1, embedding: vec![0, 0, 128, 63] };
         let first = db.store_chunks(&again, std::slice::from_ref(&chunk)).await.unwrap();
         // A re-run replaces what a crashed attempt stored.
         let ids = db.store_chunks(&again, std::slice::from_ref(&chunk)).await.unwrap();
@@ -465,15 +457,14 @@ async fn stored_secrets_are_listed_and_rewritten_in_one_compare_and_set_transact
             db.insert_user(&user).await.unwrap();
         }
         db.set_totp("u1", Some("totp-clear"), true, 1).await.unwrap();
-        db.insert_signing_key(&SigningKeyRow { kid: "k1".into(), private_der: "der-clear".into(), public_key: "pub".into(), created_at_ms: 1, retired_at_ms: Some(2) }).await.unwrap();
+        db.insert_signing_key(&SigningKeyRow { kid: "k1".into(), private_der: "der-clear".into(), public_key: "pub".into(), created_at_ms: 1, retired_at_ms: Some(2) })
+            .await
+            .unwrap();
         let server = McpServerRow { tenant_id: "t1".into(), name: "files".into(), url: "https://mcp.example.com".into(), headers: "{}".into(), created_by: None, created_at_ms: 1 };
         db.insert_mcp_server(&server).await.unwrap();
 
-        let slots = [
-            SecretSlot::SigningKey { kid: "k1".into() },
-            SecretSlot::TotpSecret { user_id: "u1".into() },
-            SecretSlot::McpHeaders { tenant_id: "t1".into(), name: "files".into() },
-        ];
+        let slots =
+            [SecretSlot::SigningKey { kid: "k1".into() }, SecretSlot::TotpSecret { user_id: "u1".into() }, SecretSlot::McpHeaders { tenant_id: "t1".into(), name: "files".into() }];
         let listed = db.stored_secrets().await.unwrap();
         let expected: Vec<StoredSecret> = slots.iter().cloned().zip(["der-clear", "totp-clear", "{}"]).map(|(slot, value)| StoredSecret { slot, value: value.into() }).collect();
         assert_eq!(listed, expected, "retired keys included, users without TOTP left out: {backend:?}");

@@ -144,15 +144,10 @@ impl Breaker {
                     while failures.front().is_some_and(|t| now.duration_since(*t) > self.config.window) {
                         failures.pop_front();
                     }
-                    (failures.len() as u32 >= self.config.failure_threshold)
-                        .then(|| Inner::Open { until: now + self.config.open_for })
+                    (failures.len() as u32 >= self.config.failure_threshold).then(|| Inner::Open { until: now + self.config.open_for })
                 }
             }
-            Inner::HalfOpen { .. } => Some(if healthy {
-                Inner::Closed { failures: VecDeque::new() }
-            } else {
-                Inner::Open { until: now + self.config.open_for }
-            }),
+            Inner::HalfOpen { .. } => Some(if healthy { Inner::Closed { failures: VecDeque::new() } } else { Inner::Open { until: now + self.config.open_for } }),
             // A call that started before the circuit opened finished late: the state already says enough.
             Inner::Open { .. } => None,
         };

@@ -40,12 +40,7 @@ impl LlmError {
         match self {
             Self::Upstream { status, .. } => matches!(*status, 408 | 409 | 429) || *status >= 500,
             Self::Connect { .. } | Self::Timeout { .. } => true,
-            Self::CircuitOpen { .. }
-            | Self::Unsupported { .. }
-            | Self::InvalidRequest { .. }
-            | Self::ModelNotFound(_)
-            | Self::Protocol { .. }
-            | Self::Local(_) => false,
+            Self::CircuitOpen { .. } | Self::Unsupported { .. } | Self::InvalidRequest { .. } | Self::ModelNotFound(_) | Self::Protocol { .. } | Self::Local(_) => false,
         }
     }
 

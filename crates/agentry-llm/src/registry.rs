@@ -121,9 +121,7 @@ impl ModelRegistry {
         let mut handles: BTreeMap<&str, ProviderHandle> = BTreeMap::new();
         for (index, provider) in providers.iter().enumerate() {
             let name = provider.name();
-            let handle = provider
-                .connect()
-                .map_err(|message| RegistryError::Provider { name: name.to_owned(), message })?;
+            let handle = provider.connect().map_err(|message| RegistryError::Provider { name: name.to_owned(), message })?;
             if handles.insert(name, handle).is_some() {
                 return Err(RegistryError::DuplicateProvider { index, name: name.to_owned() });
             }
@@ -134,17 +132,11 @@ impl ModelRegistry {
             if !configured.insert(model.name.clone()) {
                 return Err(RegistryError::DuplicateModel { index, model: model.name.clone() });
             }
-            let handle = handles.get(model.provider.as_str()).ok_or_else(|| RegistryError::UnknownProvider {
-                index,
-                model: model.name.clone(),
-                provider: model.provider.clone(),
-            })?;
+            let handle =
+                handles.get(model.provider.as_str()).ok_or_else(|| RegistryError::UnknownProvider { index, model: model.name.clone(), provider: model.provider.clone() })?;
             let upstream_model = model.upstream_model.clone().unwrap_or_else(|| model.name.clone());
             let builtin = builtin_price(&model.name).or_else(|| builtin_price(&upstream_model)).unwrap_or(Price::FREE);
-            let price = Price {
-                input_per_1k: model.input_price_per_1k.unwrap_or(builtin.input_per_1k),
-                output_per_1k: model.output_price_per_1k.unwrap_or(builtin.output_per_1k),
-            };
+            let price = Price { input_per_1k: model.input_price_per_1k.unwrap_or(builtin.input_per_1k), output_per_1k: model.output_price_per_1k.unwrap_or(builtin.output_per_1k) };
             let backend = match model.kind {
                 ModelKind::Chat => handle.chat().map(Backend::Chat),
                 ModelKind::Embedding => handle.embedder().map(Backend::Embedding),

@@ -227,18 +227,12 @@ fn kind_mismatch(upstream_model: &str) -> LlmError {
 fn capable(entry: &ModelEntry, request: &ChatRequest) -> Result<(), LlmError> {
     let Backend::Chat(chat) = &entry.backend else { return Ok(()) };
     if !entry.vision && request.messages.iter().any(|m| m.content.as_ref().is_some_and(|c| c.has_image())) {
-        return Err(LlmError::Unsupported {
-            message: format!("model '{}' cannot read images; choose a vision-capable model", entry.name),
-            param: Some("messages".into()),
-        });
+        return Err(LlmError::Unsupported { message: format!("model '{}' cannot read images; choose a vision-capable model", entry.name), param: Some("messages".into()) });
     }
     let wants_tools = request.tools.is_some() || request.tool_choice.is_some() || request.response_format.is_some();
     if wants_tools && !chat.supports_tools() {
         let param = if request.response_format.is_some() { "response_format" } else { "tools" };
-        return Err(LlmError::Unsupported {
-            message: format!("model '{}' does not support {param}", entry.name),
-            param: Some(param.into()),
-        });
+        return Err(LlmError::Unsupported { message: format!("model '{}' does not support {param}", entry.name), param: Some(param.into()) });
     }
     Ok(())
 }
@@ -257,17 +251,16 @@ fn status_label(error: &LlmError) -> &'static str {
 fn count_request(model: &str, provider: &'static str, status: &'static str) {
     static REQUESTS: LazyLock<Series<3, metrics::Counter>> = LazyLock::new(Series::new);
     REQUESTS
-        .get([model, provider, status], |[model, provider, status]| {
-            metrics::counter!("model_requests_total", "model" => model.to_owned(), "provider" => provider.to_owned(), "status" => status.to_owned())
-        })
+        .get(
+            [model, provider, status],
+            |[model, provider, status]| metrics::counter!("model_requests_total", "model" => model.to_owned(), "provider" => provider.to_owned(), "status" => status.to_owned()),
+        )
         .increment(1);
 }
 
 fn request_duration(model: &str, provider: &'static str) -> metrics::Histogram {
     static DURATIONS: LazyLock<Series<2, metrics::Histogram>> = LazyLock::new(Series::new);
-    DURATIONS.get([model, provider], |[model, provider]| {
-        metrics::histogram!("model_request_duration_seconds", "model" => model.to_owned(), "provider" => provider.to_owned())
-    })
+    DURATIONS.get([model, provider], |[model, provider]| metrics::histogram!("model_request_duration_seconds", "model" => model.to_owned(), "provider" => provider.to_owned()))
 }
 
 /// Re-attach the already-read first event and enforce the idle timeout between

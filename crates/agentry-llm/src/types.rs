@@ -46,7 +46,10 @@ pub struct ChatResponse {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum StreamEvent {
     /// A piece of generated text and/or tool-call fragments (OpenAI delta shape).
-    Delta { content: Option<String>, tool_calls: Option<serde_json::Value> },
+    Delta {
+        content: Option<String>,
+        tool_calls: Option<serde_json::Value>,
+    },
     Finish(FinishReason),
     Usage(Usage),
 }

@@ -128,8 +128,7 @@ impl Chunker {
     /// A chunker from a Hugging Face `tokenizer.json` file.
     pub fn from_file(path: impl AsRef<Path>, config: ChunkConfig) -> Result<Self, ChunkError> {
         let path = path.as_ref();
-        let tokenizer = Tokenizer::from_file(path)
-            .map_err(|e| ChunkError::Load { path: path.display().to_string(), message: e.to_string() })?;
+        let tokenizer = Tokenizer::from_file(path).map_err(|e| ChunkError::Load { path: path.display().to_string(), message: e.to_string() })?;
         Self::new(tokenizer, config)
     }
 

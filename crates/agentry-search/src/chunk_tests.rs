@@ -81,10 +81,7 @@ fn chunks_respect_max_tokens_and_overlap() -> TestResult {
 #[test]
 fn chunks_never_cross_sections_and_keep_their_place() -> TestResult {
     let chunker = chunker(32, 0)?;
-    let parsed = Parsed {
-        title: Some("T".into()),
-        sections: vec![section(&["A"], Some(1), words("a", 60)), section(&["A", "B"], Some(2), words("b", 5))],
-    };
+    let parsed = Parsed { title: Some("T".into()), sections: vec![section(&["A"], Some(1), words("a", 60)), section(&["A", "B"], Some(2), words("b", 5))] };
     let chunks = chunker.chunk(&parsed, usize::MAX)?;
     for chunk in &chunks {
         let from_a = chunk.text.contains('a');
@@ -107,9 +104,7 @@ fn hashes_are_stable_and_change_only_with_the_chunk() -> TestResult {
     second.sections[1].text = words("c", 80);
     let (one, again, changed) = (chunker.chunk(&first, usize::MAX)?, chunker.chunk(&first, usize::MAX)?, chunker.chunk(&second, usize::MAX)?);
     assert_eq!(one, again);
-    let hashes = |chunks: &[Chunk], path: &str| -> Vec<String> {
-        chunks.iter().filter(|c| c.heading_path == [path]).map(|c| c.content_hash.clone()).collect()
-    };
+    let hashes = |chunks: &[Chunk], path: &str| -> Vec<String> { chunks.iter().filter(|c| c.heading_path == [path]).map(|c| c.content_hash.clone()).collect() };
     assert_eq!(hashes(&one, "A"), hashes(&changed, "A"), "the unchanged section keeps its hashes");
     assert!(hashes(&one, "B").iter().all(|h| !hashes(&changed, "B").contains(h)));
     let chunk = &one[0];

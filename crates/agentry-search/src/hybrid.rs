@@ -111,9 +111,7 @@ pub fn fuse<K: Eq + Hash + Clone>(keyword: &[(K, f32)], vector: &[(K, f32)], fus
     }
     let mut results: Vec<Fused<K>> = fused.into_values().filter(|(_, counted)| *counted).map(|(f, _)| f).collect();
     let rank = |c: Option<Component>| c.map_or(usize::MAX, |c| c.rank);
-    results.sort_by(|a, b| {
-        b.score.total_cmp(&a.score).then_with(|| rank(a.keyword).cmp(&rank(b.keyword))).then_with(|| rank(a.vector).cmp(&rank(b.vector)))
-    });
+    results.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| rank(a.keyword).cmp(&rank(b.keyword))).then_with(|| rank(a.vector).cmp(&rank(b.vector))));
     results.truncate(top_k);
     results
 }

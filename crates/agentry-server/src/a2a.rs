@@ -198,9 +198,7 @@ impl A2a<'_> {
             };
             futures::future::ready(update.map(&wrap))
         });
-        let frames = futures::stream::once(futures::future::ready(opening))
-            .chain(events)
-            .map(|payload| Ok::<_, Infallible>(Event::default().data(payload.to_string())));
+        let frames = futures::stream::once(futures::future::ready(opening)).chain(events).map(|payload| Ok::<_, Infallible>(Event::default().data(payload.to_string())));
         Sse::new(frames).keep_alive(KeepAlive::default()).into_response()
     }
 

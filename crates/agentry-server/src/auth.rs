@@ -52,11 +52,7 @@ fn request_meta(state: &AppState, req: &Request) -> RequestMeta {
 
 async fn authenticate(state: &AppState, presented: Option<String>, meta: &RequestMeta) -> Result<Principal, ApiError> {
     let Some(presented) = presented else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::MissingApiKey,
-            "You didn't provide an API key or access token. Send it as 'Authorization: Bearer <key>'.",
-        ));
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::MissingApiKey, "You didn't provide an API key or access token. Send it as 'Authorization: Bearer <key>'."));
     };
     if bool::from(presented.as_bytes().ct_eq(state.master_key.expose_secret().as_bytes())) {
         return Ok(Principal::MasterKey);
@@ -69,11 +65,7 @@ async fn authenticate(state: &AppState, presented: Option<String>, meta: &Reques
 
 /// Which tenant a tenant-scoped request is about, if it names one.
 async fn tenant_ref(req: &mut Request) -> Option<String> {
-    let from_path = req
-        .extract_parts::<RawPathParams>()
-        .await
-        .ok()
-        .and_then(|params| params.iter().find(|(name, _)| *name == "tenant").map(|(_, value)| value.to_owned()));
+    let from_path = req.extract_parts::<RawPathParams>().await.ok().and_then(|params| params.iter().find(|(name, _)| *name == "tenant").map(|(_, value)| value.to_owned()));
     from_path.or_else(|| req.headers().get(TENANT_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned))
 }
 
@@ -168,9 +160,7 @@ async fn created_id(response: Response) -> (Response, Option<String>) {
     let (parts, body) = response.into_parts();
     match axum::body::to_bytes(body, MAX_AUDITED_ANSWER).await {
         Ok(bytes) => {
-            let id = serde_json::from_slice::<serde_json::Value>(&bytes)
-                .ok()
-                .and_then(|v| v.get("id").or_else(|| v.get("name")).and_then(|id| id.as_str().map(str::to_owned)));
+            let id = serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v.get("id").or_else(|| v.get("name")).and_then(|id| id.as_str().map(str::to_owned)));
             (Response::from_parts(parts, axum::body::Body::from(bytes)), id)
         }
         Err(error) => {
@@ -245,10 +235,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
                     // The master key on /v1 needs no tenant; elsewhere a tenant route needs one.
                     None if principal == Principal::MasterKey && path.starts_with("/v1/") => return Ok(passed),
                     None => {
-                        return Err(ApiError::bad_request(
-                            format!("name the tenant with the {TENANT_HEADER} header (you have no single default tenant)"),
-                            TENANT_HEADER,
-                        ));
+                        return Err(ApiError::bad_request(format!("name the tenant with the {TENANT_HEADER} header (you have no single default tenant)"), TENANT_HEADER));
                     }
                 },
             };

@@ -85,7 +85,8 @@ mod tests {
     #[test]
     fn forwarded_headers_count_only_from_trusted_peers() {
         let proxies = TrustedProxies::new(vec!["10.0.0.0/8".parse().unwrap()]);
-        let forwarded = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.7"), ("x-forwarded-host", "agents.example.com"), ("x-forwarded-proto", "https"), ("host", "internal:8080")]);
+        let forwarded =
+            headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.7"), ("x-forwarded-host", "agents.example.com"), ("x-forwarded-proto", "https"), ("host", "internal:8080")]);
         assert_eq!(proxies.client_ip(peer("10.0.0.2"), &forwarded), Some("203.0.113.9".parse().unwrap()));
         assert_eq!(proxies.origin(peer("10.0.0.2"), &forwarded), "https://agents.example.com");
         // A direct client sending the same headers is itself.

@@ -10,10 +10,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use agentry_llm::RouterConfig;
 use agentry_llm::breaker::BreakerConfig;
 use agentry_llm::providers::ProviderConfig;
 use agentry_llm::registry::ModelConfig;
-use agentry_llm::RouterConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
@@ -114,10 +114,7 @@ impl UsageConfig {
             default_output_tokens: self.default_output_tokens,
             response_cache_ttl: Duration::from_secs(self.response_cache_ttl_secs),
             optimizer: self.optimizer.clone(),
-            tenant_defaults: agentry_db::billing::UsageSettingsRow {
-                optimizer_enabled: self.optimizer_enabled,
-                response_cache_enabled: self.response_cache_enabled,
-            },
+            tenant_defaults: agentry_db::billing::UsageSettingsRow { optimizer_enabled: self.optimizer_enabled, response_cache_enabled: self.response_cache_enabled },
             retention_days: self.retention_days,
         }
     }
@@ -350,9 +347,8 @@ impl Settings {
             Some(path) => path.clone(),
             None => PathBuf::from("agentry.toml"),
         };
-        let figment = Figment::from(Serialized::defaults(Settings::default()))
-            .merge(Toml::file(file))
-            .merge(Env::prefixed("AGENTRY_").split("__").ignore(&["config", "bootstrap_password"]));
+        let figment =
+            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::file(file)).merge(Env::prefixed("AGENTRY_").split("__").ignore(&["config", "bootstrap_password"]));
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)

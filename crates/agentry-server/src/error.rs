@@ -5,12 +5,12 @@
 //! extension, and the `error_envelope` middleware renders the body with the
 //! request id. 5xx bodies never carry internals: the detail goes to the log.
 
+use agentry_core::IdentityError;
+use agentry_core::agents::AgentsError;
 use agentry_core::coord::RateDecision;
 use agentry_core::gateway::GatewayError;
-use agentry_core::agents::AgentsError;
 use agentry_core::knowledge::KnowledgeError;
 use agentry_core::usage::{Refusal, UsageError, nusd_to_usd};
-use agentry_core::IdentityError;
 use agentry_llm::LlmError;
 use agentry_types::ErrorCode;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -111,9 +111,7 @@ impl From<LlmError> for ApiError {
     fn from(error: LlmError) -> Self {
         use StatusCode as S;
         match error {
-            LlmError::ModelNotFound(model) => {
-                Self::new(S::NOT_FOUND, ErrorCode::ModelNotFound, format!("The model '{model}' does not exist")).with_param("model")
-            }
+            LlmError::ModelNotFound(model) => Self::new(S::NOT_FOUND, ErrorCode::ModelNotFound, format!("The model '{model}' does not exist")).with_param("model"),
             LlmError::Unsupported { message, param } | LlmError::InvalidRequest { message, param } => {
                 let code = ErrorCode::UnsupportedParameter;
                 Self { status: S::BAD_REQUEST, code, message, param, retry_after: None, rate_limit: None }
@@ -130,15 +128,12 @@ impl From<LlmError> for ApiError {
                 tracing::warn!(%error, "upstream failure");
                 Self::new(S::BAD_GATEWAY, ErrorCode::UpstreamError, "the upstream model provider failed")
             }
-            LlmError::Timeout { after, .. } => Self::new(
-                S::GATEWAY_TIMEOUT,
-                ErrorCode::UpstreamTimeout,
-                format!("the upstream model did not answer within {:.1}s", after.as_secs_f64()),
-            ),
-            LlmError::CircuitOpen { upstream } => Self {
-                retry_after: Some(5),
-                ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, format!("upstream '{upstream}' is unavailable; retry later"))
-            },
+            LlmError::Timeout { after, .. } => {
+                Self::new(S::GATEWAY_TIMEOUT, ErrorCode::UpstreamTimeout, format!("the upstream model did not answer within {:.1}s", after.as_secs_f64()))
+            }
+            LlmError::CircuitOpen { upstream } => {
+                Self { retry_after: Some(5), ..Self::new(S::SERVICE_UNAVAILABLE, ErrorCode::ServiceUnavailable, format!("upstream '{upstream}' is unavailable; retry later")) }
+            }
             LlmError::Local(detail) => Self::internal(detail),
         }
     }
@@ -149,10 +144,9 @@ impl From<IdentityError> for ApiError {
         use StatusCode as S;
         match error {
             IdentityError::InvalidCredentials => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidCredentials, error.to_string()),
-            IdentityError::Locked { retry_after } => Self {
-                retry_after: Some(retry_after.as_secs().max(1)),
-                ..Self::new(S::TOO_MANY_REQUESTS, ErrorCode::AccountLocked, error.to_string())
-            },
+            IdentityError::Locked { retry_after } => {
+                Self { retry_after: Some(retry_after.as_secs().max(1)), ..Self::new(S::TOO_MANY_REQUESTS, ErrorCode::AccountLocked, error.to_string()) }
+            }
             IdentityError::TokenExpired => Self::new(S::UNAUTHORIZED, ErrorCode::TokenExpired, error.to_string()),
             IdentityError::TokenInvalid(_) => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidToken, error.to_string()),
             IdentityError::InvalidApiKey => Self::new(S::UNAUTHORIZED, ErrorCode::InvalidApiKey, "Incorrect API key provided."),
@@ -164,9 +158,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::RateLimited { message, retry_after } => {
                 Self { retry_after: Some(retry_after.as_secs().max(1)), ..Self::new(S::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message) }
             }
-            IdentityError::Invalid { message, param } => {
-                Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None, rate_limit: None }
-            }
+            IdentityError::Invalid { message, param } => Self { status: S::BAD_REQUEST, code: ErrorCode::InvalidRequest, message, param, retry_after: None, rate_limit: None },
             IdentityError::Db(e) => Self::internal(e),
             IdentityError::Internal(detail) => Self::internal(detail),
         }

@@ -55,9 +55,11 @@ pub struct RetrievalReport {
 impl RetrievalReport {
     /// `{"keyword": {"ndcg@10": …, "recall@100": …, "mrr@10": …}, "vector": {…}, "hybrid": {…}}`.
     pub fn json(&self) -> Value {
-        let modes = self.modes.iter().filter(|m| m.mode != HYBRID_RRF).map(|m| {
-            (m.mode.to_owned(), json!({ "ndcg@10": m.metrics.ndcg_at_10, "recall@100": m.metrics.recall_at_100, "mrr@10": m.metrics.mrr_at_10 }))
-        });
+        let modes = self
+            .modes
+            .iter()
+            .filter(|m| m.mode != HYBRID_RRF)
+            .map(|m| (m.mode.to_owned(), json!({ "ndcg@10": m.metrics.ndcg_at_10, "recall@100": m.metrics.recall_at_100, "mrr@10": m.metrics.mrr_at_10 })));
         Value::Object(modes.collect())
     }
 

@@ -40,9 +40,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 }
             }
         })?;
-        deserializer
-            .end()
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("trailing characters after the JSON body: {e}")))?;
+        deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("trailing characters after the JSON body: {e}")))?;
         Ok(Self(value))
     }
 }

@@ -48,10 +48,8 @@ pub async fn load(settings: &Settings, show_progress: bool) -> anyhow::Result<Lo
     let options = LocalChatOptions { threads: settings.local.threads, context_window: None };
     let started = std::time::Instant::now();
     let (chat, embedder) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let chat = LocalChatModel::load(&paths.chat_gguf, &options)
-            .map_err(|e| anyhow::anyhow!("cannot load chat model {}: {e}", paths.chat_gguf.display()))?;
-        let embedder = LocalEmbedder::load(&paths.embed_dir)
-            .map_err(|e| anyhow::anyhow!("cannot load embedding model {}: {e}", paths.embed_dir.display()))?;
+        let chat = LocalChatModel::load(&paths.chat_gguf, &options).map_err(|e| anyhow::anyhow!("cannot load chat model {}: {e}", paths.chat_gguf.display()))?;
+        let embedder = LocalEmbedder::load(&paths.embed_dir).map_err(|e| anyhow::anyhow!("cannot load embedding model {}: {e}", paths.embed_dir.display()))?;
         Ok((chat, embedder))
     })
     .await??;

@@ -275,9 +275,7 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
     let keys = agentry_server::master_key::derived_keys_for(settings)?.audit;
     let db = agentry_server::startup::connect_and_migrate(settings).await?;
     let audit = agentry_core::Audit::with_keys(db.clone(), keys);
-    let chain_of = async |tenant: &str| -> anyhow::Result<String> {
-        Ok(db.tenant(tenant).await?.ok_or_else(|| anyhow::anyhow!("no tenant '{tenant}'"))?.id)
-    };
+    let chain_of = async |tenant: &str| -> anyhow::Result<String> { Ok(db.tenant(tenant).await?.ok_or_else(|| anyhow::anyhow!("no tenant '{tenant}'"))?.id) };
     let result: anyhow::Result<()> = async {
         match command {
             AuditCommand::Anchor { tenant, after } => {

@@ -78,9 +78,7 @@ fn write_new_key_file(path: &Path, key: &SecretString) -> Result<(), anyhow::Err
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-    file.write_all(key.expose_secret().as_bytes())
-        .and_then(|()| file.sync_all())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    file.write_all(key.expose_secret().as_bytes()).and_then(|()| file.sync_all()).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))
 }
 
 /// Resolve the master key as described in the module doc.
@@ -207,7 +205,8 @@ pub async fn rotate(settings: &crate::Settings) -> Result<Rotation, anyhow::Erro
         Ok(resealed) => {
             let rotation = Rotation { new_key: new, old_key_id: from.sealer.current_id().to_owned(), new_key_id: to.sealer.current_id().to_owned(), resealed };
             let metadata = serde_json::json!({ "old_key_id": rotation.old_key_id, "new_key_id": rotation.new_key_id, "resealed": rotation.resealed.rewritten });
-            let event = AuditEvent { tenant: None, actor: Actor::System, action: "master_key.rotate", resource: None, outcome: Outcome::Success, meta: &RequestMeta::default(), metadata };
+            let event =
+                AuditEvent { tenant: None, actor: Actor::System, action: "master_key.rotate", resource: None, outcome: Outcome::Success, meta: &RequestMeta::default(), metadata };
             match agentry_core::Audit::with_keys(db.clone(), to.audit).record(event).await {
                 Ok(_) => Ok(rotation),
                 Err(e) => Err(anyhow::anyhow!("the master key was rotated, but its audit event was not stored: {e}")),

@@ -110,14 +110,16 @@ pub async fn http_metrics(req: Request, next: Next) -> Response {
     let endpoint = response.extensions().get::<Endpoint>().map_or("unmatched", |e| e.0.as_str());
     let status = response.status();
     REQUESTS
-        .get([method.as_str(), endpoint, status.as_str()], |[method, endpoint, status]| {
-            metrics::counter!("http_requests_total", "method" => method.to_owned(), "endpoint" => endpoint.to_owned(), "status" => status.to_owned())
-        })
+        .get(
+            [method.as_str(), endpoint, status.as_str()],
+            |[method, endpoint, status]| metrics::counter!("http_requests_total", "method" => method.to_owned(), "endpoint" => endpoint.to_owned(), "status" => status.to_owned()),
+        )
         .increment(1);
     DURATIONS
-        .get([method.as_str(), endpoint], |[method, endpoint]| {
-            metrics::histogram!("http_request_duration_seconds", "method" => method.to_owned(), "endpoint" => endpoint.to_owned())
-        })
+        .get(
+            [method.as_str(), endpoint],
+            |[method, endpoint]| metrics::histogram!("http_request_duration_seconds", "method" => method.to_owned(), "endpoint" => endpoint.to_owned()),
+        )
         .record(started.elapsed().as_secs_f64());
     response
 }

@@ -8,24 +8,24 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_core::coord::Coord;
-use agentry_core::usage::billing::PaymentProvider;
-use agentry_core::knowledge::Knowledge;
 use agentry_core::agents::Agents;
+use agentry_core::coord::Coord;
+use agentry_core::knowledge::Knowledge;
 use agentry_core::outbound::Outbound;
+use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::Request;
 use axum::response::Response;
-use tower::Service;
-use axum::extract::DefaultBodyLimit;
-use secrecy::{ExposeSecret, SecretString};
 use axum::serve::ListenerExt;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tower::Service;
 
 use crate::configuration::Settings;
 use crate::error::ApiError;
@@ -70,8 +70,7 @@ impl Application {
         let show_progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
         let loaded = crate::local_models::load(&settings, show_progress).await?;
         let local_models: Vec<String> = loaded.entries.iter().map(|e| e.name.clone()).collect();
-        let registry = ModelRegistry::build(&settings.providers, &settings.models, loaded.entries)
-            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        let registry = ModelRegistry::build(&settings.providers, &settings.models, loaded.entries).map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         let router = Arc::new(ModelRouter::new(registry, settings.router_config()));
         tokio::task::spawn_blocking(agentry_llm::tokens::warm);
 
@@ -80,9 +79,7 @@ impl Application {
         let (call_log, call_log_task) = CallLogWriter::start(db.clone(), call_log_config, shutdown.child_token());
         let audit = Audit::with_keys(db.clone(), keys.audit);
         seal_legacy_audit_chains(&audit).await?;
-        let identity = Identity::new(db.clone(), audit.clone(), keys.sealer.clone(), settings.identity.clone())
-            .await
-            .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
+        let identity = Identity::new(db.clone(), audit.clone(), keys.sealer.clone(), settings.identity.clone()).await.map_err(|e| anyhow::anyhow!("identity: {e}"))?;
         let key_use_task = tokio::spawn(flush_key_uses(identity.clone(), shutdown.child_token()));
         let outbox_task = identity.outbox_sender().map(|sender| tokio::spawn(sender.run(shutdown.child_token())));
         let coord = match &settings.redis_url {
@@ -117,15 +114,25 @@ impl Application {
         });
         let routes = routes(state, settings.knowledge.max_document_bytes);
 
-        let listener = TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
+        let listener = TcpListener::bind(settings.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
         let generated_master_key = match master_key {
             MasterKey::Generated(key) => Some(key),
             MasterKey::Configured(_) | MasterKey::Stored(_) => None,
         };
-        Ok(Self { listener, routes, max_body_bytes: settings.max_body_bytes, port, shutdown, grace: settings.shutdown_grace(), db, call_log_task, key_use_task, outbox_task, generated_master_key })
+        Ok(Self {
+            listener,
+            routes,
+            max_body_bytes: settings.max_body_bytes,
+            port,
+            shutdown,
+            grace: settings.shutdown_grace(),
+            db,
+            call_log_task,
+            key_use_task,
+            outbox_task,
+            generated_master_key,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -156,7 +163,8 @@ impl Application {
             }
         });
         let app = http_stack(routes, max_body_bytes);
-        let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app)).with_graceful_shutdown(async move { stopping.cancelled().await });
+        let serve = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service_with_connect_info::<std::net::SocketAddr>(app))
+            .with_graceful_shutdown(async move { stopping.cancelled().await });
         let deadline = async {
             shutdown.cancelled().await;
             tracing::info!(grace_secs = grace.as_secs_f64(), "shutting down: no new connections, waiting for in-flight requests");

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::agents::Agents;
 use agentry_core::knowledge::Knowledge;
+use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
 use metrics_exporter_prometheus::PrometheusHandle;

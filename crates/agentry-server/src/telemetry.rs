@@ -17,9 +17,7 @@ pub fn init_logging(filter: &str, format: LogFormat) -> Result<(), anyhow::Error
     let registry = tracing_subscriber::registry().with(filter);
     let result = match format {
         LogFormat::Text => registry.with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr)).try_init(),
-        LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr))
-            .try_init(),
+        LogFormat::Json => registry.with(tracing_subscriber::fmt::layer().json().flatten_event(true).with_current_span(true).with_writer(std::io::stderr)).try_init(),
     };
     drop(result);
     Ok(())

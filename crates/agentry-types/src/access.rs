@@ -114,16 +114,7 @@ impl BuiltinRole {
         use Permission::*;
         match self {
             Self::Admin => Permission::ALL,
-            Self::User => &[
-                UseModels,
-                UseGeneralAgent,
-                UseMathAgent,
-                UseCodeAgent,
-                UseRagAgent,
-                UseVisionAgent,
-                ReadDocuments,
-                UploadDocuments,
-            ],
+            Self::User => &[UseModels, UseGeneralAgent, UseMathAgent, UseCodeAgent, UseRagAgent, UseVisionAgent, ReadDocuments, UploadDocuments],
             Self::Viewer => &[ReadDocuments, ViewMetrics],
             Self::ApiUser => &[UseModels, UseGeneralAgent, UseMathAgent, UseCodeAgent, UseRagAgent, UseVisionAgent, ReadDocuments],
         }

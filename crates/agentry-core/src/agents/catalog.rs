@@ -59,13 +59,7 @@ impl Agents {
     }
 
     fn view(&self, access: &TenantAccess, spec: AgentSpec, times: Option<(i64, i64)>) -> AgentView {
-        AgentView {
-            built_in: spec.version.is_none(),
-            usable: access.can(spec.kind.permission()),
-            created_at_ms: times.map(|t| t.0),
-            updated_at_ms: times.map(|t| t.1),
-            spec,
-        }
+        AgentView { built_in: spec.version.is_none(), usable: access.can(spec.kind.permission()), created_at_ms: times.map(|t| t.0), updated_at_ms: times.map(|t| t.1), spec }
     }
 
     pub async fn list_agents(&self, access: &TenantAccess) -> Result<Vec<AgentView>, AgentsError> {
@@ -139,9 +133,7 @@ impl Agents {
             return Err(AgentsError::NotFound(format!("agent '{name}'")));
         }
         rows.into_iter()
-            .map(|row| {
-                Ok(AgentVersionView { version: row.version, definition: stored_definition(&row.definition)?, created_by: row.created_by, created_at_ms: row.created_at_ms })
-            })
+            .map(|row| Ok(AgentVersionView { version: row.version, definition: stored_definition(&row.definition)?, created_by: row.created_by, created_at_ms: row.created_at_ms }))
             .collect()
     }
 }

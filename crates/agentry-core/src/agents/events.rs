@@ -27,9 +27,16 @@ use tokio_util::sync::CancellationToken;
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RunEvent {
     /// A piece of the answer.
-    Token { text: String },
+    Token {
+        text: String,
+    },
     /// A tool call starting.
-    ToolCall { call_id: String, tool: String, arguments: Value, status: &'static str },
+    ToolCall {
+        call_id: String,
+        tool: String,
+        arguments: Value,
+        status: &'static str,
+    },
     /// A tool call's outcome: `succeeded`, `failed` or `rejected`.
     ToolResult {
         call_id: String,
@@ -45,9 +52,18 @@ pub enum RunEvent {
     Citation(Citation),
     Usage(Usage),
     /// The run succeeded.
-    Done { run_id: String, agent: String, total_tokens: u32, quality_score: Option<f64> },
+    Done {
+        run_id: String,
+        agent: String,
+        total_tokens: u32,
+        quality_score: Option<f64>,
+    },
     /// The run failed or was cancelled; nothing follows.
-    Error { run_id: String, code: String, message: String },
+    Error {
+        run_id: String,
+        code: String,
+        message: String,
+    },
 }
 
 /// A cited chunk: where it is and which span of its text supports the answer.

@@ -143,10 +143,7 @@ impl<'a> Session<'a> {
         let event_stream = posted.headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/event-stream"));
         let text = String::from_utf8_lossy(&posted.bytes);
         let messages: Vec<Value> = if event_stream { sse_messages(&text) } else { serde_json::from_str(&text).into_iter().collect() };
-        let answer = messages
-            .into_iter()
-            .find(|m| m["id"] == json!(id))
-            .ok_or_else(|| format!("MCP server '{server}' sent no answer to {method}"))?;
+        let answer = messages.into_iter().find(|m| m["id"] == json!(id)).ok_or_else(|| format!("MCP server '{server}' sent no answer to {method}"))?;
         if let Some(error) = answer.get("error") {
             return Err(format!("MCP server '{server}': {} ({})", error["message"].as_str().unwrap_or("error"), error["code"]));
         }
@@ -191,12 +188,7 @@ async fn list_tools(outbound: &Outbound, server: &McpServerRow) -> Result<Vec<(S
 pub(super) async fn call_tool(outbound: &Outbound, tool: &McpTool, arguments: Value) -> Result<String, String> {
     let mut session = Session::open(outbound, &tool.server).await?;
     let (result, _) = session.request("tools/call", json!({ "name": tool.remote, "arguments": arguments })).await?;
-    let text: Vec<String> = result["content"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|block| block["text"].as_str().map_or_else(|| block.to_string(), str::to_owned))
-        .collect();
+    let text: Vec<String> = result["content"].as_array().into_iter().flatten().map(|block| block["text"].as_str().map_or_else(|| block.to_string(), str::to_owned)).collect();
     let text = text.join("\n");
     if result["isError"].as_bool().unwrap_or(false) { Err(text) } else { Ok(text) }
 }

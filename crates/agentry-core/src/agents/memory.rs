@@ -74,8 +74,8 @@ impl Agents {
         let window = self.gateway.router().registry().get(input.model).and_then(|e| e.context_window).unwrap_or(DEFAULT_WINDOW);
         let pinned: Vec<String> = input.thread.and_then(|t| serde_json::from_str(&t.pinned).ok()).unwrap_or_default();
         let mut summary = input.thread.map(|t| t.summary.clone()).unwrap_or_default();
-        let fixed = tokens::count_prompt(input.model, input.input)
-            + tokens::count(input.model, &system_message(input.instructions, &pinned, &summary, input.extra_system).content_text());
+        let fixed =
+            tokens::count_prompt(input.model, input.input) + tokens::count(input.model, &system_message(input.instructions, &pinned, &summary, input.extra_system).content_text());
         let budget = window.saturating_sub(ANSWER_RESERVE.min(window / 4)).saturating_sub(fixed) as i64;
         let mut history = input.history;
         let total: i64 = history.iter().map(|m| m.tokens).sum();
@@ -117,10 +117,7 @@ impl Agents {
         }
         let request = ChatRequest {
             messages: vec![
-                ChatMessage::text(
-                    Role::System,
-                    "Summarise the conversation below in a few sentences. Keep names, numbers, decisions and open questions.",
-                ),
+                ChatMessage::text(Role::System, "Summarise the conversation below in a few sentences. Keep names, numbers, decisions and open questions."),
                 ChatMessage::text(Role::User, transcript),
             ],
             temperature: Some(0.0),

@@ -296,14 +296,7 @@ impl Agents {
         let shaped_by_thread = thread.as_ref().is_some_and(|t| !t.summary.trim().is_empty() || !matches!(t.pinned.trim(), "" | "[]"));
         let plain_question = messages.len() == 1 && messages.iter().all(|m| m.name.is_none() && m.tool_calls.is_none());
         let self_contained = history.is_empty() && plain_question && system_text.trim().is_empty() && !has_image && !shaped_by_thread;
-        let context = ContextInput {
-            model: &spec.model,
-            instructions: &spec.instructions,
-            extra_system: &system_text,
-            thread: thread.as_ref(),
-            history,
-            input: &messages,
-        };
+        let context = ContextInput { model: &spec.model, instructions: &spec.instructions, extra_system: &system_text, thread: thread.as_ref(), history, input: &messages };
         let conversation = self.context(&call, context).await;
         let mcp_tools = self.resolve_mcp_tools(&access.tenant_id, &spec.tools).await?;
         let id = uuid::Uuid::now_v7().to_string();
@@ -344,19 +337,8 @@ impl Agents {
             return Err(error.into());
         }
         let started = StartedRun { id: id.clone(), agent: spec.name.clone(), agent_type: spec.kind, live: Arc::clone(&live) };
-        let run = run::Run {
-            id,
-            spec,
-            access: access.clone(),
-            call,
-            conversation,
-            input: messages,
-            question,
-            thread_id: thread_id.map(str::to_owned),
-            self_contained,
-            mcp_tools,
-            live,
-        };
+        let run =
+            run::Run { id, spec, access: access.clone(), call, conversation, input: messages, question, thread_id: thread_id.map(str::to_owned), self_contained, mcp_tools, live };
         let agents = self.clone();
         tokio::spawn(async move { agents.execute(run).await });
         Ok(started)
@@ -371,14 +353,15 @@ impl Agents {
 
     /// The model must be configured, and see when the input has images.
     fn check_model(&self, spec: &AgentSpec, has_image: bool) -> Result<(), AgentsError> {
-        let entry = self.gateway.router().registry().get(&spec.model).ok_or_else(|| {
-            AgentsError::ModelUnavailable(format!("agent '{}' uses model '{}', which is not configured", spec.name, spec.model))
-        })?;
+        let entry = self
+            .gateway
+            .router()
+            .registry()
+            .get(&spec.model)
+            .ok_or_else(|| AgentsError::ModelUnavailable(format!("agent '{}' uses model '{}', which is not configured", spec.name, spec.model)))?;
         if has_image && !entry.vision {
-            let message = format!(
-                "agent '{}' uses model '{}', which cannot see images; set agents.vision_model (or the agent's model) to a vision-capable model",
-                spec.name, spec.model
-            );
+            let message =
+                format!("agent '{}' uses model '{}', which cannot see images; set agents.vision_model (or the agent's model) to a vision-capable model", spec.name, spec.model);
             return Err(AgentsError::ModelCannotSee(message));
         }
         Ok(())
@@ -424,9 +407,8 @@ impl Agents {
     /// A run's events after number `after`, then live ones until it ends.
     pub async fn follow(&self, access: &TenantAccess, id: &str, after: usize) -> Result<impl Stream<Item = (usize, Arc<RunEvent>)> + Send + use<>, AgentsError> {
         self.owned_run(access, id).await?;
-        let live = self.live.get(id).ok_or_else(|| {
-            AgentsError::NotFound(format!("events of run '{id}' (they are kept {} s after a run ends)", self.settings.resume_window_secs))
-        })?;
+        let live =
+            self.live.get(id).ok_or_else(|| AgentsError::NotFound(format!("events of run '{id}' (they are kept {} s after a run ends)", self.settings.resume_window_secs)))?;
         Ok(live.follow(after))
     }
 }

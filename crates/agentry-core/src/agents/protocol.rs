@@ -107,11 +107,7 @@ impl ToolCallParts {
             .enumerate()
             .map(|(i, (id, name, arguments))| {
                 let id = if id.is_empty() { format!("{id_prefix}_{i}") } else { id };
-                let arguments = if arguments.trim().is_empty() {
-                    Ok(Value::Object(Default::default()))
-                } else {
-                    serde_json::from_str(&arguments).map_err(|_| arguments)
-                };
+                let arguments = if arguments.trim().is_empty() { Ok(Value::Object(Default::default())) } else { serde_json::from_str(&arguments).map_err(|_| arguments) };
                 RequestedCall { id, name, arguments }
             })
             .collect()

@@ -36,8 +36,7 @@ use crate::knowledge::{AnswerQuestion, SearchHit};
 /// Said by the RAG agent when nothing readable answers the question.
 pub const RAG_UNKNOWN: &str = "I don't know: I found nothing relevant to this question in the knowledge base you can read.";
 /// Said by the math agent when no exact calculation could be made.
-pub const MATH_UNREADABLE: &str =
-    "I could not turn this into a calculation I can do exactly. Please write it as an expression or equation, e.g. 3/4 + 1/6 or 2x + 3 = 11.";
+pub const MATH_UNREADABLE: &str = "I could not turn this into a calculation I can do exactly. Please write it as an expression or equation, e.g. 3/4 + 1/6 or 2x + 3 = 11.";
 
 /// Everything a run needs, prepared by the service.
 pub(super) struct Run {
@@ -367,18 +366,10 @@ impl Agents {
             Some(Lookup::Miss(ticket)) => Some(ticket),
             None => None,
         };
-        let call = RequestedCall {
-            id: "call_search".into(),
-            name: "knowledge_search".into(),
-            arguments: Ok(json!({ "query": run.question, "top_k": self.settings.rag_top_k })),
-        };
+        let call = RequestedCall { id: "call_search".into(), name: "knowledge_search".into(), arguments: Ok(json!({ "query": run.question, "top_k": self.settings.rag_top_k })) };
         let (text, output) = self.call_tool(run, tally, &call).await?;
         let output = output.ok_or(Failure::Stopped("knowledge_unavailable", text))?;
-        let sources: Vec<SearchHit> = output
-            .sources
-            .into_iter()
-            .filter(|hit| hit.vector.is_some_and(|v| f64::from(v.score) >= self.settings.rag_min_similarity))
-            .collect();
+        let sources: Vec<SearchHit> = output.sources.into_iter().filter(|hit| hit.vector.is_some_and(|v| f64::from(v.score) >= self.settings.rag_min_similarity)).collect();
         if sources.is_empty() {
             run.live.emit(RunEvent::Token { text: RAG_UNKNOWN.to_owned() });
             return Ok(RAG_UNKNOWN.to_owned());
@@ -484,12 +475,7 @@ impl Agents {
         match error {
             None => {
                 run.live.emit(RunEvent::Usage(tally.usage));
-                run.live.emit(RunEvent::Done {
-                    run_id: run.id.clone(),
-                    agent: run.spec.name.clone(),
-                    total_tokens: tally.usage.total_tokens,
-                    quality_score: tally.quality,
-                });
+                run.live.emit(RunEvent::Done { run_id: run.id.clone(), agent: run.spec.name.clone(), total_tokens: tally.usage.total_tokens, quality_score: tally.quality });
             }
             Some((code, message)) => run.live.emit(RunEvent::Error { run_id: run.id.clone(), code: code.to_owned(), message }),
         }

@@ -5,8 +5,8 @@
 //!
 //! Must not: run agents or build model context (memory.rs does).
 
-use agentry_types::access::AGENT_PERMISSIONS;
 use agentry_db::agents::{MessageRow, ThreadRow};
+use agentry_types::access::AGENT_PERMISSIONS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

@@ -25,8 +25,19 @@ pub const ERASE_ACTION: &str = "audit.erase";
 /// rows without a key id; never written any more.
 pub fn legacy_hash(row: &AuditRow) -> String {
     let fields = serde_json::json!([
-        row.chain, row.seq, row.at_ms, row.actor_type, row.actor_id, row.action, row.resource, row.outcome, row.ip, row.user_agent,
-        row.request_id, row.metadata, row.prev_hash
+        row.chain,
+        row.seq,
+        row.at_ms,
+        row.actor_type,
+        row.actor_id,
+        row.action,
+        row.resource,
+        row.outcome,
+        row.ip,
+        row.user_agent,
+        row.request_id,
+        row.metadata,
+        row.prev_hash
     ]);
     hex::encode(Sha256::digest(fields.to_string().as_bytes()))
 }
@@ -40,8 +51,7 @@ pub fn fields_hash(row: &AuditRow) -> String {
 /// What the chain HMAC covers: position, time, the non-personal fields, the
 /// link, the key id and the fields hash (not the personal fields themselves).
 fn chain_message(row: &AuditRow, key_id: &str, fields_hash: &str) -> String {
-    serde_json::json!(["agentry audit chain v1", row.chain, row.seq, row.at_ms, row.actor_type, row.action, row.outcome, row.prev_hash, key_id, fields_hash])
-        .to_string()
+    serde_json::json!(["agentry audit chain v1", row.chain, row.seq, row.at_ms, row.actor_type, row.action, row.outcome, row.prev_hash, key_id, fields_hash]).to_string()
 }
 
 /// Fill in `key_id`, `fields_hash` and `hash` of a new row (its position and link set).

@@ -419,15 +419,7 @@ struct Walk {
 
 impl Default for Walk {
     fn default() -> Self {
-        Self {
-            expected_seq: 1,
-            prev_hash: GENESIS.to_owned(),
-            last_key: None,
-            retired: HashSet::new(),
-            legacy: 0,
-            erased: 0,
-            unvouched_erasures: BTreeMap::new(),
-        }
+        Self { expected_seq: 1, prev_hash: GENESIS.to_owned(), last_key: None, retired: HashSet::new(), legacy: 0, erased: 0, unvouched_erasures: BTreeMap::new() }
     }
 }
 
@@ -453,9 +445,10 @@ impl Walk {
             }
             Some(id) => {
                 let Some(key) = keys.get(id) else {
-                    return Err((at, format!(
-                        "the event was written with key id {id}, which this server does not hold (add the master key it was written with to the previous master keys)"
-                    )));
+                    return Err((
+                        at,
+                        format!("the event was written with key id {id}, which this server does not hold (add the master key it was written with to the previous master keys)"),
+                    ));
                 };
                 format::check_keyed(row, key).map_err(|reason| (at, reason.to_owned()))?;
                 if self.last_key.is_none() && self.legacy > 0 && !format::is_keyed_marker(row) {

@@ -36,17 +36,11 @@ pub fn apply(tat_us: Option<u64>, now_us: u64, limit: u64, period: Duration, cos
     let allow_at = new_tat.saturating_sub(period_us);
     let remaining = |tat: u64| period_us.saturating_sub(tat - now_us) / interval;
     if now_us < allow_at && !force {
-        let decision = RateDecision {
-            allowed: false,
-            limit,
-            remaining: remaining(tat),
-            reset: Duration::from_micros(tat - now_us),
-            retry_after: Duration::from_micros(allow_at - now_us),
-        };
+        let decision =
+            RateDecision { allowed: false, limit, remaining: remaining(tat), reset: Duration::from_micros(tat - now_us), retry_after: Duration::from_micros(allow_at - now_us) };
         return (tat, decision);
     }
-    let decision =
-        RateDecision { allowed: true, limit, remaining: remaining(new_tat), reset: Duration::from_micros(new_tat - now_us), retry_after: Duration::ZERO };
+    let decision = RateDecision { allowed: true, limit, remaining: remaining(new_tat), reset: Duration::from_micros(new_tat - now_us), retry_after: Duration::ZERO };
     (new_tat, decision)
 }
 

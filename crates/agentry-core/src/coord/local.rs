@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::gcra::{self, RateDecision};
 use super::Reserve;
+use super::gcra::{self, RateDecision};
 
 struct Entry {
     value: i64,

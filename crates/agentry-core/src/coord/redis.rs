@@ -125,13 +125,7 @@ impl RedisCoord {
                 }
             }
         });
-        let scripts = Scripts {
-            reserve: Script::new(RESERVE),
-            adjust: Script::new(ADJUST),
-            gcra: Script::new(GCRA),
-            count: Script::new(COUNT),
-            uncount: Script::new(UNCOUNT),
-        };
+        let scripts = Scripts { reserve: Script::new(RESERVE), adjust: Script::new(ADJUST), gcra: Script::new(GCRA), count: Script::new(COUNT), uncount: Script::new(UNCOUNT) };
         Ok(Self { connection, scripts: Arc::new(scripts) })
     }
 
@@ -141,10 +135,7 @@ impl RedisCoord {
     }
 
     fn connection(&self) -> RedisResult<ConnectionManager> {
-        self.connection
-            .get()
-            .cloned()
-            .ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "not connected to Redis yet")))
+        self.connection.get().cloned().ok_or_else(|| redis::RedisError::from((redis::ErrorKind::Io, "not connected to Redis yet")))
     }
 
     pub async fn reserve(&self, keys: &[String], limits: &[i64], amount: i64) -> RedisResult<Reserve> {
@@ -176,24 +167,9 @@ impl RedisCoord {
     }
 
     pub async fn gcra(&self, key: &str, limit: u64, period: Duration, cost: u64, force: bool) -> RedisResult<RateDecision> {
-        let out: Vec<i64> = self
-            .scripts
-            .gcra
-            .key(key)
-            .arg(limit)
-            .arg(period.as_micros() as u64)
-            .arg(cost)
-            .arg(u8::from(force))
-            .invoke_async(&mut self.connection()?)
-            .await?;
+        let out: Vec<i64> = self.scripts.gcra.key(key).arg(limit).arg(period.as_micros() as u64).arg(cost).arg(u8::from(force)).invoke_async(&mut self.connection()?).await?;
         let at = |i: usize| out.get(i).copied().unwrap_or(0).max(0) as u64;
-        Ok(RateDecision {
-            allowed: at(0) == 1,
-            limit,
-            remaining: at(1),
-            reset: Duration::from_micros(at(2)),
-            retry_after: Duration::from_micros(at(3)),
-        })
+        Ok(RateDecision { allowed: at(0) == 1, limit, remaining: at(1), reset: Duration::from_micros(at(2)), retry_after: Duration::from_micros(at(3)) })
     }
 
     pub async fn count(&self, key: &str, limit: u64, ttl: Duration) -> RedisResult<(bool, u64)> {
@@ -206,8 +182,7 @@ impl RedisCoord {
     }
 
     pub async fn flag_once(&self, key: &str, ttl: Duration) -> RedisResult<bool> {
-        let set: Option<String> =
-            redis::cmd("SET").arg(key).arg(1).arg("NX").arg("EX").arg(ttl.as_secs().max(1)).query_async(&mut self.connection()?).await?;
+        let set: Option<String> = redis::cmd("SET").arg(key).arg(1).arg("NX").arg("EX").arg(ttl.as_secs().max(1)).query_async(&mut self.connection()?).await?;
         Ok(set.is_some())
     }
 

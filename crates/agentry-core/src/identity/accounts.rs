@@ -50,9 +50,7 @@ fn conflict(what: &'static str) -> impl FnOnce(DbError) -> IdentityError {
 
 /// Lowercase letters, digits and dashes, 2–63 characters, not starting with a dash.
 fn check_slug(slug: &str) -> Result<(), IdentityError> {
-    let ok = (2..=63).contains(&slug.len())
-        && !slug.starts_with('-')
-        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let ok = (2..=63).contains(&slug.len()) && !slug.starts_with('-') && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if ok { Ok(()) } else { Err(IdentityError::invalid("slug must be 2-63 lowercase letters, digits or dashes", "slug")) }
 }
 
@@ -76,8 +74,7 @@ impl Identity {
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
         self.db.upsert_membership(&tenant.id, &user.id, BuiltinRole::Admin.as_str(), now).await?;
         let meta = RequestMeta::default();
-        self.record(Some(&tenant.id), Actor::System, "admin.bootstrap", Some(format!("user:{}", user.id)), Outcome::Success, &meta, serde_json::json!({ "email": email }))
-            .await?;
+        self.record(Some(&tenant.id), Actor::System, "admin.bootstrap", Some(format!("user:{}", user.id)), Outcome::Success, &meta, serde_json::json!({ "email": email })).await?;
         Ok((tenant, user.id))
     }
 
@@ -93,8 +90,7 @@ impl Identity {
         self.settings.password_policy.check(password, "password")?;
         let user = new_user_row(&email, display_name, Some(self.passwords.hash(password.to_owned()).await?), false, false, now_ms());
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
-        self.record(None, Actor::User(user.id.clone()), "user.register", Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({}))
-            .await?;
+        self.record(None, Actor::User(user.id.clone()), "user.register", Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({})).await?;
         self.queue_verification(&user).await?;
         Ok(user.id)
     }
@@ -171,8 +167,7 @@ impl Identity {
         self.db.upsert_membership(&access.tenant_id, user_id, role, now_ms()).await?;
         self.access_changed();
         let metadata = serde_json::json!({ "from": current.role, "to": role });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.update", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata)
-            .await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.update", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata).await?;
         self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))
     }
 
@@ -184,8 +179,7 @@ impl Identity {
         self.keep_an_admin(&access.tenant_id, &current, None).await?;
         self.db.delete_membership(&access.tenant_id, user_id).await?;
         self.access_changed();
-        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.delete", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({}))
-            .await
+        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.delete", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     pub(crate) async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), IdentityError> {
@@ -243,8 +237,16 @@ impl Identity {
         };
         self.db.upsert_role(&row).await?;
         self.access_changed();
-        self.record(Some(&access.tenant_id), access.principal.actor(), "role.put", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({ "permissions": permissions }))
-            .await?;
+        self.record(
+            Some(&access.tenant_id),
+            access.principal.actor(),
+            "role.put",
+            Some(format!("role:{name}")),
+            Outcome::Success,
+            meta,
+            serde_json::json!({ "permissions": permissions }),
+        )
+        .await?;
         Ok(RoleInfo { name: name.into(), builtin: false, description: description.into(), permissions })
     }
 
@@ -258,8 +260,7 @@ impl Identity {
             return Err(IdentityError::NotFound("role"));
         }
         self.access_changed();
-        self.record(Some(&access.tenant_id), access.principal.actor(), "role.delete", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({}))
-            .await
+        self.record(Some(&access.tenant_id), access.principal.actor(), "role.delete", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Change the tenant's name and/or its "MFA required" policy.

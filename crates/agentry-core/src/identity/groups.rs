@@ -79,8 +79,7 @@ impl Identity {
             self.db.add_group_member(&access.tenant_id, &group.id, creator, now).await?;
         }
         let metadata = serde_json::json!({ "name": name });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.create", Some(format!("group:{}", group.id)), Outcome::Success, meta, metadata)
-            .await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.create", Some(format!("group:{}", group.id)), Outcome::Success, meta, metadata).await?;
         Ok(group)
     }
 
@@ -98,14 +97,7 @@ impl Identity {
     }
 
     /// Rename and/or describe a group (`None` keeps the value).
-    pub async fn update_group(
-        &self,
-        access: &TenantAccess,
-        group_id: &str,
-        name: Option<&str>,
-        description: Option<&str>,
-        meta: &RequestMeta,
-    ) -> Result<GroupInfo, IdentityError> {
+    pub async fn update_group(&self, access: &TenantAccess, group_id: &str, name: Option<&str>, description: Option<&str>, meta: &RequestMeta) -> Result<GroupInfo, IdentityError> {
         access.require(Permission::ManageUsers)?;
         let name = name.map(check_name).transpose()?;
         description.map(check_description).transpose()?;
@@ -113,8 +105,7 @@ impl Identity {
             return Err(IdentityError::NotFound("group"));
         }
         let metadata = serde_json::json!({ "name": name, "description": description });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.update", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
-            .await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.update", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await?;
         self.group(access, group_id).await
     }
 
@@ -139,8 +130,7 @@ impl Identity {
         if !self.db.delete_group(&access.tenant_id, group_id).await? {
             return Err(IdentityError::NotFound("group"));
         }
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.delete", Some(format!("group:{group_id}")), Outcome::Success, meta, serde_json::json!({}))
-            .await
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.delete", Some(format!("group:{group_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Put a member of the tenant in a group (idempotent; audited only when it changed something).
@@ -152,8 +142,7 @@ impl Identity {
         }
         if self.db.add_group_member(&access.tenant_id, group_id, user_id, now_ms()).await? {
             let metadata = serde_json::json!({ "user_id": user_id });
-            self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_add", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
-                .await?;
+            self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_add", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await?;
         }
         Ok(())
     }
@@ -165,7 +154,6 @@ impl Identity {
             return Err(IdentityError::NotFound("group member"));
         }
         let metadata = serde_json::json!({ "user_id": user_id });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_remove", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
-            .await
+        self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_remove", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await
     }
 }

@@ -220,13 +220,8 @@ impl Identity {
             self.mail_queued();
         }
         let metadata = serde_json::json!({ "email": email, "role": row.role, "delivered": row.delivered, "expires_at_ms": row.expires_at_ms });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "invitation.create", Some(format!("invitation:{}", row.id)), Outcome::Success, meta, metadata)
-            .await?;
-        Ok(CreatedInvitation {
-            invitation: InvitationInfo::from_row(row, now),
-            accept_token: (!by_mail).then(|| token.clone()),
-            accept_url: if by_mail { None } else { url },
-        })
+        self.record(Some(&access.tenant_id), access.principal.actor(), "invitation.create", Some(format!("invitation:{}", row.id)), Outcome::Success, meta, metadata).await?;
+        Ok(CreatedInvitation { invitation: InvitationInfo::from_row(row, now), accept_token: (!by_mail).then(|| token.clone()), accept_url: if by_mail { None } else { url } })
     }
 
     /// The tenant's invitations, newest first (at most 1000).
@@ -253,8 +248,7 @@ impl Identity {
             return Ok(());
         }
         let metadata = serde_json::json!({ "email": row.email, "role": row.role });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "invitation.revoke", Some(format!("invitation:{id}")), Outcome::Success, meta, metadata)
-            .await
+        self.record(Some(&access.tenant_id), access.principal.actor(), "invitation.revoke", Some(format!("invitation:{id}")), Outcome::Success, meta, metadata).await
     }
 
     /// An invitation grants only what its inviter could grant when it is
@@ -300,9 +294,7 @@ impl Identity {
     pub async fn accept_invitation_as_new_account(&self, token: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<AcceptedInvitation, IdentityError> {
         let invitation = self.pending_invitation(token).await?;
         let exists = || {
-            IdentityError::ConflictDetail(
-                "an account with this e-mail address already exists: sign in as it and accept with POST /api/v1/invitations/accept {\"token\"}".into(),
-            )
+            IdentityError::ConflictDetail("an account with this e-mail address already exists: sign in as it and accept with POST /api/v1/invitations/accept {\"token\"}".into())
         };
         if let Some(existing) = self.db.user_by_email(&invitation.email).await? {
             // A mailed link proves the mailbox: its owner reclaims an account someone else made unverified for it.
@@ -345,8 +337,16 @@ impl Identity {
         self.live_sessions.invalidate_all();
         self.keys.invalidate_all();
         self.access_changed();
-        self.record(None, Actor::User(existing.id.clone()), "user.reclaim", Some(format!("user:{}", existing.id)), Outcome::Success, meta, serde_json::json!({ "invitation": invitation.id }))
-            .await?;
+        self.record(
+            None,
+            Actor::User(existing.id.clone()),
+            "user.reclaim",
+            Some(format!("user:{}", existing.id)),
+            Outcome::Success,
+            meta,
+            serde_json::json!({ "invitation": invitation.id }),
+        )
+        .await?;
         if !self.db.accept_invitation(&invitation, &existing.id, None, false, now).await? {
             return Err(IdentityError::invalid("this invitation was already used", "token"));
         }
@@ -462,8 +462,7 @@ impl Identity {
         let Some(user_id) = self.db.use_email_verification(&api_keys::hash(token.trim()), now_ms()).await? else {
             return Err(IdentityError::invalid("this verification link is not valid, was used or has expired", "token"));
         };
-        self.record(None, Actor::User(user_id.clone()), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "link" }))
-            .await?;
+        self.record(None, Actor::User(user_id.clone()), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "link" })).await?;
         Ok(user_id)
     }
 
@@ -475,7 +474,6 @@ impl Identity {
         if !self.db.set_email_verified(user_id, now_ms()).await? {
             return Err(IdentityError::NotFound("user"));
         }
-        self.record(None, principal.actor(), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "platform_admin" }))
-            .await
+        self.record(None, principal.actor(), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "platform_admin" })).await
     }
 }

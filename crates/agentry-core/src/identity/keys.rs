@@ -123,8 +123,16 @@ impl Identity {
             rotated_to: None,
         };
         self.db.insert_api_key(&row).await?;
-        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.create", Some(format!("api_key:{}", row.id)), Outcome::Success, meta, serde_json::json!({ "name": name, "scopes": scopes }))
-            .await?;
+        self.record(
+            Some(&access.tenant_id),
+            access.principal.actor(),
+            "api_key.create",
+            Some(format!("api_key:{}", row.id)),
+            Outcome::Success,
+            meta,
+            serde_json::json!({ "name": name, "scopes": scopes }),
+        )
+        .await?;
         Ok(CreatedApiKey { info: ApiKeyInfo::from(&row), key: generated.secret })
     }
 
@@ -166,8 +174,7 @@ impl Identity {
             return Err(IdentityError::NotFound("api key"));
         }
         self.keys.invalidate(&row.secret_hash);
-        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.revoke", Some(format!("api_key:{id}")), Outcome::Success, meta, serde_json::json!({}))
-            .await
+        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.revoke", Some(format!("api_key:{id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// A new secret for the key; the old one keeps working for `grace_secs`.

@@ -37,8 +37,7 @@ pub struct TotpEnrolment {
 
 fn totp(secret_base32: &str, account: &str) -> Result<TOTP, IdentityError> {
     let bytes = Secret::Encoded(secret_base32.to_owned()).to_bytes().map_err(|e| IdentityError::Internal(format!("totp secret: {e:?}")))?;
-    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS, bytes, Some(TOTP_ISSUER.to_owned()), account.to_owned())
-        .map_err(|e| IdentityError::Internal(format!("totp: {e}")))
+    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS, bytes, Some(TOTP_ISSUER.to_owned()), account.to_owned()).map_err(|e| IdentityError::Internal(format!("totp: {e}")))
 }
 
 /// The time step `code` belongs to (now, or one step either side), if any.

@@ -36,8 +36,8 @@ pub use accounts::RoleInfo;
 pub use groups::GroupInfo;
 pub use invitations::{AcceptedInvitation, CreatedInvitation, InvitationInfo, NewInvitation};
 pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
-pub use passwords::{Argon2Settings, PasswordPolicy};
 pub use mfa::{SecondFactor, TOTP_ISSUER, TotpEnrolment};
+pub use passwords::{Argon2Settings, PasswordPolicy};
 pub use sessions::{LoginOutcome, LoginTokens, SessionInfo};
 
 pub use crate::audit::RequestMeta;
@@ -427,8 +427,7 @@ impl Identity {
                 let session = self.db.session(&claims.sid).await?.filter(|s| s.user_id == claims.sub);
                 let user = self.db.user_by_id(&claims.sub).await?;
                 let state = SessionState {
-                    live: session.as_ref().is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms())
-                        && user.as_ref().is_some_and(|u| u.is_active),
+                    live: session.as_ref().is_some_and(|s| s.revoked_at_ms.is_none() && s.expires_at_ms > now_ms()) && user.as_ref().is_some_and(|u| u.is_active),
                     mfa: session.is_some_and(|s| s.mfa),
                     platform_admin: user.is_some_and(|u| u.platform_admin),
                 };
@@ -573,7 +572,14 @@ impl Identity {
     }
 
     /// Audit a successful action done in a tenant by another service or route.
-    pub async fn record_success(&self, access: &TenantAccess, action: &str, resource: Option<String>, meta: &RequestMeta, metadata: serde_json::Value) -> Result<(), IdentityError> {
+    pub async fn record_success(
+        &self,
+        access: &TenantAccess,
+        action: &str,
+        resource: Option<String>,
+        meta: &RequestMeta,
+        metadata: serde_json::Value,
+    ) -> Result<(), IdentityError> {
         self.record(Some(&access.tenant_id), access.principal.actor(), action, resource, Outcome::Success, meta, metadata).await
     }
 

@@ -20,7 +20,7 @@ use agentry_db::oidc::OidcLoginRow;
 use base64::Engine;
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata};
 use openidconnect::{
-    AuthorizationCode, EndpointMaybeSet, EndpointNotSet, EndpointSet, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
     TokenResponse,
 };
 use serde::{Deserialize, Serialize};
@@ -260,7 +260,8 @@ impl Identity {
                     // Whoever set that account's password (or created it unverified) must not gain this identity's sign-in.
                     Some(existing) if existing.password_hash.is_some() || !existing.email_verified => {
                         return Err(IdentityError::Forbidden(
-                            "an account with this e-mail address already exists: sign in with its password, then link this provider with POST /api/v1/auth/oidc/{provider}/link".into(),
+                            "an account with this e-mail address already exists: sign in with its password, then link this provider with POST /api/v1/auth/oidc/{provider}/link"
+                                .into(),
                         ));
                     }
                     Some(existing) => existing.id,

@@ -93,17 +93,14 @@ pub struct PasswordHasherPool {
 
 impl PasswordHasherPool {
     pub fn new(settings: Argon2Settings) -> Result<Self, IdentityError> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|e| IdentityError::Internal(format!("invalid argon2 parameters: {e}")))?;
+        let params =
+            Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None).map_err(|e| IdentityError::Internal(format!("invalid argon2 parameters: {e}")))?;
         if settings.max_concurrent == 0 {
             return Err(IdentityError::invalid("identity.argon2.max_concurrent must be at least 1", "max_concurrent"));
         }
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
-        let dummy_hash = argon2
-            .hash_password(b"agentry timing equaliser", &salt)
-            .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))?
-            .to_string();
+        let dummy_hash = argon2.hash_password(b"agentry timing equaliser", &salt).map_err(|e| IdentityError::Internal(format!("argon2: {e}")))?.to_string();
         Ok(Self { argon2: Arc::new(argon2), dummy_hash: dummy_hash.into(), permits: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent as usize)) })
     }
 
@@ -141,11 +138,8 @@ impl PasswordHasherPool {
         let argon2 = self.argon2.clone();
         let real = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
-        let matches = tokio::task::spawn_blocking(move || {
-            PasswordHash::new(&hash).is_ok_and(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())
-        })
-        .await
-        .unwrap_or(false);
+        let matches =
+            tokio::task::spawn_blocking(move || PasswordHash::new(&hash).is_ok_and(|parsed| argon2.verify_password(password.as_bytes(), &parsed).is_ok())).await.unwrap_or(false);
         Ok(matches && real)
     }
 }

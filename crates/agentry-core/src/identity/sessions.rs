@@ -134,12 +134,7 @@ impl Identity {
     pub(crate) async fn after_first_factor(&self, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
         if self.db.mfa(user_id).await?.is_some_and(|m| m.totp_enabled) {
             let (mfa_token, _) = self.tokens.issue(user_id, "", TokenUse::MfaChallenge)?;
-            return Ok(LoginOutcome::MfaRequired {
-                mfa_required: true,
-                mfa_token,
-                methods: ["totp", "recovery_code"],
-                expires_in: super::tokens::MFA_CHALLENGE_TTL.as_secs(),
-            });
+            return Ok(LoginOutcome::MfaRequired { mfa_required: true, mfa_token, methods: ["totp", "recovery_code"], expires_in: super::tokens::MFA_CHALLENGE_TTL.as_secs() });
         }
         Ok(LoginOutcome::Tokens(self.open_session(user_id, false, meta).await?))
     }

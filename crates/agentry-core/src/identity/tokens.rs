@@ -120,13 +120,7 @@ fn generate_key(now: i64, sealer: &Sealer) -> Result<SigningKeyRow, IdentityErro
     let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| IdentityError::Internal("generated key does not parse".into()))?;
     let kid = format!("k{}", uuid::Uuid::now_v7().simple());
     let private_der = sealer.seal(&Place::signing_key(&kid), STANDARD.encode(pkcs8.as_ref()).as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
-    Ok(SigningKeyRow {
-        kid,
-        private_der,
-        public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()),
-        created_at_ms: now,
-        retired_at_ms: None,
-    })
+    Ok(SigningKeyRow { kid, private_der, public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()), created_at_ms: now, retired_at_ms: None })
 }
 
 impl TokenSigner {
@@ -228,11 +222,7 @@ impl TokenSigner {
     /// The public keys as a JWK Set (RFC 7517), current and still-verifying ones.
     pub fn jwks(&self) -> serde_json::Value {
         let set = self.set.read();
-        let keys: Vec<_> = set
-            .keys
-            .iter()
-            .map(|k| serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k.kid, "x": k.public_key }))
-            .collect();
+        let keys: Vec<_> = set.keys.iter().map(|k| serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "alg": "EdDSA", "use": "sig", "kid": k.kid, "x": k.public_key })).collect();
         serde_json::json!({ "keys": keys })
     }
 }

@@ -80,11 +80,7 @@ impl CacheScope {
     pub fn new(tenant: &str, collections: &[String], acl_fingerprint: &str, model: &str, context: &str) -> Self {
         let collections: Vec<&String> = collections.iter().collect::<BTreeSet<_>>().into_iter().collect();
         let parts = serde_json::json!([tenant, collections, acl_fingerprint, model, context]).to_string();
-        let generation_keys = if collections.is_empty() {
-            vec![tenant_generation(tenant)]
-        } else {
-            collections.iter().map(|c| collection_generation(tenant, c)).collect()
-        };
+        let generation_keys = if collections.is_empty() { vec![tenant_generation(tenant)] } else { collections.iter().map(|c| collection_generation(tenant, c)).collect() };
         Self { key: hex::encode(Sha256::digest(parts)), generation_keys }
     }
 
@@ -405,8 +401,7 @@ mod tests {
     async fn invalidating_a_collection_retires_the_answers_that_used_it() {
         let cache = cache(Duration::from_secs(60));
         let v = [1.0, 1.0];
-        let (one, two, both, all) =
-            (scope("t1", &["c1"], "fp", MODEL), scope("t1", &["c2"], "fp", MODEL), scope("t1", &["c1", "c2"], "fp", MODEL), scope("t1", &[], "fp", MODEL));
+        let (one, two, both, all) = (scope("t1", &["c1"], "fp", MODEL), scope("t1", &["c2"], "fp", MODEL), scope("t1", &["c1", "c2"], "fp", MODEL), scope("t1", &[], "fp", MODEL));
         let other_tenant = scope("t2", &["c1"], "fp", MODEL);
         for s in [&one, &two, &both, &all, &other_tenant] {
             fill(&cache, s, &v, "x").await;

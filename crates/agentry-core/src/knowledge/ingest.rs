@@ -111,12 +111,7 @@ fn embedding_key(title: &str, chunk: &Chunk) -> String {
 /// the document's ACL principals and metadata, and its title cut to
 /// `max_title_chars` (the configured limit, as [`Knowledge::chunk_title`]
 /// cuts the title that is embedded).
-pub(super) fn indexed_chunks<'a>(
-    tenant: &str,
-    document: &DocumentRow,
-    max_title_chars: usize,
-    stored: impl Iterator<Item = (i64, &'a NewChunk)>,
-) -> Vec<IndexedChunk> {
+pub(super) fn indexed_chunks<'a>(tenant: &str, document: &DocumentRow, max_title_chars: usize, stored: impl Iterator<Item = (i64, &'a NewChunk)>) -> Vec<IndexedChunk> {
     let title = parse::cut_chars(&document.title, max_title_chars);
     let acl = AccessList::stored(&document.acl, &document.id).principals();
     let metadata = match serde_json::from_str(&document.metadata) {
@@ -217,11 +212,13 @@ impl Knowledge {
             .inner
             .tokenizer
             .get_or_try_init(|| async {
-                let path = self.inner.settings.tokenizer.clone().ok_or_else(|| {
-                    KnowledgeError::Unavailable("no tokenizer for chunking: enable the local models or set knowledge.tokenizer".into())
-                })?;
-                tokenizers::Tokenizer::from_file(&path)
-                    .map_err(|e| KnowledgeError::Unavailable(format!("cannot load the tokenizer {}: {e}", path.display())))
+                let path = self
+                    .inner
+                    .settings
+                    .tokenizer
+                    .clone()
+                    .ok_or_else(|| KnowledgeError::Unavailable("no tokenizer for chunking: enable the local models or set knowledge.tokenizer".into()))?;
+                tokenizers::Tokenizer::from_file(&path).map_err(|e| KnowledgeError::Unavailable(format!("cannot load the tokenizer {}: {e}", path.display())))
             })
             .await?;
         let mut chunkers = self.inner.chunkers.lock();
@@ -243,8 +240,7 @@ impl Knowledge {
             Some(VersionContent::Pending { url }) => self.fetch_version(job, &url).await?,
             None => return Ok(0),
         };
-        let format: Format = serde_json::from_value(serde_json::Value::String(format.clone()))
-            .map_err(|_| Failure::Permanent(format!("unknown stored format '{format}'")))?;
+        let format: Format = serde_json::from_value(serde_json::Value::String(format.clone())).map_err(|_| Failure::Permanent(format!("unknown stored format '{format}'")))?;
         let config = ChunkConfig { max_tokens: collection.chunk_max_tokens as usize, overlap_tokens: collection.chunk_overlap_tokens as usize };
         let chunker = self.chunker(config).await?;
         let limits = self.inner.settings.parse_limits;

@@ -174,8 +174,7 @@ impl Knowledge {
         }
         let chunks = self.inner.db.version_chunks(id, version).await?;
         let vectors: Vec<Vec<f32>> = chunks.iter().map(|c| super::ingest::from_bytes(&c.embedding)).collect();
-        let passages: Vec<Passage<'_>> =
-            chunks.iter().zip(&vectors).map(|(c, vector)| Passage { key: c.id as u64, title: &document.title, text: &c.text, vector }).collect();
+        let passages: Vec<Passage<'_>> = chunks.iter().zip(&vectors).map(|(c, vector)| Passage { key: c.id as u64, title: &document.title, text: &c.text, vector }).collect();
         let keyword = match request.mode {
             SearchMode::Vector => Vec::new(),
             _ => scan::keyword_ranking(query, &passages, fetch),
@@ -206,7 +205,15 @@ impl Knowledge {
 
     /// The keyword and vector rankings the mode asks for, filtered inside
     /// the index. The keyword search runs while the query is embedded.
-    async fn ranked(&self, access: &TenantAccess, index: &Index, mode: SearchMode, query: &str, filter: &Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
+    async fn ranked(
+        &self,
+        access: &TenantAccess,
+        index: &Index,
+        mode: SearchMode,
+        query: &str,
+        filter: &Filter,
+        fetch: usize,
+    ) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
         let keyword = async {
             match mode {
                 SearchMode::Vector => Ok(Vec::new()),

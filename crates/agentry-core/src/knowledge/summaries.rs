@@ -72,14 +72,8 @@ impl Knowledge {
             return Err(Failure::Retry(format!("summary model '{model}' returned no text")));
         }
 
-        let as_chunk = Chunk {
-            ordinal: 0,
-            text: summary.clone(),
-            heading_path: vec![SUMMARY_HEADING.to_owned()],
-            page: None,
-            token_count: 0,
-            content_hash: hex_sha256(summary.as_bytes()),
-        };
+        let as_chunk =
+            Chunk { ordinal: 0, text: summary.clone(), heading_path: vec![SUMMARY_HEADING.to_owned()], page: None, token_count: 0, content_hash: hex_sha256(summary.as_bytes()) };
         let vector = self
             .embed(&job.tenant_id, document.created_by.as_deref(), vec![embedding_input(&self.chunk_title(&document.title), &as_chunk)])
             .await?

@@ -117,13 +117,8 @@ impl UsageQuery {
 
     fn filter(&self, tenant_id: &str) -> Result<(UsageFilter, NaiveDate, NaiveDate), UsageError> {
         let (from, to) = self.range()?;
-        let filter = UsageFilter {
-            tenant_id: tenant_id.to_owned(),
-            from_day: from.to_string(),
-            to_day: to.to_string(),
-            user_id: self.user_id.clone(),
-            api_key_id: self.api_key_id.clone(),
-        };
+        let filter =
+            UsageFilter { tenant_id: tenant_id.to_owned(), from_day: from.to_string(), to_day: to.to_string(), user_id: self.user_id.clone(), api_key_id: self.api_key_id.clone() };
         Ok((filter, from, to))
     }
 }
@@ -153,21 +148,14 @@ impl Accounting {
     pub async fn forecast(&self, access: &TenantAccess, period: Period) -> Result<Forecast, UsageError> {
         let today = today();
         let (start, end) = period.bounds(today);
-        let filter =
-            UsageFilter { tenant_id: access.tenant_id.clone(), from_day: start.to_string(), to_day: today.to_string(), ..UsageFilter::default() };
+        let filter = UsageFilter { tenant_id: access.tenant_id.clone(), from_day: start.to_string(), to_day: today.to_string(), ..UsageFilter::default() };
         let spent = self.policies().db().usage_cost(&filter).await?;
         let now = Utc::now();
         let elapsed = (today - start).num_days() as f64 + f64::from(now.num_seconds_from_midnight()) / 86_400.0;
         let total = (end - start).num_days() as f64;
         let daily = if elapsed > 0.0 { nusd_to_usd(spent) / elapsed } else { 0.0 };
-        let budget = self
-            .policies()
-            .tenant(&access.tenant_id)
-            .await?
-            .budgets
-            .iter()
-            .find(|b| b.scope == "tenant" && b.period == period.as_str())
-            .map(|b| nusd_to_usd(b.limit_nusd));
+        let budget =
+            self.policies().tenant(&access.tenant_id).await?.budgets.iter().find(|b| b.scope == "tenant" && b.period == period.as_str()).map(|b| nusd_to_usd(b.limit_nusd));
         Ok(Forecast {
             period,
             period_start: start,
@@ -185,11 +173,7 @@ impl Accounting {
     pub async fn export_csv(&self, access: &TenantAccess, query: &UsageQuery) -> Result<String, UsageError> {
         let (from, to) = query.range()?;
         let start_ms = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
-        let records = self
-            .policies()
-            .db()
-            .usage_records(&access.tenant_id, start_ms(from), start_ms(to + Days::new(1)), query.user_id.as_deref(), MAX_EXPORT_ROWS)
-            .await?;
+        let records = self.policies().db().usage_records(&access.tenant_id, start_ms(from), start_ms(to + Days::new(1)), query.user_id.as_deref(), MAX_EXPORT_ROWS).await?;
         records_csv(&records)
     }
 

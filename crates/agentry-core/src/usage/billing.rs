@@ -112,8 +112,7 @@ fn invoice(row: InvoiceRow, lines: Vec<InvoiceLineRow>) -> Invoice {
 
 /// The first day of a `YYYY-MM` month.
 fn month_start(period: &str) -> Result<NaiveDate, UsageError> {
-    NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d")
-        .map_err(|_| UsageError::invalid(format!("'period' must be a month as YYYY-MM, got '{period}'"), "period"))
+    NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").map_err(|_| UsageError::invalid(format!("'period' must be a month as YYYY-MM, got '{period}'"), "period"))
 }
 
 impl Accounting {

@@ -149,12 +149,8 @@ impl ActiveBudget {
     }
 
     fn filter(&self) -> UsageFilter {
-        let mut filter = UsageFilter {
-            tenant_id: self.row.tenant_id.clone(),
-            from_day: self.start.to_string(),
-            to_day: (self.end - Days::new(1)).to_string(),
-            ..UsageFilter::default()
-        };
+        let mut filter =
+            UsageFilter { tenant_id: self.row.tenant_id.clone(), from_day: self.start.to_string(), to_day: (self.end - Days::new(1)).to_string(), ..UsageFilter::default() };
         match self.scope {
             Scope::Tenant => {}
             Scope::User => filter.user_id = Some(self.row.scope_id.clone()),
@@ -167,11 +163,7 @@ impl ActiveBudget {
 /// The budgets of a policy that apply to a caller today.
 pub fn applicable(budgets: &[BudgetRow], subject: &Subject) -> Vec<ActiveBudget> {
     let today = today();
-    budgets
-        .iter()
-        .filter(|b| Scope::parse(&b.scope).and_then(|s| s.id_of(subject)) == Some(b.scope_id.as_str()))
-        .filter_map(|b| ActiveBudget::new(b.clone(), today))
-        .collect()
+    budgets.iter().filter(|b| Scope::parse(&b.scope).and_then(|s| s.id_of(subject)) == Some(b.scope_id.as_str())).filter_map(|b| ActiveBudget::new(b.clone(), today)).collect()
 }
 
 /// A refused reservation.

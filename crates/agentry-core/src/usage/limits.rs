@@ -57,13 +57,7 @@ fn tighter(current: Option<RateDecision>, next: RateDecision) -> Option<RateDeci
 }
 
 /// Check every limit that applies to the caller.
-pub async fn check(
-    coord: &Coord,
-    tiers: &HashMap<String, Tier>,
-    assignments: &[TierAssignmentRow],
-    subject: &Subject,
-    prompt_tokens: u64,
-) -> Result<Admitted, Refused> {
+pub async fn check(coord: &Coord, tiers: &HashMap<String, Tier>, assignments: &[TierAssignmentRow], subject: &Subject, prompt_tokens: u64) -> Result<Admitted, Refused> {
     let mut admitted = Admitted::default();
     for assignment in assignments {
         let Some(scope) = Scope::parse(&assignment.scope) else { continue };

@@ -294,8 +294,7 @@ impl Accounting {
             limits::settle(&this.inner.coord, &ticket.admitted, output_tokens).await;
             for (budget, spent) in budgets::settle(&this.inner.coord, &ticket.reservation, cost).await {
                 let scope = format!("{}:{}", budget.row.scope, budget.row.scope_id);
-                metrics::gauge!("budget_remaining_dollars", "scope" => scope, "period" => budget.row.period.clone())
-                    .set(nusd_to_usd(budget.row.limit_nusd - spent));
+                metrics::gauge!("budget_remaining_dollars", "scope" => scope, "period" => budget.row.period.clone()).set(nusd_to_usd(budget.row.limit_nusd - spent));
                 if let Some(soft) = budget.row.soft_limit_nusd
                     && spent >= soft
                     && spent - cost < soft
@@ -351,19 +350,13 @@ pub fn usd_to_nusd(usd: f64) -> i64 {
 fn count_usage(record: &ModelCallRecord) {
     static TOKENS: LazyLock<Series<2, metrics::Counter>> = LazyLock::new(Series::new);
     static COST: LazyLock<Series<2, metrics::Gauge>> = LazyLock::new(Series::new);
-    let tokens = |kind| {
-        TOKENS.get([&record.model, kind], |[model, kind]| {
-            metrics::counter!("token_usage_total", "model" => model.to_owned(), "type" => kind.to_owned())
-        })
-    };
+    let tokens = |kind| TOKENS.get([&record.model, kind], |[model, kind]| metrics::counter!("token_usage_total", "model" => model.to_owned(), "type" => kind.to_owned()));
     tokens("input").increment(record.input_tokens.max(0) as u64);
     tokens("output").increment(record.output_tokens.max(0) as u64);
     if record.cost_nusd > 0 {
         let agent = record.agent.as_deref().unwrap_or("gateway");
         // A gauge only increases here: the metrics facade counts integers, this is dollars.
-        COST.get([&record.model, agent], |[model, agent]| {
-            metrics::gauge!("api_cost_dollars_total", "model" => model.to_owned(), "agent_type" => agent.to_owned())
-        })
-        .increment(nusd_to_usd(record.cost_nusd));
+        COST.get([&record.model, agent], |[model, agent]| metrics::gauge!("api_cost_dollars_total", "model" => model.to_owned(), "agent_type" => agent.to_owned()))
+            .increment(nusd_to_usd(record.cost_nusd));
     }
 }

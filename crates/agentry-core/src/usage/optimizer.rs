@@ -59,8 +59,24 @@ impl OptimizerConfig {
 }
 
 const DEMANDING: &[&str] = &[
-    "analy", "explain why", "step by step", "step-by-step", "compare", "design", "architect", "prove", "derive", "optimi", "implement",
-    "refactor", "debug", "trade-off", "tradeoff", "evaluate", "in detail", "comprehensive",
+    "analy",
+    "explain why",
+    "step by step",
+    "step-by-step",
+    "compare",
+    "design",
+    "architect",
+    "prove",
+    "derive",
+    "optimi",
+    "implement",
+    "refactor",
+    "debug",
+    "trade-off",
+    "tradeoff",
+    "evaluate",
+    "in detail",
+    "comprehensive",
 ];
 
 /// Sort a request's prompt into a complexity class.
@@ -83,17 +99,8 @@ pub fn classify(request: &ChatRequest) -> Complexity {
 /// The exact-match response-cache key: tenant, model and every field that
 /// shapes the answer (not the end-user id).
 pub fn cache_key(tenant_id: &str, model: &str, request: &ChatRequest) -> String {
-    let shape = (
-        &request.messages,
-        request.temperature,
-        request.top_p,
-        request.max_tokens,
-        &request.stop,
-        request.seed,
-        &request.tools,
-        &request.tool_choice,
-        &request.response_format,
-    );
+    let shape =
+        (&request.messages, request.temperature, request.top_p, request.max_tokens, &request.stop, request.seed, &request.tools, &request.tool_choice, &request.response_format);
     let mut hasher = Sha256::new();
     hasher.update(tenant_id.as_bytes());
     hasher.update([0]);

@@ -76,12 +76,7 @@ pub struct Policies {
 
 impl Policies {
     pub fn new(db: Db, defaults: UsageSettingsRow) -> Self {
-        Self {
-            db,
-            tenants: Cache::builder().max_capacity(100_000).time_to_live(POLICY_TTL).build(),
-            tiers: Cache::builder().time_to_live(POLICY_TTL).build(),
-            defaults,
-        }
+        Self { db, tenants: Cache::builder().max_capacity(100_000).time_to_live(POLICY_TTL).build(), tiers: Cache::builder().time_to_live(POLICY_TTL).build(), defaults }
     }
 
     pub fn db(&self) -> &Db {
@@ -106,11 +101,7 @@ impl Policies {
         let mut rows = self.db.prices_for_tenant(tenant_id).await?;
         rows.sort_by_key(|r| (!r.tenant_id.is_empty(), r.effective_from_ms));
         let now = crate::identity::now_ms();
-        let prices = rows
-            .into_iter()
-            .filter(|r| r.effective_from_ms <= now)
-            .map(|r| (r.model, Price { input_per_1k: r.input_per_1k, output_per_1k: r.output_per_1k }))
-            .collect();
+        let prices = rows.into_iter().filter(|r| r.effective_from_ms <= now).map(|r| (r.model, Price { input_per_1k: r.input_per_1k, output_per_1k: r.output_per_1k })).collect();
         Ok(TenantPolicy { budgets, assignments, prices, settings })
     }
 

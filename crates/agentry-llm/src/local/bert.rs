@@ -97,11 +97,7 @@ impl Weights {
         if tensor.dims() != shape {
             return Err(LlmError::Local(format!("tensor `{full}` has shape {:?}, the config implies {shape:?}", tensor.dims())));
         }
-        tensor
-            .to_dtype(DType::F32)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| LlmError::Local(format!("tensor `{full}`: {e}")))
+        tensor.to_dtype(DType::F32).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1::<f32>()).map_err(|e| LlmError::Local(format!("tensor `{full}`: {e}")))
     }
 
     fn norm(&mut self, name: &str, size: usize) -> Result<Norm, LlmError> {
@@ -133,8 +129,7 @@ impl Encoder {
         if heads == 0 || !hidden.is_multiple_of(heads) {
             return Err(LlmError::Local(format!("hidden_size {hidden} is not a multiple of num_attention_heads {heads}")));
         }
-        let tensors = candle_core::safetensors::load_buffer(safetensors, &Device::Cpu)
-            .map_err(|e| LlmError::Local(format!("model.safetensors: {e}")))?;
+        let tensors = candle_core::safetensors::load_buffer(safetensors, &Device::Cpu).map_err(|e| LlmError::Local(format!("model.safetensors: {e}")))?;
         let prefix = if tensors.contains_key("embeddings.word_embeddings.weight") { "" } else { "bert." };
         let mut weights = Weights { tensors, prefix };
 

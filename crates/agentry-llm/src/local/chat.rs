@@ -73,15 +73,10 @@ impl LocalChatModel {
     pub fn load(path: &Path, options: &LocalChatOptions) -> Result<Self, LlmError> {
         let file = std::fs::File::open(path).map_err(|e| LlmError::Local(format!("cannot open chat model {}: {e}", path.display())))?;
         let mut reader = std::io::BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| LlmError::Local(format!("{} is not a readable GGUF file: {e}", path.display())))?;
+        let content = gguf_file::Content::read(&mut reader).map_err(|e| LlmError::Local(format!("{} is not a readable GGUF file: {e}", path.display())))?;
         let arch = content.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned();
         if arch.as_deref() != Some("llama") {
-            return Err(LlmError::Local(format!(
-                "{}: architecture {} is not supported (only llama-architecture GGUF files)",
-                path.display(),
-                arch.as_deref().unwrap_or("(none)")
-            )));
+            return Err(LlmError::Local(format!("{}: architecture {} is not supported (only llama-architecture GGUF files)", path.display(), arch.as_deref().unwrap_or("(none)"))));
         }
         let declared = content.metadata.get("llama.context_length").and_then(|v| v.to_u32().ok()).map(|v| v as usize);
         let context_window = declared.unwrap_or(MAX_SEQ_LEN).min(MAX_SEQ_LEN).min(options.context_window.unwrap_or(usize::MAX)).max(1);
@@ -113,22 +108,13 @@ impl LocalChatModel {
 
     fn prepare(&self, request: &ChatRequest) -> Result<(Vec<u32>, GenParams), LlmError> {
         if request.tools.is_some() || request.tool_choice.is_some() {
-            return Err(LlmError::Unsupported {
-                message: "this local model does not support tool calling".into(),
-                param: Some("tools".into()),
-            });
+            return Err(LlmError::Unsupported { message: "this local model does not support tool calling".into(), param: Some("tools".into()) });
         }
         if request.response_format.is_some() {
-            return Err(LlmError::Unsupported {
-                message: "this local model does not support response_format".into(),
-                param: Some("response_format".into()),
-            });
+            return Err(LlmError::Unsupported { message: "this local model does not support response_format".into(), param: Some("response_format".into()) });
         }
         if request.messages.iter().any(|m| m.content.as_ref().is_some_and(|c| c.has_image())) {
-            return Err(LlmError::Unsupported {
-                message: "this local model does not accept images".into(),
-                param: Some("messages".into()),
-            });
+            return Err(LlmError::Unsupported { message: "this local model does not accept images".into(), param: Some("messages".into()) });
         }
         if request.messages.is_empty() {
             return Err(LlmError::InvalidRequest { message: "messages must not be empty".into(), param: Some("messages".into()) });
@@ -153,15 +139,7 @@ impl LocalChatModel {
             Some(n) => (n as usize).min(remaining),
             None => DEFAULT_MAX_TOKENS.min(remaining),
         };
-        Ok((
-            prompt,
-            GenParams {
-                sampling: sampling(request)?,
-                seed: request.seed.unwrap_or_else(rand::random),
-                max_tokens,
-                stop: request.stop.clone(),
-            },
-        ))
+        Ok((prompt, GenParams { sampling: sampling(request)?, seed: request.seed.unwrap_or_else(rand::random), max_tokens, stop: request.stop.clone() }))
     }
 }
 

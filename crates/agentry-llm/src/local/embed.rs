@@ -55,8 +55,8 @@ impl LocalEmbedder {
     /// Load a sentence-transformers folder and start its worker thread.
     /// Slow (reads ~90 MB): call it from `spawn_blocking`.
     pub fn load(dir: &Path) -> Result<Self, LlmError> {
-        let config: Config = serde_json::from_slice(&read(&dir.join("config.json"))?)
-            .map_err(|e| LlmError::Local(format!("{}: invalid BERT config: {e}", dir.join("config.json").display())))?;
+        let config: Config =
+            serde_json::from_slice(&read(&dir.join("config.json"))?).map_err(|e| LlmError::Local(format!("{}: invalid BERT config: {e}", dir.join("config.json").display())))?;
         let max_seq_len = std::fs::read(dir.join("sentence_bert_config.json"))
             .ok()
             .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
@@ -65,8 +65,7 @@ impl LocalEmbedder {
             .min(config.max_position_embeddings);
 
         let tokenizer_path = dir.join("tokenizer.json");
-        let mut tokenizer =
-            Tokenizer::from_file(&tokenizer_path).map_err(|e| LlmError::Local(format!("cannot load {}: {e}", tokenizer_path.display())))?;
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| LlmError::Local(format!("cannot load {}: {e}", tokenizer_path.display())))?;
         // Rows are packed per batch, never padded: switch the file's padding off.
         tokenizer.with_padding(None);
         let truncation = TruncationParams { max_length: max_seq_len, ..tokenizer.get_truncation().cloned().unwrap_or_default() };
@@ -102,11 +101,8 @@ impl Embedder for LocalEmbedder {
             return Ok(EmbeddingResponse { model: model.to_string(), vectors: Vec::new(), prompt_tokens: 0 });
         }
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send(Job { inputs: inputs.to_vec(), reply })
-            .map_err(|_| LlmError::Local("the local embedding worker has stopped".into()))?;
-        let (vectors, prompt_tokens) =
-            answer.await.map_err(|_| LlmError::Local("the local embedding worker dropped the request".into()))??;
+        self.jobs.send(Job { inputs: inputs.to_vec(), reply }).map_err(|_| LlmError::Local("the local embedding worker has stopped".into()))?;
+        let (vectors, prompt_tokens) = answer.await.map_err(|_| LlmError::Local("the local embedding worker dropped the request".into()))??;
         Ok(EmbeddingResponse { model: model.to_string(), vectors, prompt_tokens })
     }
 }
@@ -117,8 +113,8 @@ impl Worker {
             if job.reply.is_closed() {
                 continue;
             }
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed(&job)))
-                .unwrap_or_else(|_| Err(LlmError::Local("the local embedding model panicked".into())));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.embed(&job))).unwrap_or_else(|_| Err(LlmError::Local("the local embedding model panicked".into())));
             let _ = job.reply.send(result);
         }
         tracing::debug!("local embedding worker stopped");
@@ -126,10 +122,7 @@ impl Worker {
 
     /// Vectors in input order and the number of real (non-pad) tokens.
     fn embed(&self, job: &Job) -> Result<(Vec<Vec<f32>>, u32), LlmError> {
-        let encodings = self
-            .tokenizer
-            .encode_batch(job.inputs.iter().map(String::as_str).collect::<Vec<_>>(), true)
-            .map_err(|e| LlmError::Local(format!("tokenizer: {e}")))?;
+        let encodings = self.tokenizer.encode_batch(job.inputs.iter().map(String::as_str).collect::<Vec<_>>(), true).map_err(|e| LlmError::Local(format!("tokenizer: {e}")))?;
         let ids: Vec<&[u32]> = encodings.iter().map(|e| e.get_ids()).collect();
         let prompt_tokens: usize = ids.iter().map(|i| i.len()).sum();
 

@@ -55,17 +55,14 @@ impl ChatTemplate {
         env.set_lstrip_blocks(true);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         minijinja_contrib::add_to_environment(&mut env);
-        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
-        });
+        env.add_function("raise_exception", |message: String| -> Result<String, minijinja::Error> { Err(minijinja::Error::new(ErrorKind::InvalidOperation, message)) });
         env.add_template_owned(NAME, source).map_err(|e| LlmError::Local(format!("the model's chat template does not parse: {e}")))?;
         Ok(Self { env, bos_token: bos_token.to_string(), eos_token: eos_token.to_string() })
     }
 
     /// The prompt for `messages`, ending where the assistant's answer starts.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, LlmError> {
-        let messages: Vec<TemplateMessage> =
-            messages.iter().map(|m| TemplateMessage { role: role_name(m.role), content: m.content_text() }).collect();
+        let messages: Vec<TemplateMessage> = messages.iter().map(|m| TemplateMessage { role: role_name(m.role), content: m.content_text() }).collect();
         let template = self.env.get_template(NAME).map_err(|e| LlmError::Local(e.to_string()))?;
         template
             .render(context! {
@@ -74,10 +71,7 @@ impl ChatTemplate {
                 bos_token => self.bos_token,
                 eos_token => self.eos_token,
             })
-            .map_err(|e| LlmError::InvalidRequest {
-                message: format!("the model's chat template rejected these messages: {e}"),
-                param: Some("messages".into()),
-            })
+            .map_err(|e| LlmError::InvalidRequest { message: format!("the model's chat template rejected these messages: {e}"), param: Some("messages".into()) })
     }
 }
 

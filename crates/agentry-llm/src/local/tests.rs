@@ -75,13 +75,7 @@ async fn embedder() -> Arc<LocalEmbedder> {
 }
 
 fn ask(question: &str) -> ChatRequest {
-    ChatRequest {
-        model: "smollm2".into(),
-        messages: vec![ChatMessage::text(Role::User, question)],
-        temperature: Some(0.0),
-        max_tokens: Some(48),
-        ..ChatRequest::default()
-    }
+    ChatRequest { model: "smollm2".into(), messages: vec![ChatMessage::text(Role::User, question)], temperature: Some(0.0), max_tokens: Some(48), ..ChatRequest::default() }
 }
 
 async fn collect(model: &LocalChatModel, request: &ChatRequest) -> Vec<StreamEvent> {
@@ -185,8 +179,7 @@ async fn rejects_what_it_cannot_do() {
 
     let err = model.complete(&ChatRequest { tools: Some(serde_json::json!([])), ..ask("hi") }).await.unwrap_err();
     assert!(matches!(err, LlmError::Unsupported { .. }), "{err}");
-    let err =
-        model.complete(&ChatRequest { response_format: Some(serde_json::json!({"type": "json_object"})), ..ask("hi") }).await.unwrap_err();
+    let err = model.complete(&ChatRequest { response_format: Some(serde_json::json!({"type": "json_object"})), ..ask("hi") }).await.unwrap_err();
     assert!(matches!(err, LlmError::Unsupported { .. }), "{err}");
 }
 
@@ -197,11 +190,7 @@ async fn a_dropped_stream_frees_the_worker() {
     assert!(matches!(stream.next().await, Some(Ok(StreamEvent::Delta { .. }))));
     drop(stream);
     // The next request is served (it would wait behind 400 tokens otherwise).
-    let answer =
-        tokio::time::timeout(std::time::Duration::from_secs(120), model.complete(&ChatRequest { max_tokens: Some(2), ..ask("hi") }))
-            .await
-            .unwrap()
-            .unwrap();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(120), model.complete(&ChatRequest { max_tokens: Some(2), ..ask("hi") })).await.unwrap().unwrap();
     assert_eq!(answer.usage.completion_tokens, 2);
 }
 
@@ -226,16 +215,13 @@ async fn tokenizer_matches_the_reference_ids() {
         (
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n",
             &[
-                1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2, 198, 1, 4093,
-                198, 1780, 314, 260, 3575, 282, 4649, 47, 2, 198, 1, 520, 9531, 198,
+                1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407, 19712, 8182, 2, 198, 1, 4093, 198, 1780, 314, 260, 3575, 282, 4649,
+                47, 2, 198, 1, 520, 9531, 198,
             ],
         ),
         (
             "Hello world! It's  a test\n\n  with   spaces, naïve café — “quotes” and emoji 🎉.",
-            &[
-                19556, 905, 17, 657, 506, 216, 253, 1028, 8866, 351, 256, 5600, 28, 15486, 46494, 37366, 1841, 619, 385, 2346, 573, 284,
-                649, 33777, 15107, 232, 227, 30,
-            ],
+            &[19556, 905, 17, 657, 506, 216, 253, 1028, 8866, 351, 256, 5600, 28, 15486, 46494, 37366, 1841, 619, 385, 2346, 573, 284, 649, 33777, 15107, 232, 227, 30],
         ),
         ("In 2024 there were 365 days?", &[788, 216, 34, 32, 34, 36, 665, 592, 216, 35, 38, 37, 2009, 47]),
     ];

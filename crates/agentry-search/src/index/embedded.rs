@@ -76,8 +76,8 @@ struct Fields {
 impl Fields {
     fn schema() -> (Schema, Self) {
         let mut builder = Schema::builder();
-        let text_options = TextOptions::default()
-            .set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions));
+        let text_options =
+            TextOptions::default().set_indexing_options(TextFieldIndexing::default().set_tokenizer(TOKENIZER).set_index_option(IndexRecordOption::WithFreqsAndPositions));
         let fields = Self {
             key: builder.add_u64_field("key", tantivy::schema::INDEXED | tantivy::schema::FAST),
             tenant: builder.add_text_field("tenant", STRING),
@@ -276,10 +276,7 @@ impl EmbeddedIndex {
             let title = TermQuery::new(Term::from_field_text(f.title, word), IndexRecordOption::WithFreqs);
             terms.push((Occur::Should, Box::new(BoostQuery::new(Box::new(title), TITLE_BOOST))));
         }
-        let query = BooleanQuery::new(vec![
-            (Occur::Must, Box::new(BooleanQuery::new(terms))),
-            (Occur::Must, Box::new(ConstScoreQuery::new(self.filter_query(filter), 0.0))),
-        ]);
+        let query = BooleanQuery::new(vec![(Occur::Must, Box::new(BooleanQuery::new(terms))), (Occur::Must, Box::new(ConstScoreQuery::new(self.filter_query(filter), 0.0)))]);
         let searcher = self.reader.searcher();
         let top = searcher.search(&query, &TopDocs::with_limit(top_k.max(1)).order_by_score())?;
         // Keys come from the fast-field column: no stored document is read.
@@ -300,11 +297,8 @@ impl EmbeddedIndex {
 
     fn filter_query(&self, filter: &Filter) -> Box<dyn Query> {
         let f = self.fields;
-        let terms = |field: Field, values: &[String]| -> Box<dyn Query> {
-            Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v))))
-        };
-        let mut clauses: Vec<(Occur, Box<dyn Query>)> =
-            vec![(Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.tenant, &filter.tenant), IndexRecordOption::Basic)))];
+        let terms = |field: Field, values: &[String]| -> Box<dyn Query> { Box::new(TermSetQuery::new(values.iter().map(|v| Term::from_field_text(field, v)))) };
+        let mut clauses: Vec<(Occur, Box<dyn Query>)> = vec![(Occur::Must, Box::new(TermQuery::new(Term::from_field_text(f.tenant, &filter.tenant), IndexRecordOption::Basic)))];
         if !filter.collections.is_empty() {
             clauses.push((Occur::Must, terms(f.collection, &filter.collections)));
         }
@@ -315,8 +309,7 @@ impl EmbeddedIndex {
         if !filter.metadata.is_empty() {
             // Metadata conditions (ranges included) are evaluated on the same
             // attributes the vector side uses, then applied as a key set.
-            let keys: Vec<Term> =
-                self.entries.read().iter().filter(|(_, e)| filter.allows(e)).map(|(k, _)| Term::from_field_u64(f.key, *k)).collect();
+            let keys: Vec<Term> = self.entries.read().iter().filter(|(_, e)| filter.allows(e)).map(|(k, _)| Term::from_field_u64(f.key, *k)).collect();
             clauses.push((Occur::Must, Box::new(TermSetQuery::new(keys))));
         }
         Box::new(BooleanQuery::new(clauses))
@@ -329,8 +322,7 @@ impl EmbeddedIndex {
         }
         let vectors = self.vectors.read();
         let entries = self.entries.read();
-        let matches =
-            vectors.filtered_search(query, top_k, |key| entries.get(&key).is_some_and(|e| filter.allows(e))).map_err(vector_error)?;
+        let matches = vectors.filtered_search(query, top_k, |key| entries.get(&key).is_some_and(|e| filter.allows(e))).map_err(vector_error)?;
         if matches.keys.len() >= top_k || matches.keys.len() >= entries.len() {
             return Ok(matches.keys.into_iter().zip(matches.distances).map(|(k, d)| (k, 1.0 - d)).collect());
         }
@@ -346,7 +338,6 @@ impl EmbeddedIndex {
         scored.truncate(top_k);
         Ok(scored)
     }
-
 }
 
 fn path_str(path: &Path) -> Result<&str, IndexError> {

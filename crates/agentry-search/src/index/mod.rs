@@ -117,8 +117,7 @@ impl Filter {
     /// Whether a document of `collection` with `metadata` passes the
     /// collection and metadata conditions (tenant, document ids and ACL aside).
     pub fn admits(&self, collection: &str, metadata: &serde_json::Map<String, Value>) -> bool {
-        (self.collections.is_empty() || self.collections.iter().any(|c| c == collection))
-            && self.metadata.iter().all(|(key, condition)| condition.matches(metadata.get(key)))
+        (self.collections.is_empty() || self.collections.iter().any(|c| c == collection)) && self.metadata.iter().all(|(key, condition)| condition.matches(metadata.get(key)))
     }
 }
 
@@ -134,13 +133,7 @@ struct Entry {
 
 impl From<&IndexedChunk> for Entry {
     fn from(chunk: &IndexedChunk) -> Self {
-        Self {
-            tenant: chunk.tenant.clone(),
-            collection: chunk.collection.clone(),
-            document: chunk.document.clone(),
-            acl: chunk.acl.clone(),
-            metadata: chunk.metadata.clone(),
-        }
+        Self { tenant: chunk.tenant.clone(), collection: chunk.collection.clone(), document: chunk.document.clone(), acl: chunk.acl.clone(), metadata: chunk.metadata.clone() }
     }
 }
 

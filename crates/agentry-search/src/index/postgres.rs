@@ -116,10 +116,7 @@ impl PostgresIndex {
         unique.reverse();
         let mut tx = self.pool.begin().await.map_err(database("begin adding chunks"))?;
         for batch in unique.chunks(ROWS_PER_INSERT) {
-            let mut q = QueryBuilder::<Postgres>::new(format!(
-                "INSERT INTO {} (key, tenant, collection, document, acl, metadata, title, text, embedding) ",
-                self.table
-            ));
+            let mut q = QueryBuilder::<Postgres>::new(format!("INSERT INTO {} (key, tenant, collection, document, acl, metadata, title, text, embedding) ", self.table));
             q.push_values(batch, |mut row, chunk| {
                 row.push_bind(stored_key(chunk.key))
                     .push_bind(&chunk.tenant)
@@ -145,20 +142,13 @@ impl PostgresIndex {
     /// Remove chunks by key; unknown keys are ignored.
     pub async fn remove(&self, keys: &[u64]) -> Result<(), IndexError> {
         let keys: Vec<i64> = keys.iter().map(|&k| stored_key(k)).collect();
-        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE key = ANY($1)", self.table)))
-            .bind(keys)
-            .execute(&self.pool)
-            .await
-            .map_err(database("remove chunks"))?;
+        sqlx::query(AssertSqlSafe(format!("DELETE FROM {} WHERE key = ANY($1)", self.table))).bind(keys).execute(&self.pool).await.map_err(database("remove chunks"))?;
         Ok(())
     }
 
     /// Chunks stored, across tenants.
     pub async fn count(&self) -> Result<usize, IndexError> {
-        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", self.table)))
-            .fetch_one(&self.pool)
-            .await
-            .map_err(database("count chunks"))?;
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!("SELECT count(*) FROM {}", self.table))).fetch_one(&self.pool).await.map_err(database("count chunks"))?;
         Ok(usize::try_from(count).unwrap_or_default())
     }
 
@@ -210,14 +200,7 @@ impl PostgresIndex {
         Ok(ranked)
     }
 
-    async fn nearest(
-        &self,
-        tx: &mut Transaction<'static, Postgres>,
-        query: &[f32],
-        filter: &Filter,
-        top_k: usize,
-        scan: Scan,
-    ) -> Result<Vec<Ranked>, IndexError> {
+    async fn nearest(&self, tx: &mut Transaction<'static, Postgres>, query: &[f32], filter: &Filter, top_k: usize, scan: Scan) -> Result<Vec<Ranked>, IndexError> {
         // The MATERIALIZED CTE fences the ordering: inside it for the graph
         // (the HNSW index serves `ORDER BY distance LIMIT`), outside it for the exact scan.
         let mut q = QueryBuilder::<Postgres>::new("WITH candidates AS MATERIALIZED (SELECT key, embedding <=> ");
@@ -277,26 +260,22 @@ fn push_filter(q: &mut QueryBuilder<Postgres>, filter: &Filter) {
 /// Ensure pgvector is installed in the database, at 0.8 or later.
 async fn ensure_pgvector(tx: &mut Transaction<'static, Postgres>) -> Result<(), IndexError> {
     // With IF NOT EXISTS, an installed extension needs no privilege to pass.
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS vector").execute(&mut **tx).await.map_err(|e| {
-        IndexError::Database(format!("pgvector is not available on this PostgreSQL server (CREATE EXTENSION vector: {e}); install pgvector 0.8 or later"))
-    })?;
-    let version: String = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        .fetch_one(&mut **tx)
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS vector")
+        .execute(&mut **tx)
         .await
-        .map_err(database("read the pgvector version"))?;
+        .map_err(|e| IndexError::Database(format!("pgvector is not available on this PostgreSQL server (CREATE EXTENSION vector: {e}); install pgvector 0.8 or later")))?;
+    let version: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetch_one(&mut **tx).await.map_err(database("read the pgvector version"))?;
     let mut parts = version.split('.').map(|p| p.parse::<u32>().unwrap_or_default());
     if (parts.next().unwrap_or_default(), parts.next().unwrap_or_default()) < (0, 8) {
-        return Err(IndexError::Database(format!(
-            "pgvector {version} is too old: filtered vector search needs 0.8 or later (ALTER EXTENSION vector UPDATE)"
-        )));
+        return Err(IndexError::Database(format!("pgvector {version} is too old: filtered vector search needs 0.8 or later (ALTER EXTENSION vector UPDATE)")));
     }
     Ok(())
 }
 
 /// `search_chunks_` + `name` lower-cased, with every character outside `[a-z0-9_]` turned into `_`.
 fn table_name(name: &str) -> Result<String, IndexError> {
-    let sanitized: String =
-        name.chars().map(|c| c.to_ascii_lowercase()).map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' }).collect();
+    let sanitized: String = name.chars().map(|c| c.to_ascii_lowercase()).map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' }).collect();
     if name.is_empty() || sanitized.len() > MAX_NAME_BYTES {
         return Err(IndexError::Database(format!("index name {name:?} must have 1 to {MAX_NAME_BYTES} characters")));
     }

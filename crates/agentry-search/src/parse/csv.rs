@@ -35,12 +35,7 @@ pub(super) fn is_consistent(text: &str) -> bool {
 
 pub(super) fn parse(text: &str, budget: &mut Budget) -> Result<Parsed, ParseError> {
     let mut reader = ReaderBuilder::new().has_headers(true).flexible(true).from_reader(text.as_bytes());
-    let headers: Vec<String> = reader
-        .headers()
-        .map_err(|e| malformed(&e))?
-        .iter()
-        .map(|h| cut_chars(h.trim(), MAX_LABEL_CHARS))
-        .collect();
+    let headers: Vec<String> = reader.headers().map_err(|e| malformed(&e))?.iter().map(|h| cut_chars(h.trim(), MAX_LABEL_CHARS)).collect();
     let mut sections = Vec::new();
     let mut lines: Vec<String> = Vec::new();
     let mut first_row = 1usize;

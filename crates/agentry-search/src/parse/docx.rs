@@ -38,8 +38,8 @@ pub(super) fn is_docx(bytes: &[u8]) -> Result<bool, ParseError> {
 
 pub(super) fn parse(bytes: &[u8], mut budget: Budget) -> Result<Parsed, ParseError> {
     let mut archive = open(bytes)?;
-    let document = read_entry(&mut archive, DOCUMENT, &mut budget)?
-        .ok_or_else(|| ParseError::Malformed("DOCX: the archive has no word/document.xml, so it is not a Word document".into()))?;
+    let document =
+        read_entry(&mut archive, DOCUMENT, &mut budget)?.ok_or_else(|| ParseError::Malformed("DOCX: the archive has no word/document.xml, so it is not a Word document".into()))?;
     let styles = match read_entry(&mut archive, "word/styles.xml", &mut budget)? {
         Some(xml) => heading_styles(&xml)?,
         None => Vec::new(),
@@ -173,9 +173,7 @@ fn body(xml: &[u8], styles: &[(String, u8)], budget: Budget) -> Result<Parsed, P
             Event::GeneralRef(e) if body.in_text => {
                 let resolved = match e.resolve_char_ref().map_err(|e| xml_error(DOCUMENT, e))? {
                     Some(c) => Some(c.to_string()),
-                    None => {
-                        quick_xml::escape::resolve_predefined_entity(&e.xml10_content()).map(str::to_string)
-                    }
+                    None => quick_xml::escape::resolve_predefined_entity(&e.xml10_content()).map(str::to_string),
                 };
                 body.paragraph.push_str(&resolved.unwrap_or_default());
             }
@@ -264,11 +262,7 @@ fn style_level(id: &str, styles: &[(String, u8)]) -> Option<u8> {
 }
 
 fn attribute(element: &BytesStart<'_>, name: &str) -> Option<String> {
-    element
-        .attributes()
-        .flatten()
-        .find(|a| a.key.local_name().as_ref() == name)
-        .map(|a| a.value.into_owned())
+    element.attributes().flatten().find(|a| a.key.local_name().as_ref() == name).map(|a| a.value.into_owned())
 }
 
 #[cfg(test)]

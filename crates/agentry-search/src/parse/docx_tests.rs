@@ -47,13 +47,7 @@ fn headings_and_paragraphs_become_sections() -> Result<(), Box<dyn std::error::E
     let parsed = parse(&bytes, Format::Docx)?;
     assert_eq!(parsed.title.as_deref(), Some("Annual report"));
     let sections: Vec<_> = parsed.sections.iter().map(|s| (s.heading_path.join(" > "), s.text.as_str())).collect();
-    assert_eq!(
-        sections,
-        [
-            ("Annual report".to_string(), "Revenue grew & costs fell by 5%.\ncol a\tcol b\nnext"),
-            ("Annual report > Outlook".to_string(), "Steady."),
-        ]
-    );
+    assert_eq!(sections, [("Annual report".to_string(), "Revenue grew & costs fell by 5%.\ncol a\tcol b\nnext"), ("Annual report > Outlook".to_string(), "Steady."),]);
     Ok(())
 }
 
@@ -62,11 +56,7 @@ fn style_names_from_styles_xml_mark_localised_headings() -> Result<(), Box<dyn s
     let styles = format!(
         r#"<w:styles {W}><w:style w:type="paragraph" w:styleId="berschrift1"><w:name w:val="heading 1"/></w:style><w:style w:type="paragraph" w:styleId="Titel"><w:name w:val="Title"/></w:style></w:styles>"#
     );
-    let xml = document(&[
-        paragraph(Some("Titel"), &run("Handbuch")),
-        paragraph(Some("berschrift1"), &run("Einleitung")),
-        paragraph(None, &run("Text.")),
-    ]);
+    let xml = document(&[paragraph(Some("Titel"), &run("Handbuch")), paragraph(Some("berschrift1"), &run("Einleitung")), paragraph(None, &run("Text."))]);
     let bytes = docx(&[("word/document.xml", &xml), ("word/styles.xml", &styles)])?;
     let parsed = parse(&bytes, Format::Docx)?;
     assert_eq!(parsed.title.as_deref(), Some("Handbuch"));
@@ -112,10 +102,7 @@ fn a_zip_bomb_stops_at_the_decompressed_data_budget() -> Result<(), Box<dyn std:
     let bytes = bomb()?;
     assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
     let result = parse(&bytes, Format::Docx);
-    assert_eq!(
-        result.map(|p| p.sections.len()),
-        Err(ParseError::TooLarge { what: "the DOCX archive's decompressed parts", limit: Limit::Bytes(32 * 1024 * 1024) })
-    );
+    assert_eq!(result.map(|p| p.sections.len()), Err(ParseError::TooLarge { what: "the DOCX archive's decompressed parts", limit: Limit::Bytes(32 * 1024 * 1024) }));
     Ok(())
 }
 

@@ -16,11 +16,7 @@ use super::budget::Budget;
 use super::{Outline, ParseError, Parsed};
 
 pub(super) fn parse(text: &str, budget: Budget) -> Result<Parsed, ParseError> {
-    let options = Options::ENABLE_TABLES
-        | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_TASKLISTS
-        | Options::ENABLE_FOOTNOTES
-        | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
+    let options = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS | Options::ENABLE_FOOTNOTES | Options::ENABLE_YAML_STYLE_METADATA_BLOCKS;
     let mut outline = Outline::new(budget);
     let mut heading: Option<(u8, String)> = None;
     // One counter per open list: `Some(n)` numbers the next item, `None` bullets it.

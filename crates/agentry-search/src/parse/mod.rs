@@ -112,9 +112,7 @@ pub fn sniff(bytes: &[u8], file_name: Option<&str>, content_type: Option<&str>) 
         return if docx::is_docx(bytes)? {
             Ok(Format::Docx)
         } else {
-            Err(ParseError::Unsupported(
-                "a ZIP archive that is not a Word (.docx) document; upload the files inside it one by one".into(),
-            ))
+            Err(ParseError::Unsupported("a ZIP archive that is not a Word (.docx) document; upload the files inside it one by one".into()))
         };
     }
     if let Some(reason) = known_binary(bytes) {

@@ -32,8 +32,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use pdf_extract::{ColorSpace, Document, MediaBox, Object, ObjectId, OutputDev, OutputError, Path, PlainTextOutput, Transform, output_doc_page};
 
 use super::budget::{Budget, Deadline};
-use super::pdf_streams::{PageWork, check_raw};
 use super::pdf_load;
+use super::pdf_streams::{PageWork, check_raw};
 use super::{ParseError, Parsed, Section, tidy_lines};
 
 pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseError> {

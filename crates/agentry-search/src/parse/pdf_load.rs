@@ -42,7 +42,6 @@ pub(super) fn load(bytes: &[u8], budget: &mut Budget) -> Result<Document, ParseE
     }
 }
 
-
 thread_local! {
     /// The guard of the load running on this thread (lopdf reads objects
     /// on the calling thread: its rayon feature is off).

@@ -37,7 +37,14 @@ fn run_error(code: &str, message: String) -> ApiError {
     }
 }
 
-pub(super) async fn run(state: &AppState, ctx: &CallContext, access: Option<&TenantAccess>, agent: &str, messages: Vec<ChatMessage>, answer: Answer<'_>) -> Result<Response, ApiError> {
+pub(super) async fn run(
+    state: &AppState,
+    ctx: &CallContext,
+    access: Option<&TenantAccess>,
+    agent: &str,
+    messages: Vec<ChatMessage>,
+    answer: Answer<'_>,
+) -> Result<Response, ApiError> {
     let access = access.ok_or_else(|| ApiError::bad_request("agents run inside a tenant: name one with the X-Agentry-Tenant header", "model"))?;
     let input = RunInput { agent: Some(agent.to_owned()), messages };
     let started = state.agents.start_run(access, ctx, None, input).await?;

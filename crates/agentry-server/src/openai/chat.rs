@@ -9,12 +9,12 @@ use std::convert::Infallible;
 use agentry_core::TenantAccess;
 use agentry_llm::{ChatRequest, ChatStream, LlmError, StreamEvent};
 use agentry_types::{ChatMessage, FinishReason, Usage};
-use bytes::Bytes;
 use axum::Json;
-use axum::extract::{Extension, State};
 use axum::body::Body;
+use axum::extract::{Extension, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -80,9 +80,7 @@ struct Parsed {
 
 fn in_range(value: Option<f32>, low: f32, high: f32, param: &str) -> Result<(), ApiError> {
     match value {
-        Some(v) if !(low..=high).contains(&v) => {
-            Err(ApiError::bad_request(format!("'{param}' must be between {low} and {high}, got {v}"), param))
-        }
+        Some(v) if !(low..=high).contains(&v) => Err(ApiError::bad_request(format!("'{param}' must be between {low} and {high}, got {v}"), param)),
         _ => Ok(()),
     }
 }
@@ -292,9 +290,7 @@ impl ChunkWriter {
 
     fn event(&self, event: &StreamEvent) -> Option<Vec<u8>> {
         match event {
-            StreamEvent::Delta { content, tool_calls } => {
-                Some(self.delta(Delta { content: content.as_deref(), tool_calls: tool_calls.as_ref(), ..Delta::default() }, None))
-            }
+            StreamEvent::Delta { content, tool_calls } => Some(self.delta(Delta { content: content.as_deref(), tool_calls: tool_calls.as_ref(), ..Delta::default() }, None)),
             StreamEvent::Finish(reason) => Some(self.delta(Delta::default(), Some(*reason))),
             StreamEvent::Usage(usage) => self.include_usage.then(|| self.chunk(&[], Some(usage))),
         }

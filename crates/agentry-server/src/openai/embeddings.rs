@@ -2,9 +2,9 @@
 //! `base64` (little-endian f32, what the official SDKs ask for by default).
 
 use agentry_core::TenantAccess;
-use axum::response::{IntoResponse, Response};
 use axum::Json;
 use axum::extract::{Extension, State};
+use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 

@@ -23,11 +23,5 @@ pub async fn list(State(state): State<AppState>) -> Json<Value> {
 }
 
 pub async fn retrieve(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    state
-        .gateway
-        .router()
-        .registry()
-        .get(&id)
-        .map(|entry| Json(model_object(entry)))
-        .ok_or_else(|| agentry_llm::LlmError::ModelNotFound(id).into())
+    state.gateway.router().registry().get(&id).map(|entry| Json(model_object(entry))).ok_or_else(|| agentry_llm::LlmError::ModelNotFound(id).into())
 }

@@ -280,11 +280,9 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let after = match headers.get("last-event-id") {
-        Some(value) => value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            .ok_or_else(|| ApiError::bad_request("'Last-Event-ID' must be an event number", "Last-Event-ID"))?,
+        Some(value) => {
+            value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| ApiError::bad_request("'Last-Event-ID' must be an event number", "Last-Event-ID"))?
+        }
         None => query.after.unwrap_or(0),
     };
     Ok(sse(state.agents.follow(&access, &id, after).await?))

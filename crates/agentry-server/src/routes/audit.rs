@@ -10,8 +10,8 @@
 //! signed `anchor` of the head, to be kept outside the database.
 
 use agentry_core::TenantAccess;
-use agentry_core::identity::RequestMeta;
 use agentry_core::audit::{Anchor, PLATFORM_CHAIN};
+use agentry_core::identity::RequestMeta;
 use agentry_db::audit::{AuditFilter, AuditRow};
 use agentry_types::Permission;
 use axum::extract::{Query, State};
@@ -59,14 +59,7 @@ struct AuditQuery {
 
 impl AuditQuery {
     fn filter(&self) -> AuditFilter {
-        AuditFilter {
-            action: self.action.clone(),
-            actor_id: self.actor_id.clone(),
-            outcome: self.outcome.clone(),
-            from_ms: self.from,
-            to_ms: self.to,
-            after_seq: self.after,
-        }
+        AuditFilter { action: self.action.clone(), actor_id: self.actor_id.clone(), outcome: self.outcome.clone(), from_ms: self.from, to_ms: self.to, after_seq: self.after }
     }
 
     fn limit(&self, max: i64) -> Result<i64, ApiError> {
@@ -96,10 +89,7 @@ async fn list(
     page(&state, &access.tenant_id, &query(q)?).await
 }
 
-async fn list_platform(
-    State(state): State<AppState>,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn list_platform(State(state): State<AppState>, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
     page(&state, PLATFORM_CHAIN, &query(q)?).await
 }
 
@@ -130,10 +120,7 @@ async fn verify(
     Ok(Json(state.identity.audit().verify_against(&access.tenant_id, anchor.as_ref()).await.map_err(ApiError::internal)?))
 }
 
-async fn verify_platform(
-    State(state): State<AppState>,
-    q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<impl IntoResponse, ApiError> {
+async fn verify_platform(State(state): State<AppState>, q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
     let anchor = anchor(q)?;
     Ok(Json(state.identity.audit().verify_against(PLATFORM_CHAIN, anchor.as_ref()).await.map_err(ApiError::internal)?))
 }

@@ -60,14 +60,7 @@ struct SummaryParams {
 
 impl SummaryParams {
     fn query(&self) -> UsageQuery {
-        UsageQuery {
-            from: self.from,
-            to: self.to,
-            period: self.period,
-            group_by: self.group_by.clone(),
-            user_id: self.user_id.clone(),
-            api_key_id: self.api_key_id.clone(),
-        }
+        UsageQuery { from: self.from, to: self.to, period: self.period, group_by: self.group_by.clone(), user_id: self.user_id.clone(), api_key_id: self.api_key_id.clone() }
     }
 
     fn csv(&self) -> Result<bool, ApiError> {
@@ -80,11 +73,7 @@ impl SummaryParams {
 }
 
 fn csv_response(body: String, filename: &str) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\""))],
-        body,
-    )
-        .into_response()
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()), (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\""))], body).into_response()
 }
 
 async fn summary(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(p): Query<SummaryParams>) -> Result<Response, ApiError> {
@@ -177,13 +166,8 @@ async fn set_platform_price(
 }
 
 async fn prices(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
-    let registry: Vec<_> = state
-        .gateway
-        .router()
-        .registry()
-        .iter()
-        .map(|e| json!({ "model": e.name, "input_per_1k": e.price.input_per_1k, "output_per_1k": e.price.output_per_1k }))
-        .collect();
+    let registry: Vec<_> =
+        state.gateway.router().registry().iter().map(|e| json!({ "model": e.name, "input_per_1k": e.price.input_per_1k, "output_per_1k": e.price.output_per_1k })).collect();
     Ok(Json(json!({ "defaults": registry, "history": accounting(&state).price_history(&access).await? })).into_response())
 }
 
@@ -191,11 +175,7 @@ async fn settings(State(state): State<AppState>, Extension(access): Extension<Te
     Ok(Json(accounting(&state).usage_settings(&access).await?).into_response())
 }
 
-async fn put_settings(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    ApiJson(body): ApiJson<UsageSettingsRow>,
-) -> Result<Response, ApiError> {
+async fn put_settings(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(body): ApiJson<UsageSettingsRow>) -> Result<Response, ApiError> {
     Ok(Json(accounting(&state).put_usage_settings(&access, body).await?).into_response())
 }
 
@@ -254,12 +234,7 @@ struct InvoiceParams {
     format: Option<String>,
 }
 
-async fn invoice(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    Path(id): Path<String>,
-    Query(p): Query<InvoiceParams>,
-) -> Result<Response, ApiError> {
+async fn invoice(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>, Query(p): Query<InvoiceParams>) -> Result<Response, ApiError> {
     let invoice = accounting(&state).invoice(&access, &id).await?;
     match p.format.as_deref() {
         None | Some("json") => Ok(Json(invoice).into_response()),

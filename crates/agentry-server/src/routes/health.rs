@@ -3,11 +3,11 @@
 //! `/metrics` (Prometheus text).
 
 use axum::Json;
+use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::Router;
 use serde_json::json;
 
 use crate::state::AppState;

@@ -54,7 +54,11 @@ struct NewAccountBody {
 }
 
 /// `201` with the membership and sign-in tokens for the new account.
-async fn accept_as_new_account(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<NewAccountBody>) -> Result<impl IntoResponse, ApiError> {
+async fn accept_as_new_account(
+    State(state): State<AppState>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(body): ApiJson<NewAccountBody>,
+) -> Result<impl IntoResponse, ApiError> {
     let accepted = state.identity.accept_invitation_as_new_account(&body.token, &body.password, body.display_name.as_deref(), &meta).await?;
     Ok((StatusCode::CREATED, Json(accepted)))
 }

@@ -35,11 +35,7 @@ pub fn router(max_document_bytes: usize) -> Router<AppState> {
         .route("/api/v1/answer-cache", post(store_answer))
 }
 
-async fn create_collection(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    ApiJson(input): ApiJson<CollectionInput>,
-) -> Result<Response, ApiError> {
+async fn create_collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(input): ApiJson<CollectionInput>) -> Result<Response, ApiError> {
     let row = state.knowledge.create_collection(&access, input).await?;
     Ok((StatusCode::CREATED, Json(collection_json(&row))).into_response())
 }
@@ -134,17 +130,10 @@ async fn multipart_upload(mut multipart: Multipart) -> Result<Upload, ApiError> 
     Ok(Upload { content, title, metadata, acl, document_id })
 }
 
-async fn upload(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    Path(collection): Path<String>,
-    request: Request,
-) -> Result<Response, ApiError> {
+async fn upload(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(collection): Path<String>, request: Request) -> Result<Response, ApiError> {
     let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_ascii_lowercase();
     let upload = if content_type.starts_with("multipart/form-data") {
-        let multipart = <Multipart as axum::extract::FromRequest<()>>::from_request(request, &())
-            .await
-            .map_err(|e| ApiError::bad_request(e.body_text(), "file"))?;
+        let multipart = <Multipart as axum::extract::FromRequest<()>>::from_request(request, &()).await.map_err(|e| ApiError::bad_request(e.body_text(), "file"))?;
         multipart_upload(multipart).await?
     } else {
         let ApiJson(body) = <ApiJson<JsonUpload> as axum::extract::FromRequest<()>>::from_request(request, &()).await?;
@@ -183,11 +172,7 @@ async fn versions(State(state): State<AppState>, Extension(access): Extension<Te
     Ok(Json(serde_json::json!({ "data": data })).into_response())
 }
 
-async fn version_content(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    Path((id, version)): Path<(String, i32)>,
-) -> Result<Response, ApiError> {
+async fn version_content(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((id, version)): Path<(String, i32)>) -> Result<Response, ApiError> {
     let (format, bytes) = state.knowledge.version_content(&access, &id, version).await?;
     let content_type = match format.as_str() {
         "pdf" => "application/pdf",
@@ -199,7 +184,8 @@ async fn version_content(
         _ => "text/plain; charset=utf-8",
     };
     // Stored user content: always a download, never a page on the API's origin.
-    let disposition = format!("attachment; filename=\"document-{}-v{version}.{}\"", id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(), extension_of(&format));
+    let disposition =
+        format!("attachment; filename=\"document-{}-v{version}.{}\"", id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(), extension_of(&format));
     let headers = [
         (header::CONTENT_TYPE, content_type.to_owned()),
         (header::CONTENT_DISPOSITION, disposition),
@@ -222,20 +208,12 @@ fn extension_of(format: &str) -> &'static str {
     }
 }
 
-async fn delete_version(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    Path((id, version)): Path<(String, i32)>,
-) -> Result<StatusCode, ApiError> {
+async fn delete_version(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((id, version)): Path<(String, i32)>) -> Result<StatusCode, ApiError> {
     state.knowledge.delete_version(&access, &id, version).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn restore(
-    State(state): State<AppState>,
-    Extension(access): Extension<TenantAccess>,
-    Path((id, version)): Path<(String, i32)>,
-) -> Result<Response, ApiError> {
+async fn restore(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((id, version)): Path<(String, i32)>) -> Result<Response, ApiError> {
     let accepted = state.knowledge.restore(&access, &id, version).await?;
     let status = if accepted.unchanged { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, Json(accepted)).into_response())

@@ -7,12 +7,12 @@
 
 use agentry_core::Principal;
 use agentry_core::identity::RequestMeta;
+use agentry_types::ErrorCode;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use agentry_types::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 

@@ -34,7 +34,6 @@ fn of_type<'a>(events: &'a [(usize, Value)], kind: &str) -> Vec<&'a Value> {
     events.iter().filter(|(_, e)| e["type"] == kind).map(|(_, e)| e).collect()
 }
 
-
 async fn admin(app: &TestApp) -> (String, String) {
     let tenant = app.bootstrap().await;
     (tenant, app.token(ADMIN_EMAIL).await)
@@ -237,7 +236,11 @@ async fn tools_are_allowlisted_schema_checked_ssrf_guarded_and_audited() {
     assert_eq!((status, updated["version"].as_i64()), (200, Some(2)), "{updated}");
     let (_, versions) = send(&app, &token, Method::GET, "/api/v1/agents/tooler/versions", None).await;
     assert_eq!(versions["data"].as_array().unwrap().len(), 2);
-    for bad in [json!({ "name": "x", "instructions": "i", "tools": ["rm_rf"] }), json!({ "name": "math", "instructions": "i" }), json!({ "name": "y", "instructions": "i", "model": "nope" })] {
+    for bad in [
+        json!({ "name": "x", "instructions": "i", "tools": ["rm_rf"] }),
+        json!({ "name": "math", "instructions": "i" }),
+        json!({ "name": "y", "instructions": "i", "model": "nope" }),
+    ] {
         let (status, error) = send(&app, &token, Method::POST, "/api/v1/agents", Some(bad)).await;
         assert_eq!(status, 400, "{error}");
     }
@@ -303,15 +306,7 @@ async fn a_dropped_stream_resumes_with_last_event_id_and_the_thread_stays_whole(
     assert_eq!(all.last().unwrap().1["type"], "done", "{full}");
     let tokens: String = of_type(&all, "token").iter().map(|t| t["text"].as_str().unwrap()).collect();
     assert_eq!(tokens, "echo: one two three");
-    let resumed = app
-        .with(Method::GET, &format!("/api/v1/runs/{run_id}/events"), &token)
-        .header("Last-Event-ID", "2")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let resumed = app.with(Method::GET, &format!("/api/v1/runs/{run_id}/events"), &token).header("Last-Event-ID", "2").send().await.unwrap().text().await.unwrap();
     assert_eq!(events(&resumed), all[2..].to_vec());
     let response = app.with(Method::GET, &format!("/api/v1/runs/{run_id}/events"), &token).header("Last-Event-ID", "x").send().await.unwrap();
     assert_error(response, 400, "invalid_request").await;
@@ -324,12 +319,20 @@ async fn threads_flow(app: TestApp, options: TestOptions) {
     let (_, token) = admin(&app).await;
     let (_, small) = send(&app, &token, Method::POST, "/api/v1/agents", Some(json!({ "name": "small", "instructions": "Be brief.", "model": "mock-tiny-window" }))).await;
     assert_eq!(small["name"], "small", "{small}");
-    let (status, thread) = send(&app, &token, Method::POST, "/api/v1/threads", Some(json!({ "title": "Trip planning", "metadata": { "team": "ops" }, "pinned": ["The user is called Ada."] }))).await;
+    let (status, thread) =
+        send(&app, &token, Method::POST, "/api/v1/threads", Some(json!({ "title": "Trip planning", "metadata": { "team": "ops" }, "pinned": ["The user is called Ada."] }))).await;
     assert_eq!(status, 201, "{thread}");
     let thread = thread["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/threads/{thread}/runs");
     for turn in 0..6 {
-        let (status, run) = send(&app, &token, Method::POST, &path, Some(json!({ "agent": "small", "input": format!("turn {turn}: please remember the number {turn}{turn}{turn} and the colour blue for later") }))).await;
+        let (status, run) = send(
+            &app,
+            &token,
+            Method::POST,
+            &path,
+            Some(json!({ "agent": "small", "input": format!("turn {turn}: please remember the number {turn}{turn}{turn} and the colour blue for later") })),
+        )
+        .await;
         assert_eq!((status, run["status"].as_str()), (200, Some("succeeded")), "{run}");
     }
     let app = app.restart(options).await;

@@ -49,8 +49,19 @@ async fn rows(db: &Db, chain: &str) -> Vec<AuditRow> {
 /// attacker with database access would write (and the old code accepted).
 fn plain_sha256(row: &AuditRow) -> String {
     let fields = json!([
-        row.chain, row.seq, row.at_ms, row.actor_type, row.actor_id, row.action, row.resource, row.outcome, row.ip, row.user_agent,
-        row.request_id, row.metadata, row.prev_hash
+        row.chain,
+        row.seq,
+        row.at_ms,
+        row.actor_type,
+        row.actor_id,
+        row.action,
+        row.resource,
+        row.outcome,
+        row.ip,
+        row.user_agent,
+        row.request_id,
+        row.metadata,
+        row.prev_hash
     ]);
     hex::encode(Sha256::digest(fields.to_string().as_bytes()))
 }
@@ -83,8 +94,7 @@ async fn overwrite(db: &Db, row: &AuditRow) {
 }
 
 async fn delete_from(db: &Db, chain: &str, seq: i64) {
-    agentry_db::on_pool!(db, pool => sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq >= $2").bind(chain).bind(seq).execute(pool).await.map(drop))
-        .unwrap();
+    agentry_db::on_pool!(db, pool => sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq >= $2").bind(chain).bind(seq).execute(pool).await.map(drop)).unwrap();
 }
 
 async fn databases(dir: &tempfile::TempDir) -> Vec<Db> {

@@ -75,16 +75,8 @@ impl Fixture {
         }
         for caller in [Caller::Key, Caller::RevokedKey] {
             let user = fixture.login(BuiltinRole::User).await;
-            let key: Value = fixture
-                .app
-                .with(Method::POST, "/api/v1/tenants/acme/api-keys", &user)
-                .json(&json!({ "name": format!("{caller:?}") }))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let key: Value =
+                fixture.app.with(Method::POST, "/api/v1/tenants/acme/api-keys", &user).json(&json!({ "name": format!("{caller:?}") })).send().await.unwrap().json().await.unwrap();
             if caller == Caller::RevokedKey {
                 let id = key["id"].as_str().unwrap();
                 let revoke = fixture.app.with(Method::DELETE, &format!("/api/v1/tenants/acme/api-keys/{id}"), &user).send().await.unwrap();
@@ -152,7 +144,11 @@ async fn every_route_answers_every_caller_as_the_table_says() {
             let allowed = allows(caller, rule);
             let ok = match (allowed, rule.access) {
                 (true, _) => !matches!(status, 401 | 403),
-                (false, Access::PlatformAdmin | Access::SignedIn | Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_)) if matches!(caller, Caller::Member(_) | Caller::Key) => status == 403,
+                (false, Access::PlatformAdmin | Access::SignedIn | Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_))
+                    if matches!(caller, Caller::Member(_) | Caller::Key) =>
+                {
+                    status == 403
+                }
                 (false, _) => status == 401,
             };
             if !ok {
@@ -160,7 +156,10 @@ async fn every_route_answers_every_caller_as_the_table_says() {
             }
             checked += 1;
             // Another tenant: members and keys of acme never see globex.
-            if matches!(rule.access, Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_)) && rule.path.contains("{tenant}") && matches!(caller, Caller::Member(_) | Caller::Key) {
+            if matches!(rule.access, Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_))
+                && rule.path.contains("{tenant}")
+                && matches!(caller, Caller::Member(_) | Caller::Key)
+            {
                 let status = fixture.status(caller, rule, "globex").await;
                 if status != 404 {
                     failures.push(format!("{} {} as {caller:?} in another tenant: {status} (want 404)", rule.method, rule.path));

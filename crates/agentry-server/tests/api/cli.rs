@@ -9,7 +9,17 @@ const BIN: &str = env!("CARGO_BIN_EXE_agentry");
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["serve", "--help"], vec!["models", "pull", "--help"], vec!["models", "list", "--help"], vec!["migrate", "--help"], vec!["version", "--help"], vec!["admin", "bootstrap", "--help"], vec!["keys", "rotate-master", "--help"], vec!["eval", "retrieval", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["models", "pull", "--help"],
+        vec!["models", "list", "--help"],
+        vec!["migrate", "--help"],
+        vec!["version", "--help"],
+        vec!["admin", "bootstrap", "--help"],
+        vec!["keys", "rotate-master", "--help"],
+        vec!["eval", "retrieval", "--help"],
+    ] {
         let output = Command::new(BIN).args(&args).output().unwrap();
         assert!(output.status.success(), "{args:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("Usage"), "{args:?}");
@@ -21,11 +31,7 @@ fn every_command_has_help() {
 #[test]
 fn bad_configuration_fails_with_the_key_named() {
     let dir = tempfile::tempdir().unwrap();
-    let output = Command::new(BIN)
-        .args(["--data-dir", dir.path().to_str().unwrap(), "serve"])
-        .env("AGENTRY_LISTEN", "not-an-address")
-        .output()
-        .unwrap();
+    let output = Command::new(BIN).args(["--data-dir", dir.path().to_str().unwrap(), "serve"]).env("AGENTRY_LISTEN", "not-an-address").output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.to_lowercase().contains("listen") && stderr.contains("AGENTRY_"), "{stderr}");

@@ -85,7 +85,8 @@ async fn finding_2_no_grant_exceeds_the_granters_permissions() {
     let (status, body) = send(&app, &hr, Method::PUT, "/api/v1/tenants/acme/roles/reader", Some(json!({ "permissions": ["read_documents"] }))).await;
     assert_eq!(status, 200, "{body}");
     // Custom role edits: no permission hr lacks, not even on its own role, and no edit of a role above it.
-    let (status, _) = send(&app, &hr, Method::PUT, "/api/v1/tenants/acme/roles/hr", Some(json!({ "permissions": ["manage_users", "manage_roles", "read_documents", "manage_tenant"] }))).await;
+    let (status, _) =
+        send(&app, &hr, Method::PUT, "/api/v1/tenants/acme/roles/hr", Some(json!({ "permissions": ["manage_users", "manage_roles", "read_documents", "manage_tenant"] }))).await;
     assert_eq!(status, 403);
     let (status, _) = send(&app, &hr, Method::PUT, "/api/v1/tenants/acme/roles/reader", Some(json!({ "permissions": ["read_documents", "export_data"] }))).await;
     assert_eq!(status, 403);
@@ -117,7 +118,13 @@ async fn finding_4_a_models_only_key_reads_none_of_its_owners_conversations() {
     let run_id = run["id"].as_str().unwrap();
     let (_, key) = send(&app, &user, Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "gateway", "scopes": ["use_models"] }))).await;
     let key = key["key"].as_str().unwrap();
-    for path in ["/api/v1/threads".to_owned(), format!("/api/v1/threads/{thread_id}"), format!("/api/v1/threads/{thread_id}/messages"), "/api/v1/runs".into(), format!("/api/v1/runs/{run_id}")] {
+    for path in [
+        "/api/v1/threads".to_owned(),
+        format!("/api/v1/threads/{thread_id}"),
+        format!("/api/v1/threads/{thread_id}/messages"),
+        "/api/v1/runs".into(),
+        format!("/api/v1/runs/{run_id}"),
+    ] {
         let (status, body) = send(&app, key, Method::GET, &path, None).await;
         assert_eq!(status, 403, "{path}: {body}");
     }
@@ -193,13 +200,30 @@ async fn forwarded_addresses_count_only_from_trusted_proxies() {
         let trusted_proxies = if trusted { vec!["127.0.0.1/32".parse().unwrap()] } else { Vec::new() };
         let app = spawn_app_with(TestOptions { trusted_proxies, ..TestOptions::default() }).await;
         app.bootstrap().await;
-        let response = app.client.post(app.url("/api/v1/auth/login")).header("x-forwarded-for", "203.0.113.7").json(&json!({ "email": ADMIN_EMAIL, "password": "wrong password 1" })).send().await.unwrap();
+        let response = app
+            .client
+            .post(app.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", "203.0.113.7")
+            .json(&json!({ "email": ADMIN_EMAIL, "password": "wrong password 1" }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 401);
         let admin = app.token(ADMIN_EMAIL).await;
         let (_, audit) = send(&app, &admin, Method::GET, "/api/v1/admin/audit?action=auth.login&limit=10", None).await;
         let failed = audit["data"].as_array().unwrap().iter().find(|e| e["outcome"] == "failure").cloned().unwrap_or(Value::Null);
         assert_eq!(failed["ip"], want, "trusted: {trusted}: {audit}");
-        let card = app.client.get(app.url("/.well-known/agent-card.json")).header("x-forwarded-host", "agents.example.com").header("x-forwarded-proto", "https").send().await.unwrap().text().await.unwrap();
+        let card = app
+            .client
+            .get(app.url("/.well-known/agent-card.json"))
+            .header("x-forwarded-host", "agents.example.com")
+            .header("x-forwarded-proto", "https")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert_eq!(card.contains("https://agents.example.com"), trusted, "{card}");
     }
 }
@@ -266,7 +290,6 @@ async fn finding_9_an_unreadable_stored_acl_grants_nobody() {
         let (status, body) = send(&app, token, Method::GET, &format!("/api/v1/documents/{document}"), None).await;
         assert_eq!(status, 404, "{body}");
     }
-
 }
 
 #[tokio::test]

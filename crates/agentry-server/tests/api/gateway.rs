@@ -31,9 +31,7 @@ async fn chat_completion_has_openai_shape() {
 #[tokio::test]
 async fn streamed_completion_has_exact_sse_framing_and_usage_chunk() {
     let app = spawn_app().await;
-    let response = app
-        .chat(json!({ "model": "gpt-ok", "messages": user_message("hi"), "stream": true, "stream_options": { "include_usage": true } }))
-        .await;
+    let response = app.chat(json!({ "model": "gpt-ok", "messages": user_message("hi"), "stream": true, "stream_options": { "include_usage": true } })).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
     let text = response.text().await.unwrap();
@@ -84,12 +82,7 @@ async fn anthropic_upstream_maps_to_openai_shapes() {
     assert_eq!(sent["stop_sequences"], json!(["END"]));
     assert!(sent["max_tokens"].as_u64().unwrap() > 0, "Anthropic requires max_tokens");
 
-    let text = app
-        .chat(json!({ "model": "claude-ok", "messages": messages, "stream": true, "stream_options": { "include_usage": true } }))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = app.chat(json!({ "model": "claude-ok", "messages": messages, "stream": true, "stream_options": { "include_usage": true } })).await.text().await.unwrap();
     let frames = sse_data(&text);
     assert_eq!(frames.last().unwrap(), "[DONE]");
     let chunks: Vec<Value> = frames[..frames.len() - 1].iter().map(|f| serde_json::from_str(f).unwrap()).collect();
@@ -148,11 +141,7 @@ async fn models_are_listed() {
 async fn every_call_is_logged_with_tokens_and_cost() {
     let app = spawn_app().await;
     app.chat(json!({ "model": "gpt-4o", "messages": user_message("hi") })).await.text().await.unwrap();
-    app.chat(json!({ "model": "gpt-ok", "messages": user_message("hi"), "stream": true, "stream_options": { "include_usage": true } }))
-        .await
-        .text()
-        .await
-        .unwrap();
+    app.chat(json!({ "model": "gpt-ok", "messages": user_message("hi"), "stream": true, "stream_options": { "include_usage": true } })).await.text().await.unwrap();
     let calls = app.model_calls(2).await;
     assert_eq!(calls.len(), 2);
     let plain = calls.iter().find(|c| !c.stream).unwrap();

@@ -59,11 +59,7 @@ impl Default for TestOptions {
             identity: agentry_core::identity::IdentitySettings::default(),
             redis_url: None,
             // Tests sign in often from one address; the per-IP test lowers this.
-            usage: agentry_server::configuration::UsageConfig {
-                public_requests_per_minute_per_ip: 100_000,
-                flush_interval_ms: 50,
-                ..Default::default()
-            },
+            usage: agentry_server::configuration::UsageConfig { public_requests_per_minute_per_ip: 100_000, flush_interval_ms: 50, ..Default::default() },
             knowledge: agentry_server::configuration::KnowledgeConfig::default(),
             // Agents on the mock models; every passage counts as relevant (mock vectors carry no meaning).
             agents: agentry_core::agents::AgentsSettings {
@@ -181,9 +177,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
 
 /// Where the test suite keeps pulled model files (`scripts/test` pulls them first).
 pub fn test_models_dir() -> PathBuf {
-    std::env::var_os("TEST_AGENTRY_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| dirs_home().join(".cache/agentry-test-data/models"))
+    std::env::var_os("TEST_AGENTRY_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| dirs_home().join(".cache/agentry-test-data/models"))
 }
 
 fn dirs_home() -> PathBuf {
@@ -276,13 +270,7 @@ pub fn user_message(text: &str) -> Value {
 pub fn sse_data(body: &str) -> Vec<String> {
     body.split("\n\n")
         .filter(|frame| !frame.trim().is_empty())
-        .map(|frame| {
-            frame
-                .lines()
-                .filter_map(|line| line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|frame| frame.lines().filter_map(|line| line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:"))).collect::<Vec<_>>().join("\n"))
         .collect()
 }
 
@@ -344,12 +332,8 @@ impl TestApp {
     /// Add a member to a tenant (as `admin_token`): invite the address, then
     /// accept the invitation link (see [`Self::accept_invitation`]).
     pub async fn add_member(&self, admin_token: &str, tenant: &str, email: &str, role: &str) -> String {
-        let response = self
-            .with(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/users"), admin_token)
-            .json(&json!({ "email": email, "role": role }))
-            .send()
-            .await
-            .expect("sent");
+        let response =
+            self.with(reqwest::Method::POST, &format!("/api/v1/tenants/{tenant}/users"), admin_token).json(&json!({ "email": email, "role": role })).send().await.expect("sent");
         assert_eq!(response.status(), 201, "invite {email}");
         let invitation: Value = response.json().await.expect("json");
         let token = invitation["accept_token"].as_str().expect("an invitation link (tests send no mail)").to_owned();

@@ -6,7 +6,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::{ADMIN_EMAIL, PASSWORD, TestApp, TestOptions, assert_error, spawn_app, spawn_app_with, user_message};
 
-
 async fn json_of(response: reqwest::Response, status: u16) -> Value {
     let code = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or(Value::Null);
@@ -199,7 +198,8 @@ async fn failed_logins_lock_the_account_without_revealing_accounts() {
 async fn bootstrap_refuses_a_second_run_and_weak_passwords() {
     let app = spawn_app().await;
     app.bootstrap().await;
-    let settings = agentry_server::Settings { database_url: Some(app.database_url.clone()), master_key: Some(crate::helpers::MASTER_KEY.into()), ..agentry_server::Settings::default() };
+    let settings =
+        agentry_server::Settings { database_url: Some(app.database_url.clone()), master_key: Some(crate::helpers::MASTER_KEY.into()), ..agentry_server::Settings::default() };
     let again = agentry_server::startup::bootstrap(&settings, "acme", None, "other@example.com", PASSWORD).await;
     assert!(again.unwrap_err().to_string().contains("already exists"));
     let weak = agentry_server::startup::bootstrap(&settings, "newco", None, "weak@example.com", "short").await;
@@ -296,11 +296,17 @@ async fn password_change_and_account_disable() {
     let key = json_of(app.with(Method::POST, "/api/v1/tenants/acme/api-keys", &first).json(&json!({ "name": "k" })).send().await.unwrap(), 201).await;
     let key = key["key"].as_str().unwrap().to_owned();
 
-    let wrong = app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": "nope nope nope 1", "new_password": "another password 22" })).send().await.unwrap();
+    let wrong = app
+        .with(Method::POST, "/api/v1/auth/password", &first)
+        .json(&json!({ "current_password": "nope nope nope 1", "new_password": "another password 22" }))
+        .send()
+        .await
+        .unwrap();
     assert_error(wrong, 400, "invalid_request").await;
     let weak = app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": PASSWORD, "new_password": "short" })).send().await.unwrap();
     assert_error(weak, 400, "invalid_request").await;
-    let changed = app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": PASSWORD, "new_password": "another password 22" })).send().await.unwrap();
+    let changed =
+        app.with(Method::POST, "/api/v1/auth/password", &first).json(&json!({ "current_password": PASSWORD, "new_password": "another password 22" })).send().await.unwrap();
     assert_eq!(changed.status(), 204);
     // Other sessions end; this one stays; the old password no longer works.
     assert_error(app.with(Method::GET, "/api/v1/auth/me", &second).send().await.unwrap(), 401, "invalid_token").await;

@@ -82,7 +82,8 @@ async fn titles_and_chunk_sizes_have_stated_limits() {
     assert_eq!(status, 400, "{refused}");
     assert_eq!(refused["error"]["param"], "title", "{refused}");
     assert!(refused["error"]["message"].as_str().unwrap_or_default().contains("300"), "{refused}");
-    let (status, json_refused) = send(&app, &admin, Method::POST, &format!("/api/v1/collections/{collection}/documents"), Some(json!({ "text": "x", "title": "t".repeat(5000) }))).await;
+    let (status, json_refused) =
+        send(&app, &admin, Method::POST, &format!("/api/v1/collections/{collection}/documents"), Some(json!({ "text": "x", "title": "t".repeat(5000) }))).await;
     assert_eq!((status, json_refused["error"]["param"].as_str()), (400, Some("title")), "{json_refused}");
     let (status, accepted) = upload(&app, &admin, &collection, &format!("{}.txt", "n".repeat(1000)), b"text".to_vec(), Some(&"t".repeat(300))).await;
     assert_eq!(status, 202, "{accepted}");

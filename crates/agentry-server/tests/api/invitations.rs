@@ -129,7 +129,8 @@ async fn pre_hijacking(app: &TestApp) {
 
     // Audited in B's chain, the refusal included.
     let audit = send(app, &admin, Method::GET, "/api/v1/tenants/globex/audit?limit=100", None).await.1;
-    let events: Vec<(String, String)> = audit["data"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned())).collect();
+    let events: Vec<(String, String)> =
+        audit["data"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().to_owned(), e["outcome"].as_str().unwrap().to_owned())).collect();
     for (action, outcome) in [("invitation.create", "success"), ("invitation.accept", "denied"), ("invitation.accept", "success"), ("membership.create", "success")] {
         assert!(events.contains(&(action.to_owned(), outcome.to_owned())), "{action} {outcome} missing from {events:?}");
     }
@@ -351,7 +352,8 @@ async fn the_outbox_retries_failed_mail_and_records_the_error() {
 
 #[tokio::test]
 async fn smtp_configuration_is_checked_at_start() {
-    let smtp = SmtpSettings { host: "127.0.0.1".into(), port: Some(25), username: None, password: None, from: "noreply@example.com".into(), tls: SmtpTls::None, retry_base_secs: 1 };
+    let smtp =
+        SmtpSettings { host: "127.0.0.1".into(), port: Some(25), username: None, password: None, from: "noreply@example.com".into(), tls: SmtpTls::None, retry_base_secs: 1 };
     let identity = IdentitySettings { smtp: Some(smtp), ..IdentitySettings::default() };
     let mut settings = agentry_server::Settings { identity, ..agentry_server::Settings::default() };
     let dir = tempfile::tempdir().unwrap();
@@ -491,7 +493,10 @@ mod smtp_sink {
         let mut out = Vec::with_capacity(bytes.len());
         let mut i = 0;
         while i < bytes.len() {
-            if bytes[i] == b'=' && i + 2 < bytes.len() && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
+            if bytes[i] == b'='
+                && i + 2 < bytes.len()
+                && let Ok(byte) = u8::from_str_radix(&joined[i + 1..i + 3], 16)
+            {
                 out.push(byte);
                 i += 3;
             } else {

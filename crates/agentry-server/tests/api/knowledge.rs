@@ -70,15 +70,29 @@ async fn knowledge_flow(app: &TestApp) {
     assert_eq!(job["status"], "succeeded", "{job}");
 
     // JSON text upload, and HTML sent as base64 without a file name (sniffed).
-    let (status, notes) = send(app, &admin, Method::POST, &format!("/api/v1/collections/{collection}/documents"), Some(json!({
-        "text": "The cafeteria serves lunch from noon until two in the afternoon.", "title": "Cafeteria", "metadata": { "year": 2019 },
-    }))).await;
+    let (status, notes) = send(
+        app,
+        &admin,
+        Method::POST,
+        &format!("/api/v1/collections/{collection}/documents"),
+        Some(json!({
+            "text": "The cafeteria serves lunch from noon until two in the afternoon.", "title": "Cafeteria", "metadata": { "year": 2019 },
+        })),
+    )
+    .await;
     assert_eq!(status, 202, "{notes}");
     use base64::Engine;
     let html = "<!doctype html><html><head><title>Security</title></head><body><h1>Security</h1><p>Laptops must use full-disk encryption.</p></body></html>";
-    let (status, page) = send(app, &admin, Method::POST, &format!("/api/v1/collections/{collection}/documents"), Some(json!({
-        "content_base64": base64::engine::general_purpose::STANDARD.encode(html),
-    }))).await;
+    let (status, page) = send(
+        app,
+        &admin,
+        Method::POST,
+        &format!("/api/v1/collections/{collection}/documents"),
+        Some(json!({
+            "content_base64": base64::engine::general_purpose::STANDARD.encode(html),
+        })),
+    )
+    .await;
     assert_eq!(status, 202, "{page}");
     for accepted in [&notes, &page] {
         assert_eq!(finished(app, &admin, accepted["job_id"].as_str().unwrap()).await["status"], "succeeded");
@@ -380,10 +394,7 @@ const SECURITY_PAGE: &str = "<!doctype html><html><head><title>Security policy</
     <h1>Security policy</h1><p>Every laptop must use full-disk encryption and lock after five idle minutes.</p></body></html>";
 /// Served as text/plain: the `.md` in the URL's path makes it Markdown.
 const TRAVEL_NOTES: &str = "# Travel\n\n## Trains\n\nRail journeys under four hours are preferred to domestic flights.\n";
-const PAGES: &[(&str, &str, &str)] = &[
-    ("/policies/security.html", "text/html; charset=utf-8", SECURITY_PAGE),
-    ("/notes/travel.md", "text/plain; charset=utf-8", TRAVEL_NOTES),
-];
+const PAGES: &[(&str, &str, &str)] = &[("/policies/security.html", "text/html; charset=utf-8", SECURITY_PAGE), ("/notes/travel.md", "text/plain; charset=utf-8", TRAVEL_NOTES)];
 
 async fn new_collection(app: &TestApp) -> (String, String) {
     app.bootstrap().await;

@@ -12,7 +12,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-
 async fn collection(app: &TestApp, token: &str) -> String {
     let (status, collection) = send(app, token, Method::POST, "/api/v1/collections", Some(json!({ "name": "kb" }))).await;
     assert_eq!(status, 201, "{collection}");
@@ -87,8 +86,7 @@ async fn an_earlier_version_of_a_document_can_be_searched() {
     let (_, first) = send(&app, &token, Method::POST, &documents, Some(json!({ "text": "The warranty lasts two years.", "title": "Warranty" }))).await;
     wait_ingested(&app, &token, &first).await;
     let id = first["document"]["id"].as_str().unwrap().to_owned();
-    let (_, second) =
-        send(&app, &token, Method::POST, &documents, Some(json!({ "text": "The warranty lasts five years.", "title": "Warranty", "document_id": id }))).await;
+    let (_, second) = send(&app, &token, Method::POST, &documents, Some(json!({ "text": "The warranty lasts five years.", "title": "Warranty", "document_id": id }))).await;
     wait_ingested(&app, &token, &second).await;
 
     let (_, current) = search(&app, &token, json!({ "query": "warranty years" })).await;

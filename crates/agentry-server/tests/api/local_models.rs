@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{ADMIN_EMAIL, TestOptions, TestApp, spawn_app_with, sse_data, user_message};
+use crate::helpers::{ADMIN_EMAIL, TestApp, TestOptions, spawn_app_with, sse_data, user_message};
 
 async fn local_app() -> TestApp {
     spawn_app_with(TestOptions { local_models: true, router_timeout_secs: 120.0, ..TestOptions::default() }).await
@@ -57,12 +57,7 @@ async fn local_embeddings_are_real_sentence_vectors() {
     let app = local_app().await;
     let inputs = ["A man is eating food.", "A man is eating a piece of bread.", "The girl is carrying a baby."];
     let body = app.embeddings(json!({ "model": "local-embed", "input": inputs })).await;
-    let vectors: Vec<Vec<f64>> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
-        .collect();
+    let vectors: Vec<Vec<f64>> = body["data"].as_array().unwrap().iter().map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()).collect();
     assert_eq!(vectors.len(), 3);
     for v in &vectors {
         assert_eq!(v.len(), 384);
@@ -133,7 +128,8 @@ async fn agents_answer_on_the_local_models() {
     assert_eq!(run["routing"]["routed_by"], "knowledge", "{run}");
     assert!(!run["output"].as_str().unwrap().trim().is_empty(), "{run}");
     assert_eq!(run["citations"][0]["document_id"], accepted["document"]["id"], "{run}");
-    let unknown: Value = call(reqwest::Method::POST, "/api/v1/runs", json!({ "agent": "rag", "input": "Which volcano erupted on Io in 1979?" })).await.unwrap().json().await.unwrap();
+    let unknown: Value =
+        call(reqwest::Method::POST, "/api/v1/runs", json!({ "agent": "rag", "input": "Which volcano erupted on Io in 1979?" })).await.unwrap().json().await.unwrap();
     assert_eq!(unknown["output"], agentry_core::agents::RAG_UNKNOWN, "{unknown}");
     let general = call(reqwest::Method::POST, "/api/v1/runs", json!({ "agent": "general", "input": "Say hello.", "stream": true })).await.unwrap().text().await.unwrap();
     assert!(general.contains("\"type\":\"token\"") && general.contains("\"type\":\"done\""), "{general}");

@@ -13,9 +13,7 @@ pub fn now() -> u64 {
 
 /// The admin's TOTP code for `secret` at unix time `at`.
 pub fn code(secret: &str, at: u64) -> String {
-    TOTP::new(Algorithm::SHA1, 6, 1, 30, Secret::Encoded(secret.to_owned()).to_bytes().unwrap(), Some("Agentry".into()), ADMIN_EMAIL.into())
-        .unwrap()
-        .generate(at)
+    TOTP::new(Algorithm::SHA1, 6, 1, 30, Secret::Encoded(secret.to_owned()).to_bytes().unwrap(), Some("Agentry".into()), ADMIN_EMAIL.into()).unwrap().generate(at)
 }
 
 async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {

@@ -119,10 +119,7 @@ fn sse_response(recorded: Arc<Recorded>, frames: Vec<String>, then: Tail) -> Res
         }
     });
     use futures::StreamExt;
-    Response::builder()
-        .header("content-type", "text/event-stream")
-        .body(Body::from_stream(head.chain(tail)))
-        .expect("response")
+    Response::builder().header("content-type", "text/event-stream").body(Body::from_stream(head.chain(tail))).expect("response")
 }
 
 enum Tail {
@@ -185,11 +182,7 @@ async fn openai_embeddings(State(recorded): State<Arc<Recorded>>, headers: Heade
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     hit(&recorded, &model, &body, &headers);
     let inputs = body["input"].as_array().cloned().unwrap_or_default();
-    let data: Vec<Value> = inputs
-        .iter()
-        .enumerate()
-        .map(|(i, _)| json!({ "object": "embedding", "index": i, "embedding": [0.6, 0.8, i as f64] }))
-        .collect();
+    let data: Vec<Value> = inputs.iter().enumerate().map(|(i, _)| json!({ "object": "embedding", "index": i, "embedding": [0.6, 0.8, i as f64] })).collect();
     Json(json!({ "object": "list", "data": data, "model": model, "usage": { "prompt_tokens": 7, "total_tokens": 7 } })).into_response()
 }
 
@@ -197,8 +190,7 @@ async fn anthropic_messages(State(recorded): State<Arc<Recorded>>, headers: Head
     let model = body["model"].as_str().unwrap_or_default().to_owned();
     hit(&recorded, &model, &body, &headers);
     if headers.get("x-api-key").and_then(|v| v.to_str().ok()) != Some("sk-ant") || headers.get("anthropic-version").is_none() {
-        return (StatusCode::UNAUTHORIZED, Json(json!({ "type": "error", "error": { "type": "authentication_error", "message": "bad key" } })))
-            .into_response();
+        return (StatusCode::UNAUTHORIZED, Json(json!({ "type": "error", "error": { "type": "authentication_error", "message": "bad key" } }))).into_response();
     }
     if !body["stream"].as_bool().unwrap_or(false) {
         return Json(json!({
@@ -222,4 +214,3 @@ async fn anthropic_messages(State(recorded): State<Arc<Recorded>>, headers: Head
     ];
     sse_response(recorded, frames, Tail::End)
 }
-

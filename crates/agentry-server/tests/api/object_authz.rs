@@ -291,19 +291,11 @@ impl Fixture {
         for caller in Caller::all() {
             tokens.insert(caller, app.token(caller.email()).await);
         }
-        let (status, key) = send(&app, &tokens[&Caller::ScopedKey], Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "scoped", "scopes": ["use_models"] }))).await;
+        let (status, key) =
+            send(&app, &tokens[&Caller::ScopedKey], Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "scoped", "scopes": ["use_models"] }))).await;
         assert_eq!(status, 201, "{key}");
         let other_member = app.token("other-member@example.com").await;
-        Self {
-            scoped_key: key["key"].as_str().unwrap().to_owned(),
-            app,
-            admin,
-            tokens,
-            other_member,
-            other_member_id,
-            user_ids,
-            cache: Default::default(),
-        }
+        Self { scoped_key: key["key"].as_str().unwrap().to_owned(), app, admin, tokens, other_member, other_member_id, user_ids, cache: Default::default() }
     }
 
     fn credential(&self, caller: Caller) -> &str {
@@ -349,7 +341,17 @@ impl Fixture {
                 _ => Object { id: self.app.add_member(&self.admin, tenant, &format!("member{n}@example.com"), "user").await, extra: None },
             },
             Kind::Invitation => {
-                let body = created(self.call(&token, tenant, Method::POST, &format!("/api/v1/tenants/{tenant}/users"), Some(json!({ "email": format!("invitee{n}@example.com"), "role": if tenant == "acme" { "people" } else { "viewer" } }))).await, "an invitation");
+                let body = created(
+                    self.call(
+                        &token,
+                        tenant,
+                        Method::POST,
+                        &format!("/api/v1/tenants/{tenant}/users"),
+                        Some(json!({ "email": format!("invitee{n}@example.com"), "role": if tenant == "acme" { "people" } else { "viewer" } })),
+                    )
+                    .await,
+                    "an invitation",
+                );
                 Object { id: body["id"].as_str().or(body["invitation"]["id"].as_str()).unwrap_or_else(|| panic!("{body}")).to_owned(), extra: None }
             }
             Kind::Role => {
@@ -359,7 +361,8 @@ impl Fixture {
                 Object { id: name, extra: None }
             }
             Kind::Group => {
-                let body = created(self.call(&token, tenant, Method::POST, &format!("/api/v1/tenants/{tenant}/groups"), Some(json!({ "name": format!("group {n}") }))).await, "a group");
+                let body =
+                    created(self.call(&token, tenant, Method::POST, &format!("/api/v1/tenants/{tenant}/groups"), Some(json!({ "name": format!("group {n}") }))).await, "a group");
                 // With a member, so that removing one has something to remove.
                 if tenant == "acme" {
                     let member = format!("/api/v1/tenants/{tenant}/groups/{}/members/{}", id(&body), self.other_member_id);
@@ -382,7 +385,10 @@ impl Fixture {
             Kind::Document | Kind::IngestJob => {
                 let collection = Box::pin(self.make(Kind::Collection, whose, caller)).await;
                 let path = format!("/api/v1/collections/{}/documents", collection.id);
-                let body = created(self.call(&token, tenant, Method::POST, &path, Some(json!({ "text": format!("Note {n} about herons."), "title": format!("d{n}") }))).await, "a document");
+                let body = created(
+                    self.call(&token, tenant, Method::POST, &path, Some(json!({ "text": format!("Note {n} about herons."), "title": format!("d{n}") }))).await,
+                    "a document",
+                );
                 if kind == Kind::IngestJob {
                     Object { id: body["job_id"].as_str().unwrap().to_owned(), extra: None }
                 } else {
@@ -396,12 +402,16 @@ impl Fixture {
             }
             Kind::McpServer => {
                 // This server's own /mcp, as the creator.
-                let body = json!({ "name": format!("mcp-{n}"), "url": self.app.url("/mcp"), "headers": { "Authorization": format!("Bearer {token}"), "X-Agentry-Tenant": tenant } });
+                let body =
+                    json!({ "name": format!("mcp-{n}"), "url": self.app.url("/mcp"), "headers": { "Authorization": format!("Bearer {token}"), "X-Agentry-Tenant": tenant } });
                 created(self.call(&token, tenant, Method::POST, "/api/v1/mcp-servers", Some(body)).await, "an MCP server");
                 Object { id: format!("mcp-{n}"), extra: None }
             }
             Kind::Budget => {
-                let body = created(self.call(&token, tenant, Method::POST, "/api/v1/costs/budget", Some(json!({ "scope": "tenant", "period": "daily", "limit_usd": 5.0 + n as f64 }))).await, "a budget");
+                let body = created(
+                    self.call(&token, tenant, Method::POST, "/api/v1/costs/budget", Some(json!({ "scope": "tenant", "period": "daily", "limit_usd": 5.0 + n as f64 }))).await,
+                    "a budget",
+                );
                 Object { id: id(&body), extra: None }
             }
             Kind::Invoice => {

@@ -133,9 +133,7 @@ async fn authorize(State(p): State<OidcProvider>, Query(q): Query<HashMap<String
         && q.get("client_id").map(String::as_str) == Some(CLIENT_ID)
         && q.get("code_challenge_method").map(String::as_str) == Some("S256")
         && q.get("scope").is_some_and(|s| s.split(' ').any(|s| s == "openid"));
-    let (Some(redirect_uri), Some(state), Some(nonce), Some(challenge), true) =
-        (q.get("redirect_uri"), q.get("state"), q.get("nonce"), q.get("code_challenge"), ok)
-    else {
+    let (Some(redirect_uri), Some(state), Some(nonce), Some(challenge), true) = (q.get("redirect_uri"), q.get("state"), q.get("nonce"), q.get("code_challenge"), ok) else {
         return (StatusCode::BAD_REQUEST, "bad authorization request").into_response();
     };
     let code = format!("code-{}", uuid::Uuid::new_v4().simple());

@@ -24,7 +24,8 @@ async fn mcp_lists_and_calls_what_the_caller_may_use() {
     let app = spawn_app().await;
     let tenant = app.bootstrap().await;
     let token = app.token(ADMIN_EMAIL).await;
-    let (status, init) = rpc(&app, &token, "/mcp", "initialize", json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } })).await;
+    let (status, init) =
+        rpc(&app, &token, "/mcp", "initialize", json!({ "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "1" } })).await;
     assert_eq!(status, 200, "{init}");
     assert_eq!(init["result"]["protocolVersion"], "2025-06-18", "the client's known version is echoed");
     assert_eq!(init["result"]["serverInfo"]["name"], "agentry");

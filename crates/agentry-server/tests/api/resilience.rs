@@ -90,11 +90,8 @@ async fn a_stream_that_sent_tokens_is_not_switched_to_another_model() {
     assert_eq!(response.status(), 200);
     let text = response.text().await.unwrap();
     let frames = sse_data(&text);
-    let content: String = frames
-        .iter()
-        .filter_map(|f| serde_json::from_str::<Value>(f).ok())
-        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned))
-        .collect();
+    let content: String =
+        frames.iter().filter_map(|f| serde_json::from_str::<Value>(f).ok()).filter_map(|c| c["choices"][0]["delta"]["content"].as_str().map(str::to_owned)).collect();
     assert_eq!(content, "Hello wor", "only the first model's tokens");
     let last: Value = serde_json::from_str(frames.last().unwrap()).unwrap();
     assert!(last["error"]["message"].is_string(), "the stream ends with an error event: {text}");

@@ -180,7 +180,12 @@ async fn rotate_master_reseals_every_secret_and_everything_keeps_working() {
 
     let database_url = app.database_url.clone();
     let dir = stop(app).await;
-    let output = Command::new(BIN).args(["--data-dir", data_dir.to_str().unwrap(), "keys", "rotate-master"]).env_remove("AGENTRY_MASTER_KEY").env_remove("AGENTRY_DATABASE_URL").output().unwrap();
+    let output = Command::new(BIN)
+        .args(["--data-dir", data_dir.to_str().unwrap(), "keys", "rotate-master"])
+        .env_remove("AGENTRY_MASTER_KEY")
+        .env_remove("AGENTRY_DATABASE_URL")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     let new_key = std::fs::read_to_string(data_dir.join("master.key")).unwrap();

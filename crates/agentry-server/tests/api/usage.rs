@@ -237,12 +237,7 @@ async fn costs_follow_price_changes_and_invoices_equal_metered_usage() {
 async fn optimizer_routes_simple_prompts_to_the_cheap_model_and_cache_saves() {
     let app = spawn_app().await;
     let token = admin(&app).await;
-    let response = app
-        .with(Method::PUT, "/api/v1/costs/settings", &token)
-        .json(&json!({ "optimizer_enabled": true, "response_cache_enabled": true }))
-        .send()
-        .await
-        .unwrap();
+    let response = app.with(Method::PUT, "/api/v1/costs/settings", &token).json(&json!({ "optimizer_enabled": true, "response_cache_enabled": true })).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let ask = json!({ "model": "auto", "messages": user_message("What is two plus two?") });
     let first: Value = app.with(Method::POST, "/v1/chat/completions", &token).json(&ask).send().await.unwrap().json().await.unwrap();

@@ -93,11 +93,7 @@ impl Tool for KnowledgeSearch {
             version: None,
         };
         let found = self.knowledge.search(ctx.access, request).await.map_err(|e| ToolError::Failed(e.to_string()))?;
-        let text = if found.results.is_empty() {
-            "No passages found.".to_owned()
-        } else {
-            numbered_sources(&found.results)
-        };
+        let text = if found.results.is_empty() { "No passages found.".to_owned() } else { numbered_sources(&found.results) };
         let data = json!({ "results": found.results.iter().map(|h| json!({
             "chunk_id": h.chunk_id, "document_id": h.document_id, "title": h.title, "version": h.version, "score": h.score,
         })).collect::<Vec<_>>() });

@@ -76,20 +76,15 @@ pub struct ToolRegistry {
 impl ToolRegistry {
     /// The built-in tools.
     pub fn built_in(knowledge: Knowledge, outbound: Outbound) -> Result<Self, ToolError> {
-        let tools: Vec<Arc<dyn Tool>> = vec![
-            Arc::new(builtin::Calculator),
-            Arc::new(builtin::KnowledgeSearch { knowledge }),
-            Arc::new(builtin::HttpFetch { outbound }),
-            Arc::new(builtin::CurrentTime),
-        ];
+        let tools: Vec<Arc<dyn Tool>> =
+            vec![Arc::new(builtin::Calculator), Arc::new(builtin::KnowledgeSearch { knowledge }), Arc::new(builtin::HttpFetch { outbound }), Arc::new(builtin::CurrentTime)];
         Self::new(tools)
     }
 
     pub fn new(tools: Vec<Arc<dyn Tool>>) -> Result<Self, ToolError> {
         let mut map = BTreeMap::new();
         for tool in tools {
-            let validator = jsonschema::validator_for(&tool.parameters())
-                .map_err(|e| ToolError::Failed(format!("tool '{}' has an invalid schema: {e}", tool.name())))?;
+            let validator = jsonschema::validator_for(&tool.parameters()).map_err(|e| ToolError::Failed(format!("tool '{}' has an invalid schema: {e}", tool.name())))?;
             map.insert(tool.name().to_owned(), Registered { tool, validator });
         }
         Ok(Self { tools: Arc::new(map) })

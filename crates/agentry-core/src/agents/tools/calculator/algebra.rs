@@ -102,25 +102,15 @@ impl Poly {
 }
 
 fn answer(exact: String) -> Answer {
-    Answer {
-        exact,
-        decimal: None,
-        approximate: false,
-    }
+    Answer { exact, decimal: None, approximate: false }
 }
 
 /// Solve `lhs = rhs` for `var`.
 pub(crate) fn solve(lhs: &Expr, rhs: &Expr, var: &str) -> Result<Answer, CalcError> {
     let p = eval(lhs, Some(var))?.add(&eval(rhs, Some(var))?.neg())?;
     match p.0.as_slice() {
-        [c] if c.is_zero() => Ok(Answer {
-            approximate: c.approx,
-            ..answer(format!("every {var} is a solution"))
-        }),
-        [c] => Ok(Answer {
-            approximate: c.approx,
-            ..answer("no solution".into())
-        }),
+        [c] if c.is_zero() => Ok(Answer { approximate: c.approx, ..answer(format!("every {var} is a solution")) }),
+        [c] => Ok(Answer { approximate: c.approx, ..answer("no solution".into()) }),
         [c0, c1] => {
             let root = num::div(&num::neg(c0), c1)?;
             Ok(roots_answer(&[root], var))
@@ -134,35 +124,15 @@ pub(crate) fn solve(lhs: &Expr, rhs: &Expr, var: &str) -> Result<Answer, CalcErr
 /// "x ≈ 1.414… or …" when any root is approximate.
 fn roots_answer(roots: &[Num], var: &str) -> Answer {
     if roots.iter().any(|r| r.approx) {
-        let exact: Vec<String> = roots
-            .iter()
-            .map(|r| format!("{var} ≈ {}", decimal_approx(&r.v)))
-            .collect();
-        return Answer {
-            exact: exact.join(" or "),
-            decimal: None,
-            approximate: true,
-        };
+        let exact: Vec<String> = roots.iter().map(|r| format!("{var} ≈ {}", decimal_approx(&r.v))).collect();
+        return Answer { exact: exact.join(" or "), decimal: None, approximate: true };
     }
     let exact: Vec<String> = roots.iter().map(|r| format!("{var} = {}", r.v)).collect();
     let decimal = roots.iter().any(|r| !r.v.is_integer()).then(|| {
-        let parts: Vec<String> = roots
-            .iter()
-            .map(|r| {
-                if r.v.is_integer() {
-                    format!("{var} = {}", r.v)
-                } else {
-                    format!("{var} = {}", decimal_exact(&r.v))
-                }
-            })
-            .collect();
+        let parts: Vec<String> = roots.iter().map(|r| if r.v.is_integer() { format!("{var} = {}", r.v) } else { format!("{var} = {}", decimal_exact(&r.v)) }).collect();
         parts.join(" or ")
     });
-    Answer {
-        exact: exact.join(" or "),
-        decimal,
-        approximate: false,
-    }
+    Answer { exact: exact.join(" or "), decimal, approximate: false }
 }
 
 fn quadratic(a: &Num, b: &Num, c: &Num, var: &str) -> Result<Answer, CalcError> {
@@ -171,11 +141,7 @@ fn quadratic(a: &Num, b: &Num, c: &Num, var: &str) -> Result<Answer, CalcError> 
     let disc = num::sub(&num::mul(b, b)?, &four_ac)?;
     let two_a = num::mul(&Num::int(2), a)?;
     if disc.v.is_negative() {
-        return Ok(Answer {
-            exact: "no real solution".into(),
-            decimal: None,
-            approximate,
-        });
+        return Ok(Answer { exact: "no real solution".into(), decimal: None, approximate });
     }
     if disc.is_zero() {
         let root = num::div(&num::neg(b), &two_a)?;
@@ -183,10 +149,7 @@ fn quadratic(a: &Num, b: &Num, c: &Num, var: &str) -> Result<Answer, CalcError> 
     }
     if !approximate && let Some(s) = num::exact_root(&disc.v, 2) {
         let s = Num::exact(s)?;
-        let mut roots = vec![
-            num::div(&num::sub(&num::neg(b), &s)?, &two_a)?,
-            num::div(&num::add(&num::neg(b), &s)?, &two_a)?,
-        ];
+        let mut roots = vec![num::div(&num::sub(&num::neg(b), &s)?, &two_a)?, num::div(&num::add(&num::neg(b), &s)?, &two_a)?];
         roots.sort_by(|x, y| x.v.cmp(&y.v));
         return Ok(roots_answer(&roots, var));
     }
@@ -196,15 +159,8 @@ fn quadratic(a: &Num, b: &Num, c: &Num, var: &str) -> Result<Answer, CalcError> 
         return Ok(roots_answer(&decimals, var));
     }
     let exact = surd_form(&a.v, &b.v, &disc.v, var)?;
-    let decimal: Vec<String> = decimals
-        .iter()
-        .map(|r| format!("{var} ≈ {}", decimal_approx(&r.v)))
-        .collect();
-    Ok(Answer {
-        exact,
-        decimal: Some(decimal.join(" or ")),
-        approximate: false,
-    })
+    let decimal: Vec<String> = decimals.iter().map(|r| format!("{var} ≈ {}", decimal_approx(&r.v))).collect();
+    Ok(Answer { exact, decimal: Some(decimal.join(" or ")), approximate: false })
 }
 
 /// Both roots from an approximate √disc, ascending, without cancellation:
@@ -214,11 +170,7 @@ fn approx_roots(a: &Num, b: &Num, c: &Num, sq: &Num) -> Result<Vec<Num>, CalcErr
         let r = num::div(sq, &num::mul(&Num::int(2), a)?)?;
         vec![num::neg(&r), r]
     } else {
-        let signed = if b.v.is_negative() {
-            num::neg(sq)
-        } else {
-            sq.clone()
-        };
+        let signed = if b.v.is_negative() { num::neg(sq) } else { sq.clone() };
         let q = num::div(&num::neg(&num::add(b, &signed)?), &Num::int(2))?;
         vec![num::div(&q, a)?, num::div(c, &q)?]
     };
@@ -251,12 +203,7 @@ fn split_square(n: &BigInt) -> (BigInt, BigInt) {
 /// Exact roots `(-b ± √disc)/(2a)` of a rational quadratic with irrational roots, as
 /// `P ± C√m` over a common denominator, ascending:
 /// "x = (5 - √13)/2 or x = (5 + √13)/2", "x = -√2 or x = √2", "x = 1 - 2√3 or x = 1 + 2√3".
-fn surd_form(
-    a: &BigRational,
-    b: &BigRational,
-    disc: &BigRational,
-    var: &str,
-) -> Result<String, CalcError> {
+fn surd_form(a: &BigRational, b: &BigRational, disc: &BigRational, var: &str) -> Result<String, CalcError> {
     // √(n/d) = √(n·d)/d = s√m/d
     let (s, m) = split_square(&(disc.numer() * disc.denom()));
     let two_a = rational::mul(a, &BigRational::from_integer(2.into()))?;
@@ -265,19 +212,12 @@ fn surd_form(
     let l = rational::lcm(p.denom(), coeff.denom())?;
     let p_int = p.numer() * (&l / p.denom());
     let c_int = coeff.numer() * (&l / coeff.denom());
-    let term = if c_int.is_one() {
-        format!("√{m}")
-    } else {
-        format!("{c_int}√{m}")
-    };
+    let term = if c_int.is_one() { format!("√{m}") } else { format!("{c_int}√{m}") };
     let (low, high) = match (l.is_one(), p_int.is_zero()) {
         (true, true) => (format!("-{term}"), term),
         (true, false) => (format!("{p_int} - {term}"), format!("{p_int} + {term}")),
         (false, true) => (format!("-{term}/{l}"), format!("{term}/{l}")),
-        (false, false) => (
-            format!("({p_int} - {term})/{l}"),
-            format!("({p_int} + {term})/{l}"),
-        ),
+        (false, false) => (format!("({p_int} - {term})/{l}"), format!("({p_int} + {term})/{l}")),
     };
     Ok(format!("{var} = {low} or {var} = {high}"))
 }

@@ -10,8 +10,7 @@ use super::parse::{Constant, Expr, Func, Op};
 /// Evaluate an expression without variables.
 pub(crate) fn eval_constant(e: &Expr) -> Result<Num, CalcError> {
     let p = eval(e, None)?;
-    p.constant()
-        .ok_or_else(|| CalcError::Parse("the expression contains an unknown name".into()))
+    p.constant().ok_or_else(|| CalcError::Parse("the expression contains an unknown name".into()))
 }
 
 /// Evaluate `e` as a polynomial in `var`.
@@ -53,12 +52,7 @@ pub(crate) fn eval(e: &Expr, var: Option<&str>) -> Result<Poly, CalcError> {
 
 /// The constant value of `p`, or Unsupported when it depends on the variable.
 fn constant_operand(p: Poly, var: Option<&str>, what: &str) -> Result<Num, CalcError> {
-    p.constant().ok_or_else(|| {
-        CalcError::Unsupported(format!(
-            "{what} of an expression containing {} are not supported",
-            var.unwrap_or("a variable")
-        ))
-    })
+    p.constant().ok_or_else(|| CalcError::Unsupported(format!("{what} of an expression containing {} are not supported", var.unwrap_or("a variable"))))
 }
 
 fn binary(op: Op, a: Poly, b: Poly, var: Option<&str>) -> Result<Poly, CalcError> {
@@ -69,9 +63,7 @@ fn binary(op: Op, a: Poly, b: Poly, var: Option<&str>) -> Result<Poly, CalcError
         Op::Mul => a.mul(&b),
         Op::Div => match b.constant() {
             Some(d) => a.div_const(&d),
-            None => Err(CalcError::Unsupported(format!(
-                "division by an expression containing {name} is not supported"
-            ))),
+            None => Err(CalcError::Unsupported(format!("division by an expression containing {name} is not supported"))),
         },
         Op::Mod => {
             let x = constant_operand(a, var, "remainders")?;
@@ -80,9 +72,7 @@ fn binary(op: Op, a: Poly, b: Poly, var: Option<&str>) -> Result<Poly, CalcError
         }
         Op::Pow => {
             let Some(exponent) = b.constant() else {
-                return Err(CalcError::Unsupported(format!(
-                    "exponents containing {name} are not supported"
-                )));
+                return Err(CalcError::Unsupported(format!("exponents containing {name} are not supported")));
             };
             if let Some(base) = a.constant() {
                 return Ok(Poly::of(num::pow(&base, &exponent)?));
@@ -90,21 +80,14 @@ fn binary(op: Op, a: Poly, b: Poly, var: Option<&str>) -> Result<Poly, CalcError
             let n = exponent
                 .as_integer()
                 .and_then(num_traits::ToPrimitive::to_u32)
-                .ok_or_else(|| {
-                    CalcError::Unsupported(format!(
-                        "only whole non-negative powers of {name} are supported"
-                    ))
-                })?;
+                .ok_or_else(|| CalcError::Unsupported(format!("only whole non-negative powers of {name} are supported")))?;
             a.pow(n)
         }
     }
 }
 
 fn call(func: Func, args: &[Num]) -> Result<Num, CalcError> {
-    let arg = |i: usize| {
-        args.get(i)
-            .ok_or_else(|| CalcError::Parse("missing function argument".into()))
-    };
+    let arg = |i: usize| args.get(i).ok_or_else(|| CalcError::Parse("missing function argument".into()));
     match func {
         Func::Sqrt => num::root(arg(0)?, &Num::int(2)),
         Func::Cbrt => num::root(arg(0)?, &Num::int(3)),

@@ -135,8 +135,7 @@ pub fn extract(question: &str) -> Option<String> {
 }
 
 fn trim_punctuation(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || matches!(c, '?' | '.' | ',' | ';' | ':'))
-        .trim_end_matches(|c: char| c.is_whitespace() || c == '=')
+    s.trim_matches(|c: char| c.is_whitespace() || matches!(c, '?' | '.' | ',' | ';' | ':')).trim_end_matches(|c: char| c.is_whitespace() || c == '=')
 }
 
 /// Drop leading and trailing filler: "what's the square root of 144?" →
@@ -155,9 +154,7 @@ fn strip_phrases(text: &str) -> String {
         // "solve for x: 2x + 3 = 11"
         if let Some(rest) = s.strip_prefix("for ") {
             let mut chars = rest.chars();
-            if chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-                && chars.next().is_some_and(|c| matches!(c, ':' | ','))
-            {
+            if chars.next().is_some_and(|c| c.is_ascii_alphabetic()) && chars.next().is_some_and(|c| matches!(c, ':' | ',')) {
                 s = trim_punctuation(chars.as_str());
             }
         }
@@ -197,14 +194,8 @@ fn ungroup(word: &str) -> String {
     let grouped = groups.len() > 1
         && groups.first().is_some_and(|g| (1..=3).contains(&g.len()))
         && groups.iter().skip(1).all(|g| g.len() == 3)
-        && word
-            .chars()
-            .all(|c| c.is_ascii_digit() || c == ',' || c == '.');
-    if grouped {
-        word.replace(',', "")
-    } else {
-        word.to_string()
-    }
+        && word.chars().all(|c| c.is_ascii_digit() || c == ',' || c == '.');
+    if grouped { word.replace(',', "") } else { word.to_string() }
 }
 
 fn numeric_end(w: &str) -> bool {
@@ -223,21 +214,13 @@ fn rewrite(text: &str) -> String {
     let mut i = 0;
     'words: while let Some(word) = words.get(i) {
         // "12 x 7" → "12*7" outside equations.
-        if word == "x"
-            && !equation
-            && i > 0
-            && words.get(i - 1).is_some_and(|w| numeric_end(w))
-            && words.get(i + 1).is_some_and(|w| numeric_start(w))
-        {
+        if word == "x" && !equation && i > 0 && words.get(i - 1).is_some_and(|w| numeric_end(w)) && words.get(i + 1).is_some_and(|w| numeric_start(w)) {
             pieces.push(Piece::Infix("*"));
             i += 1;
             continue;
         }
         for (phrase, mapping) in PHRASES {
-            let matches = phrase
-                .iter()
-                .enumerate()
-                .all(|(k, p)| words.get(i + k).is_some_and(|w| w == p));
+            let matches = phrase.iter().enumerate().all(|(k, p)| words.get(i + k).is_some_and(|w| w == p));
             if !matches {
                 continue;
             }

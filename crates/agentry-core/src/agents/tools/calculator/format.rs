@@ -28,11 +28,7 @@ pub(crate) fn log2_abs(n: &BigInt) -> f64 {
 
 /// Compares `n/d` (both positive) with `10^e`.
 fn cmp_pow10(n: &BigInt, d: &BigInt, e: i64) -> Ordering {
-    if e >= 0 {
-        n.cmp(&(d * pow10(e.unsigned_abs())))
-    } else {
-        (n * pow10(e.unsigned_abs())).cmp(d)
-    }
+    if e >= 0 { n.cmp(&(d * pow10(e.unsigned_abs()))) } else { (n * pow10(e.unsigned_abs())).cmp(d) }
 }
 
 /// `floor(log10 |v|)` for `v ≠ 0`, exactly.
@@ -65,11 +61,7 @@ pub(crate) fn round_sig(v: &BigRational, digits: u32) -> Option<(BigInt, i64, bo
     let n = v.numer().abs();
     let d = v.denom().abs();
     let mut shift = i64::from(digits) - 1 - floor_log10(v);
-    let (num, den) = if shift >= 0 {
-        (n * pow10(shift.unsigned_abs()), d)
-    } else {
-        (n, d * pow10(shift.unsigned_abs()))
-    };
+    let (num, den) = if shift >= 0 { (n * pow10(shift.unsigned_abs()), d) } else { (n, d * pow10(shift.unsigned_abs())) };
     let mut mantissa = &num / &den;
     let rem = num - &mantissa * &den;
     let exact = rem.is_zero();
@@ -89,11 +81,7 @@ pub(crate) fn round_to(v: &BigRational, digits: u32) -> Result<BigRational, Calc
         None => Ok(BigRational::zero()),
         Some((m, exp, _)) => {
             let m = if v.is_negative() { -m } else { m };
-            if exp >= 0 {
-                Ok(BigRational::from_integer(m * pow10(exp.unsigned_abs())))
-            } else {
-                ratio(m, pow10(exp.unsigned_abs()))
-            }
+            if exp >= 0 { Ok(BigRational::from_integer(m * pow10(exp.unsigned_abs()))) } else { ratio(m, pow10(exp.unsigned_abs())) }
         }
     }
 }
@@ -117,22 +105,14 @@ fn render(v: &BigRational, strip: bool) -> (String, bool) {
     let len = i64::try_from(digits.len()).unwrap_or(0);
     let body = if (0..i64::from(SHOWN_DIGITS)).contains(&lead) {
         let int_len = usize::try_from(lead + 1).unwrap_or(0);
-        if digits.len() <= int_len {
-            format!("{digits}{}", "0".repeat(int_len - digits.len()))
-        } else {
-            format!("{}.{}", &digits[..int_len], &digits[int_len..])
-        }
+        if digits.len() <= int_len { format!("{digits}{}", "0".repeat(int_len - digits.len())) } else { format!("{}.{}", &digits[..int_len], &digits[int_len..]) }
     } else if (-7..0).contains(&lead) {
         let zeros = usize::try_from(-lead - 1).unwrap_or(0);
         format!("0.{}{digits}", "0".repeat(zeros))
     } else {
         let (first, rest) = digits.split_at(1);
         let exp_sign = if lead < 0 { "-" } else { "+" };
-        let frac = if len > 1 {
-            format!(".{rest}")
-        } else {
-            String::new()
-        };
+        let frac = if len > 1 { format!(".{rest}") } else { String::new() };
         format!("{first}{frac}e{exp_sign}{}", lead.unsigned_abs())
     };
     (format!("{sign}{body}"), exact)
@@ -155,22 +135,10 @@ pub(crate) fn decimal_approx(v: &BigRational) -> String {
 /// The answer for a plain expression's value.
 pub(crate) fn value_answer(value: &Num) -> Answer {
     if value.approx {
-        return Answer {
-            exact: decimal_approx(&value.v),
-            decimal: None,
-            approximate: true,
-        };
+        return Answer { exact: decimal_approx(&value.v), decimal: None, approximate: true };
     }
     if value.v.is_integer() {
-        return Answer {
-            exact: value.v.numer().to_string(),
-            decimal: None,
-            approximate: false,
-        };
+        return Answer { exact: value.v.numer().to_string(), decimal: None, approximate: false };
     }
-    Answer {
-        exact: value.v.to_string(),
-        decimal: Some(decimal_exact(&value.v)),
-        approximate: false,
-    }
+    Answer { exact: value.v.to_string(), decimal: Some(decimal_exact(&value.v)), approximate: false }
 }

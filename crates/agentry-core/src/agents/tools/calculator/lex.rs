@@ -155,26 +155,17 @@ fn lex_number(chars: &[char], start: usize) -> Result<(Tok, usize), CalcError> {
             exponent = match exp_digits.parse::<i64>() {
                 Ok(e) if e <= limit => sign * e,
                 _ => {
-                    return Err(CalcError::TooLarge(format!(
-                        "the exponent in '{}' is too large",
-                        chars[start..j].iter().collect::<String>()
-                    )));
+                    return Err(CalcError::TooLarge(format!("the exponent in '{}' is too large", chars[start..j].iter().collect::<String>())));
                 }
             };
             text = chars[start..j].iter().collect::<String>().replace('E', "e");
             i = j;
         }
     }
-    let mantissa: BigInt = format!("{int_digits}{frac_digits}")
-        .parse()
-        .map_err(|_| CalcError::Parse(format!("malformed number '{text}'")))?;
+    let mantissa: BigInt = format!("{int_digits}{frac_digits}").parse().map_err(|_| CalcError::Parse(format!("malformed number '{text}'")))?;
     let frac_len = i64::try_from(frac_digits.len()).unwrap_or(i64::MAX);
     let scale = exponent - frac_len;
     let ten_pow = |k: i64| -> BigInt { BigInt::from(10u32).pow(u32::try_from(k).unwrap_or(0)) };
-    let value = if scale >= 0 {
-        BigRational::from_integer(mantissa * ten_pow(scale))
-    } else {
-        super::rational::ratio(mantissa, ten_pow(-scale))?
-    };
+    let value = if scale >= 0 { BigRational::from_integer(mantissa * ten_pow(scale)) } else { super::rational::ratio(mantissa, ten_pow(-scale))? };
     Ok((Tok::Num { text, value }, i))
 }

@@ -155,9 +155,7 @@ pub(crate) struct Answer {
 /// Evaluate an expression or solve a one-variable equation (linear or quadratic).
 pub fn evaluate(input: &str) -> Result<Evaluation, CalcError> {
     if input.chars().count() > MAX_INPUT_CHARS {
-        return Err(CalcError::TooLarge(format!(
-            "the input is longer than {MAX_INPUT_CHARS} characters"
-        )));
+        return Err(CalcError::TooLarge(format!("the input is longer than {MAX_INPUT_CHARS} characters")));
     }
     rational::reset_budget();
     let parsed = parse::parse(input)?;
@@ -166,9 +164,7 @@ pub fn evaluate(input: &str) -> Result<Evaluation, CalcError> {
     let answer = match &parsed.rhs {
         None => {
             if let Some(name) = variables.iter().next() {
-                return Err(CalcError::Parse(format!(
-                    "unknown name '{name}' (a variable needs an equation with '=')"
-                )));
+                return Err(CalcError::Parse(format!("unknown name '{name}' (a variable needs an equation with '=')")));
             }
             let value = eval::eval_constant(&parsed.lhs)?;
             format::value_answer(&value)
@@ -176,19 +172,11 @@ pub fn evaluate(input: &str) -> Result<Evaluation, CalcError> {
         Some(rhs) => {
             if variables.len() > 1 {
                 let names: Vec<&str> = variables.iter().map(String::as_str).collect();
-                return Err(CalcError::Unsupported(format!(
-                    "equations with more than one unknown ({}) are not supported",
-                    names.join(", ")
-                )));
+                return Err(CalcError::Unsupported(format!("equations with more than one unknown ({}) are not supported", names.join(", "))));
             }
             let var = variables.iter().next().map_or("x", String::as_str);
             algebra::solve(&parsed.lhs, rhs, var)?
         }
     };
-    Ok(Evaluation {
-        expression,
-        exact: answer.exact,
-        decimal: answer.decimal,
-        approximate: answer.approximate,
-    })
+    Ok(Evaluation { expression, exact: answer.exact, decimal: answer.decimal, approximate: answer.approximate })
 }

@@ -7,10 +7,7 @@ use num_traits::{One, Signed, ToPrimitive, Zero};
 
 use super::format::{floor_log10, log2_abs, pow10, round_to};
 use super::rational;
-use super::{
-    CalcError, INTERNAL_DIGITS, MAX_FACTORIAL, MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS,
-    MAX_ROOT_INDEX,
-};
+use super::{CalcError, INTERNAL_DIGITS, MAX_FACTORIAL, MAX_FRACTION_DIGITS, MAX_INTEGER_DIGITS, MAX_ROOT_INDEX};
 
 /// log2(10): bits per decimal digit.
 const BITS_PER_DIGIT: f64 = std::f64::consts::LOG2_10;
@@ -65,32 +62,19 @@ impl Num {
     }
 
     fn with(v: BigRational, approx: bool) -> Result<Num, CalcError> {
-        if approx {
-            Num::approx(&v)
-        } else {
-            Num::exact(v)
-        }
+        if approx { Num::approx(&v) } else { Num::exact(v) }
     }
 
     pub(crate) fn int(n: i64) -> Num {
-        Num {
-            v: BigRational::from_integer(n.into()),
-            approx: false,
-        }
+        Num { v: BigRational::from_integer(n.into()), approx: false }
     }
 
     pub(crate) fn constant_pi() -> Num {
-        Num {
-            v: parse_decimal(PI),
-            approx: true,
-        }
+        Num { v: parse_decimal(PI), approx: true }
     }
 
     pub(crate) fn constant_e() -> Num {
-        Num {
-            v: parse_decimal(E),
-            approx: true,
-        }
+        Num { v: parse_decimal(E), approx: true }
     }
 
     pub(crate) fn is_zero(&self) -> bool {
@@ -121,20 +105,14 @@ pub(crate) fn add(a: &Num, b: &Num) -> Result<Num, CalcError> {
     if approx && !sum.is_zero() && !a.is_zero() && !b.is_zero() {
         let scale = floor_log10(&a.v).max(floor_log10(&b.v));
         if floor_log10(&sum) < scale - CANCELLATION_DIGITS {
-            return Ok(Num {
-                v: BigRational::zero(),
-                approx: true,
-            });
+            return Ok(Num { v: BigRational::zero(), approx: true });
         }
     }
     Num::with(sum, approx)
 }
 
 pub(crate) fn neg(a: &Num) -> Num {
-    Num {
-        v: -&a.v,
-        approx: a.approx,
-    }
+    Num { v: -&a.v, approx: a.approx }
 }
 
 pub(crate) fn sub(a: &Num, b: &Num) -> Result<Num, CalcError> {
@@ -168,21 +146,12 @@ pub(crate) fn modulo(a: &Num, b: &Num) -> Result<Num, CalcError> {
 }
 
 pub(crate) fn abs(a: &Num) -> Num {
-    Num {
-        v: a.v.abs(),
-        approx: a.approx,
-    }
+    Num { v: a.v.abs(), approx: a.approx }
 }
 
 pub(crate) fn factorial(a: &Num) -> Result<Num, CalcError> {
-    let n = a
-        .as_integer()
-        .filter(|n| !n.is_negative())
-        .ok_or_else(|| CalcError::Domain("factorial needs a non-negative integer".into()))?;
-    let n = n
-        .to_u32()
-        .filter(|n| *n <= MAX_FACTORIAL)
-        .ok_or_else(|| too_large(&format!("n! is limited to n ≤ {MAX_FACTORIAL}")))?;
+    let n = a.as_integer().filter(|n| !n.is_negative()).ok_or_else(|| CalcError::Domain("factorial needs a non-negative integer".into()))?;
+    let n = n.to_u32().filter(|n| *n <= MAX_FACTORIAL).ok_or_else(|| too_large(&format!("n! is limited to n ≤ {MAX_FACTORIAL}")))?;
     let mut acc = BigInt::one();
     for k in 2..=n {
         acc *= k;
@@ -194,13 +163,9 @@ pub(crate) fn factorial(a: &Num) -> Result<Num, CalcError> {
 fn integer_args<'a>(args: &'a [Num], name: &str) -> Result<Vec<&'a BigInt>, CalcError> {
     args.iter()
         .map(|a| {
-            let n = a
-                .as_integer()
-                .ok_or_else(|| CalcError::Domain(format!("{name} needs integers")))?;
+            let n = a.as_integer().ok_or_else(|| CalcError::Domain(format!("{name} needs integers")))?;
             if log2_abs(n) / BITS_PER_DIGIT > MAX_FRACTION_DIGITS as f64 {
-                return Err(too_large(&format!(
-                    "{name} arguments are limited to {MAX_FRACTION_DIGITS} digits"
-                )));
+                return Err(too_large(&format!("{name} arguments are limited to {MAX_FRACTION_DIGITS} digits")));
             }
             Ok(n)
         })
@@ -243,46 +208,25 @@ pub(crate) fn exact_root(x: &BigRational, n: u32) -> Option<BigRational> {
 /// scaled integer: big-integer Newton iteration, no floating point).
 pub(crate) fn approx_root(x: &BigRational, n: u32) -> Result<Num, CalcError> {
     if !x.is_positive() || n == 0 {
-        return Ok(Num {
-            v: BigRational::zero(),
-            approx: true,
-        });
+        return Ok(Num { v: BigRational::zero(), approx: true });
     }
     let e = floor_log10(x);
     let k = i64::from(INTERNAL_DIGITS) + 2 - e.div_euclid(i64::from(n));
     let nk = i64::from(n) * k;
     // floor(x·10^nk) by integer division (a rational division would run a big gcd).
-    let (num, den) = if nk >= 0 {
-        (x.numer() * pow10(nk.unsigned_abs()), x.denom().clone())
-    } else {
-        (x.numer().clone(), x.denom() * pow10(nk.unsigned_abs()))
-    };
+    let (num, den) = if nk >= 0 { (x.numer() * pow10(nk.unsigned_abs()), x.denom().clone()) } else { (x.numer().clone(), x.denom() * pow10(nk.unsigned_abs())) };
     let root = (num / den).nth_root(n);
-    let v = if k >= 0 {
-        rational::ratio(root, pow10(k.unsigned_abs()))?
-    } else {
-        BigRational::from_integer(root * pow10(k.unsigned_abs()))
-    };
+    let v = if k >= 0 { rational::ratio(root, pow10(k.unsigned_abs()))? } else { BigRational::from_integer(root * pow10(k.unsigned_abs())) };
     Num::approx(&v)
 }
 
 /// Real `n`-th root (`sqrt`, `cbrt`, `root`): odd roots of negatives are negative.
 pub(crate) fn root(x: &Num, n: &Num) -> Result<Num, CalcError> {
-    let n = n
-        .as_integer()
-        .filter(|n| n.is_positive())
-        .ok_or_else(|| CalcError::Domain("the root index must be a positive integer".into()))?;
-    let n = n
-        .to_u32()
-        .filter(|n| *n <= MAX_ROOT_INDEX)
-        .ok_or_else(|| too_large(&format!("root indices are limited to {MAX_ROOT_INDEX}")))?;
+    let n = n.as_integer().filter(|n| n.is_positive()).ok_or_else(|| CalcError::Domain("the root index must be a positive integer".into()))?;
+    let n = n.to_u32().filter(|n| *n <= MAX_ROOT_INDEX).ok_or_else(|| too_large(&format!("root indices are limited to {MAX_ROOT_INDEX}")))?;
     if x.v.is_negative() {
         if n % 2 == 0 {
-            return Err(CalcError::Domain(if n == 2 {
-                "square root of a negative number".into()
-            } else {
-                "even root of a negative number".into()
-            }));
+            return Err(CalcError::Domain(if n == 2 { "square root of a negative number".into() } else { "even root of a negative number".into() }));
         }
         return Ok(neg(&root_positive(&neg(x), n)?));
     }
@@ -302,9 +246,7 @@ fn root_positive(x: &Num, n: u32) -> Result<Num, CalcError> {
 /// exponents; approximate otherwise.
 pub(crate) fn pow(base: &Num, exponent: &Num) -> Result<Num, CalcError> {
     if exponent.approx {
-        return Err(CalcError::Unsupported(
-            "irrational exponents are not supported".into(),
-        ));
+        return Err(CalcError::Unsupported("irrational exponents are not supported".into()));
     }
     let e = &exponent.v;
     if e.is_zero() {
@@ -312,9 +254,7 @@ pub(crate) fn pow(base: &Num, exponent: &Num) -> Result<Num, CalcError> {
     }
     if base.is_zero() {
         if e.is_negative() {
-            return Err(CalcError::Domain(
-                "0 to a negative power (0^-1) is undefined".into(),
-            ));
+            return Err(CalcError::Domain("0 to a negative power (0^-1) is undefined".into()));
         }
         return Ok(base.clone());
     }
@@ -322,15 +262,9 @@ pub(crate) fn pow(base: &Num, exponent: &Num) -> Result<Num, CalcError> {
     if q.is_one() {
         return int_pow(base, p);
     }
-    let q = q.to_u32().filter(|q| *q <= MAX_ROOT_INDEX).ok_or_else(|| {
-        too_large(&format!(
-            "the exponent {e} needs a root of index above {MAX_ROOT_INDEX}"
-        ))
-    })?;
+    let q = q.to_u32().filter(|q| *q <= MAX_ROOT_INDEX).ok_or_else(|| too_large(&format!("the exponent {e} needs a root of index above {MAX_ROOT_INDEX}")))?;
     if base.v.is_negative() {
-        let odd_exact = (q % 2 == 1 && !base.approx)
-            .then(|| exact_root(&-&base.v, q))
-            .flatten();
+        let odd_exact = (q % 2 == 1 && !base.approx).then(|| exact_root(&-&base.v, q)).flatten();
         let Some(r) = odd_exact else {
             return Err(CalcError::Domain(
                 "a negative number to a fractional power has no exact real value \
@@ -346,44 +280,22 @@ pub(crate) fn pow(base: &Num, exponent: &Num) -> Result<Num, CalcError> {
 /// `base^p` for an integer `p`, with the result size estimated first.
 fn int_pow(base: &Num, p: &BigInt) -> Result<Num, CalcError> {
     if base.is_zero() {
-        return if p.is_negative() {
-            Err(CalcError::Domain(
-                "0 to a negative power (0^-1) is undefined".into(),
-            ))
-        } else {
-            Ok(base.clone())
-        };
+        return if p.is_negative() { Err(CalcError::Domain("0 to a negative power (0^-1) is undefined".into())) } else { Ok(base.clone()) };
     }
     if !base.approx && base.v.abs().is_one() {
         let odd = (p % 2u32) != BigInt::zero();
-        return Ok(if base.v.is_negative() && odd {
-            Num::int(-1)
-        } else {
-            Num::int(1)
-        });
+        return Ok(if base.v.is_negative() && odd { Num::int(-1) } else { Num::int(1) });
     }
     let limit_bits = MAX_INTEGER_DIGITS as f64 * BITS_PER_DIGIT;
-    let mag = p
-        .abs()
-        .to_u32()
-        .filter(|m| f64::from(*m) <= limit_bits)
-        .ok_or_else(|| too_large(&int_limit_msg()))?;
+    let mag = p.abs().to_u32().filter(|m| f64::from(*m) <= limit_bits).ok_or_else(|| too_large(&int_limit_msg()))?;
     if base.approx {
         return approx_pow(base, mag, p.is_negative());
     }
     let (n, d) = (base.v.numer(), base.v.denom());
     let est_digits = f64::from(mag) * (log2_abs(n) + log2_abs(d)) / BITS_PER_DIGIT;
-    let limit = if d.is_one() && !p.is_negative() {
-        MAX_INTEGER_DIGITS
-    } else {
-        MAX_FRACTION_DIGITS
-    };
+    let limit = if d.is_one() && !p.is_negative() { MAX_INTEGER_DIGITS } else { MAX_FRACTION_DIGITS };
     if est_digits > limit as f64 * 1.0001 + 1.0 {
-        return Err(too_large(&if limit == MAX_INTEGER_DIGITS {
-            int_limit_msg()
-        } else {
-            fraction_limit_msg()
-        }));
+        return Err(too_large(&if limit == MAX_INTEGER_DIGITS { int_limit_msg() } else { fraction_limit_msg() }));
     }
     // gcd(n, d) = 1 implies gcd(n^m, d^m) = 1: no reduction needed.
     let v = BigRational::new_raw(n.pow(mag), d.pow(mag));
@@ -397,10 +309,7 @@ fn approx_pow(base: &Num, mag: u32, invert: bool) -> Result<Num, CalcError> {
     if f64::from(mag) * magnitude > MAX_INTEGER_DIGITS as f64 {
         return Err(too_large(&int_limit_msg()));
     }
-    let mut acc = Num {
-        v: BigRational::one(),
-        approx: true,
-    };
+    let mut acc = Num { v: BigRational::one(), approx: true };
     let mut sq = base.clone();
     let mut m = mag;
     while m > 0 {
@@ -412,9 +321,5 @@ fn approx_pow(base: &Num, mag: u32, invert: bool) -> Result<Num, CalcError> {
             sq = mul(&sq, &sq)?;
         }
     }
-    if invert {
-        div(&Num::int(1), &acc)
-    } else {
-        Ok(acc)
-    }
+    if invert { div(&Num::int(1), &acc) } else { Ok(acc) }
 }

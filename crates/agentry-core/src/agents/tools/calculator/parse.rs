@@ -64,8 +64,8 @@ pub(crate) enum Constant {
 
 /// Functions people ask for that the exact calculator does not offer.
 const UNSUPPORTED_FUNCTIONS: &[&str] = &[
-    "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "arcsin", "arccos", "arctan",
-    "sinh", "cosh", "tanh", "log", "ln", "lg", "exp", "floor", "ceil", "round", "min", "max",
+    "sin", "cos", "tan", "cot", "sec", "csc", "asin", "acos", "atan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "log", "ln", "lg", "exp", "floor", "ceil", "round",
+    "min", "max",
 ];
 
 /// Expression tree.
@@ -139,10 +139,7 @@ fn tree_depth(e: &Expr) -> usize {
         Expr::Num { .. } | Expr::Const(_) | Expr::Var(_) => 0,
         Expr::Neg(a) | Expr::Factorial(a) | Expr::Percent(a) => tree_depth(a),
         Expr::Bin(_, a, b) => tree_depth(a).max(tree_depth(b)),
-        Expr::Chain(first, rest) => rest
-            .iter()
-            .map(|(_, e)| tree_depth(e))
-            .fold(tree_depth(first), usize::max),
+        Expr::Chain(first, rest) => rest.iter().map(|(_, e)| tree_depth(e)).fold(tree_depth(first), usize::max),
         Expr::Call(_, args) => args.iter().map(tree_depth).max().unwrap_or(0),
     }
 }
@@ -153,11 +150,7 @@ pub(crate) fn parse(input: &str) -> Result<Parsed, CalcError> {
     if toks.is_empty() {
         return Err(CalcError::Parse("empty expression".into()));
     }
-    let mut p = Parser {
-        toks,
-        pos: 0,
-        depth: 0,
-    };
+    let mut p = Parser { toks, pos: 0, depth: 0 };
     let lhs = p.expr()?;
     let rhs = if p.eat(&Tok::Eq) {
         if p.peek().is_none() {
@@ -179,9 +172,7 @@ pub(crate) fn parse(input: &str) -> Result<Parsed, CalcError> {
     }
     let depth = tree_depth(&lhs).max(rhs.as_ref().map_or(0, tree_depth));
     if depth > MAX_TREE_DEPTH {
-        return Err(CalcError::Parse(
-            "the expression is nested too deeply".into(),
-        ));
+        return Err(CalcError::Parse("the expression is nested too deeply".into()));
     }
     Ok(Parsed { lhs, rhs })
 }
@@ -217,9 +208,7 @@ impl Parser {
     fn enter(&mut self) -> Result<(), CalcError> {
         self.depth += 1;
         if self.depth > MAX_NESTING {
-            return Err(CalcError::Parse(
-                "the expression is nested too deeply".into(),
-            ));
+            return Err(CalcError::Parse("the expression is nested too deeply".into()));
         }
         Ok(())
     }
@@ -343,9 +332,7 @@ impl Parser {
         let followed_by_paren = self.peek() == Some(&Tok::LParen);
         if let Some(func) = Func::from_name(&lower) {
             if !followed_by_paren {
-                return Err(CalcError::Parse(format!(
-                    "write {lower}(...) with parentheses"
-                )));
+                return Err(CalcError::Parse(format!("write {lower}(...) with parentheses")));
             }
             self.pos += 1;
             let args = self.arguments()?;
@@ -357,23 +344,17 @@ impl Parser {
             match wanted {
                 Some(n) if args.len() != n => {
                     let plural = if n == 1 { "" } else { "s" };
-                    return Err(CalcError::Parse(format!(
-                        "{lower} takes {n} argument{plural}"
-                    )));
+                    return Err(CalcError::Parse(format!("{lower} takes {n} argument{plural}")));
                 }
                 None if args.len() < 2 => {
-                    return Err(CalcError::Parse(format!(
-                        "{lower} takes two or more integers"
-                    )));
+                    return Err(CalcError::Parse(format!("{lower} takes two or more integers")));
                 }
                 _ => {}
             }
             return Ok(Expr::Call(func, args));
         }
         if followed_by_paren && UNSUPPORTED_FUNCTIONS.contains(&lower.as_str()) {
-            return Err(CalcError::Unsupported(format!(
-                "the function '{lower}' is not supported (available: sqrt, cbrt, root, abs, gcd, lcm)"
-            )));
+            return Err(CalcError::Unsupported(format!("the function '{lower}' is not supported (available: sqrt, cbrt, root, abs, gcd, lcm)")));
         }
         if name.chars().count() == 1 {
             return Ok(Expr::Var(name));
@@ -395,18 +376,11 @@ impl Parser {
 }
 
 fn chain(first: Expr, rest: Vec<(Op, Expr)>) -> Expr {
-    if rest.is_empty() {
-        first
-    } else {
-        Expr::Chain(Box::new(first), rest)
-    }
+    if rest.is_empty() { first } else { Expr::Chain(Box::new(first), rest) }
 }
 
 fn small_num(n: u32) -> Expr {
-    Expr::Num {
-        text: n.to_string(),
-        value: BigRational::from_integer(n.into()),
-    }
+    Expr::Num { text: n.to_string(), value: BigRational::from_integer(n.into()) }
 }
 
 /// Binding strength used by the printer: higher binds tighter.

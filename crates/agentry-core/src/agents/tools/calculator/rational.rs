@@ -37,9 +37,7 @@ pub(crate) fn charge(bits: u64) -> Result<(), CalcError> {
         t
     });
     if total > WORK_BUDGET {
-        return Err(CalcError::TooLarge(
-            "the computation needs too much work".into(),
-        ));
+        return Err(CalcError::TooLarge("the computation needs too much work".into()));
     }
     Ok(())
 }
@@ -83,11 +81,7 @@ pub(crate) fn ratio(n: BigInt, d: BigInt) -> Result<BigRational, CalcError> {
     }
     let g = gcd(&n, &d)?;
     let (n, d) = if g.is_one() { (n, d) } else { (n / &g, d / g) };
-    Ok(if d.is_negative() {
-        BigRational::new_raw(-n, -d)
-    } else {
-        BigRational::new_raw(n, d)
-    })
+    Ok(if d.is_negative() { BigRational::new_raw(-n, -d) } else { BigRational::new_raw(n, d) })
 }
 
 /// `a + b` (Knuth, TAOCP 4.5.1: only the denominators' gcd is needed).
@@ -120,10 +114,7 @@ pub(crate) fn mul(a: &BigRational, b: &BigRational) -> Result<BigRational, CalcE
     }
     let g1 = gcd(an, bd)?;
     let g2 = gcd(bn, ad)?;
-    Ok(BigRational::new_raw(
-        (an / &g1) * (bn / &g2),
-        (ad / g2) * (bd / g1),
-    ))
+    Ok(BigRational::new_raw((an / &g1) * (bn / &g2), (ad / g2) * (bd / g1)))
 }
 
 /// `a / b`.
