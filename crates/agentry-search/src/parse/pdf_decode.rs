@@ -20,7 +20,8 @@ pub(super) enum Undecoded {
     /// It decodes to more than the cap.
     OverCap,
     /// Its PNG predictor's rows are longer than its data (lopdf would
-    /// allocate two such rows before reading any).
+    /// allocate two such rows before reading any), or it would apply
+    /// between two decompression stages.
     Predictor,
 }
 
@@ -29,7 +30,9 @@ impl Undecoded {
     pub(super) fn or_over(self, over: ParseError) -> ParseError {
         match self {
             Self::OverCap => over,
-            Self::Predictor => ParseError::Malformed("PDF: a stream's predictor rows are longer than its data".into()),
+            Self::Predictor => {
+                ParseError::Malformed("PDF: a stream's predictor does not fit its data (rows longer than the data, or applied between two decompression stages)".into())
+            }
         }
     }
 }
@@ -59,10 +62,20 @@ pub(super) fn decode_stream(stream: &Stream, cap: u64) -> Result<Vec<u8>, Undeco
     if data.len() as u64 > cap {
         return Err(Undecoded::OverCap);
     }
-    if !predictor_fits(&stream.dict, data.len()) {
+    let inflating = filters.iter().filter(|f| matches!(f.as_slice(), b"FlateDecode" | b"LZWDecode")).count();
+    if !predictor_fits(&stream.dict, data.len()) || inflating > 1 && has_predictor(&stream.dict) {
         return Err(Undecoded::Predictor);
     }
     Ok(data)
+}
+
+/// Whether `dict` names a PNG predictor, which lopdf applies after every
+/// Flate and LZW stage (so between two stages it changes what the next
+/// one inflates, and this module, which measures without it, could not
+/// measure the result: a stream with two such stages and a predictor is
+/// refused).
+fn has_predictor(dict: &Dictionary) -> bool {
+    dict.get(b"DecodeParms").and_then(Object::as_dict).is_ok_and(|params| (10..=15).contains(&params.get(b"Predictor").and_then(Object::as_i64).unwrap_or(1)))
 }
 
 /// Whether the PNG predictor `dict` names (if any) has rows no longer

@@ -1,9 +1,12 @@
 //! Loading a PDF with lopdf under a guard: [`super::pdf_xref`] checks
 //! the cross-reference structure first, then lopdf loads with a filter it
-//! calls for every object it reads. The filter charges what the object
-//! holds (objects nested inside one another's bytes would hold more than
-//! the file), checks every object stream before lopdf expands it, and
-//! checks the parse's deadline. A refusal inside lopdf unwinds out of it
+//! calls for every object it reads. The filter charges the memory the
+//! object takes against a limit proportional to the file (objects nested
+//! inside one another's bytes would take more), checks every object
+//! stream (and charges the memory of its objects) before lopdf expands
+//! it, and checks the parse's deadline. lopdf builds one object before
+//! the filter sees it: that one is bounded by the file (at most one value
+//! per two bytes). A refusal inside lopdf unwinds out of it
 //! with [`std::panic::resume_unwind`] (no panic message) and is reported
 //! with its reason.
 //!
@@ -15,21 +18,17 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use pdf_extract::{Document, LoadOptions, Object, ObjectId};
 
 use super::ParseError;
-use super::budget::{Budget, Deadline};
-use super::pdf_xref::{check, check_object_stream, from_header, malformed};
+use super::budget::{Budget, Deadline, Limit};
+use super::pdf_xref::{VALUE_BYTES, check, check_object_stream, from_header, malformed};
 
 /// Load `bytes` with lopdf once its cross-reference structure has passed
 /// the checks, charging object streams to `budget`.
 pub(super) fn load(bytes: &[u8], budget: &mut Budget) -> Result<Document, ParseError> {
     check(bytes, budget)?;
     let buffer = from_header(bytes);
-    let guard = LoadGuard {
-        deadline: budget.deadline(),
-        file_len: buffer.len() as u64,
-        weight_room: (buffer.len() as u64).saturating_add(budget.inflate_limit()),
-        inflate_room: budget.inflate_remaining(),
-        refused: None,
-    };
+    let memory_limit = memory_limit(buffer.len() as u64);
+    let guard =
+        LoadGuard { deadline: budget.deadline(), file_len: buffer.len() as u64, memory_limit, memory_room: memory_limit, inflate_room: budget.inflate_remaining(), refused: None };
     GUARD.with(|cell| *cell.borrow_mut() = Some(guard));
     let options = LoadOptions { filter: Some(guard_object), ..LoadOptions::default() };
     let loaded = catch_unwind(AssertUnwindSafe(|| Document::load_mem_with_options(bytes, options)));
@@ -42,6 +41,14 @@ pub(super) fn load(bytes: &[u8], budget: &mut Budget) -> Result<Document, ParseE
     }
 }
 
+/// What lopdf's objects for one document may take: 64 times the file
+/// (a file cannot hold more than one value per two bytes, at
+/// [`VALUE_BYTES`] each, unless its objects overlap), at least 256 MiB
+/// (object streams of small files), at most 2 GiB.
+fn memory_limit(file_len: u64) -> u64 {
+    file_len.saturating_mul(64).clamp(256 << 20, 2 << 30)
+}
+
 thread_local! {
     /// The guard of the load running on this thread (lopdf reads objects
     /// on the calling thread: its rayon feature is off).
@@ -52,11 +59,9 @@ thread_local! {
 struct LoadGuard {
     deadline: Deadline,
     file_len: u64,
-    /// Bytes of strings, names and stream data (and one per other value)
-    /// lopdf may still hold: objects that do not overlap hold no more
-    /// than the file, and the objects of object streams no more than the
-    /// decompressed-data budget.
-    weight_room: u64,
+    memory_limit: u64,
+    /// Memory lopdf's objects may still take (see [`weight`]).
+    memory_room: u64,
     /// Decompressed bytes object streams may still take.
     inflate_room: u64,
     refused: Option<ParseError>,
@@ -85,23 +90,28 @@ fn guard_object(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)>
 impl LoadGuard {
     fn admit(&mut self, object: &Object) -> Result<(), ParseError> {
         self.deadline.check()?;
-        let weight = weight(object, self.file_len);
-        if weight > self.weight_room {
-            return Err(malformed("its objects overlap one another"));
-        }
-        self.weight_room -= weight;
+        self.charge(weight(object, self.file_len))?;
         if let Object::Stream(stream) = object
             && stream.dict.has_type(b"ObjStm")
         {
-            let decoded = check_object_stream(stream, self.inflate_room, self.deadline)?;
-            self.inflate_room = self.inflate_room.saturating_sub(decoded);
+            let expansion = check_object_stream(stream, self.inflate_room, self.deadline)?;
+            self.inflate_room = self.inflate_room.saturating_sub(expansion.decoded);
+            self.charge(expansion.memory)?;
         }
+        Ok(())
+    }
+
+    fn charge(&mut self, memory: u64) -> Result<(), ParseError> {
+        if memory > self.memory_room {
+            return Err(ParseError::TooLarge { what: "the memory its objects take (objects overlapping one another count each time)", limit: Limit::Bytes(self.memory_limit) });
+        }
+        self.memory_room -= memory;
         Ok(())
     }
 }
 
-/// What lopdf holds for `object`: the bytes of its strings, names and
-/// stream data, and one for every other value. A stream whose `/Length`
+/// What lopdf holds for `object`: [`VALUE_BYTES`] for every value, and
+/// the bytes of its strings, names and stream data. A stream whose `/Length`
 /// lopdf could not resolve yet (it kept only the data's position) is read
 /// after loading, up to the end of the file (`file_len`) at most.
 fn weight(object: &Object, file_len: u64) -> u64 {
@@ -109,14 +119,14 @@ fn weight(object: &Object, file_len: u64) -> u64 {
     let mut stack = vec![object];
     while let Some(object) = stack.pop() {
         total = total.saturating_add(match object {
-            Object::String(bytes, _) | Object::Name(bytes) => bytes.len() as u64 + 1,
+            Object::String(bytes, _) | Object::Name(bytes) => bytes.len() as u64 + VALUE_BYTES,
             Object::Array(items) => {
                 stack.extend(items);
-                1
+                VALUE_BYTES
             }
             Object::Dictionary(dict) => {
                 stack.extend(dict.iter().map(|(_, value)| value));
-                dict.len() as u64 + 1
+                (dict.len() as u64 + 1).saturating_mul(VALUE_BYTES)
             }
             Object::Stream(stream) => {
                 stack.extend(stream.dict.iter().map(|(_, value)| value));
@@ -124,9 +134,9 @@ fn weight(object: &Object, file_len: u64) -> u64 {
                     Some(start) if stream.content.is_empty() => file_len.saturating_sub(start as u64),
                     _ => stream.content.len() as u64,
                 };
-                data.saturating_add(stream.dict.len() as u64 + 1)
+                data.saturating_add((stream.dict.len() as u64 + 1).saturating_mul(VALUE_BYTES))
             }
-            _ => 1,
+            _ => VALUE_BYTES,
         });
     }
     total

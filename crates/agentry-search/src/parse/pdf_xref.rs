@@ -26,7 +26,7 @@
 //!
 //! Must not: decrypt, repair a broken table, or extract text.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 
 use pdf_extract::xref::{Xref, XrefEntry, XrefType, decode_xref_stream};
 use pdf_extract::{Dictionary, Document, Object, ObjectId, ObjectStream, Reader, Stream};
@@ -52,7 +52,8 @@ const MAX_FIELD_WIDTH: i64 = 8;
 pub(super) fn check(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
     let buffer = from_header(bytes);
     let table = read_sections(buffer, budget)?;
-    let normal = normal_offsets(&table.xref)?;
+    let normal = normal_offsets(buffer, &table.xref)?;
+    check_lengths(buffer, &table.xref)?;
     if table.encrypted {
         if table.xref.entries.values().any(|e| matches!(e, XrefEntry::Compressed { .. })) {
             return Err(ParseError::Unsupported(
@@ -60,9 +61,6 @@ pub(super) fn check(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError>
             ));
         }
         check_raw_spans(buffer, &normal)?;
-        check_length_references(buffer, &table.xref, &normal, budget.inflate_limit())?;
-    } else {
-        check_containers(buffer, &table.xref, budget)?;
     }
     Ok(())
 }
@@ -212,7 +210,7 @@ fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref
     if !cursor.tag(b"obj") {
         return Err(unreadable());
     }
-    let Some(Object::Stream(stream)) = object_at(buffer, at, (number, generation), &Xref::new(0, XrefType::CrossReferenceStream)) else {
+    let Some(Object::Stream(stream)) = object_at(buffer, at, (number, generation)) else {
         return Err(unreadable());
     };
     let integers = |key: &[u8]| stream.dict.get(key).and_then(Object::as_array).ok().and_then(|items| items.iter().map(|i| i.as_i64().ok()).collect::<Option<Vec<i64>>>());
@@ -232,13 +230,20 @@ fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref
     decode_xref_stream(stream).map_err(|e| malformed(&format!("a cross-reference stream cannot be read ({e})")))
 }
 
-/// The in-use entries' offsets, sorted; several entries at one offset
-/// are refused (lopdf reads the object once for each).
-fn normal_offsets(xref: &Xref) -> Result<Vec<usize>, ParseError> {
+/// The in-use entries' offsets where an object header stands, sorted;
+/// several entries at one such offset are refused (lopdf reads the object
+/// once for each). Entries pointing where no object starts (some writers
+/// list missing objects at offset 0) cost lopdf nothing and are left out.
+fn normal_offsets(buffer: &[u8], xref: &Xref) -> Result<Vec<usize>, ParseError> {
     if xref.entries.len() as u64 > MAX_ENTRIES {
         return Err(too_many_entries());
     }
-    let mut offsets: Vec<usize> = xref.entries.values().filter_map(|entry| if let XrefEntry::Normal { offset, .. } = entry { Some(*offset as usize) } else { None }).collect();
+    let mut offsets: Vec<usize> = xref
+        .entries
+        .values()
+        .filter_map(|entry| if let XrefEntry::Normal { offset, .. } = entry { Some(*offset as usize) } else { None })
+        .filter(|&offset| raw_header_end(buffer, offset).is_some())
+        .collect();
     offsets.sort_unstable();
     if offsets.windows(2).any(|pair| pair[0] == pair[1]) {
         return Err(malformed("several cross-reference entries point at the same object"));
@@ -262,63 +267,61 @@ fn check_raw_spans(buffer: &[u8], offsets: &[usize]) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// For an encrypted document (loaded with no filter, so no deadline):
-/// lopdf reads the object a stream's `/Length` refers to once for every
-/// stream that refers to it, however large. What those reads cost (each
-/// referred object's bytes up to the next object, times the references
-/// to it, both readings of comments counted) may not exceed the file and
-/// the decompressed-data budget.
-fn check_length_references(buffer: &[u8], xref: &Xref, offsets: &[usize], room: u64) -> Result<(), ParseError> {
-    let mut cost = 0u64;
+/// Every stream `/Length` that is a reference must name an object listed
+/// in the table (not in an object stream) that holds a bare integer.
+/// lopdf resolves each one while it reads the stream, once per stream and
+/// before any filter or deadline can step in: a reference to a large
+/// object reads it again for every stream, a chain of stream lengths
+/// recurses once per link, and a reference into an object stream expands
+/// that stream (with loop detection reset at each container). References
+/// are found in the raw bytes, with and without `%` comments, as lopdf
+/// reads a reference (`n g R`, comments allowed between).
+fn check_lengths(buffer: &[u8], xref: &Xref) -> Result<(), ParseError> {
+    let mut checked: HashSet<ObjectId> = HashSet::new();
     for comments in [true, false] {
-        let mut recent: VecDeque<(usize, Token)> = VecDeque::with_capacity(4);
-        for token in (Lexer { bytes: buffer, at: 0, comments }) {
-            if recent.len() == 4 {
-                recent.pop_front();
-            }
-            recent.push_back(token);
-            let Some(target) = length_reference(buffer, &recent) else {
-                continue;
-            };
-            let Some(XrefEntry::Normal { offset, generation }) = xref.get(target.0) else {
-                continue;
-            };
-            if *generation != target.1 {
+        for (start, token) in (Lexer { bytes: buffer, at: 0, comments }) {
+            let Token::Name(name) = token else { continue };
+            if name.as_slice() != b"Length" {
                 continue;
             }
-            let offset = *offset as usize;
-            let next = offsets.partition_point(|&o| o <= offset);
-            let end = offsets.get(next).copied().unwrap_or(buffer.len()).max(offset);
-            cost = cost.saturating_add((end - offset) as u64);
+            let mut cursor = Cursor { bytes: buffer, at: start + 1 };
+            while cursor.peek().is_some_and(|c| !is_delimiter(c)) {
+                cursor.at += 1;
+            }
+            let Some(target) = cursor.reference() else { continue };
+            if checked.insert(target) && !holds_integer(buffer, xref, target) {
+                return Err(malformed("a stream's /Length refers to something other than a number listed in the cross-reference table"));
+            }
         }
-    }
-    if cost > (buffer.len() as u64).saturating_add(room) {
-        return Err(malformed("its streams' lengths refer to objects too large to read again for each one"));
     }
     Ok(())
 }
 
-/// The object the last four tokens refer to when they are `/Length n g R`.
-fn length_reference(buffer: &[u8], recent: &VecDeque<(usize, Token)>) -> Option<ObjectId> {
-    let (Some((_, Token::Name(name))), Some((number, Token::Other)), Some((generation, Token::Other)), Some((r, Token::Other))) =
-        (recent.front(), recent.get(1), recent.get(2), recent.get(3))
-    else {
-        return None;
-    };
-    if name.as_slice() != b"Length" || word(buffer, *r) != b"R" {
-        return None;
+/// Whether `id` is listed as a plain entry whose object is `id obj`,
+/// an integer and `endobj`, within a few hundred bytes.
+fn holds_integer(buffer: &[u8], xref: &Xref, id: ObjectId) -> bool {
+    let Some(XrefEntry::Normal { offset, generation }) = xref.get(id.0) else { return false };
+    if *generation != id.1 {
+        return false;
     }
-    Some((parse_word(buffer, *number)?, parse_word(buffer, *generation)?))
-}
-
-/// The regular characters from `start` on.
-fn word(buffer: &[u8], start: usize) -> &[u8] {
-    let rest = &buffer[start..];
-    &rest[..rest.iter().position(|&c| is_delimiter(c)).unwrap_or(rest.len())]
-}
-
-fn parse_word<T: std::str::FromStr>(buffer: &[u8], start: usize) -> Option<T> {
-    std::str::from_utf8(word(buffer, start)).ok()?.parse().ok()
+    let window = &buffer[(*offset as usize).min(buffer.len())..];
+    let mut cursor = Cursor { bytes: &window[..window.len().min(512)], at: 0 };
+    cursor.space();
+    let header = (cursor.unsigned::<u32>(), cursor.space(), cursor.unsigned::<u16>(), cursor.space(), cursor.tag(b"obj"));
+    if header != (Some(id.0), (), Some(id.1), (), true) {
+        return false;
+    }
+    cursor.space();
+    let _ = cursor.tag(b"+") || cursor.tag(b"-");
+    let digits = cursor.at;
+    while cursor.peek().is_some_and(|c| c.is_ascii_digit()) {
+        cursor.at += 1;
+    }
+    if cursor.at == digits {
+        return false;
+    }
+    cursor.space();
+    cursor.tag(b"endobj")
 }
 
 /// lopdf's raw header reading for encrypted documents: ASCII whitespace,
@@ -338,50 +341,33 @@ fn raw_header_end(buffer: &[u8], offset: usize) -> Option<usize> {
     cursor.tag(b"obj").then_some(cursor.at)
 }
 
-/// Every object stream a compressed entry points at, checked before
-/// lopdf expands it (while loading, and again for each `/Length` that
-/// refers into it). Read with compressed entries left out, so reading a
-/// container never expands another.
-fn check_containers(buffer: &[u8], xref: &Xref, budget: &mut Budget) -> Result<(), ParseError> {
-    let containers: HashSet<u32> = xref.entries.values().filter_map(|entry| if let XrefEntry::Compressed { container, .. } = entry { Some(*container) } else { None }).collect();
-    if containers.is_empty() {
-        return Ok(());
-    }
-    let mut plain = Xref::new(xref.size, XrefType::CrossReferenceStream);
-    for (&number, entry) in &xref.entries {
-        if let XrefEntry::Normal { offset, generation } = entry {
-            plain.insert(number, XrefEntry::Normal { offset: *offset, generation: *generation });
-        }
-    }
-    for container in containers {
-        budget.deadline().check()?;
-        let Some(XrefEntry::Normal { offset, generation: 0 }) = xref.get(container) else {
-            continue;
-        };
-        let Some(Object::Stream(stream)) = object_at(buffer, *offset as usize, (container, 0), &plain) else {
-            continue;
-        };
-        let decoded = check_object_stream(&stream, budget.inflate_remaining(), budget.deadline())?;
-        budget.inflated(decoded)?;
-    }
-    Ok(())
+/// What expanding an object stream costs: its decoded bytes, and the
+/// memory lopdf's objects for it take (each value [`VALUE_BYTES`]).
+pub(super) struct Expansion {
+    pub(super) decoded: u64,
+    pub(super) memory: u64,
 }
+
+/// What lopdf holds for one value (a number, a reference, a name, an
+/// array or dictionary entry) besides its bytes: an `Object` is 120 bytes.
+pub(super) const VALUE_BYTES: u64 = 128;
 
 /// Check an object stream the way lopdf's `ObjectStream::new` will read
 /// it: each object it lists must parse from its own bytes (up to where the
-/// next one starts), and no two may start at one place. Its decoded size.
-pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline) -> Result<u64, ParseError> {
+/// next one starts), and no two may start at one place.
+pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline) -> Result<Expansion, ParseError> {
     let over = || ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(room) };
     decode_stream(stream, room).map_err(|why| why.or_over(over()))?;
     let mut stream = stream.clone();
     // lopdf's own decoding, now known to stay within the room.
     let _ = stream.decompress();
     let content = &stream.content;
+    let expansion = Expansion { decoded: content.len() as u64, memory: (content.len() as u64).saturating_add(value_count(content).saturating_mul(VALUE_BYTES)) };
     let Some(first) = stream.dict.get(b"First").and_then(Object::as_i64).ok().and_then(|f| usize::try_from(f).ok()) else {
-        return Ok(content.len() as u64);
+        return Ok(expansion);
     };
     let Some(header) = content.get(..first).and_then(|h| std::str::from_utf8(h).ok()) else {
-        return Ok(content.len() as u64);
+        return Ok(expansion);
     };
     let numbers: Vec<Option<u32>> = header.split_whitespace().map(|n| n.parse().ok()).collect();
     let mut starts: Vec<(usize, u32)> = numbers[..numbers.len() / 2 * 2]
@@ -413,17 +399,27 @@ pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline
             return Err(malformed("an object stream's objects overlap or cannot be read"));
         }
     }
-    Ok(content.len() as u64)
+    Ok(expansion)
 }
 
-/// The object `id` at `offset`, read by lopdf's reader over `xref`.
-fn object_at(buffer: &[u8], offset: usize, id: ObjectId, xref: &Xref) -> Option<Object> {
-    let mut document = Document::new();
-    for (&number, entry) in &xref.entries {
-        if let XrefEntry::Normal { offset, generation } = entry {
-            document.reference_table.insert(number, XrefEntry::Normal { offset: *offset, generation: *generation });
-        }
+/// How many values lopdf can build from `bytes` at most: every place a
+/// token can start (after whitespace or a delimiter, and every delimiter
+/// that opens one).
+fn value_count(bytes: &[u8]) -> u64 {
+    let mut count = 0u64;
+    let mut previous = b' ';
+    for &c in bytes {
+        let starts = if is_delimiter(c) { b"[(</".contains(&c) } else { is_delimiter(previous) };
+        count += u64::from(starts);
+        previous = c;
     }
+    count
+}
+
+/// The object `id` at `offset`, read by lopdf's reader with nothing else
+/// listed (so a `/Length` reference is not followed).
+fn object_at(buffer: &[u8], offset: usize, id: ObjectId) -> Option<Object> {
+    let mut document = Document::new();
     document.reference_table.insert(id.0, XrefEntry::Normal { offset: u32::try_from(offset).ok()?, generation: id.1 });
     let reader = Reader { buffer, document, encryption_state: None, raw_objects: BTreeMap::new(), password: None, strict: false };
     reader.get_object(id, &mut HashSet::new()).ok()
@@ -435,7 +431,7 @@ fn dictionary_at(buffer: &[u8], at: usize) -> Option<Dictionary> {
     let end = find(&buffer[at..], b"startxref").map_or(buffer.len(), |n| at + n);
     let mut made_up = b"1 0 obj\n".to_vec();
     made_up.extend_from_slice(&buffer[at..end]);
-    match object_at(&made_up, 0, (1, 0), &Xref::new(0, XrefType::CrossReferenceTable))? {
+    match object_at(&made_up, 0, (1, 0))? {
         Object::Dictionary(dict) => Some(dict),
         Object::Stream(stream) => Some(stream.dict),
         _ => None,
@@ -498,6 +494,16 @@ impl Cursor<'_> {
                 return;
             }
         }
+    }
+
+    /// lopdf's reference: `space`, digits, `space`, digits, `space`, `R`.
+    fn reference(&mut self) -> Option<ObjectId> {
+        self.space();
+        let number = self.unsigned::<u32>()?;
+        self.space();
+        let generation = self.unsigned::<u16>()?;
+        self.space();
+        self.tag(b"R").then_some((number, generation))
     }
 
     /// `first count`, an optional space and an end of line.
