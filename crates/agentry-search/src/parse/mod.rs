@@ -27,9 +27,11 @@ mod html;
 mod json;
 mod markdown;
 mod pdf;
+mod pdf_cursor;
 mod pdf_decode;
 mod pdf_load;
 mod pdf_streams;
+mod pdf_values;
 mod pdf_xref;
 mod text;
 

@@ -13,13 +13,14 @@
 //! Must not: decrypt or extract text.
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use pdf_extract::{Document, LoadOptions, Object, ObjectId};
 
 use super::ParseError;
-use super::budget::{Budget, Deadline, Limit};
-use super::pdf_xref::{VALUE_BYTES, check, check_object_stream, from_header, malformed};
+use super::budget::{Budget, Deadline};
+use super::pdf_xref::{VALUE_BYTES, check, check_object_stream, from_header, malformed, memory_exceeded, memory_limit};
 
 /// Load `bytes` with lopdf once its cross-reference structure has passed
 /// the checks, charging object streams to `budget`.
@@ -27,8 +28,15 @@ pub(super) fn load(bytes: &[u8], budget: &mut Budget) -> Result<Document, ParseE
     check(bytes, budget)?;
     let buffer = from_header(bytes);
     let memory_limit = memory_limit(buffer.len() as u64);
-    let guard =
-        LoadGuard { deadline: budget.deadline(), file_len: buffer.len() as u64, memory_limit, memory_room: memory_limit, inflate_room: budget.inflate_remaining(), refused: None };
+    let guard = LoadGuard {
+        deadline: budget.deadline(),
+        file_len: buffer.len() as u64,
+        memory_limit,
+        memory_room: memory_limit,
+        inflate_room: budget.inflate_remaining(),
+        prepaid: HashSet::new(),
+        refused: None,
+    };
     GUARD.with(|cell| *cell.borrow_mut() = Some(guard));
     let options = LoadOptions { filter: Some(guard_object), ..LoadOptions::default() };
     let loaded = catch_unwind(AssertUnwindSafe(|| Document::load_mem_with_options(bytes, options)));
@@ -39,14 +47,6 @@ pub(super) fn load(bytes: &[u8], budget: &mut Budget) -> Result<Document, ParseE
         Err(payload) if payload.is::<Refused>() => Err(guard.and_then(|g| g.refused).unwrap_or_else(|| malformed("the file structure cannot be read"))),
         Err(_) => Err(malformed("the file structure cannot be read")),
     }
-}
-
-/// What lopdf's objects for one document may take: 64 times the file
-/// (a file cannot hold more than one value per two bytes, at
-/// [`VALUE_BYTES`] each, unless its objects overlap), at least 256 MiB
-/// (object streams of small files), at most 2 GiB.
-fn memory_limit(file_len: u64) -> u64 {
-    file_len.saturating_mul(64).clamp(256 << 20, 2 << 30)
 }
 
 thread_local! {
@@ -64,6 +64,8 @@ struct LoadGuard {
     memory_room: u64,
     /// Decompressed bytes object streams may still take.
     inflate_room: u64,
+    /// Objects of object streams already charged with their stream.
+    prepaid: HashSet<ObjectId>,
     refused: Option<ParseError>,
 }
 
@@ -79,7 +81,7 @@ fn guard_object(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)>
     let admitted = GUARD.with(|cell| {
         let mut slot = cell.borrow_mut();
         let Some(guard) = slot.as_mut() else { return false };
-        guard.admit(object).map_err(|reason| guard.refused = Some(reason)).is_ok()
+        guard.admit(id, object).map_err(|reason| guard.refused = Some(reason)).is_ok()
     });
     if !admitted {
         resume_unwind(Box::new(Refused));
@@ -88,22 +90,26 @@ fn guard_object(id: ObjectId, object: &mut Object) -> Option<(ObjectId, Object)>
 }
 
 impl LoadGuard {
-    fn admit(&mut self, object: &Object) -> Result<(), ParseError> {
+    fn admit(&mut self, id: ObjectId, object: &Object) -> Result<(), ParseError> {
         self.deadline.check()?;
-        self.charge(weight(object, self.file_len))?;
+        // An object of an object stream was charged with its stream.
+        if !self.prepaid.remove(&id) {
+            self.charge(weight(object, self.file_len))?;
+        }
         if let Object::Stream(stream) = object
             && stream.dict.has_type(b"ObjStm")
         {
-            let expansion = check_object_stream(stream, self.inflate_room, self.deadline)?;
+            let expansion = check_object_stream(stream, self.inflate_room, (self.memory_room, self.memory_limit), self.deadline)?;
             self.inflate_room = self.inflate_room.saturating_sub(expansion.decoded);
             self.charge(expansion.memory)?;
+            self.prepaid.extend(expansion.ids);
         }
         Ok(())
     }
 
     fn charge(&mut self, memory: u64) -> Result<(), ParseError> {
         if memory > self.memory_room {
-            return Err(ParseError::TooLarge { what: "the memory its objects take (objects overlapping one another count each time)", limit: Limit::Bytes(self.memory_limit) });
+            return Err(memory_exceeded(self.memory_limit));
         }
         self.memory_room -= memory;
         Ok(())

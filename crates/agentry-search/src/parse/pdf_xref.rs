@@ -33,8 +33,10 @@ use pdf_extract::{Dictionary, Document, Object, ObjectId, ObjectStream, Reader, 
 
 use super::ParseError;
 use super::budget::{Budget, Deadline, Limit};
+use super::pdf_cursor::Cursor;
 use super::pdf_decode::decode_stream;
 use super::pdf_streams::{Lexer, Token, is_delimiter};
+use super::pdf_values::count_values;
 
 /// Cross-reference sections followed from `startxref` (real files have a
 /// handful: one per incremental update).
@@ -52,8 +54,10 @@ const MAX_FIELD_WIDTH: i64 = 8;
 pub(super) fn check(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
     let buffer = from_header(bytes);
     let table = read_sections(buffer, budget)?;
-    let normal = normal_offsets(buffer, &table.xref)?;
+    let objects = object_positions(buffer, &table.xref, budget.deadline())?;
     check_lengths(buffer, &table.xref)?;
+    check_values(buffer, &table.xref, &objects, budget.deadline())?;
+    let normal: Vec<usize> = objects.iter().map(|o| o.entry).collect();
     if table.encrypted {
         if table.xref.entries.values().any(|e| matches!(e, XrefEntry::Compressed { .. })) {
             return Err(ParseError::Unsupported(
@@ -230,25 +234,117 @@ fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref
     decode_xref_stream(stream).map_err(|e| malformed(&format!("a cross-reference stream cannot be read ({e})")))
 }
 
-/// The in-use entries' offsets where an object header stands, sorted;
-/// several entries at one such offset are refused (lopdf reads the object
-/// once for each). Entries pointing where no object starts (some writers
-/// list missing objects at offset 0) cost lopdf nothing and are left out.
-fn normal_offsets(buffer: &[u8], xref: &Xref) -> Result<Vec<usize>, ParseError> {
+/// How far lopdf's `space` may run around an object header (real files:
+/// none, or the header comments of the file for an entry at offset 0).
+const MAX_SPACE_AROUND_HEADER: usize = 4096;
+
+/// Entries whose object starts at one place (lopdf reads it once for
+/// each; some writers list missing objects at offset 0, which reads as
+/// the first object).
+const MAX_ENTRIES_PER_OBJECT: usize = 16;
+
+/// An object lopdf will read: where its entry points, and where its
+/// header starts after lopdf's `space`.
+pub(super) struct Placed {
+    pub(super) entry: usize,
+    pub(super) header: usize,
+}
+
+/// The objects the in-use entries point at, sorted by header. lopdf reads
+/// each entry (however many share an object) and, for one that fails,
+/// nothing reaches the filter (so no deadline): an entry whose object is
+/// reached through more than [`MAX_SPACE_AROUND_HEADER`] bytes of
+/// whitespace or comments before or after its header, or an object more
+/// than [`MAX_ENTRIES_PER_OBJECT`] entries point at, is refused. Entries
+/// where no header stands cost lopdf one short failed read each.
+fn object_positions(buffer: &[u8], xref: &Xref, deadline: Deadline) -> Result<Vec<Placed>, ParseError> {
     if xref.entries.len() as u64 > MAX_ENTRIES {
         return Err(too_many_entries());
     }
-    let mut offsets: Vec<usize> = xref
-        .entries
-        .values()
-        .filter_map(|entry| if let XrefEntry::Normal { offset, .. } = entry { Some(*offset as usize) } else { None })
-        .filter(|&offset| raw_header_end(buffer, offset).is_some())
-        .collect();
-    offsets.sort_unstable();
-    if offsets.windows(2).any(|pair| pair[0] == pair[1]) {
-        return Err(malformed("several cross-reference entries point at the same object"));
+    let mut entries: Vec<usize> = xref.entries.values().filter_map(|entry| if let XrefEntry::Normal { offset, .. } = entry { Some(*offset as usize) } else { None }).collect();
+    entries.sort_unstable();
+    let mut placed: Vec<Placed> = Vec::with_capacity(entries.len());
+    let mut per_header: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    for (i, &entry) in entries.iter().enumerate() {
+        if i % 1024 == 0 {
+            deadline.check()?;
+        }
+        if i > 0 && entries[i - 1] == entry {
+            if let Some(last) = placed.last().filter(|p| p.entry == entry) {
+                let header = last.header;
+                let shared = per_header.entry(header).or_default();
+                *shared += 1;
+                if *shared > MAX_ENTRIES_PER_OBJECT {
+                    return Err(malformed("many cross-reference entries point at the same object"));
+                }
+            }
+            continue;
+        }
+        let Some(header) = header_after_space(buffer, entry)? else { continue };
+        let shared = per_header.entry(header).or_default();
+        *shared += 1;
+        if *shared > MAX_ENTRIES_PER_OBJECT {
+            return Err(malformed("many cross-reference entries point at the same object"));
+        }
+        placed.push(Placed { entry, header });
     }
-    Ok(offsets)
+    placed.sort_unstable_by_key(|p| p.header);
+    placed.dedup_by_key(|p| p.header);
+    Ok(placed)
+}
+
+/// Where the object header lopdf reads at `entry` starts, `None` when no
+/// header stands there; refused when lopdf's `space` runs long before or
+/// after it.
+fn header_after_space(buffer: &[u8], entry: usize) -> Result<Option<usize>, ParseError> {
+    let long = || malformed("a cross-reference entry points at a long run of whitespace or comments");
+    let mut cursor = Cursor { bytes: buffer, at: entry.min(buffer.len()) };
+    cursor.space();
+    if cursor.at - entry > MAX_SPACE_AROUND_HEADER {
+        return Err(long());
+    }
+    let header = cursor.at;
+    let parsed = (cursor.unsigned::<u32>().is_some(), cursor.space(), cursor.unsigned::<u16>().is_some(), cursor.space(), cursor.tag(b"obj"));
+    if parsed != (true, (), true, (), true) {
+        return Ok(None);
+    }
+    let body = cursor.at;
+    cursor.space();
+    if cursor.at - body > MAX_SPACE_AROUND_HEADER {
+        return Err(long());
+    }
+    Ok(Some(header))
+}
+
+/// The memory lopdf's objects would take, counted before it builds any
+/// (it builds each whole before the filter sees it): the values of every
+/// object ([`super::pdf_values`]), each read from its header to the next
+/// object's, at [`VALUE_BYTES`] each, must fit [`memory_limit`].
+fn check_values(buffer: &[u8], xref: &Xref, objects: &[Placed], deadline: Deadline) -> Result<(), ParseError> {
+    let length_of = |number: u32, generation: u16| integer_held(buffer, xref, (number, generation));
+    let limit = memory_limit(buffer.len() as u64);
+    let mut memory = 0u64;
+    for (i, object) in objects.iter().enumerate() {
+        if i % 1024 == 0 {
+            deadline.check()?;
+        }
+        let end = objects.get(i + 1).map_or(buffer.len(), |next| next.header);
+        memory = memory.saturating_add(count_values(&buffer[object.header..end], &length_of, true).saturating_mul(VALUE_BYTES));
+        if memory > limit {
+            return Err(memory_exceeded(limit));
+        }
+    }
+    Ok(())
+}
+
+/// What lopdf's objects for one document may take: 64 times the file, at
+/// least 256 MiB (object streams of small files), at most 2 GiB.
+pub(super) fn memory_limit(file_len: u64) -> u64 {
+    file_len.saturating_mul(64).clamp(256 << 20, 2 << 30)
+}
+
+pub(super) fn memory_exceeded(limit: u64) -> ParseError {
+    ParseError::TooLarge { what: "the memory its objects take (objects overlapping one another count each time)", limit: Limit::Bytes(limit) }
 }
 
 /// For an encrypted document: the bytes lopdf copies for each object
@@ -267,8 +363,9 @@ fn check_raw_spans(buffer: &[u8], offsets: &[usize]) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Every stream `/Length` that is a reference must name an object listed
-/// in the table (not in an object stream) that holds a bare integer.
+/// Every stream `/Length` that is a reference to a listed object must name
+/// a plain entry (not in an object stream) that holds a bare integer (a
+/// reference to nothing listed costs lopdf one failed lookup).
 /// lopdf resolves each one while it reads the stream, once per stream and
 /// before any filter or deadline can step in: a reference to a large
 /// object reads it again for every stream, a chain of stream lengths
@@ -289,7 +386,7 @@ fn check_lengths(buffer: &[u8], xref: &Xref) -> Result<(), ParseError> {
                 cursor.at += 1;
             }
             let Some(target) = cursor.reference() else { continue };
-            if checked.insert(target) && !holds_integer(buffer, xref, target) {
+            if checked.insert(target) && xref.get(target.0).is_some() && integer_held(buffer, xref, target).is_none() {
                 return Err(malformed("a stream's /Length refers to something other than a number listed in the cross-reference table"));
             }
         }
@@ -297,31 +394,26 @@ fn check_lengths(buffer: &[u8], xref: &Xref) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// Whether `id` is listed as a plain entry whose object is `id obj`,
-/// an integer and `endobj`, within a few hundred bytes.
-fn holds_integer(buffer: &[u8], xref: &Xref, id: ObjectId) -> bool {
-    let Some(XrefEntry::Normal { offset, generation }) = xref.get(id.0) else { return false };
+/// The integer `id` holds when it is listed as a plain entry whose object
+/// is `id obj`, a non-negative integer and `endobj`, within a few hundred
+/// bytes.
+fn integer_held(buffer: &[u8], xref: &Xref, id: ObjectId) -> Option<u64> {
+    let Some(XrefEntry::Normal { offset, generation }) = xref.get(id.0) else { return None };
     if *generation != id.1 {
-        return false;
+        return None;
     }
     let window = &buffer[(*offset as usize).min(buffer.len())..];
     let mut cursor = Cursor { bytes: &window[..window.len().min(512)], at: 0 };
     cursor.space();
     let header = (cursor.unsigned::<u32>(), cursor.space(), cursor.unsigned::<u16>(), cursor.space(), cursor.tag(b"obj"));
     if header != (Some(id.0), (), Some(id.1), (), true) {
-        return false;
+        return None;
     }
     cursor.space();
-    let _ = cursor.tag(b"+") || cursor.tag(b"-");
-    let digits = cursor.at;
-    while cursor.peek().is_some_and(|c| c.is_ascii_digit()) {
-        cursor.at += 1;
-    }
-    if cursor.at == digits {
-        return false;
-    }
+    cursor.tag(b"+");
+    let value = cursor.unsigned::<u64>()?;
     cursor.space();
-    cursor.tag(b"endobj")
+    cursor.tag(b"endobj").then_some(value)
 }
 
 /// lopdf's raw header reading for encrypted documents: ASCII whitespace,
@@ -346,6 +438,8 @@ fn raw_header_end(buffer: &[u8], offset: usize) -> Option<usize> {
 pub(super) struct Expansion {
     pub(super) decoded: u64,
     pub(super) memory: u64,
+    /// The objects it lists (charged here, so not again when they arrive).
+    pub(super) ids: Vec<ObjectId>,
 }
 
 /// What lopdf holds for one value (a number, a reference, a name, an
@@ -355,14 +449,20 @@ pub(super) const VALUE_BYTES: u64 = 128;
 /// Check an object stream the way lopdf's `ObjectStream::new` will read
 /// it: each object it lists must parse from its own bytes (up to where the
 /// next one starts), and no two may start at one place.
-pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline) -> Result<Expansion, ParseError> {
+/// `memory` is the room left and the limit it came from: the values are
+/// counted (and refused past the room) before any object is parsed.
+pub(super) fn check_object_stream(stream: &Stream, room: u64, memory: (u64, u64), deadline: Deadline) -> Result<Expansion, ParseError> {
     let over = || ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(room) };
     decode_stream(stream, room).map_err(|why| why.or_over(over()))?;
     let mut stream = stream.clone();
     // lopdf's own decoding, now known to stay within the room.
     let _ = stream.decompress();
     let content = &stream.content;
-    let expansion = Expansion { decoded: content.len() as u64, memory: (content.len() as u64).saturating_add(value_count(content).saturating_mul(VALUE_BYTES)) };
+    let values = count_values(content, &|_, _| None, false);
+    let expansion = Expansion { decoded: content.len() as u64, memory: (content.len() as u64).saturating_add(values.saturating_mul(VALUE_BYTES)), ids: Vec::new() };
+    if expansion.memory > memory.0 {
+        return Err(memory_exceeded(memory.1));
+    }
     let Some(first) = stream.dict.get(b"First").and_then(Object::as_i64).ok().and_then(|f| usize::try_from(f).ok()) else {
         return Ok(expansion);
     };
@@ -382,6 +482,8 @@ pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline
         })
         .collect();
     starts.sort_unstable();
+    let mut expansion = expansion;
+    expansion.ids = starts.iter().map(|&(_, id)| (id, 0)).collect();
     for (i, &(start, id)) in starts.iter().enumerate() {
         if i % 4096 == 0 {
             deadline.check()?;
@@ -400,20 +502,6 @@ pub(super) fn check_object_stream(stream: &Stream, room: u64, deadline: Deadline
         }
     }
     Ok(expansion)
-}
-
-/// How many values lopdf can build from `bytes` at most: every place a
-/// token can start (after whitespace or a delimiter, and every delimiter
-/// that opens one).
-fn value_count(bytes: &[u8]) -> u64 {
-    let mut count = 0u64;
-    let mut previous = b' ';
-    for &c in bytes {
-        let starts = if is_delimiter(c) { b"[(</".contains(&c) } else { is_delimiter(previous) };
-        count += u64::from(starts);
-        previous = c;
-    }
-    count
 }
 
 /// The object `id` at `offset`, read by lopdf's reader with nothing else
@@ -435,108 +523,6 @@ fn dictionary_at(buffer: &[u8], at: usize) -> Option<Dictionary> {
         Object::Dictionary(dict) => Some(dict),
         Object::Stream(stream) => Some(stream.dict),
         _ => None,
-    }
-}
-
-/// A cursor over lopdf's token grammar, the little the sections need.
-struct Cursor<'b> {
-    bytes: &'b [u8],
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.at).copied()
-    }
-
-    fn tag(&mut self, tag: &[u8]) -> bool {
-        let found = self.bytes.get(self.at..).is_some_and(|rest| rest.starts_with(tag));
-        if found {
-            self.at += tag.len();
-        }
-        found
-    }
-
-    fn eol(&mut self) -> bool {
-        self.tag(b"\r\n") || self.tag(b"\n") || self.tag(b"\r")
-    }
-
-    /// Digits read as `T` (`None`, having moved, when they overflow it).
-    fn unsigned<T: std::str::FromStr>(&mut self) -> Option<T> {
-        let start = self.at;
-        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.at += 1;
-        }
-        if self.at == start {
-            return None;
-        }
-        std::str::from_utf8(&self.bytes[start..self.at]).ok()?.parse().ok()
-    }
-
-    /// lopdf's `space`: whitespace and `%` comments ended by an end of line.
-    fn space(&mut self) {
-        loop {
-            let start = self.at;
-            while self.peek().is_some_and(|c| b" \t\n\r\0\x0C".contains(&c)) {
-                self.at += 1;
-            }
-            if self.peek() == Some(b'%') {
-                let mark = self.at;
-                while self.peek().is_some_and(|c| c != b'\r' && c != b'\n') {
-                    self.at += 1;
-                }
-                if !self.eol() {
-                    self.at = mark;
-                    return;
-                }
-            }
-            if self.at == start {
-                return;
-            }
-        }
-    }
-
-    /// lopdf's reference: `space`, digits, `space`, digits, `space`, `R`.
-    fn reference(&mut self) -> Option<ObjectId> {
-        self.space();
-        let number = self.unsigned::<u32>()?;
-        self.space();
-        let generation = self.unsigned::<u16>()?;
-        self.space();
-        self.tag(b"R").then_some((number, generation))
-    }
-
-    /// `first count`, an optional space and an end of line.
-    fn subsection_header(&mut self) -> Option<(usize, u32)> {
-        let first = self.unsigned::<usize>()?;
-        if !self.tag(b" ") {
-            return None;
-        }
-        let count = self.unsigned::<u32>()?;
-        self.tag(b" ");
-        self.eol().then_some((first, count))
-    }
-
-    /// One 20-byte entry: offset, generation, `n` or `f`, a two-byte end.
-    fn entry(&mut self) -> Option<(u32, u32, bool)> {
-        let mark = self.at;
-        let parsed = (|| {
-            let offset = self.unsigned::<u32>()?;
-            self.tag(b" ").then_some(())?;
-            let generation = self.unsigned::<u32>()?;
-            self.tag(b" ").then_some(())?;
-            let in_use = match self.peek()? {
-                b'n' => true,
-                b'f' => false,
-                _ => return None,
-            };
-            self.at += 1;
-            (self.tag(b" \r") || self.tag(b" \n") || self.tag(b"\r\n")).then_some((offset, generation, in_use))
-        })();
-        if parsed.is_none() {
-            self.at = mark;
-        }
-        parsed
     }
 }
 

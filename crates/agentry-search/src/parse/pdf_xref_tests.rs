@@ -307,3 +307,53 @@ impl ReplaceLength for Vec<u8> {
         [&self[..at + 8], with.as_bytes(), &self[end..]].concat()
     }
 }
+
+#[test]
+fn entries_that_reach_their_object_through_long_whitespace_or_comments_are_refused() {
+    // Before: lopdf skipped the run again for every entry and the failed
+    // reads never reached the deadline (10 000 entries × 1 MB: minutes).
+    let (mut pdf, mut offsets) = body(&page("x"));
+    let run = pdf.len();
+    pdf.extend(std::iter::repeat_n(b' ', 1 << 20));
+    pdf.extend_from_slice(b")\n");
+    offsets.extend((0..10_000).map(|i| run + i));
+    let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+    assert!(says(&error, "long run of whitespace or comments"), "{error:?}");
+    // A header inside a comment line, followed by a megabyte of comments.
+    let (mut pdf, mut offsets) = body(&page("x"));
+    let header = pdf.len() + 2;
+    pdf.extend_from_slice(b"% 9 0 obj\n%");
+    pdf.extend(std::iter::repeat_n(b'x', 1 << 20));
+    pdf.extend_from_slice(b"\n)\n");
+    offsets.extend([header, header, header, header]);
+    let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+    assert!(says(&error, "long run of whitespace or comments"), "{error:?}");
+}
+
+#[test]
+fn values_are_counted_before_lopdf_builds_them() {
+    // One object of 2.5 million empty names: ~130 bytes each in lopdf,
+    // built whole before any filter runs (before: ~330 MB from 2.5 MB).
+    let mut objects = page("x");
+    objects.push([b"[".to_vec(), vec![b'/'; 5 << 19], b"]".to_vec()].concat());
+    let (pdf, offsets) = body(&objects);
+    let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+    assert!(says(&error, "memory its objects take"), "{error:?}");
+    // Reals without separators inside an object stream (before: ~1 GB
+    // from 15 KB, counted only after lopdf had built them).
+    let mut objects = page("x");
+    objects.push(object_stream("7 0 ", &[b"[".as_slice(), &b".1".repeat(6 << 20), b"]"].concat()));
+    let (pdf, offsets) = body(&objects);
+    let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+    assert!(says(&error, "memory its objects take"), "{error:?}");
+}
+
+#[test]
+fn page_text_that_shows_pdf_syntax_still_reads() {
+    // A /Length reference naming nothing listed costs lopdf nothing.
+    let mut objects = page("x");
+    let content = "BT /F1 12 Tf 72 720 Td (<< /Length 8 0 R >>) Tj ET";
+    objects[4] = format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes();
+    let (pdf, offsets) = body(&objects);
+    assert_eq!(parse(&with_table(pdf, &offsets, ""), Format::Pdf).map(|p| p.sections[0].text.clone()), Ok("<< /Length 8 0 R >>".to_owned()));
+}
