@@ -15,9 +15,10 @@ use agentry_llm::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmE
 use agentry_types::{ChatMessage, Usage};
 use futures::StreamExt;
 
+use crate::Error;
 use crate::coord::RateDecision;
 use crate::usage::policy::TenantPolicy;
-use crate::usage::{Accounting, Plan, Refusal, Subject, Ticket, UsageError, estimate_prompt_tokens};
+use crate::usage::{Accounting, Plan, Refusal, Subject, Ticket, estimate_prompt_tokens};
 
 /// Who asked, for limits, budgets and the record.
 #[derive(Debug, Clone)]
@@ -39,7 +40,7 @@ pub enum GatewayError {
     #[error("refused by the usage policy")]
     Refused(Refusal),
     #[error(transparent)]
-    Usage(#[from] UsageError),
+    Usage(#[from] Error),
 }
 
 /// A served call and the rate-limit state to report.

@@ -1,7 +1,7 @@
 //! The services: the gateway (model calls with their call-log records),
 //! identity (tenants, users, sessions, API keys, roles), the audit log and
-//! secrets at rest (sealed under a key derived from the master key).
-//! Agents, knowledge, usage and jobs join here.
+//! secrets at rest (sealed under a key derived from the master key),
+//! usage, knowledge and agents, and the one [`Error`] they share.
 //!
 //! Must never import axum or know about HTTP: handlers, jobs and tests call
 //! the same functions.
@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod audit;
 pub mod coord;
+pub mod error;
 pub mod gateway;
 pub mod identity;
 pub mod knowledge;
@@ -18,6 +19,7 @@ pub mod secrets;
 pub mod usage;
 
 pub use audit::Audit;
+pub use error::Error;
 pub use gateway::{CallContext, Gateway};
-pub use identity::{Identity, IdentityError, Principal, TenantAccess};
-pub use usage::{Accounting, Subject, UsageError};
+pub use identity::{Identity, Principal, TenantAccess};
+pub use usage::{Accounting, Subject};

@@ -18,7 +18,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 
 use agentry_core::TenantAccess;
-use agentry_core::agents::{AgentKind, AgentsError, RunEvent, RunInput, RunView, StartedRun, ThreadInput};
+use agentry_core::agents::{AgentKind, Error, RunEvent, RunInput, RunView, StartedRun, ThreadInput};
 use agentry_types::{ChatMessage, Role};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -88,17 +88,16 @@ fn rpc_result(id: &Value, result: Value) -> Response {
     Json(json!({ "jsonrpc": "2.0", "id": id, "result": result })).into_response()
 }
 
-fn agents_error(id: &Value, error: AgentsError) -> Response {
-    let code = match &error {
-        AgentsError::Invalid { .. } | AgentsError::NotFound(_) | AgentsError::ModelCannotSee(_) => -32602,
-        AgentsError::Forbidden(_) | AgentsError::Conflict(_) => -32600,
-        AgentsError::ModelUnavailable(_) | AgentsError::ToolUnavailable(_) | AgentsError::Db(_) | AgentsError::Corrupt(_) => -32603,
+/// The error table rendered as JSON-RPC: a request the caller got wrong
+/// is invalid params, one it may not make is an invalid request, the rest
+/// internal.
+fn agents_error(id: &Value, error: Error) -> Response {
+    let code = match error.code().status() {
+        400 | 404 | 413 | 422 => -32602,
+        401 | 403 | 409 | 429 => -32600,
+        _ => -32603,
     };
-    let message = match &error {
-        AgentsError::Db(_) | AgentsError::Corrupt(_) => "internal error".to_owned(),
-        other => other.to_string(),
-    };
-    rpc_error(id, code, message)
+    rpc_error(id, code, error.public_message())
 }
 
 async fn rpc(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Extension(request_id): Extension<RequestId>, body: Bytes) -> Response {
@@ -137,7 +136,7 @@ impl A2a<'_> {
         let thread = match message["contextId"].as_str() {
             Some(context) => match self.state.agents.thread(self.access, context).await {
                 Ok(thread) => thread.id,
-                Err(AgentsError::NotFound(_)) => return rpc_error(id, -32602, format!("unknown contextId '{context}'")),
+                Err(Error::NotFound(_)) => return rpc_error(id, -32602, format!("unknown contextId '{context}'")),
                 Err(error) => return agents_error(id, error),
             },
             None => {
@@ -206,7 +205,7 @@ impl A2a<'_> {
         let Some(task) = params["id"].as_str() else { return rpc_error(id, -32602, "'params.id' is required") };
         match self.state.agents.run(self.access, task).await {
             Ok(run) => rpc_result(id, task_json(&run, dialect)),
-            Err(AgentsError::NotFound(_)) => rpc_error(id, -32001, format!("task '{task}' not found")),
+            Err(Error::NotFound(_)) => rpc_error(id, -32001, format!("task '{task}' not found")),
             Err(error) => agents_error(id, error),
         }
     }
@@ -218,7 +217,7 @@ impl A2a<'_> {
                 return rpc_error(id, -32002, format!("task '{task}' has ended ({}) and cannot be canceled", run.status));
             }
             Ok(_) => {}
-            Err(AgentsError::NotFound(_)) => return rpc_error(id, -32001, format!("task '{task}' not found")),
+            Err(Error::NotFound(_)) => return rpc_error(id, -32001, format!("task '{task}' not found")),
             Err(error) => return agents_error(id, error),
         }
         match self.state.agents.cancel_run(self.access, task).await {

@@ -21,7 +21,7 @@ use agentry_core::{Principal, TenantAccess};
 use agentry_types::ErrorCode;
 use axum::RequestExt;
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::ExposeSecret;
@@ -52,7 +52,7 @@ fn request_meta(state: &AppState, req: &Request) -> RequestMeta {
 
 async fn authenticate(state: &AppState, presented: Option<String>, meta: &RequestMeta) -> Result<Principal, ApiError> {
     let Some(presented) = presented else {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::MissingApiKey, "You didn't provide an API key or access token. Send it as 'Authorization: Bearer <key>'."));
+        return Err(ApiError::new(ErrorCode::MissingApiKey, "You didn't provide an API key or access token. Send it as 'Authorization: Bearer <key>'."));
     };
     if bool::from(presented.as_bytes().ct_eq(state.master_key.expose_secret().as_bytes())) {
         return Ok(Principal::MasterKey);
@@ -116,7 +116,7 @@ impl PendingAudit {
     async fn of(action: &'static str, req: &mut Request) -> Option<Self> {
         let principal = req.extensions().get::<Principal>()?.clone();
         let meta = req.extensions().get::<RequestMeta>().cloned().unwrap_or_default();
-        let tenant = req.extensions().get::<TenantAccess>().map(|a| a.tenant_id.clone());
+        let tenant = req.extensions().get::<TenantAccess>().map(|a| a.tenant_id().to_owned());
         let route = format!("{} {}", req.method(), req.extensions().get::<MatchedPath>().map_or("", MatchedPath::as_str));
         let params = req.extract_parts::<RawPathParams>().await.ok();
         let named: Vec<String> = params.iter().flat_map(|p| p.iter()).filter(|(name, _)| *name != "tenant").map(|(name, value)| format!("{name}:{value}")).collect();
@@ -187,7 +187,7 @@ async fn limit_by_ip(state: &AppState, path: &str, meta: &RequestMeta) -> Result
     Err(ApiError {
         retry_after: Some(decision.retry_after.as_secs_f64().ceil().max(1.0) as u64),
         rate_limit: Some(Box::new(decision)),
-        ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, "too many requests from this address; retry later")
+        ..ApiError::new(ErrorCode::RateLimited, "too many requests from this address; retry later")
     })
 }
 
@@ -200,7 +200,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
             return Ok(Checked::default());
         }
         tracing::error!(method = %req.method(), %path, "route has no access rule; refusing");
-        return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route is not open to anyone"));
+        return Err(ApiError::new(ErrorCode::PermissionDenied, "this route is not open to anyone"));
     };
     let meta = request_meta(state, req);
     req.extensions_mut().insert(meta.clone());
@@ -220,12 +220,12 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
         Access::SignedIn if matches!(principal, Principal::User { .. }) => Ok(passed),
         Access::SignedIn => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
-            Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key or the master key"))
+            Err(ApiError::new(ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key or the master key"))
         }
         Access::PlatformAdmin if principal.is_platform_admin() => Ok(passed),
         Access::PlatformAdmin => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
-            Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "platform administrators only"))
+            Err(ApiError::new(ErrorCode::PermissionDenied, "platform administrators only"))
         }
         Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_) => {
             let tenant = match tenant_ref(req).await {
@@ -242,11 +242,11 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
             let access: TenantAccess = state.identity.tenant_access(&principal, &tenant).await?;
             if matches!(rule.access, Access::TenantUser(_)) && matches!(principal, Principal::ApiKey { .. }) {
                 state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
-                return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key"));
+                return Err(ApiError::new(ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key"));
             }
-            if let Err(refusal) = rule.access.check_held(access.permissions) {
+            if let Err(refusal) = rule.access.check_held(access.permissions()) {
                 state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
-                return Err(ApiError::new(StatusCode::FORBIDDEN, ErrorCode::PermissionDenied, refusal));
+                return Err(ApiError::new(ErrorCode::PermissionDenied, refusal));
             }
             req.extensions_mut().insert(access);
             Ok(passed)

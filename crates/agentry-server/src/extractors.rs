@@ -21,7 +21,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::PayloadTooLarge, "request body is too large")
+                ApiError::new(ErrorCode::PayloadTooLarge, "request body is too large")
             } else {
                 ApiError::bad_request(format!("could not read the request body: {rejection}"), "body")
             }
@@ -32,7 +32,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             let inner = error.into_inner();
             match inner.classify() {
                 serde_json::error::Category::Syntax | serde_json::error::Category::Eof | serde_json::error::Category::Io => {
-                    ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("the request body is not valid JSON: {inner}"))
+                    ApiError::new(ErrorCode::InvalidJson, format!("the request body is not valid JSON: {inner}"))
                 }
                 serde_json::error::Category::Data => {
                     let param = if path == "." { "body".to_owned() } else { path };
@@ -40,7 +40,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 }
             }
         })?;
-        deserializer.end().map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidJson, format!("trailing characters after the JSON body: {e}")))?;
+        deserializer.end().map_err(|e| ApiError::new(ErrorCode::InvalidJson, format!("trailing characters after the JSON body: {e}")))?;
         Ok(Self(value))
     }
 }

@@ -74,7 +74,7 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
                 _ => ErrorCode::InvalidRequest,
             };
             let message = status.canonical_reason().unwrap_or("error").to_lowercase();
-            ApiError::new(status, code, message)
+            ApiError::with_status(status, code, message)
         }
     };
     let (mut parts, _) = response.into_parts();

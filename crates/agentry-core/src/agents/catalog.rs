@@ -10,7 +10,7 @@ use agentry_types::Permission;
 use serde::Serialize;
 
 use super::definitions::{AgentDefinition, AgentKind, AgentSpec, parse_agent_name};
-use super::{Agents, AgentsError};
+use super::{Agents, Error};
 use crate::identity::TenantAccess;
 
 /// An agent as the API shows it.
@@ -34,8 +34,8 @@ pub struct AgentVersionView {
     pub created_at_ms: i64,
 }
 
-fn stored_definition(json: &str) -> Result<AgentDefinition, AgentsError> {
-    serde_json::from_str(json).map_err(|e| AgentsError::Corrupt(format!("stored agent definition: {e}")))
+fn stored_definition(json: &str) -> Result<AgentDefinition, Error> {
+    serde_json::from_str(json).map_err(|e| Error::Internal(format!("stored agent definition: {e}")))
 }
 
 impl Agents {
@@ -49,11 +49,11 @@ impl Agents {
     }
 
     /// The spec of the agent `name` in the asker's tenant.
-    pub(super) async fn resolve(&self, access: &TenantAccess, name: &str) -> Result<AgentSpec, AgentsError> {
+    pub(super) async fn resolve(&self, access: &TenantAccess, name: &str) -> Result<AgentSpec, Error> {
         if let Some(kind) = AgentKind::built_in(name) {
             return Ok(self.built_in_spec(kind));
         }
-        let row = self.db.agent(&access.tenant_id, name).await?.ok_or_else(|| AgentsError::NotFound(format!("agent '{name}'")))?;
+        let row = self.db.agent(access.tenant_id(), name).await?.ok_or_else(|| Error::NotFound(format!("agent '{name}'")))?;
         let definition = stored_definition(&row.definition)?;
         Ok(AgentSpec::custom(&row.name, row.latest_version, definition, &self.settings.default_model, self.settings.limits()))
     }
@@ -62,9 +62,9 @@ impl Agents {
         AgentView { built_in: spec.version.is_none(), usable: access.can(spec.kind.permission()), created_at_ms: times.map(|t| t.0), updated_at_ms: times.map(|t| t.1), spec }
     }
 
-    pub async fn list_agents(&self, access: &TenantAccess) -> Result<Vec<AgentView>, AgentsError> {
+    pub async fn list_agents(&self, access: &TenantAccess) -> Result<Vec<AgentView>, Error> {
         let mut views: Vec<AgentView> = AgentKind::BUILT_IN.into_iter().map(|k| self.view(access, self.built_in_spec(k), None)).collect();
-        for row in self.db.agents_of_tenant(&access.tenant_id).await? {
+        for row in self.db.agents_of_tenant(access.tenant_id()).await? {
             let definition = stored_definition(&row.definition)?;
             let spec = AgentSpec::custom(&row.name, row.latest_version, definition, &self.settings.default_model, self.settings.limits());
             views.push(self.view(access, spec, Some((row.created_at_ms, row.updated_at_ms))));
@@ -72,65 +72,65 @@ impl Agents {
         Ok(views)
     }
 
-    pub async fn agent(&self, access: &TenantAccess, name: &str) -> Result<AgentView, AgentsError> {
+    pub async fn agent(&self, access: &TenantAccess, name: &str) -> Result<AgentView, Error> {
         if let Some(kind) = AgentKind::built_in(name) {
             return Ok(self.view(access, self.built_in_spec(kind), None));
         }
-        let row = self.db.agent(&access.tenant_id, name).await?.ok_or_else(|| AgentsError::NotFound(format!("agent '{name}'")))?;
+        let row = self.db.agent(access.tenant_id(), name).await?.ok_or_else(|| Error::NotFound(format!("agent '{name}'")))?;
         let definition = stored_definition(&row.definition)?;
         let spec = AgentSpec::custom(&row.name, row.latest_version, definition, &self.settings.default_model, self.settings.limits());
         Ok(self.view(access, spec, Some((row.created_at_ms, row.updated_at_ms))))
     }
 
-    async fn checked_definition(&self, access: &TenantAccess, definition: AgentDefinition) -> Result<(AgentDefinition, String), AgentsError> {
+    async fn checked_definition(&self, access: &TenantAccess, definition: AgentDefinition) -> Result<(AgentDefinition, String), Error> {
         let definition = definition.parse(&self.tools.names())?;
-        self.check_mcp_entries(&access.tenant_id, &definition.tools).await?;
+        self.check_mcp_entries(access.tenant_id(), &definition.tools).await?;
         if let Some(model) = &definition.model
             && self.gateway.router().registry().get(model).is_none()
         {
-            return Err(AgentsError::Invalid { message: format!("unknown model '{model}'"), param: "model" });
+            return Err(Error::Invalid { message: format!("unknown model '{model}'"), param: Some("model".into()) });
         }
-        let json = serde_json::to_string(&definition).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
+        let json = serde_json::to_string(&definition).map_err(|e| Error::Internal(e.to_string()))?;
         Ok((definition, json))
     }
 
-    pub async fn create_agent(&self, access: &TenantAccess, name: &str, definition: AgentDefinition) -> Result<AgentView, AgentsError> {
+    pub async fn create_agent(&self, access: &TenantAccess, name: &str, definition: AgentDefinition) -> Result<AgentView, Error> {
         access.require(Permission::ManageAgents)?;
         let name = parse_agent_name(name)?;
         let (_, json) = self.checked_definition(access, definition).await?;
-        match self.db.insert_agent(&access.tenant_id, name, &json, access.principal.user_id(), crate::identity::now_ms()).await {
-            Err(DbError::Conflict { .. }) => return Err(AgentsError::Conflict(format!("an agent named '{name}' already exists"))),
+        match self.db.insert_agent(access.tenant_id(), name, &json, access.principal().user_id(), crate::identity::now_ms()).await {
+            Err(DbError::Conflict { .. }) => return Err(Error::Conflict(format!("an agent named '{name}' already exists"))),
             other => other?,
         }
         self.agent(access, name).await
     }
 
     /// Replace a custom agent's definition: a new version.
-    pub async fn update_agent(&self, access: &TenantAccess, name: &str, definition: AgentDefinition) -> Result<AgentView, AgentsError> {
+    pub async fn update_agent(&self, access: &TenantAccess, name: &str, definition: AgentDefinition) -> Result<AgentView, Error> {
         access.require(Permission::ManageAgents)?;
         if AgentKind::built_in(name).is_some() {
-            return Err(AgentsError::Forbidden(format!("the built-in agent '{name}' cannot be changed")));
+            return Err(Error::Forbidden(format!("the built-in agent '{name}' cannot be changed")));
         }
         let (_, json) = self.checked_definition(access, definition).await?;
         self.db
-            .add_agent_version(&access.tenant_id, name, &json, access.principal.user_id(), crate::identity::now_ms())
+            .add_agent_version(access.tenant_id(), name, &json, access.principal().user_id(), crate::identity::now_ms())
             .await?
-            .ok_or_else(|| AgentsError::NotFound(format!("agent '{name}'")))?;
+            .ok_or_else(|| Error::NotFound(format!("agent '{name}'")))?;
         self.agent(access, name).await
     }
 
-    pub async fn delete_agent(&self, access: &TenantAccess, name: &str) -> Result<(), AgentsError> {
+    pub async fn delete_agent(&self, access: &TenantAccess, name: &str) -> Result<(), Error> {
         access.require(Permission::ManageAgents)?;
         if AgentKind::built_in(name).is_some() {
-            return Err(AgentsError::Forbidden(format!("the built-in agent '{name}' cannot be deleted")));
+            return Err(Error::Forbidden(format!("the built-in agent '{name}' cannot be deleted")));
         }
-        if self.db.delete_agent(&access.tenant_id, name).await? { Ok(()) } else { Err(AgentsError::NotFound(format!("agent '{name}'"))) }
+        if self.db.delete_agent(access.tenant_id(), name).await? { Ok(()) } else { Err(Error::NotFound(format!("agent '{name}'"))) }
     }
 
-    pub async fn agent_versions(&self, access: &TenantAccess, name: &str) -> Result<Vec<AgentVersionView>, AgentsError> {
-        let rows = self.db.agent_versions(&access.tenant_id, name).await?;
+    pub async fn agent_versions(&self, access: &TenantAccess, name: &str) -> Result<Vec<AgentVersionView>, Error> {
+        let rows = self.db.agent_versions(access.tenant_id(), name).await?;
         if rows.is_empty() {
-            return Err(AgentsError::NotFound(format!("agent '{name}'")));
+            return Err(Error::NotFound(format!("agent '{name}'")));
         }
         rows.into_iter()
             .map(|row| Ok(AgentVersionView { version: row.version, definition: stored_definition(&row.definition)?, created_by: row.created_by, created_at_ms: row.created_at_ms }))

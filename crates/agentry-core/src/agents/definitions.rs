@@ -8,7 +8,7 @@
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
-use super::AgentsError;
+use super::Error;
 
 /// The behaviour an agent's runs follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,8 +138,8 @@ const MAX_INSTRUCTIONS_CHARS: usize = 20_000;
 
 impl AgentDefinition {
     /// Check a definition against the tool names that exist.
-    pub fn parse(self, known_tools: &[&str]) -> Result<Self, AgentsError> {
-        let invalid = |message: String, param: &'static str| AgentsError::Invalid { message, param };
+    pub fn parse(self, known_tools: &[&str]) -> Result<Self, Error> {
+        let invalid = |message: String, param: &'static str| Error::invalid(message, param);
         if self.instructions.trim().is_empty() || self.instructions.chars().count() > MAX_INSTRUCTIONS_CHARS {
             return Err(invalid(format!("'instructions' must be 1 to {MAX_INSTRUCTIONS_CHARS} characters"), "instructions"));
         }
@@ -175,15 +175,15 @@ impl AgentDefinition {
 
 /// A name of a custom agent: 1-64 of `[a-z0-9_-]`, starting with a letter,
 /// not a built-in name and not `auto`.
-pub fn parse_agent_name(name: &str) -> Result<&str, AgentsError> {
+pub fn parse_agent_name(name: &str) -> Result<&str, Error> {
     let valid = (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_lowercase())
         && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
     if !valid {
-        return Err(AgentsError::Invalid { message: "'name' must be 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter".into(), param: "name" });
+        return Err(Error::Invalid { message: "'name' must be 1-64 characters of a-z, 0-9, '-' and '_', starting with a letter".into(), param: Some("name".into()) });
     }
     if name == "auto" || AgentKind::built_in(name).is_some() {
-        return Err(AgentsError::Invalid { message: format!("'{name}' is the name of a built-in agent"), param: "name" });
+        return Err(Error::Invalid { message: format!("'{name}' is the name of a built-in agent"), param: Some("name".into()) });
     }
     Ok(name)
 }

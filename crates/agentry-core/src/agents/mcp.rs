@@ -26,7 +26,7 @@ use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Agents, AgentsError};
+use super::{Agents, Error};
 use crate::identity::TenantAccess;
 use crate::outbound::Outbound;
 use crate::secrets::{Place, Sealer};
@@ -80,8 +80,8 @@ impl McpTool {
 }
 
 /// A row whose `headers` hold the opened JSON object instead of the sealed value (in memory only).
-fn opened(sealer: &Sealer, mut row: McpServerRow) -> Result<McpServerRow, AgentsError> {
-    row.headers = sealer.open_string(&Place::mcp_headers(&row.tenant_id, &row.name), &row.headers).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
+fn opened(sealer: &Sealer, mut row: McpServerRow) -> Result<McpServerRow, Error> {
+    row.headers = sealer.open_string(&Place::mcp_headers(&row.tenant_id, &row.name), &row.headers).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(row)
 }
 
@@ -194,47 +194,47 @@ pub(super) async fn call_tool(outbound: &Outbound, tool: &McpTool, arguments: Va
 }
 
 impl Agents {
-    pub async fn register_mcp_server(&self, access: &TenantAccess, input: McpServerInput) -> Result<McpServerView, AgentsError> {
+    pub async fn register_mcp_server(&self, access: &TenantAccess, input: McpServerInput) -> Result<McpServerView, Error> {
         access.require(Permission::ManageAgents)?;
         if parse_entry(&format!("mcp:{}", input.name)).is_none() {
-            return Err(AgentsError::Invalid { message: "'name' must be 1-64 characters of a-z, A-Z, 0-9, '-', '_' and '.'".into(), param: "name" });
+            return Err(Error::Invalid { message: "'name' must be 1-64 characters of a-z, A-Z, 0-9, '-', '_' and '.'".into(), param: Some("name".into()) });
         }
-        self.outbound.check(&input.url).map_err(|e| AgentsError::Invalid { message: format!("'url': {e}"), param: "url" })?;
+        self.outbound.check(&input.url).map_err(|e| Error::Invalid { message: format!("'url': {e}"), param: Some("url".into()) })?;
         let headers = serde_json::to_string(&input.headers).unwrap_or_else(|_| "{}".into());
-        let sealed = self.sealer.seal(&Place::mcp_headers(&access.tenant_id, &input.name), headers.as_bytes()).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
+        let sealed = self.sealer.seal(&Place::mcp_headers(access.tenant_id(), &input.name), headers.as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
         let row = McpServerRow {
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             name: input.name.clone(),
             url: input.url,
             headers: sealed,
-            created_by: access.principal.user_id().map(str::to_owned),
+            created_by: access.principal().user_id().map(str::to_owned),
             created_at_ms: crate::identity::now_ms(),
         };
         match self.db.insert_mcp_server(&row).await {
-            Err(DbError::Conflict { .. }) => Err(AgentsError::Conflict(format!("an MCP server named '{}' already exists", input.name))),
+            Err(DbError::Conflict { .. }) => Err(Error::Conflict(format!("an MCP server named '{}' already exists", input.name))),
             other => other.map(|()| view(&McpServerRow { headers, ..row })).map_err(Into::into),
         }
     }
 
-    pub async fn mcp_servers(&self, access: &TenantAccess) -> Result<Vec<McpServerView>, AgentsError> {
-        self.db.mcp_servers_of_tenant(&access.tenant_id).await?.into_iter().map(|row| opened(&self.sealer, row).map(|row| view(&row))).collect()
+    pub async fn mcp_servers(&self, access: &TenantAccess) -> Result<Vec<McpServerView>, Error> {
+        self.db.mcp_servers_of_tenant(access.tenant_id()).await?.into_iter().map(|row| opened(&self.sealer, row).map(|row| view(&row))).collect()
     }
 
-    pub async fn delete_mcp_server(&self, access: &TenantAccess, name: &str) -> Result<(), AgentsError> {
+    pub async fn delete_mcp_server(&self, access: &TenantAccess, name: &str) -> Result<(), Error> {
         access.require(Permission::ManageAgents)?;
-        if self.db.delete_mcp_server(&access.tenant_id, name).await? { Ok(()) } else { Err(AgentsError::NotFound(format!("MCP server '{name}'"))) }
+        if self.db.delete_mcp_server(access.tenant_id(), name).await? { Ok(()) } else { Err(Error::NotFound(format!("MCP server '{name}'"))) }
     }
 
     /// Discover a registered server's tools now.
-    pub async fn mcp_server_tools(&self, access: &TenantAccess, name: &str) -> Result<Vec<Value>, AgentsError> {
-        let row = self.db.mcp_server(&access.tenant_id, name).await?.ok_or_else(|| AgentsError::NotFound(format!("MCP server '{name}'")))?;
+    pub async fn mcp_server_tools(&self, access: &TenantAccess, name: &str) -> Result<Vec<Value>, Error> {
+        let row = self.db.mcp_server(access.tenant_id(), name).await?.ok_or_else(|| Error::NotFound(format!("MCP server '{name}'")))?;
         let row = opened(&self.sealer, row)?;
-        let tools = list_tools(&self.outbound, &row).await.map_err(AgentsError::ToolUnavailable)?;
+        let tools = list_tools(&self.outbound, &row).await.map_err(Error::ToolUnavailable)?;
         Ok(tools.into_iter().map(|(name, description, schema)| json!({ "name": name, "description": description, "inputSchema": schema })).collect())
     }
 
     /// The MCP tools an agent's `tools` entries name, discovered from their servers.
-    pub(super) async fn resolve_mcp_tools(&self, tenant_id: &str, entries: &[String]) -> Result<Vec<McpTool>, AgentsError> {
+    pub(super) async fn resolve_mcp_tools(&self, tenant_id: &str, entries: &[String]) -> Result<Vec<McpTool>, Error> {
         let mut wanted: BTreeMap<&str, Option<Vec<&str>>> = BTreeMap::new();
         for (server, tool) in entries.iter().filter_map(|e| parse_entry(e)) {
             match (wanted.entry(server).or_insert_with(|| Some(Vec::new())), tool) {
@@ -245,13 +245,10 @@ impl Agents {
         }
         let mut resolved = Vec::new();
         for (server, only) in wanted {
-            let row = self
-                .db
-                .mcp_server(tenant_id, server)
-                .await?
-                .ok_or_else(|| AgentsError::ToolUnavailable(format!("the agent names MCP server '{server}', which is not registered")))?;
+            let row =
+                self.db.mcp_server(tenant_id, server).await?.ok_or_else(|| Error::ToolUnavailable(format!("the agent names MCP server '{server}', which is not registered")))?;
             let row = Arc::new(opened(&self.sealer, row)?);
-            let tools = list_tools(&self.outbound, &row).await.map_err(AgentsError::ToolUnavailable)?;
+            let tools = list_tools(&self.outbound, &row).await.map_err(Error::ToolUnavailable)?;
             for (remote, description, schema) in tools {
                 if only.as_ref().is_some_and(|names| !names.contains(&remote.as_str())) {
                     continue;
@@ -263,10 +260,10 @@ impl Agents {
     }
 
     /// Check a definition's MCP entries name registered servers.
-    pub(super) async fn check_mcp_entries(&self, tenant_id: &str, entries: &[String]) -> Result<(), AgentsError> {
+    pub(super) async fn check_mcp_entries(&self, tenant_id: &str, entries: &[String]) -> Result<(), Error> {
         for (server, _) in entries.iter().filter_map(|e| parse_entry(e)) {
             if self.db.mcp_server(tenant_id, server).await?.is_none() {
-                return Err(AgentsError::Invalid { message: format!("MCP server '{server}' is not registered"), param: "tools" });
+                return Err(Error::Invalid { message: format!("MCP server '{server}' is not registered"), param: Some("tools".into()) });
             }
         }
         Ok(())

@@ -25,8 +25,8 @@ pub mod tools;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentry_db::Db;
 use agentry_db::agents::{RunRow, ToolCallRow};
-use agentry_db::{Db, DbError};
 use agentry_types::{ChatMessage, Role};
 use futures::Stream;
 use serde::{Deserialize, Serialize};
@@ -39,7 +39,7 @@ pub use threads::{MessageView, ThreadInput, ThreadPatch, ThreadView, conversatio
 
 use crate::audit::Audit;
 use crate::gateway::{CallContext, Gateway};
-use crate::identity::{IdentityError, TenantAccess};
+use crate::identity::TenantAccess;
 use crate::knowledge::Knowledge;
 use crate::outbound::{Outbound, OutboundPolicy};
 use crate::secrets::Sealer;
@@ -47,39 +47,7 @@ use memory::ContextInput;
 use routing::Route;
 use tools::ToolRegistry;
 
-#[derive(Debug, thiserror::Error)]
-pub enum AgentsError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{message}")]
-    Invalid { message: String, param: &'static str },
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    Conflict(String),
-    /// The agent's model is not configured or cannot take the input.
-    #[error("{0}")]
-    ModelUnavailable(String),
-    /// The input has images and the model cannot see.
-    #[error("{0}")]
-    ModelCannotSee(String),
-    #[error("{0}")]
-    Corrupt(String),
-    /// An external tool server (MCP) could not be reached or answered wrongly.
-    #[error("{0}")]
-    ToolUnavailable(String),
-}
-
-impl From<IdentityError> for AgentsError {
-    fn from(error: IdentityError) -> Self {
-        match error {
-            IdentityError::Db(e) => Self::Db(e),
-            other => Self::Forbidden(other.to_string()),
-        }
-    }
-}
+pub use crate::error::Error;
 
 /// Operator settings of the agent runtime (`[agents]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,9 +218,9 @@ pub struct Agents {
 }
 
 impl Agents {
-    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, settings: AgentsSettings) -> Result<Self, AgentsError> {
-        let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| AgentsError::Invalid { message: e.to_string(), param: "outbound" })?;
-        let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| AgentsError::Corrupt(e.to_string()))?;
+    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, settings: AgentsSettings) -> Result<Self, Error> {
+        let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| Error::Invalid { message: e.to_string(), param: Some("outbound".into()) })?;
+        let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| Error::Internal(e.to_string()))?;
         let live = LiveRuns::new(Duration::from_secs(settings.resume_window_secs));
         Ok(Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings), sealer })
     }
@@ -266,12 +234,12 @@ impl Agents {
     }
 
     /// Fail the runs a previous process left unfinished; call once at startup.
-    pub async fn recover(&self) -> Result<u64, AgentsError> {
+    pub async fn recover(&self) -> Result<u64, Error> {
         Ok(self.db.fail_interrupted_runs(crate::identity::now_ms()).await?)
     }
 
     /// Check, route and start a run; it executes in its own task.
-    pub async fn start_run(&self, access: &TenantAccess, call: &CallContext, thread_id: Option<&str>, input: RunInput) -> Result<StartedRun, AgentsError> {
+    pub async fn start_run(&self, access: &TenantAccess, call: &CallContext, thread_id: Option<&str>, input: RunInput) -> Result<StartedRun, Error> {
         let (system_text, messages) = checked_messages(input.messages)?;
         let question = messages.last().map(ChatMessage::content_text).unwrap_or_default();
         let has_image = messages.iter().any(|m| m.content.as_ref().is_some_and(|c| c.has_image()));
@@ -298,17 +266,17 @@ impl Agents {
         let self_contained = history.is_empty() && plain_question && system_text.trim().is_empty() && !has_image && !shaped_by_thread;
         let context = ContextInput { model: &spec.model, instructions: &spec.instructions, extra_system: &system_text, thread: thread.as_ref(), history, input: &messages };
         let conversation = self.context(&call, context).await;
-        let mcp_tools = self.resolve_mcp_tools(&access.tenant_id, &spec.tools).await?;
+        let mcp_tools = self.resolve_mcp_tools(access.tenant_id(), &spec.tools).await?;
         let id = uuid::Uuid::now_v7().to_string();
         let owner = conversation_owner(access)?;
         let now = crate::identity::now_ms();
         let live = self
             .live
-            .start(&id, &access.tenant_id, &owner, thread_id)
-            .ok_or_else(|| AgentsError::Conflict(format!("thread '{}' already has a run in progress", thread_id.unwrap_or_default())))?;
+            .start(&id, access.tenant_id(), &owner, thread_id)
+            .ok_or_else(|| Error::Conflict(format!("thread '{}' already has a run in progress", thread_id.unwrap_or_default())))?;
         let row = RunRow {
             id: id.clone(),
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             owner,
             thread_id: thread_id.map(str::to_owned),
             agent: spec.name.clone(),
@@ -345,54 +313,54 @@ impl Agents {
     }
 
     /// Start a run and wait for its end; its record.
-    pub async fn run_to_end(&self, access: &TenantAccess, call: &CallContext, thread_id: Option<&str>, input: RunInput) -> Result<RunView, AgentsError> {
+    pub async fn run_to_end(&self, access: &TenantAccess, call: &CallContext, thread_id: Option<&str>, input: RunInput) -> Result<RunView, Error> {
         let started = self.start_run(access, call, thread_id, input).await?;
         futures::StreamExt::count(started.live.follow(0)).await;
         self.run(access, &started.id).await
     }
 
     /// The model must be configured, and see when the input has images.
-    fn check_model(&self, spec: &AgentSpec, has_image: bool) -> Result<(), AgentsError> {
+    fn check_model(&self, spec: &AgentSpec, has_image: bool) -> Result<(), Error> {
         let entry = self
             .gateway
             .router()
             .registry()
             .get(&spec.model)
-            .ok_or_else(|| AgentsError::ModelUnavailable(format!("agent '{}' uses model '{}', which is not configured", spec.name, spec.model)))?;
+            .ok_or_else(|| Error::Unavailable(format!("agent '{}' uses model '{}', which is not configured", spec.name, spec.model)))?;
         if has_image && !entry.vision {
             let message =
                 format!("agent '{}' uses model '{}', which cannot see images; set agents.vision_model (or the agent's model) to a vision-capable model", spec.name, spec.model);
-            return Err(AgentsError::ModelCannotSee(message));
+            return Err(Error::ModelCannotSee(message));
         }
         Ok(())
     }
 
     /// A run the asker owns.
-    pub async fn run(&self, access: &TenantAccess, id: &str) -> Result<RunView, AgentsError> {
+    pub async fn run(&self, access: &TenantAccess, id: &str) -> Result<RunView, Error> {
         let row = self.owned_run(access, id).await?;
         let calls = self.db.tool_calls_of_run(id).await?;
         Ok(run_view(row, calls))
     }
 
-    async fn owned_run(&self, access: &TenantAccess, id: &str) -> Result<RunRow, AgentsError> {
+    async fn owned_run(&self, access: &TenantAccess, id: &str) -> Result<RunRow, Error> {
         let owner = conversation_owner(access)?;
-        match self.db.run(&access.tenant_id, id).await? {
+        match self.db.run(access.tenant_id(), id).await? {
             Some(row) if row.owner == owner => Ok(row),
-            _ => Err(AgentsError::NotFound(format!("run '{id}'"))),
+            _ => Err(Error::NotFound(format!("run '{id}'"))),
         }
     }
 
     /// The asker's runs, newest first, optionally of one thread.
-    pub async fn runs(&self, access: &TenantAccess, thread_id: Option<&str>, limit: Option<i64>) -> Result<Vec<RunView>, AgentsError> {
+    pub async fn runs(&self, access: &TenantAccess, thread_id: Option<&str>, limit: Option<i64>) -> Result<Vec<RunView>, Error> {
         if let Some(thread) = thread_id {
             self.owned_thread(access, thread).await?;
         }
-        let rows = self.db.runs_of_owner(&access.tenant_id, &conversation_owner(access)?, thread_id, limit.unwrap_or(50).clamp(1, 200)).await?;
+        let rows = self.db.runs_of_owner(access.tenant_id(), &conversation_owner(access)?, thread_id, limit.unwrap_or(50).clamp(1, 200)).await?;
         Ok(rows.into_iter().map(|row| run_view(row, Vec::new())).collect())
     }
 
     /// Cancel a run in progress and wait (briefly) for it to stop; its record after.
-    pub async fn cancel_run(&self, access: &TenantAccess, id: &str) -> Result<RunView, AgentsError> {
+    pub async fn cancel_run(&self, access: &TenantAccess, id: &str) -> Result<RunView, Error> {
         self.owned_run(access, id).await?;
         if let Some(live) = self.live.get(id).filter(|l| !l.ended()) {
             live.cancel_token().cancel();
@@ -405,18 +373,17 @@ impl Agents {
     }
 
     /// A run's events after number `after`, then live ones until it ends.
-    pub async fn follow(&self, access: &TenantAccess, id: &str, after: usize) -> Result<impl Stream<Item = (usize, Arc<RunEvent>)> + Send + use<>, AgentsError> {
+    pub async fn follow(&self, access: &TenantAccess, id: &str, after: usize) -> Result<impl Stream<Item = (usize, Arc<RunEvent>)> + Send + use<>, Error> {
         self.owned_run(access, id).await?;
-        let live =
-            self.live.get(id).ok_or_else(|| AgentsError::NotFound(format!("events of run '{id}' (they are kept {} s after a run ends)", self.settings.resume_window_secs)))?;
+        let live = self.live.get(id).ok_or_else(|| Error::NotFound(format!("events of run '{id}' (they are kept {} s after a run ends)", self.settings.resume_window_secs)))?;
         Ok(live.follow(after))
     }
 }
 
 /// Validate a run's messages: system messages become extra instructions,
 /// the rest must end with the user's.
-fn checked_messages(messages: Vec<ChatMessage>) -> Result<(String, Vec<ChatMessage>), AgentsError> {
-    let invalid = |message: &str| AgentsError::Invalid { message: message.to_owned(), param: "input" };
+fn checked_messages(messages: Vec<ChatMessage>) -> Result<(String, Vec<ChatMessage>), Error> {
+    let invalid = |message: &str| Error::Invalid { message: message.to_owned(), param: Some("input".into()) };
     if messages.is_empty() || messages.len() > MAX_INPUT_MESSAGES {
         return Err(invalid("the input must have 1 to 200 messages"));
     }

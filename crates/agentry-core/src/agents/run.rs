@@ -313,8 +313,8 @@ impl Agents {
             tracing::warn!(%error, run = %row.run_id, "could not store a tool call");
         }
         let audit = self.audit.clone();
-        let tenant = run.access.tenant_id.clone();
-        let actor = run.access.principal.actor();
+        let tenant = run.access.tenant_id().to_owned();
+        let actor = run.access.principal().actor();
         let request_id = run.call.request_id.clone();
         tokio::spawn(async move {
             let meta = RequestMeta { request_id: Some(request_id), ..Default::default() };

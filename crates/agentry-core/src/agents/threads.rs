@@ -10,7 +10,7 @@ use agentry_types::access::AGENT_PERMISSIONS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Agents, AgentsError};
+use super::{Agents, Error};
 use crate::identity::TenantAccess;
 
 const MAX_PINNED: usize = 50;
@@ -95,35 +95,35 @@ impl From<MessageRow> for MessageView {
 /// that may run some agent has conversations: a key scoped to `use_models`
 /// alone reads none of its owner's threads or runs (they hold tool results
 /// and document passages), so this refuses it.
-pub fn conversation_owner(access: &TenantAccess) -> Result<String, AgentsError> {
+pub fn conversation_owner(access: &TenantAccess) -> Result<String, Error> {
     if !AGENT_PERMISSIONS.iter().any(|p| access.can(*p)) {
-        return Err(AgentsError::Forbidden("threads and runs need a permission to use an agent (use_general_agent, use_rag_agent, …)".into()));
+        return Err(Error::Forbidden("threads and runs need a permission to use an agent (use_general_agent, use_rag_agent, …)".into()));
     }
-    Ok(access.principal.user_id().map_or_else(|| "master".to_owned(), |id| format!("user:{id}")))
+    Ok(access.principal().user_id().map_or_else(|| "master".to_owned(), |id| format!("user:{id}")))
 }
 
-fn checked_title(title: &str) -> Result<String, AgentsError> {
+fn checked_title(title: &str) -> Result<String, Error> {
     let title = title.trim();
     if title.chars().count() > MAX_TITLE_CHARS {
-        return Err(AgentsError::Invalid { message: format!("'title' takes up to {MAX_TITLE_CHARS} characters"), param: "title" });
+        return Err(Error::Invalid { message: format!("'title' takes up to {MAX_TITLE_CHARS} characters"), param: Some("title".into()) });
     }
     Ok(title.to_owned())
 }
 
-fn checked_pinned(pinned: &[String]) -> Result<String, AgentsError> {
+fn checked_pinned(pinned: &[String]) -> Result<String, Error> {
     if pinned.len() > MAX_PINNED || pinned.iter().any(|f| f.trim().is_empty() || f.chars().count() > MAX_PINNED_CHARS) {
         let message = format!("'pinned' takes up to {MAX_PINNED} non-empty facts of up to {MAX_PINNED_CHARS} characters");
-        return Err(AgentsError::Invalid { message, param: "pinned" });
+        return Err(Error::Invalid { message, param: Some("pinned".into()) });
     }
     Ok(serde_json::to_string(pinned).unwrap_or_else(|_| "[]".into()))
 }
 
 impl Agents {
-    pub async fn create_thread(&self, access: &TenantAccess, input: ThreadInput) -> Result<ThreadView, AgentsError> {
+    pub async fn create_thread(&self, access: &TenantAccess, input: ThreadInput) -> Result<ThreadView, Error> {
         let now = crate::identity::now_ms();
         let row = ThreadRow {
             id: uuid::Uuid::now_v7().to_string(),
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             owner: conversation_owner(access)?,
             title: checked_title(input.title.as_deref().unwrap_or_default())?,
             metadata: Value::Object(input.metadata).to_string(),
@@ -139,26 +139,26 @@ impl Agents {
     }
 
     /// A thread the asker owns, or not found.
-    pub(super) async fn owned_thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadRow, AgentsError> {
+    pub(super) async fn owned_thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadRow, Error> {
         let owner = conversation_owner(access)?;
-        match self.db.thread(&access.tenant_id, id).await? {
+        match self.db.thread(access.tenant_id(), id).await? {
             Some(row) if row.owner == owner => Ok(row),
-            _ => Err(AgentsError::NotFound(format!("thread '{id}'"))),
+            _ => Err(Error::NotFound(format!("thread '{id}'"))),
         }
     }
 
-    pub async fn thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadView, AgentsError> {
+    pub async fn thread(&self, access: &TenantAccess, id: &str) -> Result<ThreadView, Error> {
         Ok(self.owned_thread(access, id).await?.into())
     }
 
     /// The asker's threads, most recent first; `query` searches titles and messages.
-    pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, limit: Option<i64>) -> Result<Vec<ThreadView>, AgentsError> {
+    pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, limit: Option<i64>) -> Result<Vec<ThreadView>, Error> {
         let limit = limit.unwrap_or(50).clamp(1, 200);
-        let rows = self.db.threads_of_owner(&access.tenant_id, &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), limit).await?;
+        let rows = self.db.threads_of_owner(access.tenant_id(), &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), limit).await?;
         Ok(rows.into_iter().map(Into::into).collect())
     }
 
-    pub async fn update_thread(&self, access: &TenantAccess, id: &str, patch: ThreadPatch) -> Result<ThreadView, AgentsError> {
+    pub async fn update_thread(&self, access: &TenantAccess, id: &str, patch: ThreadPatch) -> Result<ThreadView, Error> {
         let row = self.owned_thread(access, id).await?;
         let title = match &patch.title {
             Some(title) => checked_title(title)?,
@@ -169,20 +169,20 @@ impl Agents {
             Some(pinned) => checked_pinned(pinned)?,
             None => row.pinned.clone(),
         };
-        self.db.update_thread(&access.tenant_id, id, &title, &metadata, &pinned, crate::identity::now_ms()).await?;
+        self.db.update_thread(access.tenant_id(), id, &title, &metadata, &pinned, crate::identity::now_ms()).await?;
         self.thread(access, id).await
     }
 
-    pub async fn delete_thread(&self, access: &TenantAccess, id: &str) -> Result<(), AgentsError> {
+    pub async fn delete_thread(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {
         self.owned_thread(access, id).await?;
         if self.live.thread_busy(id) {
-            return Err(AgentsError::Conflict(format!("thread '{id}' has a run in progress; cancel it first")));
+            return Err(Error::Conflict(format!("thread '{id}' has a run in progress; cancel it first")));
         }
-        self.db.delete_thread(&access.tenant_id, id).await?;
+        self.db.delete_thread(access.tenant_id(), id).await?;
         Ok(())
     }
 
-    pub async fn thread_messages(&self, access: &TenantAccess, id: &str) -> Result<Vec<MessageView>, AgentsError> {
+    pub async fn thread_messages(&self, access: &TenantAccess, id: &str) -> Result<Vec<MessageView>, Error> {
         self.owned_thread(access, id).await?;
         Ok(self.db.messages(id, 0).await?.into_iter().map(Into::into).collect())
     }

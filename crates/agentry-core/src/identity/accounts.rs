@@ -12,7 +12,7 @@ use agentry_types::{BuiltinRole, Permission, PermissionSet};
 use serde::Serialize;
 
 use super::sessions::normalise_email;
-use super::{Identity, IdentityError, Principal, RequestMeta, TenantAccess, now_ms};
+use super::{Error, Identity, Principal, RequestMeta, TenantAccess, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// A role as listed: built-in or custom, with what it grants.
@@ -41,28 +41,28 @@ pub(crate) fn new_user_row(email: &str, display_name: Option<&str>, password_has
     }
 }
 
-fn conflict(what: &'static str) -> impl FnOnce(DbError) -> IdentityError {
+fn conflict(what: &'static str) -> impl FnOnce(DbError) -> Error {
     move |e| match e {
-        DbError::Conflict { .. } => IdentityError::Conflict(what),
-        other => IdentityError::Db(other),
+        DbError::Conflict { .. } => Error::AlreadyExists(what),
+        other => Error::Db(other),
     }
 }
 
 /// Lowercase letters, digits and dashes, 2–63 characters, not starting with a dash.
-fn check_slug(slug: &str) -> Result<(), IdentityError> {
+fn check_slug(slug: &str) -> Result<(), Error> {
     let ok = (2..=63).contains(&slug.len()) && !slug.starts_with('-') && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-    if ok { Ok(()) } else { Err(IdentityError::invalid("slug must be 2-63 lowercase letters, digits or dashes", "slug")) }
+    if ok { Ok(()) } else { Err(Error::invalid("slug must be 2-63 lowercase letters, digits or dashes", "slug")) }
 }
 
-pub(crate) fn check_email(email: &str) -> Result<(), IdentityError> {
+pub(crate) fn check_email(email: &str) -> Result<(), Error> {
     let ok = email.len() <= 254 && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace));
-    if ok { Ok(()) } else { Err(IdentityError::invalid("not a valid email address", "email")) }
+    if ok { Ok(()) } else { Err(Error::invalid("not a valid email address", "email")) }
 }
 
 impl Identity {
     /// First start: a tenant, and a platform admin who is its admin. Refused
     /// once any user exists with that email or the tenant slug is taken.
-    pub async fn bootstrap(&self, tenant_slug: &str, tenant_name: &str, email: &str, password: &str) -> Result<(TenantRow, String), IdentityError> {
+    pub async fn bootstrap(&self, tenant_slug: &str, tenant_name: &str, email: &str, password: &str) -> Result<(TenantRow, String), Error> {
         check_slug(tenant_slug)?;
         let email = normalise_email(email);
         check_email(&email)?;
@@ -81,9 +81,9 @@ impl Identity {
     /// Self-registration (when `identity.self_registration` is on): a user
     /// with no memberships and an unverified address (a verification mail
     /// is queued when SMTP is configured), who can be invited into tenants.
-    pub async fn register(&self, email: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<String, IdentityError> {
+    pub async fn register(&self, email: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<String, Error> {
         if !self.settings.self_registration {
-            return Err(IdentityError::Forbidden("self-registration is disabled on this server".into()));
+            return Err(Error::Forbidden("self-registration is disabled on this server".into()));
         }
         let email = normalise_email(email);
         check_email(&email)?;
@@ -98,16 +98,16 @@ impl Identity {
     /// Disable or re-enable an account (platform administrators). Disabling
     /// revokes every session; API keys of a disabled user stop working with
     /// them (their owner no longer authenticates as a member).
-    pub async fn set_user_active(&self, principal: &Principal, user_id: &str, active: bool, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn set_user_active(&self, principal: &Principal, user_id: &str, active: bool, meta: &RequestMeta) -> Result<(), Error> {
         if !principal.is_platform_admin() {
-            return Err(IdentityError::Forbidden("platform administrators only".into()));
+            return Err(Error::Forbidden("platform administrators only".into()));
         }
         if principal.user_id() == Some(user_id) && !active {
-            return Err(IdentityError::invalid("you cannot disable your own account", "user_id"));
+            return Err(Error::invalid("you cannot disable your own account", "user_id"));
         }
         let now = now_ms();
         if !self.db.set_user_active(user_id, active, now).await? {
-            return Err(IdentityError::NotFound("user"));
+            return Err(Error::NotFound("user".into()));
         }
         if !active {
             self.db.revoke_sessions(user_id, None, "account disabled", now).await?;
@@ -120,16 +120,16 @@ impl Identity {
     }
 
     /// A new tenant with `owner` (a user id) as its admin. Platform admins only.
-    pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<TenantRow, IdentityError> {
+    pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<TenantRow, Error> {
         if !principal.is_platform_admin() {
-            return Err(IdentityError::Forbidden("only platform administrators create tenants".into()));
+            return Err(Error::Forbidden("only platform administrators create tenants".into()));
         }
         check_slug(slug)?;
         let now = now_ms();
         let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: slug.into(), name: name.into(), mfa_required: false, created_at_ms: now };
         self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
         if let Some(owner) = owner.or(principal.user_id()) {
-            self.db.user_by_id(owner).await?.ok_or(IdentityError::NotFound("user"))?;
+            self.db.user_by_id(owner).await?.ok_or(Error::NotFound("user".into()))?;
             self.db.upsert_membership(&tenant.id, owner, BuiltinRole::Admin.as_str(), now).await?;
             self.access_changed();
         }
@@ -139,7 +139,7 @@ impl Identity {
     }
 
     /// Tenants the principal can enter (all of them for platform admins).
-    pub async fn visible_tenants(&self, principal: &Principal) -> Result<Vec<MembershipOrTenant>, IdentityError> {
+    pub async fn visible_tenants(&self, principal: &Principal) -> Result<Vec<MembershipOrTenant>, Error> {
         if principal.is_platform_admin() {
             return Ok(self.db.all_tenants().await?.into_iter().map(MembershipOrTenant::Tenant).collect());
         }
@@ -152,29 +152,29 @@ impl Identity {
         }
     }
 
-    pub async fn members(&self, access: &TenantAccess) -> Result<Vec<MembershipRow>, IdentityError> {
+    pub async fn members(&self, access: &TenantAccess) -> Result<Vec<MembershipRow>, Error> {
         access.require(Permission::ManageUsers)?;
         Ok(self.db.members_of_tenant(&access.tenant_id).await?)
     }
 
     /// Change a member's role.
-    pub async fn set_member_role(&self, access: &TenantAccess, user_id: &str, role: &str, meta: &RequestMeta) -> Result<MembershipRow, IdentityError> {
+    pub async fn set_member_role(&self, access: &TenantAccess, user_id: &str, role: &str, meta: &RequestMeta) -> Result<MembershipRow, Error> {
         access.require(Permission::ManageUsers)?;
         self.grantable_role(access, role).await?;
-        let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
+        let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(Error::NotFound("member".into()))?;
         self.outranked_member(access, &current).await?;
         self.keep_an_admin(&access.tenant_id, &current, Some(role)).await?;
         self.db.upsert_membership(&access.tenant_id, user_id, role, now_ms()).await?;
         self.access_changed();
         let metadata = serde_json::json!({ "from": current.role, "to": role });
         self.record(Some(&access.tenant_id), access.principal.actor(), "membership.update", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata).await?;
-        self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))
+        self.db.membership(&access.tenant_id, user_id).await?.ok_or(Error::NotFound("member".into()))
     }
 
     /// End a membership; the user leaves the tenant's groups with it (same transaction).
-    pub async fn remove_member(&self, access: &TenantAccess, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn remove_member(&self, access: &TenantAccess, user_id: &str, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageUsers)?;
-        let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(IdentityError::NotFound("member"))?;
+        let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(Error::NotFound("member".into()))?;
         self.outranked_member(access, &current).await?;
         self.keep_an_admin(&access.tenant_id, &current, None).await?;
         self.db.delete_membership(&access.tenant_id, user_id).await?;
@@ -182,30 +182,30 @@ impl Identity {
         self.record(Some(&access.tenant_id), access.principal.actor(), "membership.delete", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
-    pub(crate) async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), IdentityError> {
+    pub(crate) async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), Error> {
         let admin = BuiltinRole::Admin.as_str();
         if current.role == admin && new_role != Some(admin) && self.db.count_members_with_role(tenant_id, admin).await? <= 1 {
-            return Err(IdentityError::invalid("a tenant must keep at least one admin", "role"));
+            return Err(Error::invalid("a tenant must keep at least one admin", "role"));
         }
         Ok(())
     }
 
     /// A role that exists in the tenant and grants nothing the caller lacks.
-    pub(crate) async fn grantable_role(&self, access: &TenantAccess, role: &str) -> Result<(), IdentityError> {
+    pub(crate) async fn grantable_role(&self, access: &TenantAccess, role: &str) -> Result<(), Error> {
         if role.parse::<BuiltinRole>().is_err() && self.db.role(&access.tenant_id, role).await?.is_none() {
-            return Err(IdentityError::invalid(format!("no role named '{role}' in this tenant"), "role"));
+            return Err(Error::invalid(format!("no role named '{role}' in this tenant"), "role"));
         }
         access.require_within(self.role_permissions(&access.tenant_id, role).await?, &format!("role '{role}'"))
     }
 
     /// Refuse to change or remove a member whose role holds more than the caller.
-    pub(crate) async fn outranked_member(&self, access: &TenantAccess, member: &MembershipRow) -> Result<(), IdentityError> {
+    pub(crate) async fn outranked_member(&self, access: &TenantAccess, member: &MembershipRow) -> Result<(), Error> {
         let held = self.role_permissions(&access.tenant_id, &member.role).await?;
         access.require_within(held, &format!("this member's role '{}'", member.role))
     }
 
     /// Built-in and custom roles of the tenant.
-    pub async fn roles(&self, access: &TenantAccess) -> Result<Vec<RoleInfo>, IdentityError> {
+    pub async fn roles(&self, access: &TenantAccess) -> Result<Vec<RoleInfo>, Error> {
         let mut roles: Vec<RoleInfo> = BuiltinRole::ALL
             .iter()
             .map(|r| RoleInfo { name: r.as_str().into(), builtin: true, description: String::new(), permissions: r.permissions().iter().copied().collect() })
@@ -218,12 +218,12 @@ impl Identity {
     }
 
     /// Create or change a custom role.
-    pub async fn put_role(&self, access: &TenantAccess, name: &str, description: &str, permissions: PermissionSet, meta: &RequestMeta) -> Result<RoleInfo, IdentityError> {
+    pub async fn put_role(&self, access: &TenantAccess, name: &str, description: &str, permissions: PermissionSet, meta: &RequestMeta) -> Result<RoleInfo, Error> {
         access.require(Permission::ManageRoles)?;
         if name.parse::<BuiltinRole>().is_ok() {
-            return Err(IdentityError::invalid("built-in roles cannot be changed", "name"));
+            return Err(Error::invalid("built-in roles cannot be changed", "name"));
         }
-        check_slug(&name.replace('_', "-")).map_err(|_| IdentityError::invalid("role names are 2-63 lowercase letters, digits, '-' or '_'", "name"))?;
+        check_slug(&name.replace('_', "-")).map_err(|_| Error::invalid("role names are 2-63 lowercase letters, digits, '-' or '_'", "name"))?;
         access.require_within(permissions, "the role")?;
         if self.db.role(&access.tenant_id, name).await?.is_some() {
             access.require_within(self.role_permissions(&access.tenant_id, name).await?, &format!("role '{name}'"))?;
@@ -232,7 +232,7 @@ impl Identity {
             tenant_id: access.tenant_id.clone(),
             name: name.into(),
             description: description.into(),
-            permissions: serde_json::to_string(&permissions).map_err(|e| IdentityError::Internal(e.to_string()))?,
+            permissions: serde_json::to_string(&permissions).map_err(|e| Error::Internal(e.to_string()))?,
             created_at_ms: now_ms(),
         };
         self.db.upsert_role(&row).await?;
@@ -250,24 +250,24 @@ impl Identity {
         Ok(RoleInfo { name: name.into(), builtin: false, description: description.into(), permissions })
     }
 
-    pub async fn delete_role(&self, access: &TenantAccess, name: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn delete_role(&self, access: &TenantAccess, name: &str, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageRoles)?;
         access.require_within(self.role_permissions(&access.tenant_id, name).await?, &format!("role '{name}'"))?;
         if self.db.count_members_with_role(&access.tenant_id, name).await? > 0 {
-            return Err(IdentityError::invalid("the role is still given to members", "name"));
+            return Err(Error::invalid("the role is still given to members", "name"));
         }
         if !self.db.delete_role(&access.tenant_id, name).await? {
-            return Err(IdentityError::NotFound("role"));
+            return Err(Error::NotFound("role".into()));
         }
         self.access_changed();
         self.record(Some(&access.tenant_id), access.principal.actor(), "role.delete", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Change the tenant's name and/or its "MFA required" policy.
-    pub async fn update_tenant(&self, access: &TenantAccess, name: Option<&str>, mfa_required: Option<bool>, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn update_tenant(&self, access: &TenantAccess, name: Option<&str>, mfa_required: Option<bool>, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageTenant)?;
         if name.is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
-            return Err(IdentityError::invalid("name must have 1-200 characters", "name"));
+            return Err(Error::invalid("name must have 1-200 characters", "name"));
         }
         self.db.update_tenant(&access.tenant_id, name.map(str::trim), mfa_required).await?;
         self.access_changed();

@@ -19,7 +19,7 @@ use agentry_db::groups::{GroupMemberRow, GroupRow};
 use agentry_types::Permission;
 use serde::Serialize;
 
-use super::{Identity, IdentityError, RequestMeta, TenantAccess, now_ms};
+use super::{Error, Identity, RequestMeta, TenantAccess, now_ms};
 use crate::audit::Outcome;
 
 const MAX_NAME_CHARS: usize = 100;
@@ -34,30 +34,30 @@ pub struct GroupInfo {
 }
 
 /// The trimmed name, or why it is refused.
-fn check_name(name: &str) -> Result<&str, IdentityError> {
+fn check_name(name: &str) -> Result<&str, Error> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
-        return Err(IdentityError::invalid(format!("a group name must have 1-{MAX_NAME_CHARS} characters"), "name"));
+        return Err(Error::invalid(format!("a group name must have 1-{MAX_NAME_CHARS} characters"), "name"));
     }
     Ok(name)
 }
 
-fn check_description(description: &str) -> Result<(), IdentityError> {
+fn check_description(description: &str) -> Result<(), Error> {
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
-        return Err(IdentityError::invalid(format!("a group description must have at most {MAX_DESCRIPTION_CHARS} characters"), "description"));
+        return Err(Error::invalid(format!("a group description must have at most {MAX_DESCRIPTION_CHARS} characters"), "description"));
     }
     Ok(())
 }
 
-fn name_taken(e: DbError) -> IdentityError {
+fn name_taken(e: DbError) -> Error {
     match e {
-        DbError::Conflict { .. } => IdentityError::Conflict("a group with this name"),
-        other => IdentityError::Db(other),
+        DbError::Conflict { .. } => Error::AlreadyExists("a group with this name"),
+        other => Error::Db(other),
     }
 }
 
 impl Identity {
-    pub async fn create_group(&self, access: &TenantAccess, name: &str, description: &str, meta: &RequestMeta) -> Result<GroupRow, IdentityError> {
+    pub async fn create_group(&self, access: &TenantAccess, name: &str, description: &str, meta: &RequestMeta) -> Result<GroupRow, Error> {
         access.require(Permission::ManageUsers)?;
         let name = check_name(name)?;
         check_description(description)?;
@@ -83,26 +83,26 @@ impl Identity {
         Ok(group)
     }
 
-    pub async fn groups(&self, access: &TenantAccess) -> Result<Vec<GroupRow>, IdentityError> {
+    pub async fn groups(&self, access: &TenantAccess) -> Result<Vec<GroupRow>, Error> {
         access.require(Permission::ManageUsers)?;
         Ok(self.db.groups_of_tenant(&access.tenant_id).await?)
     }
 
     /// One group with its members.
-    pub async fn group(&self, access: &TenantAccess, group_id: &str) -> Result<GroupInfo, IdentityError> {
+    pub async fn group(&self, access: &TenantAccess, group_id: &str) -> Result<GroupInfo, Error> {
         access.require(Permission::ManageUsers)?;
-        let group = self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+        let group = self.db.group(&access.tenant_id, group_id).await?.ok_or(Error::NotFound("group".into()))?;
         let members = self.db.group_members(&access.tenant_id, group_id).await?;
         Ok(GroupInfo { group, members })
     }
 
     /// Rename and/or describe a group (`None` keeps the value).
-    pub async fn update_group(&self, access: &TenantAccess, group_id: &str, name: Option<&str>, description: Option<&str>, meta: &RequestMeta) -> Result<GroupInfo, IdentityError> {
+    pub async fn update_group(&self, access: &TenantAccess, group_id: &str, name: Option<&str>, description: Option<&str>, meta: &RequestMeta) -> Result<GroupInfo, Error> {
         access.require(Permission::ManageUsers)?;
         let name = name.map(check_name).transpose()?;
         description.map(check_description).transpose()?;
         if !self.db.update_group(&access.tenant_id, group_id, name, description, now_ms()).await.map_err(name_taken)? {
-            return Err(IdentityError::NotFound("group"));
+            return Err(Error::NotFound("group".into()));
         }
         let metadata = serde_json::json!({ "name": name, "description": description });
         self.record(Some(&access.tenant_id), access.principal.actor(), "group.update", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await?;
@@ -110,8 +110,8 @@ impl Identity {
     }
 
     /// The ceiling for a group's membership: the caller is in the group, or holds every permission.
-    async fn within_group(&self, access: &TenantAccess, group_id: &str) -> Result<(), IdentityError> {
-        self.db.group(&access.tenant_id, group_id).await?.ok_or(IdentityError::NotFound("group"))?;
+    async fn within_group(&self, access: &TenantAccess, group_id: &str) -> Result<(), Error> {
+        self.db.group(&access.tenant_id, group_id).await?.ok_or(Error::NotFound("group".into()))?;
         if access.permissions == agentry_types::PermissionSet::all() {
             return Ok(());
         }
@@ -119,26 +119,26 @@ impl Identity {
         if self.db.group_members(&access.tenant_id, group_id).await?.iter().any(|m| Some(m.user_id.as_str()) == caller) {
             return Ok(());
         }
-        Err(IdentityError::Forbidden("only the group's own members (or administrators) change who is in it: membership grants what its documents grant".into()))
+        Err(Error::Forbidden("only the group's own members (or administrators) change who is in it: membership grants what its documents grant".into()))
     }
 
     /// Delete a group. Documents whose ACL names only this group become
     /// readable by no one (until their ACL changes): never public.
-    pub async fn delete_group(&self, access: &TenantAccess, group_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn delete_group(&self, access: &TenantAccess, group_id: &str, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageUsers)?;
         self.within_group(access, group_id).await?;
         if !self.db.delete_group(&access.tenant_id, group_id).await? {
-            return Err(IdentityError::NotFound("group"));
+            return Err(Error::NotFound("group".into()));
         }
         self.record(Some(&access.tenant_id), access.principal.actor(), "group.delete", Some(format!("group:{group_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Put a member of the tenant in a group (idempotent; audited only when it changed something).
-    pub async fn add_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn add_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageUsers)?;
         self.within_group(access, group_id).await?;
         if self.db.membership(&access.tenant_id, user_id).await?.is_none() {
-            return Err(IdentityError::invalid(format!("user '{user_id}' is not a member of this tenant"), "user_id"));
+            return Err(Error::invalid(format!("user '{user_id}' is not a member of this tenant"), "user_id"));
         }
         if self.db.add_group_member(&access.tenant_id, group_id, user_id, now_ms()).await? {
             let metadata = serde_json::json!({ "user_id": user_id });
@@ -147,11 +147,11 @@ impl Identity {
         Ok(())
     }
 
-    pub async fn remove_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn remove_group_member(&self, access: &TenantAccess, group_id: &str, user_id: &str, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageUsers)?;
         self.within_group(access, group_id).await?;
         if !self.db.remove_group_member(&access.tenant_id, group_id, user_id).await? {
-            return Err(IdentityError::NotFound("group member"));
+            return Err(Error::NotFound("group member".into()));
         }
         let metadata = serde_json::json!({ "user_id": user_id });
         self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_remove", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await

@@ -34,7 +34,7 @@ use serde::Serialize;
 
 use super::accounts::{check_email, new_user_row};
 use super::sessions::{LoginTokens, normalise_email, signed_in};
-use super::{Identity, IdentityError, Principal, RequestMeta, TenantAccess, api_keys, now_ms};
+use super::{Error, Identity, Principal, RequestMeta, TenantAccess, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// Invitation links start with this; verification links with [`VERIFICATION_PREFIX`].
@@ -154,7 +154,7 @@ impl Identity {
 
     /// Invite an address into the tenant with a role the caller could grant.
     /// Mailed when SMTP is configured; otherwise the answer carries the link.
-    pub async fn invite(&self, access: &TenantAccess, new: NewInvitation, meta: &RequestMeta) -> Result<CreatedInvitation, IdentityError> {
+    pub async fn invite(&self, access: &TenantAccess, new: NewInvitation, meta: &RequestMeta) -> Result<CreatedInvitation, Error> {
         access.require(Permission::ManageUsers)?;
         self.grantable_role(access, &new.role).await?;
         let email = normalise_email(&new.email);
@@ -162,14 +162,14 @@ impl Identity {
         if let Some(existing) = self.db.user_by_email(&email).await?
             && self.db.membership(&access.tenant_id, &existing.id).await?.is_some()
         {
-            return Err(IdentityError::Conflict("membership"));
+            return Err(Error::AlreadyExists("membership"));
         }
         let now = now_ms();
         let (sent, oldest) = self.db.invitations_created_since(&access.tenant_id, now - HOUR_MS).await?;
         if sent >= i64::from(self.settings.invitations_per_hour) {
             let retry_after = Duration::from_millis(oldest.map_or(HOUR_MS, |t| (t + HOUR_MS - now).max(1000)) as u64);
             let message = format!("this tenant sent {sent} invitations in the last hour (identity.invitations_per_hour); retry later");
-            return Err(IdentityError::RateLimited { message, retry_after });
+            return Err(Error::RateLimited { message, retry_after });
         }
         let token = new_token(INVITATION_PREFIX);
         let by_mail = self.settings.smtp.is_some();
@@ -225,7 +225,7 @@ impl Identity {
     }
 
     /// The tenant's invitations, newest first (at most 1000).
-    pub async fn invitations(&self, access: &TenantAccess) -> Result<Vec<InvitationInfo>, IdentityError> {
+    pub async fn invitations(&self, access: &TenantAccess) -> Result<Vec<InvitationInfo>, Error> {
         access.require(Permission::ManageUsers)?;
         let now = now_ms();
         Ok(self.db.invitations_of_tenant(&access.tenant_id, LIST_LIMIT).await?.into_iter().map(|row| InvitationInfo::from_row(row, now)).collect())
@@ -233,17 +233,17 @@ impl Identity {
 
     /// Revoke a pending invitation (its link stops working at once).
     /// Revoking one already revoked is a no-op; an accepted one is a member now.
-    pub async fn revoke_invitation(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn revoke_invitation(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageUsers)?;
-        let row = self.db.invitation(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("invitation"))?;
+        let row = self.db.invitation(&access.tenant_id, id).await?.ok_or(Error::NotFound("invitation".into()))?;
         if row.accepted_at_ms.is_some() {
-            return Err(IdentityError::invalid("this invitation was accepted: remove the member instead", "id"));
+            return Err(Error::invalid("this invitation was accepted: remove the member instead", "id"));
         }
         if !self.db.revoke_invitation(&access.tenant_id, id, now_ms()).await? {
             // Lost a race with its acceptance (or another revocation): say which.
-            let now = self.db.invitation(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("invitation"))?;
+            let now = self.db.invitation(&access.tenant_id, id).await?.ok_or(Error::NotFound("invitation".into()))?;
             if now.accepted_at_ms.is_some() {
-                return Err(IdentityError::ConflictDetail("this invitation was accepted meanwhile: remove the member instead".into()));
+                return Err(Error::Conflict("this invitation was accepted meanwhile: remove the member instead".into()));
             }
             return Ok(());
         }
@@ -255,11 +255,11 @@ impl Identity {
     /// accepted: an inviter removed from the tenant, or whose role no longer
     /// covers the invited one, leaves the link dead (the ceiling holds over
     /// time, not only at sending).
-    async fn inviter_still_grants(&self, invitation: &InvitationRow) -> Result<(), IdentityError> {
+    async fn inviter_still_grants(&self, invitation: &InvitationRow) -> Result<(), Error> {
         if invitation.invited_by == "master" {
             return Ok(());
         }
-        let dead = || IdentityError::invalid("the person who invited you can no longer grant this role: ask for a new invitation", "token");
+        let dead = || Error::invalid("the person who invited you can no longer grant this role: ask for a new invitation", "token");
         let Some(inviter) = self.db.user_by_id(&invitation.invited_by).await?.filter(|u| u.is_active) else {
             return Err(dead());
         };
@@ -275,27 +275,25 @@ impl Identity {
     }
 
     /// The pending invitation behind a link, or why the link no longer works.
-    async fn pending_invitation(&self, token: &str) -> Result<InvitationRow, IdentityError> {
-        let row = self.db.invitation_by_hash(&api_keys::hash(token.trim())).await?.ok_or_else(|| IdentityError::invalid(INVALID_LINK, "token"))?;
+    async fn pending_invitation(&self, token: &str) -> Result<InvitationRow, Error> {
+        let row = self.db.invitation_by_hash(&api_keys::hash(token.trim())).await?.ok_or_else(|| Error::invalid(INVALID_LINK, "token"))?;
         match status(&row, now_ms()) {
             "pending" => {
                 self.inviter_still_grants(&row).await?;
                 Ok(row)
             }
-            "accepted" => Err(IdentityError::invalid("this invitation was already used", "token")),
-            "revoked" => Err(IdentityError::invalid("this invitation was revoked", "token")),
-            _ => Err(IdentityError::invalid("this invitation has expired: ask for a new one", "token")),
+            "accepted" => Err(Error::invalid("this invitation was already used", "token")),
+            "revoked" => Err(Error::invalid("this invitation was revoked", "token")),
+            _ => Err(Error::invalid("this invitation has expired: ask for a new one", "token")),
         }
     }
 
     /// Accept an invitation as a new account with a password of the
     /// person's choosing; signs them in. An address that already has an
     /// account is refused: that account signs in and accepts instead.
-    pub async fn accept_invitation_as_new_account(&self, token: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<AcceptedInvitation, IdentityError> {
+    pub async fn accept_invitation_as_new_account(&self, token: &str, password: &str, display_name: Option<&str>, meta: &RequestMeta) -> Result<AcceptedInvitation, Error> {
         let invitation = self.pending_invitation(token).await?;
-        let exists = || {
-            IdentityError::ConflictDetail("an account with this e-mail address already exists: sign in as it and accept with POST /api/v1/invitations/accept {\"token\"}".into())
-        };
+        let exists = || Error::Conflict("an account with this e-mail address already exists: sign in as it and accept with POST /api/v1/invitations/accept {\"token\"}".into());
         if let Some(existing) = self.db.user_by_email(&invitation.email).await? {
             // A mailed link proves the mailbox: its owner reclaims an account someone else made unverified for it.
             if existing.email_verified || invitation.delivered != "email" {
@@ -305,7 +303,7 @@ impl Identity {
         }
         self.settings.password_policy.check(password, "password")?;
         if display_name.is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
-            return Err(IdentityError::invalid("display_name must have 1-200 characters", "display_name"));
+            return Err(Error::invalid("display_name must have 1-200 characters", "display_name"));
         }
         // A mailed link proves the mailbox; a link handed over by an admin does not.
         let verified = invitation.delivered == "email";
@@ -313,7 +311,7 @@ impl Identity {
         let user = new_user_row(&invitation.email, display_name.map(str::trim), Some(self.passwords.hash(password.to_owned()).await?), false, verified, now);
         match self.db.accept_invitation(&invitation, &user.id, Some(&user), false, now).await {
             Ok(true) => {}
-            Ok(false) => return Err(IdentityError::invalid("this invitation was already used", "token")),
+            Ok(false) => return Err(Error::invalid("this invitation was already used", "token")),
             Err(DbError::Conflict { .. }) => return Err(exists()),
             Err(other) => return Err(other.into()),
         }
@@ -327,12 +325,12 @@ impl Identity {
     /// holds the invited address (self-registered, or made through a link
     /// handed to an admin): their password replaces the old one, every
     /// session and key of the account is revoked, and they join.
-    async fn reclaim_and_accept(&self, invitation: InvitationRow, existing: UserRow, password: &str, meta: &RequestMeta) -> Result<AcceptedInvitation, IdentityError> {
+    async fn reclaim_and_accept(&self, invitation: InvitationRow, existing: UserRow, password: &str, meta: &RequestMeta) -> Result<AcceptedInvitation, Error> {
         self.settings.password_policy.check(password, "password")?;
         let now = now_ms();
         let hash = self.passwords.hash(password.to_owned()).await?;
         if !self.db.reclaim_unverified_account(&existing.id, &hash, now).await? {
-            return Err(IdentityError::ConflictDetail("the account for this address changed meanwhile: try the link again".into()));
+            return Err(Error::Conflict("the account for this address changed meanwhile: try the link again".into()));
         }
         self.live_sessions.invalidate_all();
         self.keys.invalidate_all();
@@ -348,7 +346,7 @@ impl Identity {
         )
         .await?;
         if !self.db.accept_invitation(&invitation, &existing.id, None, false, now).await? {
-            return Err(IdentityError::invalid("this invitation was already used", "token"));
+            return Err(Error::invalid("this invitation was already used", "token"));
         }
         self.access_changed();
         self.record_acceptance(&invitation, &existing.id, true, false, meta).await?;
@@ -359,15 +357,15 @@ impl Identity {
     /// Accept an invitation as the signed-in account, whose e-mail must be
     /// the invited one. An account whose address is unverified joins no
     /// second tenant through a link that was not mailed to it.
-    pub async fn accept_invitation(&self, principal: &Principal, token: &str, meta: &RequestMeta) -> Result<AcceptedInvitation, IdentityError> {
+    pub async fn accept_invitation(&self, principal: &Principal, token: &str, meta: &RequestMeta) -> Result<AcceptedInvitation, Error> {
         let (user_id, _) = signed_in(principal)?;
         let invitation = self.pending_invitation(token).await?;
-        let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         if user.email != invitation.email {
             return Err(self.refuse_acceptance(&invitation, &user, "this invitation is for another e-mail address than your account's", meta).await);
         }
         if self.db.membership(&invitation.tenant_id, user_id).await?.is_some() {
-            return Err(IdentityError::Conflict("membership"));
+            return Err(Error::AlreadyExists("membership"));
         }
         let by_mail = invitation.delivered == "email";
         if !user.email_verified && !by_mail && !self.db.memberships_of_user(user_id).await?.is_empty() {
@@ -378,19 +376,19 @@ impl Identity {
         // Following a mailed link proves the mailbox.
         let verify = by_mail && !user.email_verified;
         if !self.db.accept_invitation(&invitation, user_id, None, verify, now_ms()).await? {
-            return Err(IdentityError::invalid("this invitation was already used", "token"));
+            return Err(Error::invalid("this invitation was already used", "token"));
         }
         self.access_changed();
         self.record_acceptance(&invitation, user_id, user.email_verified || verify, false, meta).await?;
         self.accepted(&invitation, user_id, user.email_verified || verify, None).await
     }
 
-    async fn accepted(&self, invitation: &InvitationRow, user_id: &str, email_verified: bool, tokens: Option<LoginTokens>) -> Result<AcceptedInvitation, IdentityError> {
-        let tenant = self.db.tenant(&invitation.tenant_id).await?.ok_or(IdentityError::NotFound("tenant"))?;
+    async fn accepted(&self, invitation: &InvitationRow, user_id: &str, email_verified: bool, tokens: Option<LoginTokens>) -> Result<AcceptedInvitation, Error> {
+        let tenant = self.db.tenant(&invitation.tenant_id).await?.ok_or(Error::NotFound("tenant".into()))?;
         Ok(AcceptedInvitation { user_id: user_id.to_owned(), tenant_id: tenant.id, tenant_slug: tenant.slug, role: invitation.role.clone(), email_verified, tokens })
     }
 
-    async fn record_acceptance(&self, invitation: &InvitationRow, user_id: &str, verified: bool, new_account: bool, meta: &RequestMeta) -> Result<(), IdentityError> {
+    async fn record_acceptance(&self, invitation: &InvitationRow, user_id: &str, verified: bool, new_account: bool, meta: &RequestMeta) -> Result<(), Error> {
         let tenant = Some(invitation.tenant_id.as_str());
         let actor = || Actor::User(user_id.to_owned());
         let metadata = serde_json::json!({ "email": invitation.email, "role": invitation.role, "new_account": new_account, "email_verified": verified });
@@ -400,17 +398,17 @@ impl Identity {
     }
 
     /// Audit a refused acceptance; returns the refusal.
-    async fn refuse_acceptance(&self, invitation: &InvitationRow, user: &UserRow, reason: &str, meta: &RequestMeta) -> IdentityError {
+    async fn refuse_acceptance(&self, invitation: &InvitationRow, user: &UserRow, reason: &str, meta: &RequestMeta) -> Error {
         let metadata = serde_json::json!({ "reason": reason, "email_verified": user.email_verified });
         let resource = Some(format!("invitation:{}", invitation.id));
         match self.record(Some(&invitation.tenant_id), Actor::User(user.id.clone()), "invitation.accept", resource, Outcome::Denied, meta, metadata).await {
-            Ok(()) => IdentityError::Forbidden(reason.to_owned()),
+            Ok(()) => Error::Forbidden(reason.to_owned()),
             Err(error) => error,
         }
     }
 
     /// Queue a verification mail for the account's address (SMTP configured).
-    pub(crate) async fn queue_verification(&self, user: &UserRow) -> Result<(), IdentityError> {
+    pub(crate) async fn queue_verification(&self, user: &UserRow) -> Result<(), Error> {
         if self.settings.smtp.is_none() {
             return Ok(());
         }
@@ -441,38 +439,38 @@ impl Identity {
     }
 
     /// Send the signed-in account a new verification mail (at most five an hour).
-    pub async fn resend_verification(&self, principal: &Principal, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn resend_verification(&self, principal: &Principal, meta: &RequestMeta) -> Result<(), Error> {
         let (user_id, _) = signed_in(principal)?;
-        let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         if user.email_verified {
-            return Err(IdentityError::invalid("your e-mail address is already verified", "email"));
+            return Err(Error::invalid("your e-mail address is already verified", "email"));
         }
         if self.settings.smtp.is_none() {
-            return Err(IdentityError::invalid("this server sends no mail (identity.smtp is not set): ask a platform administrator to verify your address", "email"));
+            return Err(Error::invalid("this server sends no mail (identity.smtp is not set): ask a platform administrator to verify your address", "email"));
         }
         if self.db.email_verifications_since(user_id, now_ms() - HOUR_MS).await? >= VERIFICATIONS_PER_HOUR {
-            return Err(IdentityError::RateLimited { message: "too many verification mails in the last hour; retry later".into(), retry_after: Duration::from_secs(600) });
+            return Err(Error::RateLimited { message: "too many verification mails in the last hour; retry later".into(), retry_after: Duration::from_secs(600) });
         }
         self.queue_verification(&user).await?;
         self.record(None, principal.actor(), "user.verification_sent", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Use a verification link: the account's address is verified.
-    pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<String, IdentityError> {
+    pub async fn verify_email(&self, token: &str, meta: &RequestMeta) -> Result<String, Error> {
         let Some(user_id) = self.db.use_email_verification(&api_keys::hash(token.trim()), now_ms()).await? else {
-            return Err(IdentityError::invalid("this verification link is not valid, was used or has expired", "token"));
+            return Err(Error::invalid("this verification link is not valid, was used or has expired", "token"));
         };
         self.record(None, Actor::User(user_id.clone()), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "link" })).await?;
         Ok(user_id)
     }
 
     /// A platform administrator vouches for an account's address.
-    pub async fn admin_verify_email(&self, principal: &Principal, user_id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn admin_verify_email(&self, principal: &Principal, user_id: &str, meta: &RequestMeta) -> Result<(), Error> {
         if !principal.is_platform_admin() {
-            return Err(IdentityError::Forbidden("platform administrators only".into()));
+            return Err(Error::Forbidden("platform administrators only".into()));
         }
         if !self.db.set_email_verified(user_id, now_ms()).await? {
-            return Err(IdentityError::NotFound("user"));
+            return Err(Error::NotFound("user".into()));
         }
         self.record(None, principal.actor(), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "platform_admin" })).await
     }

@@ -13,7 +13,7 @@ use agentry_db::identity::ApiKeyRow;
 use agentry_types::{Permission, PermissionSet};
 use serde::Serialize;
 
-use super::{Identity, IdentityError, Principal, RequestMeta, TenantAccess, api_keys, now_ms};
+use super::{Error, Identity, Principal, RequestMeta, TenantAccess, api_keys, now_ms};
 use crate::audit::Outcome;
 
 /// What to create.
@@ -80,30 +80,30 @@ enum KeyRelation {
 const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
 impl Identity {
-    fn key_owner(access: &TenantAccess) -> Result<&str, IdentityError> {
+    fn key_owner(access: &TenantAccess) -> Result<&str, Error> {
         match &access.principal {
             Principal::User { user_id, .. } => Ok(user_id),
-            Principal::ApiKey { .. } => Err(IdentityError::Forbidden("API keys cannot create API keys; sign in".into())),
-            Principal::MasterKey => Err(IdentityError::Forbidden("the master key does not own API keys; sign in as a user".into())),
+            Principal::ApiKey { .. } => Err(Error::Forbidden("API keys cannot create API keys; sign in".into())),
+            Principal::MasterKey => Err(Error::Forbidden("the master key does not own API keys; sign in as a user".into())),
         }
     }
 
-    pub async fn create_api_key(&self, access: &TenantAccess, new: NewApiKey, meta: &RequestMeta) -> Result<CreatedApiKey, IdentityError> {
+    pub async fn create_api_key(&self, access: &TenantAccess, new: NewApiKey, meta: &RequestMeta) -> Result<CreatedApiKey, Error> {
         let owner = Self::key_owner(access)?;
         let name = new.name.trim();
         if name.is_empty() || name.len() > 100 {
-            return Err(IdentityError::invalid("name must have 1-100 characters", "name"));
+            return Err(Error::invalid("name must have 1-100 characters", "name"));
         }
         let scopes = new.scopes.unwrap_or(access.permissions);
         if !scopes.is_subset(access.permissions) {
             let extra: Vec<_> = scopes.iter().filter(|p| !access.can(*p)).map(Permission::as_str).collect();
-            return Err(IdentityError::invalid(format!("scopes exceed your permissions: {}", extra.join(", ")), "scopes"));
+            return Err(Error::invalid(format!("scopes exceed your permissions: {}", extra.join(", ")), "scopes"));
         }
         if new.expires_in_secs.is_some_and(|s| s == 0 || s > MAX_SECS) {
-            return Err(IdentityError::invalid("expires_in must be between 1 second and 10 years", "expires_in"));
+            return Err(Error::invalid("expires_in must be between 1 second and 10 years", "expires_in"));
         }
         if !new.metadata.is_object() && !new.metadata.is_null() {
-            return Err(IdentityError::invalid("metadata must be an object", "metadata"));
+            return Err(Error::invalid("metadata must be an object", "metadata"));
         }
         let now = now_ms();
         let generated = api_keys::generate();
@@ -114,7 +114,7 @@ impl Identity {
             name: name.to_owned(),
             prefix: generated.display_prefix,
             secret_hash: generated.hash,
-            scopes: serde_json::to_string(&scopes).map_err(|e| IdentityError::Internal(e.to_string()))?,
+            scopes: serde_json::to_string(&scopes).map_err(|e| Error::Internal(e.to_string()))?,
             metadata: if new.metadata.is_null() { "{}".into() } else { new.metadata.to_string() },
             created_at_ms: now,
             expires_at_ms: new.expires_in_secs.map(|s| now + (s * 1000) as i64),
@@ -139,7 +139,7 @@ impl Identity {
     /// Keys of the tenant: all with `manage_api_keys`, otherwise the caller's own.
     /// A key sees itself; a signed-in user their own keys, or every key of
     /// the tenant with `manage_api_keys`.
-    pub async fn api_keys(&self, access: &TenantAccess) -> Result<Vec<ApiKeyInfo>, IdentityError> {
+    pub async fn api_keys(&self, access: &TenantAccess) -> Result<Vec<ApiKeyInfo>, Error> {
         if let Principal::ApiKey { key_id, .. } = &access.principal {
             return Ok(self.db.api_key(&access.tenant_id, key_id).await?.iter().map(ApiKeyInfo::from).collect());
         }
@@ -151,18 +151,18 @@ impl Identity {
     /// not list or revoke its owner's other keys); a user's own keys; any
     /// with `manage_api_keys`. Others' keys are not found, so their ids
     /// reveal nothing.
-    async fn visible_key(&self, access: &TenantAccess, id: &str) -> Result<(ApiKeyRow, KeyRelation), IdentityError> {
-        let row = self.db.api_key(&access.tenant_id, id).await?.ok_or(IdentityError::NotFound("api key"))?;
+    async fn visible_key(&self, access: &TenantAccess, id: &str) -> Result<(ApiKeyRow, KeyRelation), Error> {
+        let row = self.db.api_key(&access.tenant_id, id).await?.ok_or(Error::NotFound("api key".into()))?;
         match &access.principal {
             Principal::ApiKey { key_id, .. } if *key_id == row.id => Ok((row, KeyRelation::Own)),
-            Principal::ApiKey { .. } => Err(IdentityError::NotFound("api key")),
+            Principal::ApiKey { .. } => Err(Error::NotFound("api key".into())),
             principal if principal.user_id() == Some(row.user_id.as_str()) => Ok((row, KeyRelation::Own)),
             _ if access.can(Permission::ManageApiKeys) => Ok((row, KeyRelation::Managed)),
-            _ => Err(IdentityError::NotFound("api key")),
+            _ => Err(Error::NotFound("api key".into())),
         }
     }
 
-    pub async fn revoke_api_key(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn revoke_api_key(&self, access: &TenantAccess, id: &str, meta: &RequestMeta) -> Result<(), Error> {
         let (row, relation) = self.visible_key(access, id).await?;
         if relation == KeyRelation::Managed {
             // Within the ceiling: not the keys of someone who holds more than the caller.
@@ -171,25 +171,25 @@ impl Identity {
             }
         }
         if !self.db.revoke_api_key(&access.tenant_id, id, now_ms()).await? {
-            return Err(IdentityError::NotFound("api key"));
+            return Err(Error::NotFound("api key".into()));
         }
         self.keys.invalidate(&row.secret_hash);
         self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.revoke", Some(format!("api_key:{id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// A new secret for the key; the old one keeps working for `grace_secs`.
-    pub async fn rotate_api_key(&self, access: &TenantAccess, id: &str, grace_secs: u64, meta: &RequestMeta) -> Result<CreatedApiKey, IdentityError> {
+    pub async fn rotate_api_key(&self, access: &TenantAccess, id: &str, grace_secs: u64, meta: &RequestMeta) -> Result<CreatedApiKey, Error> {
         Self::key_owner(access)?;
         let (old, relation) = self.visible_key(access, id).await?;
         if relation != KeyRelation::Own {
-            return Err(IdentityError::Forbidden("only a key's owner can rotate it (the new secret goes to the caller); revoke it instead".into()));
+            return Err(Error::Forbidden("only a key's owner can rotate it (the new secret goes to the caller); revoke it instead".into()));
         }
         let now = now_ms();
         if old.revoked_at_ms.is_some() || old.expires_at_ms.is_some_and(|t| t <= now) || old.rotated_to.is_some() {
-            return Err(IdentityError::invalid("only a live, unrotated key can be rotated", "id"));
+            return Err(Error::invalid("only a live, unrotated key can be rotated", "id"));
         }
         if grace_secs > MAX_SECS {
-            return Err(IdentityError::invalid("grace_period must be at most 10 years", "grace_period"));
+            return Err(Error::invalid("grace_period must be at most 10 years", "grace_period"));
         }
         let generated = api_keys::generate();
         let new = ApiKeyRow {

@@ -17,7 +17,7 @@ use totp_rs::{Algorithm, Secret, TOTP};
 
 use super::sessions::{LoginTokens, signed_in};
 use super::tokens::TokenUse;
-use super::{Identity, IdentityError, Principal, RequestMeta, api_keys, now_ms};
+use super::{Error, Identity, Principal, RequestMeta, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
 use crate::secrets::Place;
 
@@ -35,9 +35,9 @@ pub struct TotpEnrolment {
     pub otpauth_uri: String,
 }
 
-fn totp(secret_base32: &str, account: &str) -> Result<TOTP, IdentityError> {
-    let bytes = Secret::Encoded(secret_base32.to_owned()).to_bytes().map_err(|e| IdentityError::Internal(format!("totp secret: {e:?}")))?;
-    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS, bytes, Some(TOTP_ISSUER.to_owned()), account.to_owned()).map_err(|e| IdentityError::Internal(format!("totp: {e}")))
+fn totp(secret_base32: &str, account: &str) -> Result<TOTP, Error> {
+    let bytes = Secret::Encoded(secret_base32.to_owned()).to_bytes().map_err(|e| Error::Internal(format!("totp secret: {e:?}")))?;
+    TOTP::new(Algorithm::SHA1, 6, 1, STEP_SECS, bytes, Some(TOTP_ISSUER.to_owned()), account.to_owned()).map_err(|e| Error::Internal(format!("totp: {e}")))
 }
 
 /// The time step `code` belongs to (now, or one step either side), if any.
@@ -65,18 +65,18 @@ pub enum SecondFactor<'a> {
 
 impl Identity {
     /// The user's TOTP secret (base32) from its sealed stored form.
-    fn open_totp_secret(&self, user_id: &str, stored: &str) -> Result<String, IdentityError> {
-        self.sealer.open_string(&Place::totp_secret(user_id), stored).map_err(|e| IdentityError::Internal(e.to_string()))
+    fn open_totp_secret(&self, user_id: &str, stored: &str) -> Result<String, Error> {
+        self.sealer.open_string(&Place::totp_secret(user_id), stored).map_err(|e| Error::Internal(e.to_string()))
     }
 
     /// Check a second factor for `user_id` (claims the step or the recovery code).
-    async fn check_factor(&self, user_id: &str, factor: SecondFactor<'_>) -> Result<bool, IdentityError> {
-        let state = self.db.mfa(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+    async fn check_factor(&self, user_id: &str, factor: SecondFactor<'_>) -> Result<bool, Error> {
+        let state = self.db.mfa(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         match factor {
             SecondFactor::Totp(code) => {
                 let (Some(stored), true) = (state.totp_secret, state.totp_enabled) else { return Ok(false) };
                 let secret = self.open_totp_secret(user_id, &stored)?;
-                let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+                let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
                 match matching_step(&totp(&secret, &user.email)?, code.trim()) {
                     Some(step) => Ok(self.db.claim_totp_step(user_id, step).await?),
                     None => Ok(false),
@@ -87,34 +87,34 @@ impl Identity {
     }
 
     /// Start TOTP enrolment (replaces a pending, unconfirmed one).
-    pub async fn enrol_totp(&self, principal: &Principal, meta: &RequestMeta) -> Result<TotpEnrolment, IdentityError> {
+    pub async fn enrol_totp(&self, principal: &Principal, meta: &RequestMeta) -> Result<TotpEnrolment, Error> {
         let (user_id, _) = signed_in(principal)?;
         if self.db.mfa(user_id).await?.is_some_and(|m| m.totp_enabled) {
-            return Err(IdentityError::Conflict("multi-factor enrolment"));
+            return Err(Error::AlreadyExists("multi-factor enrolment"));
         }
-        let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         let mut bytes = [0u8; 20];
         rand::rng().fill_bytes(&mut bytes);
         let secret = Secret::Raw(bytes.to_vec()).to_encoded().to_string();
         let otpauth_uri = totp(&secret, &user.email)?.get_url();
-        let sealed = self.sealer.seal(&Place::totp_secret(user_id), secret.as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
+        let sealed = self.sealer.seal(&Place::totp_secret(user_id), secret.as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
         self.db.set_totp(user_id, Some(&sealed), false, now_ms()).await?;
         self.record(None, principal.actor(), "mfa.enrol", None, Outcome::Success, meta, serde_json::json!({ "method": "totp" })).await?;
         Ok(TotpEnrolment { secret, otpauth_uri })
     }
 
     /// Confirm enrolment with a first code; returns the recovery codes (shown once).
-    pub async fn confirm_totp(&self, principal: &Principal, code: &str, meta: &RequestMeta) -> Result<Vec<String>, IdentityError> {
+    pub async fn confirm_totp(&self, principal: &Principal, code: &str, meta: &RequestMeta) -> Result<Vec<String>, Error> {
         let (user_id, _) = signed_in(principal)?;
-        let state = self.db.mfa(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let state = self.db.mfa(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         let (Some(stored), false) = (state.totp_secret, state.totp_enabled) else {
-            return Err(IdentityError::invalid("no pending enrolment: start one first", "code"));
+            return Err(Error::invalid("no pending enrolment: start one first", "code"));
         };
         let secret = self.open_totp_secret(user_id, &stored)?;
-        let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         let Some(step) = matching_step(&totp(&secret, &user.email)?, code.trim()) else {
             self.record(None, principal.actor(), "mfa.enrol_confirm", None, Outcome::Failure, meta, serde_json::json!({})).await?;
-            return Err(IdentityError::invalid("the code does not match", "code"));
+            return Err(Error::invalid("the code does not match", "code"));
         };
         self.db.set_totp(user_id, Some(&stored), true, now_ms()).await?;
         self.db.claim_totp_step(user_id, step).await?;
@@ -125,11 +125,11 @@ impl Identity {
     }
 
     /// Turn MFA off; needs a current code or a recovery code.
-    pub async fn disable_mfa(&self, principal: &Principal, factor: SecondFactor<'_>, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn disable_mfa(&self, principal: &Principal, factor: SecondFactor<'_>, meta: &RequestMeta) -> Result<(), Error> {
         let (user_id, _) = signed_in(principal)?;
         if !self.check_factor(user_id, factor).await? {
             self.record_auth_failure(Some(user_id), "mfa.disable", meta, serde_json::json!({})).await?;
-            return Err(IdentityError::invalid("the code does not match", "code"));
+            return Err(Error::invalid("the code does not match", "code"));
         }
         self.db.set_totp(user_id, None, false, now_ms()).await?;
         self.db.replace_recovery_codes(user_id, &[]).await?;
@@ -137,12 +137,12 @@ impl Identity {
     }
 
     /// The second step of a sign-in: the challenge from `login` and a factor.
-    pub async fn verify_mfa(&self, mfa_token: &str, factor: SecondFactor<'_>, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+    pub async fn verify_mfa(&self, mfa_token: &str, factor: SecondFactor<'_>, meta: &RequestMeta) -> Result<LoginTokens, Error> {
         let claims = self.tokens.verify(mfa_token, TokenUse::MfaChallenge).await?;
-        let user = self.db.user_by_id(&claims.sub).await?.filter(|u| u.is_active).ok_or(IdentityError::InvalidCredentials)?;
+        let user = self.db.user_by_id(&claims.sub).await?.filter(|u| u.is_active).ok_or(Error::InvalidCredentials)?;
         let now = now_ms();
         if let Some(until) = user.locked_until_ms.filter(|&until| until > now) {
-            return Err(IdentityError::Locked { retry_after: std::time::Duration::from_millis((until - now) as u64) });
+            return Err(Error::Locked { retry_after: std::time::Duration::from_millis((until - now) as u64) });
         }
         let method = match factor {
             SecondFactor::Totp(_) => "totp",
@@ -150,7 +150,7 @@ impl Identity {
         };
         if !self.check_factor(&user.id, factor).await? {
             self.record_auth_failure(Some(&user.id), "mfa.verify", meta, serde_json::json!({ "method": method })).await?;
-            return Err(IdentityError::InvalidCredentials);
+            return Err(Error::InvalidCredentials);
         }
         if user.failed_logins > 0 {
             self.db.clear_login_failures(&user.id).await?;

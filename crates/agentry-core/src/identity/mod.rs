@@ -9,7 +9,7 @@
 //! `keys` (API key lifecycle), `invitations` (joining tenants by invitation,
 //! e-mail verification).
 //!
-//! Must not: know about HTTP (the server maps [`IdentityError`] to statuses
+//! Must not: know about HTTP (the server maps [`Error`] to statuses
 //! and reads headers into [`RequestMeta`]).
 
 mod accounts;
@@ -28,8 +28,8 @@ pub mod tokens;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentry_db::Db;
 use agentry_db::identity::{ApiKeyRow, UserRow};
-use agentry_db::{Db, DbError};
 use agentry_types::{BuiltinRole, Permission, PermissionSet};
 
 pub use accounts::RoleInfo;
@@ -49,50 +49,7 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Why an identity operation failed. Messages are safe to show to callers.
-#[derive(Debug, thiserror::Error)]
-pub enum IdentityError {
-    /// Wrong email or password (never says which).
-    #[error("invalid email or password")]
-    InvalidCredentials,
-    /// Too many failures: retry after the given time.
-    #[error("too many failed attempts; retry later")]
-    Locked { retry_after: Duration },
-    #[error("access token expired")]
-    TokenExpired,
-    #[error("invalid token: {0}")]
-    TokenInvalid(String),
-    #[error("invalid API key")]
-    InvalidApiKey,
-    #[error("{0}")]
-    Forbidden(String),
-    /// Absent, or present in a tenant the caller cannot see (both answer 404).
-    /// The tenant requires a second factor this session did not pass.
-    #[error("this tenant requires multi-factor authentication: enrol a second factor and sign in again")]
-    MfaRequired,
-    #[error("{0} not found")]
-    NotFound(&'static str),
-    #[error("{0} already exists")]
-    Conflict(&'static str),
-    /// A conflict whose message says what to do instead.
-    #[error("{0}")]
-    ConflictDetail(String),
-    /// Too many of something (invitations, verification mails) for now.
-    #[error("{message}")]
-    RateLimited { message: String, retry_after: Duration },
-    #[error("{message}")]
-    Invalid { message: String, param: Option<String> },
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("{0}")]
-    Internal(String),
-}
-
-impl IdentityError {
-    pub(crate) fn invalid(message: impl Into<String>, param: &str) -> Self {
-        Self::Invalid { message: message.into(), param: Some(param.to_owned()) }
-    }
-}
+pub use crate::error::Error;
 
 /// Tunables of the identity service.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -181,37 +138,64 @@ impl Principal {
 }
 
 /// A principal's standing in one tenant. Only [`Identity::tenant_access`]
-/// makes one, so holding it proves the caller belongs to the tenant; every
-/// tenant-scoped operation takes it as a required argument.
+/// makes one (its fields are private to this module), so holding it proves
+/// the caller belongs to the tenant; every tenant-scoped operation takes it
+/// as a required argument.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantAccess {
-    pub tenant_id: String,
-    pub tenant_slug: String,
-    pub principal: Principal,
+    tenant_id: String,
+    tenant_slug: String,
+    principal: Principal,
     /// The role name the permissions come from (`None` for platform admins without a membership).
-    pub role: Option<String>,
-    pub permissions: PermissionSet,
-    pub mfa_required: bool,
+    role: Option<String>,
+    permissions: PermissionSet,
+    mfa_required: bool,
 }
 
 impl TenantAccess {
+    pub fn tenant_id(&self) -> &str {
+        &self.tenant_id
+    }
+
+    pub fn tenant_slug(&self) -> &str {
+        &self.tenant_slug
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The role name the permissions come from (`None` for platform admins without a membership).
+    pub fn role(&self) -> Option<&str> {
+        self.role.as_deref()
+    }
+
+    pub fn permissions(&self) -> PermissionSet {
+        self.permissions
+    }
+
+    /// Whether the tenant requires a second factor of its members.
+    pub fn mfa_required(&self) -> bool {
+        self.mfa_required
+    }
+
     pub fn can(&self, permission: Permission) -> bool {
         self.permissions.contains(permission)
     }
 
-    pub fn require(&self, permission: Permission) -> Result<(), IdentityError> {
-        if self.can(permission) { Ok(()) } else { Err(IdentityError::Forbidden(format!("missing permission '{permission}'"))) }
+    pub fn require(&self, permission: Permission) -> Result<(), Error> {
+        if self.can(permission) { Ok(()) } else { Err(Error::Forbidden(format!("missing permission '{permission}'"))) }
     }
 
     /// The privilege ceiling: refuse to grant, or to act on a holder of,
     /// permissions the caller does not hold itself. `what` names the grant
     /// in the refusal ("role 'admin'", "these scopes").
-    pub fn require_within(&self, granted: PermissionSet, what: &str) -> Result<(), IdentityError> {
+    pub fn require_within(&self, granted: PermissionSet, what: &str) -> Result<(), Error> {
         if granted.is_subset(self.permissions) {
             return Ok(());
         }
         let missing: Vec<&str> = granted.iter().filter(|p| !self.can(*p)).map(Permission::as_str).collect();
-        Err(IdentityError::Forbidden(format!("{what} carries permissions you do not hold: {}", missing.join(", "))))
+        Err(Error::Forbidden(format!("{what} carries permissions you do not hold: {}", missing.join(", "))))
     }
 }
 
@@ -316,15 +300,15 @@ const REJECTION_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 impl Identity {
     /// Load signing keys (creating the first) and build the caches. `sealer`
     /// seals the secrets identity stores (signing keys, TOTP secrets).
-    pub async fn new(db: Db, audit: Audit, sealer: Sealer, settings: IdentitySettings) -> Result<Self, IdentityError> {
+    pub async fn new(db: Db, audit: Audit, sealer: Sealer, settings: IdentitySettings) -> Result<Self, Error> {
         if settings.access_token_ttl_secs == 0 || settings.access_token_ttl_secs > 900 {
-            return Err(IdentityError::invalid("identity.access_token_ttl_secs must be between 1 and 900", "access_token_ttl_secs"));
+            return Err(Error::invalid("identity.access_token_ttl_secs must be between 1 and 900", "access_token_ttl_secs"));
         }
         if settings.invitation_ttl_secs == 0 {
-            return Err(IdentityError::invalid("identity.invitation_ttl_secs must be at least 1", "invitation_ttl_secs"));
+            return Err(Error::invalid("identity.invitation_ttl_secs must be at least 1", "invitation_ttl_secs"));
         }
         if settings.invitations_per_hour == 0 {
-            return Err(IdentityError::invalid("identity.invitations_per_hour must be at least 1", "invitations_per_hour"));
+            return Err(Error::invalid("identity.invitations_per_hour must be at least 1", "invitations_per_hour"));
         }
         let public_host = match &settings.public_url {
             Some(url) => Some(
@@ -332,13 +316,13 @@ impl Identity {
                     .ok()
                     .filter(|u| matches!(u.scheme(), "http" | "https"))
                     .and_then(|u| u.host_str().map(str::to_owned))
-                    .ok_or_else(|| IdentityError::invalid("identity.public_url must be an http(s) URL", "public_url"))?,
+                    .ok_or_else(|| Error::invalid("identity.public_url must be an http(s) URL", "public_url"))?,
             ),
             None => None,
         };
         let mailer = match &settings.smtp {
-            Some(_) if public_host.is_none() => return Err(IdentityError::invalid("identity.smtp needs identity.public_url (mailed links point there)", "public_url")),
-            Some(smtp) => Some(crate::mail::Mailer::new(smtp, public_host.as_deref()).map_err(|e| IdentityError::invalid(e.to_string(), "smtp"))?),
+            Some(_) if public_host.is_none() => return Err(Error::invalid("identity.smtp needs identity.public_url (mailed links point there)", "public_url")),
+            Some(smtp) => Some(crate::mail::Mailer::new(smtp, public_host.as_deref()).map_err(|e| Error::invalid(e.to_string(), "smtp"))?),
             None => None,
         };
         let passwords = passwords::PasswordHasherPool::new(settings.argon2)?;
@@ -399,19 +383,19 @@ impl Identity {
         outcome: Outcome,
         meta: &RequestMeta,
         metadata: serde_json::Value,
-    ) -> Result<(), IdentityError> {
+    ) -> Result<(), Error> {
         self.audit.record(AuditEvent { tenant, actor, action, resource, outcome, meta, metadata }).await?;
         Ok(())
     }
 
     /// Who is behind a bearer credential (JWT access token or API key).
-    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, Error> {
         if api_keys::looks_like_key(bearer) {
             return self.authenticate_key(bearer).await;
         }
         // Neither a key of ours nor JWT-shaped: a wrong API key, as OpenAI clients expect.
         if bearer.split('.').count() != 3 {
-            return Err(IdentityError::InvalidApiKey);
+            return Err(Error::InvalidApiKey);
         }
         let claims = match self.verified_tokens.get(bearer).filter(|c| c.exp > now_ms() / 1000) {
             Some(claims) => claims,
@@ -436,20 +420,20 @@ impl Identity {
             }
         };
         if !state.live {
-            return Err(IdentityError::TokenInvalid("session revoked or expired, or user disabled".into()));
+            return Err(Error::TokenInvalid("session revoked or expired, or user disabled".into()));
         }
         Ok(Principal::User { user_id: claims.sub.clone(), session_id: claims.sid.clone(), platform_admin: state.platform_admin, mfa: state.mfa })
     }
 
-    async fn authenticate_key(&self, secret: &str) -> Result<Principal, IdentityError> {
+    async fn authenticate_key(&self, secret: &str) -> Result<Principal, Error> {
         let hash = api_keys::hash(secret);
         let verified = match self.keys.get(&hash) {
             Some(verified) => verified,
-            None if self.unknown_keys.contains_key(&hash) => return Err(IdentityError::InvalidApiKey),
+            None if self.unknown_keys.contains_key(&hash) => return Err(Error::InvalidApiKey),
             None => {
                 let Some(row) = self.db.api_key_by_hash(&hash).await? else {
                     self.unknown_keys.insert(hash, ());
-                    return Err(IdentityError::InvalidApiKey);
+                    return Err(Error::InvalidApiKey);
                 };
                 let scopes = stored_permissions(&row.scopes, "api key", &row.id);
                 let owner_active = self.db.user_by_id(&row.user_id).await?.is_some_and(|u| u.is_active);
@@ -461,14 +445,14 @@ impl Identity {
         let now = now_ms();
         let row = &verified.row;
         if row.revoked_at_ms.is_some() || row.expires_at_ms.is_some_and(|t| t <= now) || !verified.owner_active {
-            return Err(IdentityError::InvalidApiKey);
+            return Err(Error::InvalidApiKey);
         }
         self.key_uses.lock().insert(row.id.clone(), now);
         Ok(Principal::ApiKey { key_id: row.id.clone(), user_id: row.user_id.clone(), tenant_id: row.tenant_id.clone(), scopes: verified.scopes })
     }
 
     /// Write pending API key last-used times (called periodically and at shutdown).
-    pub async fn flush_key_uses(&self) -> Result<(), IdentityError> {
+    pub async fn flush_key_uses(&self) -> Result<(), Error> {
         let uses: Vec<(String, i64)> = self.key_uses.lock().drain().collect();
         if !uses.is_empty() {
             self.db.touch_api_keys(&uses).await?;
@@ -481,7 +465,7 @@ impl Identity {
     /// Cached for [`api_keys::CACHE_TTL`]: membership and role changes made
     /// in this process apply at once, those made on other replicas within
     /// that bound.
-    pub async fn tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, IdentityError> {
+    pub async fn tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, Error> {
         let key = format!("{}|{tenant_ref}", principal_key(principal));
         if let Some(cached) = self.access.get(&key) {
             return Ok(TenantAccess { principal: principal.clone(), ..cached });
@@ -496,8 +480,8 @@ impl Identity {
         self.access.invalidate_all();
     }
 
-    async fn resolve_tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, IdentityError> {
-        let tenant = self.db.tenant(tenant_ref).await?.ok_or(IdentityError::NotFound("tenant"))?;
+    async fn resolve_tenant_access(&self, principal: &Principal, tenant_ref: &str) -> Result<TenantAccess, Error> {
+        let tenant = self.db.tenant(tenant_ref).await?.ok_or(Error::NotFound("tenant".into()))?;
         let access = |role: Option<String>, permissions| TenantAccess {
             tenant_id: tenant.id.clone(),
             tenant_slug: tenant.slug.clone(),
@@ -508,7 +492,7 @@ impl Identity {
         };
         match principal {
             Principal::MasterKey => Ok(access(None, PermissionSet::all())),
-            Principal::User { mfa: false, .. } if tenant.mfa_required => Err(IdentityError::MfaRequired),
+            Principal::User { mfa: false, .. } if tenant.mfa_required => Err(Error::MfaRequired),
             Principal::User { user_id, platform_admin, .. } => match self.db.membership(&tenant.id, user_id).await? {
                 Some(m) => {
                     let permissions = self.role_permissions(&tenant.id, &m.role).await?;
@@ -516,13 +500,13 @@ impl Identity {
                     Ok(access(Some(m.role), permissions))
                 }
                 None if *platform_admin => Ok(access(None, PermissionSet::all())),
-                None => Err(IdentityError::NotFound("tenant")),
+                None => Err(Error::NotFound("tenant".into())),
             },
             Principal::ApiKey { tenant_id, user_id, scopes, .. } => {
                 if *tenant_id != tenant.id {
-                    return Err(IdentityError::NotFound("tenant"));
+                    return Err(Error::NotFound("tenant".into()));
                 }
-                let owner = self.db.membership(&tenant.id, user_id).await?.ok_or(IdentityError::InvalidApiKey)?;
+                let owner = self.db.membership(&tenant.id, user_id).await?.ok_or(Error::InvalidApiKey)?;
                 let permissions = self.role_permissions(&tenant.id, &owner.role).await?;
                 Ok(access(Some(owner.role), permissions.intersect(*scopes)))
             }
@@ -531,7 +515,7 @@ impl Identity {
 
     /// The tenant a request means when it names none: the API key's, or a
     /// user's only membership (`None` for the master key or several tenants).
-    pub async fn default_tenant(&self, principal: &Principal) -> Result<Option<String>, IdentityError> {
+    pub async fn default_tenant(&self, principal: &Principal) -> Result<Option<String>, Error> {
         match principal {
             Principal::ApiKey { tenant_id, .. } => Ok(Some(tenant_id.clone())),
             Principal::MasterKey => Ok(None),
@@ -543,7 +527,7 @@ impl Identity {
     }
 
     /// The account behind a principal (the key's owner for API keys).
-    pub async fn user_of(&self, principal: &Principal) -> Result<Option<UserRow>, IdentityError> {
+    pub async fn user_of(&self, principal: &Principal) -> Result<Option<UserRow>, Error> {
         match principal.user_id() {
             Some(user_id) => Ok(self.db.user_by_id(user_id).await?),
             None => Ok(None),
@@ -551,7 +535,7 @@ impl Identity {
     }
 
     /// What a role grants in a tenant (built-in or custom; unknown grants nothing).
-    pub async fn role_permissions(&self, tenant_id: &str, role: &str) -> Result<PermissionSet, IdentityError> {
+    pub async fn role_permissions(&self, tenant_id: &str, role: &str) -> Result<PermissionSet, Error> {
         if let Ok(builtin) = role.parse::<BuiltinRole>() {
             return Ok(builtin.permissions().iter().copied().collect());
         }
@@ -562,9 +546,9 @@ impl Identity {
     }
 
     /// Make a new JWT signing key current (platform admins), audited.
-    pub async fn rotate_signing_key(&self, principal: &Principal, meta: &RequestMeta) -> Result<String, IdentityError> {
+    pub async fn rotate_signing_key(&self, principal: &Principal, meta: &RequestMeta) -> Result<String, Error> {
         if !principal.is_platform_admin() {
-            return Err(IdentityError::Forbidden("platform administrators only".into()));
+            return Err(Error::Forbidden("platform administrators only".into()));
         }
         let kid = self.tokens.rotate().await?;
         self.record(None, principal.actor(), "signing_key.rotate", Some(format!("kid:{kid}")), Outcome::Success, meta, serde_json::json!({})).await?;
@@ -572,14 +556,7 @@ impl Identity {
     }
 
     /// Audit a successful action done in a tenant by another service or route.
-    pub async fn record_success(
-        &self,
-        access: &TenantAccess,
-        action: &str,
-        resource: Option<String>,
-        meta: &RequestMeta,
-        metadata: serde_json::Value,
-    ) -> Result<(), IdentityError> {
+    pub async fn record_success(&self, access: &TenantAccess, action: &str, resource: Option<String>, meta: &RequestMeta, metadata: serde_json::Value) -> Result<(), Error> {
         self.record(Some(&access.tenant_id), access.principal.actor(), action, resource, Outcome::Success, meta, metadata).await
     }
 
@@ -588,10 +565,10 @@ impl Identity {
     /// per kind and client address per [`REJECTION_AUDIT_WINDOW`], so a flood of
     /// random keys cannot flood the audit log; the metric
     /// `auth_rejected_credentials_total` counts every refusal. Returns the error.
-    pub async fn record_rejected_credential(&self, error: IdentityError, meta: &RequestMeta) -> IdentityError {
+    pub async fn record_rejected_credential(&self, error: Error, meta: &RequestMeta) -> Error {
         let (action, metadata) = match &error {
-            IdentityError::TokenInvalid(reason) => ("auth.token_rejected", serde_json::json!({ "reason": reason })),
-            IdentityError::InvalidApiKey => ("auth.api_key_rejected", serde_json::json!({})),
+            Error::TokenInvalid(reason) => ("auth.token_rejected", serde_json::json!({ "reason": reason })),
+            Error::InvalidApiKey => ("auth.api_key_rejected", serde_json::json!({})),
             _ => return error,
         };
         metrics::counter!("auth_rejected_credentials_total", "kind" => action).increment(1);
@@ -607,7 +584,7 @@ impl Identity {
     }
 
     /// Audit a refused request (permission denied).
-    pub async fn record_denied(&self, access: Option<&TenantAccess>, principal: &Principal, what: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn record_denied(&self, access: Option<&TenantAccess>, principal: &Principal, what: &str, meta: &RequestMeta) -> Result<(), Error> {
         let tenant = access.map(|a| a.tenant_id.as_str());
         self.record(tenant, principal.actor(), "permission.denied", Some(what.to_owned()), Outcome::Denied, meta, serde_json::json!({})).await
     }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::new_user_row;
 use super::sessions::{LoginOutcome, normalise_email};
-use super::{Identity, IdentityError, Principal, RequestMeta, now_ms};
+use super::{Error, Identity, Principal, RequestMeta, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// How long discovered metadata and keys are reused.
@@ -84,27 +84,23 @@ fn yes() -> bool {
 type OidcClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
 
 /// The HTTP client for provider calls (built once per `Identity`).
-pub(crate) fn http_client() -> Result<reqwest::Client, IdentityError> {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(10))
-        .build()
-        .map_err(|e| IdentityError::Internal(format!("oidc http client: {e}")))
+pub(crate) fn http_client() -> Result<reqwest::Client, Error> {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(10)).build().map_err(|e| Error::Internal(format!("oidc http client: {e}")))
 }
 
-fn upstream(what: &str) -> impl FnOnce(String) -> IdentityError + '_ {
+fn upstream(what: &str) -> impl FnOnce(String) -> Error + '_ {
     move |detail| {
         tracing::warn!(%detail, "OpenID Connect: {what}");
-        IdentityError::TokenInvalid(format!("the identity provider sign-in failed ({what})"))
+        Error::TokenInvalid(format!("the identity provider sign-in failed ({what})"))
     }
 }
 
 impl Identity {
-    fn oidc_provider(&self, name: &str) -> Result<&OidcProviderConfig, IdentityError> {
-        self.settings.oidc.iter().find(|p| p.name == name).ok_or(IdentityError::NotFound("identity provider"))
+    fn oidc_provider(&self, name: &str) -> Result<&OidcProviderConfig, Error> {
+        self.settings.oidc.iter().find(|p| p.name == name).ok_or(Error::NotFound("identity provider".into()))
     }
 
-    async fn oidc_metadata(&self, provider: &OidcProviderConfig) -> Result<CoreProviderMetadata, IdentityError> {
+    async fn oidc_metadata(&self, provider: &OidcProviderConfig) -> Result<CoreProviderMetadata, Error> {
         if let Some(metadata) = self.oidc_metadata.get(&provider.name) {
             return Ok(metadata);
         }
@@ -114,15 +110,15 @@ impl Identity {
         Ok(metadata)
     }
 
-    async fn oidc_client(&self, provider: &OidcProviderConfig) -> Result<OidcClient, IdentityError> {
+    async fn oidc_client(&self, provider: &OidcProviderConfig) -> Result<OidcClient, Error> {
         let metadata = self.oidc_metadata(provider).await?;
-        let redirect = RedirectUrl::new(provider.redirect_uri.clone()).map_err(|e| IdentityError::Internal(format!("redirect_uri: {e}")))?;
+        let redirect = RedirectUrl::new(provider.redirect_uri.clone()).map_err(|e| Error::Internal(format!("redirect_uri: {e}")))?;
         let secret = provider.client_secret.clone().map(ClientSecret::new);
         Ok(CoreClient::from_provider_metadata(metadata, ClientId::new(provider.client_id.clone()), secret).set_redirect_uri(redirect))
     }
 
     /// The provider's authorization URL for a new sign-in.
-    pub async fn oidc_start(&self, name: &str) -> Result<String, IdentityError> {
+    pub async fn oidc_start(&self, name: &str) -> Result<String, Error> {
         self.oidc_flow(name, None).await
     }
 
@@ -133,14 +129,14 @@ impl Identity {
     /// [`Self::oidc_callback`] with the same signed-in user (the client posts
     /// code and state with its access token), so a victim's browser landing
     /// on an attacker's link state links nothing.
-    pub async fn oidc_link_start(&self, principal: &Principal, name: &str) -> Result<String, IdentityError> {
+    pub async fn oidc_link_start(&self, principal: &Principal, name: &str) -> Result<String, Error> {
         let Principal::User { user_id, .. } = principal else {
-            return Err(IdentityError::Forbidden("linking an identity provider needs a signed-in user".into()));
+            return Err(Error::Forbidden("linking an identity provider needs a signed-in user".into()));
         };
         self.oidc_flow(name, Some(user_id.clone())).await
     }
 
-    async fn oidc_flow(&self, name: &str, link_user_id: Option<String>) -> Result<String, IdentityError> {
+    async fn oidc_flow(&self, name: &str, link_user_id: Option<String>) -> Result<String, Error> {
         let provider = self.oidc_provider(name)?;
         let client = self.oidc_client(provider).await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -166,18 +162,18 @@ impl Identity {
     /// in. `linking_user` is the signed-in user finishing a link flow (see
     /// [`Self::oidc_link_start`]); a link state finished by anyone else is
     /// refused and used up.
-    pub async fn oidc_callback(&self, name: &str, code: &str, state: &str, linking_user: Option<&str>, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+    pub async fn oidc_callback(&self, name: &str, code: &str, state: &str, linking_user: Option<&str>, meta: &RequestMeta) -> Result<LoginOutcome, Error> {
         let provider = self.oidc_provider(name)?;
         let pending = self.db.take_oidc_login(state, now_ms() - LOGIN_TTL_MS).await?.filter(|p| p.provider == provider.name);
         let Some(pending) = pending else {
-            return Err(IdentityError::invalid("unknown or expired sign-in state", "state"));
+            return Err(Error::invalid("unknown or expired sign-in state", "state"));
         };
         if pending.link_user_id.as_deref() != linking_user {
             let message = match &pending.link_user_id {
                 Some(_) => format!("this flow links a provider to an account: finish it with POST /api/v1/auth/oidc/{name}/link/callback and that account's access token"),
                 None => format!("this is a sign-in, not a link flow: start a link with POST /api/v1/auth/oidc/{name}/link"),
             };
-            return Err(IdentityError::Forbidden(message));
+            return Err(Error::Forbidden(message));
         }
         let link_user_id = pending.link_user_id.clone();
         let result = match self.oidc_verify(provider, code, pending).await {
@@ -194,7 +190,7 @@ impl Identity {
         result
     }
 
-    async fn oidc_verify(&self, provider: &OidcProviderConfig, code: &str, pending: OidcLoginRow) -> Result<VerifiedIdentity, IdentityError> {
+    async fn oidc_verify(&self, provider: &OidcProviderConfig, code: &str, pending: OidcLoginRow) -> Result<VerifiedIdentity, Error> {
         let client = self.oidc_client(provider).await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))
@@ -235,31 +231,31 @@ impl Identity {
     }
 
     /// Finish a link flow: the identity joins the account that started it.
-    async fn oidc_link(&self, provider: &OidcProviderConfig, identity: VerifiedIdentity, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+    async fn oidc_link(&self, provider: &OidcProviderConfig, identity: VerifiedIdentity, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, Error> {
         match self.db.user_by_identity(&provider.name, &identity.subject).await? {
             Some(linked) if linked == user_id => {}
-            Some(_) => return Err(IdentityError::Conflict("link of this identity to another account")),
+            Some(_) => return Err(Error::AlreadyExists("link of this identity to another account")),
             None => self.db.link_identity(&provider.name, &identity.subject, user_id, now_ms()).await?,
         }
-        self.db.user_by_id(user_id).await?.filter(|u| u.is_active).ok_or_else(|| IdentityError::Forbidden("the account is disabled".into()))?;
+        self.db.user_by_id(user_id).await?.filter(|u| u.is_active).ok_or_else(|| Error::Forbidden("the account is disabled".into()))?;
         let metadata = serde_json::json!({ "provider": provider.name, "subject": identity.subject });
         self.record(None, Actor::User(user_id.to_owned()), "auth.oidc_link", Some(format!("provider:{}", provider.name)), Outcome::Success, meta, metadata).await?;
         self.after_first_factor(user_id, meta).await
     }
 
-    async fn oidc_sign_in(&self, provider: &OidcProviderConfig, identity: VerifiedIdentity, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+    async fn oidc_sign_in(&self, provider: &OidcProviderConfig, identity: VerifiedIdentity, meta: &RequestMeta) -> Result<LoginOutcome, Error> {
         let now = now_ms();
         let linked = self.db.user_by_identity(&provider.name, &identity.subject).await?;
         let user_id = match linked {
             Some(user_id) => user_id,
             None => {
                 let Some(email) = identity.email.clone().filter(|_| identity.email_verified) else {
-                    return Err(IdentityError::Forbidden("the identity provider did not assert a verified email address".into()));
+                    return Err(Error::Forbidden("the identity provider did not assert a verified email address".into()));
                 };
                 let user_id = match self.db.user_by_email(&email).await? {
                     // Whoever set that account's password (or created it unverified) must not gain this identity's sign-in.
                     Some(existing) if existing.password_hash.is_some() || !existing.email_verified => {
-                        return Err(IdentityError::Forbidden(
+                        return Err(Error::Forbidden(
                             "an account with this e-mail address already exists: sign in with its password, then link this provider with POST /api/v1/auth/oidc/{provider}/link"
                                 .into(),
                         ));
@@ -270,13 +266,13 @@ impl Identity {
                         self.db.insert_user(&user).await?;
                         user.id
                     }
-                    None => return Err(IdentityError::Forbidden("no account for this identity; ask an administrator".into())),
+                    None => return Err(Error::Forbidden("no account for this identity; ask an administrator".into())),
                 };
                 self.db.link_identity(&provider.name, &identity.subject, &user_id, now).await?;
                 user_id
             }
         };
-        let user = self.db.user_by_id(&user_id).await?.filter(|u| u.is_active).ok_or_else(|| IdentityError::Forbidden("the account is disabled".into()))?;
+        let user = self.db.user_by_id(&user_id).await?.filter(|u| u.is_active).ok_or_else(|| Error::Forbidden("the account is disabled".into()))?;
         for mapping in provider.role_mappings.iter().filter(|m| identity.groups.contains(&m.group)) {
             let Some(tenant) = self.db.tenant(&mapping.tenant).await? else {
                 tracing::warn!(tenant = %mapping.tenant, "OpenID Connect role mapping names an unknown tenant");

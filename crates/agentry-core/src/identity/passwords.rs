@@ -13,7 +13,7 @@ use std::time::Duration;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString, rand_core::OsRng};
 use argon2::{Algorithm, Argon2, Params, Version};
 
-use super::IdentityError;
+use super::Error;
 
 /// argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -60,9 +60,9 @@ impl Default for PasswordPolicy {
 
 impl PasswordPolicy {
     /// Check a new password; a failure names `param` (the request field).
-    pub fn check(&self, password: &str, param: &str) -> Result<(), IdentityError> {
+    pub fn check(&self, password: &str, param: &str) -> Result<(), Error> {
         let length = password.chars().count();
-        let invalid = |message: String| IdentityError::invalid(message, param);
+        let invalid = |message: String| Error::invalid(message, param);
         if length < self.min_length {
             return Err(invalid(format!("password must have at least {} characters", self.min_length)));
         }
@@ -92,30 +92,29 @@ pub struct PasswordHasherPool {
 }
 
 impl PasswordHasherPool {
-    pub fn new(settings: Argon2Settings) -> Result<Self, IdentityError> {
-        let params =
-            Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None).map_err(|e| IdentityError::Internal(format!("invalid argon2 parameters: {e}")))?;
+    pub fn new(settings: Argon2Settings) -> Result<Self, Error> {
+        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None).map_err(|e| Error::Internal(format!("invalid argon2 parameters: {e}")))?;
         if settings.max_concurrent == 0 {
-            return Err(IdentityError::invalid("identity.argon2.max_concurrent must be at least 1", "max_concurrent"));
+            return Err(Error::invalid("identity.argon2.max_concurrent must be at least 1", "max_concurrent"));
         }
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let salt = SaltString::generate(&mut OsRng);
-        let dummy_hash = argon2.hash_password(b"agentry timing equaliser", &salt).map_err(|e| IdentityError::Internal(format!("argon2: {e}")))?.to_string();
+        let dummy_hash = argon2.hash_password(b"agentry timing equaliser", &salt).map_err(|e| Error::Internal(format!("argon2: {e}")))?.to_string();
         Ok(Self { argon2: Arc::new(argon2), dummy_hash: dummy_hash.into(), permits: Arc::new(tokio::sync::Semaphore::new(settings.max_concurrent as usize)) })
     }
 
     /// A turn at argon2, or "busy" after [`PERMIT_WAIT`]: under a flood,
     /// callers are turned away rather than queued without bound.
-    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, IdentityError> {
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
         match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(closed)) => Err(IdentityError::Internal(format!("argon2 permits: {closed}"))),
-            Err(_) => Err(IdentityError::RateLimited { message: "the server is busy checking passwords; retry shortly".into(), retry_after: Duration::from_secs(1) }),
+            Ok(Err(closed)) => Err(Error::Internal(format!("argon2 permits: {closed}"))),
+            Err(_) => Err(Error::RateLimited { message: "the server is busy checking passwords; retry shortly".into(), retry_after: Duration::from_secs(1) }),
         }
     }
 
     /// A PHC string for `password`.
-    pub async fn hash(&self, password: String) -> Result<String, IdentityError> {
+    pub async fn hash(&self, password: String) -> Result<String, Error> {
         let _permit = self.permit().await?;
         let argon2 = self.argon2.clone();
         tokio::task::spawn_blocking(move || {
@@ -123,14 +122,14 @@ impl PasswordHasherPool {
             argon2.hash_password(password.as_bytes(), &salt).map(|h| h.to_string())
         })
         .await
-        .map_err(|e| IdentityError::Internal(format!("hashing task: {e}")))?
-        .map_err(|e| IdentityError::Internal(format!("argon2: {e}")))
+        .map_err(|e| Error::Internal(format!("hashing task: {e}")))?
+        .map_err(|e| Error::Internal(format!("argon2: {e}")))
     }
 
     /// Whether `password` matches `hash`; with `None` (no such account or no
     /// password) verifies against the dummy hash and answers `false`.
     /// A password longer than [`MAX_VERIFIED_BYTES`] is wrong without being hashed.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, IdentityError> {
+    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, Error> {
         if password.len() > MAX_VERIFIED_BYTES {
             return Ok(false);
         }

@@ -17,7 +17,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use super::tokens::TokenUse;
-use super::{Identity, IdentityError, Principal, RequestMeta, api_keys, now_ms};
+use super::{Error, Identity, Principal, RequestMeta, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// What a correct password gets: tokens, or (with a second factor enrolled)
@@ -61,10 +61,10 @@ fn refresh_secret() -> String {
 
 /// The user and session behind a signed-in principal; sessions, passwords
 /// and second factors belong to users, not to API keys or the master key.
-pub(crate) fn signed_in(principal: &Principal) -> Result<(&str, &str), IdentityError> {
+pub(crate) fn signed_in(principal: &Principal) -> Result<(&str, &str), Error> {
     match principal {
         Principal::User { user_id, session_id, .. } => Ok((user_id, session_id)),
-        _ => Err(IdentityError::invalid("this belongs to signed-in users, not to API keys or the master key", "authorization")),
+        _ => Err(Error::invalid("this belongs to signed-in users, not to API keys or the master key", "authorization")),
     }
 }
 
@@ -83,22 +83,22 @@ pub(crate) struct UnknownAccount {
 
 impl Identity {
     /// Check the password and open a session.
-    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+    pub async fn login(&self, email: &str, password: &str, meta: &RequestMeta) -> Result<LoginOutcome, Error> {
         let ip = super::address_bucket(meta.ip.as_deref());
         let ip_count = self.ip_failures.get_with(ip.clone(), || Arc::new(AtomicU32::new(0)));
         if ip_count.load(Ordering::Relaxed) >= self.settings.ip_failures_per_minute {
-            return Err(IdentityError::Locked { retry_after: Duration::from_secs(60) });
+            return Err(Error::Locked { retry_after: Duration::from_secs(60) });
         }
         let email = normalise_email(email);
         let user = self.db.user_by_email(&email).await?;
         let now = now_ms();
         if let Some(until) = user.as_ref().and_then(|u| u.locked_until_ms).filter(|&until| until > now) {
-            return Err(IdentityError::Locked { retry_after: Duration::from_millis((until - now) as u64) });
+            return Err(Error::Locked { retry_after: Duration::from_millis((until - now) as u64) });
         }
         // An address without an account locks after as many failures, with the same answer and countdown.
         let unknown = user.is_none().then(|| self.unknown_account_failures.get_with(email.clone(), Default::default));
         if let Some(until) = unknown.as_ref().map(|u| u.locked_until_ms.load(Ordering::Relaxed)).filter(|&until| until > now) {
-            return Err(IdentityError::Locked { retry_after: Duration::from_millis((until - now) as u64) });
+            return Err(Error::Locked { retry_after: Duration::from_millis((until - now) as u64) });
         }
         let hash = user.as_ref().filter(|u| u.is_active).and_then(|u| u.password_hash.clone());
         if !self.passwords.verify(password.to_owned(), hash).await? {
@@ -110,9 +110,9 @@ impl Identity {
                 unknown.locked_until_ms.store(now + (self.settings.lockout_secs * 1000) as i64, Ordering::Relaxed);
             }
             self.record_auth_failure(user.as_ref().map(|u| u.id.as_str()), "auth.login", meta, serde_json::json!({ "email": email })).await?;
-            return Err(IdentityError::InvalidCredentials);
+            return Err(Error::InvalidCredentials);
         }
-        let user = user.ok_or(IdentityError::InvalidCredentials)?;
+        let user = user.ok_or(Error::InvalidCredentials)?;
         if user.failed_logins > 0 {
             self.db.clear_login_failures(&user.id).await?;
         }
@@ -131,7 +131,7 @@ impl Identity {
 
     /// After a first factor (password or identity provider): a session, or an
     /// MFA challenge when the user has a second factor enrolled.
-    pub(crate) async fn after_first_factor(&self, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, IdentityError> {
+    pub(crate) async fn after_first_factor(&self, user_id: &str, meta: &RequestMeta) -> Result<LoginOutcome, Error> {
         if self.db.mfa(user_id).await?.is_some_and(|m| m.totp_enabled) {
             let (mfa_token, _) = self.tokens.issue(user_id, "", TokenUse::MfaChallenge)?;
             return Ok(LoginOutcome::MfaRequired { mfa_required: true, mfa_token, methods: ["totp", "recovery_code"], expires_in: super::tokens::MFA_CHALLENGE_TTL.as_secs() });
@@ -141,7 +141,7 @@ impl Identity {
 
     /// A failed password or second factor: counts toward the account's
     /// lockout (when the account exists) and is audited.
-    pub(crate) async fn record_auth_failure(&self, user_id: Option<&str>, action: &str, meta: &RequestMeta, mut metadata: serde_json::Value) -> Result<(), IdentityError> {
+    pub(crate) async fn record_auth_failure(&self, user_id: Option<&str>, action: &str, meta: &RequestMeta, mut metadata: serde_json::Value) -> Result<(), Error> {
         if let Some(user_id) = user_id {
             let lock_until = now_ms() + (self.settings.lockout_secs * 1000) as i64;
             if self.db.record_login_failure(user_id, i64::from(self.settings.lockout_threshold), lock_until).await? {
@@ -152,7 +152,7 @@ impl Identity {
         self.record(None, actor, action, None, Outcome::Failure, meta, metadata).await
     }
 
-    pub(crate) async fn open_session(&self, user_id: &str, mfa: bool, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
+    pub(crate) async fn open_session(&self, user_id: &str, mfa: bool, meta: &RequestMeta) -> Result<LoginTokens, Error> {
         let now = now_ms();
         let refresh = refresh_secret();
         let session = SessionRow {
@@ -171,7 +171,7 @@ impl Identity {
         self.tokens_for(user_id, &session.id, refresh)
     }
 
-    fn tokens_for(&self, user_id: &str, session_id: &str, refresh_token: String) -> Result<LoginTokens, IdentityError> {
+    fn tokens_for(&self, user_id: &str, session_id: &str, refresh_token: String) -> Result<LoginTokens, Error> {
         let (access_token, _) = self.tokens.issue(user_id, session_id, TokenUse::Access)?;
         Ok(LoginTokens {
             access_token,
@@ -184,8 +184,8 @@ impl Identity {
     }
 
     /// Exchange a refresh token for new tokens; a reused token revokes its session.
-    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<LoginTokens, IdentityError> {
-        let invalid = || IdentityError::TokenInvalid("invalid refresh token".into());
+    pub async fn refresh(&self, refresh_token: &str, meta: &RequestMeta) -> Result<LoginTokens, Error> {
+        let invalid = || Error::TokenInvalid("invalid refresh token".into());
         let old_hash = api_keys::hash(refresh_token);
         let token = self.db.refresh_token(&old_hash).await?.ok_or_else(invalid)?;
         let session = self.db.session(&token.session_id).await?.ok_or_else(invalid)?;
@@ -199,19 +199,19 @@ impl Identity {
             self.live_sessions.invalidate(&session.id);
             let resource = Some(format!("session:{}", session.id));
             self.record(None, Actor::User(session.user_id.clone()), "auth.refresh_reuse", resource, Outcome::Denied, meta, serde_json::json!({})).await?;
-            return Err(IdentityError::TokenInvalid("refresh token already used; the session has been revoked".into()));
+            return Err(Error::TokenInvalid("refresh token already used; the session has been revoked".into()));
         }
         self.tokens_for(&session.user_id, &session.id, new_secret)
     }
 
     /// Change the caller's password (the current one is required); every
     /// other session of the user is revoked.
-    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, meta: &RequestMeta) -> Result<(), IdentityError> {
+    pub async fn change_password(&self, principal: &Principal, current: &str, new: &str, meta: &RequestMeta) -> Result<(), Error> {
         let (user_id, session_id) = signed_in(principal)?;
-        let user = self.db.user_by_id(user_id).await?.ok_or(IdentityError::NotFound("user"))?;
+        let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         if !self.passwords.verify(current.to_owned(), user.password_hash.clone()).await? {
             self.record_auth_failure(Some(user_id), "auth.password_change", meta, serde_json::json!({})).await?;
-            return Err(IdentityError::invalid("the current password is wrong", "current_password"));
+            return Err(Error::invalid("the current password is wrong", "current_password"));
         }
         self.settings.password_policy.check(new, "new_password")?;
         let now = now_ms();
@@ -222,7 +222,7 @@ impl Identity {
     }
 
     /// The caller's live sessions.
-    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionInfo>, IdentityError> {
+    pub async fn sessions(&self, principal: &Principal) -> Result<Vec<SessionInfo>, Error> {
         let (user_id, session_id) = signed_in(principal)?;
         let rows = self.db.sessions_of_user(user_id, now_ms()).await?;
         Ok(rows
@@ -241,11 +241,11 @@ impl Identity {
 
     /// Revoke one of the caller's sessions, or all of them (`None`). Logout is
     /// revoking the current one.
-    pub async fn revoke_sessions(&self, principal: &Principal, session: Option<&str>, meta: &RequestMeta) -> Result<u64, IdentityError> {
+    pub async fn revoke_sessions(&self, principal: &Principal, session: Option<&str>, meta: &RequestMeta) -> Result<u64, Error> {
         let (user_id, _) = signed_in(principal)?;
         let revoked = self.db.revoke_sessions(user_id, session, "revoked by user", now_ms()).await?;
         if session.is_some() && revoked == 0 {
-            return Err(IdentityError::NotFound("session"));
+            return Err(Error::NotFound("session".into()));
         }
         match session {
             Some(id) => self.live_sessions.invalidate(id),

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use agentry_db::Db;
 use agentry_db::identity::SigningKeyRow;
 
-use super::{IdentityError, now_ms};
+use super::{Error, now_ms};
 use crate::secrets::{Place, Sealer};
 
 pub const ISSUER: &str = "agentry";
@@ -100,9 +100,9 @@ pub struct TokenSigner {
     set: Arc<RwLock<KeySet>>,
 }
 
-fn load_key(row: &SigningKeyRow, sealer: &Sealer) -> Result<LoadedKey, IdentityError> {
-    let bad = |what: &str| IdentityError::Internal(format!("signing key {}: {what}", row.kid));
-    let private_der = sealer.open_string(&Place::signing_key(&row.kid), &row.private_der).map_err(|e| IdentityError::Internal(e.to_string()))?;
+fn load_key(row: &SigningKeyRow, sealer: &Sealer) -> Result<LoadedKey, Error> {
+    let bad = |what: &str| Error::Internal(format!("signing key {}: {what}", row.kid));
+    let private_der = sealer.open_string(&Place::signing_key(&row.kid), &row.private_der).map_err(|e| Error::Internal(e.to_string()))?;
     let der = STANDARD.decode(&private_der).map_err(|_| bad("private key is not base64"))?;
     Ok(LoadedKey {
         kid: row.kid.clone(),
@@ -114,18 +114,18 @@ fn load_key(row: &SigningKeyRow, sealer: &Sealer) -> Result<LoadedKey, IdentityE
 }
 
 /// A new key pair, its private key sealed for its row.
-fn generate_key(now: i64, sealer: &Sealer) -> Result<SigningKeyRow, IdentityError> {
+fn generate_key(now: i64, sealer: &Sealer) -> Result<SigningKeyRow, Error> {
     let rng = ring::rand::SystemRandom::new();
-    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| IdentityError::Internal("cannot generate an Ed25519 key".into()))?;
-    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| IdentityError::Internal("generated key does not parse".into()))?;
+    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| Error::Internal("cannot generate an Ed25519 key".into()))?;
+    let pair = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| Error::Internal("generated key does not parse".into()))?;
     let kid = format!("k{}", uuid::Uuid::now_v7().simple());
-    let private_der = sealer.seal(&Place::signing_key(&kid), STANDARD.encode(pkcs8.as_ref()).as_bytes()).map_err(|e| IdentityError::Internal(e.to_string()))?;
+    let private_der = sealer.seal(&Place::signing_key(&kid), STANDARD.encode(pkcs8.as_ref()).as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
     Ok(SigningKeyRow { kid, private_der, public_key: URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()), created_at_ms: now, retired_at_ms: None })
 }
 
 impl TokenSigner {
     /// Load the keys, creating the first one if there is none.
-    pub async fn load(db: Db, ttl: Duration, sealer: Sealer) -> Result<Self, IdentityError> {
+    pub async fn load(db: Db, ttl: Duration, sealer: Sealer) -> Result<Self, Error> {
         let signer = Self { db, sealer, ttl, set: Arc::new(RwLock::new(KeySet { keys: Vec::new(), loaded_at_ms: 0 })) };
         signer.reload().await?;
         if signer.set.read().keys.iter().all(|k| k.retired_at_ms.is_some()) {
@@ -140,7 +140,7 @@ impl TokenSigner {
         self.ttl
     }
 
-    async fn reload(&self) -> Result<(), IdentityError> {
+    async fn reload(&self) -> Result<(), Error> {
         let now = now_ms();
         let rows = self.db.signing_keys(now - self.ttl.as_millis() as i64 - (LEEWAY_SECS as i64) * 1000).await?;
         let keys = rows.iter().map(|row| load_key(row, &self.sealer)).collect::<Result<Vec<_>, _>>()?;
@@ -149,7 +149,7 @@ impl TokenSigner {
     }
 
     /// Make a new signing key current; older keys keep verifying until their tokens expire.
-    pub async fn rotate(&self) -> Result<String, IdentityError> {
+    pub async fn rotate(&self) -> Result<String, Error> {
         let now = now_ms();
         let row = generate_key(now, &self.sealer)?;
         self.db.insert_signing_key(&row).await?;
@@ -159,7 +159,7 @@ impl TokenSigner {
     }
 
     /// A signed token: an access token for a session, or an MFA challenge.
-    pub fn issue(&self, user_id: &str, session_id: &str, purpose: TokenUse) -> Result<(String, AccessClaims), IdentityError> {
+    pub fn issue(&self, user_id: &str, session_id: &str, purpose: TokenUse) -> Result<(String, AccessClaims), Error> {
         let now = now_ms() / 1000;
         let ttl = match purpose {
             TokenUse::Access => self.ttl,
@@ -177,16 +177,16 @@ impl TokenSigner {
             typ: purpose.typ().into(),
         };
         let set = self.set.read();
-        let key = set.keys.iter().find(|k| k.retired_at_ms.is_none()).ok_or_else(|| IdentityError::Internal("no active signing key".into()))?;
+        let key = set.keys.iter().find(|k| k.retired_at_ms.is_none()).ok_or_else(|| Error::Internal("no active signing key".into()))?;
         let header = Header { kid: Some(key.kid.clone()), ..Header::new(Algorithm::EdDSA) };
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| IdentityError::Internal(format!("sign token: {e}")))?;
+        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| Error::Internal(format!("sign token: {e}")))?;
         Ok((token, claims))
     }
 
     /// Verify signature and claims for the given use; any failure is
     /// `TokenInvalid` with a reason (`TokenExpired` when only `exp` failed).
-    pub async fn verify(&self, token: &str, purpose: TokenUse) -> Result<AccessClaims, IdentityError> {
-        let invalid = |reason: &str| IdentityError::TokenInvalid(reason.to_owned());
+    pub async fn verify(&self, token: &str, purpose: TokenUse) -> Result<AccessClaims, Error> {
+        let invalid = |reason: &str| Error::TokenInvalid(reason.to_owned());
         let header = jsonwebtoken::decode_header(token).map_err(|_| invalid("malformed token"))?;
         if header.alg != Algorithm::EdDSA {
             return Err(invalid("unsupported algorithm"));
@@ -204,7 +204,7 @@ impl TokenSigner {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
         let data = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation).map_err(|e| match e.kind() {
-            jsonwebtoken::errors::ErrorKind::ExpiredSignature => IdentityError::TokenExpired,
+            jsonwebtoken::errors::ErrorKind::ExpiredSignature => Error::TokenExpired,
             jsonwebtoken::errors::ErrorKind::ImmatureSignature => invalid("token not yet valid"),
             jsonwebtoken::errors::ErrorKind::InvalidSignature => invalid("bad signature"),
             _ => invalid("invalid token"),

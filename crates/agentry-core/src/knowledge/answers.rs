@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cache::{self, CacheScope, CachedAnswer, Lookup, Ticket};
 use super::search::question_text;
-use super::{Knowledge, KnowledgeError, require};
+use super::{Error, Knowledge, require};
 use crate::identity::{TenantAccess, now_ms};
 
 /// How long an API ticket stays valid between a miss and the store.
@@ -72,14 +72,14 @@ pub(super) fn tickets() -> Tickets {
 
 impl Knowledge {
     /// Look a question up for an agent running as `access`.
-    pub async fn cached_answer(&self, access: &TenantAccess, question: &AnswerQuestion) -> Result<Lookup, KnowledgeError> {
+    pub async fn cached_answer(&self, access: &TenantAccess, question: &AnswerQuestion) -> Result<Lookup, Error> {
         let text = question_text(&question.question, "question")?;
         if question.model.trim().is_empty() || question.model.len() > 200 {
-            return Err(KnowledgeError::invalid("'model' must be 1 to 200 characters", "model"));
+            return Err(Error::invalid("'model' must be 1 to 200 characters", "model"));
         }
         self.require_collections(access, &question.collections).await?;
-        let fingerprint = cache::acl_fingerprint(&self.inner.db, &access.tenant_id, &question.collections, &self.reader_principals(access).await?).await?;
-        let scope = CacheScope::new(&access.tenant_id, &question.collections, &fingerprint, &question.model, &question.context);
+        let fingerprint = cache::acl_fingerprint(&self.inner.db, access.tenant_id(), &question.collections, &self.reader_principals(access).await?).await?;
+        let scope = CacheScope::new(access.tenant_id(), &question.collections, &fingerprint, &question.model, &question.context);
         let vector = self.embed_query(access, text).await?;
         Ok(self.inner.cache.lookup(&scope, &vector).await)
     }
@@ -93,28 +93,28 @@ impl Knowledge {
     /// Answers stored over the API live apart from agents' own (their
     /// context is prefixed `api:`), so a client cannot plant an answer under
     /// a built-in agent's context.
-    pub async fn lookup_answer(&self, access: &TenantAccess, mut question: AnswerQuestion) -> Result<AnswerLookup, KnowledgeError> {
+    pub async fn lookup_answer(&self, access: &TenantAccess, mut question: AnswerQuestion) -> Result<AnswerLookup, Error> {
         require(access, Permission::ManageAgents)?;
         question.context = format!("api:{}", question.context);
         match self.cached_answer(access, &question).await? {
             Lookup::Hit(answer) => Ok(AnswerLookup { hit: true, answer: Some(answer), ticket: None }),
             Lookup::Miss(ticket) => {
                 let id = uuid::Uuid::new_v4().simple().to_string();
-                self.inner.tickets.insert(id.clone(), (access.tenant_id.clone(), Arc::new(Mutex::new(Some((ticket, question.model))))));
+                self.inner.tickets.insert(id.clone(), (access.tenant_id().to_owned(), Arc::new(Mutex::new(Some((ticket, question.model))))));
                 Ok(AnswerLookup { hit: false, answer: None, ticket: Some(id) })
             }
         }
     }
 
     /// Store an answer against a ticket from [`Self::lookup_answer`] (each ticket once).
-    pub async fn store_answer(&self, access: &TenantAccess, input: AnswerToStore) -> Result<(), KnowledgeError> {
+    pub async fn store_answer(&self, access: &TenantAccess, input: AnswerToStore) -> Result<(), Error> {
         require(access, Permission::ManageAgents)?;
         if input.answer.trim().is_empty() || input.answer.len() > MAX_ANSWER_BYTES {
-            return Err(KnowledgeError::invalid(format!("'answer' must be 1 to {MAX_ANSWER_BYTES} bytes"), "answer"));
+            return Err(Error::invalid(format!("'answer' must be 1 to {MAX_ANSWER_BYTES} bytes"), "answer"));
         }
-        let unknown = || KnowledgeError::NotFound(format!("ticket '{}' (tickets last {} s and are spent once)", input.ticket, TICKET_TTL.as_secs()));
+        let unknown = || Error::NotFound(format!("ticket '{}' (tickets last {} s and are spent once)", input.ticket, TICKET_TTL.as_secs()));
         let (tenant, slot) = self.inner.tickets.get(&input.ticket).ok_or_else(unknown)?;
-        if tenant != access.tenant_id {
+        if tenant != access.tenant_id() {
             return Err(unknown());
         }
         let (ticket, model) = slot.lock().take().ok_or_else(unknown)?;

@@ -29,21 +29,21 @@ use agentry_search::parse;
 use reqwest::Url;
 
 use super::ingest::Failure;
-use super::{Knowledge, KnowledgeError, hex_sha256};
+use super::{Error, Knowledge, hex_sha256};
 use crate::outbound::{Outbound, OutboundError};
 
 /// Longest URL accepted at upload.
 const MAX_URL_CHARS: usize = 2048;
 
 /// The upload-time judgement of a URL; errors name the `url` field.
-pub(super) fn check_upload_url(outbound: &Outbound, raw: &str) -> Result<Url, KnowledgeError> {
+pub(super) fn check_upload_url(outbound: &Outbound, raw: &str) -> Result<Url, Error> {
     if raw.len() > MAX_URL_CHARS {
-        return Err(KnowledgeError::invalid(format!("the URL is longer than {MAX_URL_CHARS} characters"), "url"));
+        return Err(Error::invalid(format!("the URL is longer than {MAX_URL_CHARS} characters"), "url"));
     }
-    let url = outbound.check(raw).map_err(|e| KnowledgeError::invalid(describe(&e), "url"))?;
+    let url = outbound.check(raw).map_err(|e| Error::invalid(describe(&e), "url"))?;
     // The URL becomes the document's source, which every reader sees.
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(KnowledgeError::invalid("the URL must not contain a user name or password", "url"));
+        return Err(Error::invalid("the URL must not contain a user name or password", "url"));
     }
     Ok(url)
 }
@@ -145,7 +145,7 @@ mod tests {
             ("https://user:secret@example.com/", "user name or password"),
         ] {
             match check_upload_url(&outbound, url) {
-                Err(KnowledgeError::Invalid { message, param }) => assert!(param == "url" && message.contains(says), "{url}: {message}"),
+                Err(Error::Invalid { message, param }) => assert!(param.as_deref() == Some("url") && message.contains(says), "{url}: {message}"),
                 other => panic!("{url}: {other:?}"),
             }
         }

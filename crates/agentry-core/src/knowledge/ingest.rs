@@ -32,7 +32,7 @@ use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
 use tokio_util::sync::CancellationToken;
 
-use super::{AccessList, Knowledge, KnowledgeError};
+use super::{AccessList, Error, Knowledge};
 use crate::identity::now_ms;
 
 /// Texts per embedding call.
@@ -47,8 +47,8 @@ pub(super) enum Failure {
     Retry(String),
 }
 
-impl From<KnowledgeError> for Failure {
-    fn from(error: KnowledgeError) -> Self {
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
         Failure::Retry(error.to_string())
     }
 }
@@ -217,8 +217,8 @@ impl Knowledge {
                     .settings
                     .tokenizer
                     .clone()
-                    .ok_or_else(|| KnowledgeError::Unavailable("no tokenizer for chunking: enable the local models or set knowledge.tokenizer".into()))?;
-                tokenizers::Tokenizer::from_file(&path).map_err(|e| KnowledgeError::Unavailable(format!("cannot load the tokenizer {}: {e}", path.display())))
+                    .ok_or_else(|| Error::Unavailable("no tokenizer for chunking: enable the local models or set knowledge.tokenizer".into()))?;
+                tokenizers::Tokenizer::from_file(&path).map_err(|e| Error::Unavailable(format!("cannot load the tokenizer {}: {e}", path.display())))
             })
             .await?;
         let mut chunkers = self.inner.chunkers.lock();

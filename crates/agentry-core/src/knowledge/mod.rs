@@ -30,9 +30,9 @@ use std::sync::Arc;
 use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionContent, VersionRow};
 use agentry_db::{Db, DbError};
 use agentry_search::chunk::{ChunkConfig, Chunker};
+use agentry_search::index::Index;
 use agentry_search::index::embedded::EmbeddedIndex;
 use agentry_search::index::postgres::PostgresIndex;
-use agentry_search::index::{Index, IndexError};
 use agentry_search::parse::{self, ParseError};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
@@ -47,33 +47,7 @@ use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
 
-#[derive(Debug, thiserror::Error)]
-pub enum KnowledgeError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{message}")]
-    Invalid { message: String, param: &'static str },
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    TooLarge(String),
-    #[error("{0}")]
-    Unprocessable(String),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("search index: {0}")]
-    Index(#[from] IndexError),
-}
-
-impl KnowledgeError {
-    fn invalid(message: impl Into<String>, param: &'static str) -> Self {
-        Self::Invalid { message: message.into(), param }
-    }
-}
+pub use crate::error::Error;
 
 /// Operator settings of the knowledge base.
 #[derive(Debug, Clone)]
@@ -293,52 +267,52 @@ impl Knowledge {
     }
 
     /// Embed texts with the configured model, metered to `tenant` as the `knowledge` agent.
-    async fn embed(&self, tenant: &str, user: Option<&str>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, KnowledgeError> {
+    async fn embed(&self, tenant: &str, user: Option<&str>, texts: Vec<String>) -> Result<Vec<Vec<f32>>, Error> {
         let served = self
             .inner
             .gateway
             .embed(&Self::call_context(tenant, user), &self.inner.settings.embedding_model, texts)
             .await
-            .map_err(|e| KnowledgeError::Unavailable(format!("embedding model '{}': {e}", self.inner.settings.embedding_model)))?;
+            .map_err(|e| Error::Unavailable(format!("embedding model '{}': {e}", self.inner.settings.embedding_model)))?;
         Ok(served.routed.value.vectors)
     }
 
     /// Embed a reader's query or question (metered to them).
-    async fn embed_query(&self, access: &TenantAccess, text: &str) -> Result<Vec<f32>, KnowledgeError> {
-        let vectors = self.embed(&access.tenant_id, access.principal.user_id(), vec![text.to_owned()]).await?;
-        vectors.into_iter().next().ok_or_else(|| KnowledgeError::Unavailable("the embedding model returned no vector".into()))
+    async fn embed_query(&self, access: &TenantAccess, text: &str) -> Result<Vec<f32>, Error> {
+        let vectors = self.embed(access.tenant_id(), access.principal().user_id(), vec![text.to_owned()]).await?;
+        vectors.into_iter().next().ok_or_else(|| Error::Unavailable("the embedding model returned no vector".into()))
     }
 
     /// The reader's principals: everyone, their user, their role and their groups in the tenant.
-    async fn reader_principals(&self, access: &TenantAccess) -> Result<Vec<String>, KnowledgeError> {
+    async fn reader_principals(&self, access: &TenantAccess) -> Result<Vec<String>, Error> {
         let mut principals = vec!["*".to_owned()];
-        if let Some(user) = access.principal.user_id() {
+        if let Some(user) = access.principal().user_id() {
             principals.push(format!("user:{user}"));
-            let groups = self.inner.db.group_ids_of_user(&access.tenant_id, user).await?;
+            let groups = self.inner.db.group_ids_of_user(access.tenant_id(), user).await?;
             principals.extend(groups.into_iter().map(|g| format!("group:{g}")));
         }
-        principals.extend(access.role.as_ref().map(|role| format!("role:{role}")));
+        principals.extend(access.role().as_ref().map(|role| format!("role:{role}")));
         Ok(principals)
     }
 
     /// Each group an ACL names exists in the tenant: a typo would hide the document from everyone.
-    async fn check_acl(&self, access: &TenantAccess, acl: &AccessList) -> Result<(), KnowledgeError> {
+    async fn check_acl(&self, access: &TenantAccess, acl: &AccessList) -> Result<(), Error> {
         for id in &acl.groups {
-            if self.inner.db.group(&access.tenant_id, id).await?.is_none() {
-                return Err(KnowledgeError::invalid(format!("the ACL names group '{id}', which does not exist in this tenant"), "acl"));
+            if self.inner.db.group(access.tenant_id(), id).await?.is_none() {
+                return Err(Error::invalid(format!("the ACL names group '{id}', which does not exist in this tenant"), "acl"));
             }
         }
         // A role named before it exists would go to whoever creates it first.
         for role in &acl.roles {
-            if role.parse::<agentry_types::BuiltinRole>().is_err() && self.inner.db.role(&access.tenant_id, role).await?.is_none() {
-                return Err(KnowledgeError::invalid(format!("the ACL names role '{role}', which does not exist in this tenant"), "acl"));
+            if role.parse::<agentry_types::BuiltinRole>().is_err() && self.inner.db.role(access.tenant_id(), role).await?.is_none() {
+                return Err(Error::invalid(format!("the ACL names role '{role}', which does not exist in this tenant"), "acl"));
             }
         }
         Ok(())
     }
 
     /// Each collection exists in the reader's tenant (not found otherwise).
-    async fn require_collections(&self, access: &TenantAccess, ids: &[String]) -> Result<(), KnowledgeError> {
+    async fn require_collections(&self, access: &TenantAccess, ids: &[String]) -> Result<(), Error> {
         for id in ids {
             self.collection(access, id).await?;
         }
@@ -347,14 +321,14 @@ impl Knowledge {
 
     /// The index, opened on first use with the embedding model's dimensions
     /// (one embedded folder or PostgreSQL table per model and dimension count).
-    async fn index(&self, tenant: &str) -> Result<Index, KnowledgeError> {
+    async fn index(&self, tenant: &str) -> Result<Index, Error> {
         self.inner
             .index
             .get_or_try_init(|| async {
                 let probe = self.embed(tenant, None, vec!["dimensions".to_owned()]).await?;
                 let dimensions = probe.first().map_or(0, Vec::len);
                 if dimensions == 0 {
-                    return Err(KnowledgeError::Unavailable("the embedding model returned no vector".into()));
+                    return Err(Error::Unavailable("the embedding model returned no vector".into()));
                 }
                 let model: String = self.inner.settings.embedding_model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
                 let name = format!("{model}-{dimensions}");
@@ -363,12 +337,12 @@ impl Knowledge {
                         let table = name.replace('-', "_");
                         Ok(Index::Postgres(PostgresIndex::open(pool.clone(), &table, dimensions).await?))
                     }
-                    (IndexBackend::Postgres, Db::Sqlite(_)) => Err(KnowledgeError::Unavailable("knowledge.index = \"postgres\" needs a PostgreSQL database".into())),
+                    (IndexBackend::Postgres, Db::Sqlite(_)) => Err(Error::Unavailable("knowledge.index = \"postgres\" needs a PostgreSQL database".into())),
                     (IndexBackend::Auto | IndexBackend::Embedded, _) => {
                         let dir = self.inner.settings.index_dir.join(name);
                         let index = tokio::task::spawn_blocking(move || EmbeddedIndex::open(&dir, dimensions))
                             .await
-                            .map_err(|e| KnowledgeError::Unavailable(format!("opening the index: {e}")))??;
+                            .map_err(|e| Error::Unavailable(format!("opening the index: {e}")))??;
                         Ok(Index::Embedded(Arc::new(index)))
                     }
                 }
@@ -377,18 +351,18 @@ impl Knowledge {
             .cloned()
     }
 
-    pub async fn create_collection(&self, access: &TenantAccess, input: CollectionInput) -> Result<CollectionRow, KnowledgeError> {
+    pub async fn create_collection(&self, access: &TenantAccess, input: CollectionInput) -> Result<CollectionRow, Error> {
         require(access, Permission::UploadDocuments)?;
         let name = input.name.trim();
         if name.is_empty() || name.len() > 200 {
-            return Err(KnowledgeError::invalid("'name' must be 1 to 200 characters", "name"));
+            return Err(Error::invalid("'name' must be 1 to 200 characters", "name"));
         }
         let chunking = input.chunking.unwrap_or(self.inner.settings.default_chunking);
-        chunking.validate().map_err(|m| KnowledgeError::invalid(m, "chunking"))?;
+        chunking.validate().map_err(|m| Error::invalid(m, "chunking"))?;
         let now = now_ms();
         let row = CollectionRow {
             id: uuid::Uuid::now_v7().to_string(),
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             name: name.to_owned(),
             description: input.description,
             chunk_max_tokens: chunking.max_tokens as i32,
@@ -397,30 +371,30 @@ impl Knowledge {
             updated_at_ms: now,
         };
         match self.inner.db.insert_collection(&row).await {
-            Err(DbError::Conflict { .. }) => Err(KnowledgeError::Conflict(format!("a collection named '{name}' already exists"))),
+            Err(DbError::Conflict { .. }) => Err(Error::Conflict(format!("a collection named '{name}' already exists"))),
             other => other.map(|()| row).map_err(Into::into),
         }
     }
 
-    pub async fn collections(&self, access: &TenantAccess) -> Result<Vec<CollectionRow>, KnowledgeError> {
+    pub async fn collections(&self, access: &TenantAccess) -> Result<Vec<CollectionRow>, Error> {
         require(access, Permission::ReadDocuments)?;
-        Ok(self.inner.db.collections_of_tenant(&access.tenant_id).await?)
+        Ok(self.inner.db.collections_of_tenant(access.tenant_id()).await?)
     }
 
-    pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<CollectionRow, KnowledgeError> {
+    pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<CollectionRow, Error> {
         require(access, Permission::ReadDocuments)?;
-        self.inner.db.collection(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("collection '{id}'")))
+        self.inner.db.collection(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("collection '{id}'")))
     }
 
-    pub async fn delete_collection(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
+    pub async fn delete_collection(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {
         require(access, Permission::DeleteDocuments)?;
-        let chunk_ids = self.inner.db.delete_collection(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("collection '{id}'")))?;
-        self.inner.cache.invalidate(&access.tenant_id, id).await;
-        self.unindex(&access.tenant_id, chunk_ids).await
+        let chunk_ids = self.inner.db.delete_collection(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("collection '{id}'")))?;
+        self.inner.cache.invalidate(access.tenant_id(), id).await;
+        self.unindex(access.tenant_id(), chunk_ids).await
     }
 
     /// Store an upload as a new document (or a new version of `upload.document_id`) and queue its ingestion.
-    pub async fn upload(&self, access: &TenantAccess, collection_id: &str, upload: Upload) -> Result<Accepted, KnowledgeError> {
+    pub async fn upload(&self, access: &TenantAccess, collection_id: &str, upload: Upload) -> Result<Accepted, Error> {
         require(access, Permission::UploadDocuments)?;
         let collection = self.collection(access, collection_id).await?;
         // Uploaded bytes: their format and hash now. A URL: the worker fetches it.
@@ -428,14 +402,14 @@ impl Knowledge {
             Content::Bytes { bytes, file_name, content_type } => {
                 let limit = self.inner.settings.max_document_bytes;
                 if bytes.len() > limit {
-                    return Err(KnowledgeError::TooLarge(format!("the document is {} bytes; the limit is {limit}", bytes.len())));
+                    return Err(Error::TooLarge(format!("the document is {} bytes; the limit is {limit}", bytes.len())));
                 }
                 if bytes.is_empty() {
-                    return Err(KnowledgeError::invalid("the document is empty", "file"));
+                    return Err(Error::invalid("the document is empty", "file"));
                 }
                 let format = parse::sniff(bytes, file_name.as_deref(), content_type.as_deref()).map_err(|e| match e {
-                    e @ ParseError::TooLarge { .. } => KnowledgeError::TooLarge(e.to_string()),
-                    other => KnowledgeError::Unprocessable(other.to_string()),
+                    e @ ParseError::TooLarge { .. } => Error::TooLarge(e.to_string()),
+                    other => Error::Unprocessable(other.to_string()),
                 })?;
                 (Some((format, hex_sha256(bytes), bytes.as_slice())), None, file_name.clone())
             }
@@ -450,12 +424,12 @@ impl Knowledge {
         // is refused, one taken from the file name or URL is cut.
         let max_title = self.inner.settings.parse_limits.max_title_chars;
         if upload.title.as_ref().is_some_and(|t| t.chars().count() > max_title) {
-            return Err(KnowledgeError::invalid(format!("'title' must be at most {max_title} characters"), "title"));
+            return Err(Error::invalid(format!("'title' must be at most {max_title} characters"), "title"));
         }
         let title = upload.title.clone().filter(|t| !t.trim().is_empty()).unwrap_or_else(|| parse::cut_chars(&source, max_title));
         let job_for = |document_id: &str, version: i32| JobRow {
             id: uuid::Uuid::now_v7().to_string(),
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             document_id: document_id.to_owned(),
             version,
             status: "queued".into(),
@@ -485,7 +459,7 @@ impl Knowledge {
             Some(id) => {
                 let existing = self.visible_document(access, id, &self.reader_principals(access).await?).await?;
                 if existing.collection_id != collection.id {
-                    return Err(KnowledgeError::NotFound(format!("document '{id}' in collection '{}'", collection.id)));
+                    return Err(Error::NotFound(format!("document '{id}' in collection '{}'", collection.id)));
                 }
                 // A URL is fetched again every time: its bytes are not known yet.
                 if let Some((_, hash, _)) = &stored {
@@ -497,7 +471,7 @@ impl Knowledge {
                 let version = existing.latest_version + 1;
                 let job = job_for(id, version);
                 let new = NewVersion { version: &version_for(id, version), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
-                self.inner.db.add_version(&access.tenant_id, new, &title, named_source.as_deref(), now).await?;
+                self.inner.db.add_version(access.tenant_id(), new, &title, named_source.as_deref(), now).await?;
                 (id.clone(), job)
             }
             None => {
@@ -505,7 +479,7 @@ impl Knowledge {
                 let id = uuid::Uuid::now_v7().to_string();
                 let row = DocumentRow {
                     id: id.clone(),
-                    tenant_id: access.tenant_id.clone(),
+                    tenant_id: access.tenant_id().to_owned(),
                     collection_id: collection.id.clone(),
                     title,
                     source,
@@ -515,7 +489,7 @@ impl Knowledge {
                     latest_version: 1,
                     status: "queued".into(),
                     error: None,
-                    created_by: access.principal.user_id().map(str::to_owned),
+                    created_by: access.principal().user_id().map(str::to_owned),
                     created_at_ms: now,
                     updated_at_ms: now,
                     summary: None,
@@ -528,48 +502,46 @@ impl Knowledge {
         };
         self.inner.wake.notify_one();
         // The uploader is answered even when the ACL leaves them out: never a 404 after a write.
-        let stored = self.inner.db.document(&access.tenant_id, &document_id).await?.map(DocumentView::of);
-        let document = stored.ok_or_else(|| KnowledgeError::NotFound(format!("document '{document_id}'")))?;
+        let stored = self.inner.db.document(access.tenant_id(), &document_id).await?.map(DocumentView::of);
+        let document = stored.ok_or_else(|| Error::NotFound(format!("document '{document_id}'")))?;
         Ok(Accepted { document, job_id: Some(job.id), unchanged: false })
     }
 
-    async fn visible_document(&self, access: &TenantAccess, id: &str, principals: &[String]) -> Result<DocumentView, KnowledgeError> {
-        let row = self.inner.db.document(&access.tenant_id, id).await?.map(DocumentView::of);
-        row.filter(|d| d.visible_to(principals)).ok_or_else(|| KnowledgeError::NotFound(format!("document '{id}'")))
+    async fn visible_document(&self, access: &TenantAccess, id: &str, principals: &[String]) -> Result<DocumentView, Error> {
+        let row = self.inner.db.document(access.tenant_id(), id).await?.map(DocumentView::of);
+        row.filter(|d| d.visible_to(principals)).ok_or_else(|| Error::NotFound(format!("document '{id}'")))
     }
 
-    pub async fn document(&self, access: &TenantAccess, id: &str) -> Result<DocumentView, KnowledgeError> {
+    pub async fn document(&self, access: &TenantAccess, id: &str) -> Result<DocumentView, Error> {
         require(access, Permission::ReadDocuments)?;
         self.visible_document(access, id, &self.reader_principals(access).await?).await
     }
 
-    pub async fn documents(&self, access: &TenantAccess, collection_id: &str) -> Result<Vec<DocumentView>, KnowledgeError> {
+    pub async fn documents(&self, access: &TenantAccess, collection_id: &str) -> Result<Vec<DocumentView>, Error> {
         let collection = self.collection(access, collection_id).await?;
         let principals = self.reader_principals(access).await?;
-        let rows = self.inner.db.documents_of_collection(&access.tenant_id, &collection.id).await?;
+        let rows = self.inner.db.documents_of_collection(access.tenant_id(), &collection.id).await?;
         Ok(rows.into_iter().map(DocumentView::of).filter(|d| d.visible_to(&principals)).collect())
     }
 
-    pub async fn versions(&self, access: &TenantAccess, id: &str) -> Result<Vec<VersionRow>, KnowledgeError> {
+    pub async fn versions(&self, access: &TenantAccess, id: &str) -> Result<Vec<VersionRow>, Error> {
         let document = self.document(access, id).await?;
         Ok(self.inner.db.versions_of_document(&document.id).await?)
     }
 
     /// The stored bytes of one version, with its format.
-    pub async fn version_content(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(String, Vec<u8>), KnowledgeError> {
+    pub async fn version_content(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(String, Vec<u8>), Error> {
         let document = self.document(access, id).await?;
         match self.inner.db.version_content(&document.id, version).await? {
             Some(VersionContent::Stored { format, bytes }) => Ok((format, bytes)),
-            Some(VersionContent::Pending { url }) => {
-                Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' has no content: {url} has not been fetched (yet)")))
-            }
-            None => Err(KnowledgeError::NotFound(format!("version {version} of document '{id}'"))),
+            Some(VersionContent::Pending { url }) => Err(Error::Conflict(format!("version {version} of document '{id}' has no content: {url} has not been fetched (yet)"))),
+            None => Err(Error::NotFound(format!("version {version} of document '{id}'"))),
         }
     }
 
     /// Make an earlier version current again: its bytes become a new version
     /// (ingested like an upload; its chunks' embeddings are reused, not recomputed).
-    pub async fn restore(&self, access: &TenantAccess, id: &str, version: i32) -> Result<Accepted, KnowledgeError> {
+    pub async fn restore(&self, access: &TenantAccess, id: &str, version: i32) -> Result<Accepted, Error> {
         require(access, Permission::UploadDocuments)?;
         let document = self.document(access, id).await?;
         let (_, bytes) = self.version_content(access, id, version).await?;
@@ -585,15 +557,15 @@ impl Knowledge {
     }
 
     /// One version's row (found only once the caller may see the document).
-    async fn stored_version(&self, document_id: &str, version: i32) -> Result<VersionRow, KnowledgeError> {
+    async fn stored_version(&self, document_id: &str, version: i32) -> Result<VersionRow, Error> {
         let stored = self.inner.db.versions_of_document(document_id).await?.into_iter().find(|v| v.version == version);
-        stored.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{document_id}'")))
+        stored.ok_or_else(|| Error::NotFound(format!("version {version} of document '{document_id}'")))
     }
 
     /// Delete an earlier version (its bytes, chunks and summary). The
     /// current version, the latest one and one still being ingested stay:
     /// restore or upload another version first, or delete the document.
-    pub async fn delete_version(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(), KnowledgeError> {
+    pub async fn delete_version(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(), Error> {
         require(access, Permission::DeleteDocuments)?;
         let document = self.document(access, id).await?;
         let stored = self.stored_version(&document.id, version).await?;
@@ -607,30 +579,30 @@ impl Knowledge {
             None
         };
         if let Some(reason) = kept {
-            return Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' cannot be deleted: {reason}")));
+            return Err(Error::Conflict(format!("version {version} of document '{id}' cannot be deleted: {reason}")));
         }
-        let chunk_ids = self.inner.db.delete_version(&document.id, version).await?.ok_or_else(|| KnowledgeError::NotFound(format!("version {version} of document '{id}'")))?;
-        self.unindex(&access.tenant_id, chunk_ids).await
+        let chunk_ids = self.inner.db.delete_version(&document.id, version).await?.ok_or_else(|| Error::NotFound(format!("version {version} of document '{id}'")))?;
+        self.unindex(access.tenant_id(), chunk_ids).await
     }
 
-    pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<JobRow, KnowledgeError> {
+    pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<JobRow, Error> {
         require(access, Permission::ReadDocuments)?;
-        let job = self.inner.db.ingest_job(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("job '{id}'")))?;
+        let job = self.inner.db.ingest_job(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("job '{id}'")))?;
         // A job of a document the reader cannot see does not exist for them.
         self.visible_document(access, &job.document_id, &self.reader_principals(access).await?).await?;
         Ok(job)
     }
 
-    pub async fn delete_document(&self, access: &TenantAccess, id: &str) -> Result<(), KnowledgeError> {
+    pub async fn delete_document(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {
         require(access, Permission::DeleteDocuments)?;
         let document = self.visible_document(access, id, &self.reader_principals(access).await?).await?;
-        let chunk_ids = self.inner.db.delete_document(&access.tenant_id, id).await?.ok_or_else(|| KnowledgeError::NotFound(format!("document '{id}'")))?;
-        self.inner.cache.invalidate(&access.tenant_id, &document.collection_id).await;
-        self.unindex(&access.tenant_id, chunk_ids).await
+        let chunk_ids = self.inner.db.delete_document(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("document '{id}'")))?;
+        self.inner.cache.invalidate(access.tenant_id(), &document.collection_id).await;
+        self.unindex(access.tenant_id(), chunk_ids).await
     }
 
     /// Remove chunks from the index (a no-op for none).
-    async fn unindex(&self, tenant: &str, chunk_ids: Vec<i64>) -> Result<(), KnowledgeError> {
+    async fn unindex(&self, tenant: &str, chunk_ids: Vec<i64>) -> Result<(), Error> {
         if chunk_ids.is_empty() {
             return Ok(());
         }
@@ -641,6 +613,6 @@ impl Knowledge {
 }
 
 /// [`TenantAccess::require`] in this service's error.
-fn require(access: &TenantAccess, permission: Permission) -> Result<(), KnowledgeError> {
-    access.require(permission).map_err(|e| KnowledgeError::Forbidden(e.to_string()))
+fn require(access: &TenantAccess, permission: Permission) -> Result<(), Error> {
+    access.require(permission).map_err(|e| Error::Forbidden(e.to_string()))
 }

@@ -15,7 +15,7 @@ use agentry_search::index::{Filter, Index, MetadataCondition, Ranked};
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
-use super::{Knowledge, KnowledgeError, require};
+use super::{Error, Knowledge, require};
 use crate::identity::TenantAccess;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -80,27 +80,27 @@ const MAX_QUERY_CHARS: usize = 4000;
 
 /// A search query or a cached-answer question, trimmed; 1 to [`MAX_QUERY_CHARS`]
 /// characters, or an error naming the request's `param`.
-pub(super) fn question_text<'a>(raw: &'a str, param: &'static str) -> Result<&'a str, KnowledgeError> {
+pub(super) fn question_text<'a>(raw: &'a str, param: &'static str) -> Result<&'a str, Error> {
     let text = raw.trim();
     if text.is_empty() || text.chars().count() > MAX_QUERY_CHARS {
-        return Err(KnowledgeError::invalid(format!("'{param}' must be 1 to {MAX_QUERY_CHARS} characters"), param));
+        return Err(Error::invalid(format!("'{param}' must be 1 to {MAX_QUERY_CHARS} characters"), param));
     }
     Ok(text)
 }
 
 impl Knowledge {
-    pub async fn search(&self, access: &TenantAccess, request: SearchRequest) -> Result<SearchResponse, KnowledgeError> {
+    pub async fn search(&self, access: &TenantAccess, request: SearchRequest) -> Result<SearchResponse, Error> {
         require(access, Permission::ReadDocuments)?;
         let query = question_text(&request.query, "query")?;
         let top_k = request.top_k.unwrap_or(10);
         if !(1..=MAX_TOP_K).contains(&top_k) {
-            return Err(KnowledgeError::invalid(format!("'top_k' must be 1 to {MAX_TOP_K}"), "top_k"));
+            return Err(Error::invalid(format!("'top_k' must be 1 to {MAX_TOP_K}"), "top_k"));
         }
         let fusion = request.fusion.unwrap_or_default();
-        fusion.validate().map_err(|m| KnowledgeError::invalid(m, "fusion"))?;
+        fusion.validate().map_err(|m| Error::invalid(m, "fusion"))?;
         self.require_collections(access, &request.collections).await?;
         let filter = Filter {
-            tenant: access.tenant_id.clone(),
+            tenant: access.tenant_id().to_owned(),
             collections: request.collections.clone(),
             documents: request.document_ids.clone(),
             principals: self.reader_principals(access).await?,
@@ -139,11 +139,11 @@ impl Knowledge {
     }
 
     /// Ranked chunks of the documents' current versions, with their rows.
-    async fn current_candidates(&self, access: &TenantAccess, mode: SearchMode, query: &str, filter: &Filter, fetch: usize) -> Result<Candidates, KnowledgeError> {
-        let index = self.index(&access.tenant_id).await?;
+    async fn current_candidates(&self, access: &TenantAccess, mode: SearchMode, query: &str, filter: &Filter, fetch: usize) -> Result<Candidates, Error> {
+        let index = self.index(access.tenant_id()).await?;
         let (keyword, nearest) = self.ranked(access, &index, mode, query, filter, fetch).await?;
         let keys: Vec<i64> = keyword.iter().chain(&nearest).map(|(key, _)| *key as i64).collect();
-        let rows: HashMap<u64, ChunkHitRow> = self.inner.db.visible_chunks(&access.tenant_id, &keys).await?.into_iter().map(|r| (r.id as u64, r)).collect();
+        let rows: HashMap<u64, ChunkHitRow> = self.inner.db.visible_chunks(access.tenant_id(), &keys).await?.into_iter().map(|r| (r.id as u64, r)).collect();
         let keyword = keyword.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
         let nearest = nearest.into_iter().filter(|(key, _)| rows.contains_key(key)).collect();
         Ok((keyword, nearest, rows))
@@ -151,23 +151,15 @@ impl Knowledge {
 
     /// Ranked chunks of one version of one document, read from the database
     /// (only the current version is indexed) and ranked exactly.
-    async fn version_candidates(
-        &self,
-        access: &TenantAccess,
-        request: &SearchRequest,
-        filter: &Filter,
-        version: i32,
-        query: &str,
-        fetch: usize,
-    ) -> Result<Candidates, KnowledgeError> {
+    async fn version_candidates(&self, access: &TenantAccess, request: &SearchRequest, filter: &Filter, version: i32, query: &str, fetch: usize) -> Result<Candidates, Error> {
         let [id] = request.document_ids.as_deref().unwrap_or_default() else {
-            return Err(KnowledgeError::invalid("'version' needs exactly one document id in 'document_ids'", "version"));
+            return Err(Error::invalid("'version' needs exactly one document id in 'document_ids'", "version"));
         };
         let document = self.visible_document(access, id, &filter.principals).await?;
         let in_scope = filter.admits(&document.collection_id, document.metadata.as_object().unwrap_or(&serde_json::Map::new()));
         let stored = self.stored_version(id, version).await?;
         if stored.status != "succeeded" {
-            return Err(KnowledgeError::Conflict(format!("version {version} of document '{id}' is not searchable: it is {}", stored.status)));
+            return Err(Error::Conflict(format!("version {version} of document '{id}' is not searchable: it is {}", stored.status)));
         }
         if !in_scope {
             return Ok((Vec::new(), Vec::new(), HashMap::new()));
@@ -205,15 +197,7 @@ impl Knowledge {
 
     /// The keyword and vector rankings the mode asks for, filtered inside
     /// the index. The keyword search runs while the query is embedded.
-    async fn ranked(
-        &self,
-        access: &TenantAccess,
-        index: &Index,
-        mode: SearchMode,
-        query: &str,
-        filter: &Filter,
-        fetch: usize,
-    ) -> Result<(Vec<Ranked>, Vec<Ranked>), KnowledgeError> {
+    async fn ranked(&self, access: &TenantAccess, index: &Index, mode: SearchMode, query: &str, filter: &Filter, fetch: usize) -> Result<(Vec<Ranked>, Vec<Ranked>), Error> {
         let keyword = async {
             match mode {
                 SearchMode::Vector => Ok(Vec::new()),
@@ -262,13 +246,13 @@ fn fuse_documents(keyword: &[Ranked], nearest: &[Ranked], rows: &HashMap<u64, Ch
 }
 
 /// The request's metadata filter as index conditions.
-fn metadata_conditions(filter: &HashMap<String, serde_json::Value>) -> Result<HashMap<String, MetadataCondition>, KnowledgeError> {
+fn metadata_conditions(filter: &HashMap<String, serde_json::Value>) -> Result<HashMap<String, MetadataCondition>, Error> {
     filter
         .iter()
         .map(|(key, value)| {
             serde_json::from_value(value.clone())
                 .map(|c| (key.clone(), c))
-                .map_err(|_| KnowledgeError::invalid(format!("metadata filter '{key}' must be a scalar or {{gt, gte, lt, lte}}"), "metadata"))
+                .map_err(|_| Error::invalid(format!("metadata filter '{key}' must be a scalar or {{gt, gte, lt, lte}}"), "metadata"))
         })
         .collect()
 }

@@ -10,7 +10,7 @@ use chrono::{Days, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::budgets::{Period, today};
-use super::{Accounting, UsageError, nusd_to_usd};
+use super::{Accounting, Error, nusd_to_usd};
 use crate::TenantAccess;
 
 /// Most raw records in one export.
@@ -86,7 +86,7 @@ pub struct Forecast {
     pub budget_usd: Option<f64>,
 }
 
-fn group_by(name: Option<&str>) -> Result<(GroupBy, String), UsageError> {
+fn group_by(name: Option<&str>) -> Result<(GroupBy, String), Error> {
     let name = name.unwrap_or("model");
     let group = match name {
         "day" => GroupBy::Day,
@@ -95,27 +95,27 @@ fn group_by(name: Option<&str>) -> Result<(GroupBy, String), UsageError> {
         "user" => GroupBy::User,
         "api_key" => GroupBy::ApiKey,
         "agent" => GroupBy::Agent,
-        _ => return Err(UsageError::invalid("'group_by' is one of day, model, provider, user, api_key, agent", "group_by")),
+        _ => return Err(Error::invalid("'group_by' is one of day, model, provider, user, api_key, agent", "group_by")),
     };
     Ok((group, name.to_owned()))
 }
 
 impl UsageQuery {
-    fn range(&self) -> Result<(NaiveDate, NaiveDate), UsageError> {
+    fn range(&self) -> Result<(NaiveDate, NaiveDate), Error> {
         let today = today();
         let (start, end) = self.period.unwrap_or(Period::Monthly).bounds(today);
         let from = self.from.unwrap_or(start);
         let to = self.to.unwrap_or(if self.period.is_some() { end - Days::new(1) } else { today });
         if from > to {
-            return Err(UsageError::invalid("'from' must not be after 'to'", "from"));
+            return Err(Error::invalid("'from' must not be after 'to'", "from"));
         }
         if (to - from).num_days() > 3660 {
-            return Err(UsageError::invalid("a report spans at most ten years", "from"));
+            return Err(Error::invalid("a report spans at most ten years", "from"));
         }
         Ok((from, to))
     }
 
-    fn filter(&self, tenant_id: &str) -> Result<(UsageFilter, NaiveDate, NaiveDate), UsageError> {
+    fn filter(&self, tenant_id: &str) -> Result<(UsageFilter, NaiveDate, NaiveDate), Error> {
         let (from, to) = self.range()?;
         let filter =
             UsageFilter { tenant_id: tenant_id.to_owned(), from_day: from.to_string(), to_day: to.to_string(), user_id: self.user_id.clone(), api_key_id: self.api_key_id.clone() };
@@ -125,9 +125,9 @@ impl UsageQuery {
 
 impl Accounting {
     /// Totals over a window, grouped.
-    pub async fn usage_summary(&self, access: &TenantAccess, query: &UsageQuery) -> Result<UsageSummary, UsageError> {
+    pub async fn usage_summary(&self, access: &TenantAccess, query: &UsageQuery) -> Result<UsageSummary, Error> {
         let (group, name) = group_by(query.group_by.as_deref())?;
-        let (filter, from, to) = query.filter(&access.tenant_id)?;
+        let (filter, from, to) = query.filter(access.tenant_id())?;
         let db = self.policies().db();
         let groups = db.usage_summary(&filter, group).await?.into_iter().map(UsageRow::from).collect();
         let total = db.usage_summary(&filter, GroupBy::Total).await?.into_iter().next().unwrap_or_default().into();
@@ -136,26 +136,26 @@ impl Accounting {
 
     /// One user's usage: their own needs only membership; anyone else's needs
     /// `view_metrics` — without it other users are not found (their existence is not revealed).
-    pub async fn user_usage(&self, access: &TenantAccess, user_id: &str, query: &UsageQuery) -> Result<UsageSummary, UsageError> {
-        if access.principal.user_id() != Some(user_id) && !access.can(Permission::ViewMetrics) {
-            return Err(UsageError::NotFound(format!("user '{user_id}'")));
+    pub async fn user_usage(&self, access: &TenantAccess, user_id: &str, query: &UsageQuery) -> Result<UsageSummary, Error> {
+        if access.principal().user_id() != Some(user_id) && !access.can(Permission::ViewMetrics) {
+            return Err(Error::NotFound(format!("user '{user_id}'")));
         }
         let query = UsageQuery { user_id: Some(user_id.to_owned()), ..query.clone() };
         self.usage_summary(access, &query).await
     }
 
     /// Spending so far in the current period and where it is heading.
-    pub async fn forecast(&self, access: &TenantAccess, period: Period) -> Result<Forecast, UsageError> {
+    pub async fn forecast(&self, access: &TenantAccess, period: Period) -> Result<Forecast, Error> {
         let today = today();
         let (start, end) = period.bounds(today);
-        let filter = UsageFilter { tenant_id: access.tenant_id.clone(), from_day: start.to_string(), to_day: today.to_string(), ..UsageFilter::default() };
+        let filter = UsageFilter { tenant_id: access.tenant_id().to_owned(), from_day: start.to_string(), to_day: today.to_string(), ..UsageFilter::default() };
         let spent = self.policies().db().usage_cost(&filter).await?;
         let now = Utc::now();
         let elapsed = (today - start).num_days() as f64 + f64::from(now.num_seconds_from_midnight()) / 86_400.0;
         let total = (end - start).num_days() as f64;
         let daily = if elapsed > 0.0 { nusd_to_usd(spent) / elapsed } else { 0.0 };
         let budget =
-            self.policies().tenant(&access.tenant_id).await?.budgets.iter().find(|b| b.scope == "tenant" && b.period == period.as_str()).map(|b| nusd_to_usd(b.limit_nusd));
+            self.policies().tenant(access.tenant_id()).await?.budgets.iter().find(|b| b.scope == "tenant" && b.period == period.as_str()).map(|b| nusd_to_usd(b.limit_nusd));
         Ok(Forecast {
             period,
             period_start: start,
@@ -170,15 +170,15 @@ impl Accounting {
     }
 
     /// Raw usage records of a window as CSV (one row per call, oldest first).
-    pub async fn export_csv(&self, access: &TenantAccess, query: &UsageQuery) -> Result<String, UsageError> {
+    pub async fn export_csv(&self, access: &TenantAccess, query: &UsageQuery) -> Result<String, Error> {
         let (from, to) = query.range()?;
         let start_ms = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
-        let records = self.policies().db().usage_records(&access.tenant_id, start_ms(from), start_ms(to + Days::new(1)), query.user_id.as_deref(), MAX_EXPORT_ROWS).await?;
+        let records = self.policies().db().usage_records(access.tenant_id(), start_ms(from), start_ms(to + Days::new(1)), query.user_id.as_deref(), MAX_EXPORT_ROWS).await?;
         records_csv(&records)
     }
 
     /// A summary as CSV.
-    pub fn summary_csv(summary: &UsageSummary) -> Result<String, UsageError> {
+    pub fn summary_csv(summary: &UsageSummary) -> Result<String, Error> {
         let mut out = csv::Writer::from_writer(Vec::new());
         for row in summary.groups.iter().chain(std::iter::once(&summary.total)) {
             out.serialize(row).map_err(csv_error)?;
@@ -210,7 +210,7 @@ struct CsvRecord<'a> {
     ttft_ms: Option<i64>,
 }
 
-fn records_csv(records: &[ModelCallRecord]) -> Result<String, UsageError> {
+fn records_csv(records: &[ModelCallRecord]) -> Result<String, Error> {
     let mut out = csv::Writer::from_writer(Vec::new());
     for r in records {
         let created_at = chrono::DateTime::from_timestamp_millis(r.created_at_ms).unwrap_or_default().to_rfc3339();
@@ -240,11 +240,11 @@ fn records_csv(records: &[ModelCallRecord]) -> Result<String, UsageError> {
     into_string(out)
 }
 
-pub(super) fn csv_error(error: impl std::fmt::Display) -> UsageError {
-    UsageError::Unavailable(format!("csv: {error}"))
+pub(super) fn csv_error(error: impl std::fmt::Display) -> Error {
+    Error::Unavailable(format!("csv: {error}"))
 }
 
-pub(super) fn into_string(writer: csv::Writer<Vec<u8>>) -> Result<String, UsageError> {
+pub(super) fn into_string(writer: csv::Writer<Vec<u8>>) -> Result<String, Error> {
     let bytes = writer.into_inner().map_err(csv_error)?;
     String::from_utf8(bytes).map_err(csv_error)
 }

@@ -18,7 +18,7 @@ use chrono::{Datelike, Months, NaiveDate};
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use super::{Accounting, UsageError, nusd_to_usd};
+use super::{Accounting, Error, nusd_to_usd};
 use crate::TenantAccess;
 use crate::identity::now_ms;
 
@@ -111,20 +111,20 @@ fn invoice(row: InvoiceRow, lines: Vec<InvoiceLineRow>) -> Invoice {
 }
 
 /// The first day of a `YYYY-MM` month.
-fn month_start(period: &str) -> Result<NaiveDate, UsageError> {
-    NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").map_err(|_| UsageError::invalid(format!("'period' must be a month as YYYY-MM, got '{period}'"), "period"))
+fn month_start(period: &str) -> Result<NaiveDate, Error> {
+    NaiveDate::parse_from_str(&format!("{period}-01"), "%Y-%m-%d").map_err(|_| Error::invalid(format!("'period' must be a month as YYYY-MM, got '{period}'"), "period"))
 }
 
 impl Accounting {
     /// Build (or rebuild, while open) the invoice of a month from metered usage.
-    pub async fn generate_invoice(&self, access: &TenantAccess, period: &str) -> Result<Invoice, UsageError> {
+    pub async fn generate_invoice(&self, access: &TenantAccess, period: &str) -> Result<Invoice, Error> {
         let start = month_start(period)?;
         if start > super::budgets::today() {
-            return Err(UsageError::invalid("cannot invoice a month that has not started", "period"));
+            return Err(Error::invalid("cannot invoice a month that has not started", "period"));
         }
         let last = start + Months::new(1) - chrono::Days::new(1);
         let db = self.policies().db();
-        let usage = db.usage_by_model_and_agent(&access.tenant_id, &start.to_string(), &last.to_string()).await?;
+        let usage = db.usage_by_model_and_agent(access.tenant_id(), &start.to_string(), &last.to_string()).await?;
         let lines: Vec<InvoiceLineRow> = usage
             .into_iter()
             .enumerate()
@@ -140,7 +140,7 @@ impl Accounting {
             .collect();
         let row = InvoiceRow {
             id: format!("inv_{}", uuid::Uuid::now_v7().simple()),
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             period: format!("{:04}-{:02}", start.year(), start.month()),
             status: "open".into(),
             total_nusd: lines.iter().map(|l| l.amount_nusd).sum(),
@@ -149,46 +149,44 @@ impl Accounting {
             payment_ref: None,
         };
         db.replace_invoice(&row, &lines).await.map_err(|e| match e {
-            agentry_db::DbError::Conflict { .. } => UsageError::Conflict(format!("the invoice for {period} is paid and cannot change")),
+            agentry_db::DbError::Conflict { .. } => Error::Conflict(format!("the invoice for {period} is paid and cannot change")),
             other => other.into(),
         })?;
         Ok(invoice(row, lines))
     }
 
-    pub async fn invoices(&self, access: &TenantAccess) -> Result<Vec<Invoice>, UsageError> {
-        Ok(self.policies().db().invoices_of_tenant(&access.tenant_id).await?.into_iter().map(|r| invoice(r, Vec::new())).collect())
+    pub async fn invoices(&self, access: &TenantAccess) -> Result<Vec<Invoice>, Error> {
+        Ok(self.policies().db().invoices_of_tenant(access.tenant_id()).await?.into_iter().map(|r| invoice(r, Vec::new())).collect())
     }
 
-    pub async fn invoice(&self, access: &TenantAccess, id: &str) -> Result<Invoice, UsageError> {
-        match self.policies().db().invoice(&access.tenant_id, id).await? {
+    pub async fn invoice(&self, access: &TenantAccess, id: &str) -> Result<Invoice, Error> {
+        match self.policies().db().invoice(access.tenant_id(), id).await? {
             Some((row, lines)) => Ok(invoice(row, lines)),
-            None => Err(UsageError::NotFound(format!("invoice '{id}'"))),
+            None => Err(Error::NotFound(format!("invoice '{id}'"))),
         }
     }
 
     /// Charge an open invoice through the payment provider and mark it paid.
     /// Without a provider (a server that configures none) paying is refused:
     /// nothing may mark an invoice paid that no one charged.
-    pub async fn pay_invoice(&self, access: &TenantAccess, id: &str, provider: Option<&Arc<dyn PaymentProvider>>) -> Result<Invoice, UsageError> {
+    pub async fn pay_invoice(&self, access: &TenantAccess, id: &str, provider: Option<&Arc<dyn PaymentProvider>>) -> Result<Invoice, Error> {
         let current = self.invoice(access, id).await?;
         let Some(provider) = provider else {
-            return Err(UsageError::Conflict("no payment provider is configured on this server: invoices are settled outside Agentry".into()));
+            return Err(Error::Conflict("no payment provider is configured on this server: invoices are settled outside Agentry".into()));
         };
         if current.status != "open" {
-            return Err(UsageError::Conflict(format!("invoice '{id}' is already {}", current.status)));
+            return Err(Error::Conflict(format!("invoice '{id}' is already {}", current.status)));
         }
-        let reference = provider
-            .charge(&access.tenant_id, id, current.total_nusd)
-            .await
-            .map_err(|e| UsageError::Unavailable(format!("payment provider '{}' refused: {e}", provider.name())))?;
-        if !self.policies().db().mark_invoice_paid(&access.tenant_id, id, now_ms(), &reference).await? {
-            return Err(UsageError::Conflict(format!("invoice '{id}' changed while it was being paid")));
+        let reference =
+            provider.charge(access.tenant_id(), id, current.total_nusd).await.map_err(|e| Error::Unavailable(format!("payment provider '{}' refused: {e}", provider.name())))?;
+        if !self.policies().db().mark_invoice_paid(access.tenant_id(), id, now_ms(), &reference).await? {
+            return Err(Error::Conflict(format!("invoice '{id}' changed while it was being paid")));
         }
         self.invoice(access, id).await
     }
 
     /// An invoice as CSV: one row per line, then the total.
-    pub fn invoice_csv(invoice: &Invoice) -> Result<String, UsageError> {
+    pub fn invoice_csv(invoice: &Invoice) -> Result<String, Error> {
         let mut out = csv::Writer::from_writer(Vec::new());
         let fail = super::analytics::csv_error;
         out.write_record(["invoice", "period", "model", "agent", "requests", "input_tokens", "output_tokens", "amount_usd"]).map_err(fail)?;

@@ -21,7 +21,7 @@ use agentry_db::usage::UsageFilter;
 use chrono::{Datelike, Days, Months, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Subject, UsageError};
+use super::{Error, Subject};
 use crate::coord::{Coord, Reserve};
 
 /// Who a budget or a tier applies to.
@@ -143,7 +143,7 @@ impl ActiveBudget {
     }
 
     /// Create the counter from the rollups unless it exists.
-    async fn seed(&self, coord: &Coord, db: &agentry_db::Db) -> Result<(), UsageError> {
+    async fn seed(&self, coord: &Coord, db: &agentry_db::Db) -> Result<(), Error> {
         coord.seed(&self.key, db.usage_cost(&self.filter()).await?, self.ttl()).await;
         Ok(())
     }
@@ -186,7 +186,7 @@ pub struct Reservation {
 const SEED_ROUNDS: usize = 3;
 
 /// Spent so far in a budget's period: its counter (a zero reservation), seeded from the rollups if new.
-pub async fn spent(coord: &Coord, db: &agentry_db::Db, budget: &ActiveBudget) -> Result<i64, UsageError> {
+pub async fn spent(coord: &Coord, db: &agentry_db::Db, budget: &ActiveBudget) -> Result<i64, Error> {
     let keys = std::slice::from_ref(&budget.key);
     for _ in 0..SEED_ROUNDS {
         match coord.reserve(keys, &[i64::MAX], 0).await {
@@ -195,11 +195,11 @@ pub async fn spent(coord: &Coord, db: &agentry_db::Db, budget: &ActiveBudget) ->
             Reserve::NeedsSeed(_) => budget.seed(coord, db).await?,
         }
     }
-    Err(UsageError::Unavailable("budget counters could not be initialised".into()))
+    Err(Error::Unavailable("budget counters could not be initialised".into()))
 }
 
 /// Hold `amount_nusd` against every budget, or refuse if one would pass its limit.
-pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudget>, amount_nusd: i64) -> Result<Result<Reservation, BudgetExceeded>, UsageError> {
+pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudget>, amount_nusd: i64) -> Result<Result<Reservation, BudgetExceeded>, Error> {
     if budgets.is_empty() {
         return Ok(Ok(Reservation::default()));
     }
@@ -219,7 +219,7 @@ pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudg
             }
         }
     }
-    Err(UsageError::Unavailable("budget counters could not be initialised".into()))
+    Err(Error::Unavailable("budget counters could not be initialised".into()))
 }
 
 /// Replace the held amount by the actual cost; returns each budget with its spent amount after.

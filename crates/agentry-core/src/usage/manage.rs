@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::budgets::{self, ActiveBudget, Period, Scope};
 use super::policy::Tier;
-use super::{Accounting, UsageError, nusd_to_usd, usd_to_nusd};
+use super::{Accounting, Error, nusd_to_usd, usd_to_nusd};
 use crate::TenantAccess;
 use crate::identity::now_ms;
 
@@ -71,34 +71,34 @@ pub struct PriceView {
     pub set_by: String,
 }
 
-fn money(value: f64, param: &'static str) -> Result<i64, UsageError> {
+fn money(value: f64, param: &'static str) -> Result<i64, Error> {
     if !value.is_finite() || value <= 0.0 || value > 1e9 {
-        return Err(UsageError::invalid(format!("'{param}' must be a positive amount in USD"), param));
+        return Err(Error::invalid(format!("'{param}' must be a positive amount in USD"), param));
     }
     Ok(usd_to_nusd(value))
 }
 
 impl Accounting {
     /// The id a scope refers to in a tenant, checked to exist there.
-    async fn scope_id(&self, access: &TenantAccess, scope: Scope, scope_id: Option<String>) -> Result<String, UsageError> {
+    async fn scope_id(&self, access: &TenantAccess, scope: Scope, scope_id: Option<String>) -> Result<String, Error> {
         let db = self.policies().db();
         match (scope, scope_id) {
-            (Scope::Tenant, None) => Ok(access.tenant_id.clone()),
-            (Scope::Tenant, Some(id)) if id == access.tenant_id || id == access.tenant_slug => Ok(access.tenant_id.clone()),
-            (Scope::Tenant, Some(_)) => Err(UsageError::invalid("'scope_id' of a tenant budget must be this tenant", "scope_id")),
-            (_, None) => Err(UsageError::invalid("'scope_id' is required for user and api_key scopes", "scope_id")),
-            (Scope::User, Some(id)) => match db.membership(&access.tenant_id, &id).await? {
+            (Scope::Tenant, None) => Ok(access.tenant_id().to_owned()),
+            (Scope::Tenant, Some(id)) if id == access.tenant_id() || id == access.tenant_slug() => Ok(access.tenant_id().to_owned()),
+            (Scope::Tenant, Some(_)) => Err(Error::invalid("'scope_id' of a tenant budget must be this tenant", "scope_id")),
+            (_, None) => Err(Error::invalid("'scope_id' is required for user and api_key scopes", "scope_id")),
+            (Scope::User, Some(id)) => match db.membership(access.tenant_id(), &id).await? {
                 Some(_) => Ok(id),
-                None => Err(UsageError::NotFound(format!("user '{id}' in this tenant"))),
+                None => Err(Error::NotFound(format!("user '{id}' in this tenant"))),
             },
-            (Scope::ApiKey, Some(id)) => match db.api_key(&access.tenant_id, &id).await? {
+            (Scope::ApiKey, Some(id)) => match db.api_key(access.tenant_id(), &id).await? {
                 Some(_) => Ok(id),
-                None => Err(UsageError::NotFound(format!("API key '{id}'"))),
+                None => Err(Error::NotFound(format!("API key '{id}'"))),
             },
         }
     }
 
-    async fn budget_view(&self, row: BudgetRow) -> Result<Option<BudgetView>, UsageError> {
+    async fn budget_view(&self, row: BudgetRow) -> Result<Option<BudgetView>, Error> {
         let Some(active) = ActiveBudget::new(row, budgets::today()) else { return Ok(None) };
         let spent = budgets::spent(self.coord(), self.policies().db(), &active).await?;
         let r = &active.row;
@@ -117,17 +117,17 @@ impl Accounting {
     }
 
     /// Create or change the budget of a scope and period.
-    pub async fn set_budget(&self, access: &TenantAccess, input: BudgetInput) -> Result<BudgetView, UsageError> {
+    pub async fn set_budget(&self, access: &TenantAccess, input: BudgetInput) -> Result<BudgetView, Error> {
         let limit = money(input.limit_usd, "limit_usd")?;
         let soft = input.soft_limit_usd.map(|v| money(v, "soft_limit_usd")).transpose()?;
         if soft.is_some_and(|s| s >= limit) {
-            return Err(UsageError::invalid("'soft_limit_usd' must be below 'limit_usd'", "soft_limit_usd"));
+            return Err(Error::invalid("'soft_limit_usd' must be below 'limit_usd'", "soft_limit_usd"));
         }
         let scope_id = self.scope_id(access, input.scope, input.scope_id).await?;
         let now = now_ms();
         let row = BudgetRow {
             id: format!("bud_{}", uuid::Uuid::now_v7().simple()),
-            tenant_id: access.tenant_id.clone(),
+            tenant_id: access.tenant_id().to_owned(),
             scope: input.scope.as_str().to_owned(),
             scope_id,
             period: input.period.as_str().to_owned(),
@@ -137,42 +137,42 @@ impl Accounting {
             updated_at_ms: now,
         };
         let stored = self.policies().db().upsert_budget(&row).await?;
-        self.policies().invalidate(Some(&access.tenant_id));
-        self.budget_view(stored).await?.ok_or_else(|| UsageError::Unavailable("stored budget is unreadable".into()))
+        self.policies().invalidate(Some(access.tenant_id()));
+        self.budget_view(stored).await?.ok_or_else(|| Error::Unavailable("stored budget is unreadable".into()))
     }
 
-    pub async fn budgets(&self, access: &TenantAccess) -> Result<Vec<BudgetView>, UsageError> {
+    pub async fn budgets(&self, access: &TenantAccess) -> Result<Vec<BudgetView>, Error> {
         let mut views = Vec::new();
-        for row in self.policies().db().budgets_of_tenant(&access.tenant_id).await? {
+        for row in self.policies().db().budgets_of_tenant(access.tenant_id()).await? {
             views.extend(self.budget_view(row).await?);
         }
         Ok(views)
     }
 
-    pub async fn delete_budget(&self, access: &TenantAccess, id: &str) -> Result<(), UsageError> {
-        if !self.policies().db().delete_budget(&access.tenant_id, id).await? {
-            return Err(UsageError::NotFound(format!("budget '{id}'")));
+    pub async fn delete_budget(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {
+        if !self.policies().db().delete_budget(access.tenant_id(), id).await? {
+            return Err(Error::NotFound(format!("budget '{id}'")));
         }
-        self.policies().invalidate(Some(&access.tenant_id));
+        self.policies().invalidate(Some(access.tenant_id()));
         Ok(())
     }
 
     /// Every tier, built-in and stored, by name.
-    pub async fn tiers(&self) -> Result<Vec<Tier>, UsageError> {
+    pub async fn tiers(&self) -> Result<Vec<Tier>, Error> {
         let mut tiers: Vec<Tier> = self.policies().tiers().await?.values().cloned().collect();
         tiers.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(tiers)
     }
 
     /// Create or change a tier (platform administrators; the route checks).
-    pub async fn put_tier(&self, tier: Tier) -> Result<Tier, UsageError> {
+    pub async fn put_tier(&self, tier: Tier) -> Result<Tier, Error> {
         let name_ok = !tier.name.is_empty() && tier.name.len() <= 64 && tier.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !name_ok {
-            return Err(UsageError::invalid("a tier name is 1-64 letters, digits, '-' or '_'", "name"));
+            return Err(Error::invalid("a tier name is 1-64 letters, digits, '-' or '_'", "name"));
         }
         let limits = [tier.requests_per_minute, tier.tokens_per_minute, tier.concurrent, tier.requests_per_day];
         if limits.iter().any(|l| l == &Some(0)) {
-            return Err(UsageError::invalid("a limit must be at least 1 (omit it for no limit)", "limits"));
+            return Err(Error::invalid("a limit must be at least 1 (omit it for no limit)", "limits"));
         }
         let signed = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
         let row = TierRow {
@@ -189,37 +189,37 @@ impl Accounting {
     }
 
     /// Assign (or remove) a tier. Only platform administrators change a tenant's own tier.
-    pub async fn assign_tier(&self, access: &TenantAccess, input: TierAssignmentInput) -> Result<(), UsageError> {
-        if input.scope == Scope::Tenant && !access.principal.is_platform_admin() {
-            return Err(UsageError::Forbidden("only platform administrators set a tenant's tier".into()));
+    pub async fn assign_tier(&self, access: &TenantAccess, input: TierAssignmentInput) -> Result<(), Error> {
+        if input.scope == Scope::Tenant && !access.principal().is_platform_admin() {
+            return Err(Error::Forbidden("only platform administrators set a tenant's tier".into()));
         }
         if let Some(tier) = &input.tier
             && !self.policies().tiers().await?.contains_key(tier)
         {
-            return Err(UsageError::NotFound(format!("tier '{tier}'")));
+            return Err(Error::NotFound(format!("tier '{tier}'")));
         }
         let scope_id = self.scope_id(access, input.scope, input.scope_id).await?;
-        self.policies().db().set_tier_assignment(&access.tenant_id, input.scope.as_str(), &scope_id, input.tier.as_deref()).await?;
-        self.policies().invalidate(Some(&access.tenant_id));
+        self.policies().db().set_tier_assignment(access.tenant_id(), input.scope.as_str(), &scope_id, input.tier.as_deref()).await?;
+        self.policies().invalidate(Some(access.tenant_id()));
         Ok(())
     }
 
-    pub async fn tier_assignments(&self, access: &TenantAccess) -> Result<Vec<serde_json::Value>, UsageError> {
-        let rows = self.policies().db().tier_assignments(&access.tenant_id).await?;
+    pub async fn tier_assignments(&self, access: &TenantAccess) -> Result<Vec<serde_json::Value>, Error> {
+        let rows = self.policies().db().tier_assignments(access.tenant_id()).await?;
         Ok(rows.into_iter().map(|r| serde_json::json!({ "scope": r.scope, "scope_id": r.scope_id, "tier": r.tier })).collect())
     }
 
     /// Set a price from now on: for one tenant, or platform-wide (`tenant` `None`).
-    pub async fn set_price(&self, tenant: Option<&TenantAccess>, model: &str, input: PriceInput, set_by: &str) -> Result<PriceView, UsageError> {
+    pub async fn set_price(&self, tenant: Option<&TenantAccess>, model: &str, input: PriceInput, set_by: &str) -> Result<PriceView, Error> {
         let valid = |v: f64| v.is_finite() && (0.0..=1000.0).contains(&v);
         if !valid(input.input_per_1k) || !valid(input.output_per_1k) {
-            return Err(UsageError::invalid("prices are USD per 1K tokens between 0 and 1000", "input_per_1k"));
+            return Err(Error::invalid("prices are USD per 1K tokens between 0 and 1000", "input_per_1k"));
         }
         if model.is_empty() || model.len() > 200 {
-            return Err(UsageError::invalid("the model name must be 1-200 characters", "model"));
+            return Err(Error::invalid("the model name must be 1-200 characters", "model"));
         }
         let row = PriceRow {
-            tenant_id: tenant.map(|t| t.tenant_id.clone()).unwrap_or_default(),
+            tenant_id: tenant.map(|t| t.tenant_id().to_owned()).unwrap_or_default(),
             model: model.to_owned(),
             input_per_1k: input.input_per_1k,
             output_per_1k: input.output_per_1k,
@@ -227,25 +227,25 @@ impl Accounting {
             set_by: set_by.to_owned(),
         };
         self.policies().db().insert_price(&row).await.map_err(|e| match e {
-            agentry_db::DbError::Conflict { .. } => UsageError::Conflict("a price for this model was set in the same millisecond; retry".into()),
+            agentry_db::DbError::Conflict { .. } => Error::Conflict("a price for this model was set in the same millisecond; retry".into()),
             other => other.into(),
         })?;
-        self.policies().invalidate(tenant.map(|t| t.tenant_id.as_str()));
+        self.policies().invalidate(tenant.map(|t| t.tenant_id()));
         Ok(price_view(row))
     }
 
     /// The price history visible to a tenant (its overrides and the platform's), oldest first.
-    pub async fn price_history(&self, access: &TenantAccess) -> Result<Vec<PriceView>, UsageError> {
-        Ok(self.policies().db().prices_for_tenant(&access.tenant_id).await?.into_iter().map(price_view).collect())
+    pub async fn price_history(&self, access: &TenantAccess) -> Result<Vec<PriceView>, Error> {
+        Ok(self.policies().db().prices_for_tenant(access.tenant_id()).await?.into_iter().map(price_view).collect())
     }
 
-    pub async fn usage_settings(&self, access: &TenantAccess) -> Result<UsageSettingsRow, UsageError> {
-        Ok(self.policies().tenant(&access.tenant_id).await?.settings)
+    pub async fn usage_settings(&self, access: &TenantAccess) -> Result<UsageSettingsRow, Error> {
+        Ok(self.policies().tenant(access.tenant_id()).await?.settings)
     }
 
-    pub async fn put_usage_settings(&self, access: &TenantAccess, settings: UsageSettingsRow) -> Result<UsageSettingsRow, UsageError> {
-        self.policies().db().put_usage_settings(&access.tenant_id, settings).await?;
-        self.policies().invalidate(Some(&access.tenant_id));
+    pub async fn put_usage_settings(&self, access: &TenantAccess, settings: UsageSettingsRow) -> Result<UsageSettingsRow, Error> {
+        self.policies().db().put_usage_settings(access.tenant_id(), settings).await?;
+        self.policies().invalidate(Some(access.tenant_id()));
         Ok(settings)
     }
 }

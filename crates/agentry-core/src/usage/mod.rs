@@ -23,7 +23,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use agentry_db::billing::UsageSettingsRow;
-use agentry_db::{CallLogWriter, DbError, ModelCallRecord};
+use agentry_db::{CallLogWriter, ModelCallRecord};
 use agentry_llm::ChatRequest;
 use agentry_llm::pricing::Price;
 use agentry_llm::series::Series;
@@ -43,27 +43,7 @@ pub struct Subject {
     pub api_key_id: Option<String>,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum UsageError {
-    #[error(transparent)]
-    Db(#[from] DbError),
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("{message}")]
-    Invalid { message: String, param: &'static str },
-    #[error("{0} not found")]
-    NotFound(String),
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    Forbidden(String),
-}
-
-impl UsageError {
-    pub fn invalid(message: impl Into<String>, param: &'static str) -> Self {
-        Self::Invalid { message: message.into(), param }
-    }
-}
+pub use crate::error::Error;
 
 /// Operator settings of the usage layer.
 #[derive(Debug, Clone)]
@@ -177,7 +157,7 @@ impl Accounting {
         request: &mut ChatRequest,
         stream: bool,
         registry_price: impl Fn(&str) -> Option<Price>,
-    ) -> Result<Plan, UsageError> {
+    ) -> Result<Plan, Error> {
         let mut plan = self.plan_plain(subject, model).await?;
         let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(plan) };
         if policy.settings.optimizer_enabled {
@@ -204,7 +184,7 @@ impl Accounting {
     }
 
     /// The plan of a call the optimizer and cache do not apply to (embeddings).
-    pub async fn plan_plain(&self, subject: Option<&Subject>, model: &str) -> Result<Plan, UsageError> {
+    pub async fn plan_plain(&self, subject: Option<&Subject>, model: &str) -> Result<Plan, Error> {
         let policy = match subject {
             Some(subject) => Some(self.inner.policies.tenant(&subject.tenant_id).await?),
             None => None,
@@ -213,7 +193,7 @@ impl Accounting {
     }
 
     /// Rate limits: check every tier that applies.
-    pub async fn admit(&self, subject: Option<&Subject>, plan: &Plan, prompt_tokens: u32) -> Result<Result<Ticket, Refusal>, UsageError> {
+    pub async fn admit(&self, subject: Option<&Subject>, plan: &Plan, prompt_tokens: u32) -> Result<Result<Ticket, Refusal>, Error> {
         let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(Ok(Ticket::default())) };
         if policy.assignments.is_empty() {
             return Ok(Ok(Ticket::default()));
@@ -239,7 +219,7 @@ impl Accounting {
         prompt_tokens: u32,
         max_tokens: Option<u32>,
         registry_price: Option<Price>,
-    ) -> Result<Result<(), Refusal>, UsageError> {
+    ) -> Result<Result<(), Refusal>, Error> {
         let (Some(subject), Some(policy)) = (subject, &plan.policy) else { return Ok(Ok(())) };
         let active = budgets::applicable(&policy.budgets, subject);
         if active.is_empty() {

@@ -15,7 +15,7 @@ use agentry_llm::pricing::Price;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
-use super::UsageError;
+use super::Error;
 
 /// How long a cached policy is used before it is read again.
 pub const POLICY_TTL: Duration = Duration::from_secs(5);
@@ -83,7 +83,7 @@ impl Policies {
         &self.db
     }
 
-    pub async fn tenant(&self, tenant_id: &str) -> Result<Arc<TenantPolicy>, UsageError> {
+    pub async fn tenant(&self, tenant_id: &str) -> Result<Arc<TenantPolicy>, Error> {
         if let Some(policy) = self.tenants.get(tenant_id) {
             return Ok(policy);
         }
@@ -92,7 +92,7 @@ impl Policies {
         Ok(policy)
     }
 
-    async fn load(&self, tenant_id: &str) -> Result<TenantPolicy, UsageError> {
+    async fn load(&self, tenant_id: &str) -> Result<TenantPolicy, Error> {
         let budgets = self.db.budgets_of_tenant(tenant_id).await?;
         let assignments = self.db.tier_assignments(tenant_id).await?;
         let settings = self.db.usage_settings(tenant_id).await?.unwrap_or(self.defaults);
@@ -115,7 +115,7 @@ impl Policies {
     }
 
     /// Built-in tiers overlaid with stored ones, by name.
-    pub async fn tiers(&self) -> Result<Arc<HashMap<String, Tier>>, UsageError> {
+    pub async fn tiers(&self) -> Result<Arc<HashMap<String, Tier>>, Error> {
         if let Some(tiers) = self.tiers.get(&()) {
             return Ok(tiers);
         }

@@ -8,7 +8,7 @@ use agentry_core::agents::{RunEvent, RunInput};
 use agentry_core::{CallContext, TenantAccess};
 use agentry_llm::{ChatStream, LlmError, StreamEvent};
 use agentry_types::{ChatMessage, ErrorCode, FinishReason, Usage};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::HeaderValue;
 use axum::response::Response;
 use futures::StreamExt;
 
@@ -28,12 +28,12 @@ pub(super) struct Answer<'a> {
 /// A failed run as an API error, by the run's error code.
 fn run_error(code: &str, message: String) -> ApiError {
     match code {
-        "usage_refused" => ApiError::new(StatusCode::TOO_MANY_REQUESTS, ErrorCode::RateLimited, message),
-        "model_error" => ApiError::new(StatusCode::BAD_GATEWAY, ErrorCode::UpstreamError, message),
-        "timeout" => ApiError::new(StatusCode::GATEWAY_TIMEOUT, ErrorCode::UpstreamTimeout, message),
+        "usage_refused" => ApiError::new(ErrorCode::RateLimited, message),
+        "model_error" => ApiError::new(ErrorCode::UpstreamError, message),
+        "timeout" => ApiError::new(ErrorCode::UpstreamTimeout, message),
         "knowledge_unavailable" => ApiError::forbidden(message),
         "cancelled" => ApiError::conflict(message),
-        _ => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::UnprocessableEntity, message),
+        _ => ApiError::new(ErrorCode::UnprocessableEntity, message),
     }
 }
 

@@ -28,9 +28,9 @@ pub fn router() -> Router<AppState> {
 /// The call context of a `/v1` request: who it is metered, limited and budgeted for.
 pub(crate) fn call_context(request_id: RequestId, endpoint: &'static str, access: Option<&TenantAccess>) -> CallContext {
     let subject = access.map(|access| Subject {
-        tenant_id: access.tenant_id.clone(),
-        user_id: access.principal.user_id().map(str::to_owned),
-        api_key_id: match &access.principal {
+        tenant_id: access.tenant_id().to_owned(),
+        user_id: access.principal().user_id().map(str::to_owned),
+        api_key_id: match access.principal() {
             Principal::ApiKey { key_id, .. } => Some(key_id.clone()),
             _ => None,
         },

@@ -86,7 +86,7 @@ async fn list(
     Extension(access): Extension<TenantAccess>,
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
-    page(&state, &access.tenant_id, &query(q)?).await
+    page(&state, access.tenant_id(), &query(q)?).await
 }
 
 async fn list_platform(State(state): State<AppState>, q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
@@ -117,7 +117,7 @@ async fn verify(
     q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let anchor = anchor(q)?;
-    Ok(Json(state.identity.audit().verify_against(&access.tenant_id, anchor.as_ref()).await.map_err(ApiError::internal)?))
+    Ok(Json(state.identity.audit().verify_against(access.tenant_id(), anchor.as_ref()).await.map_err(ApiError::internal)?))
 }
 
 async fn verify_platform(State(state): State<AppState>, q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
@@ -160,7 +160,7 @@ async fn export(
     let q = query(q)?;
     access.require(Permission::ViewAudit).map_err(ApiError::from)?;
     let limit = if q.limit.is_some() { q.limit(MAX_EXPORT)? } else { MAX_EXPORT };
-    let events = state.identity.audit().list(&access.tenant_id, &q.filter(), limit).await.map_err(ApiError::internal)?;
+    let events = state.identity.audit().list(access.tenant_id(), &q.filter(), limit).await.map_err(ApiError::internal)?;
     let (content_type, body) = match q.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => {
             let mut out = String::new();
@@ -182,6 +182,6 @@ async fn export(
     };
     let metadata = json!({ "events": events.len(), "format": q.format.as_deref().unwrap_or("jsonl") });
     state.identity.record_success(&access, "audit.export", None, &meta, metadata).await?;
-    let disposition = format!("attachment; filename=\"audit-{}.{}\"", access.tenant_slug, if content_type == "text/csv" { "csv" } else { "jsonl" });
+    let disposition = format!("attachment; filename=\"audit-{}.{}\"", access.tenant_slug(), if content_type == "text/csv" { "csv" } else { "jsonl" });
     Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body))
 }

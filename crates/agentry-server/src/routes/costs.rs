@@ -151,7 +151,7 @@ fn actor_name(access_principal: &agentry_core::Principal) -> String {
 
 async fn set_price(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(body): ApiJson<PriceBody>) -> Result<Response, ApiError> {
     let input = PriceInput { input_per_1k: body.input_per_1k, output_per_1k: body.output_per_1k };
-    let view = accounting(&state).set_price(Some(&access), &body.model, input, &actor_name(&access.principal)).await?;
+    let view = accounting(&state).set_price(Some(&access), &body.model, input, &actor_name(access.principal())).await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 

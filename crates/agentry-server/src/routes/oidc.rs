@@ -56,7 +56,7 @@ async fn callback(
     let Query(query) = query.map_err(|e| ApiError::bad_request(format!("invalid callback: {}", e.body_text()), "query"))?;
     if let Some(error) = query.error {
         let detail = query.error_description.unwrap_or_default();
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::InvalidCredentials, format!("the identity provider refused the sign-in: {error} {detail}")));
+        return Err(ApiError::new(ErrorCode::InvalidCredentials, format!("the identity provider refused the sign-in: {error} {detail}")));
     }
     let code = query.code.ok_or_else(|| ApiError::bad_request("code is required", "code"))?;
     let login_state = query.state.ok_or_else(|| ApiError::bad_request("state is required", "state"))?;

@@ -57,11 +57,11 @@ async fn create(
 
 async fn show(Extension(access): Extension<TenantAccess>) -> impl IntoResponse {
     Json(json!({
-        "id": access.tenant_id,
-        "slug": access.tenant_slug,
-        "mfa_required": access.mfa_required,
-        "role": access.role,
-        "permissions": access.permissions,
+        "id": access.tenant_id(),
+        "slug": access.tenant_slug(),
+        "mfa_required": access.mfa_required(),
+        "role": access.role(),
+        "permissions": access.permissions(),
     }))
 }
 
