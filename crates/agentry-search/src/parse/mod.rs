@@ -29,6 +29,7 @@ mod markdown;
 mod pdf;
 mod pdf_cursor;
 mod pdf_decode;
+mod pdf_fonts;
 mod pdf_load;
 mod pdf_streams;
 mod pdf_values;

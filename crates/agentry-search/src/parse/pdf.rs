@@ -32,9 +32,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use pdf_extract::{ColorSpace, Document, MediaBox, Object, ObjectId, OutputDev, OutputError, Path, PlainTextOutput, Transform, output_doc_page};
 
 use super::budget::{Budget, Deadline};
-use super::pdf_load;
 use super::pdf_streams::{PageWork, check_raw};
 use super::{ParseError, Parsed, Section, tidy_lines};
+use super::{pdf_load, pdf_xref};
 
 pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseError> {
     check_raw(bytes, budget)?;
@@ -51,7 +51,7 @@ pub(super) fn parse(bytes: &[u8], budget: &mut Budget) -> Result<Parsed, ParseEr
     for &page_id in pages.values() {
         boxed.push(page_ancestry(&document, page_id)?);
     }
-    let mut work = PageWork::new(&document, budget.inflate_limit(), deadline);
+    let mut work = PageWork::new(&document, budget.inflate_limit(), pdf_xref::memory_limit(pdf_xref::from_header(bytes).len() as u64), deadline);
     let mut sections = Vec::with_capacity(pages.len());
     let mut failed = 0usize;
     for ((&page, &page_id), has_media_box) in pages.iter().zip(boxed) {

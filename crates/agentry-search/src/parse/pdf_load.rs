@@ -5,8 +5,9 @@
 //! inside one another's bytes would take more), checks every object
 //! stream (and charges the memory of its objects) before lopdf expands
 //! it, and checks the parse's deadline. lopdf builds one object before
-//! the filter sees it: that one is bounded by the file (at most one value
-//! per two bytes). A refusal inside lopdf unwinds out of it
+//! the filter sees it: [`super::pdf_xref`] has counted every object's
+//! values (and refused objects that run into the next one) before the
+//! load starts. A refusal inside lopdf unwinds out of it
 //! with [`std::panic::resume_unwind`] (no panic message) and is reported
 //! with its reason.
 //!

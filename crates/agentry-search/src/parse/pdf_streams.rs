@@ -42,6 +42,9 @@ use pdf_extract::{Dictionary, Document, Object, ObjectId};
 use super::ParseError;
 use super::budget::{Budget, Deadline, Limit};
 use super::pdf_decode::{decode_stream, decoded_len};
+use super::pdf_fonts::check_font_data;
+use super::pdf_values::{Reading, count_values};
+use super::pdf_xref::VALUE_BYTES;
 
 /// Deflate's largest expansion (a 258-byte match per 2 bits, roughly).
 const DEFLATE_WORST_RATIO: u64 = 1032;
@@ -207,10 +210,14 @@ pub(super) struct PageWork<'a> {
     form_draws: HashMap<FormKey, Vec<FormKey>>,
     /// Decoded sizes of the streams under fonts and colour spaces.
     stream_sizes: HashMap<ObjectId, u64>,
+    /// Font CMaps and programs already checked by [`check_font_data`].
+    font_data_checked: HashSet<ObjectId>,
     drawing: HashSet<ObjectId>,
     deadline: Deadline,
     pub(super) spent: u64,
     pub(super) limit: u64,
+    /// What one page's operators may take in pdf-extract's memory.
+    memory_limit: u64,
 }
 
 /// A form and the resources it is drawn with (by address).
@@ -219,6 +226,9 @@ type FormKey = (ObjectId, usize);
 #[derive(Debug, Clone, Copy)]
 struct FormCost {
     work: u64,
+    /// Operands and operators pdf-extract holds while drawing it (its
+    /// own, and the forms it draws, each once).
+    values: u64,
     /// Levels of forms from this one down (1 for a form that draws none).
     height: usize,
 }
@@ -226,23 +236,26 @@ struct FormCost {
 /// What drawing one content stream costs.
 struct Drawn {
     work: u64,
+    values: u64,
     height: usize,
     fonts: Vec<(Vec<u8>, u64)>,
     forms: Vec<FormKey>,
 }
 
 impl<'a> PageWork<'a> {
-    pub(super) fn new(document: &'a Document, limit: u64, deadline: Deadline) -> Self {
+    pub(super) fn new(document: &'a Document, limit: u64, memory_limit: u64, deadline: Deadline) -> Self {
         Self {
             document,
             memo: HashMap::new(),
             form_fonts: HashMap::new(),
             form_draws: HashMap::new(),
             stream_sizes: HashMap::new(),
+            font_data_checked: HashSet::new(),
             drawing: HashSet::new(),
             deadline,
             spent: 0,
             limit,
+            memory_limit,
         }
     }
 
@@ -282,6 +295,10 @@ impl<'a> PageWork<'a> {
         }
         let drawn = self.content_work(&content, resources, 0)?;
         self.charge(drawn.work)?;
+        // pdf-extract decodes a page's (and each form's) operations whole, at ~120 bytes an operand.
+        if drawn.values.saturating_mul(VALUE_BYTES) > self.memory_limit {
+            return Err(ParseError::TooLarge { what: "the memory one page's drawing operations take", limit: Limit::Bytes(self.memory_limit) });
+        }
         self.page_fonts(&drawn)
     }
 
@@ -320,6 +337,7 @@ impl<'a> PageWork<'a> {
             return Err(self.over());
         }
         let operators = operators(content);
+        let mut values = count_values(content, &|_, _| None, Reading::Content).0;
         let mut fonts = Vec::new();
         for name in operators.fonts {
             if let Some(font) = resources.and_then(|r| self.named(r, b"Font", &name)) {
@@ -361,7 +379,7 @@ impl<'a> PageWork<'a> {
                     let decoded = decode_stream(stream, self.room()).map_err(|why| why.or_over(self.over()))?;
                     let drawn = self.content_work(&decoded, drawn_with, depth + 1)?;
                     self.drawing.remove(&id);
-                    let cost = FormCost { work: drawn.work, height: drawn.height + 1 };
+                    let cost = FormCost { work: drawn.work, values: drawn.values, height: drawn.height + 1 };
                     self.memo.insert(key, cost);
                     self.form_fonts.insert(key, drawn.fonts);
                     self.form_draws.insert(key, drawn.forms);
@@ -372,13 +390,14 @@ impl<'a> PageWork<'a> {
                 return Err(Self::too_deep());
             }
             height = height.max(cost.height);
+            values = values.saturating_add(cost.values);
             forms.push(key);
             work = work.saturating_add(cost.work.saturating_mul(times));
             if work > self.room() {
                 return Err(self.over());
             }
         }
-        Ok(Drawn { work, height, fonts, forms })
+        Ok(Drawn { work, values, height, fonts, forms })
     }
 
     /// The stream a resource name draws, and its own resources if it has them.
@@ -397,12 +416,15 @@ impl<'a> PageWork<'a> {
 
     /// The decoded size of every stream under `object` (a font: its font
     /// files, CMaps and descendants; a colour space: its ICC profile and
-    /// functions), each counted once.
+    /// functions), each counted once. The CMaps and Type 1 programs of a
+    /// font (`/ToUnicode`, `/Encoding`, `/UseCMap`, `/FontFile`) are also
+    /// checked for what pdf-extract's font parsers would do with them
+    /// ([`super::pdf_fonts`]).
     fn streams_under(&mut self, object: &'a Object) -> Result<u64, ParseError> {
         let mut seen = HashSet::new();
         let mut total = 0u64;
-        let mut stack = vec![(object, RESOURCE_DEPTH)];
-        while let Some((object, depth)) = stack.pop() {
+        let mut stack = vec![(object, RESOURCE_DEPTH, false)];
+        while let Some((object, depth, font_data)) = stack.pop() {
             if depth == 0 {
                 continue;
             }
@@ -415,27 +437,35 @@ impl<'a> PageWork<'a> {
                         continue;
                     };
                     if let Object::Stream(stream) = target {
+                        let checked = !font_data || self.font_data_checked.contains(id);
                         let size = match self.stream_sizes.get(id) {
-                            Some(&size) => size,
-                            None => {
-                                let size = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?.len() as u64;
-                                self.stream_sizes.insert(*id, size);
-                                size
+                            Some(&size) if checked => size,
+                            _ => {
+                                let decoded = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?;
+                                if font_data {
+                                    check_font_data(&decoded)?;
+                                    self.font_data_checked.insert(*id);
+                                }
+                                self.stream_sizes.insert(*id, decoded.len() as u64);
+                                decoded.len() as u64
                             }
                         };
                         total = total.saturating_add(size);
-                        stack.extend(entries(&stream.dict).map(|o| (o, depth - 1)));
+                        stack.extend(keyed_entries(&stream.dict, depth - 1));
                     } else {
-                        stack.push((target, depth - 1));
+                        stack.push((target, depth - 1, font_data));
                     }
                 }
                 Object::Stream(stream) => {
-                    let size = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?.len() as u64;
-                    total = total.saturating_add(size);
-                    stack.extend(entries(&stream.dict).map(|o| (o, depth - 1)));
+                    let decoded = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?;
+                    if font_data {
+                        check_font_data(&decoded)?;
+                    }
+                    total = total.saturating_add(decoded.len() as u64);
+                    stack.extend(keyed_entries(&stream.dict, depth - 1));
                 }
-                Object::Dictionary(dict) => stack.extend(entries(dict).map(|o| (o, depth - 1))),
-                Object::Array(items) => stack.extend(items.iter().map(|o| (o, depth - 1))),
+                Object::Dictionary(dict) => stack.extend(keyed_entries(dict, depth - 1)),
+                Object::Array(items) => stack.extend(items.iter().map(|o| (o, depth - 1, font_data))),
                 _ => {}
             }
             if total > self.limit {
@@ -446,10 +476,13 @@ impl<'a> PageWork<'a> {
     }
 }
 
-/// A dictionary's values, except the links back up or out to other
-/// resources (a Type3 font's `/Resources`, a `/Parent`).
-fn entries(dict: &Dictionary) -> impl Iterator<Item = &Object> {
-    dict.iter().filter(|(key, _)| !matches!(key.as_slice(), b"Parent" | b"Resources")).map(|(_, value)| value)
+/// A dictionary's values with `depth`, except the links back up or out to
+/// other resources (a Type3 font's `/Resources`, a `/Parent`), each marked
+/// when it is a font's CMap or Type 1 program.
+fn keyed_entries(dict: &Dictionary, depth: usize) -> impl Iterator<Item = (&Object, usize, bool)> {
+    dict.iter()
+        .filter(|(key, _)| !matches!(key.as_slice(), b"Parent" | b"Resources"))
+        .map(move |(key, value)| (value, depth, matches!(key.as_slice(), b"ToUnicode" | b"Encoding" | b"UseCMap" | b"FontFile")))
 }
 
 fn resolve<'a>(document: &'a Document, object: &'a Object) -> Option<&'a Object> {

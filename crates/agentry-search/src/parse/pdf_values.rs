@@ -19,11 +19,32 @@
 //!
 //! Must not: parse values or decide what a document may spend.
 
-/// Values lopdf can build from `bytes`: an object's bytes (up to the first
-/// bare `endobj` when `one_object`, which lopdf cannot read past) or an
-/// object stream's. `length_of` gives the integer a `/Length n g R`
-/// reference names, when it is a listed integer.
-pub(super) fn count_values(bytes: &[u8], length_of: &dyn Fn(u32, u16) -> Option<u64>, one_object: bool) -> u64 {
+/// How to read the bytes counted.
+#[derive(Clone, Copy)]
+pub(super) enum Reading {
+    /// One object of the file: stop at the first bare `endobj` (lopdf
+    /// cannot read past it), skip stream data by a known `/Length`.
+    FileObject,
+    /// One object of an object stream, from its own start: strings and
+    /// comments hold nothing, nothing else is skipped (streams are not
+    /// read there).
+    StreamObject,
+    /// Bytes where an object may start anywhere (an object stream, whose
+    /// header points where it likes) or anything may hide (page content,
+    /// whose inline image data can open a string): nothing is skipped, a
+    /// string counts its contents and a comment its words.
+    Content,
+}
+
+/// Values lopdf can build from `bytes` read as `reading` says, and where
+/// an object read as [`Reading::FileObject`] ended (after its `endobj`),
+/// if it did. `length_of` gives the integer a `/Length n g R` reference
+/// names, when it is a listed integer.
+pub(super) fn count_values(bytes: &[u8], length_of: &dyn Fn(u32, u16) -> Option<u64>, reading: Reading) -> (u64, Option<usize>) {
+    if matches!(reading, Reading::Content) {
+        return (count_runs(bytes), None);
+    }
+    let one_object = matches!(reading, Reading::FileObject);
     let mut count = 0u64;
     let mut depth = 0usize;
     let mut length: Option<u64> = None;
@@ -87,9 +108,10 @@ pub(super) fn count_values(bytes: &[u8], length_of: &dyn Fn(u32, u16) -> Option<
                 }
                 let run = &bytes[start..i];
                 if one_object && run == b"endobj" {
-                    break;
+                    return (count, Some(i));
                 }
-                if after_dictionary
+                if one_object
+                    && after_dictionary
                     && run == b"stream"
                     && let Some(data) = stream_data_start(bytes, i)
                     && let Some(skip) = length.take()
@@ -102,7 +124,23 @@ pub(super) fn count_values(bytes: &[u8], length_of: &dyn Fn(u32, u16) -> Option<
             _ => i += 1,
         }
     }
-    count
+    (count, None)
+}
+
+/// At most one value per delimiter that opens one and per two bytes of
+/// every other run, strings and comments included.
+fn count_runs(bytes: &[u8]) -> u64 {
+    let mut count = 0u64;
+    let mut run = 0u64;
+    for &c in bytes {
+        if is_regular(c) {
+            run += 1;
+            continue;
+        }
+        count += run.div_ceil(2) + u64::from(b"([</{".contains(&c));
+        run = 0;
+    }
+    count + run.div_ceil(2)
 }
 
 /// After `(` at `open`: where the string ends (lopdf's nesting and
@@ -164,8 +202,10 @@ fn is_regular(c: u8) -> bool {
 mod tests {
     use super::count_values;
 
+    use super::Reading;
+
     fn count(bytes: &[u8]) -> u64 {
-        count_values(bytes, &|_, _| Some(5), false)
+        count_values(bytes, &|_, _| Some(5), Reading::FileObject).0
     }
 
     #[test]
@@ -187,6 +227,8 @@ mod tests {
         // `stream` not right after the top-level dictionary is no stream.
         assert_eq!(count(b"<< /Length 5 >> [ stream\n///// ]"), 4 + 3 + 5);
         // An object ends at `endobj` (lopdf cannot read past it).
-        assert_eq!(count_values(b"[/a /b] endobj /c /d /e", &|_, _| None, true), 3);
+        assert_eq!(count_values(b"[/a /b] endobj /c /d /e", &|_, _| None, Reading::FileObject), (3, Some(14)));
+        // Content counts what strings and comments hold too.
+        assert_eq!(count_values(b"(/a/b) %/c\n", &|_, _| None, Reading::Content).0, 7);
     }
 }

@@ -36,7 +36,7 @@ use super::budget::{Budget, Deadline, Limit};
 use super::pdf_cursor::Cursor;
 use super::pdf_decode::decode_stream;
 use super::pdf_streams::{Lexer, Token, is_delimiter};
-use super::pdf_values::count_values;
+use super::pdf_values::{Reading, count_values};
 
 /// Cross-reference sections followed from `startxref` (real files have a
 /// handful: one per incremental update).
@@ -190,6 +190,10 @@ fn classic_table(buffer: &[u8], at: usize) -> Option<Result<(Xref, Dictionary), 
         return None;
     }
     cursor.space();
+    let end = find(&buffer[cursor.at..], b"startxref").map_or(buffer.len(), |n| cursor.at + n);
+    if let Err(refused) = section_fits(buffer, &buffer[cursor.at..end], Reading::Content) {
+        return Some(Err(refused));
+    }
     let trailer = dictionary_at(buffer, cursor.at)?;
     let Some(size) = trailer.get(b"Size").and_then(Object::as_i64).ok() else {
         return Some(Err(malformed("the trailer has no /Size")));
@@ -214,6 +218,7 @@ fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref
     if !cursor.tag(b"obj") {
         return Err(unreadable());
     }
+    section_fits(buffer, &buffer[at..], Reading::FileObject)?;
     let Some(Object::Stream(stream)) = object_at(buffer, at, (number, generation)) else {
         return Err(unreadable());
     };
@@ -232,6 +237,14 @@ fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref
     let decoded = decode_stream(&stream, budget.inflate_remaining()).map_err(|why| why.or_over(budget.inflate_exceeded()))?;
     budget.inflated(decoded.len() as u64)?;
     decode_xref_stream(stream).map_err(|e| malformed(&format!("a cross-reference stream cannot be read ({e})")))
+}
+
+/// A section's trailer (or stream object) in `bytes`, counted before lopdf
+/// (and [`dictionary_at`]) build it, must fit the memory limit of the file.
+fn section_fits(buffer: &[u8], bytes: &[u8], reading: Reading) -> Result<(), ParseError> {
+    let limit = memory_limit(buffer.len() as u64);
+    let values = count_values(bytes, &|_, _| None, reading).0;
+    if values.saturating_mul(VALUE_BYTES) > limit { Err(memory_exceeded(limit)) } else { Ok(()) }
 }
 
 /// How far lopdf's `space` may run around an object header (real files:
@@ -261,6 +274,7 @@ fn object_positions(buffer: &[u8], xref: &Xref, deadline: Deadline) -> Result<Ve
     if xref.entries.len() as u64 > MAX_ENTRIES {
         return Err(too_many_entries());
     }
+    let many = || malformed("many cross-reference entries point at the same object");
     let mut entries: Vec<usize> = xref.entries.values().filter_map(|entry| if let XrefEntry::Normal { offset, .. } = entry { Some(*offset as usize) } else { None }).collect();
     entries.sort_unstable();
     let mut placed: Vec<Placed> = Vec::with_capacity(entries.len());
@@ -269,22 +283,18 @@ fn object_positions(buffer: &[u8], xref: &Xref, deadline: Deadline) -> Result<Ve
         if i % 1024 == 0 {
             deadline.check()?;
         }
+        // lopdf reads an offset once per entry, whether or not an object stands there.
+        if i >= MAX_ENTRIES_PER_OBJECT && entries[i - MAX_ENTRIES_PER_OBJECT] == entry {
+            return Err(many());
+        }
         if i > 0 && entries[i - 1] == entry {
-            if let Some(last) = placed.last().filter(|p| p.entry == entry) {
-                let header = last.header;
-                let shared = per_header.entry(header).or_default();
-                *shared += 1;
-                if *shared > MAX_ENTRIES_PER_OBJECT {
-                    return Err(malformed("many cross-reference entries point at the same object"));
-                }
-            }
             continue;
         }
         let Some(header) = header_after_space(buffer, entry)? else { continue };
         let shared = per_header.entry(header).or_default();
-        *shared += 1;
+        *shared += entries[i..].iter().take_while(|&&e| e == entry).count();
         if *shared > MAX_ENTRIES_PER_OBJECT {
-            return Err(malformed("many cross-reference entries point at the same object"));
+            return Err(many());
         }
         placed.push(Placed { entry, header });
     }
@@ -294,32 +304,50 @@ fn object_positions(buffer: &[u8], xref: &Xref, deadline: Deadline) -> Result<Ve
 }
 
 /// Where the object header lopdf reads at `entry` starts, `None` when no
-/// header stands there; refused when lopdf's `space` runs long before or
-/// after it.
+/// header stands there; refused when lopdf would run long before finding
+/// out: more than [`MAX_SPACE_AROUND_HEADER`] bytes of `space` anywhere in
+/// or around the header, or a number longer than 20 digits.
 fn header_after_space(buffer: &[u8], entry: usize) -> Result<Option<usize>, ParseError> {
-    let long = || malformed("a cross-reference entry points at a long run of whitespace or comments");
+    let long = || malformed("a cross-reference entry points at a long run of whitespace, comments or digits");
     let mut cursor = Cursor { bytes: buffer, at: entry.min(buffer.len()) };
-    cursor.space();
-    if cursor.at - entry > MAX_SPACE_AROUND_HEADER {
-        return Err(long());
-    }
+    let space = |cursor: &mut Cursor| {
+        let start = cursor.at;
+        cursor.space();
+        if cursor.at - start > MAX_SPACE_AROUND_HEADER { Err(long()) } else { Ok(()) }
+    };
+    let number = |cursor: &mut Cursor| {
+        let start = cursor.at;
+        while cursor.peek().is_some_and(|c| c.is_ascii_digit()) {
+            cursor.at += 1;
+            if cursor.at - start > 20 {
+                return Err(long());
+            }
+        }
+        Ok(cursor.at > start)
+    };
+    space(&mut cursor)?;
     let header = cursor.at;
-    let parsed = (cursor.unsigned::<u32>().is_some(), cursor.space(), cursor.unsigned::<u16>().is_some(), cursor.space(), cursor.tag(b"obj"));
-    if parsed != (true, (), true, (), true) {
+    if !number(&mut cursor)? {
         return Ok(None);
     }
-    let body = cursor.at;
-    cursor.space();
-    if cursor.at - body > MAX_SPACE_AROUND_HEADER {
-        return Err(long());
+    space(&mut cursor)?;
+    if !number(&mut cursor)? {
+        return Ok(None);
     }
+    space(&mut cursor)?;
+    if !cursor.tag(b"obj") {
+        return Ok(None);
+    }
+    space(&mut cursor)?;
     Ok(Some(header))
 }
 
 /// The memory lopdf's objects would take, counted before it builds any
 /// (it builds each whole before the filter sees it): the values of every
-/// object ([`super::pdf_values`]), each read from its header to the next
-/// object's, at [`VALUE_BYTES`] each, must fit [`memory_limit`].
+/// object ([`super::pdf_values`]), each read from its header to its
+/// `endobj`, which must come before the next object's header (else lopdf
+/// could read on into it), at [`VALUE_BYTES`] each, must fit
+/// [`memory_limit`].
 fn check_values(buffer: &[u8], xref: &Xref, objects: &[Placed], deadline: Deadline) -> Result<(), ParseError> {
     let length_of = |number: u32, generation: u16| integer_held(buffer, xref, (number, generation));
     let limit = memory_limit(buffer.len() as u64);
@@ -328,8 +356,12 @@ fn check_values(buffer: &[u8], xref: &Xref, objects: &[Placed], deadline: Deadli
         if i % 1024 == 0 {
             deadline.check()?;
         }
-        let end = objects.get(i + 1).map_or(buffer.len(), |next| next.header);
-        memory = memory.saturating_add(count_values(&buffer[object.header..end], &length_of, true).saturating_mul(VALUE_BYTES));
+        let next = objects.get(i + 1).map(|next| next.header);
+        let (values, ended) = count_values(&buffer[object.header..next.unwrap_or(buffer.len())], &length_of, Reading::FileObject);
+        if next.is_some() && ended.is_none() {
+            return Err(malformed("an object runs into the next one (no endobj before the next object starts)"));
+        }
+        memory = memory.saturating_add(values.saturating_mul(VALUE_BYTES));
         if memory > limit {
             return Err(memory_exceeded(limit));
         }
@@ -458,11 +490,8 @@ pub(super) fn check_object_stream(stream: &Stream, room: u64, memory: (u64, u64)
     // lopdf's own decoding, now known to stay within the room.
     let _ = stream.decompress();
     let content = &stream.content;
-    let values = count_values(content, &|_, _| None, false);
-    let expansion = Expansion { decoded: content.len() as u64, memory: (content.len() as u64).saturating_add(values.saturating_mul(VALUE_BYTES)), ids: Vec::new() };
-    if expansion.memory > memory.0 {
-        return Err(memory_exceeded(memory.1));
-    }
+    // Without a readable header lopdf builds no objects from it.
+    let mut expansion = Expansion { decoded: content.len() as u64, memory: content.len() as u64, ids: Vec::new() };
     let Some(first) = stream.dict.get(b"First").and_then(Object::as_i64).ok().and_then(|f| usize::try_from(f).ok()) else {
         return Ok(expansion);
     };
@@ -482,8 +511,18 @@ pub(super) fn check_object_stream(stream: &Stream, room: u64, memory: (u64, u64)
         })
         .collect();
     starts.sort_unstable();
-    let mut expansion = expansion;
     expansion.ids = starts.iter().map(|&(_, id)| (id, 0)).collect();
+    // Counted before anything is parsed: each object from its own start
+    // to the next one's (the probe below makes sure it ends there).
+    let mut values = count_values(header.as_bytes(), &|_, _| None, Reading::Content).0;
+    for (i, &(start, _)) in starts.iter().enumerate() {
+        let end = starts.get(i + 1).map_or(content.len(), |next| next.0);
+        values = values.saturating_add(count_values(&content[start..end], &|_, _| None, Reading::StreamObject).0);
+    }
+    expansion.memory = expansion.memory.saturating_add(values.saturating_mul(VALUE_BYTES));
+    if expansion.memory > memory.0 {
+        return Err(memory_exceeded(memory.1));
+    }
     for (i, &(start, id)) in starts.iter().enumerate() {
         if i % 4096 == 0 {
             deadline.check()?;
