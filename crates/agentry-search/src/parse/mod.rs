@@ -31,6 +31,7 @@ mod pdf_cursor;
 mod pdf_decode;
 mod pdf_fonts;
 mod pdf_load;
+mod pdf_operators;
 mod pdf_streams;
 mod pdf_values;
 mod pdf_xref;

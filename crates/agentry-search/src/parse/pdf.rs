@@ -240,6 +240,7 @@ fn malformed(reason: &str) -> ParseError {
 
 #[cfg(test)]
 mod tests {
+    use super::super::pdf_xref::tests::{body, with_table};
     use super::super::{Format, Limit, ParseError, parse, sniff};
 
     /// A minimal valid PDF: one page per entry of `pages` (each one line of
@@ -268,21 +269,8 @@ mod tests {
 
     /// A PDF file of `objects` (numbered from 1; object 1 is the catalog) with a correct xref table.
     fn pdf_from_objects(objects: Vec<Vec<u8>>) -> Vec<u8> {
-        let mut pdf = b"%PDF-1.4\n".to_vec();
-        let mut offsets = Vec::new();
-        for (i, object) in objects.iter().enumerate() {
-            offsets.push(pdf.len());
-            pdf.extend_from_slice(format!("{} 0 obj\n", i + 1).as_bytes());
-            pdf.extend_from_slice(object);
-            pdf.extend_from_slice(b"\nendobj\n");
-        }
-        let xref = pdf.len();
-        pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
-        for offset in offsets {
-            pdf.extend_from_slice(format!("{offset:010} 00000 n \n").as_bytes());
-        }
-        pdf.extend_from_slice(format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1).as_bytes());
-        pdf
+        let (pdf, offsets) = body(&objects);
+        with_table(pdf, &offsets, "")
     }
 
     #[test]

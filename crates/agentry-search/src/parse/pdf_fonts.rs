@@ -11,6 +11,7 @@
 //! Must not: parse fonts or decode text.
 
 use super::ParseError;
+use super::pdf_values::{Reading, count_values};
 
 /// Nesting a real CMap or Type 1 program never reaches.
 const MAX_NESTING: usize = 64;
@@ -19,11 +20,19 @@ const MAX_NESTING: usize = 64;
 /// glyphs; twice that leaves room for a map and its fallbacks).
 const MAX_RANGE_CODES: u64 = 1 << 17;
 
+/// What the font parsers hold for one token of a CMap or program.
+const TOKEN_BYTES: u64 = 64;
+
 /// Check a decoded CMap or Type 1 font program (only its clear-text part,
-/// before `eexec`).
-pub(super) fn check_font_data(data: &[u8]) -> Result<(), ParseError> {
+/// before `eexec`): nesting, range codes, and the tokens the parsers hold
+/// (every one, at [`TOKEN_BYTES`], within `memory_limit`).
+pub(super) fn check_font_data(data: &[u8], memory_limit: u64) -> Result<(), ParseError> {
     let clear = data.windows(5).position(|w| w == b"eexec").map_or(data, |at| &data[..at]);
     check_nesting(clear)?;
+    let tokens = count_values(clear, &|_, _| None, Reading::Content).0;
+    if tokens.saturating_mul(TOKEN_BYTES) > memory_limit {
+        return Err(ParseError::TooLarge { what: "the memory its fonts' CMaps or programs take to parse", limit: super::budget::Limit::Bytes(memory_limit) });
+    }
     let mut codes = 0u64;
     for keyword in [b"beginbfrange".as_slice(), b"begincidrange"] {
         let mut at = 0usize;
@@ -113,12 +122,13 @@ mod tests {
     fn wide_ranges_and_deep_nesting_are_refused_and_real_cmaps_pass() {
         // Before: 4 billion map entries, or a stack overflow that aborted the process.
         let wide = b"1 beginbfrange\n<00000000> <FFFFFFFF> <0000>\nendbfrange";
-        assert!(matches!(check_font_data(wide), Err(ParseError::TooLarge { .. })));
+        assert!(matches!(check_font_data(wide, 1 << 28), Err(ParseError::TooLarge { .. })));
         let deep = [b"/CIDInit /ProcSet findresource begin ".to_vec(), vec![b'['; 200_000]].concat();
-        assert!(matches!(check_font_data(&deep), Err(ParseError::Malformed(_))));
+        assert!(matches!(check_font_data(&deep, 1 << 28), Err(ParseError::Malformed(_))));
+        assert!(matches!(check_font_data(&b"1 ".repeat(1 << 20), 1 << 20), Err(ParseError::TooLarge { .. })));
         let real = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /Adobe-Identity-UCS def\n\
             1 begincodespacerange <0000> <FFFF> endcodespacerange\n2 beginbfrange <0020> <007E> <0020> <00A0> <00FF> [<00A0> <00A1>] endbfrange\n\
             1 beginbfchar <0003> <0020> endbfchar endcmap CMapName currentdict /CMap defineresource pop end end";
-        assert_eq!(check_font_data(real), Ok(()));
+        assert_eq!(check_font_data(real, 1 << 28), Ok(()));
     }
 }

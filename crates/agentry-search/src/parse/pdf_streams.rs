@@ -43,6 +43,7 @@ use super::ParseError;
 use super::budget::{Budget, Deadline, Limit};
 use super::pdf_decode::{decode_stream, decoded_len};
 use super::pdf_fonts::check_font_data;
+use super::pdf_operators::operators;
 use super::pdf_values::{Reading, count_values};
 use super::pdf_xref::VALUE_BYTES;
 
@@ -355,6 +356,18 @@ impl<'a> PageWork<'a> {
                 return Err(self.over());
             }
         }
+        // pdf-extract walks a graphics state's whole dictionary (and
+        // clones its soft mask) each time `gs` applies it.
+        for (name, times) in &operators.states {
+            let Some(state) = resources.and_then(|r| self.named(r, b"ExtGState", name)) else {
+                continue;
+            };
+            let cost = self.streams_under(state)?.saturating_add(self.values_under(state).saturating_mul(VALUE_BYTES));
+            work = work.saturating_add(cost.saturating_mul(*times));
+            if work > self.room() {
+                return Err(self.over());
+            }
+        }
         let mut height = 0usize;
         let mut forms = Vec::new();
         for (name, times) in operators.draws {
@@ -414,6 +427,28 @@ impl<'a> PageWork<'a> {
         resolve(self.document, resources.get(category).ok()?)?.as_dict().ok()?.get(name).ok()
     }
 
+    /// How many values `object` holds, references followed once, as deep
+    /// as [`RESOURCE_DEPTH`].
+    fn values_under(&self, object: &'a Object) -> u64 {
+        let mut seen = HashSet::new();
+        let mut count = 0u64;
+        let mut stack = vec![(object, RESOURCE_DEPTH)];
+        while let Some((object, depth)) = stack.pop() {
+            count += 1;
+            if depth == 0 {
+                continue;
+            }
+            match object {
+                Object::Reference(id) if seen.insert(*id) => stack.extend(self.document.get_object(*id).ok().map(|o| (o, depth - 1))),
+                Object::Dictionary(dict) => stack.extend(dict.iter().map(|(_, v)| (v, depth - 1))),
+                Object::Stream(stream) => stack.extend(stream.dict.iter().map(|(_, v)| (v, depth - 1))),
+                Object::Array(items) => stack.extend(items.iter().map(|v| (v, depth - 1))),
+                _ => {}
+            }
+        }
+        count
+    }
+
     /// The decoded size of every stream under `object` (a font: its font
     /// files, CMaps and descendants; a colour space: its ICC profile and
     /// functions), each counted once. The CMaps and Type 1 programs of a
@@ -430,7 +465,8 @@ impl<'a> PageWork<'a> {
             }
             match object {
                 Object::Reference(id) => {
-                    if !seen.insert(*id) {
+                    // Reached once as a font's CMap or program (checked) and once otherwise.
+                    if !seen.insert((*id, font_data)) {
                         continue;
                     }
                     let Ok(target) = self.document.get_object(*id) else {
@@ -443,7 +479,7 @@ impl<'a> PageWork<'a> {
                             _ => {
                                 let decoded = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?;
                                 if font_data {
-                                    check_font_data(&decoded)?;
+                                    check_font_data(&decoded, self.memory_limit)?;
                                     self.font_data_checked.insert(*id);
                                 }
                                 self.stream_sizes.insert(*id, decoded.len() as u64);
@@ -459,7 +495,7 @@ impl<'a> PageWork<'a> {
                 Object::Stream(stream) => {
                     let decoded = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?;
                     if font_data {
-                        check_font_data(&decoded)?;
+                        check_font_data(&decoded, self.memory_limit)?;
                     }
                     total = total.saturating_add(decoded.len() as u64);
                     stack.extend(keyed_entries(&stream.dict, depth - 1));
@@ -567,57 +603,6 @@ impl Iterator for Lexer<'_> {
 
 pub(super) fn is_delimiter(c: u8) -> bool {
     c.is_ascii_whitespace() || b"()<>[]{}/%\0".contains(&c)
-}
-
-/// The resource-loading operators of decoded content.
-#[derive(Debug, Default)]
-struct Operators {
-    /// How many times each name is drawn (`/Name Do`).
-    draws: HashMap<Vec<u8>, u64>,
-    /// The font names selected (`/Name size Tf`).
-    fonts: Vec<Vec<u8>>,
-    /// How many times each colour space is set (`/Name cs`, `/Name CS`).
-    colour_spaces: HashMap<Vec<u8>, u64>,
-}
-
-/// Scan decoded content for [`Operators`]: a name followed (past any
-/// numbers) by the operator.
-fn operators(content: &[u8]) -> Operators {
-    let mut found = Operators::default();
-    let mut fonts: HashSet<Vec<u8>> = HashSet::new();
-    let mut last_name: Option<Vec<u8>> = None;
-    let mut i = 0;
-    while i < content.len() {
-        let c = content[i];
-        if c == b'/' {
-            let start = i + 1;
-            i = start;
-            while i < content.len() && !is_delimiter(content[i]) {
-                i += 1;
-            }
-            last_name = Some(content[start..i].to_vec());
-            continue;
-        }
-        if is_delimiter(c) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < content.len() && !is_delimiter(content[i]) {
-            i += 1;
-        }
-        let word = &content[start..i];
-        if word.first().is_some_and(|b| b.is_ascii_digit() || b"+-.".contains(b)) {
-            continue;
-        }
-        match (word, last_name.take()) {
-            (b"Do", Some(name)) => *found.draws.entry(name).or_default() += 1,
-            (b"cs" | b"CS", Some(name)) => *found.colour_spaces.entry(name).or_default() += 1,
-            (b"Tf", Some(name)) if fonts.insert(name.clone()) => found.fonts.push(name),
-            _ => {}
-        }
-    }
-    found
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {

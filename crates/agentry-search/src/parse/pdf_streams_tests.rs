@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use super::super::pdf_operators::operators;
 use super::*;
 
 fn chains(bytes: &[u8]) -> Result<Vec<Vec<Vec<u8>>>, ParseError> {

@@ -583,4 +583,4 @@ fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 #[path = "pdf_xref_tests.rs"]
-mod tests;
+pub(super) mod tests;

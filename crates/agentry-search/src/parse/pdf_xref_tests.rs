@@ -21,7 +21,7 @@ fn page(text: &str) -> Vec<Vec<u8>> {
 }
 
 /// `%PDF-1.5` and `objects` numbered from 1, and where each starts.
-fn body(objects: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+pub(in crate::parse) fn body(objects: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
     let mut pdf = b"%PDF-1.5\n".to_vec();
     let mut offsets = Vec::new();
     for (i, object) in objects.iter().enumerate() {
@@ -34,7 +34,7 @@ fn body(objects: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
 }
 
 /// A classic table listing `offsets` as objects 1, 2, … and its trailer.
-fn with_table(mut pdf: Vec<u8>, offsets: &[usize], trailer: &str) -> Vec<u8> {
+pub(in crate::parse) fn with_table(mut pdf: Vec<u8>, offsets: &[usize], trailer: &str) -> Vec<u8> {
     let at = pdf.len();
     pdf.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", offsets.len() + 1).as_bytes());
     for offset in offsets {
@@ -75,15 +75,18 @@ fn deflate(data: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// An object stream (deflated) holding `header` then `objects`.
-fn object_stream(header: &str, objects: &[u8]) -> Vec<u8> {
-    let mut data = header.as_bytes().to_vec();
-    data.extend_from_slice(objects);
-    let compressed = deflate(&data);
-    let mut object = format!("<< /Type /ObjStm /N 1 /First {} /Filter /FlateDecode /Length {} >>\nstream\n", header.len(), compressed.len()).into_bytes();
+/// A stream object with `dict` entries and `data` deflated.
+fn deflated_stream(dict: &str, data: &[u8]) -> Vec<u8> {
+    let compressed = deflate(data);
+    let mut object = format!("<< {dict} /Filter /FlateDecode /Length {} >>\nstream\n", compressed.len()).into_bytes();
     object.extend_from_slice(&compressed);
     object.extend_from_slice(b"\nendstream");
     object
+}
+
+/// An object stream (deflated) holding `header` then `objects`.
+fn object_stream(header: &str, objects: &[u8]) -> Vec<u8> {
+    deflated_stream(&format!("/Type /ObjStm /N 1 /First {}", header.len()), &[header.as_bytes(), objects].concat())
 }
 
 fn refused_quickly(pdf: &[u8], limits: &Limits) -> ParseError {
@@ -366,11 +369,7 @@ fn fonts_whose_cmaps_nest_deep_or_cover_huge_ranges_are_refused() {
     for cmap in [[b"/CIDInit /ProcSet findresource begin ".to_vec(), vec![b'['; 200_000]].concat(), b"1 beginbfrange\n<00000000> <FFFFFFFF> <0000>\nendbfrange".to_vec()] {
         let mut objects = page("x");
         objects[2] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>".to_vec();
-        let compressed = deflate(&cmap);
-        let mut stream = format!("<< /Filter /FlateDecode /Length {} >>\nstream\n", compressed.len()).into_bytes();
-        stream.extend_from_slice(&compressed);
-        stream.extend_from_slice(b"\nendstream");
-        objects.push(stream);
+        objects.push(deflated_stream("", &cmap));
         let (pdf, offsets) = body(&objects);
         let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
         assert!(says(&error, "CMap"), "{error:?}");
@@ -383,11 +382,7 @@ fn page_operations_are_counted_before_pdf_extract_decodes_them() {
     // while it reads the page (before: ~1.3 GB from 9 KB).
     let mut objects = page("x");
     let content = [b"/".repeat(3 << 20), b" n".to_vec()].concat();
-    let compressed = deflate(&content);
-    let mut stream = format!("<< /Filter /FlateDecode /Length {} >>\nstream\n", compressed.len()).into_bytes();
-    stream.extend_from_slice(&compressed);
-    stream.extend_from_slice(b"\nendstream");
-    objects[4] = stream;
+    objects[4] = deflated_stream("", &content);
     let (pdf, offsets) = body(&objects);
     let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
     assert!(says(&error, "drawing operations"), "{error:?}");
@@ -410,4 +405,43 @@ fn many_entries_where_no_object_stands_are_refused() {
     offsets.extend(std::iter::repeat_n(nothing, 1000));
     let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
     assert!(says(&error, "many cross-reference entries"), "{error:?}");
+}
+
+#[test]
+fn operators_are_read_with_their_first_operand_as_pdf_extract_reads_them() {
+    // Before: the check paired an operator with the last name before it,
+    // so these self-drawing forms went unmeasured (stack overflow, abort).
+    for draw in ["/Fm /x Do", "/F#6d Do", "/Fm (x) Do"] {
+        let mut objects = page("x");
+        objects[3] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /XObject << /Fm 6 0 R >> >> /Contents 5 0 R >>".to_vec();
+        objects[4] = format!("<< /Length {} >>\nstream\n{draw}\nendstream", draw.len()).into_bytes();
+        let form = format!("<< /Type /XObject /Subtype /Form /BBox [0 0 1 1] /Resources << /XObject << /Fm 6 0 R >> >> /Length {} >>\nstream\n{draw}\nendstream", draw.len());
+        objects.push(form.into_bytes());
+        let (pdf, offsets) = body(&objects);
+        let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+        assert!(says(&error, "draws itself"), "{draw}: {error:?}");
+    }
+}
+
+#[test]
+fn a_cmap_reached_first_under_another_key_is_still_checked() {
+    let mut objects = page("x");
+    objects[2] = b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R /Zz 6 0 R >>".to_vec();
+    objects.push(deflated_stream("", &[b"/CIDInit /ProcSet findresource begin ".to_vec(), vec![b'['; 200_000]].concat()));
+    let (pdf, offsets) = body(&objects);
+    let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+    assert!(says(&error, "CMap"), "{error:?}");
+}
+
+#[test]
+fn graphics_states_count_each_time_gs_applies_them() {
+    // pdf-extract walks the state's dictionary on every `gs`: 2 000 times
+    // 200 000 entries ran a minute past a ten-second deadline.
+    let keys: String = (0..200_000).map(|i| format!("/k{i} {i} ")).collect();
+    let mut objects = page("x");
+    objects[3] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /ExtGState << /G 6 0 R >> >> /Contents 5 0 R >>".to_vec();
+    objects[4] = deflated_stream("", "/G gs ".repeat(2000).as_bytes());
+    objects.push(format!("<< /Type /ExtGState /SMask << {keys} >> >>").into_bytes());
+    let (pdf, offsets) = body(&objects);
+    assert!(matches!(refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default()), ParseError::TooLarge { .. }));
 }
