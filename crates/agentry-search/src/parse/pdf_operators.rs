@@ -22,6 +22,12 @@ pub(super) struct Operators {
     pub(super) colour_spaces: HashMap<Vec<u8>, u64>,
     /// How many times each graphics state is applied (`/Name gs`).
     pub(super) states: HashMap<Vec<u8>, u64>,
+    /// The deepest nesting of `q` not yet closed by `Q` (pdf-extract keeps
+    /// a copy of the whole graphics state for each).
+    pub(super) saves: u64,
+    /// The most operands one colour operator (`sc`, `scn`, `SC`, `SCN`)
+    /// takes (kept in the graphics state, and so in every copy).
+    pub(super) colour_operands: u64,
 }
 
 /// Scan decoded content for [`Operators`] the way pdf-extract reads
@@ -32,6 +38,8 @@ pub(super) fn operators(content: &[u8]) -> Operators {
     let mut found = Operators::default();
     let mut fonts: HashSet<Vec<u8>> = HashSet::new();
     let mut first: Option<Option<Vec<u8>>> = None;
+    let mut operands = 0u64;
+    let mut depth = 0u64;
     let mut i = 0;
     while i < content.len() {
         let c = content[i];
@@ -71,6 +79,16 @@ pub(super) fn operators(content: &[u8]) -> Operators {
                 if word.first().is_some_and(|b| b.is_ascii_digit() || b"+-.".contains(b)) || matches!(word, b"true" | b"false" | b"null") {
                     None
                 } else {
+                    match word {
+                        b"q" => {
+                            depth += 1;
+                            found.saves = found.saves.max(depth);
+                        }
+                        b"Q" => depth = depth.saturating_sub(1),
+                        b"sc" | b"scn" | b"SC" | b"SCN" => found.colour_operands = found.colour_operands.max(operands),
+                        _ => {}
+                    }
+                    operands = 0;
                     match (word, first.take().flatten()) {
                         (b"Do", Some(name)) => *found.draws.entry(name).or_default() += 1,
                         (b"cs" | b"CS", Some(name)) => *found.colour_spaces.entry(name).or_default() += 1,
@@ -83,6 +101,7 @@ pub(super) fn operators(content: &[u8]) -> Operators {
                 }
             }
         };
+        operands += 1;
         if first.is_none() {
             first = Some(operand);
         }

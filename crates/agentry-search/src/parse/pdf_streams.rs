@@ -346,11 +346,15 @@ impl<'a> PageWork<'a> {
                 fonts.push((name, cost));
             }
         }
+        // What one copy of the graphics state may hold: pdf-extract copies
+        // it whole (colour space, colour operands, soft mask) on every `q`.
+        let mut state_bytes = 1024u64.saturating_add(operators.colour_operands.saturating_mul(8));
         for (name, times) in &operators.colour_spaces {
             let Some(space) = resources.and_then(|r| self.named(r, b"ColorSpace", name)) else {
                 continue;
             };
             let cost = self.streams_under(space)?;
+            state_bytes = state_bytes.max(cost.saturating_add(1024));
             work = work.saturating_add(cost.saturating_mul(*times));
             if work > self.room() {
                 return Err(self.over());
@@ -363,11 +367,13 @@ impl<'a> PageWork<'a> {
                 continue;
             };
             let cost = self.streams_under(state)?.saturating_add(self.values_under(state).saturating_mul(VALUE_BYTES));
+            state_bytes = state_bytes.saturating_add(cost);
             work = work.saturating_add(cost.saturating_mul(*times));
             if work > self.room() {
                 return Err(self.over());
             }
         }
+        values = values.saturating_add(operators.saves.saturating_mul(state_bytes).div_ceil(VALUE_BYTES));
         let mut height = 0usize;
         let mut forms = Vec::new();
         for (name, times) in operators.draws {

@@ -445,3 +445,17 @@ fn graphics_states_count_each_time_gs_applies_them() {
     let (pdf, offsets) = body(&objects);
     assert!(matches!(refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default()), ParseError::TooLarge { .. }));
 }
+
+#[test]
+fn each_saved_graphics_state_counts_what_it_copies() {
+    // pdf-extract copies the whole graphics state (here a 1 MB colour
+    // profile) on every `q` (before: 1 GB from a 2 KB file).
+    let mut objects = page("x");
+    objects[3] = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /ColorSpace << /Cs [/ICCBased 6 0 R] >> >> /Contents 5 0 R >>".to_vec();
+    let content = format!("/Cs cs {}", "q ".repeat(1000));
+    objects[4] = format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes();
+    objects.push(deflated_stream("/N 3", &vec![0u8; 1 << 20]));
+    let (pdf, offsets) = body(&objects);
+    let error = refused_quickly(&with_table(pdf, &offsets, ""), &Limits::default());
+    assert!(says(&error, "drawing operations"), "{error:?}");
+}
