@@ -58,6 +58,9 @@ pub(super) const MAX_FORM_DEPTH: usize = 32;
 /// each is tried on every stream.
 const MAX_CHAINS: usize = 16;
 
+/// Filters one chain may name (real chains have one to three).
+const MAX_CHAIN_NAMES: usize = 16;
+
 /// How many references, arrays and dictionaries deep the streams under a
 /// font or colour space are looked for (a Type0 font's file is five down).
 const RESOURCE_DEPTH: usize = 8;
@@ -180,7 +183,10 @@ impl Names {
 }
 
 /// The chain the tokens after a `/Filter` name: a name, or an array of
-/// names (other array items are skipped; lopdf decodes nothing then).
+/// names. An array with any other item is an empty chain (lopdf decodes
+/// nothing then), and one of more than [`MAX_CHAIN_NAMES`] names cannot be
+/// read; so each `/Filter` reads a bounded number of tokens (reading to
+/// the array's end made a file of `/Filter[` repeated quadratic).
 fn filter_chain(lexer: &mut Lexer<'_>) -> Option<Vec<Vec<u8>>> {
     match lexer.next()?.1 {
         Token::Name(name) => Some(vec![name]),
@@ -189,8 +195,9 @@ fn filter_chain(lexer: &mut Lexer<'_>) -> Option<Vec<Vec<u8>>> {
             loop {
                 match lexer.next()?.1 {
                     Token::Close => return Some(chain),
-                    Token::Name(name) => chain.push(name),
-                    Token::Open | Token::Other => {}
+                    Token::Name(name) if chain.len() < MAX_CHAIN_NAMES => chain.push(name),
+                    Token::Name(_) => return None,
+                    Token::Open | Token::Other => return Some(Vec::new()),
                 }
             }
         }
