@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::pdf_streams::is_delimiter;
+use super::pdf_values::skip_literal_string;
 
 /// The resource-loading operators of decoded content.
 #[derive(Debug, Default)]
@@ -134,23 +135,8 @@ fn skip_operand(content: &[u8], start: usize) -> usize {
     let mut i = start;
     while i < content.len() {
         match content[i] {
-            b'(' => {
-                let mut nesting = 0usize;
-                while i < content.len() {
-                    match content[i] {
-                        b'\\' => i += 1,
-                        b'(' => nesting += 1,
-                        b')' => {
-                            nesting -= 1;
-                            if nesting == 0 {
-                                break;
-                            }
-                        }
-                        _ => {}
-                    }
-                    i += 1;
-                }
-            }
+            // Onto the string's `)` (or the end), past which the loop steps.
+            b'(' => i = skip_literal_string(content, i) - 1,
             b'<' if content.get(i + 1) == Some(&b'<') => {
                 depth += 1;
                 i += 1;
