@@ -71,7 +71,8 @@ async fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let db = Db::connect(&format!("sqlite://{}", dir.path().join("bench.db").display())).await?;
     db.migrate().await?;
-    let identity = Identity::new(db.clone(), Audit::new(db.clone()), agentry_core::secrets::Sealer::development(), IdentitySettings::default()).await?;
+    let identity =
+        Identity::new(db.clone(), Audit::new(db.clone()), agentry_core::secrets::Sealer::development(), "bench-auth-master-key".into(), IdentitySettings::default()).await?;
     let password = "bench password 12345";
     let (tenant, _) = identity.bootstrap("bench", "Bench", "bench@example.com", password).await?;
     let meta = RequestMeta::default();

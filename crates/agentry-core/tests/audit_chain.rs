@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use agentry_core::audit::{Actor, Audit, AuditEvent, Outcome, RequestMeta};
+use agentry_types::AuditAction;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_writers_on_two_replicas_keep_one_valid_chain() {
@@ -20,7 +21,7 @@ async fn concurrent_writers_on_two_replicas_keep_one_valid_chain() {
                 let event = AuditEvent {
                     tenant: Some("t1"),
                     actor: Actor::User(format!("u{i}")),
-                    action: "test.event",
+                    action: AuditAction::AuditExport,
                     resource: None,
                     outcome: Outcome::Success,
                     meta: &meta,

@@ -10,6 +10,8 @@
 //! Must not: decide who may see a thread or run, or interpret definitions
 //! (agentry-core does).
 
+use agentry_types::{RunStatus, ToolCallStatus};
+
 use crate::{Db, DbError, on_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -81,8 +83,8 @@ pub struct RunRow {
     pub agent: String,
     pub agent_version: Option<i32>,
     pub agent_type: String,
-    /// `pending`, `running`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: RunStatus,
     /// `explicit`, `keywords` or `model`.
     pub routed_by: String,
     pub route_confidence: f64,
@@ -106,7 +108,7 @@ pub struct RunRow {
 /// The final state of a run.
 #[derive(Debug, Clone)]
 pub struct RunFinish<'a> {
-    pub status: &'a str,
+    pub status: RunStatus,
     pub output: Option<&'a str>,
     pub error: Option<&'a str>,
     pub model: Option<&'a str>,
@@ -126,8 +128,8 @@ pub struct ToolCallRow {
     pub tool: String,
     /// JSON.
     pub arguments: String,
-    /// `succeeded`, `failed` or `rejected` (arguments did not match the schema, or not allowed).
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: ToolCallStatus,
     pub result: Option<String>,
     pub duration_ms: i64,
     pub created_at_ms: i64,
@@ -301,7 +303,7 @@ impl Db {
             concat!("INSERT INTO runs (", run_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)");
         on_pool!(self, pool => sqlx::query(SQL)
             .bind(&r.id).bind(&r.tenant_id).bind(&r.owner).bind(&r.thread_id).bind(&r.agent).bind(r.agent_version).bind(&r.agent_type)
-            .bind(&r.status).bind(&r.routed_by).bind(r.route_confidence).bind(&r.input).bind(&r.output).bind(&r.error).bind(&r.model)
+            .bind(r.status.as_str()).bind(&r.routed_by).bind(r.route_confidence).bind(&r.input).bind(&r.output).bind(&r.error).bind(&r.model)
             .bind(r.model_calls).bind(r.tool_calls).bind(r.prompt_tokens).bind(r.completion_tokens).bind(r.quality_score)
             .bind(&r.citations).bind(r.created_at_ms).bind(r.started_at_ms).bind(r.finished_at_ms)
             .execute(pool).await.map(drop))
@@ -313,7 +315,7 @@ impl Db {
         on_pool!(self, pool => sqlx::query(
             "UPDATE runs SET status = $1, output = $2, error = $3, model = $4, model_calls = $5, tool_calls = $6, prompt_tokens = $7, \
              completion_tokens = $8, quality_score = $9, citations = $10, finished_at_ms = $11 WHERE id = $12 AND status IN ('pending', 'running')")
-            .bind(f.status).bind(f.output).bind(f.error).bind(f.model).bind(f.model_calls).bind(f.tool_calls).bind(f.prompt_tokens)
+            .bind(f.status.as_str()).bind(f.output).bind(f.error).bind(f.model).bind(f.model_calls).bind(f.tool_calls).bind(f.prompt_tokens)
             .bind(f.completion_tokens).bind(f.quality_score).bind(f.citations).bind(f.finished_at_ms).bind(id)
             .execute(pool).await.map(|r| r.rows_affected() > 0))
         .map_err(DbError::query("finish run"))
@@ -344,7 +346,7 @@ impl Db {
     pub async fn insert_tool_call(&self, c: &ToolCallRow) -> Result<(), DbError> {
         on_pool!(self, pool => sqlx::query(
             "INSERT INTO run_tool_calls (run_id, seq, tool, arguments, status, result, duration_ms, created_at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
-            .bind(&c.run_id).bind(c.seq).bind(&c.tool).bind(&c.arguments).bind(&c.status).bind(&c.result).bind(c.duration_ms).bind(c.created_at_ms)
+            .bind(&c.run_id).bind(c.seq).bind(&c.tool).bind(&c.arguments).bind(c.status.as_str()).bind(&c.result).bind(c.duration_ms).bind(c.created_at_ms)
             .execute(pool).await.map(drop))
         .map_err(DbError::write("insert tool call"))
     }

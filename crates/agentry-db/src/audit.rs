@@ -18,11 +18,9 @@
 
 use crate::{Db, DbError, on_pool};
 
-/// One event. Serialises as the API shows it: without the chain, with the
-/// metadata as a JSON object rather than its stored text.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+/// One stored event of an audit chain.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AuditRow {
-    #[serde(skip)]
     pub chain: String,
     pub seq: i64,
     pub at_ms: i64,
@@ -34,8 +32,7 @@ pub struct AuditRow {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub request_id: Option<String>,
-    /// JSON object.
-    #[serde(serialize_with = "as_json")]
+    /// JSON object, as text.
     pub metadata: String,
     pub prev_hash: String,
     pub hash: String,
@@ -44,15 +41,7 @@ pub struct AuditRow {
     /// SHA-256 of the personal fields, covered by `hash`; `None` on legacy rows.
     pub fields_hash: Option<String>,
     /// When the personal fields were erased (then they are empty and only `fields_hash` vouches for them).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub erased_at_ms: Option<i64>,
-}
-
-fn as_json<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
-    match serde_json::from_str::<serde_json::Value>(text) {
-        Ok(value) => serde::Serialize::serialize(&value, serializer),
-        Err(_) => serializer.serialize_str(text),
-    }
 }
 
 /// Filters of an audit query; `None` matches everything.

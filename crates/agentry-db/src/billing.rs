@@ -6,6 +6,8 @@
 //!
 //! Must not: enforce budgets or limits, or compute costs (agentry-core does).
 
+use agentry_types::InvoiceStatus;
+
 use crate::{Db, DbError, on_pool};
 
 /// A spending limit for one scope of a tenant and one calendar period.
@@ -57,8 +59,7 @@ pub struct PriceRow {
 }
 
 /// A tenant's cost-optimizer and response-cache switches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageSettingsRow {
     pub optimizer_enabled: bool,
     pub response_cache_enabled: bool,
@@ -70,8 +71,8 @@ pub struct InvoiceRow {
     pub tenant_id: String,
     /// `YYYY-MM`.
     pub period: String,
-    /// `open` or `paid`.
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: InvoiceStatus,
     pub total_nusd: i64,
     pub created_at_ms: i64,
     pub paid_at_ms: Option<i64>,
@@ -213,7 +214,7 @@ impl Db {
                 .bind(&i.tenant_id).bind(&i.period).execute(&mut *tx).await?;
             sqlx::query(DELETE_OPEN).bind(&i.tenant_id).bind(&i.period).execute(&mut *tx).await?;
             sqlx::query(INSERT)
-                .bind(&i.id).bind(&i.tenant_id).bind(&i.period).bind(&i.status).bind(i.total_nusd)
+                .bind(&i.id).bind(&i.tenant_id).bind(&i.period).bind(i.status.as_str()).bind(i.total_nusd)
                 .bind(i.created_at_ms).bind(i.paid_at_ms).bind(&i.payment_ref)
                 .execute(&mut *tx).await?;
             for l in lines {

@@ -11,7 +11,7 @@
 
 use crate::{Db, DbError, on_pool};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GroupRow {
     pub id: String,
     pub tenant_id: String,
@@ -22,7 +22,7 @@ pub struct GroupRow {
 }
 
 /// A member of a group, with their email for display.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct GroupMemberRow {
     pub user_id: String,
     pub email: String,

@@ -9,7 +9,7 @@
 
 use crate::{Db, DbError, on_pool};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TenantRow {
     pub id: String,
     pub slug: String,
@@ -36,7 +36,7 @@ pub struct UserRow {
 }
 
 /// A membership with its tenant's slug and name.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MembershipRow {
     pub tenant_id: String,
     pub tenant_slug: String,

@@ -13,13 +13,12 @@ use crate::identity::UserRow;
 use crate::outbox::OutboxEmailRow;
 use crate::{Db, DbError, on_pool};
 
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct InvitationRow {
     pub id: String,
     pub tenant_id: String,
     pub email: String,
     pub role: String,
-    #[serde(skip)]
     pub token_hash: String,
     /// Who invited (user id, or `master` for the master key).
     pub invited_by: String,

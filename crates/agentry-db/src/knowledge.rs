@@ -13,6 +13,8 @@
 //!
 //! Must not: parse, chunk, embed or index (agentry-core and agentry-search do).
 
+use agentry_types::{DocumentStatus, JobKind, JobStatus};
+
 use crate::{Backend, Db, DbError, on_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -40,8 +42,9 @@ pub struct DocumentRow {
     pub acl: String,
     pub current_version: Option<i32>,
     pub latest_version: i32,
-    /// Of the latest version: `queued`, `processing`, `succeeded` or `failed`.
-    pub status: String,
+    /// Of the latest version.
+    #[sqlx(try_from = "String")]
+    pub status: DocumentStatus,
     pub error: Option<String>,
     pub created_by: Option<String>,
     pub created_at_ms: i64,
@@ -62,7 +65,8 @@ pub struct VersionRow {
     pub size_bytes: i64,
     /// Where the bytes come from when the version was uploaded by URL.
     pub source_url: Option<String>,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: DocumentStatus,
     pub error: Option<String>,
     pub chunk_count: i32,
     pub created_at_ms: i64,
@@ -73,25 +77,21 @@ pub struct VersionRow {
     pub summary_error: Option<String>,
 }
 
-/// What an ingestion job does.
-pub const JOB_INDEX: &str = "index";
-/// Summarise an indexed version.
-pub const JOB_SUMMARY: &str = "summary";
-
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct JobRow {
     pub id: String,
     pub tenant_id: String,
     pub document_id: String,
     pub version: i32,
-    pub status: String,
+    #[sqlx(try_from = "String")]
+    pub status: JobStatus,
     pub attempts: i32,
     pub run_after_ms: i64,
     pub error: Option<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
-    /// [`JOB_INDEX`] or [`JOB_SUMMARY`].
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: JobKind,
 }
 
 /// A chunk to store; the database assigns its id (the index key).
@@ -188,13 +188,13 @@ macro_rules! bind_job {
             .bind(&j.tenant_id)
             .bind(&j.document_id)
             .bind(j.version)
-            .bind(&j.status)
+            .bind(j.status.as_str())
             .bind(j.attempts)
             .bind(j.run_after_ms)
             .bind(&j.error)
             .bind(j.created_at_ms)
             .bind(j.updated_at_ms)
-            .bind(&j.kind)
+            .bind(j.kind.as_str())
             .execute(&mut *$tx)
             .await?;
     }};
@@ -212,7 +212,7 @@ macro_rules! insert_version_and_job {
             .bind(&v.format)
             .bind(v.size_bytes)
             .bind(&v.source_url)
-            .bind(&v.status)
+            .bind(v.status.as_str())
             .bind(&v.error)
             .bind(v.chunk_count)
             .bind(v.created_at_ms)
@@ -235,7 +235,7 @@ macro_rules! mark_failed {
             .bind(&job.id)
             .execute(&mut *$tx)
             .await?;
-        if job.kind == JOB_SUMMARY {
+        if job.kind == JobKind::Summary {
             sqlx::query("UPDATE document_versions SET summary_status = 'failed', summary_error = $1 WHERE document_id = $2 AND version = $3")
                 .bind(error)
                 .bind(&job.document_id)
@@ -324,7 +324,7 @@ impl Db {
             let mut tx = crate::begin_write(pool).await?;
             sqlx::query(SQL)
                 .bind(&d.id).bind(&d.tenant_id).bind(&d.collection_id).bind(&d.title).bind(&d.source).bind(&d.metadata)
-                .bind(&d.acl).bind(d.current_version).bind(d.latest_version).bind(&d.status).bind(&d.error)
+                .bind(&d.acl).bind(d.current_version).bind(d.latest_version).bind(d.status.as_str()).bind(&d.error)
                 .bind(&d.created_by).bind(d.created_at_ms).bind(d.updated_at_ms)
                 .execute(&mut *tx).await?;
             insert_version_and_job!(tx, new);

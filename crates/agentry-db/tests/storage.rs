@@ -5,6 +5,7 @@
 use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, VersionRow};
 use agentry_db::model_calls::CallLogConfig;
 use agentry_db::{CallLogWriter, Db, ModelCallRecord};
+use agentry_types::{DocumentStatus, JobKind, JobStatus};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -55,7 +56,7 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         acl: "{}".into(),
         current_version: None,
         latest_version: 1,
-        status: "queued".into(),
+        status: DocumentStatus::Queued,
         error: None,
         created_by: None,
         created_at_ms: 0,
@@ -69,7 +70,7 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         format: Some(format.into()),
         size_bytes,
         source_url: None,
-        status: "queued".into(),
+        status: DocumentStatus::Queued,
         error: None,
         chunk_count: 0,
         created_at_ms: 0,
@@ -82,13 +83,13 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         tenant_id: "t1".into(),
         document_id: "d1".into(),
         version: 1,
-        status: "queued".into(),
+        status: JobStatus::Queued,
         attempts: 0,
         run_after_ms,
         error: None,
         created_at_ms: 0,
         updated_at_ms: 0,
-        kind: agentry_db::knowledge::JOB_INDEX.into(),
+        kind: JobKind::Index,
     };
     (collection, document, version, job)
 }
@@ -210,7 +211,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_ne!(first, ids);
         assert_eq!(db.chunk_ids("d1", Some(1)).await.unwrap(), ids);
         assert!(db.visible_chunks("t1", &ids).await.unwrap().is_empty(), "not visible before the version is current");
-        let summary_job = JobRow { id: "j1s".into(), kind: agentry_db::knowledge::JOB_SUMMARY.into(), run_after_ms: 70_000, ..job.clone() };
+        let summary_job = JobRow { id: "j1s".into(), kind: JobKind::Summary, run_after_ms: 70_000, ..job.clone() };
         assert_eq!(db.finish_ingest(&again, 1, Some(&summary_job), 70_000).await.unwrap(), None);
         let visible = db.visible_chunks("t1", &ids).await.unwrap();
         assert_eq!(visible.len(), 1);
@@ -229,7 +230,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         assert_eq!(stale, vec![first_summary], "a re-run replaces the earlier attempt's summary chunk");
         // A failed attempt at a summary never fails the document.
         db.fail_ingest(&summarizing, "model down", None, 200_001).await.unwrap();
-        assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().status, "succeeded");
+        assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().status, DocumentStatus::Succeeded);
         assert_eq!(db.versions_of_document("d1").await.unwrap()[0].summary_status.as_deref(), Some("failed"));
         db.finish_summary(&summarizing, "In short.", 200_002).await.unwrap();
         let listed = db.versions_of_document("d1").await.unwrap();
@@ -287,7 +288,7 @@ async fn jobs_out_of_attempts_are_failed_not_claimed() {
         assert!(reason.contains("gave up after 3 attempts") && reason.contains("crashed"), "{reason}");
         let stored = db.document("t1", "d1").await.unwrap().unwrap();
         assert_eq!((stored.status.as_str(), stored.error.as_deref()), ("failed", Some(reason.as_str())));
-        assert_eq!(db.versions_of_document("d1").await.unwrap()[0].status, "failed");
+        assert_eq!(db.versions_of_document("d1").await.unwrap()[0].status, DocumentStatus::Failed);
         assert!(db.give_up_exhausted_jobs(now + 10_000, 3).await.unwrap().is_empty(), "failed once");
         assert!(db.claim_ingest_job(now + 10_000, 1_000, 3).await.unwrap().is_none());
         // A running job whose lease has not run out is left alone, even on its last attempt.
@@ -297,7 +298,7 @@ async fn jobs_out_of_attempts_are_failed_not_claimed() {
         let last = db.claim_ingest_job(now, 60_000, 1).await.unwrap().unwrap();
         assert_eq!((last.id.as_str(), last.attempts), ("j2", 1));
         assert!(db.give_up_exhausted_jobs(now + 1, 1).await.unwrap().is_empty(), "still leased");
-        assert_eq!(db.ingest_job("t1", "j2").await.unwrap().unwrap().status, "running");
+        assert_eq!(db.ingest_job("t1", "j2").await.unwrap().unwrap().status, JobStatus::Running);
     }
 }
 

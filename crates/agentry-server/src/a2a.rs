@@ -19,6 +19,7 @@ use std::net::SocketAddr;
 
 use agentry_core::TenantAccess;
 use agentry_core::agents::{AgentKind, Error, RunEvent, RunInput, RunView, StartedRun, ThreadInput};
+use agentry_types::RunStatus;
 use agentry_types::{ChatMessage, Role};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
@@ -188,9 +189,9 @@ impl A2a<'_> {
                     let append = std::mem::replace(&mut appended, true);
                     Some(artifact_update(&task_id, &context, text, append, dialect))
                 }
-                RunEvent::Done { .. } => Some(status_update(&task_id, &context, "succeeded", None, dialect)),
+                RunEvent::Done { .. } => Some(status_update(&task_id, &context, RunStatus::Succeeded, None, dialect)),
                 RunEvent::Error { code, message, .. } => {
-                    let status = if code == "cancelled" { "cancelled" } else { "failed" };
+                    let status = if code == "cancelled" { RunStatus::Cancelled } else { RunStatus::Failed };
                     Some(status_update(&task_id, &context, status, Some(message), dialect))
                 }
                 _ => None,
@@ -213,7 +214,7 @@ impl A2a<'_> {
     async fn cancel(&self, id: &Value, params: &Value, dialect: Dialect) -> Response {
         let Some(task) = params["id"].as_str() else { return rpc_error(id, -32602, "'params.id' is required") };
         match self.state.agents.run(self.access, task).await {
-            Ok(run) if run.status != "running" && run.status != "pending" => {
+            Ok(run) if run.status.is_finished() => {
                 return rpc_error(id, -32002, format!("task '{task}' has ended ({}) and cannot be canceled", run.status));
             }
             Ok(_) => {}
@@ -228,16 +229,16 @@ impl A2a<'_> {
 }
 
 /// A run status in the dialect's task-state vocabulary.
-fn state_name(status: &str, dialect: Dialect) -> &'static str {
+fn state_name(status: RunStatus, dialect: Dialect) -> &'static str {
     match (status, dialect) {
-        ("succeeded", Dialect::V1) => "TASK_STATE_COMPLETED",
-        ("failed", Dialect::V1) => "TASK_STATE_FAILED",
-        ("cancelled", Dialect::V1) => "TASK_STATE_CANCELED",
-        (_, Dialect::V1) => "TASK_STATE_WORKING",
-        ("succeeded", Dialect::V03) => "completed",
-        ("failed", Dialect::V03) => "failed",
-        ("cancelled", Dialect::V03) => "canceled",
-        (_, Dialect::V03) => "working",
+        (RunStatus::Succeeded, Dialect::V1) => "TASK_STATE_COMPLETED",
+        (RunStatus::Failed, Dialect::V1) => "TASK_STATE_FAILED",
+        (RunStatus::Cancelled, Dialect::V1) => "TASK_STATE_CANCELED",
+        (RunStatus::Pending | RunStatus::Running, Dialect::V1) => "TASK_STATE_WORKING",
+        (RunStatus::Succeeded, Dialect::V03) => "completed",
+        (RunStatus::Failed, Dialect::V03) => "failed",
+        (RunStatus::Cancelled, Dialect::V03) => "canceled",
+        (RunStatus::Pending | RunStatus::Running, Dialect::V03) => "working",
     }
 }
 
@@ -270,7 +271,7 @@ fn message_json(message_id: &str, role_is_user: bool, text: &str, task: &str, co
     message
 }
 
-fn status_json(status: &str, error: Option<&str>, task: &str, context: &str, at: String, dialect: Dialect) -> Value {
+fn status_json(status: RunStatus, error: Option<&str>, task: &str, context: &str, at: String, dialect: Dialect) -> Value {
     let mut out = json!({ "state": state_name(status, dialect), "timestamp": at });
     if let Some(error) = error {
         out["message"] = message_json(&format!("{task}-status"), false, error, task, context, dialect);
@@ -307,7 +308,7 @@ fn task_json(run: &RunView, dialect: Dialect) -> Value {
     let mut task = json!({
         "id": run.id,
         "contextId": context,
-        "status": status_json(&run.status, run.error.as_deref(), &run.id, &context, at, dialect),
+        "status": status_json(run.status, run.error.as_deref(), &run.id, &context, at, dialect),
         "artifacts": artifacts,
         "history": history,
         "metadata": { "agent": run.agent, "agentType": run.agent_type },
@@ -326,7 +327,7 @@ fn artifact_update(task: &str, context: &str, text: &str, append: bool, dialect:
     }
 }
 
-fn status_update(task: &str, context: &str, status: &str, error: Option<&str>, dialect: Dialect) -> Value {
+fn status_update(task: &str, context: &str, status: RunStatus, error: Option<&str>, dialect: Dialect) -> Value {
     let status = status_json(status, error, task, context, now_rfc3339(), dialect);
     match dialect {
         Dialect::V1 => json!({ "statusUpdate": { "taskId": task, "contextId": context, "status": status } }),

@@ -9,6 +9,7 @@
 //! (id or slug); `/v1` routes from the `X-Agentry-Tenant` header, the API
 //! key's tenant, or the user's only membership.
 
+use agentry_types::AuditAction;
 use agentry_types::access::AGENT_PERMISSIONS;
 use agentry_types::{Permission, PermissionSet};
 use axum::http::Method;
@@ -57,7 +58,7 @@ pub struct Rule {
     pub access: Access,
     /// The audit action recorded when the route succeeds (routes whose
     /// service audits itself, and reads, have none).
-    pub audit: Option<&'static str>,
+    pub audit: Option<AuditAction>,
 }
 
 const fn rule(method: Method, path: &'static str, access: Access) -> Rule {
@@ -65,7 +66,7 @@ const fn rule(method: Method, path: &'static str, access: Access) -> Rule {
 }
 
 /// A rule whose successful calls leave the audit event `action`.
-const fn audited(method: Method, path: &'static str, access: Access, action: &'static str) -> Rule {
+const fn audited(method: Method, path: &'static str, access: Access, action: AuditAction) -> Rule {
     Rule { method, path, access, audit: Some(action) }
 }
 
@@ -144,47 +145,47 @@ pub const RULES: &[Rule] = &[
     // Own usage needs only membership; another user's needs view_metrics (checked by the service).
     rule(Method::GET, "/api/v1/costs/usage/{user}", Tenant(None)),
     rule(Method::GET, "/api/v1/costs/forecast", Tenant(Some(P::ViewMetrics))),
-    audited(Method::POST, "/api/v1/costs/budget", Tenant(Some(P::ManageBilling)), "budget.put"),
+    audited(Method::POST, "/api/v1/costs/budget", Tenant(Some(P::ManageBilling)), AuditAction::BudgetPut),
     rule(Method::GET, "/api/v1/costs/budgets", Tenant(Some(P::ViewMetrics))),
-    audited(Method::DELETE, "/api/v1/costs/budgets/{id}", Tenant(Some(P::ManageBilling)), "budget.delete"),
+    audited(Method::DELETE, "/api/v1/costs/budgets/{id}", Tenant(Some(P::ManageBilling)), AuditAction::BudgetDelete),
     rule(Method::GET, "/api/v1/costs/prices", Tenant(Some(P::ViewMetrics))),
-    audited(Method::POST, "/api/v1/costs/prices", Tenant(Some(P::ManageBilling)), "price.put"),
+    audited(Method::POST, "/api/v1/costs/prices", Tenant(Some(P::ManageBilling)), AuditAction::PricePut),
     rule(Method::GET, "/api/v1/costs/settings", Tenant(Some(P::ViewMetrics))),
-    audited(Method::PUT, "/api/v1/costs/settings", Tenant(Some(P::ManageBilling)), "usage_settings.update"),
+    audited(Method::PUT, "/api/v1/costs/settings", Tenant(Some(P::ManageBilling)), AuditAction::UsageSettingsUpdate),
     rule(Method::GET, "/api/v1/usage/summary", Tenant(Some(P::ViewMetrics))),
     rule(Method::GET, "/api/v1/usage/export", Tenant(Some(P::ExportData))),
     rule(Method::GET, "/api/v1/rate-limits/tiers", Authenticated),
     rule(Method::GET, "/api/v1/rate-limits/assignments", Tenant(Some(P::ViewMetrics))),
     // A tenant-scope assignment additionally needs a platform administrator (checked by the service).
-    audited(Method::PUT, "/api/v1/rate-limits/assignments", Tenant(Some(P::ManageBilling)), "tier.assign"),
+    audited(Method::PUT, "/api/v1/rate-limits/assignments", Tenant(Some(P::ManageBilling)), AuditAction::TierAssign),
     rule(Method::GET, "/api/v1/billing/invoices", Tenant(Some(P::ViewMetrics))),
-    audited(Method::POST, "/api/v1/billing/invoices", Tenant(Some(P::ManageBilling)), "invoice.create"),
+    audited(Method::POST, "/api/v1/billing/invoices", Tenant(Some(P::ManageBilling)), AuditAction::InvoiceCreate),
     rule(Method::GET, "/api/v1/billing/invoices/{id}", Tenant(Some(P::ViewMetrics))),
-    audited(Method::POST, "/api/v1/billing/invoices/{id}/pay", Tenant(Some(P::ManageBilling)), "invoice.pay"),
+    audited(Method::POST, "/api/v1/billing/invoices/{id}/pay", Tenant(Some(P::ManageBilling)), AuditAction::InvoicePay),
     rule(Method::GET, "/api/v1/collections", Tenant(Some(P::ReadDocuments))),
-    audited(Method::POST, "/api/v1/collections", Tenant(Some(P::UploadDocuments)), "collection.create"),
+    audited(Method::POST, "/api/v1/collections", Tenant(Some(P::UploadDocuments)), AuditAction::CollectionCreate),
     rule(Method::GET, "/api/v1/collections/{id}", Tenant(Some(P::ReadDocuments))),
-    audited(Method::DELETE, "/api/v1/collections/{id}", Tenant(Some(P::DeleteDocuments)), "collection.delete"),
+    audited(Method::DELETE, "/api/v1/collections/{id}", Tenant(Some(P::DeleteDocuments)), AuditAction::CollectionDelete),
     rule(Method::GET, "/api/v1/collections/{id}/documents", Tenant(Some(P::ReadDocuments))),
-    audited(Method::POST, "/api/v1/collections/{id}/documents", Tenant(Some(P::UploadDocuments)), "document.create"),
+    audited(Method::POST, "/api/v1/collections/{id}/documents", Tenant(Some(P::UploadDocuments)), AuditAction::DocumentCreate),
     // Documents outside the reader's ACL are not found (checked by the service).
     rule(Method::GET, "/api/v1/documents/{id}", Tenant(Some(P::ReadDocuments))),
-    audited(Method::DELETE, "/api/v1/documents/{id}", Tenant(Some(P::DeleteDocuments)), "document.delete"),
+    audited(Method::DELETE, "/api/v1/documents/{id}", Tenant(Some(P::DeleteDocuments)), AuditAction::DocumentDelete),
     rule(Method::GET, "/api/v1/documents/{id}/versions", Tenant(Some(P::ReadDocuments))),
     rule(Method::GET, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::ReadDocuments))),
-    audited(Method::DELETE, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::DeleteDocuments)), "document_version.delete"),
-    audited(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments)), "document_version.restore"),
+    audited(Method::DELETE, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::DeleteDocuments)), AuditAction::DocumentVersionDelete),
+    audited(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments)), AuditAction::DocumentVersionRestore),
     rule(Method::GET, "/api/v1/ingest-jobs/{id}", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/answer-cache/lookup", Tenant(Some(P::ManageAgents))),
-    audited(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents)), "answer_cache.store"),
+    audited(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents)), AuditAction::AnswerCacheStore),
     // Using an agent needs its kind's permission (checked by the service); threads and runs are the owner's
     // own and need some agent permission (a key scoped to use_models reads none).
     rule(Method::GET, "/api/v1/agents", Tenant(None)),
-    audited(Method::POST, "/api/v1/agents", Tenant(Some(P::ManageAgents)), "agent.create"),
+    audited(Method::POST, "/api/v1/agents", Tenant(Some(P::ManageAgents)), AuditAction::AgentCreate),
     rule(Method::GET, "/api/v1/agents/{name}", Tenant(None)),
-    audited(Method::PUT, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents)), "agent.update"),
-    audited(Method::DELETE, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents)), "agent.delete"),
+    audited(Method::PUT, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents)), AuditAction::AgentUpdate),
+    audited(Method::DELETE, "/api/v1/agents/{name}", Tenant(Some(P::ManageAgents)), AuditAction::AgentDelete),
     rule(Method::GET, "/api/v1/agents/{name}/versions", Tenant(None)),
     rule(Method::GET, "/api/v1/threads", TenantAnyOf(AGENT_PERMISSIONS)),
     rule(Method::POST, "/api/v1/threads", TenantAnyOf(AGENT_PERMISSIONS)),
@@ -200,8 +201,8 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/runs/{id}/cancel", TenantAnyOf(AGENT_PERMISSIONS)),
     rule(Method::GET, "/api/v1/runs/{id}/events", TenantAnyOf(AGENT_PERMISSIONS)),
     rule(Method::GET, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents))),
-    audited(Method::POST, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents)), "mcp_server.create"),
-    audited(Method::DELETE, "/api/v1/mcp-servers/{name}", Tenant(Some(P::ManageAgents)), "mcp_server.delete"),
+    audited(Method::POST, "/api/v1/mcp-servers", Tenant(Some(P::ManageAgents)), AuditAction::McpServerCreate),
+    audited(Method::DELETE, "/api/v1/mcp-servers/{name}", Tenant(Some(P::ManageAgents)), AuditAction::McpServerDelete),
     rule(Method::GET, "/api/v1/mcp-servers/{name}/tools", Tenant(Some(P::ManageAgents))),
     // A2A tasks are the caller's agent runs (agent permissions checked by the service).
     rule(Method::POST, "/a2a", Tenant(None)),
@@ -209,8 +210,8 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/mcp", Tenant(None)),
     rule(Method::GET, "/mcp", Tenant(None)),
     rule(Method::DELETE, "/mcp", Tenant(None)),
-    audited(Method::POST, "/api/v1/admin/prices", PlatformAdmin, "platform_price.put"),
-    audited(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin, "tier.put"),
+    audited(Method::POST, "/api/v1/admin/prices", PlatformAdmin, AuditAction::PlatformPricePut),
+    audited(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin, AuditAction::TierPut),
 ];
 
 /// The rule for a matched route, if the table has one.

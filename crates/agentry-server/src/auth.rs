@@ -16,16 +16,15 @@ use std::time::Duration;
 
 use agentry_core::coord::RateDecision;
 
-use agentry_core::identity::RequestMeta;
+use agentry_core::identity::{PrincipalKind, RequestMeta};
 use agentry_core::{Principal, TenantAccess};
+use agentry_types::AuditAction;
 use agentry_types::ErrorCode;
 use axum::RequestExt;
 use axum::extract::{ConnectInfo, MatchedPath, RawPathParams, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use secrecy::ExposeSecret;
-use subtle::ConstantTimeEq;
 
 use crate::access::{Access, rule_for};
 use crate::error::ApiError;
@@ -54,9 +53,6 @@ async fn authenticate(state: &AppState, presented: Option<String>, meta: &Reques
     let Some(presented) = presented else {
         return Err(ApiError::new(ErrorCode::MissingApiKey, "You didn't provide an API key or access token. Send it as 'Authorization: Bearer <key>'."));
     };
-    if bool::from(presented.as_bytes().ct_eq(state.master_key.expose_secret().as_bytes())) {
-        return Ok(Principal::MasterKey);
-    }
     match state.identity.authenticate(&presented).await {
         Ok(principal) => Ok(principal),
         Err(error) => Err(state.identity.record_rejected_credential(error, meta).await.into()),
@@ -94,12 +90,12 @@ pub async fn authorize(State(state): State<AppState>, mut req: Request, next: Ne
 #[derive(Default)]
 struct Checked {
     decision: Option<RateDecision>,
-    audit: Option<&'static str>,
+    audit: Option<AuditAction>,
 }
 
 /// A route's audit event, filled in once the handler has succeeded.
 struct PendingAudit {
-    action: &'static str,
+    action: AuditAction,
     tenant: Option<String>,
     actor: agentry_core::audit::Actor,
     meta: RequestMeta,
@@ -113,7 +109,7 @@ struct PendingAudit {
 const MAX_AUDITED_ANSWER: usize = 1024 * 1024;
 
 impl PendingAudit {
-    async fn of(action: &'static str, req: &mut Request) -> Option<Self> {
+    async fn of(action: AuditAction, req: &mut Request) -> Option<Self> {
         let principal = req.extensions().get::<Principal>()?.clone();
         let meta = req.extensions().get::<RequestMeta>().cloned().unwrap_or_default();
         let tenant = req.extensions().get::<TenantAccess>().map(|a| a.tenant_id().to_owned());
@@ -143,7 +139,7 @@ impl PendingAudit {
         };
         if let Err(error) = state.identity.audit().record(event).await {
             metrics::counter!("audit_write_failures_total").increment(1);
-            tracing::error!(%error, action = self.action, "could not record an audit event");
+            tracing::error!(%error, action = self.action.as_str(), "could not record an audit event");
         }
         response
     }
@@ -217,7 +213,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
     let passed = Checked { decision: None, audit: rule.audit };
     match rule.access {
         Access::Public | Access::Authenticated => Ok(passed),
-        Access::SignedIn if matches!(principal, Principal::User { .. }) => Ok(passed),
+        Access::SignedIn if principal.kind() == PrincipalKind::User => Ok(passed),
         Access::SignedIn => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
             Err(ApiError::new(ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key or the master key"))
@@ -233,14 +229,14 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
                 None => match state.identity.default_tenant(&principal).await? {
                     Some(tenant) => tenant,
                     // The master key on /v1 needs no tenant; elsewhere a tenant route needs one.
-                    None if principal == Principal::MasterKey && path.starts_with("/v1/") => return Ok(passed),
+                    None if principal.kind() == PrincipalKind::MasterKey && path.starts_with("/v1/") => return Ok(passed),
                     None => {
                         return Err(ApiError::bad_request(format!("name the tenant with the {TENANT_HEADER} header (you have no single default tenant)"), TENANT_HEADER));
                     }
                 },
             };
             let access: TenantAccess = state.identity.tenant_access(&principal, &tenant).await?;
-            if matches!(rule.access, Access::TenantUser(_)) && matches!(principal, Principal::ApiKey { .. }) {
+            if matches!(rule.access, Access::TenantUser(_)) && principal.kind() == PrincipalKind::ApiKey {
                 state.identity.record_denied(Some(&access), &principal, &what(), &meta).await?;
                 return Err(ApiError::new(ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key"));
             }

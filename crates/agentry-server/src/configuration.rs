@@ -114,7 +114,7 @@ impl UsageConfig {
             default_output_tokens: self.default_output_tokens,
             response_cache_ttl: Duration::from_secs(self.response_cache_ttl_secs),
             optimizer: self.optimizer.clone(),
-            tenant_defaults: agentry_db::billing::UsageSettingsRow { optimizer_enabled: self.optimizer_enabled, response_cache_enabled: self.response_cache_enabled },
+            tenant_defaults: agentry_core::usage::TenantUsageSettings { optimizer_enabled: self.optimizer_enabled, response_cache_enabled: self.response_cache_enabled },
             retention_days: self.retention_days,
         }
     }

@@ -294,7 +294,7 @@ async fn audit(settings: &Settings, command: AuditCommand) -> anyhow::Result<()>
                         write_stdout(&format!("{}\n", serde_json::to_string(&verification)?));
                         anyhow::bail!("not anchored: the audit chain does not hold: {}", verification.reason.unwrap_or_default());
                     }
-                    Err(agentry_core::audit::AnchorError::Db(e)) => Err(e.into()),
+                    Err(agentry_core::audit::AnchorError::Failed(e)) => Err(e.into()),
                 }
             }
             AuditCommand::Verify { tenant, anchor } => {

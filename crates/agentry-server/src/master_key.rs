@@ -19,6 +19,7 @@
 //! `master.key.next` while a rotation writes it). Must not print or log a
 //! key, except the one [`rotate`] returns for the command to show once.
 
+use agentry_types::AuditAction;
 use std::io::Write;
 use std::path::Path;
 
@@ -205,8 +206,15 @@ pub async fn rotate(settings: &crate::Settings) -> Result<Rotation, anyhow::Erro
         Ok(resealed) => {
             let rotation = Rotation { new_key: new, old_key_id: from.sealer.current_id().to_owned(), new_key_id: to.sealer.current_id().to_owned(), resealed };
             let metadata = serde_json::json!({ "old_key_id": rotation.old_key_id, "new_key_id": rotation.new_key_id, "resealed": rotation.resealed.rewritten });
-            let event =
-                AuditEvent { tenant: None, actor: Actor::System, action: "master_key.rotate", resource: None, outcome: Outcome::Success, meta: &RequestMeta::default(), metadata };
+            let event = AuditEvent {
+                tenant: None,
+                actor: Actor::System,
+                action: AuditAction::MasterKeyRotate,
+                resource: None,
+                outcome: Outcome::Success,
+                meta: &RequestMeta::default(),
+                metadata,
+            };
             match agentry_core::Audit::with_keys(db.clone(), to.audit).record(event).await {
                 Ok(_) => Ok(rotation),
                 Err(e) => Err(anyhow::anyhow!("the master key was rotated, but its audit event was not stored: {e}")),

@@ -125,7 +125,7 @@ async fn call(state: &AppState, access: &TenantAccess, request_id: RequestId, id
         let ctx = call_context(request_id, "/mcp", Some(access));
         let run = RunInput { agent: Some(agent.to_owned()), messages: vec![ChatMessage::text(Role::User, input)] };
         return match state.agents.run_to_end(access, &ctx, None, run).await {
-            Ok(run) if run.status == "succeeded" => result(id, tool_result(run.output.unwrap_or_default(), false)),
+            Ok(run) if run.status == agentry_types::RunStatus::Succeeded => result(id, tool_result(run.output.unwrap_or_default(), false)),
             Ok(run) => result(id, tool_result(run.error.unwrap_or_else(|| format!("the run {}", run.status)), true)),
             Err(error) => result(id, tool_result(error.to_string(), true)),
         };

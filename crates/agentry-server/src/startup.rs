@@ -79,7 +79,9 @@ impl Application {
         let (call_log, call_log_task) = CallLogWriter::start(db.clone(), call_log_config, shutdown.child_token());
         let audit = Audit::with_keys(db.clone(), keys.audit);
         seal_legacy_audit_chains(&audit).await?;
-        let identity = Identity::new(db.clone(), audit.clone(), keys.sealer.clone(), settings.identity.clone()).await.map_err(|e| anyhow::anyhow!("identity: {e}"))?;
+        let identity = Identity::new(db.clone(), audit.clone(), keys.sealer.clone(), master_key.secret().clone(), settings.identity.clone())
+            .await
+            .map_err(|e| anyhow::anyhow!("identity: {e}"))?;
         let key_use_task = tokio::spawn(flush_key_uses(identity.clone(), shutdown.child_token()));
         let outbox_task = identity.outbox_sender().map(|sender| tokio::spawn(sender.run(shutdown.child_token())));
         let coord = match &settings.redis_url {
@@ -108,7 +110,6 @@ impl Application {
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
             identity,
             db: db.clone(),
-            master_key: Arc::new(master_key.secret().clone()),
             metrics,
             local_models: Arc::new(local_models),
         });
@@ -264,18 +265,13 @@ pub async fn seal_legacy_audit_chains(audit: &Audit) -> anyhow::Result<()> {
 }
 
 /// `agentry admin bootstrap`: the first tenant and its admin.
-pub async fn bootstrap(
-    settings: &Settings,
-    tenant_slug: &str,
-    tenant_name: Option<&str>,
-    email: &str,
-    password: &str,
-) -> anyhow::Result<(agentry_db::identity::TenantRow, String)> {
+pub async fn bootstrap(settings: &Settings, tenant_slug: &str, tenant_name: Option<&str>, email: &str, password: &str) -> anyhow::Result<(agentry_core::identity::Tenant, String)> {
     let keys = master_key::derived_keys_for(settings)?;
+    let master_key = master_key::resolve(settings.master_key.as_ref(), &settings.data_dir)?;
     let db = connect_and_migrate(settings).await?;
     seal_stored_secrets(&db, &keys.sealer).await?;
     let audit = Audit::with_keys(db.clone(), keys.audit);
-    let identity = Identity::new(db.clone(), audit, keys.sealer, settings.identity.clone()).await?;
+    let identity = Identity::new(db.clone(), audit, keys.sealer, master_key.secret().clone(), settings.identity.clone()).await?;
     let created = identity.bootstrap(tenant_slug, tenant_name.unwrap_or(tenant_slug), email, password).await;
     db.close().await;
     Ok(created?)

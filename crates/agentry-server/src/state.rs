@@ -10,7 +10,6 @@ use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
-use secrecy::SecretString;
 
 #[derive(Clone)]
 pub struct AppState(Arc<Handles>);
@@ -36,7 +35,6 @@ pub struct Handles {
     pub agents: Agents,
     pub identity: Identity,
     pub db: Db,
-    pub master_key: Arc<SecretString>,
     pub metrics: PrometheusHandle,
     /// Charges invoices: `None` unless the embedding program supplies one: paying is then refused.
     pub payments: Option<Arc<dyn PaymentProvider>>,

@@ -10,6 +10,7 @@
 //!
 //! Must not: run agents or write to the database.
 
+use agentry_types::ToolCallStatus;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,13 +36,13 @@ pub enum RunEvent {
         call_id: String,
         tool: String,
         arguments: Value,
-        status: &'static str,
+        status: ToolCallStatus,
     },
-    /// A tool call's outcome: `succeeded`, `failed` or `rejected`.
+    /// A tool call's outcome.
     ToolResult {
         call_id: String,
         tool: String,
-        status: &'static str,
+        status: ToolCallStatus,
         #[serde(skip_serializing_if = "Option::is_none")]
         output: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -22,6 +22,7 @@ mod run;
 pub mod threads;
 pub mod tools;
 
+use agentry_types::RunStatus;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -148,7 +149,7 @@ pub struct RunView {
     pub agent: String,
     pub agent_version: Option<i32>,
     pub agent_type: String,
-    pub status: String,
+    pub status: RunStatus,
     pub routing: Value,
     pub input: Value,
     pub output: Option<String>,
@@ -283,7 +284,7 @@ impl Agents {
             agent_version: spec.version,
             agent_type: spec.kind.as_str().to_owned(),
             // Execution starts at once: one write on the way to the first token, not two.
-            status: "running".into(),
+            status: RunStatus::Running,
             routed_by: route.routed_by.to_owned(),
             route_confidence: route.confidence,
             input: serde_json::to_string(&messages).unwrap_or_default(),

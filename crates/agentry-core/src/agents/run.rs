@@ -11,6 +11,8 @@
 //!
 //! Must not: shape HTTP responses (followers read [`RunEvent`]s).
 
+use agentry_types::AuditAction;
+use agentry_types::{RunStatus, ToolCallStatus};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -250,17 +252,17 @@ impl Agents {
             return Err(Failure::Stopped("tool_call_limit", format!("the agent reached its limit of {} tool calls", run.spec.limits.max_tool_calls)));
         }
         let arguments = call.arguments.clone().unwrap_or_else(Value::String);
-        run.live.emit(RunEvent::ToolCall { call_id: call.id.clone(), tool: call.name.clone(), arguments: arguments.clone(), status: "running" });
+        run.live.emit(RunEvent::ToolCall { call_id: call.id.clone(), tool: call.name.clone(), arguments: arguments.clone(), status: ToolCallStatus::Running });
         let started = Instant::now();
         let outcome = self.checked_tool_call(run, call).await;
         let duration = started.elapsed();
         let (status, text, output, error) = match outcome {
-            Ok(output) => ("succeeded", output.text.clone(), Some(output), None),
+            Ok(output) => (ToolCallStatus::Succeeded, output.text.clone(), Some(output), None),
             Err((status, message)) => (status, format!("error: {message}"), None, Some(message)),
         };
         let known = self.tools.get(&call.name).is_some() || run.mcp_tools.iter().any(|t| t.exposed == call.name);
         let tool_label = if known { call.name.clone() } else { "unknown".to_owned() };
-        metrics::counter!("tool_calls_total", "tool_name" => tool_label.clone(), "status" => status).increment(1);
+        metrics::counter!("tool_calls_total", "tool_name" => tool_label.clone(), "status" => status.as_str()).increment(1);
         metrics::histogram!("tool_duration_seconds", "tool_name" => tool_label).record(duration.as_secs_f64());
         run.live.emit(RunEvent::ToolResult {
             call_id: call.id.clone(),
@@ -275,7 +277,7 @@ impl Agents {
             seq: tally.tool_calls,
             tool: call.name.clone(),
             arguments: arguments.to_string(),
-            status: status.to_owned(),
+            status,
             result: Some(output.as_ref().map_or_else(|| error.clone().unwrap_or_default(), |o| o.text.clone())),
             duration_ms: duration.as_millis() as i64,
             created_at_ms: crate::identity::now_ms(),
@@ -285,25 +287,25 @@ impl Agents {
     }
 
     /// Allowlist, arguments, schema, then the tool itself.
-    async fn checked_tool_call(&self, run: &Run, call: &RequestedCall) -> Result<ToolOutput, (&'static str, String)> {
+    async fn checked_tool_call(&self, run: &Run, call: &RequestedCall) -> Result<ToolOutput, (ToolCallStatus, String)> {
         if let Some(tool) = run.mcp_tools.iter().find(|t| t.exposed == call.name) {
-            let arguments = call.arguments.clone().map_err(|raw| ("rejected", format!("arguments are not a JSON object: {raw}")))?;
-            let validator = jsonschema::validator_for(&tool.schema).map_err(|e| ("failed", format!("the tool's schema is invalid: {e}")))?;
+            let arguments = call.arguments.clone().map_err(|raw| (ToolCallStatus::Rejected, format!("arguments are not a JSON object: {raw}")))?;
+            let validator = jsonschema::validator_for(&tool.schema).map_err(|e| (ToolCallStatus::Failed, format!("the tool's schema is invalid: {e}")))?;
             let problems: Vec<String> = validator.iter_errors(&arguments).map(|e| e.to_string()).collect();
             if !problems.is_empty() {
-                return Err(("rejected", format!("invalid arguments: {}", problems.join("; "))));
+                return Err((ToolCallStatus::Rejected, format!("invalid arguments: {}", problems.join("; "))));
             }
-            let text = mcp::call_tool(&self.outbound, tool, arguments).await.map_err(|e| ("failed", e))?;
+            let text = mcp::call_tool(&self.outbound, tool, arguments).await.map_err(|e| (ToolCallStatus::Failed, e))?;
             return Ok(ToolOutput { text, ..ToolOutput::default() });
         }
         if !run.spec.tools.iter().any(|t| t == &call.name) {
-            return Err(("rejected", format!("tool '{}' is not available to this agent", call.name)));
+            return Err((ToolCallStatus::Rejected, format!("tool '{}' is not available to this agent", call.name)));
         }
-        let tool = self.tools.get(&call.name).ok_or_else(|| ("rejected", format!("unknown tool '{}'", call.name)))?;
-        let arguments = call.arguments.clone().map_err(|raw| ("rejected", format!("arguments are not a JSON object: {raw}")))?;
-        self.tools.validate(&call.name, &arguments).map_err(|e| ("rejected", e.to_string()))?;
+        let tool = self.tools.get(&call.name).ok_or_else(|| (ToolCallStatus::Rejected, format!("unknown tool '{}'", call.name)))?;
+        let arguments = call.arguments.clone().map_err(|raw| (ToolCallStatus::Rejected, format!("arguments are not a JSON object: {raw}")))?;
+        self.tools.validate(&call.name, &arguments).map_err(|e| (ToolCallStatus::Rejected, e.to_string()))?;
         let ctx = ToolContext { access: &run.access, collections: &run.spec.collections };
-        tool.call(&ctx, arguments).await.map_err(|e| ("failed", e.to_string()))
+        tool.call(&ctx, arguments).await.map_err(|e| (ToolCallStatus::Failed, e.to_string()))
     }
 
     /// Store the call (before the run goes on, so its record is complete
@@ -318,11 +320,11 @@ impl Agents {
         let request_id = run.call.request_id.clone();
         tokio::spawn(async move {
             let meta = RequestMeta { request_id: Some(request_id), ..Default::default() };
-            let outcome = if row.status == "succeeded" { Outcome::Success } else { Outcome::Failure };
+            let outcome = if row.status == ToolCallStatus::Succeeded { Outcome::Success } else { Outcome::Failure };
             let event = AuditEvent {
                 tenant: Some(&tenant),
                 actor,
-                action: "agent.tool_call",
+                action: AuditAction::AgentToolCall,
                 resource: Some(format!("run:{}", row.run_id)),
                 outcome,
                 meta: &meta,
@@ -442,10 +444,10 @@ impl Agents {
     async fn record(&self, run: &Run, tally: Tally, result: Result<String, Failure>, started: Instant) {
         let kind = run.spec.kind.as_str();
         let (status, output, error) = match &result {
-            Ok(output) => ("succeeded", Some(output.as_str()), None),
-            Err(Failure::Cancelled) => ("cancelled", None, Some(("cancelled", "the run was cancelled".to_owned()))),
-            Err(Failure::Timeout(secs)) => ("failed", None, Some(("timeout", format!("the run took longer than its limit of {secs} s")))),
-            Err(Failure::Stopped(code, message)) => ("failed", None, Some((*code, message.clone()))),
+            Ok(output) => (RunStatus::Succeeded, Some(output.as_str()), None),
+            Err(Failure::Cancelled) => (RunStatus::Cancelled, None, Some(("cancelled", "the run was cancelled".to_owned()))),
+            Err(Failure::Timeout(secs)) => (RunStatus::Failed, None, Some(("timeout", format!("the run took longer than its limit of {secs} s")))),
+            Err(Failure::Stopped(code, message)) => (RunStatus::Failed, None, Some((*code, message.clone()))),
         };
         let citations = serde_json::to_string(&tally.citations).unwrap_or_else(|_| "[]".into());
         let finish = RunFinish {
@@ -467,7 +469,7 @@ impl Agents {
         if let (Ok(answer), Some(thread_id)) = (&result, &run.thread_id) {
             self.append_exchange(run, thread_id, answer).await;
         }
-        metrics::counter!("agent_requests_total", "agent_type" => kind, "status" => status).increment(1);
+        metrics::counter!("agent_requests_total", "agent_type" => kind, "status" => status.as_str()).increment(1);
         metrics::histogram!("agent_run_duration_seconds", "agent_type" => kind).record(started.elapsed().as_secs_f64());
         if let Some(score) = tally.quality {
             metrics::histogram!("agent_quality_score", "agent_type" => kind).record(score);

@@ -8,6 +8,8 @@
 use agentry_db::audit::AuditRow;
 use sha2::{Digest, Sha256};
 
+use agentry_types::AuditAction;
+
 use super::keys::AuditKey;
 
 /// The link of a chain's first event.
@@ -16,10 +18,10 @@ pub const GENESIS: &str = "00000000000000000000000000000000000000000000000000000
 pub const ERASED_METADATA: &str = "{}";
 /// The action of the keyed event that seals a chain's legacy rows: it must
 /// come right after them (its `prev_hash` commits to the legacy head).
-pub const KEYED_MARKER: &str = "audit.keyed";
+pub const KEYED_MARKER: &str = AuditAction::AuditKeyed.as_str();
 /// The action of the keyed event that records an erasure; its metadata
 /// names the erased event ([`erase_metadata`]).
-pub const ERASE_ACTION: &str = "audit.erase";
+pub const ERASE_ACTION: &str = AuditAction::AuditErase.as_str();
 
 /// The pre-0012 hash: SHA-256 over every field and the link. Verified for
 /// rows without a key id; never written any more.

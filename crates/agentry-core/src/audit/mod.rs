@@ -61,20 +61,23 @@
 mod anchor;
 mod format;
 mod keys;
+mod view;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use agentry_db::audit::{AuditFilter, AuditRow};
+use agentry_db::audit::AuditRow;
 use agentry_db::{Db, DbError};
+use agentry_types::AuditAction;
 use serde::Serialize;
 
 pub use anchor::Anchor;
 use format::GENESIS;
 pub use format::{ERASE_ACTION, KEYED_MARKER, erase_metadata};
 pub use keys::{ANCHOR_INFO, AuditKey, AuditKeys, CHAIN_INFO};
+pub use view::{AuditEntry, AuditFilter};
 
 /// The chain of events that belong to no tenant (platform administration, failed logins).
 pub const PLATFORM_CHAIN: &str = "";
@@ -137,7 +140,7 @@ pub struct AuditEvent<'a> {
     /// Tenant id, or `None` for platform-level events.
     pub tenant: Option<&'a str>,
     pub actor: Actor,
-    pub action: &'a str,
+    pub action: AuditAction,
     pub resource: Option<String>,
     pub outcome: Outcome,
     pub meta: &'a RequestMeta,
@@ -169,7 +172,7 @@ pub struct Verification {
 #[derive(Debug, thiserror::Error)]
 pub enum AnchorError {
     #[error(transparent)]
-    Db(#[from] DbError),
+    Failed(#[from] crate::Error),
     /// The chain (or the chain against the given anchor) does not hold: the verification says where and why.
     #[error("the audit chain does not hold: {}", .0.reason.as_deref().unwrap_or_default())]
     Broken(Box<Verification>),
@@ -216,7 +219,7 @@ impl Audit {
     /// first (see the module doc).
     pub async fn record(&self, event: AuditEvent<'_>) -> Result<i64, DbError> {
         let (actor_type, actor_id) = event.actor.parts();
-        let mut row = new_row(event.tenant.unwrap_or(PLATFORM_CHAIN), actor_type, event.action, event.outcome);
+        let mut row = new_row(event.tenant.unwrap_or(PLATFORM_CHAIN), actor_type, event.action.as_str(), event.outcome);
         row.actor_id = actor_id.map(str::to_owned);
         row.resource = event.resource;
         row.ip = event.meta.ip.clone();
@@ -286,8 +289,8 @@ impl Audit {
     }
 
     /// Events of a chain, oldest first.
-    pub async fn list(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditRow>, DbError> {
-        self.db.audit_events(chain, filter, limit).await
+    pub async fn list(&self, chain: &str, filter: &AuditFilter, limit: i64) -> Result<Vec<AuditEntry>, crate::Error> {
+        Ok(self.db.audit_events(chain, &filter.into(), limit).await?.into_iter().map(AuditEntry::from).collect())
     }
 
     /// The chain's current head, signed (see [`Anchor`]) — only once a full
@@ -303,14 +306,14 @@ impl Audit {
     }
 
     /// Walk a chain from its first event and report the first break.
-    pub async fn verify(&self, chain: &str) -> Result<Verification, DbError> {
+    pub async fn verify(&self, chain: &str) -> Result<Verification, crate::Error> {
         self.verify_against(chain, None).await
     }
 
     /// [`Self::verify`], and when an anchor is given: check its signature,
     /// that it is this chain's, and that the chain still holds the anchored
     /// event unchanged (reaches its seq, with its hash).
-    pub async fn verify_against(&self, chain: &str, anchor: Option<&Anchor>) -> Result<Verification, DbError> {
+    pub async fn verify_against(&self, chain: &str, anchor: Option<&Anchor>) -> Result<Verification, crate::Error> {
         let mut walk = Walk::default();
         let mut anchored_hash = None;
         if let Some(anchor) = anchor {
@@ -324,7 +327,7 @@ impl Audit {
                 anchored_hash = Some(GENESIS.to_owned());
             }
         }
-        let mut filter = AuditFilter::default();
+        let mut filter = agentry_db::audit::AuditFilter::default();
         loop {
             let page = self.db.audit_events(chain, &filter, VERIFY_PAGE).await?;
             let Some(last) = page.last() else { break };

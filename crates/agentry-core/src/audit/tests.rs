@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::*;
 
 fn event<'a>(tenant: &'a str, meta: &'a RequestMeta) -> AuditEvent<'a> {
-    AuditEvent { tenant: Some(tenant), actor: Actor::System, action: "test.event", resource: None, outcome: Outcome::Success, meta, metadata: serde_json::json!({}) }
+    AuditEvent { tenant: Some(tenant), actor: Actor::System, action: AuditAction::AuditExport, resource: None, outcome: Outcome::Success, meta, metadata: serde_json::json!({}) }
 }
 
 /// Writers of one chain take turns; a writer of another chain does not wait

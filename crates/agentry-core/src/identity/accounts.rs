@@ -8,6 +8,10 @@
 
 use agentry_db::DbError;
 use agentry_db::identity::{MembershipRow, RoleRow, TenantRow, UserRow};
+use agentry_types::AuditAction;
+
+use super::Credential;
+use super::views::{Account, Me, Membership, PrincipalInfo, Tenant, VisibleTenant};
 use agentry_types::{BuiltinRole, Permission, PermissionSet};
 use serde::Serialize;
 
@@ -62,7 +66,7 @@ pub(crate) fn check_email(email: &str) -> Result<(), Error> {
 impl Identity {
     /// First start: a tenant, and a platform admin who is its admin. Refused
     /// once any user exists with that email or the tenant slug is taken.
-    pub async fn bootstrap(&self, tenant_slug: &str, tenant_name: &str, email: &str, password: &str) -> Result<(TenantRow, String), Error> {
+    pub async fn bootstrap(&self, tenant_slug: &str, tenant_name: &str, email: &str, password: &str) -> Result<(Tenant, String), Error> {
         check_slug(tenant_slug)?;
         let email = normalise_email(email);
         check_email(&email)?;
@@ -74,8 +78,17 @@ impl Identity {
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
         self.db.upsert_membership(&tenant.id, &user.id, BuiltinRole::Admin.as_str(), now).await?;
         let meta = RequestMeta::default();
-        self.record(Some(&tenant.id), Actor::System, "admin.bootstrap", Some(format!("user:{}", user.id)), Outcome::Success, &meta, serde_json::json!({ "email": email })).await?;
-        Ok((tenant, user.id))
+        self.record(
+            Some(&tenant.id),
+            Actor::System,
+            AuditAction::AdminBootstrap,
+            Some(format!("user:{}", user.id)),
+            Outcome::Success,
+            &meta,
+            serde_json::json!({ "email": email }),
+        )
+        .await?;
+        Ok((tenant.into(), user.id))
     }
 
     /// Self-registration (when `identity.self_registration` is on): a user
@@ -90,7 +103,7 @@ impl Identity {
         self.settings.password_policy.check(password, "password")?;
         let user = new_user_row(&email, display_name, Some(self.passwords.hash(password.to_owned()).await?), false, false, now_ms());
         self.db.insert_user(&user).await.map_err(conflict("user"))?;
-        self.record(None, Actor::User(user.id.clone()), "user.register", Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({})).await?;
+        self.record(None, Actor::User(user.id.clone()), AuditAction::UserRegister, Some(format!("user:{}", user.id)), Outcome::Success, meta, serde_json::json!({})).await?;
         self.queue_verification(&user).await?;
         Ok(user.id)
     }
@@ -115,12 +128,12 @@ impl Identity {
             self.keys.invalidate_all();
             self.access_changed();
         }
-        let action = if active { "user.enable" } else { "user.disable" };
+        let action = if active { AuditAction::UserEnable } else { AuditAction::UserDisable };
         self.record(None, principal.actor(), action, Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// A new tenant with `owner` (a user id) as its admin. Platform admins only.
-    pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<TenantRow, Error> {
+    pub async fn create_tenant(&self, principal: &Principal, slug: &str, name: &str, owner: Option<&str>, meta: &RequestMeta) -> Result<Tenant, Error> {
         if !principal.is_platform_admin() {
             return Err(Error::Forbidden("only platform administrators create tenants".into()));
         }
@@ -133,32 +146,48 @@ impl Identity {
             self.db.upsert_membership(&tenant.id, owner, BuiltinRole::Admin.as_str(), now).await?;
             self.access_changed();
         }
-        self.record(Some(&tenant.id), principal.actor(), "tenant.create", Some(format!("tenant:{}", tenant.id)), Outcome::Success, meta, serde_json::json!({ "slug": slug }))
-            .await?;
-        Ok(tenant)
+        self.record(
+            Some(&tenant.id),
+            principal.actor(),
+            AuditAction::TenantCreate,
+            Some(format!("tenant:{}", tenant.id)),
+            Outcome::Success,
+            meta,
+            serde_json::json!({ "slug": slug }),
+        )
+        .await?;
+        Ok(tenant.into())
     }
 
     /// Tenants the principal can enter (all of them for platform admins).
-    pub async fn visible_tenants(&self, principal: &Principal) -> Result<Vec<MembershipOrTenant>, Error> {
+    pub async fn visible_tenants(&self, principal: &Principal) -> Result<Vec<VisibleTenant>, Error> {
+        let tenant = |row: TenantRow| VisibleTenant::Tenant(row.into());
         if principal.is_platform_admin() {
-            return Ok(self.db.all_tenants().await?.into_iter().map(MembershipOrTenant::Tenant).collect());
+            return Ok(self.db.all_tenants().await?.into_iter().map(tenant).collect());
         }
-        match principal {
-            Principal::ApiKey { tenant_id, .. } => Ok(self.db.tenant(tenant_id).await?.into_iter().map(MembershipOrTenant::Tenant).collect()),
+        match &principal.0 {
+            Credential::ApiKey { tenant_id, .. } => Ok(self.db.tenant(tenant_id).await?.into_iter().map(tenant).collect()),
             _ => {
                 let user = principal.user_id().unwrap_or_default();
-                Ok(self.db.memberships_of_user(user).await?.into_iter().map(MembershipOrTenant::Membership).collect())
+                Ok(self.db.memberships_of_user(user).await?.into_iter().map(|row| VisibleTenant::Membership(row.into())).collect())
             }
         }
     }
 
-    pub async fn members(&self, access: &TenantAccess) -> Result<Vec<MembershipRow>, Error> {
+    /// Who is calling: the credential, its account and the tenants it sees.
+    pub async fn me(&self, principal: &Principal) -> Result<Me, Error> {
+        let (kind, id) = (principal.kind(), principal.id().map(str::to_owned));
+        let user = self.user_of(principal).await?.map(Account::from);
+        Ok(Me { principal: PrincipalInfo { kind, id }, user, tenants: self.visible_tenants(principal).await? })
+    }
+
+    pub async fn members(&self, access: &TenantAccess) -> Result<Vec<Membership>, Error> {
         access.require(Permission::ManageUsers)?;
-        Ok(self.db.members_of_tenant(&access.tenant_id).await?)
+        Ok(self.db.members_of_tenant(&access.tenant_id).await?.into_iter().map(Membership::from).collect())
     }
 
     /// Change a member's role.
-    pub async fn set_member_role(&self, access: &TenantAccess, user_id: &str, role: &str, meta: &RequestMeta) -> Result<MembershipRow, Error> {
+    pub async fn set_member_role(&self, access: &TenantAccess, user_id: &str, role: &str, meta: &RequestMeta) -> Result<Membership, Error> {
         access.require(Permission::ManageUsers)?;
         self.grantable_role(access, role).await?;
         let current = self.db.membership(&access.tenant_id, user_id).await?.ok_or(Error::NotFound("member".into()))?;
@@ -167,8 +196,8 @@ impl Identity {
         self.db.upsert_membership(&access.tenant_id, user_id, role, now_ms()).await?;
         self.access_changed();
         let metadata = serde_json::json!({ "from": current.role, "to": role });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.update", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata).await?;
-        self.db.membership(&access.tenant_id, user_id).await?.ok_or(Error::NotFound("member".into()))
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::MembershipUpdate, Some(format!("user:{user_id}")), Outcome::Success, meta, metadata).await?;
+        Ok(self.db.membership(&access.tenant_id, user_id).await?.ok_or(Error::NotFound("member".into()))?.into())
     }
 
     /// End a membership; the user leaves the tenant's groups with it (same transaction).
@@ -179,7 +208,16 @@ impl Identity {
         self.keep_an_admin(&access.tenant_id, &current, None).await?;
         self.db.delete_membership(&access.tenant_id, user_id).await?;
         self.access_changed();
-        self.record(Some(&access.tenant_id), access.principal.actor(), "membership.delete", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
+        self.record(
+            Some(&access.tenant_id),
+            access.principal.actor(),
+            AuditAction::MembershipDelete,
+            Some(format!("user:{user_id}")),
+            Outcome::Success,
+            meta,
+            serde_json::json!({}),
+        )
+        .await
     }
 
     pub(crate) async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), Error> {
@@ -240,7 +278,7 @@ impl Identity {
         self.record(
             Some(&access.tenant_id),
             access.principal.actor(),
-            "role.put",
+            AuditAction::RolePut,
             Some(format!("role:{name}")),
             Outcome::Success,
             meta,
@@ -260,7 +298,7 @@ impl Identity {
             return Err(Error::NotFound("role".into()));
         }
         self.access_changed();
-        self.record(Some(&access.tenant_id), access.principal.actor(), "role.delete", Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({})).await
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::RoleDelete, Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Change the tenant's name and/or its "MFA required" policy.
@@ -272,14 +310,6 @@ impl Identity {
         self.db.update_tenant(&access.tenant_id, name.map(str::trim), mfa_required).await?;
         self.access_changed();
         let metadata = serde_json::json!({ "name": name, "mfa_required": mfa_required });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "tenant.update", None, Outcome::Success, meta, metadata).await
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::TenantUpdate, None, Outcome::Success, meta, metadata).await
     }
-}
-
-/// A tenant as a principal sees it in a listing.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum MembershipOrTenant {
-    Membership(MembershipRow),
-    Tenant(TenantRow),
 }

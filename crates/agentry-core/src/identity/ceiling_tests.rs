@@ -10,7 +10,7 @@ use agentry_types::{Permission, PermissionSet};
 use proptest::prelude::*;
 
 use super::accounts::new_user_row;
-use super::{Identity, IdentitySettings, NewApiKey, Principal, RequestMeta, TenantAccess};
+use super::{Credential, Identity, IdentitySettings, NewApiKey, Principal, RequestMeta, TenantAccess};
 use crate::audit::Audit;
 
 const TENANT: &str = "t-ceiling";
@@ -55,7 +55,7 @@ async fn world(actor: PermissionSet, custom_a: PermissionSet) -> World {
     let mut settings = IdentitySettings::default();
     settings.argon2.memory_kib = 1024;
     settings.argon2.iterations = 1;
-    let identity = Identity::new(db.clone(), Audit::new(db.clone()), crate::secrets::Sealer::development(), settings).await.unwrap();
+    let identity = Identity::new(db.clone(), Audit::new(db.clone()), crate::secrets::Sealer::development(), "ceiling-tests-master-key".into(), settings).await.unwrap();
     db.insert_tenant(&TenantRow { id: TENANT.into(), slug: TENANT.into(), name: TENANT.into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
     for (name, permissions) in [("actor", actor), ("custom-a", custom_a)] {
         let row = agentry_db::identity::RoleRow {
@@ -79,7 +79,7 @@ async fn world(actor: PermissionSet, custom_a: PermissionSet) -> World {
 
 impl World {
     fn principal(&self, i: usize) -> Principal {
-        Principal::User { user_id: self.users[i].clone(), session_id: format!("s{i}"), platform_admin: false, mfa: true }
+        Principal(Credential::User { user_id: self.users[i].clone(), session_id: format!("s{i}"), platform_admin: false, mfa: true })
     }
 
     /// What each member holds now (members who left hold nothing).

@@ -15,23 +15,16 @@
 //! permissions (roles do).
 
 use agentry_db::DbError;
-use agentry_db::groups::{GroupMemberRow, GroupRow};
+use agentry_db::groups::GroupRow;
+use agentry_types::AuditAction;
 use agentry_types::Permission;
-use serde::Serialize;
 
+use super::views::{Group, GroupInfo, GroupMember};
 use super::{Error, Identity, RequestMeta, TenantAccess, now_ms};
 use crate::audit::Outcome;
 
 const MAX_NAME_CHARS: usize = 100;
 const MAX_DESCRIPTION_CHARS: usize = 1000;
-
-/// A group with its members, as `GET …/groups/{group_id}` shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct GroupInfo {
-    #[serde(flatten)]
-    pub group: GroupRow,
-    pub members: Vec<GroupMemberRow>,
-}
 
 /// The trimmed name, or why it is refused.
 fn check_name(name: &str) -> Result<&str, Error> {
@@ -57,7 +50,7 @@ fn name_taken(e: DbError) -> Error {
 }
 
 impl Identity {
-    pub async fn create_group(&self, access: &TenantAccess, name: &str, description: &str, meta: &RequestMeta) -> Result<GroupRow, Error> {
+    pub async fn create_group(&self, access: &TenantAccess, name: &str, description: &str, meta: &RequestMeta) -> Result<Group, Error> {
         access.require(Permission::ManageUsers)?;
         let name = check_name(name)?;
         check_description(description)?;
@@ -79,13 +72,13 @@ impl Identity {
             self.db.add_group_member(&access.tenant_id, &group.id, creator, now).await?;
         }
         let metadata = serde_json::json!({ "name": name });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.create", Some(format!("group:{}", group.id)), Outcome::Success, meta, metadata).await?;
-        Ok(group)
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::GroupCreate, Some(format!("group:{}", group.id)), Outcome::Success, meta, metadata).await?;
+        Ok(group.into())
     }
 
-    pub async fn groups(&self, access: &TenantAccess) -> Result<Vec<GroupRow>, Error> {
+    pub async fn groups(&self, access: &TenantAccess) -> Result<Vec<Group>, Error> {
         access.require(Permission::ManageUsers)?;
-        Ok(self.db.groups_of_tenant(&access.tenant_id).await?)
+        Ok(self.db.groups_of_tenant(&access.tenant_id).await?.into_iter().map(Group::from).collect())
     }
 
     /// One group with its members.
@@ -93,7 +86,7 @@ impl Identity {
         access.require(Permission::ManageUsers)?;
         let group = self.db.group(&access.tenant_id, group_id).await?.ok_or(Error::NotFound("group".into()))?;
         let members = self.db.group_members(&access.tenant_id, group_id).await?;
-        Ok(GroupInfo { group, members })
+        Ok(GroupInfo { group: group.into(), members: members.into_iter().map(GroupMember::from).collect() })
     }
 
     /// Rename and/or describe a group (`None` keeps the value).
@@ -105,7 +98,7 @@ impl Identity {
             return Err(Error::NotFound("group".into()));
         }
         let metadata = serde_json::json!({ "name": name, "description": description });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.update", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::GroupUpdate, Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await?;
         self.group(access, group_id).await
     }
 
@@ -130,7 +123,8 @@ impl Identity {
         if !self.db.delete_group(&access.tenant_id, group_id).await? {
             return Err(Error::NotFound("group".into()));
         }
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.delete", Some(format!("group:{group_id}")), Outcome::Success, meta, serde_json::json!({})).await
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::GroupDelete, Some(format!("group:{group_id}")), Outcome::Success, meta, serde_json::json!({}))
+            .await
     }
 
     /// Put a member of the tenant in a group (idempotent; audited only when it changed something).
@@ -142,7 +136,8 @@ impl Identity {
         }
         if self.db.add_group_member(&access.tenant_id, group_id, user_id, now_ms()).await? {
             let metadata = serde_json::json!({ "user_id": user_id });
-            self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_add", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await?;
+            self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::GroupMemberAdd, Some(format!("group:{group_id}")), Outcome::Success, meta, metadata)
+                .await?;
         }
         Ok(())
     }
@@ -154,6 +149,6 @@ impl Identity {
             return Err(Error::NotFound("group member".into()));
         }
         let metadata = serde_json::json!({ "user_id": user_id });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "group.member_remove", Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::GroupMemberRemove, Some(format!("group:{group_id}")), Outcome::Success, meta, metadata).await
     }
 }

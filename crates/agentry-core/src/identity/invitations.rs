@@ -21,6 +21,8 @@
 //! Must not: show a token anywhere but the create answer (link delivery)
 //! or the mail, or change an existing membership through an invitation.
 
+use agentry_types::AuditAction;
+use agentry_types::InvitationStatus;
 use std::time::Duration;
 
 use agentry_db::DbError;
@@ -64,8 +66,7 @@ pub struct InvitationInfo {
     pub invited_by: String,
     /// `email` (mailed) or `link` (shown to the inviter).
     pub delivered: String,
-    /// `pending`, `accepted`, `revoked` or `expired`.
-    pub status: &'static str,
+    pub status: InvitationStatus,
     pub created_at_ms: i64,
     pub expires_at_ms: i64,
     pub accepted_at_ms: Option<i64>,
@@ -117,15 +118,15 @@ pub struct AcceptedInvitation {
     pub tokens: Option<LoginTokens>,
 }
 
-fn status(row: &InvitationRow, now: i64) -> &'static str {
+fn status(row: &InvitationRow, now: i64) -> InvitationStatus {
     if row.accepted_at_ms.is_some() {
-        "accepted"
+        InvitationStatus::Accepted
     } else if row.revoked_at_ms.is_some() {
-        "revoked"
+        InvitationStatus::Revoked
     } else if row.expires_at_ms <= now {
-        "expired"
+        InvitationStatus::Expired
     } else {
-        "pending"
+        InvitationStatus::Pending
     }
 }
 
@@ -220,7 +221,8 @@ impl Identity {
             self.mail_queued();
         }
         let metadata = serde_json::json!({ "email": email, "role": row.role, "delivered": row.delivered, "expires_at_ms": row.expires_at_ms });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "invitation.create", Some(format!("invitation:{}", row.id)), Outcome::Success, meta, metadata).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::InvitationCreate, Some(format!("invitation:{}", row.id)), Outcome::Success, meta, metadata)
+            .await?;
         Ok(CreatedInvitation { invitation: InvitationInfo::from_row(row, now), accept_token: (!by_mail).then(|| token.clone()), accept_url: if by_mail { None } else { url } })
     }
 
@@ -248,7 +250,7 @@ impl Identity {
             return Ok(());
         }
         let metadata = serde_json::json!({ "email": row.email, "role": row.role });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "invitation.revoke", Some(format!("invitation:{id}")), Outcome::Success, meta, metadata).await
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::InvitationRevoke, Some(format!("invitation:{id}")), Outcome::Success, meta, metadata).await
     }
 
     /// An invitation grants only what its inviter could grant when it is
@@ -278,13 +280,13 @@ impl Identity {
     async fn pending_invitation(&self, token: &str) -> Result<InvitationRow, Error> {
         let row = self.db.invitation_by_hash(&api_keys::hash(token.trim())).await?.ok_or_else(|| Error::invalid(INVALID_LINK, "token"))?;
         match status(&row, now_ms()) {
-            "pending" => {
+            InvitationStatus::Pending => {
                 self.inviter_still_grants(&row).await?;
                 Ok(row)
             }
-            "accepted" => Err(Error::invalid("this invitation was already used", "token")),
-            "revoked" => Err(Error::invalid("this invitation was revoked", "token")),
-            _ => Err(Error::invalid("this invitation has expired: ask for a new one", "token")),
+            InvitationStatus::Accepted => Err(Error::invalid("this invitation was already used", "token")),
+            InvitationStatus::Revoked => Err(Error::invalid("this invitation was revoked", "token")),
+            InvitationStatus::Expired => Err(Error::invalid("this invitation has expired: ask for a new one", "token")),
         }
     }
 
@@ -338,7 +340,7 @@ impl Identity {
         self.record(
             None,
             Actor::User(existing.id.clone()),
-            "user.reclaim",
+            AuditAction::UserReclaim,
             Some(format!("user:{}", existing.id)),
             Outcome::Success,
             meta,
@@ -392,16 +394,16 @@ impl Identity {
         let tenant = Some(invitation.tenant_id.as_str());
         let actor = || Actor::User(user_id.to_owned());
         let metadata = serde_json::json!({ "email": invitation.email, "role": invitation.role, "new_account": new_account, "email_verified": verified });
-        self.record(tenant, actor(), "invitation.accept", Some(format!("invitation:{}", invitation.id)), Outcome::Success, meta, metadata).await?;
+        self.record(tenant, actor(), AuditAction::InvitationAccept, Some(format!("invitation:{}", invitation.id)), Outcome::Success, meta, metadata).await?;
         let metadata = serde_json::json!({ "email": invitation.email, "role": invitation.role, "invitation": invitation.id });
-        self.record(tenant, actor(), "membership.create", Some(format!("user:{user_id}")), Outcome::Success, meta, metadata).await
+        self.record(tenant, actor(), AuditAction::MembershipCreate, Some(format!("user:{user_id}")), Outcome::Success, meta, metadata).await
     }
 
     /// Audit a refused acceptance; returns the refusal.
     async fn refuse_acceptance(&self, invitation: &InvitationRow, user: &UserRow, reason: &str, meta: &RequestMeta) -> Error {
         let metadata = serde_json::json!({ "reason": reason, "email_verified": user.email_verified });
         let resource = Some(format!("invitation:{}", invitation.id));
-        match self.record(Some(&invitation.tenant_id), Actor::User(user.id.clone()), "invitation.accept", resource, Outcome::Denied, meta, metadata).await {
+        match self.record(Some(&invitation.tenant_id), Actor::User(user.id.clone()), AuditAction::InvitationAccept, resource, Outcome::Denied, meta, metadata).await {
             Ok(()) => Error::Forbidden(reason.to_owned()),
             Err(error) => error,
         }
@@ -452,7 +454,7 @@ impl Identity {
             return Err(Error::RateLimited { message: "too many verification mails in the last hour; retry later".into(), retry_after: Duration::from_secs(600) });
         }
         self.queue_verification(&user).await?;
-        self.record(None, principal.actor(), "user.verification_sent", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
+        self.record(None, principal.actor(), AuditAction::UserVerificationSent, Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// Use a verification link: the account's address is verified.
@@ -460,7 +462,8 @@ impl Identity {
         let Some(user_id) = self.db.use_email_verification(&api_keys::hash(token.trim()), now_ms()).await? else {
             return Err(Error::invalid("this verification link is not valid, was used or has expired", "token"));
         };
-        self.record(None, Actor::User(user_id.clone()), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "link" })).await?;
+        self.record(None, Actor::User(user_id.clone()), AuditAction::UserVerifyEmail, Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "link" }))
+            .await?;
         Ok(user_id)
     }
 
@@ -472,6 +475,7 @@ impl Identity {
         if !self.db.set_email_verified(user_id, now_ms()).await? {
             return Err(Error::NotFound("user".into()));
         }
-        self.record(None, principal.actor(), "user.verify_email", Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "platform_admin" })).await
+        self.record(None, principal.actor(), AuditAction::UserVerifyEmail, Some(format!("user:{user_id}")), Outcome::Success, meta, serde_json::json!({ "by": "platform_admin" }))
+            .await
     }
 }

@@ -10,10 +10,11 @@
 //! rotation by anyone else would hand them the owner's standing).
 
 use agentry_db::identity::ApiKeyRow;
+use agentry_types::AuditAction;
 use agentry_types::{Permission, PermissionSet};
 use serde::Serialize;
 
-use super::{Error, Identity, Principal, RequestMeta, TenantAccess, api_keys, now_ms};
+use super::{Credential, Error, Identity, RequestMeta, TenantAccess, api_keys, now_ms};
 use crate::audit::Outcome;
 
 /// What to create.
@@ -81,10 +82,10 @@ const MAX_SECS: u64 = 10 * 365 * 24 * 3600;
 
 impl Identity {
     fn key_owner(access: &TenantAccess) -> Result<&str, Error> {
-        match &access.principal {
-            Principal::User { user_id, .. } => Ok(user_id),
-            Principal::ApiKey { .. } => Err(Error::Forbidden("API keys cannot create API keys; sign in".into())),
-            Principal::MasterKey => Err(Error::Forbidden("the master key does not own API keys; sign in as a user".into())),
+        match &access.principal.0 {
+            Credential::User { user_id, .. } => Ok(user_id),
+            Credential::ApiKey { .. } => Err(Error::Forbidden("API keys cannot create API keys; sign in".into())),
+            Credential::MasterKey => Err(Error::Forbidden("the master key does not own API keys; sign in as a user".into())),
         }
     }
 
@@ -126,7 +127,7 @@ impl Identity {
         self.record(
             Some(&access.tenant_id),
             access.principal.actor(),
-            "api_key.create",
+            AuditAction::ApiKeyCreate,
             Some(format!("api_key:{}", row.id)),
             Outcome::Success,
             meta,
@@ -140,7 +141,7 @@ impl Identity {
     /// A key sees itself; a signed-in user their own keys, or every key of
     /// the tenant with `manage_api_keys`.
     pub async fn api_keys(&self, access: &TenantAccess) -> Result<Vec<ApiKeyInfo>, Error> {
-        if let Principal::ApiKey { key_id, .. } = &access.principal {
+        if let Credential::ApiKey { key_id, .. } = &access.principal.0 {
             return Ok(self.db.api_key(&access.tenant_id, key_id).await?.iter().map(ApiKeyInfo::from).collect());
         }
         let own = if access.can(Permission::ManageApiKeys) { None } else { access.principal.user_id() };
@@ -153,10 +154,10 @@ impl Identity {
     /// reveal nothing.
     async fn visible_key(&self, access: &TenantAccess, id: &str) -> Result<(ApiKeyRow, KeyRelation), Error> {
         let row = self.db.api_key(&access.tenant_id, id).await?.ok_or(Error::NotFound("api key".into()))?;
-        match &access.principal {
-            Principal::ApiKey { key_id, .. } if *key_id == row.id => Ok((row, KeyRelation::Own)),
-            Principal::ApiKey { .. } => Err(Error::NotFound("api key".into())),
-            principal if principal.user_id() == Some(row.user_id.as_str()) => Ok((row, KeyRelation::Own)),
+        match &access.principal.0 {
+            Credential::ApiKey { key_id, .. } if *key_id == row.id => Ok((row, KeyRelation::Own)),
+            Credential::ApiKey { .. } => Err(Error::NotFound("api key".into())),
+            _ if access.principal.user_id() == Some(row.user_id.as_str()) => Ok((row, KeyRelation::Own)),
             _ if access.can(Permission::ManageApiKeys) => Ok((row, KeyRelation::Managed)),
             _ => Err(Error::NotFound("api key".into())),
         }
@@ -174,7 +175,8 @@ impl Identity {
             return Err(Error::NotFound("api key".into()));
         }
         self.keys.invalidate(&row.secret_hash);
-        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.revoke", Some(format!("api_key:{id}")), Outcome::Success, meta, serde_json::json!({})).await
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::ApiKeyRevoke, Some(format!("api_key:{id}")), Outcome::Success, meta, serde_json::json!({}))
+            .await
     }
 
     /// A new secret for the key; the old one keeps working for `grace_secs`.
@@ -204,7 +206,7 @@ impl Identity {
         self.db.rotate_api_key(&access.tenant_id, id, now + (grace_secs * 1000) as i64, &new).await?;
         self.keys.invalidate(&old.secret_hash);
         let metadata = serde_json::json!({ "new_key": new.id, "grace_secs": grace_secs });
-        self.record(Some(&access.tenant_id), access.principal.actor(), "api_key.rotate", Some(format!("api_key:{id}")), Outcome::Success, meta, metadata).await?;
+        self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::ApiKeyRotate, Some(format!("api_key:{id}")), Outcome::Success, meta, metadata).await?;
         Ok(CreatedApiKey { info: ApiKeyInfo::from(&new), key: generated.secret })
     }
 }

@@ -10,6 +10,7 @@
 //! The secret is stored sealed (`crate::secrets`, bound to the user) and
 //! opened only to compute codes.
 
+use agentry_types::AuditAction;
 use base64::Engine;
 use rand::RngCore;
 use serde::Serialize;
@@ -99,7 +100,7 @@ impl Identity {
         let otpauth_uri = totp(&secret, &user.email)?.get_url();
         let sealed = self.sealer.seal(&Place::totp_secret(user_id), secret.as_bytes()).map_err(|e| Error::Internal(e.to_string()))?;
         self.db.set_totp(user_id, Some(&sealed), false, now_ms()).await?;
-        self.record(None, principal.actor(), "mfa.enrol", None, Outcome::Success, meta, serde_json::json!({ "method": "totp" })).await?;
+        self.record(None, principal.actor(), AuditAction::MfaEnrol, None, Outcome::Success, meta, serde_json::json!({ "method": "totp" })).await?;
         Ok(TotpEnrolment { secret, otpauth_uri })
     }
 
@@ -113,14 +114,14 @@ impl Identity {
         let secret = self.open_totp_secret(user_id, &stored)?;
         let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         let Some(step) = matching_step(&totp(&secret, &user.email)?, code.trim()) else {
-            self.record(None, principal.actor(), "mfa.enrol_confirm", None, Outcome::Failure, meta, serde_json::json!({})).await?;
+            self.record(None, principal.actor(), AuditAction::MfaEnrolConfirm, None, Outcome::Failure, meta, serde_json::json!({})).await?;
             return Err(Error::invalid("the code does not match", "code"));
         };
         self.db.set_totp(user_id, Some(&stored), true, now_ms()).await?;
         self.db.claim_totp_step(user_id, step).await?;
         let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
         self.db.replace_recovery_codes(user_id, &codes.iter().map(|c| api_keys::hash(c)).collect::<Vec<_>>()).await?;
-        self.record(None, principal.actor(), "mfa.enrol_confirm", None, Outcome::Success, meta, serde_json::json!({ "method": "totp" })).await?;
+        self.record(None, principal.actor(), AuditAction::MfaEnrolConfirm, None, Outcome::Success, meta, serde_json::json!({ "method": "totp" })).await?;
         Ok(codes)
     }
 
@@ -128,12 +129,12 @@ impl Identity {
     pub async fn disable_mfa(&self, principal: &Principal, factor: SecondFactor<'_>, meta: &RequestMeta) -> Result<(), Error> {
         let (user_id, _) = signed_in(principal)?;
         if !self.check_factor(user_id, factor).await? {
-            self.record_auth_failure(Some(user_id), "mfa.disable", meta, serde_json::json!({})).await?;
+            self.record_auth_failure(Some(user_id), AuditAction::MfaDisable, meta, serde_json::json!({})).await?;
             return Err(Error::invalid("the code does not match", "code"));
         }
         self.db.set_totp(user_id, None, false, now_ms()).await?;
         self.db.replace_recovery_codes(user_id, &[]).await?;
-        self.record(None, principal.actor(), "mfa.disable", None, Outcome::Success, meta, serde_json::json!({})).await
+        self.record(None, principal.actor(), AuditAction::MfaDisable, None, Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// The second step of a sign-in: the challenge from `login` and a factor.
@@ -149,7 +150,7 @@ impl Identity {
             SecondFactor::RecoveryCode(_) => "recovery_code",
         };
         if !self.check_factor(&user.id, factor).await? {
-            self.record_auth_failure(Some(&user.id), "mfa.verify", meta, serde_json::json!({ "method": method })).await?;
+            self.record_auth_failure(Some(&user.id), AuditAction::MfaVerify, meta, serde_json::json!({ "method": method })).await?;
             return Err(Error::InvalidCredentials);
         }
         if user.failed_logins > 0 {
@@ -160,7 +161,7 @@ impl Identity {
         self.record(
             None,
             Actor::User(user.id.clone()),
-            "auth.login",
+            AuditAction::AuthLogin,
             Some(format!("session:{}", tokens.session_id)),
             Outcome::Success,
             meta,

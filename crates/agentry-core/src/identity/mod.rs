@@ -7,7 +7,7 @@
 //! rotation with reuse detection, logout), `accounts` (tenants, users,
 //! memberships, roles), `groups` (named sets of members for document ACLs),
 //! `keys` (API key lifecycle), `invitations` (joining tenants by invitation,
-//! e-mail verification).
+//! e-mail verification), `views` (what the API shows of its objects).
 //!
 //! Must not: know about HTTP (the server maps [`Error`] to statuses
 //! and reads headers into [`RequestMeta`]).
@@ -24,21 +24,25 @@ pub mod oidc;
 pub mod passwords;
 mod sessions;
 pub mod tokens;
+mod views;
 
+use agentry_types::AuditAction;
 use std::sync::Arc;
 use std::time::Duration;
 
 use agentry_db::Db;
 use agentry_db::identity::{ApiKeyRow, UserRow};
 use agentry_types::{BuiltinRole, Permission, PermissionSet};
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
 
 pub use accounts::RoleInfo;
-pub use groups::GroupInfo;
 pub use invitations::{AcceptedInvitation, CreatedInvitation, InvitationInfo, NewInvitation};
 pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
 pub use mfa::{SecondFactor, TOTP_ISSUER, TotpEnrolment};
 pub use passwords::{Argon2Settings, PasswordPolicy};
 pub use sessions::{LoginOutcome, LoginTokens, SessionInfo};
+pub use views::{Account, Group, GroupInfo, GroupMember, Me, Membership, PrincipalInfo, PrincipalKind, Tenant, VisibleTenant};
 
 pub use crate::audit::RequestMeta;
 use crate::audit::{Actor, Audit, AuditEvent, Outcome};
@@ -103,9 +107,15 @@ impl Default for IdentitySettings {
     }
 }
 
-/// An authenticated caller.
+/// An authenticated caller. Opaque: only [`Identity::authenticate`] makes
+/// one (the master key included), so holding one proves the credential
+/// was checked; other crates read it through its accessors.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Principal {
+pub struct Principal(pub(crate) Credential);
+
+/// What a [`Principal`] authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Credential {
     /// A signed-in user (JWT access token of a live session).
     User { user_id: String, session_id: String, platform_admin: bool, mfa: bool },
     /// A program with an API key, bound to one tenant.
@@ -116,24 +126,58 @@ pub enum Principal {
 
 impl Principal {
     pub fn actor(&self) -> Actor {
-        match self {
-            Self::User { user_id, .. } => Actor::User(user_id.clone()),
-            Self::ApiKey { key_id, .. } => Actor::ApiKey(key_id.clone()),
-            Self::MasterKey => Actor::MasterKey,
+        match &self.0 {
+            Credential::User { user_id, .. } => Actor::User(user_id.clone()),
+            Credential::ApiKey { key_id, .. } => Actor::ApiKey(key_id.clone()),
+            Credential::MasterKey => Actor::MasterKey,
+        }
+    }
+
+    /// What the caller authenticated with.
+    pub fn kind(&self) -> PrincipalKind {
+        match &self.0 {
+            Credential::User { .. } => PrincipalKind::User,
+            Credential::ApiKey { .. } => PrincipalKind::ApiKey,
+            Credential::MasterKey => PrincipalKind::MasterKey,
         }
     }
 
     /// The user behind the principal (the key's owner for API keys).
     pub fn user_id(&self) -> Option<&str> {
-        match self {
-            Self::User { user_id, .. } | Self::ApiKey { user_id, .. } => Some(user_id),
-            Self::MasterKey => None,
+        match &self.0 {
+            Credential::User { user_id, .. } | Credential::ApiKey { user_id, .. } => Some(user_id),
+            Credential::MasterKey => None,
+        }
+    }
+
+    /// The API key's id, when the caller used one.
+    pub fn api_key_id(&self) -> Option<&str> {
+        match &self.0 {
+            Credential::ApiKey { key_id, .. } => Some(key_id),
+            _ => None,
+        }
+    }
+
+    /// The session of a signed-in user.
+    pub fn session_id(&self) -> Option<&str> {
+        match &self.0 {
+            Credential::User { session_id, .. } => Some(session_id),
+            _ => None,
+        }
+    }
+
+    /// The credential's id as the API shows it (none for the master key).
+    pub fn id(&self) -> Option<&str> {
+        match &self.0 {
+            Credential::User { user_id, .. } => Some(user_id),
+            Credential::ApiKey { key_id, .. } => Some(key_id),
+            Credential::MasterKey => None,
         }
     }
 
     /// Platform administration (tenants, any tenant): the master key and platform admins.
     pub fn is_platform_admin(&self) -> bool {
-        matches!(self, Self::MasterKey | Self::User { platform_admin: true, .. })
+        matches!(self.0, Credential::MasterKey | Credential::User { platform_admin: true, .. })
     }
 }
 
@@ -224,10 +268,10 @@ pub(crate) fn stored_permissions(json: &str, kind: &str, id: &str) -> Permission
 
 /// What identifies a principal's standing in a tenant, for the access cache.
 fn principal_key(principal: &Principal) -> String {
-    match principal {
-        Principal::MasterKey => "master".into(),
-        Principal::User { user_id, platform_admin, mfa, .. } => format!("user:{user_id}:{platform_admin}:{mfa}"),
-        Principal::ApiKey { key_id, .. } => format!("key:{key_id}"),
+    match &principal.0 {
+        Credential::MasterKey => "master".into(),
+        Credential::User { user_id, platform_admin, mfa, .. } => format!("user:{user_id}:{platform_admin}:{mfa}"),
+        Credential::ApiKey { key_id, .. } => format!("key:{key_id}"),
     }
 }
 
@@ -252,6 +296,8 @@ struct VerifiedKey {
 #[derive(Clone)]
 pub struct Identity {
     db: Db,
+    /// The break-glass credential (see [`Credential::MasterKey`]).
+    master_key: Arc<SecretString>,
     settings: Arc<IdentitySettings>,
     passwords: passwords::PasswordHasherPool,
     tokens: tokens::TokenSigner,
@@ -300,7 +346,10 @@ const REJECTION_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 impl Identity {
     /// Load signing keys (creating the first) and build the caches. `sealer`
     /// seals the secrets identity stores (signing keys, TOTP secrets).
-    pub async fn new(db: Db, audit: Audit, sealer: Sealer, settings: IdentitySettings) -> Result<Self, Error> {
+    pub async fn new(db: Db, audit: Audit, sealer: Sealer, master_key: SecretString, settings: IdentitySettings) -> Result<Self, Error> {
+        if master_key.expose_secret().len() < 16 {
+            return Err(Error::invalid("the master key must be at least 16 characters", "master_key"));
+        }
         if settings.access_token_ttl_secs == 0 || settings.access_token_ttl_secs > 900 {
             return Err(Error::invalid("identity.access_token_ttl_secs must be between 1 and 900", "access_token_ttl_secs"));
         }
@@ -328,6 +377,7 @@ impl Identity {
         let passwords = passwords::PasswordHasherPool::new(settings.argon2)?;
         let tokens = tokens::TokenSigner::load(db.clone(), Duration::from_secs(settings.access_token_ttl_secs), sealer.clone()).await?;
         Ok(Self {
+            master_key: Arc::new(master_key),
             db,
             settings: Arc::new(settings),
             passwords,
@@ -378,7 +428,7 @@ impl Identity {
         &self,
         tenant: Option<&str>,
         actor: Actor,
-        action: &str,
+        action: AuditAction,
         resource: Option<String>,
         outcome: Outcome,
         meta: &RequestMeta,
@@ -388,8 +438,12 @@ impl Identity {
         Ok(())
     }
 
-    /// Who is behind a bearer credential (JWT access token or API key).
+    /// Who is behind a bearer credential: the master key, a JWT access
+    /// token or an API key.
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, Error> {
+        if bool::from(bearer.as_bytes().ct_eq(self.master_key.expose_secret().as_bytes())) {
+            return Ok(Principal(Credential::MasterKey));
+        }
         if api_keys::looks_like_key(bearer) {
             return self.authenticate_key(bearer).await;
         }
@@ -422,7 +476,7 @@ impl Identity {
         if !state.live {
             return Err(Error::TokenInvalid("session revoked or expired, or user disabled".into()));
         }
-        Ok(Principal::User { user_id: claims.sub.clone(), session_id: claims.sid.clone(), platform_admin: state.platform_admin, mfa: state.mfa })
+        Ok(Principal(Credential::User { user_id: claims.sub.clone(), session_id: claims.sid.clone(), platform_admin: state.platform_admin, mfa: state.mfa }))
     }
 
     async fn authenticate_key(&self, secret: &str) -> Result<Principal, Error> {
@@ -448,7 +502,7 @@ impl Identity {
             return Err(Error::InvalidApiKey);
         }
         self.key_uses.lock().insert(row.id.clone(), now);
-        Ok(Principal::ApiKey { key_id: row.id.clone(), user_id: row.user_id.clone(), tenant_id: row.tenant_id.clone(), scopes: verified.scopes })
+        Ok(Principal(Credential::ApiKey { key_id: row.id.clone(), user_id: row.user_id.clone(), tenant_id: row.tenant_id.clone(), scopes: verified.scopes }))
     }
 
     /// Write pending API key last-used times (called periodically and at shutdown).
@@ -490,10 +544,10 @@ impl Identity {
             permissions,
             mfa_required: tenant.mfa_required,
         };
-        match principal {
-            Principal::MasterKey => Ok(access(None, PermissionSet::all())),
-            Principal::User { mfa: false, .. } if tenant.mfa_required => Err(Error::MfaRequired),
-            Principal::User { user_id, platform_admin, .. } => match self.db.membership(&tenant.id, user_id).await? {
+        match &principal.0 {
+            Credential::MasterKey => Ok(access(None, PermissionSet::all())),
+            Credential::User { mfa: false, .. } if tenant.mfa_required => Err(Error::MfaRequired),
+            Credential::User { user_id, platform_admin, .. } => match self.db.membership(&tenant.id, user_id).await? {
                 Some(m) => {
                     let permissions = self.role_permissions(&tenant.id, &m.role).await?;
                     let permissions = if *platform_admin { PermissionSet::all() } else { permissions };
@@ -502,7 +556,7 @@ impl Identity {
                 None if *platform_admin => Ok(access(None, PermissionSet::all())),
                 None => Err(Error::NotFound("tenant".into())),
             },
-            Principal::ApiKey { tenant_id, user_id, scopes, .. } => {
+            Credential::ApiKey { tenant_id, user_id, scopes, .. } => {
                 if *tenant_id != tenant.id {
                     return Err(Error::NotFound("tenant".into()));
                 }
@@ -516,10 +570,10 @@ impl Identity {
     /// The tenant a request means when it names none: the API key's, or a
     /// user's only membership (`None` for the master key or several tenants).
     pub async fn default_tenant(&self, principal: &Principal) -> Result<Option<String>, Error> {
-        match principal {
-            Principal::ApiKey { tenant_id, .. } => Ok(Some(tenant_id.clone())),
-            Principal::MasterKey => Ok(None),
-            Principal::User { user_id, .. } => Ok(match self.db.memberships_of_user(user_id).await?.as_slice() {
+        match &principal.0 {
+            Credential::ApiKey { tenant_id, .. } => Ok(Some(tenant_id.clone())),
+            Credential::MasterKey => Ok(None),
+            Credential::User { user_id, .. } => Ok(match self.db.memberships_of_user(user_id).await?.as_slice() {
                 [only] => Some(only.tenant_id.clone()),
                 _ => None,
             }),
@@ -527,7 +581,7 @@ impl Identity {
     }
 
     /// The account behind a principal (the key's owner for API keys).
-    pub async fn user_of(&self, principal: &Principal) -> Result<Option<UserRow>, Error> {
+    pub(crate) async fn user_of(&self, principal: &Principal) -> Result<Option<UserRow>, Error> {
         match principal.user_id() {
             Some(user_id) => Ok(self.db.user_by_id(user_id).await?),
             None => Ok(None),
@@ -551,12 +605,12 @@ impl Identity {
             return Err(Error::Forbidden("platform administrators only".into()));
         }
         let kid = self.tokens.rotate().await?;
-        self.record(None, principal.actor(), "signing_key.rotate", Some(format!("kid:{kid}")), Outcome::Success, meta, serde_json::json!({})).await?;
+        self.record(None, principal.actor(), AuditAction::SigningKeyRotate, Some(format!("kid:{kid}")), Outcome::Success, meta, serde_json::json!({})).await?;
         Ok(kid)
     }
 
     /// Audit a successful action done in a tenant by another service or route.
-    pub async fn record_success(&self, access: &TenantAccess, action: &str, resource: Option<String>, meta: &RequestMeta, metadata: serde_json::Value) -> Result<(), Error> {
+    pub async fn record_success(&self, access: &TenantAccess, action: AuditAction, resource: Option<String>, meta: &RequestMeta, metadata: serde_json::Value) -> Result<(), Error> {
         self.record(Some(&access.tenant_id), access.principal.actor(), action, resource, Outcome::Success, meta, metadata).await
     }
 
@@ -567,11 +621,11 @@ impl Identity {
     /// `auth_rejected_credentials_total` counts every refusal. Returns the error.
     pub async fn record_rejected_credential(&self, error: Error, meta: &RequestMeta) -> Error {
         let (action, metadata) = match &error {
-            Error::TokenInvalid(reason) => ("auth.token_rejected", serde_json::json!({ "reason": reason })),
-            Error::InvalidApiKey => ("auth.api_key_rejected", serde_json::json!({})),
+            Error::TokenInvalid(reason) => (AuditAction::AuthTokenRejected, serde_json::json!({ "reason": reason })),
+            Error::InvalidApiKey => (AuditAction::AuthApiKeyRejected, serde_json::json!({})),
             _ => return error,
         };
-        metrics::counter!("auth_rejected_credentials_total", "kind" => action).increment(1);
+        metrics::counter!("auth_rejected_credentials_total", "kind" => action.as_str()).increment(1);
         let address = format!("{action}|{}", address_bucket(meta.ip.as_deref()));
         if self.audited_rejections.contains_key(&address) {
             return error;
@@ -586,6 +640,6 @@ impl Identity {
     /// Audit a refused request (permission denied).
     pub async fn record_denied(&self, access: Option<&TenantAccess>, principal: &Principal, what: &str, meta: &RequestMeta) -> Result<(), Error> {
         let tenant = access.map(|a| a.tenant_id.as_str());
-        self.record(tenant, principal.actor(), "permission.denied", Some(what.to_owned()), Outcome::Denied, meta, serde_json::json!({})).await
+        self.record(tenant, principal.actor(), AuditAction::PermissionDenied, Some(what.to_owned()), Outcome::Denied, meta, serde_json::json!({})).await
     }
 }

@@ -14,6 +14,7 @@
 //! Must not: follow redirects when talking to providers (SSRF), or trust any
 //! claim before the ID token is verified.
 
+use agentry_types::AuditAction;
 use std::time::Duration;
 
 use agentry_db::oidc::OidcLoginRow;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::new_user_row;
 use super::sessions::{LoginOutcome, normalise_email};
-use super::{Error, Identity, Principal, RequestMeta, now_ms};
+use super::{Credential, Error, Identity, Principal, RequestMeta, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// How long discovered metadata and keys are reused.
@@ -130,7 +131,7 @@ impl Identity {
     /// code and state with its access token), so a victim's browser landing
     /// on an attacker's link state links nothing.
     pub async fn oidc_link_start(&self, principal: &Principal, name: &str) -> Result<String, Error> {
-        let Principal::User { user_id, .. } = principal else {
+        let Credential::User { user_id, .. } = &principal.0 else {
             return Err(Error::Forbidden("linking an identity provider needs a signed-in user".into()));
         };
         self.oidc_flow(name, Some(user_id.clone())).await
@@ -185,7 +186,7 @@ impl Identity {
         };
         if let Err(error) = &result {
             let metadata = serde_json::json!({ "reason": error.to_string() });
-            self.record(None, Actor::Anonymous, "auth.oidc_login", Some(format!("provider:{name}")), Outcome::Failure, meta, metadata).await?;
+            self.record(None, Actor::Anonymous, AuditAction::AuthOidcLogin, Some(format!("provider:{name}")), Outcome::Failure, meta, metadata).await?;
         }
         result
     }
@@ -239,7 +240,7 @@ impl Identity {
         }
         self.db.user_by_id(user_id).await?.filter(|u| u.is_active).ok_or_else(|| Error::Forbidden("the account is disabled".into()))?;
         let metadata = serde_json::json!({ "provider": provider.name, "subject": identity.subject });
-        self.record(None, Actor::User(user_id.to_owned()), "auth.oidc_link", Some(format!("provider:{}", provider.name)), Outcome::Success, meta, metadata).await?;
+        self.record(None, Actor::User(user_id.to_owned()), AuditAction::AuthOidcLink, Some(format!("provider:{}", provider.name)), Outcome::Success, meta, metadata).await?;
         self.after_first_factor(user_id, meta).await
     }
 
@@ -291,11 +292,11 @@ impl Identity {
             self.db.upsert_membership(&tenant.id, &user.id, &mapping.role, now).await?;
             self.access_changed();
             let metadata = serde_json::json!({ "role": mapping.role, "group": mapping.group, "provider": provider.name });
-            self.record(Some(&tenant.id), Actor::System, "membership.update", Some(format!("user:{}", user.id)), Outcome::Success, meta, metadata).await?;
+            self.record(Some(&tenant.id), Actor::System, AuditAction::MembershipUpdate, Some(format!("user:{}", user.id)), Outcome::Success, meta, metadata).await?;
         }
         let outcome = self.after_first_factor(&user.id, meta).await?;
         let metadata = serde_json::json!({ "provider": provider.name, "subject": identity.subject, "groups": identity.groups });
-        self.record(None, Actor::User(user.id.clone()), "auth.oidc_login", Some(format!("provider:{}", provider.name)), Outcome::Success, meta, metadata).await?;
+        self.record(None, Actor::User(user.id.clone()), AuditAction::AuthOidcLogin, Some(format!("provider:{}", provider.name)), Outcome::Success, meta, metadata).await?;
         Ok(outcome)
     }
 }

@@ -6,6 +6,7 @@
 //! old one used. Presenting a used token again means it was copied, so the
 //! whole session (the token family) is revoked and the reuse audited.
 
+use agentry_types::AuditAction;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -17,7 +18,7 @@ use rand::RngCore;
 use serde::Serialize;
 
 use super::tokens::TokenUse;
-use super::{Error, Identity, Principal, RequestMeta, api_keys, now_ms};
+use super::{Credential, Error, Identity, Principal, RequestMeta, api_keys, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// What a correct password gets: tokens, or (with a second factor enrolled)
@@ -62,8 +63,8 @@ fn refresh_secret() -> String {
 /// The user and session behind a signed-in principal; sessions, passwords
 /// and second factors belong to users, not to API keys or the master key.
 pub(crate) fn signed_in(principal: &Principal) -> Result<(&str, &str), Error> {
-    match principal {
-        Principal::User { user_id, session_id, .. } => Ok((user_id, session_id)),
+    match &principal.0 {
+        Credential::User { user_id, session_id, .. } => Ok((user_id, session_id)),
         _ => Err(Error::invalid("this belongs to signed-in users, not to API keys or the master key", "authorization")),
     }
 }
@@ -109,7 +110,7 @@ impl Identity {
                 // As for a real account, the count is not reset by locking: each later failure locks again.
                 unknown.locked_until_ms.store(now + (self.settings.lockout_secs * 1000) as i64, Ordering::Relaxed);
             }
-            self.record_auth_failure(user.as_ref().map(|u| u.id.as_str()), "auth.login", meta, serde_json::json!({ "email": email })).await?;
+            self.record_auth_failure(user.as_ref().map(|u| u.id.as_str()), AuditAction::AuthLogin, meta, serde_json::json!({ "email": email })).await?;
             return Err(Error::InvalidCredentials);
         }
         let user = user.ok_or(Error::InvalidCredentials)?;
@@ -125,7 +126,7 @@ impl Identity {
             LoginOutcome::Tokens(_) => serde_json::json!({ "method": "password" }),
             LoginOutcome::MfaRequired { .. } => serde_json::json!({ "method": "password", "mfa": "required" }),
         };
-        self.record(None, Actor::User(user.id.clone()), "auth.login", resource, Outcome::Success, meta, metadata).await?;
+        self.record(None, Actor::User(user.id.clone()), AuditAction::AuthLogin, resource, Outcome::Success, meta, metadata).await?;
         Ok(outcome)
     }
 
@@ -141,7 +142,7 @@ impl Identity {
 
     /// A failed password or second factor: counts toward the account's
     /// lockout (when the account exists) and is audited.
-    pub(crate) async fn record_auth_failure(&self, user_id: Option<&str>, action: &str, meta: &RequestMeta, mut metadata: serde_json::Value) -> Result<(), Error> {
+    pub(crate) async fn record_auth_failure(&self, user_id: Option<&str>, action: AuditAction, meta: &RequestMeta, mut metadata: serde_json::Value) -> Result<(), Error> {
         if let Some(user_id) = user_id {
             let lock_until = now_ms() + (self.settings.lockout_secs * 1000) as i64;
             if self.db.record_login_failure(user_id, i64::from(self.settings.lockout_threshold), lock_until).await? {
@@ -198,7 +199,7 @@ impl Identity {
             self.db.revoke_sessions(&session.user_id, Some(&session.id), "refresh token reuse", now).await?;
             self.live_sessions.invalidate(&session.id);
             let resource = Some(format!("session:{}", session.id));
-            self.record(None, Actor::User(session.user_id.clone()), "auth.refresh_reuse", resource, Outcome::Denied, meta, serde_json::json!({})).await?;
+            self.record(None, Actor::User(session.user_id.clone()), AuditAction::AuthRefreshReuse, resource, Outcome::Denied, meta, serde_json::json!({})).await?;
             return Err(Error::TokenInvalid("refresh token already used; the session has been revoked".into()));
         }
         self.tokens_for(&session.user_id, &session.id, new_secret)
@@ -210,7 +211,7 @@ impl Identity {
         let (user_id, session_id) = signed_in(principal)?;
         let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         if !self.passwords.verify(current.to_owned(), user.password_hash.clone()).await? {
-            self.record_auth_failure(Some(user_id), "auth.password_change", meta, serde_json::json!({})).await?;
+            self.record_auth_failure(Some(user_id), AuditAction::AuthPasswordChange, meta, serde_json::json!({})).await?;
             return Err(Error::invalid("the current password is wrong", "current_password"));
         }
         self.settings.password_policy.check(new, "new_password")?;
@@ -218,7 +219,7 @@ impl Identity {
         self.db.set_password_hash(user_id, &self.passwords.hash(new.to_owned()).await?, now).await?;
         self.db.revoke_other_sessions(user_id, session_id, "password changed", now).await?;
         self.live_sessions.invalidate_all();
-        self.record(None, principal.actor(), "auth.password_change", None, Outcome::Success, meta, serde_json::json!({})).await
+        self.record(None, principal.actor(), AuditAction::AuthPasswordChange, None, Outcome::Success, meta, serde_json::json!({})).await
     }
 
     /// The caller's live sessions.
@@ -252,7 +253,7 @@ impl Identity {
             None => self.live_sessions.invalidate_all(),
         }
         let resource = Some(session.map_or_else(|| "session:*".to_owned(), |id| format!("session:{id}")));
-        self.record(None, principal.actor(), "session.revoke", resource, Outcome::Success, meta, serde_json::json!({ "count": revoked })).await?;
+        self.record(None, principal.actor(), AuditAction::SessionRevoke, resource, Outcome::Success, meta, serde_json::json!({ "count": revoked })).await?;
         Ok(revoked)
     }
 }

@@ -334,6 +334,7 @@ mod tests {
     }
     use agentry_db::identity::TenantRow;
     use agentry_db::knowledge::{CollectionRow, DocumentRow, JobRow, NewVersion, VersionRow};
+    use agentry_types::{DocumentStatus, JobKind, JobStatus};
 
     const MODEL: &str = "mock-chat";
 
@@ -510,7 +511,7 @@ mod tests {
             acl: acl.into(),
             current_version: None,
             latest_version: 1,
-            status: "queued".into(),
+            status: DocumentStatus::Queued,
             error: None,
             created_by: None,
             created_at_ms: 1,
@@ -524,7 +525,7 @@ mod tests {
             format: Some("txt".into()),
             size_bytes: 1,
             source_url: None,
-            status: "queued".into(),
+            status: DocumentStatus::Queued,
             error: None,
             chunk_count: 0,
             created_at_ms: 1,
@@ -537,13 +538,13 @@ mod tests {
             tenant_id: tenant.into(),
             document_id: id,
             version: 1,
-            status: "queued".into(),
+            status: JobStatus::Queued,
             attempts: 0,
             run_after_ms: 1,
             error: None,
             created_at_ms: 1,
             updated_at_ms: 1,
-            kind: agentry_db::knowledge::JOB_INDEX.into(),
+            kind: JobKind::Index,
         };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"x"), job: &job }).await.unwrap();
     }

@@ -22,11 +22,12 @@
 //!
 //! Must not: decide permissions (the upload already did).
 
+use agentry_types::{JobKind, JobStatus};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_db::knowledge::{DocumentRow, JOB_SUMMARY, JobRow, NewChunk, VersionContent};
+use agentry_db::knowledge::{DocumentRow, JobRow, NewChunk, VersionContent};
 use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
@@ -145,9 +146,9 @@ impl Knowledge {
     async fn process(&self, job: JobRow) {
         let started = std::time::Instant::now();
         let work = async {
-            match job.kind.as_str() {
-                JOB_SUMMARY => self.summarize(&job).await,
-                _ => self.ingest(&job).await,
+            match job.kind {
+                JobKind::Summary => self.summarize(&job).await,
+                JobKind::Index => self.ingest(&job).await,
             }
         };
         let outcome = tokio::select! {
@@ -158,7 +159,7 @@ impl Knowledge {
             }
         };
         let now = now_ms();
-        let outcomes = if job.kind == JOB_SUMMARY { "documents_summarized_total" } else { "documents_ingested_total" };
+        let outcomes = if job.kind == JobKind::Summary { "documents_summarized_total" } else { "documents_ingested_total" };
         let recorded = match outcome {
             Ok(chunks) => {
                 metrics::counter!(outcomes, "status" => "succeeded").increment(1);
@@ -299,13 +300,13 @@ impl Knowledge {
         let now = now_ms();
         let summary_job = self.inner.settings.summary_model.as_ref().map(|_| JobRow {
             id: uuid::Uuid::now_v7().to_string(),
-            status: "queued".into(),
+            status: JobStatus::Queued,
             attempts: 0,
             run_after_ms: now,
             error: None,
             created_at_ms: now,
             updated_at_ms: now,
-            kind: JOB_SUMMARY.into(),
+            kind: JobKind::Summary,
             ..job.clone()
         });
         let previous = db.finish_ingest(job, count as i32, summary_job.as_ref(), now).await?;
@@ -323,6 +324,7 @@ impl Knowledge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use agentry_types::DocumentStatus;
 
     /// The index keeps the title cut to the configured limit, as the
     /// embedding input does, not to the default one.
@@ -338,7 +340,7 @@ mod tests {
             acl: "[]".into(),
             current_version: Some(1),
             latest_version: 1,
-            status: "succeeded".into(),
+            status: DocumentStatus::Succeeded,
             error: None,
             created_by: None,
             created_at_ms: 0,

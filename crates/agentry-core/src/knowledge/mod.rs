@@ -22,7 +22,9 @@ mod fetch;
 pub mod ingest;
 mod search;
 mod summaries;
+mod views;
 
+use agentry_types::{DocumentStatus, JobKind, JobStatus};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -46,6 +48,7 @@ use crate::outbound::Outbound;
 use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
+pub use views::{Accepted, Collection, DocumentVersion, DocumentView, IngestJob, VersionFile};
 
 pub use crate::error::Error;
 
@@ -176,58 +179,6 @@ pub enum Content {
     Url(String),
 }
 
-/// The answer to an upload.
-#[derive(Debug, Clone, Serialize)]
-pub struct Accepted {
-    pub document: DocumentView,
-    /// `None` when the bytes equal the latest version's (nothing to do).
-    pub job_id: Option<String>,
-    pub unchanged: bool,
-}
-
-/// A document as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct DocumentView {
-    pub id: String,
-    pub collection_id: String,
-    pub title: String,
-    pub source: String,
-    pub metadata: serde_json::Value,
-    pub acl: AccessList,
-    pub current_version: Option<i32>,
-    pub latest_version: i32,
-    pub status: String,
-    pub error: Option<String>,
-    /// The current version's summary, once written (`knowledge.summary_model`).
-    pub summary: Option<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-}
-
-impl DocumentView {
-    fn of(row: DocumentRow) -> Self {
-        Self {
-            metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
-            acl: AccessList::stored(&row.acl, &row.id),
-            id: row.id,
-            collection_id: row.collection_id,
-            title: row.title,
-            source: row.source,
-            current_version: row.current_version,
-            latest_version: row.latest_version,
-            status: row.status,
-            error: row.error,
-            summary: row.summary,
-            created_at_ms: row.created_at_ms,
-            updated_at_ms: row.updated_at_ms,
-        }
-    }
-
-    fn visible_to(&self, principals: &[String]) -> bool {
-        self.acl.principals().iter().any(|p| principals.contains(p))
-    }
-}
-
 fn hex_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -351,7 +302,7 @@ impl Knowledge {
             .cloned()
     }
 
-    pub async fn create_collection(&self, access: &TenantAccess, input: CollectionInput) -> Result<CollectionRow, Error> {
+    pub async fn create_collection(&self, access: &TenantAccess, input: CollectionInput) -> Result<Collection, Error> {
         require(access, Permission::UploadDocuments)?;
         let name = input.name.trim();
         if name.is_empty() || name.len() > 200 {
@@ -372,18 +323,18 @@ impl Knowledge {
         };
         match self.inner.db.insert_collection(&row).await {
             Err(DbError::Conflict { .. }) => Err(Error::Conflict(format!("a collection named '{name}' already exists"))),
-            other => other.map(|()| row).map_err(Into::into),
+            other => other.map(|()| row.into()).map_err(Into::into),
         }
     }
 
-    pub async fn collections(&self, access: &TenantAccess) -> Result<Vec<CollectionRow>, Error> {
+    pub async fn collections(&self, access: &TenantAccess) -> Result<Vec<Collection>, Error> {
         require(access, Permission::ReadDocuments)?;
-        Ok(self.inner.db.collections_of_tenant(access.tenant_id()).await?)
+        Ok(self.inner.db.collections_of_tenant(access.tenant_id()).await?.into_iter().map(Collection::from).collect())
     }
 
-    pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<CollectionRow, Error> {
+    pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<Collection, Error> {
         require(access, Permission::ReadDocuments)?;
-        self.inner.db.collection(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("collection '{id}'")))
+        Ok(self.inner.db.collection(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("collection '{id}'")))?.into())
     }
 
     pub async fn delete_collection(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {
@@ -432,13 +383,13 @@ impl Knowledge {
             tenant_id: access.tenant_id().to_owned(),
             document_id: document_id.to_owned(),
             version,
-            status: "queued".into(),
+            status: JobStatus::Queued,
             attempts: 0,
             run_after_ms: now,
             error: None,
             created_at_ms: now,
             updated_at_ms: now,
-            kind: agentry_db::knowledge::JOB_INDEX.into(),
+            kind: JobKind::Index,
         };
         let version_for = |document_id: &str, version: i32| VersionRow {
             document_id: document_id.to_owned(),
@@ -447,7 +398,7 @@ impl Knowledge {
             format: stored.as_ref().map(|(format, _, _)| format.as_str().to_owned()),
             size_bytes: stored.as_ref().map_or(0, |(_, _, bytes)| bytes.len() as i64),
             source_url: source_url.clone(),
-            status: "queued".into(),
+            status: DocumentStatus::Queued,
             error: None,
             chunk_count: 0,
             created_at_ms: now,
@@ -487,7 +438,7 @@ impl Knowledge {
                     acl: serde_json::to_string(&upload.acl).unwrap_or_else(|_| "{}".into()),
                     current_version: None,
                     latest_version: 1,
-                    status: "queued".into(),
+                    status: DocumentStatus::Queued,
                     error: None,
                     created_by: access.principal().user_id().map(str::to_owned),
                     created_at_ms: now,
@@ -524,16 +475,16 @@ impl Knowledge {
         Ok(rows.into_iter().map(DocumentView::of).filter(|d| d.visible_to(&principals)).collect())
     }
 
-    pub async fn versions(&self, access: &TenantAccess, id: &str) -> Result<Vec<VersionRow>, Error> {
+    pub async fn versions(&self, access: &TenantAccess, id: &str) -> Result<Vec<DocumentVersion>, Error> {
         let document = self.document(access, id).await?;
-        Ok(self.inner.db.versions_of_document(&document.id).await?)
+        Ok(self.inner.db.versions_of_document(&document.id).await?.into_iter().map(DocumentVersion::from).collect())
     }
 
-    /// The stored bytes of one version, with its format.
-    pub async fn version_content(&self, access: &TenantAccess, id: &str, version: i32) -> Result<(String, Vec<u8>), Error> {
+    /// The stored bytes of one version, with what to serve them as.
+    pub async fn version_content(&self, access: &TenantAccess, id: &str, version: i32) -> Result<VersionFile, Error> {
         let document = self.document(access, id).await?;
         match self.inner.db.version_content(&document.id, version).await? {
-            Some(VersionContent::Stored { format, bytes }) => Ok((format, bytes)),
+            Some(VersionContent::Stored { format, bytes }) => Ok(VersionFile::of(&format, bytes)),
             Some(VersionContent::Pending { url }) => Err(Error::Conflict(format!("version {version} of document '{id}' has no content: {url} has not been fetched (yet)"))),
             None => Err(Error::NotFound(format!("version {version} of document '{id}'"))),
         }
@@ -544,7 +495,7 @@ impl Knowledge {
     pub async fn restore(&self, access: &TenantAccess, id: &str, version: i32) -> Result<Accepted, Error> {
         require(access, Permission::UploadDocuments)?;
         let document = self.document(access, id).await?;
-        let (_, bytes) = self.version_content(access, id, version).await?;
+        let bytes = self.version_content(access, id, version).await?.bytes;
         let upload = Upload {
             content: Content::Bytes { bytes, file_name: Some(document.source.clone()), content_type: None },
             // Titles stored before the length limit are cut, not refused.
@@ -573,7 +524,7 @@ impl Knowledge {
             Some("it is the current version")
         } else if document.latest_version == version {
             Some("it is the latest version")
-        } else if matches!(stored.status.as_str(), "queued" | "processing") {
+        } else if matches!(stored.status, DocumentStatus::Queued | DocumentStatus::Processing) {
             Some("it is being ingested")
         } else {
             None
@@ -585,12 +536,12 @@ impl Knowledge {
         self.unindex(access.tenant_id(), chunk_ids).await
     }
 
-    pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<JobRow, Error> {
+    pub async fn job(&self, access: &TenantAccess, id: &str) -> Result<IngestJob, Error> {
         require(access, Permission::ReadDocuments)?;
         let job = self.inner.db.ingest_job(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("job '{id}'")))?;
         // A job of a document the reader cannot see does not exist for them.
         self.visible_document(access, &job.document_id, &self.reader_principals(access).await?).await?;
-        Ok(job)
+        Ok(job.into())
     }
 
     pub async fn delete_document(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {

@@ -12,6 +12,7 @@ use agentry_search::hybrid::{self, Component, Fused, Fusion};
 use agentry_search::index::analyzer::Highlighter;
 use agentry_search::index::scan::{self, Passage};
 use agentry_search::index::{Filter, Index, MetadataCondition, Ranked};
+use agentry_types::DocumentStatus;
 use agentry_types::Permission;
 use serde::{Deserialize, Serialize};
 
@@ -158,7 +159,7 @@ impl Knowledge {
         let document = self.visible_document(access, id, &filter.principals).await?;
         let in_scope = filter.admits(&document.collection_id, document.metadata.as_object().unwrap_or(&serde_json::Map::new()));
         let stored = self.stored_version(id, version).await?;
-        if stored.status != "succeeded" {
+        if stored.status != DocumentStatus::Succeeded {
             return Err(Error::Conflict(format!("version {version} of document '{id}' is not searchable: it is {}", stored.status)));
         }
         if !in_scope {

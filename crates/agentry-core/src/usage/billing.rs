@@ -10,6 +10,7 @@
 //!
 //! Must not: know a real payment provider's API.
 
+use agentry_types::InvoiceStatus;
 use std::sync::Arc;
 
 use agentry_db::billing::{InvoiceLineRow, InvoiceRow};
@@ -72,7 +73,7 @@ pub struct Invoice {
     pub id: String,
     pub tenant_id: String,
     pub period: String,
-    pub status: String,
+    pub status: InvoiceStatus,
     pub currency: &'static str,
     pub total_usd: f64,
     /// The exact total in nano-USD (1e-9 USD).
@@ -142,7 +143,7 @@ impl Accounting {
             id: format!("inv_{}", uuid::Uuid::now_v7().simple()),
             tenant_id: access.tenant_id().to_owned(),
             period: format!("{:04}-{:02}", start.year(), start.month()),
-            status: "open".into(),
+            status: InvoiceStatus::Open,
             total_nusd: lines.iter().map(|l| l.amount_nusd).sum(),
             created_at_ms: now_ms(),
             paid_at_ms: None,
@@ -174,7 +175,7 @@ impl Accounting {
         let Some(provider) = provider else {
             return Err(Error::Conflict("no payment provider is configured on this server: invoices are settled outside Agentry".into()));
         };
-        if current.status != "open" {
+        if current.status != InvoiceStatus::Open {
             return Err(Error::Conflict(format!("invoice '{id}' is already {}", current.status)));
         }
         let reference =
@@ -231,7 +232,7 @@ impl Accounting {
             id = esc(&invoice.id),
             tenant = esc(&invoice.tenant_id),
             period = esc(&invoice.period),
-            status = esc(&invoice.status),
+            status = esc(invoice.status.as_str()),
             total = invoice.total_usd,
         )
     }

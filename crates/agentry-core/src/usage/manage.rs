@@ -3,12 +3,12 @@
 //! `view_metrics`; what only platform administrators may do (tier table,
 //! a tenant's own tier, platform-wide prices) is checked here.
 
-use agentry_db::billing::{BudgetRow, PriceRow, TierRow, UsageSettingsRow};
+use agentry_db::billing::{BudgetRow, PriceRow, TierRow};
 use serde::{Deserialize, Serialize};
 
 use super::budgets::{self, ActiveBudget, Period, Scope};
 use super::policy::Tier;
-use super::{Accounting, Error, nusd_to_usd, usd_to_nusd};
+use super::{Accounting, Error, TenantUsageSettings, nusd_to_usd, usd_to_nusd};
 use crate::TenantAccess;
 use crate::identity::now_ms;
 
@@ -239,12 +239,12 @@ impl Accounting {
         Ok(self.policies().db().prices_for_tenant(access.tenant_id()).await?.into_iter().map(price_view).collect())
     }
 
-    pub async fn usage_settings(&self, access: &TenantAccess) -> Result<UsageSettingsRow, Error> {
+    pub async fn usage_settings(&self, access: &TenantAccess) -> Result<TenantUsageSettings, Error> {
         Ok(self.policies().tenant(access.tenant_id()).await?.settings)
     }
 
-    pub async fn put_usage_settings(&self, access: &TenantAccess, settings: UsageSettingsRow) -> Result<UsageSettingsRow, Error> {
-        self.policies().db().put_usage_settings(access.tenant_id(), settings).await?;
+    pub async fn put_usage_settings(&self, access: &TenantAccess, settings: TenantUsageSettings) -> Result<TenantUsageSettings, Error> {
+        self.policies().db().put_usage_settings(access.tenant_id(), settings.into()).await?;
         self.policies().invalidate(Some(access.tenant_id()));
         Ok(settings)
     }

@@ -19,6 +19,7 @@ pub mod manage;
 pub mod optimizer;
 pub mod policy;
 
+use agentry_types::AuditAction;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -46,6 +47,28 @@ pub struct Subject {
 pub use crate::error::Error;
 
 /// Operator settings of the usage layer.
+/// A tenant's cost-optimizer and response-cache switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantUsageSettings {
+    /// Route simple requests to a cheaper model of the same family (see the optimizer).
+    pub optimizer_enabled: bool,
+    /// Serve identical non-streamed requests from the response cache.
+    pub response_cache_enabled: bool,
+}
+
+impl From<UsageSettingsRow> for TenantUsageSettings {
+    fn from(row: UsageSettingsRow) -> Self {
+        Self { optimizer_enabled: row.optimizer_enabled, response_cache_enabled: row.response_cache_enabled }
+    }
+}
+
+impl From<TenantUsageSettings> for UsageSettingsRow {
+    fn from(s: TenantUsageSettings) -> Self {
+        Self { optimizer_enabled: s.optimizer_enabled, response_cache_enabled: s.response_cache_enabled }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UsageSettings {
     /// Output tokens assumed for a budget reservation when a request sets no `max_tokens`.
@@ -53,7 +76,7 @@ pub struct UsageSettings {
     pub response_cache_ttl: Duration,
     pub optimizer: OptimizerConfig,
     /// Optimizer and response cache for tenants that did not choose.
-    pub tenant_defaults: UsageSettingsRow,
+    pub tenant_defaults: TenantUsageSettings,
     /// Days raw usage records are kept (rollups are kept forever).
     pub retention_days: u32,
 }
@@ -64,7 +87,7 @@ impl Default for UsageSettings {
             default_output_tokens: 512,
             response_cache_ttl: Duration::from_secs(3600),
             optimizer: OptimizerConfig::default(),
-            tenant_defaults: UsageSettingsRow { optimizer_enabled: false, response_cache_enabled: false },
+            tenant_defaults: TenantUsageSettings { optimizer_enabled: false, response_cache_enabled: false },
             retention_days: 90,
         }
     }
@@ -295,7 +318,7 @@ impl Accounting {
         let event = AuditEvent {
             tenant,
             actor: Actor::System,
-            action: "budget.soft_limit_reached",
+            action: AuditAction::BudgetSoftLimitReached,
             resource: Some(format!("budget:{}", budget.row.id)),
             outcome: Outcome::Success,
             meta: &RequestMeta::default(),

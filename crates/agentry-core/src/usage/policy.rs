@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentry_db::Db;
-use agentry_db::billing::{BudgetRow, TierAssignmentRow, TierRow, UsageSettingsRow};
+use agentry_db::billing::{BudgetRow, TierAssignmentRow, TierRow};
 use agentry_llm::pricing::Price;
 use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 
-use super::Error;
+use super::{Error, TenantUsageSettings};
 
 /// How long a cached policy is used before it is read again.
 pub const POLICY_TTL: Duration = Duration::from_secs(5);
@@ -27,7 +27,7 @@ pub struct TenantPolicy {
     pub assignments: Vec<TierAssignmentRow>,
     /// Current price per public model name: the tenant's override, else the platform-wide one.
     pub prices: HashMap<String, Price>,
-    pub settings: UsageSettingsRow,
+    pub settings: TenantUsageSettings,
 }
 
 /// A rate-limit tier. `None` = unlimited in that dimension.
@@ -71,11 +71,11 @@ pub struct Policies {
     db: Db,
     tenants: Cache<String, Arc<TenantPolicy>>,
     tiers: Cache<(), Arc<HashMap<String, Tier>>>,
-    defaults: UsageSettingsRow,
+    defaults: TenantUsageSettings,
 }
 
 impl Policies {
-    pub fn new(db: Db, defaults: UsageSettingsRow) -> Self {
+    pub fn new(db: Db, defaults: TenantUsageSettings) -> Self {
         Self { db, tenants: Cache::builder().max_capacity(100_000).time_to_live(POLICY_TTL).build(), tiers: Cache::builder().time_to_live(POLICY_TTL).build(), defaults }
     }
 
@@ -95,7 +95,7 @@ impl Policies {
     async fn load(&self, tenant_id: &str) -> Result<TenantPolicy, Error> {
         let budgets = self.db.budgets_of_tenant(tenant_id).await?;
         let assignments = self.db.tier_assignments(tenant_id).await?;
-        let settings = self.db.usage_settings(tenant_id).await?.unwrap_or(self.defaults);
+        let settings = self.db.usage_settings(tenant_id).await?.map_or(self.defaults, TenantUsageSettings::from);
         // Oldest first, platform rows before the tenant's at the same time: later rows win,
         // and a tenant override wins over a platform one whatever their times.
         let mut rows = self.db.prices_for_tenant(tenant_id).await?;

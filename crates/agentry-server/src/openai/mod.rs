@@ -9,7 +9,7 @@ mod embeddings;
 mod models;
 
 use agentry_core::coord::RateDecision;
-use agentry_core::{CallContext, Principal, Subject, TenantAccess};
+use agentry_core::{CallContext, Subject, TenantAccess};
 use axum::Router;
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -30,10 +30,7 @@ pub(crate) fn call_context(request_id: RequestId, endpoint: &'static str, access
     let subject = access.map(|access| Subject {
         tenant_id: access.tenant_id().to_owned(),
         user_id: access.principal().user_id().map(str::to_owned),
-        api_key_id: match access.principal() {
-            Principal::ApiKey { key_id, .. } => Some(key_id.clone()),
-            _ => None,
-        },
+        api_key_id: access.principal().api_key_id().map(str::to_owned),
     });
     CallContext { request_id: request_id.0, endpoint, subject, agent: None }
 }

@@ -10,9 +10,9 @@
 //! signed `anchor` of the head, to be kept outside the database.
 
 use agentry_core::TenantAccess;
-use agentry_core::audit::{Anchor, PLATFORM_CHAIN};
+use agentry_core::audit::{Anchor, AuditEntry, AuditFilter, PLATFORM_CHAIN};
 use agentry_core::identity::RequestMeta;
-use agentry_db::audit::{AuditFilter, AuditRow};
+use agentry_types::AuditAction;
 use agentry_types::Permission;
 use axum::extract::{Query, State};
 use axum::http::header;
@@ -76,7 +76,7 @@ fn query(raw: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection
 }
 
 async fn page(state: &AppState, chain: &str, q: &AuditQuery) -> Result<impl IntoResponse + use<>, ApiError> {
-    let events = state.identity.audit().list(chain, &q.filter(), q.limit(MAX_LIMIT)?).await.map_err(ApiError::internal)?;
+    let events = state.identity.audit().list(chain, &q.filter(), q.limit(MAX_LIMIT)?).await?;
     let next = events.last().map(|e| e.seq);
     Ok(Json(json!({ "data": events, "next_after": next })))
 }
@@ -117,18 +117,18 @@ async fn verify(
     q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
     let anchor = anchor(q)?;
-    Ok(Json(state.identity.audit().verify_against(access.tenant_id(), anchor.as_ref()).await.map_err(ApiError::internal)?))
+    Ok(Json(state.identity.audit().verify_against(access.tenant_id(), anchor.as_ref()).await?))
 }
 
 async fn verify_platform(State(state): State<AppState>, q: Result<Query<VerifyQuery>, axum::extract::rejection::QueryRejection>) -> Result<impl IntoResponse, ApiError> {
     let anchor = anchor(q)?;
-    Ok(Json(state.identity.audit().verify_against(PLATFORM_CHAIN, anchor.as_ref()).await.map_err(ApiError::internal)?))
+    Ok(Json(state.identity.audit().verify_against(PLATFORM_CHAIN, anchor.as_ref()).await?))
 }
 
 const CSV_HEADER: &[&str] =
     &["seq", "at_ms", "actor_type", "actor_id", "action", "resource", "outcome", "ip", "user_agent", "request_id", "metadata", "prev_hash", "hash", "key_id", "fields_hash"];
 
-fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRow) -> Result<(), csv::Error> {
+fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditEntry) -> Result<(), csv::Error> {
     let opt = |v: &Option<String>| v.clone().unwrap_or_default();
     writer.write_record([
         e.seq.to_string(),
@@ -141,7 +141,7 @@ fn csv_row(writer: &mut csv::Writer<Vec<u8>>, e: &AuditRow) -> Result<(), csv::E
         opt(&e.ip),
         opt(&e.user_agent),
         opt(&e.request_id),
-        e.metadata.clone(),
+        e.metadata.to_string(),
         e.prev_hash.clone(),
         e.hash.clone(),
         opt(&e.key_id),
@@ -160,7 +160,7 @@ async fn export(
     let q = query(q)?;
     access.require(Permission::ViewAudit).map_err(ApiError::from)?;
     let limit = if q.limit.is_some() { q.limit(MAX_EXPORT)? } else { MAX_EXPORT };
-    let events = state.identity.audit().list(access.tenant_id(), &q.filter(), limit).await.map_err(ApiError::internal)?;
+    let events = state.identity.audit().list(access.tenant_id(), &q.filter(), limit).await?;
     let (content_type, body) = match q.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => {
             let mut out = String::new();
@@ -181,7 +181,7 @@ async fn export(
         _ => return Err(ApiError::bad_request("format must be jsonl or csv", "format")),
     };
     let metadata = json!({ "events": events.len(), "format": q.format.as_deref().unwrap_or("jsonl") });
-    state.identity.record_success(&access, "audit.export", None, &meta, metadata).await?;
+    state.identity.record_success(&access, AuditAction::AuditExport, None, &meta, metadata).await?;
     let disposition = format!("attachment; filename=\"audit-{}.{}\"", access.tenant_slug(), if content_type == "text/csv" { "csv" } else { "jsonl" });
     Ok(([(header::CONTENT_TYPE, content_type.to_owned()), (header::CONTENT_DISPOSITION, disposition)], body))
 }

@@ -121,7 +121,7 @@ async fn refresh(State(state): State<AppState>, Extension(meta): Extension<Reque
 }
 
 async fn logout(State(state): State<AppState>, Extension(principal): Extension<Principal>, Extension(meta): Extension<RequestMeta>) -> Result<StatusCode, ApiError> {
-    let Principal::User { session_id, .. } = &principal else {
+    let Some(session_id) = principal.session_id() else {
         return Err(ApiError::bad_request("only a signed-in session can log out", "authorization"));
     };
     state.identity.revoke_sessions(&principal, Some(session_id), &meta).await?;
@@ -146,18 +146,7 @@ async fn change_password(
 }
 
 async fn me(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<impl IntoResponse, ApiError> {
-    let tenants = state.identity.visible_tenants(&principal).await?;
-    let (kind, id) = match &principal {
-        Principal::User { user_id, .. } => ("user", Some(user_id.clone())),
-        Principal::ApiKey { key_id, .. } => ("api_key", Some(key_id.clone())),
-        Principal::MasterKey => ("master_key", None),
-    };
-    let user = state.identity.user_of(&principal).await?;
-    Ok(Json(json!({
-        "principal": { "type": kind, "id": id },
-        "user": user.map(|u| json!({ "id": u.id, "email": u.email, "display_name": u.display_name, "platform_admin": u.platform_admin, "email_verified": u.email_verified })),
-        "tenants": tenants,
-    })))
+    Ok(Json(state.identity.me(&principal).await?))
 }
 
 async fn sessions(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<impl IntoResponse, ApiError> {

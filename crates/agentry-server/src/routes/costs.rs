@@ -3,11 +3,11 @@
 //! the user's only membership; permissions are in `access.rs`.
 
 use agentry_core::TenantAccess;
+use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::analytics::UsageQuery;
 use agentry_core::usage::manage::{BudgetInput, PriceInput, TierAssignmentInput};
 use agentry_core::usage::policy::Tier;
 use agentry_core::usage::{Accounting, Period};
-use agentry_db::billing::UsageSettingsRow;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -175,7 +175,7 @@ async fn settings(State(state): State<AppState>, Extension(access): Extension<Te
     Ok(Json(accounting(&state).usage_settings(&access).await?).into_response())
 }
 
-async fn put_settings(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(body): ApiJson<UsageSettingsRow>) -> Result<Response, ApiError> {
+async fn put_settings(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(body): ApiJson<TenantUsageSettings>) -> Result<Response, ApiError> {
     Ok(Json(accounting(&state).put_usage_settings(&access, body).await?).into_response())
 }
 

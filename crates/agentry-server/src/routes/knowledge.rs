@@ -36,25 +36,15 @@ pub fn router(max_document_bytes: usize) -> Router<AppState> {
 }
 
 async fn create_collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(input): ApiJson<CollectionInput>) -> Result<Response, ApiError> {
-    let row = state.knowledge.create_collection(&access, input).await?;
-    Ok((StatusCode::CREATED, Json(collection_json(&row))).into_response())
-}
-
-fn collection_json(row: &agentry_db::knowledge::CollectionRow) -> serde_json::Value {
-    serde_json::json!({
-        "id": row.id, "name": row.name, "description": row.description,
-        "chunking": { "max_tokens": row.chunk_max_tokens, "overlap_tokens": row.chunk_overlap_tokens },
-        "created_at_ms": row.created_at_ms, "updated_at_ms": row.updated_at_ms,
-    })
+    Ok((StatusCode::CREATED, Json(state.knowledge.create_collection(&access, input).await?)).into_response())
 }
 
 async fn collections(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
-    let rows = state.knowledge.collections(&access).await?;
-    Ok(Json(serde_json::json!({ "data": rows.iter().map(collection_json).collect::<Vec<_>>() })).into_response())
+    Ok(Json(serde_json::json!({ "data": state.knowledge.collections(&access).await? })).into_response())
 }
 
 async fn collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(collection_json(&state.knowledge.collection(&access, &id).await?)).into_response())
+    Ok(Json(state.knowledge.collection(&access, &id).await?).into_response())
 }
 
 async fn delete_collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -158,54 +148,20 @@ async fn delete_document(State(state): State<AppState>, Extension(access): Exten
 }
 
 async fn versions(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let versions = state.knowledge.versions(&access, &id).await?;
-    let data: Vec<_> = versions
-        .iter()
-        .map(|v| {
-            serde_json::json!({
-                "version": v.version, "content_hash": v.content_hash, "format": v.format, "size_bytes": v.size_bytes,
-                "source_url": v.source_url, "status": v.status, "error": v.error, "chunk_count": v.chunk_count, "created_at_ms": v.created_at_ms,
-                "summary": v.summary, "summary_status": v.summary_status, "summary_error": v.summary_error,
-            })
-        })
-        .collect();
-    Ok(Json(serde_json::json!({ "data": data })).into_response())
+    Ok(Json(serde_json::json!({ "data": state.knowledge.versions(&access, &id).await? })).into_response())
 }
 
 async fn version_content(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((id, version)): Path<(String, i32)>) -> Result<Response, ApiError> {
-    let (format, bytes) = state.knowledge.version_content(&access, &id, version).await?;
-    let content_type = match format.as_str() {
-        "pdf" => "application/pdf",
-        "docx" => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-        "html" => "text/html; charset=utf-8",
-        "markdown" => "text/markdown; charset=utf-8",
-        "csv" => "text/csv; charset=utf-8",
-        "json" => "application/json",
-        _ => "text/plain; charset=utf-8",
-    };
+    let file = state.knowledge.version_content(&access, &id, version).await?;
     // Stored user content: always a download, never a page on the API's origin.
-    let disposition =
-        format!("attachment; filename=\"document-{}-v{version}.{}\"", id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(), extension_of(&format));
+    let disposition = format!("attachment; filename=\"document-{}-v{version}.{}\"", id.chars().filter(char::is_ascii_alphanumeric).take(64).collect::<String>(), file.extension);
     let headers = [
-        (header::CONTENT_TYPE, content_type.to_owned()),
+        (header::CONTENT_TYPE, file.media_type.to_owned()),
         (header::CONTENT_DISPOSITION, disposition),
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
         (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'".to_owned()),
     ];
-    Ok((headers, bytes).into_response())
-}
-
-/// The file extension of a stored format, for the download's file name.
-fn extension_of(format: &str) -> &'static str {
-    match format {
-        "pdf" => "pdf",
-        "docx" => "docx",
-        "html" => "html",
-        "markdown" => "md",
-        "csv" => "csv",
-        "json" => "json",
-        _ => "txt",
-    }
+    Ok((headers, file.bytes).into_response())
 }
 
 async fn delete_version(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((id, version)): Path<(String, i32)>) -> Result<StatusCode, ApiError> {
@@ -220,12 +176,7 @@ async fn restore(State(state): State<AppState>, Extension(access): Extension<Ten
 }
 
 async fn job(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let job = state.knowledge.job(&access, &id).await?;
-    Ok(Json(serde_json::json!({
-        "id": job.id, "kind": job.kind, "document_id": job.document_id, "version": job.version, "status": job.status,
-        "attempts": job.attempts, "error": job.error, "created_at_ms": job.created_at_ms, "updated_at_ms": job.updated_at_ms,
-    }))
-    .into_response())
+    Ok(Json(state.knowledge.job(&access, &id).await?).into_response())
 }
 
 async fn search(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(request): ApiJson<SearchRequest>) -> Result<Response, ApiError> {

@@ -6,7 +6,7 @@
 //! code and state the provider returned together with their access token.
 
 use agentry_core::Principal;
-use agentry_core::identity::RequestMeta;
+use agentry_core::identity::{PrincipalKind, RequestMeta};
 use agentry_types::ErrorCode;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -83,7 +83,7 @@ async fn link_callback(
     Path(provider): Path<String>,
     ApiJson(body): ApiJson<LinkCallback>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let Principal::User { user_id, .. } = &principal else {
+    let (PrincipalKind::User, Some(user_id)) = (principal.kind(), principal.user_id()) else {
         return Err(ApiError::forbidden("linking an identity provider needs a signed-in user"));
     };
     Ok(Json(state.identity.oidc_callback(&provider, &body.code, &body.state, Some(user_id), &meta).await?))

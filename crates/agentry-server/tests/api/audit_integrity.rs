@@ -11,6 +11,7 @@ use std::process::Command;
 use agentry_core::audit::{Actor, Anchor, AnchorError, Audit, AuditEvent, AuditKeys, ERASE_ACTION, KEYED_MARKER, Outcome, RequestMeta, erase_metadata};
 use agentry_db::Db;
 use agentry_db::audit::{AuditFilter, AuditRow};
+use agentry_types::AuditAction;
 use base64::Engine;
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -27,12 +28,13 @@ fn keys(current: &str, previous: &[&str]) -> AuditKeys {
     AuditKeys::from_master_keys(current.as_bytes(), previous.iter().map(|key| key.as_bytes()))
 }
 
-async fn record(audit: &Audit, chain: &str, action: &str) -> i64 {
-    let meta = RequestMeta { ip: Some("10.0.0.7".into()), user_agent: Some("test".into()), request_id: Some(format!("req_{action}")) };
+/// Records a `membership.update` event told apart by `label` (its request id).
+async fn record(audit: &Audit, chain: &str, label: &str) -> i64 {
+    let meta = RequestMeta { ip: Some("10.0.0.7".into()), user_agent: Some("test".into()), request_id: Some(format!("req_{label}")) };
     let event = AuditEvent {
         tenant: Some(chain),
         actor: Actor::User("u1".into()),
-        action,
+        action: AuditAction::MembershipUpdate,
         resource: Some("user:u2".into()),
         outcome: Outcome::Success,
         meta: &meta,
@@ -329,7 +331,7 @@ async fn an_erased_event_verifies_only_when_an_erase_event_names_it() {
         let erase = AuditEvent {
             tenant: Some("t1"),
             actor: Actor::System,
-            action: ERASE_ACTION,
+            action: AuditAction::AuditErase,
             resource: None,
             outcome: Outcome::Success,
             meta: &RequestMeta::default(),

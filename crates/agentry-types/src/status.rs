@@ -1,0 +1,91 @@
+//! The lifecycle states of stored objects — documents and their versions,
+//! ingestion jobs, summaries, agent runs and their tool calls, invoices,
+//! invitations — each an enum with one string form (see `wire_enum!`),
+//! shared by storage rows, core's views and the API.
+//!
+//! Must not: decide transitions (the services that own each object do).
+
+use crate::wire_enum::wire_enum;
+
+wire_enum! {
+    /// Where a document (its latest version) or one version is in ingestion.
+    DocumentStatus ("document status") {
+        Queued => "queued": "Waiting for an ingestion worker.",
+        Processing => "processing": "Being parsed, chunked and indexed.",
+        Succeeded => "succeeded": "Searchable.",
+        Failed => "failed": "Ingestion gave up; `error` says why.",
+    }
+}
+
+wire_enum! {
+    /// Where a queued job is.
+    JobStatus ("job status") {
+        Queued => "queued": "Waiting to be claimed (also between retries).",
+        Running => "running": "Claimed by a worker; its lease expires if the worker dies.",
+        Succeeded => "succeeded": "Done.",
+        Failed => "failed": "Used all its attempts, or failed for good.",
+    }
+}
+
+wire_enum! {
+    /// What a knowledge job does.
+    JobKind ("job kind") {
+        Index => "index": "Parse, chunk, embed and index a document version.",
+        Summary => "summary": "Summarise a document version.",
+    }
+}
+
+wire_enum! {
+    /// Where a version's summary is, when one was asked for.
+    SummaryStatus ("summary status") {
+        Queued => "queued": "Waiting for the summary job.",
+        Succeeded => "succeeded": "`summary` holds it.",
+        Failed => "failed": "`summary_error` says why.",
+    }
+}
+
+wire_enum! {
+    /// Where an agent run is.
+    RunStatus ("run status") {
+        Pending => "pending": "Accepted, not started.",
+        Running => "running": "Started.",
+        Succeeded => "succeeded": "Finished with an answer.",
+        Failed => "failed": "Stopped by an error; `error` says which.",
+        Cancelled => "cancelled": "Cancelled by its owner.",
+    }
+}
+
+impl RunStatus {
+    /// Whether the run has ended (and will not change again).
+    pub const fn is_finished(self) -> bool {
+        !matches!(self, RunStatus::Pending | RunStatus::Running)
+    }
+}
+
+wire_enum! {
+    /// How one tool call of a run went.
+    ToolCallStatus ("tool call status") {
+        Running => "running": "Called, no result yet (live events only).",
+        Succeeded => "succeeded": "Returned a result.",
+        Failed => "failed": "The tool failed; `result` says why.",
+        Rejected => "rejected": "Not called: the arguments did not match the schema, or the tool is not allowed; `result` says why.",
+    }
+}
+
+wire_enum! {
+    /// Whether an invoice is settled.
+    InvoiceStatus ("invoice status") {
+        Open => "open": "Not paid yet; regenerating the period replaces it.",
+        Paid => "paid": "Paid; kept as issued.",
+    }
+}
+
+wire_enum! {
+    /// Where an invitation is.
+    InvitationStatus ("invitation status") {
+        Pending => "pending": "Can be accepted.",
+        Accepted => "accepted": "Used.",
+        Revoked => "revoked": "Withdrawn by an administrator.",
+        Expired => "expired": "Not accepted in time.",
+    }
+}
