@@ -32,6 +32,7 @@ mod pdf_decode;
 mod pdf_fonts;
 mod pdf_load;
 mod pdf_operators;
+mod pdf_raw;
 mod pdf_streams;
 mod pdf_values;
 mod pdf_xref;

@@ -32,7 +32,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use pdf_extract::{ColorSpace, Document, MediaBox, Object, ObjectId, OutputDev, OutputError, Path, PlainTextOutput, Transform, output_doc_page};
 
 use super::budget::{Budget, Deadline};
-use super::pdf_streams::{PageWork, check_raw};
+use super::pdf_raw::check_raw;
+use super::pdf_streams::PageWork;
 use super::{ParseError, Parsed, Section, tidy_lines};
 use super::{pdf_load, pdf_xref};
 
@@ -180,9 +181,10 @@ impl<D: OutputDev> Counted<D> {
             self.over = true;
             return Err(OutputError::FormatError(std::fmt::Error));
         }
-        if self.calls.is_multiple_of(4096)
-            && let Err(late) = self.deadline.check()
-        {
+        // Every call: one character can cost pdf-extract a lot (a font
+        // whose width lookups miss sorts its whole width map), and a clock
+        // read is cheap next to any call.
+        if let Err(late) = self.deadline.check() {
             self.late = Some(late);
             return Err(OutputError::FormatError(std::fmt::Error));
         }

@@ -4,15 +4,25 @@
 //! can be measured, or its content read, before lopdf or pdf-extract
 //! inflate it without limits.
 //!
+//! Every decoder reads its input through [`Timed`], which stops it once
+//! the parse deadline passes: input that inflates to nothing (LZW data of
+//! only Clear codes) costs time without output, so the cap alone does not
+//! bound it.
+//!
 //! Hand-written because no PDF crate offers a bounded decode.
 //!
-//! Must not: decide what a document may spend (callers pass the cap).
+//! Must not: decide what a document may spend (callers pass the cap and
+//! the deadline).
 
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 use pdf_extract::{Dictionary, Object, Stream};
 
 use super::ParseError;
+use super::budget::Deadline;
+
+/// Input bytes a decoder reads between two looks at the deadline.
+const CHECK_EVERY: usize = 64 * 1024;
 
 /// Why a stream was not decoded.
 #[derive(Debug, PartialEq)]
@@ -23,6 +33,8 @@ pub(super) enum Undecoded {
     /// allocate two such rows before reading any), or it would apply
     /// between two decompression stages.
     Predictor,
+    /// The parse deadline passed while decoding.
+    Late(ParseError),
 }
 
 impl Undecoded {
@@ -30,6 +42,7 @@ impl Undecoded {
     pub(super) fn or_over(self, over: ParseError) -> ParseError {
         match self {
             Self::OverCap => over,
+            Self::Late(late) => late,
             Self::Predictor => {
                 ParseError::Malformed("PDF: a stream's predictor does not fit its data (rows longer than the data, or applied between two decompression stages)".into())
             }
@@ -40,14 +53,14 @@ impl Undecoded {
 /// A loaded stream's content decoded through its filters (without the
 /// predictor, which does not change the size). Filters lopdf cannot
 /// decode leave the content as it is (pdf-extract then reads it raw).
-pub(super) fn decode_stream(stream: &Stream, cap: u64) -> Result<Vec<u8>, Undecoded> {
+pub(super) fn decode_stream(stream: &Stream, cap: u64, deadline: &Deadline) -> Result<Vec<u8>, Undecoded> {
     let filters: Vec<Vec<u8>> = match stream.filters() {
         Ok(filters) => filters.into_iter().map(<[u8]>::to_vec).collect(),
         Err(_) => Vec::new(),
     };
     let mut data = stream.content.clone();
     for filter in &filters {
-        match decode(filter, &data, cap, true) {
+        match decode(filter, &data, cap, true, deadline).map_err(Undecoded::Late)? {
             Decoded::Data(out) => data = out,
             Decoded::Unknown => {
                 data = stream.content.clone();
@@ -97,28 +110,28 @@ fn predictor_fits(dict: &Dictionary, decoded_len: usize) -> bool {
 
 /// The decoded size of `data` through `chain`: every stage's output
 /// counted (lopdf holds each one, even when a later stage fails), at most
-/// `cap + 1` in all.
-pub(super) fn decoded_len(data: &[u8], chain: &[Vec<u8>], cap: u64) -> u64 {
+/// `cap + 1` in all; an error once the deadline passes.
+pub(super) fn decoded_len(data: &[u8], chain: &[Vec<u8>], cap: u64, deadline: &Deadline) -> Result<u64, ParseError> {
     let mut total = 0u64;
     let mut current: Vec<u8>;
     let mut input = data;
     for (i, filter) in chain.iter().enumerate() {
         let last = i + 1 == chain.len();
-        match decode(filter, input, cap.saturating_sub(total), !last) {
-            Decoded::Len(n) => return total.saturating_add(n),
+        match decode(filter, input, cap.saturating_sub(total), !last, deadline)? {
+            Decoded::Len(n) => return Ok(total.saturating_add(n)),
             Decoded::Data(out) => {
                 total = total.saturating_add(out.len() as u64);
                 if total > cap {
-                    return total;
+                    return Ok(total);
                 }
                 current = out;
             }
             // lopdf gives up here, having inflated the stages before.
-            Decoded::Unknown => return total,
+            Decoded::Unknown => return Ok(total),
         }
         input = &current;
     }
-    total
+    Ok(total)
 }
 
 pub(super) enum Decoded {
@@ -130,53 +143,95 @@ pub(super) enum Decoded {
     Unknown,
 }
 
-/// One filter stage, reading at most `cap + 1` bytes of output.
-pub(super) fn decode(filter: &[u8], input: &[u8], cap: u64, keep: bool) -> Decoded {
+/// One filter stage, reading at most `cap + 1` bytes of output; an error
+/// once the deadline passes.
+pub(super) fn decode(filter: &[u8], input: &[u8], cap: u64, keep: bool, deadline: &Deadline) -> Result<Decoded, ParseError> {
     let mut out = Capped { data: Vec::new(), len: 0, cap: cap.saturating_add(1), keep };
+    let timed = |data| Timed { data, deadline, unchecked: 0 };
     match filter {
         b"FlateDecode" => {
             // lopdf: zlib; when that fails having produced nothing, raw deflate after the header.
-            let zlib = std::io::copy(&mut flate2::read::ZlibDecoder::new(input).take(out.cap), &mut out);
+            let zlib = std::io::copy(&mut flate2::read::ZlibDecoder::new(timed(input)).take(out.cap), &mut out);
             if zlib.is_err() && out.len == 0 && input.len() > 2 {
-                let _ = std::io::copy(&mut flate2::read::DeflateDecoder::new(&input[2..]).take(out.cap), &mut out);
+                deadline.check()?;
+                let _ = std::io::copy(&mut flate2::read::DeflateDecoder::new(timed(&input[2..])).take(out.cap), &mut out);
             }
         }
         b"LZWDecode" => {
             // lopdf switches code size early unless told otherwise; count the larger reading.
             let mut other = Capped { data: Vec::new(), len: 0, cap: out.cap, keep };
-            let _ = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8).into_stream(&mut out).decode_all(input).status;
-            let _ = weezl::decode::Decoder::new(weezl::BitOrder::Msb, 8).into_stream(&mut other).decode_all(input).status;
+            let _ = weezl::decode::Decoder::with_tiff_size_switch(weezl::BitOrder::Msb, 8).into_stream(&mut out).decode_all(timed(input)).status;
+            deadline.check()?;
+            let _ = weezl::decode::Decoder::new(weezl::BitOrder::Msb, 8).into_stream(&mut other).decode_all(timed(input)).status;
             if other.len > out.len {
                 out = other;
             }
         }
-        b"ASCII85Decode" => ascii85(input, &mut out),
-        _ => return Decoded::Unknown,
+        b"ASCII85Decode" => ascii85(input, &mut out, deadline)?,
+        _ => return Ok(Decoded::Unknown),
     }
-    if keep { Decoded::Data(out.data) } else { Decoded::Len(out.len) }
+    deadline.check()?;
+    Ok(if keep { Decoded::Data(out.data) } else { Decoded::Len(out.len) })
+}
+
+/// A decoder's input, which fails to read once the deadline has passed
+/// (looked at every [`CHECK_EVERY`] bytes).
+struct Timed<'a> {
+    data: &'a [u8],
+    deadline: &'a Deadline,
+    unchecked: usize,
+}
+
+impl Read for Timed<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(buf.len());
+        buf[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Timed<'_> {
+    fn fill_buf(&mut self) -> std::io::Result<&[u8]> {
+        if self.unchecked >= CHECK_EVERY {
+            self.deadline.check().map_err(std::io::Error::other)?;
+            self.unchecked = 0;
+        }
+        Ok(&self.data[..self.data.len().min(CHECK_EVERY)])
+    }
+
+    fn consume(&mut self, n: usize) {
+        let n = n.min(self.data.len());
+        self.data = &self.data[n..];
+        self.unchecked += n;
+    }
 }
 
 /// lopdf's ASCII85 reading: whitespace skipped, `z` for four zero bytes,
 /// stop at the first byte outside the alphabet or at a group that
 /// overflows; a last partial group padded with `u`.
-fn ascii85(input: &[u8], out: &mut Capped) {
+fn ascii85(input: &[u8], out: &mut Capped, deadline: &Deadline) -> Result<(), ParseError> {
     let input = input.strip_suffix(b"~>").unwrap_or(input);
     let mut group = 0u32;
     let mut count = 0usize;
-    for &c in input {
+    for (i, &c) in input.iter().enumerate() {
         if out.len >= out.cap {
-            return;
+            return Ok(());
+        }
+        if i % CHECK_EVERY == CHECK_EVERY - 1 {
+            deadline.check()?;
         }
         if c == b'z' {
             if count != 0 {
-                return;
+                return Ok(());
             }
             let _ = out.write_all(&[0; 4]);
         } else if c.is_ascii_whitespace() {
             continue;
         } else if (b'!'..=b'u').contains(&c) {
             let Some(next) = group.checked_mul(85).and_then(|g| g.checked_add(u32::from(c - b'!'))) else {
-                return;
+                return Ok(());
             };
             group = next;
             count += 1;
@@ -195,6 +250,7 @@ fn ascii85(input: &[u8], out: &mut Capped) {
             let _ = out.write_all(&padded.to_be_bytes()[..count - 1]);
         }
     }
+    Ok(())
 }
 
 /// A writer that keeps (or only counts) up to `cap` bytes, then fails.
@@ -227,6 +283,12 @@ impl Write for Capped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::parse::Limits;
+    use crate::parse::budget::Budget;
+
+    fn deadline() -> Deadline {
+        Budget::new(&Limits::default(), 0).deadline()
+    }
 
     #[test]
     fn decoding_stops_past_the_cap() {
@@ -234,12 +296,12 @@ mod tests {
         let _ = encoder.write_all(&vec![b'a'; 1 << 20]);
         let compressed = encoder.finish().unwrap_or_default();
         let chain = [b"FlateDecode".to_vec()];
-        assert_eq!(decoded_len(&compressed, &chain, 100), 101);
-        assert_eq!(decoded_len(&compressed, &chain, 2 << 20), 1 << 20);
+        assert_eq!(decoded_len(&compressed, &chain, 100, &deadline()), Ok(101));
+        assert_eq!(decoded_len(&compressed, &chain, 2 << 20, &deadline()), Ok(1 << 20));
         let double = [b"FlateDecode".to_vec(), b"FlateDecode".to_vec()];
         let mut outer = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
         let _ = outer.write_all(&compressed);
-        assert_eq!(decoded_len(&outer.finish().unwrap_or_default(), &double, 1000), 1001);
+        assert_eq!(decoded_len(&outer.finish().unwrap_or_default(), &double, 1000, &deadline()), Ok(1001));
     }
 
     /// ASCII85 as the PDF reference writes it (`z` for zero groups).
@@ -274,7 +336,7 @@ mod tests {
         let mut dict = Dictionary::new();
         dict.set("Filter", Object::Name(b"ASCII85Decode".to_vec()));
         let stream = Stream::new(dict, encoded);
-        assert_eq!(decode_stream(&stream, 1 << 20), Ok(text.to_vec()));
+        assert_eq!(decode_stream(&stream, 1 << 20, &deadline()), Ok(text.to_vec()));
         let mut lopdf = stream.clone();
         assert!(lopdf.decompress().is_ok());
         assert_eq!(lopdf.content, text.to_vec());
@@ -287,11 +349,24 @@ mod tests {
         params.set("Columns", 10_000_000_000i64);
         let mut dict = Dictionary::new();
         dict.set("DecodeParms", params);
-        assert_eq!(decode_stream(&Stream::new(dict.clone(), vec![0; 64]), 1 << 20), Err(Undecoded::Predictor));
+        assert_eq!(decode_stream(&Stream::new(dict.clone(), vec![0; 64]), 1 << 20, &deadline()), Err(Undecoded::Predictor));
         let mut fits = Dictionary::new();
         fits.set("Predictor", 12);
         fits.set("Columns", 4);
         dict.set("DecodeParms", fits);
-        assert_eq!(decode_stream(&Stream::new(dict, vec![0; 64]), 1 << 20).map(|d| d.len()), Ok(64));
+        assert_eq!(decode_stream(&Stream::new(dict, vec![0; 64]), 1 << 20, &deadline()).map(|d| d.len()), Ok(64));
+    }
+
+    /// LZW data of nothing but Clear codes inflates to nothing: only the
+    /// deadline stops the decoders, between chunks of input.
+    #[test]
+    fn decoders_stop_at_the_deadline() {
+        // 9-bit Clear codes (256), most significant bit first: 8 codes in 9 bytes.
+        let clears: Vec<u8> = [0x80u8, 0x40, 0x20, 0x10, 0x08, 0x04, 0x02, 0x01, 0x00].repeat(1 << 16);
+        let lzw = [b"LZWDecode".to_vec()];
+        assert_eq!(decoded_len(&clears, &lzw, 1 << 20, &deadline()), Ok(0));
+        let expired = Budget::new(&Limits::default(), 0).expired().deadline();
+        assert!(matches!(decoded_len(&clears, &lzw, 1 << 20, &expired), Err(ParseError::TooLarge { .. })));
+        assert!(matches!(decode(b"FlateDecode", &clears, 1 << 20, false, &expired), Err(ParseError::TooLarge { .. })));
     }
 }

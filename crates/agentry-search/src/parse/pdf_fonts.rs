@@ -11,6 +11,7 @@
 //! Must not: parse fonts or decode text.
 
 use super::ParseError;
+use super::pdf_streams::find;
 use super::pdf_values::{Reading, count_values};
 
 /// Nesting a real CMap or Type 1 program never reaches.
@@ -23,10 +24,15 @@ const MAX_RANGE_CODES: u64 = 1 << 17;
 /// What the font parsers hold for one token of a CMap or program.
 const TOKEN_BYTES: u64 = 64;
 
+/// What one code of a CMap range takes once expanded into pdf-extract's
+/// map (measured: ~12.5 MB for 2^17 codes).
+const RANGE_CODE_BYTES: u64 = 96;
+
 /// Check a decoded CMap or Type 1 font program (only its clear-text part,
 /// before `eexec`): nesting, range codes, and the tokens the parsers hold
-/// (every one, at [`TOKEN_BYTES`], within `memory_limit`).
-pub(super) fn check_font_data(data: &[u8], memory_limit: u64) -> Result<(), ParseError> {
+/// (every one, at [`TOKEN_BYTES`], within `memory_limit`). Returns what
+/// parsing it holds: its tokens, and its range codes at [`RANGE_CODE_BYTES`].
+pub(super) fn check_font_data(data: &[u8], memory_limit: u64) -> Result<u64, ParseError> {
     let clear = data.windows(5).position(|w| w == b"eexec").map_or(data, |at| &data[..at]);
     check_nesting(clear)?;
     let tokens = count_values(clear, &|_, _| None, Reading::Content).0;
@@ -46,7 +52,7 @@ pub(super) fn check_font_data(data: &[u8], memory_limit: u64) -> Result<(), Pars
             at = end;
         }
     }
-    Ok(())
+    Ok(tokens.saturating_mul(TOKEN_BYTES).saturating_add(codes.saturating_mul(RANGE_CODE_BYTES)))
 }
 
 /// Refuse nesting of arrays, strings, dictionaries and procedures deeper
@@ -109,14 +115,11 @@ fn range_codes(section: &[u8]) -> u64 {
     items.chunks(3).map(|entry| if let [Some(low), Some(high), ..] = entry { high.saturating_sub(*low).saturating_add(1) } else { 0 }).fold(0u64, u64::saturating_add)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::check_font_data;
+    use super::{RANGE_CODE_BYTES, check_font_data};
     use crate::parse::ParseError;
+    use crate::parse::pdf_xref::tests::{body, with_table};
 
     #[test]
     fn wide_ranges_and_deep_nesting_are_refused_and_real_cmaps_pass() {
@@ -129,6 +132,55 @@ mod tests {
         let real = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /Adobe-Identity-UCS def\n\
             1 begincodespacerange <0000> <FFFF> endcodespacerange\n2 beginbfrange <0020> <007E> <0020> <00A0> <00FF> [<00A0> <00A1>] endbfrange\n\
             1 beginbfchar <0003> <0020> endbfchar endcmap CMapName currentdict /CMap defineresource pop end end";
-        assert_eq!(check_font_data(real, 1 << 28), Ok(()));
+        assert!(check_font_data(real, 1 << 28).is_ok_and(|held| held > 191 * RANGE_CODE_BYTES && held < 1 << 20));
+    }
+
+    /// A one-page document whose page selects `font` (object 3, with
+    /// `extra` objects from 6 on) under `names` names, showing text with each.
+    fn page_with_font(font: &str, extra: &[Vec<u8>], names: usize) -> Vec<u8> {
+        let fonts: String = (0..names).map(|i| format!("/F{i} 3 0 R ")).collect();
+        let content: String = (0..names).map(|i| format!("BT /F{i} 12 Tf 72 720 Td (A) Tj ET\n")).collect();
+        let mut objects = vec![
+            b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+            b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_vec(),
+            font.as_bytes().to_vec(),
+            format!("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << {fonts}>> >> /Contents 5 0 R >>").into_bytes(),
+            format!("<< /Length {} >>\nstream\n{content}\nendstream", content.len()).into_bytes(),
+        ];
+        objects.extend_from_slice(extra);
+        let (pdf, offsets) = body(&objects);
+        with_table(pdf, &offsets, "")
+    }
+
+    fn parsed(pdf: &[u8]) -> Result<usize, ParseError> {
+        let started = std::time::Instant::now();
+        let result = crate::parse::parse(pdf, crate::parse::Format::Pdf).map(|p| p.sections.len());
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "took {:?}", started.elapsed());
+        result
+    }
+
+    #[test]
+    fn a_font_selected_under_many_names_is_charged_once_per_name() {
+        // Before: each name built the font again, its 2^17-code CMap expanded
+        // each time (12.5 MB a name: 3.75 GB from an 8 KB file).
+        let cmap = "/CIDInit /ProcSet findresource begin begincmap 2 beginbfrange <00000000> <0000FFFF> <0000> <00010000> <0001FFFF> <0000> endbfrange endcmap end";
+        let to_unicode = format!("<< /Length {} >>\nstream\n{cmap}\nendstream", cmap.len()).into_bytes();
+        let font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>";
+        assert!(parsed(&page_with_font(font, std::slice::from_ref(&to_unicode), 2)).is_ok());
+        let refused = parsed(&page_with_font(font, &[to_unicode], 300));
+        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("one page")), "{refused:?}");
+        // Big encodings count too: 300 000 differences under 100 names.
+        let differences = format!("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding << /Differences [{}] >> >>", "0/a ".repeat(300_000));
+        let refused = parsed(&page_with_font(&differences, &[], 100));
+        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("one page")), "{refused:?}");
+    }
+
+    #[test]
+    fn simple_fonts_with_more_than_256_widths_are_refused() {
+        // pdf-extract sorts a simple font's whole width map for every character without a width.
+        let widths = format!("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar 1000 /LastChar 200999 /Widths [{}] >>", "0 ".repeat(200_000));
+        assert!(matches!(parsed(&page_with_font(&widths, &[], 1)), Err(ParseError::Malformed(m)) if m.contains("widths")));
+        let real = format!("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar 32 /LastChar 126 /Widths [{}] >>", "500 ".repeat(95));
+        assert!(parsed(&page_with_font(&real, &[], 1)).is_ok());
     }
 }

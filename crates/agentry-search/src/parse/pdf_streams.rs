@@ -1,37 +1,24 @@
-//! Measuring a PDF's streams before lopdf and pdf-extract inflate them.
-//! Both decompress without a limit (lopdf while loading: cross-reference
-//! and object streams; pdf-extract while reading a page: its contents,
-//! every form it draws, once per `Do`, and the fonts and colour spaces it
-//! selects, again on every page), so a small file can expand to gigabytes.
-//! Two checks run first, both with the bounded decoders of
-//! [`super::pdf_decode`] (reading at most one byte past what the budget
-//! has left):
+//! Measuring what drawing a PDF's pages costs, after loading and before
+//! pdf-extract walks them: pdf-extract decompresses without a limit (a
+//! page's contents, every form it draws, once per `Do`, and the fonts and
+//! colour spaces it selects, again on every page), so a small file can
+//! expand to gigabytes. (What lopdf inflates while loading is measured
+//! before, by [`super::pdf_raw`].)
 //!
-//! - [`check_raw`], before loading: every `stream` keyword in the raw
-//!   bytes starts data that is decoded through every filter chain named
-//!   before it in the file (the largest result is charged to the
-//!   document's decompressed-data budget). Names are read twice, once
-//!   skipping `%` comments as lopdf does and once not (a `%` inside a
-//!   string is no comment), and a `/Filter` whose value neither reading
-//!   can make into a chain fails the document as malformed. Chains are
-//!   not tied to the nearest dictionary on purpose: strings and names can
-//!   hold decoy `stream` and `endstream` words, so any attempt to cut the
-//!   file into objects without a full parser can be misled, and a chain
-//!   named earlier only makes the check charge more. An encrypted file's
-//!   streams cannot be decoded before decryption, so every stream after
-//!   the first `/ObjStm` (lopdf inflates object streams while loading) is
-//!   charged at deflate's worst ratio instead.
-//! - [`PageWork`], after loading (decrypted): a page's content and the
-//!   forms it draws, each as many times as it is drawn, with the colour
-//!   spaces each `cs`/`CS` loads, the way pdf-extract will walk them; and
-//!   the streams under the fonts the page selects, once per page, since
-//!   pdf-extract forgets its fonts between pages. A form that draws
-//!   itself, or forms nested deeper than [`MAX_FORM_DEPTH`] (pdf-extract
-//!   recurses once per level, on a 2 MiB stack), fail the document.
+//! [`PageWork`] charges a page's content and the forms it draws, each as
+//! many times as it is drawn, with the colour spaces each `cs`/`CS` loads,
+//! the way pdf-extract will walk them; and the fonts the page selects,
+//! once per page and name, since pdf-extract builds one font per name and
+//! forgets them between pages: the streams under each, what parsing its
+//! CMaps takes, and its dictionaries' values (widths, encodings). A form
+//! that draws itself, or forms nested deeper than [`MAX_FORM_DEPTH`]
+//! (pdf-extract recurses once per level, on a 2 MiB stack), fail the
+//! document. Every stream is read with the bounded decoders of
+//! [`super::pdf_decode`].
 //!
 //! Hand-written because no PDF crate offers a bounded measure; the lexing
-//! here is the little needed to find filter names and the operators that
-//! load resources, and errs towards charging more.
+//! here is the little needed to find the operators that load resources,
+//! and errs towards charging more.
 //!
 //! Must not: change the document or extract text.
 
@@ -40,170 +27,20 @@ use std::collections::{HashMap, HashSet};
 use pdf_extract::{Dictionary, Document, Object, ObjectId};
 
 use super::ParseError;
-use super::budget::{Budget, Deadline, Limit};
-use super::pdf_decode::{decode_stream, decoded_len};
+use super::budget::{Deadline, Limit};
+use super::pdf_decode::decode_stream;
 use super::pdf_fonts::check_font_data;
 use super::pdf_operators::operators;
 use super::pdf_values::{Reading, count_values};
 use super::pdf_xref::VALUE_BYTES;
 
-/// Deflate's largest expansion (a 258-byte match per 2 bits, roughly).
-const DEFLATE_WORST_RATIO: u64 = 1032;
-
 /// Forms drawn inside forms deeper than this are refused: pdf-extract
 /// recurses once per level (and so would [`PageWork`]).
 pub(super) const MAX_FORM_DEPTH: usize = 32;
 
-/// Distinct filter chains a file may name (real files use a handful);
-/// each is tried on every stream.
-const MAX_CHAINS: usize = 16;
-
-/// Filters one chain may name (real chains have one to three).
-const MAX_CHAIN_NAMES: usize = 16;
-
 /// How many references, arrays and dictionaries deep the streams under a
 /// font or colour space are looked for (a Type0 font's file is five down).
 const RESOURCE_DEPTH: usize = 8;
-
-/// The filters lopdf decodes; a chain stops at any other (lopdf gives up there).
-const DECODED: [&[u8]; 3] = [b"FlateDecode", b"LZWDecode", b"ASCII85Decode"];
-
-/// Charge every stream in `bytes` to `budget` at its decoded size.
-pub(super) fn check_raw(bytes: &[u8], budget: &mut Budget) -> Result<(), ParseError> {
-    let deadline = budget.deadline();
-    let names = Names::read(bytes)?;
-    let mut chains: Vec<Vec<Vec<u8>>> = Vec::new();
-    let mut mentions = names.chains.iter().peekable();
-    let keywords = stream_keywords(bytes);
-    for (i, &(keyword, start)) in keywords.iter().enumerate() {
-        deadline.check()?;
-        while let Some((_, chain)) = mentions.next_if(|(at, _)| *at < keyword) {
-            if !chain.is_empty() && !chains.contains(chain) {
-                chains.push(chain.clone());
-            }
-        }
-        if chains.len() > MAX_CHAINS {
-            return Err(ParseError::Malformed(format!("PDF: the file names more than {MAX_CHAINS} different stream filter chains")));
-        }
-        if chains.is_empty() {
-            continue;
-        }
-        if names.encrypted {
-            if names.object_stream.is_some_and(|at| at < keyword) {
-                // Up to the next `stream` keyword: a decoy `endstream` cannot shorten it,
-                // and the streams after the first object stream together cover the file.
-                let end = keywords.get(i + 1).map_or(bytes.len(), |&(next, _)| next);
-                let stages = chains.iter().map(|c| c.iter().filter(|f| f.as_slice() != b"ASCII85Decode").count()).max().unwrap_or(0);
-                let worst = (0..stages).fold(end.saturating_sub(start) as u64, |n, _| n.saturating_mul(DEFLATE_WORST_RATIO));
-                budget.inflated(worst)?;
-            }
-            continue;
-        }
-        // The data runs to the end of the file: the decoders stop at their
-        // own end marker, so a decoy `endstream` cannot cut it short.
-        let cap = budget.inflate_remaining();
-        let data = &bytes[start..];
-        let largest = chains.iter().map(|chain| decoded_len(data, chain, cap)).max().unwrap_or(0);
-        budget.inflated(largest)?;
-    }
-    Ok(())
-}
-
-/// Each `stream` keyword lopdf would accept (not the end of `endstream`,
-/// then spaces or tabs and an end of line): where the keyword starts and
-/// where its data starts.
-fn stream_keywords(bytes: &[u8]) -> Vec<(usize, usize)> {
-    let mut keywords = Vec::new();
-    let mut at = 0usize;
-    while let Some(found) = find(&bytes[at..], b"stream") {
-        let keyword = at + found;
-        at = keyword + b"stream".len();
-        if keyword >= 3 && &bytes[keyword - 3..keyword] == b"end" {
-            continue;
-        }
-        let mut data = at;
-        while bytes.get(data).is_some_and(|c| *c == b' ' || *c == b'\t') {
-            data += 1;
-        }
-        match bytes.get(data..data + 2) {
-            Some(b"\r\n") => keywords.push((keyword, data + 2)),
-            _ if matches!(bytes.get(data), Some(b'\n' | b'\r')) => keywords.push((keyword, data + 1)),
-            _ => {}
-        }
-    }
-    keywords
-}
-
-/// What the names in a file say, read both with and without comments.
-struct Names {
-    /// Each `/Filter`'s chain (cut at the first filter lopdf cannot
-    /// decode) by position, in file order.
-    chains: Vec<(usize, Vec<Vec<u8>>)>,
-    /// The first `/ObjStm`.
-    object_stream: Option<usize>,
-    /// Some `/Encrypt`.
-    encrypted: bool,
-}
-
-impl Names {
-    /// Both readings; malformed when a `/Filter` has no chain in either.
-    fn read(bytes: &[u8]) -> Result<Self, ParseError> {
-        let mut found: HashMap<usize, Option<Vec<Vec<u8>>>> = HashMap::new();
-        let mut object_stream: Option<usize> = None;
-        let mut encrypted = false;
-        for comments in [true, false] {
-            let mut lexer = Lexer { bytes, at: 0, comments };
-            while let Some((at, token)) = lexer.next() {
-                let Token::Name(name) = token else { continue };
-                match name.as_slice() {
-                    b"Filter" => {
-                        let chain = filter_chain(&mut Lexer { ..lexer });
-                        let entry = found.entry(at).or_default();
-                        if entry.is_none() {
-                            *entry = chain;
-                        }
-                    }
-                    b"ObjStm" => object_stream = Some(object_stream.map_or(at, |first| first.min(at))),
-                    b"Encrypt" => encrypted = true,
-                    _ => {}
-                }
-            }
-        }
-        let mut chains = Vec::with_capacity(found.len());
-        for (at, chain) in found {
-            let Some(chain) = chain else {
-                return Err(ParseError::Malformed(format!("PDF: the /Filter entry at byte {at} is not a filter name or an array of them")));
-            };
-            let known = chain.into_iter().take_while(|f| DECODED.contains(&f.as_slice())).collect();
-            chains.push((at, known));
-        }
-        chains.sort_unstable();
-        Ok(Self { chains, object_stream, encrypted })
-    }
-}
-
-/// The chain the tokens after a `/Filter` name: a name, or an array of
-/// names. An array with any other item is an empty chain (lopdf decodes
-/// nothing then), and one of more than [`MAX_CHAIN_NAMES`] names cannot be
-/// read; so each `/Filter` reads a bounded number of tokens (reading to
-/// the array's end made a file of `/Filter[` repeated quadratic).
-fn filter_chain(lexer: &mut Lexer<'_>) -> Option<Vec<Vec<u8>>> {
-    match lexer.next()?.1 {
-        Token::Name(name) => Some(vec![name]),
-        Token::Open => {
-            let mut chain = Vec::new();
-            loop {
-                match lexer.next()?.1 {
-                    Token::Close => return Some(chain),
-                    Token::Name(name) if chain.len() < MAX_CHAIN_NAMES => chain.push(name),
-                    Token::Name(_) => return None,
-                    Token::Open | Token::Other => return Some(Vec::new()),
-                }
-            }
-        }
-        Token::Close | Token::Other => None,
-    }
-}
 
 /// The work of drawing pages: decoded content plus, for every `Do`, the
 /// work of the form it draws, and for every `cs`/`CS` the streams under
@@ -214,18 +51,31 @@ pub(super) struct PageWork<'a> {
     /// Per form as drawn with some resources: its work and nesting height.
     memo: HashMap<FormKey, FormCost>,
     /// Per form: the fonts its own content selects, and the forms it draws.
-    form_fonts: HashMap<FormKey, Vec<(Vec<u8>, u64)>>,
+    form_fonts: HashMap<FormKey, Vec<(Vec<u8>, FontCost)>>,
     form_draws: HashMap<FormKey, Vec<FormKey>>,
     /// Decoded sizes of the streams under fonts and colour spaces.
     stream_sizes: HashMap<ObjectId, u64>,
     /// Font CMaps and programs already checked by [`check_font_data`].
     font_data_checked: HashSet<ObjectId>,
+    /// What building each font costs (see [`Self::font_cost`]), by address.
+    font_costs: HashMap<usize, FontCost>,
+    /// What parsing each font CMap or program holds (see [`check_font_data`]).
+    font_data_held: HashMap<ObjectId, u64>,
     drawing: HashSet<ObjectId>,
     deadline: Deadline,
     pub(super) spent: u64,
     pub(super) limit: u64,
     /// What one page's operators may take in pdf-extract's memory.
     memory_limit: u64,
+}
+
+/// What building one font takes: the decoded streams under it (against
+/// the page's limit), and all it holds (streams, parsed CMaps and
+/// programs, values) against the memory limit.
+#[derive(Debug, Clone, Copy, Default)]
+struct FontCost {
+    streams: u64,
+    held: u64,
 }
 
 /// A form and the resources it is drawn with (by address).
@@ -246,7 +96,7 @@ struct Drawn {
     work: u64,
     values: u64,
     height: usize,
-    fonts: Vec<(Vec<u8>, u64)>,
+    fonts: Vec<(Vec<u8>, FontCost)>,
     forms: Vec<FormKey>,
 }
 
@@ -259,6 +109,8 @@ impl<'a> PageWork<'a> {
             form_draws: HashMap::new(),
             stream_sizes: HashMap::new(),
             font_data_checked: HashSet::new(),
+            font_costs: HashMap::new(),
+            font_data_held: HashMap::new(),
             drawing: HashSet::new(),
             deadline,
             spent: 0,
@@ -298,7 +150,7 @@ impl<'a> PageWork<'a> {
                 continue;
             };
             let room = self.room().saturating_sub(content.len() as u64);
-            let decoded = decode_stream(stream, room).map_err(|why| why.or_over(self.over()))?;
+            let decoded = decode_stream(stream, room, &self.deadline).map_err(|why| why.or_over(self.over()))?;
             content.extend_from_slice(&decoded);
         }
         let drawn = self.content_work(&content, resources, 0)?;
@@ -316,7 +168,7 @@ impl<'a> PageWork<'a> {
     fn page_fonts(&self, drawn: &Drawn) -> Result<(), ParseError> {
         let mut seen: HashSet<FormKey> = HashSet::new();
         let mut stack: Vec<FormKey> = drawn.forms.clone();
-        let mut fonts: Vec<&[(Vec<u8>, u64)]> = vec![&drawn.fonts];
+        let mut fonts: Vec<&[(Vec<u8>, FontCost)]> = vec![&drawn.fonts];
         while let Some(key) = stack.pop() {
             if !seen.insert(key) {
                 continue;
@@ -327,13 +179,52 @@ impl<'a> PageWork<'a> {
             fonts.extend(self.form_fonts.get(&key).map(Vec::as_slice));
             stack.extend(self.form_draws.get(&key).into_iter().flatten().copied());
         }
-        let mut by_name: HashMap<&[u8], u64> = HashMap::new();
+        let mut by_name: HashMap<&[u8], FontCost> = HashMap::new();
         for (name, cost) in fonts.into_iter().flatten() {
             let largest = by_name.entry(name.as_slice()).or_default();
-            *largest = (*largest).max(*cost);
+            *largest = FontCost { streams: largest.streams.max(cost.streams), held: largest.held.max(cost.held) };
         }
-        let total = by_name.values().fold(0u64, |sum, cost| sum.saturating_add(*cost));
-        if total > self.limit { Err(self.fonts_over()) } else { Ok(()) }
+        let streams = by_name.values().fold(0u64, |sum, cost| sum.saturating_add(cost.streams));
+        if streams > self.limit {
+            return Err(self.fonts_over());
+        }
+        let held = by_name.values().fold(0u64, |sum, cost| sum.saturating_add(cost.held));
+        if held > self.memory_limit {
+            return Err(ParseError::TooLarge { what: "the memory the fonts one page selects take (one built per name)", limit: Limit::Bytes(self.memory_limit) });
+        }
+        Ok(())
+    }
+
+    /// What pdf-extract's building `font` costs, again for every name a
+    /// page selects it by: the streams under it, what parsing its CMaps
+    /// and programs holds, and its values (widths, encoding differences)
+    /// at [`VALUE_BYTES`]. A simple font must keep to single-byte codes:
+    /// pdf-extract sorts its whole width map for every character whose
+    /// width is missing, so more than 256 widths are refused.
+    fn font_cost(&mut self, font: &'a Object) -> Result<FontCost, ParseError> {
+        let target = resolve(self.document, font).unwrap_or(font);
+        let key = std::ptr::from_ref(target) as usize;
+        if let Some(&cost) = self.font_costs.get(&key) {
+            return Ok(cost);
+        }
+        if let Ok(dict) = target.as_dict() {
+            self.check_simple_font(dict)?;
+        }
+        let streams = self.streams_under(font)?;
+        let parsing = self.font_data_under(font);
+        let held = streams.saturating_add(parsing).saturating_add(self.values_under(font).saturating_mul(VALUE_BYTES));
+        let cost = FontCost { streams, held };
+        self.font_costs.insert(key, cost);
+        Ok(cost)
+    }
+
+    fn check_simple_font(&self, dict: &Dictionary) -> Result<(), ParseError> {
+        let simple = matches!(dict.get(b"Subtype").and_then(Object::as_name), Ok(b"Type1" | b"TrueType" | b"MMType1" | b"Type3"));
+        let widths = dict.get(b"Widths").ok().and_then(|w| resolve(self.document, w)).and_then(|w| w.as_array().ok()).map_or(0, Vec::len);
+        if simple && widths > 256 {
+            return Err(ParseError::Malformed(format!("PDF: a simple font lists {widths} widths (single-byte codes have at most 256)")));
+        }
+        Ok(())
     }
 
     /// Work of decoded `content` drawn with `resources` at `depth` forms
@@ -349,7 +240,7 @@ impl<'a> PageWork<'a> {
         let mut fonts = Vec::new();
         for name in operators.fonts {
             if let Some(font) = resources.and_then(|r| self.named(r, b"Font", &name)) {
-                let cost = self.streams_under(font)?;
+                let cost = self.font_cost(font)?;
                 fonts.push((name, cost));
             }
         }
@@ -402,7 +293,7 @@ impl<'a> PageWork<'a> {
                         self.drawing.remove(&id);
                         continue;
                     };
-                    let decoded = decode_stream(stream, self.room()).map_err(|why| why.or_over(self.over()))?;
+                    let decoded = decode_stream(stream, self.room(), &self.deadline).map_err(|why| why.or_over(self.over()))?;
                     let drawn = self.content_work(&decoded, drawn_with, depth + 1)?;
                     self.drawing.remove(&id);
                     let cost = FormCost { work: drawn.work, values: drawn.values, height: drawn.height + 1 };
@@ -462,6 +353,31 @@ impl<'a> PageWork<'a> {
         count
     }
 
+    /// What parsing the CMaps and programs under `font` holds (those
+    /// referenced from it and checked by [`Self::streams_under`]; one
+    /// inline in the font dictionary was checked, not kept).
+    fn font_data_under(&self, font: &'a Object) -> u64 {
+        let mut seen = HashSet::new();
+        let mut held = 0u64;
+        let mut stack = vec![(font, RESOURCE_DEPTH)];
+        while let Some((object, depth)) = stack.pop() {
+            if depth == 0 {
+                continue;
+            }
+            match object {
+                Object::Reference(id) if seen.insert(*id) => {
+                    held = held.saturating_add(self.font_data_held.get(id).copied().unwrap_or(0));
+                    stack.extend(self.document.get_object(*id).ok().map(|o| (o, depth - 1)));
+                }
+                Object::Dictionary(dict) => stack.extend(dict.iter().filter(|(key, _)| !matches!(key.as_slice(), b"Parent" | b"Resources")).map(|(_, v)| (v, depth - 1))),
+                Object::Stream(stream) => stack.extend(stream.dict.iter().map(|(_, v)| (v, depth - 1))),
+                Object::Array(items) => stack.extend(items.iter().map(|v| (v, depth - 1))),
+                _ => {}
+            }
+        }
+        held
+    }
+
     /// The decoded size of every stream under `object` (a font: its font
     /// files, CMaps and descendants; a colour space: its ICC profile and
     /// functions), each counted once. The CMaps and Type 1 programs of a
@@ -490,9 +406,10 @@ impl<'a> PageWork<'a> {
                         let size = match self.stream_sizes.get(id) {
                             Some(&size) if checked => size,
                             _ => {
-                                let decoded = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?;
+                                let decoded = decode_stream(stream, self.limit, &self.deadline).map_err(|why| why.or_over(self.fonts_over()))?;
                                 if font_data {
-                                    check_font_data(&decoded, self.memory_limit)?;
+                                    let held = check_font_data(&decoded, self.memory_limit)?;
+                                    self.font_data_held.insert(*id, held);
                                     self.font_data_checked.insert(*id);
                                 }
                                 self.stream_sizes.insert(*id, decoded.len() as u64);
@@ -506,7 +423,7 @@ impl<'a> PageWork<'a> {
                     }
                 }
                 Object::Stream(stream) => {
-                    let decoded = decode_stream(stream, self.limit).map_err(|why| why.or_over(self.fonts_over()))?;
+                    let decoded = decode_stream(stream, self.limit, &self.deadline).map_err(|why| why.or_over(self.fonts_over()))?;
                     if font_data {
                         check_font_data(&decoded, self.memory_limit)?;
                     }
@@ -618,10 +535,6 @@ pub(super) fn is_delimiter(c: u8) -> bool {
     c.is_ascii_whitespace() || b"()<>[]{}/%\0".contains(&c)
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
-
-#[cfg(test)]
-#[path = "pdf_streams_tests.rs"]
-mod tests;

@@ -35,7 +35,7 @@ use super::ParseError;
 use super::budget::{Budget, Deadline, Limit};
 use super::pdf_cursor::Cursor;
 use super::pdf_decode::decode_stream;
-use super::pdf_streams::{Lexer, Token, is_delimiter};
+use super::pdf_streams::{Lexer, Token, find, is_delimiter};
 use super::pdf_values::{Reading, count_values};
 
 /// Cross-reference sections followed from `startxref` (real files have a
@@ -234,7 +234,7 @@ fn stream_section(buffer: &[u8], at: usize, budget: &mut Budget) -> Result<(Xref
     if listed > MAX_ENTRIES {
         return Err(too_many_entries());
     }
-    let decoded = decode_stream(&stream, budget.inflate_remaining()).map_err(|why| why.or_over(budget.inflate_exceeded()))?;
+    let decoded = decode_stream(&stream, budget.inflate_remaining(), &budget.deadline()).map_err(|why| why.or_over(budget.inflate_exceeded()))?;
     budget.inflated(decoded.len() as u64)?;
     decode_xref_stream(stream).map_err(|e| malformed(&format!("a cross-reference stream cannot be read ({e})")))
 }
@@ -485,7 +485,7 @@ pub(super) const VALUE_BYTES: u64 = 128;
 /// counted (and refused past the room) before any object is parsed.
 pub(super) fn check_object_stream(stream: &Stream, room: u64, memory: (u64, u64), deadline: Deadline) -> Result<Expansion, ParseError> {
     let over = || ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(room) };
-    decode_stream(stream, room).map_err(|why| why.or_over(over()))?;
+    decode_stream(stream, room, &deadline).map_err(|why| why.or_over(over()))?;
     let mut stream = stream.clone();
     // lopdf's own decoding, now known to stay within the room.
     let _ = stream.decompress();
@@ -571,10 +571,6 @@ fn too_many_entries() -> ParseError {
 
 pub(super) fn malformed(reason: &str) -> ParseError {
     ParseError::Malformed(format!("PDF: {reason}"))
-}
-
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 fn rfind(haystack: &[u8], needle: &[u8]) -> Option<usize> {
