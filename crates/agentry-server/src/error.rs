@@ -34,12 +34,7 @@ pub struct ApiError {
 impl ApiError {
     /// An error answering with `code` (and its status).
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self::with_status(StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), code, message)
-    }
-
-    /// An error whose status the framework already chose (a 405 from the
-    /// router, say); everything else goes through [`ApiError::new`].
-    pub fn with_status(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
+        let status = StatusCode::from_u16(code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         Self { status, code, message: message.into(), param: None, retry_after: None, rate_limit: None }
     }
 

@@ -69,12 +69,15 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
         None => {
             let code = match status {
                 StatusCode::NOT_FOUND => ErrorCode::NotFound,
+                StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
                 StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+                StatusCode::SERVICE_UNAVAILABLE => ErrorCode::ServiceUnavailable,
                 s if s.is_server_error() => ErrorCode::InternalError,
                 _ => ErrorCode::InvalidRequest,
             };
-            let message = status.canonical_reason().unwrap_or("error").to_lowercase();
-            ApiError::with_status(status, code, message)
+            // The framework chose the status; the body names the code.
+            ApiError::new(code, status.canonical_reason().unwrap_or("error").to_lowercase())
         }
     };
     let (mut parts, _) = response.into_parts();

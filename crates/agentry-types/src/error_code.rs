@@ -60,9 +60,13 @@ error_codes! {
     PermissionDenied => "permission_denied", 403, "permission_error";
     MfaRequired => "mfa_required", 403, "permission_error";
     NotFound => "not_found", 404, "invalid_request_error";
+    /// The route exists, but not for this method.
+    MethodNotAllowed => "method_not_allowed", 405, "invalid_request_error";
     ModelNotFound => "model_not_found", 404, "invalid_request_error";
     Conflict => "conflict", 409, "invalid_request_error";
     PayloadTooLarge => "payload_too_large", 413, "invalid_request_error";
+    /// The body is not in a format the route reads (its `Content-Type`).
+    UnsupportedMediaType => "unsupported_media_type", 415, "invalid_request_error";
     UnprocessableEntity => "unprocessable_entity", 422, "invalid_request_error";
     RateLimited => "rate_limit_exceeded", 429, "rate_limit_error";
     InsufficientQuota => "insufficient_quota", 429, "rate_limit_error";

@@ -10,8 +10,10 @@
 //!
 //! Must not: parse fonts or decode text.
 
+use pdf_extract::{Dictionary, Document, Object};
+
 use super::ParseError;
-use super::pdf_streams::find;
+use super::pdf_streams::{find, resolve};
 use super::pdf_values::{Reading, count_values};
 
 /// Nesting a real CMap or Type 1 program never reaches.
@@ -27,6 +29,49 @@ const TOKEN_BYTES: u64 = 64;
 /// What one code of a CMap range takes once expanded into pdf-extract's
 /// map (measured: ~12.5 MB for 2^17 codes).
 const RANGE_CODE_BYTES: u64 = 96;
+
+/// Width entries a composite font's `/W` may give (a font has at most
+/// 65 535 glyphs; twice that leaves room).
+const MAX_CID_WIDTHS: u64 = 1 << 17;
+
+/// What building `font`'s width map holds in pdf-extract, at
+/// [`RANGE_CODE_BYTES`] an entry. A simple font must keep to single-byte
+/// codes: pdf-extract sorts its whole width map for every character whose
+/// width is missing, so more than 256 widths are refused. A composite
+/// (Type0) font's `/W` is read as pdf-extract reads it: each `cid [w …]`
+/// array counted every time it appears, references followed every time
+/// (a `/W` of many references to one long array costs their product).
+pub(super) fn widths_held(document: &Document, font: &Dictionary) -> Result<u64, ParseError> {
+    let array = |dict, key| array_at(document, dict, key);
+    match font.get(b"Subtype").and_then(Object::as_name) {
+        Ok(b"Type1" | b"TrueType" | b"MMType1" | b"Type3") => {
+            let widths = array(font, b"Widths").map_or(0, Vec::len);
+            if widths > 256 {
+                return Err(ParseError::Malformed(format!("PDF: a simple font lists {widths} widths (single-byte codes have at most 256)")));
+            }
+            Ok(widths as u64 * RANGE_CODE_BYTES)
+        }
+        Ok(b"Type0") => {
+            let descendant = array(font, b"DescendantFonts").and_then(|d| d.first()).and_then(|d| resolve(document, d)).and_then(|d| d.as_dict().ok());
+            let entries = descendant
+                .and_then(|d| array(d, b"W"))
+                .into_iter()
+                .flatten()
+                .filter_map(|item| resolve(document, item)?.as_array().ok())
+                .fold(0u64, |sum, a| sum.saturating_add(a.len() as u64));
+            if entries > MAX_CID_WIDTHS {
+                return Err(ParseError::TooLarge { what: "the widths its composite fonts list", limit: super::budget::Limit::Count(MAX_CID_WIDTHS) });
+            }
+            Ok(entries * RANGE_CODE_BYTES)
+        }
+        _ => Ok(0),
+    }
+}
+
+/// The array at `key` of `dict`, references followed.
+fn array_at<'d>(document: &'d Document, dict: &'d Dictionary, key: &[u8]) -> Option<&'d Vec<Object>> {
+    dict.get(key).ok().and_then(|o| resolve(document, o)).and_then(|o| o.as_array().ok())
+}
 
 /// Check a decoded CMap or Type 1 font program (only its clear-text part,
 /// before `eexec`): nesting, range codes, and the tokens the parsers hold
@@ -138,8 +183,13 @@ mod tests {
     /// A one-page document whose page selects `font` (object 3, with
     /// `extra` objects from 6 on) under `names` names, showing text with each.
     fn page_with_font(font: &str, extra: &[Vec<u8>], names: usize) -> Vec<u8> {
+        page_drawing(font, extra, names, "")
+    }
+
+    /// [`page_with_font`], its content starting with `prefix`.
+    fn page_drawing(font: &str, extra: &[Vec<u8>], names: usize, prefix: &str) -> Vec<u8> {
         let fonts: String = (0..names).map(|i| format!("/F{i} 3 0 R ")).collect();
-        let content: String = (0..names).map(|i| format!("BT /F{i} 12 Tf 72 720 Td (A) Tj ET\n")).collect();
+        let content: String = std::iter::once(prefix.to_owned()).chain((0..names).map(|i| format!("BT /F{i} 12 Tf 72 720 Td (A) Tj ET\n"))).collect();
         let mut objects = vec![
             b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
             b"<< /Type /Pages /Kids [4 0 R] /Count 1 >>".to_vec(),
@@ -163,8 +213,7 @@ mod tests {
     fn a_font_selected_under_many_names_is_charged_once_per_name() {
         // Before: each name built the font again, its 2^17-code CMap expanded
         // each time (12.5 MB a name: 3.75 GB from an 8 KB file).
-        let cmap = "/CIDInit /ProcSet findresource begin begincmap 2 beginbfrange <00000000> <0000FFFF> <0000> <00010000> <0001FFFF> <0000> endbfrange endcmap end";
-        let to_unicode = format!("<< /Length {} >>\nstream\n{cmap}\nendstream", cmap.len()).into_bytes();
+        let to_unicode = widest_cmap();
         let font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>";
         assert!(parsed(&page_with_font(font, std::slice::from_ref(&to_unicode), 2)).is_ok());
         let refused = parsed(&page_with_font(font, &[to_unicode], 300));
@@ -182,5 +231,40 @@ mod tests {
         assert!(matches!(parsed(&page_with_font(&widths, &[], 1)), Err(ParseError::Malformed(m)) if m.contains("widths")));
         let real = format!("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /FirstChar 32 /LastChar 126 /Widths [{}] >>", "500 ".repeat(95));
         assert!(parsed(&page_with_font(&real, &[], 1)).is_ok());
+    }
+
+    /// A ToUnicode CMap of 2^17 codes (the most one may cover), as object 6.
+    fn widest_cmap() -> Vec<u8> {
+        let cmap = "/CIDInit /ProcSet findresource begin begincmap 2 beginbfrange <00000000> <0000FFFF> <0000> <00010000> <0001FFFF> <0000> endbfrange endcmap end";
+        format!("<< /Length {} >>\nstream\n{cmap}\nendstream", cmap.len()).into_bytes()
+    }
+
+    #[test]
+    fn operators_after_an_inline_image_are_read_where_lopdf_reads_them() {
+        // lopdf reads W×H bytes of image data and then `EI`, with or without a
+        // space before it. Before: the guard looked for ` EI` and skipped the
+        // rest of the content, so fonts selected after the image went
+        // uncharged (1.9 GB from 7.6 KB; a CMap nested too deep aborted).
+        let font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>";
+        let image = "BI /W 1 /H 1 /BPC 8 /CS /Gray ID XEI\n";
+        let refused = parsed(&page_drawing(font, &[widest_cmap()], 30, image));
+        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("one page")), "{refused:?}");
+        assert!(parsed(&page_drawing(font, &[widest_cmap()], 1, image)).is_ok());
+    }
+
+    #[test]
+    fn composite_font_widths_count_every_time_pdf_extract_reads_them() {
+        // 1000 `/W` entries that all refer to one 1000-width array: pdf-extract
+        // inserts a million widths (50 000 × 50 000 ran 65 s past a 10 s deadline).
+        let pairs: String = (0..1000).map(|i| format!("{} 7 0 R ", i * 1000)).collect();
+        let descendant = format!(
+            "<< /Type /Font /Subtype /CIDFontType2 /BaseFont /X /CIDSystemInfo << /Registry (Adobe) /Ordering (Identity) /Supplement 0 >> /FontDescriptor 8 0 R /W [{pairs}] >>"
+        );
+        let widths = format!("[{}]", "500 ".repeat(1000));
+        let descriptor = b"<< /Type /FontDescriptor /FontName /X /Flags 4 /FontBBox [0 0 1000 1000] /ItalicAngle 0 /Ascent 800 /Descent -200 /CapHeight 700 /StemV 80 >>";
+        let font = "<< /Type /Font /Subtype /Type0 /BaseFont /X /Encoding /Identity-H /DescendantFonts [6 0 R] >>";
+        let extra = [descendant.into_bytes(), widths.into_bytes(), descriptor.to_vec()];
+        let refused = parsed(&page_with_font(font, &extra, 1));
+        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("composite fonts")), "{refused:?}");
     }
 }

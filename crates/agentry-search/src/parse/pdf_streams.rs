@@ -29,7 +29,7 @@ use pdf_extract::{Dictionary, Document, Object, ObjectId};
 use super::ParseError;
 use super::budget::{Deadline, Limit};
 use super::pdf_decode::decode_stream;
-use super::pdf_fonts::check_font_data;
+use super::pdf_fonts::{check_font_data, widths_held};
 use super::pdf_operators::operators;
 use super::pdf_values::{Reading, count_values};
 use super::pdf_xref::VALUE_BYTES;
@@ -127,6 +127,10 @@ impl<'a> PageWork<'a> {
         ParseError::TooLarge { what: "the fonts and colour profiles one page loads (read again for every page)", limit: Limit::Bytes(self.limit) }
     }
 
+    fn operations_over(&self) -> ParseError {
+        ParseError::TooLarge { what: "the memory one page's drawing operations take", limit: Limit::Bytes(self.memory_limit) }
+    }
+
     fn too_deep() -> ParseError {
         ParseError::TooLarge { what: "its forms drawn inside forms (nesting depth)", limit: Limit::Count(MAX_FORM_DEPTH as u64) }
     }
@@ -157,7 +161,7 @@ impl<'a> PageWork<'a> {
         self.charge(drawn.work)?;
         // pdf-extract decodes a page's (and each form's) operations whole, at ~120 bytes an operand.
         if drawn.values.saturating_mul(VALUE_BYTES) > self.memory_limit {
-            return Err(ParseError::TooLarge { what: "the memory one page's drawing operations take", limit: Limit::Bytes(self.memory_limit) });
+            return Err(self.operations_over());
         }
         self.page_fonts(&drawn)
     }
@@ -198,33 +202,20 @@ impl<'a> PageWork<'a> {
     /// What pdf-extract's building `font` costs, again for every name a
     /// page selects it by: the streams under it, what parsing its CMaps
     /// and programs holds, and its values (widths, encoding differences)
-    /// at [`VALUE_BYTES`]. A simple font must keep to single-byte codes:
-    /// pdf-extract sorts its whole width map for every character whose
-    /// width is missing, so more than 256 widths are refused.
+    /// at [`VALUE_BYTES`], and its width map ([`widths_held`]).
     fn font_cost(&mut self, font: &'a Object) -> Result<FontCost, ParseError> {
         let target = resolve(self.document, font).unwrap_or(font);
         let key = std::ptr::from_ref(target) as usize;
         if let Some(&cost) = self.font_costs.get(&key) {
             return Ok(cost);
         }
-        if let Ok(dict) = target.as_dict() {
-            self.check_simple_font(dict)?;
-        }
+        let widths = target.as_dict().map_or(Ok(0), |dict| widths_held(self.document, dict))?;
         let streams = self.streams_under(font)?;
-        let parsing = self.font_data_under(font);
+        let parsing = self.font_data_under(font).saturating_add(widths);
         let held = streams.saturating_add(parsing).saturating_add(self.values_under(font).saturating_mul(VALUE_BYTES));
         let cost = FontCost { streams, held };
         self.font_costs.insert(key, cost);
         Ok(cost)
-    }
-
-    fn check_simple_font(&self, dict: &Dictionary) -> Result<(), ParseError> {
-        let simple = matches!(dict.get(b"Subtype").and_then(Object::as_name), Ok(b"Type1" | b"TrueType" | b"MMType1" | b"Type3"));
-        let widths = dict.get(b"Widths").ok().and_then(|w| resolve(self.document, w)).and_then(|w| w.as_array().ok()).map_or(0, Vec::len);
-        if simple && widths > 256 {
-            return Err(ParseError::Malformed(format!("PDF: a simple font lists {widths} widths (single-byte codes have at most 256)")));
-        }
-        Ok(())
     }
 
     /// Work of decoded `content` drawn with `resources` at `depth` forms
@@ -235,8 +226,12 @@ impl<'a> PageWork<'a> {
         if work > self.room() {
             return Err(self.over());
         }
-        let operators = operators(content);
         let mut values = count_values(content, &|_, _| None, Reading::Content).0;
+        // Parsed (below, and by pdf-extract) whole: within the memory limit first.
+        if values.saturating_mul(VALUE_BYTES) > self.memory_limit {
+            return Err(self.operations_over());
+        }
+        let operators = operators(content);
         let mut fonts = Vec::new();
         for name in operators.fonts {
             if let Some(font) = resources.and_then(|r| self.named(r, b"Font", &name)) {
@@ -451,7 +446,7 @@ fn keyed_entries(dict: &Dictionary, depth: usize) -> impl Iterator<Item = (&Obje
         .map(move |(key, value)| (value, depth, matches!(key.as_slice(), b"ToUnicode" | b"Encoding" | b"UseCMap" | b"FontFile")))
 }
 
-fn resolve<'a>(document: &'a Document, object: &'a Object) -> Option<&'a Object> {
+pub(super) fn resolve<'a>(document: &'a Document, object: &'a Object) -> Option<&'a Object> {
     match object {
         Object::Reference(id) => document.get_object(*id).ok(),
         other => Some(other),

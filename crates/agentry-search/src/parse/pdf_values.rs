@@ -145,7 +145,7 @@ fn count_runs(bytes: &[u8]) -> u64 {
 
 /// After `(` at `open`: where the string ends (lopdf's nesting and
 /// escapes), or the end of the bytes.
-pub(super) fn skip_literal_string(bytes: &[u8], open: usize) -> usize {
+fn skip_literal_string(bytes: &[u8], open: usize) -> usize {
     let mut depth = 0usize;
     let mut i = open;
     while i < bytes.len() {
