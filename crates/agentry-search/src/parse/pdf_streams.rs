@@ -148,15 +148,17 @@ impl<'a> PageWork<'a> {
     pub(super) fn page(&mut self, page_id: ObjectId) -> Result<(), ParseError> {
         self.deadline.check()?;
         let resources = page_resources(self.document, page_id);
-        let mut content = Vec::new();
+        let mut measured = 0u64;
         for id in self.document.get_page_contents(page_id) {
             let Ok(stream) = self.document.get_object(id).and_then(Object::as_stream) else {
                 continue;
             };
-            let room = self.room().saturating_sub(content.len() as u64);
-            let decoded = decode_stream(stream, room, &self.deadline).map_err(|why| why.or_over(self.over()))?;
-            content.extend_from_slice(&decoded);
+            let room = self.room().saturating_sub(measured);
+            measured = measured.saturating_add(decode_stream(stream, room, &self.deadline).map_err(|why| why.or_over(self.over()))?.len() as u64 + 1);
         }
+        // Measured within the room: now the very bytes pdf-extract reads
+        // (lopdf's decoding, predictors applied, a line end after each stream).
+        let content = self.document.get_page_content(page_id).unwrap_or_default();
         let drawn = self.content_work(&content, resources, 0)?;
         self.charge(drawn.work)?;
         // pdf-extract decodes a page's (and each form's) operations whole, at ~120 bytes an operand.
@@ -246,7 +248,10 @@ impl<'a> PageWork<'a> {
             let Some(space) = resources.and_then(|r| self.named(r, b"ColorSpace", name)) else {
                 continue;
             };
-            let cost = self.streams_under(space)?;
+            // pdf-extract builds the space (its arrays as vectors) on every
+            // `cs`/`CS`, and copies it with the graphics state on every `q`.
+            self.deadline.check()?;
+            let cost = self.streams_under(space)?.saturating_add(self.values_under(space).saturating_mul(VALUE_BYTES));
             state_bytes = state_bytes.max(cost.saturating_add(1024));
             work = work.saturating_add(cost.saturating_mul(*times));
             if work > self.room() {
@@ -288,8 +293,10 @@ impl<'a> PageWork<'a> {
                         self.drawing.remove(&id);
                         continue;
                     };
-                    let decoded = decode_stream(stream, self.room(), &self.deadline).map_err(|why| why.or_over(self.over()))?;
-                    let drawn = self.content_work(&decoded, drawn_with, depth + 1)?;
+                    decode_stream(stream, self.room(), &self.deadline).map_err(|why| why.or_over(self.over()))?;
+                    // Measured: now the bytes pdf-extract reads (its `get_contents`).
+                    let content = if stream.filters().is_ok() { stream.decompressed_content().unwrap_or_else(|_| stream.content.clone()) } else { stream.content.clone() };
+                    let drawn = self.content_work(&content, drawn_with, depth + 1)?;
                     self.drawing.remove(&id);
                     let cost = FormCost { work: drawn.work, values: drawn.values, height: drawn.height + 1 };
                     self.memo.insert(key, cost);
@@ -453,10 +460,18 @@ pub(super) fn resolve<'a>(document: &'a Document, object: &'a Object) -> Option<
     }
 }
 
-/// The resources a page draws with: its own, else the nearest ancestor's.
+/// The resources a page draws with, found as pdf-extract finds them: the
+/// page's `/Resources` when it is a dictionary (direct or referenced),
+/// else the nearest ancestor's (lopdf's own lookup skips direct ones).
+/// The page tree's depth was checked before ([`super::pdf`]).
 fn page_resources(document: &Document, page_id: ObjectId) -> Option<&Dictionary> {
-    let (own, inherited) = document.get_page_resources(page_id).ok()?;
-    own.or_else(|| inherited.into_iter().find_map(|id| document.get_dictionary(id).ok()))
+    let mut node = document.get_dictionary(page_id).ok()?;
+    loop {
+        if let Some(found) = node.get(b"Resources").ok().and_then(|r| resolve(document, r)).and_then(|r| r.as_dict().ok()) {
+            return Some(found);
+        }
+        node = node.get(b"Parent").and_then(Object::as_reference).and_then(|id| document.get_dictionary(id)).ok()?;
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -533,3 +548,7 @@ pub(super) fn is_delimiter(c: u8) -> bool {
 pub(super) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+#[cfg(test)]
+#[path = "pdf_streams_tests.rs"]
+mod tests;
