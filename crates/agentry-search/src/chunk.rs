@@ -28,7 +28,7 @@ use tokenizers::Tokenizer;
 use crate::parse::{Parsed, Section};
 
 /// Chunk size limits, in tokens of the chunker's tokenizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ChunkConfig {
     pub max_tokens: usize,

@@ -77,7 +77,7 @@ impl Fusion {
 }
 
 /// One side's view of a fused result: 1-based rank and the engine's own score.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Component {
     pub rank: usize,
     pub score: f32,

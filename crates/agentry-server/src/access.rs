@@ -76,6 +76,7 @@ use Permission as P;
 pub const RULES: &[Rule] = &[
     rule(Method::GET, "/health", Public),
     rule(Method::GET, "/ready", Public),
+    rule(Method::GET, "/openapi.json", Public),
     rule(Method::GET, "/.well-known/jwks.json", Public),
     rule(Method::GET, "/.well-known/agent-card.json", Public),
     rule(Method::POST, "/api/v1/auth/login", Public),

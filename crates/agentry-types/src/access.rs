@@ -181,6 +181,27 @@ impl FromIterator<Permission> for PermissionSet {
     }
 }
 
+impl utoipa::PartialSchema for Permission {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::wire_enum::string_enum(&Permission::ALL.iter().map(|p| p.as_str()).collect::<Vec<_>>())
+    }
+}
+
+impl utoipa::ToSchema for Permission {}
+
+/// A list of permission names.
+impl utoipa::PartialSchema for PermissionSet {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ArrayBuilder::new().items(utoipa::openapi::Ref::from_schema_name("Permission")).into()
+    }
+}
+
+impl utoipa::ToSchema for PermissionSet {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        schemas.push(("Permission".into(), <Permission as utoipa::PartialSchema>::schema()));
+    }
+}
+
 impl Serialize for PermissionSet {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.iter())

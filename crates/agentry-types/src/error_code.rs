@@ -40,6 +40,14 @@ macro_rules! error_codes {
     };
 }
 
+impl utoipa::PartialSchema for ErrorCode {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        crate::wire_enum::string_enum(&ErrorCode::ALL.iter().map(|code| code.as_str()).collect::<Vec<_>>())
+    }
+}
+
+impl utoipa::ToSchema for ErrorCode {}
+
 impl Serialize for ErrorCode {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.as_str())

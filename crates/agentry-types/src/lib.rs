@@ -1,8 +1,9 @@
 //! Shared vocabulary of the workspace: chat messages, usage, error codes,
 //! permissions and built-in roles, statuses and audit actions.
 //!
-//! Pure data. This crate does no I/O and depends on nothing but serde, so
-//! every other crate can use it without pulling in a runtime.
+//! Pure data. This crate does no I/O and depends on nothing but serde
+//! (and utoipa, to describe its types to the OpenAPI document), so every
+//! other crate can use it without pulling in a runtime.
 
 pub mod access;
 pub mod audit_action;

@@ -1,8 +1,9 @@
 //! `wire_enum!`: a closed set of names with exactly one string form each.
 //!
 //! The generated enum serialises, deserialises, parses (`FromStr`,
-//! `TryFrom<String>` — what storage rows decode through) and displays as
-//! that string, so a status or an action is spelled in one place.
+//! `TryFrom<String>` — what storage rows decode through), displays as
+//! that string and describes itself to the OpenAPI document as a string
+//! enum, so a status or an action is spelled in one place.
 //!
 //! Hand-written rather than `strum`: the workspace needs four impls and the
 //! same refusal message everywhere, which a dozen lines give without a
@@ -83,6 +84,14 @@ macro_rules! wire_enum {
             }
         }
 
+        impl ::utoipa::PartialSchema for $name {
+            fn schema() -> ::utoipa::openapi::RefOr<::utoipa::openapi::schema::Schema> {
+                $crate::wire_enum::string_enum(Self::NAMES)
+            }
+        }
+
+        impl ::utoipa::ToSchema for $name {}
+
         impl<'de> ::serde::Deserialize<'de> for $name {
             fn deserialize<D: ::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 let text = <::std::borrow::Cow<'de, str> as ::serde::Deserialize>::deserialize(deserializer)?;
@@ -93,6 +102,11 @@ macro_rules! wire_enum {
 }
 
 pub(crate) use wire_enum;
+
+/// The OpenAPI schema of a string that is one of `names`.
+pub fn string_enum(names: &[&str]) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    utoipa::openapi::schema::ObjectBuilder::new().schema_type(utoipa::openapi::schema::Type::String).enum_values(Some(names.iter().copied())).into()
+}
 
 #[cfg(test)]
 mod tests {

@@ -68,7 +68,7 @@ pub enum RunEvent {
 }
 
 /// A cited chunk: where it is and which span of its text supports the answer.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Citation {
     pub index: usize,
     pub chunk_id: i64,

@@ -47,7 +47,7 @@ pub struct McpServerInput {
 }
 
 /// A registered server as the API shows it (header names only).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct McpServerView {
     pub name: String,
     pub url: String,

@@ -142,7 +142,7 @@ pub struct StartedRun {
 }
 
 /// A run's record as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RunView {
     pub id: String,
     pub thread_id: Option<String>,

@@ -39,7 +39,7 @@ pub struct ThreadPatch {
     pub pinned: Option<Vec<String>>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ThreadView {
     pub id: String,
     pub title: String,
@@ -53,7 +53,7 @@ pub struct ThreadView {
     pub updated_at_ms: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MessageView {
     pub seq: i64,
     pub role: String,

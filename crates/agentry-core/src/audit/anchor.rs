@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::keys::{AuditKey, AuditKeys};
 
 /// A signed chain head, as `agentry audit anchor` prints it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Anchor {
     /// The chain: a tenant id, or "" for the platform chain.

@@ -148,7 +148,7 @@ pub struct AuditEvent<'a> {
 }
 
 /// The result of walking a chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub valid: bool,
     /// Events checked (up to the first break).

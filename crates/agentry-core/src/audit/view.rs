@@ -8,7 +8,7 @@ use serde::Serialize;
 
 /// One event as the API shows it: without its chain, with the metadata as
 /// JSON rather than its stored text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEntry {
     pub seq: i64,
     pub at_ms: i64,

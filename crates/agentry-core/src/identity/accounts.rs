@@ -20,7 +20,7 @@ use super::{Error, Identity, Principal, RequestMeta, TenantAccess, now_ms};
 use crate::audit::{Actor, Outcome};
 
 /// A role as listed: built-in or custom, with what it grants.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoleInfo {
     pub name: String,
     pub builtin: bool,

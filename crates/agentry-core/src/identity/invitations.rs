@@ -57,7 +57,7 @@ pub struct NewInvitation {
 }
 
 /// An invitation as an admin sees it (never its token).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvitationInfo {
     pub id: String,
     pub tenant_id: String,
@@ -95,7 +95,7 @@ impl InvitationInfo {
 
 /// The create answer: the invitation and, when it was not mailed, its link
 /// (shown this once).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedInvitation {
     #[serde(flatten)]
     pub invitation: InvitationInfo,
@@ -107,7 +107,7 @@ pub struct CreatedInvitation {
 
 /// What accepting answers: the membership, and sign-in tokens for an
 /// account created by accepting.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AcceptedInvitation {
     pub user_id: String,
     pub tenant_id: String,

@@ -28,7 +28,7 @@ pub struct NewApiKey {
 }
 
 /// A key as listed (never the secret).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyInfo {
     pub id: String,
     pub name: String,
@@ -44,7 +44,7 @@ pub struct ApiKeyInfo {
 }
 
 /// A created key: its secret is in this answer and nowhere else.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CreatedApiKey {
     #[serde(flatten)]
     pub info: ApiKeyInfo,

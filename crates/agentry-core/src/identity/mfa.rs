@@ -28,7 +28,7 @@ const STEP_SECS: u64 = 30;
 const RECOVERY_CODES: usize = 10;
 
 /// A pending enrolment: add the secret to an authenticator app, then confirm.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TotpEnrolment {
     /// Base32, for manual entry.
     pub secret: String,

@@ -23,7 +23,7 @@ use crate::audit::{Actor, Outcome};
 
 /// What a correct password gets: tokens, or (with a second factor enrolled)
 /// a challenge to answer at `/api/v1/auth/mfa/verify`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum LoginOutcome {
     Tokens(LoginTokens),
@@ -31,7 +31,7 @@ pub enum LoginOutcome {
 }
 
 /// What a successful login or refresh returns.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct LoginTokens {
     pub access_token: String,
     pub token_type: &'static str,
@@ -43,7 +43,7 @@ pub struct LoginTokens {
 }
 
 /// A live session as its owner sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionInfo {
     pub id: String,
     pub ip: Option<String>,

@@ -10,7 +10,7 @@ use agentry_db::identity::{MembershipRow, TenantRow, UserRow};
 use serde::Serialize;
 
 /// A tenant.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tenant {
     pub id: String,
     pub slug: String,
@@ -28,7 +28,7 @@ impl From<TenantRow> for Tenant {
 }
 
 /// A user's membership of a tenant, with the tenant's slug and name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Membership {
     pub tenant_id: String,
     pub tenant_slug: String,
@@ -49,7 +49,7 @@ impl From<MembershipRow> for Membership {
 
 /// A tenant as a principal sees it in a listing: a user sees their
 /// memberships; a key and the master key see tenants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum VisibleTenant {
     Membership(Membership),
@@ -57,7 +57,7 @@ pub enum VisibleTenant {
 }
 
 /// A named set of a tenant's members.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Group {
     pub id: String,
     pub tenant_id: String,
@@ -75,7 +75,7 @@ impl From<GroupRow> for Group {
 }
 
 /// A member of a group.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GroupMember {
     pub user_id: String,
     pub email: String,
@@ -90,7 +90,7 @@ impl From<GroupMemberRow> for GroupMember {
 }
 
 /// A group with its members, as `GET …/groups/{group_id}` shows it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct GroupInfo {
     #[serde(flatten)]
     pub group: Group,
@@ -98,7 +98,7 @@ pub struct GroupInfo {
 }
 
 /// An account as its owner sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Account {
     pub id: String,
     pub email: String,
@@ -115,7 +115,7 @@ impl From<UserRow> for Account {
 }
 
 /// What kind of credential a request carried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PrincipalKind {
     User,
@@ -124,7 +124,7 @@ pub enum PrincipalKind {
 }
 
 /// The credential behind a request: its kind and id (none for the master key).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct PrincipalInfo {
     #[serde(rename = "type")]
     pub kind: PrincipalKind,
@@ -133,7 +133,7 @@ pub struct PrincipalInfo {
 
 /// `GET /api/v1/auth/me`: who is calling, their account (the key's owner
 /// for a key) and the tenants they see.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Me {
     pub principal: PrincipalInfo,
     pub user: Option<Account>,

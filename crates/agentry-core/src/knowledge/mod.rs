@@ -113,7 +113,7 @@ struct Inner {
 
 /// Who may read a document: `*` (everyone in the tenant) unless restricted
 /// to users (ids), roles (names) or groups (ids, checked to exist at upload).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccessList {
     #[serde(default)]
@@ -150,7 +150,7 @@ impl AccessList {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionInput {
     pub name: String,

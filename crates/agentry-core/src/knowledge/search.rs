@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{Error, Knowledge, require};
 use crate::identity::TenantAccess;
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SearchMode {
     #[default]
@@ -50,7 +50,7 @@ pub struct SearchRequest {
     pub version: Option<i32>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchHit {
     pub chunk_id: i64,
     pub document_id: String,
@@ -67,7 +67,7 @@ pub struct SearchHit {
     pub highlights: Vec<[usize; 2]>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SearchResponse {
     pub mode: SearchMode,
     pub results: Vec<SearchHit>,

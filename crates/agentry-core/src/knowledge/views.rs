@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::AccessList;
 
 /// A collection of documents with its chunking settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Collection {
     pub id: String,
     pub name: String,
@@ -36,7 +36,7 @@ impl From<CollectionRow> for Collection {
 }
 
 /// One version of a document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct DocumentVersion {
     pub version: i32,
     /// SHA-256 of the bytes; `None` until the bytes of a URL version are fetched.
@@ -79,7 +79,7 @@ impl From<VersionRow> for DocumentVersion {
 }
 
 /// A queued piece of knowledge work (indexing or summarising a version).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct IngestJob {
     pub id: String,
     pub kind: JobKind,
@@ -125,7 +125,7 @@ impl VersionFile {
 }
 
 /// The answer to an upload.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub document: DocumentView,
     /// `None` when the bytes equal the latest version's (nothing to do).
@@ -134,7 +134,7 @@ pub struct Accepted {
 }
 
 /// A document as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DocumentView {
     pub id: String,
     pub collection_id: String,

@@ -57,7 +57,7 @@ impl PaymentProvider for TestPaymentProvider {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InvoiceLine {
     pub model: String,
     /// '' for direct gateway use.
@@ -68,7 +68,7 @@ pub struct InvoiceLine {
     pub amount_usd: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Invoice {
     pub id: String,
     pub tenant_id: String,

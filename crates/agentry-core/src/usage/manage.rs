@@ -28,7 +28,7 @@ pub struct BudgetInput {
 }
 
 /// A budget and where it stands in the current period.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BudgetView {
     pub id: String,
     pub scope: String,
@@ -60,7 +60,7 @@ pub struct PriceInput {
     pub output_per_1k: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PriceView {
     pub model: String,
     /// `tenant` or `platform`.

@@ -48,7 +48,7 @@ pub use crate::error::Error;
 
 /// Operator settings of the usage layer.
 /// A tenant's cost-optimizer and response-cache switches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantUsageSettings {
     /// Route simple requests to a cheaper model of the same family (see the optimizer).

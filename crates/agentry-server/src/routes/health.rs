@@ -1,6 +1,7 @@
 //! `/health` (alive), `/ready` (database answers, local models loaded,
-//! coordination mode: `local`, `redis` or `redis_unavailable`) and
-//! `/metrics` (Prometheus text).
+//! coordination mode: `local`, `redis` or `redis_unavailable`),
+//! `/metrics` (Prometheus text) and `/openapi.json` (the API's OpenAPI 3.1
+//! document, built once).
 
 use axum::Json;
 use axum::Router;
@@ -14,7 +15,12 @@ use crate::state::AppState;
 
 /// Unauthenticated probes.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics))
+    Router::new().route("/health", get(health)).route("/ready", get(ready)).route("/metrics", get(metrics)).route("/openapi.json", get(openapi))
+}
+
+async fn openapi() -> Response {
+    static DOCUMENT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| crate::api_doc::document().to_json().unwrap_or_default());
+    ([(header::CONTENT_TYPE, "application/json")], DOCUMENT.as_str()).into_response()
 }
 
 async fn health() -> Json<serde_json::Value> {

@@ -81,7 +81,7 @@ async fn unknown_route_and_wrong_method_use_the_envelope() {
     let response = app.get("/v1/nothing-here").send().await.unwrap();
     assert_error(response, 404, "not_found").await;
     let response = app.get("/v1/chat/completions").send().await.unwrap();
-    assert_error(response, 405, "invalid_request").await;
+    assert_error(response, 405, "method_not_allowed").await;
 }
 
 #[tokio::test]

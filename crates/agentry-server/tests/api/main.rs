@@ -23,6 +23,7 @@ mod mock_upstream;
 mod object_authz;
 mod oidc;
 mod oidc_provider;
+mod openapi;
 mod protocols;
 mod resilience;
 mod sdk_clients;

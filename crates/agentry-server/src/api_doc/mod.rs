@@ -1,0 +1,292 @@
+//! The OpenAPI 3.1 document of the API, served at `/openapi.json`: every
+//! routed operation of [`crate::access::RULES`], described by the table in
+//! [`operations`] (summary, request and answer bodies, query parameters),
+//! with what the route table already knows filled in — security (none for
+//! public routes, a bearer credential otherwise), path parameters, and the
+//! error answers every operation can give (the error envelope, its codes
+//! from [`ErrorCode`]'s table).
+//!
+//! Built with utoipa's builders from the table rather than an attribute per
+//! handler, so that the route table stays the one list of routes: a test
+//! fails when a rule has no description or a description no rule.
+//!
+//! Must not: decide access (the route table does) or serve anything.
+
+mod operations;
+
+use std::collections::BTreeMap;
+
+use agentry_types::ErrorCode;
+use axum::http::Method;
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::request_body::RequestBodyBuilder;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ServerBuilder, Tag};
+use utoipa::{PartialSchema, ToSchema};
+
+use crate::access::{Access, rule_for};
+pub use operations::operations;
+
+/// A schema an operation refers to: its component name and the schemas it
+/// needs (its own included), or an inline schema.
+#[derive(Clone)]
+pub enum Body {
+    /// `application/json` of a named schema.
+    Json { name: String, schemas: Vec<(String, RefOr<Schema>)> },
+    /// `{"data": [T…]}`, the shape of the API's lists, of a named schema.
+    List { name: String, schemas: Vec<(String, RefOr<Schema>)> },
+    /// `application/json` of any JSON value (not yet typed).
+    AnyJson,
+    /// Bytes of another media type (`text/csv`, `text/event-stream`, a download…).
+    Media(&'static str),
+    /// `multipart/form-data` (a file upload) or JSON of a named schema.
+    Upload { name: String, schemas: Vec<(String, RefOr<Schema>)> },
+}
+
+/// `T`'s name and the schemas it needs (its own included).
+fn named<T: ToSchema>() -> (String, Vec<(String, RefOr<Schema>)>) {
+    let mut schemas = vec![(T::name().into_owned(), T::schema())];
+    T::schemas(&mut schemas);
+    (T::name().into_owned(), schemas)
+}
+
+/// The JSON body of `T`.
+pub fn json<T: ToSchema>() -> Body {
+    let (name, schemas) = named::<T>();
+    Body::Json { name, schemas }
+}
+
+/// `{"data": [T…]}`.
+pub fn list<T: ToSchema>() -> Body {
+    let (name, schemas) = named::<T>();
+    Body::List { name, schemas }
+}
+
+/// One operation's description.
+pub struct Operation {
+    pub method: Method,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub request: Option<Body>,
+    /// The success status and its body (`None`: no body).
+    pub ok: (u16, Option<Body>),
+    /// Query parameters: name and what it means.
+    pub query: &'static [(&'static str, &'static str)],
+}
+
+impl Operation {
+    pub fn new(method: Method, path: &'static str, summary: &'static str) -> Self {
+        Self { method, path, summary, request: None, ok: (200, Some(Body::AnyJson)), query: &[] }
+    }
+
+    pub fn body(mut self, body: Body) -> Self {
+        self.request = Some(body);
+        self
+    }
+
+    pub fn answers(mut self, status: u16, body: Option<Body>) -> Self {
+        self.ok = (status, body);
+        self
+    }
+
+    pub fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
+        self.query = query;
+        self
+    }
+}
+
+/// The error envelope every error answer has.
+#[derive(serde::Serialize, ToSchema)]
+pub struct ErrorEnvelope {
+    pub error: ErrorDetail,
+    /// The request's id (also in the `x-request-id` header).
+    pub request_id: Option<String>,
+}
+
+#[derive(serde::Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub message: String,
+    /// OpenAI's error type for the code.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub code: ErrorCode,
+    /// The request field the error is about, when there is one.
+    pub param: Option<String>,
+}
+
+/// The API version the document describes (the server's version).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The whole document.
+pub fn document() -> OpenApi {
+    let mut components = ComponentsBuilder::new().security_scheme(
+        "bearer",
+        SecurityScheme::Http(
+            HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some("An API key (`agk_…`), a signed-in user's access token, or the master key")).build(),
+        ),
+    );
+    let mut schemas: BTreeMap<String, RefOr<Schema>> = BTreeMap::new();
+    let mut envelope = vec![(ErrorEnvelope::name().into_owned(), ErrorEnvelope::schema())];
+    ErrorEnvelope::schemas(&mut envelope);
+    schemas.extend(envelope);
+    let mut paths: BTreeMap<&'static str, PathItem> = BTreeMap::new();
+    let mut tags: BTreeMap<String, ()> = BTreeMap::new();
+    for op in operations() {
+        let tag = tag_of(op.path);
+        tags.insert(tag.clone(), ());
+        let operation = operation(&op, tag, &mut schemas);
+        let method = http_method(&op.method);
+        let added = PathItem::new(method, operation);
+        match paths.get_mut(op.path) {
+            Some(item) => item.merge_operations(added),
+            None => {
+                paths.insert(op.path, added);
+            }
+        }
+    }
+    components = components.schemas_from_iter(schemas);
+    let mut path_builder = PathsBuilder::new();
+    for (path, item) in paths {
+        path_builder = path_builder.path(path, item);
+    }
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("Agentry API")
+                .version(VERSION)
+                .description(Some(
+                    "The platform API (`/api/v1`, stable: additive changes only) and the OpenAI-compatible gateway (`/v1`). Errors use one envelope; `code` is stable.",
+                ))
+                .build(),
+        )
+        .servers(Some([ServerBuilder::new().url("/").build()]))
+        .paths(path_builder.build())
+        .components(Some(components.build()))
+        .tags(Some(tags.into_keys().map(|name| {
+            let mut tag = Tag::new(name);
+            tag.description = None;
+            tag
+        })))
+        .build()
+}
+
+fn http_method(method: &Method) -> HttpMethod {
+    match *method {
+        Method::POST => HttpMethod::Post,
+        Method::PUT => HttpMethod::Put,
+        Method::PATCH => HttpMethod::Patch,
+        Method::DELETE => HttpMethod::Delete,
+        _ => HttpMethod::Get,
+    }
+}
+
+/// The group an operation is listed under: `/v1/…` is `openai`,
+/// `/api/v1/tenants/{tenant}/users` is `users`, `/api/v1/admin/…` is `admin`.
+fn tag_of(path: &str) -> String {
+    if path.starts_with("/v1/") {
+        return "openai".into();
+    }
+    if matches!(path, "/a2a" | "/mcp" | "/.well-known/agent-card.json") {
+        return "agent protocols".into();
+    }
+    let Some(rest) = path.strip_prefix("/api/v1/") else {
+        return "service".into();
+    };
+    let named: Vec<&str> = rest.split('/').filter(|s| !s.starts_with('{')).collect();
+    match named.as_slice() {
+        ["tenants", second, ..] => second.replace('-', " "),
+        ["admin", ..] => "admin".into(),
+        [first, ..] => first.replace('-', " "),
+        [] => "api".into(),
+    }
+}
+
+fn content_of(body: &Body, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> Vec<(&'static str, utoipa::openapi::Content)> {
+    let json = |schema: RefOr<Schema>| ("application/json", ContentBuilder::new().schema(Some(schema)).build());
+    match body {
+        Body::Json { name, schemas: needed } => {
+            schemas.extend(needed.iter().cloned());
+            vec![json(Ref::from_schema_name(name.clone()).into())]
+        }
+        Body::List { name, schemas: needed } => {
+            schemas.extend(needed.iter().cloned());
+            let items = utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name(name.clone()));
+            vec![json(ObjectBuilder::new().property("data", items).required("data").into())]
+        }
+        Body::AnyJson => vec![json(serde_json::Value::schema())],
+        Body::Media(media) => vec![(*media, ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build())],
+        Body::Upload { name, schemas: needed } => {
+            schemas.extend(needed.iter().cloned());
+            let file = ObjectBuilder::new().property("file", ObjectBuilder::new().schema_type(Type::String).content_media_type("application/octet-stream")).required("file");
+            vec![json(Ref::from_schema_name(name.clone()).into()), ("multipart/form-data", ContentBuilder::new().schema(Some(file)).build())]
+        }
+    }
+}
+
+fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> utoipa::openapi::path::Operation {
+    let rule = rule_for(&op.method, op.path);
+    let public = rule.is_some_and(|r| r.access == Access::Public);
+    let mut builder = OperationBuilder::new().summary(Some(op.summary)).tag(tag).operation_id(Some(operation_id(&op.method, op.path)));
+    for name in op.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
+        let schema = if name == "version" { ObjectBuilder::new().schema_type(Type::Integer) } else { ObjectBuilder::new().schema_type(Type::String) };
+        builder = builder.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(schema)));
+    }
+    for (name, description) in op.query {
+        builder = builder.parameter(
+            ParameterBuilder::new()
+                .name(*name)
+                .parameter_in(ParameterIn::Query)
+                .required(Required::False)
+                .description(Some(*description))
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+        );
+    }
+    if let Some(body) = &op.request {
+        let mut request = RequestBodyBuilder::new().required(Some(Required::True));
+        for (media, content) in content_of(body, schemas) {
+            request = request.content(media, content);
+        }
+        builder = builder.request_body(Some(request.build()));
+    }
+    let mut ok = ResponseBuilder::new().description(reason(op.ok.0));
+    if let Some(body) = &op.ok.1 {
+        for (media, content) in content_of(body, schemas) {
+            ok = ok.content(media, content);
+        }
+    }
+    builder = builder.response(op.ok.0.to_string(), ok.build());
+    let error = || ResponseBuilder::new().content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(ErrorEnvelope::name()))).build());
+    let mut errors = vec![400, 429, 500];
+    if !public {
+        errors.extend([401, 403]);
+    }
+    if op.path.contains('{') || !public {
+        errors.push(404);
+    }
+    if op.request.is_some() {
+        errors.extend([409, 413, 422]);
+    }
+    errors.sort_unstable();
+    for status in errors {
+        builder = builder.response(status.to_string(), error().description(reason(status)).build());
+    }
+    if public {
+        builder = builder.securities(Some(Vec::<SecurityRequirement>::new()));
+    } else {
+        builder = builder.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
+    }
+    builder.build()
+}
+
+/// `get_api_v1_tenants_tenant_users`: unique per method and path.
+fn operation_id(method: &Method, path: &str) -> String {
+    let words: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
+    let words: Vec<&str> = words.split('_').filter(|w| !w.is_empty()).collect();
+    format!("{}_{}", method.as_str().to_ascii_lowercase(), words.join("_"))
+}
+
+fn reason(status: u16) -> String {
+    axum::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("Answer").to_owned()
+}
