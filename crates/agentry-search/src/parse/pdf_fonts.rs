@@ -43,15 +43,10 @@ const MAX_CID_WIDTHS: u64 = 1 << 17;
 /// (a `/W` of many references to one long array costs their product).
 pub(super) fn widths_held(document: &Document, font: &Dictionary) -> Result<u64, ParseError> {
     let array = |dict, key| array_at(document, dict, key);
-    match font.get(b"Subtype").and_then(Object::as_name) {
-        Ok(b"Type1" | b"TrueType" | b"MMType1" | b"Type3") => {
-            let widths = array(font, b"Widths").map_or(0, Vec::len);
-            if widths > 256 {
-                return Err(ParseError::Malformed(format!("PDF: a simple font lists {widths} widths (single-byte codes have at most 256)")));
-            }
-            Ok(widths as u64 * RANGE_CODE_BYTES)
-        }
-        Ok(b"Type0") => {
+    // pdf-extract follows a reference to the subtype; all but Type0 are simple to it.
+    let subtype = font.get(b"Subtype").ok().and_then(|o| resolve(document, o)).and_then(|o| o.as_name().ok());
+    match subtype {
+        Some(b"Type0") => {
             let descendant = array(font, b"DescendantFonts").and_then(|d| d.first()).and_then(|d| resolve(document, d)).and_then(|d| d.as_dict().ok());
             let entries = descendant
                 .and_then(|d| array(d, b"W"))
@@ -64,7 +59,13 @@ pub(super) fn widths_held(document: &Document, font: &Dictionary) -> Result<u64,
             }
             Ok(entries * RANGE_CODE_BYTES)
         }
-        _ => Ok(0),
+        _ => {
+            let widths = array(font, b"Widths").map_or(0, Vec::len);
+            if widths > 256 {
+                return Err(ParseError::Malformed(format!("PDF: a simple font lists {widths} widths (single-byte codes have at most 256)")));
+            }
+            Ok(widths as u64 * RANGE_CODE_BYTES)
+        }
     }
 }
 
@@ -265,6 +266,12 @@ mod tests {
         let font = "<< /Type /Font /Subtype /Type0 /BaseFont /X /Encoding /Identity-H /DescendantFonts [6 0 R] >>";
         let extra = [descendant.into_bytes(), widths.into_bytes(), descriptor.to_vec()];
         let refused = parsed(&page_with_font(font, &extra, 1));
+        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("composite fonts")), "{refused:?}");
+        // The subtype through a reference is still a composite font to pdf-extract.
+        let indirect = "<< /Type /Font /Subtype 9 0 R /BaseFont /X /Encoding /Identity-H /DescendantFonts [6 0 R] >>";
+        let mut extra = extra.to_vec();
+        extra.push(b"/Type0".to_vec());
+        let refused = parsed(&page_with_font(indirect, &extra, 1));
         assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("composite fonts")), "{refused:?}");
     }
 }

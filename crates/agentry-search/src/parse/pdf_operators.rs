@@ -28,6 +28,8 @@ pub(super) struct Operators {
     /// The deepest nesting of `q` not yet closed by `Q` (pdf-extract keeps
     /// a copy of the whole graphics state for each).
     pub(super) saves: u64,
+    /// Every `q` (each copies the whole graphics state, kept or not).
+    pub(super) save_count: u64,
     /// The most operands one colour operator (`sc`, `scn`, `SC`, `SCN`)
     /// takes (kept in the graphics state, and so in every copy).
     pub(super) colour_operands: u64,
@@ -46,6 +48,7 @@ pub(super) fn operators(content: &[u8]) -> Operators {
         let first = operation.operands.first().and_then(|o| o.as_name().ok()).map(<[u8]>::to_vec);
         match (operation.operator.as_str(), first) {
             ("q", _) => {
+                found.save_count += 1;
                 depth += 1;
                 found.saves = found.saves.max(depth);
             }

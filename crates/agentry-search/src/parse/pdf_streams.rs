@@ -34,6 +34,12 @@ use super::pdf_operators::operators;
 use super::pdf_values::{Reading, count_values};
 use super::pdf_xref::VALUE_BYTES;
 
+/// What lopdf's content parser holds for one operation: four operand
+/// slots reserved up front (an `Object` is 120 bytes), the operator's
+/// string and the operation itself (measured: ~580 bytes). Content values
+/// are charged at this, each a possible operation.
+const OPERATION_BYTES: u64 = 640;
+
 /// Forms drawn inside forms deeper than this are refused: pdf-extract
 /// recurses once per level (and so would [`PageWork`]).
 pub(super) const MAX_FORM_DEPTH: usize = 32;
@@ -161,8 +167,8 @@ impl<'a> PageWork<'a> {
         let content = self.document.get_page_content(page_id).unwrap_or_default();
         let drawn = self.content_work(&content, resources, 0)?;
         self.charge(drawn.work)?;
-        // pdf-extract decodes a page's (and each form's) operations whole, at ~120 bytes an operand.
-        if drawn.values.saturating_mul(VALUE_BYTES) > self.memory_limit {
+        // pdf-extract decodes a page's (and each form's) operations whole.
+        if drawn.values.saturating_mul(OPERATION_BYTES) > self.memory_limit {
             return Err(self.operations_over());
         }
         self.page_fonts(&drawn)
@@ -230,7 +236,7 @@ impl<'a> PageWork<'a> {
         }
         let mut values = count_values(content, &|_, _| None, Reading::Content).0;
         // Parsed (below, and by pdf-extract) whole: within the memory limit first.
-        if values.saturating_mul(VALUE_BYTES) > self.memory_limit {
+        if values.saturating_mul(OPERATION_BYTES) > self.memory_limit {
             return Err(self.operations_over());
         }
         let operators = operators(content);
@@ -271,7 +277,12 @@ impl<'a> PageWork<'a> {
                 return Err(self.over());
             }
         }
-        values = values.saturating_add(operators.saves.saturating_mul(state_bytes).div_ceil(VALUE_BYTES));
+        values = values.saturating_add(operators.saves.saturating_mul(state_bytes).div_ceil(OPERATION_BYTES));
+        // Every `q` copies the state, kept or not (no output call in between).
+        work = work.saturating_add(operators.save_count.saturating_mul(state_bytes));
+        if work > self.room() {
+            return Err(self.over());
+        }
         let mut height = 0usize;
         let mut forms = Vec::new();
         for (name, times) in operators.draws {

@@ -96,3 +96,22 @@ fn colour_spaces_are_charged_for_their_values() {
     let pdf = document("", "/Resources << /ColorSpace << /C [/CalRGB << /WhitePoint [1 1 1] /Matrix 4 0 R >>] >> >> /Contents 5 0 R", &rest);
     assert!(refused_for_memory(&pdf));
 }
+
+#[test]
+fn every_saved_graphics_state_is_charged_its_copy() {
+    // `q Q` pairs keep the nesting at one, but pdf-extract copies the whole
+    // state (here 100 000 colour operands) on every `q`: 94 s past a 10 s
+    // deadline from 4 KB before.
+    let content = format!("{}sc {}", "0 ".repeat(100_000), "q Q ".repeat(100));
+    let pdf = document("", "/Contents 4 0 R", &[stream("", content.as_bytes())]);
+    assert!(refused_for_memory(&pdf));
+}
+
+#[test]
+fn content_operations_are_charged_what_lopdf_holds_for_each() {
+    // lopdf reserves four operand slots per operation (~580 bytes): 600 000
+    // bare operators took 1.1 GB from 4 KB when charged as plain values.
+    let content = "q\nQ\n".repeat(300_000);
+    let pdf = document("", "/Contents 4 0 R", &[stream("", content.as_bytes())]);
+    assert!(refused_for_memory(&pdf));
+}
