@@ -13,7 +13,7 @@
 use pdf_extract::{Dictionary, Document, Object};
 
 use super::ParseError;
-use super::pdf_streams::{find, resolve};
+use super::pdf_streams::resolve;
 use super::pdf_values::{Reading, count_values};
 
 /// Nesting a real CMap or Type 1 program never reaches.
@@ -78,27 +78,68 @@ fn array_at<'d>(document: &'d Document, dict: &'d Dictionary, key: &[u8]) -> Opt
 /// before `eexec`): nesting, range codes, and the tokens the parsers hold
 /// (every one, at [`TOKEN_BYTES`], within `memory_limit`). Returns what
 /// parsing it holds: its tokens, and its range codes at [`RANGE_CODE_BYTES`].
-pub(super) fn check_font_data(data: &[u8], memory_limit: u64) -> Result<u64, ParseError> {
-    let clear = data.windows(5).position(|w| w == b"eexec").map_or(data, |at| &data[..at]);
+pub(super) fn check_font_data(data: &[u8], kind: FontData, memory_limit: u64) -> Result<u64, ParseError> {
+    // A CMap is read whole (an `eexec` in it hides nothing); a program up to its encrypted part.
+    let clear = match kind {
+        FontData::CMap => data,
+        FontData::Program => data.windows(5).position(|w| w == b"eexec").map_or(data, |at| &data[..at]),
+    };
     check_nesting(clear)?;
     let tokens = count_values(clear, &|_, _| None, Reading::Content).0;
     if tokens.saturating_mul(TOKEN_BYTES) > memory_limit {
         return Err(ParseError::TooLarge { what: "the memory its fonts' CMaps or programs take to parse", limit: super::budget::Limit::Bytes(memory_limit) });
     }
-    let mut codes = 0u64;
-    for keyword in [b"beginbfrange".as_slice(), b"begincidrange"] {
-        let mut at = 0usize;
-        while let Some(found) = find(&clear[at..], keyword) {
-            let start = at + found + keyword.len();
-            let end = find(&clear[start..], b"endbfrange").or_else(|| find(&clear[start..], b"endcidrange")).map_or(clear.len(), |n| start + n);
-            codes = codes.saturating_add(range_codes(&clear[start..end]));
-            if codes > MAX_RANGE_CODES {
-                return Err(ParseError::TooLarge { what: "the codes its fonts' CMap ranges cover", limit: super::budget::Limit::Count(MAX_RANGE_CODES) });
-            }
-            at = end;
-        }
+    let codes = match kind {
+        FontData::CMap => parsed_range_codes(clear),
+        FontData::Program => 0,
+    };
+    if codes > MAX_RANGE_CODES {
+        return Err(ParseError::TooLarge { what: "the codes its fonts' CMap ranges cover", limit: super::budget::Limit::Count(MAX_RANGE_CODES) });
     }
     Ok(tokens.saturating_mul(TOKEN_BYTES).saturating_add(codes.saturating_mul(RANGE_CODE_BYTES)))
+}
+
+/// What a font's stream is to pdf-extract: a CMap (`/ToUnicode`,
+/// `/Encoding`, `/UseCMap`: read by adobe-cmap-parser, whole) or a Type 1
+/// program (`/FontFile`: its clear-text part read for the encoding).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum FontData {
+    CMap,
+    Program,
+}
+
+/// The codes the `bfrange`/`cidrange` sections of a CMap cover, read with
+/// adobe-cmap-parser's own lexer and walked as its `get_unicode_map`
+/// walks them (the entry count before the keyword, three values an entry,
+/// codes from hex or literal strings), so neither a `(literal)` code nor
+/// a decoy end keyword in a comment hides a range. Called only once the
+/// CMap's nesting and tokens are known to be bounded.
+fn parsed_range_codes(cmap: &[u8]) -> u64 {
+    let Ok(lexed) = adobe_cmap_parser::parse(cmap) else {
+        return 0;
+    };
+    let code = |value: Option<&adobe_cmap_parser::Value>| match value {
+        Some(adobe_cmap_parser::Value::LiteralString(bytes)) => Some(bytes.iter().fold(0u32, |code, b| (code << 8) | u32::from(*b))),
+        _ => None,
+    };
+    let mut codes = 0u64;
+    for (i, value) in lexed.iter().enumerate() {
+        let adobe_cmap_parser::Value::Operator(operator) = value else { continue };
+        if !matches!(operator.as_str(), "beginbfrange" | "begincidrange") {
+            continue;
+        }
+        let count = match i.checked_sub(1).and_then(|at| lexed.get(at)) {
+            Some(adobe_cmap_parser::Value::Integer(count)) => usize::try_from(*count).unwrap_or(0),
+            _ => 0,
+        };
+        let entries = lexed.get(i + 1..).unwrap_or_default().chunks(3).take(count);
+        for entry in entries {
+            if let (Some(low), Some(high)) = (code(entry.first()), code(entry.get(1))) {
+                codes = codes.saturating_add(u64::from(high.saturating_sub(low)) + u64::from(high >= low));
+            }
+        }
+    }
+    codes
 }
 
 /// Refuse nesting of arrays, strings, dictionaries and procedures deeper
@@ -129,41 +170,9 @@ fn check_nesting(data: &[u8]) -> Result<(), ParseError> {
     Ok(())
 }
 
-/// The codes the ranges of one `begin…range` section cover: each entry
-/// starts with two hex strings, low and high; its destination (a hex
-/// string, an array or a number) follows.
-fn range_codes(section: &[u8]) -> u64 {
-    let mut items: Vec<Option<u64>> = Vec::new();
-    let mut i = 0usize;
-    while i < section.len() {
-        match section[i] {
-            b'<' => {
-                let end = section[i + 1..].iter().position(|&c| c == b'>').map_or(section.len(), |n| i + 1 + n);
-                let digits: Vec<u8> = section[i + 1..end].iter().copied().filter(u8::is_ascii_hexdigit).collect();
-                let value = if digits.len() > 16 { Some(u64::MAX) } else { u64::from_str_radix(std::str::from_utf8(&digits).unwrap_or("0"), 16).ok() };
-                items.push(value.or(Some(0)));
-                i = end + 1;
-            }
-            b'[' => {
-                let end = section[i..].iter().position(|&c| c == b']').map_or(section.len(), |n| i + n);
-                items.push(None);
-                i = end + 1;
-            }
-            c if c.is_ascii_digit() => {
-                while i < section.len() && section[i].is_ascii_digit() {
-                    i += 1;
-                }
-                items.push(None);
-            }
-            _ => i += 1,
-        }
-    }
-    items.chunks(3).map(|entry| if let [Some(low), Some(high), ..] = entry { high.saturating_sub(*low).saturating_add(1) } else { 0 }).fold(0u64, u64::saturating_add)
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{RANGE_CODE_BYTES, check_font_data};
+    use super::{FontData, RANGE_CODE_BYTES, check_font_data};
     use crate::parse::ParseError;
     use crate::parse::pdf_xref::tests::{body, with_table};
 
@@ -171,14 +180,27 @@ mod tests {
     fn wide_ranges_and_deep_nesting_are_refused_and_real_cmaps_pass() {
         // Before: 4 billion map entries, or a stack overflow that aborted the process.
         let wide = b"1 beginbfrange\n<00000000> <FFFFFFFF> <0000>\nendbfrange";
-        assert!(matches!(check_font_data(wide, 1 << 28), Err(ParseError::TooLarge { .. })));
+        assert!(matches!(check_font_data(wide, FontData::CMap, 1 << 28), Err(ParseError::TooLarge { .. })));
         let deep = [b"/CIDInit /ProcSet findresource begin ".to_vec(), vec![b'['; 200_000]].concat();
-        assert!(matches!(check_font_data(&deep, 1 << 28), Err(ParseError::Malformed(_))));
-        assert!(matches!(check_font_data(&b"1 ".repeat(1 << 20), 1 << 20), Err(ParseError::TooLarge { .. })));
+        assert!(matches!(check_font_data(&deep, FontData::CMap, 1 << 28), Err(ParseError::Malformed(_))));
+        assert!(matches!(check_font_data(&b"1 ".repeat(1 << 20), FontData::CMap, 1 << 20), Err(ParseError::TooLarge { .. })));
         let real = b"/CIDInit /ProcSet findresource begin 12 dict begin begincmap /CMapName /Adobe-Identity-UCS def\n\
             1 begincodespacerange <0000> <FFFF> endcodespacerange\n2 beginbfrange <0020> <007E> <0020> <00A0> <00FF> [<00A0> <00A1>] endbfrange\n\
             1 beginbfchar <0003> <0020> endbfchar endcmap CMapName currentdict /CMap defineresource pop end end";
-        assert!(check_font_data(real, 1 << 28).is_ok_and(|held| held > 191 * RANGE_CODE_BYTES && held < 1 << 20));
+        assert!(check_font_data(real, FontData::CMap, 1 << 28).is_ok_and(|held| held > 191 * RANGE_CODE_BYTES && held < 1 << 20));
+    }
+
+    #[test]
+    fn ranges_are_counted_as_the_cmap_parser_reads_them() {
+        // Before: a byte scan counted only <hex> codes up to the first
+        // `endbfrange` anywhere (2 GB, or an abort, from an 850-byte file).
+        let raw = [b"begincmap 1 beginbfrange (".as_slice(), &[0, 0, 0, 0], b") (", &[0xff, 0xff, 0xff, 0xff], b") <00000000> endbfrange endcmap"].concat();
+        assert!(matches!(check_font_data(&raw, FontData::CMap, 1 << 28), Err(ParseError::TooLarge { .. })));
+        let decoy = b"begincmap 1 beginbfrange % endbfrange\n<00000000> <00FFFFFF> <00000000>\nendbfrange endcmap";
+        assert!(matches!(check_font_data(decoy, FontData::CMap, 1 << 28), Err(ParseError::TooLarge { .. })));
+        // A CMap is read whole: `eexec` (which ends a Type 1 program's clear text) hides nothing in it.
+        let hidden = b"%eexec\nbegincmap 1 beginbfrange <00000000> <00FFFFFF> <00000000> endbfrange endcmap";
+        assert!(matches!(check_font_data(hidden, FontData::CMap, 1 << 28), Err(ParseError::TooLarge { .. })));
     }
 
     /// A one-page document whose page selects `font` (object 3, with

@@ -29,7 +29,7 @@ use pdf_extract::{Dictionary, Document, Object, ObjectId};
 use super::ParseError;
 use super::budget::{Deadline, Limit};
 use super::pdf_decode::decode_stream;
-use super::pdf_fonts::{check_font_data, widths_held};
+use super::pdf_fonts::{FontData, check_font_data, widths_held};
 use super::pdf_operators::operators;
 use super::pdf_values::{Reading, count_values};
 use super::pdf_xref::VALUE_BYTES;
@@ -400,7 +400,7 @@ impl<'a> PageWork<'a> {
     fn streams_under(&mut self, object: &'a Object) -> Result<u64, ParseError> {
         let mut seen = HashSet::new();
         let mut total = 0u64;
-        let mut stack = vec![(object, RESOURCE_DEPTH, false)];
+        let mut stack = vec![(object, RESOURCE_DEPTH, None)];
         while let Some((object, depth, font_data)) = stack.pop() {
             if depth == 0 {
                 continue;
@@ -415,13 +415,13 @@ impl<'a> PageWork<'a> {
                         continue;
                     };
                     if let Object::Stream(stream) = target {
-                        let checked = !font_data || self.font_data_checked.contains(id);
+                        let checked = font_data.is_none() || self.font_data_checked.contains(id);
                         let size = match self.stream_sizes.get(id) {
                             Some(&size) if checked => size,
                             _ => {
                                 let decoded = decode_stream(stream, self.limit, &self.deadline).map_err(|why| why.or_over(self.fonts_over()))?;
-                                if font_data {
-                                    let held = check_font_data(&decoded, self.memory_limit)?;
+                                if let Some(kind) = font_data {
+                                    let held = check_font_data(&decoded, kind, self.memory_limit)?;
                                     self.font_data_held.insert(*id, held);
                                     self.font_data_checked.insert(*id);
                                 }
@@ -437,8 +437,8 @@ impl<'a> PageWork<'a> {
                 }
                 Object::Stream(stream) => {
                     let decoded = decode_stream(stream, self.limit, &self.deadline).map_err(|why| why.or_over(self.fonts_over()))?;
-                    if font_data {
-                        check_font_data(&decoded, self.memory_limit)?;
+                    if let Some(kind) = font_data {
+                        check_font_data(&decoded, kind, self.memory_limit)?;
                     }
                     total = total.saturating_add(decoded.len() as u64);
                     stack.extend(keyed_entries(&stream.dict, depth - 1));
@@ -458,10 +458,15 @@ impl<'a> PageWork<'a> {
 /// A dictionary's values with `depth`, except the links back up or out to
 /// other resources (a Type3 font's `/Resources`, a `/Parent`), each marked
 /// when it is a font's CMap or Type 1 program.
-fn keyed_entries(dict: &Dictionary, depth: usize) -> impl Iterator<Item = (&Object, usize, bool)> {
-    dict.iter()
-        .filter(|(key, _)| !matches!(key.as_slice(), b"Parent" | b"Resources"))
-        .map(move |(key, value)| (value, depth, matches!(key.as_slice(), b"ToUnicode" | b"Encoding" | b"UseCMap" | b"FontFile")))
+fn keyed_entries(dict: &Dictionary, depth: usize) -> impl Iterator<Item = (&Object, usize, Option<FontData>)> {
+    dict.iter().filter(|(key, _)| !matches!(key.as_slice(), b"Parent" | b"Resources")).map(move |(key, value)| {
+        let kind = match key.as_slice() {
+            b"ToUnicode" | b"Encoding" | b"UseCMap" => Some(FontData::CMap),
+            b"FontFile" => Some(FontData::Program),
+            _ => None,
+        };
+        (value, depth, kind)
+    })
 }
 
 pub(super) fn resolve<'a>(document: &'a Document, object: &'a Object) -> Option<&'a Object> {
