@@ -283,6 +283,7 @@ fn routes(state: AppState, max_document_bytes: usize) -> Router {
     Router::new()
         .merge(crate::openai::router())
         .merge(crate::routes::health::router())
+        .merge(crate::routes::docs::router())
         .merge(crate::routes::auth::router())
         .merge(crate::routes::oidc::router())
         .merge(crate::routes::tenants::router())

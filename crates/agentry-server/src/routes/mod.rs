@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod auth;
 pub mod costs;
+pub mod docs;
 pub mod health;
 pub mod invitations;
 pub mod knowledge;
