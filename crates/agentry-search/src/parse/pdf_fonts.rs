@@ -74,18 +74,22 @@ fn array_at<'d>(document: &'d Document, dict: &'d Dictionary, key: &[u8]) -> Opt
     dict.get(key).ok().and_then(|o| resolve(document, o)).and_then(|o| o.as_array().ok())
 }
 
-/// Check a decoded CMap or Type 1 font program (only its clear-text part,
-/// before `eexec`): nesting, range codes, and the tokens the parsers hold
-/// (every one, at [`TOKEN_BYTES`], within `memory_limit`). Returns what
-/// parsing it holds: its tokens, and its range codes at [`RANGE_CODE_BYTES`].
+/// Tokens one CMap or program may hold: its parsers rebuild their value
+/// parser for every array element (~3.4 µs each) with no deadline check,
+/// and pdf-extract parses a font's CMap each time a page selects it.
+const MAX_FONT_TOKENS: u64 = 1 << 18;
+
+/// Check a decoded CMap or Type 1 font program as far as its parsers read
+/// it ([`readable`]): nesting, range codes, and the tokens the parsers hold
+/// (at most [`MAX_FONT_TOKENS`], each at [`TOKEN_BYTES`] within
+/// `memory_limit`). Returns what parsing it holds: its tokens, and its
+/// range codes at [`RANGE_CODE_BYTES`].
 pub(super) fn check_font_data(data: &[u8], kind: FontData, memory_limit: u64) -> Result<u64, ParseError> {
-    // A CMap is read whole (an `eexec` in it hides nothing); a program up to its encrypted part.
-    let clear = match kind {
-        FontData::CMap => data,
-        FontData::Program => data.windows(5).position(|w| w == b"eexec").map_or(data, |at| &data[..at]),
-    };
-    check_nesting(clear)?;
+    let clear = readable(data, kind)?;
     let tokens = count_values(clear, &|_, _| None, Reading::Content).0;
+    if tokens > MAX_FONT_TOKENS {
+        return Err(ParseError::TooLarge { what: "the tokens of one of its fonts' CMaps or programs", limit: super::budget::Limit::Count(MAX_FONT_TOKENS) });
+    }
     if tokens.saturating_mul(TOKEN_BYTES) > memory_limit {
         return Err(ParseError::TooLarge { what: "the memory its fonts' CMaps or programs take to parse", limit: super::budget::Limit::Bytes(memory_limit) });
     }
@@ -142,32 +146,57 @@ fn parsed_range_codes(cmap: &[u8]) -> u64 {
     codes
 }
 
-/// Refuse nesting of arrays, strings, dictionaries and procedures deeper
-/// than [`MAX_NESTING`] (a string's own parentheses count too).
-fn check_nesting(data: &[u8]) -> Result<(), ParseError> {
+/// The part of a CMap or program its parsers (adobe-cmap-parser,
+/// type1-encoding-parser: the same pom lexer) read, with nesting deeper
+/// than [`MAX_NESTING`] refused, read as that lexer reads: a literal
+/// string recurses once per `(` inside it (brackets are plain bytes
+/// there, `\` escapes one byte); outside strings a `%` comment runs to
+/// the line's end and `[`, `{`, `<<` nest. A CMap is read whole; a
+/// program stops at its first byte outside a string or comment that
+/// starts no token (the binary of its encrypted part), not at `eexec`,
+/// which the lexer reads as one more name.
+fn readable(data: &[u8], kind: FontData) -> Result<&[u8], ParseError> {
+    let deep = || ParseError::Malformed(format!("PDF: a font's CMap or program nests more than {MAX_NESTING} levels deep"));
     let mut depth = 0usize;
+    let mut string = 0usize;
     let mut i = 0usize;
     while i < data.len() {
-        match data[i] {
-            b'\\' => i += 1,
-            b'[' | b'(' | b'{' => depth += 1,
-            b'<' if data.get(i + 1) == Some(&b'<') => {
-                depth += 1;
-                i += 1;
+        let c = data[i];
+        if string > 0 {
+            match c {
+                b'\\' => i += 1,
+                b'(' => string += 1,
+                b')' => string -= 1,
+                _ => {}
             }
-            b']' | b')' | b'}' => depth = depth.saturating_sub(1),
-            b'>' if data.get(i + 1) == Some(&b'>') => {
-                depth = depth.saturating_sub(1);
-                i += 1;
+        } else {
+            match c {
+                b'%' => {
+                    while i < data.len() && !matches!(data[i], b'\r' | b'\n') {
+                        i += 1;
+                    }
+                }
+                b'(' => string = 1,
+                b'[' | b'{' => depth += 1,
+                b'<' if data.get(i + 1) == Some(&b'<') => {
+                    depth += 1;
+                    i += 1;
+                }
+                b']' | b'}' => depth = depth.saturating_sub(1),
+                b'>' if data.get(i + 1) == Some(&b'>') => {
+                    depth = depth.saturating_sub(1);
+                    i += 1;
+                }
+                c if c >= 0x80 && kind == FontData::Program => return Ok(&data[..i]),
+                _ => {}
             }
-            _ => {}
         }
-        if depth > MAX_NESTING {
-            return Err(ParseError::Malformed(format!("PDF: a font's CMap or program nests more than {MAX_NESTING} levels deep")));
+        if depth + string > MAX_NESTING {
+            return Err(deep());
         }
         i += 1;
     }
-    Ok(())
+    Ok(data)
 }
 
 #[cfg(test)]
@@ -201,6 +230,22 @@ mod tests {
         // A CMap is read whole: `eexec` (which ends a Type 1 program's clear text) hides nothing in it.
         let hidden = b"%eexec\nbegincmap 1 beginbfrange <00000000> <00FFFFFF> <00000000> endbfrange endcmap";
         assert!(matches!(check_font_data(hidden, FontData::CMap, 1 << 28), Err(ParseError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn nesting_and_tokens_are_read_as_the_font_parsers_read_them() {
+        // `(]` nests a string per `(` to the parsers (brackets are bytes in a
+        // string); the old count saw depth 0-1 and the guard's own parse overflowed.
+        let strings = [b"begincmap ".to_vec(), b"(]".repeat(20_000)].concat();
+        assert!(matches!(check_font_data(&strings, FontData::CMap, 1 << 28), Err(ParseError::Malformed(_))));
+        // `eexec` is one more name to type1-encoding-parser: what follows in clear text is read too.
+        let program = [b"/Encoding 256 array currentfile eexec\n".to_vec(), b"[".repeat(20_000)].concat();
+        assert!(matches!(check_font_data(&program, FontData::Program, 1 << 28), Err(ParseError::Malformed(_))));
+        let tokens = [b"/Encoding 256 array currentfile eexec\n".to_vec(), b"1 ".repeat(300_000)].concat();
+        assert!(matches!(check_font_data(&tokens, FontData::Program, 1 << 30), Err(ParseError::TooLarge { .. })));
+        // A real program's encrypted binary ends what the parser reads.
+        let binary = [b"/FontName /X def currentfile eexec\n".to_vec(), vec![0xd9; 64], b"[".repeat(20_000)].concat();
+        assert!(check_font_data(&binary, FontData::Program, 1 << 28).is_ok());
     }
 
     /// A one-page document whose page selects `font` (object 3, with

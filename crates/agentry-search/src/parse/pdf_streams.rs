@@ -421,6 +421,7 @@ impl<'a> PageWork<'a> {
                             _ => {
                                 let decoded = decode_stream(stream, self.limit, &self.deadline).map_err(|why| why.or_over(self.fonts_over()))?;
                                 if let Some(kind) = font_data {
+                                    self.deadline.check()?;
                                     let held = check_font_data(&decoded, kind, self.memory_limit)?;
                                     self.font_data_held.insert(*id, held);
                                     self.font_data_checked.insert(*id);
