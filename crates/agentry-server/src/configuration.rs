@@ -159,6 +159,10 @@ pub struct KnowledgeConfig {
     /// `[knowledge.parse]`: what one document may produce when parsed
     /// (text, decompressed data, sections, chunks, title length).
     pub parse: agentry_search::parse::Limits,
+    /// The program run as `<program> parse-worker` to parse each PDF and
+    /// DOCX document in a child process (default: this server's own
+    /// executable; a wrapper that adds a sandbox must exec it).
+    pub parse_worker: Option<PathBuf>,
 }
 
 /// `[knowledge.url_fetch]`: the guard on documents uploaded by URL. Private,
@@ -203,13 +207,14 @@ impl Default for KnowledgeConfig {
             summary_max_tokens: 256,
             url_fetch: UrlFetchConfig::default(),
             parse: agentry_search::parse::Limits::default(),
+            parse_worker: None,
         }
     }
 }
 
 impl KnowledgeConfig {
     /// The core settings; `local_tokenizer` is the local embedding model's, used when none is configured.
-    pub fn core(&self, data_dir: &std::path::Path, local_tokenizer: Option<PathBuf>) -> agentry_core::knowledge::KnowledgeSettings {
+    pub fn core(&self, data_dir: &std::path::Path, local_tokenizer: Option<PathBuf>, parser: agentry_search::parse::Parser) -> agentry_core::knowledge::KnowledgeSettings {
         agentry_core::knowledge::KnowledgeSettings {
             embedding_model: self.embedding_model.clone(),
             tokenizer: self.tokenizer.clone().or(local_tokenizer),
@@ -221,6 +226,7 @@ impl KnowledgeConfig {
             lease_ms: i64::try_from(self.lease_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
             default_chunking: self.chunking(),
             parse_limits: self.parse,
+            parser,
             answer_cache: agentry_core::knowledge::cache::CacheSettings {
                 enabled: self.answer_cache_enabled,
                 threshold: self.answer_cache_threshold,

@@ -4,7 +4,9 @@
 //! the library; all output meant for people goes to stderr except `models
 //! list` and `version` (and the JSON that `admin bootstrap`, `audit` and
 //! `keys rotate-master` print for programs; a new master key is shown on
-//! stderr only, once).
+//! stderr only, once). The hidden `parse-worker` is the child process the
+//! server parses each PDF and DOCX document in; it answers on stdout and
+//! starts no runtime.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +69,10 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Parse one document from standard input under memory and CPU limits
+    /// (started by the server, one per PDF or DOCX document).
+    #[command(hide = true, name = agentry_search::parse::WORKER_COMMAND)]
+    ParseWorker,
 }
 
 #[derive(Subcommand)]
@@ -163,6 +169,9 @@ enum AdminCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::ParseWorker = cli.command {
+        return agentry_search::parse::run_worker();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -266,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Version => Ok(()),
+        Command::Version | Command::ParseWorker => Ok(()),
     }
 }
 

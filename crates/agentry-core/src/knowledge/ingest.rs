@@ -246,12 +246,13 @@ impl Knowledge {
         let chunker = self.chunker(config).await?;
         let limits = self.inner.settings.parse_limits;
         // Over a budget is as deterministic as a parse error: fail now, never retry.
-        let chunks = tokio::task::spawn_blocking(move || -> Result<_, Failure> {
-            let parsed = parse::parse_with_limits(&bytes, format, &limits).map_err(|e| Failure::Permanent(e.to_string()))?;
-            chunker.chunk(&parsed, limits.max_chunks).map_err(|e| Failure::Permanent(e.to_string()))
-        })
-        .await
-        .map_err(|e| Failure::Retry(format!("parsing task: {e}")))??;
+        let parsed = self.inner.settings.parser.parse(bytes, format, limits).await.map_err(|e| match e {
+            parse::ParseFailure::Document(e) => Failure::Permanent(e.to_string()),
+            worker @ parse::ParseFailure::Worker(_) => Failure::Retry(worker.to_string()),
+        })?;
+        let chunks = tokio::task::spawn_blocking(move || chunker.chunk(&parsed, limits.max_chunks).map_err(|e| Failure::Permanent(e.to_string())))
+            .await
+            .map_err(|e| Failure::Retry(format!("chunking task: {e}")))??;
         if chunks.is_empty() {
             return Err(Failure::Permanent("the document has no extractable text".into()));
         }

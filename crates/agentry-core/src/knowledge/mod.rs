@@ -72,6 +72,8 @@ pub struct KnowledgeSettings {
     /// What one document may produce when parsed (text, decompressed
     /// data, sections, chunks, title length); over it, ingestion fails.
     pub parse_limits: parse::Limits,
+    /// Where documents are parsed (the server: PDF and DOCX in a child process).
+    pub parser: parse::Parser,
     pub answer_cache: cache::CacheSettings,
     /// Chat model that writes each indexed version's summary; none: no summaries.
     pub summary_model: Option<String>,

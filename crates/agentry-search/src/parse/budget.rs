@@ -12,6 +12,8 @@
 use super::ParseError;
 
 const MIB: u64 = 1024 * 1024;
+/// Below this, a parse worker may not even map its own program.
+const MIN_PARSE_MEMORY_MIB: u64 = 512;
 
 /// Operator limits on what one document may produce when parsed
 /// (`[knowledge.parse]`). A limit relative to the input applies with a
@@ -43,6 +45,10 @@ pub struct Limits {
     /// while a page is read): the backstop for work no other limit
     /// measures exactly, such as a PDF reader re-reading a font per page.
     pub max_parse_secs: u64,
+    /// Address space, in MiB, of the child process that parses a PDF or
+    /// DOCX document (the server parses those in a child; everything the
+    /// reader allocates counts, the program's own mappings included).
+    pub max_parse_memory_mib: u64,
 }
 
 impl Default for Limits {
@@ -58,6 +64,7 @@ impl Default for Limits {
             max_chunks: 50_000,
             max_title_chars: 300,
             max_parse_secs: 120,
+            max_parse_memory_mib: 2048,
         }
     }
 }
@@ -83,6 +90,9 @@ impl Limits {
         if !(1..=86_400).contains(&self.max_parse_secs) {
             return Err("max_parse_secs must be between 1 and 86400");
         }
+        if !(MIN_PARSE_MEMORY_MIB..=1 << 20).contains(&self.max_parse_memory_mib) {
+            return Err("max_parse_memory_mib must be between 512 and 1048576");
+        }
         Ok(())
     }
 
@@ -102,7 +112,7 @@ fn relative(input_len: usize, ratio: u64, floor: u64, cap: u64) -> u64 {
 }
 
 /// A limit as the error message shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Limit {
     Bytes(u64),
     Count(u64),
@@ -182,7 +192,7 @@ impl Budget {
 
     /// The error for text over the limit.
     pub fn text_exceeded(&self) -> ParseError {
-        ParseError::TooLarge { what: "its extracted text", limit: Limit::Bytes(self.text_limit) }
+        ParseError::TooLarge { what: "its extracted text".into(), limit: Limit::Bytes(self.text_limit) }
     }
 
     /// Charge `bytes` of decompressed data.
@@ -206,14 +216,14 @@ impl Budget {
 
     /// The error for decompressed data over the limit.
     pub fn inflate_exceeded(&self) -> ParseError {
-        ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(self.inflate_limit) }
+        ParseError::TooLarge { what: "its decompressed data".into(), limit: Limit::Bytes(self.inflate_limit) }
     }
 
     /// Charge one section.
     pub fn section(&mut self) -> Result<(), ParseError> {
         self.sections += 1;
         if self.sections > self.limits.max_sections {
-            return Err(ParseError::TooLarge { what: "its number of sections (pages, headings or row blocks)", limit: Limit::Count(self.limits.max_sections as u64) });
+            return Err(ParseError::TooLarge { what: "its number of sections (pages, headings or row blocks)".into(), limit: Limit::Count(self.limits.max_sections as u64) });
         }
         Ok(())
     }
@@ -242,7 +252,7 @@ impl Deadline {
     /// [`ParseError::TooLarge`] once the time is up.
     pub fn check(&self) -> Result<(), ParseError> {
         if std::time::Instant::now() >= self.at {
-            return Err(ParseError::TooLarge { what: "the time it takes to parse", limit: Limit::Seconds(self.secs) });
+            return Err(ParseError::TooLarge { what: "the time it takes to parse".into(), limit: Limit::Seconds(self.secs) });
         }
         Ok(())
     }

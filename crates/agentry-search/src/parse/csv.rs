@@ -126,7 +126,7 @@ mod tests {
             csv.push_str(&row);
         }
         assert!(csv.len() < 1_000_000);
-        assert!(matches!(parse(csv.as_bytes(), Format::Csv), Err(ParseError::TooLarge { what: "its extracted text", .. })));
+        assert!(matches!(parse(csv.as_bytes(), Format::Csv), Err(ParseError::TooLarge { ref what, .. }) if what == "its extracted text"));
         // Long header names are cut before they are repeated.
         let parsed = parse(format!("{},b\n1,2\n", "h".repeat(500)).as_bytes(), Format::Csv).unwrap_or_else(|e| panic!("{e}"));
         assert!(parsed.sections[0].text.len() < 120, "{}", parsed.sections[0].text);

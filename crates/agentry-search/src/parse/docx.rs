@@ -63,7 +63,7 @@ const MAX_ENTRIES: u64 = 10_000;
 /// headers actually in the bytes (the crate tries earlier records when
 /// the last one fails, and checks each header's signature).
 fn check_entry_count(bytes: &[u8]) -> Result<(), ParseError> {
-    let too_many = || ParseError::TooLarge { what: "its number of ZIP entries", limit: Limit::Count(MAX_ENTRIES) };
+    let too_many = || ParseError::TooLarge { what: "its number of ZIP entries".into(), limit: Limit::Count(MAX_ENTRIES) };
     let field = |at: usize, len: usize| bytes.get(at..).and_then(|b| b.get(..len));
     let le = |at: usize, len: usize| field(at, len).map(|b| b.iter().rev().fold(0u64, |n, &byte| (n << 8) | u64::from(byte)));
     let signed = |at: usize, magic: &[u8]| field(at, magic.len()) == Some(magic);
@@ -93,7 +93,7 @@ fn check_entry_count(bytes: &[u8]) -> Result<(), ParseError> {
 /// turns out so.
 fn read_entry(archive: &mut ZipArchive<Cursor<&[u8]>>, name: &str, budget: &mut Budget) -> Result<Option<Vec<u8>>, ParseError> {
     let limit = budget.inflate_remaining();
-    let too_large = |budget: &Budget| ParseError::TooLarge { what: "the DOCX archive's decompressed parts", limit: Limit::Bytes(budget.inflate_limit()) };
+    let too_large = |budget: &Budget| ParseError::TooLarge { what: "the DOCX archive's decompressed parts".into(), limit: Limit::Bytes(budget.inflate_limit()) };
     let mut entry = match archive.by_name(name) {
         Ok(entry) => entry,
         Err(ZipError::FileNotFound) => return Ok(None),

@@ -102,7 +102,7 @@ fn a_zip_bomb_stops_at_the_decompressed_data_budget() -> Result<(), Box<dyn std:
     let bytes = bomb()?;
     assert!(bytes.len() < 200_000, "{} bytes", bytes.len());
     let result = parse(&bytes, Format::Docx);
-    assert_eq!(result.map(|p| p.sections.len()), Err(ParseError::TooLarge { what: "the DOCX archive's decompressed parts", limit: Limit::Bytes(32 * 1024 * 1024) }));
+    assert_eq!(result.map(|p| p.sections.len()), Err(ParseError::TooLarge { what: "the DOCX archive's decompressed parts".into(), limit: Limit::Bytes(32 * 1024 * 1024) }));
     Ok(())
 }
 
@@ -145,7 +145,7 @@ fn an_archive_with_too_many_entries_is_refused_before_opening() -> Result<(), Bo
         zip.start_file(format!("e/{i}"), SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored))?;
     }
     let bytes = zip.finish()?.into_inner();
-    let too_many = ParseError::TooLarge { what: "its number of ZIP entries", limit: Limit::Count(10_000) };
+    let too_many = ParseError::TooLarge { what: "its number of ZIP entries".into(), limit: Limit::Count(10_000) };
     assert_eq!(sniff(&bytes, Some("report.docx"), None), Err(too_many.clone()));
     assert_eq!(parse(&bytes, Format::Docx).map(|p| p.sections.len()), Err(too_many.clone()));
     // The record's count alone is enough: here it claims 60 000 entries.

@@ -24,6 +24,7 @@ mod budget;
 mod csv;
 mod docx;
 mod html;
+mod isolated;
 mod json;
 mod markdown;
 mod pdf;
@@ -37,8 +38,11 @@ mod pdf_streams;
 mod pdf_values;
 mod pdf_xref;
 mod text;
+mod worker;
 
 pub use budget::{Budget, Deadline, Limit, Limits, cut_chars};
+pub use isolated::{ParseFailure, Parser};
+pub use worker::{WORKER_COMMAND, run_worker};
 
 /// A document format this crate can read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -75,7 +79,7 @@ impl std::fmt::Display for Format {
 
 /// A parsed document: the title when the format names one, and its text in
 /// reading order. Sections with no text are never included.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Parsed {
     pub title: Option<String>,
     pub sections: Vec<Section>,
@@ -83,7 +87,7 @@ pub struct Parsed {
 
 /// A run of text under one heading path (Markdown, HTML, DOCX), on one page
 /// (PDF, text with form feeds) or one block of rows (CSV).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Section {
     pub heading_path: Vec<String>,
     /// 1-based page number, for paged formats.
@@ -91,7 +95,9 @@ pub struct Section {
     pub text: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a document could not be read. Serialisable, because a parse in a
+/// child process ([`isolated`]) reports it back over a pipe.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ParseError {
     #[error("unsupported file: {0}")]
     Unsupported(String),
@@ -99,7 +105,7 @@ pub enum ParseError {
     Malformed(String),
     /// Over a [`Limits`] budget: deterministic, so never worth retrying.
     #[error("the document is too large to process: {what} would exceed the limit of {limit}")]
-    TooLarge { what: &'static str, limit: Limit },
+    TooLarge { what: std::borrow::Cow<'static, str>, limit: Limit },
     #[error("the document has no extractable text (scanned pages and images would need OCR, which is not supported)")]
     Empty,
 }

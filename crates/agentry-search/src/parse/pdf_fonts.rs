@@ -55,7 +55,7 @@ pub(super) fn widths_held(document: &Document, font: &Dictionary) -> Result<u64,
                 .filter_map(|item| resolve(document, item)?.as_array().ok())
                 .fold(0u64, |sum, a| sum.saturating_add(a.len() as u64));
             if entries > MAX_CID_WIDTHS {
-                return Err(ParseError::TooLarge { what: "the widths its composite fonts list", limit: super::budget::Limit::Count(MAX_CID_WIDTHS) });
+                return Err(ParseError::TooLarge { what: "the widths its composite fonts list".into(), limit: super::budget::Limit::Count(MAX_CID_WIDTHS) });
             }
             Ok(entries * RANGE_CODE_BYTES)
         }
@@ -88,17 +88,17 @@ pub(super) fn check_font_data(data: &[u8], kind: FontData, memory_limit: u64) ->
     let clear = readable(data, kind)?;
     let tokens = count_values(clear, &|_, _| None, Reading::Content).0;
     if tokens > MAX_FONT_TOKENS {
-        return Err(ParseError::TooLarge { what: "the tokens of one of its fonts' CMaps or programs", limit: super::budget::Limit::Count(MAX_FONT_TOKENS) });
+        return Err(ParseError::TooLarge { what: "the tokens of one of its fonts' CMaps or programs".into(), limit: super::budget::Limit::Count(MAX_FONT_TOKENS) });
     }
     if tokens.saturating_mul(TOKEN_BYTES) > memory_limit {
-        return Err(ParseError::TooLarge { what: "the memory its fonts' CMaps or programs take to parse", limit: super::budget::Limit::Bytes(memory_limit) });
+        return Err(ParseError::TooLarge { what: "the memory its fonts' CMaps or programs take to parse".into(), limit: super::budget::Limit::Bytes(memory_limit) });
     }
     let codes = match kind {
         FontData::CMap => parsed_range_codes(clear),
         FontData::Program => 0,
     };
     if codes > MAX_RANGE_CODES {
-        return Err(ParseError::TooLarge { what: "the codes its fonts' CMap ranges cover", limit: super::budget::Limit::Count(MAX_RANGE_CODES) });
+        return Err(ParseError::TooLarge { what: "the codes its fonts' CMap ranges cover".into(), limit: super::budget::Limit::Count(MAX_RANGE_CODES) });
     }
     Ok(tokens.saturating_mul(TOKEN_BYTES).saturating_add(codes.saturating_mul(RANGE_CODE_BYTES)))
 }
@@ -285,11 +285,11 @@ mod tests {
         let font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>";
         assert!(parsed(&page_with_font(font, std::slice::from_ref(&to_unicode), 2)).is_ok());
         let refused = parsed(&page_with_font(font, &[to_unicode], 300));
-        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("one page")), "{refused:?}");
+        assert!(matches!(refused, Err(ParseError::TooLarge { ref what, .. }) if what.contains("one page")), "{refused:?}");
         // Big encodings count too: 300 000 differences under 100 names.
         let differences = format!("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding << /Differences [{}] >> >>", "0/a ".repeat(300_000));
         let refused = parsed(&page_with_font(&differences, &[], 100));
-        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("one page")), "{refused:?}");
+        assert!(matches!(refused, Err(ParseError::TooLarge { ref what, .. }) if what.contains("one page")), "{refused:?}");
     }
 
     #[test]
@@ -316,7 +316,7 @@ mod tests {
         let font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /ToUnicode 6 0 R >>";
         let image = "BI /W 1 /H 1 /BPC 8 /CS /Gray ID XEI\n";
         let refused = parsed(&page_drawing(font, &[widest_cmap()], 30, image));
-        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("one page")), "{refused:?}");
+        assert!(matches!(refused, Err(ParseError::TooLarge { ref what, .. }) if what.contains("one page")), "{refused:?}");
         assert!(parsed(&page_drawing(font, &[widest_cmap()], 1, image)).is_ok());
     }
 
@@ -333,12 +333,12 @@ mod tests {
         let font = "<< /Type /Font /Subtype /Type0 /BaseFont /X /Encoding /Identity-H /DescendantFonts [6 0 R] >>";
         let extra = [descendant.into_bytes(), widths.into_bytes(), descriptor.to_vec()];
         let refused = parsed(&page_with_font(font, &extra, 1));
-        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("composite fonts")), "{refused:?}");
+        assert!(matches!(refused, Err(ParseError::TooLarge { ref what, .. }) if what.contains("composite fonts")), "{refused:?}");
         // The subtype through a reference is still a composite font to pdf-extract.
         let indirect = "<< /Type /Font /Subtype 9 0 R /BaseFont /X /Encoding /Identity-H /DescendantFonts [6 0 R] >>";
         let mut extra = extra.to_vec();
         extra.push(b"/Type0".to_vec());
         let refused = parsed(&page_with_font(indirect, &extra, 1));
-        assert!(matches!(refused, Err(ParseError::TooLarge { what, .. }) if what.contains("composite fonts")), "{refused:?}");
+        assert!(matches!(refused, Err(ParseError::TooLarge { ref what, .. }) if what.contains("composite fonts")), "{refused:?}");
     }
 }

@@ -64,7 +64,7 @@ fn every_stage_of_a_chain_is_counted_even_when_a_later_one_fails() {
     let mut pdf = b"%PDF-1.4\n1 0 obj\n<< /Type /ObjStm /N 1 /First 2 /Filter [/FlateDecode /FlateDecode] >>\nstream\n".to_vec();
     pdf.extend_from_slice(&compressed);
     pdf.extend_from_slice(b"\nendstream\nendobj\n");
-    assert!(matches!(check_raw(&pdf, &mut budget), Err(ParseError::TooLarge { what: "its decompressed data", .. })));
+    assert!(matches!(check_raw(&pdf, &mut budget), Err(ParseError::TooLarge { ref what, .. }) if what == "its decompressed data"));
 }
 
 #[test]

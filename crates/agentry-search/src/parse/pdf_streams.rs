@@ -126,19 +126,19 @@ impl<'a> PageWork<'a> {
     }
 
     fn over(&self) -> ParseError {
-        ParseError::TooLarge { what: "the page content it draws (forms counted each time they are drawn)", limit: Limit::Bytes(self.limit) }
+        ParseError::TooLarge { what: "the page content it draws (forms counted each time they are drawn)".into(), limit: Limit::Bytes(self.limit) }
     }
 
     fn fonts_over(&self) -> ParseError {
-        ParseError::TooLarge { what: "the fonts and colour profiles one page loads (read again for every page)", limit: Limit::Bytes(self.limit) }
+        ParseError::TooLarge { what: "the fonts and colour profiles one page loads (read again for every page)".into(), limit: Limit::Bytes(self.limit) }
     }
 
     fn operations_over(&self) -> ParseError {
-        ParseError::TooLarge { what: "the memory one page's drawing operations take", limit: Limit::Bytes(self.memory_limit) }
+        ParseError::TooLarge { what: "the memory one page's drawing operations take".into(), limit: Limit::Bytes(self.memory_limit) }
     }
 
     fn too_deep() -> ParseError {
-        ParseError::TooLarge { what: "its forms drawn inside forms (nesting depth)", limit: Limit::Count(MAX_FORM_DEPTH as u64) }
+        ParseError::TooLarge { what: "its forms drawn inside forms (nesting depth)".into(), limit: Limit::Count(MAX_FORM_DEPTH as u64) }
     }
 
     fn room(&self) -> u64 {
@@ -202,7 +202,7 @@ impl<'a> PageWork<'a> {
         }
         let held = by_name.values().fold(0u64, |sum, cost| sum.saturating_add(cost.held));
         if held > self.memory_limit {
-            return Err(ParseError::TooLarge { what: "the memory the fonts one page selects take (one built per name)", limit: Limit::Bytes(self.memory_limit) });
+            return Err(ParseError::TooLarge { what: "the memory the fonts one page selects take (one built per name)".into(), limit: Limit::Bytes(self.memory_limit) });
         }
         Ok(())
     }

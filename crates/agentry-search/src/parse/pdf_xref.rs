@@ -140,7 +140,7 @@ impl Sections<'_> {
     fn read(&mut self, at: usize, budget: &mut Budget) -> Result<(Xref, Dictionary), ParseError> {
         self.read += 1;
         if self.read > MAX_SECTIONS {
-            return Err(ParseError::TooLarge { what: "its number of cross-reference sections", limit: Limit::Count(MAX_SECTIONS as u64) });
+            return Err(ParseError::TooLarge { what: "its number of cross-reference sections".into(), limit: Limit::Count(MAX_SECTIONS as u64) });
         }
         budget.deadline().check()?;
         if let Some(table) = classic_table(self.buffer, at) {
@@ -376,7 +376,7 @@ pub(super) fn memory_limit(file_len: u64) -> u64 {
 }
 
 pub(super) fn memory_exceeded(limit: u64) -> ParseError {
-    ParseError::TooLarge { what: "the memory its objects take (objects overlapping one another count each time)", limit: Limit::Bytes(limit) }
+    ParseError::TooLarge { what: "the memory its objects take (objects overlapping one another count each time)".into(), limit: Limit::Bytes(limit) }
 }
 
 /// For an encrypted document: the bytes lopdf copies for each object
@@ -484,7 +484,7 @@ pub(super) const VALUE_BYTES: u64 = 128;
 /// `memory` is the room left and the limit it came from: the values are
 /// counted (and refused past the room) before any object is parsed.
 pub(super) fn check_object_stream(stream: &Stream, room: u64, memory: (u64, u64), deadline: Deadline) -> Result<Expansion, ParseError> {
-    let over = || ParseError::TooLarge { what: "its decompressed data", limit: Limit::Bytes(room) };
+    let over = || ParseError::TooLarge { what: "its decompressed data".into(), limit: Limit::Bytes(room) };
     decode_stream(stream, room, &deadline).map_err(|why| why.or_over(over()))?;
     let mut stream = stream.clone();
     // lopdf's own decoding, now known to stay within the room.
@@ -566,7 +566,7 @@ fn dictionary_at(buffer: &[u8], at: usize) -> Option<Dictionary> {
 }
 
 fn too_many_entries() -> ParseError {
-    ParseError::TooLarge { what: "its number of cross-reference entries", limit: Limit::Count(MAX_ENTRIES) }
+    ParseError::TooLarge { what: "its number of cross-reference entries".into(), limit: Limit::Count(MAX_ENTRIES) }
 }
 
 pub(super) fn malformed(reason: &str) -> ParseError {

@@ -147,6 +147,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.redis_url = options.redis_url.clone();
     settings.usage = options.usage.clone();
     settings.knowledge = options.knowledge.clone();
+    // In-process servers parse PDF and DOCX with the real worker: the agentry binary.
+    settings.knowledge.parse_worker.get_or_insert_with(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_agentry")));
     settings.agents = options.agents.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));

@@ -25,6 +25,7 @@ mod object_authz;
 mod oidc;
 mod oidc_provider;
 mod openapi;
+mod parse_isolation;
 mod protocols;
 mod resilience;
 mod sdk_clients;

@@ -5,12 +5,12 @@
 //! Must not: bypass the asker's access (knowledge search runs as the
 //! asker) or the outbound guard (http_fetch only goes through `Outbound`).
 
-use agentry_search::parse::{Format, parse, sniff};
+use agentry_search::parse::{Format, Limits, Parser, sniff};
 use async_trait::async_trait;
 use serde_json::{Value, json};
 
 use super::{Tool, ToolContext, ToolError, ToolOutput, calculator};
-use crate::knowledge::{Knowledge, SearchMode, SearchRequest};
+use crate::knowledge::{Knowledge, KnowledgeSettings, SearchMode, SearchRequest};
 use crate::outbound::Outbound;
 
 fn string_arg<'a>(arguments: &'a Value, name: &str) -> Result<&'a str, ToolError> {
@@ -123,9 +123,18 @@ pub fn numbered_sources(hits: &[crate::knowledge::SearchHit]) -> String {
 /// Most characters of a fetched page handed to the model.
 const MAX_FETCH_CHARS: usize = 20_000;
 
-/// A web page or text resource, fetched through the SSRF guard.
+/// A web page or text resource, fetched through the SSRF guard and read
+/// the way uploads are (same parser, same limits).
 pub struct HttpFetch {
-    pub outbound: Outbound,
+    outbound: Outbound,
+    parser: Parser,
+    limits: Limits,
+}
+
+impl HttpFetch {
+    pub fn new(outbound: Outbound, knowledge: &KnowledgeSettings) -> Self {
+        Self { outbound, parser: knowledge.parser.clone(), limits: knowledge.parse_limits }
+    }
 }
 
 #[async_trait]
@@ -154,7 +163,7 @@ impl Tool for HttpFetch {
         let text = match format {
             Format::Text | Format::Json | Format::Csv | Format::Markdown => String::from_utf8_lossy(&fetched.bytes).into_owned(),
             other => {
-                let parsed = parse(&fetched.bytes, other).map_err(|e| ToolError::Failed(e.to_string()))?;
+                let parsed = self.parser.parse(fetched.bytes, other, self.limits).await.map_err(|e| ToolError::Failed(e.to_string()))?;
                 parsed.sections.iter().map(|s| s.text.as_str()).collect::<Vec<_>>().join("\n\n")
             }
         };

@@ -76,8 +76,12 @@ pub struct ToolRegistry {
 impl ToolRegistry {
     /// The built-in tools.
     pub fn built_in(knowledge: Knowledge, outbound: Outbound) -> Result<Self, ToolError> {
-        let tools: Vec<Arc<dyn Tool>> =
-            vec![Arc::new(builtin::Calculator), Arc::new(builtin::KnowledgeSearch { knowledge }), Arc::new(builtin::HttpFetch { outbound }), Arc::new(builtin::CurrentTime)];
+        let tools: Vec<Arc<dyn Tool>> = vec![
+            Arc::new(builtin::Calculator),
+            Arc::new(builtin::HttpFetch::new(outbound, knowledge.settings())),
+            Arc::new(builtin::KnowledgeSearch { knowledge }),
+            Arc::new(builtin::CurrentTime),
+        ];
         Self::new(tools)
     }
 
