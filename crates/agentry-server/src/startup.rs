@@ -93,7 +93,7 @@ impl Application {
         let gateway = Gateway::new(router, accounting);
         // One guarded client for every user-directed fetch (URL uploads so far).
         let outbound = Outbound::new(settings.knowledge.outbound_policy()).map_err(|e| anyhow::anyhow!("knowledge.url_fetch: {e}"))?;
-        let parser = isolated_parser(settings.knowledge.parse_worker.clone());
+        let parser = isolated_parser(settings.knowledge.parse_worker.clone(), settings.knowledge.workers);
         parser.check().await.map_err(|e| anyhow::anyhow!("knowledge.parse_worker: {e}"))?;
         let knowledge_settings = settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer, parser);
         let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, knowledge_settings);
@@ -363,11 +363,12 @@ async fn cancel_on_signal(token: CancellationToken) {
 /// default this same program, run as `agentry parse-worker` in a child
 /// process with its own memory and CPU limits. On Linux through
 /// `/proc/self/exe`, which still names this program after its file is
-/// replaced by an upgrade.
-fn isolated_parser(configured: Option<std::path::PathBuf>) -> agentry_search::parse::Parser {
+/// replaced by an upgrade. As many children at once as there are
+/// ingestion workers: agents' fetches share them.
+fn isolated_parser(configured: Option<std::path::PathBuf>, concurrency: usize) -> agentry_search::parse::Parser {
     let own = || if cfg!(target_os = "linux") { Some(std::path::PathBuf::from("/proc/self/exe")) } else { std::env::current_exe().ok() };
     match configured.or_else(own) {
-        Some(program) => agentry_search::parse::Parser::Isolated { program },
+        Some(program) => agentry_search::parse::Parser::isolated(program, concurrency),
         None => agentry_search::parse::Parser::InProcess,
     }
 }

@@ -14,16 +14,15 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
 
-use super::worker::{Reply, Request, WORKER_COMMAND};
+use super::worker::{MAX_REPLY_LINE, Reply, Request, WORKER_COMMAND};
 use super::{Format, Limit, Limits, ParseError, Parsed, parse_with_limits};
 
-/// The longest reply line read from a worker (title, heading paths and
-/// lengths of at most `max_sections` sections; the text comes after it).
-const MAX_REPLY_LINE: u64 = 64 * 1024 * 1024;
 /// The most of a worker's standard error kept to classify its death.
 const MAX_STDERR: u64 = 64 * 1024;
 /// Time a worker gets beyond its own deadline to start and reply.
@@ -36,8 +35,9 @@ pub enum Parser {
     #[default]
     InProcess,
     /// PDF and DOCX in a child process running `program parse-worker`
-    /// (the server: `program` is its own executable).
-    Isolated { program: PathBuf },
+    /// (the server: `program` is its own executable), at most as many at
+    /// once as `slots` has permits.
+    Isolated { program: PathBuf, slots: Arc<Semaphore> },
 }
 
 /// Why a parse gave no text.
@@ -52,11 +52,20 @@ pub enum ParseFailure {
 }
 
 impl Parser {
+    /// Children running `program parse-worker`, at most `concurrency` at
+    /// once (uploads and agents' fetches share them).
+    pub fn isolated(program: PathBuf, concurrency: usize) -> Self {
+        Parser::Isolated { program, slots: Arc::new(Semaphore::new(concurrency.max(1))) }
+    }
+
     /// Parse `bytes` as `format` within `limits`, in this process or a
     /// child as this parser says.
     pub async fn parse(&self, bytes: Vec<u8>, format: Format, limits: Limits) -> Result<Parsed, ParseFailure> {
         match self {
-            Parser::Isolated { program } if matches!(format, Format::Pdf | Format::Docx) => parse_in_child(program, bytes, format, limits).await,
+            Parser::Isolated { program, slots } if matches!(format, Format::Pdf | Format::Docx) => {
+                let _slot = slots.acquire().await.map_err(|e| ParseFailure::Worker(e.to_string()))?;
+                parse_in_child(program, bytes, format, limits).await
+            }
             _ => tokio::task::spawn_blocking(move || parse_with_limits(&bytes, format, &limits))
                 .await
                 .map_err(|e| ParseFailure::Worker(format!("parsing task: {e}")))?
@@ -70,7 +79,7 @@ impl Parser {
     /// one-line text document, parsed in a child): checked at start-up so
     /// a wrong program fails there, not on the first PDF.
     pub async fn check(&self) -> Result<(), ParseFailure> {
-        let Parser::Isolated { program } = self else { return Ok(()) };
+        let Parser::Isolated { program, .. } = self else { return Ok(()) };
         let parsed = parse_in_child(program, b"parse worker check".to_vec(), Format::Text, Limits::default()).await?;
         match parsed.sections.first() {
             Some(section) if section.text.trim() == "parse worker check" => Ok(()),
@@ -83,6 +92,9 @@ async fn parse_in_child(program: &std::path::Path, bytes: Vec<u8>, format: Forma
     let mut child = tokio::process::Command::new(program)
         .arg(WORKER_COMMAND)
         .env_clear()
+        // mimalloc would otherwise reserve a 1 GiB arena before the worker
+        // caps its address space, and that arena would stay usable.
+        .env("MIMALLOC_ARENA_RESERVE", "0")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -93,6 +105,7 @@ async fn parse_in_child(program: &std::path::Path, bytes: Vec<u8>, format: Forma
         return Err(ParseFailure::Worker("the parse worker has no pipes".into()));
     };
     let text_limit = limits.text_limit(bytes.len());
+    let reply_too_large = ParseError::TooLarge { what: "its headings and text".into(), limit: Limit::Bytes(text_limit) };
     let request = Request { format, limits, input_bytes: bytes.len() as u64 };
     let mut line = serde_json::to_vec(&request).map_err(|e| ParseFailure::Worker(e.to_string()))?;
     line.push(b'\n');
@@ -114,35 +127,47 @@ async fn parse_in_child(program: &std::path::Path, bytes: Vec<u8>, format: Forma
     let status = status.map_err(|e| ParseFailure::Worker(format!("waiting for the parse worker: {e}")))?;
     match reply {
         Ok(parsed) if status.success() => parsed.map_err(ParseFailure::Document),
-        Ok(_) | Err(_) => Err(died(status, &errors, &limits, reply.err())),
+        // The worker refuses a reply over the caps itself; one that sends it anyway was made to.
+        Err(ReplyError::OverBudget) => Err(reply_too_large.into()),
+        Ok(_) | Err(ReplyError::Broken(_)) => Err(died(status, &errors, &limits, reply.err().map(|e| e.to_string()))),
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ReplyError {
+    /// A reply line longer than the cap or text over the budget.
+    #[error("the reply is over the budget")]
+    OverBudget,
+    #[error("{0}")]
+    Broken(String),
 }
 
 /// Read a worker's reply: the line, then exactly the texts it announces,
 /// never more than `text_limit` bytes of them.
-async fn read_reply(stdout: tokio::process::ChildStdout, text_limit: u64) -> Result<Result<Parsed, ParseError>, String> {
+async fn read_reply(stdout: tokio::process::ChildStdout, text_limit: u64) -> Result<Result<Parsed, ParseError>, ReplyError> {
+    let broken = |e: std::io::Error| ReplyError::Broken(e.to_string());
     let mut reader = tokio::io::BufReader::new(stdout);
     let mut line = Vec::new();
-    (&mut reader).take(MAX_REPLY_LINE).read_until(b'\n', &mut line).await.map_err(|e| e.to_string())?;
+    (&mut reader).take(MAX_REPLY_LINE).read_until(b'\n', &mut line).await.map_err(broken)?;
     if line.last() != Some(&b'\n') {
-        return Err("no reply".into());
+        return Err(if line.len() as u64 == MAX_REPLY_LINE { ReplyError::OverBudget } else { ReplyError::Broken("no reply".into()) });
     }
-    let (title, heads) = match serde_json::from_slice(&line).map_err(|e| format!("bad reply: {e}"))? {
+    let (title, heads) = match serde_json::from_slice(&line).map_err(|e| ReplyError::Broken(format!("bad reply: {e}")))? {
         Reply::Failed(error) => return Ok(Err(error)),
         Reply::Parsed { title, sections } => (title, sections),
     };
     let total = heads.iter().try_fold(0u64, |sum, head| sum.checked_add(head.text_bytes));
     if total.is_none_or(|total| total > text_limit) {
-        return Err("the reply announces more text than the budget allows".into());
+        return Err(ReplyError::OverBudget);
     }
     let mut sections = Vec::with_capacity(heads.len());
     for head in heads {
         let mut text = Vec::with_capacity(head.text_bytes as usize);
-        (&mut reader).take(head.text_bytes).read_to_end(&mut text).await.map_err(|e| e.to_string())?;
+        (&mut reader).take(head.text_bytes).read_to_end(&mut text).await.map_err(broken)?;
         if text.len() as u64 != head.text_bytes {
-            return Err("the reply ended early".into());
+            return Err(ReplyError::Broken("the reply ended early".into()));
         }
-        let text = String::from_utf8(text).map_err(|_| "the reply's text is not UTF-8".to_owned())?;
+        let text = String::from_utf8(text).map_err(|_| ReplyError::Broken("the reply's text is not UTF-8".into()))?;
         sections.push(head.into_section(text));
     }
     Ok(Ok(Parsed { title, sections }))

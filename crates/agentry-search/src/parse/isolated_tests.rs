@@ -13,7 +13,7 @@ fn worker(dir: &tempfile::TempDir, script: &str) -> std::io::Result<Parser> {
     let program = dir.path().join("worker.sh");
     std::fs::write(&program, format!("#!/bin/sh\n{script}\n"))?;
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755))?;
-    Ok(Parser::Isolated { program })
+    Ok(Parser::isolated(program, 2))
 }
 
 async fn parse_pdf(parser: &Parser, limits: Limits) -> Result<Parsed, ParseFailure> {
@@ -60,7 +60,7 @@ async fn a_reply_announcing_more_text_than_the_budget_is_refused() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lie = r#"cat >/dev/null; echo '{"Parsed":{"title":null,"sections":[{"heading_path":[],"page":1,"text_bytes":999999999999}]}}'"#;
     let failure = parse_pdf(&worker(&dir, lie).expect("worker script"), Limits::default()).await;
-    assert!(matches!(&failure, Err(ParseFailure::Worker(reason)) if reason.contains("budget")), "{failure:?}");
+    assert!(too_large(&failure, "headings and text"), "{failure:?}");
 }
 
 #[tokio::test]
@@ -80,7 +80,7 @@ async fn a_program_that_is_not_a_worker_fails_the_check() {
     let dir = tempfile::tempdir().expect("temp dir");
     let not_a_worker = worker(&dir, "echo 'running 0 tests'").expect("worker script");
     assert!(matches!(not_a_worker.check().await, Err(ParseFailure::Worker(_))));
-    let missing = Parser::Isolated { program: dir.path().join("nothing-here") };
+    let missing = Parser::isolated(dir.path().join("nothing-here"), 1);
     assert!(matches!(missing.check().await, Err(ParseFailure::Worker(reason)) if reason.contains("cannot start")));
     assert!(Parser::InProcess.check().await.is_ok());
 }

@@ -18,13 +18,16 @@
 
 use std::io::{BufRead, Read, Write};
 
-use super::{Format, Limits, ParseError, Parsed, Section, parse_with_limits};
+use super::{Format, Limit, Limits, ParseError, Parsed, Section, parse_with_limits};
 
 /// The argument that starts a worker (a hidden subcommand of `agentry`).
 pub const WORKER_COMMAND: &str = "parse-worker";
 
 /// The longest request line a worker reads (format and limits only).
 const MAX_REQUEST_LINE: u64 = 4096;
+/// The longest reply line (title, heading paths and text lengths): a
+/// document whose headings need more fails as too large.
+pub(super) const MAX_REPLY_LINE: u64 = 16 * 1024 * 1024;
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub(super) struct Request {
@@ -57,6 +60,12 @@ impl SectionHead {
 /// Exits 0 with a reply (a parse error is a reply too); any other exit
 /// means the request itself was unreadable.
 pub fn run_worker() -> std::process::ExitCode {
+    // A reader's panic is an answer (the document is unreadable), not news:
+    // standard error is kept for what kills the process.
+    std::panic::set_hook(Box::new(|_| {}));
+    // When memory runs short the kernel should take a worker, not the server.
+    #[cfg(target_os = "linux")]
+    let _ = std::fs::write("/proc/self/oom_score_adj", "1000");
     match serve(&mut std::io::stdin().lock(), &mut std::io::stdout().lock()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -91,8 +100,13 @@ fn write_reply(output: &mut impl Write, parsed: Result<Parsed, ParseError>) -> s
         }
         Err(error) => (Reply::Failed(error), Vec::new()),
     };
-    serde_json::to_writer(&mut output, &reply)?;
-    output.write_all(b"\n")?;
+    let mut line = serde_json::to_vec(&reply)?;
+    if line.len() as u64 >= MAX_REPLY_LINE {
+        let error = ParseError::TooLarge { what: "its headings and text".into(), limit: Limit::Bytes(MAX_REPLY_LINE) };
+        return write_reply(output.into_inner().map_err(|e| e.into_error())?, Err(error));
+    }
+    line.push(b'\n');
+    output.write_all(&line)?;
     for text in texts {
         output.write_all(text.as_bytes())?;
     }
@@ -120,4 +134,27 @@ fn confine(limits: &Limits) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn confine(_limits: &Limits) -> std::io::Result<()> {
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply_of(parsed: Result<Parsed, ParseError>) -> Result<Reply, Box<dyn std::error::Error>> {
+        let mut out = Vec::new();
+        write_reply(&mut out, parsed)?;
+        let line = out.split(|b| *b == b'\n').next().unwrap_or_default();
+        Ok(serde_json::from_slice(line)?)
+    }
+
+    #[test]
+    fn a_reply_whose_headings_escape_past_the_cap_is_a_too_large_answer() -> Result<(), Box<dyn std::error::Error>> {
+        // 3 MiB of control characters: 18 MiB once JSON escapes them.
+        let heading = "\u{1}".repeat(3 * 1024 * 1024);
+        let parsed = Parsed { title: None, sections: vec![Section { heading_path: vec![heading], page: None, text: "x".into() }] };
+        assert!(matches!(reply_of(Ok(parsed))?, Reply::Failed(ParseError::TooLarge { ref what, .. }) if what.contains("headings")));
+        let small = Parsed { title: Some("T".into()), sections: vec![Section { heading_path: vec!["H".into()], page: Some(1), text: "body".into() }] };
+        assert!(matches!(reply_of(Ok(small))?, Reply::Parsed { ref sections, .. } if sections[0].text_bytes == 4));
+        Ok(())
+    }
 }
