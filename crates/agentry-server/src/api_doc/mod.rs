@@ -74,11 +74,28 @@ pub struct Operation {
     pub ok: (u16, Option<Body>),
     /// Query parameters: name and what it means.
     pub query: &'static [(&'static str, &'static str)],
+    /// Whether a request without a body is refused (JSON-RPC answers it
+    /// with a protocol error instead).
+    pub body_required: bool,
+    /// Other success answers (an MCP notification is accepted with 202).
+    pub also: Vec<(u16, Option<Body>)>,
 }
 
 impl Operation {
     pub fn new(method: Method, path: &'static str, summary: &'static str) -> Self {
-        Self { method, path, summary, request: None, ok: (200, Some(Body::AnyJson)), query: &[] }
+        Self { method, path, summary, request: None, ok: (200, Some(Body::AnyJson)), query: &[], body_required: true, also: Vec::new() }
+    }
+
+    /// A JSON-RPC endpoint: every request, even one without a body, gets a
+    /// JSON-RPC answer (errors inside a 200).
+    pub fn json_rpc(mut self) -> Self {
+        self.body_required = false;
+        self
+    }
+
+    pub fn also(mut self, status: u16, body: Option<Body>) -> Self {
+        self.also.push((status, body));
+        self
     }
 
     pub fn body(mut self, body: Body) -> Self {
@@ -243,20 +260,24 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
                 .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
         );
     }
+    if let Some(tenant_header) = tenant_header(rule.map(|r| r.access), op.path) {
+        builder = builder.parameter(tenant_header);
+    }
     if let Some(body) = &op.request {
-        let mut request = RequestBodyBuilder::new().required(Some(Required::True));
+        let required = if op.body_required { Required::True } else { Required::False };
+        let mut request = RequestBodyBuilder::new().required(Some(required));
         for (media, content) in content_of(body, schemas) {
             request = request.content(media, content);
         }
         builder = builder.request_body(Some(request.build()));
     }
-    let mut ok = ResponseBuilder::new().description(reason(op.ok.0));
-    if let Some(body) = &op.ok.1 {
-        for (media, content) in content_of(body, schemas) {
+    for (status, body) in std::iter::once(&op.ok).chain(&op.also) {
+        let mut ok = ResponseBuilder::new().description(reason(*status));
+        for (media, content) in body.iter().flat_map(|body| content_of(body, schemas)) {
             ok = ok.content(media, content);
         }
+        builder = builder.response(status.to_string(), ok.build());
     }
-    builder = builder.response(op.ok.0.to_string(), ok.build());
     let error = || ResponseBuilder::new().content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(ErrorEnvelope::name()))).build());
     let mut errors = vec![400, 429, 500];
     if !public {
@@ -278,6 +299,21 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
         builder = builder.security(SecurityRequirement::new("bearer", Vec::<String>::new()));
     }
     builder.build()
+}
+
+/// The `x-agentry-tenant` header of an operation on the request's tenant
+/// whose path does not name it.
+fn tenant_header(access: Option<Access>, path: &str) -> Option<utoipa::openapi::path::Parameter> {
+    let on_tenant = matches!(access, Some(Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_)));
+    (on_tenant && !path.contains("{tenant}")).then(|| {
+        ParameterBuilder::new()
+            .name(crate::auth::TENANT_HEADER)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some("The tenant (slug or id) the request acts in: needed by the master key and by users of several tenants; an API key acts in its own."))
+            .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+            .build()
+    })
 }
 
 /// `get_api_v1_tenants_tenant_users`: unique per method and path.

@@ -7,6 +7,7 @@ mod agents;
 mod audit_integrity;
 mod authz_matrix;
 mod cli;
+mod conformance;
 mod docs_page;
 mod errors_and_auth;
 mod findings;
