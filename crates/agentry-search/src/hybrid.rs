@@ -17,7 +17,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 
 /// How two rankings become one.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FusionMethod {
     #[default]
@@ -26,7 +26,7 @@ pub enum FusionMethod {
 }
 
 /// Parameters of the fusion; `k` (RRF only) dampens the weight of top ranks.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Fusion {
     pub method: FusionMethod,

@@ -55,8 +55,15 @@ fn security_headers(headers: &mut axum::http::HeaderMap) {
     }
 }
 
+/// The longest plain-text reason of the framework's kept as a message.
+const MAX_FRAMEWORK_MESSAGE: usize = 1024;
+
+fn is_plain_text(response: &Response) -> bool {
+    response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/plain"))
+}
+
 /// Render every error in the envelope with the request id, including axum's
-/// own bodiless answers (405, unmatched routes).
+/// own answers (405, unmatched routes, paths and queries it cannot read).
 pub async fn error_envelope(req: Request, next: Next) -> Response {
     let request_id = req.extensions().get::<RequestId>().map(|r| r.0.clone());
     let response = next.run(req).await;
@@ -64,7 +71,9 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
     if !(status.is_client_error() || status.is_server_error()) {
         return response;
     }
-    let error = match response.extensions().get::<ApiError>() {
+    let framework_text = response.extensions().get::<ApiError>().is_none() && is_plain_text(&response);
+    let (mut parts, body) = response.into_parts();
+    let error = match parts.extensions.get::<ApiError>() {
         Some(error) => error.clone(),
         None => {
             let code = match status {
@@ -76,11 +85,16 @@ pub async fn error_envelope(req: Request, next: Next) -> Response {
                 s if s.is_server_error() => ErrorCode::InternalError,
                 _ => ErrorCode::InvalidRequest,
             };
-            // The framework chose the status; the body names the code.
-            ApiError::new(code, status.canonical_reason().unwrap_or("error").to_lowercase())
+            // The framework chose the status and, for a path or query it could
+            // not read, said why in plain text: keep that as the message.
+            let reason = status.canonical_reason().unwrap_or("error").to_lowercase();
+            let said = match framework_text && status.is_client_error() {
+                true => axum::body::to_bytes(body, MAX_FRAMEWORK_MESSAGE).await.ok().map(|b| String::from_utf8_lossy(&b).trim().to_owned()).filter(|m| !m.is_empty()),
+                false => None,
+            };
+            ApiError::new(code, said.unwrap_or(reason))
         }
     };
-    let (mut parts, _) = response.into_parts();
     parts.headers.remove(header::CONTENT_LENGTH);
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let body = error.body(request_id.as_deref()).to_string();

@@ -108,7 +108,7 @@ impl Default for RunLimits {
 }
 
 /// A custom agent's definition as stored (one version) and accepted by the API.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentDefinition {
     #[serde(default)]

@@ -36,7 +36,7 @@ const PROTOCOL_VERSION: &str = "2025-06-18";
 const MAX_PAGES: usize = 10;
 
 /// A server to register.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerInput {
     pub name: String,

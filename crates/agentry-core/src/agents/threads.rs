@@ -18,7 +18,7 @@ const MAX_PINNED_CHARS: usize = 2000;
 const MAX_TITLE_CHARS: usize = 200;
 
 /// A new thread.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThreadInput {
     #[serde(default)]
@@ -31,7 +31,7 @@ pub struct ThreadInput {
 }
 
 /// Changes to a thread; absent fields stay.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThreadPatch {
     pub title: Option<String>,

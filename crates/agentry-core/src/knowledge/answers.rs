@@ -28,7 +28,7 @@ pub const TICKET_TTL: Duration = Duration::from_secs(600);
 const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 /// A question to look up.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerQuestion {
     pub question: String,
@@ -54,7 +54,7 @@ pub struct AnswerLookup {
 }
 
 /// An answer to store against a ticket.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerToStore {
     pub ticket: String,

@@ -13,7 +13,7 @@ use crate::TenantAccess;
 use crate::identity::now_ms;
 
 /// A budget to set (`POST /costs/budget`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BudgetInput {
     pub scope: Scope,
@@ -43,7 +43,7 @@ pub struct BudgetView {
 }
 
 /// Where a tier is assigned.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TierAssignmentInput {
     pub scope: Scope,
@@ -174,7 +174,10 @@ impl Accounting {
         if limits.iter().any(|l| l == &Some(0)) {
             return Err(Error::invalid("a limit must be at least 1 (omit it for no limit)", "limits"));
         }
-        let signed = |v: Option<u64>| v.map(|v| v.min(i64::MAX as u64) as i64);
+        if limits.iter().flatten().any(|l| i64::try_from(*l).is_err()) {
+            return Err(Error::invalid(format!("a limit must be at most {} (omit it for no limit)", i64::MAX), "limits"));
+        }
+        let signed = |v: Option<u64>| v.and_then(|v| i64::try_from(v).ok());
         let row = TierRow {
             name: tier.name.clone(),
             requests_per_minute: signed(tier.requests_per_minute),

@@ -58,6 +58,12 @@ pub fn json<T: ToSchema>() -> Body {
     Body::Json { name, schemas }
 }
 
+/// A file upload (`multipart/form-data`) or the JSON form `T`.
+pub fn upload<T: ToSchema>() -> Body {
+    let (name, schemas) = named::<T>();
+    Body::Upload { name, schemas }
+}
+
 /// `{"data": [T…]}`.
 pub fn list<T: ToSchema>() -> Body {
     let (name, schemas) = named::<T>();
@@ -77,7 +83,8 @@ pub struct Operation {
     /// Whether a request without a body is refused (JSON-RPC answers it
     /// with a protocol error instead).
     pub body_required: bool,
-    /// Other success answers (an MCP notification is accepted with 202).
+    /// Other success answers (an MCP notification is accepted with 202),
+    /// or other media types of one (a run streams its events).
     pub also: Vec<(u16, Option<Body>)>,
 }
 
@@ -233,6 +240,15 @@ fn content_of(body: &Body, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> Vec
             vec![json(ObjectBuilder::new().property("data", items).required("data").into())]
         }
         Body::AnyJson => vec![json(serde_json::Value::schema())],
+        Body::Media("text/event-stream") => {
+            let event = ObjectBuilder::new()
+                .description(Some("One server-sent event: `data` is JSON text, `id` resumes the stream in `Last-Event-ID`."))
+                .property("event", ObjectBuilder::new().schema_type(Type::String))
+                .property("data", ObjectBuilder::new().schema_type(Type::String))
+                .property("id", ObjectBuilder::new().schema_type(Type::String))
+                .property("retry", ObjectBuilder::new().schema_type(Type::Integer));
+            vec![("text/event-stream", ContentBuilder::new().schema(Some(event)).build())]
+        }
         Body::Media(media) => vec![(*media, ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::String))).build())],
         Body::Upload { name, schemas: needed } => {
             schemas.extend(needed.iter().cloned());
@@ -271,23 +287,29 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
         }
         builder = builder.request_body(Some(request.build()));
     }
+    // One response per status: a second body for the same status is another media type.
+    let mut answers: BTreeMap<u16, ResponseBuilder> = BTreeMap::new();
     for (status, body) in std::iter::once(&op.ok).chain(&op.also) {
-        let mut ok = ResponseBuilder::new().description(reason(*status));
+        let mut answer = answers.remove(status).unwrap_or_else(|| ResponseBuilder::new().description(reason(*status)));
         for (media, content) in body.iter().flat_map(|body| content_of(body, schemas)) {
-            ok = ok.content(media, content);
+            answer = answer.content(media, content);
         }
-        builder = builder.response(status.to_string(), ok.build());
+        answers.insert(*status, answer);
+    }
+    for (status, answer) in answers {
+        builder = builder.response(status.to_string(), answer.build());
     }
     let error = || ResponseBuilder::new().content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name(ErrorEnvelope::name()))).build());
-    let mut errors = vec![400, 429, 500];
-    if !public {
-        errors.extend([401, 403]);
-    }
+    // Public operations refuse bad credentials in their bodies (sign-in, refresh) with 401 and 403 too.
+    let mut errors = vec![400, 401, 403, 429, 500];
     if op.path.contains('{') || !public {
         errors.push(404);
     }
+    if op.request.is_some() || op.method == Method::DELETE {
+        errors.push(409);
+    }
     if op.request.is_some() {
-        errors.extend([409, 413, 422]);
+        errors.extend([413, 422]);
     }
     errors.sort_unstable();
     for status in errors {

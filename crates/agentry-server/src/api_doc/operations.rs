@@ -4,19 +4,20 @@
 
 use axum::http::Method;
 
-use agentry_core::agents::mcp::McpServerView;
-use agentry_core::agents::{MessageView, RunView, ThreadView};
+use agentry_core::agents::mcp::{McpServerInput, McpServerView};
+use agentry_core::agents::{AgentDefinition, MessageView, RunView, ThreadInput, ThreadPatch, ThreadView};
 use agentry_core::audit::Verification;
 use agentry_core::identity::{
     AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, Me, Membership, RoleInfo, SessionInfo, Tenant, TotpEnrolment,
     VisibleTenant,
 };
-use agentry_core::knowledge::{Accepted, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchResponse};
+use agentry_core::knowledge::{Accepted, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse};
 use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::billing::Invoice;
-use agentry_core::usage::manage::BudgetView;
+use agentry_core::usage::manage::{BudgetInput, BudgetView, TierAssignmentInput};
 
-use super::{Body, Operation, json, list};
+use super::{Body, Operation, json, list, upload};
+use crate::routes::{agents, api_keys, auth, costs, invitations, knowledge, oidc, tenants};
 
 fn get(path: &'static str, summary: &'static str) -> Operation {
     Operation::new(Method::GET, path, summary)
@@ -67,25 +68,25 @@ pub fn operations() -> Vec<Operation> {
         get("/docs/swagger-ui.css", "Swagger UI's styles").answers(200, Some(Body::Media("text/css"))),
         get("/.well-known/jwks.json", "The public keys access tokens are signed with"),
         get("/.well-known/agent-card.json", "The A2A agent card"),
-        post("/api/v1/auth/login", "Sign in with an email and a password (may ask for a second factor)").answers(200, Some(json::<LoginOutcome>())),
-        post("/api/v1/auth/refresh", "Trade a refresh token for new tokens (rotation, reuse detection)"),
-        post("/api/v1/auth/register", "Create an account (when self-registration is on)").answers(201, Some(Body::AnyJson)),
-        post("/api/v1/auth/mfa/verify", "Complete a sign-in with a TOTP or recovery code"),
+        post("/api/v1/auth/login", "Sign in with an email and a password (may ask for a second factor)").body(json::<auth::LoginBody>()).answers(200, Some(json::<LoginOutcome>())),
+        post("/api/v1/auth/refresh", "Trade a refresh token for new tokens (rotation, reuse detection)").body(json::<auth::RefreshBody>()),
+        post("/api/v1/auth/register", "Create an account (when self-registration is on)").body(json::<auth::RegisterBody>()).answers(201, Some(Body::AnyJson)),
+        post("/api/v1/auth/mfa/verify", "Complete a sign-in with a TOTP or recovery code").body(json::<auth::FactorBody>()),
         get("/api/v1/auth/oidc", "The single sign-on providers"),
         get("/api/v1/auth/oidc/{provider}/start", "Start a single sign-on (redirects to the provider)").answers(303, None),
         get("/api/v1/auth/oidc/{provider}/callback", "Finish a single sign-on").query(&[("code", "From the provider."), ("state", "From the provider.")]),
         act("/api/v1/auth/oidc/{provider}/link", "Start linking a single sign-on identity to the signed-in account"),
-        post("/api/v1/auth/oidc/{provider}/link/callback", "Finish linking a single sign-on identity"),
+        post("/api/v1/auth/oidc/{provider}/link/callback", "Finish linking a single sign-on identity").body(json::<oidc::LinkCallback>()),
         act("/api/v1/auth/mfa/totp", "Start TOTP enrolment (secret and otpauth URI)").answers(200, Some(json::<TotpEnrolment>())),
-        post("/api/v1/auth/mfa/totp/confirm", "Confirm TOTP enrolment; answers recovery codes once"),
-        post("/api/v1/auth/mfa/disable", "Turn TOTP off (needs the password)").answers(204, None),
+        post("/api/v1/auth/mfa/totp/confirm", "Confirm TOTP enrolment; answers recovery codes once").body(json::<auth::ConfirmBody>()),
+        post("/api/v1/auth/mfa/disable", "Turn TOTP off (needs the password)").body(json::<auth::FactorBody>()).answers(204, None),
         get("/metrics", "Prometheus metrics").answers(200, Some(Body::Media("text/plain"))),
         post("/v1/chat/completions", "OpenAI-compatible chat completion (streams with `stream: true`)"),
         post("/v1/embeddings", "OpenAI-compatible embeddings"),
         get("/v1/models", "The models the caller may use"),
         get("/v1/models/{id}", "One model"),
         get("/api/v1/auth/me", "Who is calling: the credential, its account and its tenants").answers(200, Some(json::<Me>())),
-        post("/api/v1/auth/password", "Change the signed-in user's password").answers(204, None),
+        post("/api/v1/auth/password", "Change the signed-in user's password").body(json::<auth::PasswordBody>()).answers(204, None),
         act("/api/v1/admin/users/{user_id}/disable", "Disable an account (revokes its sessions)").answers(204, None),
         act("/api/v1/admin/users/{user_id}/enable", "Enable an account").answers(204, None),
         act("/api/v1/auth/logout", "Sign out this session").answers(204, None),
@@ -93,37 +94,39 @@ pub fn operations() -> Vec<Operation> {
         delete("/api/v1/auth/sessions", "Sign out every session").answers(200, Some(Body::AnyJson)),
         delete("/api/v1/auth/sessions/{id}", "Sign out one session"),
         get("/api/v1/tenants", "The tenants the caller may enter").answers(200, Some(list::<VisibleTenant>())),
-        post("/api/v1/tenants", "Create a tenant (platform administrators)").answers(201, Some(json::<Tenant>())),
+        post("/api/v1/tenants", "Create a tenant (platform administrators)").body(json::<tenants::CreateTenant>()).answers(201, Some(json::<Tenant>())),
         act("/api/v1/admin/signing-keys/rotate", "Rotate the token signing key"),
         get("/api/v1/admin/audit", "Query the platform audit chain").query(AUDIT_QUERY),
         get("/api/v1/admin/audit/verify", "Verify the platform audit chain (optionally against an anchor)")
             .answers(200, Some(json::<Verification>()))
             .query(&[("anchor", "base64url of an earlier anchor's JSON.")]),
         get("/api/v1/tenants/{tenant}", "The tenant, with the caller's role and permissions in it"),
-        patch("/api/v1/tenants/{tenant}", "Rename the tenant or change its MFA policy").answers(204, None),
+        patch("/api/v1/tenants/{tenant}", "Rename the tenant or change its MFA policy").body(json::<tenants::UpdateTenant>()).answers(204, None),
         get("/api/v1/tenants/{tenant}/users", "The tenant's members").answers(200, Some(list::<Membership>())),
-        post("/api/v1/tenants/{tenant}/users", "Invite a member").answers(201, Some(json::<CreatedInvitation>())),
-        patch("/api/v1/tenants/{tenant}/users/{user_id}", "Change a member's role").answers(200, Some(json::<Membership>())),
+        post("/api/v1/tenants/{tenant}/users", "Invite a member").body(json::<tenants::AddMember>()).answers(201, Some(json::<CreatedInvitation>())),
+        patch("/api/v1/tenants/{tenant}/users/{user_id}", "Change a member's role").body(json::<tenants::SetRole>()).answers(200, Some(json::<Membership>())),
         delete("/api/v1/tenants/{tenant}/users/{user_id}", "Remove a member"),
         get("/api/v1/tenants/{tenant}/invitations", "The tenant's invitations").answers(200, Some(list::<InvitationInfo>())),
         delete("/api/v1/tenants/{tenant}/invitations/{id}", "Revoke an invitation"),
-        post("/api/v1/auth/invitations/accept", "Accept an invitation with a new account").answers(201, Some(json::<AcceptedInvitation>())),
-        post("/api/v1/invitations/accept", "Accept an invitation as the signed-in user").answers(201, Some(json::<AcceptedInvitation>())),
-        post("/api/v1/auth/verify-email", "Verify an address with the mailed token"),
+        post("/api/v1/auth/invitations/accept", "Accept an invitation with a new account")
+            .body(json::<invitations::NewAccountBody>())
+            .answers(201, Some(json::<AcceptedInvitation>())),
+        post("/api/v1/invitations/accept", "Accept an invitation as the signed-in user").body(json::<invitations::TokenBody>()).answers(201, Some(json::<AcceptedInvitation>())),
+        post("/api/v1/auth/verify-email", "Verify an address with the mailed token").body(json::<invitations::TokenBody>()),
         act("/api/v1/auth/verify-email/resend", "Send the verification mail again").answers(202, None),
         act("/api/v1/admin/users/{user_id}/verify-email", "Mark an account's address verified").answers(204, None),
         get("/api/v1/tenants/{tenant}/roles", "Built-in and custom roles with their permissions").answers(200, Some(list::<RoleInfo>())),
-        put("/api/v1/tenants/{tenant}/roles/{name}", "Create or change a custom role"),
+        put("/api/v1/tenants/{tenant}/roles/{name}", "Create or change a custom role").body(json::<tenants::PutRole>()),
         delete("/api/v1/tenants/{tenant}/roles/{name}", "Delete a custom role"),
         get("/api/v1/tenants/{tenant}/groups", "The tenant's groups").answers(200, Some(list::<Group>())),
-        post("/api/v1/tenants/{tenant}/groups", "Create a group").answers(201, Some(json::<Group>())),
+        post("/api/v1/tenants/{tenant}/groups", "Create a group").body(json::<tenants::CreateGroup>()).answers(201, Some(json::<Group>())),
         get("/api/v1/tenants/{tenant}/groups/{group_id}", "A group with its members").answers(200, Some(json::<GroupInfo>())),
-        patch("/api/v1/tenants/{tenant}/groups/{group_id}", "Rename or describe a group").answers(200, Some(json::<GroupInfo>())),
+        patch("/api/v1/tenants/{tenant}/groups/{group_id}", "Rename or describe a group").body(json::<tenants::UpdateGroup>()).answers(200, Some(json::<GroupInfo>())),
         delete("/api/v1/tenants/{tenant}/groups/{group_id}", "Delete a group"),
         Operation::new(Method::PUT, "/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", "Add a member to a group").answers(204, None),
         delete("/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", "Remove a member from a group"),
         get("/api/v1/tenants/{tenant}/api-keys", "API keys: the caller's own, or all with manage_api_keys").answers(200, Some(list::<ApiKeyInfo>())),
-        post("/api/v1/tenants/{tenant}/api-keys", "Create an API key (its secret is shown once)").answers(201, Some(json::<CreatedApiKey>())),
+        post("/api/v1/tenants/{tenant}/api-keys", "Create an API key (its secret is shown once)").body(json::<api_keys::CreateKey>()).answers(201, Some(json::<CreatedApiKey>())),
         delete("/api/v1/tenants/{tenant}/api-keys/{id}", "Revoke an API key"),
         act("/api/v1/tenants/{tenant}/api-keys/{id}/rotate", "Replace an own API key's secret (shown once)").answers(201, Some(json::<CreatedApiKey>())),
         get("/api/v1/tenants/{tenant}/audit", "Query the tenant's audit log").query(AUDIT_QUERY),
@@ -136,11 +139,11 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/costs/stats", "Cost and usage totals").query(PERIOD_QUERY),
         get("/api/v1/costs/usage/{user}", "One user's usage (own, or any with view_metrics)").query(PERIOD_QUERY),
         get("/api/v1/costs/forecast", "Spend forecast for the month"),
-        post("/api/v1/costs/budget", "Set a budget"),
+        post("/api/v1/costs/budget", "Set a budget").body(json::<BudgetInput>()),
         get("/api/v1/costs/budgets", "Budgets with what they have spent").answers(200, Some(list::<BudgetView>())),
         delete("/api/v1/costs/budgets/{id}", "Delete a budget"),
         get("/api/v1/costs/prices", "Model prices: defaults and the price history"),
-        post("/api/v1/costs/prices", "Override a model's price for the tenant").answers(201, Some(Body::AnyJson)),
+        post("/api/v1/costs/prices", "Override a model's price for the tenant").body(json::<costs::PriceBody>()).answers(201, Some(Body::AnyJson)),
         get("/api/v1/costs/settings", "The tenant's cost-optimizer and response-cache switches").answers(200, Some(json::<TenantUsageSettings>())),
         put("/api/v1/costs/settings", "Change the cost-optimizer and response-cache switches")
             .body(json::<TenantUsageSettings>())
@@ -149,9 +152,9 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/usage/export", "Usage records as CSV").query(PERIOD_QUERY).answers(200, Some(Body::Media("text/csv"))),
         get("/api/v1/rate-limits/tiers", "Rate-limit tiers"),
         get("/api/v1/rate-limits/assignments", "The tenant's tier assignments"),
-        put("/api/v1/rate-limits/assignments", "Assign a tier to the tenant, a user or a key"),
+        put("/api/v1/rate-limits/assignments", "Assign a tier to the tenant, a user or a key").body(json::<TierAssignmentInput>()),
         get("/api/v1/billing/invoices", "Invoices").answers(200, Some(list::<Invoice>())),
-        post("/api/v1/billing/invoices", "Generate the invoice of a month").answers(201, Some(json::<Invoice>())),
+        post("/api/v1/billing/invoices", "Generate the invoice of a month").body(json::<costs::InvoiceBody>()).answers(201, Some(json::<Invoice>())),
         get("/api/v1/billing/invoices/{id}", "One invoice (JSON, or HTML with `Accept: text/html`)"),
         act("/api/v1/billing/invoices/{id}/pay", "Pay an invoice through the configured provider"),
         get("/api/v1/collections", "Knowledge collections").answers(200, Some(list::<Collection>())),
@@ -159,7 +162,9 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/collections/{id}", "One collection").answers(200, Some(json::<Collection>())),
         delete("/api/v1/collections/{id}", "Delete a collection and its documents"),
         get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read").answers(200, Some(list::<DocumentView>())),
-        post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)").answers(202, Some(json::<Accepted>())),
+        post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
+            .body(upload::<knowledge::JsonUpload>())
+            .answers(202, Some(json::<Accepted>())),
         get("/api/v1/documents/{id}", "One document").answers(200, Some(json::<DocumentView>())),
         delete("/api/v1/documents/{id}", "Delete a document"),
         get("/api/v1/documents/{id}/versions", "A document's versions").answers(200, Some(list::<DocumentVersion>())),
@@ -167,37 +172,45 @@ pub fn operations() -> Vec<Operation> {
         delete("/api/v1/documents/{id}/versions/{version}", "Delete an earlier version"),
         act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)").answers(202, Some(json::<Accepted>())),
         get("/api/v1/ingest-jobs/{id}", "An ingestion job").answers(200, Some(json::<IngestJob>())),
-        post("/api/v1/search", "Hybrid search over the knowledge the caller may read").answers(200, Some(json::<SearchResponse>())),
-        post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache"),
-        post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").answers(204, None),
+        post("/api/v1/search", "Hybrid search over the knowledge the caller may read").body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
+        post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").body(json::<AnswerQuestion>()),
+        post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),
         get("/api/v1/agents", "Agents the caller may use: built-in and custom"),
-        post("/api/v1/agents", "Create a custom agent").answers(201, Some(Body::AnyJson)),
+        post("/api/v1/agents", "Create a custom agent").body(json::<agents::NewAgent>()).answers(201, Some(Body::AnyJson)),
         get("/api/v1/agents/{name}", "One agent"),
-        put("/api/v1/agents/{name}", "Change a custom agent (a new version)"),
+        put("/api/v1/agents/{name}", "Change a custom agent (a new version)").body(json::<AgentDefinition>()),
         delete("/api/v1/agents/{name}", "Delete a custom agent"),
         get("/api/v1/agents/{name}/versions", "A custom agent's versions"),
         get("/api/v1/threads", "The caller's threads").answers(200, Some(list::<ThreadView>())),
-        post("/api/v1/threads", "Start a thread").answers(201, Some(json::<ThreadView>())),
+        post("/api/v1/threads", "Start a thread").body(json::<ThreadInput>()).answers(201, Some(json::<ThreadView>())),
         get("/api/v1/threads/{id}", "One thread").answers(200, Some(json::<ThreadView>())),
-        patch("/api/v1/threads/{id}", "Rename a thread or change its metadata"),
+        patch("/api/v1/threads/{id}", "Rename a thread or change its metadata").body(json::<ThreadPatch>()),
         delete("/api/v1/threads/{id}", "Delete a thread"),
         get("/api/v1/threads/{id}/messages", "A thread's messages").answers(200, Some(list::<MessageView>())),
         get("/api/v1/threads/{id}/runs", "A thread's runs").answers(200, Some(list::<RunView>())),
-        post("/api/v1/threads/{id}/runs", "Run an agent on a thread (wait, background, or stream events)"),
+        post("/api/v1/threads/{id}/runs", "Run an agent on a thread (wait, background, or stream events)")
+            .body(json::<agents::RunRequest>())
+            .answers(200, Some(json::<RunView>()))
+            .also(200, Some(Body::Media("text/event-stream")))
+            .also(202, Some(json::<RunView>())),
         get("/api/v1/runs", "The caller's runs").answers(200, Some(list::<RunView>())),
-        post("/api/v1/runs", "Run an agent without a thread (wait, background, or stream events)"),
+        post("/api/v1/runs", "Run an agent without a thread (wait, background, or stream events)")
+            .body(json::<agents::RunRequest>())
+            .answers(200, Some(json::<RunView>()))
+            .also(200, Some(Body::Media("text/event-stream")))
+            .also(202, Some(json::<RunView>())),
         get("/api/v1/runs/{id}", "One run with its tool calls and citations").answers(200, Some(json::<RunView>())),
         act("/api/v1/runs/{id}/cancel", "Cancel a run"),
         get("/api/v1/runs/{id}/events", "A run's events as server-sent events (resumes after `Last-Event-ID`)").answers(200, Some(Body::Media("text/event-stream"))),
         get("/api/v1/mcp-servers", "Registered MCP servers").answers(200, Some(list::<McpServerView>())),
-        post("/api/v1/mcp-servers", "Register an MCP server").answers(201, Some(Body::AnyJson)),
+        post("/api/v1/mcp-servers", "Register an MCP server").body(json::<McpServerInput>()).answers(201, Some(Body::AnyJson)),
         delete("/api/v1/mcp-servers/{name}", "Remove an MCP server"),
         get("/api/v1/mcp-servers/{name}/tools", "An MCP server's tools"),
         post("/a2a", "A2A JSON-RPC (1.0 and 0.3): send, stream, get and cancel tasks").json_rpc(),
         post("/mcp", "MCP server (streamable HTTP): the caller's agents as tools").also(202, None),
         get("/mcp", "MCP server-sent event stream (not offered)").answers(405, None),
         delete("/mcp", "MCP session end (not offered)").answers(405, None),
-        post("/api/v1/admin/prices", "Set a platform-wide model price").answers(201, Some(Body::AnyJson)),
-        put("/api/v1/admin/rate-limits/tiers/{name}", "Define or change a rate-limit tier"),
+        post("/api/v1/admin/prices", "Set a platform-wide model price").body(json::<costs::PriceBody>()).answers(201, Some(Body::AnyJson)),
+        put("/api/v1/admin/rate-limits/tiers/{name}", "Define or change a rate-limit tier").body(json::<costs::TierBody>()),
     ]
 }

@@ -69,10 +69,34 @@ async fn mcp_server_tools(State(state): State<AppState>, Extension(access): Exte
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewAgent {
+pub(crate) struct NewAgent {
     name: String,
     #[serde(flatten)]
     definition: AgentDefinition,
+}
+
+/// An [`AgentDefinition`] with a `name`: one object, not `allOf` of two
+/// closed ones (which no body could satisfy).
+impl utoipa::PartialSchema for NewAgent {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::RefOr;
+        use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+        let name = ObjectBuilder::new().schema_type(Type::String).description(Some("Lowercase letters, digits and dashes; not a built-in agent's name."));
+        match <AgentDefinition as utoipa::PartialSchema>::schema() {
+            RefOr::T(Schema::Object(mut definition)) => {
+                definition.properties.insert("name".into(), name.into());
+                definition.required.insert(0, "name".into());
+                RefOr::T(Schema::Object(definition))
+            }
+            other => other,
+        }
+    }
+}
+
+impl utoipa::ToSchema for NewAgent {
+    fn schemas(schemas: &mut Vec<(String, utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>)>) {
+        <AgentDefinition as utoipa::ToSchema>::schemas(schemas);
+    }
 }
 
 async fn list_agents(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
@@ -151,11 +175,22 @@ enum Input {
     Messages(Vec<ChatMessage>),
 }
 
-#[derive(Deserialize)]
+/// [`Input`]'s schema: a string, or OpenAI chat messages (`role`, `content`).
+fn input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let message = ObjectBuilder::new()
+        .property("role", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["system", "user", "assistant", "tool"])))
+        .property("content", ObjectBuilder::new())
+        .required("role");
+    OneOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1))).item(ArrayBuilder::new().items(message).min_items(Some(1))).build().into()
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RunRequest {
+pub(crate) struct RunRequest {
     /// An agent name, or `auto` (default) for the router.
     agent: Option<String>,
+    #[schema(schema_with = input_schema)]
     input: Input,
     #[serde(default)]
     stream: bool,

@@ -26,9 +26,9 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/tenants/{tenant}/api-keys/{id}/rotate", post(rotate))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateKey {
+pub(crate) struct CreateKey {
     name: String,
     scopes: Option<PermissionSet>,
     /// Lifetime in seconds.

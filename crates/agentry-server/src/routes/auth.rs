@@ -33,9 +33,9 @@ pub fn router() -> Router<AppState> {
 }
 
 /// A second factor: exactly one of `code` (TOTP) or `recovery_code`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct FactorBody {
+pub(crate) struct FactorBody {
     mfa_token: Option<String>,
     code: Option<String>,
     recovery_code: Option<String>,
@@ -60,9 +60,9 @@ async fn mfa_enrol(State(state): State<AppState>, Extension(principal): Extensio
     Ok(Json(state.identity.enrol_totp(&principal, &meta).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConfirmBody {
+pub(crate) struct ConfirmBody {
     code: String,
 }
 
@@ -86,9 +86,9 @@ async fn mfa_disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LoginBody {
+pub(crate) struct LoginBody {
     email: String,
     password: String,
 }
@@ -97,9 +97,9 @@ async fn login(State(state): State<AppState>, Extension(meta): Extension<Request
     Ok(Json(state.identity.login(&body.email, &body.password, &meta).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     email: String,
     password: String,
     display_name: Option<String>,
@@ -110,9 +110,9 @@ async fn register(State(state): State<AppState>, Extension(meta): Extension<Requ
     Ok((StatusCode::CREATED, Json(json!({ "user_id": user_id }))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RefreshBody {
+pub(crate) struct RefreshBody {
     refresh_token: String,
 }
 
@@ -128,9 +128,9 @@ async fn logout(State(state): State<AppState>, Extension(principal): Extension<P
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PasswordBody {
+pub(crate) struct PasswordBody {
     current_password: String,
     new_password: String,
 }

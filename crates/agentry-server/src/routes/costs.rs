@@ -135,9 +135,9 @@ async fn delete_budget(State(state): State<AppState>, Extension(access): Extensi
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PriceBody {
+pub(crate) struct PriceBody {
     model: String,
     input_per_1k: f64,
     output_per_1k: f64,
@@ -183,9 +183,9 @@ async fn tiers(State(state): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(json!({ "data": accounting(&state).tiers().await? })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TierBody {
+pub(crate) struct TierBody {
     requests_per_minute: Option<u64>,
     tokens_per_minute: Option<u64>,
     concurrent: Option<u64>,
@@ -212,9 +212,9 @@ async fn assign(State(state): State<AppState>, Extension(access): Extension<Tena
     Ok(Json(json!({ "data": accounting(&state).tier_assignments(&access).await? })).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct InvoiceBody {
+pub(crate) struct InvoiceBody {
     /// `YYYY-MM`.
     period: String,
 }

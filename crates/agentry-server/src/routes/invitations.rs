@@ -45,9 +45,9 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct NewAccountBody {
+pub(crate) struct NewAccountBody {
     token: String,
     password: String,
     display_name: Option<String>,
@@ -63,9 +63,9 @@ async fn accept_as_new_account(
     Ok((StatusCode::CREATED, Json(accepted)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenBody {
+pub(crate) struct TokenBody {
     token: String,
 }
 

@@ -53,9 +53,9 @@ async fn delete_collection(State(state): State<AppState>, Extension(access): Ext
 }
 
 /// The JSON form of an upload: text, any file as base64, or a URL to fetch.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct JsonUpload {
+pub(crate) struct JsonUpload {
     text: Option<String>,
     content_base64: Option<String>,
     url: Option<String>,

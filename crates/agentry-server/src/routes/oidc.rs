@@ -68,9 +68,9 @@ async fn link_start(State(state): State<AppState>, Extension(principal): Extensi
     Ok(Json(json!({ "url": state.identity.oidc_link_start(&principal, &provider).await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct LinkCallback {
+pub(crate) struct LinkCallback {
     code: String,
     state: String,
 }

@@ -36,9 +36,9 @@ async fn list(State(state): State<AppState>, Extension(principal): Extension<Pri
     Ok(Json(json!({ "data": state.identity.visible_tenants(&principal).await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateTenant {
+pub(crate) struct CreateTenant {
     slug: String,
     name: String,
     /// User id of the tenant's first admin (default: the caller).
@@ -65,9 +65,9 @@ async fn show(Extension(access): Extension<TenantAccess>) -> impl IntoResponse {
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateTenant {
+pub(crate) struct UpdateTenant {
     name: Option<String>,
     mfa_required: Option<bool>,
 }
@@ -89,12 +89,13 @@ async fn members(State(state): State<AppState>, Extension(access): Extension<Ten
     Ok(Json(json!({ "data": state.identity.members(&access).await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct AddMember {
+pub(crate) struct AddMember {
     email: String,
     role: String,
     /// Refused: accepted only to say why (invitations replace it).
+    #[schema(ignore)]
     password: Option<serde::de::IgnoredAny>,
 }
 
@@ -116,9 +117,9 @@ async fn add_member(
     Ok((StatusCode::CREATED, Json(state.identity.invite(&access, new, &meta).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct SetRole {
+pub(crate) struct SetRole {
     role: String,
 }
 
@@ -146,9 +147,9 @@ async fn roles(State(state): State<AppState>, Extension(access): Extension<Tenan
     Ok(Json(json!({ "data": state.identity.roles(&access).await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PutRole {
+pub(crate) struct PutRole {
     #[serde(default)]
     description: String,
     permissions: PermissionSet,
@@ -178,9 +179,9 @@ async fn groups(State(state): State<AppState>, Extension(access): Extension<Tena
     Ok(Json(json!({ "data": state.identity.groups(&access).await? })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateGroup {
+pub(crate) struct CreateGroup {
     name: String,
     #[serde(default)]
     description: String,
@@ -199,9 +200,9 @@ async fn group(State(state): State<AppState>, Extension(access): Extension<Tenan
     Ok(Json(state.identity.group(&access, &id).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct UpdateGroup {
+pub(crate) struct UpdateGroup {
     name: Option<String>,
     description: Option<String>,
 }

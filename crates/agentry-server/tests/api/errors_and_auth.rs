@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{MASTER_KEY, TestOptions, assert_error, spawn_app, spawn_app_with, user_message};
+use crate::helpers::{ADMIN_EMAIL, MASTER_KEY, TestOptions, assert_error, spawn_app, spawn_app_with, user_message};
 
 #[tokio::test]
 async fn missing_and_wrong_keys_are_401() {
@@ -82,6 +82,19 @@ async fn unknown_route_and_wrong_method_use_the_envelope() {
     assert_error(response, 404, "not_found").await;
     let response = app.get("/v1/chat/completions").send().await.unwrap();
     assert_error(response, 405, "method_not_allowed").await;
+}
+
+#[tokio::test]
+async fn a_query_or_path_the_router_cannot_read_says_which_and_why() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let response = app.with(reqwest::Method::GET, "/api/v1/costs/stats?from=yesterday", &admin).send().await.unwrap();
+    let error = assert_error(response, 400, "invalid_request").await;
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("from") && m.contains("query")), "{error}");
+    let response = app.with(reqwest::Method::GET, "/api/v1/documents/some-id/versions/99999999999999999999999", &admin).send().await.unwrap();
+    let error = assert_error(response, 400, "invalid_request").await;
+    assert!(error["message"].as_str().is_some_and(|m| m.contains("99999999999999999999999")), "{error}");
 }
 
 #[tokio::test]

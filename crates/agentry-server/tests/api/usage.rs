@@ -112,6 +112,10 @@ async fn three_replicas_sharing_redis_never_overspend() {
 }
 
 async fn assign_tier(app: &TestApp, token: &str, tier: &str, limits: Value) {
+    // A limit past what the store holds is refused, not clamped behind the caller's back.
+    let huge = json!({ "requests_per_day": 9_223_372_036_854_775_808u64 });
+    let response = app.with(Method::PUT, &format!("/api/v1/admin/rate-limits/tiers/{tier}"), token).json(&huge).send().await.unwrap();
+    assert_eq!(response.status(), 400);
     let response = app.with(Method::PUT, &format!("/api/v1/admin/rate-limits/tiers/{tier}"), token).json(&limits).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let response = app.with(Method::PUT, "/api/v1/rate-limits/assignments", token).json(&json!({ "scope": "tenant", "tier": tier })).send().await.unwrap();
