@@ -151,6 +151,7 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/costs/usage/{user}", Tenant(None)),
     rule(Method::GET, "/api/v1/costs/forecast", Tenant(Some(P::ViewMetrics))),
     audited(Method::POST, "/api/v1/costs/budget", Tenant(Some(P::ManageBilling)), AuditAction::BudgetPut),
+    audited(Method::POST, "/api/v1/costs/budgets", Tenant(Some(P::ManageBilling)), AuditAction::BudgetPut),
     rule(Method::GET, "/api/v1/costs/budgets", Tenant(Some(P::ViewMetrics))),
     audited(Method::DELETE, "/api/v1/costs/budgets/{id}", Tenant(Some(P::ManageBilling)), AuditAction::BudgetDelete),
     rule(Method::GET, "/api/v1/costs/prices", Tenant(Some(P::ViewMetrics))),

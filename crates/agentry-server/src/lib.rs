@@ -8,6 +8,7 @@ pub mod api_doc;
 pub mod auth;
 pub mod client_addr;
 pub mod configuration;
+pub mod deprecation;
 pub mod error;
 pub mod eval;
 pub mod extractors;

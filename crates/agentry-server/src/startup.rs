@@ -299,6 +299,7 @@ fn routes(state: AppState, max_document_bytes: usize) -> Router {
         .merge(crate::a2a::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
+        .route_layer(axum::middleware::from_fn(crate::deprecation::headers))
         .fallback(|| async { ApiError::not_found("no route matches this path") })
         .with_state(state)
 }

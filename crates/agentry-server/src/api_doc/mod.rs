@@ -262,6 +262,12 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
     let rule = rule_for(&op.method, op.path);
     let public = rule.is_some_and(|r| r.access == Access::Public);
     let mut builder = OperationBuilder::new().summary(Some(op.summary)).tag(tag).operation_id(Some(operation_id(&op.method, op.path)));
+    if let Some(deprecated) = crate::deprecation::deprecation_of(&op.method, op.path) {
+        builder = builder.deprecated(Some(utoipa::openapi::Deprecated::True)).description(Some(format!(
+            "Deprecated: use `{} {}`. Answers carry `Deprecation`, `Sunset` and `Link` headers; see the versioning policy.",
+            op.method, deprecated.successor
+        )));
+    }
     for name in op.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
         let schema = if name == "version" { ObjectBuilder::new().schema_type(Type::Integer) } else { ObjectBuilder::new().schema_type(Type::String) };
         builder = builder.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(schema)));

@@ -26,7 +26,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/costs/usage/{user}", get(user_usage))
         .route("/api/v1/costs/forecast", get(forecast))
         .route("/api/v1/costs/budget", post(set_budget))
-        .route("/api/v1/costs/budgets", get(budgets))
+        .route("/api/v1/costs/budgets", get(budgets).post(set_budget))
         .route("/api/v1/costs/budgets/{id}", delete(delete_budget))
         .route("/api/v1/costs/prices", get(prices).post(set_price))
         .route("/api/v1/costs/settings", get(settings).put(put_settings))

@@ -311,7 +311,7 @@ async fn changes_to_tenant_objects_are_audited() {
     let collection_id = collection["id"].as_str().unwrap();
     send(&app, &admin, Method::POST, "/api/v1/agents", Some(json!({ "name": "helper", "instructions": "Be brief.", "model": "mock-echo" }))).await;
     send(&app, &admin, Method::DELETE, "/api/v1/agents/helper", None).await;
-    send(&app, &admin, Method::POST, "/api/v1/costs/budget", Some(json!({ "scope": "tenant", "period": "daily", "limit_usd": 5.0 }))).await;
+    send(&app, &admin, Method::POST, "/api/v1/costs/budgets", Some(json!({ "scope": "tenant", "period": "daily", "limit_usd": 5.0 }))).await;
     send(&app, &admin, Method::DELETE, &format!("/api/v1/collections/{collection_id}"), None).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let (_, audit) = send(&app, &admin, Method::GET, "/api/v1/tenants/acme/audit?limit=100", None).await;

@@ -409,7 +409,7 @@ impl Fixture {
             }
             Kind::Budget => {
                 let body = created(
-                    self.call(&token, tenant, Method::POST, "/api/v1/costs/budget", Some(json!({ "scope": "tenant", "period": "daily", "limit_usd": 5.0 + n as f64 }))).await,
+                    self.call(&token, tenant, Method::POST, "/api/v1/costs/budgets", Some(json!({ "scope": "tenant", "period": "daily", "limit_usd": 5.0 + n as f64 }))).await,
                     "a budget",
                 );
                 Object { id: id(&body), extra: None }

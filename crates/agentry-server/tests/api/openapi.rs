@@ -8,7 +8,9 @@ use std::process::Command;
 use agentry_server::access::RULES;
 use agentry_server::api_doc::operations;
 
-use crate::helpers::spawn_app;
+use serde_json::{Value, json};
+
+use crate::helpers::{ADMIN_EMAIL, spawn_app};
 
 #[test]
 fn every_routed_operation_is_described_and_every_description_is_routed() {
@@ -56,4 +58,23 @@ async fn the_document_validates_as_openapi_3_1() {
     let output = tokio::task::spawn_blocking(move || command.output()).await.unwrap().expect("the validator runs");
     let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
     assert!(output.status.success() && stdout.contains("sdk ok"), "stdout:\n{stdout}\nstderr:\n{stderr}");
+}
+
+#[tokio::test]
+async fn a_deprecated_operation_still_works_and_says_when_it_ends() {
+    let app = spawn_app().await;
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let budget = json!({ "scope": "tenant", "period": "monthly", "limit_usd": 10.0 });
+    let old = app.with(reqwest::Method::POST, "/api/v1/costs/budget", &admin).json(&budget).send().await.unwrap();
+    assert_eq!(old.status(), 200);
+    assert_eq!(old.headers()["deprecation"], "@1796515200");
+    assert_eq!(old.headers()["sunset"], "Wed, 30 Jun 2027 00:00:00 GMT");
+    assert!(old.headers()["link"].to_str().unwrap().contains("</api/v1/costs/budgets>; rel=\"successor-version\""));
+    let new = app.with(reqwest::Method::POST, "/api/v1/costs/budgets", &admin).json(&budget).send().await.unwrap();
+    assert_eq!(new.status(), 200);
+    assert!(new.headers().get("deprecation").is_none());
+    let document: Value = app.get("/openapi.json").send().await.unwrap().json().await.unwrap();
+    assert_eq!(document["paths"]["/api/v1/costs/budget"]["post"]["deprecated"], true);
+    assert!(document["paths"]["/api/v1/costs/budgets"]["post"].get("deprecated").is_none());
 }

@@ -60,7 +60,7 @@ async fn fire(apps: &[&TestApp], token: &str, n: usize) -> (usize, usize) {
 }
 
 async fn budget_for_fifty(app: &TestApp, token: &str) {
-    let budget = post_json(app, token, "/api/v1/costs/budget", json!({ "scope": "tenant", "period": "daily", "limit_usd": 50.0 * CALL_COST_USD })).await;
+    let budget = post_json(app, token, "/api/v1/costs/budgets", json!({ "scope": "tenant", "period": "daily", "limit_usd": 50.0 * CALL_COST_USD })).await;
     assert_eq!(budget["spent_usd"], 0.0);
 }
 
@@ -77,7 +77,7 @@ async fn a_budget_that_fits_fifty_admits_fifty_of_two_hundred_concurrent_calls()
     let spent = budgets["data"][0]["spent_usd"].as_f64().unwrap();
     assert!((spent - 50.0 * CALL_COST_USD).abs() < 1e-9, "spent {spent}");
     // Raising the budget lets calls through again.
-    post_json(&app, &token, "/api/v1/costs/budget", json!({ "scope": "tenant", "period": "daily", "limit_usd": 51.0 * CALL_COST_USD })).await;
+    post_json(&app, &token, "/api/v1/costs/budgets", json!({ "scope": "tenant", "period": "daily", "limit_usd": 51.0 * CALL_COST_USD })).await;
     assert_eq!(app.with(Method::POST, "/v1/chat/completions", &token).json(&priced_call()).send().await.unwrap().status(), 200);
 }
 
