@@ -15,6 +15,7 @@ pub mod identity;
 pub mod knowledge;
 pub mod mail;
 pub mod outbound;
+pub mod page;
 pub mod secrets;
 pub mod usage;
 

@@ -238,18 +238,22 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get thread"))
     }
 
-    /// An owner's threads, most recently active first; `query` matches the
-    /// title or any message's text (case-insensitive substring).
-    pub async fn threads_of_owner(&self, tenant_id: &str, owner: &str, query: Option<&str>, limit: i64) -> Result<Vec<ThreadRow>, DbError> {
+    /// An owner's threads, most recently active first, after the thread
+    /// with `after`'s (updated_at_ms, id); `query` matches the title or any
+    /// message's text (case-insensitive substring).
+    pub async fn threads_of_owner(&self, tenant_id: &str, owner: &str, query: Option<&str>, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<ThreadRow>, DbError> {
         const SQL: &str = concat!(
             "SELECT ",
             thread_columns!(),
             " FROM threads t WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR LOWER(title) LIKE $3 \
              OR EXISTS (SELECT 1 FROM thread_messages m WHERE m.thread_id = t.id AND LOWER(m.content) LIKE $3)) \
-             ORDER BY updated_at_ms DESC, id DESC LIMIT $4"
+             AND ($5 = '' OR updated_at_ms < $4 OR (updated_at_ms = $4 AND id < $5)) \
+             ORDER BY updated_at_ms DESC, id DESC LIMIT $6"
         );
         let pattern = query.map(|q| format!("%{}%", escape_like(&q.to_lowercase()))).unwrap_or_default();
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(&pattern).bind(limit).fetch_all(pool).await).map_err(DbError::query("list threads"))
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(&pattern).bind(at).bind(id).bind(limit).fetch_all(pool).await)
+            .map_err(DbError::query("list threads"))
     }
 
     /// Change a thread's title, metadata and pinned facts; whether it exists.
@@ -326,11 +330,17 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get run"))
     }
 
-    /// An owner's runs, newest first, optionally of one thread.
-    pub async fn runs_of_owner(&self, tenant_id: &str, owner: &str, thread_id: Option<&str>, limit: i64) -> Result<Vec<RunRow>, DbError> {
-        const SQL: &str =
-            concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR thread_id = $3) ORDER BY created_at_ms DESC, id DESC LIMIT $4");
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(thread_id.unwrap_or_default()).bind(limit).fetch_all(pool).await)
+    /// An owner's runs, newest first, optionally of one thread, after the
+    /// run with `after`'s (created_at_ms, id).
+    pub async fn runs_of_owner(&self, tenant_id: &str, owner: &str, thread_id: Option<&str>, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<RunRow>, DbError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            run_columns!(),
+            " FROM runs WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR thread_id = $3) \
+             AND ($5 = '' OR created_at_ms < $4 OR (created_at_ms = $4 AND id < $5)) ORDER BY created_at_ms DESC, id DESC LIMIT $6"
+        );
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(thread_id.unwrap_or_default()).bind(at).bind(id).bind(limit).fetch_all(pool).await)
             .map_err(DbError::query("list runs"))
     }
 

@@ -353,9 +353,18 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get document"))
     }
 
-    pub async fn documents_of_collection(&self, tenant_id: &str, collection_id: &str) -> Result<Vec<DocumentRow>, DbError> {
-        const SQL: &str = concat!("SELECT ", document_select!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 ORDER BY created_at_ms, id");
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).fetch_all(pool).await).map_err(DbError::query("list documents"))
+    /// A collection's documents, oldest first, after the document with
+    /// `after`'s (created_at_ms, id).
+    pub async fn documents_of_collection(&self, tenant_id: &str, collection_id: &str, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<DocumentRow>, DbError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            document_select!(),
+            " FROM documents WHERE tenant_id = $1 AND collection_id = $2 \
+             AND ($4 = '' OR created_at_ms > $3 OR (created_at_ms = $3 AND id > $4)) ORDER BY created_at_ms, id LIMIT $5"
+        );
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).bind(at).bind(id).bind(limit).fetch_all(pool).await)
+            .map_err(DbError::query("list documents"))
     }
 
     pub async fn versions_of_document(&self, document_id: &str) -> Result<Vec<VersionRow>, DbError> {

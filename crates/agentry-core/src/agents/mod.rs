@@ -43,6 +43,7 @@ use crate::gateway::{CallContext, Gateway};
 use crate::identity::TenantAccess;
 use crate::knowledge::Knowledge;
 use crate::outbound::{Outbound, OutboundPolicy};
+use crate::page::{Cursor, Page, PageRequest};
 use crate::secrets::Sealer;
 use memory::ContextInput;
 use routing::Route;
@@ -352,12 +353,14 @@ impl Agents {
     }
 
     /// The asker's runs, newest first, optionally of one thread.
-    pub async fn runs(&self, access: &TenantAccess, thread_id: Option<&str>, limit: Option<i64>) -> Result<Vec<RunView>, Error> {
+    /// The caller's runs (of one thread, or all), newest first, a page at a time.
+    pub async fn runs(&self, access: &TenantAccess, thread_id: Option<&str>, page: &PageRequest) -> Result<Page<RunView>, Error> {
         if let Some(thread) = thread_id {
             self.owned_thread(access, thread).await?;
         }
-        let rows = self.db.runs_of_owner(access.tenant_id(), &conversation_owner(access)?, thread_id, limit.unwrap_or(50).clamp(1, 200)).await?;
-        Ok(rows.into_iter().map(|row| run_view(row, Vec::new())).collect())
+        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        let rows = self.db.runs_of_owner(access.tenant_id(), &conversation_owner(access)?, thread_id, after, page.fetch()).await?;
+        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), |row| run_view(row, Vec::new())))
     }
 
     /// Cancel a run in progress and wait (briefly) for it to stop; its record after.

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use super::{Agents, Error};
 use crate::identity::TenantAccess;
+use crate::page::{Cursor, Page, PageRequest};
 
 const MAX_PINNED: usize = 50;
 const MAX_PINNED_CHARS: usize = 2000;
@@ -152,10 +153,11 @@ impl Agents {
     }
 
     /// The asker's threads, most recent first; `query` searches titles and messages.
-    pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, limit: Option<i64>) -> Result<Vec<ThreadView>, Error> {
-        let limit = limit.unwrap_or(50).clamp(1, 200);
-        let rows = self.db.threads_of_owner(access.tenant_id(), &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), limit).await?;
-        Ok(rows.into_iter().map(Into::into).collect())
+    /// The caller's threads, most recently active first, a page at a time.
+    pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, page: &PageRequest) -> Result<Page<ThreadView>, Error> {
+        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        let rows = self.db.threads_of_owner(access.tenant_id(), &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), after, page.fetch()).await?;
+        Ok(page.page(rows, |row| Cursor::new(row.updated_at_ms, &row.id), ThreadView::from))
     }
 
     pub async fn update_thread(&self, access: &TenantAccess, id: &str, patch: ThreadPatch) -> Result<ThreadView, Error> {

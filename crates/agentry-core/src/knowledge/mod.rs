@@ -45,6 +45,7 @@ use crate::coord::Coord;
 use crate::gateway::{CallContext, Gateway};
 use crate::identity::{TenantAccess, now_ms};
 use crate::outbound::Outbound;
+use crate::page::{Cursor, Page, PageRequest};
 use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
@@ -92,6 +93,9 @@ pub enum IndexBackend {
     /// A search table in the PostgreSQL database (any number of replicas).
     Postgres,
 }
+
+/// Store pages one request scans for documents the caller may read.
+const MAX_SCANNED_PAGES: usize = 20;
 
 /// The service. Cheap to clone.
 #[derive(Clone)]
@@ -470,11 +474,29 @@ impl Knowledge {
         self.visible_document(access, id, &self.reader_principals(access).await?).await
     }
 
-    pub async fn documents(&self, access: &TenantAccess, collection_id: &str) -> Result<Vec<DocumentView>, Error> {
+    /// The documents of a collection the caller may read, oldest first, a
+    /// page at a time. Documents the caller may not read are skipped in the
+    /// store's pages until this one is full (at most [`MAX_SCANNED_PAGES`]
+    /// of them; the cursor then points past what was scanned).
+    pub async fn documents(&self, access: &TenantAccess, collection_id: &str, page: &PageRequest) -> Result<Page<DocumentView>, Error> {
         let collection = self.collection(access, collection_id).await?;
         let principals = self.reader_principals(access).await?;
-        let rows = self.inner.db.documents_of_collection(access.tenant_id(), &collection.id).await?;
-        Ok(rows.into_iter().map(DocumentView::of).filter(|d| d.visible_to(&principals)).collect())
+        let mut visible = Vec::new();
+        let mut after = page.after.clone();
+        for _ in 0..MAX_SCANNED_PAGES {
+            let key = after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+            let rows = self.inner.db.documents_of_collection(access.tenant_id(), &collection.id, key, page.fetch()).await?;
+            let exhausted = rows.len() < page.fetch() as usize;
+            after = rows.last().map(|row| Cursor::new(row.created_at_ms, &row.id));
+            visible.extend(rows.into_iter().map(DocumentView::of).filter(|d| d.visible_to(&principals)));
+            if exhausted || visible.len() > page.limit as usize {
+                return Ok(page.page(visible, |d| Cursor::new(d.created_at_ms, &d.id), |d| d));
+            }
+        }
+        // Scanned as far as one request may: a short page whose cursor goes on.
+        let mut page_of = page.page(visible, |d| Cursor::new(d.created_at_ms, &d.id), |d| d);
+        page_of.next_cursor = after.map(|c| c.encode());
+        Ok(page_of)
     }
 
     pub async fn versions(&self, access: &TenantAccess, id: &str) -> Result<Vec<DocumentVersion>, Error> {

@@ -35,8 +35,9 @@ pub use operations::operations;
 pub enum Body {
     /// `application/json` of a named schema.
     Json { name: String, schemas: Vec<(String, RefOr<Schema>)> },
-    /// `{"data": [T…]}`, the shape of the API's lists, of a named schema.
-    List { name: String, schemas: Vec<(String, RefOr<Schema>)> },
+    /// `{"data": [T…]}`, the shape of the API's lists, of a named schema;
+    /// a paged list also has `next_cursor`.
+    List { name: String, schemas: Vec<(String, RefOr<Schema>)>, paged: bool },
     /// `application/json` of any JSON value (not yet typed).
     AnyJson,
     /// Bytes of another media type (`text/csv`, `text/event-stream`, a download…).
@@ -67,8 +68,17 @@ pub fn upload<T: ToSchema>() -> Body {
 /// `{"data": [T…]}`.
 pub fn list<T: ToSchema>() -> Body {
     let (name, schemas) = named::<T>();
-    Body::List { name, schemas }
+    Body::List { name, schemas, paged: false }
 }
+
+/// `{"data": [T…], "next_cursor"}`: one page (see [`PAGE_QUERY`]).
+pub fn page<T: ToSchema>() -> Body {
+    let (name, schemas) = named::<T>();
+    Body::List { name, schemas, paged: true }
+}
+
+/// The query of every paged list.
+pub const PAGE_QUERY: &[(&str, &str)] = &[("limit", "Items per page, 1-200 (default 50)."), ("after", "The `next_cursor` of the previous page; the first page without it.")];
 
 /// One operation's description.
 pub struct Operation {
@@ -234,10 +244,15 @@ fn content_of(body: &Body, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> Vec
             schemas.extend(needed.iter().cloned());
             vec![json(Ref::from_schema_name(name.clone()).into())]
         }
-        Body::List { name, schemas: needed } => {
+        Body::List { name, schemas: needed, paged } => {
             schemas.extend(needed.iter().cloned());
             let items = utoipa::openapi::schema::ArrayBuilder::new().items(Ref::from_schema_name(name.clone()));
-            vec![json(ObjectBuilder::new().property("data", items).required("data").into())]
+            let mut list = ObjectBuilder::new().property("data", items).required("data");
+            if *paged {
+                let cursor = ObjectBuilder::new().schema_type(Type::String).description(Some("Pass as `after` for the next page; absent on the last page."));
+                list = list.property("next_cursor", cursor);
+            }
+            vec![json(list.into())]
         }
         Body::AnyJson => vec![json(serde_json::Value::schema())],
         Body::Media("text/event-stream") => {

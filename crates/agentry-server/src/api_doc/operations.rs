@@ -16,7 +16,7 @@ use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::billing::Invoice;
 use agentry_core::usage::manage::{BudgetInput, BudgetView, TierAssignmentInput};
 
-use super::{Body, Operation, json, list, upload};
+use super::{Body, Operation, PAGE_QUERY, json, list, page, upload};
 use crate::routes::{agents, api_keys, auth, costs, invitations, knowledge, oidc, tenants};
 
 fn get(path: &'static str, summary: &'static str) -> Operation {
@@ -52,6 +52,12 @@ const AUDIT_QUERY: &[(&str, &str)] = &[
     ("to", "Unix milliseconds, exclusive."),
     ("after", "Cursor: events after this sequence number."),
     ("limit", "Page size (1-1000, default 100)."),
+];
+
+const THREADS_QUERY: &[(&str, &str)] = &[
+    ("q", "Only threads whose title or messages contain this text."),
+    ("limit", "Items per page, 1-200 (default 50)."),
+    ("after", "The `next_cursor` of the previous page; the first page without it."),
 ];
 
 const PERIOD_QUERY: &[(&str, &str)] = &[("from", "First day, `YYYY-MM-DD`."), ("to", "Last day, `YYYY-MM-DD`."), ("group_by", "What rows are grouped by.")];
@@ -162,7 +168,7 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/collections", "Create a collection").body(json::<CollectionInput>()).answers(201, Some(json::<Collection>())),
         get("/api/v1/collections/{id}", "One collection").answers(200, Some(json::<Collection>())),
         delete("/api/v1/collections/{id}", "Delete a collection and its documents"),
-        get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read").answers(200, Some(list::<DocumentView>())),
+        get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read, oldest first").answers(200, Some(page::<DocumentView>())).query(PAGE_QUERY),
         post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
             .body(upload::<knowledge::JsonUpload>())
             .answers(202, Some(json::<Accepted>())),
@@ -182,19 +188,19 @@ pub fn operations() -> Vec<Operation> {
         put("/api/v1/agents/{name}", "Change a custom agent (a new version)").body(json::<AgentDefinition>()),
         delete("/api/v1/agents/{name}", "Delete a custom agent"),
         get("/api/v1/agents/{name}/versions", "A custom agent's versions"),
-        get("/api/v1/threads", "The caller's threads").answers(200, Some(list::<ThreadView>())),
+        get("/api/v1/threads", "The caller's threads, most recently active first").answers(200, Some(page::<ThreadView>())).query(THREADS_QUERY),
         post("/api/v1/threads", "Start a thread").body(json::<ThreadInput>()).answers(201, Some(json::<ThreadView>())),
         get("/api/v1/threads/{id}", "One thread").answers(200, Some(json::<ThreadView>())),
         patch("/api/v1/threads/{id}", "Rename a thread or change its metadata").body(json::<ThreadPatch>()),
         delete("/api/v1/threads/{id}", "Delete a thread"),
         get("/api/v1/threads/{id}/messages", "A thread's messages").answers(200, Some(list::<MessageView>())),
-        get("/api/v1/threads/{id}/runs", "A thread's runs").answers(200, Some(list::<RunView>())),
+        get("/api/v1/threads/{id}/runs", "A thread's runs, newest first").answers(200, Some(page::<RunView>())).query(PAGE_QUERY),
         post("/api/v1/threads/{id}/runs", "Run an agent on a thread (wait, background, or stream events)")
             .body(json::<agents::RunRequest>())
             .answers(200, Some(json::<RunView>()))
             .also(200, Some(Body::Media("text/event-stream")))
             .also(202, Some(json::<RunView>())),
-        get("/api/v1/runs", "The caller's runs").answers(200, Some(list::<RunView>())),
+        get("/api/v1/runs", "The caller's runs, newest first").answers(200, Some(page::<RunView>())).query(PAGE_QUERY),
         post("/api/v1/runs", "Run an agent without a thread (wait, background, or stream events)")
             .body(json::<agents::RunRequest>())
             .answers(200, Some(json::<RunView>()))

@@ -12,6 +12,7 @@ use std::time::Duration;
 use agentry_core::TenantAccess;
 use agentry_core::agents::mcp::McpServerInput;
 use agentry_core::agents::{AgentDefinition, RunInput, StartedRun, ThreadInput, ThreadPatch};
+use agentry_core::page::PageRequest;
 use agentry_types::{ChatMessage, Role};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -135,10 +136,12 @@ async fn agent_versions(State(state): State<AppState>, Extension(access): Extens
 struct ListQuery {
     q: Option<String>,
     limit: Option<i64>,
+    after: Option<String>,
 }
 
 async fn threads(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<ListQuery>) -> Result<Response, ApiError> {
-    Ok(Json(json!({ "data": state.agents.threads(&access, query.q.as_deref(), query.limit).await? })).into_response())
+    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
+    Ok(Json(state.agents.threads(&access, query.q.as_deref(), &page).await?).into_response())
 }
 
 async fn create_thread(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(input): ApiJson<ThreadInput>) -> Result<Response, ApiError> {
@@ -277,6 +280,13 @@ fn sse(events: impl futures::Stream<Item = (usize, std::sync::Arc<agentry_core::
 #[serde(deny_unknown_fields)]
 struct RunsQuery {
     limit: Option<i64>,
+    after: Option<String>,
+}
+
+impl RunsQuery {
+    fn page(&self) -> Result<PageRequest, ApiError> {
+        Ok(PageRequest::parse(self.limit, self.after.as_deref())?)
+    }
 }
 
 async fn thread_runs(
@@ -285,11 +295,11 @@ async fn thread_runs(
     Path(id): Path<String>,
     Query(query): Query<RunsQuery>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(json!({ "data": state.agents.runs(&access, Some(&id), query.limit).await? })).into_response())
+    Ok(Json(state.agents.runs(&access, Some(&id), &query.page()?).await?).into_response())
 }
 
 async fn runs(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<RunsQuery>) -> Result<Response, ApiError> {
-    Ok(Json(json!({ "data": state.agents.runs(&access, None, query.limit).await? })).into_response())
+    Ok(Json(state.agents.runs(&access, None, &query.page()?).await?).into_response())
 }
 
 async fn run(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -6,7 +6,8 @@
 
 use agentry_core::TenantAccess;
 use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionInput, Content, SearchRequest, Upload};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
+use agentry_core::page::PageRequest;
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -134,8 +135,21 @@ async fn upload(State(state): State<AppState>, Extension(access): Extension<Tena
     Ok((status, Json(accepted)).into_response())
 }
 
-async fn documents(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    Ok(Json(serde_json::json!({ "data": state.knowledge.documents(&access, &id).await? })).into_response())
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+async fn documents(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(id): Path<String>,
+    Query(query): Query<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
+    Ok(Json(state.knowledge.documents(&access, &id, &page).await?).into_response())
 }
 
 async fn document(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
