@@ -75,10 +75,19 @@ fn query(raw: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection
     raw.map(|q| q.0).map_err(|e| ApiError::bad_request(format!("invalid query: {}", e.body_text()), "query"))
 }
 
+/// One page of events: `next_cursor` (pass as `after`) only when more
+/// follow; `next_after`, the last event's sequence number, as before.
 async fn page(state: &AppState, chain: &str, q: &AuditQuery) -> Result<impl IntoResponse + use<>, ApiError> {
-    let events = state.identity.audit().list(chain, &q.filter(), q.limit(MAX_LIMIT)?).await?;
+    let limit = q.limit(MAX_LIMIT)?;
+    let mut events = state.identity.audit().list(chain, &q.filter(), limit + 1).await?;
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
     let next = events.last().map(|e| e.seq);
-    Ok(Json(json!({ "data": events, "next_after": next })))
+    let mut body = json!({ "data": events, "next_after": next });
+    if let Some(seq) = next.filter(|_| more) {
+        body["next_cursor"] = json!(seq.to_string());
+    }
+    Ok(Json(body))
 }
 
 async fn list(
