@@ -243,9 +243,15 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(sql).bind(user_id).fetch_all(pool).await).map_err(DbError::query("list memberships"))
     }
 
-    pub async fn members_of_tenant(&self, tenant_id: &str) -> Result<Vec<MembershipRow>, DbError> {
-        let sql = concat!(membership_select!(), " WHERE m.tenant_id = $1 ORDER BY u.email");
-        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).fetch_all(pool).await).map_err(DbError::query("list members"))
+    /// The tenant's members in the order they joined, after the member
+    /// with `after`'s (created_at_ms, user_id).
+    pub async fn members_of_tenant(&self, tenant_id: &str, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<MembershipRow>, DbError> {
+        let sql = concat!(
+            membership_select!(),
+            " WHERE m.tenant_id = $1 AND ($3 = '' OR m.created_at_ms > $2 OR (m.created_at_ms = $2 AND m.user_id > $3)) ORDER BY m.created_at_ms, m.user_id LIMIT $4"
+        );
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(at).bind(id).bind(limit).fetch_all(pool).await).map_err(DbError::query("list members"))
     }
 
     /// Number of members of the tenant holding `role`.
@@ -369,10 +375,17 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get api key"))
     }
 
-    /// The tenant's keys, or only `user_id`'s when given.
-    pub async fn api_keys(&self, tenant_id: &str, user_id: Option<&str>) -> Result<Vec<ApiKeyRow>, DbError> {
-        let sql = concat!("SELECT ", api_key_columns!(), " FROM api_keys WHERE tenant_id = $1 AND ($2 IS NULL OR user_id = $2) ORDER BY created_at_ms DESC");
-        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(user_id).fetch_all(pool).await).map_err(DbError::query("list api keys"))
+    /// The tenant's keys, or only `user_id`'s when given, newest first,
+    /// after the key with `after`'s (created_at_ms, id).
+    pub async fn api_keys(&self, tenant_id: &str, user_id: Option<&str>, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<ApiKeyRow>, DbError> {
+        let sql = concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE tenant_id = $1 AND ($2 IS NULL OR user_id = $2) \
+             AND ($4 = '' OR created_at_ms < $3 OR (created_at_ms = $3 AND id < $4)) ORDER BY created_at_ms DESC, id DESC LIMIT $5"
+        );
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(user_id).bind(at).bind(id).bind(limit).fetch_all(pool).await).map_err(DbError::query("list api keys"))
     }
 
     pub async fn revoke_api_key(&self, tenant_id: &str, id: &str, now_ms: i64) -> Result<bool, DbError> {

@@ -44,3 +44,17 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         Ok(Self(value))
     }
 }
+
+/// The query of a paged list: `limit` and `after` (see `agentry_core::page`).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    pub fn page(&self) -> Result<agentry_core::page::PageRequest, ApiError> {
+        Ok(agentry_core::page::PageRequest::parse(self.limit, self.after.as_deref())?)
+    }
+}

@@ -18,6 +18,7 @@ use serde::Serialize;
 use super::sessions::normalise_email;
 use super::{Error, Identity, Principal, RequestMeta, TenantAccess, now_ms};
 use crate::audit::{Actor, Outcome};
+use crate::page::{Cursor, Page, PageRequest};
 
 /// A role as listed: built-in or custom, with what it grants.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -181,9 +182,12 @@ impl Identity {
         Ok(Me { principal: PrincipalInfo { kind, id }, user, tenants: self.visible_tenants(principal).await? })
     }
 
-    pub async fn members(&self, access: &TenantAccess) -> Result<Vec<Membership>, Error> {
+    /// The tenant's members in the order they joined, a page at a time.
+    pub async fn members(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<Membership>, Error> {
         access.require(Permission::ManageUsers)?;
-        Ok(self.db.members_of_tenant(&access.tenant_id).await?.into_iter().map(Membership::from).collect())
+        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        let rows = self.db.members_of_tenant(&access.tenant_id, after, page.fetch()).await?;
+        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.user_id), Membership::from))
     }
 
     /// Change a member's role.

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::{Credential, Error, Identity, RequestMeta, TenantAccess, api_keys, now_ms};
 use crate::audit::Outcome;
+use crate::page::{Cursor, Page, PageRequest};
 
 /// What to create.
 #[derive(Debug, Clone)]
@@ -140,12 +141,15 @@ impl Identity {
     /// Keys of the tenant: all with `manage_api_keys`, otherwise the caller's own.
     /// A key sees itself; a signed-in user their own keys, or every key of
     /// the tenant with `manage_api_keys`.
-    pub async fn api_keys(&self, access: &TenantAccess) -> Result<Vec<ApiKeyInfo>, Error> {
+    pub async fn api_keys(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<ApiKeyInfo>, Error> {
         if let Credential::ApiKey { key_id, .. } = &access.principal.0 {
-            return Ok(self.db.api_key(&access.tenant_id, key_id).await?.iter().map(ApiKeyInfo::from).collect());
+            let own = self.db.api_key(&access.tenant_id, key_id).await?.iter().map(ApiKeyInfo::from).collect();
+            return Ok(Page { data: own, next_cursor: None });
         }
         let own = if access.can(Permission::ManageApiKeys) { None } else { access.principal.user_id() };
-        Ok(self.db.api_keys(&access.tenant_id, own).await?.iter().map(ApiKeyInfo::from).collect())
+        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        let rows = self.db.api_keys(&access.tenant_id, own, after, page.fetch()).await?;
+        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), |row| ApiKeyInfo::from(&row)))
     }
 
     /// A key the caller may see: a key itself only (a leaked narrow key must

@@ -108,7 +108,7 @@ pub fn operations() -> Vec<Operation> {
             .query(&[("anchor", "base64url of an earlier anchor's JSON.")]),
         get("/api/v1/tenants/{tenant}", "The tenant, with the caller's role and permissions in it"),
         patch("/api/v1/tenants/{tenant}", "Rename the tenant or change its MFA policy").body(json::<tenants::UpdateTenant>()).answers(204, None),
-        get("/api/v1/tenants/{tenant}/users", "The tenant's members").answers(200, Some(list::<Membership>())),
+        get("/api/v1/tenants/{tenant}/users", "The tenant's members, in the order they joined").answers(200, Some(page::<Membership>())).query(PAGE_QUERY),
         post("/api/v1/tenants/{tenant}/users", "Invite a member").body(json::<tenants::AddMember>()).answers(201, Some(json::<CreatedInvitation>())),
         patch("/api/v1/tenants/{tenant}/users/{user_id}", "Change a member's role").body(json::<tenants::SetRole>()).answers(200, Some(json::<Membership>())),
         delete("/api/v1/tenants/{tenant}/users/{user_id}", "Remove a member"),
@@ -131,7 +131,9 @@ pub fn operations() -> Vec<Operation> {
         delete("/api/v1/tenants/{tenant}/groups/{group_id}", "Delete a group"),
         Operation::new(Method::PUT, "/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", "Add a member to a group").answers(204, None),
         delete("/api/v1/tenants/{tenant}/groups/{group_id}/members/{user_id}", "Remove a member from a group"),
-        get("/api/v1/tenants/{tenant}/api-keys", "API keys: the caller's own, or all with manage_api_keys").answers(200, Some(list::<ApiKeyInfo>())),
+        get("/api/v1/tenants/{tenant}/api-keys", "API keys, newest first: the caller's own, or all with manage_api_keys")
+            .answers(200, Some(page::<ApiKeyInfo>()))
+            .query(PAGE_QUERY),
         post("/api/v1/tenants/{tenant}/api-keys", "Create an API key (its secret is shown once)").body(json::<api_keys::CreateKey>()).answers(201, Some(json::<CreatedApiKey>())),
         delete("/api/v1/tenants/{tenant}/api-keys/{id}", "Revoke an API key"),
         act("/api/v1/tenants/{tenant}/api-keys/{id}/rotate", "Replace an own API key's secret (shown once)").answers(201, Some(json::<CreatedApiKey>())),

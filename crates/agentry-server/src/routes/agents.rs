@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extractors::ApiJson;
+use crate::extractors::{ApiJson, PageQuery};
 use crate::middleware::RequestId;
 use crate::openai::call_context;
 use crate::state::AppState;
@@ -276,29 +276,16 @@ fn sse(events: impl futures::Stream<Item = (usize, std::sync::Arc<agentry_core::
     Sse::new(frames).keep_alive(KeepAlive::new().interval(HEARTBEAT)).into_response()
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RunsQuery {
-    limit: Option<i64>,
-    after: Option<String>,
-}
-
-impl RunsQuery {
-    fn page(&self) -> Result<PageRequest, ApiError> {
-        Ok(PageRequest::parse(self.limit, self.after.as_deref())?)
-    }
-}
-
 async fn thread_runs(
     State(state): State<AppState>,
     Extension(access): Extension<TenantAccess>,
     Path(id): Path<String>,
-    Query(query): Query<RunsQuery>,
+    Query(query): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
     Ok(Json(state.agents.runs(&access, Some(&id), &query.page()?).await?).into_response())
 }
 
-async fn runs(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<RunsQuery>) -> Result<Response, ApiError> {
+async fn runs(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<PageQuery>) -> Result<Response, ApiError> {
     Ok(Json(state.agents.runs(&access, None, &query.page()?).await?).into_response())
 }
 

@@ -4,16 +4,15 @@
 use agentry_core::TenantAccess;
 use agentry_core::identity::{NewApiKey, RequestMeta};
 use agentry_types::PermissionSet;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extractors::ApiJson;
+use crate::extractors::{ApiJson, PageQuery};
 use crate::state::AppState;
 
 /// Default grace period of a rotation: the old key keeps working this long.
@@ -47,8 +46,8 @@ async fn create(
     Ok((StatusCode::CREATED, Json(state.identity.create_api_key(&access, new, &meta).await?)))
 }
 
-async fn list(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "data": state.identity.api_keys(&access).await? })))
+async fn list(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<PageQuery>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.api_keys(&access, &query.page()?).await?))
 }
 
 async fn revoke(

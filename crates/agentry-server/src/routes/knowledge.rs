@@ -6,7 +6,6 @@
 
 use agentry_core::TenantAccess;
 use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionInput, Content, SearchRequest, Upload};
-use agentry_core::page::PageRequest;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -16,7 +15,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::error::ApiError;
-use crate::extractors::ApiJson;
+use crate::extractors::{ApiJson, PageQuery};
 use crate::state::AppState;
 
 pub fn router(max_document_bytes: usize) -> Router<AppState> {
@@ -135,21 +134,13 @@ async fn upload(State(state): State<AppState>, Extension(access): Extension<Tena
     Ok((status, Json(accepted)).into_response())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    limit: Option<i64>,
-    after: Option<String>,
-}
-
 async fn documents(
     State(state): State<AppState>,
     Extension(access): Extension<TenantAccess>,
     Path(id): Path<String>,
     Query(query): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let page = PageRequest::parse(query.limit, query.after.as_deref())?;
-    Ok(Json(state.knowledge.documents(&access, &id, &page).await?).into_response())
+    Ok(Json(state.knowledge.documents(&access, &id, &query.page()?).await?).into_response())
 }
 
 async fn document(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -4,7 +4,7 @@
 use agentry_core::identity::{NewInvitation, RequestMeta};
 use agentry_core::{Principal, TenantAccess};
 use agentry_types::PermissionSet;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, patch, post, put};
@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::extractors::ApiJson;
+use crate::extractors::{ApiJson, PageQuery};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -85,8 +85,8 @@ async fn update(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn members(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "data": state.identity.members(&access).await? })))
+async fn members(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<PageQuery>) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.identity.members(&access, &query.page()?).await?))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -80,6 +80,21 @@ async fn paging(app: TestApp) {
     let readable: Vec<String> = documents.iter().enumerate().filter(|(n, _)| *n != 2).map(|(_, id)| id.clone()).collect();
     assert_eq!((ids, sizes), (readable, vec![2, 2, 1]), "full pages around the unreadable document");
 
+    // Members in the order they joined, keys newest first.
+    let mut keys = Vec::new();
+    for n in 0..3 {
+        let (status, key) = send(&app, &admin, Method::POST, &format!("/api/v1/tenants/{tenant}/api-keys"), Some(json!({ "name": format!("key {n}") }))).await;
+        assert_eq!(status, 201, "{key}");
+        keys.push(key["id"].as_str().unwrap().to_owned());
+    }
+    keys.reverse();
+    assert_eq!(all_pages(&app, &admin, &format!("/api/v1/tenants/{tenant}/api-keys"), 2).await, (keys, vec![2, 1]));
+    let (status, members) = send(&app, &admin, Method::GET, &format!("/api/v1/tenants/{tenant}/users?limit=1"), None).await;
+    assert_eq!((status, members["data"].as_array().map(Vec::len)), (200, Some(1)), "{members}");
+    let (_, rest) = send(&app, &admin, Method::GET, &format!("/api/v1/tenants/{tenant}/users?limit=1&after={}", members["next_cursor"].as_str().unwrap()), None).await;
+    assert_eq!(rest["data"][0]["email"], "member@example.com", "{rest}");
+    assert!(rest.get("next_cursor").is_none(), "{rest}");
+
     // The audit log pages the same way (its cursor is a sequence number).
     let audit = format!("/api/v1/tenants/{tenant}/audit");
     let (_, everything) = send(&app, &admin, Method::GET, &format!("{audit}?limit=1000"), None).await;
