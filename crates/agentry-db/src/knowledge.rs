@@ -295,9 +295,16 @@ impl Db {
         .map_err(DbError::write("insert collection"))
     }
 
-    pub async fn collections_of_tenant(&self, tenant_id: &str) -> Result<Vec<CollectionRow>, DbError> {
-        const SQL: &str = concat!("SELECT ", collection_columns!(), " FROM collections WHERE tenant_id = $1 ORDER BY name");
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_all(pool).await).map_err(DbError::query("list collections"))
+    /// The tenant's collections, oldest first, after the collection with
+    /// `after`'s (created_at_ms, id).
+    pub async fn collections_of_tenant(&self, tenant_id: &str, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<CollectionRow>, DbError> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            collection_columns!(),
+            " FROM collections WHERE tenant_id = $1 AND ($3 = '' OR created_at_ms > $2 OR (created_at_ms = $2 AND id > $3)) ORDER BY created_at_ms, id LIMIT $4"
+        );
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(at).bind(id).bind(limit).fetch_all(pool).await).map_err(DbError::query("list collections"))
     }
 
     pub async fn collection(&self, tenant_id: &str, id: &str) -> Result<Option<CollectionRow>, DbError> {

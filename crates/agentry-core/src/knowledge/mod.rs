@@ -333,9 +333,12 @@ impl Knowledge {
         }
     }
 
-    pub async fn collections(&self, access: &TenantAccess) -> Result<Vec<Collection>, Error> {
+    /// The tenant's collections, oldest first, a page at a time.
+    pub async fn collections(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<Collection>, Error> {
         require(access, Permission::ReadDocuments)?;
-        Ok(self.inner.db.collections_of_tenant(access.tenant_id()).await?.into_iter().map(Collection::from).collect())
+        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        let rows = self.inner.db.collections_of_tenant(access.tenant_id(), after, page.fetch()).await?;
+        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), Collection::from))
     }
 
     pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<Collection, Error> {

@@ -166,7 +166,7 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/billing/invoices", "Generate the invoice of a month").body(json::<costs::InvoiceBody>()).answers(201, Some(json::<Invoice>())),
         get("/api/v1/billing/invoices/{id}", "One invoice (JSON, or HTML with `Accept: text/html`)"),
         act("/api/v1/billing/invoices/{id}/pay", "Pay an invoice through the configured provider"),
-        get("/api/v1/collections", "Knowledge collections").answers(200, Some(list::<Collection>())),
+        get("/api/v1/collections", "Knowledge collections, oldest first").answers(200, Some(page::<Collection>())).query(PAGE_QUERY),
         post("/api/v1/collections", "Create a collection").body(json::<CollectionInput>()).answers(201, Some(json::<Collection>())),
         get("/api/v1/collections/{id}", "One collection").answers(200, Some(json::<Collection>())),
         delete("/api/v1/collections/{id}", "Delete a collection and its documents"),

@@ -39,8 +39,8 @@ async fn create_collection(State(state): State<AppState>, Extension(access): Ext
     Ok((StatusCode::CREATED, Json(state.knowledge.create_collection(&access, input).await?)).into_response())
 }
 
-async fn collections(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
-    Ok(Json(serde_json::json!({ "data": state.knowledge.collections(&access).await? })).into_response())
+async fn collections(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<PageQuery>) -> Result<Response, ApiError> {
+    Ok(Json(state.knowledge.collections(&access, &query.page()?).await?).into_response())
 }
 
 async fn collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -80,6 +80,14 @@ async fn paging(app: TestApp) {
     let readable: Vec<String> = documents.iter().enumerate().filter(|(n, _)| *n != 2).map(|(_, id)| id.clone()).collect();
     assert_eq!((ids, sizes), (readable, vec![2, 2, 1]), "full pages around the unreadable document");
 
+    // Collections oldest first.
+    let mut collections = vec![collection.clone()];
+    for name in ["second", "third"] {
+        let (_, created) = send(&app, &admin, Method::POST, "/api/v1/collections", Some(json!({ "name": name }))).await;
+        collections.push(created["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(all_pages(&app, &admin, "/api/v1/collections", 2).await, (collections, vec![2, 1]));
+
     // Members in the order they joined, keys newest first.
     let mut keys = Vec::new();
     for n in 0..3 {
