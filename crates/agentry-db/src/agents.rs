@@ -200,9 +200,11 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(name).fetch_optional(pool).await).map_err(DbError::query("get agent"))
     }
 
-    pub async fn agents_of_tenant(&self, tenant_id: &str) -> Result<Vec<AgentRow>, DbError> {
-        let sql = format!("{AGENT_SELECT} WHERE a.tenant_id = $1 ORDER BY a.name");
-        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).fetch_all(pool).await).map_err(DbError::query("list agents"))
+    /// The tenant's custom agents by name, the first `limit` after `after`
+    /// (`""`: from the start).
+    pub async fn agents_of_tenant(&self, tenant_id: &str, after: &str, limit: i64) -> Result<Vec<AgentRow>, DbError> {
+        let sql = format!("{AGENT_SELECT} WHERE a.tenant_id = $1 AND a.name > $2 ORDER BY a.name LIMIT $3");
+        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(tenant_id).bind(after).bind(limit).fetch_all(pool).await).map_err(DbError::query("list agents"))
     }
 
     pub async fn agent_versions(&self, tenant_id: &str, name: &str) -> Result<Vec<AgentVersionRow>, DbError> {

@@ -53,6 +53,17 @@ pub struct UsageFilter {
     pub api_key_id: Option<String>,
 }
 
+/// Which raw records count: one tenant, the time window
+/// `from_ms..to_ms`, and optionally one user or one API key.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordFilter<'a> {
+    pub tenant_id: &'a str,
+    pub from_ms: i64,
+    pub to_ms: i64,
+    pub user_id: Option<&'a str>,
+    pub api_key_id: Option<&'a str>,
+}
+
 /// Totals of one group. Money in nano-USD.
 #[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct UsageTotals {
@@ -126,15 +137,21 @@ impl Db {
     }
 
     /// Raw records of a tenant in `[from_ms, to_ms)`, oldest first, at most `limit`.
-    pub async fn usage_records(&self, tenant_id: &str, from_ms: i64, to_ms: i64, user_id: Option<&str>, limit: i64) -> Result<Vec<ModelCallRecord>, DbError> {
+    /// Raw records of a window, oldest first, the first `limit` after the
+    /// record with `after`'s (created_at_ms, id).
+    pub async fn usage_records(&self, filter: &RecordFilter<'_>, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<ModelCallRecord>, DbError> {
         const SQL: &str = concat!(
             "SELECT ",
             record_columns!(),
             " FROM model_calls WHERE tenant_id = $1 AND created_at_ms >= $2 AND created_at_ms < $3 \
-              AND ($4 IS NULL OR user_id = $4) ORDER BY created_at_ms, id LIMIT $5"
+              AND ($4 IS NULL OR user_id = $4) AND ($5 IS NULL OR api_key_id = $5) \
+              AND ($7 = '' OR created_at_ms > $6 OR (created_at_ms = $6 AND id > $7)) ORDER BY created_at_ms, id LIMIT $8"
         );
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(from_ms).bind(to_ms).bind(user_id).bind(limit).fetch_all(pool).await)
-            .map_err(DbError::query("list usage records"))
+        let (at, id) = after.unwrap_or((0, ""));
+        on_pool!(self, pool => sqlx::query_as(SQL)
+            .bind(filter.tenant_id).bind(filter.from_ms).bind(filter.to_ms).bind(filter.user_id).bind(filter.api_key_id).bind(at).bind(id).bind(limit)
+            .fetch_all(pool).await)
+        .map_err(DbError::query("list usage records"))
     }
 
     /// Retention: delete raw records older than `before_ms` (their rollups stay).

@@ -159,6 +159,7 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/costs/settings", Tenant(Some(P::ViewMetrics))),
     audited(Method::PUT, "/api/v1/costs/settings", Tenant(Some(P::ManageBilling)), AuditAction::UsageSettingsUpdate),
     rule(Method::GET, "/api/v1/usage/summary", Tenant(Some(P::ViewMetrics))),
+    rule(Method::GET, "/api/v1/usage/records", Tenant(Some(P::ExportData))),
     rule(Method::GET, "/api/v1/usage/export", Tenant(Some(P::ExportData))),
     rule(Method::GET, "/api/v1/rate-limits/tiers", Authenticated),
     rule(Method::GET, "/api/v1/rate-limits/assignments", Tenant(Some(P::ViewMetrics))),

@@ -69,6 +69,9 @@ enum Command {
     },
     /// Print the version.
     Version,
+    /// Print the OpenAPI document of the API (what `/openapi.json` serves),
+    /// for generating clients without a running server.
+    Openapi,
     /// Parse one document from standard input under memory and CPU limits
     /// (started by the server, one per PDF or DOCX document).
     #[command(hide = true, name = agentry_search::parse::WORKER_COMMAND)]
@@ -189,8 +192,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Version = cli.command {
-        write_stdout(&format!("agentry {}\n", env!("CARGO_PKG_VERSION")));
+    let printed = match cli.command {
+        Command::Version => Some(format!("agentry {}\n", env!("CARGO_PKG_VERSION"))),
+        Command::Openapi => Some(agentry_server::api_doc::document().to_pretty_json()? + "\n"),
+        _ => None,
+    };
+    if let Some(text) = printed {
+        write_stdout(&text);
         return Ok(());
     }
     let mut settings = Settings::load(cli.config.as_deref())?;
@@ -275,7 +283,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Version | Command::ParseWorker => Ok(()),
+        Command::Version | Command::Openapi | Command::ParseWorker => Ok(()),
     }
 }
 

@@ -12,9 +12,10 @@ use serde::Serialize;
 use super::definitions::{AgentDefinition, AgentKind, AgentSpec, parse_agent_name};
 use super::{Agents, Error};
 use crate::identity::TenantAccess;
+use crate::page::{Cursor, Page, PageRequest};
 
 /// An agent as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentView {
     #[serde(flatten)]
     pub spec: AgentSpec,
@@ -26,13 +27,17 @@ pub struct AgentView {
 }
 
 /// One stored version of a custom agent.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AgentVersionView {
     pub version: i32,
     pub definition: AgentDefinition,
     pub created_by: Option<String>,
     pub created_at_ms: i64,
 }
+
+/// The two groups agents are listed in, as a cursor's `at_ms`.
+const BUILT_IN_GROUP: i64 = 0;
+const CUSTOM_GROUP: i64 = 1;
 
 fn stored_definition(json: &str) -> Result<AgentDefinition, Error> {
     serde_json::from_str(json).map_err(|e| Error::Internal(format!("stored agent definition: {e}")))
@@ -62,12 +67,39 @@ impl Agents {
         AgentView { built_in: spec.version.is_none(), usable: access.can(spec.kind.permission()), created_at_ms: times.map(|t| t.0), updated_at_ms: times.map(|t| t.1), spec }
     }
 
+    /// Every agent the tenant has (for MCP's tool list): built-in ones,
+    /// then custom ones, each by name.
     pub async fn list_agents(&self, access: &TenantAccess) -> Result<Vec<AgentView>, Error> {
-        let mut views: Vec<AgentView> = AgentKind::BUILT_IN.into_iter().map(|k| self.view(access, self.built_in_spec(k), None)).collect();
-        for row in self.db.agents_of_tenant(access.tenant_id()).await? {
-            let definition = stored_definition(&row.definition)?;
-            let spec = AgentSpec::custom(&row.name, row.latest_version, definition, &self.settings.default_model, self.settings.limits());
-            views.push(self.view(access, spec, Some((row.created_at_ms, row.updated_at_ms))));
+        let page = self.agents_after(access, None, i64::MAX).await?;
+        Ok(page.into_iter().map(|(_, view)| view).collect())
+    }
+
+    /// The agents a page at a time: built-in ones, then custom ones, each by
+    /// name. A cursor's `at_ms` says which of the two its name is in.
+    pub async fn agents(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<AgentView>, Error> {
+        let after = match &page.after {
+            None => None,
+            Some(cursor) if cursor.at_ms == BUILT_IN_GROUP || cursor.at_ms == CUSTOM_GROUP => Some((cursor.at_ms, cursor.id.as_str())),
+            Some(_) => return Err(Error::invalid("'after' must be a next_cursor from an earlier page of this list", "after")),
+        };
+        let views = self.agents_after(access, after, page.fetch()).await?;
+        Ok(page.page(views, |(cursor, _)| cursor.clone(), |(_, view)| view))
+    }
+
+    async fn agents_after(&self, access: &TenantAccess, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<(Cursor, AgentView)>, Error> {
+        let mut built_in: Vec<AgentSpec> = AgentKind::BUILT_IN.into_iter().map(|kind| self.built_in_spec(kind)).collect();
+        built_in.retain(|spec| after.is_none_or(|(group, name)| group == BUILT_IN_GROUP && spec.name.as_str() > name));
+        built_in.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut views: Vec<(Cursor, AgentView)> =
+            built_in.into_iter().map(|spec| (Cursor::new(BUILT_IN_GROUP, &spec.name), self.view(access, spec, None))).take(usize::try_from(limit).unwrap_or(usize::MAX)).collect();
+        let wanted = limit.saturating_sub(views.len() as i64);
+        if wanted > 0 {
+            let custom_after = after.filter(|(group, _)| *group == CUSTOM_GROUP).map_or("", |(_, name)| name);
+            for row in self.db.agents_of_tenant(access.tenant_id(), custom_after, wanted).await? {
+                let definition = stored_definition(&row.definition)?;
+                let spec = AgentSpec::custom(&row.name, row.latest_version, definition, &self.settings.default_model, self.settings.limits());
+                views.push((Cursor::new(CUSTOM_GROUP, &row.name), self.view(access, spec, Some((row.created_at_ms, row.updated_at_ms)))));
+            }
         }
         Ok(views)
     }

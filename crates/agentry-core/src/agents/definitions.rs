@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::Error;
 
 /// The behaviour an agent's runs follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
     /// Chat with the model.
@@ -91,7 +91,7 @@ impl AgentKind {
 }
 
 /// Limits of one run.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunLimits {
     /// Model calls per run.
     pub max_steps: u32,
@@ -189,7 +189,7 @@ pub fn parse_agent_name(name: &str) -> Result<&str, Error> {
 }
 
 /// An agent ready to run: a built-in one, or a custom definition at a version.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentSpec {
     pub name: String,
     pub kind: AgentKind,

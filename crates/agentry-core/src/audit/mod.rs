@@ -77,7 +77,7 @@ pub use anchor::Anchor;
 use format::GENESIS;
 pub use format::{ERASE_ACTION, KEYED_MARKER, erase_metadata};
 pub use keys::{ANCHOR_INFO, AuditKey, AuditKeys, CHAIN_INFO};
-pub use view::{AuditEntry, AuditFilter};
+pub use view::{AuditEntry, AuditFilter, AuditPage};
 
 /// The chain of events that belong to no tenant (platform administration, failed logins).
 pub const PLATFORM_CHAIN: &str = "";

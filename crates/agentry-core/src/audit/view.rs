@@ -36,6 +36,27 @@ pub struct AuditEntry {
     pub erased_at_ms: Option<i64>,
 }
 
+/// One page of a chain's events, oldest first.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AuditPage {
+    pub data: Vec<AuditEntry>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// The last event's sequence number (also accepted as `after`).
+    pub next_after: Option<i64>,
+}
+
+impl AuditPage {
+    /// The page of `events`, fetched with one more than `limit` to know whether more follow.
+    pub fn of(mut events: Vec<AuditEntry>, limit: usize) -> Self {
+        let more = events.len() > limit;
+        events.truncate(limit);
+        let next_after = events.last().map(|e| e.seq);
+        Self { next_cursor: next_after.filter(|_| more).map(|seq| seq.to_string()), next_after, data: events }
+    }
+}
+
 impl From<AuditRow> for AuditEntry {
     fn from(row: AuditRow) -> Self {
         let metadata = serde_json::from_str(&row.metadata).unwrap_or(serde_json::Value::String(row.metadata));

@@ -4,7 +4,7 @@
 //! request path of a model call.
 
 use agentry_db::ModelCallRecord;
-use agentry_db::usage::{GroupBy, UsageFilter, UsageTotals};
+use agentry_db::usage::{GroupBy, RecordFilter, UsageFilter, UsageTotals};
 use agentry_types::Permission;
 use chrono::{Days, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::budgets::{Period, today};
 use super::{Accounting, Error, nusd_to_usd};
 use crate::TenantAccess;
+use crate::page::{Cursor, Page, PageRequest};
 
 /// Most raw records in one export.
 pub const MAX_EXPORT_ROWS: i64 = 100_000;
@@ -32,7 +33,7 @@ pub struct UsageQuery {
 }
 
 /// One group's totals, money in USD.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsageRow {
     pub key: String,
     pub requests: i64,
@@ -62,7 +63,8 @@ impl From<UsageTotals> for UsageRow {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Totals over a window, grouped.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UsageSummary {
     pub from: NaiveDate,
     pub to: NaiveDate,
@@ -71,7 +73,8 @@ pub struct UsageSummary {
     pub total: UsageRow,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// Spending so far in a period and where it is heading.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Forecast {
     pub period: Period,
     pub period_start: NaiveDate,
@@ -113,6 +116,17 @@ impl UsageQuery {
             return Err(Error::invalid("a report spans at most ten years", "from"));
         }
         Ok((from, to))
+    }
+
+    /// The window in milliseconds: from the start of `from` to the end of `to`.
+    fn window(&self) -> Result<(i64, i64), Error> {
+        let (from, to) = self.range()?;
+        let start_ms = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
+        Ok((start_ms(from), start_ms(to + Days::new(1))))
+    }
+
+    fn records<'a>(&'a self, tenant_id: &'a str, from_ms: i64, to_ms: i64) -> RecordFilter<'a> {
+        RecordFilter { tenant_id, from_ms, to_ms, user_id: self.user_id.as_deref(), api_key_id: self.api_key_id.as_deref() }
     }
 
     fn filter(&self, tenant_id: &str) -> Result<(UsageFilter, NaiveDate, NaiveDate), Error> {
@@ -171,10 +185,23 @@ impl Accounting {
 
     /// Raw usage records of a window as CSV (one row per call, oldest first).
     pub async fn export_csv(&self, access: &TenantAccess, query: &UsageQuery) -> Result<String, Error> {
-        let (from, to) = query.range()?;
-        let start_ms = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
-        let records = self.policies().db().usage_records(access.tenant_id(), start_ms(from), start_ms(to + Days::new(1)), query.user_id.as_deref(), MAX_EXPORT_ROWS).await?;
-        records_csv(&records)
+        let (from_ms, to_ms) = query.window()?;
+        let filter = query.records(access.tenant_id(), from_ms, to_ms);
+        let records = self.policies().db().usage_records(&filter, None, MAX_EXPORT_ROWS).await?;
+        let mut out = csv::Writer::from_writer(Vec::new());
+        for record in records {
+            out.serialize(UsageRecord::from(record)).map_err(csv_error)?;
+        }
+        into_string(out)
+    }
+
+    /// Raw usage records of a window, oldest first, a page at a time.
+    pub async fn usage_records(&self, access: &TenantAccess, query: &UsageQuery, page: &PageRequest) -> Result<Page<UsageRecord>, Error> {
+        let (from_ms, to_ms) = query.window()?;
+        let filter = query.records(access.tenant_id(), from_ms, to_ms);
+        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        let rows = self.policies().db().usage_records(&filter, after, page.fetch()).await?;
+        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), UsageRecord::from))
     }
 
     /// A summary as CSV.
@@ -187,44 +214,45 @@ impl Accounting {
     }
 }
 
-#[derive(Serialize)]
-struct CsvRecord<'a> {
-    id: &'a str,
-    created_at: String,
-    request_id: &'a str,
-    user_id: &'a str,
-    api_key_id: &'a str,
-    agent: &'a str,
-    endpoint: &'a str,
-    model: &'a str,
-    provider: &'a str,
-    status: &'a str,
-    stream: bool,
-    cache_hit: bool,
-    input_tokens: i64,
-    output_tokens: i64,
-    cached_tokens: i64,
-    cost_usd: f64,
-    saved_usd: f64,
-    latency_ms: i64,
-    ttft_ms: Option<i64>,
+/// One model call, as the records list and the CSV export show it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UsageRecord {
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub request_id: String,
+    pub user_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub agent: Option<String>,
+    pub endpoint: String,
+    pub model: String,
+    pub provider: String,
+    pub status: String,
+    pub stream: bool,
+    pub cache_hit: bool,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_usd: f64,
+    pub saved_usd: f64,
+    pub latency_ms: i64,
+    /// Time to the first token of a streamed answer.
+    pub ttft_ms: Option<i64>,
 }
 
-fn records_csv(records: &[ModelCallRecord]) -> Result<String, Error> {
-    let mut out = csv::Writer::from_writer(Vec::new());
-    for r in records {
-        let created_at = chrono::DateTime::from_timestamp_millis(r.created_at_ms).unwrap_or_default().to_rfc3339();
-        let row = CsvRecord {
-            id: &r.id,
-            created_at,
-            request_id: &r.request_id,
-            user_id: r.user_id.as_deref().unwrap_or(""),
-            api_key_id: r.api_key_id.as_deref().unwrap_or(""),
-            agent: r.agent.as_deref().unwrap_or(""),
-            endpoint: &r.endpoint,
-            model: &r.model,
-            provider: &r.provider,
-            status: &r.status,
+impl From<ModelCallRecord> for UsageRecord {
+    fn from(r: ModelCallRecord) -> Self {
+        Self {
+            created_at: chrono::DateTime::from_timestamp_millis(r.created_at_ms).unwrap_or_default().to_rfc3339(),
+            id: r.id,
+            request_id: r.request_id,
+            user_id: r.user_id,
+            api_key_id: r.api_key_id,
+            agent: r.agent,
+            endpoint: r.endpoint,
+            model: r.model,
+            provider: r.provider,
+            status: r.status,
             stream: r.stream,
             cache_hit: r.cache_hit,
             input_tokens: r.input_tokens,
@@ -234,10 +262,8 @@ fn records_csv(records: &[ModelCallRecord]) -> Result<String, Error> {
             saved_usd: nusd_to_usd(r.saved_nusd),
             latency_ms: r.latency_ms,
             ttft_ms: r.ttft_ms,
-        };
-        out.serialize(row).map_err(csv_error)?;
+        }
     }
-    into_string(out)
 }
 
 pub(super) fn csv_error(error: impl std::fmt::Display) -> Error {

@@ -21,7 +21,7 @@ use axum::http::Method;
 use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn, PathItem};
 use utoipa::openapi::request_body::RequestBodyBuilder;
 use utoipa::openapi::response::ResponseBuilder;
-use utoipa::openapi::schema::{ComponentsBuilder, ObjectBuilder, Schema, Type};
+use utoipa::openapi::schema::{ComponentsBuilder, Object, ObjectBuilder, Schema, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, InfoBuilder, OpenApi, OpenApiBuilder, PathsBuilder, Ref, RefOr, Required, ServerBuilder, Tag};
 use utoipa::{PartialSchema, ToSchema};
@@ -40,6 +40,8 @@ pub enum Body {
     List { name: String, schemas: Vec<(String, RefOr<Schema>)>, paged: bool },
     /// `application/json` of any JSON value (not yet typed).
     AnyJson,
+    /// `text/event-stream` whose events' `data` is JSON of a named schema.
+    Events { name: String, schemas: Vec<(String, RefOr<Schema>)> },
     /// Bytes of another media type (`text/csv`, `text/event-stream`, a download…).
     Media(&'static str),
     /// `multipart/form-data` (a file upload) or JSON of a named schema.
@@ -51,6 +53,12 @@ fn named<T: ToSchema>() -> (String, Vec<(String, RefOr<Schema>)>) {
     let mut schemas = vec![(T::name().into_owned(), T::schema())];
     T::schemas(&mut schemas);
     (T::name().into_owned(), schemas)
+}
+
+/// Server-sent events, each `data` the JSON of a `T`.
+pub fn events<T: ToSchema>() -> Body {
+    let (name, schemas) = named::<T>();
+    Body::Events { name, schemas }
 }
 
 /// The JSON body of `T`.
@@ -77,8 +85,39 @@ pub fn page<T: ToSchema>() -> Body {
     Body::List { name, schemas, paged: true }
 }
 
+/// A query parameter: its name, the values it takes and what it means.
+pub struct Param {
+    pub name: &'static str,
+    pub kind: ParamKind,
+    pub about: &'static str,
+}
+
+/// The values a query parameter takes.
+pub enum ParamKind {
+    Text,
+    /// A whole number from 1 to `max`.
+    Count {
+        max: i64,
+    },
+    /// `YYYY-MM-DD`.
+    Date,
+    /// Unix milliseconds.
+    Millis,
+    /// A sequence number, from 0.
+    Seq,
+    OneOf(&'static [&'static str]),
+}
+
+pub const fn param(name: &'static str, kind: ParamKind, about: &'static str) -> Param {
+    Param { name, kind, about }
+}
+
+/// A paged list's page size.
+pub const LIMIT: Param = param("limit", ParamKind::Count { max: agentry_core::page::MAX_LIMIT as i64 }, "Items per page, 1-200 (default 50).");
+/// A paged list's cursor.
+pub const AFTER: Param = param("after", ParamKind::Text, "The `next_cursor` of the previous page; the first page without it.");
 /// The query of every paged list.
-pub const PAGE_QUERY: &[(&str, &str)] = &[("limit", "Items per page, 1-200 (default 50)."), ("after", "The `next_cursor` of the previous page; the first page without it.")];
+pub const PAGE_QUERY: &[Param] = &[LIMIT, AFTER];
 
 /// One operation's description.
 pub struct Operation {
@@ -88,8 +127,8 @@ pub struct Operation {
     pub request: Option<Body>,
     /// The success status and its body (`None`: no body).
     pub ok: (u16, Option<Body>),
-    /// Query parameters: name and what it means.
-    pub query: &'static [(&'static str, &'static str)],
+    /// Query parameters.
+    pub query: &'static [Param],
     /// Whether a request without a body is refused (JSON-RPC answers it
     /// with a protocol error instead).
     pub body_required: bool,
@@ -125,7 +164,7 @@ impl Operation {
         self
     }
 
-    pub fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Self {
+    pub fn query(mut self, query: &'static [Param]) -> Self {
         self.query = query;
         self
     }
@@ -180,6 +219,7 @@ pub fn document() -> OpenApi {
             }
         }
     }
+    merge_tagged_variants(&mut schemas);
     components = components.schemas_from_iter(schemas);
     let mut path_builder = PathsBuilder::new();
     for (path, item) in paths {
@@ -204,6 +244,45 @@ pub fn document() -> OpenApi {
             tag
         })))
         .build()
+}
+
+/// Client generators (openapi-python-client among them) cannot read a
+/// `oneOf` member that is an `allOf`, which is what utoipa makes of an
+/// internally tagged enum's newtype variant (`{"type": "citation", …the
+/// Citation's fields}`). Such a member becomes the one object it describes:
+/// the properties and required names of its parts, a referenced part looked
+/// up among `schemas`. The JSON it accepts is the same.
+fn merge_tagged_variants(schemas: &mut BTreeMap<String, RefOr<Schema>>) {
+    let parts_of = schemas.clone();
+    for schema in schemas.values_mut() {
+        let RefOr::T(Schema::OneOf(one_of)) = schema else { continue };
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::AllOf(all_of)) = item
+                && let Some(merged) = merged_object(&all_of.items, &parts_of)
+            {
+                *item = RefOr::T(Schema::Object(merged));
+            }
+        }
+    }
+}
+
+/// One object with the properties of every part, if every part is an object.
+fn merged_object(parts: &[RefOr<Schema>], schemas: &BTreeMap<String, RefOr<Schema>>) -> Option<Object> {
+    let mut merged = Object::with_type(Type::Object);
+    for part in parts {
+        let object = match part {
+            RefOr::T(Schema::Object(object)) => object,
+            RefOr::Ref(reference) => match schemas.get(reference.ref_location.strip_prefix("#/components/schemas/")?)? {
+                RefOr::T(Schema::Object(object)) => object,
+                _ => return None,
+            },
+            _ => return None,
+        };
+        merged.properties.extend(object.properties.clone());
+        merged.required.extend(object.required.iter().cloned());
+        merged.description = merged.description.or_else(|| object.description.clone());
+    }
+    Some(merged)
 }
 
 fn http_method(method: &Method) -> HttpMethod {
@@ -255,11 +334,16 @@ fn content_of(body: &Body, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> Vec
             vec![json(list.into())]
         }
         Body::AnyJson => vec![json(serde_json::Value::schema())],
-        Body::Media("text/event-stream") => {
+        Body::Events { name, schemas: needed } => {
+            schemas.extend(needed.iter().cloned());
+            let data = ObjectBuilder::new()
+                .schema_type(Type::String)
+                .content_media_type("application/json")
+                .content_schema(Some(Ref::from_schema_name(name.clone())))
+                .description(Some(format!("JSON of a `{name}`.")));
             let event = ObjectBuilder::new()
-                .description(Some("One server-sent event: `data` is JSON text, `id` resumes the stream in `Last-Event-ID`."))
-                .property("event", ObjectBuilder::new().schema_type(Type::String))
-                .property("data", ObjectBuilder::new().schema_type(Type::String))
+                .description(Some("One server-sent event; its `id` resumes the stream in `Last-Event-ID`."))
+                .property("data", data)
                 .property("id", ObjectBuilder::new().schema_type(Type::String))
                 .property("retry", ObjectBuilder::new().schema_type(Type::Integer));
             vec![("text/event-stream", ContentBuilder::new().schema(Some(event)).build())]
@@ -270,6 +354,17 @@ fn content_of(body: &Body, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> Vec
             let file = ObjectBuilder::new().property("file", ObjectBuilder::new().schema_type(Type::String).content_media_type("application/octet-stream")).required("file");
             vec![json(Ref::from_schema_name(name.clone()).into()), ("multipart/form-data", ContentBuilder::new().schema(Some(file)).build())]
         }
+    }
+}
+
+fn param_schema(kind: &ParamKind) -> ObjectBuilder {
+    let text = ObjectBuilder::new().schema_type(Type::String);
+    match kind {
+        ParamKind::Text => text,
+        ParamKind::Count { max } => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(*max)),
+        ParamKind::Date => text.format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date))),
+        ParamKind::Millis | ParamKind::Seq => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+        ParamKind::OneOf(values) => text.enum_values(Some(values.iter().copied())),
     }
 }
 
@@ -287,14 +382,14 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
         let schema = if name == "version" { ObjectBuilder::new().schema_type(Type::Integer) } else { ObjectBuilder::new().schema_type(Type::String) };
         builder = builder.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(schema)));
     }
-    for (name, description) in op.query {
+    for param in op.query {
         builder = builder.parameter(
             ParameterBuilder::new()
-                .name(*name)
+                .name(param.name)
                 .parameter_in(ParameterIn::Query)
                 .required(Required::False)
-                .description(Some(*description))
-                .schema(Some(ObjectBuilder::new().schema_type(Type::String))),
+                .description(Some(param.about))
+                .schema(Some(param_schema(&param.kind))),
         );
     }
     if let Some(tenant_header) = tenant_header(rule.map(|r| r.access), op.path) {
@@ -360,7 +455,12 @@ fn tenant_header(access: Option<Access>, path: &str) -> Option<utoipa::openapi::
 }
 
 /// `get_api_v1_tenants_tenant_users`: unique per method and path.
+/// The method and the path's words: `GET /api/v1/threads/{id}/runs` is
+/// `get_threads_id_runs` (the platform API's prefix left out, as generated
+/// clients name their functions after it), `POST /v1/chat/completions`
+/// is `post_v1_chat_completions`.
 fn operation_id(method: &Method, path: &str) -> String {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
     let words: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     let words: Vec<&str> = words.split('_').filter(|w| !w.is_empty()).collect();
     format!("{}_{}", method.as_str().to_ascii_lowercase(), words.join("_"))

@@ -4,19 +4,23 @@
 
 use axum::http::Method;
 
+use agentry_core::agents::catalog::{AgentVersionView, AgentView};
+use agentry_core::agents::events::RunEvent;
 use agentry_core::agents::mcp::{McpServerInput, McpServerView};
 use agentry_core::agents::{AgentDefinition, MessageView, RunView, ThreadInput, ThreadPatch, ThreadView};
-use agentry_core::audit::Verification;
+use agentry_core::audit::{AuditPage, Verification};
 use agentry_core::identity::{
-    AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, Me, Membership, RoleInfo, SessionInfo, Tenant, TotpEnrolment,
-    VisibleTenant,
+    AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, LoginTokens, Me, Membership, RoleInfo, SessionInfo, Tenant,
+    TotpEnrolment, VisibleTenant,
 };
 use agentry_core::knowledge::{Accepted, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse};
 use agentry_core::usage::TenantUsageSettings;
+use agentry_core::usage::analytics::{Forecast, UsageRecord, UsageSummary};
 use agentry_core::usage::billing::Invoice;
 use agentry_core::usage::manage::{BudgetInput, BudgetView, TierAssignmentInput};
 
-use super::{Body, Operation, PAGE_QUERY, json, list, page, upload};
+use super::ParamKind::{Count, Date, Millis, OneOf, Seq, Text};
+use super::{AFTER, Body, LIMIT, Operation, PAGE_QUERY, Param, events, json, list, page, param, upload};
 use crate::routes::{agents, api_keys, auth, costs, invitations, knowledge, oidc, tenants};
 
 fn get(path: &'static str, summary: &'static str) -> Operation {
@@ -44,23 +48,53 @@ fn act(path: &'static str, summary: &'static str) -> Operation {
     Operation::new(Method::POST, path, summary)
 }
 
-const AUDIT_QUERY: &[(&str, &str)] = &[
-    ("action", "Only events with this action."),
-    ("actor_id", "Only events by this actor."),
-    ("outcome", "`success`, `failure` or `denied`."),
-    ("from", "Unix milliseconds, inclusive."),
-    ("to", "Unix milliseconds, exclusive."),
-    ("after", "Cursor: events after this sequence number."),
-    ("limit", "Page size (1-1000, default 100)."),
+const AUDIT_QUERY: &[Param] = &[
+    param("action", Text, "Only events with this action."),
+    param("actor_id", Text, "Only events by this actor."),
+    param("outcome", OneOf(&["success", "failure", "denied"]), "Only events with this outcome."),
+    param("from", Millis, "Unix milliseconds, inclusive."),
+    param("to", Millis, "Unix milliseconds, exclusive."),
+    param("after", Text, "The `next_cursor` of the previous page (or a sequence number): events after it."),
+    param("limit", Count { max: 1000 }, "Page size (1-1000, default 100)."),
 ];
 
-const THREADS_QUERY: &[(&str, &str)] = &[
-    ("q", "Only threads whose title or messages contain this text."),
-    ("limit", "Items per page, 1-200 (default 50)."),
-    ("after", "The `next_cursor` of the previous page; the first page without it."),
+const AUDIT_EXPORT_QUERY: &[Param] = &[
+    param("format", OneOf(&["jsonl", "csv"]), "`jsonl` (default) or `csv`."),
+    param("action", Text, "Only this action."),
+    param("limit", Count { max: 100_000 }, "At most this many events."),
 ];
 
-const PERIOD_QUERY: &[(&str, &str)] = &[("from", "First day, `YYYY-MM-DD`."), ("to", "Last day, `YYYY-MM-DD`."), ("group_by", "What rows are grouped by.")];
+const ANCHOR_QUERY: &[Param] = &[param("anchor", Text, "base64url of an earlier anchor's JSON.")];
+
+const THREADS_QUERY: &[Param] = &[param("q", Text, "Only threads whose title or messages contain this text."), LIMIT, AFTER];
+
+const FROM: Param = param("from", Date, "First day (UTC), inclusive; default: the start of `period`, else of this month.");
+const TO: Param = param("to", Date, "Last day (UTC), inclusive; default: today.");
+const PERIOD: Param = param("period", OneOf(&["daily", "weekly", "monthly"]), "The current day, week or month, instead of `from` and `to`.");
+const USER_ID: Param = param("user_id", Text, "Only this user's calls.");
+const API_KEY_ID: Param = param("api_key_id", Text, "Only this API key's calls.");
+
+const SUMMARY_QUERY: &[Param] = &[
+    FROM,
+    TO,
+    PERIOD,
+    param("group_by", OneOf(&["day", "model", "provider", "user", "api_key", "agent"]), "What rows are grouped by (default `model`)."),
+    USER_ID,
+    API_KEY_ID,
+    param("format", OneOf(&["json", "csv"]), "`json` (default) or `csv`."),
+];
+
+const WINDOW_QUERY: &[Param] = &[FROM, TO, PERIOD, USER_ID, API_KEY_ID];
+
+const RECORDS_QUERY: &[Param] = &[FROM, TO, PERIOD, USER_ID, API_KEY_ID, LIMIT, AFTER];
+
+const OIDC_CALLBACK_QUERY: &[Param] = &[param("code", Text, "From the provider."), param("state", Text, "From the provider.")];
+
+const FORECAST_QUERY: &[Param] = &[param("period", OneOf(&["daily", "weekly", "monthly"]), "The period (default `monthly`).")];
+
+const INVOICE_QUERY: &[Param] = &[param("format", OneOf(&["json", "csv", "html"]), "`json` (default), `csv` or `html`.")];
+
+const EVENTS_QUERY: &[Param] = &[param("after", Seq, "Resume after this event number (the `Last-Event-ID` header wins).")];
 
 /// Every operation, in the route table's order.
 pub fn operations() -> Vec<Operation> {
@@ -75,12 +109,14 @@ pub fn operations() -> Vec<Operation> {
         get("/.well-known/jwks.json", "The public keys access tokens are signed with"),
         get("/.well-known/agent-card.json", "The A2A agent card"),
         post("/api/v1/auth/login", "Sign in with an email and a password (may ask for a second factor)").body(json::<auth::LoginBody>()).answers(200, Some(json::<LoginOutcome>())),
-        post("/api/v1/auth/refresh", "Trade a refresh token for new tokens (rotation, reuse detection)").body(json::<auth::RefreshBody>()),
+        post("/api/v1/auth/refresh", "Trade a refresh token for new tokens (rotation, reuse detection)")
+            .body(json::<auth::RefreshBody>())
+            .answers(200, Some(json::<LoginTokens>())),
         post("/api/v1/auth/register", "Create an account (when self-registration is on)").body(json::<auth::RegisterBody>()).answers(201, Some(Body::AnyJson)),
-        post("/api/v1/auth/mfa/verify", "Complete a sign-in with a TOTP or recovery code").body(json::<auth::FactorBody>()),
+        post("/api/v1/auth/mfa/verify", "Complete a sign-in with a TOTP or recovery code").body(json::<auth::FactorBody>()).answers(200, Some(json::<LoginTokens>())),
         get("/api/v1/auth/oidc", "The single sign-on providers"),
         get("/api/v1/auth/oidc/{provider}/start", "Start a single sign-on (redirects to the provider)").answers(303, None),
-        get("/api/v1/auth/oidc/{provider}/callback", "Finish a single sign-on").query(&[("code", "From the provider."), ("state", "From the provider.")]),
+        get("/api/v1/auth/oidc/{provider}/callback", "Finish a single sign-on").query(OIDC_CALLBACK_QUERY),
         act("/api/v1/auth/oidc/{provider}/link", "Start linking a single sign-on identity to the signed-in account"),
         post("/api/v1/auth/oidc/{provider}/link/callback", "Finish linking a single sign-on identity").body(json::<oidc::LinkCallback>()),
         act("/api/v1/auth/mfa/totp", "Start TOTP enrolment (secret and otpauth URI)").answers(200, Some(json::<TotpEnrolment>())),
@@ -102,10 +138,8 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/tenants", "The tenants the caller may enter").answers(200, Some(list::<VisibleTenant>())),
         post("/api/v1/tenants", "Create a tenant (platform administrators)").body(json::<tenants::CreateTenant>()).answers(201, Some(json::<Tenant>())),
         act("/api/v1/admin/signing-keys/rotate", "Rotate the token signing key"),
-        get("/api/v1/admin/audit", "Query the platform audit chain").query(AUDIT_QUERY),
-        get("/api/v1/admin/audit/verify", "Verify the platform audit chain (optionally against an anchor)")
-            .answers(200, Some(json::<Verification>()))
-            .query(&[("anchor", "base64url of an earlier anchor's JSON.")]),
+        get("/api/v1/admin/audit", "Query the platform audit chain, oldest first").answers(200, Some(json::<AuditPage>())).query(AUDIT_QUERY),
+        get("/api/v1/admin/audit/verify", "Verify the platform audit chain (optionally against an anchor)").answers(200, Some(json::<Verification>())).query(ANCHOR_QUERY),
         get("/api/v1/tenants/{tenant}", "The tenant, with the caller's role and permissions in it"),
         patch("/api/v1/tenants/{tenant}", "Rename the tenant or change its MFA policy").body(json::<tenants::UpdateTenant>()).answers(204, None),
         get("/api/v1/tenants/{tenant}/users", "The tenant's members, in the order they joined").answers(200, Some(page::<Membership>())).query(PAGE_QUERY),
@@ -137,18 +171,21 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/tenants/{tenant}/api-keys", "Create an API key (its secret is shown once)").body(json::<api_keys::CreateKey>()).answers(201, Some(json::<CreatedApiKey>())),
         delete("/api/v1/tenants/{tenant}/api-keys/{id}", "Revoke an API key"),
         act("/api/v1/tenants/{tenant}/api-keys/{id}/rotate", "Replace an own API key's secret (shown once)").answers(201, Some(json::<CreatedApiKey>())),
-        get("/api/v1/tenants/{tenant}/audit", "Query the tenant's audit log").query(AUDIT_QUERY),
+        get("/api/v1/tenants/{tenant}/audit", "Query the tenant's audit log, oldest first").answers(200, Some(json::<AuditPage>())).query(AUDIT_QUERY),
         get("/api/v1/tenants/{tenant}/audit/export", "Export the tenant's audit log as JSON lines or CSV")
-            .query(&[("format", "`jsonl` (default) or `csv`."), ("action", "Only this action."), ("limit", "At most this many events.")])
+            .query(AUDIT_EXPORT_QUERY)
             .answers(200, Some(Body::Media("application/x-ndjson"))),
         get("/api/v1/tenants/{tenant}/audit/verify", "Verify the tenant's audit chain (optionally against an anchor)")
             .answers(200, Some(json::<Verification>()))
-            .query(&[("anchor", "base64url of an earlier anchor's JSON.")]),
-        get("/api/v1/costs/stats", "Cost and usage totals").query(PERIOD_QUERY),
-        get("/api/v1/costs/usage/{user}", "One user's usage (own, or any with view_metrics)").query(PERIOD_QUERY),
-        get("/api/v1/costs/forecast", "Spend forecast for the month"),
-        post("/api/v1/costs/budget", "Set a budget (deprecated: use POST /api/v1/costs/budgets)").body(json::<BudgetInput>()),
-        post("/api/v1/costs/budgets", "Set a budget: create it, or change the one of its scope and period").body(json::<BudgetInput>()),
+            .query(ANCHOR_QUERY),
+        get("/api/v1/costs/stats", "Cost and usage totals").query(SUMMARY_QUERY),
+        get("/api/v1/costs/usage/{user}", "One user's usage (own, or any with view_metrics)")
+            .answers(200, Some(json::<UsageSummary>()))
+            .also(200, Some(Body::Media("text/csv")))
+            .query(SUMMARY_QUERY),
+        get("/api/v1/costs/forecast", "Spending so far in the current period and where it is heading").answers(200, Some(json::<Forecast>())).query(FORECAST_QUERY),
+        post("/api/v1/costs/budget", "Set a budget (deprecated: use POST /api/v1/costs/budgets)").body(json::<BudgetInput>()).answers(200, Some(json::<BudgetView>())),
+        post("/api/v1/costs/budgets", "Set a budget: create it, or change the one of its scope and period").body(json::<BudgetInput>()).answers(200, Some(json::<BudgetView>())),
         get("/api/v1/costs/budgets", "Budgets with what they have spent").answers(200, Some(list::<BudgetView>())),
         delete("/api/v1/costs/budgets/{id}", "Delete a budget"),
         get("/api/v1/costs/prices", "Model prices: defaults and the price history"),
@@ -157,14 +194,19 @@ pub fn operations() -> Vec<Operation> {
         put("/api/v1/costs/settings", "Change the cost-optimizer and response-cache switches")
             .body(json::<TenantUsageSettings>())
             .answers(200, Some(json::<TenantUsageSettings>())),
-        get("/api/v1/usage/summary", "Usage rollups").query(PERIOD_QUERY),
-        get("/api/v1/usage/export", "Usage records as CSV").query(PERIOD_QUERY).answers(200, Some(Body::Media("text/csv"))),
+        get("/api/v1/usage/summary", "Usage rollups").answers(200, Some(json::<UsageSummary>())).also(200, Some(Body::Media("text/csv"))).query(SUMMARY_QUERY),
+        get("/api/v1/usage/records", "Usage records (one per model call), oldest first").answers(200, Some(page::<UsageRecord>())).query(RECORDS_QUERY),
+        get("/api/v1/usage/export", "Usage records as CSV").query(WINDOW_QUERY).answers(200, Some(Body::Media("text/csv"))),
         get("/api/v1/rate-limits/tiers", "Rate-limit tiers"),
         get("/api/v1/rate-limits/assignments", "The tenant's tier assignments"),
         put("/api/v1/rate-limits/assignments", "Assign a tier to the tenant, a user or a key").body(json::<TierAssignmentInput>()),
         get("/api/v1/billing/invoices", "Invoices").answers(200, Some(list::<Invoice>())),
         post("/api/v1/billing/invoices", "Generate the invoice of a month").body(json::<costs::InvoiceBody>()).answers(201, Some(json::<Invoice>())),
-        get("/api/v1/billing/invoices/{id}", "One invoice (JSON, or HTML with `Accept: text/html`)"),
+        get("/api/v1/billing/invoices/{id}", "One invoice (JSON, CSV or HTML)")
+            .answers(200, Some(json::<Invoice>()))
+            .also(200, Some(Body::Media("text/csv")))
+            .also(200, Some(Body::Media("text/html")))
+            .query(INVOICE_QUERY),
         act("/api/v1/billing/invoices/{id}/pay", "Pay an invoice through the configured provider"),
         get("/api/v1/collections", "Knowledge collections, oldest first").answers(200, Some(page::<Collection>())).query(PAGE_QUERY),
         post("/api/v1/collections", "Create a collection").body(json::<CollectionInput>()).answers(201, Some(json::<Collection>())),
@@ -184,33 +226,33 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/search", "Hybrid search over the knowledge the caller may read").body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
         post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").body(json::<AnswerQuestion>()),
         post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),
-        get("/api/v1/agents", "Agents the caller may use: built-in and custom"),
-        post("/api/v1/agents", "Create a custom agent").body(json::<agents::NewAgent>()).answers(201, Some(Body::AnyJson)),
-        get("/api/v1/agents/{name}", "One agent"),
-        put("/api/v1/agents/{name}", "Change a custom agent (a new version)").body(json::<AgentDefinition>()),
+        get("/api/v1/agents", "Agents: built-in ones, then custom ones, each by name").answers(200, Some(page::<AgentView>())).query(PAGE_QUERY),
+        post("/api/v1/agents", "Create a custom agent").body(json::<agents::NewAgent>()).answers(201, Some(json::<AgentView>())),
+        get("/api/v1/agents/{name}", "One agent").answers(200, Some(json::<AgentView>())),
+        put("/api/v1/agents/{name}", "Change a custom agent (a new version)").body(json::<AgentDefinition>()).answers(200, Some(json::<AgentView>())),
         delete("/api/v1/agents/{name}", "Delete a custom agent"),
-        get("/api/v1/agents/{name}/versions", "A custom agent's versions"),
+        get("/api/v1/agents/{name}/versions", "A custom agent's versions").answers(200, Some(list::<AgentVersionView>())),
         get("/api/v1/threads", "The caller's threads, most recently active first").answers(200, Some(page::<ThreadView>())).query(THREADS_QUERY),
         post("/api/v1/threads", "Start a thread").body(json::<ThreadInput>()).answers(201, Some(json::<ThreadView>())),
         get("/api/v1/threads/{id}", "One thread").answers(200, Some(json::<ThreadView>())),
-        patch("/api/v1/threads/{id}", "Rename a thread or change its metadata").body(json::<ThreadPatch>()),
+        patch("/api/v1/threads/{id}", "Rename a thread or change its metadata").body(json::<ThreadPatch>()).answers(200, Some(json::<ThreadView>())),
         delete("/api/v1/threads/{id}", "Delete a thread"),
         get("/api/v1/threads/{id}/messages", "A thread's messages").answers(200, Some(list::<MessageView>())),
         get("/api/v1/threads/{id}/runs", "A thread's runs, newest first").answers(200, Some(page::<RunView>())).query(PAGE_QUERY),
         post("/api/v1/threads/{id}/runs", "Run an agent on a thread (wait, background, or stream events)")
             .body(json::<agents::RunRequest>())
             .answers(200, Some(json::<RunView>()))
-            .also(200, Some(Body::Media("text/event-stream")))
+            .also(200, Some(events::<RunEvent>()))
             .also(202, Some(json::<RunView>())),
         get("/api/v1/runs", "The caller's runs, newest first").answers(200, Some(page::<RunView>())).query(PAGE_QUERY),
         post("/api/v1/runs", "Run an agent without a thread (wait, background, or stream events)")
             .body(json::<agents::RunRequest>())
             .answers(200, Some(json::<RunView>()))
-            .also(200, Some(Body::Media("text/event-stream")))
+            .also(200, Some(events::<RunEvent>()))
             .also(202, Some(json::<RunView>())),
         get("/api/v1/runs/{id}", "One run with its tool calls and citations").answers(200, Some(json::<RunView>())),
         act("/api/v1/runs/{id}/cancel", "Cancel a run"),
-        get("/api/v1/runs/{id}/events", "A run's events as server-sent events (resumes after `Last-Event-ID`)").answers(200, Some(Body::Media("text/event-stream"))),
+        get("/api/v1/runs/{id}/events", "A run's events as server-sent events (resumes after `Last-Event-ID`)").answers(200, Some(events::<RunEvent>())).query(EVENTS_QUERY),
         get("/api/v1/mcp-servers", "Registered MCP servers").answers(200, Some(list::<McpServerView>())),
         post("/api/v1/mcp-servers", "Register an MCP server").body(json::<McpServerInput>()).answers(201, Some(Body::AnyJson)),
         delete("/api/v1/mcp-servers/{name}", "Remove an MCP server"),

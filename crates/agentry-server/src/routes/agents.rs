@@ -100,8 +100,8 @@ impl utoipa::ToSchema for NewAgent {
     }
 }
 
-async fn list_agents(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
-    Ok(Json(json!({ "data": state.agents.list_agents(&access).await? })).into_response())
+async fn list_agents(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(query): Query<PageQuery>) -> Result<Response, ApiError> {
+    Ok(Json(state.agents.agents(&access, &query.page()?).await?).into_response())
 }
 
 async fn create_agent(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, ApiJson(body): ApiJson<NewAgent>) -> Result<Response, ApiError> {

@@ -10,7 +10,7 @@
 //! signed `anchor` of the head, to be kept outside the database.
 
 use agentry_core::TenantAccess;
-use agentry_core::audit::{Anchor, AuditEntry, AuditFilter, PLATFORM_CHAIN};
+use agentry_core::audit::{Anchor, AuditEntry, AuditFilter, AuditPage, PLATFORM_CHAIN};
 use agentry_core::identity::RequestMeta;
 use agentry_types::AuditAction;
 use agentry_types::Permission;
@@ -77,17 +77,10 @@ fn query(raw: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection
 
 /// One page of events: `next_cursor` (pass as `after`) only when more
 /// follow; `next_after`, the last event's sequence number, as before.
-async fn page(state: &AppState, chain: &str, q: &AuditQuery) -> Result<impl IntoResponse + use<>, ApiError> {
+async fn page(state: &AppState, chain: &str, q: &AuditQuery) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit(MAX_LIMIT)?;
-    let mut events = state.identity.audit().list(chain, &q.filter(), limit + 1).await?;
-    let more = events.len() as i64 > limit;
-    events.truncate(limit as usize);
-    let next = events.last().map(|e| e.seq);
-    let mut body = json!({ "data": events, "next_after": next });
-    if let Some(seq) = next.filter(|_| more) {
-        body["next_cursor"] = json!(seq.to_string());
-    }
-    Ok(Json(body))
+    let events = state.identity.audit().list(chain, &q.filter(), limit + 1).await?;
+    Ok(Json(AuditPage::of(events, limit as usize)))
 }
 
 async fn list(

@@ -3,6 +3,7 @@
 //! the user's only membership; permissions are in `access.rs`.
 
 use agentry_core::TenantAccess;
+use agentry_core::page::PageRequest;
 use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::analytics::UsageQuery;
 use agentry_core::usage::manage::{BudgetInput, PriceInput, TierAssignmentInput};
@@ -31,6 +32,7 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/costs/prices", get(prices).post(set_price))
         .route("/api/v1/costs/settings", get(settings).put(put_settings))
         .route("/api/v1/usage/summary", get(summary))
+        .route("/api/v1/usage/records", get(records))
         .route("/api/v1/usage/export", get(export))
         .route("/api/v1/rate-limits/tiers", get(tiers))
         .route("/api/v1/rate-limits/assignments", get(assignments).put(assign))
@@ -106,6 +108,25 @@ async fn user_usage(
         return Ok(csv_response(Accounting::summary_csv(&summary)?, "user-usage.csv"));
     }
     Ok(Json(summary).into_response())
+}
+
+/// The window and filters of the records list, and its page.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordsParams {
+    from: Option<chrono::NaiveDate>,
+    to: Option<chrono::NaiveDate>,
+    period: Option<Period>,
+    user_id: Option<String>,
+    api_key_id: Option<String>,
+    limit: Option<i64>,
+    after: Option<String>,
+}
+
+async fn records(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(p): Query<RecordsParams>) -> Result<Response, ApiError> {
+    let query = UsageQuery { from: p.from, to: p.to, period: p.period, group_by: None, user_id: p.user_id, api_key_id: p.api_key_id };
+    let page = PageRequest::parse(p.limit, p.after.as_deref())?;
+    Ok(Json(accounting(&state).usage_records(&access, &query, &page).await?).into_response())
 }
 
 async fn export(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Query(p): Query<SummaryParams>) -> Result<Response, ApiError> {

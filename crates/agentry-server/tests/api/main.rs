@@ -26,6 +26,7 @@ mod object_authz;
 mod oidc;
 mod oidc_provider;
 mod openapi;
+mod own_clients;
 mod pagination;
 mod parse_isolation;
 mod protocols;

@@ -43,6 +43,11 @@ async fn the_document_is_public_and_lists_every_operation_with_its_security() {
         listed += 1;
     }
     assert_eq!(listed, RULES.len());
+
+    // `agentry openapi` prints the same document without a server (clients are generated from it).
+    let printed = Command::new(env!("CARGO_BIN_EXE_agentry")).arg("openapi").output().unwrap();
+    assert!(printed.status.success(), "{}", String::from_utf8_lossy(&printed.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&printed.stdout).unwrap(), document);
 }
 
 #[tokio::test]

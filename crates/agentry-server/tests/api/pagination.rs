@@ -21,7 +21,7 @@ async fn all_pages(app: &TestApp, token: &str, path: &str, limit: u32) -> (Vec<S
         assert_eq!(status, 200, "{page}");
         let data = page["data"].as_array().expect("data");
         sizes.push(data.len());
-        ids.extend(data.iter().map(|item| item["id"].as_str().expect("id").to_owned()));
+        ids.extend(data.iter().map(|item| item.get("id").unwrap_or(&item["name"]).as_str().expect("id or name").to_owned()));
         match page.get("next_cursor").and_then(Value::as_str) {
             Some(cursor) => after = Some(cursor.to_owned()),
             None => return (ids, sizes),
@@ -87,6 +87,16 @@ async fn paging(app: TestApp) {
         collections.push(created["id"].as_str().unwrap().to_owned());
     }
     assert_eq!(all_pages(&app, &admin, "/api/v1/collections", 2).await, (collections, vec![2, 1]));
+
+    // Agents: built-in ones, then custom ones, each by name.
+    for name in ["zeta", "alpha"] {
+        let (status, created) = send(&app, &admin, Method::POST, "/api/v1/agents", Some(json!({ "name": name, "instructions": "Answer briefly." }))).await;
+        assert_eq!(status, 201, "{created}");
+    }
+    let agents = ["code", "general", "math", "rag", "vision", "alpha", "zeta"].map(String::from).to_vec();
+    assert_eq!(all_pages(&app, &admin, "/api/v1/agents", 3).await, (agents, vec![3, 3, 1]));
+    let (status, error) = send(&app, &admin, Method::GET, &format!("/api/v1/agents?after={}", agentry_core::page::Cursor::new(7, "alpha").encode()), None).await;
+    assert_eq!((status, error["error"]["param"].as_str()), (400, Some("after")), "{error}");
 
     // Members in the order they joined, keys newest first.
     let mut keys = Vec::new();

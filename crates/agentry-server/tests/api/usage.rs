@@ -231,6 +231,23 @@ async fn costs_follow_price_changes_and_invoices_equal_metered_usage() {
     let exported_sum: f64 = exported.iter().map(|r| r[cost_column].parse::<f64>().unwrap()).sum();
     assert!((exported_sum - 0.063).abs() < 1e-12);
 
+    // The same records as JSON, a page at a time, in the export's order.
+    let (mut listed, mut sizes, mut path) = (Vec::new(), Vec::new(), "/api/v1/usage/records?limit=2".to_owned());
+    loop {
+        let page = get_json(&app, &token, &path).await;
+        let data = page["data"].as_array().unwrap();
+        sizes.push(data.len());
+        listed.extend(data.iter().map(|r| (r["id"].as_str().unwrap().to_owned(), r["cost_usd"].as_f64().unwrap())));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/usage/records?limit=2&after={cursor}"),
+            None => break,
+        }
+    }
+    assert_eq!(sizes, [2, 2, 1]);
+    let exported_ids: Vec<String> = exported.iter().map(|r| r[0].to_owned()).collect();
+    assert_eq!(listed.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), exported_ids);
+    assert!((listed.iter().map(|(_, cost)| cost).sum::<f64>() - 0.063).abs() < 1e-12);
+
     let by_user = get_json(&app, &token, "/api/v1/usage/summary?group_by=user&format=json").await;
     assert_eq!(by_user["groups"].as_array().unwrap().len(), 1);
     let forecast = get_json(&app, &token, "/api/v1/costs/forecast?period=monthly").await;
