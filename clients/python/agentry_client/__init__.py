@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib
 import json
 import pkgutil
+import random
 import sys
 import time
+from urllib.parse import quote
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -40,6 +42,9 @@ for _module in pkgutil.walk_packages(api.__path__, f"{api.__name__}."):
 
 # The run events that end a run: nothing follows them.
 FINAL_EVENTS = frozenset({"done", "error"})
+# Waits between reconnects of an event stream: doubling from the first to the last, with jitter.
+FIRST_BACKOFF_SECS = 0.25
+LAST_BACKOFF_SECS = 5.0
 
 
 class AgentryError(Exception):
@@ -130,7 +135,12 @@ class Agentry:
             after = page.next_cursor
 
     def request(self, method: str, path: str, **kwargs: Any) -> Any:
-        """A request the generated code does not cover, through the same connection; its JSON answer."""
+        """A request the generated code does not cover, through the same connection; its JSON answer.
+
+        ``path`` is a path on this server (``/api/v1/...``): a full URL is refused, so the
+        credential is never sent to another host."""
+        if not path.startswith("/") or path.startswith("//"):
+            raise ValueError(f"a path on the server, starting with one '/', not {path!r}")
         response = self.client.get_httpx_client().request(method, path, **kwargs)
         return _json_or_raise(response)
 
@@ -149,7 +159,7 @@ class Agentry:
         data = {"title": title, "metadata": _json(metadata), "acl": _json(acl), "document_id": document_id}
         body = content.encode() if isinstance(content, str) else content
         files = {"file": (file_name, body, content_type)}
-        return self.request("POST", f"/api/v1/collections/{collection_id}/documents", files=files, data={k: v for k, v in data.items() if v is not None})
+        return self.request("POST", f"/api/v1/collections/{_segment(collection_id)}/documents", files=files, data={k: v for k, v in data.items() if v is not None})
 
     def wait_for_ingest_job(self, job_id: str, timeout: float = 60.0, interval: float = 0.1) -> Any:
         """Wait until an ingestion job has finished (succeeded or failed) and answer it."""
@@ -164,16 +174,17 @@ class Agentry:
 
     def stream_run(self, request: dict[str, Any], thread_id: str | None = None, retries: int = 5) -> RunStream:
         """Start a run that streams (on a thread, or without one); its events resume after a dropped connection."""
-        path = f"/api/v1/threads/{thread_id}/runs" if thread_id else "/api/v1/runs"
+        path = f"/api/v1/threads/{_segment(thread_id)}/runs" if thread_id else "/api/v1/runs"
         client = self.client.get_httpx_client()
         source = connect_sse(client, "POST", path, json={**request, "stream": True})
         event_source = source.__enter__()
         response = event_source.response
-        if response.is_error:
+        run_id = response.headers.get("x-agentry-run-id")
+        if response.is_error or run_id is None:
             response.read()
             source.__exit__(None, None, None)
             _json_or_raise(response)
-        run_id = response.headers["x-agentry-run-id"]
+            raise AgentryError(response.status_code, {"error": {"message": "the server did not name the run (x-agentry-run-id)"}})
         return RunStream(run_id, self._follow(run_id, 0, retries, first=(source, event_source)))
 
     def run_events(self, run_id: str, last_event_id: int = 0, retries: int = 5) -> Iterator[RunEvent]:
@@ -188,7 +199,7 @@ class Agentry:
                     source, event_source = first
                     first = None
                 else:
-                    source = connect_sse(self.client.get_httpx_client(), "GET", f"/api/v1/runs/{run_id}/events", headers={"last-event-id": str(last)})
+                    source = connect_sse(self.client.get_httpx_client(), "GET", f"/api/v1/runs/{_segment(run_id)}/events", headers={"last-event-id": str(last)})
                     event_source = source.__enter__()
                 try:
                     if event_source.response.is_error:
@@ -214,6 +225,17 @@ class Agentry:
                 failures += 1
                 if failures > retries:
                     raise
+            time.sleep(_backoff(failures))
+
+
+def _backoff(failures: int) -> float:
+    """How long to wait before reconnect number ``failures``: doubling, capped, with jitter."""
+    return min(LAST_BACKOFF_SECS, FIRST_BACKOFF_SECS * 2 ** (failures - 1)) * random.uniform(0.5, 1.0)
+
+
+def _segment(value: str) -> str:
+    """An id as one path segment."""
+    return quote(value, safe="")
 
 
 def _json(value: Any) -> str | None:

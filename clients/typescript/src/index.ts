@@ -35,12 +35,12 @@ export class AgentryError extends Error {
   }
 }
 
-/** The data of an `openapi-fetch` answer, or an [`AgentryError`] thrown. */
+/** The data of an `openapi-fetch` answer (`undefined` for an answer without a body, such as 204), or an [`AgentryError`] thrown. */
 export function ok<T>(result: { data?: T; error?: unknown; response: Response }): T {
-  if (!result.response.ok || result.data === undefined) {
+  if (!result.response.ok) {
     throw new AgentryError(result.response.status, result.error);
   }
-  return result.data;
+  return result.data as T;
 }
 
 export interface AgentryOptions {
@@ -69,6 +69,9 @@ type QueryOf<P extends PagedPath> = ParamsOf<P> extends { query?: infer Query } 
 
 /** The run events that end a run: nothing follows them. */
 const FINAL_EVENTS = new Set(["done", "error"]);
+/** Waits between reconnects of an event stream: doubling from the first to the last, with jitter. */
+const FIRST_BACKOFF_MS = 250;
+const LAST_BACKOFF_MS = 5_000;
 
 /** A file to upload: its bytes, name and media type. */
 export interface UploadFile {
@@ -189,10 +192,16 @@ export class Agentry {
         for await (const frame of serverSentEvents(response)) {
           if (frame.id === undefined || frame.data === "") continue;
           const id = Number(frame.id);
+          if (!Number.isSafeInteger(id)) throw new AgentryError(502, { error: { message: `run ${runId} sent an event id that is not a number: ${frame.id}`, code: "bad_event" } });
           if (id <= last) continue;
+          let event: RunEvent;
+          try {
+            event = JSON.parse(frame.data) as RunEvent;
+          } catch {
+            throw new AgentryError(502, { error: { message: `run ${runId} sent event ${id} that is not JSON`, code: "bad_event" } });
+          }
           last = id;
           failures = 0;
-          const event = JSON.parse(frame.data) as RunEvent;
           yield { id, event };
           if (FINAL_EVENTS.has(event.type)) return;
         }
@@ -202,6 +211,7 @@ export class Agentry {
         if (++failures > (options.retries ?? 5)) throw error;
       }
       response = undefined;
+      await backoff(failures, options.signal);
     }
   }
 
@@ -217,6 +227,18 @@ export class Agentry {
     for (const [name, value] of Object.entries(this.headers())) headers.set(name, value);
     return (this.options.fetch ?? globalThis.fetch)(`${this.options.baseUrl}${path}`, { ...init, headers });
   }
+}
+
+/** Wait before reconnect number `failures`: doubling, capped, with jitter. */
+function backoff(failures: number, signal?: AbortSignal): Promise<void> {
+  const ms = Math.min(LAST_BACKOFF_MS, FIRST_BACKOFF_MS * 2 ** (failures - 1)) * (0.5 + Math.random() / 2);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    }, { once: true });
+  });
 }
 
 async function json(response: Response): Promise<unknown> {

@@ -305,7 +305,9 @@ fn routes(state: AppState, max_document_bytes: usize) -> Router {
 }
 
 /// The layers around the whole router, outermost first: request id, HTTP
-/// metrics, the error envelope, the body limit. They wrap the router once.
+/// metrics, the error envelope, the body limit, and a handler's panic turned
+/// into a 500 in the envelope (logged) instead of a dropped connection. They
+/// wrap the router once.
 /// `Router::layer` would instead box each layer around every route, and each
 /// request would clone that nest of boxes (measured: 250 -> 208 allocations
 /// per proxied completion).
@@ -315,6 +317,9 @@ fn http_stack(routes: Router, max_body_bytes: usize) -> impl Service<Request, Re
         .layer(axum::middleware::from_fn(middleware::http_metrics))
         .layer(axum::middleware::from_fn(middleware::error_envelope))
         .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            axum::response::IntoResponse::into_response(ApiError::internal("a request handler panicked"))
+        }))
         .service(routes)
 }
 

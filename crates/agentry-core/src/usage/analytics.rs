@@ -6,13 +6,17 @@
 use agentry_db::ModelCallRecord;
 use agentry_db::usage::{GroupBy, RecordFilter, UsageFilter, UsageTotals};
 use agentry_types::Permission;
-use chrono::{Days, NaiveDate, Timelike, Utc};
+use chrono::{Datelike, Days, NaiveDate, Timelike, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::budgets::{Period, today};
 use super::{Accounting, Error, nusd_to_usd};
 use crate::TenantAccess;
 use crate::page::{Cursor, Page, PageRequest};
+
+/// The years a report may name (calls are recorded in Unix milliseconds).
+const FIRST_REPORT_YEAR: i32 = 1970;
+const LAST_REPORT_YEAR: i32 = 9999;
 
 /// Most raw records in one export.
 pub const MAX_EXPORT_ROWS: i64 = 100_000;
@@ -109,6 +113,11 @@ impl UsageQuery {
         let (start, end) = self.period.unwrap_or(Period::Monthly).bounds(today);
         let from = self.from.unwrap_or(start);
         let to = self.to.unwrap_or(if self.period.is_some() { end - Days::new(1) } else { today });
+        for (day, param) in [(from, "from"), (to, "to")] {
+            if !(FIRST_REPORT_YEAR..=LAST_REPORT_YEAR).contains(&day.year()) {
+                return Err(Error::invalid(format!("'{param}' must be a day from {FIRST_REPORT_YEAR} to {LAST_REPORT_YEAR}"), param));
+            }
+        }
         if from > to {
             return Err(Error::invalid("'from' must not be after 'to'", "from"));
         }
@@ -198,8 +207,10 @@ impl Accounting {
     /// Raw usage records of a window, oldest first, a page at a time.
     pub async fn usage_records(&self, access: &TenantAccess, query: &UsageQuery, page: &PageRequest) -> Result<Page<UsageRecord>, Error> {
         let (from_ms, to_ms) = query.window()?;
-        let filter = query.records(access.tenant_id(), from_ms, to_ms);
         let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+        // Nothing before the cursor's time can follow it: start the index range there.
+        let from_ms = after.map_or(from_ms, |(at, _)| at.max(from_ms));
+        let filter = query.records(access.tenant_id(), from_ms, to_ms);
         let rows = self.policies().db().usage_records(&filter, after, page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), UsageRecord::from))
     }

@@ -363,7 +363,8 @@ fn param_schema(kind: &ParamKind) -> ObjectBuilder {
         ParamKind::Text => text,
         ParamKind::Count { max } => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(*max)),
         ParamKind::Date => text.format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date))),
-        ParamKind::Millis | ParamKind::Seq => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+        ParamKind::Millis => ObjectBuilder::new().schema_type(Type::Integer),
+        ParamKind::Seq => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
         ParamKind::OneOf(values) => text.enum_values(Some(values.iter().copied())),
     }
 }

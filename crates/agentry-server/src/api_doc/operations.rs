@@ -54,7 +54,7 @@ const AUDIT_QUERY: &[Param] = &[
     param("outcome", OneOf(&["success", "failure", "denied"]), "Only events with this outcome."),
     param("from", Millis, "Unix milliseconds, inclusive."),
     param("to", Millis, "Unix milliseconds, exclusive."),
-    param("after", Text, "The `next_cursor` of the previous page (or a sequence number): events after it."),
+    param("after", Seq, "The `next_cursor` of the previous page (a sequence number): events after it."),
     param("limit", Count { max: 1000 }, "Page size (1-1000, default 100)."),
 ];
 

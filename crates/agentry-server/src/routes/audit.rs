@@ -58,8 +58,14 @@ struct AuditQuery {
 }
 
 impl AuditQuery {
-    fn filter(&self) -> AuditFilter {
-        AuditFilter { action: self.action.clone(), actor_id: self.actor_id.clone(), outcome: self.outcome.clone(), from_ms: self.from, to_ms: self.to, after_seq: self.after }
+    fn filter(&self) -> Result<AuditFilter, ApiError> {
+        if let Some(outcome) = self.outcome.as_deref().filter(|o| !["success", "failure", "denied"].contains(o)) {
+            return Err(ApiError::bad_request(format!("'outcome' is success, failure or denied, got '{outcome}'"), "outcome"));
+        }
+        if self.after.is_some_and(|seq| seq < 0) {
+            return Err(ApiError::bad_request("'after' is a sequence number, 0 or more", "after"));
+        }
+        Ok(AuditFilter { action: self.action.clone(), actor_id: self.actor_id.clone(), outcome: self.outcome.clone(), from_ms: self.from, to_ms: self.to, after_seq: self.after })
     }
 
     fn limit(&self, max: i64) -> Result<i64, ApiError> {
@@ -79,7 +85,7 @@ fn query(raw: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection
 /// follow; `next_after`, the last event's sequence number, as before.
 async fn page(state: &AppState, chain: &str, q: &AuditQuery) -> Result<Json<AuditPage>, ApiError> {
     let limit = q.limit(MAX_LIMIT)?;
-    let events = state.identity.audit().list(chain, &q.filter(), limit + 1).await?;
+    let events = state.identity.audit().list(chain, &q.filter()?, limit + 1).await?;
     Ok(Json(AuditPage::of(events, limit as usize)))
 }
 
@@ -162,7 +168,7 @@ async fn export(
     let q = query(q)?;
     access.require(Permission::ViewAudit).map_err(ApiError::from)?;
     let limit = if q.limit.is_some() { q.limit(MAX_EXPORT)? } else { MAX_EXPORT };
-    let events = state.identity.audit().list(access.tenant_id(), &q.filter(), limit).await?;
+    let events = state.identity.audit().list(access.tenant_id(), &q.filter()?, limit).await?;
     let (content_type, body) = match q.format.as_deref().unwrap_or("jsonl") {
         "jsonl" => {
             let mut out = String::new();

@@ -15,17 +15,17 @@ use crate::helpers::*;
 
 /// Operations that end or weaken the session they run with, and why.
 const WITH_THROWAWAY_SESSION: &[(&str, &str)] = &[
-    ("post_api_v1_auth_logout", "ends the session"),
-    ("delete_api_v1_auth_sessions", "ends every session of the user"),
-    ("delete_api_v1_auth_sessions_id", "may end the session itself"),
-    ("post_api_v1_auth_password", "changes the user's password"),
-    ("post_api_v1_auth_mfa_totp", "starts a second factor the run cannot answer"),
-    ("post_api_v1_auth_mfa_totp_confirm", "turns on a second factor the run cannot answer"),
-    ("post_api_v1_auth_mfa_disable", "turns off the user's second factor"),
-    ("post_api_v1_admin_signing_keys_rotate", "replaces the key the session's tokens are signed with"),
-    ("post_api_v1_admin_users_user_id_disable", "may disable the user"),
-    ("delete_api_v1_tenants_tenant_users_user_id", "may remove the user from the tenant"),
-    ("patch_api_v1_tenants_tenant_users_user_id", "may take the user's role away"),
+    ("post_auth_logout", "ends the session"),
+    ("delete_auth_sessions", "ends every session of the user"),
+    ("delete_auth_sessions_id", "may end the session itself"),
+    ("post_auth_password", "changes the user's password"),
+    ("post_auth_mfa_totp", "starts a second factor the run cannot answer"),
+    ("post_auth_mfa_totp_confirm", "turns on a second factor the run cannot answer"),
+    ("post_auth_mfa_disable", "turns off the user's second factor"),
+    ("post_admin_signing_keys_rotate", "replaces the key the session's tokens are signed with"),
+    ("post_admin_users_user_id_disable", "may disable the user"),
+    ("delete_tenants_tenant_users_user_id", "may remove the user from the tenant"),
+    ("patch_tenants_tenant_users_user_id", "may take the user's role away"),
 ];
 
 /// Requests generated per operation and phase: enough to reach every

@@ -247,6 +247,15 @@ async fn costs_follow_price_changes_and_invoices_equal_metered_usage() {
     let exported_ids: Vec<String> = exported.iter().map(|r| r[0].to_owned()).collect();
     assert_eq!(listed.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), exported_ids);
     assert!((listed.iter().map(|(_, cost)| cost).sum::<f64>() - 0.063).abs() < 1e-12);
+    // Days outside what a report can name are refused, not computed past the calendar's end.
+    for (query, param) in [("from=2026-01-01&to=%2B262142-12-31", "to"), ("from=1969-12-31&to=2026-01-01", "from")] {
+        for path in ["/api/v1/usage/records", "/api/v1/usage/export", "/api/v1/usage/summary"] {
+            let response = app.with(Method::GET, &format!("{path}?{query}"), &token).send().await.unwrap();
+            assert_eq!(response.status(), 400, "{path}?{query}");
+            let error: Value = response.json().await.unwrap();
+            assert_eq!(error["error"]["param"], param, "{path}?{query}: {error}");
+        }
+    }
 
     let by_user = get_json(&app, &token, "/api/v1/usage/summary?group_by=user&format=json").await;
     assert_eq!(by_user["groups"].as_array().unwrap().len(), 1);
