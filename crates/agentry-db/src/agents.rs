@@ -249,11 +249,11 @@ impl Db {
             thread_columns!(),
             " FROM threads t WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR LOWER(title) LIKE $3 \
              OR EXISTS (SELECT 1 FROM thread_messages m WHERE m.thread_id = t.id AND LOWER(m.content) LIKE $3)) \
-             AND ($5 = '' OR updated_at_ms < $4 OR (updated_at_ms = $4 AND id < $5)) \
+             AND updated_at_ms <= $4 AND ($5 = '' OR updated_at_ms < $4 OR id < $5) \
              ORDER BY updated_at_ms DESC, id DESC LIMIT $6"
         );
         let pattern = query.map(|q| format!("%{}%", escape_like(&q.to_lowercase()))).unwrap_or_default();
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MAX, ""));
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(&pattern).bind(at).bind(id).bind(limit).fetch_all(pool).await)
             .map_err(DbError::query("list threads"))
     }
@@ -339,9 +339,9 @@ impl Db {
             "SELECT ",
             run_columns!(),
             " FROM runs WHERE tenant_id = $1 AND owner = $2 AND ($3 = '' OR thread_id = $3) \
-             AND ($5 = '' OR created_at_ms < $4 OR (created_at_ms = $4 AND id < $5)) ORDER BY created_at_ms DESC, id DESC LIMIT $6"
+             AND created_at_ms <= $4 AND ($5 = '' OR created_at_ms < $4 OR id < $5) ORDER BY created_at_ms DESC, id DESC LIMIT $6"
         );
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MAX, ""));
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(owner).bind(thread_id.unwrap_or_default()).bind(at).bind(id).bind(limit).fetch_all(pool).await)
             .map_err(DbError::query("list runs"))
     }

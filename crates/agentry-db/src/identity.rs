@@ -248,9 +248,9 @@ impl Db {
     pub async fn members_of_tenant(&self, tenant_id: &str, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<MembershipRow>, DbError> {
         let sql = concat!(
             membership_select!(),
-            " WHERE m.tenant_id = $1 AND ($3 = '' OR m.created_at_ms > $2 OR (m.created_at_ms = $2 AND m.user_id > $3)) ORDER BY m.created_at_ms, m.user_id LIMIT $4"
+            " WHERE m.tenant_id = $1 AND m.created_at_ms >= $2 AND ($3 = '' OR m.created_at_ms > $2 OR m.user_id > $3) ORDER BY m.created_at_ms, m.user_id LIMIT $4"
         );
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
         on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(at).bind(id).bind(limit).fetch_all(pool).await).map_err(DbError::query("list members"))
     }
 
@@ -382,9 +382,9 @@ impl Db {
             "SELECT ",
             api_key_columns!(),
             " FROM api_keys WHERE tenant_id = $1 AND ($2 IS NULL OR user_id = $2) \
-             AND ($4 = '' OR created_at_ms < $3 OR (created_at_ms = $3 AND id < $4)) ORDER BY created_at_ms DESC, id DESC LIMIT $5"
+             AND created_at_ms <= $3 AND ($4 = '' OR created_at_ms < $3 OR id < $4) ORDER BY created_at_ms DESC, id DESC LIMIT $5"
         );
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MAX, ""));
         on_pool!(self, pool => sqlx::query_as(sql).bind(tenant_id).bind(user_id).bind(at).bind(id).bind(limit).fetch_all(pool).await).map_err(DbError::query("list api keys"))
     }
 

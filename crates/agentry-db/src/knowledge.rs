@@ -301,9 +301,9 @@ impl Db {
         const SQL: &str = concat!(
             "SELECT ",
             collection_columns!(),
-            " FROM collections WHERE tenant_id = $1 AND ($3 = '' OR created_at_ms > $2 OR (created_at_ms = $2 AND id > $3)) ORDER BY created_at_ms, id LIMIT $4"
+            " FROM collections WHERE tenant_id = $1 AND created_at_ms >= $2 AND ($3 = '' OR created_at_ms > $2 OR id > $3) ORDER BY created_at_ms, id LIMIT $4"
         );
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(at).bind(id).bind(limit).fetch_all(pool).await).map_err(DbError::query("list collections"))
     }
 
@@ -367,9 +367,9 @@ impl Db {
             "SELECT ",
             document_select!(),
             " FROM documents WHERE tenant_id = $1 AND collection_id = $2 \
-             AND ($4 = '' OR created_at_ms > $3 OR (created_at_ms = $3 AND id > $4)) ORDER BY created_at_ms, id LIMIT $5"
+             AND created_at_ms >= $3 AND ($4 = '' OR created_at_ms > $3 OR id > $4) ORDER BY created_at_ms, id LIMIT $5"
         );
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).bind(at).bind(id).bind(limit).fetch_all(pool).await)
             .map_err(DbError::query("list documents"))
     }

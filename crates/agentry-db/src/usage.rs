@@ -145,9 +145,9 @@ impl Db {
             record_columns!(),
             " FROM model_calls WHERE tenant_id = $1 AND created_at_ms >= $2 AND created_at_ms < $3 \
               AND ($4 IS NULL OR user_id = $4) AND ($5 IS NULL OR api_key_id = $5) \
-              AND ($7 = '' OR created_at_ms > $6 OR (created_at_ms = $6 AND id > $7)) ORDER BY created_at_ms, id LIMIT $8"
+              AND created_at_ms >= $6 AND ($7 = '' OR created_at_ms > $6 OR id > $7) ORDER BY created_at_ms, id LIMIT $8"
         );
-        let (at, id) = after.unwrap_or((0, ""));
+        let (at, id) = after.unwrap_or((i64::MIN, ""));
         on_pool!(self, pool => sqlx::query_as(SQL)
             .bind(filter.tenant_id).bind(filter.from_ms).bind(filter.to_ms).bind(filter.user_id).bind(filter.api_key_id).bind(at).bind(id).bind(limit)
             .fetch_all(pool).await)

@@ -208,8 +208,6 @@ impl Accounting {
     pub async fn usage_records(&self, access: &TenantAccess, query: &UsageQuery, page: &PageRequest) -> Result<Page<UsageRecord>, Error> {
         let (from_ms, to_ms) = query.window()?;
         let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        // Nothing before the cursor's time can follow it: start the index range there.
-        let from_ms = after.map_or(from_ms, |(at, _)| at.max(from_ms));
         let filter = query.records(access.tenant_id(), from_ms, to_ms);
         let rows = self.policies().db().usage_records(&filter, after, page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), UsageRecord::from))
