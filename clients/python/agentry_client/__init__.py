@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from httpx_sse import connect_sse
+from httpx_sse import EventSource
 
 from ._generated import api, models
 from ._generated.client import AuthenticatedClient, Client
@@ -175,49 +175,45 @@ class Agentry:
     def stream_run(self, request: dict[str, Any], thread_id: str | None = None, retries: int = 5) -> RunStream:
         """Start a run that streams (on a thread, or without one); its events resume after a dropped connection."""
         path = f"/api/v1/threads/{_segment(thread_id)}/runs" if thread_id else "/api/v1/runs"
-        client = self.client.get_httpx_client()
-        source = connect_sse(client, "POST", path, json={**request, "stream": True})
-        event_source = source.__enter__()
-        response = event_source.response
+        response = self._open_events("POST", path, json={**request, "stream": True})
         run_id = response.headers.get("x-agentry-run-id")
-        if response.is_error or run_id is None:
-            response.read()
-            source.__exit__(None, None, None)
-            _json_or_raise(response)
+        if run_id is None:
+            response.close()
             raise AgentryError(response.status_code, {"error": {"message": "the server did not name the run (x-agentry-run-id)"}})
-        return RunStream(run_id, self._follow(run_id, 0, retries, first=(source, event_source)))
+        return RunStream(run_id, self._follow(run_id, 0, retries, first=response))
 
     def run_events(self, run_id: str, last_event_id: int = 0, retries: int = 5) -> Iterator[RunEvent]:
         """A run's events after ``last_event_id`` (0: all) to its end, reconnecting with ``Last-Event-ID`` when the connection drops."""
         return self._follow(run_id, last_event_id, retries)
 
-    def _follow(self, run_id: str, last: int, retries: int, first: Any = None) -> Iterator[RunEvent]:
-        failures = 0
+    def _open_events(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A streamed answer of server-sent events (the caller closes it), or an :class:`AgentryError`."""
+        client = self.client.get_httpx_client()
+        headers = {"accept": "text/event-stream", "cache-control": "no-store", **kwargs.pop("headers", {})}
+        response = client.send(client.build_request(method, path, headers=headers, **kwargs), stream=True)
+        if response.is_error:
+            response.read()
+            response.close()
+            _json_or_raise(response)
+        return response
+
+    def _follow(self, run_id: str, last: int, retries: int, first: httpx.Response | None = None) -> Iterator[RunEvent]:
+        failures, response = 0, first
         while True:
             try:
-                if first is not None:
-                    source, event_source = first
-                    first = None
-                else:
-                    source = connect_sse(self.client.get_httpx_client(), "GET", f"/api/v1/runs/{_segment(run_id)}/events", headers={"last-event-id": str(last)})
-                    event_source = source.__enter__()
+                if response is None:
+                    response = self._open_events("GET", f"/api/v1/runs/{_segment(run_id)}/events", headers={"last-event-id": str(last)})
                 try:
-                    if event_source.response.is_error:
-                        event_source.response.read()
-                        _json_or_raise(event_source.response)
-                    for sse in event_source.iter_sse():
-                        if not sse.id or not sse.data:
+                    for sse in EventSource(response).iter_sse():
+                        if not sse.id or not sse.data or int(sse.id) <= last:
                             continue
-                        number = int(sse.id)
-                        if number <= last:
-                            continue
-                        last, failures = number, 0
-                        event = RunEvent(number, json.loads(sse.data))
+                        last, failures = int(sse.id), 0
+                        event = RunEvent(last, json.loads(sse.data))
                         yield event
                         if event.type in FINAL_EVENTS:
                             return
                 finally:
-                    source.__exit__(None, None, None)
+                    response.close()
                 failures += 1
                 if failures > retries:
                     raise RuntimeError(f"the event stream of run {run_id} keeps ending before the run does")
@@ -225,6 +221,7 @@ class Agentry:
                 failures += 1
                 if failures > retries:
                     raise
+            response = None
             time.sleep(_backoff(failures))
 
 

@@ -30,6 +30,11 @@ impl Cursor {
         Self { at_ms, id: id.to_owned() }
     }
 
+    /// The sort key a store's keyset condition takes.
+    pub fn key(&self) -> (i64, &str) {
+        (self.at_ms, &self.id)
+    }
+
     /// The opaque form handed to callers.
     pub fn encode(&self) -> String {
         URL_SAFE_NO_PAD.encode(format!("{}:{}", self.at_ms, self.id))
@@ -71,6 +76,11 @@ impl PageRequest {
             Some(text) => Some(Cursor::decode(text).ok_or_else(|| Error::invalid("'after' must be a next_cursor from an earlier page of this list", "after"))?),
         };
         Ok(Self { limit, after })
+    }
+
+    /// The sort key to start after, if any.
+    pub fn after_key(&self) -> Option<(i64, &str)> {
+        self.after.as_ref().map(Cursor::key)
     }
 
     /// Rows to fetch: one more than the page, to know whether another follows.

@@ -136,7 +136,6 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(from_day).bind(to_day).fetch_all(pool).await).map_err(DbError::query("usage by model and agent"))
     }
 
-    /// Raw records of a tenant in `[from_ms, to_ms)`, oldest first, at most `limit`.
     /// Raw records of a window, oldest first, the first `limit` after the
     /// record with `after`'s (created_at_ms, id).
     pub async fn usage_records(&self, filter: &RecordFilter<'_>, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<ModelCallRecord>, DbError> {

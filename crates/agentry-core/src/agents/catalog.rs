@@ -77,11 +77,10 @@ impl Agents {
     /// The agents a page at a time: built-in ones, then custom ones, each by
     /// name. A cursor's `at_ms` says which of the two its name is in.
     pub async fn agents(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<AgentView>, Error> {
-        let after = match &page.after {
-            None => None,
-            Some(cursor) if cursor.at_ms == BUILT_IN_GROUP || cursor.at_ms == CUSTOM_GROUP => Some((cursor.at_ms, cursor.id.as_str())),
-            Some(_) => return Err(Error::invalid("'after' must be a next_cursor from an earlier page of this list", "after")),
-        };
+        let after = page.after_key();
+        if after.is_some_and(|(group, _)| group != BUILT_IN_GROUP && group != CUSTOM_GROUP) {
+            return Err(Error::invalid("'after' must be a next_cursor from an earlier page of this list", "after"));
+        }
         let views = self.agents_after(access, after, page.fetch()).await?;
         Ok(page.page(views, |(cursor, _)| cursor.clone(), |(_, view)| view))
     }

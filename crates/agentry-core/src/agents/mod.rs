@@ -352,14 +352,12 @@ impl Agents {
         }
     }
 
-    /// The asker's runs, newest first, optionally of one thread.
     /// The caller's runs (of one thread, or all), newest first, a page at a time.
     pub async fn runs(&self, access: &TenantAccess, thread_id: Option<&str>, page: &PageRequest) -> Result<Page<RunView>, Error> {
         if let Some(thread) = thread_id {
             self.owned_thread(access, thread).await?;
         }
-        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        let rows = self.db.runs_of_owner(access.tenant_id(), &conversation_owner(access)?, thread_id, after, page.fetch()).await?;
+        let rows = self.db.runs_of_owner(access.tenant_id(), &conversation_owner(access)?, thread_id, page.after_key(), page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), |row| run_view(row, Vec::new())))
     }
 

@@ -152,11 +152,10 @@ impl Agents {
         Ok(self.owned_thread(access, id).await?.into())
     }
 
-    /// The asker's threads, most recent first; `query` searches titles and messages.
-    /// The caller's threads, most recently active first, a page at a time.
+    /// The caller's threads, most recently active first, a page at a time;
+    /// `query` searches titles and messages.
     pub async fn threads(&self, access: &TenantAccess, query: Option<&str>, page: &PageRequest) -> Result<Page<ThreadView>, Error> {
-        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        let rows = self.db.threads_of_owner(access.tenant_id(), &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), after, page.fetch()).await?;
+        let rows = self.db.threads_of_owner(access.tenant_id(), &conversation_owner(access)?, query.filter(|q| !q.trim().is_empty()), page.after_key(), page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.updated_at_ms, &row.id), ThreadView::from))
     }
 

@@ -116,13 +116,26 @@ pub enum Outcome {
     Denied,
 }
 
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
+impl Outcome {
+    pub const ALL: [Outcome; 3] = [Self::Success, Self::Failure, Self::Denied];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Success => "success",
             Self::Failure => "failure",
             Self::Denied => "denied",
-        })
+        }
+    }
+
+    /// The outcome a string names, if any.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == text)
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

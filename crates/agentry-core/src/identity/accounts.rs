@@ -185,8 +185,7 @@ impl Identity {
     /// The tenant's members in the order they joined, a page at a time.
     pub async fn members(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<Membership>, Error> {
         access.require(Permission::ManageUsers)?;
-        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        let rows = self.db.members_of_tenant(&access.tenant_id, after, page.fetch()).await?;
+        let rows = self.db.members_of_tenant(&access.tenant_id, page.after_key(), page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.user_id), Membership::from))
     }
 

@@ -147,8 +147,7 @@ impl Identity {
             return Ok(Page { data: own, next_cursor: None });
         }
         let own = if access.can(Permission::ManageApiKeys) { None } else { access.principal.user_id() };
-        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        let rows = self.db.api_keys(&access.tenant_id, own, after, page.fetch()).await?;
+        let rows = self.db.api_keys(&access.tenant_id, own, page.after_key(), page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), |row| ApiKeyInfo::from(&row)))
     }
 

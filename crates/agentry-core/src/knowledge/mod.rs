@@ -336,8 +336,7 @@ impl Knowledge {
     /// The tenant's collections, oldest first, a page at a time.
     pub async fn collections(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<Collection>, Error> {
         require(access, Permission::ReadDocuments)?;
-        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        let rows = self.inner.db.collections_of_tenant(access.tenant_id(), after, page.fetch()).await?;
+        let rows = self.inner.db.collections_of_tenant(access.tenant_id(), page.after_key(), page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), Collection::from))
     }
 
@@ -487,7 +486,7 @@ impl Knowledge {
         let mut visible = Vec::new();
         let mut after = page.after.clone();
         for _ in 0..MAX_SCANNED_PAGES {
-            let key = after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
+            let key = after.as_ref().map(Cursor::key);
             let rows = self.inner.db.documents_of_collection(access.tenant_id(), &collection.id, key, page.fetch()).await?;
             let exhausted = rows.len() < page.fetch() as usize;
             after = rows.last().map(|row| Cursor::new(row.created_at_ms, &row.id));

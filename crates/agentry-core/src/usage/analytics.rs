@@ -127,15 +127,13 @@ impl UsageQuery {
         Ok((from, to))
     }
 
-    /// The window in milliseconds: from the start of `from` to the end of `to`.
-    fn window(&self) -> Result<(i64, i64), Error> {
+    /// Which raw records the query names: the tenant's, from the start of
+    /// `from` to the end of `to`.
+    fn records<'a>(&'a self, tenant_id: &'a str) -> Result<RecordFilter<'a>, Error> {
         let (from, to) = self.range()?;
         let start_ms = |day: NaiveDate| day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc().timestamp_millis();
-        Ok((start_ms(from), start_ms(to + Days::new(1))))
-    }
-
-    fn records<'a>(&'a self, tenant_id: &'a str, from_ms: i64, to_ms: i64) -> RecordFilter<'a> {
-        RecordFilter { tenant_id, from_ms, to_ms, user_id: self.user_id.as_deref(), api_key_id: self.api_key_id.as_deref() }
+        let (from_ms, to_ms) = (start_ms(from), start_ms(to + Days::new(1)));
+        Ok(RecordFilter { tenant_id, from_ms, to_ms, user_id: self.user_id.as_deref(), api_key_id: self.api_key_id.as_deref() })
     }
 
     fn filter(&self, tenant_id: &str) -> Result<(UsageFilter, NaiveDate, NaiveDate), Error> {
@@ -194,9 +192,7 @@ impl Accounting {
 
     /// Raw usage records of a window as CSV (one row per call, oldest first).
     pub async fn export_csv(&self, access: &TenantAccess, query: &UsageQuery) -> Result<String, Error> {
-        let (from_ms, to_ms) = query.window()?;
-        let filter = query.records(access.tenant_id(), from_ms, to_ms);
-        let records = self.policies().db().usage_records(&filter, None, MAX_EXPORT_ROWS).await?;
+        let records = self.policies().db().usage_records(&query.records(access.tenant_id())?, None, MAX_EXPORT_ROWS).await?;
         let mut out = csv::Writer::from_writer(Vec::new());
         for record in records {
             out.serialize(UsageRecord::from(record)).map_err(csv_error)?;
@@ -206,10 +202,7 @@ impl Accounting {
 
     /// Raw usage records of a window, oldest first, a page at a time.
     pub async fn usage_records(&self, access: &TenantAccess, query: &UsageQuery, page: &PageRequest) -> Result<Page<UsageRecord>, Error> {
-        let (from_ms, to_ms) = query.window()?;
-        let after = page.after.as_ref().map(|c| (c.at_ms, c.id.as_str()));
-        let filter = query.records(access.tenant_id(), from_ms, to_ms);
-        let rows = self.policies().db().usage_records(&filter, after, page.fetch()).await?;
+        let rows = self.policies().db().usage_records(&query.records(access.tenant_id())?, page.after_key(), page.fetch()).await?;
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), UsageRecord::from))
     }
 

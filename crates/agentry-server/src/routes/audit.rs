@@ -10,7 +10,7 @@
 //! signed `anchor` of the head, to be kept outside the database.
 
 use agentry_core::TenantAccess;
-use agentry_core::audit::{Anchor, AuditEntry, AuditFilter, AuditPage, PLATFORM_CHAIN};
+use agentry_core::audit::{Anchor, AuditEntry, AuditFilter, AuditPage, Outcome, PLATFORM_CHAIN};
 use agentry_core::identity::RequestMeta;
 use agentry_types::AuditAction;
 use agentry_types::Permission;
@@ -59,7 +59,7 @@ struct AuditQuery {
 
 impl AuditQuery {
     fn filter(&self) -> Result<AuditFilter, ApiError> {
-        if let Some(outcome) = self.outcome.as_deref().filter(|o| !["success", "failure", "denied"].contains(o)) {
+        if let Some(outcome) = self.outcome.as_deref().filter(|o| Outcome::parse(o).is_none()) {
             return Err(ApiError::bad_request(format!("'outcome' is success, failure or denied, got '{outcome}'"), "outcome"));
         }
         if self.after.is_some_and(|seq| seq < 0) {
