@@ -287,7 +287,7 @@ fn task_json(run: &RunView, dialect: Dialect) -> Value {
     if let Some(output) = &run.output {
         artifacts.push(json!({ "artifactId": format!("{}-answer", run.id), "name": "answer", "parts": [text_part(output, dialect)] }));
     }
-    if run.citations.as_array().is_some_and(|c| !c.is_empty()) {
+    if !run.citations.is_empty() {
         let part = match dialect {
             Dialect::V1 => json!({ "data": run.citations }),
             Dialect::V03 => json!({ "kind": "data", "data": { "citations": run.citations } }),

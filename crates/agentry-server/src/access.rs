@@ -217,6 +217,9 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/mcp", Tenant(None)),
     rule(Method::GET, "/mcp", Tenant(None)),
     rule(Method::DELETE, "/mcp", Tenant(None)),
+    // Each GraphQL field applies the rule of the REST route it mirrors (and core's object checks).
+    rule(Method::GET, "/graphql", Tenant(None)),
+    rule(Method::POST, "/graphql", Tenant(None)),
     audited(Method::POST, "/api/v1/admin/prices", PlatformAdmin, AuditAction::PlatformPricePut),
     audited(Method::PUT, "/api/v1/admin/rate-limits/tiers/{name}", PlatformAdmin, AuditAction::TierPut),
 ];

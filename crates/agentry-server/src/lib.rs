@@ -12,6 +12,7 @@ pub mod deprecation;
 pub mod error;
 pub mod eval;
 pub mod extractors;
+pub mod graphql;
 pub mod local_models;
 pub mod master_key;
 pub mod mcp;

@@ -72,6 +72,8 @@ enum Command {
     /// Print the OpenAPI document of the API (what `/openapi.json` serves),
     /// for generating clients without a running server.
     Openapi,
+    /// Print the GraphQL schema of `/graphql` in SDL (docs/schema.graphql).
+    GraphqlSchema,
     /// Parse one document from standard input under memory and CPU limits
     /// (started by the server, one per PDF or DOCX document).
     #[command(hide = true, name = agentry_search::parse::WORKER_COMMAND)]
@@ -195,6 +197,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let printed = match cli.command {
         Command::Version => Some(format!("agentry {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Openapi => Some(agentry_server::api_doc::document().to_pretty_json()? + "\n"),
+        Command::GraphqlSchema => Some(agentry_server::graphql::sdl()),
         _ => None,
     };
     if let Some(text) = printed {
@@ -283,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Version | Command::Openapi | Command::ParseWorker => Ok(()),
+        Command::Version | Command::Openapi | Command::GraphqlSchema | Command::ParseWorker => Ok(()),
     }
 }
 

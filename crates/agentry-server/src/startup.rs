@@ -297,6 +297,7 @@ fn routes(state: AppState, max_document_bytes: usize) -> Router {
         .merge(crate::routes::agents::router())
         .merge(crate::mcp::router())
         .merge(crate::a2a::router())
+        .merge(crate::graphql::router())
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), crate::auth::authorize))
         .route_layer(axum::middleware::from_fn(middleware::endpoint_label))
         .route_layer(axum::middleware::from_fn(crate::deprecation::headers))

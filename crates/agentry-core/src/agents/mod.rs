@@ -22,7 +22,7 @@ mod run;
 pub mod threads;
 pub mod tools;
 
-use agentry_types::RunStatus;
+use agentry_types::{RunStatus, ToolCallStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -159,11 +159,37 @@ pub struct RunView {
     pub model_calls: i32,
     pub usage: Value,
     pub quality_score: Option<f64>,
-    pub citations: Value,
-    pub tool_calls: Vec<Value>,
+    /// The passages the answer cites, by their `[n]` markers.
+    pub citations: Vec<Citation>,
+    pub tool_calls: Vec<ToolCallView>,
     pub created_at_ms: i64,
     pub started_at_ms: Option<i64>,
     pub finished_at_ms: Option<i64>,
+}
+
+/// One tool call of a run, in the order the run made them.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ToolCallView {
+    pub seq: i32,
+    pub tool: String,
+    /// The arguments the model gave (a string when they were not JSON).
+    pub arguments: Value,
+    pub status: ToolCallStatus,
+    pub result: Option<String>,
+    pub duration_ms: i64,
+}
+
+impl From<ToolCallRow> for ToolCallView {
+    fn from(c: ToolCallRow) -> Self {
+        Self {
+            arguments: serde_json::from_str(&c.arguments).unwrap_or(Value::String(c.arguments)),
+            seq: c.seq,
+            tool: c.tool,
+            status: c.status,
+            result: c.result,
+            duration_ms: c.duration_ms,
+        }
+    }
 }
 
 fn run_view(row: RunRow, calls: Vec<ToolCallRow>) -> RunView {
@@ -175,15 +201,7 @@ fn run_view(row: RunRow, calls: Vec<ToolCallRow>) -> RunView {
             "total_tokens": row.prompt_tokens + row.completion_tokens,
         }),
         citations: serde_json::from_str(&row.citations).unwrap_or_default(),
-        tool_calls: calls
-            .into_iter()
-            .map(|c| {
-                serde_json::json!({
-                    "seq": c.seq, "tool": c.tool, "arguments": serde_json::from_str::<Value>(&c.arguments).unwrap_or(Value::String(c.arguments)),
-                    "status": c.status, "result": c.result, "duration_ms": c.duration_ms,
-                })
-            })
-            .collect(),
+        tool_calls: calls.into_iter().map(ToolCallView::from).collect(),
         id: row.id,
         thread_id: row.thread_id,
         agent: row.agent,

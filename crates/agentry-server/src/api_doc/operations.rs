@@ -21,6 +21,7 @@ use agentry_core::usage::manage::{BudgetInput, BudgetView, TierAssignmentInput};
 
 use super::ParamKind::{Count, Date, Millis, OneOf, Seq, Text};
 use super::{AFTER, Body, LIMIT, Operation, PAGE_QUERY, Param, events, json, list, page, param, upload};
+use crate::graphql::GraphQlRequest;
 use crate::routes::{agents, api_keys, auth, costs, invitations, knowledge, oidc, tenants};
 
 fn get(path: &'static str, summary: &'static str) -> Operation {
@@ -95,6 +96,17 @@ const FORECAST_QUERY: &[Param] = &[param("period", OneOf(&["daily", "weekly", "m
 const INVOICE_QUERY: &[Param] = &[param("format", OneOf(&["json", "csv", "html"]), "`json` (default), `csv` or `html`.")];
 
 const EVENTS_QUERY: &[Param] = &[param("after", Seq, "Resume after this event number (the `Last-Event-ID` header wins).")];
+
+const GRAPHQL_QUERY: &[Param] = &[
+    param("query", Text, "The query document (may be left out for a persisted query)."),
+    param("operationName", Text, "Which operation of the document to run."),
+    param("variables", Text, "The variables, as a JSON object."),
+    param("extensions", Text, "As JSON, e.g. `{\"persistedQuery\":{\"version\":1,\"sha256Hash\":\"…\"}}`."),
+];
+
+fn graphql_response() -> Body {
+    Body::Json { name: "GraphQlResponse".into(), schemas: vec![("GraphQlResponse".into(), crate::graphql::response_schema())] }
+}
 
 /// Every operation, in the route table's order.
 pub fn operations() -> Vec<Operation> {
@@ -261,6 +273,10 @@ pub fn operations() -> Vec<Operation> {
         post("/mcp", "MCP server (streamable HTTP): the caller's agents as tools").also(202, None),
         get("/mcp", "MCP server-sent event stream (not offered)").answers(405, None),
         delete("/mcp", "MCP session end (not offered)").answers(405, None),
+        get("/graphql", "GraphQL query in the query string (persisted-query friendly); the schema is docs/schema.graphql")
+            .query(GRAPHQL_QUERY)
+            .answers(200, Some(graphql_response())),
+        post("/graphql", "GraphQL query: the read side in one round trip, with REST's checks per field").body(json::<GraphQlRequest>()).answers(200, Some(graphql_response())),
         post("/api/v1/admin/prices", "Set a platform-wide model price").body(json::<costs::PriceBody>()).answers(201, Some(Body::AnyJson)),
         put("/api/v1/admin/rate-limits/tiers/{name}", "Define or change a rate-limit tier").body(json::<costs::TierBody>()),
     ]

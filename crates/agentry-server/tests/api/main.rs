@@ -12,6 +12,7 @@ mod docs_page;
 mod errors_and_auth;
 mod findings;
 mod gateway;
+mod graphql;
 mod helpers;
 mod identity;
 mod ingest_budgets;

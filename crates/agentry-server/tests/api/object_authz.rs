@@ -5,6 +5,9 @@
 //! key scoped to `use_models`) × whose object it is (the caller's own,
 //! another member's, another tenant's) → the outcome [`expect`] writes down.
 //!
+//! Each `GET` cell whose route a GraphQL field mirrors is asked through
+//! `/graphql` too, and must decide the same.
+//!
 //! A route that names an object but has no [`Kind`] here fails the test, so
 //! a new route cannot join the table without its rows in this matrix.
 //!
@@ -448,6 +451,38 @@ impl Fixture {
     }
 }
 
+/// The GraphQL query that reads what `GET path` reads, and the field that
+/// answers it: each is a cell of the matrix too, expected to decide as REST does.
+fn graphql_for(path: &str, object: &Object) -> Option<(String, &'static str)> {
+    let id = &object.id;
+    let (query, field) = match path {
+        "/api/v1/threads/{id}" => (format!(r#"{{ thread(id: "{id}") {{ id }} }}"#), "thread"),
+        "/api/v1/threads/{id}/messages" => (format!(r#"{{ thread(id: "{id}") {{ messages {{ seq }} }} }}"#), "thread"),
+        "/api/v1/threads/{id}/runs" => (format!(r#"{{ thread(id: "{id}") {{ runs {{ nodes {{ id }} }} }} }}"#), "thread"),
+        "/api/v1/runs/{id}" => (format!(r#"{{ run(id: "{id}") {{ id toolCalls {{ tool }} }} }}"#), "run"),
+        "/api/v1/collections/{id}" => (format!(r#"{{ collection(id: "{id}") {{ id }} }}"#), "collection"),
+        "/api/v1/collections/{id}/documents" => (format!(r#"{{ collection(id: "{id}") {{ documents {{ nodes {{ id }} }} }} }}"#), "collection"),
+        "/api/v1/documents/{id}" => (format!(r#"{{ document(id: "{id}") {{ id }} }}"#), "document"),
+        "/api/v1/documents/{id}/versions" => (format!(r#"{{ document(id: "{id}") {{ versions {{ version }} }} }}"#), "document"),
+        "/api/v1/agents/{name}" => (format!(r#"{{ agent(name: "{id}") {{ name }} }}"#), "agent"),
+        "/api/v1/agents/{name}/versions" => (format!(r#"{{ agent(name: "{id}") {{ versions {{ version }} }} }}"#), "agent"),
+        _ => return None,
+    };
+    Some((query, field))
+}
+
+/// What a GraphQL answer decided: the status of its first error (REST's), or allowed.
+fn graphql_outcome(answer: &Value, field: &str) -> (Expect, u16) {
+    let status = answer["errors"][0]["extensions"]["status"].as_u64().map_or(200, |s| s as u16);
+    let outcome = match status {
+        401 | 403 => Expect::Deny,
+        404 => Expect::Hidden,
+        _ if answer["data"][field].is_null() => Expect::Hidden,
+        _ => Expect::Allow,
+    };
+    (outcome, status)
+}
+
 fn fill(path: &str, object: &Object) -> String {
     let mut filled = path.replace("{tenant}", "acme");
     for placeholder in ["{id}", "{name}", "{group_id}", "{user}"] {
@@ -466,6 +501,7 @@ async fn every_object_route_decides_on_the_objects_owner_and_tenant() {
     fixture.user_ids.insert(Caller::Member(BuiltinRole::Admin), admin_user_id(&fixture).await);
     let mut failures = Vec::new();
     let mut table = Vec::new();
+    let mut graphql_cells = 0;
     for rule in RULES {
         if !rule.path.contains('{') || rule.path == "/api/v1/tenants/{tenant}" || !rule.path.replace("{tenant}", "").contains('{') {
             continue;
@@ -497,10 +533,18 @@ async fn every_object_route_decides_on_the_objects_owner_and_tenant() {
                 if !status_is || status >= 500 {
                     failures.push(format!("{} {path} ({}) as {caller:?} on {whose:?}: {status}, want {want:?}: {body}", rule.method, rule.path));
                 }
+                let Some((query, field)) = graphql_for(rule.path, &object).filter(|_| rule.method == Method::GET) else { continue };
+                let (status, answer) = fixture.call(fixture.credential(caller), "acme", Method::POST, "/graphql", Some(json!({ "query": query }))).await;
+                let (got, error_status) = graphql_outcome(&answer, field);
+                graphql_cells += 1;
+                if status != 200 || got != want {
+                    failures.push(format!("GraphQL {query} as {caller:?} on {whose:?}: {status}/{error_status}, want {want:?} as GET {}: {answer}", rule.path));
+                }
             }
         }
     }
     assert!(table.len() > 300, "the matrix has only {} cells", table.len());
+    assert!(graphql_cells > 100, "only {graphql_cells} GraphQL cells");
     assert!(failures.is_empty(), "{} cells wrong:\n{}\n\nthe matrix:\n{}", failures.len(), failures.join("\n"), table.join("\n"));
 }
 

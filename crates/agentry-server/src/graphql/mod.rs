@@ -1,0 +1,176 @@
+//! GraphQL at `/graphql`: the read side of the platform API in one round
+//! trip — the tenant, its members, agents, threads with messages, runs
+//! with tool calls and citations, collections, documents and versions,
+//! usage summaries. Queries only; changes go through REST.
+//!
+//! The same checks as REST, not a second set: the route is
+//! `Tenant(None)` in [`crate::access::RULES`] (authentication and the
+//! tenant are the `authorize` middleware's), and every field that reads
+//! something names the REST route it mirrors, whose rule decides whether
+//! the caller's permissions reach it ([`query::Caller::reach`]); the core
+//! function that route's handler calls then decides on the object's owner
+//! and tenant. A refusal is the field's error, with the REST error's
+//! `code` and `status` in its `extensions`; other fields still answer.
+//!
+//! Limits: body size, nesting depth, query complexity (a field that reads
+//! storage counts 100, a list its page size times what each item asks
+//! for) and aliases ([`limits`]). Persisted
+//! queries: `GET /graphql?query=…` and Apollo's automatic persisted
+//! queries (`extensions.persistedQuery` with the query's SHA-256), cached
+//! per process.
+//!
+//! Must not: mutate anything, or reach storage other than through core.
+
+mod limits;
+mod query;
+mod types;
+
+pub use query::routes;
+
+use agentry_core::identity::RequestMeta;
+use agentry_core::{Principal, TenantAccess};
+use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
+use async_graphql::{EmptyMutation, EmptySubscription, Schema};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+
+use crate::error::ApiError;
+use crate::extractors::ApiJson;
+use crate::state::AppState;
+use query::{Caller, QueryRoot};
+
+/// The schema `/graphql` serves.
+pub type ApiSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+/// Distinct persisted queries remembered per process (each at most
+/// [`limits::MAX_BODY`] long, so the cache stays under 8 MiB).
+const PERSISTED_QUERIES: usize = 256;
+
+/// The schema, with its limits and persisted-query cache.
+pub fn schema() -> ApiSchema {
+    Schema::build(QueryRoot, EmptyMutation, EmptySubscription)
+        .limit_depth(limits::MAX_DEPTH)
+        .limit_complexity(limits::MAX_COMPLEXITY)
+        .limit_recursive_depth(limits::MAX_DEPTH * 4)
+        .limit_directives(limits::MAX_DIRECTIVES)
+        .extension(limits::AliasLimit)
+        .extension(ApolloPersistedQueries::new(LruCacheStorage::new(PERSISTED_QUERIES)))
+        .finish()
+}
+
+/// The schema in SDL, as committed in `docs/schema.graphql`.
+pub fn sdl() -> String {
+    schema().sdl()
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/graphql", get(query_string).post(body)).layer(Extension(schema())).layer(DefaultBodyLimit::max(limits::MAX_BODY))
+}
+
+/// What the middleware established about the request.
+struct Authorized {
+    access: TenantAccess,
+    principal: Principal,
+    meta: RequestMeta,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
+        let access = parts.extensions.get::<TenantAccess>().cloned();
+        let principal = parts.extensions.get::<Principal>().cloned();
+        let meta = parts.extensions.get::<RequestMeta>().cloned().unwrap_or_default();
+        match (access, principal) {
+            (Some(access), Some(principal)) => Ok(Self { access, principal, meta }),
+            _ => Err(ApiError::internal("/graphql reached without the authorize middleware's tenant access")),
+        }
+    }
+}
+
+async fn execute(state: AppState, schema: &ApiSchema, who: Authorized, request: async_graphql::Request) -> Response {
+    let caller = Caller::new(state, who.access, who.principal, who.meta);
+    Json(schema.execute(request.data(caller)).await).into_response()
+}
+
+/// The body of `POST /graphql` (GraphQL over HTTP).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = GraphQlRequest)]
+pub struct GraphQlRequest {
+    /// The query document; may be left out when `extensions.persistedQuery` names one this server has seen.
+    #[serde(default)]
+    query: String,
+    /// Which operation of the document to run (when it has several).
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    /// Values of the operation's variables.
+    #[schema(value_type = Option<Object>)]
+    variables: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `{"persistedQuery": {"version": 1, "sha256Hash": "…"}}` for an automatic persisted query.
+    #[schema(value_type = Option<Object>)]
+    extensions: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+impl GraphQlRequest {
+    fn into_request(self) -> Result<async_graphql::Request, ApiError> {
+        let mut request = async_graphql::Request::new(self.query);
+        if let Some(name) = self.operation_name {
+            request = request.operation_name(name);
+        }
+        if let Some(variables) = self.variables {
+            request = request.variables(async_graphql::Variables::from_json(serde_json::Value::Object(variables)));
+        }
+        for (name, value) in self.extensions.unwrap_or_default() {
+            let value = async_graphql::Value::from_json(value).map_err(|e| ApiError::bad_request(format!("extension '{name}' is not a GraphQL value: {e}"), "extensions"))?;
+            request.extensions.insert(name, value);
+        }
+        Ok(request)
+    }
+}
+
+/// The answer's schema: `data` (what could be read) and `errors` (what
+/// could not, each with `extensions.code` and `extensions.status` as REST
+/// would have answered).
+pub fn response_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let error = ObjectBuilder::new()
+        .property("message", ObjectBuilder::new().schema_type(Type::String))
+        .property("locations", ArrayBuilder::new().items(ObjectBuilder::new()))
+        .property("path", ArrayBuilder::new().items(ObjectBuilder::new()))
+        .property("extensions", ObjectBuilder::new().description(Some("`code`, `status` and `param` of the REST error this field's refusal equals.")))
+        .required("message");
+    let data = ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Null]));
+    ObjectBuilder::new().property("data", data).property("errors", ArrayBuilder::new().items(error)).property("extensions", ObjectBuilder::new()).into()
+}
+
+/// `POST /graphql` with `{"query", "operationName", "variables", "extensions"}`.
+async fn body(State(state): State<AppState>, Extension(schema): Extension<ApiSchema>, who: Authorized, ApiJson(request): ApiJson<GraphQlRequest>) -> Result<Response, ApiError> {
+    Ok(execute(state, &schema, who, request.into_request()?).await)
+}
+
+/// `GET /graphql?query=…&variables=…` (or a persisted query's hash in `extensions`).
+async fn query_string(State(state): State<AppState>, Extension(schema): Extension<ApiSchema>, who: Authorized, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let raw =
+        raw.filter(|q| !q.is_empty()).ok_or_else(|| ApiError::bad_request("send the GraphQL request as 'query' (and 'variables', 'operationName', 'extensions')", "query"))?;
+    let request =
+        async_graphql::http::parse_query_string(&raw).map_err(|e| ApiError::bad_request(format!("could not read the GraphQL request from the query string: {e}"), "query"))?;
+    Ok(execute(state, &schema, who, request).await)
+}
+
+/// A field's error: the REST error's message, with its `code`, `status`
+/// and `param` in `extensions` (5xx details stay in the log, as in REST).
+impl From<ApiError> for async_graphql::Error {
+    fn from(error: ApiError) -> Self {
+        use async_graphql::ErrorExtensions;
+        async_graphql::Error::new(error.message).extend_with(|_, extensions| {
+            extensions.set("code", error.code.as_str());
+            extensions.set("status", error.status.as_u16());
+            if let Some(param) = &error.param {
+                extensions.set("param", param.as_str());
+            }
+        })
+    }
+}
