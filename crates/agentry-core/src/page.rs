@@ -1,9 +1,11 @@
 //! Cursor pagination, one shape for every list that can grow: the caller
 //! asks for `limit` items `after` a cursor and gets `{data, next_cursor}`;
 //! `next_cursor` is absent on the last page. A cursor is the sort key of
-//! the last item it saw (a time in milliseconds and an id, opaque to the
-//! caller), so pages are read with a keyset condition, never an offset:
-//! items added or removed meanwhile shift nothing.
+//! the last item it saw, `<milliseconds>_<id>` ([`CURSOR_PATTERN`]; callers
+//! pass it back as they got it), so pages are read with a keyset
+//! condition, never an offset: items added or removed meanwhile shift
+//! nothing. Any cursor of that form is accepted: it only says where a page
+//! starts, and every page is filtered by the caller's access again.
 //!
 //! Must not: know what is listed (the store orders and filters); a cursor
 //! is no capability — every page is filtered by the caller's access again.
@@ -17,6 +19,10 @@ use crate::error::Error;
 pub const DEFAULT_LIMIT: u32 = 50;
 /// The most items a page may hold.
 pub const MAX_LIMIT: u32 = 200;
+
+/// The form of every cursor: a time (at most 18 digits, so it always fits
+/// an `i64`), `_`, and an id.
+pub const CURSOR_PATTERN: &str = "^-?[0-9]{1,18}_[A-Za-z0-9_-]{1,200}$";
 
 /// Where a page starts: after the item with this sort key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,12 +41,28 @@ impl Cursor {
         (self.at_ms, &self.id)
     }
 
-    /// The opaque form handed to callers.
+    /// The form handed to callers ([`CURSOR_PATTERN`]).
     pub fn encode(&self) -> String {
-        URL_SAFE_NO_PAD.encode(format!("{}:{}", self.at_ms, self.id))
+        format!("{}_{}", self.at_ms, self.id)
     }
 
+    /// A cursor of [`CURSOR_PATTERN`]'s form, or one of the base64 form
+    /// earlier versions handed out.
     fn decode(text: &str) -> Option<Self> {
+        Self::decode_current(text).or_else(|| Self::decode_legacy(text))
+    }
+
+    fn decode_current(text: &str) -> Option<Self> {
+        let (at_ms, id) = text.split_once('_')?;
+        let digits = at_ms.strip_prefix('-').unwrap_or(at_ms);
+        let well_formed = (1..=18).contains(&digits.len())
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (1..=200).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        well_formed.then(|| Some(Self { at_ms: at_ms.parse().ok()?, id: id.to_owned() })).flatten()
+    }
+
+    fn decode_legacy(text: &str) -> Option<Self> {
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
         let text = String::from_utf8(bytes).ok()?;
         let (at_ms, id) = text.split_once(':')?;
@@ -116,7 +138,9 @@ mod tests {
         let cursor = Cursor::new(1_796_515_200_000, "01a24b46-c144-754f-9834-ff577c795aa4");
         let request = PageRequest::parse(Some(10), Some(&cursor.encode())).expect("a cursor this API made");
         assert_eq!(request, PageRequest { limit: 10, after: Some(cursor) });
-        for bad in ["not base64!", "bm8gY29sb24", "eDox"] {
+        let legacy = URL_SAFE_NO_PAD.encode("1796515200000:01a24b46-c144-754f-9834-ff577c795aa4");
+        assert_eq!(PageRequest::parse(None, Some(&legacy)).ok().and_then(|r| r.after), Some(Cursor::new(1_796_515_200_000, "01a24b46-c144-754f-9834-ff577c795aa4")));
+        for bad in ["not base64!", "bm8gY29sb24", "eDox", "12_", "_id", "1234567890123456789_x", "1_a b"] {
             assert!(matches!(PageRequest::parse(None, Some(bad)), Err(Error::Invalid { param: Some(p), .. }) if p == "after"), "{bad}");
         }
         for limit in [0, -1, 201, i64::MAX] {

@@ -75,24 +75,22 @@ impl Agents {
     }
 
     /// The agents a page at a time: built-in ones, then custom ones, each by
-    /// name. A cursor's `at_ms` says which of the two its name is in.
+    /// name. A cursor's `at_ms` says which of the two its name is in; pages
+    /// follow the order of (group, name), whatever group a cursor names.
     pub async fn agents(&self, access: &TenantAccess, page: &PageRequest) -> Result<Page<AgentView>, Error> {
         let after = page.after_key();
-        if after.is_some_and(|(group, _)| group != BUILT_IN_GROUP && group != CUSTOM_GROUP) {
-            return Err(Error::invalid("'after' must be a next_cursor from an earlier page of this list", "after"));
-        }
         let views = self.agents_after(access, after, page.fetch()).await?;
         Ok(page.page(views, |(cursor, _)| cursor.clone(), |(_, view)| view))
     }
 
     async fn agents_after(&self, access: &TenantAccess, after: Option<(i64, &str)>, limit: i64) -> Result<Vec<(Cursor, AgentView)>, Error> {
         let mut built_in: Vec<AgentSpec> = AgentKind::BUILT_IN.into_iter().map(|kind| self.built_in_spec(kind)).collect();
-        built_in.retain(|spec| after.is_none_or(|(group, name)| group == BUILT_IN_GROUP && spec.name.as_str() > name));
+        built_in.retain(|spec| after.is_none_or(|cursor| (BUILT_IN_GROUP, spec.name.as_str()) > cursor));
         built_in.sort_by(|a, b| a.name.cmp(&b.name));
         let mut views: Vec<(Cursor, AgentView)> =
             built_in.into_iter().map(|spec| (Cursor::new(BUILT_IN_GROUP, &spec.name), self.view(access, spec, None))).take(usize::try_from(limit).unwrap_or(usize::MAX)).collect();
         let wanted = limit.saturating_sub(views.len() as i64);
-        if wanted > 0 {
+        if wanted > 0 && after.is_none_or(|(group, _)| group <= CUSTOM_GROUP) {
             let custom_after = after.filter(|(group, _)| *group == CUSTOM_GROUP).map_or("", |(_, name)| name);
             for row in self.db.agents_of_tenant(access.tenant_id(), custom_after, wanted).await? {
                 let definition = stored_definition(&row.definition)?;

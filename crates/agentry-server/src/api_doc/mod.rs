@@ -106,6 +106,8 @@ pub enum ParamKind {
     /// A sequence number, from 0.
     Seq,
     OneOf(&'static [&'static str]),
+    /// A page cursor (`agentry_core::page::CURSOR_PATTERN`).
+    Cursor,
 }
 
 pub const fn param(name: &'static str, kind: ParamKind, about: &'static str) -> Param {
@@ -115,7 +117,7 @@ pub const fn param(name: &'static str, kind: ParamKind, about: &'static str) -> 
 /// A paged list's page size.
 pub const LIMIT: Param = param("limit", ParamKind::Count { max: agentry_core::page::MAX_LIMIT as i64 }, "Items per page, 1-200 (default 50).");
 /// A paged list's cursor.
-pub const AFTER: Param = param("after", ParamKind::Text, "The `next_cursor` of the previous page; the first page without it.");
+pub const AFTER: Param = param("after", ParamKind::Cursor, "The `next_cursor` of the previous page; the first page without it.");
 /// The query of every paged list.
 pub const PAGE_QUERY: &[Param] = &[LIMIT, AFTER];
 
@@ -366,6 +368,7 @@ fn param_schema(kind: &ParamKind) -> ObjectBuilder {
         ParamKind::Millis => ObjectBuilder::new().schema_type(Type::Integer),
         ParamKind::Seq => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
         ParamKind::OneOf(values) => text.enum_values(Some(values.iter().copied())),
+        ParamKind::Cursor => text.pattern(Some(agentry_core::page::CURSOR_PATTERN)),
     }
 }
 

@@ -95,7 +95,13 @@ async fn paging(app: TestApp) {
     }
     let agents = ["code", "general", "math", "rag", "vision", "alpha", "zeta"].map(String::from).to_vec();
     assert_eq!(all_pages(&app, &admin, "/api/v1/agents", 3).await, (agents, vec![3, 3, 1]));
-    let (status, error) = send(&app, &admin, Method::GET, &format!("/api/v1/agents?after={}", agentry_core::page::Cursor::new(7, "alpha").encode()), None).await;
+    // Any well-formed cursor says where a page starts, in (group, name) order.
+    let after = |group: i64, name: &str| format!("/api/v1/agents?after={}", agentry_core::page::Cursor::new(group, name).encode());
+    let (status, past_the_end) = send(&app, &admin, Method::GET, &after(7, "alpha"), None).await;
+    assert_eq!((status, past_the_end["data"].as_array().map(Vec::len)), (200, Some(0)), "{past_the_end}");
+    let (status, before_all) = send(&app, &admin, Method::GET, &after(-3, "zzz"), None).await;
+    assert_eq!((status, before_all["data"].as_array().map(Vec::len)), (200, Some(7)), "{before_all}");
+    let (status, error) = send(&app, &admin, Method::GET, "/api/v1/agents?after=not-a-cursor", None).await;
     assert_eq!((status, error["error"]["param"].as_str()), (400, Some("after")), "{error}");
 
     // Members in the order they joined, keys newest first.
