@@ -69,29 +69,7 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/graphql", get(query_string).post(body)).layer(Extension(schema())).layer(DefaultBodyLimit::max(limits::MAX_BODY))
 }
 
-/// What the middleware established about the request.
-struct Authorized {
-    access: TenantAccess,
-    principal: Principal,
-    meta: RequestMeta,
-}
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Authorized {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, ApiError> {
-        let access = parts.extensions.get::<TenantAccess>().cloned();
-        let principal = parts.extensions.get::<Principal>().cloned();
-        let meta = parts.extensions.get::<RequestMeta>().cloned().unwrap_or_default();
-        match (access, principal) {
-            (Some(access), Some(principal)) => Ok(Self { access, principal, meta }),
-            _ => Err(ApiError::internal("/graphql reached without the authorize middleware's tenant access")),
-        }
-    }
-}
-
-async fn execute(state: AppState, schema: &ApiSchema, who: Authorized, request: async_graphql::Request) -> Response {
-    let caller = Caller::new(state, who.access, who.principal, who.meta);
+async fn execute(schema: &ApiSchema, caller: Caller, request: async_graphql::Request) -> Response {
     Json(schema.execute(request.data(caller)).await).into_response()
 }
 
@@ -147,17 +125,31 @@ pub fn response_schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Sche
 }
 
 /// `POST /graphql` with `{"query", "operationName", "variables", "extensions"}`.
-async fn body(State(state): State<AppState>, Extension(schema): Extension<ApiSchema>, who: Authorized, ApiJson(request): ApiJson<GraphQlRequest>) -> Result<Response, ApiError> {
-    Ok(execute(state, &schema, who, request.into_request()?).await)
+async fn body(
+    State(state): State<AppState>,
+    Extension(schema): Extension<ApiSchema>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    ApiJson(request): ApiJson<GraphQlRequest>,
+) -> Result<Response, ApiError> {
+    Ok(execute(&schema, Caller::new(state, access, principal, meta), request.into_request()?).await)
 }
 
 /// `GET /graphql?query=…&variables=…` (or a persisted query's hash in `extensions`).
-async fn query_string(State(state): State<AppState>, Extension(schema): Extension<ApiSchema>, who: Authorized, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+async fn query_string(
+    State(state): State<AppState>,
+    Extension(schema): Extension<ApiSchema>,
+    Extension(access): Extension<TenantAccess>,
+    Extension(principal): Extension<Principal>,
+    Extension(meta): Extension<RequestMeta>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let raw =
         raw.filter(|q| !q.is_empty()).ok_or_else(|| ApiError::bad_request("send the GraphQL request as 'query' (and 'variables', 'operationName', 'extensions')", "query"))?;
     let request =
         async_graphql::http::parse_query_string(&raw).map_err(|e| ApiError::bad_request(format!("could not read the GraphQL request from the query string: {e}"), "query"))?;
-    Ok(execute(state, &schema, who, request).await)
+    Ok(execute(&schema, Caller::new(state, access, principal, meta), request).await)
 }
 
 /// A field's error: the REST error's message, with its `code`, `status`

@@ -14,7 +14,7 @@ use agentry_core::{Principal, TenantAccess};
 use async_graphql::{Context, ID, Object};
 use axum::http::Method;
 
-use super::types::{Agent, Collection, LOOKUP, Paged, Period, Run, Tenant, Thread, UsageSummary, page_cost};
+use super::types::{Agent, Collection, Document, LOOKUP, Member, Paged, Period, Run, Tenant, Thread, UsageSummary, page_cost};
 use crate::access::{Access, rule_for};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -193,17 +193,17 @@ impl QueryRoot {
 
     /// A document the caller may read (outside its access list it is not found).
     #[graphql(complexity = "LOOKUP + child_complexity")]
-    async fn document(&self, ctx: &Context<'_>, id: ID) -> Result<Option<super::types::Document>, ApiError> {
+    async fn document(&self, ctx: &Context<'_>, id: ID) -> Result<Option<Document>, ApiError> {
         let caller = Caller::of(ctx)?;
-        Ok(Some(super::types::Document(caller.state.knowledge.document(caller.reach(routes::DOCUMENT).await?, &id).await?)))
+        Ok(Some(Document(caller.state.knowledge.document(caller.reach(routes::DOCUMENT).await?, &id).await?)))
     }
 
     /// The tenant's members (needs `manage_users`).
     #[graphql(complexity = "page_cost(limit, child_complexity)")]
-    async fn members(&self, ctx: &Context<'_>, limit: Option<i32>, after: Option<String>) -> Result<Option<Paged<super::types::Member>>, ApiError> {
+    async fn members(&self, ctx: &Context<'_>, limit: Option<i32>, after: Option<String>) -> Result<Option<Paged<Member>>, ApiError> {
         let caller = Caller::of(ctx)?;
         let page = caller.state.identity.members(caller.reach(routes::MEMBERS).await?, &page(limit, after)?).await?;
-        Ok(Some(Paged::of(page, super::types::Member)))
+        Ok(Some(Paged::of(page, Member)))
     }
 
     /// Usage totals over a window (dates in UTC, inclusive; default the last 30 days), grouped by
