@@ -257,6 +257,8 @@ impl Outbound {
     pub fn check(&self, url: &str) -> Result<Url, OutboundError> {
         let url = Url::parse(url.trim()).map_err(|e| OutboundError::InvalidUrl(e.to_string()))?;
         self.check_url(&url)?;
+        // Some URLs the WHATWG parser accepts cannot be sent (the HTTP client needs a valid request target).
+        http::Uri::try_from(url.as_str()).map_err(|e| OutboundError::InvalidUrl(format!("cannot be requested: {e}")))?;
         Ok(url)
     }
 

@@ -21,8 +21,8 @@ pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 200;
 
 /// The form of every cursor: a time (at most 18 digits, so it always fits
-/// an `i64`), `_`, and an id.
-pub const CURSOR_PATTERN: &str = "^-?[0-9]{1,18}_[A-Za-z0-9_-]{1,200}$";
+/// an `i64`), `_`, and an id. An empty `after` asks for the first page.
+pub const CURSOR_PATTERN: &str = "^(-?[0-9]{1,18}_[A-Za-z0-9_-]{1,200})?$";
 
 /// Where a page starts: after the item with this sort key.
 #[derive(Debug, Clone, PartialEq, Eq)]

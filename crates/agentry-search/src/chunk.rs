@@ -31,7 +31,10 @@ use crate::parse::{Parsed, Section};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct ChunkConfig {
+    #[schema(minimum = 32, maximum = 8192)]
     pub max_tokens: usize,
+    /// At most half of `max_tokens`.
+    #[schema(maximum = 4096)]
     pub overlap_tokens: usize,
 }
 

@@ -30,8 +30,11 @@ pub enum FusionMethod {
 #[serde(default, deny_unknown_fields)]
 pub struct Fusion {
     pub method: FusionMethod,
+    #[schema(minimum = 0)]
     pub k: f32,
+    #[schema(minimum = 0)]
     pub keyword_weight: f32,
+    #[schema(minimum = 0)]
     pub vector_weight: f32,
 }
 

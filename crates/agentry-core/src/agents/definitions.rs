@@ -112,10 +112,13 @@ impl Default for RunLimits {
 #[serde(deny_unknown_fields)]
 pub struct AgentDefinition {
     #[serde(default)]
+    #[schema(max_length = 1000)]
     pub description: String,
+    #[schema(min_length = 1, max_length = 20000, pattern = r"\S")]
     pub instructions: String,
     /// Public model name; the platform default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, pattern = r"\S")]
     pub model: Option<String>,
     /// Tool names from the registry the agent may call, and `mcp:<server>`
     /// or `mcp:<server>/<tool>` for tools of registered MCP servers.
@@ -125,12 +128,16 @@ pub struct AgentDefinition {
     #[serde(default)]
     pub collections: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0, maximum = 2)]
     pub temperature: Option<f32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 50)]
     pub max_steps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 100)]
     pub max_tool_calls: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(exclusive_minimum = 0, maximum = 3600)]
     pub timeout_secs: Option<f64>,
 }
 

@@ -39,7 +39,10 @@ const MAX_PAGES: usize = 10;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct McpServerInput {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub name: String,
+    /// An `http:` or `https:` URL the outbound address guard allows.
+    #[schema(pattern = "^https?://")]
     pub url: String,
     /// Sent with every request (e.g. `Authorization`); never shown again.
     #[serde(default)]

@@ -23,11 +23,13 @@ const MAX_TITLE_CHARS: usize = 200;
 #[serde(deny_unknown_fields)]
 pub struct ThreadInput {
     #[serde(default)]
+    #[schema(max_length = 200)]
     pub title: Option<String>,
     #[serde(default)]
     pub metadata: Map<String, Value>,
     /// Facts kept in every run's context, however long the thread grows.
     #[serde(default)]
+    #[schema(schema_with = pinned_schema)]
     pub pinned: Vec<String>,
 }
 
@@ -35,8 +37,10 @@ pub struct ThreadInput {
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThreadPatch {
+    #[schema(max_length = 200)]
     pub title: Option<String>,
     pub metadata: Option<Map<String, Value>>,
+    #[schema(schema_with = pinned_or_null_schema)]
     pub pinned: Option<Vec<String>>,
 }
 
@@ -101,6 +105,19 @@ pub fn conversation_owner(access: &TenantAccess) -> Result<String, Error> {
         return Err(Error::Forbidden("threads and runs need a permission to use an agent (use_general_agent, use_rag_agent, …)".into()));
     }
     Ok(access.principal().user_id().map_or_else(|| "master".to_owned(), |id| format!("user:{id}")))
+}
+
+/// The schema of `pinned`: up to [`MAX_PINNED`] facts of 1 to [`MAX_PINNED_CHARS`] characters.
+fn pinned_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let fact = ObjectBuilder::new().schema_type(Type::String).min_length(Some(1)).max_length(Some(MAX_PINNED_CHARS)).pattern(Some(r"\S"));
+    ArrayBuilder::new().items(fact).max_items(Some(MAX_PINNED)).into()
+}
+
+/// [`pinned_schema`], or `null` (a patch that leaves the facts as they are).
+fn pinned_or_null_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+    OneOfBuilder::new().item(pinned_schema()).item(ObjectBuilder::new().schema_type(Type::Null)).build().into()
 }
 
 fn checked_title(title: &str) -> Result<String, Error> {

@@ -59,6 +59,12 @@ fn check_slug(slug: &str) -> Result<(), Error> {
     if ok { Ok(()) } else { Err(Error::invalid("slug must be 2-63 lowercase letters, digits or dashes", "slug")) }
 }
 
+/// A tenant's display name: 1-200 characters, not blank.
+pub(crate) fn check_tenant_name(name: &str) -> Result<&str, Error> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 { Err(Error::invalid("'name' must be 1 to 200 characters", "name")) } else { Ok(name) }
+}
+
 pub(crate) fn check_email(email: &str) -> Result<(), Error> {
     let ok = email.len() <= 254 && email.split_once('@').is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace));
     if ok { Ok(()) } else { Err(Error::invalid("not a valid email address", "email")) }
@@ -139,11 +145,15 @@ impl Identity {
             return Err(Error::Forbidden("only platform administrators create tenants".into()));
         }
         check_slug(slug)?;
+        let name = check_tenant_name(name)?;
+        let owner = owner.or(principal.user_id());
+        if let Some(owner) = owner {
+            self.db.user_by_id(owner).await?.ok_or(Error::NotFound("user".into()))?;
+        }
         let now = now_ms();
         let tenant = TenantRow { id: uuid::Uuid::now_v7().to_string(), slug: slug.into(), name: name.into(), mfa_required: false, created_at_ms: now };
         self.db.insert_tenant(&tenant).await.map_err(conflict("tenant"))?;
-        if let Some(owner) = owner.or(principal.user_id()) {
-            self.db.user_by_id(owner).await?.ok_or(Error::NotFound("user".into()))?;
+        if let Some(owner) = owner {
             self.db.upsert_membership(&tenant.id, owner, BuiltinRole::Admin.as_str(), now).await?;
             self.access_changed();
         }
@@ -262,7 +272,7 @@ impl Identity {
     pub async fn put_role(&self, access: &TenantAccess, name: &str, description: &str, permissions: PermissionSet, meta: &RequestMeta) -> Result<RoleInfo, Error> {
         access.require(Permission::ManageRoles)?;
         if name.parse::<BuiltinRole>().is_ok() {
-            return Err(Error::invalid("built-in roles cannot be changed", "name"));
+            return Err(Error::Conflict("built-in roles cannot be changed".into()));
         }
         check_slug(&name.replace('_', "-")).map_err(|_| Error::invalid("role names are 2-63 lowercase letters, digits, '-' or '_'", "name"))?;
         access.require_within(permissions, "the role")?;
@@ -304,13 +314,14 @@ impl Identity {
         self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::RoleDelete, Some(format!("role:{name}")), Outcome::Success, meta, serde_json::json!({})).await
     }
 
-    /// Change the tenant's name and/or its "MFA required" policy.
+    /// Change the tenant's name and/or its "MFA required" policy (neither: nothing changes).
     pub async fn update_tenant(&self, access: &TenantAccess, name: Option<&str>, mfa_required: Option<bool>, meta: &RequestMeta) -> Result<(), Error> {
         access.require(Permission::ManageTenant)?;
-        if name.is_some_and(|n| n.trim().is_empty() || n.len() > 200) {
-            return Err(Error::invalid("name must have 1-200 characters", "name"));
+        let name = name.map(check_tenant_name).transpose()?;
+        if name.is_none() && mfa_required.is_none() {
+            return Ok(());
         }
-        self.db.update_tenant(&access.tenant_id, name.map(str::trim), mfa_required).await?;
+        self.db.update_tenant(&access.tenant_id, name, mfa_required).await?;
         self.access_changed();
         let metadata = serde_json::json!({ "name": name, "mfa_required": mfa_required });
         self.record(Some(&access.tenant_id), access.principal.actor(), AuditAction::TenantUpdate, None, Outcome::Success, meta, metadata).await

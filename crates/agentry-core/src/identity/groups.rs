@@ -94,6 +94,9 @@ impl Identity {
         access.require(Permission::ManageUsers)?;
         let name = name.map(check_name).transpose()?;
         description.map(check_description).transpose()?;
+        if name.is_none() && description.is_none() {
+            return self.group(access, group_id).await;
+        }
         if !self.db.update_group(&access.tenant_id, group_id, name, description, now_ms()).await.map_err(name_taken)? {
             return Err(Error::NotFound("group".into()));
         }

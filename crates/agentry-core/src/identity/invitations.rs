@@ -445,7 +445,7 @@ impl Identity {
         let (user_id, _) = signed_in(principal)?;
         let user = self.db.user_by_id(user_id).await?.ok_or(Error::NotFound("user".into()))?;
         if user.email_verified {
-            return Err(Error::invalid("your e-mail address is already verified", "email"));
+            return Err(Error::Conflict("your e-mail address is already verified".into()));
         }
         if self.settings.smtp.is_none() {
             return Err(Error::invalid("this server sends no mail (identity.smtp is not set): ask a platform administrator to verify your address", "email"));

@@ -93,7 +93,7 @@ impl Identity {
     pub async fn create_api_key(&self, access: &TenantAccess, new: NewApiKey, meta: &RequestMeta) -> Result<CreatedApiKey, Error> {
         let owner = Self::key_owner(access)?;
         let name = new.name.trim();
-        if name.is_empty() || name.len() > 100 {
+        if name.is_empty() || name.chars().count() > 100 {
             return Err(Error::invalid("name must have 1-100 characters", "name"));
         }
         let scopes = new.scopes.unwrap_or(access.permissions);
@@ -191,7 +191,7 @@ impl Identity {
         }
         let now = now_ms();
         if old.revoked_at_ms.is_some() || old.expires_at_ms.is_some_and(|t| t <= now) || old.rotated_to.is_some() {
-            return Err(Error::invalid("only a live, unrotated key can be rotated", "id"));
+            return Err(Error::Conflict("only a live, unrotated key can be rotated".into()));
         }
         if grace_secs > MAX_SECS {
             return Err(Error::invalid("grace_period must be at most 10 years", "grace_period"));

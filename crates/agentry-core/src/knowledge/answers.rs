@@ -25,17 +25,19 @@ use crate::identity::{TenantAccess, now_ms};
 
 /// How long an API ticket stays valid between a miss and the store.
 pub const TICKET_TTL: Duration = Duration::from_secs(600);
-const MAX_ANSWER_BYTES: usize = 256 * 1024;
+const MAX_ANSWER_CHARS: usize = 256 * 1024;
 
 /// A question to look up.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AnswerQuestion {
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub question: String,
     /// Collection ids the answer draws on; empty means every collection of the tenant.
     #[serde(default)]
     pub collections: Vec<String>,
     /// The model that answers (answers of different models are kept apart).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub model: String,
     /// Everything else that shaped the answer (an agent's instructions and
     /// version, retrieval settings…): hashed into the cache key, so answers
@@ -58,6 +60,7 @@ pub struct AnswerLookup {
 #[serde(deny_unknown_fields)]
 pub struct AnswerToStore {
     pub ticket: String,
+    #[schema(min_length = 1, max_length = 262144, pattern = r"\S")]
     pub answer: String,
     #[serde(default)]
     pub citations: serde_json::Value,
@@ -74,7 +77,7 @@ impl Knowledge {
     /// Look a question up for an agent running as `access`.
     pub async fn cached_answer(&self, access: &TenantAccess, question: &AnswerQuestion) -> Result<Lookup, Error> {
         let text = question_text(&question.question, "question")?;
-        if question.model.trim().is_empty() || question.model.len() > 200 {
+        if question.model.trim().is_empty() || question.model.chars().count() > 200 {
             return Err(Error::invalid("'model' must be 1 to 200 characters", "model"));
         }
         self.require_collections(access, &question.collections).await?;
@@ -109,8 +112,8 @@ impl Knowledge {
     /// Store an answer against a ticket from [`Self::lookup_answer`] (each ticket once).
     pub async fn store_answer(&self, access: &TenantAccess, input: AnswerToStore) -> Result<(), Error> {
         require(access, Permission::ManageAgents)?;
-        if input.answer.trim().is_empty() || input.answer.len() > MAX_ANSWER_BYTES {
-            return Err(Error::invalid(format!("'answer' must be 1 to {MAX_ANSWER_BYTES} bytes"), "answer"));
+        if input.answer.trim().is_empty() || input.answer.chars().count() > MAX_ANSWER_CHARS {
+            return Err(Error::invalid(format!("'answer' must be 1 to {MAX_ANSWER_CHARS} characters"), "answer"));
         }
         let unknown = || Error::NotFound(format!("ticket '{}' (tickets last {} s and are spent once)", input.ticket, TICKET_TTL.as_secs()));
         let (tenant, slot) = self.inner.tickets.get(&input.ticket).ok_or_else(unknown)?;

@@ -159,6 +159,7 @@ impl AccessList {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CollectionInput {
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     #[serde(default)]
     pub description: String,
@@ -311,7 +312,7 @@ impl Knowledge {
     pub async fn create_collection(&self, access: &TenantAccess, input: CollectionInput) -> Result<Collection, Error> {
         require(access, Permission::UploadDocuments)?;
         let name = input.name.trim();
-        if name.is_empty() || name.len() > 200 {
+        if name.is_empty() || name.chars().count() > 200 {
             return Err(Error::invalid("'name' must be 1 to 200 characters", "name"));
         }
         let chunking = input.chunking.unwrap_or(self.inner.settings.default_chunking);

@@ -31,9 +31,12 @@ pub enum SearchMode {
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchRequest {
+    #[schema(min_length = 1, max_length = 4000, pattern = r"\S")]
     pub query: String,
     #[serde(default)]
     pub mode: SearchMode,
+    /// How many results (1-100, default 10).
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<usize>,
     /// Collection ids; empty searches every collection of the tenant.
     #[serde(default)]
@@ -47,6 +50,7 @@ pub struct SearchRequest {
     #[serde(default)]
     pub group_by_document: bool,
     /// Search this version of the one document in `document_ids` instead of its current one.
+    #[schema(minimum = 1)]
     pub version: Option<i32>,
 }
 

@@ -21,9 +21,11 @@ pub struct BudgetInput {
     #[serde(default)]
     pub scope_id: Option<String>,
     pub period: Period,
+    #[schema(exclusive_minimum = 0, maximum = 1000000000)]
     pub limit_usd: f64,
     /// Spending at which an alert is raised (below the limit).
     #[serde(default)]
+    #[schema(exclusive_minimum = 0, maximum = 1000000000)]
     pub soft_limit_usd: Option<f64>,
 }
 
@@ -218,7 +220,7 @@ impl Accounting {
         if !valid(input.input_per_1k) || !valid(input.output_per_1k) {
             return Err(Error::invalid("prices are USD per 1K tokens between 0 and 1000", "input_per_1k"));
         }
-        if model.is_empty() || model.len() > 200 {
+        if model.is_empty() || model.chars().count() > 200 {
             return Err(Error::invalid("the model name must be 1-200 characters", "model"));
         }
         let row = PriceRow {

@@ -99,15 +99,19 @@ pub enum ParamKind {
     Count {
         max: i64,
     },
-    /// `YYYY-MM-DD`.
+    /// `YYYY-MM-DD`, from 1970 to 9999.
     Date,
     /// Unix milliseconds.
     Millis,
-    /// A sequence number, from 0.
-    Seq,
+    /// A sequence number, from 0 to `max`.
+    Seq {
+        max: i64,
+    },
     OneOf(&'static [&'static str]),
     /// A page cursor (`agentry_core::page::CURSOR_PATTERN`).
     Cursor,
+    /// A JSON object, serialised into the parameter (`content` rather than `schema`).
+    JsonObject,
 }
 
 pub const fn param(name: &'static str, kind: ParamKind, about: &'static str) -> Param {
@@ -137,17 +141,26 @@ pub struct Operation {
     /// Other success answers (an MCP notification is accepted with 202),
     /// or other media types of one (a run streams its events).
     pub also: Vec<(u16, Option<Body>)>,
+    /// Whether it waits on another server (a model, an MCP server, a URL),
+    /// and so may answer 502, 503 or 504.
+    pub upstream: bool,
 }
 
 impl Operation {
     pub fn new(method: Method, path: &'static str, summary: &'static str) -> Self {
-        Self { method, path, summary, request: None, ok: (200, Some(Body::AnyJson)), query: &[], body_required: true, also: Vec::new() }
+        Self { method, path, summary, request: None, ok: (200, Some(Body::AnyJson)), query: &[], body_required: true, also: Vec::new(), upstream: false }
     }
 
     /// A JSON-RPC endpoint: every request, even one without a body, gets a
     /// JSON-RPC answer (errors inside a 200).
     pub fn json_rpc(mut self) -> Self {
         self.body_required = false;
+        self
+    }
+
+    /// It waits on another server: see [`Operation::upstream`].
+    pub fn upstream(mut self) -> Self {
+        self.upstream = true;
         self
     }
 
@@ -364,11 +377,22 @@ fn param_schema(kind: &ParamKind) -> ObjectBuilder {
     match kind {
         ParamKind::Text => text,
         ParamKind::Count { max } => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(*max)),
-        ParamKind::Date => text.format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date))),
-        ParamKind::Millis => ObjectBuilder::new().schema_type(Type::Integer),
-        ParamKind::Seq => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)),
+        ParamKind::Date => text.format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::Date))).pattern(Some("^(19[7-9][0-9]|[2-9][0-9]{3})-")),
+        ParamKind::Millis => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(i64::MIN)).maximum(Some(i64::MAX)),
+        ParamKind::Seq { max } => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)).maximum(Some(*max)),
         ParamKind::OneOf(values) => text.enum_values(Some(values.iter().copied())),
         ParamKind::Cursor => text.pattern(Some(agentry_core::page::CURSOR_PATTERN)),
+        ParamKind::JsonObject => ObjectBuilder::new().schema_type(Type::Object),
+    }
+}
+
+/// A path parameter's values: a version number, a tier or role name, or an id or name.
+fn path_param_schema(path: &str, name: &str) -> ObjectBuilder {
+    match name {
+        "version" => ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(1)).maximum(Some(i32::MAX)),
+        "name" if path.contains("/rate-limits/tiers/") => ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[A-Za-z0-9_-]{1,64}$")),
+        "name" if path.contains("/roles/") => ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[a-z0-9][a-z0-9_-]{1,62}$")),
+        _ => ObjectBuilder::new().schema_type(Type::String),
     }
 }
 
@@ -383,18 +407,16 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
         )));
     }
     for name in op.path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')) {
-        let schema = if name == "version" { ObjectBuilder::new().schema_type(Type::Integer) } else { ObjectBuilder::new().schema_type(Type::String) };
+        let schema = path_param_schema(op.path, name);
         builder = builder.parameter(ParameterBuilder::new().name(name).parameter_in(ParameterIn::Path).required(Required::True).schema(Some(schema)));
     }
     for param in op.query {
-        builder = builder.parameter(
-            ParameterBuilder::new()
-                .name(param.name)
-                .parameter_in(ParameterIn::Query)
-                .required(Required::False)
-                .description(Some(param.about))
-                .schema(Some(param_schema(&param.kind))),
-        );
+        let parameter = ParameterBuilder::new().name(param.name).parameter_in(ParameterIn::Query).required(Required::False).description(Some(param.about));
+        let parameter = match param.kind {
+            ParamKind::JsonObject => parameter.content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build()),
+            _ => parameter.schema(Some(param_schema(&param.kind))),
+        };
+        builder = builder.parameter(parameter);
     }
     if let Some(tenant_header) = tenant_header(rule.map(|r| r.access), op.path) {
         builder = builder.parameter(tenant_header);
@@ -425,11 +447,14 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
     if op.path.contains('{') || !public {
         errors.push(404);
     }
-    if op.request.is_some() || op.method == Method::DELETE {
+    if op.method != Method::GET {
         errors.push(409);
     }
     if op.request.is_some() {
         errors.extend([413, 422]);
+    }
+    if op.upstream {
+        errors.extend([502, 503, 504]);
     }
     errors.sort_unstable();
     for status in errors {

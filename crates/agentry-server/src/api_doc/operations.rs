@@ -19,9 +19,11 @@ use agentry_core::usage::analytics::{Forecast, UsageRecord, UsageSummary};
 use agentry_core::usage::billing::Invoice;
 use agentry_core::usage::manage::{BudgetInput, BudgetView, TierAssignmentInput};
 
-use super::ParamKind::{Count, Date, Millis, OneOf, Seq, Text};
+use super::ParamKind::{Count, Date, JsonObject, Millis, OneOf, Seq, Text};
 use super::{AFTER, Body, LIMIT, Operation, PAGE_QUERY, Param, events, json, list, page, param, upload};
 use crate::graphql::GraphQlRequest;
+use crate::openai::chat::ChatCompletionRequest;
+use crate::openai::embeddings::EmbeddingsRequest;
 use crate::routes::{agents, api_keys, auth, costs, invitations, knowledge, oidc, tenants};
 
 fn get(path: &'static str, summary: &'static str) -> Operation {
@@ -55,7 +57,7 @@ const AUDIT_QUERY: &[Param] = &[
     param("outcome", OneOf(&["success", "failure", "denied"]), "Only events with this outcome."),
     param("from", Millis, "Unix milliseconds, inclusive."),
     param("to", Millis, "Unix milliseconds, exclusive."),
-    param("after", Seq, "The `next_cursor` of the previous page (a sequence number): events after it."),
+    param("after", Seq { max: i64::MAX }, "The `next_cursor` of the previous page (a sequence number): events after it."),
     param("limit", Count { max: 1000 }, "Page size (1-1000, default 100)."),
 ];
 
@@ -89,20 +91,41 @@ const WINDOW_QUERY: &[Param] = &[FROM, TO, PERIOD, USER_ID, API_KEY_ID];
 
 const RECORDS_QUERY: &[Param] = &[FROM, TO, PERIOD, USER_ID, API_KEY_ID, LIMIT, AFTER];
 
-const OIDC_CALLBACK_QUERY: &[Param] = &[param("code", Text, "From the provider."), param("state", Text, "From the provider.")];
+const OIDC_CALLBACK_QUERY: &[Param] = &[
+    param("code", Text, "From the provider (with `state`)."),
+    param("state", Text, "From the provider."),
+    param("error", Text, "From the provider, instead of `code`, when it refused the sign-in."),
+    param("error_description", Text, "From the provider, with `error`."),
+];
 
 const FORECAST_QUERY: &[Param] = &[param("period", OneOf(&["daily", "weekly", "monthly"]), "The period (default `monthly`).")];
 
 const INVOICE_QUERY: &[Param] = &[param("format", OneOf(&["json", "csv", "html"]), "`json` (default), `csv` or `html`.")];
 
-const EVENTS_QUERY: &[Param] = &[param("after", Seq, "Resume after this event number (the `Last-Event-ID` header wins).")];
+const EVENTS_QUERY: &[Param] = &[param("after", Seq { max: u32::MAX as i64 }, "Resume after this event number (the `Last-Event-ID` header wins).")];
 
 const GRAPHQL_QUERY: &[Param] = &[
     param("query", Text, "The query document (may be left out for a persisted query)."),
     param("operationName", Text, "Which operation of the document to run."),
-    param("variables", Text, "The variables, as a JSON object."),
-    param("extensions", Text, "As JSON, e.g. `{\"persistedQuery\":{\"version\":1,\"sha256Hash\":\"…\"}}`."),
+    param("variables", JsonObject, "The variables, as a JSON object."),
+    param("extensions", JsonObject, "As JSON, e.g. `{\"persistedQuery\":{\"version\":1,\"sha256Hash\":\"…\"}}`."),
 ];
+
+/// One JSON-RPC 2.0 message: a request (with `id`), a notification or a response.
+fn json_rpc_message() -> Body {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    let id = ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Integer, Type::Null]));
+    let params = ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Array]));
+    let message = ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .property("jsonrpc", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["2.0"])))
+        .property("method", ObjectBuilder::new().schema_type(Type::String))
+        .property("id", id)
+        .property("params", params)
+        .required("jsonrpc")
+        .description(Some("A JSON-RPC 2.0 message; one per request (batches are not supported)."));
+    Body::Json { name: "JsonRpcMessage".into(), schemas: vec![("JsonRpcMessage".into(), message.into())] }
+}
 
 fn graphql_response() -> Body {
     Body::Json { name: "GraphQlResponse".into(), schemas: vec![("GraphQlResponse".into(), crate::graphql::response_schema())] }
@@ -135,8 +158,8 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/auth/mfa/totp/confirm", "Confirm TOTP enrolment; answers recovery codes once").body(json::<auth::ConfirmBody>()),
         post("/api/v1/auth/mfa/disable", "Turn TOTP off (needs the password)").body(json::<auth::FactorBody>()).answers(204, None),
         get("/metrics", "Prometheus metrics").answers(200, Some(Body::Media("text/plain"))),
-        post("/v1/chat/completions", "OpenAI-compatible chat completion (streams with `stream: true`)"),
-        post("/v1/embeddings", "OpenAI-compatible embeddings"),
+        post("/v1/chat/completions", "OpenAI-compatible chat completion (streams with `stream: true`)").body(json::<ChatCompletionRequest>()).upstream(),
+        post("/v1/embeddings", "OpenAI-compatible embeddings").body(json::<EmbeddingsRequest>()).upstream(),
         get("/v1/models", "The models the caller may use"),
         get("/v1/models/{id}", "One model"),
         get("/api/v1/auth/me", "Who is calling: the credential, its account and its tenants").answers(200, Some(json::<Me>())),
@@ -186,11 +209,12 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/tenants/{tenant}/audit", "Query the tenant's audit log, oldest first").answers(200, Some(json::<AuditPage>())).query(AUDIT_QUERY),
         get("/api/v1/tenants/{tenant}/audit/export", "Export the tenant's audit log as JSON lines or CSV")
             .query(AUDIT_EXPORT_QUERY)
-            .answers(200, Some(Body::Media("application/x-ndjson"))),
+            .answers(200, Some(Body::Media("application/x-ndjson")))
+            .also(200, Some(Body::Media("text/csv"))),
         get("/api/v1/tenants/{tenant}/audit/verify", "Verify the tenant's audit chain (optionally against an anchor)")
             .answers(200, Some(json::<Verification>()))
             .query(ANCHOR_QUERY),
-        get("/api/v1/costs/stats", "Cost and usage totals").query(SUMMARY_QUERY),
+        get("/api/v1/costs/stats", "Cost and usage totals, by model and by day").query(WINDOW_QUERY),
         get("/api/v1/costs/usage/{user}", "One user's usage (own, or any with view_metrics)")
             .answers(200, Some(json::<UsageSummary>()))
             .also(200, Some(Body::Media("text/csv")))
@@ -226,6 +250,7 @@ pub fn operations() -> Vec<Operation> {
         delete("/api/v1/collections/{id}", "Delete a collection and its documents"),
         get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read, oldest first").answers(200, Some(page::<DocumentView>())).query(PAGE_QUERY),
         post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
+            .upstream()
             .body(upload::<knowledge::JsonUpload>())
             .answers(202, Some(json::<Accepted>())),
         get("/api/v1/documents/{id}", "One document").answers(200, Some(json::<DocumentView>())),
@@ -235,8 +260,8 @@ pub fn operations() -> Vec<Operation> {
         delete("/api/v1/documents/{id}/versions/{version}", "Delete an earlier version"),
         act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)").answers(202, Some(json::<Accepted>())),
         get("/api/v1/ingest-jobs/{id}", "An ingestion job").answers(200, Some(json::<IngestJob>())),
-        post("/api/v1/search", "Hybrid search over the knowledge the caller may read").body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
-        post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").body(json::<AnswerQuestion>()),
+        post("/api/v1/search", "Hybrid search over the knowledge the caller may read").upstream().body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
+        post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").upstream().body(json::<AnswerQuestion>()),
         post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),
         get("/api/v1/agents", "Agents: built-in ones, then custom ones, each by name").answers(200, Some(page::<AgentView>())).query(PAGE_QUERY),
         post("/api/v1/agents", "Create a custom agent").body(json::<agents::NewAgent>()).answers(201, Some(json::<AgentView>())),
@@ -252,12 +277,14 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/threads/{id}/messages", "A thread's messages").answers(200, Some(list::<MessageView>())),
         get("/api/v1/threads/{id}/runs", "A thread's runs, newest first").answers(200, Some(page::<RunView>())).query(PAGE_QUERY),
         post("/api/v1/threads/{id}/runs", "Run an agent on a thread (wait, background, or stream events)")
+            .upstream()
             .body(json::<agents::RunRequest>())
             .answers(200, Some(json::<RunView>()))
             .also(200, Some(events::<RunEvent>()))
             .also(202, Some(json::<RunView>())),
         get("/api/v1/runs", "The caller's runs, newest first").answers(200, Some(page::<RunView>())).query(PAGE_QUERY),
         post("/api/v1/runs", "Run an agent without a thread (wait, background, or stream events)")
+            .upstream()
             .body(json::<agents::RunRequest>())
             .answers(200, Some(json::<RunView>()))
             .also(200, Some(events::<RunEvent>()))
@@ -268,9 +295,9 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/mcp-servers", "Registered MCP servers").answers(200, Some(list::<McpServerView>())),
         post("/api/v1/mcp-servers", "Register an MCP server").body(json::<McpServerInput>()).answers(201, Some(Body::AnyJson)),
         delete("/api/v1/mcp-servers/{name}", "Remove an MCP server"),
-        get("/api/v1/mcp-servers/{name}/tools", "An MCP server's tools"),
-        post("/a2a", "A2A JSON-RPC (1.0 and 0.3): send, stream, get and cancel tasks").json_rpc(),
-        post("/mcp", "MCP server (streamable HTTP): the caller's agents as tools").also(202, None),
+        get("/api/v1/mcp-servers/{name}/tools", "An MCP server's tools").upstream(),
+        post("/a2a", "A2A JSON-RPC (1.0 and 0.3): send, stream, get and cancel tasks").body(json_rpc_message()).json_rpc(),
+        post("/mcp", "MCP server (streamable HTTP): the caller's agents as tools").body(json_rpc_message()).also(202, None),
         get("/mcp", "MCP server-sent event stream (not offered)").answers(405, None),
         delete("/mcp", "MCP session end (not offered)").answers(405, None),
         get("/graphql", "GraphQL query in the query string (persisted-query friendly); the schema is docs/schema.graphql")

@@ -31,7 +31,7 @@ use agentry_core::identity::RequestMeta;
 use agentry_core::{Principal, TenantAccess};
 use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
 use async_graphql::{EmptyMutation, EmptySubscription, Schema};
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -143,13 +143,38 @@ async fn query_string(
     Extension(access): Extension<TenantAccess>,
     Extension(principal): Extension<Principal>,
     Extension(meta): Extension<RequestMeta>,
-    RawQuery(raw): RawQuery,
+    Query(query): Query<GraphQlQueryString>,
 ) -> Result<Response, ApiError> {
-    let raw =
-        raw.filter(|q| !q.is_empty()).ok_or_else(|| ApiError::bad_request("send the GraphQL request as 'query' (and 'variables', 'operationName', 'extensions')", "query"))?;
-    let request =
-        async_graphql::http::parse_query_string(&raw).map_err(|e| ApiError::bad_request(format!("could not read the GraphQL request from the query string: {e}"), "query"))?;
-    Ok(execute(&schema, Caller::new(state, access, principal, meta), request).await)
+    Ok(execute(&schema, Caller::new(state, access, principal, meta), query.into_request()?.into_request()?).await)
+}
+
+/// `GET /graphql`'s query string: [`GraphQlRequest`]'s fields, `variables`
+/// and `extensions` as JSON objects; an empty parameter counts as absent.
+#[derive(serde::Deserialize)]
+pub struct GraphQlQueryString {
+    #[serde(default)]
+    query: String,
+    #[serde(rename = "operationName")]
+    operation_name: Option<String>,
+    variables: Option<String>,
+    extensions: Option<String>,
+}
+
+impl GraphQlQueryString {
+    fn into_request(self) -> Result<GraphQlRequest, ApiError> {
+        let object = |raw: Option<String>, param: &'static str| -> Result<_, ApiError> {
+            raw.filter(|s| !s.is_empty())
+                .map(|s| serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&s))
+                .transpose()
+                .map_err(|e| ApiError::bad_request(format!("'{param}' must be a JSON object: {e}"), param))
+        };
+        Ok(GraphQlRequest {
+            query: self.query,
+            operation_name: self.operation_name.filter(|s| !s.is_empty()),
+            variables: object(self.variables, "variables")?,
+            extensions: object(self.extensions, "extensions")?,
+        })
+    }
 }
 
 /// A field's error: the REST error's message, with its `code`, `status`

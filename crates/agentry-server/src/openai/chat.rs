@@ -25,23 +25,33 @@ use crate::extractors::ApiJson;
 use crate::middleware::RequestId;
 use crate::state::AppState;
 
-#[derive(Deserialize)]
+/// OpenAI's chat completion request, with the ranges this gateway checks.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChatCompletionRequest {
+    #[schema(min_length = 1, pattern = r"\S")]
     model: String,
+    #[schema(min_items = 1)]
     messages: Vec<ChatMessage>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2)]
     temperature: Option<f32>,
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     top_p: Option<f32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     max_tokens: Option<u32>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     max_completion_tokens: Option<u32>,
     #[serde(default)]
+    #[schema(schema_with = stop_schema)]
     stop: Option<Stop>,
     #[serde(default)]
     seed: Option<u64>,
+    /// Only 1 is supported.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 1)]
     n: Option<u32>,
     #[serde(default)]
     stream: Option<bool>,
@@ -49,12 +59,23 @@ pub struct ChatCompletionRequest {
     stream_options: Option<StreamOptions>,
     #[serde(default)]
     user: Option<String>,
+    /// OpenAI's tool definitions, passed to models that take them.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     tools: Option<Value>,
+    /// `none`, `auto`, `required`, or a named function.
     #[serde(default)]
     tool_choice: Option<Value>,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     response_format: Option<Value>,
+}
+
+/// [`Stop`]'s schema: one non-empty string, or up to four.
+fn stop_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1));
+    OneOfBuilder::new().item(text()).item(ArrayBuilder::new().items(text()).max_items(Some(4))).build().into()
 }
 
 #[derive(Deserialize)]
@@ -64,7 +85,7 @@ enum Stop {
     Many(Vec<String>),
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct StreamOptions {
     #[serde(default)]
     include_usage: Option<bool>,

@@ -16,13 +16,17 @@ use crate::state::AppState;
 /// Most inputs accepted in one request (OpenAI's limit).
 const MAX_INPUTS: usize = 2048;
 
-#[derive(Deserialize)]
+/// OpenAI's embeddings request, with the limits this gateway checks.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct EmbeddingsRequest {
+    #[schema(min_length = 1)]
     model: String,
+    #[schema(schema_with = input_schema)]
     input: EmbeddingInput,
     #[serde(default)]
     encoding_format: Option<EncodingFormat>,
     #[serde(default)]
+    #[schema(minimum = 1)]
     dimensions: Option<u32>,
     #[serde(default, rename = "user")]
     _user: Option<String>,
@@ -36,11 +40,18 @@ enum EmbeddingInput {
     Other(serde::de::IgnoredAny),
 }
 
-#[derive(Deserialize, Clone, Copy, PartialEq)]
+#[derive(Deserialize, Clone, Copy, PartialEq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum EncodingFormat {
     Float,
     Base64,
+}
+
+/// [`EmbeddingInput`]'s schema: one non-empty string, or up to [`MAX_INPUTS`] of them.
+fn input_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let text = || ObjectBuilder::new().schema_type(Type::String).min_length(Some(1));
+    OneOfBuilder::new().item(text()).item(ArrayBuilder::new().items(text()).min_items(Some(1)).max_items(Some(MAX_INPUTS))).build().into()
 }
 
 impl EmbeddingsRequest {

@@ -4,8 +4,8 @@
 //! gateway service once, and shape the answer; no routing logic lives here.
 
 mod agent;
-mod chat;
-mod embeddings;
+pub(crate) mod chat;
+pub(crate) mod embeddings;
 mod models;
 
 use agentry_core::coord::RateDecision;

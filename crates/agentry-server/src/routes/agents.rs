@@ -82,7 +82,10 @@ impl utoipa::PartialSchema for NewAgent {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         use utoipa::openapi::RefOr;
         use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-        let name = ObjectBuilder::new().schema_type(Type::String).description(Some("Lowercase letters, digits and dashes; not a built-in agent's name."));
+        let name = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[a-z][a-z0-9_-]{0,63}$"))
+            .description(Some("1-64 lowercase letters, digits, '-' and '_', starting with a letter; not a built-in agent's name."));
         match <AgentDefinition as utoipa::PartialSchema>::schema() {
             RefOr::T(Schema::Object(mut definition)) => {
                 definition.properties.insert("name".into(), name.into());
@@ -181,10 +184,7 @@ enum Input {
 /// [`Input`]'s schema: a string, or OpenAI chat messages (`role`, `content`).
 fn input_schema() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
-    let message = ObjectBuilder::new()
-        .property("role", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["system", "user", "assistant", "tool"])))
-        .property("content", ObjectBuilder::new())
-        .required("role");
+    let message = utoipa::openapi::Ref::from_schema_name("ChatMessage");
     OneOfBuilder::new().item(ObjectBuilder::new().schema_type(Type::String).min_length(Some(1))).item(ArrayBuilder::new().items(message).min_items(Some(1))).build().into()
 }
 
@@ -301,7 +301,7 @@ async fn cancel(State(state): State<AppState>, Extension(access): Extension<Tena
 #[serde(deny_unknown_fields)]
 struct EventsQuery {
     /// Resume after this event number (the `Last-Event-ID` header wins).
-    after: Option<usize>,
+    after: Option<u32>,
 }
 
 async fn events(
@@ -315,7 +315,7 @@ async fn events(
         Some(value) => {
             value.to_str().ok().and_then(|v| v.trim().parse::<usize>().ok()).ok_or_else(|| ApiError::bad_request("'Last-Event-ID' must be an event number", "Last-Event-ID"))?
         }
-        None => query.after.unwrap_or(0),
+        None => query.after.map_or(0, |after| after as usize),
     };
     Ok(sse(state.agents.follow(&access, &id, after).await?))
 }

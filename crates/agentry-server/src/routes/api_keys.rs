@@ -28,11 +28,15 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateKey {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: String,
     scopes: Option<PermissionSet>,
-    /// Lifetime in seconds.
+    /// Lifetime in seconds (up to ten years).
+    #[schema(minimum = 1, maximum = 315360000)]
     expires_in: Option<u64>,
+    /// Labels of your own, kept with the key.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     metadata: serde_json::Value,
 }
 

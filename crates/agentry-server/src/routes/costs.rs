@@ -159,8 +159,13 @@ async fn delete_budget(State(state): State<AppState>, Extension(access): Extensi
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PriceBody {
+    #[schema(min_length = 1, max_length = 200)]
     model: String,
+    /// USD per 1K input tokens.
+    #[schema(minimum = 0, maximum = 1000)]
     input_per_1k: f64,
+    /// USD per 1K output tokens.
+    #[schema(minimum = 0, maximum = 1000)]
     output_per_1k: f64,
 }
 
@@ -207,9 +212,14 @@ async fn tiers(State(state): State<AppState>) -> Result<Response, ApiError> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TierBody {
+    /// Each limit: at least 1; absent or null for no limit.
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     requests_per_minute: Option<u64>,
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     tokens_per_minute: Option<u64>,
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     concurrent: Option<u64>,
+    #[schema(minimum = 1, maximum = 9223372036854775807_i64)]
     requests_per_day: Option<u64>,
 }
 
@@ -237,6 +247,7 @@ async fn assign(State(state): State<AppState>, Extension(access): Extension<Tena
 #[serde(deny_unknown_fields)]
 pub(crate) struct InvoiceBody {
     /// `YYYY-MM`.
+    #[schema(pattern = r"^[0-9]{4}-(0[1-9]|1[0-2])$")]
     period: String,
 }
 

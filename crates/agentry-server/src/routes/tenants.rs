@@ -39,7 +39,10 @@ async fn list(State(state): State<AppState>, Extension(principal): Extension<Pri
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateTenant {
+    /// 2-63 lowercase letters, digits and dashes, not starting with a dash.
+    #[schema(pattern = "^[a-z0-9][a-z0-9-]{1,62}$")]
     slug: String,
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: String,
     /// User id of the tenant's first admin (default: the caller).
     owner: Option<String>,
@@ -68,6 +71,8 @@ async fn show(Extension(access): Extension<TenantAccess>) -> impl IntoResponse {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateTenant {
+    /// Absent or null: unchanged (as for every field of a PATCH).
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     name: Option<String>,
     mfa_required: Option<bool>,
 }
@@ -78,9 +83,6 @@ async fn update(
     Extension(meta): Extension<RequestMeta>,
     ApiJson(body): ApiJson<UpdateTenant>,
 ) -> Result<StatusCode, ApiError> {
-    if body.name.is_none() && body.mfa_required.is_none() {
-        return Err(ApiError::bad_request("send name and/or mfa_required", "body"));
-    }
     state.identity.update_tenant(&access, body.name.as_deref(), body.mfa_required, &meta).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -182,8 +184,10 @@ async fn groups(State(state): State<AppState>, Extension(access): Extension<Tena
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CreateGroup {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: String,
     #[serde(default)]
+    #[schema(max_length = 1000)]
     description: String,
 }
 
@@ -203,7 +207,9 @@ async fn group(State(state): State<AppState>, Extension(access): Extension<Tenan
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct UpdateGroup {
+    #[schema(min_length = 1, max_length = 100, pattern = r"\S")]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     description: Option<String>,
 }
 
@@ -214,9 +220,6 @@ async fn update_group(
     Path((_, id)): Path<(String, String)>,
     ApiJson(body): ApiJson<UpdateGroup>,
 ) -> Result<impl IntoResponse, ApiError> {
-    if body.name.is_none() && body.description.is_none() {
-        return Err(ApiError::bad_request("send name and/or description", "body"));
-    }
     Ok(Json(state.identity.update_group(&access, &id, body.name.as_deref(), body.description.as_deref(), &meta).await?))
 }
 

@@ -200,11 +200,14 @@ async fn queries_can_be_sent_by_get_and_persisted_by_hash() {
     assert_eq!(first.json::<Value>().await.unwrap()["data"]["tenant"]["slug"], "acme");
     let answer: Value = get(vec![("extensions", persisted.to_string())]).await.unwrap().json().await.unwrap();
     assert_eq!(answer["data"]["tenant"]["slug"], "acme", "{answer}");
-    // A query string that is not a request is a 400 naming it.
-    let response = app.with(Method::GET, "/graphql", &token).send().await.unwrap();
-    assert_error(response, 400, "invalid_request").await;
-    let response = get(vec![("query", query.to_owned()), ("variables", "{not json".to_owned())]).await.unwrap();
-    assert_error(response, 400, "invalid_request").await;
+    // No query is a GraphQL error, as by POST; variables that are not a JSON object are a 400 naming them.
+    let answer: Value = app.with(Method::GET, "/graphql", &token).send().await.unwrap().json().await.unwrap();
+    assert!(answer["data"].is_null() && answer["errors"][0]["message"].is_string(), "{answer}");
+    for variables in ["{not json", "[1]"] {
+        let response = get(vec![("query", query.to_owned()), ("variables", variables.to_owned())]).await.unwrap();
+        let error = assert_error(response, 400, "invalid_request").await;
+        assert_eq!(error["param"], "variables", "{error}");
+    }
 }
 
 #[test]

@@ -304,7 +304,7 @@ async fn mailed(app: &TestApp, sink: &SmtpSink) {
     assert_eq!(status, 200, "{verified}");
     assert_eq!(send(app, &registered, Method::GET, "/api/v1/auth/me", None).await.1["user"]["email_verified"], true);
     assert_eq!(send(app, "", Method::POST, "/api/v1/auth/verify-email", Some(json!({ "token": token }))).await.0, 400);
-    assert_eq!(send(app, &registered, Method::POST, "/api/v1/auth/verify-email/resend", None).await.0, 400, "already verified");
+    assert_eq!(send(app, &registered, Method::POST, "/api/v1/auth/verify-email/resend", None).await.0, 409, "already verified");
 
     // Every mail was recorded as sent.
     let db = agentry_db::Db::connect(&app.database_url).await.unwrap();

@@ -31,6 +31,7 @@ mod own_clients;
 mod pagination;
 mod parse_isolation;
 mod protocols;
+mod request_rules;
 mod resilience;
 mod sdk_clients;
 mod secrets_at_rest;
