@@ -47,7 +47,7 @@ pub struct AnswerQuestion {
 }
 
 /// The API's answer to a lookup.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AnswerLookup {
     pub hit: bool,
     pub answer: Option<CachedAnswer>,

@@ -99,9 +99,11 @@ fn collection_generation(tenant: &str, collection: &str) -> String {
 }
 
 /// A stored answer, as computed for the first question that asked it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CachedAnswer {
     pub answer: String,
+    /// As stored with the answer (an array, empty when none were given).
+    #[schema(value_type = Vec<Object>)]
     pub citations: serde_json::Value,
     pub model: String,
     /// When the answer was computed (Unix ms), so callers can show its age.

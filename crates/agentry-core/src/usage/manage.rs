@@ -55,6 +55,15 @@ pub struct TierAssignmentInput {
     pub tier: Option<String>,
 }
 
+/// A tier assigned in the tenant.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TierAssignment {
+    /// `tenant`, `user` or `api_key`.
+    pub scope: String,
+    pub scope_id: String,
+    pub tier: String,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceInput {
@@ -209,9 +218,9 @@ impl Accounting {
         Ok(())
     }
 
-    pub async fn tier_assignments(&self, access: &TenantAccess) -> Result<Vec<serde_json::Value>, Error> {
+    pub async fn tier_assignments(&self, access: &TenantAccess) -> Result<Vec<TierAssignment>, Error> {
         let rows = self.policies().db().tier_assignments(access.tenant_id()).await?;
-        Ok(rows.into_iter().map(|r| serde_json::json!({ "scope": r.scope, "scope_id": r.scope_id, "tier": r.tier })).collect())
+        Ok(rows.into_iter().map(|r| TierAssignment { scope: r.scope, scope_id: r.scope_id, tier: r.tier }).collect())
     }
 
     /// Set a price from now on: for one tenant, or platform-wide (`tenant` `None`).

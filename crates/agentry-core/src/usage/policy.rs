@@ -31,7 +31,7 @@ pub struct TenantPolicy {
 }
 
 /// A rate-limit tier. `None` = unlimited in that dimension.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Tier {
     pub name: String,
     pub requests_per_minute: Option<u64>,

@@ -13,11 +13,14 @@ use agentry_core::identity::{
     AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, LoginTokens, Me, Membership, RoleInfo, SessionInfo, Tenant,
     TotpEnrolment, VisibleTenant,
 };
-use agentry_core::knowledge::{Accepted, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse};
+use agentry_core::knowledge::{
+    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse,
+};
 use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::analytics::{Forecast, UsageRecord, UsageSummary};
 use agentry_core::usage::billing::Invoice;
-use agentry_core::usage::manage::{BudgetInput, BudgetView, TierAssignmentInput};
+use agentry_core::usage::manage::{BudgetInput, BudgetView, PriceView, TierAssignment, TierAssignmentInput};
+use agentry_core::usage::policy::Tier;
 
 use super::ParamKind::{Count, Date, JsonObject, Millis, OneOf, Seq, Text};
 use super::{AFTER, Body, LIMIT, Operation, PAGE_QUERY, Param, events, json, list, page, param, upload};
@@ -147,15 +150,19 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/auth/refresh", "Trade a refresh token for new tokens (rotation, reuse detection)")
             .body(json::<auth::RefreshBody>())
             .answers(200, Some(json::<LoginTokens>())),
-        post("/api/v1/auth/register", "Create an account (when self-registration is on)").body(json::<auth::RegisterBody>()).answers(201, Some(Body::AnyJson)),
+        post("/api/v1/auth/register", "Create an account (when self-registration is on)").body(json::<auth::RegisterBody>()).answers(201, Some(json::<auth::Registered>())),
         post("/api/v1/auth/mfa/verify", "Complete a sign-in with a TOTP or recovery code").body(json::<auth::FactorBody>()).answers(200, Some(json::<LoginTokens>())),
-        get("/api/v1/auth/oidc", "The single sign-on providers"),
+        get("/api/v1/auth/oidc", "The single sign-on providers").answers(200, Some(list::<oidc::Provider>())),
         get("/api/v1/auth/oidc/{provider}/start", "Start a single sign-on (redirects to the provider)").answers(303, None),
-        get("/api/v1/auth/oidc/{provider}/callback", "Finish a single sign-on").query(OIDC_CALLBACK_QUERY),
-        act("/api/v1/auth/oidc/{provider}/link", "Start linking a single sign-on identity to the signed-in account"),
-        post("/api/v1/auth/oidc/{provider}/link/callback", "Finish linking a single sign-on identity").body(json::<oidc::LinkCallback>()),
+        get("/api/v1/auth/oidc/{provider}/callback", "Finish a single sign-on").query(OIDC_CALLBACK_QUERY).answers(200, Some(json::<LoginOutcome>())),
+        act("/api/v1/auth/oidc/{provider}/link", "Start linking a single sign-on identity to the signed-in account").answers(200, Some(json::<oidc::Redirect>())),
+        post("/api/v1/auth/oidc/{provider}/link/callback", "Finish linking a single sign-on identity")
+            .body(json::<oidc::LinkCallback>())
+            .answers(200, Some(json::<LoginOutcome>())),
         act("/api/v1/auth/mfa/totp", "Start TOTP enrolment (secret and otpauth URI)").answers(200, Some(json::<TotpEnrolment>())),
-        post("/api/v1/auth/mfa/totp/confirm", "Confirm TOTP enrolment; answers recovery codes once").body(json::<auth::ConfirmBody>()),
+        post("/api/v1/auth/mfa/totp/confirm", "Confirm TOTP enrolment; answers recovery codes once")
+            .body(json::<auth::ConfirmBody>())
+            .answers(200, Some(json::<auth::TotpConfirmed>())),
         post("/api/v1/auth/mfa/disable", "Turn TOTP off (needs the password)").body(json::<auth::FactorBody>()).answers(204, None),
         get("/metrics", "Prometheus metrics").answers(200, Some(Body::Media("text/plain"))),
         post("/v1/chat/completions", "OpenAI-compatible chat completion (streams with `stream: true`)").body(json::<ChatCompletionRequest>()).upstream(),
@@ -168,14 +175,14 @@ pub fn operations() -> Vec<Operation> {
         act("/api/v1/admin/users/{user_id}/enable", "Enable an account").answers(204, None),
         act("/api/v1/auth/logout", "Sign out this session").answers(204, None),
         get("/api/v1/auth/sessions", "The signed-in user's sessions").answers(200, Some(list::<SessionInfo>())),
-        delete("/api/v1/auth/sessions", "Sign out every session").answers(200, Some(Body::AnyJson)),
+        delete("/api/v1/auth/sessions", "Sign out every session").answers(200, Some(json::<auth::SessionsRevoked>())),
         delete("/api/v1/auth/sessions/{id}", "Sign out one session"),
         get("/api/v1/tenants", "The tenants the caller may enter").answers(200, Some(list::<VisibleTenant>())),
         post("/api/v1/tenants", "Create a tenant (platform administrators)").body(json::<tenants::CreateTenant>()).answers(201, Some(json::<Tenant>())),
-        act("/api/v1/admin/signing-keys/rotate", "Rotate the token signing key"),
+        act("/api/v1/admin/signing-keys/rotate", "Rotate the token signing key").answers(200, Some(json::<tenants::SigningKey>())),
         get("/api/v1/admin/audit", "Query the platform audit chain, oldest first").answers(200, Some(json::<AuditPage>())).query(AUDIT_QUERY),
         get("/api/v1/admin/audit/verify", "Verify the platform audit chain (optionally against an anchor)").answers(200, Some(json::<Verification>())).query(ANCHOR_QUERY),
-        get("/api/v1/tenants/{tenant}", "The tenant, with the caller's role and permissions in it"),
+        get("/api/v1/tenants/{tenant}", "The tenant, with the caller's role and permissions in it").answers(200, Some(json::<tenants::TenantAsSeen>())),
         patch("/api/v1/tenants/{tenant}", "Rename the tenant or change its MFA policy").body(json::<tenants::UpdateTenant>()).answers(204, None),
         get("/api/v1/tenants/{tenant}/users", "The tenant's members, in the order they joined").answers(200, Some(page::<Membership>())).query(PAGE_QUERY),
         post("/api/v1/tenants/{tenant}/users", "Invite a member").body(json::<tenants::AddMember>()).answers(201, Some(json::<CreatedInvitation>())),
@@ -187,11 +194,13 @@ pub fn operations() -> Vec<Operation> {
             .body(json::<invitations::NewAccountBody>())
             .answers(201, Some(json::<AcceptedInvitation>())),
         post("/api/v1/invitations/accept", "Accept an invitation as the signed-in user").body(json::<invitations::TokenBody>()).answers(201, Some(json::<AcceptedInvitation>())),
-        post("/api/v1/auth/verify-email", "Verify an address with the mailed token").body(json::<invitations::TokenBody>()),
+        post("/api/v1/auth/verify-email", "Verify an address with the mailed token")
+            .body(json::<invitations::TokenBody>())
+            .answers(200, Some(json::<invitations::EmailVerified>())),
         act("/api/v1/auth/verify-email/resend", "Send the verification mail again").answers(202, None),
         act("/api/v1/admin/users/{user_id}/verify-email", "Mark an account's address verified").answers(204, None),
         get("/api/v1/tenants/{tenant}/roles", "Built-in and custom roles with their permissions").answers(200, Some(list::<RoleInfo>())),
-        put("/api/v1/tenants/{tenant}/roles/{name}", "Create or change a custom role").body(json::<tenants::PutRole>()),
+        put("/api/v1/tenants/{tenant}/roles/{name}", "Create or change a custom role").body(json::<tenants::PutRole>()).answers(200, Some(json::<RoleInfo>())),
         delete("/api/v1/tenants/{tenant}/roles/{name}", "Delete a custom role"),
         get("/api/v1/tenants/{tenant}/groups", "The tenant's groups").answers(200, Some(list::<Group>())),
         post("/api/v1/tenants/{tenant}/groups", "Create a group").body(json::<tenants::CreateGroup>()).answers(201, Some(json::<Group>())),
@@ -214,7 +223,7 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/tenants/{tenant}/audit/verify", "Verify the tenant's audit chain (optionally against an anchor)")
             .answers(200, Some(json::<Verification>()))
             .query(ANCHOR_QUERY),
-        get("/api/v1/costs/stats", "Cost and usage totals, by model and by day").query(WINDOW_QUERY),
+        get("/api/v1/costs/stats", "Cost and usage totals, by model and by day").query(WINDOW_QUERY).answers(200, Some(json::<costs::CostStats>())),
         get("/api/v1/costs/usage/{user}", "One user's usage (own, or any with view_metrics)")
             .answers(200, Some(json::<UsageSummary>()))
             .also(200, Some(Body::Media("text/csv")))
@@ -224,8 +233,8 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/costs/budgets", "Set a budget: create it, or change the one of its scope and period").body(json::<BudgetInput>()).answers(200, Some(json::<BudgetView>())),
         get("/api/v1/costs/budgets", "Budgets with what they have spent").answers(200, Some(list::<BudgetView>())),
         delete("/api/v1/costs/budgets/{id}", "Delete a budget"),
-        get("/api/v1/costs/prices", "Model prices: defaults and the price history"),
-        post("/api/v1/costs/prices", "Override a model's price for the tenant").body(json::<costs::PriceBody>()).answers(201, Some(Body::AnyJson)),
+        get("/api/v1/costs/prices", "Model prices: defaults and the price history").answers(200, Some(json::<costs::Prices>())),
+        post("/api/v1/costs/prices", "Override a model's price for the tenant").body(json::<costs::PriceBody>()).answers(201, Some(json::<PriceView>())),
         get("/api/v1/costs/settings", "The tenant's cost-optimizer and response-cache switches").answers(200, Some(json::<TenantUsageSettings>())),
         put("/api/v1/costs/settings", "Change the cost-optimizer and response-cache switches")
             .body(json::<TenantUsageSettings>())
@@ -233,9 +242,9 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/usage/summary", "Usage rollups").answers(200, Some(json::<UsageSummary>())).also(200, Some(Body::Media("text/csv"))).query(SUMMARY_QUERY),
         get("/api/v1/usage/records", "Usage records (one per model call), oldest first").answers(200, Some(page::<UsageRecord>())).query(RECORDS_QUERY),
         get("/api/v1/usage/export", "Usage records as CSV").query(WINDOW_QUERY).answers(200, Some(Body::Media("text/csv"))),
-        get("/api/v1/rate-limits/tiers", "Rate-limit tiers"),
-        get("/api/v1/rate-limits/assignments", "The tenant's tier assignments"),
-        put("/api/v1/rate-limits/assignments", "Assign a tier to the tenant, a user or a key").body(json::<TierAssignmentInput>()),
+        get("/api/v1/rate-limits/tiers", "Rate-limit tiers").answers(200, Some(list::<Tier>())),
+        get("/api/v1/rate-limits/assignments", "The tenant's tier assignments").answers(200, Some(list::<TierAssignment>())),
+        put("/api/v1/rate-limits/assignments", "Assign a tier to the tenant, a user or a key").body(json::<TierAssignmentInput>()).answers(200, Some(list::<TierAssignment>())),
         get("/api/v1/billing/invoices", "Invoices").answers(200, Some(list::<Invoice>())),
         post("/api/v1/billing/invoices", "Generate the invoice of a month").body(json::<costs::InvoiceBody>()).answers(201, Some(json::<Invoice>())),
         get("/api/v1/billing/invoices/{id}", "One invoice (JSON, CSV or HTML)")
@@ -243,7 +252,7 @@ pub fn operations() -> Vec<Operation> {
             .also(200, Some(Body::Media("text/csv")))
             .also(200, Some(Body::Media("text/html")))
             .query(INVOICE_QUERY),
-        act("/api/v1/billing/invoices/{id}/pay", "Pay an invoice through the configured provider"),
+        act("/api/v1/billing/invoices/{id}/pay", "Pay an invoice through the configured provider").answers(200, Some(json::<Invoice>())),
         get("/api/v1/collections", "Knowledge collections, oldest first").answers(200, Some(page::<Collection>())).query(PAGE_QUERY),
         post("/api/v1/collections", "Create a collection").body(json::<CollectionInput>()).answers(201, Some(json::<Collection>())),
         get("/api/v1/collections/{id}", "One collection").answers(200, Some(json::<Collection>())),
@@ -261,7 +270,7 @@ pub fn operations() -> Vec<Operation> {
         act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)").answers(202, Some(json::<Accepted>())),
         get("/api/v1/ingest-jobs/{id}", "An ingestion job").answers(200, Some(json::<IngestJob>())),
         post("/api/v1/search", "Hybrid search over the knowledge the caller may read").upstream().body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
-        post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").upstream().body(json::<AnswerQuestion>()),
+        post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").upstream().body(json::<AnswerQuestion>()).answers(200, Some(json::<AnswerLookup>())),
         post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),
         get("/api/v1/agents", "Agents: built-in ones, then custom ones, each by name").answers(200, Some(page::<AgentView>())).query(PAGE_QUERY),
         post("/api/v1/agents", "Create a custom agent").body(json::<agents::NewAgent>()).answers(201, Some(json::<AgentView>())),
@@ -290,10 +299,10 @@ pub fn operations() -> Vec<Operation> {
             .also(200, Some(events::<RunEvent>()))
             .also(202, Some(json::<RunView>())),
         get("/api/v1/runs/{id}", "One run with its tool calls and citations").answers(200, Some(json::<RunView>())),
-        act("/api/v1/runs/{id}/cancel", "Cancel a run"),
+        act("/api/v1/runs/{id}/cancel", "Cancel a run").answers(200, Some(json::<RunView>())),
         get("/api/v1/runs/{id}/events", "A run's events as server-sent events (resumes after `Last-Event-ID`)").answers(200, Some(events::<RunEvent>())).query(EVENTS_QUERY),
         get("/api/v1/mcp-servers", "Registered MCP servers").answers(200, Some(list::<McpServerView>())),
-        post("/api/v1/mcp-servers", "Register an MCP server").body(json::<McpServerInput>()).answers(201, Some(Body::AnyJson)),
+        post("/api/v1/mcp-servers", "Register an MCP server").body(json::<McpServerInput>()).answers(201, Some(json::<McpServerView>())),
         delete("/api/v1/mcp-servers/{name}", "Remove an MCP server"),
         get("/api/v1/mcp-servers/{name}/tools", "An MCP server's tools").upstream(),
         post("/a2a", "A2A JSON-RPC (1.0 and 0.3): send, stream, get and cancel tasks").body(json_rpc_message()).json_rpc(),
@@ -304,7 +313,7 @@ pub fn operations() -> Vec<Operation> {
             .query(GRAPHQL_QUERY)
             .answers(200, Some(graphql_response())),
         post("/graphql", "GraphQL query: the read side in one round trip, with REST's checks per field").body(json::<GraphQlRequest>()).answers(200, Some(graphql_response())),
-        post("/api/v1/admin/prices", "Set a platform-wide model price").body(json::<costs::PriceBody>()).answers(201, Some(Body::AnyJson)),
-        put("/api/v1/admin/rate-limits/tiers/{name}", "Define or change a rate-limit tier").body(json::<costs::TierBody>()),
+        post("/api/v1/admin/prices", "Set a platform-wide model price").body(json::<costs::PriceBody>()).answers(201, Some(json::<PriceView>())),
+        put("/api/v1/admin/rate-limits/tiers/{name}", "Define or change a rate-limit tier").body(json::<costs::TierBody>()).answers(200, Some(json::<Tier>())),
     ]
 }

@@ -73,7 +73,26 @@ async fn mfa_confirm(
     ApiJson(body): ApiJson<ConfirmBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let codes = state.identity.confirm_totp(&principal, &body.code, &meta).await?;
-    Ok(Json(json!({ "enabled": true, "recovery_codes": codes })))
+    Ok(Json(TotpConfirmed { enabled: true, recovery_codes: codes }))
+}
+
+/// TOTP is on; the recovery codes are shown this once.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct TotpConfirmed {
+    enabled: bool,
+    recovery_codes: Vec<String>,
+}
+
+/// A new account, to be signed in to.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Registered {
+    user_id: String,
+}
+
+/// How many sessions were signed out.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SessionsRevoked {
+    revoked: u64,
 }
 
 async fn mfa_disable(
@@ -107,7 +126,7 @@ pub(crate) struct RegisterBody {
 
 async fn register(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<RegisterBody>) -> Result<impl IntoResponse, ApiError> {
     let user_id = state.identity.register(&body.email, &body.password, body.display_name.as_deref(), &meta).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "user_id": user_id }))))
+    Ok((StatusCode::CREATED, Json(Registered { user_id })))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -165,7 +184,7 @@ async fn revoke_one(
 
 async fn revoke_all(State(state): State<AppState>, Extension(principal): Extension<Principal>, Extension(meta): Extension<RequestMeta>) -> Result<impl IntoResponse, ApiError> {
     let revoked = state.identity.revoke_sessions(&principal, None, &meta).await?;
-    Ok(Json(json!({ "revoked": revoked })))
+    Ok(Json(SessionsRevoked { revoked }))
 }
 
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {

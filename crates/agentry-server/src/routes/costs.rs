@@ -5,8 +5,8 @@
 use agentry_core::TenantAccess;
 use agentry_core::page::PageRequest;
 use agentry_core::usage::TenantUsageSettings;
-use agentry_core::usage::analytics::UsageQuery;
-use agentry_core::usage::manage::{BudgetInput, PriceInput, TierAssignmentInput};
+use agentry_core::usage::analytics::{UsageQuery, UsageRow};
+use agentry_core::usage::manage::{BudgetInput, PriceInput, PriceView, TierAssignmentInput};
 use agentry_core::usage::policy::Tier;
 use agentry_core::usage::{Accounting, Period};
 use axum::extract::{Path, Query, State};
@@ -90,11 +90,32 @@ async fn stats(State(state): State<AppState>, Extension(access): Extension<Tenan
     let accounting = accounting(&state);
     let by_model = accounting.usage_summary(&access, &UsageQuery { group_by: Some("model".into()), ..p.query() }).await?;
     let by_day = accounting.usage_summary(&access, &UsageQuery { group_by: Some("day".into()), ..p.query() }).await?;
-    Ok(Json(json!({
-        "from": by_model.from, "to": by_model.to, "total": by_model.total,
-        "by_model": by_model.groups, "by_day": by_day.groups,
-    }))
-    .into_response())
+    Ok(Json(CostStats { from: by_model.from, to: by_model.to, total: by_model.total, by_model: by_model.groups, by_day: by_day.groups }).into_response())
+}
+
+/// Totals of a window, by model and by day.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct CostStats {
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+    total: UsageRow,
+    by_model: Vec<UsageRow>,
+    by_day: Vec<UsageRow>,
+}
+
+/// The registry's default prices and the tenant's price history.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Prices {
+    defaults: Vec<DefaultPrice>,
+    history: Vec<PriceView>,
+}
+
+/// A model's price as the registry sets it, in USD per 1K tokens.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct DefaultPrice {
+    model: String,
+    input_per_1k: f64,
+    output_per_1k: f64,
 }
 
 async fn user_usage(
@@ -192,9 +213,14 @@ async fn set_platform_price(
 }
 
 async fn prices(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {
-    let registry: Vec<_> =
-        state.gateway.router().registry().iter().map(|e| json!({ "model": e.name, "input_per_1k": e.price.input_per_1k, "output_per_1k": e.price.output_per_1k })).collect();
-    Ok(Json(json!({ "defaults": registry, "history": accounting(&state).price_history(&access).await? })).into_response())
+    let defaults = state
+        .gateway
+        .router()
+        .registry()
+        .iter()
+        .map(|e| DefaultPrice { model: e.name.clone(), input_per_1k: e.price.input_per_1k, output_per_1k: e.price.output_per_1k })
+        .collect();
+    Ok(Json(Prices { defaults, history: accounting(&state).price_history(&access).await? }).into_response())
 }
 
 async fn settings(State(state): State<AppState>, Extension(access): Extension<TenantAccess>) -> Result<Response, ApiError> {

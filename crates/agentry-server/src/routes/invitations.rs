@@ -80,7 +80,14 @@ async fn accept(
 
 async fn verify_email(State(state): State<AppState>, Extension(meta): Extension<RequestMeta>, ApiJson(body): ApiJson<TokenBody>) -> Result<impl IntoResponse, ApiError> {
     let user_id = state.identity.verify_email(&body.token, &meta).await?;
-    Ok(Json(json!({ "user_id": user_id, "email_verified": true })))
+    Ok(Json(EmailVerified { user_id, email_verified: true }))
+}
+
+/// The account whose address is now verified.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct EmailVerified {
+    user_id: String,
+    email_verified: bool,
 }
 
 async fn resend_verification(State(state): State<AppState>, Extension(principal): Extension<Principal>, Extension(meta): Extension<RequestMeta>) -> Result<StatusCode, ApiError> {

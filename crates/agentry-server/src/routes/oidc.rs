@@ -30,8 +30,21 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn providers(State(state): State<AppState>) -> impl IntoResponse {
-    let names: Vec<_> = state.identity.settings().oidc.iter().map(|p| json!({ "name": p.name, "start": format!("/api/v1/auth/oidc/{}/start", p.name) })).collect();
-    Json(json!({ "data": names }))
+    let providers: Vec<_> = state.identity.settings().oidc.iter().map(|p| Provider { name: p.name.clone(), start: format!("/api/v1/auth/oidc/{}/start", p.name) }).collect();
+    Json(json!({ "data": providers }))
+}
+
+/// A single sign-on provider and where a sign-in with it starts.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Provider {
+    name: String,
+    start: String,
+}
+
+/// Where to send the browser.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct Redirect {
+    url: String,
 }
 
 async fn start(State(state): State<AppState>, Path(provider): Path<String>) -> Result<impl IntoResponse, ApiError> {
@@ -65,7 +78,7 @@ async fn callback(
 
 /// Start linking a provider to the signed-in account: the URL to send the browser to.
 async fn link_start(State(state): State<AppState>, Extension(principal): Extension<Principal>, Path(provider): Path<String>) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(json!({ "url": state.identity.oidc_link_start(&principal, &provider).await? })))
+    Ok(Json(Redirect { url: state.identity.oidc_link_start(&principal, &provider).await? }))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -59,13 +59,30 @@ async fn create(
 }
 
 async fn show(Extension(access): Extension<TenantAccess>) -> impl IntoResponse {
-    Json(json!({
-        "id": access.tenant_id(),
-        "slug": access.tenant_slug(),
-        "mfa_required": access.mfa_required(),
-        "role": access.role(),
-        "permissions": access.permissions(),
-    }))
+    Json(TenantAsSeen {
+        id: access.tenant_id().to_owned(),
+        slug: access.tenant_slug().to_owned(),
+        mfa_required: access.mfa_required(),
+        role: access.role().map(str::to_owned),
+        permissions: access.permissions(),
+    })
+}
+
+/// The tenant as the caller acts in it: its role and permissions there.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct TenantAsSeen {
+    id: String,
+    slug: String,
+    mfa_required: bool,
+    /// `None` for the master key and for API keys, which hold scopes rather than a role.
+    role: Option<String>,
+    permissions: agentry_types::PermissionSet,
+}
+
+/// The key that signs new tokens from now on.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SigningKey {
+    kid: String,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -259,7 +276,7 @@ async fn rotate_signing_key(
     Extension(meta): Extension<RequestMeta>,
 ) -> Result<impl IntoResponse, ApiError> {
     let kid = state.identity.rotate_signing_key(&principal, &meta).await?;
-    Ok(Json(json!({ "kid": kid })))
+    Ok(Json(SigningKey { kid }))
 }
 
 async fn disable_user(
