@@ -24,3 +24,7 @@ pub use error::Error;
 pub use gateway::{CallContext, Gateway};
 pub use identity::{Identity, Principal, TenantAccess};
 pub use usage::{Accounting, Subject};
+
+/// Metric handles per label set, for the HTTP layer's own metrics (the
+/// model layer's helper: callers above core need not depend on that layer).
+pub use agentry_llm::series::Series as MetricSeries;

@@ -10,9 +10,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::error::ApiError;
-use agentry_llm::series::Series;
+use agentry_core::MetricSeries;
 use agentry_types::ErrorCode;
+
+use crate::error::ApiError;
 
 /// Header carrying the request id, accepted from clients when sane and always returned.
 pub const REQUEST_ID: &str = "x-request-id";
@@ -119,8 +120,8 @@ pub async fn endpoint_label(matched: Option<MatchedPath>, req: Request, next: Ne
 /// `http_request_duration_seconds{method,endpoint}`; unmatched paths are
 /// labelled `unmatched` so label cardinality stays bounded.
 pub async fn http_metrics(req: Request, next: Next) -> Response {
-    static REQUESTS: LazyLock<Series<3, metrics::Counter>> = LazyLock::new(Series::new);
-    static DURATIONS: LazyLock<Series<2, metrics::Histogram>> = LazyLock::new(Series::new);
+    static REQUESTS: LazyLock<MetricSeries<3, metrics::Counter>> = LazyLock::new(MetricSeries::new);
+    static DURATIONS: LazyLock<MetricSeries<2, metrics::Histogram>> = LazyLock::new(MetricSeries::new);
     let started = Instant::now();
     let method = req.method().clone();
     let response = next.run(req).await;

@@ -117,14 +117,12 @@ const GRAPHQL_QUERY: &[Param] = &[
 /// One JSON-RPC 2.0 message: a request (with `id`), a notification or a response.
 fn json_rpc_message() -> Body {
     use utoipa::openapi::schema::{ObjectBuilder, Type};
-    let id = ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::String, Type::Integer, Type::Null]));
-    let params = ObjectBuilder::new().schema_type(utoipa::openapi::schema::SchemaType::from_iter([Type::Object, Type::Array]));
     let message = ObjectBuilder::new()
         .schema_type(Type::Object)
         .property("jsonrpc", ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["2.0"])))
         .property("method", ObjectBuilder::new().schema_type(Type::String))
-        .property("id", id)
-        .property("params", params)
+        .property("id", ObjectBuilder::new().description(Some("A string or a number; absent in a notification.")))
+        .property("params", ObjectBuilder::new().description(Some("An object or an array, as the method takes.")))
         .required("jsonrpc")
         .description(Some("A JSON-RPC 2.0 message; one per request (batches are not supported)."));
     Body::Json { name: "JsonRpcMessage".into(), schemas: vec![("JsonRpcMessage".into(), message.into())] }

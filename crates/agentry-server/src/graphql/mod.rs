@@ -29,6 +29,7 @@ pub use query::routes;
 
 use agentry_core::identity::RequestMeta;
 use agentry_core::{Principal, TenantAccess};
+use agentry_types::ErrorCode;
 use async_graphql::extensions::apollo_persisted_queries::{ApolloPersistedQueries, LruCacheStorage};
 use async_graphql::{EmptyMutation, EmptySubscription, Schema};
 use axum::extract::{DefaultBodyLimit, Query, State};
@@ -143,8 +144,12 @@ async fn query_string(
     Extension(access): Extension<TenantAccess>,
     Extension(principal): Extension<Principal>,
     Extension(meta): Extension<RequestMeta>,
+    uri: axum::http::Uri,
     Query(query): Query<GraphQlQueryString>,
 ) -> Result<Response, ApiError> {
+    if uri.query().map_or(0, str::len) > limits::MAX_BODY {
+        return Err(ApiError::new(ErrorCode::PayloadTooLarge, format!("a GraphQL query string takes at most {} bytes; send longer requests by POST", limits::MAX_BODY)));
+    }
     Ok(execute(&schema, Caller::new(state, access, principal, meta), query.into_request()?.into_request()?).await)
 }
 

@@ -203,6 +203,9 @@ async fn queries_can_be_sent_by_get_and_persisted_by_hash() {
     // No query is a GraphQL error, as by POST; variables that are not a JSON object are a 400 naming them.
     let answer: Value = app.with(Method::GET, "/graphql", &token).send().await.unwrap().json().await.unwrap();
     assert!(answer["data"].is_null() && answer["errors"][0]["message"].is_string(), "{answer}");
+    // A query string is held to the body's limit.
+    let response = get(vec![("query", format!("{{ tenant {{ slug }} }}{}", " ".repeat(33 * 1024)))]).await.unwrap();
+    assert_error(response, 413, "payload_too_large").await;
     for variables in ["{not json", "[1]"] {
         let response = get(vec![("query", query.to_owned()), ("variables", variables.to_owned())]).await.unwrap();
         let error = assert_error(response, 400, "invalid_request").await;
