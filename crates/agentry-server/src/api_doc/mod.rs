@@ -413,7 +413,7 @@ fn operation(op: &Operation, tag: String, schemas: &mut BTreeMap<String, RefOr<S
     for param in op.query {
         let parameter = ParameterBuilder::new().name(param.name).parameter_in(ParameterIn::Query).required(Required::False).description(Some(param.about));
         let parameter = match param.kind {
-            ParamKind::JsonObject => parameter.content("application/json", ContentBuilder::new().schema(Some(ObjectBuilder::new().schema_type(Type::Object))).build()),
+            ParamKind::JsonObject => parameter.content("application/json", ContentBuilder::new().schema(Some(param_schema(&param.kind))).build()),
             _ => parameter.schema(Some(param_schema(&param.kind))),
         };
         builder = builder.parameter(parameter);
