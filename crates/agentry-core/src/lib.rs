@@ -12,6 +12,7 @@ pub mod coord;
 pub mod error;
 pub mod gateway;
 pub mod identity;
+pub mod jobs;
 pub mod knowledge;
 pub mod mail;
 pub mod outbound;

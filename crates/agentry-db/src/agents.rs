@@ -327,6 +327,36 @@ impl Db {
         .map_err(DbError::query("finish run"))
     }
 
+    /// Start (or start again, after its worker died) a queued run: running
+    /// from now, with the tool calls and tallies of an earlier attempt
+    /// removed; false when it has ended.
+    pub async fn restart_run(&self, id: &str, now_ms: i64) -> Result<bool, DbError> {
+        on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            sqlx::query("DELETE FROM run_tool_calls WHERE run_id = $1").bind(id).execute(&mut *tx).await?;
+            let started = sqlx::query(
+                "UPDATE runs SET status = 'running', started_at_ms = $1, output = NULL, error = NULL, model = NULL, model_calls = 0, tool_calls = 0, \
+                 prompt_tokens = 0, completion_tokens = 0, quality_score = NULL, citations = '[]' WHERE id = $2 AND status IN ('pending', 'running')")
+                .bind(now_ms).bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(started == 1)
+        }.await)
+        .map_err(DbError::query("restart run"))
+    }
+
+    /// Delete a run that never started (a duplicate of an idempotent request).
+    pub async fn delete_run(&self, id: &str) -> Result<(), DbError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM runs WHERE id = $1 AND status = 'pending'").bind(id).execute(pool).await.map(drop)).map_err(DbError::query("delete run"))
+    }
+
+    /// Make an ended queued run pending again (its job was retried by hand).
+    pub async fn requeue_run(&self, id: &str) -> Result<(), DbError> {
+        on_pool!(self, pool => sqlx::query(
+            "UPDATE runs SET status = 'pending', error = NULL, output = NULL, started_at_ms = NULL, finished_at_ms = NULL WHERE id = $1")
+            .bind(id).execute(pool).await.map(drop))
+        .map_err(DbError::query("requeue run"))
+    }
+
     pub async fn run(&self, tenant_id: &str, id: &str) -> Result<Option<RunRow>, DbError> {
         const SQL: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE tenant_id = $1 AND id = $2");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get run"))
@@ -346,11 +376,14 @@ impl Db {
             .map_err(DbError::query("list runs"))
     }
 
-    /// Fail runs a previous process left unfinished (it stopped or died under them); how many.
+    /// Fail runs a previous process left unfinished (it stopped or died
+    /// under them), except those a job still holds (background runs, which
+    /// their job runs again); how many.
     pub async fn fail_interrupted_runs(&self, now_ms: i64) -> Result<u64, DbError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE runs SET status = 'failed', error = 'interrupted: the server stopped during the run', finished_at_ms = $1 \
-             WHERE status IN ('pending', 'running')")
+             WHERE status IN ('pending', 'running') \
+             AND id NOT IN (SELECT subject_id FROM jobs WHERE kind = 'agent_run' AND status IN ('queued', 'running'))")
             .bind(now_ms).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("fail interrupted runs"))
     }

@@ -1,7 +1,9 @@
 //! Rows of the knowledge base: collections, documents and their versions
 //! (raw bytes kept; a version uploaded by URL keeps the URL, and its bytes
 //! once the worker has fetched them), chunks with embeddings, and the
-//! ingestion queue.
+//! ingestion kinds of the job queue (`index` and `summary` jobs in
+//! [`crate::jobs`]' table, whose steps here share a transaction with the
+//! document's).
 //!
 //! A document version becomes visible in one transaction
 //! ([`Db::finish_ingest`]): its chunks were written (and indexed) before,
@@ -92,6 +94,21 @@ pub struct JobRow {
     pub updated_at_ms: i64,
     #[sqlx(try_from = "String")]
     pub kind: JobKind,
+    /// Who uploaded the version (`user:<id>`), when a user did.
+    pub owner: Option<String>,
+    /// Attempts it gets (`knowledge.max_attempts` when it was queued).
+    pub max_attempts: i32,
+}
+
+/// What follows a failed ingestion attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestRetry {
+    /// Try again at this time.
+    At(i64),
+    /// The document is at fault: fail it for good.
+    Never,
+    /// The attempts are used up: the job is dead (and can be retried by hand).
+    GaveUp,
 }
 
 /// A chunk to store; the database assigns its id (the index key).
@@ -167,15 +184,17 @@ macro_rules! version_select {
     };
 }
 
+/// An ingestion job as [`JobRow`] reads it from the job queue.
 macro_rules! job_columns {
     () => {
-        "id, tenant_id, document_id, version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms, kind"
+        "id, tenant_id, subject_id AS document_id, subject_version AS version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms, kind, owner, max_attempts"
     };
 }
 
 macro_rules! insert_job {
     () => {
-        concat!("INSERT INTO ingest_jobs (", job_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)")
+        "INSERT INTO jobs (id, tenant_id, subject_id, subject_version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms, kind, owner, max_attempts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     };
 }
 
@@ -195,6 +214,8 @@ macro_rules! bind_job {
             .bind(j.created_at_ms)
             .bind(j.updated_at_ms)
             .bind(j.kind.as_str())
+            .bind(&j.owner)
+            .bind(j.max_attempts)
             .execute(&mut *$tx)
             .await?;
     }};
@@ -223,16 +244,17 @@ macro_rules! insert_version_and_job {
     }};
 }
 
-/// Fail job `$job` for good with `$error` inside transaction `$tx`: an
-/// index job fails its version (and the document, if it is the latest); a
-/// summary job only the version's summary.
+/// End job `$job` for good as `$status` (failed or dead) with `$error`
+/// inside transaction `$tx`: an index job fails its version (and the
+/// document, if it is the latest); a summary job only the version's summary.
 macro_rules! mark_failed {
-    ($tx:ident, $job:expr, $error:expr, $now_ms:expr) => {{
-        let (job, error, now_ms): (&JobRow, &str, i64) = ($job, $error, $now_ms);
-        sqlx::query("UPDATE ingest_jobs SET status = 'failed', locked_until_ms = NULL, error = $1, updated_at_ms = $2 WHERE id = $3")
+    ($tx:ident, $job:expr, $error:expr, $status:expr, $now_ms:expr) => {{
+        let (job, error, status, now_ms): (&JobRow, &str, JobStatus, i64) = ($job, $error, $status, $now_ms);
+        sqlx::query("UPDATE jobs SET status = $4, locked_until_ms = NULL, error = $1, updated_at_ms = $2, finished_at_ms = $2 WHERE id = $3")
             .bind(error)
             .bind(now_ms)
             .bind(&job.id)
+            .bind(status.as_str())
             .execute(&mut *$tx)
             .await?;
         if job.kind == JobKind::Summary {
@@ -318,8 +340,14 @@ impl Db {
             "SELECT c.id FROM chunks c JOIN documents d ON d.id = c.document_id WHERE d.tenant_id = $1 AND d.collection_id = $2")
             .bind(tenant_id).bind(id).fetch_all(pool).await)
         .map_err(DbError::query("chunks of collection"))?;
-        let deleted = on_pool!(self, pool => sqlx::query("DELETE FROM collections WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id).bind(id).execute(pool).await.map(|r| r.rows_affected()))
+        let deleted = on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            sqlx::query("DELETE FROM jobs WHERE tenant_id = $1 AND kind IN ('index', 'summary') AND subject_id IN (SELECT id FROM documents WHERE tenant_id = $1 AND collection_id = $2)")
+                .bind(tenant_id).bind(id).execute(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM collections WHERE tenant_id = $1 AND id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(deleted)
+        }.await)
         .map_err(DbError::query("delete collection"))?;
         Ok((deleted > 0).then_some(chunk_ids))
     }
@@ -408,8 +436,13 @@ impl Db {
     /// Delete a document; returns the ids of its chunks (to unindex), or `None` if there was none.
     pub async fn delete_document(&self, tenant_id: &str, id: &str) -> Result<Option<Vec<i64>>, DbError> {
         let chunk_ids = self.chunk_ids(id, None).await?;
-        let deleted = on_pool!(self, pool => sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant_id).bind(id).execute(pool).await.map(|r| r.rows_affected()))
+        let deleted = on_pool!(self, pool => async {
+            let mut tx = crate::begin_write(pool).await?;
+            sqlx::query("DELETE FROM jobs WHERE tenant_id = $1 AND kind IN ('index', 'summary') AND subject_id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM documents WHERE tenant_id = $1 AND id = $2").bind(tenant_id).bind(id).execute(&mut *tx).await?.rows_affected();
+            tx.commit().await?;
+            Ok::<_, sqlx::Error>(deleted)
+        }.await)
         .map_err(DbError::query("delete document"))?;
         Ok((deleted > 0).then_some(chunk_ids))
     }
@@ -422,6 +455,8 @@ impl Db {
             let mut tx = crate::begin_write(pool).await?;
             let chunk_ids: Vec<i64> = sqlx::query_scalar("DELETE FROM chunks WHERE document_id = $1 AND version = $2 RETURNING id")
                 .bind(document_id).bind(version).fetch_all(&mut *tx).await?;
+            sqlx::query("DELETE FROM jobs WHERE kind IN ('index', 'summary') AND subject_id = $1 AND subject_version = $2")
+                .bind(document_id).bind(version).execute(&mut *tx).await?;
             let deleted = sqlx::query("DELETE FROM document_versions WHERE document_id = $1 AND version = $2")
                 .bind(document_id).bind(version).execute(&mut *tx).await?.rows_affected();
             tx.commit().await?;
@@ -448,20 +483,21 @@ impl Db {
         .map_err(DbError::query("embeddings by hash"))
     }
 
-    /// Claim the oldest runnable job: queued and due, or running with an
-    /// expired lease, with attempts left (fewer than `max_attempts`). Jobs
-    /// whose attempts are used up are failed first ([`Db::give_up_exhausted_jobs`]).
+    /// Claim the oldest runnable ingestion job (`index` or `summary`):
+    /// queued and due, or running with an expired lease, with attempts left
+    /// (fewer than `max_attempts`). Jobs whose attempts are used up are
+    /// made dead first ([`Db::give_up_exhausted_jobs`]).
     pub async fn claim_ingest_job(&self, now_ms: i64, lease_ms: i64, max_attempts: i32) -> Result<Option<JobRow>, DbError> {
         self.give_up_exhausted_jobs(now_ms, max_attempts).await?;
-        const PICK: &str = "SELECT id FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
-                            OR (status = 'running' AND locked_until_ms < $1)) AND attempts < $3 ORDER BY run_after_ms, created_at_ms LIMIT 1";
+        const PICK: &str = "SELECT id FROM jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                            OR (status = 'running' AND locked_until_ms < $1)) AND attempts < $3 AND kind IN ('index', 'summary') \
+                            ORDER BY priority DESC, run_after_ms, created_at_ms LIMIT 1";
         let sql = match self.backend() {
-            Backend::Sqlite => format!(
-                "UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}",
-                job_columns!()
-            ),
+            Backend::Sqlite => {
+                format!("UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}", job_columns!())
+            }
             Backend::Postgres => format!(
-                "UPDATE ingest_jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}",
+                "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}",
                 job_columns!()
             ),
         };
@@ -469,19 +505,19 @@ impl Db {
             .map_err(DbError::query("claim ingest job"))
     }
 
-    /// Fail every job that would be runnable but has no attempts left: its
-    /// worker died (or was stopped) during the last one. Each fails like a
-    /// job given up on ([`Db::fail_ingest`]), with the reason and the last
-    /// recorded error. Returns the jobs failed.
+    /// Make dead every ingestion job that would be runnable but has no
+    /// attempts left: its worker died (or was stopped) during the last one.
+    /// Each ends like a job given up on ([`Db::fail_ingest`]), with the
+    /// reason and the last recorded error. Returns the jobs.
     pub async fn give_up_exhausted_jobs(&self, now_ms: i64, max_attempts: i32) -> Result<Vec<JobRow>, DbError> {
         const PICK: &str = concat!(
             "SELECT ",
             job_columns!(),
-            " FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
-                                    OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 ORDER BY created_at_ms LIMIT 100"
+            " FROM jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                            OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 AND kind IN ('index', 'summary') ORDER BY created_at_ms LIMIT 100"
         );
-        const ANY: &str = "SELECT id FROM ingest_jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
-                           OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 LIMIT 1";
+        const ANY: &str = "SELECT id FROM jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
+                           OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= $2 AND kind IN ('index', 'summary') LIMIT 1";
         // Looked for without a write transaction first: this runs before every claim.
         let any: Option<String> =
             on_pool!(self, pool => sqlx::query_scalar(ANY).bind(now_ms).bind(max_attempts).fetch_optional(pool).await).map_err(DbError::query("find exhausted ingest jobs"))?;
@@ -498,7 +534,7 @@ impl Db {
             for job in &jobs {
                 let last = job.error.as_deref().map(|e| format!(" (last error: {e})")).unwrap_or_default();
                 let reason = format!("gave up after {} attempts; the worker may have crashed or been stopped while processing it{last}", job.attempts);
-                mark_failed!(tx, job, &reason, now_ms);
+                mark_failed!(tx, job, &reason, JobStatus::Dead, now_ms);
             }
             tx.commit().await?;
             Ok::<_, sqlx::Error>(jobs)
@@ -510,7 +546,7 @@ impl Db {
     /// worker's claim; false when another worker has taken the job over.
     pub async fn renew_ingest_lease(&self, job: &JobRow, now_ms: i64, lease_ms: i64) -> Result<bool, DbError> {
         let renewed = on_pool!(self, pool => sqlx::query(
-            "UPDATE ingest_jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND attempts = $4")
+            "UPDATE jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND attempts = $4")
             .bind(now_ms + lease_ms).bind(now_ms).bind(&job.id).bind(job.attempts).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("renew ingest lease"))?;
         Ok(renewed == 1)
@@ -559,7 +595,7 @@ impl Db {
             sqlx::query("UPDATE documents SET current_version = $1, status = CASE WHEN latest_version = $1 THEN 'succeeded' ELSE status END, \
                          error = CASE WHEN latest_version = $1 THEN NULL ELSE error END, updated_at_ms = $2 WHERE id = $3")
                 .bind(job.version).bind(now_ms).bind(&job.document_id).execute(&mut *tx).await?;
-            sqlx::query("UPDATE ingest_jobs SET status = 'succeeded', error = NULL, locked_until_ms = NULL, updated_at_ms = $1 WHERE id = $2")
+            sqlx::query("UPDATE jobs SET status = 'succeeded', error = NULL, locked_until_ms = NULL, updated_at_ms = $1, finished_at_ms = $1 WHERE id = $2")
                 .bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok::<_, sqlx::Error>(previous.filter(|v| *v != job.version))
@@ -567,18 +603,23 @@ impl Db {
         .map_err(DbError::query("finish ingest"))
     }
 
-    /// Record a failed attempt: retry at `retry_at_ms`, or fail for good
+    /// Record a failed attempt: retry at `retry_at_ms`, or end it for good
+    /// as `failed` (the document is at fault) or `dead` (attempts used up)
     /// with `error` (an index job fails its version; a summary job only the
     /// version's summary).
-    pub async fn fail_ingest(&self, job: &JobRow, error: &str, retry_at_ms: Option<i64>, now_ms: i64) -> Result<(), DbError> {
+    pub async fn fail_ingest(&self, job: &JobRow, error: &str, next: IngestRetry, now_ms: i64) -> Result<(), DbError> {
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
-            if let Some(at) = retry_at_ms {
-                sqlx::query("UPDATE ingest_jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
-                    .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
-                return tx.commit().await;
-            }
-            mark_failed!(tx, job, error, now_ms);
+            let status = match next {
+                IngestRetry::At(at) => {
+                    sqlx::query("UPDATE jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 WHERE id = $4")
+                        .bind(at).bind(error).bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
+                    return tx.commit().await;
+                }
+                IngestRetry::Never => JobStatus::Failed,
+                IngestRetry::GaveUp => JobStatus::Dead,
+            };
+            mark_failed!(tx, job, error, status, now_ms);
             tx.commit().await
         }.await)
         .map_err(DbError::query("fail ingest"))
@@ -618,7 +659,7 @@ impl Db {
             let mut tx = crate::begin_write(pool).await?;
             sqlx::query("UPDATE document_versions SET summary = $1, summary_status = 'succeeded', summary_error = NULL WHERE document_id = $2 AND version = $3")
                 .bind(summary).bind(&job.document_id).bind(job.version).execute(&mut *tx).await?;
-            sqlx::query("UPDATE ingest_jobs SET status = 'succeeded', error = NULL, locked_until_ms = NULL, updated_at_ms = $1 WHERE id = $2")
+            sqlx::query("UPDATE jobs SET status = 'succeeded', error = NULL, locked_until_ms = NULL, updated_at_ms = $1, finished_at_ms = $1 WHERE id = $2")
                 .bind(now_ms).bind(&job.id).execute(&mut *tx).await?;
             tx.commit().await
         }.await)
@@ -626,7 +667,7 @@ impl Db {
     }
 
     pub async fn ingest_job(&self, tenant_id: &str, id: &str) -> Result<Option<JobRow>, DbError> {
-        const SQL: &str = concat!("SELECT ", job_columns!(), " FROM ingest_jobs WHERE tenant_id = $1 AND id = $2");
+        const SQL: &str = concat!("SELECT ", job_columns!(), " FROM jobs WHERE tenant_id = $1 AND id = $2 AND kind IN ('index', 'summary')");
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(id).fetch_optional(pool).await).map_err(DbError::query("get ingest job"))
     }
 

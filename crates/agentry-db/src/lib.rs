@@ -11,6 +11,7 @@ pub mod billing;
 pub mod groups;
 pub mod identity;
 pub mod invitations;
+pub mod jobs;
 pub mod knowledge;
 pub mod mfa;
 pub mod model_calls;

@@ -90,6 +90,8 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         created_at_ms: 0,
         updated_at_ms: 0,
         kind: JobKind::Index,
+        owner: Some("user:u1".into()),
+        max_attempts: 5,
     };
     (collection, document, version, job)
 }
@@ -100,7 +102,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), (1..=13).collect::<Vec<i64>>(), "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=14).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -229,7 +231,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         let (stale, summary_id) = db.replace_summary_chunk(&summarizing, &summary_chunk).await.unwrap();
         assert_eq!(stale, vec![first_summary], "a re-run replaces the earlier attempt's summary chunk");
         // A failed attempt at a summary never fails the document.
-        db.fail_ingest(&summarizing, "model down", None, 200_001).await.unwrap();
+        db.fail_ingest(&summarizing, "model down", agentry_db::knowledge::IngestRetry::Never, 200_001).await.unwrap();
         assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().status, DocumentStatus::Succeeded);
         assert_eq!(db.versions_of_document("d1").await.unwrap()[0].summary_status.as_deref(), Some("failed"));
         db.finish_summary(&summarizing, "In short.", 200_002).await.unwrap();
@@ -260,7 +262,7 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
 }
 
 /// A job whose worker died on its last allowed attempt is never claimed
-/// again: the next claim fails it (and its document) with the reason.
+/// again: the next claim makes it dead (and fails its document) with the reason.
 #[tokio::test]
 async fn jobs_out_of_attempts_are_failed_not_claimed() {
     use agentry_db::identity::TenantRow;
@@ -280,10 +282,10 @@ async fn jobs_out_of_attempts_are_failed_not_claimed() {
             assert_eq!(claimed.attempts, attempt, "{:?}", db.backend());
             now += 2_000;
         }
-        // …until its attempts are used up: then it is failed, not claimed.
+        // …until its attempts are used up: then it is dead, not claimed.
         assert!(db.claim_ingest_job(now, 1_000, 3).await.unwrap().is_none(), "{:?}", db.backend());
         let failed = db.ingest_job("t1", "j1").await.unwrap().unwrap();
-        assert_eq!((failed.status.as_str(), failed.attempts), ("failed", 3));
+        assert_eq!((failed.status.as_str(), failed.attempts), ("dead", 3));
         let reason = failed.error.unwrap_or_default();
         assert!(reason.contains("gave up after 3 attempts") && reason.contains("crashed"), "{reason}");
         let stored = db.document("t1", "d1").await.unwrap().unwrap();

@@ -183,6 +183,11 @@ pub const RULES: &[Rule] = &[
     audited(Method::DELETE, "/api/v1/documents/{id}/versions/{version}", Tenant(Some(P::DeleteDocuments)), AuditAction::DocumentVersionDelete),
     audited(Method::POST, "/api/v1/documents/{id}/versions/{version}/restore", Tenant(Some(P::UploadDocuments)), AuditAction::DocumentVersionRestore),
     rule(Method::GET, "/api/v1/ingest-jobs/{id}", Tenant(Some(P::ReadDocuments))),
+    // Jobs: the owner's (with their kind's permission) or, with manage_tenant, all; decided per job.
+    rule(Method::GET, "/api/v1/jobs", Tenant(None)),
+    rule(Method::GET, "/api/v1/jobs/{id}", Tenant(None)),
+    audited(Method::DELETE, "/api/v1/jobs/{id}", Tenant(None), AuditAction::JobCancel),
+    audited(Method::POST, "/api/v1/jobs/{id}/retry", Tenant(None), AuditAction::JobRetry),
     rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/answer-cache/lookup", Tenant(Some(P::ManageAgents))),
     audited(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents)), AuditAction::AnswerCacheStore),

@@ -65,6 +65,8 @@ pub struct Settings {
     pub knowledge: KnowledgeConfig,
     /// `[agents]`: the agent runtime (models, limits, RAG thresholds, http_fetch policy).
     pub agents: agentry_core::agents::AgentsSettings,
+    /// `[jobs]`: the durable job queue's workers, leases and attempts (ingestion keeps `[knowledge]`'s).
+    pub jobs: agentry_core::jobs::JobsSettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -307,6 +309,7 @@ impl Default for Settings {
             usage: UsageConfig::default(),
             knowledge: KnowledgeConfig::default(),
             agents: agentry_core::agents::AgentsSettings::default(),
+            jobs: agentry_core::jobs::JobsSettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -420,6 +423,9 @@ impl Settings {
         }
         if self.knowledge.url_fetch.max_redirects > 20 {
             return fail("knowledge.url_fetch.max_redirects", "must be at most 20");
+        }
+        if let Err(message) = self.jobs.validate() {
+            return fail("jobs", &message);
         }
         if let Err(message) = self.agents.validate() {
             return fail("agents", &message);

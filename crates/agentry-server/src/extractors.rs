@@ -127,6 +127,11 @@ pub struct PageQuery {
 }
 
 impl PageQuery {
+    /// The page of a list whose query has other parameters besides these.
+    pub fn new(limit: Option<i64>, after: Option<String>) -> Self {
+        Self { limit, after }
+    }
+
     pub fn page(&self) -> Result<agentry_core::page::PageRequest, ApiError> {
         Ok(agentry_core::page::PageRequest::parse(self.limit, self.after.as_deref())?)
     }

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agentry_core::agents::Agents;
 use agentry_core::coord::Coord;
+use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::outbound::Outbound;
 use agentry_core::usage::billing::PaymentProvider;
@@ -98,15 +99,19 @@ impl Application {
         let knowledge_settings = settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer, parser);
         let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, knowledge_settings);
         agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
-        let agents = Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, keys.sealer, settings.agents.clone()).map_err(|e| anyhow::anyhow!("agents: {e}"))?;
+        let jobs = Jobs::new(db.clone(), identity.clone(), settings.jobs.clone());
+        let agents =
+            Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, keys.sealer, jobs.clone(), settings.agents.clone()).map_err(|e| anyhow::anyhow!("agents: {e}"))?;
         let interrupted = agents.recover().await.map_err(|e| anyhow::anyhow!("agents: {e}"))?;
         if interrupted > 0 {
             tracing::warn!(runs = interrupted, "marked runs interrupted by the previous stop as failed");
         }
+        agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
             gateway,
             knowledge,
             agents,
+            jobs,
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
@@ -295,6 +300,7 @@ fn routes(state: AppState, max_document_bytes: usize) -> Router {
         .merge(crate::routes::costs::router())
         .merge(crate::routes::knowledge::router(max_document_bytes))
         .merge(crate::routes::agents::router())
+        .merge(crate::routes::jobs::router())
         .merge(crate::mcp::router())
         .merge(crate::a2a::router())
         .merge(crate::graphql::router())

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use agentry_core::agents::Agents;
+use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::{Gateway, Identity};
@@ -33,6 +34,7 @@ pub struct Handles {
     pub gateway: Gateway,
     pub knowledge: Knowledge,
     pub agents: Agents,
+    pub jobs: Jobs,
     pub identity: Identity,
     pub db: Db,
     pub metrics: PrometheusHandle,

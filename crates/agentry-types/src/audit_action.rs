@@ -38,6 +38,8 @@ wire_enum! {
         CollectionDelete => "collection.delete": "A collection was deleted.",
         DocumentCreate => "document.create": "A document (or a new version of one) was uploaded.",
         DocumentDelete => "document.delete": "A document was deleted.",
+        JobCancel => "job.cancel": "A job was cancelled.",
+        JobRetry => "job.retry": "An ended job was queued again.",
         DocumentVersionDelete => "document_version.delete": "A document version was deleted.",
         DocumentVersionRestore => "document_version.restore": "An earlier document version was made current again.",
         GroupCreate => "group.create": "A group was created.",

@@ -23,15 +23,18 @@ wire_enum! {
         Queued => "queued": "Waiting to be claimed (also between retries).",
         Running => "running": "Claimed by a worker; its lease expires if the worker dies.",
         Succeeded => "succeeded": "Done.",
-        Failed => "failed": "Used all its attempts, or failed for good.",
+        Failed => "failed": "Failed for good (the input itself is at fault: it would fail again).",
+        Dead => "dead": "Used all its attempts; `error` holds the last one. Can be retried.",
+        Cancelled => "cancelled": "Cancelled before it finished.",
     }
 }
 
 wire_enum! {
-    /// What a knowledge job does.
+    /// What a job does.
     JobKind ("job kind") {
         Index => "index": "Parse, chunk, embed and index a document version.",
         Summary => "summary": "Summarise a document version.",
+        AgentRun => "agent_run": "Run an agent in the background (`background: true`).",
     }
 }
 

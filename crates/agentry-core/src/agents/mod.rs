@@ -17,12 +17,13 @@ pub mod mcp;
 mod memory;
 pub mod protocol;
 pub mod quality;
+mod queued;
 pub mod routing;
 mod run;
 pub mod threads;
 pub mod tools;
 
-use agentry_types::{RunStatus, ToolCallStatus};
+use agentry_types::{JobKind, RunStatus, ToolCallStatus};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,6 +42,7 @@ pub use threads::{MessageView, ThreadInput, ThreadPatch, ThreadView, conversatio
 use crate::audit::Audit;
 use crate::gateway::{CallContext, Gateway};
 use crate::identity::TenantAccess;
+use crate::jobs::Jobs;
 use crate::knowledge::Knowledge;
 use crate::outbound::{Outbound, OutboundPolicy};
 use crate::page::{Cursor, Page, PageRequest};
@@ -235,14 +237,20 @@ pub struct Agents {
     settings: Arc<AgentsSettings>,
     /// Seals and opens registered MCP servers' headers.
     sealer: Sealer,
+    /// Where background runs are queued.
+    jobs: Jobs,
 }
 
 impl Agents {
-    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, settings: AgentsSettings) -> Result<Self, Error> {
+    /// The runtime; background runs are queued on `jobs`, whose workers
+    /// this registers the `agent_run` kind with.
+    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, jobs: Jobs, settings: AgentsSettings) -> Result<Self, Error> {
         let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| Error::Invalid { message: e.to_string(), param: Some("outbound".into()) })?;
         let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| Error::Internal(e.to_string()))?;
         let live = LiveRuns::new(Duration::from_secs(settings.resume_window_secs));
-        Ok(Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings), sealer })
+        let agents = Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings), sealer, jobs };
+        queued::register(&agents);
+        Ok(agents)
     }
 
     pub fn settings(&self) -> &AgentsSettings {
@@ -253,13 +261,24 @@ impl Agents {
         &self.tools
     }
 
-    /// Fail the runs a previous process left unfinished; call once at startup.
+    /// Fail the runs a previous process left unfinished (background runs
+    /// excepted: their jobs run them again); call once at startup.
     pub async fn recover(&self) -> Result<u64, Error> {
         Ok(self.db.fail_interrupted_runs(crate::identity::now_ms()).await?)
     }
 
     /// Check, route and start a run; it executes in its own task.
     pub async fn start_run(&self, access: &TenantAccess, call: &CallContext, thread_id: Option<&str>, input: RunInput) -> Result<StartedRun, Error> {
+        let planned = self.plan(access, call, input).await?;
+        let (run, started) = self.prepare(access, call, thread_id, planned, uuid::Uuid::now_v7().to_string(), None).await?;
+        let agents = self.clone();
+        tokio::spawn(async move { agents.execute(run).await });
+        Ok(started)
+    }
+
+    /// Check a run's input, route it, and check that the caller may use the
+    /// agent and its model with that input.
+    async fn plan(&self, access: &TenantAccess, call: &CallContext, input: RunInput) -> Result<Planned, Error> {
         let (system_text, messages) = checked_messages(input.messages)?;
         let question = messages.last().map(ChatMessage::content_text).unwrap_or_default();
         let has_image = messages.iter().any(|m| m.content.as_ref().is_some_and(|c| c.has_image()));
@@ -272,6 +291,22 @@ impl Agents {
         };
         access.require(spec.kind.permission())?;
         self.check_model(&spec, has_image)?;
+        Ok(Planned { spec, route, system_text, messages, question, has_image })
+    }
+
+    /// Everything a planned run needs to execute as run `id`: its thread's
+    /// history and memory, its MCP tools, and its live event log; records
+    /// the run as running (a new row, or `queued`'s row restarted).
+    async fn prepare(
+        &self,
+        access: &TenantAccess,
+        call: &CallContext,
+        thread_id: Option<&str>,
+        planned: Planned,
+        id: String,
+        queued: Option<&RunRow>,
+    ) -> Result<(run::Run, StartedRun), Error> {
+        let Planned { spec, route, system_text, messages, question, has_image } = planned;
         let call = CallContext { agent: Some(spec.name.clone()), ..call.clone() };
         let thread = match thread_id {
             Some(id) => Some(self.owned_thread(access, id).await?),
@@ -287,49 +322,28 @@ impl Agents {
         let context = ContextInput { model: &spec.model, instructions: &spec.instructions, extra_system: &system_text, thread: thread.as_ref(), history, input: &messages };
         let conversation = self.context(&call, context).await;
         let mcp_tools = self.resolve_mcp_tools(access.tenant_id(), &spec.tools).await?;
-        let id = uuid::Uuid::now_v7().to_string();
         let owner = conversation_owner(access)?;
         let now = crate::identity::now_ms();
         let live = self
             .live
             .start(&id, access.tenant_id(), &owner, thread_id)
             .ok_or_else(|| Error::Conflict(format!("thread '{}' already has a run in progress", thread_id.unwrap_or_default())))?;
-        let row = RunRow {
-            id: id.clone(),
-            tenant_id: access.tenant_id().to_owned(),
-            owner,
-            thread_id: thread_id.map(str::to_owned),
-            agent: spec.name.clone(),
-            agent_version: spec.version,
-            agent_type: spec.kind.as_str().to_owned(),
-            // Execution starts at once: one write on the way to the first token, not two.
-            status: RunStatus::Running,
-            routed_by: route.routed_by.to_owned(),
-            route_confidence: route.confidence,
-            input: serde_json::to_string(&messages).unwrap_or_default(),
-            output: None,
-            error: None,
-            model: None,
-            model_calls: 0,
-            tool_calls: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            quality_score: None,
-            citations: "[]".into(),
-            created_at_ms: now,
-            started_at_ms: Some(now),
-            finished_at_ms: None,
+        let recorded = match queued {
+            Some(row) => self
+                .db
+                .restart_run(&row.id, now)
+                .await
+                .and_then(|restarted| restarted.then_some(()).ok_or(agentry_db::DbError::Conflict { context: "the queued run has already ended" })),
+            None => self.db.insert_run(&new_run_row(&id, access, owner, thread_id, &spec, &route, &messages, now)).await,
         };
-        if let Err(error) = self.db.insert_run(&row).await {
+        if let Err(error) = recorded {
             self.live.finish(&live);
             return Err(error.into());
         }
         let started = StartedRun { id: id.clone(), agent: spec.name.clone(), agent_type: spec.kind, live: Arc::clone(&live) };
         let run =
             run::Run { id, spec, access: access.clone(), call, conversation, input: messages, question, thread_id: thread_id.map(str::to_owned), self_contained, mcp_tools, live };
-        let agents = self.clone();
-        tokio::spawn(async move { agents.execute(run).await });
-        Ok(started)
+        Ok((run, started))
     }
 
     /// Start a run and wait for its end; its record.
@@ -379,17 +393,33 @@ impl Agents {
         Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), |row| run_view(row, Vec::new())))
     }
 
-    /// Cancel a run in progress and wait (briefly) for it to stop; its record after.
+    /// Cancel a run in progress and wait (briefly) for it to stop; its
+    /// record after. A background run's job is cancelled too: one still
+    /// queued never runs; one running in another process stops within a
+    /// heartbeat of its job.
     pub async fn cancel_run(&self, access: &TenantAccess, id: &str) -> Result<RunView, Error> {
         self.owned_run(access, id).await?;
-        if let Some(live) = self.live.get(id).filter(|l| !l.ended()) {
-            live.cancel_token().cancel();
-            let ended = futures::StreamExt::count(live.follow(0));
-            if tokio::time::timeout(Duration::from_secs(10), ended).await.is_err() {
-                tracing::warn!(run = %id, "a cancelled run did not stop within 10 s");
-            }
+        let queued = self.jobs.job_of_subject(access.tenant_id(), JobKind::AgentRun, id).await?;
+        if let Some(job) = &queued {
+            self.jobs.cancel_job(job).await?;
         }
-        self.run(access, id).await
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(live) = self.live.get(id).filter(|l| !l.ended()) {
+                live.cancel_token().cancel();
+                let ended = futures::StreamExt::count(live.follow(0));
+                if tokio::time::timeout_at(deadline, ended).await.is_err() {
+                    tracing::warn!(run = %id, "a cancelled run did not stop within 10 s");
+                }
+            }
+            let view = self.run(access, id).await?;
+            // A background run may be held by a worker that has not started it yet, or by another process.
+            let settling = queued.is_some() && matches!(view.status, RunStatus::Pending | RunStatus::Running);
+            if !settling || tokio::time::Instant::now() >= deadline {
+                return Ok(view);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A run's events after number `after`, then live ones until it ends.
@@ -397,6 +427,49 @@ impl Agents {
         self.owned_run(access, id).await?;
         let live = self.live.get(id).ok_or_else(|| Error::NotFound(format!("events of run '{id}' (they are kept {} s after a run ends)", self.settings.resume_window_secs)))?;
         Ok(live.follow(after))
+    }
+}
+
+/// A run request that was checked and routed.
+struct Planned {
+    spec: AgentSpec,
+    route: Route,
+    /// The caller's system messages, added to the agent's instructions.
+    system_text: String,
+    /// The rest of the input, ending with the user's message.
+    messages: Vec<ChatMessage>,
+    question: String,
+    has_image: bool,
+}
+
+/// The row of a run that starts now (`started_at_ms` set) or is queued (`pending`).
+#[allow(clippy::too_many_arguments)]
+fn new_run_row(id: &str, access: &TenantAccess, owner: String, thread_id: Option<&str>, spec: &AgentSpec, route: &Route, messages: &[ChatMessage], now: i64) -> RunRow {
+    RunRow {
+        id: id.to_owned(),
+        tenant_id: access.tenant_id().to_owned(),
+        owner,
+        thread_id: thread_id.map(str::to_owned),
+        agent: spec.name.clone(),
+        agent_version: spec.version,
+        agent_type: spec.kind.as_str().to_owned(),
+        // Execution starts at once: one write on the way to the first token, not two.
+        status: RunStatus::Running,
+        routed_by: route.routed_by.to_owned(),
+        route_confidence: route.confidence,
+        input: serde_json::to_string(messages).unwrap_or_default(),
+        output: None,
+        error: None,
+        model: None,
+        model_calls: 0,
+        tool_calls: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        quality_score: None,
+        citations: "[]".into(),
+        created_at_ms: now,
+        started_at_ms: Some(now),
+        finished_at_ms: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod accounts;
 pub mod api_keys;
 #[cfg(test)]
 mod ceiling_tests;
+mod delegation;
 mod groups;
 mod invitations;
 mod keys;
@@ -37,6 +38,7 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 
 pub use accounts::RoleInfo;
+pub use delegation::Delegation;
 pub use invitations::{AcceptedInvitation, CreatedInvitation, InvitationInfo, NewInvitation};
 pub use keys::{ApiKeyInfo, CreatedApiKey, NewApiKey};
 pub use mfa::{SecondFactor, TOTP_ISSUER, TotpEnrolment};

@@ -547,6 +547,8 @@ mod tests {
             created_at_ms: 1,
             updated_at_ms: 1,
             kind: JobKind::Index,
+            owner: None,
+            max_attempts: 5,
         };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"x"), job: &job }).await.unwrap();
     }

@@ -15,10 +15,12 @@
 //! (`knowledge.parse`: text, decompressed data, sections, chunks; the
 //! parsers stop at the limit) fails at once with the reason; other
 //! failures (the network, the embedding model, the index) are retried with
-//! exponential backoff up to `max_attempts`. A job whose attempts are used
-//! up is never claimed again: one whose worker died on its last attempt
-//! (a crash, a kill) is failed by the next claim instead, so a document
-//! that brings the process down cannot do so after every restart.
+//! exponential backoff and jitter ([`crate::jobs::backoff_ms`]) up to
+//! `max_attempts`, then the job is dead (its last error kept; it can be
+//! retried through the job API). A job whose attempts are used up is never
+//! claimed again: one whose worker died on its last attempt (a crash, a
+//! kill) is made dead by the next claim instead, so a document that brings
+//! the process down cannot do so after every restart.
 //!
 //! Must not: decide permissions (the upload already did).
 
@@ -27,7 +29,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentry_db::knowledge::{DocumentRow, JobRow, NewChunk, VersionContent};
+use agentry_db::knowledge::{DocumentRow, IngestRetry, JobRow, NewChunk, VersionContent};
 use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
@@ -149,6 +151,7 @@ impl Knowledge {
             match job.kind {
                 JobKind::Summary => self.summarize(&job).await,
                 JobKind::Index => self.ingest(&job).await,
+                other => Err(Failure::Permanent(format!("'{other}' is not an ingestion job"))),
             }
         };
         let outcome = tokio::select! {
@@ -168,16 +171,16 @@ impl Knowledge {
             }
             Err(Failure::Permanent(reason)) => {
                 metrics::counter!(outcomes, "status" => "failed").increment(1);
-                self.inner.db.fail_ingest(&job, &reason, None, now).await
+                self.inner.db.fail_ingest(&job, &reason, IngestRetry::Never, now).await
             }
             Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
                 metrics::counter!(outcomes, "status" => "failed").increment(1);
-                self.inner.db.fail_ingest(&job, &format!("gave up after {} attempts: {reason}", job.attempts), None, now).await
+                self.inner.db.fail_ingest(&job, &format!("gave up after {} attempts: {reason}", job.attempts), IngestRetry::GaveUp, now).await
             }
             Err(Failure::Retry(reason)) => {
-                let backoff_ms = 1000_i64 << job.attempts.clamp(0, 10);
+                let backoff_ms = crate::jobs::backoff_ms(job.attempts);
                 tracing::warn!(document = %job.document_id, kind = %job.kind, attempt = job.attempts, %reason, "document job failed; will retry");
-                self.inner.db.fail_ingest(&job, &reason, Some(now + backoff_ms), now).await
+                self.inner.db.fail_ingest(&job, &reason, IngestRetry::At(now + backoff_ms), now).await
             }
         };
         if let Err(error) = recorded {

@@ -399,6 +399,8 @@ impl Knowledge {
             created_at_ms: now,
             updated_at_ms: now,
             kind: JobKind::Index,
+            owner: access.principal().user_id().map(|id| format!("user:{id}")),
+            max_attempts: self.inner.settings.max_attempts,
         };
         let version_for = |document_id: &str, version: i32| VersionRow {
             document_id: document_id.to_owned(),

@@ -2,6 +2,7 @@
 //! and what it answers. One row per rule of [`crate::access::RULES`] (the
 //! `api_doc` test holds the two lists to each other).
 
+use agentry_types::{JobKind, JobStatus};
 use axum::http::Method;
 
 use agentry_core::agents::catalog::{AgentVersionView, AgentView};
@@ -13,6 +14,7 @@ use agentry_core::identity::{
     AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, LoginTokens, Me, Membership, RoleInfo, SessionInfo, Tenant,
     TotpEnrolment, VisibleTenant,
 };
+use agentry_core::jobs::JobView;
 use agentry_core::knowledge::{
     Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse,
 };
@@ -71,6 +73,8 @@ const AUDIT_EXPORT_QUERY: &[Param] = &[
 ];
 
 const ANCHOR_QUERY: &[Param] = &[param("anchor", Text, "base64url of an earlier anchor's JSON.")];
+
+const JOBS_QUERY: &[Param] = &[param("kind", OneOf(JobKind::NAMES), "Only jobs of this kind."), param("status", OneOf(JobStatus::NAMES), "Only jobs in this state."), LIMIT, AFTER];
 
 const THREADS_QUERY: &[Param] = &[param("q", Text, "Only threads whose title or messages contain this text."), LIMIT, AFTER];
 
@@ -267,6 +271,10 @@ pub fn operations() -> Vec<Operation> {
         delete("/api/v1/documents/{id}/versions/{version}", "Delete an earlier version"),
         act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)").answers(202, Some(json::<Accepted>())),
         get("/api/v1/ingest-jobs/{id}", "An ingestion job").answers(200, Some(json::<IngestJob>())),
+        get("/api/v1/jobs", "The caller's jobs (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<JobView>())).query(JOBS_QUERY),
+        get("/api/v1/jobs/{id}", "One job").answers(200, Some(json::<JobView>())),
+        delete("/api/v1/jobs/{id}", "Cancel a job: a queued one never runs, a running one stops").answers(200, Some(json::<JobView>())),
+        act("/api/v1/jobs/{id}/retry", "Queue a dead, failed or cancelled job again, with fresh attempts").answers(200, Some(json::<JobView>())),
         post("/api/v1/search", "Hybrid search over the knowledge the caller may read").upstream().body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
         post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").upstream().body(json::<AnswerQuestion>()).answers(200, Some(json::<AnswerLookup>())),
         post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),

@@ -2,7 +2,7 @@
 //! shape: wait for the result (`200` with the run), stream it (SSE, each
 //! event with an `id:` for `Last-Event-ID` resumption through
 //! `GET /api/v1/runs/{id}/events`, heartbeats while idle), or start it in
-//! the background (`202`, then poll or cancel). Handlers call one `Agents`
+//! the background (`202`, then poll or cancel; queued as a durable job). Handlers call one `Agents`
 //! function each; the run itself never depends on the connection. Also the
 //! tenant's external MCP servers (register, list, discover tools, delete).
 
@@ -197,17 +197,23 @@ pub(crate) struct RunRequest {
     input: Input,
     #[serde(default)]
     stream: bool,
+    /// Queue the run as a job and answer `202` at once (it survives a restart).
     #[serde(default)]
     background: bool,
+    /// With `background`: a second request with the same key returns the
+    /// run the first one queued instead of queuing another.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
+    idempotency_key: Option<String>,
 }
 
 impl RunRequest {
     fn into_input(self) -> Result<(RunInput, Mode), ApiError> {
-        let mode = match (self.stream, self.background) {
-            (true, true) => return Err(ApiError::bad_request("'stream' and 'background' cannot both be true", "background")),
-            (true, false) => Mode::Stream,
-            (false, true) => Mode::Background,
-            (false, false) => Mode::Wait,
+        let mode = match (self.stream, self.background, self.idempotency_key) {
+            (true, true, _) => return Err(ApiError::bad_request("'stream' and 'background' cannot both be true", "background")),
+            (_, false, Some(_)) => return Err(ApiError::bad_request("'idempotency_key' is for background runs ('background': true)", "idempotency_key")),
+            (true, false, None) => Mode::Stream,
+            (false, true, key) => Mode::Background(key),
+            (false, false, None) => Mode::Wait,
         };
         let messages = match self.input {
             Input::Text(text) => vec![ChatMessage::text(Role::User, text)],
@@ -220,7 +226,8 @@ impl RunRequest {
 enum Mode {
     Wait,
     Stream,
-    Background,
+    /// With its idempotency key.
+    Background(Option<String>),
 }
 
 async fn thread_run(
@@ -255,10 +262,9 @@ async fn start(state: &AppState, access: &TenantAccess, request_id: RequestId, t
             let StartedRun { id, live, .. } = state.agents.start_run(access, &ctx, thread, input).await?;
             (id, sse(live.follow(0)))
         }
-        Mode::Background => {
-            let StartedRun { id, .. } = state.agents.start_run(access, &ctx, thread, input).await?;
-            let run = state.agents.run(access, &id).await?;
-            (id, (StatusCode::ACCEPTED, Json(run)).into_response())
+        Mode::Background(key) => {
+            let run = state.agents.queue_run(access, &ctx, thread, input, key).await?;
+            (run.id.clone(), (StatusCode::ACCEPTED, Json(run)).into_response())
         }
     };
     if let Ok(value) = HeaderValue::from_str(&id) {

@@ -8,6 +8,7 @@ pub mod costs;
 pub mod docs;
 pub mod health;
 pub mod invitations;
+pub mod jobs;
 pub mod knowledge;
 pub mod oidc;
 pub mod tenants;

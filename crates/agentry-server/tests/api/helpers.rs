@@ -119,6 +119,8 @@ fn provider_config(upstream: &MockUpstream) -> (Value, Value) {
         { "name": "mock-tools", "provider": "mock" },
         { "name": "mock-tool-loop", "provider": "mock" },
         { "name": "mock-slow-400", "provider": "mock" },
+        { "name": "mock-slow-1500", "provider": "mock" },
+        { "name": "mock-slow-20000", "provider": "mock" },
         { "name": "mock-tiny-window", "provider": "mock", "upstream_model": "mock-echo", "context_window": 160 },
         { "name": "mock-embed", "provider": "mock", "kind": "embedding" },
         { "name": "mock-judge", "provider": "mock", "upstream_model": "mock-say-0.25" },

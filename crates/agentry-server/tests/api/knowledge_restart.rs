@@ -13,15 +13,26 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, free_port, test_models_dir};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentry");
-const EMAIL: &str = "admin@example.com";
-const MASTER_KEY: &str = "restart-test-master-key-0123456789";
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_agentry");
+pub(crate) const EMAIL: &str = "admin@example.com";
+pub(crate) const MASTER_KEY: &str = "restart-test-master-key-0123456789";
 
-fn serve(data_dir: &Path, port: u16) -> Child {
-    Command::new(BIN)
+/// The `agentry` binary serving `data_dir` on `port`, with short job leases (a killed worker's job is taken over within seconds).
+pub(crate) fn serve(data_dir: &Path, port: u16) -> Child {
+    serve_with(data_dir, port, None)
+}
+
+/// [`serve`], reading the configuration file `config` when given.
+pub(crate) fn serve_with(data_dir: &Path, port: u16, config: Option<&Path>) -> Child {
+    let mut command = Command::new(BIN);
+    if let Some(config) = config {
+        command.args(["--config", config.to_str().unwrap()]);
+    }
+    command
         .args(["--data-dir", data_dir.to_str().unwrap(), "serve", "--listen", &format!("127.0.0.1:{port}")])
         .env("AGENTRY_LOCAL__MODELS_DIR", test_models_dir())
         .env("AGENTRY_KNOWLEDGE__LEASE_SECS", "2")
+        .env("AGENTRY_JOBS__LEASE_SECS", "2")
         .env("AGENTRY_MASTER_KEY", MASTER_KEY)
         .env("AGENTRY_LOG", "warn")
         .stdout(Stdio::null())
@@ -30,7 +41,7 @@ fn serve(data_dir: &Path, port: u16) -> Child {
         .unwrap()
 }
 
-async fn wait_ready(client: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(180);
     while Instant::now() < deadline {
         if client.get(format!("{base}/ready")).send().await.is_ok_and(|r| r.status() == 200) {
@@ -41,7 +52,7 @@ async fn wait_ready(client: &reqwest::Client, base: &str) {
     panic!("the server at {base} did not become ready");
 }
 
-async fn call(client: &reqwest::Client, base: &str, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
+pub(crate) async fn call(client: &reqwest::Client, base: &str, token: &str, method: Method, path: &str, body: Option<Value>) -> Value {
     let mut request = client.request(method, format!("{base}{path}")).bearer_auth(token);
     if let Some(body) = body {
         request = request.json(&body);

@@ -17,6 +17,8 @@ mod helpers;
 mod identity;
 mod ingest_budgets;
 mod invitations;
+mod jobs;
+mod jobs_restart;
 mod knowledge;
 mod knowledge_restart;
 mod knowledge_versions;

@@ -40,6 +40,8 @@ enum Kind {
     Collection,
     Document,
     IngestJob,
+    /// A background run's job (`agent_run`).
+    Job,
     Agent,
     Budget,
     McpServer,
@@ -68,6 +70,7 @@ fn kind_of(path: &str) -> Option<Kind> {
         ("/api/v1/collections/{id}", Kind::Collection),
         ("/api/v1/documents/{id}", Kind::Document),
         ("/api/v1/ingest-jobs/{id}", Kind::IngestJob),
+        ("/api/v1/jobs/{id}", Kind::Job),
         ("/api/v1/agents/{name}", Kind::Agent),
         ("/api/v1/costs/budgets/{id}", Kind::Budget),
         ("/api/v1/mcp-servers/{name}", Kind::McpServer),
@@ -146,7 +149,7 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         Kind::Member => caller != Caller::ScopedKey,
         Kind::Role => creates_own(Permission::ManageRoles),
         Kind::Group | Kind::Invitation => creates_own(Permission::ManageUsers),
-        Kind::Thread | Kind::Run => caller == Caller::ScopedKey || AGENT_PERMISSIONS.iter().any(|p| caller.can(*p)),
+        Kind::Thread | Kind::Run | Kind::Job => caller == Caller::ScopedKey || AGENT_PERMISSIONS.iter().any(|p| caller.can(*p)),
         Kind::Collection | Kind::Document | Kind::IngestJob => creates_own(Permission::UploadDocuments),
         Kind::Agent | Kind::McpServer => creates_own(Permission::ManageAgents),
         Kind::Budget | Kind::Invoice => creates_own(Permission::ManageBilling),
@@ -212,6 +215,10 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         (Kind::Group, Whose::OtherMember) if caller == Caller::People && (rule.path.ends_with("{user_id}") || rule.method == Method::DELETE) => Deny,
         (Kind::Thread | Kind::Run, Whose::Own) => Allow,
         (Kind::Thread | Kind::Run, Whose::OtherMember) => Hidden,
+        // A job is its owner's while they hold what its kind needs (an agent permission; the scoped key holds none), and every job is visible with manage_tenant.
+        (Kind::Job, _) if caller.can(Permission::ManageTenant) => Allow,
+        (Kind::Job, Whose::Own) if caller != Caller::ScopedKey => Allow,
+        (Kind::Job, _) => Hidden,
         (Kind::UsageOf, Whose::OtherMember) if !caller.can(Permission::ViewMetrics) => Hidden,
         _ => Allow,
     })
@@ -310,7 +317,7 @@ impl Fixture {
         match whose {
             Whose::OtherTenant => Creator { token: self.admin.clone(), tenant: "globex" },
             Whose::Own => Creator { token: self.tokens[&caller].clone(), tenant: "acme" },
-            Whose::OtherMember if matches!(kind, Kind::Key | Kind::Thread | Kind::Run) => Creator { token: self.other_member.clone(), tenant: "acme" },
+            Whose::OtherMember if matches!(kind, Kind::Key | Kind::Thread | Kind::Run | Kind::Job) => Creator { token: self.other_member.clone(), tenant: "acme" },
             Whose::OtherMember => Creator { token: self.admin.clone(), tenant: "acme" },
         }
     }
@@ -380,6 +387,13 @@ impl Fixture {
             Kind::Run => {
                 let body = created(self.call(&token, tenant, Method::POST, "/api/v1/runs", Some(json!({ "agent": "math", "input": "2+2" }))).await, "a run");
                 Object { id: id(&body), extra: None }
+            }
+            Kind::Job => {
+                let queued = json!({ "agent": "math", "input": "2+2", "background": true });
+                let run = created(self.call(&token, tenant, Method::POST, "/api/v1/runs", Some(queued)).await, "a background run");
+                let jobs = created(self.call(&token, tenant, Method::GET, "/api/v1/jobs?kind=agent_run", None).await, "the job list");
+                let job = jobs["data"].as_array().unwrap().iter().find(|j| j["subject_id"] == run["id"]).unwrap_or_else(|| panic!("no job for {run} in {jobs}"));
+                Object { id: id(job), extra: None }
             }
             Kind::Collection => {
                 let body = created(self.call(&token, tenant, Method::POST, "/api/v1/collections", Some(json!({ "name": format!("c{n}") }))).await, "a collection");

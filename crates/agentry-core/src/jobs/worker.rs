@@ -1,0 +1,187 @@
+//! The workers of the job queue: claim a job of a registered kind, redeem
+//! its delegation, run its handler while holding the lease (a heartbeat
+//! every third of `jobs.lease_secs`), and record the outcome — succeeded,
+//! retried after a backoff, failed, dead once attempts are used up, or
+//! cancelled. A heartbeat that finds the job no longer held (cancelled, or
+//! taken over after the lease ran out) cancels the handler's token and
+//! records nothing: the job is someone else's now. A worker stopped with
+//! the server hands its job back (queued again at once) for the next
+//! process or another replica to run. One more task samples
+//! the queue's depth and age for `/metrics`.
+//!
+//! Must not: run ingestion kinds (the knowledge workers do).
+
+use agentry_types::{JobKind, JobStatus};
+use std::time::Duration;
+
+use agentry_db::jobs::JobRecord;
+use tokio_util::sync::CancellationToken;
+
+use super::{JobContext, JobFailure, JobHandler, Jobs, backoff_ms};
+use crate::identity::now_ms;
+
+/// How long an idle worker sleeps when nothing wakes it (jobs queued by other replicas, retries coming due).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+/// Start the workers and the metrics sampler; they stop when `stop` is cancelled.
+pub fn spawn_workers(jobs: &Jobs, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks: Vec<_> = (0..jobs.inner.settings.workers).map(|_| tokio::spawn(work(jobs.clone(), stop.clone()))).collect();
+    tasks.push(tokio::spawn(sample_depths(jobs.clone(), stop)));
+    tasks
+}
+
+async fn work(jobs: Jobs, stop: CancellationToken) {
+    while !stop.is_cancelled() {
+        let kinds: Vec<JobKind> = jobs.inner.handlers.read().keys().copied().collect();
+        if kinds.is_empty() {
+            return;
+        }
+        match jobs.inner.db.claim_job(&kinds, now_ms(), jobs.inner.settings.lease_ms()).await {
+            Ok((claimed, buried)) => {
+                for job in buried {
+                    jobs.ended(&job, JobStatus::Dead, job.error.as_deref().unwrap_or("attempts used up")).await;
+                }
+                match claimed {
+                    Some(job) => jobs.process(job, &stop).await,
+                    None => {
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            () = jobs.inner.wake.notified() => {}
+                            () = tokio::time::sleep(IDLE_POLL) => {}
+                        }
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot claim a job");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(IDLE_POLL) => {}
+                }
+            }
+        }
+    }
+}
+
+impl Jobs {
+    async fn process(&self, job: JobRecord, stop: &CancellationToken) {
+        let Some(handler) = self.handler(job.kind) else { return };
+        metrics::counter!("job_attempts_total", "kind" => job.kind.as_str()).increment(1);
+        let started = std::time::Instant::now();
+        let cancel = CancellationToken::new();
+        self.inner.running.lock().insert(job.id.clone(), cancel.clone());
+        let attempt = self.attempt(handler.as_ref(), &job, cancel.clone());
+        tokio::pin!(attempt);
+        let outcome = tokio::select! {
+            outcome = &mut attempt => Some(outcome),
+            () = self.hold_lease(&job) => None,
+            () = stop.cancelled() => {
+                // The server is stopping: the attempt is abandoned, not
+                // cancelled, and the job handed back at once (the next
+                // process, or another replica, runs it again).
+                self.inner.running.lock().remove(&job.id);
+                let now = now_ms();
+                if let Err(error) = self.inner.db.retry_job_later(&job.id, job.attempts, now, "the server stopped during the job", now).await {
+                    tracing::warn!(%error, job = %job.id, "could not hand back a job at shutdown; it runs again when its lease runs out");
+                }
+                return;
+            }
+        };
+        let Some(outcome) = outcome else {
+            // Cancelled or taken over: the handler is told to stop and given
+            // the chance to leave its subject in order; the job's record is
+            // not this worker's to write any more.
+            cancel.cancel();
+            attempt.await.ok();
+            self.inner.running.lock().remove(&job.id);
+            tracing::info!(job = %job.id, kind = %job.kind, "the job is no longer held by this worker (cancelled, or its lease was taken over)");
+            return;
+        };
+        self.inner.running.lock().remove(&job.id);
+        let now = now_ms();
+        let db = &self.inner.db;
+        let (status, error) = match &outcome {
+            Ok(()) => (JobStatus::Succeeded, None),
+            Err(JobFailure::Cancelled) => (JobStatus::Cancelled, Some("cancelled".to_owned())),
+            Err(JobFailure::Permanent(reason)) => (JobStatus::Failed, Some(reason.clone())),
+            Err(JobFailure::Retry(reason)) if job.attempts >= job.max_attempts => (JobStatus::Dead, Some(format!("gave up after {} attempts: {reason}", job.attempts))),
+            Err(JobFailure::Retry(reason)) => {
+                tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %reason, "job failed; will retry");
+                if let Err(error) = db.retry_job_later(&job.id, job.attempts, now + backoff_ms(job.attempts), reason, now).await {
+                    tracing::error!(%error, job = %job.id, "cannot requeue a job; its lease will expire and it will run again");
+                }
+                return;
+            }
+        };
+        metrics::histogram!("job_duration_seconds", "kind" => job.kind.as_str()).record(started.elapsed().as_secs_f64());
+        match db.end_job(&job.id, job.attempts, status, error.as_deref(), now).await {
+            Ok(true) => {
+                metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => status.as_str()).increment(1);
+                if status != JobStatus::Succeeded {
+                    self.ended(&job, status, error.as_deref().unwrap_or_default()).await;
+                }
+            }
+            Ok(false) => tracing::info!(job = %job.id, "the job changed hands before its outcome was recorded; keeping the newer state"),
+            Err(error) => tracing::error!(%error, job = %job.id, "cannot record a job's outcome; its lease will expire and it will run again"),
+        }
+    }
+
+    /// Redeem the delegation and run one attempt.
+    async fn attempt(&self, handler: &dyn JobHandler, job: &JobRecord, cancel: CancellationToken) -> Result<(), JobFailure> {
+        let delegation = job.delegation.as_deref().ok_or_else(|| JobFailure::Permanent("the job has no delegation to act with".into()))?;
+        let access = self.inner.identity.redeem(&job.tenant_id, delegation).await.map_err(|e| match e {
+            crate::error::Error::Forbidden(reason) => JobFailure::Permanent(reason),
+            other => JobFailure::Retry(other.to_string()),
+        })?;
+        handler.run(job, &JobContext { access, cancel }).await
+    }
+
+    /// Tell the kind's handler that `job` ended without succeeding.
+    async fn ended(&self, job: &JobRecord, status: JobStatus, reason: &str) {
+        if let Some(handler) = self.handler(job.kind) {
+            handler.ended(job, status, reason).await;
+        }
+    }
+
+    /// Renew the lease every third of its length; returns only when the job
+    /// is no longer this attempt's (a failed renewal is retried).
+    async fn hold_lease(&self, job: &JobRecord) {
+        let lease_ms = self.inner.settings.lease_ms();
+        let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.inner.db.renew_job_lease(&job.id, job.attempts, now_ms(), lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => tracing::warn!(%error, job = %job.id, "cannot renew a job's lease"),
+            }
+        }
+    }
+}
+
+/// Sample queue depth (queued, running, dead) and the oldest queued job's age, per kind.
+async fn sample_depths(jobs: Jobs, stop: CancellationToken) {
+    let every = Duration::from_secs(jobs.inner.settings.metrics_interval_secs);
+    loop {
+        match jobs.inner.db.job_depths().await {
+            Ok(depths) => {
+                let now = now_ms();
+                for kind in JobKind::ALL {
+                    for status in [JobStatus::Queued, JobStatus::Running, JobStatus::Dead] {
+                        let depth = depths.iter().find(|d| d.kind == kind.as_str() && d.status == status.as_str());
+                        metrics::gauge!("job_queue_depth", "kind" => kind.as_str(), "status" => status.as_str()).set(depth.map_or(0.0, |d| d.count as f64));
+                        if status == JobStatus::Queued {
+                            let age = depth.map_or(0.0, |d| (now - d.oldest_created_at_ms).max(0) as f64 / 1000.0);
+                            metrics::gauge!("jobs_oldest_queued_age_seconds", "kind" => kind.as_str()).set(age);
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot sample the job queue"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}

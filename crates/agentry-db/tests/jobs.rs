@@ -1,0 +1,92 @@
+//! The generic job queue on both engines: priority order, idempotency keys
+//! per owner, leases that name their attempt, dead jobs after the last
+//! attempt, cancellation and retry.
+
+use agentry_db::jobs::{Cancelled, JobFilter, JobRecord};
+use agentry_types::{JobKind, JobStatus};
+
+fn job(id: &str, priority: i32, key: Option<&str>, owner: &str, max_attempts: i32) -> JobRecord {
+    JobRecord {
+        id: id.into(),
+        tenant_id: "t1".into(),
+        kind: JobKind::AgentRun,
+        subject_id: format!("run-{id}"),
+        subject_version: 0,
+        owner: Some(owner.into()),
+        delegation: Some("{}".into()),
+        payload: "{}".into(),
+        priority,
+        idempotency_key: key.map(str::to_owned),
+        status: JobStatus::Queued,
+        attempts: 0,
+        max_attempts,
+        run_after_ms: 1_000,
+        locked_until_ms: None,
+        progress_done: 0,
+        progress_total: None,
+        error: None,
+        created_at_ms: 1_000,
+        updated_at_ms: 1_000,
+        finished_at_ms: None,
+    }
+}
+
+#[tokio::test]
+async fn the_queue_claims_by_priority_and_keeps_its_promises() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let kinds = [JobKind::AgentRun];
+        let (low, created) = db.insert_job(&job("a", 0, Some("k1"), "user:u1", 2)).await.unwrap();
+        assert!(created);
+        // The same key from the same owner is the same job; from another owner it is another.
+        let (again, created) = db.insert_job(&job("a2", 0, Some("k1"), "user:u1", 2)).await.unwrap();
+        assert_eq!((again.id.as_str(), created), ("a", false));
+        assert!(db.insert_job(&job("b", 0, Some("k1"), "user:u2", 2)).await.unwrap().1, "{:?}", db.backend());
+        db.insert_job(&job("urgent", 10, None, "user:u1", 2)).await.unwrap();
+        assert!(db.claim_job(&[JobKind::Index], 2_000, 1_000).await.unwrap().0.is_none(), "other kinds are not claimed");
+        let (first, _) = db.claim_job(&kinds, 2_000, 1_000).await.unwrap();
+        let first = first.unwrap();
+        assert_eq!((first.id.as_str(), first.attempts, first.status), ("urgent", 1, JobStatus::Running));
+        assert!(db.end_job("urgent", 1, JobStatus::Succeeded, None, 2_100).await.unwrap());
+        assert!(!db.end_job("urgent", 1, JobStatus::Failed, Some("late"), 2_200).await.unwrap(), "an ended job stays ended");
+
+        // A lease names its attempt: after a takeover the first worker can neither renew nor end it.
+        let (claimed, _) = db.claim_job(&kinds, 3_000, 1_000).await.unwrap();
+        let claimed = claimed.unwrap();
+        assert_eq!(claimed.id, low.id);
+        assert!(db.renew_job_lease("a", 1, 3_500, 1_000).await.unwrap());
+        let (taken, _) = db.claim_job(&kinds, 5_000, 1_000).await.unwrap();
+        let taken = taken.unwrap();
+        assert_eq!((taken.id.as_str(), taken.attempts), ("b", 1), "the other queued job first");
+        assert!(db.retry_job_later("b", 1, 1_000_000, "upstream down", 5_000).await.unwrap());
+        let (taken, _) = db.claim_job(&kinds, 5_001, 1_000).await.unwrap();
+        assert_eq!(taken.map(|t| (t.id, t.attempts)), Some(("a".to_owned(), 2)), "expired lease: claimed again");
+        assert!(!db.renew_job_lease("a", 1, 5_002, 1_000).await.unwrap());
+        assert!(!db.end_job("a", 1, JobStatus::Succeeded, None, 5_003).await.unwrap());
+        // Its worker dies on the last attempt: the next claim buries it, dead, with the reason.
+        let (none, buried) = db.claim_job(&kinds, 7_000, 1_000).await.unwrap();
+        assert!(none.is_none());
+        let dead: Vec<_> = buried.iter().map(|j| (j.id.as_str(), j.status)).collect();
+        assert!(dead.contains(&("a", JobStatus::Dead)), "{dead:?}");
+        let a = db.job("t1", "a").await.unwrap().unwrap();
+        assert!(a.error.as_deref().unwrap_or_default().contains("gave up after 2 attempts"), "{:?}", a.error);
+        assert!(db.claim_job(&kinds, 8_000, 1_000).await.unwrap().1.iter().all(|j| j.id != "a"), "buried once");
+
+        // Retry gives fresh attempts; cancel ends a queued job at once.
+        assert!(db.requeue_job("t1", "a", 9_000).await.unwrap());
+        assert!(!db.requeue_job("t1", "a", 9_000).await.unwrap(), "only ended jobs are requeued");
+        match db.cancel_job("t1", "a", 9_100).await.unwrap() {
+            Some(Cancelled::WasQueued(job)) => assert_eq!((job.status, job.attempts), (JobStatus::Cancelled, 0)),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(db.cancel_job("t1", "a", 9_200).await.unwrap(), Some(Cancelled::AlreadyEnded(_))));
+        assert!(db.cancel_job("t2", "a", 9_200).await.unwrap().is_none(), "tenant scoped");
+
+        let mine = db.jobs("t1", &JobFilter { owner: Some("user:u1"), kinds: &kinds, status: None }, None, 10).await.unwrap();
+        assert_eq!(mine.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["urgent", "a"], "newest first, own only");
+        let cancelled = db.jobs("t1", &JobFilter { owner: None, kinds: &kinds, status: Some(JobStatus::Cancelled) }, None, 10).await.unwrap();
+        assert_eq!(cancelled.len(), 1);
+        assert!(db.jobs("t1", &JobFilter { owner: None, kinds: &[], status: None }, None, 10).await.unwrap().is_empty());
+    }
+}
