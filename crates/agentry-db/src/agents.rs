@@ -352,7 +352,7 @@ impl Db {
     /// Make an ended queued run pending again (its job was retried by hand).
     pub async fn requeue_run(&self, id: &str) -> Result<(), DbError> {
         on_pool!(self, pool => sqlx::query(
-            "UPDATE runs SET status = 'pending', error = NULL, output = NULL, started_at_ms = NULL, finished_at_ms = NULL WHERE id = $1")
+            "UPDATE runs SET status = 'pending', error = NULL, output = NULL, started_at_ms = NULL, finished_at_ms = NULL WHERE id = $1 AND status IN ('failed', 'cancelled')")
             .bind(id).execute(pool).await.map(drop))
         .map_err(DbError::query("requeue run"))
     }

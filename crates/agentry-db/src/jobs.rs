@@ -4,11 +4,13 @@
 //!
 //! A job is claimed with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL;
 //! SQLite has one writer, so its claim is a single `UPDATE … RETURNING`).
-//! Every write of a running job names the attempt it belongs to
-//! (`attempts`), so a worker that lost its lease — another worker claimed
-//! the job after it expired — cannot overwrite the newer attempt's outcome.
-//! A job whose attempts are used up is never claimed again: the next claim
-//! turns it `dead` with its last error ([`Db::bury_exhausted_jobs`]).
+//! Every write of a running job names the claim it belongs to (`claims`,
+//! which only ever grows — a retry resets `attempts`, not `claims`), so a
+//! worker that lost its job — another worker claimed it after the lease
+//! ran out, or it was cancelled and retried — cannot overwrite the newer
+//! claim's outcome. A job whose attempts are used up is never claimed
+//! again: the workers turn it `dead` with its last error
+//! ([`Db::bury_exhausted_jobs`]).
 //!
 //! Must not: run jobs or decide who may see them (agentry-core does).
 
@@ -40,6 +42,8 @@ pub struct JobRecord {
     #[sqlx(try_from = "String")]
     pub status: JobStatus,
     pub attempts: i32,
+    /// Times it was claimed, ever: the fencing token of its running claim.
+    pub claims: i64,
     pub max_attempts: i32,
     pub run_after_ms: i64,
     pub locked_until_ms: Option<i64>,
@@ -54,7 +58,7 @@ pub struct JobRecord {
 
 macro_rules! record_columns {
     () => {
-        "id, tenant_id, kind, subject_id, subject_version, owner, delegation, payload, priority, idempotency_key, status, attempts, max_attempts, \
+        "id, tenant_id, kind, subject_id, subject_version, owner, delegation, payload, priority, idempotency_key, status, attempts, claims, max_attempts, \
          run_after_ms, locked_until_ms, progress_done, progress_total, error, created_at_ms, updated_at_ms, finished_at_ms"
     };
 }
@@ -104,12 +108,12 @@ impl Db {
         const SQL: &str = concat!(
             "INSERT INTO jobs (",
             record_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21) ON CONFLICT DO NOTHING"
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT DO NOTHING"
         );
         let inserted = on_pool!(self, pool => sqlx::query(SQL)
             .bind(&job.id).bind(&job.tenant_id).bind(job.kind.as_str()).bind(&job.subject_id).bind(job.subject_version).bind(&job.owner)
             .bind(&job.delegation).bind(&job.payload).bind(job.priority).bind(&job.idempotency_key).bind(job.status.as_str()).bind(job.attempts)
-            .bind(job.max_attempts).bind(job.run_after_ms).bind(job.locked_until_ms).bind(job.progress_done).bind(job.progress_total)
+            .bind(job.claims).bind(job.max_attempts).bind(job.run_after_ms).bind(job.locked_until_ms).bind(job.progress_done).bind(job.progress_total)
             .bind(&job.error).bind(job.created_at_ms).bind(job.updated_at_ms).bind(job.finished_at_ms)
             .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::write("insert job"))?;
@@ -123,54 +127,38 @@ impl Db {
         existing.map(|row| (row, false)).ok_or(DbError::Conflict { context: "insert job" })
     }
 
-    /// Claim the most urgent runnable job of `kinds`: queued and due, or
-    /// running with an expired lease, with attempts left; highest priority
-    /// first, then the longest waiting. Exhausted jobs are buried first.
-    /// Returns the claimed job and the jobs buried on the way.
-    pub async fn claim_job(&self, kinds: &[JobKind], now_ms: i64, lease_ms: i64) -> Result<(Option<JobRecord>, Vec<JobRecord>), DbError> {
-        let buried = self.bury_exhausted_jobs(kinds, now_ms).await?;
-        let pick = format!(
-            "SELECT id FROM jobs WHERE ((status = 'queued' AND run_after_ms <= $1) OR (status = 'running' AND locked_until_ms < $1)) \
-             AND attempts < max_attempts AND {} ORDER BY priority DESC, run_after_ms, created_at_ms LIMIT 1{}",
-            kinds_clause(kinds, 3),
-            if self.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" }
+    /// Claim the most urgent runnable job of `kinds` with attempts left:
+    /// one whose lease ran out (its worker died) first, else the queued
+    /// and due one of highest priority that waited longest.
+    pub async fn claim_job(&self, kinds: &[JobKind], now_ms: i64, lease_ms: i64) -> Result<Option<JobRecord>, DbError> {
+        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let kinds_sql = kinds_clause(kinds, 3);
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, claims = claims + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = COALESCE(\
+             (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < $1 AND attempts < max_attempts AND {kinds_sql} LIMIT 1{lock}), \
+             (SELECT id FROM jobs WHERE status = 'queued' AND run_after_ms <= $1 AND attempts < max_attempts AND {kinds_sql} \
+              ORDER BY priority DESC, run_after_ms, created_at_ms LIMIT 1{lock})) RETURNING {}",
+            record_columns!()
         );
-        let sql =
-            format!("UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({pick}) RETURNING {}", record_columns!());
-        let claimed = on_pool!(self, pool => {
+        on_pool!(self, pool => {
             let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(now_ms).bind(now_ms + lease_ms);
             for kind in kinds {
                 query = query.bind(kind.as_str());
             }
             query.fetch_optional(pool).await
         })
-        .map_err(DbError::query("claim job"))?;
-        Ok((claimed, buried))
+        .map_err(DbError::query("claim job"))
     }
 
-    /// Turn `dead` every job of `kinds` that would be runnable but has no
-    /// attempts left (its worker died, or was stopped, during the last
-    /// one), keeping its last error; returns them.
+    /// Turn `dead` every job of `kinds` whose worker died (or was stopped)
+    /// during its last allowed attempt — running, lease run out, attempts
+    /// used up — keeping its last error; returns them.
     pub async fn bury_exhausted_jobs(&self, kinds: &[JobKind], now_ms: i64) -> Result<Vec<JobRecord>, DbError> {
-        let runnable =
-            format!("((status = 'queued' AND run_after_ms <= $1) OR (status = 'running' AND locked_until_ms < $1)) AND attempts >= max_attempts AND {}", kinds_clause(kinds, 2));
-        // Looked for without a write first: this runs before every claim.
-        let any = format!("SELECT id FROM jobs WHERE {runnable} LIMIT 1");
-        let found: Option<String> = on_pool!(self, pool => {
-            let mut query = sqlx::query_scalar(sqlx::AssertSqlSafe(any.clone())).bind(now_ms);
-            for kind in kinds {
-                query = query.bind(kind.as_str());
-            }
-            query.fetch_optional(pool).await
-        })
-        .map_err(DbError::query("find exhausted jobs"))?;
-        if found.is_none() {
-            return Ok(Vec::new());
-        }
+        let exhausted = format!("status = 'running' AND locked_until_ms < $1 AND attempts >= max_attempts AND {}", kinds_clause(kinds, 2));
         let sql = format!(
             "UPDATE jobs SET status = 'dead', locked_until_ms = NULL, updated_at_ms = $1, finished_at_ms = $1, \
              error = 'gave up after ' || attempts || ' attempts; the worker stopped during the last one' || COALESCE(' (last error: ' || error || ')', '') \
-             WHERE id IN (SELECT id FROM jobs WHERE {runnable} LIMIT 100) AND {runnable} RETURNING {}",
+             WHERE id IN (SELECT id FROM jobs WHERE {exhausted} LIMIT 100) AND {exhausted} RETURNING {}",
             record_columns!()
         );
         on_pool!(self, pool => {
@@ -183,33 +171,44 @@ impl Db {
         .map_err(DbError::query("bury exhausted jobs"))
     }
 
-    /// Extend a running job's lease while attempt `attempt` still holds it;
+    /// Extend a running job's lease while claim `claim` still holds it;
     /// false when it does not (another worker took over, or it was cancelled).
-    pub async fn renew_job_lease(&self, id: &str, attempt: i32, now_ms: i64, lease_ms: i64) -> Result<bool, DbError> {
+    pub async fn renew_job_lease(&self, id: &str, claim: i64, now_ms: i64, lease_ms: i64) -> Result<bool, DbError> {
         let renewed = on_pool!(self, pool => sqlx::query(
-            "UPDATE jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND attempts = $4")
-            .bind(now_ms + lease_ms).bind(now_ms).bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))
+            "UPDATE jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND claims = $4")
+            .bind(now_ms + lease_ms).bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("renew job lease"))?;
         Ok(renewed == 1)
     }
 
-    /// End attempt `attempt` of a running job with `status` (succeeded,
-    /// failed, dead) and `error`; false when the attempt no longer holds the job.
-    pub async fn end_job(&self, id: &str, attempt: i32, status: JobStatus, error: Option<&str>, now_ms: i64) -> Result<bool, DbError> {
+    /// End claim `claim` of a running job with `status` (succeeded,
+    /// failed, dead, cancelled) and `error`; false when the claim no longer holds the job.
+    pub async fn end_job(&self, id: &str, claim: i64, status: JobStatus, error: Option<&str>, now_ms: i64) -> Result<bool, DbError> {
         let ended = on_pool!(self, pool => sqlx::query(
             "UPDATE jobs SET status = $1, error = $2, locked_until_ms = NULL, updated_at_ms = $3, finished_at_ms = $3 \
-             WHERE id = $4 AND status = 'running' AND attempts = $5")
-            .bind(status.as_str()).bind(error).bind(now_ms).bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))
+             WHERE id = $4 AND status = 'running' AND claims = $5")
+            .bind(status.as_str()).bind(error).bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("end job"))?;
         Ok(ended == 1)
     }
 
-    /// Put attempt `attempt`'s job back in the queue until `retry_at_ms`, with the attempt's error.
-    pub async fn retry_job_later(&self, id: &str, attempt: i32, retry_at_ms: i64, error: &str, now_ms: i64) -> Result<bool, DbError> {
+    /// Hand claim `claim`'s job back to the queue at once without using up
+    /// an attempt (its worker is stopping, not failing).
+    pub async fn hand_back_job(&self, id: &str, claim: i64, now_ms: i64) -> Result<bool, DbError> {
+        let queued = on_pool!(self, pool => sqlx::query(
+            "UPDATE jobs SET status = 'queued', attempts = attempts - 1, run_after_ms = $1, locked_until_ms = NULL, updated_at_ms = $1 \
+             WHERE id = $2 AND status = 'running' AND claims = $3")
+            .bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::query("hand back job"))?;
+        Ok(queued == 1)
+    }
+
+    /// Put claim `claim`'s job back in the queue until `retry_at_ms`, with the attempt's error.
+    pub async fn retry_job_later(&self, id: &str, claim: i64, retry_at_ms: i64, error: &str, now_ms: i64) -> Result<bool, DbError> {
         let queued = on_pool!(self, pool => sqlx::query(
             "UPDATE jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 \
-             WHERE id = $4 AND status = 'running' AND attempts = $5")
-            .bind(retry_at_ms).bind(error).bind(now_ms).bind(id).bind(attempt).execute(pool).await.map(|r| r.rows_affected()))
+             WHERE id = $4 AND status = 'running' AND claims = $5")
+            .bind(retry_at_ms).bind(error).bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("retry job later"))?;
         Ok(queued == 1)
     }
@@ -254,8 +253,8 @@ impl Db {
         let Some(before) = self.job(tenant_id, id).await? else { return Ok(None) };
         let cancelled = on_pool!(self, pool => sqlx::query(
             "UPDATE jobs SET status = 'cancelled', locked_until_ms = NULL, updated_at_ms = $1, finished_at_ms = $1 \
-             WHERE tenant_id = $2 AND id = $3 AND status = $4 AND attempts = $5")
-            .bind(now_ms).bind(tenant_id).bind(id).bind(before.status.as_str()).bind(before.attempts).execute(pool).await.map(|r| r.rows_affected()))
+             WHERE tenant_id = $2 AND id = $3 AND status = $4 AND claims = $5")
+            .bind(now_ms).bind(tenant_id).bind(id).bind(before.status.as_str()).bind(before.claims).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("cancel job"))?;
         let after = self.job(tenant_id, id).await?.unwrap_or_else(|| before.clone());
         Ok(Some(match before.status {
@@ -271,14 +270,24 @@ impl Db {
     }
 
     /// Queue an ended job (dead, failed or cancelled) again with fresh
-    /// attempts; false when it has not ended or does not exist.
-    pub async fn requeue_job(&self, tenant_id: &str, id: &str, now_ms: i64) -> Result<bool, DbError> {
+    /// attempts (its claims go on counting); false when it has not ended or
+    /// does not exist.
+    /// With `delegation`, the job acts with that credential from now on.
+    pub async fn requeue_job(&self, tenant_id: &str, id: &str, delegation: Option<&str>, now_ms: i64) -> Result<bool, DbError> {
         let requeued = on_pool!(self, pool => sqlx::query(
-            "UPDATE jobs SET status = 'queued', attempts = 0, run_after_ms = $1, locked_until_ms = NULL, progress_done = 0, updated_at_ms = $1, finished_at_ms = NULL \
-             WHERE tenant_id = $2 AND id = $3 AND status IN ('dead', 'failed', 'cancelled')")
-            .bind(now_ms).bind(tenant_id).bind(id).execute(pool).await.map(|r| r.rows_affected()))
+            "UPDATE jobs SET status = 'queued', attempts = 0, run_after_ms = $1, locked_until_ms = NULL, progress_done = 0, updated_at_ms = $1, finished_at_ms = NULL, \
+             delegation = COALESCE($4, delegation) WHERE tenant_id = $2 AND id = $3 AND status IN ('dead', 'failed', 'cancelled')")
+            .bind(now_ms).bind(tenant_id).bind(id).bind(delegation).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("requeue job"))?;
         Ok(requeued == 1)
+    }
+
+    /// Whether `version` is the latest version of document `document_id`.
+    pub async fn is_latest_version(&self, tenant_id: &str, document_id: &str, version: i32) -> Result<bool, DbError> {
+        let latest: Option<i32> = on_pool!(self, pool => sqlx::query_scalar("SELECT latest_version FROM documents WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant_id).bind(document_id).fetch_optional(pool).await)
+        .map_err(DbError::query("latest version"))?;
+        Ok(latest == Some(version))
     }
 
     /// Jobs waiting or running (and dead), by kind and status, with the age of the oldest.

@@ -98,6 +98,8 @@ pub struct JobRow {
     pub owner: Option<String>,
     /// Attempts it gets (`knowledge.max_attempts` when it was queued).
     pub max_attempts: i32,
+    /// Times it was claimed, ever (read only: the claim counts it): the fencing token of its running claim.
+    pub claims: i64,
 }
 
 /// What follows a failed ingestion attempt.
@@ -187,7 +189,7 @@ macro_rules! version_select {
 /// An ingestion job as [`JobRow`] reads it from the job queue.
 macro_rules! job_columns {
     () => {
-        "id, tenant_id, subject_id AS document_id, subject_version AS version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms, kind, owner, max_attempts"
+        "id, tenant_id, subject_id AS document_id, subject_version AS version, status, attempts, run_after_ms, error, created_at_ms, updated_at_ms, kind, owner, max_attempts, claims"
     };
 }
 
@@ -489,18 +491,14 @@ impl Db {
     /// made dead first ([`Db::give_up_exhausted_jobs`]).
     pub async fn claim_ingest_job(&self, now_ms: i64, lease_ms: i64, max_attempts: i32) -> Result<Option<JobRow>, DbError> {
         self.give_up_exhausted_jobs(now_ms, max_attempts).await?;
-        const PICK: &str = "SELECT id FROM jobs WHERE ((status = 'queued' AND run_after_ms <= $1) \
-                            OR (status = 'running' AND locked_until_ms < $1)) AND attempts < $3 AND kind IN ('index', 'summary') \
-                            ORDER BY priority DESC, run_after_ms, created_at_ms LIMIT 1";
-        let sql = match self.backend() {
-            Backend::Sqlite => {
-                format!("UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK}) RETURNING {}", job_columns!())
-            }
-            Backend::Postgres => format!(
-                "UPDATE jobs SET status = 'running', attempts = attempts + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = ({PICK} FOR UPDATE SKIP LOCKED) RETURNING {}",
-                job_columns!()
-            ),
-        };
+        let lock = if self.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+        let sql = format!(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, claims = claims + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = COALESCE(\
+             (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < $1 AND attempts < $3 AND kind IN ('index', 'summary') LIMIT 1{lock}), \
+             (SELECT id FROM jobs WHERE status = 'queued' AND run_after_ms <= $1 AND attempts < $3 AND kind IN ('index', 'summary') \
+              ORDER BY priority DESC, run_after_ms, created_at_ms LIMIT 1{lock})) RETURNING {}",
+            job_columns!()
+        );
         on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(now_ms + lease_ms).bind(max_attempts).fetch_optional(pool).await)
             .map_err(DbError::query("claim ingest job"))
     }
@@ -542,12 +540,12 @@ impl Db {
         .map_err(DbError::query("give up exhausted ingest jobs"))
     }
 
-    /// Extend a running job's lease while `attempts` still names this
-    /// worker's claim; false when another worker has taken the job over.
+    /// Extend a running job's lease while its claim is still this worker's;
+    /// false when another worker has taken the job over.
     pub async fn renew_ingest_lease(&self, job: &JobRow, now_ms: i64, lease_ms: i64) -> Result<bool, DbError> {
         let renewed = on_pool!(self, pool => sqlx::query(
-            "UPDATE jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND attempts = $4")
-            .bind(now_ms + lease_ms).bind(now_ms).bind(&job.id).bind(job.attempts).execute(pool).await.map(|r| r.rows_affected()))
+            "UPDATE jobs SET locked_until_ms = $1, updated_at_ms = $2 WHERE id = $3 AND status = 'running' AND claims = $4")
+            .bind(now_ms + lease_ms).bind(now_ms).bind(&job.id).bind(job.claims).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("renew ingest lease"))?;
         Ok(renewed == 1)
     }

@@ -19,6 +19,7 @@ fn job(id: &str, priority: i32, key: Option<&str>, owner: &str, max_attempts: i3
         idempotency_key: key.map(str::to_owned),
         status: JobStatus::Queued,
         attempts: 0,
+        claims: 0,
         max_attempts,
         run_after_ms: 1_000,
         locked_until_ms: None,
@@ -44,38 +45,42 @@ async fn the_queue_claims_by_priority_and_keeps_its_promises() {
         assert_eq!((again.id.as_str(), created), ("a", false));
         assert!(db.insert_job(&job("b", 0, Some("k1"), "user:u2", 2)).await.unwrap().1, "{:?}", db.backend());
         db.insert_job(&job("urgent", 10, None, "user:u1", 2)).await.unwrap();
-        assert!(db.claim_job(&[JobKind::Index], 2_000, 1_000).await.unwrap().0.is_none(), "other kinds are not claimed");
-        let (first, _) = db.claim_job(&kinds, 2_000, 1_000).await.unwrap();
-        let first = first.unwrap();
-        assert_eq!((first.id.as_str(), first.attempts, first.status), ("urgent", 1, JobStatus::Running));
+        assert!(db.claim_job(&[JobKind::Index], 2_000, 1_000).await.unwrap().is_none(), "other kinds are not claimed");
+        let first = db.claim_job(&kinds, 2_000, 1_000).await.unwrap().unwrap();
+        assert_eq!((first.id.as_str(), first.attempts, first.claims, first.status), ("urgent", 1, 1, JobStatus::Running));
         assert!(db.end_job("urgent", 1, JobStatus::Succeeded, None, 2_100).await.unwrap());
         assert!(!db.end_job("urgent", 1, JobStatus::Failed, Some("late"), 2_200).await.unwrap(), "an ended job stays ended");
 
-        // A lease names its attempt: after a takeover the first worker can neither renew nor end it.
-        let (claimed, _) = db.claim_job(&kinds, 3_000, 1_000).await.unwrap();
-        let claimed = claimed.unwrap();
+        // A lease names its claim: after a takeover the first worker can neither renew nor end it.
+        let claimed = db.claim_job(&kinds, 3_000, 1_000).await.unwrap().unwrap();
         assert_eq!(claimed.id, low.id);
         assert!(db.renew_job_lease("a", 1, 3_500, 1_000).await.unwrap());
-        let (taken, _) = db.claim_job(&kinds, 5_000, 1_000).await.unwrap();
-        let taken = taken.unwrap();
-        assert_eq!((taken.id.as_str(), taken.attempts), ("b", 1), "the other queued job first");
-        assert!(db.retry_job_later("b", 1, 1_000_000, "upstream down", 5_000).await.unwrap());
-        let (taken, _) = db.claim_job(&kinds, 5_001, 1_000).await.unwrap();
-        assert_eq!(taken.map(|t| (t.id, t.attempts)), Some(("a".to_owned(), 2)), "expired lease: claimed again");
+        // A job whose worker died is taken over before queued ones.
+        let taken = db.claim_job(&kinds, 5_000, 1_000).await.unwrap();
+        assert_eq!(taken.map(|t| (t.id, t.attempts, t.claims)), Some(("a".to_owned(), 2, 2)), "expired lease: claimed again");
+        let taken = db.claim_job(&kinds, 5_001, 1_000).await.unwrap().unwrap();
+        assert_eq!((taken.id.as_str(), taken.attempts), ("b", 1));
+        assert!(db.retry_job_later("b", 1, 1_000_000, "upstream down", 5_001).await.unwrap());
         assert!(!db.renew_job_lease("a", 1, 5_002, 1_000).await.unwrap());
         assert!(!db.end_job("a", 1, JobStatus::Succeeded, None, 5_003).await.unwrap());
-        // Its worker dies on the last attempt: the next claim buries it, dead, with the reason.
-        let (none, buried) = db.claim_job(&kinds, 7_000, 1_000).await.unwrap();
-        assert!(none.is_none());
-        let dead: Vec<_> = buried.iter().map(|j| (j.id.as_str(), j.status)).collect();
-        assert!(dead.contains(&("a", JobStatus::Dead)), "{dead:?}");
+        // Its worker dies on the last attempt: it is never claimed again, and burying makes it dead with the reason.
+        assert!(db.claim_job(&kinds, 7_000, 1_000).await.unwrap().is_none());
+        let buried = db.bury_exhausted_jobs(&kinds, 7_000).await.unwrap();
+        assert_eq!(buried.iter().map(|j| (j.id.as_str(), j.status)).collect::<Vec<_>>(), [("a", JobStatus::Dead)]);
         let a = db.job("t1", "a").await.unwrap().unwrap();
         assert!(a.error.as_deref().unwrap_or_default().contains("gave up after 2 attempts"), "{:?}", a.error);
-        assert!(db.claim_job(&kinds, 8_000, 1_000).await.unwrap().1.iter().all(|j| j.id != "a"), "buried once");
+        assert!(db.bury_exhausted_jobs(&kinds, 8_000).await.unwrap().is_empty(), "buried once");
 
-        // Retry gives fresh attempts; cancel ends a queued job at once.
-        assert!(db.requeue_job("t1", "a", 9_000).await.unwrap());
-        assert!(!db.requeue_job("t1", "a", 9_000).await.unwrap(), "only ended jobs are requeued");
+        // Retry gives fresh attempts but keeps counting claims: the old claims stay fenced off.
+        assert!(db.requeue_job("t1", "a", Some(r#"{"as":"master_key"}"#), 9_000).await.unwrap());
+        assert!(!db.requeue_job("t1", "a", None, 9_000).await.unwrap(), "only ended jobs are requeued");
+        let again = db.claim_job(&kinds, 9_001, 1_000).await.unwrap().unwrap();
+        assert_eq!((again.attempts, again.claims, again.delegation.as_deref()), (1, 3, Some(r#"{"as":"master_key"}"#)));
+        assert!(!db.renew_job_lease("a", 1, 9_002, 1_000).await.unwrap(), "a claim from before the retry holds nothing");
+        // A stopping worker hands its job back without using an attempt.
+        assert!(db.hand_back_job("a", 3, 9_003).await.unwrap());
+        assert_eq!(db.job("t1", "a").await.unwrap().unwrap().attempts, 0);
+        // Cancel ends a queued job at once.
         match db.cancel_job("t1", "a", 9_100).await.unwrap() {
             Some(Cancelled::WasQueued(job)) => assert_eq!((job.status, job.attempts), (JobStatus::Cancelled, 0)),
             other => panic!("{other:?}"),

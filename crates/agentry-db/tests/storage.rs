@@ -92,6 +92,7 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         kind: JobKind::Index,
         owner: Some("user:u1".into()),
         max_attempts: 5,
+        claims: 0,
     };
     (collection, document, version, job)
 }

@@ -58,8 +58,10 @@ impl Identity {
         let principal = match delegated {
             Delegated::User { user_id } => {
                 let user = self.db.user_by_id(&user_id).await?.filter(|u| u.is_active).ok_or_else(|| gone("user"))?;
-                // No session: the job outlives the request's; the second factor was checked when it was queued.
-                Principal(Credential::User { user_id, session_id: String::new(), platform_admin: user.platform_admin, mfa: true })
+                // No session: the job outlives the request's. A tenant that
+                // requires a second factor runs the jobs of users who have one enrolled.
+                let mfa = self.db.mfa(&user_id).await?.is_some_and(|m| m.totp_enabled);
+                Principal(Credential::User { user_id, session_id: String::new(), platform_admin: user.platform_admin, mfa })
             }
             Delegated::ApiKey { key_id } => {
                 let row = self.db.api_key(tenant_id, &key_id).await?.ok_or_else(|| gone("API key"))?;

@@ -229,11 +229,23 @@ struct Inner {
     wake: Notify,
     /// Cancellation of the jobs this process's workers hold, by id.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// When exhausted jobs were last looked for (ms).
+    last_burial: std::sync::atomic::AtomicI64,
 }
 
 impl Jobs {
     pub fn new(db: Db, identity: Identity, settings: JobsSettings) -> Self {
-        Self { inner: Arc::new(Inner { db, identity, settings, handlers: RwLock::new(HashMap::new()), wake: Notify::new(), running: Mutex::new(HashMap::new()) }) }
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                identity,
+                settings,
+                handlers: RwLock::new(HashMap::new()),
+                wake: Notify::new(),
+                running: Mutex::new(HashMap::new()),
+                last_burial: std::sync::atomic::AtomicI64::new(0),
+            }),
+        }
     }
 
     pub fn settings(&self) -> &JobsSettings {
@@ -273,6 +285,7 @@ impl Jobs {
             idempotency_key: new.idempotency_key,
             status: JobStatus::Queued,
             attempts: 0,
+            claims: 0,
             max_attempts: self.inner.settings.max_attempts,
             run_after_ms: now,
             locked_until_ms: None,
@@ -340,8 +353,13 @@ impl Jobs {
                 Ok(after)
             }
             Cancelled::WasRunning(after) => {
-                if let Some(token) = self.inner.running.lock().get(&after.id) {
-                    token.cancel();
+                let here = self.inner.running.lock().get(&after.id).cloned();
+                match here {
+                    Some(token) => token.cancel(),
+                    // Its worker died (the lease ran out): nobody else will tell the subject.
+                    None if job.locked_until_ms.is_some_and(|until| until < now_ms()) => handler.ended(&after, JobStatus::Cancelled, "cancelled after its worker stopped").await,
+                    // A worker in another process stops at its next heartbeat and settles the subject.
+                    None => {}
                 }
                 Ok(after)
             }
@@ -349,10 +367,27 @@ impl Jobs {
         }
     }
 
-    /// Queue an ended job (dead, failed or cancelled) again, with fresh attempts.
+    /// Queue an ended job (dead, failed or cancelled) again, with fresh
+    /// attempts. A job that acts for someone runs again with the retrier's
+    /// credential, so only its owner may retry it; an ingestion job only for
+    /// the document's latest version (an older one would become current).
     pub async fn retry(&self, access: &TenantAccess, id: &str) -> Result<JobView, Error> {
         let job = self.visible_job(access, id).await?;
-        if !self.inner.db.requeue_job(&job.tenant_id, &job.id, now_ms()).await? {
+        let delegation = match job.kind {
+            JobKind::Index | JobKind::Summary => {
+                if job.kind == JobKind::Index && !self.inner.db.is_latest_version(&job.tenant_id, &job.subject_id, job.subject_version).await? {
+                    return Err(Error::Conflict(format!("job '{id}' indexes an older version of its document; restore that version instead")));
+                }
+                None
+            }
+            JobKind::AgentRun => {
+                if job.owner.as_deref() != Some(owner_of(access).as_str()) {
+                    return Err(Error::Forbidden("only the job's owner can run it again (it acts for them)".into()));
+                }
+                Some(access.delegation())
+            }
+        };
+        if !self.inner.db.requeue_job(&job.tenant_id, &job.id, delegation.as_ref().map(|d| d.as_stored()), now_ms()).await? {
             return Err(Error::Conflict(format!("job '{id}' is {}: only dead, failed or cancelled jobs can be retried", job.status)));
         }
         let requeued = self.inner.db.job(&job.tenant_id, &job.id).await?.ok_or_else(|| Error::NotFound(format!("job '{id}'")))?;

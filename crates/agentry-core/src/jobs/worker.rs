@@ -36,22 +36,18 @@ async fn work(jobs: Jobs, stop: CancellationToken) {
         if kinds.is_empty() {
             return;
         }
+        jobs.bury_exhausted(&kinds).await;
         match jobs.inner.db.claim_job(&kinds, now_ms(), jobs.inner.settings.lease_ms()).await {
-            Ok((claimed, buried)) => {
-                for job in buried {
-                    jobs.ended(&job, JobStatus::Dead, job.error.as_deref().unwrap_or("attempts used up")).await;
-                }
-                match claimed {
-                    Some(job) => jobs.process(job, &stop).await,
-                    None => {
-                        tokio::select! {
-                            () = stop.cancelled() => break,
-                            () = jobs.inner.wake.notified() => {}
-                            () = tokio::time::sleep(IDLE_POLL) => {}
-                        }
+            Ok(claimed) => match claimed {
+                Some(job) => jobs.process(job, &stop).await,
+                None => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = jobs.inner.wake.notified() => {}
+                        () = tokio::time::sleep(IDLE_POLL) => {}
                     }
                 }
-            }
+            },
             Err(error) => {
                 tracing::error!(%error, "cannot claim a job");
                 tokio::select! {
@@ -80,8 +76,7 @@ impl Jobs {
                 // cancelled, and the job handed back at once (the next
                 // process, or another replica, runs it again).
                 self.inner.running.lock().remove(&job.id);
-                let now = now_ms();
-                if let Err(error) = self.inner.db.retry_job_later(&job.id, job.attempts, now, "the server stopped during the job", now).await {
+                if let Err(error) = self.inner.db.hand_back_job(&job.id, job.claims, now_ms()).await {
                     tracing::warn!(%error, job = %job.id, "could not hand back a job at shutdown; it runs again when its lease runs out");
                 }
                 return;
@@ -95,6 +90,7 @@ impl Jobs {
             attempt.await.ok();
             self.inner.running.lock().remove(&job.id);
             tracing::info!(job = %job.id, kind = %job.kind, "the job is no longer held by this worker (cancelled, or its lease was taken over)");
+            self.settle_cancelled(&job).await;
             return;
         };
         self.inner.running.lock().remove(&job.id);
@@ -107,21 +103,26 @@ impl Jobs {
             Err(JobFailure::Retry(reason)) if job.attempts >= job.max_attempts => (JobStatus::Dead, Some(format!("gave up after {} attempts: {reason}", job.attempts))),
             Err(JobFailure::Retry(reason)) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %reason, "job failed; will retry");
-                if let Err(error) = db.retry_job_later(&job.id, job.attempts, now + backoff_ms(job.attempts), reason, now).await {
-                    tracing::error!(%error, job = %job.id, "cannot requeue a job; its lease will expire and it will run again");
+                match db.retry_job_later(&job.id, job.claims, now + backoff_ms(job.attempts), reason, now).await {
+                    Ok(true) => {}
+                    Ok(false) => self.settle_cancelled(&job).await,
+                    Err(error) => tracing::error!(%error, job = %job.id, "cannot requeue a job; its lease will expire and it will run again"),
                 }
                 return;
             }
         };
         metrics::histogram!("job_duration_seconds", "kind" => job.kind.as_str()).record(started.elapsed().as_secs_f64());
-        match db.end_job(&job.id, job.attempts, status, error.as_deref(), now).await {
+        match db.end_job(&job.id, job.claims, status, error.as_deref(), now).await {
             Ok(true) => {
                 metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => status.as_str()).increment(1);
                 if status != JobStatus::Succeeded {
                     self.ended(&job, status, error.as_deref().unwrap_or_default()).await;
                 }
             }
-            Ok(false) => tracing::info!(job = %job.id, "the job changed hands before its outcome was recorded; keeping the newer state"),
+            Ok(false) => {
+                tracing::info!(job = %job.id, "the job changed hands before its outcome was recorded; keeping the newer state");
+                self.settle_cancelled(&job).await;
+            }
             Err(error) => tracing::error!(%error, job = %job.id, "cannot record a job's outcome; its lease will expire and it will run again"),
         }
     }
@@ -130,7 +131,7 @@ impl Jobs {
     async fn attempt(&self, handler: &dyn JobHandler, job: &JobRecord, cancel: CancellationToken) -> Result<(), JobFailure> {
         let delegation = job.delegation.as_deref().ok_or_else(|| JobFailure::Permanent("the job has no delegation to act with".into()))?;
         let access = self.inner.identity.redeem(&job.tenant_id, delegation).await.map_err(|e| match e {
-            crate::error::Error::Forbidden(reason) => JobFailure::Permanent(reason),
+            crate::error::Error::Forbidden(reason) | crate::error::Error::Internal(reason) => JobFailure::Permanent(reason),
             other => JobFailure::Retry(other.to_string()),
         })?;
         handler.run(job, &JobContext { access, cancel }).await
@@ -143,16 +144,53 @@ impl Jobs {
         }
     }
 
-    /// Renew the lease every third of its length; returns only when the job
-    /// is no longer this attempt's (a failed renewal is retried).
+    /// A job this worker could not write an outcome for may have been
+    /// cancelled while it ran: then its subject follows (the handler makes
+    /// that idempotent).
+    async fn settle_cancelled(&self, job: &JobRecord) {
+        if let Ok(Some(now)) = self.inner.db.job(&job.tenant_id, &job.id).await
+            && now.status == JobStatus::Cancelled
+        {
+            self.ended(&now, JobStatus::Cancelled, "cancelled while it ran").await;
+        }
+    }
+
+    /// Turn dead the jobs whose worker died on their last attempt, at most
+    /// once a second per process (a claim never takes them in between).
+    async fn bury_exhausted(&self, kinds: &[JobKind]) {
+        let now = now_ms();
+        let last = self.inner.last_burial.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < 1000 || self.inner.last_burial.compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed).is_err() {
+            return;
+        }
+        match self.inner.db.bury_exhausted_jobs(kinds, now).await {
+            Ok(buried) => {
+                for job in buried {
+                    metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => "dead").increment(1);
+                    self.ended(&job, JobStatus::Dead, job.error.as_deref().unwrap_or("attempts used up")).await;
+                }
+            }
+            Err(error) => tracing::warn!(%error, "cannot bury exhausted jobs"),
+        }
+    }
+
+    /// Renew the lease every third of its length; returns when the job is
+    /// no longer this claim's, or when renewals failed for a whole lease
+    /// (another worker may hold it by then).
     async fn hold_lease(&self, job: &JobRecord) {
         let lease_ms = self.inner.settings.lease_ms();
         let every = Duration::from_millis(u64::try_from(lease_ms / 3).unwrap_or(1).max(1));
+        let mut held_until = now_ms() + lease_ms;
         loop {
             tokio::time::sleep(every).await;
-            match self.inner.db.renew_job_lease(&job.id, job.attempts, now_ms(), lease_ms).await {
-                Ok(true) => {}
+            let now = now_ms();
+            match self.inner.db.renew_job_lease(&job.id, job.claims, now, lease_ms).await {
+                Ok(true) => held_until = now + lease_ms,
                 Ok(false) => return,
+                Err(error) if now >= held_until => {
+                    tracing::warn!(%error, job = %job.id, "could not renew a job's lease for a whole lease; stopping it");
+                    return;
+                }
                 Err(error) => tracing::warn!(%error, job = %job.id, "cannot renew a job's lease"),
             }
         }

@@ -549,6 +549,7 @@ mod tests {
             kind: JobKind::Index,
             owner: None,
             max_attempts: 5,
+            claims: 0,
         };
         db.insert_document(&document, NewVersion { version: &version, content: Some(b"x"), job: &job }).await.unwrap();
     }

@@ -401,6 +401,7 @@ impl Knowledge {
             kind: JobKind::Index,
             owner: access.principal().user_id().map(|id| format!("user:{id}")),
             max_attempts: self.inner.settings.max_attempts,
+            claims: 0,
         };
         let version_for = |document_id: &str, version: i32| VersionRow {
             document_id: document_id.to_owned(),

@@ -94,7 +94,8 @@ pub struct IngestJob {
 
 impl From<JobRow> for IngestJob {
     fn from(row: JobRow) -> Self {
-        let JobRow { id, kind, document_id, version, status, attempts, error, created_at_ms, updated_at_ms, tenant_id: _, run_after_ms: _, owner: _, max_attempts: _ } = row;
+        let JobRow { id, kind, document_id, version, status, attempts, error, created_at_ms, updated_at_ms, tenant_id: _, run_after_ms: _, owner: _, max_attempts: _, claims: _ } =
+            row;
         // This view predates the dead state: a dead ingestion job reads as failed here (`/api/v1/jobs/{id}` tells them apart).
         let status = if status == JobStatus::Dead { JobStatus::Failed } else { status };
         Self { id, kind, document_id, version, status, attempts, error, created_at_ms, updated_at_ms }

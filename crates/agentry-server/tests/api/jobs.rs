@@ -104,6 +104,9 @@ async fn background_runs_are_jobs_that_their_owner_can_cancel_and_retry() {
     let (status, run) = send(&app, &member, Method::POST, &format!("/api/v1/runs/{long_id}/cancel"), None).await;
     assert_eq!((status, run["status"].as_str()), (200, Some("cancelled")), "{run}");
     until(&app, &member, &job_path, |j| j["status"] == "cancelled").await;
+    // Only its owner runs a job that acts for them again: an admin sees it but cannot retry it as the member.
+    let (status, body) = send(&app, &admin, Method::POST, &format!("{job_path}/retry"), None).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (403, Some("permission_denied")), "{body}");
 
     // Ingestion is on the same queue: the uploader's `index` job, which cannot be cancelled.
     let (_, collection) = send(&app, &admin, Method::POST, "/api/v1/collections", Some(json!({ "name": "notes" }))).await;

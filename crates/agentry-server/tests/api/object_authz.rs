@@ -216,6 +216,8 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         (Kind::Thread | Kind::Run, Whose::Own) => Allow,
         (Kind::Thread | Kind::Run, Whose::OtherMember) => Hidden,
         // A job is its owner's while they hold what its kind needs (an agent permission; the scoped key holds none), and every job is visible with manage_tenant.
+        // A retried job acts with the retrier's credential: only its owner runs it again.
+        (Kind::Job, Whose::OtherMember) if rule.path.ends_with("/retry") && caller.can(Permission::ManageTenant) => Deny,
         (Kind::Job, _) if caller.can(Permission::ManageTenant) => Allow,
         (Kind::Job, Whose::Own) if caller != Caller::ScopedKey => Allow,
         (Kind::Job, _) => Hidden,
