@@ -121,6 +121,25 @@ pub struct RunFinish<'a> {
     pub finished_at_ms: i64,
 }
 
+impl<'a> RunFinish<'a> {
+    /// The end of a run that never ran (its job was cancelled, failed or died): no output, nothing counted.
+    pub fn unrun(status: RunStatus, error: &'a str, finished_at_ms: i64) -> Self {
+        Self {
+            status,
+            output: None,
+            error: Some(error),
+            model: None,
+            model_calls: 0,
+            tool_calls: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            quality_score: None,
+            citations: "[]",
+            finished_at_ms,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct ToolCallRow {
     pub run_id: String,

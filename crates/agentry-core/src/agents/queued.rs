@@ -122,19 +122,7 @@ impl Agents {
 
     /// End queued run `id` that never ran with `status` and `error`.
     async fn abandon_queued_run(&self, id: &str, status: RunStatus, error: &str) {
-        let finish = RunFinish {
-            status,
-            output: None,
-            error: Some(error),
-            model: None,
-            model_calls: 0,
-            tool_calls: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            quality_score: None,
-            citations: "[]",
-            finished_at_ms: now_ms(),
-        };
+        let finish = RunFinish::unrun(status, error, now_ms());
         if let Err(error) = self.db.finish_run(id, &finish).await {
             tracing::warn!(%error, run = %id, "could not record the end of a queued run");
         }

@@ -3,14 +3,13 @@
 //! background run runs it again after a restart (once its job's lease runs
 //! out), and the run ends once, succeeded, with its job on its second attempt.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::helpers::{PASSWORD, free_port};
-use crate::knowledge_restart::{BIN, EMAIL, MASTER_KEY, call, serve_with, wait_ready};
+use crate::helpers::free_port;
+use crate::knowledge_restart::{bootstrap, call, login, serve_with, wait_ready};
 
 /// A mock model that answers after two seconds: long enough to be killed in.
 const CONFIG: &str = r#"
@@ -28,20 +27,13 @@ async fn a_background_run_survives_a_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("agentry.toml");
     std::fs::write(&config, CONFIG).unwrap();
-    let bootstrap = Command::new(BIN)
-        .args(["--data-dir", dir.path().to_str().unwrap(), "admin", "bootstrap", "--tenant", "acme", "--email", EMAIL])
-        .env("AGENTRY_BOOTSTRAP_PASSWORD", PASSWORD)
-        .env("AGENTRY_MASTER_KEY", MASTER_KEY)
-        .output()
-        .unwrap();
-    assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
+    bootstrap(dir.path());
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut server = serve_with(dir.path(), port, Some(&config));
     wait_ready(&client, &base).await;
-    let login = client.post(format!("{base}/api/v1/auth/login")).json(&json!({ "email": EMAIL, "password": PASSWORD })).send().await.unwrap();
-    let token = login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = login(&client, &base).await;
     call(&client, &base, &token, Method::POST, "/api/v1/agents", Some(json!({ "name": "slow", "instructions": "i", "model": "mock-slow-2000" }))).await;
     let thread = call(&client, &base, &token, Method::POST, "/api/v1/threads", Some(json!({ "title": "overnight" }))).await;
     let thread_id = thread["id"].as_str().unwrap();
@@ -59,8 +51,7 @@ async fn a_background_run_survives_a_kill_9() {
 
     let mut server = serve_with(dir.path(), port, Some(&config));
     wait_ready(&client, &base).await;
-    let login = client.post(format!("{base}/api/v1/auth/login")).json(&json!({ "email": EMAIL, "password": PASSWORD })).send().await.unwrap();
-    let token = login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = login(&client, &base).await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let run = loop {
         let run = call(&client, &base, &token, Method::GET, &run_path, None).await;

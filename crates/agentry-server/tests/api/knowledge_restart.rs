@@ -13,9 +13,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{PASSWORD, free_port, test_models_dir};
 
-pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_agentry");
-pub(crate) const EMAIL: &str = "admin@example.com";
-pub(crate) const MASTER_KEY: &str = "restart-test-master-key-0123456789";
+const BIN: &str = env!("CARGO_BIN_EXE_agentry");
+const EMAIL: &str = "admin@example.com";
+const MASTER_KEY: &str = "restart-test-master-key-0123456789";
 
 /// The `agentry` binary serving `data_dir` on `port`, with short job leases (a killed worker's job is taken over within seconds).
 pub(crate) fn serve(data_dir: &Path, port: u16) -> Child {
@@ -39,6 +39,24 @@ pub(crate) fn serve_with(data_dir: &Path, port: u16, config: Option<&Path>) -> C
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// `agentry admin bootstrap` of tenant `acme` and its admin in `data_dir`.
+pub(crate) fn bootstrap(data_dir: &Path) {
+    let bootstrap = Command::new(BIN)
+        .args(["--data-dir", data_dir.to_str().unwrap(), "admin", "bootstrap", "--tenant", "acme", "--email", EMAIL])
+        .env("AGENTRY_BOOTSTRAP_PASSWORD", PASSWORD)
+        // The server's master key: the signing key bootstrap creates is sealed under it.
+        .env("AGENTRY_MASTER_KEY", MASTER_KEY)
+        .output()
+        .unwrap();
+    assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
+}
+
+/// The bootstrapped admin's access token.
+pub(crate) async fn login(client: &reqwest::Client, base: &str) -> String {
+    let login = client.post(format!("{base}/api/v1/auth/login")).json(&json!({ "email": EMAIL, "password": PASSWORD })).send().await.unwrap();
+    login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned()
 }
 
 pub(crate) async fn wait_ready(client: &reqwest::Client, base: &str) {
@@ -83,22 +101,14 @@ fn document_text(marker: &str) -> String {
 #[tokio::test]
 async fn ingestion_survives_a_kill_9_and_indexes_each_document_once() {
     let dir = tempfile::tempdir().unwrap();
-    let bootstrap = Command::new(BIN)
-        .args(["--data-dir", dir.path().to_str().unwrap(), "admin", "bootstrap", "--tenant", "acme", "--email", EMAIL])
-        .env("AGENTRY_BOOTSTRAP_PASSWORD", PASSWORD)
-        // The server's master key: the signing key bootstrap creates is sealed under it.
-        .env("AGENTRY_MASTER_KEY", MASTER_KEY)
-        .output()
-        .unwrap();
-    assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
+    bootstrap(dir.path());
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let mut server = serve(dir.path(), port);
     wait_ready(&client, &base).await;
-    let login = client.post(format!("{base}/api/v1/auth/login")).json(&json!({ "email": EMAIL, "password": PASSWORD })).send().await.unwrap();
-    let token = login.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_owned();
+    let token = login(&client, &base).await;
     let collection = call(&client, &base, &token, Method::POST, "/api/v1/collections", Some(json!({ "name": "reports" }))).await;
     let collection = collection["id"].as_str().unwrap().to_owned();
     let documents_path = format!("/api/v1/collections/{collection}/documents");
