@@ -196,6 +196,7 @@ async fn call(gateway: &Gateway, mode: Mode) -> Result<(), CallError> {
         endpoint: "/v1/chat/completions",
         subject: Some(Subject { tenant_id: TENANT.clone(), user_id: Some("user-bench".to_owned()), api_key_id: Some(mode.key().to_owned()) }),
         agent: None,
+        settlement: Default::default(),
     };
     match gateway.chat(&ctx, MODEL, request).await {
         Ok(_) => Ok(()),

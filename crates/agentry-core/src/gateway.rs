@@ -30,6 +30,36 @@ pub struct CallContext {
     pub subject: Option<Subject>,
     /// The agent making the call, if any.
     pub agent: Option<String>,
+    /// Where the call's usage record and settlement go.
+    pub settlement: Settlement,
+}
+
+/// Where a call's usage record and budget settlement go.
+#[derive(Clone, Default)]
+pub enum Settlement {
+    /// To the call log, settled at once: every live request.
+    #[default]
+    Immediate,
+    /// Collected for the caller, who stores the records with its own result
+    /// in one transaction and then settles them
+    /// ([`Accounting::settle_stored`]): a batch line, answered and billed
+    /// once whatever crashes in between.
+    Collected(Arc<parking_lot::Mutex<Vec<Unsettled>>>),
+}
+
+impl std::fmt::Debug for Settlement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Immediate => "Immediate",
+            Self::Collected(_) => "Collected",
+        })
+    }
+}
+
+/// A call's record and reservation, not yet stored and settled.
+pub struct Unsettled {
+    pub ticket: Ticket,
+    pub record: ModelCallRecord,
 }
 
 /// Why a gateway call failed.
@@ -232,7 +262,10 @@ impl Gateway {
             cost_nusd: cost,
             saved_nusd: saved,
         };
-        self.accounting.settle(ticket, record);
+        match &ctx.settlement {
+            Settlement::Immediate => self.accounting.settle(ticket, record),
+            Settlement::Collected(into) => into.lock().push(Unsettled { ticket, record }),
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod batches;
 pub mod coord;
 pub mod error;
 pub mod gateway;

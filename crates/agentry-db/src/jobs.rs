@@ -181,6 +181,15 @@ impl Db {
         Ok(renewed == 1)
     }
 
+    /// Record how far claim `claim`'s job is; false when the claim no longer holds it.
+    pub async fn set_job_progress(&self, id: &str, claim: i64, done: i64, total: Option<i64>, now_ms: i64) -> Result<bool, DbError> {
+        let set = on_pool!(self, pool => sqlx::query(
+            "UPDATE jobs SET progress_done = $1, progress_total = $2, updated_at_ms = $3 WHERE id = $4 AND status = 'running' AND claims = $5")
+            .bind(done).bind(total).bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::query("set job progress"))?;
+        Ok(set == 1)
+    }
+
     /// End claim `claim` of a running job with `status` (succeeded,
     /// failed, dead, cancelled) and `error`; false when the claim no longer holds the job.
     pub async fn end_job(&self, id: &str, claim: i64, status: JobStatus, error: Option<&str>, now_ms: i64) -> Result<bool, DbError> {

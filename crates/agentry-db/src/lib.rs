@@ -7,6 +7,7 @@
 
 pub mod agents;
 pub mod audit;
+pub mod batches;
 pub mod billing;
 pub mod groups;
 pub mod identity;

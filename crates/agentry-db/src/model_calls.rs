@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use sqlx::QueryBuilder;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -54,10 +53,10 @@ macro_rules! record_columns {
 }
 pub(crate) use record_columns;
 
-const INSERT_RECORDS: &str = concat!("INSERT INTO model_calls (", record_columns!(), ") ");
-const INSERT_ROLLUPS: &str = "INSERT INTO usage_daily (tenant_id, day, user_id, api_key_id, agent, model, provider, requests, errors, cache_hits, \
+pub(crate) const INSERT_RECORDS: &str = concat!("INSERT INTO model_calls (", record_columns!(), ") ");
+pub(crate) const INSERT_ROLLUPS: &str = "INSERT INTO usage_daily (tenant_id, day, user_id, api_key_id, agent, model, provider, requests, errors, cache_hits, \
                               input_tokens, output_tokens, cached_tokens, cost_nusd, saved_nusd) ";
-const ON_ROLLUP_CONFLICT: &str = " ON CONFLICT (tenant_id, day, user_id, api_key_id, agent, model, provider) DO UPDATE SET \
+pub(crate) const ON_ROLLUP_CONFLICT: &str = " ON CONFLICT (tenant_id, day, user_id, api_key_id, agent, model, provider) DO UPDATE SET \
     requests = usage_daily.requests + excluded.requests, errors = usage_daily.errors + excluded.errors, \
     cache_hits = usage_daily.cache_hits + excluded.cache_hits, input_tokens = usage_daily.input_tokens + excluded.input_tokens, \
     output_tokens = usage_daily.output_tokens + excluded.output_tokens, cached_tokens = usage_daily.cached_tokens + excluded.cached_tokens, \
@@ -69,22 +68,22 @@ pub fn utc_day(ms: i64) -> String {
 }
 
 /// One `usage_daily` key: tenant, day, user, key, agent, model, provider ('' = none).
-type RollupKey = [String; 7];
+pub(crate) type RollupKey = [String; 7];
 
 /// The sums one batch adds to a rollup row.
 #[derive(Default, Clone, Copy)]
-struct RollupSums {
-    requests: i64,
-    errors: i64,
-    cache_hits: i64,
-    input_tokens: i64,
-    output_tokens: i64,
-    cached_tokens: i64,
-    cost_nusd: i64,
-    saved_nusd: i64,
+pub(crate) struct RollupSums {
+    pub(crate) requests: i64,
+    pub(crate) errors: i64,
+    pub(crate) cache_hits: i64,
+    pub(crate) input_tokens: i64,
+    pub(crate) output_tokens: i64,
+    pub(crate) cached_tokens: i64,
+    pub(crate) cost_nusd: i64,
+    pub(crate) saved_nusd: i64,
 }
 
-fn rollups<'a>(records: impl Iterator<Item = &'a ModelCallRecord>) -> Vec<(RollupKey, RollupSums)> {
+pub(crate) fn rollups<'a>(records: impl Iterator<Item = &'a ModelCallRecord>) -> Vec<(RollupKey, RollupSums)> {
     let mut sums: HashMap<RollupKey, RollupSums> = HashMap::new();
     for r in records {
         let none = |v: &Option<String>| v.clone().unwrap_or_default();
@@ -128,6 +127,7 @@ macro_rules! push_records {
         });
     };
 }
+pub(crate) use push_records;
 
 macro_rules! push_rollups {
     ($builder:expr, $rollups:expr) => {
@@ -146,15 +146,40 @@ macro_rules! push_rollups {
         });
     };
 }
+pub(crate) use push_rollups;
 
 /// Whether a multi-row statement of `rows` rows stays in the connection's
 /// statement cache. Its text differs with the row count and a prepared
 /// 500-row insert holds megabytes (every shape kept: 240 MiB after a
 /// max-rate run), so only small batches (the 20 ms windows of a moderately
 /// busy gateway) and full ones (a saturated gateway) are kept.
-fn keep_prepared(rows: usize) -> bool {
+pub(crate) fn keep_prepared(rows: usize) -> bool {
     rows <= 64 || rows == FULL_BATCH
 }
+
+/// Insert `$records` (a non-empty `&[ModelCallRecord]`) and add them to the
+/// daily rollups on the open write transaction `$tx`; records already stored
+/// (same id) are skipped, rollups included. `?`s a `sqlx::Error`.
+macro_rules! insert_records_on {
+    ($tx:expr, $records:expr) => {{
+        let records: &[$crate::model_calls::ModelCallRecord] = $records;
+        let keep = $crate::model_calls::keep_prepared(records.len());
+        let mut builder = sqlx::QueryBuilder::new($crate::model_calls::INSERT_RECORDS);
+        $crate::model_calls::push_records!(builder, records);
+        builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
+        let inserted: Vec<(String,)> = builder.build_query_as().persistent(keep).fetch_all(&mut *$tx).await?;
+        let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
+        let rollups = $crate::model_calls::rollups(records.iter().filter(|r| inserted.contains(&r.id)));
+        if !rollups.is_empty() {
+            let keep = $crate::model_calls::keep_prepared(rollups.len());
+            let mut builder = sqlx::QueryBuilder::new($crate::model_calls::INSERT_ROLLUPS);
+            $crate::model_calls::push_rollups!(builder, rollups);
+            builder.push($crate::model_calls::ON_ROLLUP_CONFLICT);
+            builder.build().persistent(keep).execute(&mut *$tx).await?;
+        }
+    }};
+}
+pub(crate) use insert_records_on;
 
 impl Db {
     /// Insert records and add them to the daily rollups, in one transaction.
@@ -166,19 +191,7 @@ impl Db {
         }
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
-            let mut builder = QueryBuilder::new(INSERT_RECORDS);
-            push_records!(builder, records);
-            builder.push(" ON CONFLICT (id) DO NOTHING RETURNING id");
-            let inserted: Vec<(String,)> = builder.build_query_as().persistent(keep_prepared(records.len())).fetch_all(&mut *tx).await?;
-            let inserted: std::collections::HashSet<String> = inserted.into_iter().map(|(id,)| id).collect();
-            let rollups = rollups(records.iter().filter(|r| inserted.contains(&r.id)));
-            if !rollups.is_empty() {
-                let keep = keep_prepared(rollups.len());
-                let mut builder = QueryBuilder::new(INSERT_ROLLUPS);
-                push_rollups!(builder, rollups);
-                builder.push(ON_ROLLUP_CONFLICT);
-                builder.build().persistent(keep).execute(&mut *tx).await?;
-            }
+            insert_records_on!(tx, records);
             tx.commit().await
         }.await)
         .map_err(DbError::query("insert model calls"))

@@ -67,6 +67,10 @@ pub struct Settings {
     pub agents: agentry_core::agents::AgentsSettings,
     /// `[jobs]`: the durable job queue's workers, leases and attempts (ingestion keeps `[knowledge]`'s).
     pub jobs: agentry_core::jobs::JobsSettings,
+    /// `[files]`: uploads for batches (largest upload, days kept).
+    pub files: agentry_core::batches::FilesSettings,
+    /// `[batches]`: lines of one batch answered at once, most lines per batch.
+    pub batches: agentry_core::batches::BatchSettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -310,6 +314,8 @@ impl Default for Settings {
             knowledge: KnowledgeConfig::default(),
             agents: agentry_core::agents::AgentsSettings::default(),
             jobs: agentry_core::jobs::JobsSettings::default(),
+            files: agentry_core::batches::FilesSettings::default(),
+            batches: agentry_core::batches::BatchSettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -426,6 +432,12 @@ impl Settings {
         }
         if let Err(message) = self.jobs.validate() {
             return fail("jobs", &message);
+        }
+        if let Err(message) = self.files.validate() {
+            return fail("files", &message);
+        }
+        if let Err(message) = self.batches.validate() {
+            return fail("batches", &message);
         }
         if let Err(message) = self.agents.validate() {
             return fail("agents", &message);

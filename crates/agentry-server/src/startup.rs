@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentry_core::agents::Agents;
+use agentry_core::batches::Batches;
 use agentry_core::coord::Coord;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
@@ -106,12 +107,15 @@ impl Application {
         if interrupted > 0 {
             tracing::warn!(runs = interrupted, "marked runs interrupted by the previous stop as failed");
         }
+        let batches = Batches::new(db.clone(), jobs.clone(), gateway.accounting().clone(), settings.files.clone(), settings.batches.clone());
+        batches.start(Arc::new(crate::openai::batch_lines::BatchLines { gateway: gateway.clone(), agents: agents.clone() }), shutdown.child_token());
         agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
             gateway,
             knowledge,
             agents,
             jobs,
+            batches,
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
@@ -120,7 +124,7 @@ impl Application {
             metrics,
             local_models: Arc::new(local_models),
         });
-        let routes = routes(state, settings.knowledge.max_document_bytes);
+        let routes = routes(state, settings.knowledge.max_document_bytes, settings.files.max_bytes);
 
         let listener = TcpListener::bind(settings.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
         let port = listener.local_addr()?.port();
@@ -286,9 +290,9 @@ pub async fn bootstrap(settings: &Settings, tenant_slug: &str, tenant_name: Opti
 
 /// Every route, behind its route layers: authorization, then the matched
 /// route template for the metrics label (route layers run after routing).
-fn routes(state: AppState, max_document_bytes: usize) -> Router {
+fn routes(state: AppState, max_document_bytes: usize, max_file_bytes: u64) -> Router {
     Router::new()
-        .merge(crate::openai::router())
+        .merge(crate::openai::router(max_file_bytes))
         .merge(crate::routes::health::router())
         .merge(crate::routes::docs::router())
         .merge(crate::routes::auth::router())

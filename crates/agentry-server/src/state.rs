@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use agentry_core::agents::Agents;
+use agentry_core::batches::Batches;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::usage::billing::PaymentProvider;
@@ -35,6 +36,7 @@ pub struct Handles {
     pub knowledge: Knowledge,
     pub agents: Agents,
     pub jobs: Jobs,
+    pub batches: Batches,
     pub identity: Identity,
     pub db: Db,
     pub metrics: PrometheusHandle,

@@ -35,6 +35,21 @@ wire_enum! {
         Index => "index": "Parse, chunk, embed and index a document version.",
         Summary => "summary": "Summarise a document version.",
         AgentRun => "agent_run": "Run an agent in the background (`background: true`).",
+        Batch => "batch": "Answer the request lines of a batch (`/v1/batches`).",
+    }
+}
+
+wire_enum! {
+    /// Where a batch (`/v1/batches`) is, in OpenAI's words.
+    BatchStatus ("batch status") {
+        Validating => "validating": "Accepted; waiting for a worker.",
+        Failed => "failed": "Could not run (its input file is gone, or it failed for good); `errors` says why.",
+        InProgress => "in_progress": "Its lines are being answered.",
+        Finalizing => "finalizing": "Every line is answered; the output and error files are being written.",
+        Completed => "completed": "Done: `output_file_id` and `error_file_id` hold the answers.",
+        Expired => "expired": "Its completion window ended first; the lines answered by then are in its files.",
+        Cancelling => "cancelling": "Cancel asked; lines in flight are finishing.",
+        Cancelled => "cancelled": "Cancelled; the lines answered before are in its files.",
     }
 }
 
@@ -55,6 +70,13 @@ wire_enum! {
         Succeeded => "succeeded": "Finished with an answer.",
         Failed => "failed": "Stopped by an error; `error` says which.",
         Cancelled => "cancelled": "Cancelled by its owner.",
+    }
+}
+
+impl BatchStatus {
+    /// Whether the batch has ended (and will not change again unless its job is retried).
+    pub const fn is_ended(self) -> bool {
+        matches!(self, BatchStatus::Failed | BatchStatus::Completed | BatchStatus::Expired | BatchStatus::Cancelled)
     }
 }
 

@@ -92,7 +92,7 @@ impl Agents {
             user_id: access.principal().user_id().map(str::to_owned),
             api_key_id: access.principal().api_key_id().map(str::to_owned),
         };
-        let call = CallContext { request_id: queued.request_id, endpoint, subject: Some(subject), agent: None };
+        let call = CallContext { request_id: queued.request_id, endpoint, subject: Some(subject), agent: None, settlement: Default::default() };
         let planned = self.plan(access, &call, RunInput { agent: Some(queued.agent), messages }).await.map_err(start_failure)?;
         let (run, _) = self.prepare(access, &call, row.thread_id.as_deref(), planned, row.id.clone(), Some(&row)).await.map_err(start_failure)?;
         let stop = run.live.cancel_token().clone();

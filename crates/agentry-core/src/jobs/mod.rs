@@ -95,6 +95,7 @@ pub fn kind_permission(kind: JobKind) -> &'static [Permission] {
     match kind {
         JobKind::Index | JobKind::Summary => &[Permission::UploadDocuments],
         JobKind::AgentRun => agentry_types::access::AGENT_PERMISSIONS,
+        JobKind::Batch => &[Permission::UseModels],
     }
 }
 
@@ -129,7 +130,8 @@ pub trait JobHandler: Send + Sync + 'static {
     /// [`JobContext::cancel`]). The subject's own state follows here.
     async fn ended(&self, job: &JobRecord, status: JobStatus, reason: &str);
 
-    /// An ended job was queued again by hand ([`Jobs::retry`]).
+    /// An ended job is about to be queued again by hand ([`Jobs::retry`]):
+    /// its subject is made ready to run before a worker can claim it.
     async fn requeued(&self, job: &JobRecord);
 }
 
@@ -159,7 +161,7 @@ pub struct JobView {
     pub id: String,
     pub kind: JobKind,
     pub status: JobStatus,
-    /// The object it works on: a document (`index`, `summary`), a run (`agent_run`).
+    /// The object it works on: a document (`index`, `summary`), a run (`agent_run`), a batch (`batch`).
     pub subject_id: String,
     /// The subject's version, for kinds whose subject has versions.
     pub subject_version: Option<i32>,
@@ -225,6 +227,8 @@ struct Inner {
     identity: Identity,
     settings: JobsSettings,
     handlers: RwLock<HashMap<JobKind, Arc<dyn JobHandler>>>,
+    /// Kinds run by workers of their own, and how many.
+    dedicated: RwLock<HashMap<JobKind, usize>>,
     /// Wakes an idle worker when a job is queued in this process.
     wake: Notify,
     /// Cancellation of the jobs this process's workers hold, by id.
@@ -241,6 +245,7 @@ impl Jobs {
                 identity,
                 settings,
                 handlers: RwLock::new(HashMap::new()),
+                dedicated: RwLock::new(HashMap::new()),
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
                 last_burial: std::sync::atomic::AtomicI64::new(0),
@@ -255,6 +260,22 @@ impl Jobs {
     /// Run jobs of `kind` with `handler` (before [`spawn_workers`]).
     pub fn register(&self, kind: JobKind, handler: Arc<dyn JobHandler>) {
         self.inner.handlers.write().insert(kind, handler);
+    }
+
+    /// Run jobs of `kind` with `handler` on `workers` workers of their own (before [`spawn_workers`]).
+    pub fn register_dedicated(&self, kind: JobKind, handler: Arc<dyn JobHandler>, workers: usize) {
+        self.register(kind, handler);
+        self.inner.dedicated.write().insert(kind, workers);
+    }
+
+    /// The access of `job`'s delegation as it stands now: checked when an
+    /// attempt starts, and again by handlers of long jobs while they run.
+    pub async fn redeem(&self, job: &JobRecord) -> Result<TenantAccess, JobFailure> {
+        let delegation = job.delegation.as_deref().ok_or_else(|| JobFailure::Permanent("the job has no delegation to act with".into()))?;
+        self.inner.identity.redeem(&job.tenant_id, delegation).await.map_err(|e| match e {
+            Error::Forbidden(reason) | Error::Internal(reason) => JobFailure::Permanent(reason),
+            other => JobFailure::Retry(other.to_string()),
+        })
     }
 
     fn handler(&self, kind: JobKind) -> Option<Arc<dyn JobHandler>> {
@@ -299,7 +320,7 @@ impl Jobs {
         let (job, created) = self.inner.db.insert_job(&record).await?;
         if created {
             metrics::counter!("jobs_created_total", "kind" => job.kind.as_str()).increment(1);
-            self.inner.wake.notify_one();
+            self.inner.wake.notify_waiters();
         }
         Ok((job, created))
     }
@@ -380,20 +401,27 @@ impl Jobs {
                 }
                 None
             }
-            JobKind::AgentRun => {
+            JobKind::AgentRun | JobKind::Batch => {
                 if job.owner.as_deref() != Some(owner_of(access).as_str()) {
                     return Err(Error::Forbidden("only the job's owner can run it again (it acts for them)".into()));
                 }
                 Some(access.delegation())
             }
         };
+        if !matches!(job.status, JobStatus::Dead | JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(Error::Conflict(format!("job '{id}' is {}: only dead, failed or cancelled jobs can be retried", job.status)));
+        }
+        // The subject is made ready first: once queued, a worker may claim the job at once.
+        let handler = self.handler(job.kind);
+        if let Some(handler) = &handler {
+            handler.requeued(&job).await;
+        }
         if !self.inner.db.requeue_job(&job.tenant_id, &job.id, delegation.as_ref().map(|d| d.as_stored()), now_ms()).await? {
             return Err(Error::Conflict(format!("job '{id}' is {}: only dead, failed or cancelled jobs can be retried", job.status)));
         }
         let requeued = self.inner.db.job(&job.tenant_id, &job.id).await?.ok_or_else(|| Error::NotFound(format!("job '{id}'")))?;
-        if let Some(handler) = self.handler(job.kind) {
-            handler.requeued(&requeued).await;
-            self.inner.wake.notify_one();
+        if handler.is_some() {
+            self.inner.wake.notify_waiters();
         }
         Ok(requeued.into())
     }

@@ -23,19 +23,26 @@ use crate::identity::now_ms;
 /// How long an idle worker sleeps when nothing wakes it (jobs queued by other replicas, retries coming due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
 
-/// Start the workers and the metrics sampler; they stop when `stop` is cancelled.
+/// Start the workers and the metrics sampler; they stop when `stop` is
+/// cancelled. `jobs.workers` workers run the kinds registered without
+/// workers of their own; each kind registered with its own workers
+/// ([`Jobs::register_dedicated`]) gets them, so that its long jobs cannot
+/// take every worker.
 pub fn spawn_workers(jobs: &Jobs, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks: Vec<_> = (0..jobs.inner.settings.workers).map(|_| tokio::spawn(work(jobs.clone(), stop.clone()))).collect();
+    let dedicated = jobs.inner.dedicated.read().clone();
+    let shared: Vec<JobKind> = jobs.inner.handlers.read().keys().copied().filter(|kind| !dedicated.contains_key(kind)).collect();
+    let mut pools: Vec<(Vec<JobKind>, usize)> = dedicated.into_iter().map(|(kind, workers)| (vec![kind], workers)).collect();
+    if !shared.is_empty() {
+        pools.push((shared, jobs.inner.settings.workers));
+    }
+    let mut tasks: Vec<_> =
+        pools.into_iter().flat_map(|(kinds, workers)| (0..workers).map(move |_| kinds.clone())).map(|kinds| tokio::spawn(work(jobs.clone(), kinds, stop.clone()))).collect();
     tasks.push(tokio::spawn(sample_depths(jobs.clone(), stop)));
     tasks
 }
 
-async fn work(jobs: Jobs, stop: CancellationToken) {
+async fn work(jobs: Jobs, kinds: Vec<JobKind>, stop: CancellationToken) {
     while !stop.is_cancelled() {
-        let kinds: Vec<JobKind> = jobs.inner.handlers.read().keys().copied().collect();
-        if kinds.is_empty() {
-            return;
-        }
         jobs.bury_exhausted(&kinds).await;
         match jobs.inner.db.claim_job(&kinds, now_ms(), jobs.inner.settings.lease_ms()).await {
             Ok(claimed) => match claimed {
@@ -129,11 +136,7 @@ impl Jobs {
 
     /// Redeem the delegation and run one attempt.
     async fn attempt(&self, handler: &dyn JobHandler, job: &JobRecord, cancel: CancellationToken) -> Result<(), JobFailure> {
-        let delegation = job.delegation.as_deref().ok_or_else(|| JobFailure::Permanent("the job has no delegation to act with".into()))?;
-        let access = self.inner.identity.redeem(&job.tenant_id, delegation).await.map_err(|e| match e {
-            crate::error::Error::Forbidden(reason) | crate::error::Error::Internal(reason) => JobFailure::Permanent(reason),
-            other => JobFailure::Retry(other.to_string()),
-        })?;
+        let access = self.redeem(job).await?;
         handler.run(job, &JobContext { access, cancel }).await
     }
 

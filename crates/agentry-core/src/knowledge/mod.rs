@@ -221,6 +221,7 @@ impl Knowledge {
             endpoint: "knowledge",
             subject: Some(Subject { tenant_id: tenant.to_owned(), user_id: user.map(str::to_owned), api_key_id: None }),
             agent: Some("knowledge".to_owned()),
+            settlement: Default::default(),
         }
     }
 

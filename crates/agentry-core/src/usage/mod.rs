@@ -44,6 +44,13 @@ pub struct Subject {
     pub api_key_id: Option<String>,
 }
 
+impl Subject {
+    /// Who `access` is, for limits, budgets and records.
+    pub fn of(access: &crate::TenantAccess) -> Self {
+        Self { tenant_id: access.tenant_id().to_owned(), user_id: access.principal().user_id().map(str::to_owned), api_key_id: access.principal().api_key_id().map(str::to_owned) }
+    }
+}
+
 pub use crate::error::Error;
 
 /// Operator settings of the usage layer.
@@ -283,15 +290,21 @@ impl Accounting {
     /// End of a call: write its usage record, give back what the estimate
     /// held beyond the actual cost, free limits, raise budget alerts. Never waits.
     pub fn settle(&self, ticket: Ticket, record: ModelCallRecord) {
-        let cost = record.cost_nusd;
-        count_usage(&record);
-        let output_tokens = record.output_tokens.max(0) as u64;
-        let held = ticket.holds_anything();
-        let tenant = if held { record.tenant_id.clone() } else { None };
+        self.settle_stored(ticket, &record);
         self.inner.call_log.record(record);
-        if !held {
+    }
+
+    /// Settle a call whose record its caller stored itself
+    /// ([`crate::gateway::Settlement::Collected`]): metrics, rate-limit
+    /// and budget counters, without the call log.
+    pub fn settle_stored(&self, ticket: Ticket, record: &ModelCallRecord) {
+        let cost = record.cost_nusd;
+        count_usage(record);
+        let output_tokens = record.output_tokens.max(0) as u64;
+        if !ticket.holds_anything() {
             return;
         }
+        let tenant = record.tenant_id.clone();
         let this = self.clone();
         tokio::spawn(async move {
             limits::settle(&this.inner.coord, &ticket.admitted, output_tokens).await;

@@ -46,6 +46,8 @@ pub enum Body {
     Media(&'static str),
     /// `multipart/form-data` (a file upload) or JSON of a named schema.
     Upload { name: String, schemas: Vec<(String, RefOr<Schema>)> },
+    /// `multipart/form-data` only: a `file` and text fields, each one of the given values; all required.
+    FileForm(&'static [(&'static str, &'static [&'static str])]),
 }
 
 /// `T`'s name and the schemas it needs (its own included).
@@ -368,6 +370,13 @@ fn content_of(body: &Body, schemas: &mut BTreeMap<String, RefOr<Schema>>) -> Vec
             schemas.extend(needed.iter().cloned());
             let file = ObjectBuilder::new().property("file", ObjectBuilder::new().schema_type(Type::String).content_media_type("application/octet-stream")).required("file");
             vec![json(Ref::from_schema_name(name.clone()).into()), ("multipart/form-data", ContentBuilder::new().schema(Some(file)).build())]
+        }
+        Body::FileForm(fields) => {
+            let mut form = ObjectBuilder::new().property("file", ObjectBuilder::new().schema_type(Type::String).content_media_type("application/octet-stream")).required("file");
+            for (field, values) in *fields {
+                form = form.property(*field, ObjectBuilder::new().schema_type(Type::String).enum_values(Some(values.iter().copied()))).required(*field);
+            }
+            vec![("multipart/form-data", ContentBuilder::new().schema(Some(form)).build())]
         }
     }
 }

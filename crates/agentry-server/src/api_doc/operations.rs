@@ -10,6 +10,7 @@ use agentry_core::agents::events::RunEvent;
 use agentry_core::agents::mcp::{McpServerInput, McpServerView};
 use agentry_core::agents::{AgentDefinition, MessageView, RunView, ThreadInput, ThreadPatch, ThreadView};
 use agentry_core::audit::{AuditPage, Verification};
+use agentry_core::batches::{BatchObject, FileObject, ListPage, NewBatch};
 use agentry_core::identity::{
     AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, LoginTokens, Me, Membership, RoleInfo, SessionInfo, Tenant,
     TotpEnrolment, VisibleTenant,
@@ -74,6 +75,15 @@ const AUDIT_EXPORT_QUERY: &[Param] = &[
 
 const ANCHOR_QUERY: &[Param] = &[param("anchor", Text, "base64url of an earlier anchor's JSON.")];
 
+/// OpenAI's list parameters: up to `limit` objects after the object `after`.
+const OPENAI_LIST_QUERY: &[Param] =
+    &[param("limit", Count { max: 100 }, "Objects per page, 1-100 (default 20)."), param("after", Text, "The `last_id` of the previous page; the first page without it.")];
+const OPENAI_FILES_QUERY: &[Param] = &[
+    param("limit", Count { max: 100 }, "Objects per page, 1-100 (default 20)."),
+    param("after", Text, "The `last_id` of the previous page; the first page without it."),
+    param("order", OneOf(&["desc"]), "Newest first (the only order)."),
+    param("purpose", OneOf(&["batch", "batch_output"]), "Only files of this purpose."),
+];
 const JOBS_QUERY: &[Param] = &[param("kind", OneOf(JobKind::NAMES), "Only jobs of this kind."), param("status", OneOf(JobStatus::NAMES), "Only jobs in this state."), LIMIT, AFTER];
 
 const THREADS_QUERY: &[Param] = &[param("q", Text, "Only threads whose title or messages contain this text."), LIMIT, AFTER];
@@ -171,6 +181,21 @@ pub fn operations() -> Vec<Operation> {
         post("/v1/embeddings", "OpenAI-compatible embeddings").body(json::<EmbeddingsRequest>()).upstream(),
         get("/v1/models", "The models the caller may use"),
         get("/v1/models/{id}", "One model"),
+        Operation::new(Method::POST, "/v1/files", "Upload a JSONL file of batch requests (OpenAI's files API; purpose `batch`)")
+            .body(Body::FileForm(&[("purpose", &["batch"])]))
+            .answers(200, Some(json::<FileObject>())),
+        get("/v1/files", "The caller's files (the whole tenant's with manage_tenant), newest first, in OpenAI's list form")
+            .answers(200, Some(json::<ListPage<FileObject>>()))
+            .query(OPENAI_FILES_QUERY),
+        get("/v1/files/{id}", "One file").answers(200, Some(json::<FileObject>())),
+        delete("/v1/files/{id}", "Delete a file (not the input of a batch that has not ended)").answers(200, Some(Body::AnyJson)),
+        get("/v1/files/{id}/content", "A file's bytes").answers(200, Some(Body::Media("application/jsonl"))),
+        post("/v1/batches", "Create a batch over an uploaded file (OpenAI's batch API)").body(json::<NewBatch>()).answers(200, Some(json::<BatchObject>())),
+        get("/v1/batches", "The caller's batches (the whole tenant's with manage_tenant), newest first")
+            .answers(200, Some(json::<ListPage<BatchObject>>()))
+            .query(OPENAI_LIST_QUERY),
+        get("/v1/batches/{id}", "One batch: its status, request counts and files").answers(200, Some(json::<BatchObject>())),
+        act("/v1/batches/{id}/cancel", "Cancel a batch: lines in flight finish, the rest never run").answers(200, Some(json::<BatchObject>())),
         get("/api/v1/auth/me", "Who is calling: the credential, its account and its tenants").answers(200, Some(json::<Me>())),
         post("/api/v1/auth/password", "Change the signed-in user's password").body(json::<auth::PasswordBody>()).answers(204, None),
         act("/api/v1/admin/users/{user_id}/disable", "Disable an account (revokes its sessions)").answers(204, None),

@@ -4,7 +4,7 @@
 //! the answer's tokens. Tool calls and citations stay on the run record
 //! (`GET /api/v1/runs/{id}`, id in `x-agentry-run-id`).
 
-use agentry_core::agents::{RunEvent, RunInput};
+use agentry_core::agents::{Agents, RunEvent, RunInput};
 use agentry_core::{CallContext, TenantAccess};
 use agentry_llm::{ChatStream, LlmError, StreamEvent};
 use agentry_types::{ChatMessage, ErrorCode, FinishReason, Usage};
@@ -35,6 +35,29 @@ fn run_error(code: &str, message: String) -> ApiError {
         "cancelled" => ApiError::conflict(message),
         _ => ApiError::new(ErrorCode::UnprocessableEntity, message),
     }
+}
+
+/// Run `agent` on `messages` to its end: the run's id, its answer and usage (a batch line).
+pub(super) async fn answer(agents: &Agents, ctx: &CallContext, access: &TenantAccess, agent: &str, messages: Vec<ChatMessage>) -> Result<(String, String, Usage), ApiError> {
+    let input = RunInput { agent: Some(agent.to_owned()), messages };
+    let started = agents.start_run(access, ctx, None, input).await?;
+    let (text, usage) = collect(started.live.follow(0).map(|(_, event)| event)).await?;
+    Ok((started.id, text, usage))
+}
+
+/// The answer and usage of a run's events, or the error it ended with.
+async fn collect(events: impl futures::Stream<Item = std::sync::Arc<RunEvent>>) -> Result<(String, Usage), ApiError> {
+    let (mut text, mut usage) = (String::new(), Usage::default());
+    let mut events = std::pin::pin!(events);
+    while let Some(event) = events.next().await {
+        match &*event {
+            RunEvent::Token { text: piece } => text.push_str(piece),
+            RunEvent::Usage(u) => usage = *u,
+            RunEvent::Error { code, message, .. } => return Err(run_error(code, message.clone())),
+            _ => {}
+        }
+    }
+    Ok((text, usage))
 }
 
 pub(super) async fn run(
@@ -69,16 +92,7 @@ pub(super) async fn run(
         let stream: ChatStream = Box::pin(stream);
         ChunkWriter::new(answer.id, answer.model, answer.include_usage).response(stream)
     } else {
-        let (mut text, mut usage) = (String::new(), Usage::default());
-        let mut events = std::pin::pin!(events);
-        while let Some(event) = events.next().await {
-            match &*event {
-                RunEvent::Token { text: piece } => text.push_str(piece),
-                RunEvent::Usage(u) => usage = *u,
-                RunEvent::Error { code, message, .. } => return Err(run_error(code, message.clone())),
-                _ => {}
-            }
-        }
+        let (text, usage) = collect(events).await?;
         completion_response(answer.id, answer.model, Some(&text), None, FinishReason::Stop, &usage)
     };
     if let Ok(value) = HeaderValue::from_str(&started.id) {

@@ -92,11 +92,11 @@ struct StreamOptions {
 }
 
 /// A validated request: the public model name, the model-layer request, and how to answer.
-struct Parsed {
-    model: String,
-    request: ChatRequest,
-    stream: bool,
-    include_usage: bool,
+pub(crate) struct Parsed {
+    pub model: String,
+    pub request: ChatRequest,
+    pub stream: bool,
+    pub include_usage: bool,
 }
 
 fn in_range(value: Option<f32>, low: f32, high: f32, param: &str) -> Result<(), ApiError> {
@@ -107,7 +107,7 @@ fn in_range(value: Option<f32>, low: f32, high: f32, param: &str) -> Result<(), 
 }
 
 impl ChatCompletionRequest {
-    fn parse(self) -> Result<Parsed, ApiError> {
+    pub(crate) fn parse(self) -> Result<Parsed, ApiError> {
         if self.model.trim().is_empty() {
             return Err(ApiError::bad_request("'model' must not be empty", "model"));
         }
@@ -193,7 +193,12 @@ pub async fn create(
 
 /// A `chat.completion` response.
 pub(super) fn completion_response(id: &str, model: &str, content: Option<&str>, tool_calls: Option<&Value>, finish: FinishReason, usage: &Usage) -> Response {
-    Json(Completion {
+    Json(completion(id, model, content, tool_calls, finish, usage)).into_response()
+}
+
+/// A `chat.completion` object.
+pub(super) fn completion<'a>(id: &'a str, model: &'a str, content: Option<&'a str>, tool_calls: Option<&'a Value>, finish: FinishReason, usage: &'a Usage) -> Completion<'a> {
+    Completion {
         id,
         object: "chat.completion",
         created: unix_now(),
@@ -206,13 +211,12 @@ pub(super) fn completion_response(id: &str, model: &str, content: Option<&str>, 
             finish_reason: finish_str(finish),
         }],
         usage,
-    })
-    .into_response()
+    }
 }
 
 /// A `chat.completion` object (`()` fields serialise as `null`).
 #[derive(Serialize)]
-struct Completion<'a> {
+pub(super) struct Completion<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,

@@ -1,7 +1,9 @@
 //! `POST /v1/embeddings`: string or array-of-strings input, `float` or
 //! `base64` (little-endian f32, what the official SDKs ask for by default).
+//! [`embed`] answers a direct call and a batch line alike.
 
-use agentry_core::TenantAccess;
+use agentry_core::coord::RateDecision;
+use agentry_core::{CallContext, Gateway, TenantAccess};
 use axum::Json;
 use axum::extract::{Extension, State};
 use axum::response::{IntoResponse, Response};
@@ -85,9 +87,15 @@ pub async fn create(
     access: Option<Extension<TenantAccess>>,
     ApiJson(request): ApiJson<EmbeddingsRequest>,
 ) -> Result<Response, ApiError> {
-    let (model, inputs, format, dimensions) = request.inputs()?;
     let ctx = super::call_context(request_id, "/v1/embeddings", access.as_deref());
-    let served = state.gateway.embed(&ctx, &model, inputs).await?;
+    let (body, rate_limit) = embed(&state.gateway, &ctx, request).await?;
+    Ok(super::with_rate_limit(Json(body).into_response(), rate_limit))
+}
+
+/// Answer an embeddings request (a direct call or a batch line).
+pub(crate) async fn embed(gateway: &Gateway, ctx: &CallContext, request: EmbeddingsRequest) -> Result<(EmbeddingsResponse, Option<RateDecision>), ApiError> {
+    let (model, inputs, format, dimensions) = request.inputs()?;
+    let served = gateway.embed(ctx, &model, inputs).await?;
     let routed = served.routed;
     let response = routed.value;
     let data = response
@@ -106,13 +114,9 @@ pub async fn create(
             Ok(EmbeddingObject { object: "embedding", index, embedding })
         })
         .collect::<Result<Vec<_>, ApiError>>()?;
-    let body = Json(EmbeddingsResponse {
-        object: "list",
-        data,
-        model: routed.model,
-        usage: EmbeddingUsage { prompt_tokens: response.prompt_tokens, total_tokens: response.prompt_tokens },
-    });
-    Ok(super::with_rate_limit(body.into_response(), served.rate_limit))
+    let body =
+        EmbeddingsResponse { object: "list", data, model: routed.model, usage: EmbeddingUsage { prompt_tokens: response.prompt_tokens, total_tokens: response.prompt_tokens } };
+    Ok((body, served.rate_limit))
 }
 
 /// Typed so that `f32` components serialise in their shortest form (`0.6`, not `0.6000000238418579`).

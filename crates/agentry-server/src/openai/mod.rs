@@ -1,11 +1,13 @@
 //! The OpenAI-compatible surface under `/v1`: chat completions (plain and
-//! SSE), embeddings, model listing. Request/response JSON follows OpenAI's
+//! SSE), embeddings, model listing, files and batches. Request/response JSON follows OpenAI's
 //! schema so the official SDKs work unchanged. Handlers parse, call the
 //! gateway service once, and shape the answer; no routing logic lives here.
 
 mod agent;
+pub(crate) mod batch_lines;
 pub(crate) mod chat;
 pub(crate) mod embeddings;
+mod files;
 mod models;
 
 use agentry_core::coord::RateDecision;
@@ -17,8 +19,8 @@ use axum::routing::{get, post};
 use crate::middleware::RequestId;
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router(max_file_bytes: u64) -> Router<AppState> {
+    files::router(max_file_bytes)
         .route("/v1/chat/completions", post(chat::create))
         .route("/v1/embeddings", post(embeddings::create))
         .route("/v1/models", get(models::list))
@@ -32,7 +34,7 @@ pub(crate) fn call_context(request_id: RequestId, endpoint: &'static str, access
         user_id: access.principal().user_id().map(str::to_owned),
         api_key_id: access.principal().api_key_id().map(str::to_owned),
     });
-    CallContext { request_id: request_id.0, endpoint, subject, agent: None }
+    CallContext { request_id: request_id.0, endpoint, subject, agent: None, settlement: Default::default() }
 }
 
 /// Add `RateLimit-*` headers to a served response when a limit applied.

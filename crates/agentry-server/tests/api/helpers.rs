@@ -45,6 +45,8 @@ pub struct TestOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Leave `master_key` unset: the server reads (or generates) `<data_dir>/master.key`.
     pub master_key_from_data_dir: bool,
+    pub files: agentry_core::batches::FilesSettings,
+    pub batches: agentry_core::batches::BatchSettings,
 }
 
 impl Default for TestOptions {
@@ -72,6 +74,8 @@ impl Default for TestOptions {
             test_payments: false,
             trusted_proxies: Vec::new(),
             master_key_from_data_dir: false,
+            files: agentry_core::batches::FilesSettings::default(),
+            batches: agentry_core::batches::BatchSettings::default(),
         }
     }
 }
@@ -152,6 +156,8 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     // In-process servers parse PDF and DOCX with the real worker: the agentry binary.
     settings.knowledge.parse_worker.get_or_insert_with(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_agentry")));
     settings.agents = options.agents.clone();
+    settings.files = options.files.clone();
+    settings.batches = options.batches.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

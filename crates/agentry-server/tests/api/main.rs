@@ -6,6 +6,8 @@
 mod agents;
 mod audit_integrity;
 mod authz_matrix;
+mod batches;
+mod batches_restart;
 mod cli;
 mod conformance;
 mod docs_page;

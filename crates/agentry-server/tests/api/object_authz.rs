@@ -48,6 +48,10 @@ enum Kind {
     Invoice,
     /// `/costs/usage/{user}`: a member's usage.
     UsageOf,
+    /// `/v1/files/{id}`: an uploaded batch input file.
+    File,
+    /// `/v1/batches/{id}`.
+    Batch,
 }
 
 /// Routes with a placeholder that name no tenant object, and why.
@@ -76,6 +80,8 @@ fn kind_of(path: &str) -> Option<Kind> {
         ("/api/v1/mcp-servers/{name}", Kind::McpServer),
         ("/api/v1/billing/invoices/{id}", Kind::Invoice),
         ("/api/v1/costs/usage/{user}", Kind::UsageOf),
+        ("/v1/files/{id}", Kind::File),
+        ("/v1/batches/{id}", Kind::Batch),
     ];
     kinds.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, kind)| *kind)
 }
@@ -154,6 +160,7 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         Kind::Agent | Kind::McpServer => creates_own(Permission::ManageAgents),
         Kind::Budget | Kind::Invoice => creates_own(Permission::ManageBilling),
         Kind::UsageOf => caller != Caller::ScopedKey,
+        Kind::File | Kind::Batch => caller.can(Permission::UseModels),
     };
     if whose == Whose::Own && !ownable {
         return None;
@@ -222,6 +229,8 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         (Kind::Job, Whose::Own) if caller != Caller::ScopedKey => Allow,
         (Kind::Job, _) => Hidden,
         (Kind::UsageOf, Whose::OtherMember) if !caller.can(Permission::ViewMetrics) => Hidden,
+        // Files and batches are their owner's (a key's are its owner's); manage_tenant sees all of them.
+        (Kind::File | Kind::Batch, Whose::OtherMember) if !(session && caller.can(Permission::ManageTenant)) => Hidden,
         _ => Allow,
     })
 }
@@ -319,7 +328,9 @@ impl Fixture {
         match whose {
             Whose::OtherTenant => Creator { token: self.admin.clone(), tenant: "globex" },
             Whose::Own => Creator { token: self.tokens[&caller].clone(), tenant: "acme" },
-            Whose::OtherMember if matches!(kind, Kind::Key | Kind::Thread | Kind::Run | Kind::Job) => Creator { token: self.other_member.clone(), tenant: "acme" },
+            Whose::OtherMember if matches!(kind, Kind::Key | Kind::Thread | Kind::Run | Kind::Job | Kind::File | Kind::Batch) => {
+                Creator { token: self.other_member.clone(), tenant: "acme" }
+            }
             Whose::OtherMember => Creator { token: self.admin.clone(), tenant: "acme" },
         }
     }
@@ -438,6 +449,18 @@ impl Fixture {
                 let period = format!("{}-{:02}", 2000 + n / 12, n % 12 + 1);
                 let body = created(self.call(&token, tenant, Method::POST, "/api/v1/billing/invoices", Some(json!({ "period": period }))).await, "an invoice");
                 Object { id: id(&body), extra: None }
+            }
+            Kind::File | Kind::Batch => {
+                let line = json!({ "custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": { "model": "mock-echo", "messages": user_message("hi") } });
+                let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", reqwest::multipart::Part::text(format!("{line}\n")).file_name("a.jsonl"));
+                let response = self.app.with(Method::POST, "/v1/files", &token).header("x-agentry-tenant", tenant).multipart(form).send().await.unwrap();
+                let file = created((response.status().as_u16(), response.json().await.unwrap()), "a file");
+                if kind == Kind::File {
+                    return Object { id: id(&file), extra: None };
+                }
+                let body = json!({ "input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h" });
+                let batch = created(self.call(&token, tenant, Method::POST, "/v1/batches", Some(body)).await, "a batch");
+                Object { id: id(&batch), extra: None }
             }
             Kind::UsageOf => match whose {
                 Whose::Own => Object { id: self.user_ids.get(&caller).cloned().unwrap_or_else(|| self.admin_id()), extra: None },

@@ -83,3 +83,13 @@ async fn official_a2a_python_client_works() {
     command.arg(sdk_script("a2a_python.py"));
     run_with_key(command, &app.address, &token).await;
 }
+
+#[tokio::test]
+async fn official_python_sdk_runs_a_batch() {
+    let Some(python) = required_env("TEST_AGENTRY_PYTHON") else { return };
+    let app = spawn_app().await;
+    let token = tenant_token(&app).await;
+    let mut command = Command::new(python);
+    command.arg(sdk_script("openai_batch.py"));
+    run_with_key(command, &app.address, &token).await;
+}
