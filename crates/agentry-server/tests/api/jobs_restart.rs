@@ -62,8 +62,16 @@ async fn a_background_run_survives_a_kill_9() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!((run["status"].as_str(), run["output"].as_str()), (Some("succeeded"), Some("echo: report")), "{run}");
-    let jobs = call(&client, &base, &token, Method::GET, "/api/v1/jobs?kind=agent_run", None).await;
-    let job = jobs["data"].as_array().unwrap().iter().find(|j| j["subject_id"] == queued["id"]).cloned().unwrap();
+    // The job ends just after its run does (its worker records the outcome once the handler returns).
+    let job = loop {
+        let jobs = call(&client, &base, &token, Method::GET, "/api/v1/jobs?kind=agent_run", None).await;
+        let job = jobs["data"].as_array().unwrap().iter().find(|j| j["subject_id"] == queued["id"]).cloned().unwrap();
+        if job["status"] != "running" {
+            break job;
+        }
+        assert!(Instant::now() < deadline, "the job did not end after its run: {job}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!((job["status"].as_str(), job["attempts"].as_i64()), (Some("succeeded"), Some(2)), "{job}");
     // The thread got the exchange once.
     let messages = call(&client, &base, &token, Method::GET, &format!("/api/v1/threads/{thread_id}/messages"), None).await;
