@@ -87,12 +87,7 @@ impl Agents {
         }
         let access = &context.access;
         let endpoint = if row.thread_id.is_some() { "/api/v1/threads/{id}/runs" } else { "/api/v1/runs" };
-        let subject = Subject {
-            tenant_id: access.tenant_id().to_owned(),
-            user_id: access.principal().user_id().map(str::to_owned),
-            api_key_id: access.principal().api_key_id().map(str::to_owned),
-        };
-        let call = CallContext { request_id: queued.request_id, endpoint, subject: Some(subject), agent: None, settlement: Default::default() };
+        let call = CallContext { request_id: queued.request_id, endpoint, subject: Some(Subject::of(access)), agent: None, settlement: Default::default() };
         let planned = self.plan(access, &call, RunInput { agent: Some(queued.agent), messages }).await.map_err(start_failure)?;
         let (run, _) = self.prepare(access, &call, row.thread_id.as_deref(), planned, row.id.clone(), Some(&row)).await.map_err(start_failure)?;
         let stop = run.live.cancel_token().clone();

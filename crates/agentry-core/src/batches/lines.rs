@@ -142,7 +142,8 @@ pub fn parse_line(bytes: &[u8]) -> Result<RequestLine, String> {
 }
 
 fn describe(error: &serde_json::Error) -> String {
-    if error.to_string().contains("a JSON object") || error.to_string().contains("a map") {
+    let text = error.to_string();
+    if text.contains("a JSON object") || text.contains("a map") {
         return "'body' must be a JSON object".into();
     }
     format!("not a request object ({error}); each line is {{\"custom_id\", \"method\", \"url\", \"body\"}}")

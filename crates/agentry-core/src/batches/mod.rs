@@ -424,10 +424,7 @@ impl Batches {
             return Err(Error::Conflict(format!("batch '{id}' is {}; only a batch that has not ended can be cancelled", batch.status)));
         }
         self.inner.db.move_batch(&batch.id, &[BatchStatus::Validating, BatchStatus::InProgress], BatchStatus::Cancelling, now_ms()).await?;
-        if let Some(job_id) = &batch.job_id
-            && let Some(job) = self.inner.jobs.job_of_subject(&batch.tenant_id, JobKind::Batch, &batch.id).await?
-            && &job.id == job_id
-        {
+        if let Some(job) = self.inner.jobs.job_of_subject(&batch.tenant_id, JobKind::Batch, &batch.id).await? {
             self.inner.jobs.cancel_job(&job).await?;
         }
         self.get(access, id).await

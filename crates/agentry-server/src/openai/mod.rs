@@ -29,12 +29,7 @@ pub fn router(max_file_bytes: u64) -> Router<AppState> {
 
 /// The call context of a `/v1` request: who it is metered, limited and budgeted for.
 pub(crate) fn call_context(request_id: RequestId, endpoint: &'static str, access: Option<&TenantAccess>) -> CallContext {
-    let subject = access.map(|access| Subject {
-        tenant_id: access.tenant_id().to_owned(),
-        user_id: access.principal().user_id().map(str::to_owned),
-        api_key_id: access.principal().api_key_id().map(str::to_owned),
-    });
-    CallContext { request_id: request_id.0, endpoint, subject, agent: None, settlement: Default::default() }
+    CallContext { request_id: request_id.0, endpoint, subject: access.map(Subject::of), agent: None, settlement: Default::default() }
 }
 
 /// Add `RateLimit-*` headers to a served response when a limit applied.

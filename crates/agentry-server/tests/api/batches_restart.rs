@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::helpers::free_port;
-use crate::knowledge_restart::{bootstrap, call, login, serve_with, wait_ready};
+use crate::knowledge_restart::{Configured, call};
 
-/// A model that answers after 300 ms, four lines at a time, and a short lease.
+/// A model that answers after 300 ms, four lines at a time (the helper's server has 2 s job leases).
 const CONFIG: &str = r#"
 [[providers]]
 type = "mock"
@@ -23,9 +22,6 @@ name = "mock"
 name = "mock-slow-300"
 provider = "mock"
 
-[jobs]
-lease_secs = 2
-
 [batches]
 concurrency = 4
 "#;
@@ -34,16 +30,9 @@ const LINES: usize = 24;
 
 #[tokio::test]
 async fn a_batch_answers_and_bills_each_line_once_across_a_kill_9() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("agentry.toml");
-    std::fs::write(&config, CONFIG).unwrap();
-    bootstrap(dir.path());
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let mut server = serve_with(dir.path(), port, Some(&config));
-    wait_ready(&client, &base).await;
-    let token = login(&client, &base).await;
+    let configured = Configured::new(CONFIG);
+    let (client, base) = (&configured.client, configured.base.as_str());
+    let (mut server, token) = configured.start().await;
 
     let jsonl: String = (0..LINES)
         .map(|i| json!({ "custom_id": format!("r{i}"), "method": "POST", "url": "/v1/chat/completions", "body": { "model": "mock-slow-300", "messages": [{ "role": "user", "content": format!("line {i}") }] } }).to_string() + "\n")
@@ -51,24 +40,22 @@ async fn a_batch_answers_and_bills_each_line_once_across_a_kill_9() {
     let form = reqwest::multipart::Form::new().text("purpose", "batch").part("file", reqwest::multipart::Part::bytes(jsonl.into_bytes()).file_name("lines.jsonl"));
     let file: Value = client.post(format!("{base}/v1/files")).bearer_auth(&token).multipart(form).send().await.unwrap().json().await.unwrap();
     let body = json!({ "input_file_id": file["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h" });
-    let batch = call(&client, &base, &token, Method::POST, "/v1/batches", Some(body)).await;
+    let batch = call(client, base, &token, Method::POST, "/v1/batches", Some(body)).await;
     let path = format!("/v1/batches/{}", batch["id"].as_str().unwrap());
 
     // Kill the server once some lines are answered and others are in flight.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while call(&client, &base, &token, Method::GET, &path, None).await["request_counts"]["completed"].as_i64() < Some(5) {
+    while call(client, base, &token, Method::GET, &path, None).await["request_counts"]["completed"].as_i64() < Some(5) {
         assert!(Instant::now() < deadline, "the batch never got going");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     server.kill().unwrap();
     server.wait().unwrap();
 
-    let mut server = serve_with(dir.path(), port, Some(&config));
-    wait_ready(&client, &base).await;
-    let token = login(&client, &base).await;
+    let (mut server, token) = configured.start().await;
     let deadline = Instant::now() + Duration::from_secs(60);
     let done = loop {
-        let batch = call(&client, &base, &token, Method::GET, &path, None).await;
+        let batch = call(client, base, &token, Method::GET, &path, None).await;
         if batch["status"] == "completed" {
             break batch;
         }
@@ -82,7 +69,7 @@ async fn a_batch_answers_and_bills_each_line_once_across_a_kill_9() {
     assert_eq!((ids.len(), unique.len()), (LINES, LINES), "each line once: {ids:?}");
 
     // One usage record per line: a line cut off by the kill left none.
-    let records = call(&client, &base, &token, Method::GET, "/api/v1/usage/records?limit=200", None).await;
+    let records = call(client, base, &token, Method::GET, "/api/v1/usage/records?limit=200", None).await;
     let batch_records = records["data"].as_array().unwrap().iter().filter(|r| r["request_id"].as_str().is_some_and(|id| id.starts_with("batch_req_"))).count();
     assert_eq!(batch_records, LINES, "{records}");
     server.kill().unwrap();

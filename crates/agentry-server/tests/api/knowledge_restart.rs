@@ -53,6 +53,35 @@ pub(crate) fn bootstrap(data_dir: &Path) {
     assert!(bootstrap.status.success(), "{}", String::from_utf8_lossy(&bootstrap.stderr));
 }
 
+/// A data dir bootstrapped for the `agentry` binary with the configuration
+/// file `config`, the port it listens on, and a client for it: the setup
+/// of every kill-and-restart test.
+pub(crate) struct Configured {
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    port: u16,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Configured {
+    pub(crate) fn new(config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agentry.toml");
+        std::fs::write(&path, config).unwrap();
+        bootstrap(dir.path());
+        let port = free_port();
+        Self { base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), dir, config: path, port }
+    }
+
+    /// Start the server, wait until it is ready, and sign its admin in.
+    pub(crate) async fn start(&self) -> (Child, String) {
+        let server = serve_with(self.dir.path(), self.port, Some(&self.config));
+        wait_ready(&self.client, &self.base).await;
+        (server, login(&self.client, &self.base).await)
+    }
+}
+
 /// The bootstrapped admin's access token.
 pub(crate) async fn login(client: &reqwest::Client, base: &str) -> String {
     let login = client.post(format!("{base}/api/v1/auth/login")).json(&json!({ "email": EMAIL, "password": PASSWORD })).send().await.unwrap();
