@@ -107,7 +107,8 @@ async fn measure_with(coord: Coord, coordination: &'static str) -> anyhow::Resul
     seed_policy(&db).await?;
     let router = Arc::new(router()?);
     let (call_log, _writer) = CallLogWriter::start(db.clone(), CallLogConfig::default(), tokio_util::sync::CancellationToken::new());
-    let accounting = Accounting::new(db.clone(), coord, UsageSettings::default(), call_log, Audit::new(db));
+    let events = agentry_core::events::Events::new(db.clone(), Default::default());
+    let accounting = Accounting::new(db.clone(), coord, UsageSettings::default(), call_log, Audit::new(db), events);
     let gateway = Gateway::new(router, accounting);
 
     // Warm-up: policy caches, counters seeded, Redis connected.

@@ -11,6 +11,7 @@ pub mod audit;
 pub mod batches;
 pub mod coord;
 pub mod error;
+pub mod events;
 pub mod gateway;
 pub mod identity;
 pub mod jobs;
@@ -20,6 +21,7 @@ pub mod outbound;
 pub mod page;
 pub mod secrets;
 pub mod usage;
+pub mod webhooks;
 
 pub use audit::Audit;
 pub use error::Error;

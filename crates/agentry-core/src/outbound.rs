@@ -273,21 +273,29 @@ impl Outbound {
     /// redirected POST is an error) and returns a 2xx answer with its headers.
     /// The same guard, size limit and deadline as [`Outbound::fetch`].
     pub async fn post_json(&self, url: &str, headers: &[(String, String)], body: &serde_json::Value) -> Result<Posted, OutboundError> {
+        let posted = self.post(url, headers, serde_json::to_vec(body).unwrap_or_default()).await?;
+        if !(200..300).contains(&posted.status) {
+            return Err(OutboundError::Status(posted.status));
+        }
+        Ok(posted)
+    }
+
+    /// POSTs exactly `body` as `application/json` with extra headers and
+    /// returns the answer whatever its status (redirects are not followed).
+    /// The same guard, size limit and deadline as [`Outbound::fetch`].
+    pub async fn post(&self, url: &str, headers: &[(String, String)], body: Vec<u8>) -> Result<Posted, OutboundError> {
         let deadline = self.policy.timeout;
         let attempt = async {
             let url = self.check(url)?;
-            let mut request = self.client.post(url).json(body);
+            let mut request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
             for (name, value) in headers {
                 request = request.header(name.as_str(), value.as_str());
             }
             let response = request.send().await.map_err(from_reqwest)?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(OutboundError::Status(status.as_u16()));
-            }
+            let status = response.status().as_u16();
             let headers = response.headers().clone();
             let bytes = self.read_body(response).await?;
-            Ok(Posted { status: status.as_u16(), headers, bytes })
+            Ok(Posted { status, headers, bytes })
         };
         tokio::time::timeout(deadline, attempt).await.map_err(|_| OutboundError::Timeout(deadline))?
     }

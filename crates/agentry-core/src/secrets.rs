@@ -93,12 +93,18 @@ impl Place {
         Self(format!("mcp_servers.headers:{tenant_id}/{name}"))
     }
 
+    /// `webhooks.secrets` of a webhook endpoint.
+    pub fn webhook_secrets(id: &str) -> Self {
+        Self(format!("webhooks.secrets:{id}"))
+    }
+
     /// The place of a stored secret as agentry-db lists it.
     pub fn of(slot: &SecretSlot) -> Self {
         match slot {
             SecretSlot::SigningKey { kid } => Self::signing_key(kid),
             SecretSlot::TotpSecret { user_id } => Self::totp_secret(user_id),
             SecretSlot::McpHeaders { tenant_id, name } => Self::mcp_headers(tenant_id, name),
+            SecretSlot::WebhookSecrets { id } => Self::webhook_secrets(id),
         }
     }
 

@@ -63,6 +63,49 @@ macro_rules! record_columns {
     };
 }
 
+/// Inserts a job row ([`insert_job_on`]).
+pub(crate) const INSERT_JOB: &str = concat!(
+    "INSERT INTO jobs (",
+    record_columns!(),
+    ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT DO NOTHING"
+);
+/// Insert a job on an executor (a pool, or a transaction that also writes
+/// what the job is about); a conflict (its idempotency key) inserts nothing.
+/// Evaluates to the rows inserted.
+macro_rules! insert_job_on {
+    ($executor:expr, $job:expr) => {{
+        let job: &$crate::jobs::JobRecord = $job;
+        sqlx::query($crate::jobs::INSERT_JOB)
+            .bind(&job.id)
+            .bind(&job.tenant_id)
+            .bind(job.kind.as_str())
+            .bind(&job.subject_id)
+            .bind(job.subject_version)
+            .bind(&job.owner)
+            .bind(&job.delegation)
+            .bind(&job.payload)
+            .bind(job.priority)
+            .bind(&job.idempotency_key)
+            .bind(job.status.as_str())
+            .bind(job.attempts)
+            .bind(job.claims)
+            .bind(job.max_attempts)
+            .bind(job.run_after_ms)
+            .bind(job.locked_until_ms)
+            .bind(job.progress_done)
+            .bind(job.progress_total)
+            .bind(&job.error)
+            .bind(job.created_at_ms)
+            .bind(job.updated_at_ms)
+            .bind(job.finished_at_ms)
+            .execute($executor)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err($crate::DbError::write("insert job"))
+    }};
+}
+pub(crate) use insert_job_on;
+
 /// Which jobs a listing shows.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter<'a> {
@@ -105,18 +148,7 @@ impl Db {
     /// this kind in the tenant, nothing is inserted and the existing job is
     /// returned (`false`: not new).
     pub async fn insert_job(&self, job: &JobRecord) -> Result<(JobRecord, bool), DbError> {
-        const SQL: &str = concat!(
-            "INSERT INTO jobs (",
-            record_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT DO NOTHING"
-        );
-        let inserted = on_pool!(self, pool => sqlx::query(SQL)
-            .bind(&job.id).bind(&job.tenant_id).bind(job.kind.as_str()).bind(&job.subject_id).bind(job.subject_version).bind(&job.owner)
-            .bind(&job.delegation).bind(&job.payload).bind(job.priority).bind(&job.idempotency_key).bind(job.status.as_str()).bind(job.attempts)
-            .bind(job.claims).bind(job.max_attempts).bind(job.run_after_ms).bind(job.locked_until_ms).bind(job.progress_done).bind(job.progress_total)
-            .bind(&job.error).bind(job.created_at_ms).bind(job.updated_at_ms).bind(job.finished_at_ms)
-            .execute(pool).await.map(|r| r.rows_affected()))
-        .map_err(DbError::write("insert job"))?;
+        let inserted = on_pool!(self, pool => insert_job_on!(pool, job))?;
         if inserted == 1 {
             return Ok((job.clone(), true));
         }

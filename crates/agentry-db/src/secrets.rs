@@ -22,6 +22,8 @@ pub enum SecretSlot {
     TotpSecret { user_id: String },
     /// `mcp_servers.headers` of a tenant's registered server.
     McpHeaders { tenant_id: String, name: String },
+    /// `webhooks.secrets` of a webhook endpoint.
+    WebhookSecrets { id: String },
 }
 
 /// A stored secret as read (sealed or, before the startup step, in clear).
@@ -45,18 +47,20 @@ type Triples = Vec<(String, String, String)>;
 
 impl Db {
     /// Every stored secret: signing keys (retired ones too), TOTP secrets
-    /// (pending and enabled), MCP server headers.
+    /// (pending and enabled), MCP server headers, webhook signing keys.
     pub async fn stored_secrets(&self) -> Result<Vec<StoredSecret>, DbError> {
-        let (keys, totp, mcp): (Pairs, Pairs, Triples) = on_pool!(self, pool => {
+        let (keys, totp, mcp, hooks): (Pairs, Pairs, Triples, Pairs) = on_pool!(self, pool => {
             let keys = sqlx::query_as("SELECT kid, private_der FROM signing_keys ORDER BY kid").fetch_all(pool).await.map_err(DbError::query("list signing key secrets"))?;
             let totp = sqlx::query_as("SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id").fetch_all(pool).await.map_err(DbError::query("list totp secrets"))?;
             let mcp = sqlx::query_as("SELECT tenant_id, name, headers FROM mcp_servers ORDER BY tenant_id, name").fetch_all(pool).await.map_err(DbError::query("list mcp server headers"))?;
-            (keys, totp, mcp)
+            let hooks = sqlx::query_as("SELECT id, secrets FROM webhooks ORDER BY id").fetch_all(pool).await.map_err(DbError::query("list webhook secrets"))?;
+            (keys, totp, mcp, hooks)
         });
         let keys = keys.into_iter().map(|(kid, value)| StoredSecret { slot: SecretSlot::SigningKey { kid }, value });
         let totp = totp.into_iter().map(|(user_id, value)| StoredSecret { slot: SecretSlot::TotpSecret { user_id }, value });
         let mcp = mcp.into_iter().map(|(tenant_id, name, value)| StoredSecret { slot: SecretSlot::McpHeaders { tenant_id, name }, value });
-        Ok(keys.chain(totp).chain(mcp).collect())
+        let hooks = hooks.into_iter().map(|(id, value)| StoredSecret { slot: SecretSlot::WebhookSecrets { id }, value });
+        Ok(keys.chain(totp).chain(mcp).chain(hooks).collect())
     }
 
     /// Apply `updates` in one write transaction, each only where the stored
@@ -80,6 +84,8 @@ impl Db {
                         .bind(user_id).bind(&update.new).bind(&update.old).execute(&mut *tx).await,
                     SecretSlot::McpHeaders { tenant_id, name } => sqlx::query("UPDATE mcp_servers SET headers = $3 WHERE tenant_id = $1 AND name = $2 AND headers = $4")
                         .bind(tenant_id).bind(name).bind(&update.new).bind(&update.old).execute(&mut *tx).await,
+                    SecretSlot::WebhookSecrets { id } => sqlx::query("UPDATE webhooks SET secrets = $2 WHERE id = $1 AND secrets = $3")
+                        .bind(id).bind(&update.new).bind(&update.old).execute(&mut *tx).await,
                 };
                 changed += done.map_err(DbError::write("rewrite secret"))?.rows_affected();
             }

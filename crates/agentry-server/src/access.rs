@@ -197,6 +197,18 @@ pub const RULES: &[Rule] = &[
     rule(Method::GET, "/api/v1/jobs/{id}", Tenant(None)),
     audited(Method::DELETE, "/api/v1/jobs/{id}", Tenant(None), AuditAction::JobCancel),
     audited(Method::POST, "/api/v1/jobs/{id}/retry", Tenant(None), AuditAction::JobRetry),
+    // Events: each subscriber receives only the events it may read (decided per event).
+    rule(Method::GET, "/api/v1/events", Tenant(None)),
+    // Webhooks: their creator's (manage_tenant sees all); decided per endpoint.
+    rule(Method::GET, "/api/v1/webhooks", Tenant(Some(P::ManageIntegrations))),
+    audited(Method::POST, "/api/v1/webhooks", Tenant(Some(P::ManageIntegrations)), AuditAction::WebhookCreate),
+    rule(Method::GET, "/api/v1/webhooks/{id}", Tenant(Some(P::ManageIntegrations))),
+    audited(Method::PATCH, "/api/v1/webhooks/{id}", Tenant(Some(P::ManageIntegrations)), AuditAction::WebhookUpdate),
+    audited(Method::DELETE, "/api/v1/webhooks/{id}", Tenant(Some(P::ManageIntegrations)), AuditAction::WebhookDelete),
+    audited(Method::POST, "/api/v1/webhooks/{id}/rotate-secret", Tenant(Some(P::ManageIntegrations)), AuditAction::WebhookRotateSecret),
+    audited(Method::POST, "/api/v1/webhooks/{id}/test", Tenant(Some(P::ManageIntegrations)), AuditAction::WebhookTest),
+    rule(Method::GET, "/api/v1/webhooks/{id}/deliveries", Tenant(Some(P::ManageIntegrations))),
+    audited(Method::POST, "/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", Tenant(Some(P::ManageIntegrations)), AuditAction::WebhookRedeliver),
     rule(Method::POST, "/api/v1/search", Tenant(Some(P::ReadDocuments))),
     rule(Method::POST, "/api/v1/answer-cache/lookup", Tenant(Some(P::ManageAgents))),
     audited(Method::POST, "/api/v1/answer-cache", Tenant(Some(P::ManageAgents)), AuditAction::AnswerCacheStore),

@@ -71,6 +71,10 @@ pub struct Settings {
     pub files: agentry_core::batches::FilesSettings,
     /// `[batches]`: lines of one batch answered at once, most lines per batch.
     pub batches: agentry_core::batches::BatchSettings,
+    /// `[events]`: how long the event log keeps events, how often it is polled for other replicas' events.
+    pub events: agentry_core::events::EventsSettings,
+    /// `[webhooks]`: private addresses deliveries may reach (`allow`), timeout, retry schedule, auto-disable, workers.
+    pub webhooks: agentry_core::webhooks::WebhooksSettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -316,6 +320,8 @@ impl Default for Settings {
             jobs: agentry_core::jobs::JobsSettings::default(),
             files: agentry_core::batches::FilesSettings::default(),
             batches: agentry_core::batches::BatchSettings::default(),
+            events: agentry_core::events::EventsSettings::default(),
+            webhooks: agentry_core::webhooks::WebhooksSettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -438,6 +444,12 @@ impl Settings {
         }
         if let Err(message) = self.batches.validate() {
             return fail("batches", &message);
+        }
+        if let Err(message) = self.events.validate() {
+            return fail("events", &message);
+        }
+        if let Err(message) = self.webhooks.validate() {
+            return fail("webhooks", &message);
         }
         if let Err(message) = self.agents.validate() {
             return fail("agents", &message);

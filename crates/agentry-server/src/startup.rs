@@ -11,10 +11,12 @@ use std::time::Duration;
 use agentry_core::agents::Agents;
 use agentry_core::batches::Batches;
 use agentry_core::coord::Coord;
+use agentry_core::events::Events;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::outbound::Outbound;
 use agentry_core::usage::billing::PaymentProvider;
+use agentry_core::webhooks::Webhooks;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
 use agentry_db::{CallLogConfig, CallLogWriter, Db};
 use agentry_llm::{ModelRegistry, ModelRouter};
@@ -90,7 +92,12 @@ impl Application {
             Some(url) => Coord::redis(url, Duration::from_millis(settings.usage.redis_timeout_ms)).map_err(|e| anyhow::anyhow!("redis_url: {e}"))?,
             None => Coord::local(),
         };
-        let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit.clone());
+        let jobs = Jobs::new(db.clone(), identity.clone(), settings.jobs.clone());
+        let events = Events::new(db.clone(), settings.events.clone());
+        events.spawn_tail(shutdown.child_token());
+        let webhooks =
+            Webhooks::new(db.clone(), jobs.clone(), events.clone(), audit.clone(), keys.sealer.clone(), settings.webhooks.clone()).map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
+        let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit.clone(), events.clone());
         tokio::spawn(retention(db.clone(), settings.usage.retention_days, shutdown.child_token()));
         let gateway = Gateway::new(router, accounting);
         // One guarded client for every user-directed fetch (URL uploads so far).
@@ -98,16 +105,15 @@ impl Application {
         let parser = isolated_parser(settings.knowledge.parse_worker.clone(), settings.knowledge.workers);
         parser.check().await.map_err(|e| anyhow::anyhow!("knowledge.parse_worker: {e}"))?;
         let knowledge_settings = settings.knowledge.core(&settings.data_dir, loaded.embedding_tokenizer, parser);
-        let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, knowledge_settings);
+        let knowledge = Knowledge::new(db.clone(), gateway.clone(), coord, outbound, events.clone(), knowledge_settings);
         agentry_core::knowledge::ingest::spawn_workers(&knowledge, shutdown.child_token());
-        let jobs = Jobs::new(db.clone(), identity.clone(), settings.jobs.clone());
-        let agents =
-            Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, keys.sealer, jobs.clone(), settings.agents.clone()).map_err(|e| anyhow::anyhow!("agents: {e}"))?;
+        let agents = Agents::new(db.clone(), gateway.clone(), knowledge.clone(), audit, keys.sealer, jobs.clone(), events.clone(), settings.agents.clone())
+            .map_err(|e| anyhow::anyhow!("agents: {e}"))?;
         let interrupted = agents.recover().await.map_err(|e| anyhow::anyhow!("agents: {e}"))?;
         if interrupted > 0 {
             tracing::warn!(runs = interrupted, "marked runs interrupted by the previous stop as failed");
         }
-        let batches = Batches::new(db.clone(), jobs.clone(), gateway.accounting().clone(), settings.files.clone(), settings.batches.clone());
+        let batches = Batches::new(db.clone(), jobs.clone(), gateway.accounting().clone(), events.clone(), settings.files.clone(), settings.batches.clone());
         batches.start(Arc::new(crate::openai::batch_lines::BatchLines { gateway: gateway.clone(), agents: agents.clone() }), shutdown.child_token());
         agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
@@ -116,6 +122,8 @@ impl Application {
             agents,
             jobs,
             batches,
+            events,
+            webhooks,
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
@@ -305,6 +313,8 @@ fn routes(state: AppState, max_document_bytes: usize, max_file_bytes: u64) -> Ro
         .merge(crate::routes::knowledge::router(max_document_bytes))
         .merge(crate::routes::agents::router())
         .merge(crate::routes::jobs::router())
+        .merge(crate::routes::events::router())
+        .merge(crate::routes::webhooks::router())
         .merge(crate::mcp::router())
         .merge(crate::a2a::router())
         .merge(crate::graphql::router())

@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use agentry_core::agents::Agents;
 use agentry_core::batches::Batches;
+use agentry_core::events::Events;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::usage::billing::PaymentProvider;
+use agentry_core::webhooks::Webhooks;
 use agentry_core::{Gateway, Identity};
 use agentry_db::Db;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -37,6 +39,8 @@ pub struct Handles {
     pub agents: Agents,
     pub jobs: Jobs,
     pub batches: Batches,
+    pub events: Events,
+    pub webhooks: Webhooks,
     pub identity: Identity,
     pub db: Db,
     pub metrics: PrometheusHandle,

@@ -16,5 +16,5 @@ pub use access::{BuiltinRole, Permission, PermissionSet, UnknownName};
 pub use audit_action::AuditAction;
 pub use chat::{ChatMessage, ContentPart, FinishReason, ImageUrl, MessageContent, Role, Usage};
 pub use error_code::ErrorCode;
-pub use status::{BatchStatus, DocumentStatus, InvitationStatus, InvoiceStatus, JobKind, JobStatus, RunStatus, SummaryStatus, ToolCallStatus};
+pub use status::{BatchStatus, DocumentStatus, EventType, InvitationStatus, InvoiceStatus, JobKind, JobStatus, RunStatus, SummaryStatus, ToolCallStatus};
 pub use wire_enum::UnknownVariant;

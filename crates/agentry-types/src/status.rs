@@ -36,6 +36,7 @@ wire_enum! {
         Summary => "summary": "Summarise a document version.",
         AgentRun => "agent_run": "Run an agent in the background (`background: true`).",
         Batch => "batch": "Answer the request lines of a batch (`/v1/batches`).",
+        WebhookDelivery => "webhook_delivery": "Send one event to one webhook endpoint.",
     }
 }
 
@@ -112,5 +113,23 @@ wire_enum! {
         Accepted => "accepted": "Used.",
         Revoked => "revoked": "Withdrawn by an administrator.",
         Expired => "expired": "Not accepted in time.",
+    }
+}
+
+wire_enum! {
+    /// What happened: the type of an event on the event stream and in webhook payloads (see docs/events.md).
+    EventType ("event type") {
+        RunCompleted => "run.completed": "An agent run finished with an answer.",
+        RunFailed => "run.failed": "An agent run failed or was cancelled.",
+        BatchCompleted => "batch.completed": "A batch answered all its lines; its output file is ready.",
+        BatchFailed => "batch.failed": "A batch could not run.",
+        BatchCancelled => "batch.cancelled": "A batch was cancelled.",
+        DocumentIngested => "document.ingested": "A document version was parsed, chunked, embedded and indexed.",
+        DocumentFailed => "document.failed": "A document version could not be indexed.",
+        BudgetSoftLimitReached => "budget.soft_limit_reached": "Spending crossed a budget's soft limit.",
+        BudgetExhausted => "budget.exhausted": "A budget is spent: calls it covers are refused until its period renews.",
+        JobProgress => "job.progress": "A job moved on (at most one a second per job) or ended.",
+        WebhookDisabled => "webhook.disabled": "A webhook endpoint was disabled after failing without a success for too long.",
+        WebhookTest => "webhook.test": "A test event sent by hand (`POST /api/v1/webhooks/{id}/test`).",
     }
 }

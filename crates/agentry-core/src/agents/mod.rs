@@ -40,6 +40,7 @@ pub use run::{MATH_UNREADABLE, RAG_UNKNOWN};
 pub use threads::{MessageView, ThreadInput, ThreadPatch, ThreadView, conversation_owner};
 
 use crate::audit::Audit;
+use crate::events::Events;
 use crate::gateway::{CallContext, Gateway};
 use crate::identity::TenantAccess;
 use crate::jobs::Jobs;
@@ -239,16 +240,18 @@ pub struct Agents {
     sealer: Sealer,
     /// Where background runs are queued.
     jobs: Jobs,
+    /// Where the ends of runs are published.
+    events: Events,
 }
 
 impl Agents {
     /// The runtime; background runs are queued on `jobs`, whose workers
     /// this registers the `agent_run` kind with.
-    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, jobs: Jobs, settings: AgentsSettings) -> Result<Self, Error> {
+    pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, jobs: Jobs, events: Events, settings: AgentsSettings) -> Result<Self, Error> {
         let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| Error::Invalid { message: e.to_string(), param: Some("outbound".into()) })?;
         let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| Error::Internal(e.to_string()))?;
         let live = LiveRuns::new(Duration::from_secs(settings.resume_window_secs));
-        let agents = Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings), sealer, jobs };
+        let agents = Self { db, gateway, knowledge, audit, tools, outbound, live, settings: Arc::new(settings), sealer, jobs, events };
         queued::register(&agents);
         Ok(agents)
     }

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use super::{Agents, Error, RunInput, RunView, conversation_owner, new_run_row};
 use crate::gateway::CallContext;
 use crate::identity::{TenantAccess, now_ms};
-use crate::jobs::{JobContext, JobFailure, JobHandler, NewJob};
+use crate::jobs::{JobContext, JobFailure, JobHandler, NewJob, owner_of};
 use crate::usage::Subject;
 
 /// What an `agent_run` job carries besides its run's row.
@@ -55,7 +55,7 @@ impl Agents {
         let row = RunRow { status: RunStatus::Pending, started_at_ms: None, ..new_run_row(&id, access, owner, thread_id, &planned.spec, &planned.route, &planned.messages, now) };
         // The run is recorded before its job exists, so a worker never claims a job whose run it cannot find.
         self.db.insert_run(&row).await?;
-        let new = NewJob { kind: JobKind::AgentRun, subject_id: id.clone(), subject_version: 0, payload, priority: 0, idempotency_key };
+        let new = NewJob { kind: JobKind::AgentRun, subject_id: id.clone(), subject_version: 0, payload, priority: 0, idempotency_key, max_attempts: None };
         match self.jobs.enqueue(access, new).await {
             Ok((_, true)) => self.run(access, &id).await,
             Ok((job, false)) => {
@@ -63,7 +63,7 @@ impl Agents {
                 self.run(access, &job.subject_id).await
             }
             Err(error) => {
-                self.abandon_queued_run(&id, RunStatus::Failed, &format!("the run could not be queued: {error}")).await;
+                self.abandon_queued_run(access.tenant_id(), Some(owner_of(access)), &id, RunStatus::Failed, &format!("the run could not be queued: {error}")).await;
                 Err(error)
             }
         }
@@ -112,15 +112,17 @@ impl Agents {
             JobStatus::Cancelled => (RunStatus::Cancelled, "the run was cancelled".to_owned()),
             _ => (RunStatus::Failed, format!("the run could not be run: {reason}")),
         };
-        self.abandon_queued_run(&job.subject_id, status, &error).await;
+        self.abandon_queued_run(&job.tenant_id, job.owner.clone(), &job.subject_id, status, &error).await;
     }
 
     /// End queued run `id` that never ran with `status` and `error`.
-    async fn abandon_queued_run(&self, id: &str, status: RunStatus, error: &str) {
+    async fn abandon_queued_run(&self, tenant_id: &str, owner: Option<String>, id: &str, status: RunStatus, error: &str) {
         let finish = RunFinish::unrun(status, error, now_ms());
         if let Err(error) = self.db.finish_run(id, &finish).await {
             tracing::warn!(%error, run = %id, "could not record the end of a queued run");
         }
+        let data = serde_json::json!({ "run_id": id, "status": status.as_str(), "error": { "code": "not_run", "message": error } });
+        self.published_run_end(tenant_id, owner, status, data);
     }
 }
 

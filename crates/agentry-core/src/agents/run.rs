@@ -12,7 +12,7 @@
 //! Must not: shape HTTP responses (followers read [`RunEvent`]s).
 
 use agentry_types::AuditAction;
-use agentry_types::{RunStatus, ToolCallStatus};
+use agentry_types::{EventType, RunStatus, ToolCallStatus};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -30,6 +30,7 @@ use super::protocol::{self, RequestedCall, ToolCallParts};
 use super::quality;
 use super::tools::{ToolContext, ToolOutput};
 use crate::audit::{AuditEvent, Outcome, RequestMeta};
+use crate::events::Audience;
 use crate::gateway::{CallContext, GatewayError};
 use crate::identity::TenantAccess;
 use crate::knowledge::cache::{CachedAnswer, Lookup};
@@ -469,6 +470,12 @@ impl Agents {
         if let (Ok(answer), Some(thread_id)) = (&result, &run.thread_id) {
             self.append_exchange(run, thread_id, answer).await;
         }
+        let data = serde_json::json!({
+            "run_id": run.id, "thread_id": run.thread_id, "agent": run.spec.name, "status": status.as_str(),
+            "error": error.as_ref().map(|(code, message)| serde_json::json!({ "code": code, "message": message })),
+            "usage": { "prompt_tokens": tally.usage.prompt_tokens, "completion_tokens": tally.usage.completion_tokens, "total_tokens": tally.usage.total_tokens },
+        });
+        self.published_run_end(run.access.tenant_id(), Some(crate::jobs::owner_of(&run.access)), status, data);
         metrics::counter!("agent_requests_total", "agent_type" => kind, "status" => status.as_str()).increment(1);
         metrics::histogram!("agent_run_duration_seconds", "agent_type" => kind).record(started.elapsed().as_secs_f64());
         if let Some(score) = tally.quality {
@@ -482,6 +489,13 @@ impl Agents {
             Some((code, message)) => run.live.emit(RunEvent::Error { run_id: run.id.clone(), code: code.to_owned(), message }),
         }
         self.live.finish(&run.live);
+    }
+
+    /// Publish `run.completed` or `run.failed` without holding up the run's last event.
+    pub(super) fn published_run_end(&self, tenant_id: &str, owner: Option<String>, status: RunStatus, data: serde_json::Value) {
+        let event_type = if status == RunStatus::Succeeded { EventType::RunCompleted } else { EventType::RunFailed };
+        let (events, tenant_id) = (self.events.clone(), tenant_id.to_owned());
+        tokio::spawn(async move { events.publish(&tenant_id, event_type, Audience::owner(owner, agentry_types::access::AGENT_PERMISSIONS), data).await });
     }
 
     /// The input and the answer, appended to the thread in one transaction.

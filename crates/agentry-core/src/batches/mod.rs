@@ -36,6 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::CallContext;
 pub use crate::error::Error;
+use crate::events::Events;
 use crate::identity::{TenantAccess, now_ms};
 use crate::jobs::{Jobs, NewJob, owner_of};
 use crate::usage::Accounting;
@@ -200,6 +201,8 @@ struct Inner {
     db: Db,
     jobs: Jobs,
     accounting: Accounting,
+    /// Where the ends of batches are published.
+    events: Events,
     files: FilesSettings,
     batches: BatchSettings,
 }
@@ -237,8 +240,8 @@ async fn remove_upload(db: &Db, file: &FileRecord) {
 }
 
 impl Batches {
-    pub fn new(db: Db, jobs: Jobs, accounting: Accounting, files: FilesSettings, batches: BatchSettings) -> Self {
-        Self { inner: Arc::new(Inner { db, jobs, accounting, files, batches }) }
+    pub fn new(db: Db, jobs: Jobs, accounting: Accounting, events: Events, files: FilesSettings, batches: BatchSettings) -> Self {
+        Self { inner: Arc::new(Inner { db, jobs, accounting, events, files, batches }) }
     }
 
     pub fn files_settings(&self) -> &FilesSettings {
@@ -385,7 +388,15 @@ impl Batches {
             expires_at_ms: now + COMPLETION_WINDOW_MS,
         };
         self.inner.db.insert_batch(&record).await?;
-        let job = NewJob { kind: JobKind::Batch, subject_id: record.id.clone(), subject_version: 0, payload: serde_json::json!({}), priority: 0, idempotency_key: None };
+        let job = NewJob {
+            kind: JobKind::Batch,
+            subject_id: record.id.clone(),
+            subject_version: 0,
+            payload: serde_json::json!({}),
+            priority: 0,
+            idempotency_key: None,
+            max_attempts: None,
+        };
         let (job, _) = match self.inner.jobs.enqueue(access, job).await {
             Ok(queued) => queued,
             Err(error) => {

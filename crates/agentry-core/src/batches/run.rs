@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use agentry_db::Db;
 use agentry_db::batches::{BatchEnd, BatchRecord, BatchResult, FileRecord};
 use agentry_db::jobs::JobRecord;
-use agentry_types::{BatchStatus, JobStatus, Permission};
+use agentry_types::{BatchStatus, EventType, JobStatus, Permission};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde_json::json;
@@ -28,6 +28,7 @@ use super::files::PartWriter;
 use super::lines::{LineSplitter, RawLine, check_line, parse_line};
 use super::{BatchErrors, Batches, Error, LineAnswer, LineAnswerer};
 use crate::CallContext;
+use crate::events::Audience;
 use crate::gateway::{Settlement, Unsettled};
 use crate::identity::{TenantAccess, now_ms};
 use crate::jobs::{JobContext, JobFailure, JobHandler};
@@ -214,7 +215,16 @@ impl BatchRunner {
             for id in output.iter().chain(error.iter()) {
                 self.db().delete_file(&batch.tenant_id, id).await?;
             }
+            return Ok(());
         }
+        let event_type = match status {
+            BatchStatus::Completed => EventType::BatchCompleted,
+            BatchStatus::Cancelled => EventType::BatchCancelled,
+            _ => EventType::BatchFailed,
+        };
+        let data = serde_json::json!({ "batch_id": batch.id, "status": status.as_str(), "output_file_id": output, "error_file_id": error });
+        let audience = Audience::owner(Some(batch.owner.clone()), &[Permission::UseModels]);
+        self.batches.inner.events.publish(&batch.tenant_id, event_type, audience, data).await;
         Ok(())
     }
 

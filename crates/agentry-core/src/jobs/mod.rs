@@ -96,6 +96,7 @@ pub fn kind_permission(kind: JobKind) -> &'static [Permission] {
         JobKind::Index | JobKind::Summary => &[Permission::UploadDocuments],
         JobKind::AgentRun => agentry_types::access::AGENT_PERMISSIONS,
         JobKind::Batch => &[Permission::UseModels],
+        JobKind::WebhookDelivery => &[Permission::ManageIntegrations],
     }
 }
 
@@ -133,6 +134,11 @@ pub trait JobHandler: Send + Sync + 'static {
     /// An ended job is about to be queued again by hand ([`Jobs::retry`]):
     /// its subject is made ready to run before a worker can claim it.
     async fn requeued(&self, job: &JobRecord);
+
+    /// The wait before attempt `attempts + 1` after attempt `attempts` asked to be retried.
+    fn retry_delay_ms(&self, attempts: i32) -> i64 {
+        backoff_ms(attempts)
+    }
 }
 
 /// A job to queue.
@@ -145,6 +151,8 @@ pub struct NewJob {
     pub payload: serde_json::Value,
     pub priority: i32,
     pub idempotency_key: Option<String>,
+    /// Attempts before it is dead (`jobs.max_attempts` when `None`).
+    pub max_attempts: Option<i32>,
 }
 
 /// How far a job is.
@@ -292,22 +300,35 @@ impl Jobs {
         if self.handler(new.kind).is_none() {
             return Err(Error::Internal(format!("no worker runs '{}' jobs", new.kind)));
         }
+        let record = self.record_for(access.tenant_id(), &owner_of(access), access.delegation().as_stored(), new);
+        let (job, created) = self.inner.db.insert_job(&record).await?;
+        if created {
+            metrics::counter!("jobs_created_total", "kind" => job.kind.as_str()).increment(1);
+            self.inner.wake.notify_waiters();
+        }
+        Ok((job, created))
+    }
+
+    /// A queued job acting for `owner` with `delegation` (as stored), for a
+    /// service that inserts it in a transaction of its own; [`Jobs::wake`]
+    /// after that commits.
+    pub fn record_for(&self, tenant_id: &str, owner: &str, delegation: &str, new: NewJob) -> JobRecord {
         let now = now_ms();
-        let record = JobRecord {
+        JobRecord {
             id: uuid::Uuid::now_v7().to_string(),
-            tenant_id: access.tenant_id().to_owned(),
+            tenant_id: tenant_id.to_owned(),
             kind: new.kind,
             subject_id: new.subject_id,
             subject_version: new.subject_version,
-            owner: Some(owner_of(access)),
-            delegation: Some(access.delegation().as_stored().to_owned()),
+            owner: Some(owner.to_owned()),
+            delegation: Some(delegation.to_owned()),
             payload: new.payload.to_string(),
             priority: new.priority,
             idempotency_key: new.idempotency_key,
             status: JobStatus::Queued,
             attempts: 0,
             claims: 0,
-            max_attempts: self.inner.settings.max_attempts,
+            max_attempts: new.max_attempts.unwrap_or(self.inner.settings.max_attempts),
             run_after_ms: now,
             locked_until_ms: None,
             progress_done: 0,
@@ -316,13 +337,15 @@ impl Jobs {
             created_at_ms: now,
             updated_at_ms: now,
             finished_at_ms: None,
-        };
-        let (job, created) = self.inner.db.insert_job(&record).await?;
-        if created {
-            metrics::counter!("jobs_created_total", "kind" => job.kind.as_str()).increment(1);
+        }
+    }
+
+    /// Tell this process's idle workers that `count` jobs were queued by a service's own transaction.
+    pub fn wake(&self, kind: JobKind, count: usize) {
+        if count > 0 {
+            metrics::counter!("jobs_created_total", "kind" => kind.as_str()).increment(count as u64);
             self.inner.wake.notify_waiters();
         }
-        Ok((job, created))
     }
 
     /// The jobs the caller may see, newest first, a page at a time.
@@ -395,6 +418,8 @@ impl Jobs {
     pub async fn retry(&self, access: &TenantAccess, id: &str) -> Result<JobView, Error> {
         let job = self.visible_job(access, id).await?;
         let delegation = match job.kind {
+            // A delivery acts for its webhook's creator, whoever sends it again.
+            JobKind::WebhookDelivery => None,
             JobKind::Index | JobKind::Summary => {
                 if job.kind == JobKind::Index && !self.inner.db.is_latest_version(&job.tenant_id, &job.subject_id, job.subject_version).await? {
                     return Err(Error::Conflict(format!("job '{id}' indexes an older version of its document; restore that version instead")));

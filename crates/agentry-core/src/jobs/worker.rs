@@ -17,7 +17,7 @@ use std::time::Duration;
 use agentry_db::jobs::JobRecord;
 use tokio_util::sync::CancellationToken;
 
-use super::{JobContext, JobFailure, JobHandler, Jobs, backoff_ms};
+use super::{JobContext, JobFailure, JobHandler, Jobs};
 use crate::identity::now_ms;
 
 /// How long an idle worker sleeps when nothing wakes it (jobs queued by other replicas, retries coming due).
@@ -110,7 +110,7 @@ impl Jobs {
             Err(JobFailure::Retry(reason)) if job.attempts >= job.max_attempts => (JobStatus::Dead, Some(format!("gave up after {} attempts: {reason}", job.attempts))),
             Err(JobFailure::Retry(reason)) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %reason, "job failed; will retry");
-                match db.retry_job_later(&job.id, job.claims, now + backoff_ms(job.attempts), reason, now).await {
+                match db.retry_job_later(&job.id, job.claims, now + handler.retry_delay_ms(job.attempts), reason, now).await {
                     Ok(true) => {}
                     Ok(false) => self.settle_cancelled(&job).await,
                     Err(error) => tracing::error!(%error, job = %job.id, "cannot requeue a job; its lease will expire and it will run again"),

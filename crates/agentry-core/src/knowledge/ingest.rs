@@ -24,7 +24,7 @@
 //!
 //! Must not: decide permissions (the upload already did).
 
-use agentry_types::{JobKind, JobStatus};
+use agentry_types::{EventType, JobKind, JobStatus, Permission};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,8 @@ use agentry_search::chunk::{Chunk, ChunkConfig, Chunker};
 use agentry_search::index::IndexedChunk;
 use agentry_search::parse::{self, Format};
 use tokio_util::sync::CancellationToken;
+
+use crate::events::Audience;
 
 use super::{AccessList, Error, Knowledge};
 use crate::identity::now_ms;
@@ -163,7 +165,7 @@ impl Knowledge {
         };
         let now = now_ms();
         let outcomes = if job.kind == JobKind::Summary { "documents_summarized_total" } else { "documents_ingested_total" };
-        let recorded = match outcome {
+        let recorded = match &outcome {
             Ok(chunks) => {
                 metrics::counter!(outcomes, "status" => "succeeded").increment(1);
                 tracing::info!(document = %job.document_id, version = job.version, kind = %job.kind, chunks, elapsed_ms = started.elapsed().as_millis() as u64, "document job done");
@@ -183,9 +185,28 @@ impl Knowledge {
                 self.inner.db.fail_ingest(&job, &reason, IngestRetry::At(now + backoff_ms), now).await
             }
         };
-        if let Err(error) = recorded {
-            tracing::error!(%error, job = %job.id, "cannot record the ingestion outcome; the job's lease will expire and it will run again");
+        match recorded {
+            Ok(()) => self.publish_outcome(&job, &outcome).await,
+            Err(error) => tracing::error!(%error, job = %job.id, "cannot record the ingestion outcome; the job's lease will expire and it will run again"),
         }
+    }
+
+    /// `document.ingested` when a version is indexed, `document.failed` when it will not be.
+    async fn publish_outcome(&self, job: &JobRow, outcome: &Result<usize, Failure>) {
+        if job.kind != JobKind::Index {
+            return;
+        }
+        let (event_type, data) = match outcome {
+            Ok(chunks) => (EventType::DocumentIngested, serde_json::json!({ "document_id": job.document_id, "version": job.version, "chunks": chunks })),
+            Err(Failure::Permanent(reason)) => (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason })),
+            Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
+                (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason }))
+            }
+            Err(Failure::Retry(_)) => return,
+        };
+        // A document may be restricted to some readers: only its uploader (and manage_tenant) hears of it.
+        let audience = Audience::owner(Some(job.owner.clone().unwrap_or_else(|| "master".into())), &[Permission::ReadDocuments, Permission::UploadDocuments]);
+        self.inner.events.publish(&job.tenant_id, event_type, audience, data).await;
     }
 
     /// Renew the job's lease every third of its length; returns only when

@@ -42,6 +42,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::coord::Coord;
+use crate::events::Events;
 use crate::gateway::{CallContext, Gateway};
 use crate::identity::{TenantAccess, now_ms};
 use crate::outbound::Outbound;
@@ -106,6 +107,8 @@ pub struct Knowledge {
 struct Inner {
     db: Db,
     gateway: Gateway,
+    /// Where indexed and failed documents are published.
+    events: Events,
     /// Fetches URL uploads.
     outbound: Outbound,
     settings: KnowledgeSettings,
@@ -193,11 +196,12 @@ fn hex_sha256(bytes: &[u8]) -> String {
 impl Knowledge {
     /// `outbound` fetches URL uploads; its `max_bytes` should be
     /// `max_document_bytes` (larger bodies are refused after reading otherwise).
-    pub fn new(db: Db, gateway: Gateway, coord: Coord, outbound: Outbound, settings: KnowledgeSettings) -> Self {
+    pub fn new(db: Db, gateway: Gateway, coord: Coord, outbound: Outbound, events: Events, settings: KnowledgeSettings) -> Self {
         let cache = cache::SemanticCache::new(coord, settings.answer_cache.clone());
         let inner = Inner {
             db,
             gateway,
+            events,
             outbound,
             settings,
             index: OnceCell::new(),

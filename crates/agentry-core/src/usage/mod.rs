@@ -19,7 +19,7 @@ pub mod manage;
 pub mod optimizer;
 pub mod policy;
 
-use agentry_types::AuditAction;
+use agentry_types::{AuditAction, EventType, Permission};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -31,6 +31,7 @@ use agentry_llm::series::Series;
 
 use crate::audit::{Actor, Audit, AuditEvent, Outcome, RequestMeta};
 use crate::coord::{Coord, RateDecision};
+use crate::events::{Audience, Events};
 pub use budgets::{BudgetExceeded, Period, Reservation, Scope};
 pub use limits::{Admitted, Refused};
 pub use optimizer::{AUTO_MODEL, Complexity, OptimizerConfig};
@@ -147,6 +148,8 @@ struct Inner {
     settings: UsageSettings,
     call_log: CallLogWriter,
     audit: Audit,
+    /// Where budget alerts are published.
+    events: Events,
 }
 
 /// Rough prompt size for reservations and token limits: a token per four
@@ -156,9 +159,9 @@ pub fn estimate_prompt_tokens(request: &ChatRequest) -> u32 {
 }
 
 impl Accounting {
-    pub fn new(db: agentry_db::Db, coord: Coord, settings: UsageSettings, call_log: CallLogWriter, audit: Audit) -> Self {
+    pub fn new(db: agentry_db::Db, coord: Coord, settings: UsageSettings, call_log: CallLogWriter, audit: Audit, events: Events) -> Self {
         let policies = Policies::new(db, settings.tenant_defaults);
-        Self { inner: Arc::new(Inner { policies, coord, settings, call_log, audit }) }
+        Self { inner: Arc::new(Inner { policies, coord, settings, call_log, audit, events }) }
     }
 
     pub fn coord(&self) -> &Coord {
@@ -342,8 +345,13 @@ impl Accounting {
                 "limit_usd": nusd_to_usd(budget.row.limit_nusd),
             }),
         };
+        let data = event.metadata.clone();
         if let Err(error) = self.inner.audit.record(event).await {
             tracing::error!(%error, "could not record the budget alert");
+        }
+        if let Some(tenant) = tenant {
+            let audience = Audience::members_with(&[Permission::ManageBilling, Permission::ViewMetrics]);
+            self.inner.events.publish(tenant, EventType::BudgetSoftLimitReached, audience, serde_json::json!({ "budget_id": budget.row.id, "alert": data })).await;
         }
     }
 }

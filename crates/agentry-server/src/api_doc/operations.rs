@@ -11,6 +11,7 @@ use agentry_core::agents::mcp::{McpServerInput, McpServerView};
 use agentry_core::agents::{AgentDefinition, MessageView, RunView, ThreadInput, ThreadPatch, ThreadView};
 use agentry_core::audit::{AuditPage, Verification};
 use agentry_core::batches::{BatchObject, FileObject, ListPage, NewBatch};
+use agentry_core::events::EventView;
 use agentry_core::identity::{
     AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, LoginTokens, Me, Membership, RoleInfo, SessionInfo, Tenant,
     TotpEnrolment, VisibleTenant,
@@ -24,6 +25,7 @@ use agentry_core::usage::analytics::{Forecast, UsageRecord, UsageSummary};
 use agentry_core::usage::billing::Invoice;
 use agentry_core::usage::manage::{BudgetInput, BudgetView, PriceView, TierAssignment, TierAssignmentInput};
 use agentry_core::usage::policy::Tier;
+use agentry_core::webhooks::{CreateWebhook, DeliveryView, RotateSecret, UpdateWebhook, WebhookView};
 
 use super::ParamKind::{Count, Date, JsonObject, Millis, OneOf, Seq, Text};
 use super::{AFTER, Body, LIMIT, Operation, PAGE_QUERY, Param, events, json, list, page, param, upload};
@@ -120,6 +122,11 @@ const FORECAST_QUERY: &[Param] = &[param("period", OneOf(&["daily", "weekly", "m
 const INVOICE_QUERY: &[Param] = &[param("format", OneOf(&["json", "csv", "html"]), "`json` (default), `csv` or `html`.")];
 
 const EVENTS_QUERY: &[Param] = &[param("after", Seq { max: u32::MAX as i64 }, "Resume after this event number (the `Last-Event-ID` header wins).")];
+
+const TENANT_EVENTS_QUERY: &[Param] = &[
+    param("after", Seq { max: i64::MAX }, "Resume after this event's `seq` (the `Last-Event-ID` header wins)."),
+    param("types", Text, "Only these event types, comma-separated."),
+];
 
 const GRAPHQL_QUERY: &[Param] = &[
     param("query", Text, "The query document (may be left out for a persisted query)."),
@@ -300,6 +307,24 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/jobs/{id}", "One job").answers(200, Some(json::<JobView>())),
         delete("/api/v1/jobs/{id}", "Cancel a job: a queued one never runs, a running one stops").answers(200, Some(json::<JobView>())),
         act("/api/v1/jobs/{id}/retry", "Queue a dead, failed or cancelled job again, with fresh attempts").answers(200, Some(json::<JobView>())),
+        get("/api/v1/events", "The tenant's events the caller may read, live: server-sent events, or a WebSocket when the request upgrades (resumes after `Last-Event-ID`)")
+            .answers(200, Some(events::<EventView>()))
+            .query(TENANT_EVENTS_QUERY),
+        get("/api/v1/webhooks", "The caller's webhook endpoints (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<WebhookView>())).query(PAGE_QUERY),
+        post("/api/v1/webhooks", "Register a webhook endpoint; its signing secret is in this answer only").body(json::<CreateWebhook>()).answers(201, Some(json::<WebhookView>())),
+        get("/api/v1/webhooks/{id}", "One webhook endpoint").answers(200, Some(json::<WebhookView>())),
+        patch("/api/v1/webhooks/{id}", "Change an endpoint's url, events or description, or enable or disable it")
+            .body(json::<UpdateWebhook>())
+            .answers(200, Some(json::<WebhookView>())),
+        delete("/api/v1/webhooks/{id}", "Delete a webhook endpoint and its delivery log"),
+        post("/api/v1/webhooks/{id}/rotate-secret", "A new signing secret (in this answer only); the previous one keeps signing for the overlap")
+            .body(json::<RotateSecret>())
+            .answers(200, Some(json::<WebhookView>())),
+        act("/api/v1/webhooks/{id}/test", "Send a `webhook.test` event to this endpoint").answers(202, Some(json::<DeliveryView>())),
+        get("/api/v1/webhooks/{id}/deliveries", "An endpoint's deliveries, newest first: status, response code, latency, payload")
+            .answers(200, Some(page::<DeliveryView>()))
+            .query(PAGE_QUERY),
+        act("/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", "Send a delivery again (same message id and payload)").answers(202, Some(json::<DeliveryView>())),
         post("/api/v1/search", "Hybrid search over the knowledge the caller may read").upstream().body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
         post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").upstream().body(json::<AnswerQuestion>()).answers(200, Some(json::<AnswerLookup>())),
         post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),

@@ -47,6 +47,7 @@ pub struct TestOptions {
     pub master_key_from_data_dir: bool,
     pub files: agentry_core::batches::FilesSettings,
     pub batches: agentry_core::batches::BatchSettings,
+    pub webhooks: agentry_core::webhooks::WebhooksSettings,
 }
 
 impl Default for TestOptions {
@@ -76,6 +77,7 @@ impl Default for TestOptions {
             master_key_from_data_dir: false,
             files: agentry_core::batches::FilesSettings::default(),
             batches: agentry_core::batches::BatchSettings::default(),
+            webhooks: agentry_core::webhooks::WebhooksSettings::default(),
         }
     }
 }
@@ -158,6 +160,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.agents = options.agents.clone();
     settings.files = options.files.clone();
     settings.batches = options.batches.clone();
+    settings.webhooks = options.webhooks.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

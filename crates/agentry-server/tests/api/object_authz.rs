@@ -52,6 +52,8 @@ enum Kind {
     File,
     /// `/v1/batches/{id}`.
     Batch,
+    /// `/api/v1/webhooks/{id}` (and one of its deliveries).
+    Webhook,
 }
 
 /// Routes with a placeholder that name no tenant object, and why.
@@ -82,6 +84,7 @@ fn kind_of(path: &str) -> Option<Kind> {
         ("/api/v1/costs/usage/{user}", Kind::UsageOf),
         ("/v1/files/{id}", Kind::File),
         ("/v1/batches/{id}", Kind::Batch),
+        ("/api/v1/webhooks/{id}", Kind::Webhook),
     ];
     kinds.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, kind)| *kind)
 }
@@ -161,6 +164,7 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         Kind::Budget | Kind::Invoice => creates_own(Permission::ManageBilling),
         Kind::UsageOf => caller != Caller::ScopedKey,
         Kind::File | Kind::Batch => caller.can(Permission::UseModels),
+        Kind::Webhook => creates_own(Permission::ManageIntegrations),
     };
     if whose == Whose::Own && !ownable {
         return None;
@@ -262,7 +266,7 @@ fn unique() -> usize {
 #[derive(Debug, Clone)]
 struct Object {
     id: String,
-    /// `{version}` of a document; `{user_id}` of a group member route.
+    /// `{version}` of a document; `{user_id}` of a group member route; `{delivery_id}` of a webhook's delivery.
     extra: Option<String>,
 }
 
@@ -462,6 +466,15 @@ impl Fixture {
                 let batch = created(self.call(&token, tenant, Method::POST, "/v1/batches", Some(body)).await, "a batch");
                 Object { id: id(&batch), extra: None }
             }
+            Kind::Webhook => {
+                // Unreachable from here: its deliveries fail and wait for their retries, which is all the matrix needs.
+                let body = json!({ "url": format!("https://hooks{n}.example.com/agentry"), "events": ["*"] });
+                let webhook = created(self.call(&token, tenant, Method::POST, "/api/v1/webhooks", Some(body)).await, "a webhook");
+                let path = format!("/api/v1/webhooks/{}/test", id(&webhook));
+                let (status, delivery) = self.call(&token, tenant, Method::POST, &path, None).await;
+                assert_eq!(status, 202, "a test delivery: {delivery}");
+                Object { id: id(&webhook), extra: Some(id(&delivery)) }
+            }
             Kind::UsageOf => match whose {
                 Whose::Own => Object { id: self.user_ids.get(&caller).cloned().unwrap_or_else(|| self.admin_id()), extra: None },
                 Whose::OtherMember => Object { id: self.other_member_id.clone(), extra: None },
@@ -531,7 +544,7 @@ fn fill(path: &str, object: &Object) -> String {
     if path.starts_with("/api/v1/tenants/{tenant}/users/") {
         filled = filled.replace("{user_id}", &object.id);
     }
-    filled.replace("{user_id}", &extra).replace("{version}", &extra)
+    filled.replace("{user_id}", &extra).replace("{version}", &extra).replace("{delivery_id}", &extra)
 }
 
 #[tokio::test]
