@@ -181,6 +181,13 @@ impl Db {
         Ok(seq.unwrap_or(0))
     }
 
+    /// Remove ended deliveries last touched before `before_ms`; returns how many.
+    pub async fn prune_deliveries(&self, before_ms: i64) -> Result<u64, DbError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM webhook_deliveries WHERE status <> 'pending' AND updated_at_ms < $1")
+            .bind(before_ms).execute(pool).await.map(|r| r.rows_affected()))
+        .map_err(DbError::write("prune deliveries"))
+    }
+
     /// Remove events older than `before_ms`; returns how many.
     pub async fn prune_events(&self, before_ms: i64) -> Result<u64, DbError> {
         on_pool!(self, pool => sqlx::query("DELETE FROM events WHERE created_at_ms < $1").bind(before_ms).execute(pool).await.map(|r| r.rows_affected()))
@@ -219,13 +226,14 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).fetch_all(pool).await).map_err(DbError::query("enabled webhooks"))
     }
 
-    /// Store a webhook's changed settings (url, events, description, secrets, status).
+    /// Store a webhook's changed settings (url, events, description, secrets, status, who it acts for).
     pub async fn update_webhook(&self, webhook: &WebhookRecord) -> Result<bool, DbError> {
         const SQL: &str = "UPDATE webhooks SET url = $3, events = $4, description = $5, secrets = $6, status = $7, disabled_reason = $8, failing_since_ms = $9, \
-                           updated_at_ms = $10 WHERE tenant_id = $1 AND id = $2";
+                           updated_at_ms = $10, owner = $11, delegation = $12 WHERE tenant_id = $1 AND id = $2";
         on_pool!(self, pool => sqlx::query(SQL)
             .bind(&webhook.tenant_id).bind(&webhook.id).bind(&webhook.url).bind(&webhook.events).bind(&webhook.description).bind(&webhook.secrets)
             .bind(&webhook.status).bind(&webhook.disabled_reason).bind(webhook.failing_since_ms).bind(webhook.updated_at_ms)
+            .bind(&webhook.owner).bind(&webhook.delegation)
             .execute(pool).await.map(|r| r.rows_affected() == 1))
         .map_err(DbError::write("update webhook"))
     }
@@ -283,10 +291,11 @@ impl Db {
         on_pool!(self, pool => sqlx::query_as(SQL).bind(webhook_id).bind(at).bind(after).bind(limit).fetch_all(pool).await).map_err(DbError::query("list deliveries"))
     }
 
-    /// Record how an attempt at a delivery went.
+    /// Record how an attempt at a delivery went (a skipped one keeps no payload).
     pub async fn record_attempt(&self, id: &str, outcome: &AttemptOutcome<'_>) -> Result<(), DbError> {
         const SQL: &str = "UPDATE webhook_deliveries SET status = $2, attempts = attempts + 1, response_status = $3, latency_ms = $4, error = $5, updated_at_ms = $6, \
-                           delivered_at_ms = CASE WHEN $2 = 'delivered' THEN $6 ELSE delivered_at_ms END WHERE id = $1";
+                           delivered_at_ms = CASE WHEN $2 = 'delivered' THEN $6 ELSE delivered_at_ms END, body = CASE WHEN $2 = 'skipped' THEN '{}' ELSE body END \
+                           WHERE id = $1";
         on_pool!(self, pool => sqlx::query(SQL)
             .bind(id).bind(outcome.status).bind(outcome.response_status).bind(outcome.latency_ms).bind(outcome.error).bind(outcome.at_ms)
             .execute(pool).await.map(drop))

@@ -200,7 +200,7 @@ impl Harness {
         let login = api.call(reqwest::Method::POST, "/api/v1/auth/login", Some(json!({ "email": email, "password": password }))).await?;
         let api = Api { token: login["access_token"].as_str().context("login returned no access token")?.to_owned(), ..api };
         // An API key, not the session's access token: a long run outlives the token.
-        let key = json!({ "name": "eval", "scopes": ["read_documents", "upload_documents", "use_models", "use_general_agent", "manage_agents"] });
+        let key = json!({ "name": "eval", "scopes": ["read_documents", "upload_documents", "use_models", "use_general_agent", "manage_agents", "manage_integrations"] });
         let key = api.call(reqwest::Method::POST, &format!("/api/v1/tenants/{slug}/api-keys"), Some(key)).await?;
         let api = Api { token: key["key"].as_str().context("no API key in the answer")?.to_owned(), ..api };
         let collection = api.call(reqwest::Method::POST, "/api/v1/collections", Some(json!({ "name": slug }))).await?;

@@ -127,8 +127,6 @@ wire_enum! {
         DocumentIngested => "document.ingested": "A document version was parsed, chunked, embedded and indexed.",
         DocumentFailed => "document.failed": "A document version could not be indexed.",
         BudgetSoftLimitReached => "budget.soft_limit_reached": "Spending crossed a budget's soft limit.",
-        BudgetExhausted => "budget.exhausted": "A budget is spent: calls it covers are refused until its period renews.",
-        JobProgress => "job.progress": "A job moved on (at most one a second per job) or ended.",
         WebhookDisabled => "webhook.disabled": "A webhook endpoint was disabled after failing without a success for too long.",
         WebhookTest => "webhook.test": "A test event sent by hand (`POST /api/v1/webhooks/{id}/test`).",
     }

@@ -247,6 +247,7 @@ pub struct Agents {
 impl Agents {
     /// The runtime; background runs are queued on `jobs`, whose workers
     /// this registers the `agent_run` kind with.
+    #[allow(clippy::too_many_arguments, reason = "one argument per service the runtime uses; each is required")]
     pub fn new(db: Db, gateway: Gateway, knowledge: Knowledge, audit: Audit, sealer: Sealer, jobs: Jobs, events: Events, settings: AgentsSettings) -> Result<Self, Error> {
         let outbound = Outbound::new(settings.outbound.clone()).map_err(|e| Error::Invalid { message: e.to_string(), param: Some("outbound".into()) })?;
         let tools = ToolRegistry::built_in(knowledge.clone(), outbound.clone()).map_err(|e| Error::Internal(e.to_string()))?;

@@ -118,8 +118,14 @@ impl Agents {
     /// End queued run `id` that never ran with `status` and `error`.
     async fn abandon_queued_run(&self, tenant_id: &str, owner: Option<String>, id: &str, status: RunStatus, error: &str) {
         let finish = RunFinish::unrun(status, error, now_ms());
-        if let Err(error) = self.db.finish_run(id, &finish).await {
-            tracing::warn!(%error, run = %id, "could not record the end of a queued run");
+        match self.db.finish_run(id, &finish).await {
+            Ok(true) => {}
+            // Already ended (it ran, or another path ended it): that end was published.
+            Ok(false) => return,
+            Err(error) => {
+                tracing::warn!(%error, run = %id, "could not record the end of a queued run");
+                return;
+            }
         }
         let data = serde_json::json!({ "run_id": id, "status": status.as_str(), "error": { "code": "not_run", "message": error } });
         self.published_run_end(tenant_id, owner, status, data);

@@ -464,9 +464,13 @@ impl Agents {
             citations: &citations,
             finished_at_ms: crate::identity::now_ms(),
         };
-        if let Err(error) = self.db.finish_run(&run.id, &finish).await {
-            tracing::warn!(%error, run = %run.id, "could not record the run's end");
-        }
+        let ended_here = match self.db.finish_run(&run.id, &finish).await {
+            Ok(ended) => ended,
+            Err(error) => {
+                tracing::warn!(%error, run = %run.id, "could not record the run's end");
+                false
+            }
+        };
         if let (Ok(answer), Some(thread_id)) = (&result, &run.thread_id) {
             self.append_exchange(run, thread_id, answer).await;
         }
@@ -475,7 +479,9 @@ impl Agents {
             "error": error.as_ref().map(|(code, message)| serde_json::json!({ "code": code, "message": message })),
             "usage": { "prompt_tokens": tally.usage.prompt_tokens, "completion_tokens": tally.usage.completion_tokens, "total_tokens": tally.usage.total_tokens },
         });
-        self.published_run_end(run.access.tenant_id(), Some(crate::jobs::owner_of(&run.access)), status, data);
+        if ended_here {
+            self.published_run_end(run.access.tenant_id(), Some(crate::jobs::owner_of(&run.access)), status, data);
+        }
         metrics::counter!("agent_requests_total", "agent_type" => kind, "status" => status.as_str()).increment(1);
         metrics::histogram!("agent_run_duration_seconds", "agent_type" => kind).record(started.elapsed().as_secs_f64());
         if let Some(score) = tally.quality {

@@ -145,6 +145,9 @@ pub trait Fanout: Send + Sync + 'static {
 
     /// `count` deliveries of an event were committed.
     fn committed(&self, count: usize);
+
+    /// Forget old work (called about once an hour, with the log's own pruning).
+    async fn prune(&self);
 }
 
 /// The service. Cheap to clone.
@@ -248,6 +251,10 @@ impl Events {
                     let before = now_ms() - i64::try_from(this.inner.settings.retention_hours * 3_600_000).unwrap_or(i64::MAX);
                     if let Err(error) = this.inner.db.prune_events(before).await {
                         tracing::warn!(%error, "could not prune the event log");
+                    }
+                    let fanout = this.inner.fanout.read().clone();
+                    if let Some(fanout) = fanout {
+                        fanout.prune().await;
                     }
                 }
                 tokio::select! {

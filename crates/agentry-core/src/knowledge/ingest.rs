@@ -173,7 +173,7 @@ impl Knowledge {
             }
             Err(Failure::Permanent(reason)) => {
                 metrics::counter!(outcomes, "status" => "failed").increment(1);
-                self.inner.db.fail_ingest(&job, &reason, IngestRetry::Never, now).await
+                self.inner.db.fail_ingest(&job, reason, IngestRetry::Never, now).await
             }
             Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
                 metrics::counter!(outcomes, "status" => "failed").increment(1);
@@ -182,7 +182,7 @@ impl Knowledge {
             Err(Failure::Retry(reason)) => {
                 let backoff_ms = crate::jobs::backoff_ms(job.attempts);
                 tracing::warn!(document = %job.document_id, kind = %job.kind, attempt = job.attempts, %reason, "document job failed; will retry");
-                self.inner.db.fail_ingest(&job, &reason, IngestRetry::At(now + backoff_ms), now).await
+                self.inner.db.fail_ingest(&job, reason, IngestRetry::At(now + backoff_ms), now).await
             }
         };
         match recorded {

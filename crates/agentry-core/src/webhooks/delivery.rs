@@ -22,8 +22,12 @@ use crate::audit::{Actor, AuditEvent, Outcome, RequestMeta};
 use crate::events::{Audience, readable};
 use crate::identity::now_ms;
 use crate::jobs::{JobContext, JobFailure, JobHandler};
+use crate::outbound::OutboundError;
 
 pub(super) struct Deliverer(pub(super) Webhooks);
+
+/// The error a delivery to a refused address records.
+const REFUSED_ADDRESS: &str = "the URL's host is at a loopback, private, link-local or reserved address that webhooks.allow does not list";
 
 #[async_trait::async_trait]
 impl JobHandler for Deliverer {
@@ -43,8 +47,8 @@ impl JobHandler for Deliverer {
             record(db, &delivery.id, AttemptOutcome { status: "failed", response_status: None, latency_ms: None, error: Some(reason), at_ms: now }).await?;
             return Err(JobFailure::Permanent(reason.into()));
         }
-        if !readable(&context.access, delivery.event_owner.as_deref(), &delivery.event_readers) {
-            let reason = "the webhook's creator may not read this event";
+        if !context.access.can(Permission::ManageIntegrations) || !readable(&context.access, delivery.event_owner.as_deref(), &delivery.event_readers) {
+            let reason = "the webhook's owner may not read this event (or no longer holds manage_integrations)";
             record(db, &delivery.id, AttemptOutcome { status: "skipped", response_status: None, latency_ms: None, error: Some(reason), at_ms: now }).await?;
             return Ok(());
         }
@@ -66,6 +70,9 @@ impl JobHandler for Deliverer {
         let (response_status, error) = match &sent {
             Ok(posted) if (200..300).contains(&posted.status) => (Some(i32::from(posted.status)), None),
             Ok(posted) => (Some(i32::from(posted.status)), Some(format!("the endpoint answered {}", posted.status))),
+            // Which internal name resolves where is not the endpoint owner's to learn.
+            Err(OutboundError::AddressNotAllowed { .. }) => (None, Some(REFUSED_ADDRESS.to_owned())),
+            Err(error) if error.to_string().contains("not allowlisted") => (None, Some(REFUSED_ADDRESS.to_owned())),
             Err(error) => (None, Some(error.to_string())),
         };
         let at_ms = now_ms();
@@ -131,7 +138,7 @@ impl Deliverer {
                 return;
             }
         }
-        tracing::warn!(webhook = %webhook.id, url = %webhook.url, "webhook disabled after sustained failure");
+        tracing::warn!(webhook = %webhook.id, "webhook disabled after sustained failure");
         let audit = AuditEvent {
             tenant: Some(&webhook.tenant_id),
             actor: Actor::System,
@@ -144,8 +151,10 @@ impl Deliverer {
         if let Err(error) = inner.audit.record(audit).await {
             tracing::error!(%error, "could not audit a webhook's disabling");
         }
-        let data = serde_json::json!({ "webhook_id": webhook.id, "url": webhook.url, "reason": reason });
-        inner.events.publish(&webhook.tenant_id, EventType::WebhookDisabled, Audience::members_with(&[Permission::ManageIntegrations]), data).await;
+        // Its owner's: the URL may carry a token, and is left out.
+        let data = serde_json::json!({ "webhook_id": webhook.id, "reason": reason });
+        let audience = Audience::owner(Some(webhook.owner.clone()), &[Permission::ManageIntegrations]);
+        inner.events.publish(&webhook.tenant_id, EventType::WebhookDisabled, audience, data).await;
     }
 }
 

@@ -7,10 +7,13 @@
 //! an audit event and a `webhook.disabled` event.
 //!
 //! Who: managing webhooks needs `manage_integrations` (the route table
-//! checks it). A member sees and changes the endpoints they created;
-//! `manage_tenant` sees all of the tenant's. An endpoint acts for its
-//! creator: it receives only the events its creator may read, checked with
-//! the creator's access as it stands at each delivery.
+//! checks it). A member sees and changes the endpoints they own;
+//! `manage_tenant` sees all of the tenant's. An endpoint acts for its owner
+//! — whoever created it, or last changed its url or events or rotated its
+//! secret — and receives only the events its owner may read, checked with
+//! the owner's access as it stands at each delivery (while they still hold
+//! `manage_integrations`). The delivery log shows a payload only to a
+//! viewer who may read the event it carries.
 //!
 //! Where: every delivery goes through the guarded outbound client — no
 //! loopback, private or metadata address unless `webhooks.allow` lists it —
@@ -33,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::Audit;
 use crate::error::Error;
-use crate::events::{Events, Fanout, rfc3339};
+use crate::events::{Events, Fanout, readable, rfc3339};
 use crate::identity::{TenantAccess, now_ms};
 use crate::jobs::{Jobs, NewJob, owner_of};
 use crate::outbound::{AllowEntry, Outbound, OutboundPolicy, Scheme};
@@ -181,7 +184,7 @@ pub struct DeliveryView {
     pub latency_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// The payload as sent.
+    /// The payload as sent; null when the viewer may not read the event it carries.
     pub payload: serde_json::Value,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
@@ -189,10 +192,16 @@ pub struct DeliveryView {
     pub delivered_at_ms: Option<i64>,
 }
 
-impl From<DeliveryRecord> for DeliveryView {
-    fn from(row: DeliveryRecord) -> Self {
+impl DeliveryView {
+    /// A delivery as `viewer` sees it: its payload only if they may read the event it carries.
+    fn shown_to(viewer: &TenantAccess, row: DeliveryRecord) -> Self {
+        let payload = if readable(viewer, row.event_owner.as_deref(), &row.event_readers) {
+            serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null)
+        } else {
+            serde_json::Value::Null
+        };
         Self {
-            payload: serde_json::from_str(&row.body).unwrap_or(serde_json::Value::Null),
+            payload,
             id: row.id,
             webhook_id: row.webhook_id,
             event_id: row.event_id,
@@ -213,6 +222,8 @@ impl From<DeliveryRecord> for DeliveryView {
 const MAX_DESCRIPTION_CHARS: usize = 500;
 /// The longest URL.
 const MAX_URL_CHARS: usize = 2048;
+/// How long an ended delivery stays in its endpoint's log.
+const DELIVERY_LOG_MS: i64 = 7 * 86_400_000;
 /// The longest rotation overlap.
 const MAX_OVERLAP_SECS: u64 = 7 * 86_400;
 
@@ -289,6 +300,9 @@ impl Webhooks {
     /// Change an endpoint's url, events, description or whether it is enabled.
     pub async fn update(&self, access: &TenantAccess, id: &str, input: UpdateWebhook) -> Result<WebhookView, Error> {
         let mut record = self.visible(access, id).await?;
+        if input.url.is_some() || input.events.is_some() {
+            act_for(&mut record, access);
+        }
         if let Some(url) = input.url {
             record.url = self.checked_url(&url)?;
         }
@@ -337,6 +351,7 @@ impl Webhooks {
         let now = now_ms();
         let secret = keys.rotate(now + i64::try_from(overlap * 1000).unwrap_or(i64::MAX));
         record.secrets = self.seal(&record.id, &keys)?;
+        act_for(&mut record, access);
         record.updated_at_ms = now;
         if !self.inner.db.update_webhook(&record).await? {
             return Err(Error::NotFound(format!("webhook '{id}'")));
@@ -348,7 +363,7 @@ impl Webhooks {
     pub async fn deliveries(&self, access: &TenantAccess, id: &str, page: &PageRequest) -> Result<Page<DeliveryView>, Error> {
         let record = self.visible(access, id).await?;
         let rows = self.inner.db.deliveries(&record.id, page.after_key(), page.fetch()).await?;
-        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), DeliveryView::from))
+        Ok(page.page(rows, |row| Cursor::new(row.created_at_ms, &row.id), |row| DeliveryView::shown_to(access, row)))
     }
 
     /// Send a delivery again (same message id and payload), whatever became of it.
@@ -366,7 +381,7 @@ impl Webhooks {
         self.inner.db.redeliver(&delivery.id, &job, now_ms()).await?;
         self.inner.jobs.wake(JobKind::WebhookDelivery, 1);
         let after = self.inner.db.delivery(&record.tenant_id, delivery_id).await?.ok_or_else(|| Error::NotFound(format!("delivery '{delivery_id}'")))?;
-        Ok(after.into())
+        Ok(DeliveryView::shown_to(access, after))
     }
 
     /// Send a `webhook.test` event to this endpoint only.
@@ -388,7 +403,7 @@ impl Webhooks {
         let (delivery, job) = self.delivery_for(&record, &event);
         self.inner.db.insert_delivery_with_job(&delivery, &job).await?;
         self.inner.jobs.wake(JobKind::WebhookDelivery, 1);
-        Ok(delivery.into())
+        Ok(DeliveryView::shown_to(access, delivery))
     }
 
     fn view(&self, row: WebhookRecord) -> WebhookView {
@@ -492,6 +507,20 @@ impl Fanout for Webhooks {
     fn committed(&self, count: usize) {
         self.inner.jobs.wake(JobKind::WebhookDelivery, count);
     }
+
+    async fn prune(&self) {
+        if let Err(error) = self.inner.db.prune_deliveries(now_ms() - DELIVERY_LOG_MS).await {
+            tracing::warn!(%error, "could not prune the webhook delivery log");
+        }
+    }
+}
+
+/// Whoever sets where an endpoint sends, what it receives or who can verify it
+/// becomes the one it acts for: a key scoped to `manage_integrations` cannot
+/// aim another credential's wider access at its own receiver.
+fn act_for(record: &mut WebhookRecord, access: &TenantAccess) {
+    record.owner = owner_of(access);
+    record.delegation = access.delegation().as_stored().to_owned();
 }
 
 fn may_see(access: &TenantAccess, row: &WebhookRecord) -> bool {

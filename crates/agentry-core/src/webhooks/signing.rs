@@ -20,8 +20,8 @@ use serde::{Deserialize, Serialize};
 /// Bytes of a new key.
 const KEY_BYTES: usize = 32;
 
-/// One signing key and, once rotated out, when it stops signing.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One signing key and, once rotated out, when it stops signing (no `Debug`: it would print the key).
+#[derive(Clone, Serialize, Deserialize)]
 pub struct SigningKey {
     /// The key (base64).
     key: String,
@@ -31,7 +31,7 @@ pub struct SigningKey {
 }
 
 /// A webhook's keys: the current one first.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Default, Serialize, Deserialize)]
 pub struct SigningKeys {
     keys: Vec<SigningKey>,
 }

@@ -246,7 +246,7 @@ async fn a_webhook_cannot_reach_this_machine_or_its_network() {
         log["data"].as_array().and_then(|rows| rows.first().cloned()).filter(|d| d["attempts"].as_i64() >= Some(1))
     })
     .await;
-    assert!(attempt["error"].as_str().is_some_and(|e| e.contains("not allowlisted")), "{attempt}");
+    assert!(attempt["error"].as_str().is_some_and(|e| e.contains("webhooks.allow")), "{attempt}");
     assert!(attempt["response_status"].is_null(), "{attempt}");
     assert!(receiver.accepted().is_empty(), "nothing reached the receiver");
 }
@@ -283,4 +283,61 @@ async fn an_endpoint_that_only_fails_is_disabled_audited_and_announced() {
     assert_eq!(status, 409, "{refused}");
     let (status, enabled) = send(&app, &admin, Method::PATCH, &format!("/api/v1/webhooks/{id}"), Some(json!({ "enabled": true }))).await;
     assert_eq!((status, enabled["status"].as_str()), (200, Some("enabled")), "{enabled}");
+}
+
+#[tokio::test]
+async fn a_webhook_never_carries_events_its_owner_may_not_read() {
+    let mut options = mock_knowledge();
+    options.webhooks = local_webhooks(2);
+    let app = spawn_app_with(options).await;
+    let tenant = app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    create_echo_agent(&app, &admin, "acme").await;
+    let (status, role) = send(
+        &app,
+        &admin,
+        Method::PUT,
+        &format!("/api/v1/tenants/{tenant}/roles/integrator"),
+        Some(json!({ "description": "hooks only", "permissions": ["manage_integrations"] })),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{role}");
+    app.add_member(&admin, &tenant, "hooks@example.com", "integrator").await;
+    let integrator = app.token("hooks@example.com").await;
+
+    // A member who may manage webhooks but read no runs: admin's runs never reach their endpoint, nor their log.
+    let receiver = Receiver::start(0).await;
+    let (status, hook) = send(&app, &integrator, Method::POST, "/api/v1/webhooks", Some(json!({ "url": receiver.url, "events": ["*"] }))).await;
+    assert_eq!(status, 201, "{hook}");
+    let id = hook["id"].as_str().unwrap().to_owned();
+    run_echo(&app, &admin, "acme", "private question").await;
+    let row = wait_for("the skipped delivery", async || {
+        let (_, log) = send(&app, &integrator, Method::GET, &format!("/api/v1/webhooks/{id}/deliveries"), None).await;
+        log["data"].as_array().and_then(|rows| rows.first().cloned()).filter(|d| d["status"] != "pending")
+    })
+    .await;
+    assert_eq!(row["status"], "skipped", "{row}");
+    assert!(row["payload"].is_null(), "no payload for an event they may not read: {row}");
+    assert!(receiver.accepted().is_empty());
+
+    // The admin's webhook, re-aimed by the admin's own key scoped to manage_integrations, now acts for that key:
+    // it cannot carry the admin's wider access to the key holder's receiver.
+    let admin_receiver = Receiver::start(0).await;
+    let (_, hook) = send(&app, &admin, Method::POST, "/api/v1/webhooks", Some(json!({ "url": admin_receiver.url, "events": ["run.completed"] }))).await;
+    let admin_hook = hook["id"].as_str().unwrap().to_owned();
+    let (status, key) = send(&app, &admin, Method::POST, &format!("/api/v1/tenants/{tenant}/api-keys"), Some(json!({ "name": "hooks", "scopes": ["manage_integrations"] }))).await;
+    assert_eq!(status, 201, "{key}");
+    let key = key["key"].as_str().unwrap().to_owned();
+    let stolen = Receiver::start(0).await;
+    let (status, patched) = send(&app, &key, Method::PATCH, &format!("/api/v1/webhooks/{admin_hook}"), Some(json!({ "url": stolen.url }))).await;
+    assert_eq!(status, 200, "{patched}");
+    run_echo(&app, &admin, "acme", "after the change").await;
+    let row = wait_for("the re-aimed delivery", async || {
+        let (_, log) = send(&app, &admin, Method::GET, &format!("/api/v1/webhooks/{admin_hook}/deliveries"), None).await;
+        log["data"].as_array().and_then(|rows| rows.first().cloned()).filter(|d| d["status"] != "pending")
+    })
+    .await;
+    assert_eq!(row["status"], "skipped", "{row}");
+    assert!(stolen.accepted().is_empty(), "nothing reached the key holder's receiver");
+    assert!(admin_receiver.accepted().is_empty());
 }
