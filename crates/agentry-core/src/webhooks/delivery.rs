@@ -72,7 +72,6 @@ impl JobHandler for Deliverer {
             Ok(posted) => (Some(i32::from(posted.status)), Some(format!("the endpoint answered {}", posted.status))),
             // Which internal name resolves where is not the endpoint owner's to learn.
             Err(OutboundError::AddressNotAllowed { .. }) => (None, Some(REFUSED_ADDRESS.to_owned())),
-            Err(error) if error.to_string().contains("not allowlisted") => (None, Some(REFUSED_ADDRESS.to_owned())),
             Err(error) => (None, Some(error.to_string())),
         };
         let at_ms = now_ms();

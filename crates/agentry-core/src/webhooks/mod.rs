@@ -325,10 +325,7 @@ impl Webhooks {
             None => {}
         }
         record.updated_at_ms = now_ms();
-        if !self.inner.db.update_webhook(&record).await? {
-            return Err(Error::NotFound(format!("webhook '{id}'")));
-        }
-        Ok(self.view(record))
+        self.store(record).await
     }
 
     /// Delete an endpoint and its delivery log; deliveries still queued end unsent.
@@ -353,10 +350,7 @@ impl Webhooks {
         record.secrets = self.seal(&record.id, &keys)?;
         act_for(&mut record, access);
         record.updated_at_ms = now;
-        if !self.inner.db.update_webhook(&record).await? {
-            return Err(Error::NotFound(format!("webhook '{id}'")));
-        }
-        Ok(WebhookView { secret: Some(secret), ..self.view(record) })
+        Ok(WebhookView { secret: Some(secret), ..self.store(record).await? })
     }
 
     /// An endpoint's deliveries, newest first.
@@ -374,9 +368,7 @@ impl Webhooks {
         if delivery.status == "pending" {
             return Err(Error::Conflict(format!("delivery '{delivery_id}' is still being sent; wait for it to end")));
         }
-        if record.status != "enabled" {
-            return Err(Error::Conflict(format!("webhook '{id}' is disabled; enable it first (PATCH with enabled: true)")));
-        }
+        require_enabled(&record)?;
         let job = self.delivery_job(&record, &delivery);
         self.inner.db.redeliver(&delivery.id, &job, now_ms()).await?;
         self.inner.jobs.wake(JobKind::WebhookDelivery, 1);
@@ -387,9 +379,7 @@ impl Webhooks {
     /// Send a `webhook.test` event to this endpoint only.
     pub async fn test(&self, access: &TenantAccess, id: &str) -> Result<DeliveryView, Error> {
         let record = self.visible(access, id).await?;
-        if record.status != "enabled" {
-            return Err(Error::Conflict(format!("webhook '{id}' is disabled; enable it first (PATCH with enabled: true)")));
-        }
+        require_enabled(&record)?;
         let event = EventRecord {
             seq: 0,
             id: uuid::Uuid::now_v7().to_string(),
@@ -404,6 +394,14 @@ impl Webhooks {
         self.inner.db.insert_delivery_with_job(&delivery, &job).await?;
         self.inner.jobs.wake(JobKind::WebhookDelivery, 1);
         Ok(DeliveryView::shown_to(access, delivery))
+    }
+
+    /// Write a changed endpoint and show it.
+    async fn store(&self, record: WebhookRecord) -> Result<WebhookView, Error> {
+        if !self.inner.db.update_webhook(&record).await? {
+            return Err(Error::NotFound(format!("webhook '{}'", record.id)));
+        }
+        Ok(self.view(record))
     }
 
     fn view(&self, row: WebhookRecord) -> WebhookView {
@@ -521,6 +519,14 @@ impl Fanout for Webhooks {
 fn act_for(record: &mut WebhookRecord, access: &TenantAccess) {
     record.owner = owner_of(access);
     record.delegation = access.delegation().as_stored().to_owned();
+}
+
+/// Sending by hand needs an enabled endpoint.
+fn require_enabled(record: &WebhookRecord) -> Result<(), Error> {
+    if record.status != "enabled" {
+        return Err(Error::Conflict(format!("webhook '{}' is disabled; enable it first (PATCH with enabled: true)", record.id)));
+    }
+    Ok(())
 }
 
 fn may_see(access: &TenantAccess, row: &WebhookRecord) -> bool {
