@@ -19,6 +19,7 @@ pub mod knowledge;
 pub mod mail;
 pub mod outbound;
 pub mod page;
+pub mod schedules;
 pub mod secrets;
 pub mod usage;
 pub mod webhooks;

@@ -19,6 +19,7 @@ pub mod mfa;
 pub mod model_calls;
 pub mod oidc;
 pub mod outbox;
+pub mod schedules;
 pub mod secrets;
 pub mod test_support;
 pub mod usage;

@@ -75,6 +75,8 @@ pub struct Settings {
     pub events: agentry_core::events::EventsSettings,
     /// `[webhooks]`: private addresses deliveries may reach (`allow`), timeout, retry schedule, auto-disable, workers.
     pub webhooks: agentry_core::webhooks::WebhooksSettings,
+    /// `[schedules]`: how often due schedules are looked for, the misfire grace, the shortest interval, history kept.
+    pub schedules: agentry_core::schedules::SchedulesSettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -322,6 +324,7 @@ impl Default for Settings {
             batches: agentry_core::batches::BatchSettings::default(),
             events: agentry_core::events::EventsSettings::default(),
             webhooks: agentry_core::webhooks::WebhooksSettings::default(),
+            schedules: agentry_core::schedules::SchedulesSettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -450,6 +453,9 @@ impl Settings {
         }
         if let Err(message) = self.webhooks.validate() {
             return fail("webhooks", &message);
+        }
+        if let Err(message) = self.schedules.validate() {
+            return fail("schedules", &message);
         }
         if let Err(message) = self.agents.validate() {
             return fail("agents", &message);

@@ -15,6 +15,7 @@ use agentry_core::events::Events;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
 use agentry_core::outbound::Outbound;
+use agentry_core::schedules::Schedules;
 use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::webhooks::Webhooks;
 use agentry_core::{Accounting, Audit, Gateway, Identity};
@@ -115,6 +116,8 @@ impl Application {
         }
         let batches = Batches::new(db.clone(), jobs.clone(), gateway.accounting().clone(), events.clone(), settings.files.clone(), settings.batches.clone());
         batches.start(Arc::new(crate::openai::batch_lines::BatchLines { gateway: gateway.clone(), agents: agents.clone() }), shutdown.child_token());
+        let schedules = Schedules::new(db.clone(), jobs.clone(), events.clone(), agents.clone(), knowledge.clone(), settings.schedules.clone());
+        schedules.spawn_poller(shutdown.child_token());
         agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
             gateway,
@@ -124,6 +127,7 @@ impl Application {
             batches,
             events,
             webhooks,
+            schedules,
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
@@ -315,6 +319,7 @@ fn routes(state: AppState, max_document_bytes: usize, max_file_bytes: u64) -> Ro
         .merge(crate::routes::jobs::router())
         .merge(crate::routes::events::router())
         .merge(crate::routes::webhooks::router())
+        .merge(crate::routes::schedules::router())
         .merge(crate::mcp::router())
         .merge(crate::a2a::router())
         .merge(crate::graphql::router())

@@ -9,6 +9,7 @@ use agentry_core::batches::Batches;
 use agentry_core::events::Events;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
+use agentry_core::schedules::Schedules;
 use agentry_core::usage::billing::PaymentProvider;
 use agentry_core::webhooks::Webhooks;
 use agentry_core::{Gateway, Identity};
@@ -41,6 +42,7 @@ pub struct Handles {
     pub batches: Batches,
     pub events: Events,
     pub webhooks: Webhooks,
+    pub schedules: Schedules,
     pub identity: Identity,
     pub db: Db,
     pub metrics: PrometheusHandle,

@@ -67,7 +67,7 @@ permissions! {
     ManageTraining => "manage_training": "Manage training and evaluation data.",
     ManageTenant => "manage_tenant": "Change the tenant's settings (MFA policy, name).",
     ManageBilling => "manage_billing": "Set budgets, price overrides, rate-limit tiers of users and keys, cost-optimizer settings; generate and pay invoices.",
-    ManageIntegrations => "manage_integrations": "Create, change and delete webhooks (and later schedules and connectors).",
+    ManageIntegrations => "manage_integrations": "Create, change and delete webhooks and schedules.",
 }
 
 /// A name that is not a known permission or role.

@@ -37,6 +37,7 @@ wire_enum! {
         AgentRun => "agent_run": "Run an agent in the background (`background: true`).",
         Batch => "batch": "Answer the request lines of a batch (`/v1/batches`).",
         WebhookDelivery => "webhook_delivery": "Send one event to one webhook endpoint.",
+        Schedule => "schedule": "Carry out one due time of a schedule (`/api/v1/schedules`): run its action.",
     }
 }
 
@@ -129,5 +130,6 @@ wire_enum! {
         BudgetSoftLimitReached => "budget.soft_limit_reached": "Spending crossed a budget's soft limit.",
         WebhookDisabled => "webhook.disabled": "A webhook endpoint was disabled after failing without a success for too long.",
         WebhookTest => "webhook.test": "A test event sent by hand (`POST /api/v1/webhooks/{id}/test`).",
+        ScheduleFired => "schedule.fired": "A schedule fired: its action was carried out (or failed).",
     }
 }

@@ -88,8 +88,8 @@ impl Agents {
         let access = &context.access;
         let endpoint = if row.thread_id.is_some() { "/api/v1/threads/{id}/runs" } else { "/api/v1/runs" };
         let call = CallContext { request_id: queued.request_id, endpoint, subject: Some(Subject::of(access)), agent: None, settlement: Default::default() };
-        let planned = self.plan(access, &call, RunInput { agent: Some(queued.agent), messages }).await.map_err(start_failure)?;
-        let (run, _) = self.prepare(access, &call, row.thread_id.as_deref(), planned, row.id.clone(), Some(&row)).await.map_err(start_failure)?;
+        let planned = self.plan(access, &call, RunInput { agent: Some(queued.agent), messages }).await.map_err(JobFailure::of)?;
+        let (run, _) = self.prepare(access, &call, row.thread_id.as_deref(), planned, row.id.clone(), Some(&row)).await.map_err(JobFailure::of)?;
         let stop = run.live.cancel_token().clone();
         tokio::select! {
             () = self.execute(run) => {}
@@ -129,16 +129,6 @@ impl Agents {
         }
         let data = serde_json::json!({ "run_id": id, "status": status.as_str(), "error": { "code": "not_run", "message": error } });
         self.published_run_end(tenant_id, owner, status, data);
-    }
-}
-
-/// Why a queued run could not start: what the caller could fix (or lost)
-/// fails it; the rest (a busy thread, the database, a model being loaded) is tried again.
-fn start_failure(error: Error) -> JobFailure {
-    match error {
-        Error::Conflict(reason) | Error::Unavailable(reason) => JobFailure::Retry(reason),
-        Error::Db(e) => JobFailure::Retry(e.to_string()),
-        other => JobFailure::Permanent(other.to_string()),
     }
 }
 

@@ -96,7 +96,7 @@ pub fn kind_permission(kind: JobKind) -> &'static [Permission] {
         JobKind::Index | JobKind::Summary => &[Permission::UploadDocuments],
         JobKind::AgentRun => agentry_types::access::AGENT_PERMISSIONS,
         JobKind::Batch => &[Permission::UseModels],
-        JobKind::WebhookDelivery => &[Permission::ManageIntegrations],
+        JobKind::WebhookDelivery | JobKind::Schedule => &[Permission::ManageIntegrations],
     }
 }
 
@@ -109,6 +109,19 @@ pub enum JobFailure {
     Retry(String),
     /// It was cancelled while it ran.
     Cancelled,
+}
+
+impl JobFailure {
+    /// A service's error as an attempt's end: a busy or unavailable store
+    /// (or a conflict with a concurrent change) is tried again; anything
+    /// else means the job cannot be done as asked.
+    pub fn of(error: Error) -> Self {
+        match error {
+            Error::Conflict(reason) | Error::Unavailable(reason) => Self::Retry(reason),
+            Error::Db(e) => Self::Retry(e.to_string()),
+            other => Self::Permanent(other.to_string()),
+        }
+    }
 }
 
 /// What a handler gets with a job it runs.
@@ -418,8 +431,8 @@ impl Jobs {
     pub async fn retry(&self, access: &TenantAccess, id: &str) -> Result<JobView, Error> {
         let job = self.visible_job(access, id).await?;
         let delegation = match job.kind {
-            // A delivery acts for its webhook's creator, whoever sends it again.
-            JobKind::WebhookDelivery => None,
+            // A delivery acts for its webhook's creator, a fire for its schedule's owner (or who fired it), whoever retries it.
+            JobKind::WebhookDelivery | JobKind::Schedule => None,
             JobKind::Index | JobKind::Summary => {
                 if job.kind == JobKind::Index && !self.inner.db.is_latest_version(&job.tenant_id, &job.subject_id, job.subject_version).await? {
                     return Err(Error::Conflict(format!("job '{id}' indexes an older version of its document; restore that version instead")));

@@ -20,6 +20,7 @@ mod answers;
 pub mod cache;
 mod fetch;
 pub mod ingest;
+mod refetch;
 mod search;
 mod summaries;
 mod views;
@@ -49,6 +50,7 @@ use crate::outbound::Outbound;
 use crate::page::{Cursor, Page, PageRequest};
 use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
+pub use refetch::RefetchReport;
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
 pub use views::{Accepted, Collection, DocumentVersion, DocumentView, IngestJob, VersionFile};
 

@@ -20,6 +20,7 @@ use agentry_core::jobs::JobView;
 use agentry_core::knowledge::{
     Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse,
 };
+use agentry_core::schedules::{CreateSchedule, ScheduleRunView, ScheduleView, UpdateSchedule};
 use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::analytics::{Forecast, UsageRecord, UsageSummary};
 use agentry_core::usage::billing::Invoice;
@@ -325,6 +326,17 @@ pub fn operations() -> Vec<Operation> {
             .answers(200, Some(page::<DeliveryView>()))
             .query(PAGE_QUERY),
         act("/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", "Send a delivery again (same message id and payload)").answers(202, Some(json::<DeliveryView>())),
+        get("/api/v1/schedules", "The caller's schedules (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<ScheduleView>())).query(PAGE_QUERY),
+        post("/api/v1/schedules", "Create a schedule: a cron expression in a time zone and an action").body(json::<CreateSchedule>()).answers(201, Some(json::<ScheduleView>())),
+        get("/api/v1/schedules/{id}", "One schedule, with its next due time").answers(200, Some(json::<ScheduleView>())),
+        patch("/api/v1/schedules/{id}", "Change a schedule's name, timing, action or misfire policy, or enable or disable it")
+            .body(json::<UpdateSchedule>())
+            .answers(200, Some(json::<ScheduleView>())),
+        delete("/api/v1/schedules/{id}", "Delete a schedule and its history"),
+        get("/api/v1/schedules/{id}/runs", "A schedule's fires, newest first: due time, trigger, status, the run it queued")
+            .answers(200, Some(page::<ScheduleRunView>()))
+            .query(PAGE_QUERY),
+        act("/api/v1/schedules/{id}/trigger", "Fire a schedule now, acting for the caller (its timing stays)").answers(202, Some(json::<ScheduleRunView>())),
         post("/api/v1/search", "Hybrid search over the knowledge the caller may read").upstream().body(json::<SearchRequest>()).answers(200, Some(json::<SearchResponse>())),
         post("/api/v1/answer-cache/lookup", "Look up the semantic answer cache").upstream().body(json::<AnswerQuestion>()).answers(200, Some(json::<AnswerLookup>())),
         post("/api/v1/answer-cache", "Store an answer in the semantic answer cache").body(json::<AnswerToStore>()).answers(204, None),

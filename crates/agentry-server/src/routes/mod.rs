@@ -12,5 +12,6 @@ pub mod invitations;
 pub mod jobs;
 pub mod knowledge;
 pub mod oidc;
+pub mod schedules;
 pub mod tenants;
 pub mod webhooks;

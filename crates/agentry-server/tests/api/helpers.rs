@@ -48,6 +48,7 @@ pub struct TestOptions {
     pub files: agentry_core::batches::FilesSettings,
     pub batches: agentry_core::batches::BatchSettings,
     pub webhooks: agentry_core::webhooks::WebhooksSettings,
+    pub schedules: agentry_core::schedules::SchedulesSettings,
 }
 
 impl Default for TestOptions {
@@ -78,6 +79,7 @@ impl Default for TestOptions {
             files: agentry_core::batches::FilesSettings::default(),
             batches: agentry_core::batches::BatchSettings::default(),
             webhooks: agentry_core::webhooks::WebhooksSettings::default(),
+            schedules: agentry_core::schedules::SchedulesSettings::default(),
         }
     }
 }
@@ -161,6 +163,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.files = options.files.clone();
     settings.batches = options.batches.clone();
     settings.webhooks = options.webhooks.clone();
+    settings.schedules = options.schedules.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

@@ -355,13 +355,13 @@ async fn group_acl_flow(app: &TestApp) {
 
 /// A tiny web site for URL uploads on 127.0.0.1: `pages` by path (path,
 /// content type, body), 404 otherwise; counts every request it answers.
-struct Site {
+pub struct Site {
     port: u16,
     hits: Arc<AtomicUsize>,
 }
 
 impl Site {
-    async fn start(pages: &'static [(&'static str, &'static str, &'static str)]) -> Self {
+    pub async fn start(pages: &'static [(&'static str, &'static str, &'static str)]) -> Self {
         use axum::response::IntoResponse;
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = hits.clone();
@@ -381,11 +381,11 @@ impl Site {
         Self { port, hits }
     }
 
-    fn url(&self, host: &str, path: &str) -> String {
+    pub fn url(&self, host: &str, path: &str) -> String {
         format!("http://{host}:{}{path}", self.port)
     }
 
-    fn hits(&self) -> usize {
+    pub fn hits(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
     }
 }
@@ -394,7 +394,7 @@ const SECURITY_PAGE: &str = "<!doctype html><html><head><title>Security policy</
     <h1>Security policy</h1><p>Every laptop must use full-disk encryption and lock after five idle minutes.</p></body></html>";
 /// Served as text/plain: the `.md` in the URL's path makes it Markdown.
 const TRAVEL_NOTES: &str = "# Travel\n\n## Trains\n\nRail journeys under four hours are preferred to domestic flights.\n";
-const PAGES: &[(&str, &str, &str)] = &[("/policies/security.html", "text/html; charset=utf-8", SECURITY_PAGE), ("/notes/travel.md", "text/plain; charset=utf-8", TRAVEL_NOTES)];
+pub const PAGES: &[(&str, &str, &str)] = &[("/policies/security.html", "text/html; charset=utf-8", SECURITY_PAGE), ("/notes/travel.md", "text/plain; charset=utf-8", TRAVEL_NOTES)];
 
 async fn new_collection(app: &TestApp) -> (String, String) {
     app.bootstrap().await;

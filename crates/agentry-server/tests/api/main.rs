@@ -38,6 +38,7 @@ mod parse_isolation;
 mod protocols;
 mod request_rules;
 mod resilience;
+mod schedules;
 mod sdk_clients;
 mod secrets_at_rest;
 mod security;

@@ -54,6 +54,8 @@ enum Kind {
     Batch,
     /// `/api/v1/webhooks/{id}` (and one of its deliveries).
     Webhook,
+    /// `/api/v1/schedules/{id}`.
+    Schedule,
 }
 
 /// Routes with a placeholder that name no tenant object, and why.
@@ -85,6 +87,7 @@ fn kind_of(path: &str) -> Option<Kind> {
         ("/v1/files/{id}", Kind::File),
         ("/v1/batches/{id}", Kind::Batch),
         ("/api/v1/webhooks/{id}", Kind::Webhook),
+        ("/api/v1/schedules/{id}", Kind::Schedule),
     ];
     kinds.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, kind)| *kind)
 }
@@ -164,7 +167,7 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         Kind::Budget | Kind::Invoice => creates_own(Permission::ManageBilling),
         Kind::UsageOf => caller != Caller::ScopedKey,
         Kind::File | Kind::Batch => caller.can(Permission::UseModels),
-        Kind::Webhook => creates_own(Permission::ManageIntegrations),
+        Kind::Webhook | Kind::Schedule => creates_own(Permission::ManageIntegrations),
     };
     if whose == Whose::Own && !ownable {
         return None;
@@ -474,6 +477,12 @@ impl Fixture {
                 let (status, delivery) = self.call(&token, tenant, Method::POST, &path, None).await;
                 assert_eq!(status, 202, "a test delivery: {delivery}");
                 Object { id: id(&webhook), extra: Some(id(&delivery)) }
+            }
+            Kind::Schedule => {
+                let body =
+                    json!({ "name": format!("nightly {n}"), "cron": "0 3 * * *", "timezone": "Europe/Paris", "action": { "type": "run_agent", "agent": "math", "input": "1+1" } });
+                let schedule = created(self.call(&token, tenant, Method::POST, "/api/v1/schedules", Some(body)).await, "a schedule");
+                Object { id: id(&schedule), extra: None }
             }
             Kind::UsageOf => match whose {
                 Whose::Own => Object { id: self.user_ids.get(&caller).cloned().unwrap_or_else(|| self.admin_id()), extra: None },
