@@ -16,7 +16,7 @@
 
 use agentry_types::{JobKind, JobStatus};
 
-use crate::{Backend, Db, DbError, on_pool};
+use crate::{Backend, Db, DbError, begin_write, on_pool};
 
 /// A job as stored.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -106,6 +106,35 @@ macro_rules! insert_job_on {
 }
 pub(crate) use insert_job_on;
 
+/// How a claim of a running job ends ([`Db::settle_and_claim`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobEnding<'a> {
+    /// For good: succeeded, failed, dead or cancelled, with the last error.
+    Ended { status: JobStatus, error: Option<&'a str> },
+    /// Back in the queue until `at_ms`, with the attempt's error.
+    RetryAt { at_ms: i64, error: &'a str },
+}
+
+/// One finished claim to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settle<'a> {
+    pub id: &'a str,
+    /// The claim that ran it (`JobRecord::claims` when it was claimed).
+    pub claim: i64,
+    pub ending: JobEnding<'a>,
+}
+
+/// Which jobs to claim ([`Db::settle_and_claim`]).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimRequest<'a> {
+    pub kinds: &'a [JobKind],
+    pub lease_ms: i64,
+    /// At most this many.
+    pub limit: i64,
+    /// Also take over jobs whose lease ran out (their worker died), before queued ones.
+    pub orphans: bool,
+}
+
 /// Which jobs a listing shows.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter<'a> {
@@ -159,27 +188,77 @@ impl Db {
         existing.map(|row| (row, false)).ok_or(DbError::Conflict { context: "insert job" })
     }
 
-    /// Claim the most urgent runnable job of `kinds` with attempts left:
-    /// one whose lease ran out (its worker died) first, else the queued
-    /// and due one of highest priority that waited longest.
-    pub async fn claim_job(&self, kinds: &[JobKind], now_ms: i64, lease_ms: i64) -> Result<Option<JobRecord>, DbError> {
+    /// Write how finished claims ended and claim more jobs, in one
+    /// transaction: a worker pool's one round trip per round. Each of
+    /// `settles` is fenced by its claim (`true` where the claim still held
+    /// the job and the ending was written; `false` where it had changed
+    /// hands or been cancelled). Then up to `claim.limit` jobs of
+    /// `claim.kinds`: with `claim.orphans`, jobs whose lease ran out (their
+    /// worker died) first, then queued and due jobs by priority and age —
+    /// returned in that order.
+    pub async fn settle_and_claim(&self, settles: &[Settle<'_>], claim: Option<ClaimRequest<'_>>, now_ms: i64) -> Result<(Vec<bool>, Vec<JobRecord>), DbError> {
+        let claim = claim.filter(|c| c.limit > 0 && !c.kinds.is_empty());
+        if settles.is_empty() && claim.is_none() {
+            return Ok((Vec::new(), Vec::new()));
+        }
         let lock = if self.backend() == Backend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
-        let kinds_sql = kinds_clause(kinds, 3);
-        let sql = format!(
-            "UPDATE jobs SET status = 'running', attempts = attempts + 1, claims = claims + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id = COALESCE(\
-             (SELECT id FROM jobs WHERE status = 'running' AND locked_until_ms < $1 AND attempts < max_attempts AND {kinds_sql} LIMIT 1{lock}), \
-             (SELECT id FROM jobs WHERE status = 'queued' AND run_after_ms <= $1 AND attempts < max_attempts AND {kinds_sql} \
-              ORDER BY priority DESC, run_after_ms, created_at_ms LIMIT 1{lock})) RETURNING {}",
-            record_columns!()
-        );
         on_pool!(self, pool => {
-            let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(now_ms).bind(now_ms + lease_ms);
-            for kind in kinds {
-                query = query.bind(kind.as_str());
+            let mut tx = begin_write(pool).await.map_err(DbError::write("begin settle and claim"))?;
+            let mut written = Vec::with_capacity(settles.len());
+            for settle in settles {
+                let query = match settle.ending {
+                    JobEnding::Ended { status, error } => sqlx::query(
+                        "UPDATE jobs SET status = $1, error = $2, locked_until_ms = NULL, updated_at_ms = $3, finished_at_ms = $3 \
+                         WHERE id = $4 AND status = 'running' AND claims = $5")
+                        .bind(status.as_str()).bind(error).bind(now_ms),
+                    JobEnding::RetryAt { at_ms, error } => sqlx::query(
+                        "UPDATE jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 \
+                         WHERE id = $4 AND status = 'running' AND claims = $5")
+                        .bind(at_ms).bind(error).bind(now_ms),
+                };
+                let rows = query.bind(settle.id).bind(settle.claim).execute(&mut *tx).await.map_err(DbError::write("settle job"))?.rows_affected();
+                written.push(rows == 1);
             }
-            query.fetch_optional(pool).await
+            let mut claimed: Vec<JobRecord> = Vec::new();
+            if let Some(claim) = claim {
+                if self.backend() == Backend::Postgres {
+                    // Walk `jobs_queued` in claim order, whatever the statistics say: on a
+                    // table that filled faster than it was analysed, the planner would
+                    // otherwise fetch every queued row and sort them for each claim
+                    // (milliseconds per claim at a few thousand queued jobs).
+                    sqlx::query("SELECT set_config('enable_sort', 'off', true), set_config('enable_bitmapscan', 'off', true)")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(DbError::query("claim plan"))?;
+                }
+                let kinds_sql = kinds_clause(claim.kinds, 4);
+                let mut wanted = vec![("status = 'queued' AND run_after_ms <= $1", "ORDER BY priority DESC, run_after_ms, created_at_ms")];
+                if claim.orphans {
+                    wanted.insert(0, ("status = 'running' AND locked_until_ms < $1", "ORDER BY locked_until_ms"));
+                }
+                for (runnable, order) in wanted {
+                    let left = claim.limit - claimed.len() as i64;
+                    if left <= 0 {
+                        break;
+                    }
+                    let sql = format!(
+                        "UPDATE jobs SET status = 'running', attempts = attempts + 1, claims = claims + 1, locked_until_ms = $2, updated_at_ms = $1 WHERE id IN (\
+                         SELECT id FROM jobs WHERE {runnable} AND attempts < max_attempts AND {kinds_sql} {order} LIMIT $3{lock}) RETURNING {}",
+                        record_columns!()
+                    );
+                    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(now_ms).bind(now_ms + claim.lease_ms).bind(left);
+                    for kind in claim.kinds {
+                        query = query.bind(kind.as_str());
+                    }
+                    let mut rows: Vec<JobRecord> = query.fetch_all(&mut *tx).await.map_err(DbError::query("claim jobs"))?;
+                    // RETURNING keeps no order: the most urgent first, as they were picked.
+                    rows.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.run_after_ms.cmp(&b.run_after_ms)).then(a.created_at_ms.cmp(&b.created_at_ms)));
+                    claimed.extend(rows);
+                }
+            }
+            tx.commit().await.map_err(DbError::write("commit settle and claim"))?;
+            Ok((written, claimed))
         })
-        .map_err(DbError::query("claim job"))
     }
 
     /// Turn `dead` every job of `kinds` whose worker died (or was stopped)
@@ -222,17 +301,6 @@ impl Db {
         Ok(set == 1)
     }
 
-    /// End claim `claim` of a running job with `status` (succeeded,
-    /// failed, dead, cancelled) and `error`; false when the claim no longer holds the job.
-    pub async fn end_job(&self, id: &str, claim: i64, status: JobStatus, error: Option<&str>, now_ms: i64) -> Result<bool, DbError> {
-        let ended = on_pool!(self, pool => sqlx::query(
-            "UPDATE jobs SET status = $1, error = $2, locked_until_ms = NULL, updated_at_ms = $3, finished_at_ms = $3 \
-             WHERE id = $4 AND status = 'running' AND claims = $5")
-            .bind(status.as_str()).bind(error).bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
-        .map_err(DbError::query("end job"))?;
-        Ok(ended == 1)
-    }
-
     /// Hand claim `claim`'s job back to the queue at once without using up
     /// an attempt (its worker is stopping, not failing).
     pub async fn hand_back_job(&self, id: &str, claim: i64, now_ms: i64) -> Result<bool, DbError> {
@@ -241,16 +309,6 @@ impl Db {
              WHERE id = $2 AND status = 'running' AND claims = $3")
             .bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("hand back job"))?;
-        Ok(queued == 1)
-    }
-
-    /// Put claim `claim`'s job back in the queue until `retry_at_ms`, with the attempt's error.
-    pub async fn retry_job_later(&self, id: &str, claim: i64, retry_at_ms: i64, error: &str, now_ms: i64) -> Result<bool, DbError> {
-        let queued = on_pool!(self, pool => sqlx::query(
-            "UPDATE jobs SET status = 'queued', run_after_ms = $1, locked_until_ms = NULL, error = $2, updated_at_ms = $3 \
-             WHERE id = $4 AND status = 'running' AND claims = $5")
-            .bind(retry_at_ms).bind(error).bind(now_ms).bind(id).bind(claim).execute(pool).await.map(|r| r.rows_affected()))
-        .map_err(DbError::query("retry job later"))?;
         Ok(queued == 1)
     }
 

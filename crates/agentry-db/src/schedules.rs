@@ -69,7 +69,7 @@ pub struct ScheduleRunRow {
 /// How a fire moves its schedule on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Advance {
-    /// From the due time the firing replica read to the next one (`None`: no future time).
+    /// From the due time the firing replica read to the next one (`None`: no future time; the schedule is disabled).
     From { expected: i64, next: Option<i64> },
     /// A fire by hand: the schedule's timing stays.
     Stay,
@@ -160,8 +160,9 @@ impl Db {
         on_pool!(self, pool => {
             let mut tx = begin_write(pool).await.map_err(DbError::write("begin fire schedule"))?;
             let moved = match advance {
+                // No next due time: the schedule is disabled (its history says why it stopped).
                 Advance::From { expected, next } => sqlx::query(
-                    "UPDATE schedules SET next_fire_ms = $3, last_fired_ms = $4 WHERE tenant_id = $1 AND id = $2 AND next_fire_ms = $5 AND enabled")
+                    "UPDATE schedules SET next_fire_ms = $3, last_fired_ms = $4, enabled = ($3 IS NOT NULL) WHERE tenant_id = $1 AND id = $2 AND next_fire_ms = $5 AND enabled")
                     .bind(&run.tenant_id).bind(&run.schedule_id).bind(next).bind(run.fired_at_ms).bind(expected),
                 Advance::Stay => sqlx::query("UPDATE schedules SET last_fired_ms = $3 WHERE tenant_id = $1 AND id = $2")
                     .bind(&run.tenant_id).bind(&run.schedule_id).bind(run.fired_at_ms),
@@ -205,6 +206,15 @@ impl Db {
             .bind(&run.id).bind(&run.status).bind(&run.run_id).bind(&run.result).bind(&run.error).bind(run.finished_at_ms)
             .execute(pool).await.map(|r| r.rows_affected() == 1))
         .map_err(DbError::write("finish schedule run"))
+    }
+
+    /// Whether a fire of the schedule is still queued.
+    pub async fn schedule_fire_pending(&self, tenant_id: &str, schedule_id: &str) -> Result<bool, DbError> {
+        let found: Option<(String,)> =
+            on_pool!(self, pool => sqlx::query_as("SELECT id FROM schedule_runs WHERE tenant_id = $1 AND schedule_id = $2 AND status = 'queued' LIMIT 1")
+            .bind(tenant_id).bind(schedule_id).fetch_optional(pool).await)
+            .map_err(DbError::query("pending schedule fire"))?;
+        Ok(found.is_some())
     }
 
     /// Mark an ended schedule run queued again (its job is retried by hand).

@@ -254,8 +254,6 @@ struct Inner {
     wake: Notify,
     /// Cancellation of the jobs this process's workers hold, by id.
     running: Mutex<HashMap<String, CancellationToken>>,
-    /// When exhausted jobs were last looked for (ms).
-    last_burial: std::sync::atomic::AtomicI64,
 }
 
 impl Jobs {
@@ -269,7 +267,6 @@ impl Jobs {
                 dedicated: RwLock::new(HashMap::new()),
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
-                last_burial: std::sync::atomic::AtomicI64::new(0),
             }),
         }
     }
@@ -431,15 +428,15 @@ impl Jobs {
     pub async fn retry(&self, access: &TenantAccess, id: &str) -> Result<JobView, Error> {
         let job = self.visible_job(access, id).await?;
         let delegation = match job.kind {
-            // A delivery acts for its webhook's creator, a fire for its schedule's owner (or who fired it), whoever retries it.
-            JobKind::WebhookDelivery | JobKind::Schedule => None,
+            // A delivery acts for its webhook's creator, whoever sends it again.
+            JobKind::WebhookDelivery => None,
             JobKind::Index | JobKind::Summary => {
                 if job.kind == JobKind::Index && !self.inner.db.is_latest_version(&job.tenant_id, &job.subject_id, job.subject_version).await? {
                     return Err(Error::Conflict(format!("job '{id}' indexes an older version of its document; restore that version instead")));
                 }
                 None
             }
-            JobKind::AgentRun | JobKind::Batch => {
+            JobKind::AgentRun | JobKind::Batch | JobKind::Schedule => {
                 if job.owner.as_deref() != Some(owner_of(access).as_str()) {
                     return Err(Error::Forbidden("only the job's owner can run it again (it acts for them)".into()));
                 }

@@ -1,29 +1,44 @@
-//! The workers of the job queue: claim a job of a registered kind, redeem
-//! its delegation, run its handler while holding the lease (a heartbeat
-//! every third of `jobs.lease_secs`), and record the outcome — succeeded,
-//! retried after a backoff, failed, dead once attempts are used up, or
-//! cancelled. A heartbeat that finds the job no longer held (cancelled, or
-//! taken over after the lease ran out) cancels the handler's token and
-//! records nothing: the job is someone else's now. A worker stopped with
-//! the server hands its job back (queued again at once) for the next
-//! process or another replica to run. One more task samples
-//! the queue's depth and age for `/metrics`.
+//! The workers of the job queue. Each pool (the kinds without workers of
+//! their own share one; each kind registered with its own workers has one)
+//! runs as a dispatcher and up to `workers` attempts at once. The
+//! dispatcher makes one round trip per round ([`agentry_db::Db::settle_and_claim`]):
+//! it writes how the attempts that finished since the last round ended and
+//! claims as many jobs as there are free workers, in one transaction — so
+//! a busy pool pays one commit for many jobs, and a single worker one
+//! commit per job. Once a second a round also takes over jobs whose
+//! worker died (their lease ran out) and buries those that used their last
+//! attempt.
+//!
+//! An attempt redeems its job's delegation, runs the handler while holding
+//! the lease (a heartbeat every third of `jobs.lease_secs`), and reports
+//! its outcome — succeeded, retried after a backoff, failed, dead once
+//! attempts are used up, or cancelled — for the next round to write. A
+//! heartbeat that finds the job no longer held (cancelled, or taken over
+//! after the lease ran out) cancels the handler's token and reports
+//! nothing: the job is someone else's now. An attempt stopped with the
+//! server hands its job back (queued again at once) for the next process
+//! or another replica to run; outcomes already reported are written before
+//! the dispatcher stops. One more task samples the queue's depth and age
+//! for `/metrics`.
 //!
 //! Must not: run ingestion kinds (the knowledge workers do).
 
 use agentry_types::{JobKind, JobStatus};
 use std::time::Duration;
 
-use agentry_db::jobs::JobRecord;
+use agentry_db::jobs::{ClaimRequest, JobEnding, JobRecord, Settle};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{JobContext, JobFailure, JobHandler, Jobs};
 use crate::identity::now_ms;
 
-/// How long an idle worker sleeps when nothing wakes it (jobs queued by other replicas, retries coming due).
+/// How long an idle pool sleeps when nothing wakes it (jobs queued by other replicas, retries coming due).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often a pool looks for jobs whose worker died.
+const ORPHAN_CHECK_MS: i64 = 1000;
 
-/// Start the workers and the metrics sampler; they stop when `stop` is
+/// Start the pools and the metrics sampler; they stop when `stop` is
 /// cancelled. `jobs.workers` workers run the kinds registered without
 /// workers of their own; each kind registered with its own workers
 /// ([`Jobs::register_dedicated`]) gets them, so that its long jobs cannot
@@ -35,49 +50,141 @@ pub fn spawn_workers(jobs: &Jobs, stop: CancellationToken) -> Vec<tokio::task::J
     if !shared.is_empty() {
         pools.push((shared, jobs.inner.settings.workers));
     }
-    let mut tasks: Vec<_> =
-        pools.into_iter().flat_map(|(kinds, workers)| (0..workers).map(move |_| kinds.clone())).map(|kinds| tokio::spawn(work(jobs.clone(), kinds, stop.clone()))).collect();
+    let mut tasks: Vec<_> = pools.into_iter().map(|(kinds, workers)| tokio::spawn(dispatch(jobs.clone(), kinds, workers, stop.clone()))).collect();
     tasks.push(tokio::spawn(sample_depths(jobs.clone(), stop)));
     tasks
 }
 
-async fn work(jobs: Jobs, kinds: Vec<JobKind>, stop: CancellationToken) {
-    while !stop.is_cancelled() {
-        jobs.bury_exhausted(&kinds).await;
-        match jobs.inner.db.claim_job(&kinds, now_ms(), jobs.inner.settings.lease_ms()).await {
-            Ok(claimed) => match claimed {
-                Some(job) => jobs.process(job, &stop).await,
-                None => {
-                    tokio::select! {
-                        () = stop.cancelled() => break,
-                        () = jobs.inner.wake.notified() => {}
-                        () = tokio::time::sleep(IDLE_POLL) => {}
-                    }
-                }
-            },
+/// What an attempt leaves for its pool to write.
+enum Outcome {
+    /// Ended for good.
+    Ended { status: JobStatus, error: Option<String> },
+    /// Back in the queue at `at_ms`.
+    RetryAt { at_ms: i64, error: String },
+    /// Nothing to write: handed back at shutdown, or no longer this worker's.
+    Nothing,
+}
+
+struct Finished {
+    job: JobRecord,
+    outcome: Outcome,
+}
+
+impl Finished {
+    fn settle(&self) -> Option<Settle<'_>> {
+        let ending = match &self.outcome {
+            Outcome::Ended { status, error } => JobEnding::Ended { status: *status, error: error.as_deref() },
+            Outcome::RetryAt { at_ms, error } => JobEnding::RetryAt { at_ms: *at_ms, error },
+            Outcome::Nothing => return None,
+        };
+        Some(Settle { id: &self.job.id, claim: self.job.claims, ending })
+    }
+}
+
+/// One pool: rounds of settle-and-claim, attempts on up to `workers` tasks.
+async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: CancellationToken) {
+    let (report, mut reports) = mpsc::unbounded_channel::<Finished>();
+    let mut running = 0usize;
+    let mut finished: Vec<Finished> = Vec::new();
+    let mut last_orphan_check = 0;
+    loop {
+        while let Ok(done) = reports.try_recv() {
+            running -= 1;
+            finished.push(done);
+        }
+        let stopping = stop.is_cancelled();
+        let free = if stopping { 0 } else { workers.saturating_sub(running) };
+        let now = now_ms();
+        let orphans = free > 0 && now - last_orphan_check >= ORPHAN_CHECK_MS;
+        if orphans {
+            last_orphan_check = now;
+            jobs.bury_exhausted(&kinds, now).await;
+        }
+        let claimed = match jobs.round(&kinds, &finished, free, orphans, now).await {
+            Ok(claimed) => {
+                finished.clear();
+                claimed
+            }
             Err(error) => {
-                tracing::error!(%error, "cannot claim a job");
+                tracing::error!(%error, "cannot settle or claim jobs");
+                if stopping {
+                    return;
+                }
                 tokio::select! {
-                    () = stop.cancelled() => break,
+                    () = stop.cancelled() => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
                 }
+                continue;
             }
+        };
+        if stopping {
+            return;
+        }
+        let full = claimed.len() == free;
+        for job in claimed {
+            running += 1;
+            let (jobs, stop, report) = (jobs.clone(), stop.clone(), report.clone());
+            tokio::spawn(async move {
+                let outcome = jobs.process(&job, &stop).await;
+                // The pool is gone only when stopping; the attempt handed its job back then.
+                report.send(Finished { job, outcome }).ok();
+            });
+        }
+        // Claimed every free worker's worth: more may be waiting. Else wait for a finish, a new job or the poll.
+        if full && free > 0 {
+            continue;
+        }
+        tokio::select! {
+            () = stop.cancelled() => {}
+            done = reports.recv() => if let Some(done) = done {
+                running -= 1;
+                finished.push(done);
+            },
+            () = jobs.inner.wake.notified(), if running < workers => {}
+            () = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
 }
 
 impl Jobs {
-    async fn process(&self, job: JobRecord, stop: &CancellationToken) {
-        let Some(handler) = self.handler(job.kind) else { return };
+    /// One round trip: write `finished`, claim up to `free` jobs; then tell
+    /// the handlers of jobs that ended without success.
+    async fn round(&self, kinds: &[JobKind], finished: &[Finished], free: usize, orphans: bool, now: i64) -> Result<Vec<JobRecord>, agentry_db::DbError> {
+        let settles: Vec<Settle<'_>> = finished.iter().filter_map(Finished::settle).collect();
+        let claim = ClaimRequest { kinds, lease_ms: self.inner.settings.lease_ms(), limit: i64::try_from(free).unwrap_or(i64::MAX), orphans };
+        let (written, claimed) = self.inner.db.settle_and_claim(&settles, Some(claim), now).await?;
+        let settled = finished.iter().filter(|f| f.settle().is_some());
+        for (done, held) in settled.zip(written) {
+            let job = &done.job;
+            match (&done.outcome, held) {
+                (Outcome::Ended { status, error }, true) => {
+                    metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => status.as_str()).increment(1);
+                    if *status != JobStatus::Succeeded {
+                        self.ended(job, *status, error.as_deref().unwrap_or_default()).await;
+                    }
+                }
+                (Outcome::RetryAt { .. }, true) | (Outcome::Nothing, _) => {}
+                (_, false) => {
+                    tracing::info!(job = %job.id, "the job changed hands before its outcome was recorded; keeping the newer state");
+                    self.settle_cancelled(job).await;
+                }
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// One attempt at `job`, holding its lease; what the pool writes after it.
+    async fn process(&self, job: &JobRecord, stop: &CancellationToken) -> Outcome {
+        let Some(handler) = self.handler(job.kind) else { return Outcome::Nothing };
         metrics::counter!("job_attempts_total", "kind" => job.kind.as_str()).increment(1);
         let started = std::time::Instant::now();
         let cancel = CancellationToken::new();
         self.inner.running.lock().insert(job.id.clone(), cancel.clone());
-        let attempt = self.attempt(handler.as_ref(), &job, cancel.clone());
+        let attempt = self.attempt(handler.as_ref(), job, cancel.clone());
         tokio::pin!(attempt);
         let outcome = tokio::select! {
             outcome = &mut attempt => Some(outcome),
-            () = self.hold_lease(&job) => None,
+            () = self.hold_lease(job) => None,
             () = stop.cancelled() => {
                 // The server is stopping: the attempt is abandoned, not
                 // cancelled, and the job handed back at once (the next
@@ -86,7 +193,7 @@ impl Jobs {
                 if let Err(error) = self.inner.db.hand_back_job(&job.id, job.claims, now_ms()).await {
                     tracing::warn!(%error, job = %job.id, "could not hand back a job at shutdown; it runs again when its lease runs out");
                 }
-                return;
+                return Outcome::Nothing;
             }
         };
         let Some(outcome) = outcome else {
@@ -97,40 +204,22 @@ impl Jobs {
             attempt.await.ok();
             self.inner.running.lock().remove(&job.id);
             tracing::info!(job = %job.id, kind = %job.kind, "the job is no longer held by this worker (cancelled, or its lease was taken over)");
-            self.settle_cancelled(&job).await;
-            return;
+            self.settle_cancelled(job).await;
+            return Outcome::Nothing;
         };
         self.inner.running.lock().remove(&job.id);
-        let now = now_ms();
-        let db = &self.inner.db;
-        let (status, error) = match &outcome {
-            Ok(()) => (JobStatus::Succeeded, None),
-            Err(JobFailure::Cancelled) => (JobStatus::Cancelled, Some("cancelled".to_owned())),
-            Err(JobFailure::Permanent(reason)) => (JobStatus::Failed, Some(reason.clone())),
-            Err(JobFailure::Retry(reason)) if job.attempts >= job.max_attempts => (JobStatus::Dead, Some(format!("gave up after {} attempts: {reason}", job.attempts))),
+        metrics::histogram!("job_duration_seconds", "kind" => job.kind.as_str()).record(started.elapsed().as_secs_f64());
+        match outcome {
+            Ok(()) => Outcome::Ended { status: JobStatus::Succeeded, error: None },
+            Err(JobFailure::Cancelled) => Outcome::Ended { status: JobStatus::Cancelled, error: Some("cancelled".to_owned()) },
+            Err(JobFailure::Permanent(reason)) => Outcome::Ended { status: JobStatus::Failed, error: Some(reason) },
+            Err(JobFailure::Retry(reason)) if job.attempts >= job.max_attempts => {
+                Outcome::Ended { status: JobStatus::Dead, error: Some(format!("gave up after {} attempts: {reason}", job.attempts)) }
+            }
             Err(JobFailure::Retry(reason)) => {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %reason, "job failed; will retry");
-                match db.retry_job_later(&job.id, job.claims, now + handler.retry_delay_ms(job.attempts), reason, now).await {
-                    Ok(true) => {}
-                    Ok(false) => self.settle_cancelled(&job).await,
-                    Err(error) => tracing::error!(%error, job = %job.id, "cannot requeue a job; its lease will expire and it will run again"),
-                }
-                return;
+                Outcome::RetryAt { at_ms: now_ms() + handler.retry_delay_ms(job.attempts), error: reason }
             }
-        };
-        metrics::histogram!("job_duration_seconds", "kind" => job.kind.as_str()).record(started.elapsed().as_secs_f64());
-        match db.end_job(&job.id, job.claims, status, error.as_deref(), now).await {
-            Ok(true) => {
-                metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => status.as_str()).increment(1);
-                if status != JobStatus::Succeeded {
-                    self.ended(&job, status, error.as_deref().unwrap_or_default()).await;
-                }
-            }
-            Ok(false) => {
-                tracing::info!(job = %job.id, "the job changed hands before its outcome was recorded; keeping the newer state");
-                self.settle_cancelled(&job).await;
-            }
-            Err(error) => tracing::error!(%error, job = %job.id, "cannot record a job's outcome; its lease will expire and it will run again"),
         }
     }
 
@@ -158,14 +247,9 @@ impl Jobs {
         }
     }
 
-    /// Turn dead the jobs whose worker died on their last attempt, at most
-    /// once a second per process (a claim never takes them in between).
-    async fn bury_exhausted(&self, kinds: &[JobKind]) {
-        let now = now_ms();
-        let last = self.inner.last_burial.load(std::sync::atomic::Ordering::Relaxed);
-        if now - last < 1000 || self.inner.last_burial.compare_exchange(last, now, std::sync::atomic::Ordering::Relaxed, std::sync::atomic::Ordering::Relaxed).is_err() {
-            return;
-        }
+    /// Turn dead the jobs of `kinds` whose worker died on their last attempt
+    /// (a claim never takes them).
+    async fn bury_exhausted(&self, kinds: &[JobKind], now: i64) {
         match self.inner.db.bury_exhausted_jobs(kinds, now).await {
             Ok(buried) => {
                 for job in buried {
@@ -199,7 +283,6 @@ impl Jobs {
         }
     }
 }
-
 /// Sample queue depth (queued, running, dead) and the oldest queued job's age, per kind.
 async fn sample_depths(jobs: Jobs, stop: CancellationToken) {
     let every = Duration::from_secs(jobs.inner.settings.metrics_interval_secs);

@@ -32,10 +32,14 @@ const FIRE_ATTEMPTS: i32 = 3;
 /// How often old history is pruned.
 const PRUNE_EVERY_MS: i64 = 3_600_000;
 
-/// What a `schedule` job carries besides its fire's id (its subject).
+/// What a `schedule` job carries besides its fire's id (its subject): the
+/// action as it was when the fire was recorded, checked for whoever the
+/// job acts for — a later change of the schedule is not carried out with
+/// the access of whoever it acted for before.
 #[derive(Debug, Serialize, Deserialize)]
 struct FirePayload {
     schedule_id: String,
+    action: ScheduleAction,
 }
 
 impl Schedules {
@@ -105,7 +109,7 @@ impl Schedules {
             run.finished_at_ms = Some(now);
             None
         } else {
-            Some(self.fire_job(&schedule.tenant_id, &schedule.owner, &schedule.delegation, &schedule.id, &run))
+            Some(self.fire_job(&schedule.tenant_id, &schedule.owner, &schedule.delegation, schedule, &run)?)
         };
         run.job_id = job.as_ref().map(|j| j.id.clone());
         if !self.inner.db.fire_schedule(&run, Advance::From { expected, next: plan.next_ms }, job.as_ref()).await? {
@@ -122,20 +126,23 @@ impl Schedules {
     pub(super) async fn fire_by_hand(&self, access: &TenantAccess, schedule: &ScheduleRecord) -> Result<ScheduleRunRecord, Error> {
         let now = now_ms();
         let mut run = new_run(&schedule.tenant_id, &schedule.id, now, now, "manual");
-        let job = self.fire_job(&schedule.tenant_id, &owner_of(access), access.delegation().as_stored(), &schedule.id, &run);
+        if self.inner.db.schedule_fire_pending(&schedule.tenant_id, &schedule.id).await? {
+            return Err(Error::Conflict(format!("schedule '{}' has a fire that has not ended yet; wait for it", schedule.id)));
+        }
+        let job = self.fire_job(&schedule.tenant_id, &owner_of(access), access.delegation().as_stored(), schedule, &run)?;
         run.job_id = Some(job.id.clone());
         if !self.inner.db.fire_schedule(&run, Advance::Stay, Some(&job)).await? {
-            return Err(Error::Conflict(format!("schedule '{}' was fired at this very moment already; try again", schedule.id)));
+            return Err(Error::NotFound(format!("schedule '{}'", schedule.id)));
         }
         self.inner.jobs.wake(JobKind::Schedule, 1);
         Ok(run)
     }
 
-    fn fire_job(&self, tenant_id: &str, owner: &str, delegation: &str, schedule_id: &str, run: &ScheduleRunRecord) -> JobRecord {
-        let payload = serde_json::to_value(FirePayload { schedule_id: schedule_id.to_owned() }).unwrap_or_default();
+    fn fire_job(&self, tenant_id: &str, owner: &str, delegation: &str, schedule: &ScheduleRecord, run: &ScheduleRunRecord) -> Result<JobRecord, Error> {
+        let payload = serde_json::to_value(FirePayload { schedule_id: schedule.id.clone(), action: stored_action(schedule)? }).map_err(|e| Error::Internal(e.to_string()))?;
         let new =
             NewJob { kind: JobKind::Schedule, subject_id: run.id.clone(), subject_version: 0, payload, priority: 0, idempotency_key: None, max_attempts: Some(FIRE_ATTEMPTS) };
-        self.inner.jobs.record_for(tenant_id, owner, delegation, new)
+        Ok(self.inner.jobs.record_for(tenant_id, owner, delegation, new))
     }
 
     /// One attempt at a fire: its action, with the access it acts with.
@@ -152,8 +159,8 @@ impl Schedules {
         if !access.can(Permission::ManageIntegrations) {
             return Err(JobFailure::Permanent("the schedule acts for someone who no longer holds manage_integrations".into()));
         }
-        let action = stored_action(&schedule).map_err(|e| JobFailure::Permanent(e.to_string()))?;
-        match action {
+        let fire: FirePayload = serde_json::from_str(&job.payload).map_err(|e| JobFailure::Permanent(format!("unreadable job payload: {e}")))?;
+        match fire.action {
             ScheduleAction::RunAgent { agent, input, thread_id } => {
                 let call = CallContext {
                     request_id: format!("schedule-{}", run.id),

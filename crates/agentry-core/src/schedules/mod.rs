@@ -116,6 +116,8 @@ impl ScheduleAction {
 const MAX_INPUT_CHARS: usize = 32_000;
 /// The longest schedule name.
 const MAX_NAME_CHARS: usize = 200;
+/// The longest cron expression.
+const MAX_CRON_CHARS: usize = 120;
 
 /// What a schedule is created with.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -296,14 +298,20 @@ impl Schedules {
             record.misfire = misfire.as_str().to_owned();
         }
         let resumed = input.enabled == Some(true) && !record.enabled;
-        let retimed = input.cron.is_some() || input.timezone.is_some() || resumed;
+        let changed_timing = input.cron.is_some() || input.timezone.is_some();
+        let retimed = changed_timing || resumed;
         if let Some(cron) = input.cron {
             record.cron = cron.trim().to_owned();
         }
         if let Some(timezone) = input.timezone {
             record.timezone = timezone;
         }
-        let timing = self.checked_timing(&record.cron, &record.timezone)?;
+        // Timing set earlier stays valid under settings changed since (a larger schedules.min_interval_secs).
+        let timing = if changed_timing {
+            self.checked_timing(&record.cron, &record.timezone)?
+        } else {
+            Timing::parse(&record.cron, &record.timezone).map_err(|message| Error::invalid(message, "cron"))?
+        };
         let action = match input.action {
             Some(action) => action,
             None => stored_action(&record)?,
@@ -361,6 +369,9 @@ impl Schedules {
     }
 
     fn checked_timing(&self, cron: &str, timezone: &str) -> Result<Timing, Error> {
+        if cron.chars().count() > MAX_CRON_CHARS {
+            return Err(Error::invalid(format!("'cron' must be at most {MAX_CRON_CHARS} characters"), "cron"));
+        }
         let timing = Timing::parse(cron, timezone).map_err(|message| {
             let param = if message.starts_with("unknown time zone") { "timezone" } else { "cron" };
             Error::invalid(message, param)

@@ -24,7 +24,7 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_of_tenant ON schedules (tenant_id, created_at_ms);
 CREATE INDEX schedules_due ON schedules (next_fire_ms);
 -- One due time of a schedule (or a fire by hand): what happened. A due time
--- is recorded at most once (`due_ms` unique per schedule). `run_id` is the
+-- is recorded at most once (`due_ms` unique per schedule, fires by hand aside). `run_id` is the
 -- agent run it queued; `result` the action's outcome (JSON).
 CREATE TABLE schedule_runs (
     id             TEXT PRIMARY KEY NOT NULL,
@@ -38,7 +38,7 @@ CREATE TABLE schedule_runs (
     run_id         TEXT,
     result         TEXT,
     error          TEXT,
-    finished_at_ms BIGINT,
-    UNIQUE (schedule_id, due_ms)
+    finished_at_ms BIGINT
 );
+CREATE UNIQUE INDEX schedule_runs_due ON schedule_runs (schedule_id, due_ms) WHERE trigger <> 'manual';
 CREATE INDEX schedule_runs_of_schedule ON schedule_runs (schedule_id, fired_at_ms);
