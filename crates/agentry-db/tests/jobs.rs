@@ -2,6 +2,8 @@
 //! per owner, leases that name their attempt, dead jobs after the last
 //! attempt, cancellation and retry.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use agentry_db::Db;
 use agentry_db::jobs::{Cancelled, ClaimRequest, JobEnding, JobFilter, JobRecord, Settle};
 use agentry_types::{JobKind, JobStatus};
