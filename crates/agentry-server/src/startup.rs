@@ -49,6 +49,8 @@ pub struct Application {
     grace: Duration,
     db: Db,
     call_log_task: JoinHandle<()>,
+    /// The job pools: awaited at shutdown, so that the outcomes they hold are written before the store closes.
+    job_tasks: Vec<JoinHandle<()>>,
     key_use_task: JoinHandle<()>,
     /// The mail outbox sender (`identity.smtp` set).
     outbox_task: Option<JoinHandle<()>>,
@@ -118,7 +120,7 @@ impl Application {
         batches.start(Arc::new(crate::openai::batch_lines::BatchLines { gateway: gateway.clone(), agents: agents.clone() }), shutdown.child_token());
         let schedules = Schedules::new(db.clone(), jobs.clone(), events.clone(), agents.clone(), knowledge.clone(), settings.schedules.clone());
         schedules.spawn_poller(shutdown.child_token());
-        agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
+        let job_tasks = agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
             gateway,
             knowledge,
@@ -153,6 +155,7 @@ impl Application {
             grace: settings.shutdown_grace(),
             db,
             call_log_task,
+            job_tasks,
             key_use_task,
             outbox_task,
             generated_master_key,
@@ -175,7 +178,7 @@ impl Application {
 
     /// Serve until SIGTERM/Ctrl-C or the shutdown token, then drain.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { listener, routes, max_body_bytes, shutdown, grace, db, call_log_task, key_use_task, outbox_task, .. } = self;
+        let Self { listener, routes, max_body_bytes, shutdown, grace, db, call_log_task, job_tasks, key_use_task, outbox_task, .. } = self;
         tokio::spawn(cancel_on_signal(shutdown.clone()));
         tracing::info!(address = %listener.local_addr()?, "listening");
         let stopping = shutdown.clone();
@@ -199,6 +202,11 @@ impl Application {
             () = deadline => tracing::warn!("grace period over; closing remaining connections"),
         }
         shutdown.cancel();
+        for task in job_tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a job pool ended abnormally");
+            }
+        }
         if let Err(error) = call_log_task.await {
             tracing::error!(%error, "call-log writer ended abnormally");
         }

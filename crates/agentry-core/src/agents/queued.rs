@@ -108,6 +108,12 @@ impl Agents {
     /// A queued run that will not run (its job failed, died or was
     /// cancelled before a worker held it) ends with the job's reason.
     async fn abandon_queued(&self, job: &JobRecord, status: JobStatus, reason: &str) {
+        // Retried since (its owner saw the run end and queued the job again): the run is the new attempt's now.
+        if let Ok(Some(now)) = self.db.job(&job.tenant_id, &job.id).await
+            && matches!(now.status, JobStatus::Queued | JobStatus::Running)
+        {
+            return;
+        }
         let (status, error) = match status {
             JobStatus::Cancelled => (RunStatus::Cancelled, "the run was cancelled".to_owned()),
             _ => (RunStatus::Failed, format!("the run could not be run: {reason}")),

@@ -254,6 +254,8 @@ struct Inner {
     wake: Notify,
     /// Cancellation of the jobs this process's workers hold, by id.
     running: Mutex<HashMap<String, CancellationToken>>,
+    /// Held while a handler is told a job ended, and while a job is retried.
+    settling: tokio::sync::Mutex<()>,
 }
 
 impl Jobs {
@@ -267,6 +269,7 @@ impl Jobs {
                 dedicated: RwLock::new(HashMap::new()),
                 wake: Notify::new(),
                 running: Mutex::new(HashMap::new()),
+                settling: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -398,11 +401,12 @@ impl Jobs {
     /// once (its handler is told), a running one's worker stops — in this
     /// process now, in another at its next heartbeat. Returns it as it is after.
     pub async fn cancel_job(&self, job: &JobRecord) -> Result<JobRecord, Error> {
-        let handler =
-            self.handler(job.kind).ok_or_else(|| Error::Conflict(format!("'{}' jobs cannot be cancelled: delete the document or version they work on instead", job.kind)))?;
+        if self.handler(job.kind).is_none() {
+            return Err(Error::Conflict(format!("'{}' jobs cannot be cancelled: delete the document or version they work on instead", job.kind)));
+        }
         match self.inner.db.cancel_job(&job.tenant_id, &job.id, now_ms()).await?.ok_or_else(|| Error::NotFound(format!("job '{}'", job.id)))? {
             Cancelled::WasQueued(after) => {
-                handler.ended(&after, JobStatus::Cancelled, "cancelled before it ran").await;
+                self.ended(&after, JobStatus::Cancelled, "cancelled before it ran").await;
                 metrics::counter!("jobs_finished_total", "kind" => after.kind.as_str(), "status" => "cancelled").increment(1);
                 Ok(after)
             }
@@ -411,7 +415,7 @@ impl Jobs {
                 match here {
                     Some(token) => token.cancel(),
                     // Its worker died (the lease ran out): nobody else will tell the subject.
-                    None if job.locked_until_ms.is_some_and(|until| until < now_ms()) => handler.ended(&after, JobStatus::Cancelled, "cancelled after its worker stopped").await,
+                    None if job.locked_until_ms.is_some_and(|until| until < now_ms()) => self.ended(&after, JobStatus::Cancelled, "cancelled after its worker stopped").await,
                     // A worker in another process stops at its next heartbeat and settles the subject.
                     None => {}
                 }
@@ -446,12 +450,16 @@ impl Jobs {
         if !matches!(job.status, JobStatus::Dead | JobStatus::Failed | JobStatus::Cancelled) {
             return Err(Error::Conflict(format!("job '{id}' is {}: only dead, failed or cancelled jobs can be retried", job.status)));
         }
-        // The subject is made ready first: once queued, a worker may claim the job at once.
+        // The subject is made ready first: once queued, a worker may claim the job at once. Handlers are
+        // told of ended jobs under the same lock, so that a late "it ended" cannot undo this retry.
         let handler = self.handler(job.kind);
+        let settling = self.inner.settling.lock().await;
         if let Some(handler) = &handler {
             handler.requeued(&job).await;
         }
-        if !self.inner.db.requeue_job(&job.tenant_id, &job.id, delegation.as_ref().map(|d| d.as_stored()), now_ms()).await? {
+        let requeued = self.inner.db.requeue_job(&job.tenant_id, &job.id, delegation.as_ref().map(|d| d.as_stored()), now_ms()).await?;
+        drop(settling);
+        if !requeued {
             return Err(Error::Conflict(format!("job '{id}' is {}: only dead, failed or cancelled jobs can be retried", job.status)));
         }
         let requeued = self.inner.db.job(&job.tenant_id, &job.id).await?.ok_or_else(|| Error::NotFound(format!("job '{id}'")))?;

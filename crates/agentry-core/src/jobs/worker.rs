@@ -12,14 +12,17 @@
 //! An attempt redeems its job's delegation, runs the handler while holding
 //! the lease (a heartbeat every third of `jobs.lease_secs`), and reports
 //! its outcome — succeeded, retried after a backoff, failed, dead once
-//! attempts are used up, or cancelled — for the next round to write. A
+//! attempts are used up, or cancelled — for the next round to write (an
+//! attempt that panics reports nothing, and frees its worker). A
 //! heartbeat that finds the job no longer held (cancelled, or taken over
 //! after the lease ran out) cancels the handler's token and reports
-//! nothing: the job is someone else's now. An attempt stopped with the
-//! server hands its job back (queued again at once) for the next process
-//! or another replica to run; outcomes already reported are written before
-//! the dispatcher stops. One more task samples the queue's depth and age
-//! for `/metrics`.
+//! nothing: the job is someone else's now. What handlers do after a job
+//! ended without success runs beside the dispatcher, never in its way:
+//! jobs it just claimed start at once. An attempt stopped with the server
+//! hands its job back (queued again at once) for the next process or
+//! another replica to run; the dispatcher waits for every attempt to
+//! report and writes what they reported before it stops. One more task
+//! samples the queue's depth and age for `/metrics`.
 //!
 //! Must not: run ingestion kinds (the knowledge workers do).
 
@@ -37,6 +40,8 @@ use crate::identity::now_ms;
 const IDLE_POLL: Duration = Duration::from_millis(500);
 /// How often a pool looks for jobs whose worker died.
 const ORPHAN_CHECK_MS: i64 = 1000;
+/// Rounds tried to write the last outcomes when stopping.
+const LAST_ROUND_TRIES: usize = 5;
 
 /// Start the pools and the metrics sampler; they stop when `stop` is
 /// cancelled. `jobs.workers` workers run the kinds registered without
@@ -70,6 +75,38 @@ struct Finished {
     outcome: Outcome,
 }
 
+/// What a handler is told once a round has written an outcome.
+enum FollowUp {
+    /// The job ended without success.
+    Ended(JobRecord, JobStatus, String),
+    /// The outcome could not be written: the job may have been cancelled while it ran.
+    CheckCancelled(JobRecord),
+}
+
+/// An attempt's report to its pool; one that is dropped unsent (its attempt
+/// panicked) reports nothing, so the pool frees the worker.
+struct Report {
+    pool: mpsc::UnboundedSender<Finished>,
+    job: Option<JobRecord>,
+}
+
+impl Report {
+    fn send(mut self, outcome: Outcome) {
+        if let Some(job) = self.job.take() {
+            // The pool is gone only when it gave up writing at shutdown: the job runs again after its lease.
+            self.pool.send(Finished { job, outcome }).ok();
+        }
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            self.pool.send(Finished { job, outcome: Outcome::Nothing }).ok();
+        }
+    }
+}
+
 impl Finished {
     fn settle(&self) -> Option<Settle<'_>> {
         let ending = match &self.outcome {
@@ -87,29 +124,28 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
     let mut running = 0usize;
     let mut finished: Vec<Finished> = Vec::new();
     let mut last_orphan_check = 0;
-    loop {
+    while !stop.is_cancelled() {
+        // Listening before the round: a job queued during it wakes the wait below.
+        let woken = jobs.inner.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
         while let Ok(done) = reports.try_recv() {
             running -= 1;
             finished.push(done);
         }
-        let stopping = stop.is_cancelled();
-        let free = if stopping { 0 } else { workers.saturating_sub(running) };
-        let now = now_ms();
-        let orphans = free > 0 && now - last_orphan_check >= ORPHAN_CHECK_MS;
+        let free = workers.saturating_sub(running);
+        let orphans = free > 0 && now_ms() - last_orphan_check >= ORPHAN_CHECK_MS;
         if orphans {
-            last_orphan_check = now;
-            jobs.bury_exhausted(&kinds, now).await;
+            last_orphan_check = now_ms();
+            jobs.bury_exhausted(&kinds, last_orphan_check).await;
         }
-        let claimed = match jobs.round(&kinds, &finished, free, orphans, now).await {
+        let claimed = match jobs.round(&kinds, &finished, free, orphans).await {
             Ok(claimed) => {
                 finished.clear();
                 claimed
             }
             Err(error) => {
                 tracing::error!(%error, "cannot settle or claim jobs");
-                if stopping {
-                    return;
-                }
                 tokio::select! {
                     () = stop.cancelled() => {}
                     () = tokio::time::sleep(IDLE_POLL) => {}
@@ -117,21 +153,18 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
                 continue;
             }
         };
-        if stopping {
-            return;
-        }
-        let full = claimed.len() == free;
+        let full = free > 0 && claimed.len() == free;
         for job in claimed {
             running += 1;
-            let (jobs, stop, report) = (jobs.clone(), stop.clone(), report.clone());
+            let (jobs, stop) = (jobs.clone(), stop.clone());
+            let report = Report { pool: report.clone(), job: Some(job.clone()) };
             tokio::spawn(async move {
                 let outcome = jobs.process(&job, &stop).await;
-                // The pool is gone only when stopping; the attempt handed its job back then.
-                report.send(Finished { job, outcome }).ok();
+                report.send(outcome);
             });
         }
         // Claimed every free worker's worth: more may be waiting. Else wait for a finish, a new job or the poll.
-        if full && free > 0 {
+        if full {
             continue;
         }
         tokio::select! {
@@ -140,19 +173,35 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
                 running -= 1;
                 finished.push(done);
             },
-            () = jobs.inner.wake.notified(), if running < workers => {}
+            () = &mut woken, if running < workers => {}
             () = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
+    // Stopping: every attempt hands its job back at once; what they reported is written.
+    while running > 0 {
+        let Some(done) = reports.recv().await else { break };
+        running -= 1;
+        finished.push(done);
+    }
+    for _ in 0..LAST_ROUND_TRIES {
+        match jobs.round(&kinds, &finished, 0, false).await {
+            Ok(_) => return,
+            Err(error) => tracing::warn!(%error, "cannot write the last job outcomes; trying again"),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tracing::error!(jobs = finished.len(), "could not write the last job outcomes; those jobs run again when their lease runs out");
 }
 
 impl Jobs {
-    /// One round trip: write `finished`, claim up to `free` jobs; then tell
-    /// the handlers of jobs that ended without success.
-    async fn round(&self, kinds: &[JobKind], finished: &[Finished], free: usize, orphans: bool, now: i64) -> Result<Vec<JobRecord>, agentry_db::DbError> {
+    /// One round trip: write `finished`, claim up to `free` jobs. The
+    /// handlers of jobs that ended without success are told beside the
+    /// pool, so that the jobs just claimed start at once.
+    async fn round(&self, kinds: &[JobKind], finished: &[Finished], free: usize, orphans: bool) -> Result<Vec<JobRecord>, agentry_db::DbError> {
         let settles: Vec<Settle<'_>> = finished.iter().filter_map(Finished::settle).collect();
         let claim = ClaimRequest { kinds, lease_ms: self.inner.settings.lease_ms(), limit: i64::try_from(free).unwrap_or(i64::MAX), orphans };
-        let (written, claimed) = self.inner.db.settle_and_claim(&settles, Some(claim), now).await?;
+        let (written, claimed) = self.inner.db.settle_and_claim(&settles, Some(claim), now_ms()).await?;
+        let mut follow_ups = Vec::new();
         let settled = finished.iter().filter(|f| f.settle().is_some());
         for (done, held) in settled.zip(written) {
             let job = &done.job;
@@ -160,15 +209,26 @@ impl Jobs {
                 (Outcome::Ended { status, error }, true) => {
                     metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => status.as_str()).increment(1);
                     if *status != JobStatus::Succeeded {
-                        self.ended(job, *status, error.as_deref().unwrap_or_default()).await;
+                        follow_ups.push(FollowUp::Ended(job.clone(), *status, error.clone().unwrap_or_default()));
                     }
                 }
                 (Outcome::RetryAt { .. }, true) | (Outcome::Nothing, _) => {}
                 (_, false) => {
                     tracing::info!(job = %job.id, "the job changed hands before its outcome was recorded; keeping the newer state");
-                    self.settle_cancelled(job).await;
+                    follow_ups.push(FollowUp::CheckCancelled(job.clone()));
                 }
             }
+        }
+        if !follow_ups.is_empty() {
+            let jobs = self.clone();
+            tokio::spawn(async move {
+                for follow_up in follow_ups {
+                    match follow_up {
+                        FollowUp::Ended(job, status, reason) => jobs.ended(&job, status, &reason).await,
+                        FollowUp::CheckCancelled(job) => jobs.settle_cancelled(&job).await,
+                    }
+                }
+            });
         }
         Ok(claimed)
     }
@@ -202,16 +262,26 @@ impl Jobs {
             // not this worker's to write any more.
             cancel.cancel();
             attempt.await.ok();
-            self.inner.running.lock().remove(&job.id);
             tracing::info!(job = %job.id, kind = %job.kind, "the job is no longer held by this worker (cancelled, or its lease was taken over)");
             self.settle_cancelled(job).await;
+            self.inner.running.lock().remove(&job.id);
             return Outcome::Nothing;
         };
-        self.inner.running.lock().remove(&job.id);
         metrics::histogram!("job_duration_seconds", "kind" => job.kind.as_str()).record(started.elapsed().as_secs_f64());
-        match outcome {
+        // The job stays listed as running here until its subject is settled: a retry waits for that (`Jobs::retry`).
+        let outcome = match outcome {
             Ok(()) => Outcome::Ended { status: JobStatus::Succeeded, error: None },
-            Err(JobFailure::Cancelled) => Outcome::Ended { status: JobStatus::Cancelled, error: Some("cancelled".to_owned()) },
+            Err(JobFailure::Cancelled) => {
+                // Cancelled through the job (not only its subject): its record already says so; the subject
+                // follows at once, before its owner can retry the job (a later follow-up would undo the retry).
+                if let Ok(Some(now)) = self.inner.db.job(&job.tenant_id, &job.id).await
+                    && now.status == JobStatus::Cancelled
+                {
+                    self.ended(&now, JobStatus::Cancelled, "cancelled while it ran").await;
+                    return Outcome::Nothing;
+                }
+                Outcome::Ended { status: JobStatus::Cancelled, error: Some("cancelled".to_owned()) }
+            }
             Err(JobFailure::Permanent(reason)) => Outcome::Ended { status: JobStatus::Failed, error: Some(reason) },
             Err(JobFailure::Retry(reason)) if job.attempts >= job.max_attempts => {
                 Outcome::Ended { status: JobStatus::Dead, error: Some(format!("gave up after {} attempts: {reason}", job.attempts)) }
@@ -220,7 +290,9 @@ impl Jobs {
                 tracing::warn!(job = %job.id, kind = %job.kind, attempt = job.attempts, %reason, "job failed; will retry");
                 Outcome::RetryAt { at_ms: now_ms() + handler.retry_delay_ms(job.attempts), error: reason }
             }
-        }
+        };
+        self.inner.running.lock().remove(&job.id);
+        outcome
     }
 
     /// Redeem the delegation and run one attempt.
@@ -229,9 +301,10 @@ impl Jobs {
         handler.run(job, &JobContext { access, cancel }).await
     }
 
-    /// Tell the kind's handler that `job` ended without succeeding.
-    async fn ended(&self, job: &JobRecord, status: JobStatus, reason: &str) {
+    /// Tell the kind's handler that `job` ended without succeeding (never while it is being retried).
+    pub(super) async fn ended(&self, job: &JobRecord, status: JobStatus, reason: &str) {
         if let Some(handler) = self.handler(job.kind) {
+            let _settling = self.inner.settling.lock().await;
             handler.ended(job, status, reason).await;
         }
     }
@@ -248,15 +321,19 @@ impl Jobs {
     }
 
     /// Turn dead the jobs of `kinds` whose worker died on their last attempt
-    /// (a claim never takes them).
+    /// (a claim never takes them); their handlers are told beside the pool.
     async fn bury_exhausted(&self, kinds: &[JobKind], now: i64) {
         match self.inner.db.bury_exhausted_jobs(kinds, now).await {
-            Ok(buried) => {
-                for job in buried {
-                    metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => "dead").increment(1);
-                    self.ended(&job, JobStatus::Dead, job.error.as_deref().unwrap_or("attempts used up")).await;
-                }
+            Ok(buried) if !buried.is_empty() => {
+                let jobs = self.clone();
+                tokio::spawn(async move {
+                    for job in buried {
+                        metrics::counter!("jobs_finished_total", "kind" => job.kind.as_str(), "status" => "dead").increment(1);
+                        jobs.ended(&job, JobStatus::Dead, job.error.as_deref().unwrap_or("attempts used up")).await;
+                    }
+                });
             }
+            Ok(_) => {}
             Err(error) => tracing::warn!(%error, "cannot bury exhausted jobs"),
         }
     }

@@ -273,6 +273,13 @@ async fn runs_obey_step_and_tool_limits_timeouts_and_cancellation() {
     assert_eq!(status, 202, "{started}");
     assert!(matches!(started["status"].as_str(), Some("pending" | "running")), "{started}");
     let id = started["id"].as_str().unwrap();
+    // Running (a worker has it; a run cancelled while still queued never streams).
+    for _ in 0..200 {
+        if send(&app, &token, Method::GET, &format!("/api/v1/runs/{id}"), None).await.1["status"] == "running" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let (status, cancelled) = send(&app, &token, Method::POST, &format!("/api/v1/runs/{id}/cancel"), None).await;
     assert_eq!((status, cancelled["status"].as_str()), (200, Some("cancelled")), "{cancelled}");
     let body = app.with(Method::GET, &format!("/api/v1/runs/{id}/events"), &token).send().await.unwrap().text().await.unwrap();

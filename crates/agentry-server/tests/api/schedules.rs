@@ -222,3 +222,36 @@ async fn a_schedule_due_while_two_servers_share_postgres_fires_once() {
     let fired_ids: HashSet<&str> = fired.iter().filter_map(|r| r["run_id"].as_str()).collect();
     assert_eq!(run_ids, fired_ids, "one run per fire");
 }
+
+#[tokio::test]
+async fn a_failed_fire_is_retried_only_by_its_owner_with_their_own_access() {
+    let mut options = mock_knowledge();
+    options.schedules = fast_schedules();
+    let app = spawn_app_with(options).await;
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    create_echo_agent(&app, &admin, "acme").await;
+    let body = json!({ "name": "doomed", "cron": "* * * * * *", "action": { "type": "run_agent", "agent": "echo", "input": "hi" } });
+    let (status, schedule) = send(&app, &admin, Method::POST, "/api/v1/schedules", Some(body)).await;
+    assert_eq!(status, 201, "{schedule}");
+    let id = schedule["id"].as_str().unwrap().to_owned();
+    // The agent goes away: the next fire fails, with the reason, and the schedule stops.
+    assert_eq!(send(&app, &admin, Method::DELETE, "/api/v1/agents/echo", None).await.0, 204);
+    let failed = wait_for("a failed fire", async || history(&app, &admin, &id).await.into_iter().find(|r| r["status"] == "failed")).await;
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("echo")), "{failed}");
+    assert_eq!(send(&app, &admin, Method::PATCH, &format!("/api/v1/schedules/{id}"), Some(json!({ "enabled": false }))).await.0, 200);
+    let job = failed["job_id"].as_str().unwrap();
+
+    // Another administrator sees the fire's job but cannot run it again: it would act with their access on the owner's action.
+    app.add_member(&admin, "acme", "second-admin@example.com", "admin").await;
+    let second = app.token("second-admin@example.com").await;
+    let (status, shown) = send(&app, &second, Method::GET, &format!("/api/v1/jobs/{job}"), None).await;
+    assert_eq!((status, shown["kind"].as_str()), (200, Some("schedule")), "{shown}");
+    let (status, refused) = send(&app, &second, Method::POST, &format!("/api/v1/jobs/{job}/retry"), None).await;
+    assert_eq!(status, 403, "{refused}");
+    // Its owner can, with their own credential.
+    let (status, retried) = send(&app, &admin, Method::POST, &format!("/api/v1/jobs/{job}/retry"), None).await;
+    assert_eq!((status, retried["status"].as_str()), (200, Some("queued")), "{retried}");
+    let again = wait_for("the retried fire to end", async || history(&app, &admin, &id).await.into_iter().find(|r| r["id"] == failed["id"] && r["status"] != "queued")).await;
+    assert_eq!(again["status"], "failed", "the agent is still gone: {again}");
+}
