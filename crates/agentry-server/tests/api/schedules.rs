@@ -6,29 +6,18 @@
 //! per due time.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 use crate::knowledge::{PAGES, Site};
-use crate::webhooks::{Receiver, create_echo_agent, local_webhooks};
+use crate::webhooks::{Receiver, create_echo_agent, local_webhooks, wait_for};
 
 /// Fast schedules: polled every 100 ms, down to one fire a second.
 fn fast_schedules() -> agentry_core::schedules::SchedulesSettings {
     agentry_core::schedules::SchedulesSettings { poll_ms: 100, min_interval_secs: 1, ..Default::default() }
-}
-
-async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn history(app: &TestApp, token: &str, id: &str) -> Vec<Value> {

@@ -107,7 +107,8 @@ print(json.dumps(results))
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
-async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
+/// Poll `check` until it yields a value (at most 40 s).
+pub async fn wait_for<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         if let Some(value) = check().await {
