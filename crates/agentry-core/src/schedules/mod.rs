@@ -319,9 +319,10 @@ impl Schedules {
         if let Some(enabled) = input.enabled {
             record.enabled = enabled;
         }
-        if retimed || record.action != serde_json::to_string(&action).unwrap_or_default() {
+        let action_json = serde_json::to_string(&action).map_err(|e| Error::Internal(e.to_string()))?;
+        if retimed || record.action != action_json {
             self.check_action(access, &action).await?;
-            record.action = serde_json::to_string(&action).map_err(|e| Error::Internal(e.to_string()))?;
+            record.action = action_json;
             record.owner = owner_of(access);
             record.delegation = access.delegation().as_stored().to_owned();
         }
