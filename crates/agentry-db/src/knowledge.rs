@@ -29,6 +29,8 @@ pub struct CollectionRow {
     pub chunk_overlap_tokens: i32,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// The quality checks its documents must pass (JSON).
+    pub quality: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -77,6 +79,20 @@ pub struct VersionRow {
     /// `queued`, `succeeded` or `failed`; `None` when no summary was asked for.
     pub summary_status: Option<String>,
     pub summary_error: Option<String>,
+    /// How the version was collected: `upload`, `url` or `connector`.
+    pub origin: String,
+    /// The connector that collected it (JSON), with the schedule and fire that ran it.
+    pub connector: Option<String>,
+    pub schedule_id: Option<String>,
+    pub collected_by: Option<String>,
+    /// The sitemap, feed or page the connector found it on.
+    pub discovered_from: Option<String>,
+    /// When its bytes were fetched from `source_url`.
+    pub fetched_at_ms: Option<i64>,
+    /// The version that was current when it was added.
+    pub parent_version: Option<i32>,
+    /// The quality check it failed (status `excluded`; `error` says why).
+    pub quality_check: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -157,7 +173,7 @@ pub const SUMMARY_ORDINAL: i32 = -1;
 
 macro_rules! collection_columns {
     () => {
-        "id, tenant_id, name, description, chunk_max_tokens, chunk_overlap_tokens, created_at_ms, updated_at_ms"
+        "id, tenant_id, name, description, chunk_max_tokens, chunk_overlap_tokens, created_at_ms, updated_at_ms, quality"
     };
 }
 
@@ -176,7 +192,8 @@ macro_rules! document_select {
 
 macro_rules! version_columns {
     () => {
-        "document_id, version, content_hash, format, size_bytes, source_url, status, error, chunk_count, created_at_ms"
+        "document_id, version, content_hash, format, size_bytes, source_url, status, error, chunk_count, created_at_ms, \
+         origin, connector, schedule_id, collected_by, discovered_from, fetched_at_ms, parent_version, quality_check"
     };
 }
 
@@ -226,7 +243,7 @@ macro_rules! bind_job {
 /// Insert a version row with its bytes (if any yet) and its job inside transaction `$tx`.
 macro_rules! insert_version_and_job {
     ($tx:ident, $new:expr) => {{
-        const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)");
+        const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)");
         let v = $new.version;
         sqlx::query(VERSION)
             .bind(&v.document_id)
@@ -239,6 +256,14 @@ macro_rules! insert_version_and_job {
             .bind(&v.error)
             .bind(v.chunk_count)
             .bind(v.created_at_ms)
+            .bind(&v.origin)
+            .bind(&v.connector)
+            .bind(&v.schedule_id)
+            .bind(&v.collected_by)
+            .bind(&v.discovered_from)
+            .bind(v.fetched_at_ms)
+            .bind(v.parent_version)
+            .bind(&v.quality_check)
             .bind($new.content)
             .execute(&mut *$tx)
             .await?;
@@ -284,6 +309,10 @@ macro_rules! mark_failed {
     }};
 }
 
+// After the column macros, which it uses.
+mod lineage;
+pub use lineage::{CollectionQualityRow, RunQualityRow};
+
 /// A new version's row, bytes and job, written together.
 pub struct NewVersion<'a> {
     pub version: &'a VersionRow,
@@ -311,10 +340,10 @@ struct ContentRow {
 
 impl Db {
     pub async fn insert_collection(&self, c: &CollectionRow) -> Result<(), DbError> {
-        const SQL: &str = concat!("INSERT INTO collections (", collection_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
+        const SQL: &str = concat!("INSERT INTO collections (", collection_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
         on_pool!(self, pool => sqlx::query(SQL)
             .bind(&c.id).bind(&c.tenant_id).bind(&c.name).bind(&c.description).bind(c.chunk_max_tokens)
-            .bind(c.chunk_overlap_tokens).bind(c.created_at_ms).bind(c.updated_at_ms)
+            .bind(c.chunk_overlap_tokens).bind(c.created_at_ms).bind(c.updated_at_ms).bind(&c.quality)
             .execute(pool).await.map(drop))
         .map_err(DbError::write("insert collection"))
     }
@@ -425,11 +454,11 @@ impl Db {
 
     /// Store the fetched bytes of a URL version (once: a version that
     /// already has bytes keeps them); returns whether this call stored them.
-    pub async fn store_fetched_content(&self, document_id: &str, version: i32, format: &str, content_hash: &str, bytes: &[u8]) -> Result<bool, DbError> {
+    pub async fn store_fetched_content(&self, document_id: &str, version: i32, format: &str, content_hash: &str, bytes: &[u8], fetched_at_ms: i64) -> Result<bool, DbError> {
         let stored = on_pool!(self, pool => sqlx::query(
-            "UPDATE document_versions SET content = $1, format = $2, content_hash = $3, size_bytes = $4 \
+            "UPDATE document_versions SET content = $1, format = $2, content_hash = $3, size_bytes = $4, fetched_at_ms = $7 \
              WHERE document_id = $5 AND version = $6 AND content IS NULL")
-            .bind(bytes).bind(format).bind(content_hash).bind(bytes.len() as i64).bind(document_id).bind(version)
+            .bind(bytes).bind(format).bind(content_hash).bind(bytes.len() as i64).bind(document_id).bind(version).bind(fetched_at_ms)
             .execute(pool).await.map(|r| r.rows_affected()))
         .map_err(DbError::query("store fetched content"))?;
         Ok(stored == 1)

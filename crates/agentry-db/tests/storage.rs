@@ -44,7 +44,7 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         chunk_max_tokens: 250,
         chunk_overlap_tokens: 32,
         created_at_ms: 0,
-        updated_at_ms: 0,
+        updated_at_ms: 0,        quality: "{}".into(),
     };
     let document = DocumentRow {
         id: "d1".into(),
@@ -77,6 +77,14 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         summary: None,
         summary_status: None,
         summary_error: None,
+        origin: "upload".into(),
+        connector: None,
+        schedule_id: None,
+        collected_by: None,
+        discovered_from: None,
+        fetched_at_ms: None,
+        parent_version: None,
+        quality_check: None,
     };
     let job = JobRow {
         id: "j1".into(),
@@ -103,7 +111,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), (1..=17).collect::<Vec<i64>>(), "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=18).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }
@@ -252,8 +260,8 @@ async fn ingestion_jobs_are_leased_and_reclaimed() {
         db.add_version("t1", NewVersion { version: &pending, content: None, job: &job2 }, "Doc", Some(url), 80_000).await.unwrap();
         assert_eq!(db.document("t1", "d1").await.unwrap().unwrap().source, url);
         assert_eq!(db.version_content("d1", 2).await.unwrap(), Some(VersionContent::Pending { url: url.into() }));
-        assert!(db.store_fetched_content("d1", 2, "markdown", "h2", b"# Doc").await.unwrap());
-        assert!(!db.store_fetched_content("d1", 2, "text", "h3", b"other").await.unwrap(), "stored once");
+        assert!(db.store_fetched_content("d1", 2, "markdown", "h2", b"# Doc", 5).await.unwrap());
+        assert!(!db.store_fetched_content("d1", 2, "text", "h3", b"other", 6).await.unwrap(), "stored once");
         assert_eq!(db.version_content("d1", 2).await.unwrap(), Some(VersionContent::Stored { format: "markdown".into(), bytes: b"# Doc".to_vec() }));
         let listed = db.versions_of_document("d1").await.unwrap();
         assert_eq!((listed[1].format.as_deref(), listed[1].size_bytes, listed[1].source_url.as_deref()), (Some("markdown"), 5, Some(url)));

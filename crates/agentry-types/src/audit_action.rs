@@ -36,6 +36,7 @@ wire_enum! {
         BudgetSoftLimitReached => "budget.soft_limit_reached": "Spending crossed a budget's soft limit.",
         CollectionCreate => "collection.create": "A collection was created.",
         CollectionDelete => "collection.delete": "A collection was deleted.",
+        CollectionUpdate => "collection.update": "A collection's description or quality checks were changed.",
         DocumentCreate => "document.create": "A document (or a new version of one) was uploaded.",
         DocumentDelete => "document.delete": "A document was deleted.",
         JobCancel => "job.cancel": "A job was cancelled.",

@@ -14,6 +14,7 @@ wire_enum! {
         Processing => "processing": "Being parsed, chunked and indexed.",
         Succeeded => "succeeded": "Searchable.",
         Failed => "failed": "Ingestion gave up; `error` says why.",
+        Excluded => "excluded": "Ingested but kept out of search: it failed one of its collection's quality checks; `error` says which and why.",
     }
 }
 

@@ -534,6 +534,14 @@ mod tests {
             summary: None,
             summary_status: None,
             summary_error: None,
+            origin: "upload".into(),
+            connector: None,
+            schedule_id: None,
+            collected_by: None,
+            discovered_from: None,
+            fetched_at_ms: None,
+            parent_version: None,
+            quality_check: None,
         };
         let job = JobRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -569,7 +577,7 @@ mod tests {
                     chunk_max_tokens: 256,
                     chunk_overlap_tokens: 0,
                     created_at_ms: 1,
-                    updated_at_ms: 1,
+                    updated_at_ms: 1,                    quality: "{}".into(),
                 };
                 db.insert_collection(&row).await.unwrap();
             }

@@ -49,7 +49,7 @@ pub(super) fn check_upload_url(outbound: &Outbound, raw: &str) -> Result<Url, Er
 }
 
 /// A fetch error as the user who gave the URL reads it.
-fn describe(error: &OutboundError) -> String {
+pub(super) fn describe(error: &OutboundError) -> String {
     const ALLOWLIST: &str = "an operator can allowlist it in knowledge.url_fetch.allow";
     match error {
         OutboundError::InvalidUrl(reason) => format!("the URL is not valid: {reason}"),
@@ -69,7 +69,7 @@ fn describe(error: &OutboundError) -> String {
 }
 
 /// Whether trying again later may succeed.
-fn transient(error: &OutboundError) -> bool {
+pub(super) fn transient(error: &OutboundError) -> bool {
     match error {
         OutboundError::Timeout(_) | OutboundError::Network(_) | OutboundError::Resolve { .. } => true,
         OutboundError::Status(status) => *status >= 500 || *status == 408 || *status == 429,
@@ -82,7 +82,7 @@ fn transient(error: &OutboundError) -> bool {
 }
 
 /// The last path segment of a URL (`guide.md`), which may name a format.
-fn file_name(url: &str) -> Option<String> {
+pub(super) fn file_name(url: &str) -> Option<String> {
     let url = Url::parse(url).ok()?;
     url.path_segments()?.next_back().filter(|name| !name.is_empty()).map(str::to_owned)
 }
@@ -115,7 +115,7 @@ impl Knowledge {
         let format = parse::sniff(&fetched.bytes, name.as_deref(), fetched.content_type.as_deref()).map_err(|e| Failure::Permanent(e.to_string()))?;
         let hash = hex_sha256(&fetched.bytes);
         let db = &self.inner.db;
-        if !db.store_fetched_content(&job.document_id, job.version, format.as_str(), &hash, &fetched.bytes).await? {
+        if !db.store_fetched_content(&job.document_id, job.version, format.as_str(), &hash, &fetched.bytes, crate::identity::now_ms()).await? {
             // A worker that held this job before stored its fetch first: ingest that.
             return match db.version_content(&job.document_id, job.version).await? {
                 Some(VersionContent::Stored { format, bytes }) => Ok((format, bytes)),

@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Audience;
 
+use super::quality::{self, QualityCheck, QualityChecks, Rejection};
 use super::{AccessList, Error, Knowledge};
 use crate::identity::now_ms;
 
@@ -48,6 +49,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 pub(super) enum Failure {
     /// The document itself is at fault: fail now, with this reason.
     Permanent(String),
+    /// The version failed one of its collection's quality checks: keep it out of search.
+    Excluded(Rejection),
     /// Something around it failed: try again later.
     Retry(String),
 }
@@ -166,6 +169,12 @@ impl Knowledge {
         let now = now_ms();
         let outcomes = if job.kind == JobKind::Summary { "documents_summarized_total" } else { "documents_ingested_total" };
         let recorded = match &outcome {
+            Err(Failure::Excluded(rejection)) => {
+                metrics::counter!(outcomes, "status" => "excluded").increment(1);
+                quality::record(Some(rejection.check));
+                tracing::info!(document = %job.document_id, version = job.version, check = rejection.check.as_str(), reason = %rejection.reason, "document version excluded");
+                self.exclude(&job, rejection, now).await
+            }
             Ok(chunks) => {
                 metrics::counter!(outcomes, "status" => "succeeded").increment(1);
                 tracing::info!(document = %job.document_id, version = job.version, kind = %job.kind, chunks, elapsed_ms = started.elapsed().as_millis() as u64, "document job done");
@@ -199,6 +208,10 @@ impl Knowledge {
         let (event_type, data) = match outcome {
             Ok(chunks) => (EventType::DocumentIngested, serde_json::json!({ "document_id": job.document_id, "version": job.version, "chunks": chunks })),
             Err(Failure::Permanent(reason)) => (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason })),
+            Err(Failure::Excluded(Rejection { check, reason })) => (
+                EventType::DocumentFailed,
+                serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason, "quality_check": check.as_str() }),
+            ),
             Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
                 (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason }))
             }
@@ -207,6 +220,25 @@ impl Knowledge {
         // A document may be restricted to some readers: only its uploader (and manage_tenant) hears of it.
         let audience = Audience::owner(Some(job.owner.clone().unwrap_or_else(|| "master".into())), &[Permission::ReadDocuments, Permission::UploadDocuments]);
         self.inner.events.publish(&job.tenant_id, event_type, audience, data).await;
+    }
+
+    /// Record an excluded version; its document's previous version leaves search with it.
+    async fn exclude(&self, job: &JobRow, rejection: &Rejection, now: i64) -> Result<(), agentry_db::DbError> {
+        let db = &self.inner.db;
+        let previous = db.exclude_version(job, rejection.check.as_str(), &rejection.reason, now).await?;
+        if let Some(previous) = previous {
+            let unindexed = match db.chunk_ids(&job.document_id, Some(previous)).await {
+                Ok(ids) => self.unindex(&job.tenant_id, ids).await,
+                Err(error) => Err(error.into()),
+            };
+            if let Err(error) = unindexed {
+                tracing::error!(%error, document = %job.document_id, version = previous, "an excluded document's previous version is still indexed (search skips it)");
+            }
+        }
+        if let Ok(Some(document)) = db.document(&job.tenant_id, &job.document_id).await {
+            self.inner.cache.invalidate(&job.tenant_id, &document.collection_id).await;
+        }
+        Ok(())
     }
 
     /// Renew the job's lease every third of its length; returns only when
@@ -270,15 +302,26 @@ impl Knowledge {
         let chunker = self.chunker(config).await?;
         let limits = self.inner.settings.parse_limits;
         // Over a budget is as deterministic as a parse error: fail now, never retry.
+        let checks = QualityChecks::stored(&collection.quality, &collection.id);
+        let hash = super::hex_sha256(&bytes);
         let parsed = self.inner.settings.parser.parse(bytes, format, limits).await.map_err(|e| match e {
+            parse::ParseFailure::Document(e @ parse::ParseError::Empty) => Failure::Excluded(Rejection { check: QualityCheck::EmptyText, reason: e.to_string() }),
             parse::ParseFailure::Document(e) => Failure::Permanent(e.to_string()),
             worker @ parse::ParseFailure::Worker(_) => Failure::Retry(worker.to_string()),
         })?;
+        let text = parsed.sections.iter().map(|section| section.text.as_str()).collect::<Vec<_>>().join("\n");
+        checks.check_text(&text).map_err(Failure::Excluded)?;
+        drop(text);
+        // The first of several documents with the same bytes is kept, whichever is ingested first.
+        if checks.exclude_duplicates && db.earlier_duplicate(&document, &hash).await?.is_some() {
+            let reason = "an earlier document of the collection has the same bytes".to_owned();
+            return Err(Failure::Excluded(Rejection { check: QualityCheck::Duplicate, reason }));
+        }
         let chunks = tokio::task::spawn_blocking(move || chunker.chunk(&parsed, limits.max_chunks).map_err(|e| Failure::Permanent(e.to_string())))
             .await
             .map_err(|e| Failure::Retry(format!("chunking task: {e}")))??;
         if chunks.is_empty() {
-            return Err(Failure::Permanent("the document has no extractable text".into()));
+            return Err(Failure::Excluded(Rejection { check: QualityCheck::EmptyText, reason: "the document has no extractable text".into() }));
         }
 
         // Chunks are embedded with their document's title and heading path, so
@@ -342,6 +385,7 @@ impl Knowledge {
         if let Some(previous) = previous {
             self.unindex(&job.tenant_id, db.chunk_ids(&job.document_id, Some(previous)).await?).await?;
         }
+        quality::record(None);
         Ok(count)
     }
 }

@@ -18,8 +18,11 @@
 
 mod answers;
 pub mod cache;
+pub mod connectors;
 mod fetch;
 pub mod ingest;
+mod lineage;
+pub mod quality;
 mod refetch;
 mod search;
 mod summaries;
@@ -52,6 +55,7 @@ use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use refetch::RefetchReport;
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
+pub use lineage::{CollectionQuality, QualityCount, RunQuality, VersionLineage};
 pub use views::{Accepted, Collection, DocumentVersion, DocumentView, IngestJob, VersionFile};
 
 pub use crate::error::Error;
@@ -169,6 +173,18 @@ pub struct CollectionInput {
     #[serde(default)]
     pub description: String,
     pub chunking: Option<ChunkConfig>,
+    /// What its documents must pass to be searchable (none by default).
+    #[serde(default)]
+    pub quality: quality::QualityChecks,
+}
+
+/// A change to a collection: what is given replaces what was.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionChange {
+    pub description: Option<String>,
+    /// Applies to versions ingested from now on.
+    pub quality: Option<quality::QualityChecks>,
 }
 
 /// A document upload, however it arrived (multipart or JSON).
@@ -180,6 +196,23 @@ pub struct Upload {
     pub acl: AccessList,
     /// Replace this document with a new version instead of creating one.
     pub document_id: Option<String>,
+    /// Collected by a connector: its lineage (and the page's URL as the source).
+    pub collected: Option<Collected>,
+}
+
+/// How a connector collected an upload's bytes.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    /// The connector's settings (JSON), as its schedule holds them.
+    pub connector: String,
+    pub schedule_id: Option<String>,
+    /// The schedule fire that ran the connector.
+    pub run_id: Option<String>,
+    /// The page's URL.
+    pub source_url: String,
+    /// The sitemap, feed or page the URL was found on.
+    pub discovered_from: Option<String>,
+    pub fetched_at_ms: i64,
 }
 
 /// Where an upload's bytes are.
@@ -324,6 +357,7 @@ impl Knowledge {
         }
         let chunking = input.chunking.unwrap_or(self.inner.settings.default_chunking);
         chunking.validate().map_err(|m| Error::invalid(m, "chunking"))?;
+        input.quality.validate()?;
         let now = now_ms();
         let row = CollectionRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -334,6 +368,7 @@ impl Knowledge {
             chunk_overlap_tokens: chunking.overlap_tokens as i32,
             created_at_ms: now,
             updated_at_ms: now,
+            quality: serde_json::to_string(&input.quality).map_err(|e| Error::Internal(e.to_string()))?,
         };
         match self.inner.db.insert_collection(&row).await {
             Err(DbError::Conflict { .. }) => Err(Error::Conflict(format!("a collection named '{name}' already exists"))),
@@ -351,6 +386,21 @@ impl Knowledge {
     pub async fn collection(&self, access: &TenantAccess, id: &str) -> Result<Collection, Error> {
         require(access, Permission::ReadDocuments)?;
         Ok(self.inner.db.collection(access.tenant_id(), id).await?.ok_or_else(|| Error::NotFound(format!("collection '{id}'")))?.into())
+    }
+
+    /// Change a collection's description or quality checks.
+    pub async fn update_collection(&self, access: &TenantAccess, id: &str, change: CollectionChange) -> Result<Collection, Error> {
+        require(access, Permission::UploadDocuments)?;
+        let current = self.collection(access, id).await?;
+        if let Some(quality) = &change.quality {
+            quality.validate()?;
+        }
+        let description = change.description.unwrap_or(current.description);
+        let quality = serde_json::to_string(&change.quality.unwrap_or(current.quality)).map_err(|e| Error::Internal(e.to_string()))?;
+        if !self.inner.db.update_collection(access.tenant_id(), id, &description, &quality, now_ms()).await? {
+            return Err(Error::NotFound(format!("collection '{id}'")));
+        }
+        self.collection(access, id).await
     }
 
     pub async fn delete_collection(&self, access: &TenantAccess, id: &str) -> Result<(), Error> {
@@ -386,6 +436,15 @@ impl Knowledge {
             }
         };
         let now = now_ms();
+        // A connector's page is known by its URL, whatever the bytes' file name.
+        let named_source = upload.collected.as_ref().map(|c| c.source_url.clone()).or(named_source);
+        let origin = match (&upload.collected, &source_url) {
+            (Some(_), _) => "connector",
+            (None, Some(_)) => "url",
+            (None, None) => "upload",
+        };
+        let collected = upload.collected.as_ref();
+        let source_url = source_url.or_else(|| collected.map(|c| c.source_url.clone()));
         let source = named_source.clone().unwrap_or_else(|| "upload".to_owned());
         // The title is repeated with every chunk: a given one over the limit
         // is refused, one taken from the file name or URL is cut.
@@ -410,7 +469,7 @@ impl Knowledge {
             max_attempts: self.inner.settings.max_attempts,
             claims: 0,
         };
-        let version_for = |document_id: &str, version: i32| VersionRow {
+        let version_for = |document_id: &str, version: i32, parent_version: Option<i32>| VersionRow {
             document_id: document_id.to_owned(),
             version,
             content_hash: stored.as_ref().map(|(_, hash, _)| hash.clone()),
@@ -424,6 +483,14 @@ impl Knowledge {
             summary: None,
             summary_status: None,
             summary_error: None,
+            origin: origin.to_owned(),
+            connector: collected.map(|c| c.connector.clone()),
+            schedule_id: collected.and_then(|c| c.schedule_id.clone()),
+            collected_by: collected.and_then(|c| c.run_id.clone()),
+            discovered_from: collected.and_then(|c| c.discovered_from.clone()),
+            fetched_at_ms: collected.map(|c| c.fetched_at_ms),
+            parent_version,
+            quality_check: None,
         };
         let (document_id, job) = match &upload.document_id {
             Some(id) => {
@@ -440,7 +507,7 @@ impl Knowledge {
                 }
                 let version = existing.latest_version + 1;
                 let job = job_for(id, version);
-                let new = NewVersion { version: &version_for(id, version), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
+                let new = NewVersion { version: &version_for(id, version, existing.current_version), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
                 self.inner.db.add_version(access.tenant_id(), new, &title, named_source.as_deref(), now).await?;
                 (id.clone(), job)
             }
@@ -465,7 +532,7 @@ impl Knowledge {
                     summary: None,
                 };
                 let job = job_for(&id, 1);
-                let new = NewVersion { version: &version_for(&id, 1), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
+                let new = NewVersion { version: &version_for(&id, 1, None), content: stored.as_ref().map(|(_, _, bytes)| *bytes), job: &job };
                 self.inner.db.insert_document(&row, new).await?;
                 (id, job)
             }
@@ -540,6 +607,7 @@ impl Knowledge {
             metadata: serde_json::Map::new(),
             acl: document.acl.clone(),
             document_id: Some(document.id.clone()),
+            collected: None,
         };
         self.upload(access, &document.collection_id, upload).await
     }

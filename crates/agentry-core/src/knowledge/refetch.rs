@@ -57,7 +57,7 @@ impl Knowledge {
                 let versions = self.inner.db.versions_of_document(&document.id).await?;
                 let Some(latest) = versions.last() else { continue };
                 let Some(url) = latest.source_url.clone() else { continue };
-                if !matches!(latest.status, DocumentStatus::Succeeded | DocumentStatus::Failed) {
+                if !matches!(latest.status, DocumentStatus::Succeeded | DocumentStatus::Failed | DocumentStatus::Excluded) {
                     report.pending += 1;
                     continue;
                 }
@@ -67,6 +67,7 @@ impl Knowledge {
                     metadata: Default::default(),
                     acl: Default::default(),
                     document_id: Some(document.id.clone()),
+                    collected: None,
                 };
                 match self.upload(access, &collection.id, upload).await {
                     Ok(_) => report.queued += 1,

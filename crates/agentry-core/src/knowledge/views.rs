@@ -10,6 +10,7 @@ use agentry_types::{DocumentStatus, JobKind, JobStatus, SummaryStatus};
 use serde::Serialize;
 
 use super::AccessList;
+use super::quality::{QualityCheck, QualityChecks};
 
 /// A collection of documents with its chunking settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -18,6 +19,8 @@ pub struct Collection {
     pub name: String,
     pub description: String,
     pub chunking: ChunkConfig,
+    /// What its documents must pass to be searchable.
+    pub quality: QualityChecks,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -26,6 +29,7 @@ impl From<CollectionRow> for Collection {
     fn from(row: CollectionRow) -> Self {
         Self {
             chunking: ChunkConfig { max_tokens: row.chunk_max_tokens.max(0) as usize, overlap_tokens: row.chunk_overlap_tokens.max(0) as usize },
+            quality: QualityChecks::stored(&row.quality, &row.id),
             id: row.id,
             name: row.name,
             description: row.description,
@@ -54,6 +58,8 @@ pub struct DocumentVersion {
     /// `None` when no summary was asked for.
     pub summary_status: Option<SummaryStatus>,
     pub summary_error: Option<String>,
+    /// The quality check it failed (status `excluded`; `error` says why).
+    pub quality_check: Option<QualityCheck>,
 }
 
 impl From<VersionRow> for DocumentVersion {
@@ -74,6 +80,7 @@ impl From<VersionRow> for DocumentVersion {
             summary: row.summary,
             summary_status,
             summary_error: row.summary_error,
+            quality_check: row.quality_check.as_deref().and_then(QualityCheck::parse),
         }
     }
 }

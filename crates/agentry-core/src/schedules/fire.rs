@@ -23,6 +23,7 @@ use crate::events::{Audience, rfc3339};
 use crate::gateway::CallContext;
 use crate::identity::{TenantAccess, now_ms};
 use crate::jobs::{JobContext, JobFailure, JobHandler, NewJob, owner_of};
+use crate::knowledge::connectors::ConnectorRun;
 use crate::usage::Subject;
 
 /// Due schedules fired per poll (the rest wait for the next one).
@@ -176,6 +177,11 @@ impl Schedules {
             }
             ScheduleAction::RefetchCollection { collection_id } => {
                 let report = self.inner.knowledge.refetch_urls(access, &collection_id).await.map_err(JobFailure::of)?;
+                run.result = Some(serde_json::to_string(&report).unwrap_or_default());
+            }
+            ScheduleAction::RunConnector { collection_id, connector } => {
+                let fire = ConnectorRun { schedule_id: &schedule.id, run_id: &run.id, cancel: &context.cancel };
+                let report = self.inner.knowledge.run_connector(access, &collection_id, &connector, fire).await.map_err(JobFailure::of)?;
                 run.result = Some(serde_json::to_string(&report).unwrap_or_default());
             }
         }

@@ -34,6 +34,7 @@ use crate::events::Events;
 use crate::identity::{TenantAccess, now_ms};
 use crate::jobs::{Jobs, owner_of};
 use crate::knowledge::Knowledge;
+use crate::knowledge::connectors::ConnectorSpec;
 use crate::page::{Cursor, Page, PageRequest};
 pub use timing::Misfire;
 use timing::Timing;
@@ -101,6 +102,8 @@ pub enum ScheduleAction {
     },
     /// Fetch every document of the collection that came from a URL again (a new version each).
     RefetchCollection { collection_id: String },
+    /// Collect documents into the collection with a connector (sitemap, feed or crawl).
+    RunConnector { collection_id: String, connector: ConnectorSpec },
 }
 
 impl ScheduleAction {
@@ -108,6 +111,7 @@ impl ScheduleAction {
         match self {
             Self::RunAgent { .. } => "run_agent",
             Self::RefetchCollection { .. } => "refetch_collection",
+            Self::RunConnector { .. } => "run_connector",
         }
     }
 }
@@ -416,6 +420,7 @@ impl Schedules {
                 access.require(Permission::UploadDocuments)?;
                 self.inner.knowledge.collection(access, collection_id).await?;
             }
+            ScheduleAction::RunConnector { collection_id, connector } => self.inner.knowledge.check_connector(access, collection_id, connector).await?,
         }
         Ok(())
     }

@@ -18,7 +18,7 @@ use agentry_core::identity::{
 };
 use agentry_core::jobs::JobView;
 use agentry_core::knowledge::{
-    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionInput, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse,
+    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionChange, CollectionInput, CollectionQuality, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse, VersionLineage,
 };
 use agentry_core::schedules::{CreateSchedule, ScheduleRunView, ScheduleView, UpdateSchedule};
 use agentry_core::usage::TenantUsageSettings;
@@ -291,7 +291,9 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/collections", "Knowledge collections, oldest first").answers(200, Some(page::<Collection>())).query(PAGE_QUERY),
         post("/api/v1/collections", "Create a collection").body(json::<CollectionInput>()).answers(201, Some(json::<Collection>())),
         get("/api/v1/collections/{id}", "One collection").answers(200, Some(json::<Collection>())),
+        patch("/api/v1/collections/{id}", "Change a collection's description or quality checks").body(json::<CollectionChange>()).answers(200, Some(json::<Collection>())),
         delete("/api/v1/collections/{id}", "Delete a collection and its documents"),
+        get("/api/v1/collections/{id}/quality", "How a collection's documents and recent connector runs fare against its quality checks").answers(200, Some(json::<CollectionQuality>())),
         get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read, oldest first").answers(200, Some(page::<DocumentView>())).query(PAGE_QUERY),
         post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
             .upstream()
@@ -300,6 +302,7 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/documents/{id}", "One document").answers(200, Some(json::<DocumentView>())),
         delete("/api/v1/documents/{id}", "Delete a document"),
         get("/api/v1/documents/{id}/versions", "A document's versions").answers(200, Some(list::<DocumentVersion>())),
+        get("/api/v1/documents/{id}/lineage", "Where each version of a document came from").answers(200, Some(list::<VersionLineage>())),
         get("/api/v1/documents/{id}/versions/{version}", "A version's stored bytes (a download)").answers(200, Some(Body::Media("application/octet-stream"))),
         delete("/api/v1/documents/{id}/versions/{version}", "Delete an earlier version"),
         act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)").answers(202, Some(json::<Accepted>())),

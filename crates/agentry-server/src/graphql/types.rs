@@ -503,6 +503,7 @@ pub enum DocumentStatus {
     Processing,
     Succeeded,
     Failed,
+    Excluded,
 }
 
 pub struct Document(pub DocumentView);

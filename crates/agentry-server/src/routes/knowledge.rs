@@ -5,7 +5,7 @@
 //! `access.rs` and checked again by the service.
 
 use agentry_core::TenantAccess;
-use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionInput, Content, SearchRequest, Upload};
+use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionChange, CollectionInput, Content, SearchRequest, Upload};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -23,10 +23,12 @@ pub fn router(max_document_bytes: usize) -> Router<AppState> {
     let upload_limit = DefaultBodyLimit::max(max_document_bytes.saturating_mul(4) / 3 + 64 * 1024);
     Router::new()
         .route("/api/v1/collections", get(collections).post(create_collection))
-        .route("/api/v1/collections/{id}", get(collection).delete(delete_collection))
+        .route("/api/v1/collections/{id}", get(collection).patch(update_collection).delete(delete_collection))
+        .route("/api/v1/collections/{id}/quality", get(quality))
         .route("/api/v1/collections/{id}/documents", get(documents).post(upload).layer(upload_limit))
         .route("/api/v1/documents/{id}", get(document).delete(delete_document))
         .route("/api/v1/documents/{id}/versions", get(versions))
+        .route("/api/v1/documents/{id}/lineage", get(lineage))
         .route("/api/v1/documents/{id}/versions/{version}", get(version_content).delete(delete_version))
         .route("/api/v1/documents/{id}/versions/{version}/restore", post(restore))
         .route("/api/v1/ingest-jobs/{id}", get(job))
@@ -45,6 +47,19 @@ async fn collections(State(state): State<AppState>, Extension(access): Extension
 
 async fn collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(state.knowledge.collection(&access, &id).await?).into_response())
+}
+
+async fn update_collection(
+    State(state): State<AppState>,
+    Extension(access): Extension<TenantAccess>,
+    Path(id): Path<String>,
+    ApiJson(change): ApiJson<CollectionChange>,
+) -> Result<Response, ApiError> {
+    Ok(Json(state.knowledge.update_collection(&access, &id, change).await?).into_response())
+}
+
+async fn quality(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(state.knowledge.quality_report(&access, &id).await?).into_response())
 }
 
 async fn delete_collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
@@ -87,7 +102,7 @@ impl JsonUpload {
             (None, None, Some(url)) => Content::Url(url),
             _ => return Err(ApiError::bad_request("give exactly one of 'text', 'content_base64' or 'url'", "text")),
         };
-        Ok(Upload { content, title, metadata, acl, document_id })
+        Ok(Upload { content, title, metadata, acl, document_id, collected: None })
     }
 }
 
@@ -117,7 +132,7 @@ async fn multipart_upload(mut multipart: Multipart) -> Result<Upload, ApiError> 
         }
     }
     let content = content.ok_or_else(|| bad("the 'file' field is missing".into(), "file"))?;
-    Ok(Upload { content, title, metadata, acl, document_id })
+    Ok(Upload { content, title, metadata, acl, document_id, collected: None })
 }
 
 async fn upload(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(collection): Path<String>, request: Request) -> Result<Response, ApiError> {
@@ -154,6 +169,10 @@ async fn delete_document(State(state): State<AppState>, Extension(access): Exten
 
 async fn versions(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({ "data": state.knowledge.versions(&access, &id).await? })).into_response())
+}
+
+async fn lineage(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    Ok(Json(serde_json::json!({ "data": state.knowledge.lineage(&access, &id).await? })).into_response())
 }
 
 async fn version_content(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path((id, version)): Path<(String, i32)>) -> Result<Response, ApiError> {

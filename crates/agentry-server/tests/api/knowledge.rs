@@ -6,7 +6,6 @@
 //! unless allowlisted). SQLite and PostgreSQL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Method;
@@ -354,31 +353,34 @@ async fn group_acl_flow(app: &TestApp) {
 }
 
 /// A tiny web site for URL uploads on 127.0.0.1: `pages` by path (path,
-/// content type, body), 404 otherwise; counts every request it answers.
+/// content type, body with `{base}` standing for the site's own
+/// `http://127.0.0.1:port`), 404 otherwise; records every path it is asked for.
 pub struct Site {
     port: u16,
-    hits: Arc<AtomicUsize>,
+    requested: Arc<parking_lot::Mutex<Vec<String>>>,
 }
 
 impl Site {
     pub async fn start(pages: &'static [(&'static str, &'static str, &'static str)]) -> Self {
         use axum::response::IntoResponse;
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = hits.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let base = format!("http://127.0.0.1:{port}");
+        let requested = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let log = requested.clone();
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            counter.fetch_add(1, Ordering::SeqCst);
+            log.lock().push(uri.path().to_owned());
             let page = pages.iter().find(|(path, _, _)| *path == uri.path());
+            let base = base.clone();
             async move {
                 match page {
-                    Some((_, content_type, body)) => ([(axum::http::header::CONTENT_TYPE, *content_type)], *body).into_response(),
+                    Some((_, content_type, body)) => ([(axum::http::header::CONTENT_TYPE, *content_type)], body.replace("{base}", &base)).into_response(),
                     None => (axum::http::StatusCode::NOT_FOUND, "no such page").into_response(),
                 }
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { port, hits }
+        Self { port, requested }
     }
 
     pub fn url(&self, host: &str, path: &str) -> String {
@@ -386,7 +388,12 @@ impl Site {
     }
 
     pub fn hits(&self) -> usize {
-        self.hits.load(Ordering::SeqCst)
+        self.requested.lock().len()
+    }
+
+    /// How many times `path` was asked for.
+    pub fn hits_of(&self, path: &str) -> usize {
+        self.requested.lock().iter().filter(|p| *p == path).count()
     }
 }
 

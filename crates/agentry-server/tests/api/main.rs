@@ -10,6 +10,7 @@ mod batches;
 mod batches_restart;
 mod cli;
 mod conformance;
+mod connectors;
 mod docs_page;
 mod errors_and_auth;
 mod events;

@@ -253,6 +253,7 @@ fn body_for(rule: &Rule, kind: Kind) -> Option<Value> {
         Kind::Group => json!({ "name": format!("renamed {}", unique()) }),
         Kind::Thread if rule.path.ends_with("/runs") => json!({ "agent": "math", "input": "1+1" }),
         Kind::Thread => json!({ "title": "renamed" }),
+        Kind::Collection if rule.method == Method::PATCH => json!({ "description": "renamed", "quality": { "min_chars": 1 } }),
         Kind::Collection => json!({ "text": "A note about otters.", "title": "Otters" }),
         Kind::Agent => json!({ "instructions": "Be brief.", "model": "mock-echo" }),
         _ => json!({}),

@@ -16,11 +16,11 @@ use crate::knowledge::{PAGES, Site};
 use crate::webhooks::{Receiver, create_echo_agent, local_webhooks, wait_for};
 
 /// Fast schedules: polled every 100 ms, down to one fire a second.
-fn fast_schedules() -> agentry_core::schedules::SchedulesSettings {
+pub fn fast_schedules() -> agentry_core::schedules::SchedulesSettings {
     agentry_core::schedules::SchedulesSettings { poll_ms: 100, min_interval_secs: 1, ..Default::default() }
 }
 
-async fn history(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
+pub async fn history(app: &TestApp, token: &str, id: &str) -> Vec<Value> {
     let (status, page) = send(app, token, Method::GET, &format!("/api/v1/schedules/{id}/runs?limit=100"), None).await;
     assert_eq!(status, 200, "{page}");
     page["data"].as_array().cloned().unwrap_or_default()
