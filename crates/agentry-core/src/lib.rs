@@ -9,6 +9,7 @@
 pub mod agents;
 pub mod audit;
 pub mod batches;
+pub mod bulk;
 pub mod coord;
 pub mod error;
 pub mod events;

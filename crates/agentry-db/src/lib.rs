@@ -9,6 +9,7 @@ pub mod agents;
 pub mod audit;
 pub mod batches;
 pub mod billing;
+pub mod bulk;
 pub mod events;
 pub mod groups;
 pub mod identity;

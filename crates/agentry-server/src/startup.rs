@@ -118,6 +118,7 @@ impl Application {
         }
         let batches = Batches::new(db.clone(), jobs.clone(), gateway.accounting().clone(), events.clone(), settings.files.clone(), settings.batches.clone());
         batches.start(Arc::new(crate::openai::batch_lines::BatchLines { gateway: gateway.clone(), agents: agents.clone() }), shutdown.child_token());
+        let bulk = agentry_core::bulk::Bulk::new(db.clone(), jobs.clone(), agents.clone(), knowledge.clone());
         let schedules = Schedules::new(db.clone(), jobs.clone(), events.clone(), agents.clone(), knowledge.clone(), settings.schedules.clone());
         schedules.spawn_poller(shutdown.child_token());
         let job_tasks = agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
@@ -127,6 +128,7 @@ impl Application {
             agents,
             jobs,
             batches,
+            bulk,
             events,
             webhooks,
             schedules,
@@ -328,6 +330,7 @@ fn routes(state: AppState, max_document_bytes: usize, max_file_bytes: u64) -> Ro
         .merge(crate::routes::events::router())
         .merge(crate::routes::webhooks::router())
         .merge(crate::routes::schedules::router())
+        .merge(crate::routes::bulk::router())
         .merge(crate::mcp::router())
         .merge(crate::a2a::router())
         .merge(crate::graphql::router())

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use agentry_core::agents::Agents;
 use agentry_core::batches::Batches;
+use agentry_core::bulk::Bulk;
 use agentry_core::events::Events;
 use agentry_core::jobs::Jobs;
 use agentry_core::knowledge::Knowledge;
@@ -40,6 +41,8 @@ pub struct Handles {
     pub agents: Agents,
     pub jobs: Jobs,
     pub batches: Batches,
+    /// Native batches (`/api/v1/batches`).
+    pub bulk: Bulk,
     pub events: Events,
     pub webhooks: Webhooks,
     pub schedules: Schedules,

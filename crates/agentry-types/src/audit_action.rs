@@ -56,6 +56,8 @@ wire_enum! {
         ScheduleUpdate => "schedule.update": "A schedule was changed (cron, time zone, action, enabled).",
         ScheduleDelete => "schedule.delete": "A schedule was deleted.",
         ScheduleTrigger => "schedule.trigger": "A schedule was fired by hand.",
+        BulkCreate => "bulk_batch.create": "A native batch of agent runs or document uploads was submitted.",
+        BulkCancel => "bulk_batch.cancel": "A native batch was cancelled.",
         DocumentVersionDelete => "document_version.delete": "A document version was deleted.",
         DocumentVersionRestore => "document_version.restore": "An earlier document version was made current again.",
         GroupCreate => "group.create": "A group was created.",

@@ -39,6 +39,7 @@ wire_enum! {
         Batch => "batch": "Answer the request lines of a batch (`/v1/batches`).",
         WebhookDelivery => "webhook_delivery": "Send one event to one webhook endpoint.",
         Schedule => "schedule": "Carry out one due time of a schedule (`/api/v1/schedules`): run its action.",
+        BulkSubmit => "bulk_submit": "Submit the items of a native batch (`/api/v1/batches`) as runs or uploads.",
     }
 }
 

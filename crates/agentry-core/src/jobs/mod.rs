@@ -91,12 +91,17 @@ pub fn backoff_ms(attempts: i32) -> i64 {
 }
 
 /// The permission a job's owner needs to see it: the one that created it.
+/// A native batch's submitter holds one of these (its items' agent or upload permission).
+const BULK_PERMISSIONS: &[Permission] =
+    &[Permission::UseGeneralAgent, Permission::UseMathAgent, Permission::UseCodeAgent, Permission::UseRagAgent, Permission::UseVisionAgent, Permission::UploadDocuments];
+
 pub fn kind_permission(kind: JobKind) -> &'static [Permission] {
     match kind {
         JobKind::Index | JobKind::Summary => &[Permission::UploadDocuments],
         JobKind::AgentRun => agentry_types::access::AGENT_PERMISSIONS,
         JobKind::Batch => &[Permission::UseModels],
         JobKind::WebhookDelivery | JobKind::Schedule => &[Permission::ManageIntegrations],
+        JobKind::BulkSubmit => BULK_PERMISSIONS,
     }
 }
 
@@ -440,7 +445,7 @@ impl Jobs {
                 }
                 None
             }
-            JobKind::AgentRun | JobKind::Batch | JobKind::Schedule => {
+            JobKind::AgentRun | JobKind::Batch | JobKind::Schedule | JobKind::BulkSubmit => {
                 if job.owner.as_deref() != Some(owner_of(access).as_str()) {
                     return Err(Error::Forbidden("only the job's owner can run it again (it acts for them)".into()));
                 }
@@ -478,7 +483,7 @@ impl Jobs {
 /// The longest idempotency key.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 200;
 
-fn check_idempotency_key(key: &str) -> Result<(), Error> {
+pub(crate) fn check_idempotency_key(key: &str) -> Result<(), Error> {
     if key.trim().is_empty() || key.chars().count() > MAX_IDEMPOTENCY_KEY_CHARS {
         return Err(Error::invalid(format!("'idempotency_key' must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters, not all blank"), "idempotency_key"));
     }

@@ -73,6 +73,14 @@ impl From<agentry_search::index::IndexError> for Failure {
     }
 }
 
+impl QualityChecks {
+    /// A version without text: excluded where the collection has checks,
+    /// failed (its previous version stays searchable) where it has none.
+    fn empty(&self, reason: String) -> Failure {
+        if *self == QualityChecks::default() { Failure::Permanent(reason) } else { Failure::Excluded(Rejection { check: QualityCheck::EmptyText, reason }) }
+    }
+}
+
 /// Start `settings.workers` workers; they stop when `stop` is cancelled.
 pub fn spawn_workers(knowledge: &Knowledge, stop: CancellationToken) -> Vec<tokio::task::JoinHandle<()>> {
     (0..knowledge.inner.settings.workers.max(1)).map(|_| tokio::spawn(work(knowledge.clone(), stop.clone()))).collect()
@@ -305,12 +313,15 @@ impl Knowledge {
         let checks = QualityChecks::stored(&collection.quality, &collection.id);
         let hash = super::hex_sha256(&bytes);
         let parsed = self.inner.settings.parser.parse(bytes, format, limits).await.map_err(|e| match e {
-            parse::ParseFailure::Document(e @ parse::ParseError::Empty) => Failure::Excluded(Rejection { check: QualityCheck::EmptyText, reason: e.to_string() }),
+            parse::ParseFailure::Document(e @ parse::ParseError::Empty) => checks.empty(e.to_string()),
             parse::ParseFailure::Document(e) => Failure::Permanent(e.to_string()),
             worker @ parse::ParseFailure::Worker(_) => Failure::Retry(worker.to_string()),
         })?;
         let text = parsed.sections.iter().map(|section| section.text.as_str()).collect::<Vec<_>>().join("\n");
-        checks.check_text(&text).map_err(Failure::Excluded)?;
+        checks.check_text(&text).map_err(|rejection| match rejection.check {
+            QualityCheck::EmptyText => checks.empty(rejection.reason),
+            _ => Failure::Excluded(rejection),
+        })?;
         drop(text);
         // The first of several documents with the same bytes is kept, whichever is ingested first.
         if checks.exclude_duplicates && db.earlier_duplicate(&document, &hash).await?.is_some() {
@@ -321,7 +332,7 @@ impl Knowledge {
             .await
             .map_err(|e| Failure::Retry(format!("chunking task: {e}")))??;
         if chunks.is_empty() {
-            return Err(Failure::Excluded(Rejection { check: QualityCheck::EmptyText, reason: "the document has no extractable text".into() }));
+            return Err(checks.empty("the document has no extractable text".into()));
         }
 
         // Chunks are embedded with their document's title and heading path, so

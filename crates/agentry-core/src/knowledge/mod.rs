@@ -20,6 +20,7 @@ mod answers;
 pub mod cache;
 pub mod connectors;
 mod fetch;
+mod json_upload;
 pub mod ingest;
 mod lineage;
 pub mod quality;
@@ -55,6 +56,7 @@ use crate::usage::Subject;
 pub use answers::{AnswerLookup, AnswerQuestion, AnswerToStore};
 pub use refetch::RefetchReport;
 pub use search::{SearchHit, SearchMode, SearchRequest, SearchResponse};
+pub use json_upload::JsonUpload;
 pub use lineage::{CollectionQuality, QualityCount, RunQuality, VersionLineage};
 pub use views::{Accepted, Collection, DocumentVersion, DocumentView, IngestJob, VersionFile};
 
@@ -357,7 +359,7 @@ impl Knowledge {
         }
         let chunking = input.chunking.unwrap_or(self.inner.settings.default_chunking);
         chunking.validate().map_err(|m| Error::invalid(m, "chunking"))?;
-        input.quality.validate()?;
+        check_quality_change(access, &input.quality)?;
         let now = now_ms();
         let row = CollectionRow {
             id: uuid::Uuid::now_v7().to_string(),
@@ -393,7 +395,7 @@ impl Knowledge {
         require(access, Permission::UploadDocuments)?;
         let current = self.collection(access, id).await?;
         if let Some(quality) = &change.quality {
-            quality.validate()?;
+            check_quality_change(access, quality)?;
         }
         let description = change.description.unwrap_or(current.description);
         let quality = serde_json::to_string(&change.quality.unwrap_or(current.quality)).map_err(|e| Error::Internal(e.to_string()))?;
@@ -501,7 +503,9 @@ impl Knowledge {
                 // A URL is fetched again every time: its bytes are not known yet.
                 if let Some((_, hash, _)) = &stored {
                     let versions = self.inner.db.versions_of_document(id).await?;
-                    if versions.last().is_some_and(|v| v.content_hash.as_ref() == Some(hash)) {
+                    // An excluded latest version is tried again once the collection's checks changed after it.
+                    let settled = |v: &VersionRow| v.status != DocumentStatus::Excluded || v.created_at_ms >= collection.updated_at_ms;
+                    if versions.last().is_some_and(|v| v.content_hash.as_ref() == Some(hash) && settled(v)) {
                         return Ok(Accepted { document: existing, job_id: None, unchanged: true });
                     }
                 }
@@ -666,6 +670,15 @@ impl Knowledge {
         index.remove(chunk_ids.into_iter().map(|id| id as u64).collect()).await?;
         Ok(())
     }
+}
+
+/// Quality checks decide what every member's documents may be found by:
+/// setting any takes `manage_integrations` as well, and they must be valid.
+fn check_quality_change(access: &TenantAccess, checks: &quality::QualityChecks) -> Result<(), Error> {
+    if *checks != quality::QualityChecks::default() {
+        require(access, Permission::ManageIntegrations)?;
+    }
+    checks.validate()
 }
 
 /// [`TenantAccess::require`] in this service's error.

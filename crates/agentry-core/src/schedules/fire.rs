@@ -104,9 +104,17 @@ impl Schedules {
             }
         };
         let mut run = new_run(&schedule.tenant_id, &schedule.id, plan.due_ms, now, plan.trigger);
-        let job = if plan.trigger == "skip" {
+        // A fire that has not ended (a long connector run) is not overlapped: this due time is skipped.
+        let skipped = if plan.trigger == "skip" {
+            Some(format!("missed while no server ran (misfire: {})", schedule.misfire))
+        } else if self.inner.db.schedule_fire_pending(&schedule.tenant_id, &schedule.id).await? {
+            Some("the previous fire had not ended".to_owned())
+        } else {
+            None
+        };
+        let job = if let Some(reason) = skipped {
             run.status = "skipped".into();
-            run.error = Some(format!("missed while no server ran (misfire: {})", schedule.misfire));
+            run.error = Some(reason);
             run.finished_at_ms = Some(now);
             None
         } else {

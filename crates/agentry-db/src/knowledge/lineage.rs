@@ -42,16 +42,18 @@ impl Db {
             .map_err(DbError::query("document by source"))
     }
 
-    /// A document of the collection created before `document` (by time,
-    /// then id) whose latest version has `content_hash` and is not failed
-    /// or excluded: the one `document` duplicates, whichever is ingested first.
+    /// A document of the collection with the same readers (ACL) created
+    /// before `document` (by time, then id) whose latest version has
+    /// `content_hash` and is not failed or excluded: the one `document`
+    /// duplicates, whichever is ingested first. Documents others read are
+    /// never compared, so the outcome tells nothing about them.
     pub async fn earlier_duplicate(&self, document: &DocumentRow, content_hash: &str) -> Result<Option<String>, DbError> {
         const SQL: &str = "SELECT d.id FROM document_versions v JOIN documents d ON d.id = v.document_id AND v.version = d.latest_version \
-             WHERE v.content_hash = $1 AND d.tenant_id = $2 AND d.collection_id = $3 AND d.id <> $4 \
+             WHERE v.content_hash = $1 AND d.tenant_id = $2 AND d.collection_id = $3 AND d.id <> $4 AND d.acl = $6 \
              AND v.status IN ('queued', 'processing', 'succeeded') AND (d.created_at_ms < $5 OR (d.created_at_ms = $5 AND d.id < $4)) \
              ORDER BY d.created_at_ms, d.id LIMIT 1";
         on_pool!(self, pool => sqlx::query_scalar(SQL)
-            .bind(content_hash).bind(&document.tenant_id).bind(&document.collection_id).bind(&document.id).bind(document.created_at_ms)
+            .bind(content_hash).bind(&document.tenant_id).bind(&document.collection_id).bind(&document.id).bind(document.created_at_ms).bind(&document.acl)
             .fetch_optional(pool).await)
         .map_err(DbError::query("find an earlier duplicate"))
     }

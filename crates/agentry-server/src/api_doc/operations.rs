@@ -11,6 +11,7 @@ use agentry_core::agents::mcp::{McpServerInput, McpServerView};
 use agentry_core::agents::{AgentDefinition, MessageView, RunView, ThreadInput, ThreadPatch, ThreadView};
 use agentry_core::audit::{AuditPage, Verification};
 use agentry_core::batches::{BatchObject, FileObject, ListPage, NewBatch};
+use agentry_core::bulk::{BulkItemView, BulkView, NewBulk};
 use agentry_core::events::EventView;
 use agentry_core::identity::{
     AcceptedInvitation, ApiKeyInfo, CreatedApiKey, CreatedInvitation, Group, GroupInfo, InvitationInfo, LoginOutcome, LoginTokens, Me, Membership, RoleInfo, SessionInfo, Tenant,
@@ -18,7 +19,7 @@ use agentry_core::identity::{
 };
 use agentry_core::jobs::JobView;
 use agentry_core::knowledge::{
-    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionChange, CollectionInput, CollectionQuality, DocumentVersion, DocumentView, IngestJob, SearchRequest, SearchResponse, VersionLineage,
+    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionChange, CollectionInput, CollectionQuality, DocumentVersion, DocumentView, IngestJob, JsonUpload, SearchRequest, SearchResponse, VersionLineage,
 };
 use agentry_core::schedules::{CreateSchedule, ScheduleRunView, ScheduleView, UpdateSchedule};
 use agentry_core::usage::TenantUsageSettings;
@@ -33,7 +34,7 @@ use super::{AFTER, Body, LIMIT, Operation, PAGE_QUERY, Param, events, json, list
 use crate::graphql::GraphQlRequest;
 use crate::openai::chat::ChatCompletionRequest;
 use crate::openai::embeddings::EmbeddingsRequest;
-use crate::routes::{agents, api_keys, auth, costs, invitations, knowledge, oidc, tenants};
+use crate::routes::{agents, api_keys, auth, costs, invitations, oidc, tenants};
 
 fn get(path: &'static str, summary: &'static str) -> Operation {
     Operation::new(Method::GET, path, summary)
@@ -297,7 +298,7 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read, oldest first").answers(200, Some(page::<DocumentView>())).query(PAGE_QUERY),
         post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
             .upstream()
-            .body(upload::<knowledge::JsonUpload>())
+            .body(upload::<JsonUpload>())
             .answers(202, Some(json::<Accepted>())),
         get("/api/v1/documents/{id}", "One document").answers(200, Some(json::<DocumentView>())),
         delete("/api/v1/documents/{id}", "Delete a document"),
@@ -329,6 +330,15 @@ pub fn operations() -> Vec<Operation> {
             .answers(200, Some(page::<DeliveryView>()))
             .query(PAGE_QUERY),
         act("/api/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver", "Send a delivery again (same message id and payload)").answers(202, Some(json::<DeliveryView>())),
+        post("/api/v1/batches", "Submit a native batch: many agent runs, or many document uploads into one collection")
+            .body(json::<NewBulk>())
+            .answers(202, Some(json::<BulkView>())),
+        get("/api/v1/batches", "The caller's native batches (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<BulkView>())).query(PAGE_QUERY),
+        get("/api/v1/batches/{id}", "One native batch, with its progress").answers(200, Some(json::<BulkView>())),
+        get("/api/v1/batches/{id}/items", "A native batch's items in order: what each became and where its work is")
+            .answers(200, Some(page::<BulkItemView>()))
+            .query(PAGE_QUERY),
+        act("/api/v1/batches/{id}/cancel", "Stop submitting a native batch's items and cancel its queued runs").answers(200, Some(json::<BulkView>())),
         get("/api/v1/schedules", "The caller's schedules (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<ScheduleView>())).query(PAGE_QUERY),
         post("/api/v1/schedules", "Create a schedule: a cron expression in a time zone and an action").body(json::<CreateSchedule>()).answers(201, Some(json::<ScheduleView>())),
         get("/api/v1/schedules/{id}", "One schedule, with its next due time").answers(200, Some(json::<ScheduleView>())),

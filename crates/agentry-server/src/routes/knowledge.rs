@@ -5,14 +5,12 @@
 //! `access.rs` and checked again by the service.
 
 use agentry_core::TenantAccess;
-use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionChange, CollectionInput, Content, SearchRequest, Upload};
+use agentry_core::knowledge::{AccessList, AnswerQuestion, AnswerToStore, CollectionChange, CollectionInput, Content, JsonUpload, SearchRequest, Upload};
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use base64::Engine;
-use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::extractors::{ApiJson, PageQuery};
@@ -65,45 +63,6 @@ async fn quality(State(state): State<AppState>, Extension(access): Extension<Ten
 async fn delete_collection(State(state): State<AppState>, Extension(access): Extension<TenantAccess>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.knowledge.delete_collection(&access, &id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// The JSON form of an upload: text, any file as base64, or a URL to fetch.
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub(crate) struct JsonUpload {
-    text: Option<String>,
-    content_base64: Option<String>,
-    url: Option<String>,
-    file_name: Option<String>,
-    content_type: Option<String>,
-    title: Option<String>,
-    #[serde(default)]
-    metadata: serde_json::Map<String, serde_json::Value>,
-    #[serde(default)]
-    acl: AccessList,
-    document_id: Option<String>,
-}
-
-impl JsonUpload {
-    fn into_upload(self) -> Result<Upload, ApiError> {
-        let Self { text, content_base64, url, file_name, content_type, title, metadata, acl, document_id } = self;
-        let content = match (text, content_base64, url) {
-            (Some(text), None, None) => Content::Bytes { bytes: text.into_bytes(), file_name, content_type },
-            (None, Some(encoded), None) => {
-                let bytes = base64::engine::general_purpose::STANDARD
-                    .decode(encoded.trim())
-                    .map_err(|_| ApiError::bad_request("'content_base64' is not valid base64", "content_base64"))?;
-                Content::Bytes { bytes, file_name, content_type }
-            }
-            (None, None, Some(_)) if file_name.is_some() || content_type.is_some() => {
-                let message = "'file_name' and 'content_type' describe sent bytes; a URL's come from its answer";
-                return Err(ApiError::bad_request(message, if file_name.is_some() { "file_name" } else { "content_type" }));
-            }
-            (None, None, Some(url)) => Content::Url(url),
-            _ => return Err(ApiError::bad_request("give exactly one of 'text', 'content_base64' or 'url'", "text")),
-        };
-        Ok(Upload { content, title, metadata, acl, document_id, collected: None })
-    }
 }
 
 /// Multipart fields: `file` (required), `title`, `metadata` (JSON object), `acl` (JSON), `document_id`.

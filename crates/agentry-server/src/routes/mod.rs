@@ -12,6 +12,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod knowledge;
 pub mod oidc;
+pub mod bulk;
 pub mod schedules;
 pub mod tenants;
 pub mod webhooks;

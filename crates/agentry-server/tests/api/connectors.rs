@@ -201,6 +201,11 @@ async fn a_sitemap_connector_collects_a_site_with_lineage_and_quality_checks() {
     assert_eq!((status, changed["quality"].clone()), (200, json!({ "min_chars": 5 })), "{changed}");
     let (status, refused) = send(&f.app, &f.admin, Method::PATCH, &format!("/api/v1/collections/{}", f.collection), Some(json!({ "quality": { "languages": ["english"] } }))).await;
     assert_eq!((status, refused["error"]["param"].as_str()), (400, Some("quality")), "{refused}");
+    // The next run stores the excluded pages again (the checks changed since), and now they pass.
+    let third = f.fire(&schedule, 3).await;
+    assert_eq!((third["result"]["stored"].as_u64(), third["result"]["unchanged"].as_u64()), (Some(3), Some(2)), "{third}");
+    let documents = f.documents().await;
+    assert!(documents.values().all(|d| d["status"] == "succeeded"), "{documents:?}");
 }
 
 #[tokio::test]
@@ -263,4 +268,11 @@ async fn lineage_and_quality_reports_are_only_for_those_who_may_see_them() {
     assert_eq!(send(&f.app, &f.admin, Method::GET, &format!("/api/v1/documents/{id}/lineage"), None).await.0, 200);
     let (status, refused) = send(&f.app, &user, Method::GET, &format!("/api/v1/collections/{}/quality", f.collection), None).await;
     assert_eq!(status, 403, "counts over documents a reader may not see: {refused}");
+    // A member who may upload may describe the collection, but not decide what everyone's documents may be found by.
+    let collection = format!("/api/v1/collections/{}", f.collection);
+    assert_eq!(send(&f.app, &user, Method::PATCH, &collection, Some(json!({ "description": "Our handbook" }))).await.0, 200);
+    let (status, refused) = send(&f.app, &user, Method::PATCH, &collection, Some(json!({ "quality": { "min_chars": 1000000 } }))).await;
+    assert_eq!(status, 403, "{refused}");
+    let (status, refused) = send(&f.app, &user, Method::POST, "/api/v1/collections", Some(json!({ "name": "mine", "quality": { "exclude_duplicates": true } }))).await;
+    assert_eq!(status, 403, "{refused}");
 }

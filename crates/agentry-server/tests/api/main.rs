@@ -8,6 +8,7 @@ mod audit_integrity;
 mod authz_matrix;
 mod batches;
 mod batches_restart;
+mod bulk;
 mod cli;
 mod conformance;
 mod connectors;

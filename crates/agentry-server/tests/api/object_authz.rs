@@ -56,6 +56,8 @@ enum Kind {
     Webhook,
     /// `/api/v1/schedules/{id}`.
     Schedule,
+    /// `/api/v1/batches/{id}`: a native batch (of agent runs here).
+    Bulk,
 }
 
 /// Routes with a placeholder that name no tenant object, and why.
@@ -88,6 +90,7 @@ fn kind_of(path: &str) -> Option<Kind> {
         ("/v1/batches/{id}", Kind::Batch),
         ("/api/v1/webhooks/{id}", Kind::Webhook),
         ("/api/v1/schedules/{id}", Kind::Schedule),
+        ("/api/v1/batches/{id}", Kind::Bulk),
     ];
     kinds.iter().find(|(prefix, _)| path.starts_with(prefix)).map(|(_, kind)| *kind)
 }
@@ -161,7 +164,7 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         Kind::Member => caller != Caller::ScopedKey,
         Kind::Role => creates_own(Permission::ManageRoles),
         Kind::Group | Kind::Invitation => creates_own(Permission::ManageUsers),
-        Kind::Thread | Kind::Run | Kind::Job => caller == Caller::ScopedKey || AGENT_PERMISSIONS.iter().any(|p| caller.can(*p)),
+        Kind::Thread | Kind::Run | Kind::Job | Kind::Bulk => caller == Caller::ScopedKey || AGENT_PERMISSIONS.iter().any(|p| caller.can(*p)),
         Kind::Collection | Kind::Document | Kind::IngestJob => creates_own(Permission::UploadDocuments),
         Kind::Agent | Kind::McpServer => creates_own(Permission::ManageAgents),
         Kind::Budget | Kind::Invoice => creates_own(Permission::ManageBilling),
@@ -200,6 +203,8 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         // A foreign tenant's usage id simply has no usage in this tenant.
         (Kind::UsageOf, Whose::OtherTenant) if caller.can(Permission::ViewMetrics) => Allow,
         (_, Whose::OtherTenant) => Hidden,
+        // The body sets quality checks, which decide what every member's documents may be found by.
+        (Kind::Collection, _) if rule.method == Method::PATCH && !caller.can(Permission::ManageIntegrations) => Deny,
         // A key acts on itself only, never on its owner's other keys.
         (Kind::Key, Whose::Own) if caller == Caller::ScopedKey => Hidden,
         (Kind::Key, Whose::Own) => Allow,
@@ -235,6 +240,10 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
         (Kind::Job, _) if caller.can(Permission::ManageTenant) => Allow,
         (Kind::Job, Whose::Own) if caller != Caller::ScopedKey => Allow,
         (Kind::Job, _) => Hidden,
+        // A native batch is its submitter's while they hold what its type needs; manage_tenant sees all.
+        (Kind::Bulk, _) if caller.can(Permission::ManageTenant) => Allow,
+        (Kind::Bulk, Whose::Own) if caller != Caller::ScopedKey => Allow,
+        (Kind::Bulk, _) => Hidden,
         (Kind::UsageOf, Whose::OtherMember) if !caller.can(Permission::ViewMetrics) => Hidden,
         // Files and batches are their owner's (a key's are its owner's); manage_tenant sees all of them.
         (Kind::File | Kind::Batch, Whose::OtherMember) if !(session && caller.can(Permission::ManageTenant)) => Hidden,
@@ -336,7 +345,7 @@ impl Fixture {
         match whose {
             Whose::OtherTenant => Creator { token: self.admin.clone(), tenant: "globex" },
             Whose::Own => Creator { token: self.tokens[&caller].clone(), tenant: "acme" },
-            Whose::OtherMember if matches!(kind, Kind::Key | Kind::Thread | Kind::Run | Kind::Job | Kind::File | Kind::Batch) => {
+            Whose::OtherMember if matches!(kind, Kind::Key | Kind::Thread | Kind::Run | Kind::Job | Kind::File | Kind::Batch | Kind::Bulk) => {
                 Creator { token: self.other_member.clone(), tenant: "acme" }
             }
             Whose::OtherMember => Creator { token: self.admin.clone(), tenant: "acme" },
@@ -478,6 +487,11 @@ impl Fixture {
                 let (status, delivery) = self.call(&token, tenant, Method::POST, &path, None).await;
                 assert_eq!(status, 202, "a test delivery: {delivery}");
                 Object { id: id(&webhook), extra: Some(id(&delivery)) }
+            }
+            Kind::Bulk => {
+                let body = json!({ "type": "agent_runs", "items": [{ "agent": "math", "input": "3+3" }] });
+                let batch = created(self.call(&token, tenant, Method::POST, "/api/v1/batches", Some(body)).await, "a native batch");
+                Object { id: id(&batch), extra: None }
             }
             Kind::Schedule => {
                 let body =

@@ -9,6 +9,7 @@
 //! Must not: fetch except through the run's [`Fetcher`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use reqwest::Url;
 
@@ -33,7 +34,8 @@ struct Links {
 impl Connector for Crawl {
     async fn collect(&self, fetcher: &mut Fetcher<'_>, sink: &mut Sink<'_>) -> Result<(), Error> {
         let Some(start) = sink.discover(self.url.as_str(), &self.url) else { return Ok(()) };
-        let mut queue = VecDeque::from([(start, 0, None::<String>)]);
+        // Pages share their parent's URL: a page may link to thousands.
+        let mut queue = VecDeque::from([(start, 0, None::<Arc<str>>)]);
         let mut first = true;
         while let Some((url, depth, from)) = queue.pop_front() {
             if !sink.has_room() {
@@ -60,12 +62,13 @@ impl Connector for Crawl {
             if links.noindex {
                 sink.report.skipped += 1;
             } else {
-                sink.store(Page { url: url.clone(), fetched, discovered_from: from }).await?;
+                sink.store(Page { url: url.clone(), fetched, discovered_from: from.map(|from| from.to_string()) }).await?;
             }
             if depth < self.max_depth && !links.nofollow {
+                let parent: Arc<str> = Arc::from(url.as_str());
                 for href in &links.hrefs {
                     if let Some(next) = sink.discover(href, &base) {
-                        queue.push_back((next, depth + 1, Some(url.to_string())));
+                        queue.push_back((next, depth + 1, Some(Arc::clone(&parent))));
                     }
                 }
             }

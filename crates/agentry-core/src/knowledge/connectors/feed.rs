@@ -18,8 +18,10 @@ pub(super) struct Feed {
 impl Connector for Feed {
     async fn collect(&self, fetcher: &mut Fetcher<'_>, sink: &mut Sink<'_>) -> Result<(), Error> {
         let fetched = fetcher.get(&self.url).await.map_err(|skip| skipped(&self.url, skip))?;
-        let links = entry_links(&fetched.bytes)?;
-        let pages = links.iter().filter_map(|href| sink.discover(href, &self.url)).collect();
+        // Links are relative to where the feed was found after redirects.
+        let base = Url::parse(&fetched.final_url).unwrap_or_else(|_| self.url.clone());
+        let links = tokio::task::spawn_blocking(move || entry_links(&fetched.bytes)).await.map_err(|e| Error::Internal(format!("reading a feed: {e}")))??;
+        let pages = links.iter().filter_map(|href| sink.discover(href, &base)).collect();
         fetch_and_store(fetcher, sink, pages, &self.url).await.map(drop)
     }
 }

@@ -3,7 +3,9 @@
 //! `Crawl-delay`, up to a minute, if longer), each URL checked against its
 //! site's robots.txt (RFC 9309, texting_robots, user agent `agentry`) and
 //! fetched with the guarded [`Outbound`] client (the allowlist, size cap and
-//! deadline of `knowledge.url_fetch`).
+//! deadline of `knowledge.url_fetch`). At most [`MAX_SITES`] sites are
+//! asked for robots.txt per run (pages on more are skipped), and only the
+//! first 512 KiB of each is read.
 //!
 //! robots.txt per RFC 9309: an answer that is 4xx (none published) allows
 //! everything; one that cannot be had for now (a 5xx, the network, a
@@ -26,6 +28,10 @@ use crate::outbound::{Fetched, Outbound, OutboundError};
 const USER_AGENT: &str = "agentry";
 /// Longest `Crawl-delay` honoured.
 const MAX_CRAWL_DELAY: Duration = Duration::from_secs(60);
+/// The part of a robots.txt read (RFC 9309 asks crawlers to read at least 500 KiB).
+const MAX_ROBOTS_BYTES: usize = 512 * 1024;
+/// Sites (scheme, host and port) one run asks for robots.txt; URLs on more are skipped.
+const MAX_SITES: usize = 16;
 
 /// What a site's robots.txt says.
 enum Rules {
@@ -45,7 +51,7 @@ impl Rules {
 
     fn crawl_delay(&self) -> Duration {
         match self {
-            Self::Parsed(robot) => robot.delay.filter(|d| d.is_finite() && *d > 0.0).map_or(Duration::ZERO, |d| Duration::from_secs_f32(d).min(MAX_CRAWL_DELAY)),
+            Self::Parsed(robot) => robot.delay.and_then(|d| Duration::try_from_secs_f32(d.min(MAX_CRAWL_DELAY.as_secs_f32())).ok()).unwrap_or(Duration::ZERO),
             _ => Duration::ZERO,
         }
     }
@@ -78,6 +84,9 @@ impl<'a> Fetcher<'a> {
     pub(super) async fn get(&mut self, url: &Url) -> Result<Fetched, Skip> {
         let origin = url.origin().ascii_serialization();
         if !self.robots.contains_key(&origin) {
+            if self.robots.len() >= MAX_SITES {
+                return Err(Skip::Disallowed);
+            }
             let rules = self.robots_of(&origin).await?;
             self.robots.insert(origin.clone(), rules);
         }
@@ -92,7 +101,11 @@ impl<'a> Fetcher<'a> {
     async fn robots_of(&mut self, origin: &str) -> Result<Rules, Skip> {
         let answer = self.request(&format!("{origin}/robots.txt"), self.delay).await?;
         Ok(match answer {
-            Ok(fetched) => Robot::new(USER_AGENT, &fetched.bytes).map_or(Rules::AllowAll, |robot| Rules::Parsed(Box::new(robot))),
+            Ok(mut fetched) => {
+                fetched.bytes.truncate(MAX_ROBOTS_BYTES);
+                let parsed = tokio::task::spawn_blocking(move || Robot::new(USER_AGENT, &fetched.bytes).ok()).await.ok().flatten();
+                parsed.map_or(Rules::AllowAll, |robot| Rules::Parsed(Box::new(robot)))
+            }
             Err(OutboundError::Status(status)) if (400..500).contains(&status) => Rules::AllowAll,
             Err(error) if transient(&error) => {
                 tracing::info!(%origin, %error, "robots.txt is unreachable; the site is not crawled this run");

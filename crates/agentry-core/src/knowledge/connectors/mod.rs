@@ -14,8 +14,10 @@
 //! [`crawl`] (breadth-first from a start page, `max_depth` links deep,
 //! honouring `<meta name="robots">` noindex and nofollow). Every connector
 //! stops after `max_pages` page fetches, and with `same_host` (default)
-//! keeps to the start URL's host. A run re-run after a crash repeats the
-//! fetches; pages whose bytes did not change add nothing.
+//! keeps to the start URL's host; it also stops after an hour, and
+//! remembers at most 20 000 URLs of at most 2048 characters. A run re-run
+//! after a crash repeats the fetches; pages whose bytes did not change add
+//! nothing.
 //!
 //! Must not: fetch except through [`Fetcher`], or store a page the
 //! schedule's owner could not upload themselves.
@@ -46,7 +48,11 @@ const MAX_DEPTH: u32 = 10;
 /// Longest politeness delay.
 const MAX_DELAY_MS: u64 = 60_000;
 /// URLs a run remembers having seen (beyond it, new links are not followed).
-const MAX_SEEN: usize = 100_000;
+const MAX_SEEN: usize = 20_000;
+/// Longest URL a connector follows.
+const MAX_URL_CHARS: usize = 2048;
+/// Longest run: then it stops as if at `max_pages`.
+const MAX_RUN: Duration = Duration::from_secs(3600);
 
 /// Where a connector collects from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -113,7 +119,7 @@ pub struct ConnectorReport {
     pub skipped: usize,
     /// Pages that could not be fetched or stored (the server log says why).
     pub failed: usize,
-    /// The run stopped at `max_pages` with pages left.
+    /// The run stopped at `max_pages` (or after an hour) with pages left.
     pub truncated: bool,
 }
 
@@ -158,16 +164,18 @@ struct Sink<'a> {
     start_host: Option<String>,
     seen: HashSet<String>,
     report: ConnectorReport,
+    /// When the run must stop ([`MAX_RUN`]).
+    deadline: tokio::time::Instant,
 }
 
 impl Sink<'_> {
     /// A page URL found on `base`, resolved and without its fragment; `None`
     /// (counted as skipped) when it is not http(s), is on another host with
-    /// `same_host`, or was seen before (not counted).
+    /// `same_host`, or was seen before or is longer than [`MAX_URL_CHARS`] (not counted).
     fn discover(&mut self, href: &str, base: &Url) -> Option<Url> {
         let mut url = base.join(href.trim()).ok()?;
         url.set_fragment(None);
-        if !matches!(url.scheme(), "http" | "https") {
+        if !matches!(url.scheme(), "http" | "https") || url.as_str().len() > MAX_URL_CHARS {
             return None;
         }
         if self.spec.same_host && url.host_str().map(str::to_ascii_lowercase) != self.start_host {
@@ -186,7 +194,7 @@ impl Sink<'_> {
     /// Room for another page fetch (call it only with a page to fetch: it
     /// marks the run truncated when there is none).
     fn has_room(&mut self) -> bool {
-        let room = (self.report.fetched as u64) < u64::from(self.spec.max_pages);
+        let room = (self.report.fetched as u64) < u64::from(self.spec.max_pages) && tokio::time::Instant::now() < self.deadline;
         if !room {
             self.report.truncated = true;
         }
@@ -304,6 +312,7 @@ impl Knowledge {
             start_host: start.host_str().map(str::to_ascii_lowercase),
             seen: HashSet::new(),
             report: ConnectorReport::default(),
+            deadline: tokio::time::Instant::now() + MAX_RUN,
         };
         let mut fetcher = Fetcher::new(&self.inner.outbound, Duration::from_millis(spec.delay_ms), run.cancel);
         connector.collect(&mut fetcher, &mut sink).await?;

@@ -1,12 +1,12 @@
 //! The sitemap connector (sitemaps.org protocol): a `<urlset>`'s `<loc>`
-//! pages, and the sitemaps a `<sitemapindex>` lists (at most
-//! [`MAX_SITEMAPS`] per run), gzipped or not. The first sitemap must be
+//! pages, and the sitemaps a `<sitemapindex>` lists on its own host (each
+//! once, at most [`MAX_SITEMAPS`] per run), gzipped or not. The first sitemap must be
 //! readable (the run fails otherwise: retried if the failure may pass);
 //! a listed one that is not is counted as failed.
 //!
 //! Must not: fetch except through the run's [`Fetcher`].
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::io::Read;
 
 use quick_xml::Reader;
@@ -37,14 +37,15 @@ struct Listed {
 impl Connector for Sitemap {
     async fn collect(&self, fetcher: &mut Fetcher<'_>, sink: &mut Sink<'_>) -> Result<(), Error> {
         let mut queue = VecDeque::from([self.url.clone()]);
+        let mut sitemaps = HashSet::from([self.url.to_string()]);
         let mut read = 0;
         while let Some(url) = queue.pop_front() {
-            if read == MAX_SITEMAPS {
-                sink.report.truncated = true;
-                return Ok(());
-            }
             read += 1;
-            let listed = match fetcher.get(&url).await.map_err(|skip| skipped(&url, skip)).and_then(|fetched| read_sitemap(&fetched.bytes)) {
+            let listed = match fetcher.get(&url).await.map_err(|skip| skipped(&url, skip)) {
+                Ok(fetched) => tokio::task::spawn_blocking(move || read_sitemap(&fetched.bytes)).await.map_err(|e| Error::Internal(format!("reading a sitemap: {e}")))?,
+                Err(error) => Err(error),
+            };
+            let listed = match listed {
                 Ok(listed) => listed,
                 Err(error) if read == 1 => return Err(error),
                 Err(error) => {
@@ -53,7 +54,18 @@ impl Connector for Sitemap {
                     continue;
                 }
             };
-            queue.extend(listed.sitemaps.iter().filter_map(|loc| url.join(loc.trim()).ok()));
+            // Listed sitemaps: on the sitemap's host, each once, at most MAX_SITEMAPS in all.
+            for loc in &listed.sitemaps {
+                let Ok(next) = url.join(loc.trim()) else { continue };
+                if next.host_str() != self.url.host_str() || !sitemaps.insert(next.to_string()) {
+                    continue;
+                }
+                if sitemaps.len() > MAX_SITEMAPS {
+                    sink.report.truncated = true;
+                    break;
+                }
+                queue.push_back(next);
+            }
             let pages = listed.pages.iter().filter_map(|loc| sink.discover(loc, &url)).collect();
             if fetch_and_store(fetcher, sink, pages, &url).await? == Flow::Stop {
                 return Ok(());
