@@ -243,7 +243,11 @@ macro_rules! bind_job {
 /// Insert a version row with its bytes (if any yet) and its job inside transaction `$tx`.
 macro_rules! insert_version_and_job {
     ($tx:ident, $new:expr) => {{
-        const VERSION: &str = concat!("INSERT INTO document_versions (", version_columns!(), ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)");
+        const VERSION: &str = concat!(
+            "INSERT INTO document_versions (",
+            version_columns!(),
+            ", content) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)"
+        );
         let v = $new.version;
         sqlx::query(VERSION)
             .bind(&v.document_id)

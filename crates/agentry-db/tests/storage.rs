@@ -44,7 +44,8 @@ fn queued_document(title: &str, source: &str, format: &str, size_bytes: i64, run
         chunk_max_tokens: 250,
         chunk_overlap_tokens: 32,
         created_at_ms: 0,
-        updated_at_ms: 0,        quality: "{}".into(),
+        updated_at_ms: 0,
+        quality: "{}".into(),
     };
     let document = DocumentRow {
         id: "d1".into(),

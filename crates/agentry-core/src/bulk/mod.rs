@@ -163,7 +163,8 @@ impl Bulk {
             })
             .collect::<Result<Vec<_>, Error>>()?;
         let id = format!("bulk_{}", uuid::Uuid::now_v7().simple());
-        let new = NewJob { kind: JobKind::BulkSubmit, subject_id: id.clone(), subject_version: 0, payload: serde_json::Value::Null, priority: 0, idempotency_key, max_attempts: None };
+        let new =
+            NewJob { kind: JobKind::BulkSubmit, subject_id: id.clone(), subject_version: 0, payload: serde_json::Value::Null, priority: 0, idempotency_key, max_attempts: None };
         if let Some(key) = &new.idempotency_key {
             crate::jobs::check_idempotency_key(key)?;
         }

@@ -67,7 +67,13 @@ impl Bulk {
     async fn submit_run(&self, context: &JobContext, batch_id: &str, position: i64, input: &str) -> Result<Submitted, Error> {
         let item: RunItem = serde_json::from_str(input).map_err(|e| Error::Internal(format!("unreadable item: {e}")))?;
         let access = &context.access;
-        let call = CallContext { request_id: format!("{batch_id}-{position}"), endpoint: "/api/v1/batches", subject: Some(Subject::of(access)), agent: None, settlement: Default::default() };
+        let call = CallContext {
+            request_id: format!("{batch_id}-{position}"),
+            endpoint: "/api/v1/batches",
+            subject: Some(Subject::of(access)),
+            agent: None,
+            settlement: Default::default(),
+        };
         let run_input = crate::agents::RunInput { agent: Some(item.agent), messages: vec![ChatMessage::text(Role::User, item.input)] };
         let key = format!("bulk:{batch_id}:{position}");
         let run = self.inner.agents.queue_run(access, &call, item.thread_id.as_deref(), run_input, Some(key)).await?;

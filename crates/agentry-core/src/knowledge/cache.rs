@@ -577,7 +577,8 @@ mod tests {
                     chunk_max_tokens: 256,
                     chunk_overlap_tokens: 0,
                     created_at_ms: 1,
-                    updated_at_ms: 1,                    quality: "{}".into(),
+                    updated_at_ms: 1,
+                    quality: "{}".into(),
                 };
                 db.insert_collection(&row).await.unwrap();
             }

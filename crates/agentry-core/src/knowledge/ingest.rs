@@ -216,10 +216,9 @@ impl Knowledge {
         let (event_type, data) = match outcome {
             Ok(chunks) => (EventType::DocumentIngested, serde_json::json!({ "document_id": job.document_id, "version": job.version, "chunks": chunks })),
             Err(Failure::Permanent(reason)) => (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason })),
-            Err(Failure::Excluded(Rejection { check, reason })) => (
-                EventType::DocumentFailed,
-                serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason, "quality_check": check.as_str() }),
-            ),
+            Err(Failure::Excluded(Rejection { check, reason })) => {
+                (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason, "quality_check": check.as_str() }))
+            }
             Err(Failure::Retry(reason)) if job.attempts >= self.inner.settings.max_attempts => {
                 (EventType::DocumentFailed, serde_json::json!({ "document_id": job.document_id, "version": job.version, "error": reason }))
             }

@@ -40,7 +40,8 @@ impl JsonUpload {
         let content = match (text, content_base64, url) {
             (Some(text), None, None) => Content::Bytes { bytes: text.into_bytes(), file_name, content_type },
             (None, Some(encoded), None) => {
-                let bytes = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| Error::invalid("'content_base64' is not valid base64", "content_base64"))?;
+                let bytes =
+                    base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| Error::invalid("'content_base64' is not valid base64", "content_base64"))?;
                 Content::Bytes { bytes, file_name, content_type }
             }
             (None, None, Some(_)) if file_name.is_some() || content_type.is_some() => {

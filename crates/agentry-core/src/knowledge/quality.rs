@@ -108,7 +108,10 @@ impl QualityChecks {
                 let code = info.lang().code();
                 if !self.languages.iter().any(|allowed| allowed == code) {
                     let allowed = self.languages.join(", ");
-                    return Err(Rejection { check: QualityCheck::Language, reason: format!("the document is in {} ({code}); the collection takes {allowed}", info.lang().eng_name()) });
+                    return Err(Rejection {
+                        check: QualityCheck::Language,
+                        reason: format!("the document is in {} ({code}); the collection takes {allowed}", info.lang().eng_name()),
+                    });
                 }
             }
         }

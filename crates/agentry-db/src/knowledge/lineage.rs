@@ -33,13 +33,8 @@ pub struct CollectionQualityRow {
 impl Db {
     /// The oldest document of a collection whose source is `source` (a URL or file name).
     pub async fn document_by_source(&self, tenant_id: &str, collection_id: &str, source: &str) -> Result<Option<DocumentRow>, DbError> {
-        const SQL: &str = concat!(
-            "SELECT ",
-            document_select!(),
-            " FROM documents WHERE tenant_id = $1 AND collection_id = $2 AND source = $3 ORDER BY created_at_ms, id LIMIT 1"
-        );
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).bind(source).fetch_optional(pool).await)
-            .map_err(DbError::query("document by source"))
+        const SQL: &str = concat!("SELECT ", document_select!(), " FROM documents WHERE tenant_id = $1 AND collection_id = $2 AND source = $3 ORDER BY created_at_ms, id LIMIT 1");
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).bind(source).fetch_optional(pool).await).map_err(DbError::query("document by source"))
     }
 
     /// A document of the collection with the same readers (ACL) created
@@ -88,8 +83,7 @@ impl Db {
                  WHERE d2.tenant_id = $1 AND d2.collection_id = $2 AND v2.collected_by IS NOT NULL \
                  GROUP BY v2.collected_by ORDER BY MAX(v2.created_at_ms) DESC LIMIT $3) \
              GROUP BY v.collected_by, v.schedule_id, v.status, v.quality_check";
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).bind(runs).fetch_all(pool).await)
-            .map_err(DbError::query("quality by run"))
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).bind(runs).fetch_all(pool).await).map_err(DbError::query("quality by run"))
     }
 
     /// Outcome counts of a collection's documents (their latest versions).
@@ -97,8 +91,7 @@ impl Db {
         const SQL: &str = "SELECT d.status, v.quality_check, COUNT(*) AS documents \
              FROM documents d LEFT JOIN document_versions v ON v.document_id = d.id AND v.version = d.latest_version \
              WHERE d.tenant_id = $1 AND d.collection_id = $2 GROUP BY d.status, v.quality_check";
-        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).fetch_all(pool).await)
-            .map_err(DbError::query("quality of a collection"))
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(tenant_id).bind(collection_id).fetch_all(pool).await).map_err(DbError::query("quality of a collection"))
     }
 
     /// Replace a collection's description and quality checks; whether it exists.

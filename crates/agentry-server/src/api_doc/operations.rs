@@ -19,7 +19,8 @@ use agentry_core::identity::{
 };
 use agentry_core::jobs::JobView;
 use agentry_core::knowledge::{
-    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionChange, CollectionInput, CollectionQuality, DocumentVersion, DocumentView, IngestJob, JsonUpload, SearchRequest, SearchResponse, VersionLineage,
+    Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionChange, CollectionInput, CollectionQuality, DocumentVersion, DocumentView, IngestJob, JsonUpload,
+    SearchRequest, SearchResponse, VersionLineage,
 };
 use agentry_core::schedules::{CreateSchedule, ScheduleRunView, ScheduleView, UpdateSchedule};
 use agentry_core::usage::TenantUsageSettings;
@@ -294,7 +295,8 @@ pub fn operations() -> Vec<Operation> {
         get("/api/v1/collections/{id}", "One collection").answers(200, Some(json::<Collection>())),
         patch("/api/v1/collections/{id}", "Change a collection's description or quality checks").body(json::<CollectionChange>()).answers(200, Some(json::<Collection>())),
         delete("/api/v1/collections/{id}", "Delete a collection and its documents"),
-        get("/api/v1/collections/{id}/quality", "How a collection's documents and recent connector runs fare against its quality checks").answers(200, Some(json::<CollectionQuality>())),
+        get("/api/v1/collections/{id}/quality", "How a collection's documents and recent connector runs fare against its quality checks")
+            .answers(200, Some(json::<CollectionQuality>())),
         get("/api/v1/collections/{id}/documents", "The documents of a collection the caller may read, oldest first").answers(200, Some(page::<DocumentView>())).query(PAGE_QUERY),
         post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
             .upstream()
@@ -335,9 +337,7 @@ pub fn operations() -> Vec<Operation> {
             .answers(202, Some(json::<BulkView>())),
         get("/api/v1/batches", "The caller's native batches (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<BulkView>())).query(PAGE_QUERY),
         get("/api/v1/batches/{id}", "One native batch, with its progress").answers(200, Some(json::<BulkView>())),
-        get("/api/v1/batches/{id}/items", "A native batch's items in order: what each became and where its work is")
-            .answers(200, Some(page::<BulkItemView>()))
-            .query(PAGE_QUERY),
+        get("/api/v1/batches/{id}/items", "A native batch's items in order: what each became and where its work is").answers(200, Some(page::<BulkItemView>())).query(PAGE_QUERY),
         act("/api/v1/batches/{id}/cancel", "Stop submitting a native batch's items and cancel its queued runs").answers(200, Some(json::<BulkView>())),
         get("/api/v1/schedules", "The caller's schedules (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<ScheduleView>())).query(PAGE_QUERY),
         post("/api/v1/schedules", "Create a schedule: a cron expression in a time zone and an action").body(json::<CreateSchedule>()).answers(201, Some(json::<ScheduleView>())),
