@@ -394,6 +394,19 @@ impl Db {
         .map_err(DbError::write("revoke api key"))
     }
 
+    /// Claim up to `limit` live keys (not rotated: a rotated key ends on purpose) that expire after `now_ms` and by
+    /// `before_ms` and whose owner was not told yet: each is marked told as
+    /// it is returned, so of several replicas only one gets a key.
+    pub async fn claim_expiring_api_keys(&self, now_ms: i64, before_ms: i64, limit: i64) -> Result<Vec<ApiKeyRow>, DbError> {
+        const SQL: &str = concat!(
+            "UPDATE api_keys SET expiry_notified_at_ms = $1 WHERE expiry_notified_at_ms IS NULL AND id IN (",
+            "SELECT id FROM api_keys WHERE revoked_at_ms IS NULL AND rotated_to IS NULL AND expiry_notified_at_ms IS NULL AND expires_at_ms > $1 AND expires_at_ms <= $2 LIMIT $3",
+            ") RETURNING ",
+            api_key_columns!()
+        );
+        on_pool!(self, pool => sqlx::query_as(SQL).bind(now_ms).bind(before_ms).bind(limit).fetch_all(pool).await).map_err(DbError::query("claim expiring api keys"))
+    }
+
     /// Store the successor of key `old_id` and cut the old key's life to `old_expires_at_ms`.
     pub async fn rotate_api_key(&self, tenant_id: &str, old_id: &str, old_expires_at_ms: i64, new_key: &ApiKeyRow) -> Result<(), DbError> {
         let sql = concat!("INSERT INTO api_keys (", api_key_columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)");

@@ -98,6 +98,7 @@ impl Application {
         let jobs = Jobs::new(db.clone(), identity.clone(), settings.jobs.clone());
         let events = Events::new(db.clone(), settings.events.clone());
         events.spawn_tail(shutdown.child_token());
+        events.spawn_notices(shutdown.child_token());
         let webhooks =
             Webhooks::new(db.clone(), jobs.clone(), events.clone(), audit.clone(), keys.sealer.clone(), settings.webhooks.clone()).map_err(|e| anyhow::anyhow!("webhooks: {e}"))?;
         let accounting = Accounting::new(db.clone(), coord.clone(), settings.usage.core(), call_log, audit.clone(), events.clone());

@@ -34,6 +34,7 @@ wire_enum! {
         BudgetPut => "budget.put": "A budget was created or changed.",
         BudgetDelete => "budget.delete": "A budget was deleted.",
         BudgetSoftLimitReached => "budget.soft_limit_reached": "Spending crossed a budget's soft limit.",
+        BudgetExhausted => "budget.exhausted": "Spending reached a budget's limit.",
         CollectionCreate => "collection.create": "A collection was created.",
         CollectionDelete => "collection.delete": "A collection was deleted.",
         CollectionUpdate => "collection.update": "A collection's description or quality checks were changed.",

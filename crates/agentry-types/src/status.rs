@@ -130,6 +130,8 @@ wire_enum! {
         DocumentIngested => "document.ingested": "A document version was parsed, chunked, embedded and indexed.",
         DocumentFailed => "document.failed": "A document version could not be indexed.",
         BudgetSoftLimitReached => "budget.soft_limit_reached": "Spending crossed a budget's soft limit.",
+        BudgetExhausted => "budget.exhausted": "Spending reached a budget's limit: calls it covers are refused until its period ends.",
+        ApiKeyExpiring => "api_key.expiring": "An API key expires within `events.api_key_expiry_notice_days`.",
         WebhookDisabled => "webhook.disabled": "A webhook endpoint was disabled after failing without a success for too long.",
         WebhookTest => "webhook.test": "A test event sent by hand (`POST /api/v1/webhooks/{id}/test`).",
         ScheduleFired => "schedule.fired": "A schedule fired: its action was carried out (or failed).",

@@ -19,11 +19,15 @@
 //! behind reads what it missed from the log instead, so a slow reader costs
 //! memory for no one else.
 //!
+//! [`notices`] publishes the events nothing else would: an API key about
+//! to expire.
+//!
 //! Must not: know what an event's subject is or who listens to it beyond the
 //! fan-out trait; fail the operation that published (publishing logs and
 //! counts its errors).
 
 mod follow;
+mod notices;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -50,11 +54,15 @@ pub struct EventsSettings {
     pub retention_hours: u64,
     /// How often the tail looks for events other replicas appended.
     pub poll_interval_ms: u64,
+    /// `api_key.expiring` is published this many days before a key expires (0: never).
+    pub api_key_expiry_notice_days: u32,
+    /// How often each process looks for keys to announce.
+    pub notice_interval_secs: u64,
 }
 
 impl Default for EventsSettings {
     fn default() -> Self {
-        Self { retention_hours: 24, poll_interval_ms: 250 }
+        Self { retention_hours: 24, poll_interval_ms: 250, api_key_expiry_notice_days: 7, notice_interval_secs: 3600 }
     }
 }
 
@@ -65,6 +73,12 @@ impl EventsSettings {
         }
         if !(10..=60_000).contains(&self.poll_interval_ms) {
             return Err("events.poll_interval_ms must be 10-60000".into());
+        }
+        if self.api_key_expiry_notice_days > 365 {
+            return Err("events.api_key_expiry_notice_days must be 0-365".into());
+        }
+        if !(1..=86_400).contains(&self.notice_interval_secs) {
+            return Err("events.notice_interval_secs must be 1-86400".into());
         }
         Ok(())
     }

@@ -173,6 +173,8 @@ pub struct BudgetExceeded {
     pub limit_nusd: i64,
     pub spent_nusd: i64,
     pub resets_in: Duration,
+    /// The budget that refused.
+    pub(super) refused_by: ActiveBudget,
 }
 
 /// An amount held against budgets until the call settles.
@@ -210,7 +212,7 @@ pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudg
             Reserve::Reserved(_) => return Ok(Ok(Reservation { budgets, amount_nusd })),
             Reserve::Exceeded { index, spent } => {
                 let b = &budgets[index];
-                return Ok(Err(BudgetExceeded { budget: b.describe(), limit_nusd: b.row.limit_nusd, spent_nusd: spent, resets_in: until(b.end) }));
+                return Ok(Err(BudgetExceeded { budget: b.describe(), limit_nusd: b.row.limit_nusd, spent_nusd: spent, resets_in: until(b.end), refused_by: b.clone() }));
             }
             Reserve::NeedsSeed(missing) => {
                 for index in missing {

@@ -267,6 +267,9 @@ impl Accounting {
             }
             Err(exceeded) => {
                 limits::settle(&self.inner.coord, &ticket.admitted, 0).await;
+                // The first refusal of a period says the budget is exhausted (for calls this size at least).
+                let (this, tenant, budget, spent) = (self.clone(), subject.tenant_id.clone(), exceeded.refused_by.clone(), exceeded.spent_nusd);
+                tokio::spawn(async move { this.budget_crossed(Some(&tenant), &budget, spent, Crossing::Limit).await });
                 Ok(Err(Refusal::Budget(exceeded)))
             }
         }
@@ -318,23 +321,30 @@ impl Accounting {
                     && spent >= soft
                     && spent - cost < soft
                 {
-                    this.soft_limit_reached(tenant.as_deref(), &budget, spent).await;
+                    this.budget_crossed(tenant.as_deref(), &budget, spent, Crossing::SoftLimit).await;
+                }
+                if spent >= budget.row.limit_nusd && spent - cost < budget.row.limit_nusd {
+                    this.budget_crossed(tenant.as_deref(), &budget, spent, Crossing::Limit).await;
                 }
             }
         });
     }
 
-    async fn soft_limit_reached(&self, tenant: Option<&str>, budget: &budgets::ActiveBudget, spent: i64) {
-        let flag = format!("{}:alerted", budget.key);
+    /// Audit and publish a budget's crossing, once per budget period (whichever replica settles the call).
+    async fn budget_crossed(&self, tenant: Option<&str>, budget: &budgets::ActiveBudget, spent: i64, crossing: Crossing) {
+        let (flag, action, event_type, level) = match crossing {
+            Crossing::SoftLimit => (format!("{}:alerted", budget.key), AuditAction::BudgetSoftLimitReached, EventType::BudgetSoftLimitReached, "soft_limit"),
+            Crossing::Limit => (format!("{}:exhausted", budget.key), AuditAction::BudgetExhausted, EventType::BudgetExhausted, "limit"),
+        };
         if !self.inner.coord.flag_once(&flag, Duration::from_secs(40 * 86_400)).await {
             return;
         }
-        metrics::counter!("budget_alerts_total", "scope" => budget.row.scope.clone()).increment(1);
-        tracing::warn!(budget = %budget.describe(), spent_usd = nusd_to_usd(spent), "budget soft limit reached");
+        metrics::counter!("budget_alerts_total", "scope" => budget.row.scope.clone(), "level" => level).increment(1);
+        tracing::warn!(budget = %budget.describe(), spent_usd = nusd_to_usd(spent), level, "budget alert");
         let event = AuditEvent {
             tenant,
             actor: Actor::System,
-            action: AuditAction::BudgetSoftLimitReached,
+            action,
             resource: Some(format!("budget:{}", budget.row.id)),
             outcome: Outcome::Success,
             meta: &RequestMeta::default(),
@@ -351,9 +361,16 @@ impl Accounting {
         }
         if let Some(tenant) = tenant {
             let audience = Audience::members_with(&[Permission::ManageBilling, Permission::ViewMetrics]);
-            self.inner.events.publish(tenant, EventType::BudgetSoftLimitReached, audience, serde_json::json!({ "budget_id": budget.row.id, "alert": data })).await;
+            self.inner.events.publish(tenant, event_type, audience, serde_json::json!({ "budget_id": budget.row.id, "alert": data })).await;
         }
     }
+}
+
+/// Which line of a budget spending crossed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Crossing {
+    SoftLimit,
+    Limit,
 }
 
 fn cost_per_k(price: Price) -> f64 {

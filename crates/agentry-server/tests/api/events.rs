@@ -108,3 +108,42 @@ async fn run_echo_owner(runs: &[String], app: &TestApp, token: &str) -> String {
     }
     panic!("the member owns none of {runs:?}");
 }
+
+/// `budget.exhausted` when a budget first refuses a call, and
+/// `api_key.expiring` once for a key that expires within the notice window
+/// (not for one that expires later), each once.
+#[tokio::test]
+async fn budgets_running_out_and_keys_about_to_expire_are_published_once() {
+    let mut options = TestOptions::default();
+    options.events.notice_interval_secs = 1;
+    let app = spawn_app_with(options).await;
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let mut socket = subscribe(&app, &admin, "acme", "?types=budget.exhausted,api_key.expiring").await;
+
+    let soon = json!({ "name": "soon", "expires_in": 3600 });
+    let (status, key) = send(&app, &admin, Method::POST, "/api/v1/tenants/acme/api-keys", Some(soon)).await;
+    assert_eq!(status, 201, "{key}");
+    let (status, _) = send(&app, &admin, Method::POST, "/api/v1/tenants/acme/api-keys", Some(json!({ "name": "later", "expires_in": 30 * 86_400 }))).await;
+    assert_eq!(status, 201);
+
+    let budget = json!({ "scope": "tenant", "period": "daily", "limit_usd": 2.0 * crate::usage::CALL_COST_USD });
+    assert_eq!(send(&app, &admin, Method::POST, "/api/v1/costs/budgets", Some(budget)).await.0, 200);
+    let call = json!({ "model": "priced", "messages": user_message("a b c d e f g h"), "max_tokens": 9 });
+    let mut refused = 0;
+    for _ in 0..5 {
+        if app.with(Method::POST, "/v1/chat/completions", &admin).json(&call).send().await.unwrap().status() == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 3, "the budget refuses once spent: {refused}");
+
+    let events = drain(&mut socket, Duration::from_secs(3)).await;
+    let of = |kind: &str| events.iter().filter(|e| e["type"] == kind).cloned().collect::<Vec<_>>();
+    let expiring = of("api_key.expiring");
+    assert_eq!(expiring.len(), 1, "{events:?}");
+    assert_eq!((expiring[0]["data"]["api_key_id"].as_str(), expiring[0]["data"]["name"].as_str()), (key["id"].as_str(), Some("soon")), "{expiring:?}");
+    let exhausted = of("budget.exhausted");
+    assert_eq!(exhausted.len(), 1, "{events:?}");
+    assert_eq!(exhausted[0]["data"]["alert"]["scope"], "tenant", "{exhausted:?}");
+}

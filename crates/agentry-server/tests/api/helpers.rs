@@ -49,6 +49,7 @@ pub struct TestOptions {
     pub batches: agentry_core::batches::BatchSettings,
     pub webhooks: agentry_core::webhooks::WebhooksSettings,
     pub schedules: agentry_core::schedules::SchedulesSettings,
+    pub events: agentry_core::events::EventsSettings,
 }
 
 impl Default for TestOptions {
@@ -80,6 +81,7 @@ impl Default for TestOptions {
             batches: agentry_core::batches::BatchSettings::default(),
             webhooks: agentry_core::webhooks::WebhooksSettings::default(),
             schedules: agentry_core::schedules::SchedulesSettings::default(),
+            events: agentry_core::events::EventsSettings::default(),
         }
     }
 }
@@ -164,6 +166,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.batches = options.batches.clone();
     settings.webhooks = options.webhooks.clone();
     settings.schedules = options.schedules.clone();
+    settings.events = options.events.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

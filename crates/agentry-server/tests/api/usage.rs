@@ -11,7 +11,7 @@ use crate::helpers::*;
 /// Eight words: the mock answers "echo: a b c d e f g h", nine tokens.
 const PROMPT: &str = "a b c d e f g h";
 /// `priced` costs $1 per 1K output tokens and nothing for input: nine tokens = $0.009.
-const CALL_COST_USD: f64 = 0.009;
+pub const CALL_COST_USD: f64 = 0.009;
 
 async fn admin(app: &TestApp) -> String {
     app.bootstrap().await;
