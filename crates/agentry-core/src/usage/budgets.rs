@@ -174,7 +174,7 @@ pub struct BudgetExceeded {
     pub spent_nusd: i64,
     pub resets_in: Duration,
     /// The budget that refused.
-    pub(super) refused_by: ActiveBudget,
+    pub(super) refused_by: Box<ActiveBudget>,
 }
 
 /// An amount held against budgets until the call settles.
@@ -212,7 +212,7 @@ pub async fn reserve(coord: &Coord, db: &agentry_db::Db, budgets: Vec<ActiveBudg
             Reserve::Reserved(_) => return Ok(Ok(Reservation { budgets, amount_nusd })),
             Reserve::Exceeded { index, spent } => {
                 let b = &budgets[index];
-                return Ok(Err(BudgetExceeded { budget: b.describe(), limit_nusd: b.row.limit_nusd, spent_nusd: spent, resets_in: until(b.end), refused_by: b.clone() }));
+                return Ok(Err(BudgetExceeded { budget: b.describe(), limit_nusd: b.row.limit_nusd, spent_nusd: spent, resets_in: until(b.end), refused_by: Box::new(b.clone()) }));
             }
             Reserve::NeedsSeed(missing) => {
                 for index in missing {
