@@ -4,10 +4,15 @@
 //! dispatcher makes one round trip per round ([`agentry_db::Db::settle_and_claim`]):
 //! it writes how the attempts that finished since the last round ended and
 //! claims as many jobs as there are free workers, in one transaction — so
-//! a busy pool pays one commit for many jobs, and a single worker one
-//! commit per job. Once a second a round also takes over jobs whose
-//! worker died (their lease ran out) and buries those that used their last
-//! attempt.
+//! a busy pool pays one commit for many jobs. While the queue is deep (the
+//! last claim got all it asked for) a round also claims a few jobs ahead
+//! (the pool's worker count, 4 to 32), started as workers free up without
+//! a round trip; outcomes then wait for the next round at most 50 ms. A
+//! held job is started only if it was not cancelled meanwhile, and one held
+//! for more than a third of a lease (behind long attempts) has its lease
+//! renewed first — or is left to whoever took it over. Once a second a
+//! round also takes over jobs whose worker died (their lease ran out) and
+//! buries those that used their last attempt.
 //!
 //! An attempt redeems its job's delegation, runs the handler while holding
 //! the lease (a heartbeat every third of `jobs.lease_secs`), and reports
@@ -27,7 +32,8 @@
 //! Must not: run ingestion kinds (the knowledge workers do).
 
 use agentry_types::{JobKind, JobStatus};
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use agentry_db::jobs::{ClaimRequest, JobEnding, JobRecord, Settle};
 use tokio::sync::mpsc;
@@ -42,6 +48,12 @@ const IDLE_POLL: Duration = Duration::from_millis(500);
 const ORPHAN_CHECK_MS: i64 = 1000;
 /// Rounds tried to write the last outcomes when stopping.
 const LAST_ROUND_TRIES: usize = 5;
+/// Jobs a pool claims ahead of its free workers while the queue is deep
+/// (its worker count, within these bounds).
+const PREFETCH_MIN: usize = 4;
+const PREFETCH_MAX: usize = 32;
+/// Longest an attempt's outcome waits unwritten while held jobs run.
+const WRITE_WITHIN: Duration = Duration::from_millis(50);
 
 /// Start the pools and the metrics sampler; they stop when `stop` is
 /// cancelled. `jobs.workers` workers run the kinds registered without
@@ -123,7 +135,12 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
     let (report, mut reports) = mpsc::unbounded_channel::<Finished>();
     let mut running = 0usize;
     let mut finished: Vec<Finished> = Vec::new();
+    // Claimed ahead while the queue is deep, started as workers free up without a round trip.
+    let mut held: VecDeque<Held> = VecDeque::new();
+    let mut deep = false;
+    let mut first_unwritten: Option<Instant> = None;
     let mut last_orphan_check = 0;
+    let prefetch = workers.clamp(PREFETCH_MIN, PREFETCH_MAX);
     while !stop.is_cancelled() {
         // Listening before the round: a job queued during it wakes the wait below.
         let woken = jobs.inner.wake.notified();
@@ -133,15 +150,34 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
             running -= 1;
             finished.push(done);
         }
+        while running < workers {
+            let Some(next) = held.pop_front() else { break };
+            if jobs.still_held(&next).await {
+                running += 1;
+                start(&jobs, next, &report, &stop);
+            }
+        }
+        if !finished.is_empty() {
+            first_unwritten.get_or_insert_with(Instant::now);
+        }
         let free = workers.saturating_sub(running);
-        let orphans = free > 0 && now_ms() - last_orphan_check >= ORPHAN_CHECK_MS;
+        let need_jobs = free > 0 && held.is_empty();
+        // Outcomes wait for the next claim while held jobs run, but never long.
+        let need_write = first_unwritten.is_some_and(|at| held.is_empty() || at.elapsed() >= WRITE_WITHIN);
+        let orphans = need_jobs && now_ms() - last_orphan_check >= ORPHAN_CHECK_MS;
+        if !(need_jobs || need_write) {
+            wait(&stop, &mut reports, &mut running, &mut finished, None, first_unwritten).await;
+            continue;
+        }
         if orphans {
             last_orphan_check = now_ms();
             jobs.bury_exhausted(&kinds, last_orphan_check).await;
         }
-        let claimed = match jobs.round(&kinds, &finished, free, orphans).await {
+        let want = if need_jobs { free + if deep { prefetch } else { 0 } } else { 0 };
+        let claimed = match jobs.round(&kinds, &finished, want, orphans).await {
             Ok(claimed) => {
                 finished.clear();
+                first_unwritten = None;
                 claimed
             }
             Err(error) => {
@@ -153,31 +189,26 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
                 continue;
             }
         };
-        let full = free > 0 && claimed.len() == free;
+        if need_jobs {
+            deep = claimed.len() == want;
+        }
         for job in claimed {
+            let cancel = jobs.hold(&job);
+            held.push_back(Held { job, cancel, claimed_at_ms: now_ms() });
+        }
+        while running < workers {
+            let Some(next) = held.pop_front() else { break };
             running += 1;
-            let (jobs, stop) = (jobs.clone(), stop.clone());
-            let report = Report { pool: report.clone(), job: Some(job.clone()) };
-            tokio::spawn(async move {
-                let outcome = jobs.process(&job, &stop).await;
-                report.send(outcome);
-            });
+            start(&jobs, next, &report, &stop);
         }
-        // Claimed every free worker's worth: more may be waiting. Else wait for a finish, a new job or the poll.
-        if full {
-            continue;
-        }
-        tokio::select! {
-            () = stop.cancelled() => {}
-            done = reports.recv() => if let Some(done) = done {
-                running -= 1;
-                finished.push(done);
-            },
-            () = &mut woken, if running < workers => {}
-            () = tokio::time::sleep(IDLE_POLL) => {}
-        }
+        // Wait for a finish, the time to write outcomes, a new job (with a worker free) or the poll.
+        let wake = (running < workers && held.is_empty()).then_some(&mut woken);
+        wait(&stop, &mut reports, &mut running, &mut finished, wake, first_unwritten).await;
     }
-    // Stopping: every attempt hands its job back at once; what they reported is written.
+    // Stopping: held jobs and every attempt hand their jobs back at once; what attempts reported is written.
+    for Held { job, .. } in held.drain(..) {
+        jobs.hand_back(&job).await;
+    }
     while running > 0 {
         let Some(done) = reports.recv().await else { break };
         running -= 1;
@@ -191,6 +222,51 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     tracing::error!(jobs = finished.len(), "could not write the last job outcomes; those jobs run again when their lease runs out");
+}
+
+/// A claimed job not started yet, with the token that cancels it.
+struct Held {
+    job: JobRecord,
+    cancel: CancellationToken,
+    claimed_at_ms: i64,
+}
+
+/// Start an attempt at a held job on a free worker.
+fn start(jobs: &Jobs, held: Held, report: &mpsc::UnboundedSender<Finished>, stop: &CancellationToken) {
+    let (jobs, stop) = (jobs.clone(), stop.clone());
+    let report = Report { pool: report.clone(), job: Some(held.job.clone()) };
+    tokio::spawn(async move {
+        let outcome = jobs.process(&held.job, &stop, held.cancel).await;
+        report.send(outcome);
+    });
+}
+
+/// Wait for an attempt to finish, `wake` (a job queued), the time to write
+/// outcomes (`first_unwritten` + [`WRITE_WITHIN`]), or the idle poll.
+async fn wait(
+    stop: &CancellationToken,
+    reports: &mut mpsc::UnboundedReceiver<Finished>,
+    running: &mut usize,
+    finished: &mut Vec<Finished>,
+    wake: Option<&mut std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>>,
+    first_unwritten: Option<Instant>,
+) {
+    let poll = first_unwritten.map_or(IDLE_POLL, |at| WRITE_WITHIN.saturating_sub(at.elapsed()));
+    let woken = async {
+        match wake {
+            Some(woken) => woken.as_mut().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = stop.cancelled() => {}
+        done = reports.recv() => if let Some(done) = done {
+            *running -= 1;
+            finished.push(done);
+        },
+        () = woken => {}
+        () = tokio::time::sleep(poll) => {}
+    }
 }
 
 impl Jobs {
@@ -233,13 +309,45 @@ impl Jobs {
         Ok(claimed)
     }
 
-    /// One attempt at `job`, holding its lease; what the pool writes after it.
-    async fn process(&self, job: &JobRecord, stop: &CancellationToken) -> Outcome {
-        let Some(handler) = self.handler(job.kind) else { return Outcome::Nothing };
-        metrics::counter!("job_attempts_total", "kind" => job.kind.as_str()).increment(1);
-        let started = std::time::Instant::now();
+    /// A claimed job's cancel token, listed so that cancelling the job here stops it at once.
+    fn hold(&self, job: &JobRecord) -> CancellationToken {
         let cancel = CancellationToken::new();
         self.inner.running.lock().insert(job.id.clone(), cancel.clone());
+        cancel
+    }
+
+    /// Whether a held job is still this claim's to start: not cancelled
+    /// meanwhile, and — held for more than a third of a lease (behind long
+    /// attempts) — its lease renewed first, or it went to another worker.
+    async fn still_held(&self, held: &Held) -> bool {
+        let lease_ms = self.inner.settings.lease_ms();
+        let mut kept = !held.cancel.is_cancelled();
+        if kept && now_ms() - held.claimed_at_ms > lease_ms / 3 {
+            kept = self.inner.db.renew_job_lease(&held.job.id, held.job.claims, now_ms(), lease_ms).await.unwrap_or(false);
+        }
+        if !kept {
+            self.inner.running.lock().remove(&held.job.id);
+            self.settle_cancelled(&held.job).await;
+        }
+        kept
+    }
+
+    /// Give a claimed job back to the queue (the server is stopping).
+    async fn hand_back(&self, job: &JobRecord) {
+        self.inner.running.lock().remove(&job.id);
+        if let Err(error) = self.inner.db.hand_back_job(&job.id, job.claims, now_ms()).await {
+            tracing::warn!(%error, job = %job.id, "could not hand back a job at shutdown; it runs again when its lease runs out");
+        }
+    }
+
+    /// One attempt at `job`, holding its lease; what the pool writes after it.
+    async fn process(&self, job: &JobRecord, stop: &CancellationToken, cancel: CancellationToken) -> Outcome {
+        let Some(handler) = self.handler(job.kind) else {
+            self.inner.running.lock().remove(&job.id);
+            return Outcome::Nothing;
+        };
+        metrics::counter!("job_attempts_total", "kind" => job.kind.as_str()).increment(1);
+        let started = std::time::Instant::now();
         let attempt = self.attempt(handler.as_ref(), job, cancel.clone());
         tokio::pin!(attempt);
         let outcome = tokio::select! {
@@ -249,10 +357,7 @@ impl Jobs {
                 // The server is stopping: the attempt is abandoned, not
                 // cancelled, and the job handed back at once (the next
                 // process, or another replica, runs it again).
-                self.inner.running.lock().remove(&job.id);
-                if let Err(error) = self.inner.db.hand_back_job(&job.id, job.claims, now_ms()).await {
-                    tracing::warn!(%error, job = %job.id, "could not hand back a job at shutdown; it runs again when its lease runs out");
-                }
+                self.hand_back(job).await;
                 return Outcome::Nothing;
             }
         };

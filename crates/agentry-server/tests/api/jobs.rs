@@ -157,3 +157,44 @@ async fn a_queued_run_of_a_removed_member_fails_instead_of_running() {
     let run = agentry_db::Db::connect(&app.database_url).await.unwrap().run(&tenant, queued["id"].as_str().unwrap()).await.unwrap().unwrap();
     assert_eq!(run.status, agentry_types::RunStatus::Failed, "{run_path}: {:?}", run.error);
 }
+
+/// A deep queue is claimed ahead of free workers; a job cancelled while it
+/// waits in a worker's hands (or in the queue) never runs: its run ends
+/// `cancelled` with no answer, and every other run succeeds once.
+#[tokio::test]
+async fn jobs_cancelled_while_claimed_ahead_never_run() {
+    let app = spawn_app_with(mock_knowledge()).await;
+    app.bootstrap().await;
+    let admin = app.token(ADMIN_EMAIL).await;
+    let (status, body) = send(&app, &admin, Method::POST, "/api/v1/agents", Some(json!({ "name": "slow", "instructions": "i", "model": "mock-slow-400" }))).await;
+    assert_eq!(status, 201, "{body}");
+    let mut runs = Vec::new();
+    for i in 0..16 {
+        let (status, run) = send(&app, &admin, Method::POST, "/api/v1/runs", Some(json!({ "agent": "slow", "input": format!("n{i}"), "background": true }))).await;
+        assert_eq!(status, 202, "{run}");
+        runs.push(run["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let mut cancelled = Vec::new();
+    let mut claimed_ahead = 0;
+    for run_id in &runs {
+        let (_, run) = send(&app, &admin, Method::GET, &format!("/api/v1/runs/{run_id}"), None).await;
+        if run["status"] != "pending" {
+            continue;
+        }
+        let job = job_of(&app, &admin, run_id).await;
+        claimed_ahead += usize::from(job["status"] == "running");
+        let (status, body) = send(&app, &admin, Method::DELETE, &format!("/api/v1/jobs/{}", job["id"].as_str().unwrap()), None).await;
+        assert_eq!(status, 200, "{body}");
+        cancelled.push(run_id.clone());
+    }
+    assert!(claimed_ahead > 0, "some waiting jobs were claimed ahead: {claimed_ahead} of {}", cancelled.len());
+    for run_id in &runs {
+        let done = until(&app, &admin, &format!("/api/v1/runs/{run_id}"), |r| matches!(r["status"].as_str(), Some("succeeded" | "cancelled" | "failed"))).await;
+        let expected = if cancelled.contains(run_id) { "cancelled" } else { "succeeded" };
+        assert_eq!(done["status"], expected, "claimed ahead and cancelled: {claimed_ahead}; {done}");
+        if expected == "cancelled" {
+            assert!(done["output"].as_str().unwrap_or_default().is_empty(), "a cancelled run never ran: {done}");
+        }
+    }
+}
