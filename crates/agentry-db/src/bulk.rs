@@ -53,7 +53,8 @@ pub struct BulkItemState {
 }
 
 /// Items of a batch in one state: `pending` (not submitted yet), `rejected`
-/// (refused at submission), or their job's status.
+/// (refused at submission), `unchanged` (an upload of bytes its document
+/// already had: no job), or their job's status.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct BulkStateCount {
     pub state: String,
@@ -158,7 +159,8 @@ impl Db {
 
     /// How many of a batch's items are in each state.
     pub async fn bulk_progress(&self, batch_id: &str) -> Result<Vec<BulkStateCount>, DbError> {
-        const SQL: &str = "SELECT CASE WHEN i.error IS NOT NULL THEN 'rejected' WHEN i.job_id IS NULL THEN 'pending' ELSE COALESCE(j.status, 'ended') END AS state, \
+        const SQL: &str = "SELECT CASE WHEN i.error IS NOT NULL THEN 'rejected' WHEN i.subject_id IS NULL THEN 'pending' WHEN i.job_id IS NULL THEN 'unchanged' \
+             ELSE COALESCE(j.status, 'ended') END AS state, \
              COUNT(*) AS items FROM bulk_items i LEFT JOIN jobs j ON j.id = i.job_id WHERE i.batch_id = $1 GROUP BY 1";
         on_pool!(self, pool => sqlx::query_as(SQL).bind(batch_id).fetch_all(pool).await).map_err(DbError::query("batch progress"))
     }

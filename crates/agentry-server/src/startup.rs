@@ -119,7 +119,7 @@ impl Application {
         }
         let batches = Batches::new(db.clone(), jobs.clone(), gateway.accounting().clone(), events.clone(), settings.files.clone(), settings.batches.clone());
         batches.start(Arc::new(crate::openai::batch_lines::BatchLines { gateway: gateway.clone(), agents: agents.clone() }), shutdown.child_token());
-        let bulk = agentry_core::bulk::Bulk::new(db.clone(), jobs.clone(), agents.clone(), knowledge.clone());
+        let bulk = agentry_core::bulk::Bulk::new(db.clone(), jobs.clone(), agents.clone(), knowledge.clone(), events.clone());
         let schedules = Schedules::new(db.clone(), jobs.clone(), events.clone(), agents.clone(), knowledge.clone(), settings.schedules.clone());
         schedules.spawn_poller(shutdown.child_token());
         let job_tasks = agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());

@@ -135,5 +135,6 @@ wire_enum! {
         WebhookDisabled => "webhook.disabled": "A webhook endpoint was disabled after failing without a success for too long.",
         WebhookTest => "webhook.test": "A test event sent by hand (`POST /api/v1/webhooks/{id}/test`).",
         ScheduleFired => "schedule.fired": "A schedule fired: its action was carried out (or failed).",
+        JobProgress => "job.progress": "A long job reported how far it is (at most once a second per job); sent to webhooks only when they name it.",
     }
 }

@@ -459,7 +459,7 @@ fn own_only(access: &TenantAccess) -> Option<String> {
     (!access.can(Permission::ManageTenant)).then(|| owner_of(access))
 }
 
-fn check_metadata(metadata: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<(), Error> {
+pub(crate) fn check_metadata(metadata: Option<&serde_json::Map<String, serde_json::Value>>) -> Result<(), Error> {
     let Some(metadata) = metadata else { return Ok(()) };
     let bad = |message: String| Err(Error::invalid(message, "metadata"));
     if metadata.len() > 16 {

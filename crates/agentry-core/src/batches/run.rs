@@ -120,9 +120,8 @@ impl BatchRunner {
             }
             if reported.elapsed() >= Duration::from_secs(1) {
                 reported = Instant::now();
-                if let Err(error) = self.db().set_job_progress(&job.id, job.claims, done, Some(batch.total), now_ms()).await {
-                    tracing::warn!(%error, job = %job.id, "could not record a batch's progress");
-                }
+                let batches = &self.batches.inner;
+                batches.jobs.report_progress(&batches.events, job, done, Some(batch.total)).await;
             }
         }
     }

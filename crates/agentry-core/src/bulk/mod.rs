@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agents::Agents;
 pub use crate::error::Error;
+use crate::events::Events;
 use crate::identity::{TenantAccess, now_ms};
 use crate::jobs::{Jobs, NewJob, owner_of};
 use crate::knowledge::{JsonUpload, Knowledge};
@@ -41,6 +42,8 @@ pub const MAX_ITEMS: usize = 10_000;
 const MAX_INPUT_CHARS: usize = 32_000;
 /// The longest `custom_id`.
 const MAX_CUSTOM_ID_CHARS: usize = 64;
+/// Batches submitted at once per process.
+const SUBMIT_WORKERS: usize = 2;
 
 /// What a batch is made of.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -129,18 +132,24 @@ struct Inner {
     jobs: Jobs,
     agents: Agents,
     knowledge: Knowledge,
+    /// Where submission progress is published (`job.progress`).
+    events: Events,
 }
 
 impl Bulk {
     /// The service; registers the `bulk_submit` handler with `jobs`.
-    pub fn new(db: Db, jobs: Jobs, agents: Agents, knowledge: Knowledge) -> Self {
-        let bulk = Self { inner: Arc::new(Inner { db, jobs: jobs.clone(), agents, knowledge }) };
-        jobs.register(JobKind::BulkSubmit, Arc::new(submit::Submitter(bulk.clone())));
+    pub fn new(db: Db, jobs: Jobs, agents: Agents, knowledge: Knowledge, events: Events) -> Self {
+        let bulk = Self { inner: Arc::new(Inner { db, jobs: jobs.clone(), agents, knowledge, events }) };
+        // Workers of its own: large batches never hold up other kinds' jobs (agent runs among them).
+        jobs.register_dedicated(JobKind::BulkSubmit, Arc::new(submit::Submitter(bulk.clone())), SUBMIT_WORKERS);
         bulk
     }
 
     /// Check and store a batch; its items are submitted in the background.
     pub async fn create(&self, access: &TenantAccess, input: NewBulk) -> Result<BulkView, Error> {
+        let (NewBulk::AgentRuns { metadata, .. } | NewBulk::Documents { metadata, .. }) = &input;
+        // The same bounds as OpenAI batches' metadata (16 string values).
+        crate::batches::check_metadata(Some(metadata))?;
         let (kind, collection_id, items, metadata, idempotency_key) = match input {
             NewBulk::AgentRuns { items, metadata, idempotency_key } => {
                 self.check_runs(access, &items).await?;
@@ -273,7 +282,7 @@ impl Bulk {
 
     /// The submit job first (in this process it stops before its next
     /// item), then the runs already queued that have not ended.
-    async fn cancel_jobs(&self, batch: &BulkRecord) -> Result<(), Error> {
+    pub(super) async fn cancel_jobs(&self, batch: &BulkRecord) -> Result<(), Error> {
         let db = &self.inner.db;
         self.cancel_job(&batch.tenant_id, &batch.job_id).await?;
         if Kind::stored(&batch.kind) != Kind::AgentRuns {

@@ -8,6 +8,8 @@
 //!
 //! Must not: act for anyone but the job's delegation.
 
+use std::time::{Duration, Instant};
+
 use agentry_db::jobs::JobRecord;
 use agentry_types::{ChatMessage, JobKind, JobStatus, Role};
 
@@ -21,6 +23,8 @@ use crate::usage::Subject;
 
 /// Items read from the store at a time.
 const ITEMS_PER_READ: i64 = 100;
+/// How often submission progress is reported (`job.progress`).
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 
 /// What an item became: its run or document and the job doing its work.
 struct Submitted {
@@ -34,11 +38,8 @@ impl Bulk {
         let db = &self.inner.db;
         let Some(batch) = db.bulk(&job.tenant_id, &job.subject_id).await.map_err(retry)? else { return Ok(()) };
         let kind = Kind::stored(&batch.kind);
+        let mut reported = Instant::now();
         loop {
-            // Cancelled (here or on another replica): submit nothing more.
-            if db.bulk(&job.tenant_id, &batch.id).await.map_err(retry)?.is_none_or(|b| b.status == "cancelled") {
-                return Ok(());
-            }
             let items = db.unsubmitted_bulk_items(&batch.id, ITEMS_PER_READ).await.map_err(retry)?;
             if items.is_empty() {
                 break;
@@ -46,6 +47,11 @@ impl Bulk {
             for item in items {
                 if context.cancel.is_cancelled() {
                     return Err(JobFailure::Cancelled);
+                }
+                // Cancelled (here or on another replica): submit nothing more, and cancel
+                // again what was queued while the cancel looked for runs to stop.
+                if db.bulk(&job.tenant_id, &batch.id).await.map_err(retry)?.is_none_or(|b| b.status == "cancelled") {
+                    return self.cancel_jobs(&batch).await.map_err(JobFailure::of);
                 }
                 let input = item.input.as_deref().unwrap_or("null");
                 let outcome = match kind {
@@ -58,8 +64,15 @@ impl Bulk {
                     Err(error) => (None, None, Some(error.to_string())),
                 };
                 db.settle_bulk_item(&batch.id, item.position, subject.as_deref(), job_id.as_deref(), error.as_deref()).await.map_err(retry)?;
+                if reported.elapsed() >= PROGRESS_EVERY {
+                    reported = Instant::now();
+                    let inner = &self.inner;
+                    inner.jobs.report_progress(&inner.events, job, item.position + 1, Some(batch.total)).await;
+                }
             }
         }
+        let inner = &self.inner;
+        inner.jobs.report_progress(&inner.events, job, batch.total, Some(batch.total)).await;
         db.set_bulk_status(&job.tenant_id, &batch.id, "submitted", now_ms()).await.map_err(retry)?;
         Ok(())
     }

@@ -51,7 +51,7 @@ impl BulkProgress {
                 "running" => &mut progress.running,
                 "failed" | "dead" => &mut progress.failed,
                 "cancelled" => &mut progress.cancelled,
-                // A job no longer stored ended long ago.
+                // An unchanged upload had nothing to do; a job no longer stored ended long ago.
                 _ => &mut progress.succeeded,
             };
             *slot += items;
@@ -114,7 +114,8 @@ pub struct BulkItemView {
     pub document_id: Option<String>,
     /// The job doing its work (the run, or the document's ingestion).
     pub job_id: Option<String>,
-    /// `pending`, `rejected`, or its job's status (`queued`, `running`, `succeeded`, `failed`, `dead`, `cancelled`).
+    /// `pending`, `rejected`, `unchanged` (an upload of bytes its document already had), or its
+    /// job's status (`queued`, `running`, `succeeded`, `failed`, `dead`, `cancelled`).
     pub status: String,
     /// Why it was rejected, or its job's last error.
     pub error: Option<String>,
@@ -122,10 +123,12 @@ pub struct BulkItemView {
 
 impl BulkItemView {
     pub(super) fn of(kind: Kind, row: BulkItemState) -> Self {
-        let status = match (&row.error, &row.job_id, row.job_status) {
-            (Some(_), _, _) => "rejected".to_owned(),
-            (None, None, _) => "pending".to_owned(),
-            (None, Some(_), status) => status.unwrap_or_else(|| "succeeded".to_owned()),
+        let status = match (&row.error, &row.subject_id, &row.job_id, row.job_status) {
+            (Some(_), _, _, _) => "rejected".to_owned(),
+            (None, None, _, _) => "pending".to_owned(),
+            // An upload of the bytes its document already had: nothing to do.
+            (None, Some(_), None, _) => "unchanged".to_owned(),
+            (None, Some(_), Some(_), status) => status.unwrap_or_else(|| "succeeded".to_owned()),
         };
         let (run_id, document_id) = match kind {
             Kind::AgentRuns => (row.subject_id, None),

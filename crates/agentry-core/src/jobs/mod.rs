@@ -20,7 +20,7 @@
 
 mod worker;
 
-use agentry_types::{JobKind, JobStatus, Permission};
+use agentry_types::{EventType, JobKind, JobStatus, Permission};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -33,6 +33,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use crate::error::Error;
+use crate::events::{Audience, Events};
 use crate::identity::{Identity, TenantAccess, now_ms};
 use crate::page::{Cursor, Page, PageRequest};
 pub use worker::spawn_workers;
@@ -355,6 +356,20 @@ impl Jobs {
             created_at_ms: now,
             updated_at_ms: now,
             finished_at_ms: None,
+        }
+    }
+
+    /// Record how far a running job is (fenced by its claim) and publish
+    /// `job.progress` to its owner's stream. Callers report at most about
+    /// once a second per job.
+    pub async fn report_progress(&self, events: &Events, job: &JobRecord, done: i64, total: Option<i64>) {
+        match self.inner.db.set_job_progress(&job.id, job.claims, done, total, now_ms()).await {
+            Ok(true) => {
+                let data = serde_json::json!({ "job_id": job.id, "kind": job.kind, "subject_id": job.subject_id, "done": done, "total": total });
+                events.publish(&job.tenant_id, EventType::JobProgress, Audience::owner(job.owner.clone(), kind_permission(job.kind)), data).await;
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, job = %job.id, "could not record a job's progress"),
         }
     }
 

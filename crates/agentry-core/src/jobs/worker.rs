@@ -8,11 +8,12 @@
 //! last claim got all it asked for) a round also claims a few jobs ahead
 //! (the pool's worker count, 4 to 32), started as workers free up without
 //! a round trip; outcomes then wait for the next round at most 50 ms. A
-//! held job is started only if it was not cancelled meanwhile, and one held
-//! for more than a third of a lease (behind long attempts) has its lease
-//! renewed first — or is left to whoever took it over. Once a second a
-//! round also takes over jobs whose worker died (their lease ran out) and
-//! buries those that used their last attempt.
+//! held job is started only if it was not cancelled meanwhile (in this
+//! process: a cancel from another replica reaches it at its first
+//! heartbeat, as for any running job), and one that waited more than a
+//! second (behind long attempts) goes back to the queue unspent. Once a
+//! second a round also takes over jobs whose worker died (their lease ran
+//! out) and buries those that used their last attempt.
 //!
 //! An attempt redeems its job's delegation, runs the handler while holding
 //! the lease (a heartbeat every third of `jobs.lease_secs`), and reports
@@ -54,6 +55,8 @@ const PREFETCH_MIN: usize = 4;
 const PREFETCH_MAX: usize = 32;
 /// Longest an attempt's outcome waits unwritten while held jobs run.
 const WRITE_WITHIN: Duration = Duration::from_millis(50);
+/// Longest a job claimed ahead waits for a worker before it goes back to the queue.
+const HOLD_MAX_MS: i64 = 1000;
 
 /// Start the pools and the metrics sampler; they stop when `stop` is
 /// cancelled. `jobs.workers` workers run the kinds registered without
@@ -149,6 +152,12 @@ async fn dispatch(jobs: Jobs, kinds: Vec<JobKind>, workers: usize, stop: Cancell
         while let Ok(done) = reports.try_recv() {
             running -= 1;
             finished.push(done);
+        }
+        // Held past HOLD_MAX behind long attempts: back to the queue, for an idle worker anywhere.
+        while held.front().is_some_and(|front| now_ms() - front.claimed_at_ms > HOLD_MAX_MS) {
+            if let Some(stale) = held.pop_front() {
+                jobs.hand_back(&stale.job).await;
+            }
         }
         while running < workers {
             let Some(next) = held.pop_front() else { break };
@@ -316,27 +325,32 @@ impl Jobs {
         cancel
     }
 
-    /// Whether a held job is still this claim's to start: not cancelled
-    /// meanwhile, and — held for more than a third of a lease (behind long
-    /// attempts) — its lease renewed first, or it went to another worker.
+    /// Whether a held job is still this pool's to start: not cancelled
+    /// meanwhile, and claimed at most [`HOLD_MAX`] ago — one that waited
+    /// longer (behind long attempts) goes back to the queue, for an idle
+    /// worker here or on another replica, its lease never at risk.
     async fn still_held(&self, held: &Held) -> bool {
-        let lease_ms = self.inner.settings.lease_ms();
-        let mut kept = !held.cancel.is_cancelled();
-        if kept && now_ms() - held.claimed_at_ms > lease_ms / 3 {
-            kept = self.inner.db.renew_job_lease(&held.job.id, held.job.claims, now_ms(), lease_ms).await.unwrap_or(false);
-        }
-        if !kept {
+        if held.cancel.is_cancelled() {
             self.inner.running.lock().remove(&held.job.id);
             self.settle_cancelled(&held.job).await;
+            return false;
         }
-        kept
+        if now_ms() - held.claimed_at_ms > HOLD_MAX_MS {
+            self.hand_back(&held.job).await;
+            return false;
+        }
+        true
     }
 
-    /// Give a claimed job back to the queue (the server is stopping).
+    /// Give a claimed job back to the queue, its attempt unspent (held too
+    /// long, or the server is stopping). One that was cancelled meanwhile
+    /// has its subject settled instead.
     async fn hand_back(&self, job: &JobRecord) {
         self.inner.running.lock().remove(&job.id);
-        if let Err(error) = self.inner.db.hand_back_job(&job.id, job.claims, now_ms()).await {
-            tracing::warn!(%error, job = %job.id, "could not hand back a job at shutdown; it runs again when its lease runs out");
+        match self.inner.db.hand_back_job(&job.id, job.claims, now_ms()).await {
+            Ok(true) => {}
+            Ok(false) => self.settle_cancelled(job).await,
+            Err(error) => tracing::warn!(%error, job = %job.id, "could not hand back a job; it runs again when its lease runs out"),
         }
     }
 
@@ -383,6 +397,7 @@ impl Jobs {
                     && now.status == JobStatus::Cancelled
                 {
                     self.ended(&now, JobStatus::Cancelled, "cancelled while it ran").await;
+                    self.inner.running.lock().remove(&job.id);
                     return Outcome::Nothing;
                 }
                 Outcome::Ended { status: JobStatus::Cancelled, error: Some("cancelled".to_owned()) }

@@ -267,9 +267,13 @@ impl Accounting {
             }
             Err(exceeded) => {
                 limits::settle(&self.inner.coord, &ticket.admitted, 0).await;
-                // The first refusal of a period says the budget is exhausted (for calls this size at least).
-                let (this, tenant, budget, spent) = (self.clone(), subject.tenant_id.clone(), exceeded.refused_by.clone(), exceeded.spent_nusd);
-                tokio::spawn(async move { this.budget_crossed(Some(&tenant), &budget, spent, Crossing::Limit).await });
+                // Refused with less than 1% of the limit left: exhausted. (A call that merely
+                // asks for more than is left, a huge max_tokens, says nothing of the budget.)
+                let left = exceeded.limit_nusd - exceeded.spent_nusd;
+                if left <= exceeded.limit_nusd / 100 {
+                    let (this, tenant, budget, spent) = (self.clone(), subject.tenant_id.clone(), exceeded.refused_by.clone(), exceeded.spent_nusd);
+                    tokio::spawn(async move { this.budget_crossed(Some(&tenant), &budget, spent, Crossing::Limit).await });
+                }
                 Ok(Err(Refusal::Budget(exceeded)))
             }
         }

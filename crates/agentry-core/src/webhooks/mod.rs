@@ -533,8 +533,11 @@ fn may_see(access: &TenantAccess, row: &WebhookRecord) -> bool {
     access.can(Permission::ManageTenant) || row.owner == owner_of(access)
 }
 
+/// Whether an endpoint receives events of `event_type`: named, or all
+/// (`*`) but `job.progress`, which is for live streams unless named.
 fn listens_to(endpoint: &WebhookRecord, event_type: &str) -> bool {
-    serde_json::from_str::<Vec<String>>(&endpoint.events).is_ok_and(|events| events.iter().any(|e| e == "*" || e == event_type))
+    let all = event_type != EventType::JobProgress.as_str();
+    serde_json::from_str::<Vec<String>>(&endpoint.events).is_ok_and(|events| events.iter().any(|e| (e == "*" && all) || e == event_type))
 }
 
 fn checked_events(events: Vec<String>) -> Result<Vec<String>, Error> {

@@ -14,9 +14,9 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use crate::helpers::*;
 use crate::webhooks::{create_echo_agent, run_echo};
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn subscribe(app: &TestApp, token: &str, tenant: &str, query: &str) -> Socket {
+pub async fn subscribe(app: &TestApp, token: &str, tenant: &str, query: &str) -> Socket {
     let url = format!("{}/api/v1/events{query}", app.address.replacen("http://", "ws://", 1));
     let mut request = url.into_client_request().unwrap();
     request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
@@ -27,7 +27,7 @@ async fn subscribe(app: &TestApp, token: &str, tenant: &str, query: &str) -> Soc
 }
 
 /// The events a socket receives within `wait` of the last one.
-async fn drain(socket: &mut Socket, wait: Duration) -> Vec<Value> {
+pub async fn drain(socket: &mut Socket, wait: Duration) -> Vec<Value> {
     let mut events = Vec::new();
     while let Ok(Some(frame)) = tokio::time::timeout(wait, socket.next()).await {
         if let Ok(Message::Text(text)) = frame {
