@@ -53,7 +53,7 @@ pub enum NewBulk {
     AgentRuns {
         items: Vec<RunItem>,
         #[serde(default)]
-        metadata: serde_json::Map<String, serde_json::Value>,
+        metadata: BulkMetadata,
         /// A second batch with the same key (by the same submitter) returns the first.
         #[serde(default)]
         idempotency_key: Option<String>,
@@ -63,11 +63,16 @@ pub enum NewBulk {
         collection_id: String,
         items: Vec<DocumentItem>,
         #[serde(default)]
-        metadata: serde_json::Map<String, serde_json::Value>,
+        metadata: BulkMetadata,
         #[serde(default)]
         idempotency_key: Option<String>,
     },
 }
+
+/// A batch's own labels: at most 16 keys, each value a string of at most 512 characters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(transparent)]
+pub struct BulkMetadata(pub serde_json::Map<String, serde_json::Value>);
 
 /// One agent run of a batch.
 #[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
@@ -149,7 +154,7 @@ impl Bulk {
     pub async fn create(&self, access: &TenantAccess, input: NewBulk) -> Result<BulkView, Error> {
         let (NewBulk::AgentRuns { metadata, .. } | NewBulk::Documents { metadata, .. }) = &input;
         // The same bounds as OpenAI batches' metadata (16 string values).
-        crate::batches::check_metadata(Some(metadata))?;
+        crate::batches::check_metadata(Some(&metadata.0))?;
         let (kind, collection_id, items, metadata, idempotency_key) = match input {
             NewBulk::AgentRuns { items, metadata, idempotency_key } => {
                 self.check_runs(access, &items).await?;
@@ -188,7 +193,7 @@ impl Bulk {
             status: "submitting".into(),
             total: total as i64,
             job_id: job.id.clone(),
-            metadata: serde_json::Value::Object(metadata).to_string(),
+            metadata: serde_json::Value::Object(metadata.0).to_string(),
             created_at_ms: now,
             updated_at_ms: now,
         };
