@@ -301,14 +301,25 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/collections/{id}/documents", "Upload a document or a new version (text, base64, URL or multipart)")
             .upstream()
             .body(upload::<JsonUpload>())
-            .answers(202, Some(json::<Accepted>())),
+            .answers(202, Some(json::<Accepted>()))
+            .also(200, Some(json::<Accepted>())),
         get("/api/v1/documents/{id}", "One document").answers(200, Some(json::<DocumentView>())),
         delete("/api/v1/documents/{id}", "Delete a document"),
         get("/api/v1/documents/{id}/versions", "A document's versions").answers(200, Some(list::<DocumentVersion>())),
         get("/api/v1/documents/{id}/lineage", "Where each version of a document came from").answers(200, Some(list::<VersionLineage>())),
-        get("/api/v1/documents/{id}/versions/{version}", "A version's stored bytes (a download)").answers(200, Some(Body::Media("application/octet-stream"))),
+        get("/api/v1/documents/{id}/versions/{version}", "A version's stored bytes (a download, in its format's media type)")
+            .answers(200, Some(Body::Media("application/octet-stream")))
+            .also(200, Some(Body::Media("application/pdf")))
+            .also(200, Some(Body::Media("application/vnd.openxmlformats-officedocument.wordprocessingml.document")))
+            .also(200, Some(Body::Media("text/html")))
+            .also(200, Some(Body::Media("text/markdown")))
+            .also(200, Some(Body::Media("text/csv")))
+            .also(200, Some(Body::Media("application/json")))
+            .also(200, Some(Body::Media("text/plain"))),
         delete("/api/v1/documents/{id}/versions/{version}", "Delete an earlier version"),
-        act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)").answers(202, Some(json::<Accepted>())),
+        act("/api/v1/documents/{id}/versions/{version}/restore", "Make an earlier version current again (as a new version)")
+            .answers(202, Some(json::<Accepted>()))
+            .also(200, Some(json::<Accepted>())),
         get("/api/v1/ingest-jobs/{id}", "An ingestion job").answers(200, Some(json::<IngestJob>())),
         get("/api/v1/jobs", "The caller's jobs (the whole tenant's with manage_tenant), newest first").answers(200, Some(page::<JobView>())).query(JOBS_QUERY),
         get("/api/v1/jobs/{id}", "One job").answers(200, Some(json::<JobView>())),
