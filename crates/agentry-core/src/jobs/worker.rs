@@ -326,17 +326,11 @@ impl Jobs {
     }
 
     /// Whether a held job is still this pool's to start: not cancelled
-    /// meanwhile, and claimed at most [`HOLD_MAX`] ago — one that waited
-    /// longer (behind long attempts) goes back to the queue, for an idle
-    /// worker here or on another replica, its lease never at risk.
+    /// meanwhile (the dispatcher hands back the ones held too long).
     async fn still_held(&self, held: &Held) -> bool {
         if held.cancel.is_cancelled() {
             self.inner.running.lock().remove(&held.job.id);
             self.settle_cancelled(&held.job).await;
-            return false;
-        }
-        if now_ms() - held.claimed_at_ms > HOLD_MAX_MS {
-            self.hand_back(&held.job).await;
             return false;
         }
         true

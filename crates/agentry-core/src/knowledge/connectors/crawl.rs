@@ -13,8 +13,7 @@ use std::sync::Arc;
 
 use reqwest::Url;
 
-use super::sitemap::skipped;
-use super::{Connector, Fetcher, Page, Sink};
+use super::{Connector, Fetcher, Page, Sink, skipped};
 use crate::error::Error;
 
 pub(super) struct Crawl {

@@ -6,8 +6,7 @@
 
 use reqwest::Url;
 
-use super::sitemap::skipped;
-use super::{Connector, Fetcher, Sink, fetch_and_store};
+use super::{Connector, Fetcher, Sink, fetch_and_store, skipped};
 use crate::error::Error;
 
 pub(super) struct Feed {

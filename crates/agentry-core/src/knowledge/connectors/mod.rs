@@ -326,6 +326,16 @@ impl Knowledge {
     }
 }
 
+/// Why the connector's own document (a sitemap or feed) could not be had, as the run's error.
+fn skipped(url: &Url, skip: Skip) -> Error {
+    match skip {
+        Skip::Disallowed => Error::Unprocessable(format!("robots.txt disallows {url}")),
+        Skip::Failed(error) if fetch::transient(&error) => Error::Unavailable(format!("{url}: {}", fetch::describe(&error))),
+        Skip::Failed(error) => Error::Unprocessable(format!("{url}: {}", fetch::describe(&error))),
+        Skip::Cancelled => Error::Unavailable("the connector run was cancelled".into()),
+    }
+}
+
 /// Fetch each of `urls` (found on `from`) and store it, until the sink is full.
 async fn fetch_and_store(fetcher: &mut Fetcher<'_>, sink: &mut Sink<'_>, urls: Vec<Url>, from: &Url) -> Result<Flow, Error> {
     for url in urls {

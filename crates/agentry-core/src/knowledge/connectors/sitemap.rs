@@ -13,9 +13,8 @@ use quick_xml::Reader;
 use quick_xml::events::Event;
 use reqwest::Url;
 
-use super::{Connector, Fetcher, Flow, Sink, Skip, fetch_and_store};
+use super::{Connector, Fetcher, Flow, Sink, fetch_and_store, skipped};
 use crate::error::Error;
-use crate::knowledge::fetch::{describe, transient};
 
 /// Sitemaps read per run, the first included.
 const MAX_SITEMAPS: usize = 50;
@@ -72,16 +71,6 @@ impl Connector for Sitemap {
             }
         }
         Ok(())
-    }
-}
-
-/// Why the connector's own document (a sitemap or feed) could not be had, as the run's error.
-pub(super) fn skipped(url: &Url, skip: Skip) -> Error {
-    match skip {
-        Skip::Disallowed => Error::Unprocessable(format!("robots.txt disallows {url}")),
-        Skip::Failed(error) if transient(&error) => Error::Unavailable(format!("{url}: {}", describe(&error))),
-        Skip::Failed(error) => Error::Unprocessable(format!("{url}: {}", describe(&error))),
-        Skip::Cancelled => Error::Unavailable("the connector run was cancelled".into()),
     }
 }
 
