@@ -56,7 +56,7 @@ struct Args {
     #[arg(long, default_value_os_t = home().join(".cache/agentry-test-data/models"))]
     models_dir: PathBuf,
     /// Python of the reference venv (bench/local/setup.sh prints it).
-    #[arg(long, env = "AGENTRY_BENCH_PYTHON", default_value_os_t = home().join(".cache/agentry-bench-venv/bin/python"))]
+    #[arg(long, env = "BENCH_PYTHON", default_value_os_t = home().join(".cache/agentry-bench-venv/bin/python"))]
     python: PathBuf,
     /// Threads for every implementation.
     #[arg(long, default_value_t = 2)]

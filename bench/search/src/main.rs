@@ -56,7 +56,7 @@ struct Args {
     skip_quality: bool,
     /// A Python with `bm25s` and `PyStemmer` for the BM25 baseline, and
     /// `hnswlib` for the vector-index baseline (each skipped when absent).
-    #[arg(long, env = "AGENTRY_BENCH_PYTHON", default_value_os_t = home().join(".cache/agentry-bench-venv/bin/python"))]
+    #[arg(long, env = "BENCH_PYTHON", default_value_os_t = home().join(".cache/agentry-bench-venv/bin/python"))]
     python: PathBuf,
 }
 
@@ -176,7 +176,7 @@ async fn ingest(settings: Settings, dataset: &Dataset, count: usize) -> anyhow::
 
 /// Rank the same files with bm25s (English stemming and stop words) for a keyword baseline.
 fn bm25s_baseline(python: &Path, dataset: &Path) -> anyhow::Result<HashMap<String, Vec<String>>> {
-    anyhow::ensure!(python.exists(), "{} not found (set AGENTRY_BENCH_PYTHON to a Python with bm25s and PyStemmer)", python.display());
+    anyhow::ensure!(python.exists(), "{} not found (set BENCH_PYTHON to a Python with bm25s and PyStemmer)", python.display());
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bm25s_baseline.py");
     let output = Command::new(python).arg(script).arg(dataset).arg(TOP.to_string()).output()?;
     anyhow::ensure!(output.status.success(), "bm25s failed: {}", String::from_utf8_lossy(&output.stderr));

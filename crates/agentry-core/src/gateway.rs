@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use agentry_db::ModelCallRecord;
 use agentry_llm::pricing::Price;
 use agentry_llm::router::Routed;
-use agentry_llm::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmError, ModelRouter, StreamEvent, tokens};
+use agentry_llm::{ChatRequest, ChatResponse, ChatStream, EmbeddingResponse, LlmError, ModelRouter, StreamEvent, tokens, trace_context};
 use agentry_types::{ChatMessage, Usage};
 use futures::StreamExt;
 
@@ -128,6 +128,11 @@ impl Gateway {
 
     /// Plan, rate limits and budget reservation for a call of `prompt_tokens` and `max_tokens`.
     async fn admit(&self, ctx: &CallContext, plan: &Plan, prompt_tokens: u32, max_tokens: Option<u32>) -> Result<Ticket, GatewayError> {
+        let span = trace_context::span(|| tracing::info_span!("limits", agentry.model = %plan.model));
+        tracing::Instrument::instrument(self.admit_unspanned(ctx, plan, prompt_tokens, max_tokens), span).await
+    }
+
+    async fn admit_unspanned(&self, ctx: &CallContext, plan: &Plan, prompt_tokens: u32, max_tokens: Option<u32>) -> Result<Ticket, GatewayError> {
         let subject = ctx.subject.as_ref();
         let mut ticket = self.accounting.admit(subject, plan, prompt_tokens).await?.map_err(GatewayError::Refused)?;
         let registry_price = self.registry_price(&plan.model);
@@ -136,7 +141,11 @@ impl Gateway {
     }
 
     /// A complete chat answer.
-    pub async fn chat(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
+    pub async fn chat(&self, ctx: &CallContext, model: &str, request: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
+        tracing::Instrument::instrument(self.chat_unspanned(ctx, model, request), model_span("chat", model)).await
+    }
+
+    async fn chat_unspanned(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
         let started = Instant::now();
         let plan = self.accounting.plan(ctx.subject.as_ref(), model, &mut request, false, |m| self.registry_price(m)).await?;
         let prompt_tokens = estimate_prompt_tokens(&request);
@@ -157,7 +166,7 @@ impl Gateway {
             Ok(routed) => Outcome::served(routed, routed.value.usage),
             Err(error) => Outcome::failed(&plan.model, error),
         };
-        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false });
+        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false, span: tracing::Span::current() });
         let routed = result?;
         if plan.cache_key.is_some()
             && let Ok(bytes) = serde_json::to_vec(&routed.value)
@@ -176,13 +185,17 @@ impl Gateway {
         let price = self.registry_price(&plan.model).unwrap_or(Price::FREE);
         let routed = Routed { value: response, model: plan.model.clone(), provider: "cache", price };
         let outcome = Outcome::served(&routed, routed.value.usage);
-        self.settle(ctx, ticket, costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: true });
+        self.settle(ctx, ticket, costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: true, span: tracing::Span::current() });
         Ok(Some(Served { routed, rate_limit, cache_hit: true }))
     }
 
     /// A streamed chat answer. The record is written when the stream ends,
     /// fails or is dropped by a disconnecting client.
-    pub async fn chat_stream(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatStream>, GatewayError> {
+    pub async fn chat_stream(&self, ctx: &CallContext, model: &str, request: ChatRequest) -> Result<Served<ChatStream>, GatewayError> {
+        tracing::Instrument::instrument(self.chat_stream_unspanned(ctx, model, request), model_span("chat", model)).await
+    }
+
+    async fn chat_stream_unspanned(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatStream>, GatewayError> {
         let started = Instant::now();
         let plan = self.accounting.plan(ctx.subject.as_ref(), model, &mut request, true, |m| self.registry_price(m)).await?;
         let prompt_tokens = estimate_prompt_tokens(&request);
@@ -193,7 +206,7 @@ impl Gateway {
         let routed = match self.router.stream(&plan.model, request).await {
             Ok(routed) => routed,
             Err(error) => {
-                let meta = Meta { stream: true, started, ttft: None, cache_hit: false };
+                let meta = Meta { stream: true, started, ttft: None, cache_hit: false, span: tracing::Span::current() };
                 self.settle(ctx, ticket, &costing, Outcome::failed(&plan.model, &error), meta);
                 return Err(error.into());
             }
@@ -211,6 +224,7 @@ impl Gateway {
             reported_usage: false,
             started,
             first_token: started.elapsed(),
+            span: tracing::Span::current(),
         };
         let Routed { value, model, provider, price } = routed;
         let stream = value.inspect(move |item| guard.observe(item));
@@ -219,6 +233,10 @@ impl Gateway {
 
     /// Embeddings.
     pub async fn embed(&self, ctx: &CallContext, model: &str, inputs: Vec<String>) -> Result<Served<EmbeddingResponse>, GatewayError> {
+        tracing::Instrument::instrument(self.embed_unspanned(ctx, model, inputs), model_span("embeddings", model)).await
+    }
+
+    async fn embed_unspanned(&self, ctx: &CallContext, model: &str, inputs: Vec<String>) -> Result<Served<EmbeddingResponse>, GatewayError> {
         let started = Instant::now();
         let plan = self.accounting.plan_plain(ctx.subject.as_ref(), model).await?;
         let prompt_tokens = inputs.iter().map(|s| s.len().div_ceil(4) as u32).sum();
@@ -230,7 +248,7 @@ impl Gateway {
             Ok(routed) => Outcome::served(routed, Usage::new(routed.value.prompt_tokens, 0)),
             Err(error) => Outcome::failed(model, error),
         };
-        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false });
+        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false, span: tracing::Span::current() });
         Ok(Served { routed: result?, rate_limit, cache_hit: false })
     }
 
@@ -239,6 +257,12 @@ impl Gateway {
         if meta.cache_hit {
             (cost, saved) = (0, cost);
         }
+        let span = &meta.span;
+        span.record("gen_ai.response.model", outcome.model.as_str());
+        span.record("gen_ai.usage.input_tokens", outcome.usage.prompt_tokens);
+        span.record("gen_ai.usage.output_tokens", outcome.usage.completion_tokens);
+        span.record("agentry.cost_usd", cost as f64 / 1e9);
+        span.record("agentry.cache_hit", meta.cache_hit);
         let subject = ctx.subject.as_ref();
         let record = ModelCallRecord {
             id: uuid::Uuid::now_v7().to_string(),
@@ -269,12 +293,32 @@ impl Gateway {
     }
 }
 
+/// The span of one model call, with the OpenTelemetry GenAI attributes
+/// (tokens and cost are recorded when the call is settled).
+fn model_span(operation: &'static str, model: &str) -> tracing::Span {
+    trace_context::span(|| {
+        tracing::info_span!(
+            "model call",
+            otel.name = %format!("{operation} {model}"),
+            gen_ai.operation.name = operation,
+            gen_ai.request.model = %model,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            agentry.cost_usd = tracing::field::Empty,
+            agentry.cache_hit = tracing::field::Empty,
+        )
+    })
+}
+
 /// How a call was served, for its record.
 struct Meta {
     stream: bool,
     started: Instant,
     ttft: Option<Duration>,
     cache_hit: bool,
+    /// Where the call's tokens and cost are recorded (its `model call` span).
+    span: tracing::Span,
 }
 
 /// What is known about a call when it is recorded.
@@ -316,6 +360,8 @@ struct StreamRecord {
     reported_usage: bool,
     started: Instant,
     first_token: Duration,
+    /// The call's span: the stream ends after it was left.
+    span: tracing::Span,
 }
 
 impl StreamRecord {
@@ -343,7 +389,7 @@ impl StreamRecord {
             let model = &self.outcome.model;
             self.outcome.usage = Usage::new(tokens::count_prompt(model, &self.prompt), tokens::count(model, &self.output));
         }
-        let meta = Meta { stream: true, started: self.started, ttft: Some(self.first_token), cache_hit: false };
+        let meta = Meta { stream: true, started: self.started, ttft: Some(self.first_token), cache_hit: false, span: self.span.clone() };
         self.gateway.settle(&self.ctx, ticket, &self.costing, self.outcome.clone(), meta);
     }
 }

@@ -288,8 +288,10 @@ impl Outbound {
         let attempt = async {
             let url = self.check(url)?;
             let mut request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
-            for (name, value) in headers {
-                request = request.header(name.as_str(), value.as_str());
+            // A `traceparent` the caller configured is kept, not doubled.
+            let trace = agentry_llm::trace_context::outbound().into_iter().filter(|(name, _)| !headers.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)));
+            for (name, value) in headers.iter().cloned().chain(trace) {
+                request = request.header(name, value);
             }
             let response = request.send().await.map_err(from_reqwest)?;
             let status = response.status().as_u16();

@@ -87,6 +87,11 @@ impl Db {
         on_pool!(self, pool => sqlx::query_scalar(sql).fetch_all(pool).await).map_err(DbError::query("audit legacy heads"))
     }
 
+    /// Every chain's name, sorted.
+    pub async fn audit_chains(&self) -> Result<Vec<String>, DbError> {
+        on_pool!(self, pool => sqlx::query_scalar("SELECT DISTINCT chain FROM audit_events ORDER BY chain").fetch_all(pool).await).map_err(DbError::query("audit chains"))
+    }
+
     /// Append one event; [`DbError::Conflict`] when its `seq` is taken.
     pub async fn insert_audit_event(&self, row: &AuditRow) -> Result<(), DbError> {
         let sql = concat!("INSERT INTO audit_events (", columns!(), ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)");

@@ -79,7 +79,7 @@ impl Db {
         let inserted = on_pool!(self, pool => {
             let mut tx = begin_write(pool).await.map_err(DbError::write("begin batch"))?;
             if insert_job_on!(&mut *tx, job)? == 0 {
-                false
+                Ok::<_, DbError>(false)
             } else {
                 sqlx::query(BATCH)
                     .bind(&batch.id).bind(&batch.tenant_id).bind(&batch.owner).bind(&batch.kind).bind(&batch.collection_id).bind(&batch.status)
@@ -93,9 +93,9 @@ impl Db {
                     insert.build().execute(&mut *tx).await.map_err(DbError::write("insert batch items"))?;
                 }
                 tx.commit().await.map_err(DbError::write("commit batch"))?;
-                true
+                Ok(true)
             }
-        });
+        })?;
         if inserted {
             return Ok((batch.clone(), true));
         }

@@ -158,8 +158,8 @@ impl Db {
                 insert_job_on!(&mut *tx, job)?;
             }
             tx.commit().await.map_err(DbError::write("commit event"))?;
-            seq
-        });
+            Ok::<_, DbError>(seq)
+        })?;
         Ok(EventRecord { seq, ..event.clone() })
     }
 

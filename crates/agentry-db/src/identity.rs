@@ -153,6 +153,14 @@ impl Db {
         .map_err(DbError::query("list tenants"))
     }
 
+    /// Sessions neither expired nor revoked at `now_ms`, per tenant slug of
+    /// their user's memberships (a member of two tenants counts in both), most first.
+    pub async fn active_sessions_by_tenant(&self, now_ms: i64) -> Result<Vec<(String, i64)>, DbError> {
+        let sql = "SELECT t.slug, COUNT(*) AS sessions FROM sessions s JOIN memberships m ON m.user_id = s.user_id JOIN tenants t ON t.id = m.tenant_id \
+             WHERE s.revoked_at_ms IS NULL AND s.expires_at_ms > $1 GROUP BY t.slug ORDER BY sessions DESC, t.slug";
+        on_pool!(self, pool => sqlx::query_as(sql).bind(now_ms).fetch_all(pool).await).map_err(DbError::query("active sessions"))
+    }
+
     /// Change the tenant's name and/or MFA policy (`None` keeps the value).
     pub async fn update_tenant(&self, tenant_id: &str, name: Option<&str>, mfa_required: Option<bool>) -> Result<bool, DbError> {
         on_pool!(self, pool => sqlx::query("UPDATE tenants SET name = COALESCE($2, name), mfa_required = COALESCE($3, mfa_required) WHERE id = $1")

@@ -168,6 +168,21 @@ pub struct StoredChunkRow {
     pub embedding: Vec<u8>,
 }
 
+/// A chunk of a document's current version with its embedding, for rebuilding an index.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct CurrentChunkRow {
+    pub id: i64,
+    pub tenant_id: String,
+    pub document_id: String,
+    pub ordinal: i32,
+    pub content_hash: String,
+    pub text: String,
+    pub heading_path: String,
+    pub page: Option<i32>,
+    pub token_count: i32,
+    pub embedding: Vec<u8>,
+}
+
 /// The ordinal of a version's summary chunk (its text chunks count from 0).
 pub const SUMMARY_ORDINAL: i32 = -1;
 
@@ -654,6 +669,19 @@ impl Db {
             tx.commit().await
         }.await)
         .map_err(DbError::query("fail ingest"))
+    }
+
+    /// Whether any document's current version has chunks (what an index should hold).
+    pub async fn has_current_chunks(&self) -> Result<bool, DbError> {
+        let sql = "SELECT COUNT(*) FROM (SELECT 1 FROM chunks c JOIN documents d ON d.id = c.document_id AND d.current_version = c.version LIMIT 1) AS any_chunk";
+        on_pool!(self, pool => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await).map(|n| n > 0).map_err(DbError::query("any current chunk"))
+    }
+
+    /// Chunks of documents' current versions with ids above `after_id`, in id order, at most `limit`.
+    pub async fn current_chunks_page(&self, after_id: i64, limit: i64) -> Result<Vec<CurrentChunkRow>, DbError> {
+        let sql = "SELECT c.id, c.tenant_id, c.document_id, c.ordinal, c.content_hash, c.text, c.heading_path, c.page, c.token_count, c.embedding \
+             FROM chunks c JOIN documents d ON d.id = c.document_id AND d.current_version = c.version WHERE c.id > $1 ORDER BY c.id LIMIT $2";
+        on_pool!(self, pool => sqlx::query_as(sql).bind(after_id).bind(limit).fetch_all(pool).await).map_err(DbError::query("current chunks"))
     }
 
     /// The stored chunks of one version (its summary chunk first), with their embeddings.

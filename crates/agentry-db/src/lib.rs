@@ -77,10 +77,21 @@ impl DbError {
 macro_rules! on_pool {
     ($db:expr, $pool:ident => $body:expr) => {
         match $db {
-            $crate::Db::Sqlite($pool) => $body,
-            $crate::Db::Postgres($pool) => $body,
+            $crate::Db::Sqlite($pool) => $crate::traced("sqlite", async { $body }).await,
+            $crate::Db::Postgres($pool) => $crate::traced("postgresql", async { $body }).await,
         }
     };
+}
+
+/// Run one database operation inside a `database` span when traces are on
+/// (off, the future runs as it is).
+#[doc(hidden)]
+pub async fn traced<T>(system: &'static str, operation: impl std::future::Future<Output = T>) -> T {
+    if !agentry_types::traces::enabled() {
+        return operation.await;
+    }
+    let span = tracing::info_span!("database", otel.kind = "client", db.system.name = system);
+    tracing::Instrument::instrument(operation, span).await
 }
 
 /// How each engine opens a transaction that will write. SQLite takes the
@@ -113,6 +124,17 @@ pub fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(dir)
+}
+
+/// The database file a `sqlite:` URL names (none for other URLs and in-memory databases).
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    if !url.starts_with("sqlite:") {
+        return None;
+    }
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let file = options.get_filename();
+    let in_memory = file.as_os_str() == ":memory:" || file.to_string_lossy().starts_with("file:");
+    (!in_memory).then(|| file.to_path_buf())
 }
 
 /// The SQLite database and its `-wal` and `-shm` files hold every secret
@@ -194,6 +216,22 @@ impl Db {
             Ok(Self::Postgres(pool))
         } else {
             Err(DbError::UnsupportedUrl(url.to_owned()))
+        }
+    }
+
+    /// Write a consistent copy of a SQLite database to `dest` (a new file)
+    /// while others keep reading and writing it: `VACUUM INTO` reads in one
+    /// transaction, so the copy holds exactly the transactions committed
+    /// when it began. `Ok(false)` on PostgreSQL, whose copies are
+    /// `pg_dump`'s and point-in-time recovery's.
+    pub async fn snapshot_into(&self, dest: &std::path::Path) -> Result<bool, DbError> {
+        match self {
+            Self::Sqlite(pool) => {
+                let dest = dest.to_str().ok_or_else(|| DbError::Aborted(format!("{} is not a UTF-8 path", dest.display())))?;
+                sqlx::query("VACUUM INTO $1").bind(dest).execute(pool).await.map_err(DbError::query("snapshot the database"))?;
+                Ok(true)
+            }
+            Self::Postgres(_) => Ok(false),
         }
     }
 

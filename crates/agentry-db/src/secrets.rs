@@ -54,8 +54,8 @@ impl Db {
             let totp = sqlx::query_as("SELECT id, totp_secret FROM users WHERE totp_secret IS NOT NULL ORDER BY id").fetch_all(pool).await.map_err(DbError::query("list totp secrets"))?;
             let mcp = sqlx::query_as("SELECT tenant_id, name, headers FROM mcp_servers ORDER BY tenant_id, name").fetch_all(pool).await.map_err(DbError::query("list mcp server headers"))?;
             let hooks = sqlx::query_as("SELECT id, secrets FROM webhooks ORDER BY id").fetch_all(pool).await.map_err(DbError::query("list webhook secrets"))?;
-            (keys, totp, mcp, hooks)
-        });
+            Ok::<_, DbError>((keys, totp, mcp, hooks))
+        })?;
         let keys = keys.into_iter().map(|(kid, value)| StoredSecret { slot: SecretSlot::SigningKey { kid }, value });
         let totp = totp.into_iter().map(|(user_id, value)| StoredSecret { slot: SecretSlot::TotpSecret { user_id }, value });
         let mcp = mcp.into_iter().map(|(tenant_id, name, value)| StoredSecret { slot: SecretSlot::McpHeaders { tenant_id, name }, value });

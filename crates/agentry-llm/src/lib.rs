@@ -16,6 +16,7 @@ pub mod registry;
 pub mod router;
 pub mod series;
 pub mod tokens;
+pub mod trace_context;
 pub mod types;
 
 pub use error::LlmError;

@@ -180,10 +180,25 @@ impl ModelRouter {
                 return Err(LlmError::CircuitOpen { upstream: entry.upstream.clone() });
             };
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(self.config.timeout, attempt()).await {
+            let span = crate::trace_context::span(|| {
+                tracing::info_span!(
+                    "provider call",
+                    otel.name = %format!("{provider} {}", entry.name),
+                    otel.kind = "client",
+                    gen_ai.provider.name = provider,
+                    gen_ai.request.model = %entry.name,
+                    agentry.upstream = %entry.upstream,
+                    agentry.retry = retries,
+                    error.type = tracing::field::Empty,
+                )
+            });
+            let outcome = match tracing::Instrument::instrument(tokio::time::timeout(self.config.timeout, attempt()), span.clone()).await {
                 Ok(outcome) => outcome,
                 Err(_) => Err(LlmError::Timeout { upstream: entry.upstream.clone(), after: self.config.timeout }),
             };
+            if let Err(error) = &outcome {
+                span.record("error.type", status_label(error));
+            }
             request_duration(&entry.name, provider).record(started.elapsed().as_secs_f64());
             let error = match outcome {
                 Ok(value) => {

@@ -26,6 +26,9 @@ pub enum Access {
     SignedIn,
     /// The master key or a platform administrator.
     PlatformAdmin,
+    /// Like `PlatformAdmin`, or the scrape token `metrics.bearer_token`
+    /// (a credential that reads metrics and nothing else).
+    MetricsScrape,
     /// Membership of the request's tenant and, when given, this permission.
     Tenant(Option<Permission>),
     /// Like `Tenant`, but only for signed-in users: API keys are refused
@@ -70,7 +73,7 @@ const fn audited(method: Method, path: &'static str, access: Access, action: Aud
     Rule { method, path, access, audit: Some(action) }
 }
 
-use Access::{Authenticated, PlatformAdmin, Public, SignedIn, Tenant, TenantAnyOf, TenantUser};
+use Access::{Authenticated, MetricsScrape, PlatformAdmin, Public, SignedIn, Tenant, TenantAnyOf, TenantUser};
 use Permission as P;
 
 pub const RULES: &[Rule] = &[
@@ -95,7 +98,7 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/auth/mfa/totp", Authenticated),
     rule(Method::POST, "/api/v1/auth/mfa/totp/confirm", Authenticated),
     rule(Method::POST, "/api/v1/auth/mfa/disable", Authenticated),
-    rule(Method::GET, "/metrics", PlatformAdmin),
+    rule(Method::GET, "/metrics", MetricsScrape),
     rule(Method::POST, "/v1/chat/completions", Tenant(Some(P::UseModels))),
     rule(Method::POST, "/v1/embeddings", Tenant(Some(P::UseModels))),
     rule(Method::GET, "/v1/models", Tenant(Some(P::UseModels))),

@@ -208,7 +208,11 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
     }
     // Owned: a borrow of the request (whose body is not Sync) must not live across an await.
     let presented = bearer(req).map(str::to_owned);
-    let principal = authenticate(state, presented, &meta).await?;
+    if rule.access == Access::MetricsScrape && presented.as_deref().is_some_and(|token| state.metrics_token.matches(token)) {
+        return Ok(Checked { decision: None, audit: rule.audit });
+    }
+    let span = agentry_llm::trace_context::span(|| tracing::info_span!("authenticate"));
+    let principal = tracing::Instrument::instrument(authenticate(state, presented, &meta), span).await?;
     req.extensions_mut().insert(principal.clone());
     let passed = Checked { decision: None, audit: rule.audit };
     match rule.access {
@@ -218,8 +222,8 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
             Err(ApiError::new(ErrorCode::PermissionDenied, "this route needs a signed-in user, not an API key or the master key"))
         }
-        Access::PlatformAdmin if principal.is_platform_admin() => Ok(passed),
-        Access::PlatformAdmin => {
+        Access::PlatformAdmin | Access::MetricsScrape if principal.is_platform_admin() => Ok(passed),
+        Access::PlatformAdmin | Access::MetricsScrape => {
             state.identity.record_denied(None, &principal, &what(), &meta).await?;
             Err(ApiError::new(ErrorCode::PermissionDenied, "platform administrators only"))
         }

@@ -1,7 +1,10 @@
 //! Typed settings: defaults, then `agentry.toml` (or the file named by
 //! `AGENTRY_CONFIG` / `--config`), then `AGENTRY_*` environment variables
 //! (`__` separates nested keys: `AGENTRY_ROUTER__TIMEOUT_SECS`). Unknown keys
-//! and bad values fail start-up with an error naming the key and its source.
+//! and bad values fail start-up with an error naming the key and its source,
+//! except the variables Kubernetes injects for services whose names start with
+//! `agentry` (`AGENTRY_SERVICE_HOST`, `AGENTRY_PORT_8080_TCP`…): those are
+//! ignored ([`service_link_variables`] names them for the start-up log).
 //!
 //! Owns parsing and validation only; nothing here opens files other than the
 //! config file or touches the network.
@@ -77,8 +80,104 @@ pub struct Settings {
     pub webhooks: agentry_core::webhooks::WebhooksSettings,
     /// `[schedules]`: how often due schedules are looked for, the misfire grace, the shortest interval, history kept.
     pub schedules: agentry_core::schedules::SchedulesSettings,
+    /// `[metrics]`: who may scrape `/metrics`.
+    pub metrics: MetricsSettings,
+    /// `[audit]`: how often every audit chain is verified in the background.
+    pub audit: AuditSettings,
+    /// `[telemetry]`: OpenTelemetry traces (off unless an endpoint is set).
+    pub telemetry: TelemetrySettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// A secret Prometheus presents as `Authorization: Bearer <token>` to
+    /// scrape `/metrics` (the master key and platform admins may too). At least 16 characters.
+    #[serde(serialize_with = "agentry_llm::providers::serialize_secret")]
+    pub bearer_token: Option<SecretString>,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP collector base URL (`http://collector:4318`); spans go to `<endpoint>/v1/traces`. Unset: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// `service.name` of the spans.
+    pub service_name: String,
+    /// Share of new traces recorded, 0 to 1 (a caller's sampled `traceparent` is followed).
+    pub sample_ratio: f64,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { otlp_endpoint: None, service_name: "agentry".into(), sample_ratio: 1.0 }
+    }
+}
+
+/// `[audit]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Seconds between verifications of every audit chain in full (each
+    /// replica verifies; the result is the `audit_chains_broken` gauge). 0: never.
+    pub verify_interval_secs: u64,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self { verify_interval_secs: 3600 }
+    }
+}
+
+/// Whether `key` (an environment variable's name after `AGENTRY_`) and its
+/// `value` have the shape of a Kubernetes service-link variable of a service
+/// named `agentry…`: `SERVICE_HOST` (an IP address), `SERVICE_PORT` and
+/// `SERVICE_PORT_<name>` (a port number), `PORT` and `PORT_<n>_<proto>`
+/// (`tcp://IP:port`) with `_PROTO` (the protocol), `_PORT` (the port) and
+/// `_ADDR` (an IP address), each optionally after the rest of the service's
+/// name (`DB_SERVICE_HOST` for `agentry-db`). Nested configuration keys
+/// contain `__`, which service names never produce; a value of another shape
+/// (`AGENTRY_PORT=8080`) is not a service link and fails as an unknown key.
+fn is_service_link(key: &str, value: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    if key.contains("__") {
+        return false;
+    }
+    let parts: Vec<&str> = key.split('_').collect();
+    let is_number = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let is_ip = value.parse::<std::net::IpAddr>().is_ok();
+    let is_port = value.parse::<u16>().is_ok();
+    let is_url = ["tcp://", "udp://", "sctp://"].iter().any(|scheme| value.strip_prefix(scheme).is_some_and(|rest| rest.parse::<SocketAddr>().is_ok()));
+    let is_proto = matches!(value, "tcp" | "udp" | "sctp");
+    (0..parts.len()).any(|start| match &parts[start..] {
+        ["SERVICE", "HOST"] => is_ip,
+        ["SERVICE", "PORT", ..] => is_port,
+        ["PORT"] => is_url,
+        ["PORT", number, "TCP" | "UDP" | "SCTP", rest @ ..] if is_number(number) => match rest {
+            [] => is_url,
+            ["PROTO"] => is_proto,
+            ["PORT"] => is_port,
+            ["ADDR"] => is_ip,
+            _ => false,
+        },
+        _ => false,
+    })
+}
+
+/// The `AGENTRY_*` variables of this process that configuration ignores as
+/// Kubernetes service links, sorted.
+pub fn service_link_variables() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(name, value)| Some((name.into_string().ok()?, value.into_string().ok()?)))
+        .filter(|(name, value)| name.strip_prefix("AGENTRY_").is_some_and(|key| is_service_link(key, value)))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort();
+    names
 }
 
 /// `[usage]`.
@@ -325,6 +424,9 @@ impl Default for Settings {
             events: agentry_core::events::EventsSettings::default(),
             webhooks: agentry_core::webhooks::WebhooksSettings::default(),
             schedules: agentry_core::schedules::SchedulesSettings::default(),
+            metrics: MetricsSettings::default(),
+            audit: AuditSettings::default(),
+            telemetry: TelemetrySettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -365,17 +467,24 @@ impl Settings {
     /// Load defaults ← config file ← environment. `config_path` wins over
     /// `AGENTRY_CONFIG`; without either, `./agentry.toml` is read if present.
     pub fn load(config_path: Option<&Path>) -> Result<Self, anyhow::Error> {
-        let explicit = config_path.map(Path::to_path_buf).or_else(|| std::env::var_os("AGENTRY_CONFIG").map(PathBuf::from));
-        let file = match &explicit {
-            Some(path) if !path.exists() => anyhow::bail!("config file {} does not exist", path.display()),
-            Some(path) => path.clone(),
-            None => PathBuf::from("agentry.toml"),
-        };
-        let figment =
-            Figment::from(Serialized::defaults(Settings::default())).merge(Toml::file(file)).merge(Env::prefixed("AGENTRY_").split("__").ignore(&["config", "bootstrap_password"]));
+        let file = Self::config_file(config_path)?.unwrap_or_else(|| PathBuf::from("agentry.toml"));
+        let links: Vec<String> = service_link_variables().iter().filter_map(|name| name.strip_prefix("AGENTRY_").map(str::to_ascii_lowercase)).collect();
+        let environment = Env::prefixed("AGENTRY_").ignore(&["config", "bootstrap_password"]).filter(move |key| !links.contains(&key.as_str().to_ascii_lowercase())).split("__");
+        let figment = Figment::from(Serialized::defaults(Settings::default())).merge(Toml::file(file)).merge(environment);
         let settings: Settings = figment.extract().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         settings.validate()?;
         Ok(settings)
+    }
+
+    /// The configuration file [`Self::load`] reads: `config_path`, else
+    /// `AGENTRY_CONFIG` (either must exist), else `./agentry.toml` if present.
+    pub fn config_file(config_path: Option<&Path>) -> Result<Option<PathBuf>, anyhow::Error> {
+        let explicit = config_path.map(Path::to_path_buf).or_else(|| std::env::var_os("AGENTRY_CONFIG").map(PathBuf::from));
+        match explicit {
+            Some(path) if !path.exists() => anyhow::bail!("config file {} does not exist", path.display()),
+            Some(path) => Ok(Some(path)),
+            None => Ok(Some(PathBuf::from("agentry.toml")).filter(|path| path.exists())),
+        }
     }
 
     /// Checks serde cannot express.
@@ -474,6 +583,19 @@ impl Settings {
         if self.local.threads == Some(0) {
             return fail("local.threads", "must be at least 1");
         }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !((endpoint.starts_with("http://") || endpoint.starts_with("https://")) && endpoint.parse::<http::Uri>().is_ok())
+        {
+            return fail("telemetry.otlp_endpoint", "must be an http:// or https:// URL (OTLP over HTTP)");
+        }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return fail("telemetry.sample_ratio", "must be between 0 and 1");
+        }
+        if let Some(token) = &self.metrics.bearer_token
+            && (token.expose_secret().len() < 16 || token.expose_secret().trim() != token.expose_secret())
+        {
+            return fail("metrics.bearer_token", "must be at least 16 characters, without surrounding spaces or newlines");
+        }
         Ok(())
     }
 
@@ -502,6 +624,62 @@ impl Settings {
                 window: Duration::from_secs(r.breaker_window_secs),
                 open_for: Duration::from_secs_f64(r.breaker_open_secs),
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_service_link;
+
+    #[test]
+    fn service_link_shapes_are_recognised() {
+        for (key, value) in [
+            ("SERVICE_HOST", "10.96.0.12"),
+            ("SERVICE_PORT", "80"),
+            ("SERVICE_PORT_HTTP", "80"),
+            ("SERVICE_PORT_GRPC_WEB", "8081"),
+            ("PORT", "tcp://10.96.0.12:80"),
+            ("PORT_8080_TCP", "tcp://10.96.0.12:8080"),
+            ("PORT_8080_TCP_PROTO", "tcp"),
+            ("PORT_8080_TCP_PORT", "8080"),
+            ("PORT_8080_TCP_ADDR", "10.96.0.12"),
+            ("PORT_53_UDP", "udp://[fd00::1]:53"),
+            ("DB_SERVICE_HOST", "fd00::12"),
+            ("WORKER_PORT_9000_SCTP_ADDR", "10.0.0.9"),
+            ("port", "tcp://10.96.0.12:80"),
+        ] {
+            assert!(is_service_link(key, value), "{key}={value} is a service link");
+        }
+    }
+
+    #[test]
+    fn configuration_keys_and_mistakes_are_not_service_links() {
+        for (key, value) in [
+            ("LISTEN", "0.0.0.0:80"),
+            ("DATA_DIR", "/data"),
+            ("METRICS__BEARER_TOKEN", "x"),
+            ("ROUTER__PORT", "tcp://10.0.0.1:80"),
+            ("PORT", "8080"),
+            ("REDIS_PORT", "6379"),
+            ("SERVICE_HOST", "agentry.internal"),
+            ("PORT_HTTP_TCP", "tcp://10.0.0.1:80"),
+            ("PORT_80_TCP_HOST", "10.0.0.1"),
+            ("SERVICE", "x"),
+            ("LISTN", "0.0.0.0:80"),
+        ] {
+            assert!(!is_service_link(key, value), "{key}={value} is not a service link");
+        }
+    }
+
+    /// No top-level setting can be taken for a service link, whatever its value.
+    #[test]
+    fn no_setting_has_a_service_link_name() {
+        let settings = serde_json::to_value(super::Settings::default()).unwrap();
+        for key in settings.as_object().unwrap().keys() {
+            for value in ["10.0.0.1", "80", "tcp://10.0.0.1:80", "tcp"] {
+                assert!(!is_service_link(key, value), "{key}");
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod a2a;
 pub mod access;
 pub mod api_doc;
 pub mod auth;
+pub mod backup;
 pub mod client_addr;
 pub mod configuration;
 pub mod deprecation;

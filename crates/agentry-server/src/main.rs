@@ -47,6 +47,29 @@ enum Command {
     },
     /// Apply database migrations and exit.
     Migrate,
+    /// Write a consistent copy of an embedded (SQLite) installation to one
+    /// file while it serves: database, configuration file, and with
+    /// --include-master-key the master key. PostgreSQL: use pg_dump or PITR.
+    Backup {
+        /// The backup file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Put the master key in the backup (otherwise restoring needs the same key, given separately).
+        #[arg(long)]
+        include_master_key: bool,
+    },
+    /// Unpack a backup into an empty data dir (the search index is rebuilt
+    /// from the stored chunks on first use).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// A file holding the master key the backup was taken with (when it does not include it and none is configured).
+        #[arg(long)]
+        master_key_file: Option<PathBuf>,
+    },
+    /// Drop the search index (servers stopped); the next server to open it
+    /// rebuilds it from the chunks stored in the database.
+    Reindex,
     /// Administration from the command line.
     Admin {
         #[command(subcommand)]
@@ -208,8 +231,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(dir) = cli.data_dir {
         settings.data_dir = dir;
     }
-    agentry_server::telemetry::init_logging(&settings.log, settings.log_format)?;
-    match cli.command {
+    let traces = agentry_server::telemetry::init_logging(&settings.log, settings.log_format, &settings.telemetry)?;
+    let service_links = agentry_server::configuration::service_link_variables();
+    if !service_links.is_empty() {
+        tracing::info!(variables = %service_links.join(", "), "ignored Kubernetes service-link variables (not configuration)");
+    }
+    let result = async {
+        match cli.command {
         Command::Serve { listen } => {
             if let Some(listen) = listen {
                 settings.listen = listen;
@@ -245,6 +273,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = agentry_server::startup::connect_and_migrate(&settings).await?;
             let applied = db.applied_migrations().await?;
             eprintln!("database is up to date ({} migrations applied)", applied.len());
+            Ok(())
+        }
+        Command::Backup { out, include_master_key } => {
+            let config = Settings::config_file(cli.config.as_deref())?;
+            let manifest = agentry_server::backup::backup(&settings, config.as_deref(), &out, include_master_key).await?;
+            let key_note = if include_master_key {
+                "it includes the master key: keep it as safe as the key itself".to_owned()
+            } else {
+                format!("it does not include the master key: restoring needs the same key (sealing key id {})", manifest.sealing_key_id)
+            };
+            eprintln!("wrote {} (database {} bytes); {key_note}", out.display(), manifest.database_bytes);
+            write_stdout(&format!("{}\n", serde_json::to_string(&manifest)?));
+            Ok(())
+        }
+        Command::Restore { file, master_key_file } => {
+            let restored = agentry_server::backup::restore(&settings, &file, master_key_file.as_deref())?;
+            eprintln!(
+                "restored the backup of {} (server {}) into {}; the search index is rebuilt from the stored chunks when the server first uses it",
+                restored.manifest.created_at,
+                restored.manifest.server_version,
+                settings.data_dir.display()
+            );
+            if !restored.manifest.master_key_included && !restored.manifest.previous_key_ids.is_empty() {
+                eprintln!(
+                    "the installation also held earlier master keys (sealing key ids {}): copy its master.key.previous into the data dir, or secrets and audit events made under them will not open or verify",
+                    restored.manifest.previous_key_ids.join(", ")
+                );
+            }
+            if let Some(config) = restored.config {
+                eprintln!("the backup's configuration file is at {} (start with --config {0})", config.display());
+            }
+            Ok(())
+        }
+        Command::Reindex => {
+            let dropped = agentry_server::backup::drop_search_index(&settings).await?;
+            eprintln!("dropped the search index ({}); the next server to open it rebuilds it from the stored chunks", if dropped.is_empty() { "it was empty".to_owned() } else { dropped.join(", ") });
             Ok(())
         }
         Command::Admin { command: AdminCommand::Bootstrap { tenant, tenant_name, email } } => {
@@ -288,6 +352,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Version | Command::Openapi | Command::GraphqlSchema | Command::ParseWorker => Ok(()),
     }
+    }
+    .await;
+    traces.shutdown().await;
+    result
 }
 
 /// `agentry audit anchor|verify`, with the keys `serve` would hold.

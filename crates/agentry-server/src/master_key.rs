@@ -65,6 +65,11 @@ fn read_stored(path: &Path) -> Result<Option<SecretString>, anyhow::Error> {
     }
 }
 
+/// The key stored in `<data_dir>/master.key`, if there is one (never generated).
+pub fn stored(data_dir: &Path) -> Result<Option<SecretString>, anyhow::Error> {
+    read_stored(&data_dir.join(FILE_NAME))
+}
+
 /// A new random master key.
 fn generate() -> SecretString {
     let mut bytes = [0u8; 24];

@@ -22,9 +22,14 @@ pub const REQUEST_ID: &str = "x-request-id";
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// Header carrying the trace id of the request's span when traces are on.
+pub const TRACE_ID: &str = "x-trace-id";
+
 /// Give every request an id (a client's own if it is short and printable),
-/// open a tracing span with it, log one line when the response is ready
-/// (streams go on after it), and return the id as `x-request-id`.
+/// open a tracing span with it (the child of the caller's `traceparent` when
+/// traces are on), log one line when the response is ready (streams go on
+/// after it), and return the id as `x-request-id` (and the trace id as
+/// `x-trace-id`).
 pub async fn request_id(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
@@ -33,17 +38,65 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %req.method(),
+        otel.kind = "server",
+        request_id = %id,
+        method = %req.method(),
+        path = %req.uri().path(),
+        trace_id = tracing::field::Empty,
+        http.request.method = %req.method(),
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    let trace_id = follow_caller_trace(&span, req.headers());
+    let method = req.method().clone();
     let started = Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    if let Some(endpoint) = response.extensions().get::<Endpoint>() {
+        span.record("http.route", endpoint.0.as_str());
+        if trace_id.is_some() {
+            // The span has started (its trace id was read): rename it directly.
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            span.context().span().update_name(format!("{method} {}", endpoint.0.as_str()));
+        }
+    }
+    span.record("http.response.status_code", response.status().as_u16());
     span.in_scope(|| {
         tracing::info!(status = response.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished");
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID, value);
     }
+    if let Some(value) = trace_id.and_then(|t| HeaderValue::from_str(&t).ok()) {
+        response.headers_mut().insert(TRACE_ID, value);
+    }
     security_headers(response.headers_mut());
     response
+}
+
+/// With traces on: make `span` the child of the caller's `traceparent`, if
+/// it sent a well-formed one, and give its trace id (also recorded on the
+/// span, so that every log line inside the request carries it).
+fn follow_caller_trace(span: &tracing::Span, headers: &axum::http::HeaderMap) -> Option<String> {
+    use opentelemetry::trace::{TraceContextExt, TraceId};
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    if !agentry_llm::trace_context::enabled() {
+        return None;
+    }
+    if let Some(parent) = agentry_llm::trace_context::extract(headers)
+        && let Err(error) = span.set_parent(parent)
+    {
+        tracing::debug!(%error, "traceparent not followed");
+    }
+    let trace_id = span.context().span().span_context().trace_id();
+    (trace_id != TraceId::INVALID).then(|| {
+        let id = trace_id.to_string();
+        span.record("trace_id", id.as_str());
+        id
+    })
 }
 
 /// Headers every answer carries unless its handler set its own: no MIME

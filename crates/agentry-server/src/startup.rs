@@ -122,6 +122,7 @@ impl Application {
         let bulk = agentry_core::bulk::Bulk::new(db.clone(), jobs.clone(), agents.clone(), knowledge.clone(), events.clone());
         let schedules = Schedules::new(db.clone(), jobs.clone(), events.clone(), agents.clone(), knowledge.clone(), settings.schedules.clone());
         schedules.spawn_poller(shutdown.child_token());
+        crate::telemetry::gauges::spawn_audit_verifier(identity.audit().clone(), Duration::from_secs(settings.audit.verify_interval_secs), shutdown.child_token());
         let job_tasks = agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
             gateway,
@@ -135,6 +136,8 @@ impl Application {
             schedules,
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
+            metrics_token: crate::telemetry::ScrapeToken::new(settings.metrics.bearer_token.clone()),
+            session_gauge: Arc::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
             identity,
             db: db.clone(),

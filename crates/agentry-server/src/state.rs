@@ -53,6 +53,9 @@ pub struct Handles {
     pub payments: Option<Arc<dyn PaymentProvider>>,
     /// Whose forwarded headers are believed (client address, agent card origin).
     pub trusted_proxies: crate::client_addr::TrustedProxies,
+    /// The `/metrics` scrape credential.
+    pub metrics_token: crate::telemetry::ScrapeToken,
+    pub session_gauge: Arc<crate::telemetry::gauges::SessionGauge>,
     /// Requests per minute per IP on unauthenticated routes (0 = off).
     pub public_rate_per_ip: u64,
     /// Names of the local models that loaded, for `/ready`.

@@ -10,6 +10,7 @@ pub mod audit_action;
 pub mod chat;
 pub mod error_code;
 pub mod status;
+pub mod traces;
 pub mod wire_enum;
 
 pub use access::{BuiltinRole, Permission, PermissionSet, UnknownName};

@@ -276,7 +276,9 @@ impl Agents {
         let planned = self.plan(access, call, input).await?;
         let (run, started) = self.prepare(access, call, thread_id, planned, uuid::Uuid::now_v7().to_string(), None).await?;
         let agents = self.clone();
-        tokio::spawn(async move { agents.execute(run).await });
+        // The run outlives the request, but its trace continues the request's.
+        let caller = tracing::Span::current();
+        tokio::spawn(tracing::Instrument::instrument(async move { agents.execute(run).await }, caller));
         Ok(started)
     }
 

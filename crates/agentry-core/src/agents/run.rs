@@ -110,6 +110,19 @@ fn model_failure(error: GatewayError) -> Failure {
 impl Agents {
     /// Execute a prepared run to its end, then record it.
     pub(super) async fn execute(&self, run: Run) {
+        let span = agentry_llm::trace_context::span(|| {
+            tracing::info_span!(
+                "agent run",
+                otel.name = %format!("invoke_agent {}", run.spec.name),
+                gen_ai.operation.name = "invoke_agent",
+                gen_ai.agent.name = %run.spec.name,
+                agentry.agent_kind = run.spec.kind.as_str(),
+            )
+        });
+        tracing::Instrument::instrument(self.execute_unspanned(run), span).await;
+    }
+
+    async fn execute_unspanned(&self, run: Run) {
         let started = Instant::now();
         let mut tally = Tally::default();
         let limit = std::time::Duration::from_secs_f64(run.spec.limits.timeout_secs);
@@ -191,6 +204,11 @@ impl Agents {
     /// One streamed model call; text is forwarded as tokens when `stream`,
     /// except while it may still become a prompted tool call.
     async fn step(&self, run: &Run, tally: &mut Tally, conversation: &[ChatMessage], mode: Tools, stream: bool) -> Result<Step, Failure> {
+        let span = agentry_llm::trace_context::span(|| tracing::info_span!("agent step", agentry.model_calls_before = tally.model_calls));
+        tracing::Instrument::instrument(self.step_unspanned(run, tally, conversation, mode, stream), span).await
+    }
+
+    async fn step_unspanned(&self, run: &Run, tally: &mut Tally, conversation: &[ChatMessage], mode: Tools, stream: bool) -> Result<Step, Failure> {
         let prompted = mode == Tools::Prompted;
         let request = ChatRequest {
             messages: conversation.to_vec(),
@@ -248,6 +266,13 @@ impl Agents {
     /// Check, run, record and announce one tool call: the text for the
     /// model, and the output when the tool succeeded.
     async fn call_tool(&self, run: &Run, tally: &mut Tally, call: &RequestedCall) -> Result<(String, Option<ToolOutput>), Failure> {
+        let span = agentry_llm::trace_context::span(
+            || tracing::info_span!("tool", otel.name = %format!("execute_tool {}", call.name), gen_ai.operation.name = "execute_tool", gen_ai.tool.name = %call.name, gen_ai.tool.call.id = %call.id),
+        );
+        tracing::Instrument::instrument(self.call_tool_unspanned(run, tally, call), span).await
+    }
+
+    async fn call_tool_unspanned(&self, run: &Run, tally: &mut Tally, call: &RequestedCall) -> Result<(String, Option<ToolOutput>), Failure> {
         tally.tool_calls += 1;
         if tally.tool_calls as u32 > run.spec.limits.max_tool_calls {
             return Err(Failure::Stopped("tool_call_limit", format!("the agent reached its limit of {} tool calls", run.spec.limits.max_tool_calls)));

@@ -323,6 +323,17 @@ impl Audit {
         self.verify_against(chain, None).await
     }
 
+    /// Verify every chain in full; the names of those that do not hold.
+    pub async fn broken_chains(&self) -> Result<Vec<String>, crate::Error> {
+        let mut broken = Vec::new();
+        for chain in self.db.audit_chains().await? {
+            if !self.verify(&chain).await?.valid {
+                broken.push(chain);
+            }
+        }
+        Ok(broken)
+    }
+
     /// [`Self::verify`], and when an anchor is given: check its signature,
     /// that it is this chain's, and that the chain still holds the anchored
     /// event unchanged (reaches its seq, with its hash).

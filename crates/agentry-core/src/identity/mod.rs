@@ -507,6 +507,11 @@ impl Identity {
         Ok(Principal(Credential::ApiKey { key_id: row.id.clone(), user_id: row.user_id.clone(), tenant_id: row.tenant_id.clone(), scopes: verified.scopes }))
     }
 
+    /// Signed-in sessions not expired or revoked, per tenant slug, most first (for the `active_sessions` gauge).
+    pub async fn active_sessions_by_tenant(&self) -> Result<Vec<(String, i64)>, Error> {
+        Ok(self.db.active_sessions_by_tenant(now_ms()).await?)
+    }
+
     /// Write pending API key last-used times (called periodically and at shutdown).
     pub async fn flush_key_uses(&self) -> Result<(), Error> {
         let uses: Vec<(String, i64)> = self.key_uses.lock().drain().collect();

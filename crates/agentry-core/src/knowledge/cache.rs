@@ -192,7 +192,7 @@ impl SemanticCache {
         }
         let outcome = self.find(scope, vector).await;
         let result = if matches!(outcome, Lookup::Hit(_)) { "hit" } else { "miss" };
-        metrics::counter!("semantic_cache_requests_total", "result" => result).increment(1);
+        metrics::counter!("cache_requests_total", "cache" => "answer", "result" => result).increment(1);
         outcome
     }
 

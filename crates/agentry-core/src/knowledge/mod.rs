@@ -24,6 +24,7 @@ pub mod ingest;
 mod json_upload;
 mod lineage;
 pub mod quality;
+mod rebuild;
 mod refetch;
 mod search;
 mod summaries;
@@ -322,6 +323,16 @@ impl Knowledge {
     /// The index, opened on first use with the embedding model's dimensions
     /// (one embedded folder or PostgreSQL table per model and dimension count).
     async fn index(&self, tenant: &str) -> Result<Index, Error> {
+        if let Some(index) = self.inner.index.get() {
+            return Ok(index.clone());
+        }
+        // Opened (and rebuilt, when it is empty) in a task of its own: a
+        // caller that goes away must not cut a rebuild short.
+        let (this, tenant) = (self.clone(), tenant.to_owned());
+        tokio::spawn(async move { this.open_index(&tenant).await }).await.map_err(|e| Error::Unavailable(format!("opening the index: {e}")))?
+    }
+
+    async fn open_index(&self, tenant: &str) -> Result<Index, Error> {
         self.inner
             .index
             .get_or_try_init(|| async {
@@ -332,20 +343,22 @@ impl Knowledge {
                 }
                 let model: String = self.inner.settings.embedding_model.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
                 let name = format!("{model}-{dimensions}");
-                match (self.inner.settings.index_backend, &self.inner.db) {
+                let index = match (self.inner.settings.index_backend, &self.inner.db) {
                     (IndexBackend::Auto | IndexBackend::Postgres, Db::Postgres(pool)) => {
                         let table = name.replace('-', "_");
-                        Ok(Index::Postgres(PostgresIndex::open(pool.clone(), &table, dimensions).await?))
+                        Index::Postgres(PostgresIndex::open(pool.clone(), &table, dimensions).await?)
                     }
-                    (IndexBackend::Postgres, Db::Sqlite(_)) => Err(Error::Unavailable("knowledge.index = \"postgres\" needs a PostgreSQL database".into())),
+                    (IndexBackend::Postgres, Db::Sqlite(_)) => return Err(Error::Unavailable("knowledge.index = \"postgres\" needs a PostgreSQL database".into())),
                     (IndexBackend::Auto | IndexBackend::Embedded, _) => {
                         let dir = self.inner.settings.index_dir.join(name);
                         let index = tokio::task::spawn_blocking(move || EmbeddedIndex::open(&dir, dimensions))
                             .await
                             .map_err(|e| Error::Unavailable(format!("opening the index: {e}")))??;
-                        Ok(Index::Embedded(Arc::new(index)))
+                        Index::Embedded(Arc::new(index))
                     }
-                }
+                };
+                rebuild::if_empty(&self.inner.db, &index, dimensions, self.inner.settings.parse_limits.max_title_chars).await?;
+                Ok(index)
             })
             .await
             .cloned()

@@ -95,6 +95,11 @@ pub(super) fn question_text<'a>(raw: &'a str, param: &'static str) -> Result<&'a
 
 impl Knowledge {
     pub async fn search(&self, access: &TenantAccess, request: SearchRequest) -> Result<SearchResponse, Error> {
+        let span = agentry_llm::trace_context::span(|| tracing::info_span!("knowledge search", agentry.mode = ?request.mode, agentry.top_k = ?request.top_k));
+        tracing::Instrument::instrument(self.search_unspanned(access, request), span).await
+    }
+
+    async fn search_unspanned(&self, access: &TenantAccess, request: SearchRequest) -> Result<SearchResponse, Error> {
         require(access, Permission::ReadDocuments)?;
         let query = question_text(&request.query, "query")?;
         let top_k = request.top_k.unwrap_or(10);

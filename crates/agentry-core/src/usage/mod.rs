@@ -284,9 +284,9 @@ impl Accounting {
         let key = plan.cache_key.as_ref()?;
         let hit = self.inner.coord.cache_get(key).await;
         if hit.is_some() {
-            metrics::counter!("response_cache_hits_total").increment(1);
+            metrics::counter!("cache_requests_total", "cache" => "response", "result" => "hit").increment(1);
         } else {
-            metrics::counter!("response_cache_misses_total").increment(1);
+            metrics::counter!("cache_requests_total", "cache" => "response", "result" => "miss").increment(1);
         }
         hit
     }
@@ -401,7 +401,7 @@ fn count_usage(record: &ModelCallRecord) {
     if record.cost_nusd > 0 {
         let agent = record.agent.as_deref().unwrap_or("gateway");
         // A gauge only increases here: the metrics facade counts integers, this is dollars.
-        COST.get([&record.model, agent], |[model, agent]| metrics::gauge!("api_cost_dollars_total", "model" => model.to_owned(), "agent_type" => agent.to_owned()))
+        COST.get([&record.model, agent], |[model, agent]| metrics::gauge!("api_cost_dollars", "model" => model.to_owned(), "agent_type" => agent.to_owned()))
             .increment(nusd_to_usd(record.cost_nusd));
     }
 }

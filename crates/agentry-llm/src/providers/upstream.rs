@@ -162,6 +162,11 @@ impl Upstream {
             for (name, value) in headers {
                 all.insert(name, value.clone());
             }
+            for (name, value) in crate::trace_context::outbound() {
+                if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+                    all.insert(name, value);
+                }
+            }
             request
         };
         let lease = match self.pool.take_idle() {

@@ -273,6 +273,22 @@ async fn ensure_pgvector(tx: &mut Transaction<'static, Postgres>) -> Result<(), 
     Ok(())
 }
 
+/// Drop every index table in the database (`agentry reindex`: a server
+/// that opens an index again finds it empty and rebuilds it from the stored
+/// chunks); the names of those dropped.
+pub async fn drop_all(pool: &PgPool) -> Result<Vec<String>, IndexError> {
+    let tables: Vec<String> = sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND starts_with(tablename, $1) ORDER BY tablename")
+        .bind(TABLE_PREFIX)
+        .fetch_all(pool)
+        .await
+        .map_err(database("list the index tables"))?;
+    for table in &tables {
+        // The names come from pg_tables and start with our prefix; quoted all the same.
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS \"{}\"", table.replace('"', "\"\"")))).execute(pool).await.map_err(database("drop an index table"))?;
+    }
+    Ok(tables)
+}
+
 /// `search_chunks_` + `name` lower-cased, with every character outside `[a-z0-9_]` turned into `_`.
 fn table_name(name: &str) -> Result<String, IndexError> {
     let sanitized: String = name.chars().map(|c| c.to_ascii_lowercase()).map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() { c } else { '_' }).collect();

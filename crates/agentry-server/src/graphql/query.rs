@@ -114,7 +114,7 @@ impl Caller {
         match rule.access {
             Access::TenantUser(_) if self.principal.kind() == PrincipalKind::ApiKey => Ok(Some("this field needs a signed-in user, not an API key".to_owned())),
             Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_) => Ok(rule.access.check_held(self.access.permissions()).err()),
-            Access::Public | Access::Authenticated | Access::SignedIn | Access::PlatformAdmin => {
+            Access::Public | Access::Authenticated | Access::SignedIn | Access::PlatformAdmin | Access::MetricsScrape => {
                 Err(ApiError::internal(format!("GraphQL mirrors GET {route}, which is not a tenant route")))
             }
         }

@@ -46,5 +46,6 @@ async fn ready(State(state): State<AppState>) -> Response {
 async fn metrics(State(state): State<AppState>) -> Response {
     let degraded = state.gateway.accounting().coord().degraded();
     metrics::gauge!("coordination_degraded").set(if degraded { 1.0 } else { 0.0 });
+    state.session_gauge.refresh(&state.identity).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

@@ -50,7 +50,7 @@ fn allows(caller: Caller, rule: &Rule) -> bool {
         Access::Public | Access::Authenticated => true,
         Access::SignedIn => caller != Caller::Key,
         // No member here is a platform administrator.
-        Access::PlatformAdmin => false,
+        Access::PlatformAdmin | Access::MetricsScrape => false,
         Access::TenantUser(_) if caller == Caller::Key => false,
         Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_) => rule.access.check_held(permissions.iter().copied().collect()).is_ok(),
     }
@@ -144,7 +144,7 @@ async fn every_route_answers_every_caller_as_the_table_says() {
             let allowed = allows(caller, rule);
             let ok = match (allowed, rule.access) {
                 (true, _) => !matches!(status, 401 | 403),
-                (false, Access::PlatformAdmin | Access::SignedIn | Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_))
+                (false, Access::PlatformAdmin | Access::MetricsScrape | Access::SignedIn | Access::Tenant(_) | Access::TenantUser(_) | Access::TenantAnyOf(_))
                     if matches!(caller, Caller::Member(_) | Caller::Key) =>
                 {
                     status == 403

@@ -37,6 +37,39 @@ fn bad_configuration_fails_with_the_key_named() {
     assert!(stderr.to_lowercase().contains("listen") && stderr.contains("AGENTRY_"), "{stderr}");
 }
 
+/// A pod next to Services named `agentry` and `agentry-db` gets their
+/// service-link variables; they are not configuration and must not stop
+/// start-up, while a misspelt key still does.
+#[test]
+fn kubernetes_service_link_variables_are_ignored_and_unknown_keys_are_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_str().unwrap();
+    let links = [
+        ("AGENTRY_SERVICE_HOST", "10.96.0.12"),
+        ("AGENTRY_SERVICE_PORT", "80"),
+        ("AGENTRY_SERVICE_PORT_HTTP", "80"),
+        ("AGENTRY_PORT", "tcp://10.96.0.12:80"),
+        ("AGENTRY_PORT_80_TCP", "tcp://10.96.0.12:80"),
+        ("AGENTRY_PORT_80_TCP_PROTO", "tcp"),
+        ("AGENTRY_PORT_80_TCP_PORT", "80"),
+        ("AGENTRY_PORT_80_TCP_ADDR", "10.96.0.12"),
+        ("AGENTRY_DB_SERVICE_HOST", "10.96.0.13"),
+        ("AGENTRY_DB_PORT_5432_TCP_ADDR", "10.96.0.13"),
+    ];
+    let started = Command::new(BIN).args(["--data-dir", data_dir, "migrate"]).envs(links).output().unwrap();
+    let stderr = String::from_utf8_lossy(&started.stderr);
+    assert!(started.status.success(), "{stderr}");
+    assert!(stderr.contains("ignored Kubernetes service-link variables") && stderr.contains("AGENTRY_PORT_80_TCP_ADDR") && stderr.contains("AGENTRY_DB_SERVICE_HOST"), "{stderr}");
+
+    // A port number where Kubernetes puts a URL is a mistake (for `listen`), not a service link.
+    let mistaken = Command::new(BIN).args(["--data-dir", data_dir, "migrate"]).env("AGENTRY_PORT", "8080").output().unwrap();
+    assert!(!mistaken.status.success(), "{}", String::from_utf8_lossy(&mistaken.stderr));
+
+    let misspelt = Command::new(BIN).args(["--data-dir", data_dir, "migrate"]).envs(links).env("AGENTRY_LISTN", "0.0.0.0:80").output().unwrap();
+    assert!(!misspelt.status.success());
+    assert!(String::from_utf8_lossy(&misspelt.stderr).to_lowercase().contains("listn"), "{}", String::from_utf8_lossy(&misspelt.stderr));
+}
+
 #[test]
 fn admin_bootstrap_takes_the_password_from_the_environment_or_stdin() {
     use std::io::Write;

@@ -50,6 +50,7 @@ pub struct TestOptions {
     pub webhooks: agentry_core::webhooks::WebhooksSettings,
     pub schedules: agentry_core::schedules::SchedulesSettings,
     pub events: agentry_core::events::EventsSettings,
+    pub metrics: agentry_server::configuration::MetricsSettings,
 }
 
 impl Default for TestOptions {
@@ -82,6 +83,7 @@ impl Default for TestOptions {
             webhooks: agentry_core::webhooks::WebhooksSettings::default(),
             schedules: agentry_core::schedules::SchedulesSettings::default(),
             events: agentry_core::events::EventsSettings::default(),
+            metrics: agentry_server::configuration::MetricsSettings::default(),
         }
     }
 }
@@ -167,6 +169,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.webhooks = options.webhooks.clone();
     settings.schedules = options.schedules.clone();
     settings.events = options.events.clone();
+    settings.metrics = options.metrics.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

@@ -253,7 +253,7 @@ async fn answer_cache_serves_similar_questions_until_a_document_changes() {
     let (_, unknown) = send(&app, &admin, Method::POST, "/api/v1/answer-cache/lookup", Some(json!({ "question": "x", "collections": ["nope"], "model": "m" }))).await;
     assert_eq!(unknown["error"]["code"], "not_found", "{unknown}");
     let metrics = app.metrics().await;
-    assert!(metrics.contains("semantic_cache_requests_total{result=\"hit\"}"), "{metrics}");
+    assert!(metrics.contains("cache_requests_total{cache=\"answer\",result=\"hit\"}"), "{metrics}");
 }
 
 /// Groups in document ACLs, on the mock embedder: the group's members see a

@@ -281,5 +281,5 @@ async fn optimizer_routes_simple_prompts_to_the_cheap_model_and_cache_saves() {
     assert_eq!(summary["total"]["cache_hits"], 1);
     assert!(summary["total"]["saved_usd"].as_f64().unwrap() > 0.0, "{summary}");
     let metrics = app.metrics().await;
-    assert!(metrics.contains("response_cache_hits_total"));
+    assert!(metrics.contains("cache_requests_total{cache=\"response\",result=\"hit\"}"));
 }
