@@ -166,7 +166,7 @@ impl Gateway {
             Ok(routed) => Outcome::served(routed, routed.value.usage),
             Err(error) => Outcome::failed(&plan.model, error),
         };
-        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false, span: tracing::Span::current() });
+        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false, span: trace_context::current() });
         let routed = result?;
         if plan.cache_key.is_some()
             && let Ok(bytes) = serde_json::to_vec(&routed.value)
@@ -185,7 +185,7 @@ impl Gateway {
         let price = self.registry_price(&plan.model).unwrap_or(Price::FREE);
         let routed = Routed { value: response, model: plan.model.clone(), provider: "cache", price };
         let outcome = Outcome::served(&routed, routed.value.usage);
-        self.settle(ctx, ticket, costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: true, span: tracing::Span::current() });
+        self.settle(ctx, ticket, costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: true, span: trace_context::current() });
         Ok(Some(Served { routed, rate_limit, cache_hit: true }))
     }
 
@@ -206,7 +206,7 @@ impl Gateway {
         let routed = match self.router.stream(&plan.model, request).await {
             Ok(routed) => routed,
             Err(error) => {
-                let meta = Meta { stream: true, started, ttft: None, cache_hit: false, span: tracing::Span::current() };
+                let meta = Meta { stream: true, started, ttft: None, cache_hit: false, span: trace_context::current() };
                 self.settle(ctx, ticket, &costing, Outcome::failed(&plan.model, &error), meta);
                 return Err(error.into());
             }
@@ -224,7 +224,7 @@ impl Gateway {
             reported_usage: false,
             started,
             first_token: started.elapsed(),
-            span: tracing::Span::current(),
+            span: trace_context::current(),
         };
         let Routed { value, model, provider, price } = routed;
         let stream = value.inspect(move |item| guard.observe(item));
@@ -248,7 +248,7 @@ impl Gateway {
             Ok(routed) => Outcome::served(routed, Usage::new(routed.value.prompt_tokens, 0)),
             Err(error) => Outcome::failed(model, error),
         };
-        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false, span: tracing::Span::current() });
+        self.settle(ctx, ticket, &costing, outcome, Meta { stream: false, started, ttft: None, cache_hit: false, span: trace_context::current() });
         Ok(Served { routed: result?, rate_limit, cache_hit: false })
     }
 

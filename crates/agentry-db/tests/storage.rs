@@ -112,7 +112,7 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), (1..=20).collect::<Vec<i64>>(), "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=21).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
     }
 }

@@ -38,6 +38,11 @@ pub fn span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     if enabled() { make() } else { tracing::Span::none() }
 }
 
+/// The current span when traces are on (to record on later), else a disabled one.
+pub fn current() -> tracing::Span {
+    span(tracing::Span::current)
+}
+
 /// The context a request's `traceparent` names, when tracing is on and it is well formed.
 pub fn extract(headers: &http::HeaderMap) -> Option<Context> {
     if !enabled() || !headers.contains_key(TRACEPARENT) {

@@ -38,32 +38,37 @@ pub async fn request_id(mut req: Request, next: Next) -> Response {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| format!("req_{}", uuid::Uuid::now_v7().simple()), str::to_owned);
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!(
-        "request",
-        otel.name = %req.method(),
-        otel.kind = "server",
-        request_id = %id,
-        method = %req.method(),
-        path = %req.uri().path(),
-        trace_id = tracing::field::Empty,
-        http.request.method = %req.method(),
-        http.route = tracing::field::Empty,
-        http.response.status_code = tracing::field::Empty,
-    );
+    // The OpenTelemetry fields only when traces are on: the log span stays as cheap as it was.
+    let span = if agentry_types::traces::enabled() {
+        tracing::info_span!(
+            "request",
+            otel.name = %req.method(),
+            otel.kind = "server",
+            request_id = %id,
+            method = %req.method(),
+            path = %req.uri().path(),
+            trace_id = tracing::field::Empty,
+            http.request.method = %req.method(),
+            http.route = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+        )
+    } else {
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path())
+    };
     let trace_id = follow_caller_trace(&span, req.headers());
-    let method = req.method().clone();
+    let method = trace_id.is_some().then(|| req.method().clone());
     let started = Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(req), span.clone()).await;
-    if let Some(endpoint) = response.extensions().get::<Endpoint>() {
-        span.record("http.route", endpoint.0.as_str());
-        if trace_id.is_some() {
+    if let Some(method) = method {
+        if let Some(endpoint) = response.extensions().get::<Endpoint>() {
+            span.record("http.route", endpoint.0.as_str());
             // The span has started (its trace id was read): rename it directly.
             use opentelemetry::trace::TraceContextExt;
             use tracing_opentelemetry::OpenTelemetrySpanExt;
             span.context().span().update_name(format!("{method} {}", endpoint.0.as_str()));
         }
+        span.record("http.response.status_code", response.status().as_u16());
     }
-    span.record("http.response.status_code", response.status().as_u16());
     span.in_scope(|| {
         tracing::info!(status = response.status().as_u16(), latency_ms = started.elapsed().as_secs_f64() * 1000.0, "request finished");
     });
