@@ -312,6 +312,14 @@ impl Db {
     }
 
     /// Revoke every live session of `user_id` but `keep`.
+    /// Delete sessions (with their refresh tokens) that expired or were
+    /// revoked before `before_ms`: they can never be used again, and they
+    /// hold the address and user agent of a sign-in. How many were deleted.
+    pub async fn delete_sessions_ended_before(&self, before_ms: i64) -> Result<u64, DbError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM sessions WHERE expires_at_ms < $1 OR revoked_at_ms < $1").bind(before_ms).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(DbError::write("delete ended sessions"))
+    }
+
     pub async fn revoke_other_sessions(&self, user_id: &str, keep: &str, reason: &str, now_ms: i64) -> Result<u64, DbError> {
         on_pool!(self, pool => sqlx::query(
             "UPDATE sessions SET revoked_at_ms = $3, revoke_reason = $4 WHERE user_id = $1 AND id <> $2 AND revoked_at_ms IS NULL")

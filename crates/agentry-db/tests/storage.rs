@@ -499,3 +499,52 @@ async fn stored_secrets_are_listed_and_rewritten_in_one_compare_and_set_transact
         assert_eq!(db.mfa("u1").await.unwrap().unwrap().totp_secret.as_deref(), Some(sealed("totp-clear").as_str()));
     }
 }
+
+#[tokio::test]
+async fn sessions_that_ended_long_ago_are_deleted_and_live_ones_kept() {
+    use agentry_db::identity::{SessionRow, UserRow};
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let user_id = "u1".to_owned();
+        let user = UserRow {
+            id: user_id.clone(),
+            email: format!("{user_id}@example.com"),
+            display_name: "U".into(),
+            password_hash: None,
+            is_active: true,
+            platform_admin: false,
+            failed_logins: 0,
+            locked_until_ms: None,
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            email_verified: true,
+        };
+        db.insert_user(&user).await.unwrap();
+        let now = 10 * 86_400_000;
+        let session = |id: &str, expires_at_ms: i64, revoked_at_ms: Option<i64>| SessionRow {
+            id: format!("{user_id}-{id}"),
+            user_id: user_id.clone(),
+            ip: Some("192.0.2.1".into()),
+            user_agent: Some("test".into()),
+            created_at_ms: 0,
+            last_used_at_ms: 0,
+            expires_at_ms,
+            revoked_at_ms,
+            revoke_reason: revoked_at_ms.map(|_| "signed out".into()),
+            mfa: false,
+        };
+        for (row, refresh) in [
+            (session("expired", 1_000, None), "r1"),
+            (session("revoked", now + 86_400_000, Some(2_000)), "r2"),
+            (session("live", now + 86_400_000, None), "r3"),
+            (session("just-ended", now - 1_000, None), "r4"),
+        ] {
+            db.insert_session(&row, &format!("{user_id}-{refresh}")).await.unwrap();
+        }
+        assert_eq!(db.delete_sessions_ended_before(now - 86_400_000).await.unwrap(), 2, "{:?}", db.backend());
+        let left: Vec<String> = db.sessions_of_user(&user_id, 0).await.unwrap().into_iter().map(|s| s.id).collect();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert!(left.iter().all(|id| id.ends_with("live") || id.ends_with("just-ended")), "{left:?}");
+    }
+}

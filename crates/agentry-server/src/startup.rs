@@ -230,7 +230,12 @@ impl Application {
     }
 }
 
-/// Delete raw usage records past the retention period, hourly (rollups stay).
+/// Sessions are kept this long after they expire or are revoked (a person's
+/// own session list shows only live ones; the audit log keeps the sign-ins).
+const ENDED_SESSIONS_KEPT_MS: i64 = 7 * 86_400_000;
+
+/// Hourly: delete raw usage records past the retention period (rollups
+/// stay) and sessions that ended more than a week ago.
 async fn retention(db: Db, days: u32, stop: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
@@ -243,6 +248,11 @@ async fn retention(db: Db, days: u32, stop: CancellationToken) {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, days, "deleted raw usage records past retention"),
             Err(error) => tracing::warn!(%error, "usage retention failed"),
+        }
+        match db.delete_sessions_ended_before(agentry_core::identity::now_ms() - ENDED_SESSIONS_KEPT_MS).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "deleted sessions that ended more than a week ago"),
+            Err(error) => tracing::warn!(%error, "session retention failed"),
         }
     }
 }
