@@ -128,8 +128,7 @@ impl Gateway {
 
     /// Plan, rate limits and budget reservation for a call of `prompt_tokens` and `max_tokens`.
     async fn admit(&self, ctx: &CallContext, plan: &Plan, prompt_tokens: u32, max_tokens: Option<u32>) -> Result<Ticket, GatewayError> {
-        let span = trace_context::span(|| tracing::info_span!("limits", agentry.model = %plan.model));
-        tracing::Instrument::instrument(self.admit_unspanned(ctx, plan, prompt_tokens, max_tokens), span).await
+        trace_context::in_span(|| tracing::info_span!("limits", agentry.model = %plan.model), self.admit_unspanned(ctx, plan, prompt_tokens, max_tokens)).await
     }
 
     async fn admit_unspanned(&self, ctx: &CallContext, plan: &Plan, prompt_tokens: u32, max_tokens: Option<u32>) -> Result<Ticket, GatewayError> {
@@ -142,7 +141,7 @@ impl Gateway {
 
     /// A complete chat answer.
     pub async fn chat(&self, ctx: &CallContext, model: &str, request: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
-        tracing::Instrument::instrument(self.chat_unspanned(ctx, model, request), model_span("chat", model)).await
+        trace_context::in_span(|| model_span("chat", model), self.chat_unspanned(ctx, model, request)).await
     }
 
     async fn chat_unspanned(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatResponse>, GatewayError> {
@@ -192,7 +191,7 @@ impl Gateway {
     /// A streamed chat answer. The record is written when the stream ends,
     /// fails or is dropped by a disconnecting client.
     pub async fn chat_stream(&self, ctx: &CallContext, model: &str, request: ChatRequest) -> Result<Served<ChatStream>, GatewayError> {
-        tracing::Instrument::instrument(self.chat_stream_unspanned(ctx, model, request), model_span("chat", model)).await
+        trace_context::in_span(|| model_span("chat", model), self.chat_stream_unspanned(ctx, model, request)).await
     }
 
     async fn chat_stream_unspanned(&self, ctx: &CallContext, model: &str, mut request: ChatRequest) -> Result<Served<ChatStream>, GatewayError> {
@@ -233,7 +232,7 @@ impl Gateway {
 
     /// Embeddings.
     pub async fn embed(&self, ctx: &CallContext, model: &str, inputs: Vec<String>) -> Result<Served<EmbeddingResponse>, GatewayError> {
-        tracing::Instrument::instrument(self.embed_unspanned(ctx, model, inputs), model_span("embeddings", model)).await
+        trace_context::in_span(|| model_span("embeddings", model), self.embed_unspanned(ctx, model, inputs)).await
     }
 
     async fn embed_unspanned(&self, ctx: &CallContext, model: &str, inputs: Vec<String>) -> Result<Served<EmbeddingResponse>, GatewayError> {
@@ -296,19 +295,17 @@ impl Gateway {
 /// The span of one model call, with the OpenTelemetry GenAI attributes
 /// (tokens and cost are recorded when the call is settled).
 fn model_span(operation: &'static str, model: &str) -> tracing::Span {
-    trace_context::span(|| {
-        tracing::info_span!(
-            "model call",
-            otel.name = %format!("{operation} {model}"),
-            gen_ai.operation.name = operation,
-            gen_ai.request.model = %model,
-            gen_ai.response.model = tracing::field::Empty,
-            gen_ai.usage.input_tokens = tracing::field::Empty,
-            gen_ai.usage.output_tokens = tracing::field::Empty,
-            agentry.cost_usd = tracing::field::Empty,
-            agentry.cache_hit = tracing::field::Empty,
-        )
-    })
+    tracing::info_span!(
+        "model call",
+        otel.name = %format!("{operation} {model}"),
+        gen_ai.operation.name = operation,
+        gen_ai.request.model = %model,
+        gen_ai.response.model = tracing::field::Empty,
+        gen_ai.usage.input_tokens = tracing::field::Empty,
+        gen_ai.usage.output_tokens = tracing::field::Empty,
+        agentry.cost_usd = tracing::field::Empty,
+        agentry.cache_hit = tracing::field::Empty,
+    )
 }
 
 /// How a call was served, for its record.

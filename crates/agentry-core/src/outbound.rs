@@ -288,11 +288,13 @@ impl Outbound {
         let attempt = async {
             let url = self.check(url)?;
             let mut request = self.client.post(url).header(CONTENT_TYPE, "application/json").body(body);
-            // A `traceparent` the caller configured is kept, not doubled.
-            let trace = agentry_llm::trace_context::outbound().into_iter().filter(|(name, _)| !headers.iter().any(|(own, _)| own.eq_ignore_ascii_case(name)));
-            for (name, value) in headers.iter().cloned().chain(trace) {
-                request = request.header(name, value);
+            let mut trace = agentry_llm::trace_context::outbound();
+            for (name, value) in headers {
+                // A `traceparent` the caller configured is kept, not doubled.
+                trace.remove(name.as_str());
+                request = request.header(name.as_str(), value.as_str());
             }
+            request = request.headers(trace);
             let response = request.send().await.map_err(from_reqwest)?;
             let status = response.status().as_u16();
             let headers = response.headers().clone();

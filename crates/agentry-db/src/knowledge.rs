@@ -130,7 +130,7 @@ pub enum IngestRetry {
 }
 
 /// A chunk to store; the database assigns its id (the index key).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct NewChunk {
     pub ordinal: i32,
     pub content_hash: String,
@@ -174,13 +174,8 @@ pub struct CurrentChunkRow {
     pub id: i64,
     pub tenant_id: String,
     pub document_id: String,
-    pub ordinal: i32,
-    pub content_hash: String,
-    pub text: String,
-    pub heading_path: String,
-    pub page: Option<i32>,
-    pub token_count: i32,
-    pub embedding: Vec<u8>,
+    #[sqlx(flatten)]
+    pub chunk: NewChunk,
 }
 
 /// The ordinal of a version's summary chunk (its text chunks count from 0).

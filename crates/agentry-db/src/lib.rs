@@ -222,17 +222,12 @@ impl Db {
     /// Write a consistent copy of a SQLite database to `dest` (a new file)
     /// while others keep reading and writing it: `VACUUM INTO` reads in one
     /// transaction, so the copy holds exactly the transactions committed
-    /// when it began. `Ok(false)` on PostgreSQL, whose copies are
-    /// `pg_dump`'s and point-in-time recovery's.
-    pub async fn snapshot_into(&self, dest: &std::path::Path) -> Result<bool, DbError> {
-        match self {
-            Self::Sqlite(pool) => {
-                let dest = dest.to_str().ok_or_else(|| DbError::Aborted(format!("{} is not a UTF-8 path", dest.display())))?;
-                sqlx::query("VACUUM INTO $1").bind(dest).execute(pool).await.map_err(DbError::query("snapshot the database"))?;
-                Ok(true)
-            }
-            Self::Postgres(_) => Ok(false),
-        }
+    /// when it began. PostgreSQL is refused: its copies are `pg_dump`'s and
+    /// point-in-time recovery's.
+    pub async fn snapshot_into(&self, dest: &std::path::Path) -> Result<(), DbError> {
+        let Self::Sqlite(pool) = self else { return Err(DbError::Aborted("copy PostgreSQL with pg_dump or point-in-time recovery".into())) };
+        let dest = dest.to_str().ok_or_else(|| DbError::Aborted(format!("{} is not a UTF-8 path", dest.display())))?;
+        sqlx::query("VACUUM INTO $1").bind(dest).execute(pool).await.map(drop).map_err(DbError::query("snapshot the database"))
     }
 
     pub fn backend(&self) -> Backend {

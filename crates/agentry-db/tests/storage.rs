@@ -319,7 +319,7 @@ async fn jobs_out_of_attempts_are_failed_not_claimed() {
 #[tokio::test]
 async fn groups_are_tenant_scoped_and_follow_membership() {
     use agentry_db::groups::GroupRow;
-    use agentry_db::identity::{TenantRow, UserRow};
+    use agentry_db::identity::TenantRow;
 
     let dir = tempfile::tempdir().unwrap();
     for db in agentry_db::test_support::test_databases(dir.path()).await {
@@ -329,20 +329,7 @@ async fn groups_are_tenant_scoped_and_follow_membership() {
             db.insert_tenant(&TenantRow { id: tenant.into(), slug: tenant.into(), name: tenant.into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
         }
         for (id, email) in [("u1", "a@example.com"), ("u2", "b@example.com")] {
-            let user = UserRow {
-                id: id.into(),
-                email: email.into(),
-                display_name: email.into(),
-                password_hash: None,
-                is_active: true,
-                platform_admin: false,
-                failed_logins: 0,
-                locked_until_ms: None,
-                created_at_ms: 0,
-                updated_at_ms: 0,
-                email_verified: true,
-            };
-            db.insert_user(&user).await.unwrap();
+            db.insert_user(&user(id, email)).await.unwrap();
             for tenant in ["t1", "t2"] {
                 db.upsert_membership(tenant, id, "user", 0).await.unwrap();
             }
@@ -444,7 +431,7 @@ async fn audit_rows_keep_key_ids_and_fields_hashes() {
 async fn stored_secrets_are_listed_and_rewritten_in_one_compare_and_set_transaction() {
     use agentry_db::DbError;
     use agentry_db::agents::McpServerRow;
-    use agentry_db::identity::{SigningKeyRow, TenantRow, UserRow};
+    use agentry_db::identity::{SigningKeyRow, TenantRow};
     use agentry_db::secrets::{SecretSlot, SecretUpdate, StoredSecret};
 
     let dir = tempfile::tempdir().unwrap();
@@ -454,20 +441,7 @@ async fn stored_secrets_are_listed_and_rewritten_in_one_compare_and_set_transact
         assert!(db.stored_secrets().await.unwrap().is_empty(), "{backend:?}");
         db.insert_tenant(&TenantRow { id: "t1".into(), slug: "t1".into(), name: "t1".into(), mfa_required: false, created_at_ms: 0 }).await.unwrap();
         for id in ["u1", "u2"] {
-            let user = UserRow {
-                id: id.into(),
-                email: format!("{id}@example.com"),
-                display_name: id.into(),
-                password_hash: None,
-                is_active: true,
-                platform_admin: false,
-                failed_logins: 0,
-                locked_until_ms: None,
-                created_at_ms: 0,
-                updated_at_ms: 0,
-                email_verified: true,
-            };
-            db.insert_user(&user).await.unwrap();
+            db.insert_user(&user(id, &format!("{id}@example.com"))).await.unwrap();
         }
         db.set_totp("u1", Some("totp-clear"), true, 1).await.unwrap();
         db.insert_signing_key(&SigningKeyRow { kid: "k1".into(), private_der: "der-clear".into(), public_key: "pub".into(), created_at_ms: 1, retired_at_ms: Some(2) })
@@ -502,25 +476,12 @@ async fn stored_secrets_are_listed_and_rewritten_in_one_compare_and_set_transact
 
 #[tokio::test]
 async fn sessions_that_ended_long_ago_are_deleted_and_live_ones_kept() {
-    use agentry_db::identity::{SessionRow, UserRow};
+    use agentry_db::identity::SessionRow;
     let dir = tempfile::tempdir().unwrap();
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         let user_id = "u1".to_owned();
-        let user = UserRow {
-            id: user_id.clone(),
-            email: format!("{user_id}@example.com"),
-            display_name: "U".into(),
-            password_hash: None,
-            is_active: true,
-            platform_admin: false,
-            failed_logins: 0,
-            locked_until_ms: None,
-            created_at_ms: 0,
-            updated_at_ms: 0,
-            email_verified: true,
-        };
-        db.insert_user(&user).await.unwrap();
+        db.insert_user(&user(&user_id, "u1@example.com")).await.unwrap();
         let now = 10 * 86_400_000;
         let session = |id: &str, expires_at_ms: i64, revoked_at_ms: Option<i64>| SessionRow {
             id: format!("{user_id}-{id}"),
@@ -546,5 +507,22 @@ async fn sessions_that_ended_long_ago_are_deleted_and_live_ones_kept() {
         let left: Vec<String> = db.sessions_of_user(&user_id, 0).await.unwrap().into_iter().map(|s| s.id).collect();
         assert_eq!(left.len(), 2, "{left:?}");
         assert!(left.iter().all(|id| id.ends_with("live") || id.ends_with("just-ended")), "{left:?}");
+    }
+}
+
+/// An active, verified user without a password.
+fn user(id: &str, email: &str) -> agentry_db::identity::UserRow {
+    agentry_db::identity::UserRow {
+        id: id.into(),
+        email: email.into(),
+        display_name: email.into(),
+        password_hash: None,
+        is_active: true,
+        platform_admin: false,
+        failed_logins: 0,
+        locked_until_ms: None,
+        created_at_ms: 0,
+        updated_at_ms: 0,
+        email_verified: true,
     }
 }

@@ -1,41 +1,35 @@
-//! W3C trace context (`traceparent`, `tracestate`) across process
-//! boundaries: read from a request that enters, written onto requests that
-//! leave (model upstreams here; MCP servers and webhooks through core's
-//! outbound client), so a trace continues through Agentry into what it calls.
+//! W3C trace context (`traceparent`) across process boundaries: read from a
+//! request that enters, written onto requests that leave (model upstreams
+//! here; MCP servers and webhooks through core's outbound client), so a trace
+//! continues through Agentry into what it calls; and the spans of the hot
+//! paths, made only when traces are on.
 //!
 //! Off until `agentry_types::traces::enable` is called (the server does
 //! when `telemetry.otlp_endpoint` is set): until then nothing is read or
-//! written and no time is spent. Owns no spans and no exporter.
+//! written and no time is spent. Owns no exporter.
+
+use std::future::Future;
 
 use opentelemetry::Context;
-use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry_http::{HeaderExtractor, HeaderInjector};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-pub use agentry_types::traces::{enable, enabled};
+pub use agentry_types::traces::enabled;
 
 const TRACEPARENT: &str = "traceparent";
-
-fn propagator() -> TraceContextPropagator {
-    TraceContextPropagator::new()
-}
-
-struct Headers<'a>(&'a http::HeaderMap);
-
-impl Extractor for Headers<'_> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
-    }
-
-    fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(http::HeaderName::as_str).collect()
-    }
-}
 
 /// `make()` when traces are on, else a disabled span: the hot paths pay for
 /// their spans only when someone collects them.
 pub fn span(make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     if enabled() { make() } else { tracing::Span::none() }
+}
+
+/// `work` inside the span `make()` gives when traces are on.
+pub fn in_span<F: Future>(make: impl FnOnce() -> tracing::Span, work: F) -> tracing::instrument::Instrumented<F> {
+    work.instrument(span(make))
 }
 
 /// The current span when traces are on (to record on later), else a disabled one.
@@ -48,24 +42,17 @@ pub fn extract(headers: &http::HeaderMap) -> Option<Context> {
     if !enabled() || !headers.contains_key(TRACEPARENT) {
         return None;
     }
-    Some(propagator().extract(&Headers(headers)))
+    Some(TraceContextPropagator::new().extract(&HeaderExtractor(headers)))
 }
 
-/// The `traceparent` of the current span (none when tracing is off). A
+/// The `traceparent` of the current span (empty when tracing is off). A
 /// caller's `tracestate` is not passed on: it is theirs, and the services
 /// Agentry calls are not.
-pub fn outbound() -> Vec<(String, String)> {
-    struct Collect(Vec<(String, String)>);
-    impl Injector for Collect {
-        fn set(&mut self, key: &str, value: String) {
-            self.0.push((key.to_owned(), value));
-        }
+pub fn outbound() -> http::HeaderMap {
+    let mut headers = http::HeaderMap::new();
+    if enabled() {
+        TraceContextPropagator::new().inject_context(&tracing::Span::current().context(), &mut HeaderInjector(&mut headers));
+        headers.remove("tracestate");
     }
-    if !enabled() {
-        return Vec::new();
-    }
-    let mut headers = Collect(Vec::new());
-    propagator().inject_context(&tracing::Span::current().context(), &mut headers);
-    headers.0.retain(|(name, _)| name == TRACEPARENT);
-    headers.0
+    headers
 }

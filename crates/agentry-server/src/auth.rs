@@ -211,8 +211,7 @@ async fn check(state: &AppState, req: &mut Request) -> Result<Checked, ApiError>
     if rule.access == Access::MetricsScrape && presented.as_deref().is_some_and(|token| state.metrics_token.matches(token)) {
         return Ok(Checked { decision: None, audit: rule.audit });
     }
-    let span = agentry_llm::trace_context::span(|| tracing::info_span!("authenticate"));
-    let principal = tracing::Instrument::instrument(authenticate(state, presented, &meta), span).await?;
+    let principal = agentry_llm::trace_context::in_span(|| tracing::info_span!("authenticate"), authenticate(state, presented, &meta)).await?;
     req.extensions_mut().insert(principal.clone());
     let passed = Checked { decision: None, audit: rule.audit };
     match rule.access {

@@ -196,18 +196,14 @@ pub fn restore(settings: &Settings, file: &Path, master_key_file: Option<&Path>)
         return Err(error);
     }
     if settings.master_key.is_none() {
-        let mut written = create_private_file(&dir.join(MASTER_KEY))?;
-        written.write_all(key.expose_secret().as_bytes())?;
-        written.sync_all()?;
+        write_private_file(&dir.join(MASTER_KEY), key.expose_secret().as_bytes())?;
     }
     if let Some(previous) = previous {
-        let mut written = create_private_file(&dir.join(master_key::PREVIOUS_FILE_NAME))?;
-        written.write_all(&previous)?;
-        written.sync_all()?;
+        write_private_file(&dir.join(master_key::PREVIOUS_FILE_NAME), &previous)?;
     }
     let config = if manifest.config_included {
         let path = dir.join(CONFIG);
-        create_private_file(&path)?.write_all(&read_entry(&mut archive, CONFIG)?)?;
+        write_private_file(&path, &read_entry(&mut archive, CONFIG)?)?;
         Some(path)
     } else {
         None
@@ -292,6 +288,13 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
     name.push(format!(".{suffix}"));
     PathBuf::from(name)
+}
+
+/// A new owner-only file holding `bytes`, synced.
+fn write_private_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let mut file = create_private_file(path)?;
+    file.write_all(bytes)?;
+    Ok(file.sync_all()?)
 }
 
 /// A new file, owner-only (0600 on Unix).

@@ -137,7 +137,7 @@ impl Application {
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             metrics_token: crate::telemetry::ScrapeToken::new(settings.metrics.bearer_token.clone()),
-            session_gauge: Arc::default(),
+            session_gauge: Default::default(),
             trusted_proxies: crate::client_addr::TrustedProxies::new(settings.trusted_proxies.clone()),
             identity,
             db: db.clone(),

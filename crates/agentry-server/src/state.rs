@@ -55,7 +55,7 @@ pub struct Handles {
     pub trusted_proxies: crate::client_addr::TrustedProxies,
     /// The `/metrics` scrape credential.
     pub metrics_token: crate::telemetry::ScrapeToken,
-    pub session_gauge: Arc<crate::telemetry::gauges::SessionGauge>,
+    pub session_gauge: crate::telemetry::gauges::SessionGauge,
     /// Requests per minute per IP on unauthenticated routes (0 = off).
     pub public_rate_per_ip: u64,
     /// Names of the local models that loaded, for `/ready`.

@@ -266,10 +266,8 @@ impl Agents {
     /// Check, run, record and announce one tool call: the text for the
     /// model, and the output when the tool succeeded.
     async fn call_tool(&self, run: &Run, tally: &mut Tally, call: &RequestedCall) -> Result<(String, Option<ToolOutput>), Failure> {
-        let span = agentry_llm::trace_context::span(
-            || tracing::info_span!("tool", otel.name = %format!("execute_tool {}", call.name), gen_ai.operation.name = "execute_tool", gen_ai.tool.name = %call.name, gen_ai.tool.call.id = %call.id),
-        );
-        tracing::Instrument::instrument(self.call_tool_unspanned(run, tally, call), span).await
+        let span = || tracing::info_span!("tool", otel.name = %format!("execute_tool {}", call.name), gen_ai.operation.name = "execute_tool", gen_ai.tool.name = %call.name, gen_ai.tool.call.id = %call.id);
+        agentry_llm::trace_context::in_span(span, self.call_tool_unspanned(run, tally, call)).await
     }
 
     async fn call_tool_unspanned(&self, run: &Run, tally: &mut Tally, call: &RequestedCall) -> Result<(String, Option<ToolOutput>), Failure> {

@@ -356,10 +356,10 @@ impl Jobs {
         };
         metrics::counter!("job_attempts_total", "kind" => job.kind.as_str()).increment(1);
         let started = std::time::Instant::now();
-        let span = agentry_llm::trace_context::span(
+        let attempt = agentry_llm::trace_context::in_span(
             || tracing::info_span!("job", otel.name = %format!("job {}", job.kind.as_str()), agentry.job.kind = job.kind.as_str(), agentry.job.id = %job.id, agentry.job.attempt = job.attempts),
+            self.attempt(handler.as_ref(), job, cancel.clone()),
         );
-        let attempt = tracing::Instrument::instrument(self.attempt(handler.as_ref(), job, cancel.clone()), span);
         tokio::pin!(attempt);
         let outcome = tokio::select! {
             outcome = &mut attempt => Some(outcome),

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 
 use agentry_db::Db;
-use agentry_db::knowledge::{CurrentChunkRow, DocumentRow, NewChunk};
+use agentry_db::knowledge::DocumentRow;
 use agentry_search::index::Index;
 
 use super::ingest::indexed_chunks;
@@ -34,14 +34,13 @@ pub(super) async fn if_empty(db: &Db, index: &Index, dimensions: usize, max_titl
         let Some(last) = page.last() else { break };
         after = last.id;
         let mut batch = Vec::with_capacity(page.len());
-        for row in page.into_iter().filter(|row| row.embedding.len() == dimensions * 4) {
+        for row in page.into_iter().filter(|row| row.chunk.embedding.len() == dimensions * 4) {
             if !documents.contains_key(&row.document_id) {
                 let document = db.document(&row.tenant_id, &row.document_id).await?;
                 documents.insert(row.document_id.clone(), document);
             }
             if let Some(Some(document)) = documents.get(&row.document_id) {
-                let (id, chunk) = stored(row);
-                batch.extend(indexed_chunks(&document.tenant_id, document, max_title_chars, std::iter::once((id, &chunk))));
+                batch.extend(indexed_chunks(&document.tenant_id, document, max_title_chars, std::iter::once((row.id, &row.chunk))));
             }
         }
         indexed += batch.len();
@@ -53,17 +52,4 @@ pub(super) async fn if_empty(db: &Db, index: &Index, dimensions: usize, max_titl
     }
     tracing::info!(chunks = indexed, seconds = started.elapsed().as_secs_f64(), "rebuilt the search index from the stored chunks");
     Ok(indexed)
-}
-
-fn stored(row: CurrentChunkRow) -> (i64, NewChunk) {
-    let chunk = NewChunk {
-        ordinal: row.ordinal,
-        content_hash: row.content_hash,
-        text: row.text,
-        heading_path: row.heading_path,
-        page: row.page,
-        token_count: row.token_count,
-        embedding: row.embedding,
-    };
-    (row.id, chunk)
 }

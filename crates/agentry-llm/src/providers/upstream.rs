@@ -162,11 +162,7 @@ impl Upstream {
             for (name, value) in headers {
                 all.insert(name, value.clone());
             }
-            for (name, value) in crate::trace_context::outbound() {
-                if let (Ok(name), Ok(value)) = (http::HeaderName::try_from(name), HeaderValue::try_from(value)) {
-                    all.insert(name, value);
-                }
-            }
+            all.extend(crate::trace_context::outbound());
             request
         };
         let lease = match self.pool.take_idle() {
