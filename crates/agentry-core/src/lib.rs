@@ -20,6 +20,7 @@ pub mod knowledge;
 pub mod mail;
 pub mod outbound;
 pub mod page;
+pub mod privacy;
 pub mod schedules;
 pub mod secrets;
 pub mod usage;

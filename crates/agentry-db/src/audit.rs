@@ -1,17 +1,21 @@
 //! Rows of the audit log (`audit_events`): append, read the chain head, page
 //! through events with filters.
 //!
-//! Append-only by construction: this module has no update or delete. The
-//! `(chain, seq)` primary key makes a forked chain impossible: two writers
+//! Append-only but for two sanctioned writes, each vouched for by a keyed
+//! event the chain records first (agentry-core's audit service writes it):
+//! erasing an event's personal fields ([`Db::erase_audit_fields`], after an
+//! `audit.erase` event) and deleting a chain's oldest events past the
+//! tenant's retention ([`Db::delete_audit_through`], after an `audit.prune`
+//! event). The `(chain, seq)` primary key makes a forked chain impossible: two writers
 //! racing for the same `seq` get one [`DbError::Conflict`], and the loser
 //! re-reads the head and retries (agentry-core does).
 //!
 //! Rows written before migration 0012 have no `key_id` and no `fields_hash`
 //! (legacy, plain SHA-256; agentry-core seals each chain that ends in them
 //! with a keyed marker, found with [`Db::audit_legacy_heads`]);
-//! `erased_at_ms` is reserved for a later erasure of an event's personal
-//! fields (the chain keeps verifying through `fields_hash` and the erase
-//! event; see agentry-core's `audit` module doc).
+//! `erased_at_ms` marks an erasure of an event's personal fields (the chain
+//! keeps verifying through `fields_hash` and the erase event; see
+//! agentry-core's `audit` module doc).
 //!
 //! Must not: compute hashes or decide what is audited (agentry-core's audit
 //! service does).
@@ -118,5 +122,63 @@ impl Db {
             .bind(filter.from_ms).bind(filter.to_ms).bind(filter.after_seq).bind(limit)
             .fetch_all(pool).await)
         .map_err(DbError::query("list audit events"))
+    }
+
+    /// Keyed, not yet erased events of a chain that name a person: their
+    /// actor id is `id`, their resource or metadata quote `id`, or their
+    /// metadata holds `email` as a JSON string (quoted, so `ann@x` does not
+    /// match `joann@x`); oldest first, after `after_seq`, at most `limit`.
+    pub async fn audit_events_naming(&self, chain: &str, id: &str, email: &str, after_seq: i64, limit: i64) -> Result<Vec<AuditRow>, DbError> {
+        if id.len() < 8 || email.len() < 3 {
+            return Err(DbError::Aborted("a person is named by a full id and address".into()));
+        }
+        let find = |column: &str, n: u8| match self.backend() {
+            crate::Backend::Sqlite => format!("instr({column}, ${n}) > 0"),
+            crate::Backend::Postgres => format!("strpos({column}, ${n}) > 0"),
+        };
+        let sql = format!(
+            "SELECT {} FROM audit_events WHERE chain = $1 AND seq > $4 AND key_id IS NOT NULL AND erased_at_ms IS NULL \
+             AND (actor_id = $2 OR {} OR {} OR {}) ORDER BY seq LIMIT $5",
+            columns!(),
+            find("resource", 2),
+            find("metadata", 2),
+            find("metadata", 3)
+        );
+        let quoted = serde_json::Value::from(email).to_string();
+        on_pool!(self, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.clone())).bind(chain).bind(id).bind(&quoted).bind(after_seq).bind(limit).fetch_all(pool).await)
+            .map_err(DbError::query("audit events naming a person"))
+    }
+
+    /// One event of a chain.
+    pub async fn audit_event(&self, chain: &str, seq: i64) -> Result<Option<AuditRow>, DbError> {
+        let sql = concat!("SELECT ", columns!(), " FROM audit_events WHERE chain = $1 AND seq = $2");
+        on_pool!(self, pool => sqlx::query_as(sql).bind(chain).bind(seq).fetch_optional(pool).await).map_err(DbError::query("audit event"))
+    }
+
+    /// Clear the personal fields of events `seqs` of a chain (only once an
+    /// `audit.erase` event naming them is stored): how many were cleared.
+    pub async fn erase_audit_fields(&self, chain: &str, seqs: &[i64], now_ms: i64) -> Result<u64, DbError> {
+        let mut cleared = 0;
+        for seq in seqs {
+            cleared += on_pool!(self, pool => sqlx::query(
+                "UPDATE audit_events SET actor_id = NULL, resource = NULL, ip = NULL, user_agent = NULL, request_id = NULL, metadata = '{}', erased_at_ms = $3 \
+                 WHERE chain = $1 AND seq = $2 AND key_id IS NOT NULL AND erased_at_ms IS NULL")
+                .bind(chain).bind(seq).bind(now_ms).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(DbError::write("erase audit fields"))?;
+        }
+        Ok(cleared)
+    }
+
+    /// The newest event of a chain written before `before_ms`: `(seq, hash)`.
+    pub async fn audit_last_before(&self, chain: &str, before_ms: i64) -> Result<Option<(i64, String)>, DbError> {
+        on_pool!(self, pool => sqlx::query_as("SELECT seq, hash FROM audit_events WHERE chain = $1 AND at_ms < $2 ORDER BY seq DESC LIMIT 1")
+            .bind(chain).bind(before_ms).fetch_optional(pool).await)
+        .map_err(DbError::query("audit event before"))
+    }
+
+    /// Delete a chain's events up to `seq` (only once an `audit.prune` event naming it is stored).
+    pub async fn delete_audit_through(&self, chain: &str, seq: i64) -> Result<u64, DbError> {
+        on_pool!(self, pool => sqlx::query("DELETE FROM audit_events WHERE chain = $1 AND seq <= $2").bind(chain).bind(seq).execute(pool).await.map(|r| r.rows_affected()))
+            .map_err(DbError::write("prune audit events"))
     }
 }

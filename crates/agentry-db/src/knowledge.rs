@@ -493,11 +493,20 @@ impl Db {
     }
 
     /// Delete one version with its bytes and chunks; returns the chunk ids
-    /// (to unindex), or `None` when there is no such version. The caller
-    /// keeps the current, latest and in-flight versions out of reach.
+    /// (to unindex), or `None` when there is no such version — or when it is
+    /// the document's current or latest one by the time the write lock is
+    /// held (a restore may have raced the caller's check). The caller keeps
+    /// in-flight versions out of reach.
     pub async fn delete_version(&self, document_id: &str, version: i32) -> Result<Option<Vec<i64>>, DbError> {
         on_pool!(self, pool => async {
             let mut tx = crate::begin_write(pool).await?;
+            // Lock the document row (PostgreSQL; SQLite's write lock is already held), then look again.
+            sqlx::query("UPDATE documents SET updated_at_ms = updated_at_ms WHERE id = $1").bind(document_id).execute(&mut *tx).await?;
+            let kept: Option<i32> = sqlx::query_scalar("SELECT 1 FROM documents WHERE id = $1 AND (current_version = $2 OR latest_version = $2)")
+                .bind(document_id).bind(version).fetch_optional(&mut *tx).await?;
+            if kept.is_some() {
+                return Ok(None);
+            }
             let chunk_ids: Vec<i64> = sqlx::query_scalar("DELETE FROM chunks WHERE document_id = $1 AND version = $2 RETURNING id")
                 .bind(document_id).bind(version).fetch_all(&mut *tx).await?;
             sqlx::query("DELETE FROM jobs WHERE kind IN ('index', 'summary') AND subject_id = $1 AND subject_version = $2")

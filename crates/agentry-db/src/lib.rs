@@ -20,6 +20,7 @@ pub mod mfa;
 pub mod model_calls;
 pub mod oidc;
 pub mod outbox;
+pub mod privacy;
 pub mod schedules;
 pub mod secrets;
 pub mod test_support;

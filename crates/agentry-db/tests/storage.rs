@@ -112,8 +112,36 @@ async fn migrations_apply_and_are_idempotent() {
     for db in agentry_db::test_support::test_databases(dir.path()).await {
         db.migrate().await.unwrap();
         db.migrate().await.unwrap();
-        assert_eq!(db.applied_migrations().await.unwrap(), (1..=21).collect::<Vec<i64>>(), "{:?}", db.backend());
+        assert_eq!(db.applied_migrations().await.unwrap(), (1..=22).collect::<Vec<i64>>(), "{:?}", db.backend());
         db.ping().await.unwrap();
+    }
+}
+
+/// Every column that names a person is in the map that drives the data
+/// export and the erasure, and the map names only columns that exist: a
+/// store added later cannot be forgotten by either.
+#[tokio::test]
+async fn every_column_that_names_a_person_is_in_the_personal_data_map() {
+    use agentry_db::privacy::{EXPORTED_CHILDREN, PERSON_COLUMN_NAMES, PERSONAL_COLUMNS};
+    let dir = tempfile::tempdir().unwrap();
+    for db in agentry_db::test_support::test_databases(dir.path()).await {
+        db.migrate().await.unwrap();
+        let schema = db.schema_columns().await.unwrap();
+        let has = |table: &str, column: &str| schema.iter().any(|(t, c)| t == table && c == column);
+        let unmapped: Vec<&(String, String)> = schema
+            .iter()
+            .filter(|(table, column)| PERSON_COLUMN_NAMES.contains(&column.as_str()) && !PERSONAL_COLUMNS.iter().any(|c| c.table == table && c.column == column))
+            .collect();
+        assert!(unmapped.is_empty(), "columns naming a person missing from agentry_db::privacy::PERSONAL_COLUMNS ({:?}): {unmapped:?}", db.backend());
+        for c in PERSONAL_COLUMNS {
+            assert!(has(c.table, c.column), "{}.{} is mapped but does not exist ({:?})", c.table, c.column, db.backend());
+            for (child, parent_id) in c.children {
+                assert!(has(child, parent_id), "{child}.{parent_id} ({:?})", db.backend());
+            }
+        }
+        for (child, parent_id, parent, parent_column) in EXPORTED_CHILDREN {
+            assert!(has(child, parent_id) && has(parent, parent_column), "{child} of {parent} ({:?})", db.backend());
+        }
     }
 }
 

@@ -131,6 +131,13 @@ pub const RULES: &[Rule] = &[
     rule(Method::POST, "/api/v1/tenants/{tenant}/users", Tenant(Some(P::ManageUsers))),
     rule(Method::PATCH, "/api/v1/tenants/{tenant}/users/{user_id}", Tenant(Some(P::ManageUsers))),
     rule(Method::DELETE, "/api/v1/tenants/{tenant}/users/{user_id}", Tenant(Some(P::ManageUsers))),
+    // A person's own export needs only a session (checked by the service); anyone else's, manage_users.
+    rule(Method::GET, "/api/v1/tenants/{tenant}/users/{user_id}/data-export", Tenant(None)),
+    rule(Method::POST, "/api/v1/tenants/{tenant}/users/{user_id}/erase", Tenant(Some(P::ManageUsers))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/retention", Tenant(Some(P::ManageTenant))),
+    rule(Method::PUT, "/api/v1/tenants/{tenant}/retention", Tenant(Some(P::ManageTenant))),
+    rule(Method::POST, "/api/v1/tenants/{tenant}/retention/run", Tenant(Some(P::ManageTenant))),
+    rule(Method::GET, "/api/v1/tenants/{tenant}/compliance/report", Tenant(Some(P::ManageTenant))),
     // Members join by invitation (POST …/users invites); the invited person accepts.
     rule(Method::GET, "/api/v1/tenants/{tenant}/invitations", Tenant(Some(P::ManageUsers))),
     rule(Method::DELETE, "/api/v1/tenants/{tenant}/invitations/{id}", Tenant(Some(P::ManageUsers))),

@@ -22,9 +22,13 @@
 //! `agentry reindex` drops the search index (the embedded folder or the
 //! PostgreSQL index tables) for the same rebuild.
 //!
+//! A backup is recorded in the installation's `backups` table (time, size,
+//! whether the key is inside) for the compliance report; the archive itself
+//! was copied before, so it does not hold its own record.
+//!
 //! Owns the archive's layout and the checks a restore makes; must not start
-//! a server or change a database it did not create (reindex drops only index
-//! tables).
+//! a server or change a database it did not create beyond that record
+//! (reindex drops only index tables).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -86,7 +90,6 @@ pub async fn backup(settings: &Settings, config_file: Option<&Path>, out: &Path,
     drop(create_private_file(&snapshot)?);
     let db = Db::connect(&url).await.map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
     db.snapshot_into(&snapshot).await?;
-    db.close().await;
     let database_bytes = std::fs::metadata(&snapshot)?.len();
 
     let manifest = Manifest {
@@ -121,6 +124,14 @@ pub async fn backup(settings: &Settings, config_file: Option<&Path>, out: &Path,
     zip.finish()?.sync_all()?;
     // A hard link never replaces a file that appeared at `out` meanwhile.
     std::fs::hard_link(&partial, out).with_context(|| format!("cannot create {}", out.display()))?;
+    let record = agentry_db::privacy::BackupRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        at_ms: chrono::Utc::now().timestamp_millis(),
+        bytes: i64::try_from(std::fs::metadata(out)?.len()).unwrap_or(i64::MAX),
+        includes_master_key: i64::from(include_master_key),
+    };
+    db.record_backup(&record).await?;
+    db.close().await;
     Ok(manifest)
 }
 

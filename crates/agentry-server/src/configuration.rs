@@ -86,6 +86,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// `[telemetry]`: OpenTelemetry traces (off unless an endpoint is set).
     pub telemetry: TelemetrySettings,
+    /// `[privacy]`: the shortest audit retention a tenant may set, and the largest data export.
+    pub privacy: agentry_core::privacy::PrivacySettings,
     pub providers: Vec<ProviderConfig>,
     pub models: Vec<ModelConfig>,
 }
@@ -427,6 +429,7 @@ impl Default for Settings {
             metrics: MetricsSettings::default(),
             audit: AuditSettings::default(),
             telemetry: TelemetrySettings::default(),
+            privacy: agentry_core::privacy::PrivacySettings::default(),
             providers: Vec::new(),
             models: Vec::new(),
         }
@@ -565,6 +568,9 @@ impl Settings {
         }
         if let Err(message) = self.schedules.validate() {
             return fail("schedules", &message);
+        }
+        if let Err(message) = self.privacy.validate() {
+            return fail("privacy", &message);
         }
         if let Err(message) = self.agents.validate() {
             return fail("agents", &message);

@@ -122,6 +122,9 @@ impl Application {
         let bulk = agentry_core::bulk::Bulk::new(db.clone(), jobs.clone(), agents.clone(), knowledge.clone(), events.clone());
         let schedules = Schedules::new(db.clone(), jobs.clone(), events.clone(), agents.clone(), knowledge.clone(), settings.schedules.clone());
         schedules.spawn_poller(shutdown.child_token());
+        let privacy = agentry_core::privacy::Privacy::new(db.clone(), identity.clone(), knowledge.clone(), jobs.clone(), settings.privacy.clone());
+        privacy.register(&jobs);
+        privacy.spawn_retention_queue(Duration::from_secs(3600), shutdown.child_token());
         crate::telemetry::gauges::spawn_audit_verifier(identity.audit().clone(), Duration::from_secs(settings.audit.verify_interval_secs), shutdown.child_token());
         let job_tasks = agentry_core::jobs::spawn_workers(&jobs, shutdown.child_token());
         let state = AppState::new(Handles {
@@ -134,6 +137,7 @@ impl Application {
             events,
             webhooks,
             schedules,
+            privacy,
             payments,
             public_rate_per_ip: settings.usage.public_requests_per_minute_per_ip,
             metrics_token: crate::telemetry::ScrapeToken::new(settings.metrics.bearer_token.clone()),
@@ -344,6 +348,7 @@ fn routes(state: AppState, max_document_bytes: usize, max_file_bytes: u64) -> Ro
         .merge(crate::routes::events::router())
         .merge(crate::routes::webhooks::router())
         .merge(crate::routes::schedules::router())
+        .merge(crate::routes::privacy::router())
         .merge(crate::routes::bulk::router())
         .merge(crate::mcp::router())
         .merge(crate::a2a::router())

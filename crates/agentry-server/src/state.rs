@@ -46,6 +46,8 @@ pub struct Handles {
     pub events: Events,
     pub webhooks: Webhooks,
     pub schedules: Schedules,
+    /// Retention, data exports, erasure and the compliance report.
+    pub privacy: agentry_core::privacy::Privacy,
     pub identity: Identity,
     pub db: Db,
     pub metrics: PrometheusHandle,

@@ -40,6 +40,8 @@ wire_enum! {
         WebhookDelivery => "webhook_delivery": "Send one event to one webhook endpoint.",
         Schedule => "schedule": "Carry out one due time of a schedule (`/api/v1/schedules`): run its action.",
         BulkSubmit => "bulk_submit": "Submit the items of a native batch (`/api/v1/batches`) as runs or uploads.",
+        Retention => "retention": "Delete what a tenant keeps past its retention settings (queued hourly by the platform).",
+        Erasure => "erasure": "Erase one person's data from a tenant (`POST /api/v1/tenants/{tenant}/users/{id}/erase`).",
     }
 }
 

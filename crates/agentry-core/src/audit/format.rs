@@ -22,6 +22,9 @@ pub const KEYED_MARKER: &str = AuditAction::AuditKeyed.as_str();
 /// The action of the keyed event that records an erasure; its metadata
 /// names the erased event ([`erase_metadata`]).
 pub const ERASE_ACTION: &str = AuditAction::AuditErase.as_str();
+/// The action of the keyed event that records deleting a chain's oldest
+/// events ([`prune_metadata`]); the oldest event kept links to the one it names.
+pub const PRUNE_ACTION: &str = AuditAction::AuditPrune.as_str();
 
 /// The pre-0012 hash: SHA-256 over every field and the link. Verified for
 /// rows without a key id; never written any more.
@@ -75,14 +78,38 @@ pub fn erase_metadata(seq: i64, fields_hash: &str) -> serde_json::Value {
     serde_json::json!({ "seq": seq, "fields_hash": fields_hash })
 }
 
-/// The `(seq, fields_hash)` an `audit.erase` event names (`None` for any
-/// other event, or an erase event whose own fields were erased).
-pub fn erasure_named(row: &AuditRow) -> Option<(i64, String)> {
+/// The metadata of an `audit.erase` event that names several erased events.
+pub fn erase_many_metadata(erased: &[(i64, String)]) -> serde_json::Value {
+    serde_json::json!({ "events": erased.iter().map(|(seq, fields_hash)| erase_metadata(*seq, fields_hash)).collect::<Vec<_>>() })
+}
+
+/// The `(seq, fields_hash)` pairs an `audit.erase` event names (none for
+/// any other event, or an erase event whose own fields were erased).
+pub fn erasure_named(row: &AuditRow) -> Vec<(i64, String)> {
+    let named = |metadata: &serde_json::Value| Some((metadata.get("seq")?.as_i64()?, metadata.get("fields_hash")?.as_str()?.to_owned()));
     if row.action != ERASE_ACTION || row.key_id.is_none() || row.erased_at_ms.is_some() {
+        return Vec::new();
+    }
+    let Ok(metadata) = serde_json::from_str::<serde_json::Value>(&row.metadata) else { return Vec::new() };
+    match metadata.get("events").and_then(serde_json::Value::as_array) {
+        Some(events) => events.iter().filter_map(named).collect(),
+        None => named(&metadata).into_iter().collect(),
+    }
+}
+
+/// The metadata of an `audit.prune` event: the last event deleted, its
+/// hash, and the retention cut-off it was deleted for.
+pub fn prune_metadata(through_seq: i64, through_hash: &str, before_ms: i64) -> serde_json::Value {
+    serde_json::json!({ "through_seq": through_seq, "through_hash": through_hash, "before_ms": before_ms })
+}
+
+/// The `(through_seq, through_hash)` an `audit.prune` event names.
+pub fn prune_named(row: &AuditRow) -> Option<(i64, String)> {
+    if row.action != PRUNE_ACTION || row.key_id.is_none() || row.erased_at_ms.is_some() {
         return None;
     }
     let metadata: serde_json::Value = serde_json::from_str(&row.metadata).ok()?;
-    Some((metadata.get("seq")?.as_i64()?, metadata.get("fields_hash")?.as_str()?.to_owned()))
+    Some((metadata.get("through_seq")?.as_i64()?, metadata.get("through_hash")?.as_str()?.to_owned()))
 }
 
 /// Whether an erased row really holds no personal fields any more.
@@ -193,11 +220,16 @@ mod tests {
         erase_event.metadata = erase_metadata(sealed.seq, sealed.fields_hash.as_deref().unwrap_or_default()).to_string();
         seal(&mut erase_event, &key);
         assert_eq!(check_keyed(&erase_event, &key), Ok(()));
-        assert_eq!(erasure_named(&erase_event), Some((1, erased.fields_hash.clone().unwrap_or_default())));
-        assert_eq!(erasure_named(&sealed), None, "only audit.erase events name erasures");
+        let fields = erased.fields_hash.clone().unwrap_or_default();
+        assert_eq!(erasure_named(&erase_event), [(1, fields.clone())]);
+        assert_eq!(erasure_named(&sealed), [], "only audit.erase events name erasures");
         let mut unkeyed = erase_event.clone();
         unkeyed.key_id = None;
-        assert_eq!(erasure_named(&unkeyed), None, "only keyed ones");
+        assert_eq!(erasure_named(&unkeyed), [], "only keyed ones");
+        // One erase event may name several erased rows.
+        let mut many = erase_event.clone();
+        many.metadata = erase_many_metadata(&[(1, fields.clone()), (7, "ab".into())]).to_string();
+        assert_eq!(erasure_named(&many), [(1, fields), (7, "ab".to_owned())]);
         // Erased without the marker: the fields no longer match their hash.
         let mut unmarked = erased.clone();
         unmarked.erased_at_ms = None;

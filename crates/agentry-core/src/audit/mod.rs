@@ -32,14 +32,22 @@
 //! and [`Audit::record`] seals one before appending to it. Legacy rows not
 //! followed by the marker, and a legacy event after a keyed one, are breaks.
 //!
-//! **Erasure (room for it; the operation is not done here).** The HMAC
-//! covers `fields_hash`, not the personal fields, so an erasure can clear
-//! them (NULL, and `{}` for metadata), set `erased_at_ms` and keep
-//! `fields_hash`. Such a row verifies only when a later keyed `audit.erase`
-//! event of the same chain names it (metadata `{"seq", "fields_hash"}`,
-//! [`erase_metadata`]): a database writer cannot hide who did what by
-//! marking rows erased. A row marked erased that still carries personal
-//! fields is a break. Legacy rows cannot be erased this way.
+//! **Erasure** (`erasure.rs`). The HMAC covers `fields_hash`, not the
+//! personal fields, so an erasure clears them (NULL, and `{}` for
+//! metadata), sets `erased_at_ms` and keeps `fields_hash`. Such a row
+//! verifies only when a later keyed `audit.erase` event of the same chain
+//! names it (metadata `{"seq", "fields_hash"}` or a list of them under
+//! `events`): a database writer cannot hide who did what by marking rows
+//! erased. The erase event is written before the fields are cleared. A row
+//! marked erased that still carries personal fields is a break. Legacy rows
+//! cannot be erased this way.
+//!
+//! **Retention** (`erasure.rs`). A tenant's oldest events may be deleted
+//! past its audit retention: a keyed `audit.prune` event naming the last
+//! deleted event's seq and hash is written first, then the events up to it
+//! are deleted. A chain whose first event is not seq 1 verifies only when
+//! its first event links to the hash such a later prune event names, so
+//! deleting events without the audit key is still a break.
 //!
 //! **Anchors** (`anchor.rs`): the chain's head signed with a second derived
 //! key, kept outside the database by the operator (`agentry audit anchor`,
@@ -55,10 +63,12 @@
 //! share one); writers on other replicas are kept from forking the chain by
 //! the `(chain, seq)` primary key, and retry.
 //!
-//! Must not: decide what is audited (callers do), update or delete events,
-//! or read key material from anywhere but its constructor.
+//! Must not: decide what is audited (callers do), update or delete events
+//! other than by erasure and retention as above, or read key material from
+//! anywhere but its constructor.
 
 mod anchor;
+mod erasure;
 mod format;
 mod keys;
 mod view;
@@ -75,7 +85,7 @@ use serde::Serialize;
 
 pub use anchor::Anchor;
 use format::GENESIS;
-pub use format::{ERASE_ACTION, KEYED_MARKER, erase_metadata};
+pub use format::{ERASE_ACTION, KEYED_MARKER, PRUNE_ACTION, erase_metadata};
 pub use keys::{ANCHOR_INFO, AuditKey, AuditKeys, CHAIN_INFO};
 pub use view::{AuditEntry, AuditFilter, AuditPage};
 
@@ -173,6 +183,8 @@ pub struct Verification {
     pub legacy_events: i64,
     /// Events (of those checked) whose personal fields were erased.
     pub erased_events: i64,
+    /// Events up to this seq were deleted past the tenant's audit retention (an `audit.prune` event records it).
+    pub pruned_through_seq: Option<i64>,
     /// The sequence number of the anchor checked, when one was given and holds.
     pub anchored_seq: Option<i64>,
     /// A signed anchor of the head just verified (only when valid): keep it
@@ -360,6 +372,9 @@ impl Audit {
                 if let Err((seq, reason)) = walk.step(row, &self.keys) {
                     return Ok(walk.broken(Some(seq), reason));
                 }
+                if anchor.is_some_and(|a| walk.pruned.as_ref().is_some_and(|(through, _)| a.seq == *through)) && anchored_hash.is_none() {
+                    anchored_hash = walk.pruned.as_ref().map(|(_, hash)| hash.clone());
+                }
                 if anchor.is_some_and(|a| a.seq == row.seq) {
                     anchored_hash = Some(row.hash.clone());
                 }
@@ -371,6 +386,11 @@ impl Audit {
         let head_seq = walk.expected_seq - 1;
         if let Some(anchor) = anchor {
             match anchored_hash {
+                None if walk.pruned.as_ref().is_some_and(|(through, _)| anchor.seq < *through) => {
+                    let through = walk.pruned.as_ref().map_or(0, |(through, _)| *through);
+                    let reason = format!("the anchor (seq {}) is older than the oldest event kept: retention deleted events up to seq {through}; take a new anchor", anchor.seq);
+                    return Ok(walk.broken(Some(through + 1), reason));
+                }
                 None => {
                     let reason = format!("the chain was truncated: it ends at seq {head_seq}, before its anchor at seq {}", anchor.seq);
                     return Ok(walk.broken(Some(head_seq + 1), reason));
@@ -384,7 +404,8 @@ impl Audit {
         }
         Ok(Verification {
             valid: true,
-            events: head_seq,
+            events: walk.checked(),
+            pruned_through_seq: walk.pruned.as_ref().map(|(through, _)| *through),
             first_broken_seq: None,
             reason: None,
             legacy_events: walk.legacy,
@@ -442,17 +463,37 @@ struct Walk {
     erased: i64,
     /// Erased events no `audit.erase` event has named yet: seq → fields hash.
     unvouched_erasures: BTreeMap<i64, String>,
+    /// The chain starts after deleted events: the last one's `(seq, hash)`.
+    pruned: Option<(i64, String)>,
+    /// A keyed `audit.prune` event names [`Self::pruned`].
+    prune_vouched: bool,
 }
 
 impl Default for Walk {
     fn default() -> Self {
-        Self { expected_seq: 1, prev_hash: GENESIS.to_owned(), last_key: None, retired: HashSet::new(), legacy: 0, erased: 0, unvouched_erasures: BTreeMap::new() }
+        Self {
+            expected_seq: 1,
+            prev_hash: GENESIS.to_owned(),
+            last_key: None,
+            retired: HashSet::new(),
+            legacy: 0,
+            erased: 0,
+            unvouched_erasures: BTreeMap::new(),
+            pruned: None,
+            prune_vouched: false,
+        }
     }
 }
 
 impl Walk {
     /// Check one event and advance past it; `Err` is the seq of the break and why.
     fn step(&mut self, row: &AuditRow, keys: &AuditKeys) -> Result<(), (i64, String)> {
+        if self.expected_seq == 1 && row.seq > 1 {
+            // The oldest events were deleted: a later prune event must name the last one ([`Self::finish`]).
+            self.pruned = Some((row.seq - 1, row.prev_hash.clone()));
+            self.expected_seq = row.seq;
+            self.prev_hash = row.prev_hash.clone();
+        }
         let at = self.expected_seq.min(row.seq);
         if row.seq != self.expected_seq {
             return Err((at, "an event is missing (sequence gap)".to_owned()));
@@ -495,10 +536,13 @@ impl Walk {
                     self.erased += 1;
                     self.unvouched_erasures.insert(row.seq, row.fields_hash.clone().unwrap_or_default());
                 }
-                if let Some((seq, fields_hash)) = format::erasure_named(row)
-                    && self.unvouched_erasures.get(&seq) == Some(&fields_hash)
-                {
-                    self.unvouched_erasures.remove(&seq);
+                for (seq, fields_hash) in format::erasure_named(row) {
+                    if self.unvouched_erasures.get(&seq) == Some(&fields_hash) {
+                        self.unvouched_erasures.remove(&seq);
+                    }
+                }
+                if self.pruned.is_some() && format::prune_named(row) == self.pruned {
+                    self.prune_vouched = true;
                 }
             }
         }
@@ -512,16 +556,27 @@ impl Walk {
         if self.last_key.is_none() && self.legacy > 0 {
             return Err((1, UNSEALED_LEGACY.to_owned()));
         }
+        if let Some((through, _)) = &self.pruned
+            && !self.prune_vouched
+        {
+            return Err((through + 1, format!("the events up to seq {through} were deleted, but no later keyed {PRUNE_ACTION} event records it")));
+        }
         if let Some(seq) = self.unvouched_erasures.keys().next() {
             return Err((*seq, format!("the event was marked erased, but no later keyed {ERASE_ACTION} event names it (seq and fields hash)")));
         }
         Ok(())
     }
 
+    /// Events walked so far (not counting deleted ones).
+    fn checked(&self) -> i64 {
+        self.expected_seq - 1 - self.pruned.as_ref().map_or(0, |(through, _)| *through)
+    }
+
     fn broken(&self, first_broken_seq: Option<i64>, reason: String) -> Verification {
         Verification {
             valid: false,
-            events: self.expected_seq - 1,
+            events: self.checked(),
+            pruned_through_seq: self.pruned.as_ref().map(|(through, _)| *through),
             first_broken_seq,
             reason: Some(reason),
             legacy_events: self.legacy,

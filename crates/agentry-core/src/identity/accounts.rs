@@ -233,6 +233,38 @@ impl Identity {
         .await
     }
 
+    /// Check that `access` may export (`erasing` false) or erase `user`'s
+    /// data in its tenant: `manage_users`; never a platform administrator's
+    /// unless the caller is one; for a member, a role within the caller's
+    /// (and, erasing, not the last admin); for someone who is no longer a
+    /// member (their role unknown), `manage_tenant`. Nobody erases their own.
+    pub(crate) async fn check_subject(&self, access: &TenantAccess, user: &UserRow, erasing: bool) -> Result<(), Error> {
+        access.require(Permission::ManageUsers)?;
+        if erasing && access.principal.user_id() == Some(user.id.as_str()) {
+            return Err(Error::invalid("you cannot erase your own data: ask another administrator", "user_id"));
+        }
+        if user.platform_admin && !access.principal.is_platform_admin() {
+            return Err(Error::Forbidden("a platform administrator's data is beyond a tenant's administrators".into()));
+        }
+        match self.db.membership(&access.tenant_id, &user.id).await? {
+            Some(current) => {
+                self.outranked_member(access, &current).await?;
+                if erasing {
+                    self.keep_an_admin(&access.tenant_id, &current, None).await?;
+                }
+            }
+            None => access.require(Permission::ManageTenant)?,
+        }
+        Ok(())
+    }
+
+    /// Forget cached sessions, keys and tenant access after a person's data was erased.
+    pub(crate) fn person_erased(&self) {
+        self.live_sessions.invalidate_all();
+        self.keys.invalidate_all();
+        self.access_changed();
+    }
+
     pub(crate) async fn keep_an_admin(&self, tenant_id: &str, current: &MembershipRow, new_role: Option<&str>) -> Result<(), Error> {
         let admin = BuiltinRole::Admin.as_str();
         if current.role == admin && new_role != Some(admin) && self.db.count_members_with_role(tenant_id, admin).await? <= 1 {

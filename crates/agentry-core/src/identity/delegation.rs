@@ -36,6 +36,14 @@ impl Delegation {
     }
 }
 
+impl Delegation {
+    /// The delegation of jobs the platform queues by itself (retention):
+    /// the master key's. Only code queues such jobs; no request can ask for it.
+    pub fn platform() -> Self {
+        Self(serde_json::to_string(&Delegated::MasterKey).unwrap_or_default())
+    }
+}
+
 impl TenantAccess {
     /// The delegation a job queued with this access acts with.
     pub fn delegation(&self) -> Delegation {

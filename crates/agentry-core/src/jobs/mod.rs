@@ -103,6 +103,8 @@ pub fn kind_permission(kind: JobKind) -> &'static [Permission] {
         JobKind::Batch => &[Permission::UseModels],
         JobKind::WebhookDelivery | JobKind::Schedule => &[Permission::ManageIntegrations],
         JobKind::BulkSubmit => BULK_PERMISSIONS,
+        JobKind::Retention => &[Permission::ManageTenant],
+        JobKind::Erasure => &[Permission::ManageUsers],
     }
 }
 
@@ -452,15 +454,15 @@ impl Jobs {
     pub async fn retry(&self, access: &TenantAccess, id: &str) -> Result<JobView, Error> {
         let job = self.visible_job(access, id).await?;
         let delegation = match job.kind {
-            // A delivery acts for its webhook's creator, whoever sends it again.
-            JobKind::WebhookDelivery => None,
+            // A delivery acts for its webhook's creator, whoever sends it again; retention for the platform.
+            JobKind::WebhookDelivery | JobKind::Retention => None,
             JobKind::Index | JobKind::Summary => {
                 if job.kind == JobKind::Index && !self.inner.db.is_latest_version(&job.tenant_id, &job.subject_id, job.subject_version).await? {
                     return Err(Error::Conflict(format!("job '{id}' indexes an older version of its document; restore that version instead")));
                 }
                 None
             }
-            JobKind::AgentRun | JobKind::Batch | JobKind::Schedule | JobKind::BulkSubmit => {
+            JobKind::AgentRun | JobKind::Batch | JobKind::Schedule | JobKind::BulkSubmit | JobKind::Erasure => {
                 if job.owner.as_deref() != Some(owner_of(access).as_str()) {
                     return Err(Error::Forbidden("only the job's owner can run it again (it acts for them)".into()));
                 }

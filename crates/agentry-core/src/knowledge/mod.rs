@@ -23,6 +23,7 @@ mod fetch;
 pub mod ingest;
 mod json_upload;
 mod lineage;
+mod privacy;
 pub mod quality;
 mod rebuild;
 mod refetch;

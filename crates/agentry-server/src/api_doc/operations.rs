@@ -22,6 +22,7 @@ use agentry_core::knowledge::{
     Accepted, AnswerLookup, AnswerQuestion, AnswerToStore, Collection, CollectionChange, CollectionInput, CollectionQuality, DocumentVersion, DocumentView, IngestJob, JsonUpload,
     SearchRequest, SearchResponse, VersionLineage,
 };
+use agentry_core::privacy::{ComplianceReport, Retention, RetentionView};
 use agentry_core::schedules::{CreateSchedule, ScheduleRunView, ScheduleView, UpdateSchedule};
 use agentry_core::usage::TenantUsageSettings;
 use agentry_core::usage::analytics::{Forecast, UsageRecord, UsageSummary};
@@ -225,6 +226,15 @@ pub fn operations() -> Vec<Operation> {
         post("/api/v1/tenants/{tenant}/users", "Invite a member").body(json::<tenants::AddMember>()).answers(201, Some(json::<CreatedInvitation>())),
         patch("/api/v1/tenants/{tenant}/users/{user_id}", "Change a member's role").body(json::<tenants::SetRole>()).answers(200, Some(json::<Membership>())),
         delete("/api/v1/tenants/{tenant}/users/{user_id}", "Remove a member"),
+        get("/api/v1/tenants/{tenant}/users/{user_id}/data-export", "Everything the tenant holds about a person, as a zip archive (their own, or manage_users)")
+            .answers(200, Some(Body::Media("application/zip"))),
+        act("/api/v1/tenants/{tenant}/users/{user_id}/erase", "Erase a person's data from the tenant (queues an erasure job)").answers(202, Some(json::<JobView>())),
+        get("/api/v1/tenants/{tenant}/retention", "How long the tenant keeps threads, runs, document versions, usage records and audit events")
+            .answers(200, Some(json::<RetentionView>())),
+        put("/api/v1/tenants/{tenant}/retention", "Replace the tenant's retention settings").body(json::<Retention>()).answers(200, Some(json::<RetentionView>())),
+        act("/api/v1/tenants/{tenant}/retention/run", "Apply the retention settings now (queues a retention job)").answers(202, Some(json::<JobView>())),
+        get("/api/v1/tenants/{tenant}/compliance/report", "MFA coverage, administrators, stale keys, audit chain, retention and the last backup")
+            .answers(200, Some(json::<ComplianceReport>())),
         get("/api/v1/tenants/{tenant}/invitations", "The tenant's invitations").answers(200, Some(list::<InvitationInfo>())),
         delete("/api/v1/tenants/{tenant}/invitations/{id}", "Revoke an invitation"),
         post("/api/v1/auth/invitations/accept", "Accept an invitation with a new account")

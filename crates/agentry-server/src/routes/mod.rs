@@ -13,6 +13,7 @@ pub mod invitations;
 pub mod jobs;
 pub mod knowledge;
 pub mod oidc;
+pub mod privacy;
 pub mod schedules;
 pub mod tenants;
 pub mod webhooks;

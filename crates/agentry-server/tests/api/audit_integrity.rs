@@ -8,7 +8,7 @@
 
 use std::process::Command;
 
-use agentry_core::audit::{Actor, Anchor, AnchorError, Audit, AuditEvent, AuditKeys, ERASE_ACTION, KEYED_MARKER, Outcome, RequestMeta, erase_metadata};
+use agentry_core::audit::{Actor, Anchor, AnchorError, Audit, AuditEvent, AuditKeys, ERASE_ACTION, KEYED_MARKER, Outcome, PRUNE_ACTION, RequestMeta, erase_metadata};
 use agentry_db::Db;
 use agentry_db::audit::{AuditFilter, AuditRow};
 use agentry_types::AuditAction;
@@ -86,11 +86,11 @@ fn forge(rows: &mut [AuditRow], from: usize, as_legacy: bool) {
 /// Overwrite a stored row with `row` (an attacker with write access).
 async fn overwrite(db: &Db, row: &AuditRow) {
     let sql = "UPDATE audit_events SET action = $1, actor_id = $2, resource = $3, ip = $4, user_agent = $5, request_id = $6, metadata = $7, \
-               prev_hash = $8, hash = $9, key_id = $10, fields_hash = $11, erased_at_ms = $12 WHERE chain = $13 AND seq = $14";
+               prev_hash = $8, hash = $9, key_id = $10, fields_hash = $11, erased_at_ms = $12, at_ms = $15 WHERE chain = $13 AND seq = $14";
     agentry_db::on_pool!(db, pool => sqlx::query(sql)
         .bind(&row.action).bind(&row.actor_id).bind(&row.resource).bind(&row.ip).bind(&row.user_agent).bind(&row.request_id)
         .bind(&row.metadata).bind(&row.prev_hash).bind(&row.hash).bind(&row.key_id).bind(&row.fields_hash).bind(row.erased_at_ms)
-        .bind(&row.chain).bind(row.seq)
+        .bind(&row.chain).bind(row.seq).bind(row.at_ms)
         .execute(pool).await.map(drop))
     .unwrap();
 }
@@ -559,4 +559,65 @@ async fn the_cli_anchors_and_verifies_a_chain() {
     assert!(String::from_utf8_lossy(&tampered.stderr).contains("not anchored"), "{}", String::from_utf8_lossy(&tampered.stderr));
     let report: Value = serde_json::from_slice(&tampered.stdout).unwrap();
     assert_eq!((report["valid"].clone(), report["first_broken_seq"].clone()), (json!(false), json!(1)), "{report}");
+}
+
+/// Retention deletes a chain's oldest events after a keyed prune event
+/// naming the last one: the chain still verifies from where it starts now.
+/// Deleting old events without one, or a prune event that names another
+/// cut, is a break; an anchor older than the cut cannot be checked.
+#[tokio::test]
+async fn a_pruned_chain_verifies_only_when_a_prune_event_records_the_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    for db in databases(&dir).await {
+        let backend = db.backend();
+        let audit = Audit::with_keys(db.clone(), keys(KEY_A, &[]));
+        for action in ["one", "two", "three"] {
+            record(&audit, "t1", action).await;
+        }
+        let old_anchor = audit.anchor("t1", None).await.unwrap();
+        // A database writer who moves an event back in time cannot get it pruned: the chain must verify first.
+        let original = rows(&db, "t1").await.remove(1);
+        let mut backdated = original.clone();
+        backdated.at_ms = 0;
+        overwrite(&db, &backdated).await;
+        let refused = audit.prune("t1", 1).await.unwrap_err();
+        assert!(refused.to_string().contains("does not verify"), "{backend:?}: {refused}");
+        assert_eq!(rows(&db, "t1").await.len(), 3, "nothing was deleted or appended");
+        overwrite(&db, &original).await;
+        // Without the audit key, deleting the oldest events is a break.
+        let kept = rows(&db, "t1").await;
+        agentry_db::on_pool!(&db, pool => sqlx::query("DELETE FROM audit_events WHERE chain = 't1' AND seq <= 2").execute(pool).await.map(drop)).unwrap();
+        let v = audit.verify("t1").await.unwrap();
+        assert_eq!((v.valid, v.first_broken_seq), (false, Some(3)), "{backend:?}: {v:?}");
+        assert!(v.reason.unwrap().contains(PRUNE_ACTION));
+        for row in &kept[..2] {
+            db.insert_audit_event(row).await.unwrap();
+        }
+        assert!(audit.verify("t1").await.unwrap().valid);
+
+        // Retention: everything written before now goes, the prune event (seq 4) stays.
+        let deleted = audit.prune("t1", chrono::Utc::now().timestamp_millis() + 1).await.unwrap();
+        assert_eq!(deleted, 3, "{backend:?}");
+        let v = audit.verify("t1").await.unwrap();
+        assert!(v.valid, "{backend:?}: {v:?}");
+        assert_eq!((v.events, v.pruned_through_seq), (1, Some(3)), "{v:?}");
+        let v = audit.verify_against("t1", Some(&old_anchor)).await.unwrap();
+        assert_eq!(v.anchored_seq, Some(3), "the anchored head is the cut itself: its hash is the one the prune event names: {v:?}");
+        record(&audit, "t1", "four").await;
+        assert!(audit.verify("t1").await.unwrap().valid);
+
+        // A second cut; an anchor older than it can no longer be checked.
+        let deleted = audit.prune("t1", chrono::Utc::now().timestamp_millis() + 1).await.unwrap();
+        assert_eq!(deleted, 2, "{backend:?}");
+        let v = audit.verify_against("t1", Some(&old_anchor)).await.unwrap();
+        assert!(!v.valid && v.reason.as_deref().unwrap().contains("older than the oldest event kept"), "{v:?}");
+        assert!(audit.verify("t1").await.unwrap().valid);
+
+        // The first event kept cannot be relinked to pretend another cut.
+        let first = rows(&db, "t1").await.remove(0);
+        let mut forged = first.clone();
+        forged.prev_hash = "f".repeat(64);
+        overwrite(&db, &forged).await;
+        assert!(!audit.verify("t1").await.unwrap().valid, "{backend:?}");
+    }
 }

@@ -51,6 +51,7 @@ pub struct TestOptions {
     pub schedules: agentry_core::schedules::SchedulesSettings,
     pub events: agentry_core::events::EventsSettings,
     pub metrics: agentry_server::configuration::MetricsSettings,
+    pub privacy: agentry_core::privacy::PrivacySettings,
 }
 
 impl Default for TestOptions {
@@ -84,6 +85,7 @@ impl Default for TestOptions {
             schedules: agentry_core::schedules::SchedulesSettings::default(),
             events: agentry_core::events::EventsSettings::default(),
             metrics: agentry_server::configuration::MetricsSettings::default(),
+            privacy: agentry_core::privacy::PrivacySettings::default(),
         }
     }
 }
@@ -170,6 +172,7 @@ pub async fn spawn_app_with(options: TestOptions) -> TestApp {
     settings.schedules = options.schedules.clone();
     settings.events = options.events.clone();
     settings.metrics = options.metrics.clone();
+    settings.privacy = options.privacy.clone();
     settings.data_dir = data_dir.path().to_path_buf();
     settings.master_key = (!options.master_key_from_data_dir).then(|| SecretString::from(MASTER_KEY));
     settings.database_url = options.postgres_url.clone();

@@ -39,6 +39,7 @@ mod operations;
 mod own_clients;
 mod pagination;
 mod parse_isolation;
+mod privacy;
 mod protocols;
 mod request_rules;
 mod resilience;

@@ -189,7 +189,18 @@ fn expect(rule: &Rule, kind: Kind, caller: Caller, whose: Whose) -> Option<Expec
     }
     let mutating = rule.method != Method::GET;
     let session = caller != Caller::ScopedKey;
+    let export = rule.path.ends_with("/data-export");
     Some(match (kind, whose) {
+        // A person exports their own data; anyone else's takes manage_users and a role within the
+        // caller's (the other member is a `user`, more than the people manager holds), and is hidden from others.
+        (Kind::Member, Whose::Own) if export => Allow,
+        (Kind::Member, Whose::OtherMember) if export => match caller {
+            Caller::Member(BuiltinRole::Admin) => Allow,
+            _ if caller.can(Permission::ManageUsers) => Deny,
+            _ => Hidden,
+        },
+        // Erasing your own data is refused with a 400 (ask another administrator).
+        (Kind::Member, Whose::Own) if rule.path.ends_with("/erase") => Allow,
         // Making anyone an admin is beyond every caller but the admin, whoever the member is.
         (Kind::Member, _) if rule.method == Method::PATCH && caller != Caller::Member(BuiltinRole::Admin) => Deny,
         // Roles are named per tenant: a PUT naming another tenant's role creates one here, within the ceiling.
@@ -463,7 +474,7 @@ impl Fixture {
             }
             Kind::Invoice => {
                 // A distinct past month per invoice, so each is its own object.
-                let period = format!("{}-{:02}", 2000 + n / 12, n % 12 + 1);
+                let period = format!("{}-{:02}", 1970 + n / 12, n % 12 + 1);
                 let body = created(self.call(&token, tenant, Method::POST, "/api/v1/billing/invoices", Some(json!({ "period": period }))).await, "an invoice");
                 Object { id: id(&body), extra: None }
             }
