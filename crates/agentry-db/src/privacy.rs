@@ -346,9 +346,7 @@ impl Db {
     /// them only with `audit`.
     pub async fn personal_rows(&self, person: &Person<'_>, tenant: Option<&str>, audit: bool) -> Result<Vec<(String, Vec<String>)>, DbError> {
         let mut out = Vec::new();
-        let wanted = |c: &&PersonalColumn| {
-            (c.within == Account) == tenant.is_none() && c.on_erase != WithRow && if c.within == Chain { audit } else { c.refers != Mentions }
-        };
+        let wanted = |c: &&PersonalColumn| (c.within == Account) == tenant.is_none() && c.on_erase != WithRow && if c.within == Chain { audit } else { c.refers != Mentions };
         for c in PERSONAL_COLUMNS.iter().filter(wanted) {
             let filter = Filter::naming(self.backend(), c, person, tenant);
             let rows = self.rows_as_json(c.table, &filter.sql, &filter.binds).await?;
@@ -397,8 +395,8 @@ impl Db {
         let sql = "SELECT CAST(COALESCE((SELECT SUM(bytes) FROM files WHERE tenant_id = $1 AND owner = $2), 0) \
              + COALESCE((SELECT SUM(v.size_bytes) FROM documents d JOIN document_versions v ON v.document_id = d.id \
              AND v.version = COALESCE(d.current_version, d.latest_version) WHERE d.tenant_id = $1 AND d.created_by = $3), 0) AS BIGINT)";
-        let total: i64 = on_pool!(self, pool => sqlx::query_scalar(sql).bind(tenant_id).bind(owner).bind(user_id).fetch_one(pool).await)
-            .map_err(DbError::query("personal content bytes"))?;
+        let total: i64 =
+            on_pool!(self, pool => sqlx::query_scalar(sql).bind(tenant_id).bind(owner).bind(user_id).fetch_one(pool).await).map_err(DbError::query("personal content bytes"))?;
         Ok(total)
     }
 

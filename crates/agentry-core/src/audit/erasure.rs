@@ -79,7 +79,8 @@ impl Audit {
 
     /// A keyed event whose content still matches its key's HMAC.
     fn check_row(&self, row: &AuditRow) -> Result<(), Error> {
-        let key = row.key_id.as_deref().and_then(|id| self.keys.get(id)).ok_or_else(|| Error::Conflict(format!("audit event {} is not keyed by a key this server holds", row.seq)))?;
+        let key =
+            row.key_id.as_deref().and_then(|id| self.keys.get(id)).ok_or_else(|| Error::Conflict(format!("audit event {} is not keyed by a key this server holds", row.seq)))?;
         check_keyed(row, key).map_err(|reason| Error::Conflict(format!("audit event {}: {reason}", row.seq)))
     }
 

@@ -73,6 +73,10 @@ async fn a_backup_taken_under_write_load_restores_every_acknowledged_write() {
     let (ok, stderr) = agentry(app.data_dir.as_ref().unwrap().path(), &["backup", "--out", backup.to_str().unwrap()], &[("AGENTRY_MASTER_KEY", MASTER_KEY)]).await;
     assert!(ok, "{stderr}");
     assert!(stderr.contains("does not include the master key"), "{stderr}");
+    // The installation records the backup for the compliance report.
+    let (_, report) = send(&app, &token, Method::GET, "/api/v1/tenants/acme/compliance/report", None).await;
+    assert_eq!(report["last_backup"]["bytes"].as_u64(), Some(std::fs::metadata(&backup).unwrap().len()), "{report}");
+    assert_eq!(report["last_backup"]["includes_master_key"], false);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     stop.cancel();
     for writer in writers {
