@@ -94,6 +94,7 @@ impl Error {
             Self::MfaRequired => ErrorCode::MfaRequired,
             Self::ModelCannotSee(_) => ErrorCode::ModelCannotSee,
             Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
+            Self::Db(e) if e.is_unreachable() => ErrorCode::ServiceUnavailable,
             Self::ToolUnavailable(_) => ErrorCode::UpstreamError,
             Self::Db(_) | Self::Index(_) | Self::Internal(_) => ErrorCode::InternalError,
         }
@@ -113,6 +114,7 @@ impl Error {
         match self {
             Self::RateLimited { retry_after, .. } | Self::Locked { retry_after } => Some(*retry_after),
             Self::Unavailable(_) => Some(Duration::from_secs(1)),
+            Self::Db(e) if e.is_unreachable() => Some(Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -121,6 +123,7 @@ impl Error {
     pub fn public_message(&self) -> String {
         match self {
             Self::InvalidApiKey => "Incorrect API key provided.".to_owned(),
+            Self::Db(e) if e.is_unreachable() => "the database is not answering; try again shortly".to_owned(),
             Self::Db(_) | Self::Index(_) | Self::Internal(_) => "internal server error".to_owned(),
             other => other.to_string(),
         }

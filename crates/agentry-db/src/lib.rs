@@ -58,6 +58,16 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// The database could not be reached (no pooled connection within the
+    /// wait, a broken connection): a condition to retry, not a fault of the request.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::Connect(_) => true,
+            Self::Query { source, .. } => matches!(source, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)),
+            _ => false,
+        }
+    }
+
     pub(crate) fn query(context: &'static str) -> impl FnOnce(sqlx::Error) -> Self {
         move |source| Self::Query { context, source }
     }
@@ -169,6 +179,13 @@ fn restrict_sqlite_files(file: &std::path::Path, create: bool) -> std::io::Resul
     Ok(())
 }
 
+/// Pooled connections to an embedded (SQLite) database unless configured.
+pub const DEFAULT_SQLITE_CONNECTIONS: u32 = 8;
+/// Pooled connections to PostgreSQL unless configured.
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 16;
+/// The longest a query waits for a pooled PostgreSQL connection.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Which engine a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -184,8 +201,17 @@ pub enum Db {
 }
 
 impl Db {
-    /// Connect to `url` (`sqlite:…` creates the file and its folder if missing; `postgres://…`).
+    /// Connect to `url` (`sqlite:…` creates the file and its folder if missing; `postgres://…`)
+    /// with the engine's default pool ([`DEFAULT_SQLITE_CONNECTIONS`], [`DEFAULT_POSTGRES_CONNECTIONS`]).
     pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_pooled(url, None).await
+    }
+
+    /// [`Self::connect`] with at most `max_connections` pooled connections
+    /// (`None`: the engine's default). Waiting for a PostgreSQL connection
+    /// gives up after [`ACQUIRE_TIMEOUT`], so a database that went away fails
+    /// requests fast instead of queueing them.
+    pub async fn connect_pooled(url: &str, max_connections: Option<u32>) -> Result<Self, DbError> {
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
                 .map_err(DbError::Connect)?
@@ -206,14 +232,19 @@ impl Db {
             if on_disk {
                 restrict_sqlite_files(&file, true).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
             }
-            let pool = SqlitePoolOptions::new().max_connections(8).connect_with(options).await.map_err(DbError::Connect)?;
+            let pool = SqlitePoolOptions::new().max_connections(max_connections.unwrap_or(DEFAULT_SQLITE_CONNECTIONS)).connect_with(options).await.map_err(DbError::Connect)?;
             if on_disk {
                 restrict_sqlite_files(&file, false).map_err(|e| DbError::Connect(sqlx::Error::Io(e)))?;
             }
             Ok(Self::Sqlite(pool))
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(DbError::Connect)?;
-            let pool = PgPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(5)).connect_with(options).await.map_err(DbError::Connect)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(max_connections.unwrap_or(DEFAULT_POSTGRES_CONNECTIONS))
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(options)
+                .await
+                .map_err(DbError::Connect)?;
             Ok(Self::Postgres(pool))
         } else {
             Err(DbError::UnsupportedUrl(url.to_owned()))
@@ -229,6 +260,14 @@ impl Db {
         let Self::Sqlite(pool) = self else { return Err(DbError::Aborted("copy PostgreSQL with pg_dump or point-in-time recovery".into())) };
         let dest = dest.to_str().ok_or_else(|| DbError::Aborted(format!("{} is not a UTF-8 path", dest.display())))?;
         sqlx::query("VACUUM INTO $1").bind(dest).execute(pool).await.map(drop).map_err(DbError::query("snapshot the database"))
+    }
+
+    /// The pool as it stands: `(connections open, of them idle, most allowed)`.
+    pub fn pool_state(&self) -> (u32, usize, u32) {
+        match self {
+            Self::Sqlite(pool) => (pool.size(), pool.num_idle(), pool.options().get_max_connections()),
+            Self::Postgres(pool) => (pool.size(), pool.num_idle(), pool.options().get_max_connections()),
+        }
     }
 
     pub fn backend(&self) -> Backend {

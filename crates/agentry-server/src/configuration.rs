@@ -41,6 +41,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// `sqlite:<path>` or `postgres://…`; defaults to `sqlite://<data_dir>/agentry.db`.
     pub database_url: Option<String>,
+    /// Pooled database connections per process (default 8 for SQLite, 16 for PostgreSQL).
+    pub database_max_connections: Option<u32>,
     /// Bearer key for `/v1` and `/metrics`; generated into `<data_dir>/master.key` when unset.
     #[serde(serialize_with = "agentry_llm::providers::serialize_secret")]
     pub master_key: Option<SecretString>,
@@ -406,6 +408,7 @@ impl Default for Settings {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            database_max_connections: None,
             master_key: None,
             log: "info".into(),
             log_format: LogFormat::Text,
@@ -493,6 +496,9 @@ impl Settings {
     /// Checks serde cannot express.
     pub fn validate(&self) -> Result<(), InvalidSetting> {
         let fail = |key, message: &str| Err(InvalidSetting { key, message: message.to_owned() });
+        if self.database_max_connections.is_some_and(|n| !(1..=1000).contains(&n)) {
+            return fail("database_max_connections", "must be 1-1000");
+        }
         if let Some(url) = &self.database_url
             && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
         {

@@ -264,7 +264,7 @@ async fn retention(db: Db, days: u32, stop: CancellationToken) {
 /// Connect to the configured database and apply migrations.
 pub async fn connect_and_migrate(settings: &Settings) -> anyhow::Result<Db> {
     let url = settings.database_url();
-    let db = Db::connect(&url).await.map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
+    let db = Db::connect_pooled(&url, settings.database_max_connections).await.map_err(|e| anyhow::anyhow!("database_url: {e}"))?;
     db.migrate().await?;
     Ok(db)
 }

@@ -47,5 +47,6 @@ async fn metrics(State(state): State<AppState>) -> Response {
     let degraded = state.gateway.accounting().coord().degraded();
     metrics::gauge!("coordination_degraded").set(if degraded { 1.0 } else { 0.0 });
     state.session_gauge.refresh(&state.identity).await;
+    crate::telemetry::gauges::database_pool(&state.db);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }

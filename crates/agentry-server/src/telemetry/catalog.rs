@@ -42,6 +42,8 @@ pub const FAMILIES: &[Family] = &[
     family("rate_limited_requests_total", Counter, &["tier", "dimension"], "Requests refused by a rate limit, by tier and limited dimension."),
     family("active_sessions", Gauge, &["tenant"], "Signed-in sessions not expired or revoked, for the 20 tenants with most (the rest summed as tenant=\"(others)\")."),
     family("coordination_degraded", Gauge, &[], "1 while Redis is unreachable and limits, budgets and caches run per replica; else 0."),
+    family("database_connections", Gauge, &["state"], "Pooled database connections of this process, idle or in use (read when scraped)."),
+    family("database_max_connections", Gauge, &[], "The most pooled database connections this process opens (database_max_connections)."),
     family("coordination_fallbacks_total", Counter, &[], "Coordination operations answered locally because Redis failed or was slow."),
     family(
         "cache_requests_total",

@@ -2,7 +2,8 @@
 //! `active_sessions` (refreshed when `/metrics` is scraped, at most every
 //! 15 s per process) and the audit chains' health (`audit_chains_broken`,
 //! `audit_chain_verified_timestamp_seconds`, from a verification of every
-//! chain every `audit.verify_interval_secs`).
+//! chain every `audit.verify_interval_secs`), and the database pool
+//! (`database_connections`, `database_max_connections`, read on each scrape).
 //!
 //! Owns when these are measured and how tenants are bucketed; the queries
 //! belong to core (identity, audit).
@@ -57,6 +58,14 @@ impl SessionGauge {
             metrics::gauge!("active_sessions", "tenant" => slug).set(value);
         }
     }
+}
+
+/// Set the database pool gauges from the pool as it stands.
+pub fn database_pool(db: &agentry_db::Db) {
+    let (open, idle, max) = db.pool_state();
+    metrics::gauge!("database_connections", "state" => "idle").set(idle as f64);
+    metrics::gauge!("database_connections", "state" => "in_use").set(f64::from(open).max(idle as f64) - idle as f64);
+    metrics::gauge!("database_max_connections").set(f64::from(max));
 }
 
 /// Verify every audit chain now and then every `interval` (zero: never) until `shutdown`.

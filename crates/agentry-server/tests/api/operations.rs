@@ -2,7 +2,9 @@
 //! clients write holds every write acknowledged before it began, restores
 //! into an empty data dir only with the right master key, and the restored
 //! server rebuilds its search index from the stored chunks; `agentry
-//! reindex` drops an index for the same rebuild.
+//! reindex` drops an index for the same rebuild; a PostgreSQL that goes away
+//! makes requests fail fast with 503, and the server recovers without a
+//! restart when it is back.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -171,4 +173,88 @@ async fn backup_refuses_what_it_cannot_copy_faithfully() {
     let (ok, stderr) = agentry(dir.path(), &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]).await;
     assert!(ok, "{stderr}");
     assert!(std::fs::read_dir(dir.path()).unwrap().flatten().all(|e| !e.file_name().to_string_lossy().starts_with(".agentry-backup-")), "no staging left behind");
+}
+
+/// A TCP proxy to PostgreSQL that the test can cut: while down, it closes
+/// every proxied connection and refuses new ones, as a restarting server would.
+struct CuttableProxy {
+    port: u16,
+    up: Arc<std::sync::atomic::AtomicBool>,
+    connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl CuttableProxy {
+    async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (accepting, held) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !accepting.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue;
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                held.lock().push(task.abort_handle());
+            }
+        });
+        Self { port, up, connections }
+    }
+
+    fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for connection in self.connections.lock().drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_goes_away_fails_requests_fast_and_the_server_recovers() {
+    let Some(url) = agentry_db::test_support::fresh_postgres_url().await else { return };
+    let (prefix, rest) = url.split_once('@').unwrap();
+    let (address, database) = rest.split_once('/').unwrap();
+    let proxy = CuttableProxy::start(address.to_owned()).await;
+    let proxied = format!("{prefix}@127.0.0.1:{}/{database}", proxy.port);
+    let app = spawn_app_with(TestOptions { postgres_url: Some(proxied), ..TestOptions::default() }).await;
+    app.bootstrap().await;
+    let token = app.token(crate::helpers::ADMIN_EMAIL).await;
+    let (status, _) = send(&app, &token, Method::GET, "/api/v1/collections", None).await;
+    assert_eq!(status, 200);
+    let metrics = app.metrics().await;
+    assert!(metrics.contains("database_max_connections 16"), "{metrics}");
+
+    proxy.cut();
+    let began = Instant::now();
+    let response = app.with(Method::GET, "/api/v1/collections", &token).send().await.unwrap();
+    let waited = began.elapsed();
+    assert_eq!(response.status(), 503, "{:?}", response.text().await);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+    assert!(waited < std::time::Duration::from_secs(8), "failed after {waited:?}: a request must not hang on a database that went away");
+    let (status, ready) = send(&app, &token, Method::GET, "/ready", None).await;
+    assert_eq!(status, 503, "{ready}");
+
+    proxy.restore();
+    let mut recovered = false;
+    for _ in 0..50 {
+        let (status, _) = send(&app, &token, Method::GET, "/api/v1/collections", None).await;
+        if status == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "the server must recover once the database is back, without a restart");
 }
