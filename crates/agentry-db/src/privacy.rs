@@ -314,16 +314,11 @@ impl Db {
         .map_err(DbError::query("schema columns"))
     }
 
-    /// The exported columns of `table`.
-    async fn exported_columns(&self, table: &str) -> Result<Vec<String>, DbError> {
-        let columns: Vec<String> = self.schema_columns().await?.into_iter().filter(|(t, _)| t == table).map(|(_, c)| c).collect();
-        Ok(columns.into_iter().filter(|c| !NOT_EXPORTED.contains(&c.as_str())).collect())
-    }
-
     /// Rows of `table` matching `condition` as JSON objects (text), without [`NOT_EXPORTED`] columns.
-    async fn rows_as_json(&self, table: &str, condition: &str, binds: &[String]) -> Result<Vec<String>, DbError> {
-        let columns = self.exported_columns(table).await?;
-        let pairs: Vec<String> = columns.iter().map(|c| format!("'{c}', {c}")).collect();
+    /// `schema` is [`Db::schema_columns`], read once per export.
+    async fn rows_as_json(&self, schema: &[(String, String)], table: &str, condition: &str, binds: &[String]) -> Result<Vec<String>, DbError> {
+        let exported = schema.iter().filter(|(t, c)| t == table && !NOT_EXPORTED.contains(&c.as_str()));
+        let pairs: Vec<String> = exported.map(|(_, c)| format!("'{c}', {c}")).collect();
         let object = match self.backend() {
             Backend::Sqlite => format!("json_object({})", pairs.join(", ")),
             Backend::Postgres => format!("json_build_object({})::text", pairs.join(", ")),
@@ -345,11 +340,12 @@ impl Db {
     /// left out — they are others' as much as theirs; audit events naming
     /// them only with `audit`.
     pub async fn personal_rows(&self, person: &Person<'_>, tenant: Option<&str>, audit: bool) -> Result<Vec<(String, Vec<String>)>, DbError> {
+        let schema = self.schema_columns().await?;
         let mut out = Vec::new();
         let wanted = |c: &&PersonalColumn| (c.within == Account) == tenant.is_none() && c.on_erase != WithRow && if c.within == Chain { audit } else { c.refers != Mentions };
         for c in PERSONAL_COLUMNS.iter().filter(wanted) {
             let filter = Filter::naming(self.backend(), c, person, tenant);
-            let rows = self.rows_as_json(c.table, &filter.sql, &filter.binds).await?;
+            let rows = self.rows_as_json(&schema, c.table, &filter.sql, &filter.binds).await?;
             if !rows.is_empty() {
                 out.push((format!("{}.{}", c.table, c.column), rows));
             }
@@ -359,7 +355,7 @@ impl Db {
                 let Some(c) = PERSONAL_COLUMNS.iter().find(|c| c.table == *parent && c.column == *parent_column) else { continue };
                 let filter = Filter::naming(self.backend(), c, person, tenant);
                 let condition = format!("{parent_id} IN (SELECT id FROM {parent} WHERE {})", filter.sql);
-                let rows = self.rows_as_json(child, &condition, &filter.binds).await?;
+                let rows = self.rows_as_json(&schema, child, &condition, &filter.binds).await?;
                 if !rows.is_empty() {
                     out.push(((*child).to_owned(), rows));
                 }

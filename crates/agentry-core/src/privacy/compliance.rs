@@ -98,9 +98,18 @@ impl Privacy {
         let mut admins = Vec::new();
         let refs: Vec<MemberRef> =
             members.iter().map(|m| MemberRef { user_id: m.user_id.clone(), email: m.email.clone(), role: m.role.clone(), mfa: m.totp_enabled, active: m.is_active }).collect();
+        // Members share a handful of roles: each role's permissions are looked up once.
+        let mut administering: std::collections::HashMap<&str, bool> = std::collections::HashMap::new();
         for member in &refs {
-            let permissions = inner.identity.role_permissions(tenant_id, &member.role).await?;
-            if permissions.contains(Permission::ManageTenant) || permissions.contains(Permission::ManageUsers) {
+            let administers = match administering.get(member.role.as_str()) {
+                Some(known) => *known,
+                None => {
+                    let permissions = inner.identity.role_permissions(tenant_id, &member.role).await?;
+                    let known = permissions.contains(Permission::ManageTenant) || permissions.contains(Permission::ManageUsers);
+                    *administering.entry(&member.role).or_insert(known)
+                }
+            };
+            if administers {
                 admins.push(member.clone());
             }
         }
